@@ -1,0 +1,73 @@
+//! Actions. Each one declares the IAM permissions it needs, the states it may act from, and its
+//! rollback; re-checks the resource right before acting; and returns the pre-state it captured.
+
+pub mod stop_instance;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::ec2::InstanceApi;
+use crate::error::{Error, Result};
+use crate::model::{ActionKind, Finding};
+
+/// What an action is allowed to do and needs, stated once; the SAM template is checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionDeclaration {
+    pub action: ActionKind,
+    /// IAM actions the action itself needs (including its re-check).
+    pub permissions: &'static [&'static str],
+    /// Resource states the action may start from.
+    pub acts_from_states: &'static [&'static str],
+    /// IAM actions its rollback needs.
+    pub rollback_permissions: &'static [&'static str],
+}
+
+/// How to undo an executed action; stored with the action record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Rollback {
+    /// Start an instance that an action stopped.
+    StartInstance { instance_id: String, region: String },
+}
+
+/// The result of re-checking one finding right before acting.
+pub type Recheck = std::result::Result<serde_json::Value, String>;
+
+/// One kind of remediation.
+#[async_trait]
+pub trait Remediation: Send + Sync {
+    /// What it needs and may do.
+    fn declaration(&self) -> &'static ActionDeclaration;
+
+    /// Re-reads every finding's resource (batched): `Ok(pre-state)` if the action may still go
+    /// ahead, `Err(reason)` if not. Findings whose resource vanished get `Err` too.
+    async fn recheck(&self, findings: &[&Finding]) -> Result<HashMap<String, Recheck>>;
+
+    /// How the action will be undone, known before it runs so that it is recorded first.
+    fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback;
+
+    /// Performs the action and verifies it; returns a human-readable detail.
+    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<String>;
+}
+
+/// The AWS ports a rollback may need.
+pub struct RollbackPorts<'a> {
+    pub ec2: &'a dyn InstanceApi,
+}
+
+/// Undoes an action. Each rollback re-checks that it can act and verifies the result.
+pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<String> {
+    match rollback {
+        Rollback::StartInstance { instance_id, .. } => stop_instance::start_again(ports.ec2, instance_id).await,
+    }
+}
+
+/// A failed re-check or verification as an error.
+pub(crate) fn precondition(resource: &str, message: impl Into<String>) -> Error {
+    Error::Precondition {
+        resource: resource.to_string(),
+        message: message.into(),
+    }
+}

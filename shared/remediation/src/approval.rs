@@ -1,0 +1,168 @@
+//! Signed approval links. A token carries the request id, the decision and an expiry, signed with
+//! HMAC-SHA256; a GET of the link only shows a confirmation page (issue: approvals), the POST decides.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+/// What a link asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The approval request id.
+    pub rid: String,
+    /// The decision.
+    pub d: Decision,
+    /// Expiry, epoch seconds.
+    pub exp: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+}
+
+/// Signs and checks approval tokens and builds links to the approval function.
+#[derive(Clone)]
+pub struct LinkSigner {
+    key: Vec<u8>,
+    base_url: String,
+}
+
+impl std::fmt::Debug for LinkSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSigner").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+impl LinkSigner {
+    /// A signer with `key` (at least 32 bytes) for links to `base_url` (the approval Function URL).
+    pub fn new(key: impl Into<Vec<u8>>, base_url: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        if key.len() < 32 {
+            return Err(Error::Config("the link-signing key must be at least 32 bytes".into()));
+        }
+        Ok(LinkSigner {
+            key,
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+        })
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length; this cannot fail.
+        match HmacSha256::new_from_slice(&self.key) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        }
+    }
+
+    /// A signed token for a decision on a request.
+    pub fn token(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
+        let claims = Claims {
+            rid: request_id.to_string(),
+            d: decision,
+            exp: expires_at.timestamp(),
+        };
+        // Serialising this struct of strings and numbers cannot fail.
+        let payload = serde_json::to_vec(&claims).unwrap_or_default();
+        let mut mac = self.mac();
+        mac.update(&payload);
+        let sig = mac.finalize().into_bytes();
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// The link a human follows.
+    pub fn link(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
+        format!("{}/decide?token={}", self.base_url, self.token(request_id, decision, expires_at))
+    }
+
+    /// Checks signature (in constant time) and expiry.
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> std::result::Result<Claims, TokenError> {
+        let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if claims.exp <= now.timestamp() {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> LinkSigner {
+        LinkSigner::new(vec![7u8; 32], "https://abc.lambda-url.us-east-1.on.aws/").unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_to_its_claims() {
+        let t = signer().token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
+        let c = signer().verify(&t, at("2026-11-26T00:00:00Z")).unwrap();
+        assert_eq!((c.rid.as_str(), c.d), ("r1", Decision::Approve));
+    }
+
+    #[test]
+    fn a_link_points_at_the_approval_function() {
+        let l = signer().link("r1", Decision::Reject, at("2026-11-29T00:00:00Z"));
+        assert!(l.starts_with("https://abc.lambda-url.us-east-1.on.aws/decide?token="), "{l}");
+    }
+
+    #[test]
+    fn a_tampered_token_is_refused() {
+        let t = signer().token("r1", Decision::Reject, at("2026-11-29T00:00:00Z"));
+        let (_, sig) = t.split_once('.').unwrap();
+        let forged = serde_json::to_vec(&Claims {
+            rid: "r1".into(),
+            d: Decision::Approve,
+            exp: at("2026-11-29T00:00:00Z").timestamp(),
+        })
+        .unwrap();
+        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(forged));
+        assert_eq!(signer().verify(&forged, at("2026-11-26T00:00:00Z")), Err(TokenError::BadSignature));
+        let other_key = LinkSigner::new(vec![8u8; 32], "https://x").unwrap();
+        assert_eq!(other_key.verify(&t, at("2026-11-26T00:00:00Z")), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn an_expired_or_garbled_token_is_refused() {
+        let t = signer().token("r1", Decision::Approve, at("2026-11-26T00:00:00Z"));
+        assert_eq!(signer().verify(&t, at("2026-11-26T00:00:00Z")), Err(TokenError::Expired));
+        assert_eq!(signer().verify("nonsense", at("2026-11-26T00:00:00Z")), Err(TokenError::Malformed));
+        assert_eq!(signer().verify("a.b.c", at("2026-11-26T00:00:00Z")), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_short_key_is_refused() {
+        assert!(LinkSigner::new(vec![1u8; 8], "https://x").is_err());
+    }
+}

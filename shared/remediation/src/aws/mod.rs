@@ -1,0 +1,133 @@
+//! AWS access: client setup (one place), a call counter every client carries, and the SDK adapters
+//! behind the narrow ports the flow uses.
+
+pub mod cloudwatch;
+pub mod ec2;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::error::{Error, Result};
+
+/// Counts API calls by `Service.Operation` (AWS's names: `EC2.DescribeInstances`) (one per operation, whatever its retries), so a run or
+/// a benchmark can report exactly what it asked of AWS.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    /// Calls so far, by `Service.Operation`.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        match self.0.lock() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// All calls so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    fn add(&self, key: String) {
+        let mut map = match self.0.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *map.entry(key).or_default() += 1;
+    }
+}
+
+// `read_before_serialization`, not `read_before_execution`: a client-level interceptor's
+// before-execution hook runs before the operation's Metadata is in the config bag.
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        let key = match cfg.load::<Metadata>() {
+            Some(m) => format!("{}.{}", m.service(), m.name()),
+            None => "unknown".to_string(),
+        };
+        self.add(key);
+        Ok(())
+    }
+}
+
+/// Every SDK client the functions use, built once from one `SdkConfig`, each counting its calls.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// The region the clients talk to.
+    pub region: String,
+    /// Calls made through these clients.
+    pub calls: CallCounter,
+}
+
+impl Clients {
+    /// Loads the standard AWS configuration (environment, profile, Lambda role; `AWS_ENDPOINT_URL`
+    /// points every client at a local emulator) and builds the clients.
+    pub async fn from_env() -> Result<Clients> {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Clients::from_config(&config)
+    }
+
+    /// Builds the clients from an already loaded configuration.
+    pub fn from_config(config: &SdkConfig) -> Result<Clients> {
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| Error::Config("no AWS region: set AWS_REGION".into()))?;
+        let calls = CallCounter::default();
+        Ok(Clients {
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            region,
+            calls,
+        })
+    }
+}
+
+/// Seconds since the epoch of an SDK timestamp, as a chrono time.
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// An SDK timestamp from a chrono time.
+pub(crate) fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs(t.timestamp())
+}

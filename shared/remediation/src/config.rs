@@ -1,0 +1,86 @@
+//! A function's configuration from its environment, read once at start-up (fail fast, clearly),
+//! and the dependencies built from it.
+
+use crate::approval::LinkSigner;
+use crate::aws::Clients;
+use crate::error::{Error, Result};
+use crate::flow::Sinks;
+use crate::notify::SnsPublisher;
+use crate::policy::Policy;
+use crate::state::DynamoState;
+
+/// Environment variable: the DynamoDB table (state off when unset).
+pub const TABLE_VAR: &str = "FINOPS_TABLE";
+/// Environment variable: the SNS topic ARN (notifications off when unset).
+pub const TOPIC_VAR: &str = "FINOPS_TOPIC_ARN";
+/// Environment variable: the approval function's URL, for links in messages.
+pub const APPROVAL_URL_VAR: &str = "FINOPS_APPROVAL_URL";
+/// Environment variable: the link-signing key (deployments fill it from Secrets Manager).
+pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
+/// Environment variable: GetMetricData calls in flight at once (default 4).
+pub const METRICS_CONCURRENCY_VAR: &str = "FINOPS_METRICS_CONCURRENCY";
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// Everything a detector function needs, built once per container.
+#[derive(Debug)]
+pub struct Deps {
+    pub clients: Clients,
+    pub policy: Policy,
+    /// Where the policy came from (file, variable or defaults).
+    pub policy_source: String,
+    pub state: Option<DynamoState>,
+    pub publisher: Option<SnsPublisher>,
+    pub links: Option<LinkSigner>,
+    pub metrics_concurrency: usize,
+}
+
+impl Deps {
+    /// Reads the environment and builds the clients.
+    pub async fn from_env() -> Result<Deps> {
+        let (policy, policy_source) = Policy::from_env()?;
+        let clients = Clients::from_env().await?;
+        Deps::from_parts(clients, policy, policy_source)
+    }
+
+    /// Builds from already loaded clients and policy, reading the rest from the environment.
+    pub fn from_parts(clients: Clients, policy: Policy, policy_source: String) -> Result<Deps> {
+        let links = match (var(APPROVAL_URL_VAR), var(LINK_KEY_VAR)) {
+            (Some(url), Some(key)) => Some(LinkSigner::new(key.into_bytes(), url)?),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(format!(
+                    "set both {APPROVAL_URL_VAR} and {LINK_KEY_VAR}, or neither"
+                )))
+            }
+        };
+        let metrics_concurrency = match var(METRICS_CONCURRENCY_VAR) {
+            None => 4,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| Error::Config(format!("{METRICS_CONCURRENCY_VAR} must be 1..=64, got {v:?}")))?,
+        };
+        Ok(Deps {
+            state: var(TABLE_VAR).map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
+            publisher: var(TOPIC_VAR).map(|t| SnsPublisher::new(clients.sns.clone(), t)),
+            links,
+            metrics_concurrency,
+            clients,
+            policy,
+            policy_source,
+        })
+    }
+
+    /// The sinks for the flow.
+    pub fn sinks(&self) -> Sinks<'_> {
+        Sinks {
+            state: self.state.as_ref().map(|s| s as _),
+            publisher: self.publisher.as_ref().map(|p| p as _),
+            links: self.links.as_ref(),
+        }
+    }
+}

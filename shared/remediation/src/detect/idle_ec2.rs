@@ -1,0 +1,394 @@
+//! Idle EC2: running instances whose every counted day was quiet on CPU and network.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+
+use crate::model::{
+    is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, IdleDay, IdleEc2Evidence, Severity,
+};
+use crate::policy::Policy;
+use crate::pricing;
+
+/// The rule id.
+pub const RULE: &str = "idle-ec2";
+
+/// What CloudWatch said about one instance on one UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DayUsage {
+    /// Daily Average of CPUUtilization (%).
+    pub cpu_average: Option<f64>,
+    /// Daily Sum of NetworkIn (bytes).
+    pub network_in: Option<f64>,
+    /// Daily Sum of NetworkOut (bytes).
+    pub network_out: Option<f64>,
+}
+
+/// Daily usage of one instance, by UTC day.
+pub type UsageByDay = BTreeMap<NaiveDate, DayUsage>;
+
+/// The whole UTC days a scan at `now` looks at: `lookback_days` days ending at today's 00:00 UTC
+/// (today is incomplete, so it never counts).
+pub fn lookback_days(now: DateTime<Utc>, lookback: u32) -> Vec<NaiveDate> {
+    let today = now.date_naive();
+    (1..=u64::from(lookback))
+        .rev()
+        .filter_map(|back| today.checked_sub_days(Days::new(back)))
+        .collect()
+}
+
+/// Why an instance is passed over before its metrics are even fetched; `None` if it is a candidate.
+/// Stopping these would be undone by AWS, lose data, or fight an orchestrator.
+pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
+    if instance.state != "running" {
+        return Some(format!("instance is {}, not running", instance.state));
+    }
+    if is_exempt(&instance.tags, &policy.exempt_tag) {
+        return Some(format!("exempt: tag {}=true", policy.exempt_tag));
+    }
+    if let Some(asg) = instance.tags.get("aws:autoscaling:groupName") {
+        return Some(format!("in Auto Scaling group {asg}: the group would replace a stopped instance"));
+    }
+    if let Some(lifecycle) = instance.lifecycle.as_deref() {
+        if lifecycle != "scheduled" {
+            return Some(format!("{lifecycle} instance: it cannot be stopped and started like On-Demand"));
+        }
+    }
+    if instance.root_device_type == "instance-store" {
+        return Some("instance-store-backed: it cannot be stopped (only terminated)".into());
+    }
+    if let Some(cluster) = instance
+        .tags
+        .get("eks:cluster-name")
+        .or_else(|| instance.tags.get("eks:nodegroup-name"))
+    {
+        return Some(format!("EKS-managed node ({cluster}): the cluster manages its nodes"));
+    }
+    if let Some(cluster) = instance.tags.keys().find_map(|k| k.strip_prefix("kubernetes.io/cluster/")) {
+        return Some(format!("Kubernetes node of cluster {cluster}: the cluster manages its nodes"));
+    }
+    if let Some(job_flow) = instance.tags.get("aws:elasticmapreduce:job-flow-id") {
+        return Some(format!("EMR-managed node (cluster {job_flow}): EMR manages its nodes"));
+    }
+    None
+}
+
+/// Flags each candidate whose idle days within the lookback reach `idle_days_required`.
+/// A day with no CPU data, or no network data, is not an idle day.
+pub fn detect(
+    candidates: &[Ec2Instance],
+    usage: &HashMap<String, UsageByDay>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    let days = lookback_days(now, policy.idle_ec2.lookback_days);
+    let empty = UsageByDay::new();
+    candidates
+        .iter()
+        .filter(|i| skip_reason(i, policy).is_none())
+        .filter_map(|instance| {
+            let series = usage.get(&instance.id).unwrap_or(&empty);
+            assess(instance, series, &days, policy, now)
+        })
+        .collect()
+}
+
+fn assess(
+    instance: &Ec2Instance,
+    series: &UsageByDay,
+    days: &[NaiveDate],
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<Finding> {
+    let p = &policy.idle_ec2;
+    let idle_days: Vec<IdleDay> = days
+        .iter()
+        .map(|date| {
+            let usage = series.get(date).copied().unwrap_or_default();
+            let network_bytes = match (usage.network_in, usage.network_out) {
+                (Some(i), Some(o)) => Some(i + o),
+                _ => None,
+            };
+            let idle = matches!(usage.cpu_average, Some(c) if c < p.cpu_daily_average_below)
+                && matches!(network_bytes, Some(n) if n < p.network_bytes_per_day_below);
+            IdleDay {
+                date: *date,
+                cpu_average_percent: usage.cpu_average,
+                network_bytes,
+                idle,
+            }
+        })
+        .collect();
+    let idle_count = idle_days.iter().filter(|d| d.idle).count() as u32;
+    if idle_count < p.idle_days_required {
+        return None;
+    }
+
+    let price = pricing::instance_type(&instance.instance_type);
+    let monthly = price.map(|t| round_cents(t.usd_per_month()));
+    let max_of = |f: fn(&IdleDay) -> Option<f64>| idle_days.iter().filter_map(f).fold(0.0_f64, f64::max);
+    let evidence = IdleEc2Evidence {
+        instance_type: instance.instance_type.clone(),
+        lookback_days: p.lookback_days,
+        idle_days: idle_count,
+        idle_days_required: p.idle_days_required,
+        cpu_daily_average_below: p.cpu_daily_average_below,
+        network_bytes_per_day_below: p.network_bytes_per_day_below,
+        max_daily_cpu_average_percent: max_of(|d| d.cpu_average_percent),
+        max_daily_network_bytes: max_of(|d| d.network_bytes),
+        hourly_price_usd: price.map(|t| t.usd_per_hour),
+        price_note: match price {
+            Some(_) => None,
+            None => Some(format!(
+                "{} is not in the embedded us-east-1 price table: no dollar figure",
+                instance.instance_type
+            )),
+        },
+        days: idle_days,
+    };
+    let resource = instance.resource();
+    Some(Finding {
+        id: Finding::id_for(RULE, &resource),
+        rule: RULE.to_string(),
+        resource,
+        evidence: Evidence::IdleEc2(evidence),
+        action: ActionKind::Stop,
+        estimated_monthly_savings_usd: monthly,
+        severity: Severity::from_monthly_usd(monthly),
+        detected_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Tags;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T06:00:00Z".parse().unwrap()
+    }
+
+    fn instance(id: &str, tags: &[(&str, &str)]) -> Ec2Instance {
+        Ec2Instance {
+            id: id.into(),
+            instance_type: "t3.large".into(),
+            state: "running".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            lifecycle: None,
+            root_device_type: "ebs".into(),
+            launch_time: None,
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Tags>(),
+        }
+    }
+
+    /// 14 days of the same usage, ending yesterday.
+    fn steady(cpu: f64, net_in: f64, net_out: f64) -> UsageByDay {
+        lookback_days(now(), 14)
+            .into_iter()
+            .map(|d| {
+                (
+                    d,
+                    DayUsage {
+                        cpu_average: Some(cpu),
+                        network_in: Some(net_in),
+                        network_out: Some(net_out),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn run(instances: &[Ec2Instance], series: Vec<(&str, UsageByDay)>, policy: &Policy) -> Vec<String> {
+        let usage = series.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        detect(instances, &usage, policy, now())
+            .into_iter()
+            .map(|f| f.resource.id)
+            .collect()
+    }
+
+    #[test]
+    fn the_lookback_is_the_fourteen_whole_days_before_today() {
+        let days = lookback_days(now(), 14);
+        assert_eq!(days.len(), 14);
+        assert_eq!(days[0], NaiveDate::from_ymd_opt(2026, 11, 12).unwrap());
+        assert_eq!(days[13], NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+    }
+
+    #[test]
+    fn an_instance_quiet_every_day_is_flagged_with_its_evidence_and_dollars() {
+        let findings = detect(
+            &[instance("i-idle", &[("Owner", "ana")])],
+            &[("i-idle".to_string(), steady(1.0, 1000.0, 2000.0))].into_iter().collect(),
+            &Policy::default(),
+            now(),
+        );
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(f.id, "idle-ec2:123456789012:us-east-1:i-idle");
+        assert_eq!(f.action, ActionKind::Stop);
+        // t3.large: $0.0832/h × 730 h.
+        assert_eq!(f.estimated_monthly_savings_usd, Some(60.74));
+        let Evidence::IdleEc2(e) = &f.evidence else { panic!("wrong evidence") };
+        assert_eq!(e.idle_days, 14);
+        assert_eq!(e.days.len(), 14);
+        assert_eq!(e.days[0].network_bytes, Some(3000.0));
+        assert_eq!(e.max_daily_cpu_average_percent, 1.0);
+    }
+
+    #[test]
+    fn cpu_just_under_the_threshold_is_idle_and_at_the_threshold_is_not() {
+        let p = Policy::default();
+        let ids = [instance("i-under", &[]), instance("i-at", &[])];
+        let found = run(
+            &ids,
+            vec![("i-under", steady(4.999, 0.0, 0.0)), ("i-at", steady(5.0, 0.0, 0.0))],
+            &p,
+        );
+        assert_eq!(found, vec!["i-under"]);
+    }
+
+    #[test]
+    fn network_just_under_the_threshold_is_idle_and_at_it_is_not() {
+        let p = Policy::default();
+        let ids = [instance("i-under", &[]), instance("i-at", &[])];
+        let found = run(
+            &ids,
+            vec![
+                ("i-under", steady(1.0, 2_499_999.0, 2_500_000.0)),
+                ("i-at", steady(1.0, 2_500_000.0, 2_500_000.0)),
+            ],
+            &p,
+        );
+        assert_eq!(found, vec!["i-under"]);
+    }
+
+    #[test]
+    fn one_busy_day_is_enough_to_keep_an_instance() {
+        let mut series = steady(1.0, 10.0, 10.0);
+        let spike_day = lookback_days(now(), 14)[6];
+        series.insert(
+            spike_day,
+            DayUsage {
+                cpu_average: Some(60.0),
+                network_in: Some(10.0),
+                network_out: Some(10.0),
+            },
+        );
+        assert!(run(&[instance("i-spike", &[])], vec![("i-spike", series)], &Policy::default()).is_empty());
+    }
+
+    #[test]
+    fn one_day_without_cpu_data_is_not_an_idle_day() {
+        let mut series = steady(1.0, 10.0, 10.0);
+        let missing = lookback_days(now(), 14)[3];
+        series.insert(
+            missing,
+            DayUsage {
+                cpu_average: None,
+                network_in: Some(10.0),
+                network_out: Some(10.0),
+            },
+        );
+        assert!(run(&[instance("i-gap", &[])], vec![("i-gap", series.clone())], &Policy::default()).is_empty());
+
+        // With 13 idle days required, the one missing day is tolerated.
+        let mut p = Policy::default();
+        p.idle_ec2.idle_days_required = 13;
+        assert_eq!(run(&[instance("i-gap", &[])], vec![("i-gap", series)], &p), vec!["i-gap"]);
+    }
+
+    #[test]
+    fn an_instance_with_no_metrics_at_all_is_not_flagged() {
+        assert!(run(&[instance("i-new", &[])], vec![], &Policy::default()).is_empty());
+    }
+
+    #[test]
+    fn low_cpu_with_high_network_is_not_idle() {
+        let found = run(
+            &[instance("i-proxy", &[])],
+            vec![("i-proxy", steady(0.5, 40_000_000.0, 40_000_000.0))],
+            &Policy::default(),
+        );
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn stopped_instances_are_never_flagged() {
+        let mut stopped = instance("i-stopped", &[]);
+        stopped.state = "stopped".into();
+        let found = run(&[stopped], vec![("i-stopped", steady(0.0, 0.0, 0.0))], &Policy::default());
+        assert!(found.is_empty());
+    }
+
+    #[test]
+    fn exempt_instances_are_not_flagged_whatever_the_spelling_of_true() {
+        let p = Policy::default();
+        for v in ["true", "True", " TRUE "] {
+            let i = instance("i-x", &[("finops:exempt", v)]);
+            assert!(run(&[i], vec![("i-x", steady(0.0, 0.0, 0.0))], &p).is_empty(), "{v:?}");
+        }
+        let not_exempt = instance("i-x", &[("finops:exempt", "no")]);
+        assert_eq!(run(&[not_exempt], vec![("i-x", steady(0.0, 0.0, 0.0))], &p), vec!["i-x"]);
+    }
+
+    #[test]
+    fn a_custom_exempt_tag_is_honoured() {
+        let mut p = Policy::default();
+        p.exempt_tag = "keep-me".into();
+        let i = instance("i-x", &[("keep-me", "true")]);
+        assert_eq!(skip_reason(&i, &p).unwrap(), "exempt: tag keep-me=true");
+    }
+
+    #[test]
+    fn managed_and_unstoppable_instances_are_skipped_with_a_reason() {
+        let p = Policy::default();
+        let asg = instance("i-asg", &[("aws:autoscaling:groupName", "web")]);
+        assert!(skip_reason(&asg, &p).unwrap().contains("Auto Scaling group web"));
+        let mut spot = instance("i-spot", &[]);
+        spot.lifecycle = Some("spot".into());
+        assert!(skip_reason(&spot, &p).unwrap().contains("spot"));
+        let mut store = instance("i-store", &[]);
+        store.root_device_type = "instance-store".into();
+        assert!(skip_reason(&store, &p).unwrap().contains("instance-store"));
+        let eks = instance("i-eks", &[("eks:cluster-name", "prod")]);
+        assert!(skip_reason(&eks, &p).unwrap().contains("EKS"));
+        let k8s = instance("i-k8s", &[("kubernetes.io/cluster/blue", "owned")]);
+        assert!(skip_reason(&k8s, &p).unwrap().contains("blue"));
+        let emr = instance("i-emr", &[("aws:elasticmapreduce:job-flow-id", "j-1")]);
+        assert!(skip_reason(&emr, &p).unwrap().contains("EMR"));
+        assert_eq!(skip_reason(&instance("i-plain", &[]), &p), None);
+    }
+
+    #[test]
+    fn an_unknown_instance_type_is_flagged_without_dollars_and_says_why() {
+        let mut i = instance("i-exotic", &[]);
+        i.instance_type = "x9z.mega".into();
+        let usage = [("i-exotic".to_string(), steady(0.0, 0.0, 0.0))].into_iter().collect();
+        let findings = detect(&[i], &usage, &Policy::default(), now());
+        assert_eq!(findings[0].estimated_monthly_savings_usd, None);
+        let Evidence::IdleEc2(e) = &findings[0].evidence else { panic!() };
+        assert!(e.price_note.as_deref().unwrap().contains("x9z.mega"));
+    }
+
+    #[test]
+    fn thresholds_and_lookback_come_from_the_policy() {
+        let mut p = Policy::default();
+        p.idle_ec2.lookback_days = 7;
+        p.idle_ec2.idle_days_required = 7;
+        p.idle_ec2.cpu_daily_average_below = 20.0;
+        // Busy a week ago, quiet (15% CPU) for the last 7 days.
+        let mut series = steady(90.0, 0.0, 0.0);
+        for d in lookback_days(now(), 7) {
+            series.insert(
+                d,
+                DayUsage {
+                    cpu_average: Some(15.0),
+                    network_in: Some(0.0),
+                    network_out: Some(0.0),
+                },
+            );
+        }
+        assert_eq!(run(&[instance("i-7", &[])], vec![("i-7", series)], &p), vec!["i-7"]);
+    }
+}

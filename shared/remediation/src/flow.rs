@@ -1,0 +1,292 @@
+//! The one flow every rule reuses after detection: plan (mode and exemptions) → approve or act →
+//! record → notify. A failure on one finding is an outcome, never an abort of the run.
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::act::Remediation;
+use crate::approval::{Decision, LinkSigner};
+use crate::error::{Error, Result};
+use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
+use crate::notify::{Message, Publisher};
+use crate::policy::{Mode, Policy};
+use crate::state::{ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
+
+/// Where a run keeps state and sends messages; each is optional in dry-run.
+#[derive(Clone, Copy, Default)]
+pub struct Sinks<'a> {
+    pub state: Option<&'a dyn StateStore>,
+    pub publisher: Option<&'a dyn Publisher>,
+    pub links: Option<&'a LinkSigner>,
+}
+
+/// Everything the flow needs to know about the run.
+pub struct RunContext<'a> {
+    pub mode: Mode,
+    pub policy: &'a Policy,
+    pub now: DateTime<Utc>,
+    pub sinks: Sinks<'a>,
+}
+
+impl RunContext<'_> {
+    /// Refuses a mode the configured sinks cannot support: acting or asking without a table would
+    /// act without a record. Dry-run needs nothing.
+    pub fn check_sinks(&self) -> Result<()> {
+        if self.mode != Mode::DryRun && self.sinks.state.is_none() {
+            return Err(Error::Config(format!(
+                "mode {} needs the state table (FINOPS_TABLE): nothing is done without a record",
+                self.mode.as_str()
+            )));
+        }
+        if self.mode == Mode::Approve && self.sinks.publisher.is_none() {
+            return Err(Error::Config(
+                "mode approve needs the SNS topic (FINOPS_TOPIC_ARN): nobody would be asked".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Notes for the report about what is switched off.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.sinks.state.is_none() {
+            notes.push("state is off: no FINOPS_TABLE configured".to_string());
+        }
+        if self.sinks.publisher.is_none() {
+            notes.push("notifications are off: no FINOPS_TOPIC_ARN configured".to_string());
+        }
+        notes
+    }
+}
+
+/// A short id, unique per (seed, time).
+pub fn new_id(seed: &str, now: DateTime<Utc>) -> String {
+    let mut h = Sha256::new();
+    h.update(seed.as_bytes());
+    h.update(now.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+    let digest = h.finalize();
+    digest.iter().take(10).map(|b| format!("{b:02x}")).collect()
+}
+
+fn dollars(f: &Finding) -> String {
+    match f.estimated_monthly_savings_usd {
+        Some(usd) => format!("${usd:.2}/month"),
+        None => "savings unknown".to_string(),
+    }
+}
+
+/// Applies the mode to the findings; returns one outcome per finding and notes for the report.
+pub async fn apply(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Outcome>, Vec<String>) {
+    match ctx.mode {
+        Mode::DryRun => dry_run(ctx, findings).await,
+        Mode::Approve => request_approvals(ctx, findings).await,
+        Mode::Auto => act(ctx, findings, remediation).await,
+    }
+}
+
+async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<String>) {
+    if messages.is_empty() {
+        return;
+    }
+    if let Some(publisher) = ctx.sinks.publisher {
+        if let Err(e) = publisher.publish(messages).await {
+            tracing::error!(error = %e, messages = messages.len(), "publishing failed");
+            notes.push(format!("notification failed ({} message(s)): {e}", messages.len()));
+        }
+    }
+}
+
+async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+    let outcomes = findings
+        .iter()
+        .map(|f| Outcome::new(&f.id, OutcomeKind::DryRun, format!("would {}: {}", f.action.as_str(), dollars(f))))
+        .collect();
+    let messages: Vec<Message> = findings
+        .iter()
+        .map(|f| Message::Finding {
+            mode: Mode::DryRun,
+            finding: f.clone(),
+        })
+        .collect();
+    let mut notes = Vec::new();
+    publish(ctx, &messages, &mut notes).await;
+    (outcomes, notes)
+}
+
+async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+    let mut outcomes = Vec::with_capacity(findings.len());
+    let mut notes = Vec::new();
+    let Some(state) = ctx.sinks.state else {
+        return (outcomes, vec!["approve mode without a state table: nothing requested".into()]);
+    };
+    let expires_at = ctx.now + Duration::hours(i64::from(ctx.policy.approval_ttl_hours));
+    for f in findings {
+        let request = ApprovalRequest {
+            request_id: new_id(&f.id, ctx.now),
+            finding: f.clone(),
+            created_at: ctx.now,
+            expires_at,
+        };
+        let (request_id, notify) = match state.open_approval(&request).await {
+            Ok(ApprovalOpened::Created) => (request.request_id.clone(), true),
+            Ok(ApprovalOpened::AlreadyOpen { request_id, notified }) => {
+                if notified {
+                    outcomes.push(Outcome::new(
+                        &f.id,
+                        OutcomeKind::PendingApproval,
+                        format!("already awaiting approval (request {request_id}); no new request"),
+                    ));
+                    continue;
+                }
+                // The earlier run recorded the request but its message never left: send it now.
+                (request_id, true)
+            }
+            Err(e) => {
+                outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("could not record the approval request: {e}")));
+                continue;
+            }
+        };
+        if notify {
+            let message = Message::ApprovalRequest {
+                request_id: request_id.clone(),
+                finding: f.clone(),
+                expires_at,
+                approve_url: ctx.sinks.links.map(|l| l.link(&request_id, Decision::Approve, expires_at)),
+                reject_url: ctx.sinks.links.map(|l| l.link(&request_id, Decision::Reject, expires_at)),
+            };
+            let mut publish_notes = Vec::new();
+            publish(ctx, std::slice::from_ref(&message), &mut publish_notes).await;
+            if publish_notes.is_empty() {
+                if let Err(e) = state.mark_notified(&request_id).await {
+                    notes.push(format!("request {request_id} sent but not marked as sent: {e}"));
+                }
+                outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::PendingApproval,
+                    format!(
+                        "approval requested (request {request_id}, expires {}): {} {}",
+                        expires_at.to_rfc3339(),
+                        f.action.as_str(),
+                        dollars(f)
+                    ),
+                ));
+            } else {
+                notes.extend(publish_notes);
+                outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Failed,
+                    format!("approval request {request_id} recorded but not sent; the next run sends it"),
+                ));
+            }
+        }
+    }
+    (outcomes, notes)
+}
+
+async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Outcome>, Vec<String>) {
+    let mut outcomes = Vec::with_capacity(findings.len());
+    let mut notes = Vec::new();
+    let Some(state) = ctx.sinks.state else {
+        return (outcomes, vec!["auto mode without a state table: nothing done".into()]);
+    };
+    // Exemption first, from the finding's own tags: never even re-read an exempt resource.
+    let (exempt, candidates): (Vec<&Finding>, Vec<&Finding>) =
+        findings.iter().partition(|f| is_exempt(&f.resource.tags, &ctx.policy.exempt_tag));
+    for f in exempt {
+        outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, format!("exempt: tag {}=true", ctx.policy.exempt_tag)));
+    }
+    if candidates.is_empty() {
+        return (outcomes, notes);
+    }
+    let rechecked = match remediation.recheck(&candidates).await {
+        Ok(r) => r,
+        Err(e) => {
+            for f in candidates {
+                outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("re-check failed, nothing done: {e}")));
+            }
+            return (outcomes, notes);
+        }
+    };
+    let mut messages = Vec::new();
+    for f in candidates {
+        let pre_state = match rechecked.get(&f.id) {
+            Some(Ok(pre)) => pre.clone(),
+            Some(Err(reason)) => {
+                outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, reason.clone()));
+                continue;
+            }
+            None => {
+                outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, "re-check returned nothing; nothing done"));
+                continue;
+            }
+        };
+        let record = ActionRecord {
+            action_id: new_id(&f.id, ctx.now),
+            finding: f.clone(),
+            mode: ctx.mode,
+            decided_by: "auto".to_string(),
+            rollback: remediation.rollback_for(f, &pre_state),
+            pre_state,
+            started_at: ctx.now,
+        };
+        // The pre-state and rollback are on record before anything changes.
+        if let Err(e) = state.begin_action(&record).await {
+            outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("not recorded, so not done: {e}")));
+            continue;
+        }
+        let _span = tracing::info_span!("act", resource_id = %f.resource.id, action = f.action.as_str()).entered();
+        let (kind, detail) = match remediation.execute(f, &record.pre_state).await {
+            Ok(detail) => (OutcomeKind::Executed, detail),
+            Err(e) => (OutcomeKind::Failed, e.to_string()),
+        };
+        tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
+        if let Err(e) = state.finish_action(&record, kind, &detail, Utc::now().max(ctx.now)).await {
+            notes.push(format!("action {} finished but its outcome was not recorded: {e}", record.action_id));
+        }
+        outcomes.push(Outcome::new(
+            &f.id,
+            kind,
+            format!("{detail} (action {}; rollback: {:?})", record.action_id, record.rollback),
+        ));
+        messages.push(Message::ActionResult {
+            action_id: record.action_id.clone(),
+            finding: f.clone(),
+            outcome: kind,
+            detail,
+            decided_by: record.decided_by.clone(),
+            rollback: record.rollback.clone(),
+        });
+    }
+    publish(ctx, &messages, &mut notes).await;
+    (outcomes, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_differ_by_seed_and_time_and_are_short_hex() {
+        let t: DateTime<Utc> = "2026-11-26T06:00:00Z".parse().unwrap();
+        let a = new_id("x", t);
+        assert_eq!(a.len(), 20);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_id("y", t));
+        assert_ne!(a, new_id("x", t + Duration::nanoseconds(1)));
+    }
+
+    #[test]
+    fn acting_or_asking_without_a_table_is_refused_and_dry_run_is_not() {
+        let policy = Policy::default();
+        let ctx = |mode| RunContext {
+            mode,
+            policy: &policy,
+            now: Utc::now(),
+            sinks: Sinks::default(),
+        };
+        assert!(ctx(Mode::DryRun).check_sinks().is_ok());
+        assert!(ctx(Mode::Auto).check_sinks().unwrap_err().to_string().contains("FINOPS_TABLE"));
+        assert!(ctx(Mode::Approve).check_sinks().is_err());
+        assert_eq!(ctx(Mode::DryRun).notes().len(), 2);
+    }
+}

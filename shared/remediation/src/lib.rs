@@ -1,0 +1,19 @@
+//! FinOps Autopilot's shared crate. Every function runs the same flow:
+//! inventory → detect (pure) → plan → (approve) → act → record → notify.
+
+pub mod act;
+pub mod approval;
+pub mod aws;
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod flow;
+pub mod model;
+pub mod notify;
+pub mod policy;
+pub mod pricing;
+pub mod rules;
+pub mod state;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,306 @@
+//! The data that flows between the pieces: resources, findings, outcomes and a run's report.
+//! Field names are a contract (DESIGN.md): other tools read this JSON.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Mode;
+
+/// Resource tags, sorted by key.
+pub type Tags = BTreeMap<String, String>;
+
+/// What kind of thing a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResourceKind {
+    Ec2Instance,
+    EbsVolume,
+    S3Bucket,
+    CostService,
+}
+
+/// The resource a finding is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// An EC2 instance as the inventory sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ec2Instance {
+    pub id: String,
+    pub instance_type: String,
+    /// `pending`, `running`, `stopping`, `stopped`, ...
+    pub state: String,
+    pub account: String,
+    pub region: String,
+    /// `spot` or `capacity-block` for those; `None` for On-Demand.
+    pub lifecycle: Option<String>,
+    /// `ebs` or `instance-store`.
+    pub root_device_type: String,
+    pub launch_time: Option<DateTime<Utc>>,
+    pub tags: Tags,
+}
+
+impl Ec2Instance {
+    /// The instance as a finding's resource.
+    pub fn resource(&self) -> Resource {
+        Resource {
+            kind: ResourceKind::Ec2Instance,
+            id: self.id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// What the system proposes to do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// Stop an EC2 instance (rollback: start it).
+    Stop,
+    /// Snapshot an EBS volume, then delete it (rollback: recreate from the snapshot).
+    SnapshotAndDelete,
+    /// Put S3 Block Public Access (rollback: restore the prior settings).
+    BlockPublicAccess,
+    /// Tell people; change nothing.
+    Notify,
+}
+
+impl ActionKind {
+    /// The contract spelling (`stop`, `snapshot-and-delete`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Stop => "stop",
+            ActionKind::SnapshotAndDelete => "snapshot-and-delete",
+            ActionKind::BlockPublicAccess => "block-public-access",
+            ActionKind::Notify => "notify",
+        }
+    }
+}
+
+/// How urgent a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// The contract spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Severity of a cost finding from its monthly dollars (unknown dollars: medium).
+    pub fn from_monthly_usd(usd: Option<f64>) -> Severity {
+        match usd {
+            Some(v) if v >= 1000.0 => Severity::High,
+            Some(v) if v < 20.0 => Severity::Low,
+            _ => Severity::Medium,
+        }
+    }
+}
+
+/// One idle-ec2 day: what CloudWatch said for that UTC day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleDay {
+    pub date: NaiveDate,
+    /// Daily average of CPUUtilization (%); `None` when CloudWatch had no data.
+    pub cpu_average_percent: Option<f64>,
+    /// NetworkIn + NetworkOut for the day (bytes); `None` when either had no data.
+    pub network_bytes: Option<f64>,
+    /// Whether this day counted as idle.
+    pub idle: bool,
+}
+
+/// The numbers that convinced the idle-ec2 detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleEc2Evidence {
+    pub instance_type: String,
+    pub lookback_days: u32,
+    pub idle_days: u32,
+    pub idle_days_required: u32,
+    pub cpu_daily_average_below: f64,
+    pub network_bytes_per_day_below: f64,
+    pub max_daily_cpu_average_percent: f64,
+    pub max_daily_network_bytes: f64,
+    /// On-Demand hourly price used for the savings, when the type is in the price table.
+    pub hourly_price_usd: Option<f64>,
+    /// Why there is no dollar figure, when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_note: Option<String>,
+    pub days: Vec<IdleDay>,
+}
+
+/// Rule-specific evidence; serialised without a tag (its shape tells the rule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Evidence {
+    IdleEc2(IdleEc2Evidence),
+    /// Evidence of a rule this version does not know in detail.
+    Other(serde_json::Value),
+}
+
+/// Something worth acting on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `<rule>:<account>:<region>:<resource id>`: stable across runs.
+    pub id: String,
+    pub rule: String,
+    pub resource: Resource,
+    pub evidence: Evidence,
+    pub action: ActionKind,
+    /// Monthly dollars saved by the action; `None` when the price is unknown.
+    pub estimated_monthly_savings_usd: Option<f64>,
+    pub severity: Severity,
+    pub detected_at: DateTime<Utc>,
+}
+
+impl Finding {
+    /// The stable id of a finding of `rule` about `resource`.
+    pub fn id_for(rule: &str, resource: &Resource) -> String {
+        format!("{rule}:{}:{}:{}", resource.account, resource.region, resource.id)
+    }
+
+    /// The `Owner` tag, or `unknown`.
+    pub fn owner(&self) -> &str {
+        self.resource.tags.get("Owner").map(String::as_str).unwrap_or("unknown")
+    }
+}
+
+/// What happened to a finding (or a resource passed over) in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutcomeKind {
+    DryRun,
+    PendingApproval,
+    Executed,
+    Skipped,
+    Failed,
+}
+
+/// One line of a run's outcomes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub finding_id: String,
+    pub outcome: OutcomeKind,
+    pub detail: String,
+}
+
+impl Outcome {
+    /// Builds an outcome.
+    pub fn new(finding_id: impl Into<String>, outcome: OutcomeKind, detail: impl Into<String>) -> Self {
+        Outcome {
+            finding_id: finding_id.into(),
+            outcome,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A detector Lambda's response (DESIGN.md contract).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub rule: String,
+    pub mode: Mode,
+    /// Resources looked at.
+    pub scanned: usize,
+    pub findings: Vec<Finding>,
+    pub outcomes: Vec<Outcome>,
+    /// Sum of the findings' known monthly savings.
+    pub estimated_monthly_savings_usd: f64,
+    /// Things the operator should know about this run (state off, policy source, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    /// Sums the findings' known savings, rounded to cents.
+    pub fn total_savings(findings: &[Finding]) -> f64 {
+        let total: f64 = findings.iter().filter_map(|f| f.estimated_monthly_savings_usd).sum();
+        round_cents(total)
+    }
+}
+
+/// Rounds dollars to cents.
+pub fn round_cents(usd: f64) -> f64 {
+    (usd * 100.0).round() / 100.0
+}
+
+/// Whether `tags` exempt a resource: the exempt tag's value is `true`, trimmed, in any case.
+pub fn is_exempt(tags: &Tags, exempt_tag: &str) -> bool {
+    tags.get(exempt_tag)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn exemption_accepts_true_in_any_case_with_spaces() {
+        for v in ["true", "TRUE", " True ", "tRuE\n"] {
+            assert!(is_exempt(&tags(&[("finops:exempt", v)]), "finops:exempt"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn exemption_rejects_other_values_and_other_keys() {
+        for v in ["false", "yes", "1", "", "truee"] {
+            assert!(!is_exempt(&tags(&[("finops:exempt", v)]), "finops:exempt"), "{v:?}");
+        }
+        // Keys are case-sensitive, as AWS tag keys are.
+        assert!(!is_exempt(&tags(&[("FinOps:Exempt", "true")]), "finops:exempt"));
+    }
+
+    #[test]
+    fn finding_json_uses_the_contract_field_names() {
+        let resource = Resource {
+            kind: ResourceKind::Ec2Instance,
+            id: "i-0abc".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            tags: tags(&[("Owner", "ana")]),
+        };
+        let finding = Finding {
+            id: Finding::id_for("idle-ec2", &resource),
+            rule: "idle-ec2".into(),
+            resource,
+            evidence: Evidence::Other(serde_json::json!({"k": 1})),
+            action: ActionKind::Stop,
+            estimated_monthly_savings_usd: Some(60.74),
+            severity: Severity::Medium,
+            detected_at: "2026-11-26T06:00:00Z".parse().unwrap(),
+        };
+        let json = serde_json::to_value(&finding).unwrap();
+        assert_eq!(json["id"], "idle-ec2:123456789012:us-east-1:i-0abc");
+        assert_eq!(json["resource"]["kind"], "ec2-instance");
+        assert_eq!(json["action"], "stop");
+        assert_eq!(json["severity"], "medium");
+        assert_eq!(json["detected_at"], "2026-11-26T06:00:00Z");
+        let back: Finding = serde_json::from_value(json).unwrap();
+        assert_eq!(back, finding);
+    }
+}

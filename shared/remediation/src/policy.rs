@@ -1,0 +1,366 @@
+//! The policy: what the system looks for and what it may do. YAML, partial files allowed (what is
+//! left out takes the defaults), validated at start-up with errors that name the field and the source.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How far a rule may go on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Report only; nothing is changed and no state is needed.
+    DryRun,
+    /// Ask a human: a pending approval in DynamoDB and an approval request on SNS.
+    Approve,
+    /// Act at once (after the re-check), recording pre-state and rollback.
+    Auto,
+}
+
+impl Mode {
+    /// The policy spelling of the mode (`dry-run`, `approve`, `auto`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Approve => "approve",
+            Mode::Auto => "auto",
+        }
+    }
+}
+
+/// The whole policy. Every field has a default, so `{}` is a valid policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Global mode; each rule may override it.
+    pub mode: Mode,
+    /// Tag key whose value `true` (trimmed, any case) exempts a resource from every rule.
+    pub exempt_tag: String,
+    /// Tag keys every resource must carry (case-sensitive; a blank value counts as missing).
+    pub required_tags: Vec<String>,
+    /// How long an approval request stays open before it expires (hours).
+    pub approval_ttl_hours: u32,
+    /// The idle EC2 rule.
+    pub idle_ec2: IdleEc2Policy,
+    /// The unattached EBS volume rule.
+    pub ebs_cleanup: EbsCleanupPolicy,
+    /// The cost threshold rule.
+    pub cost_alert: CostAlertPolicy,
+    /// The public S3 bucket rule.
+    pub s3_public: S3PublicPolicy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: Mode::DryRun,
+            exempt_tag: "finops:exempt".into(),
+            required_tags: vec!["Owner".into(), "CostCenter".into(), "Environment".into()],
+            approval_ttl_hours: 72,
+            idle_ec2: IdleEc2Policy::default(),
+            ebs_cleanup: EbsCleanupPolicy::default(),
+            cost_alert: CostAlertPolicy::default(),
+            s3_public: S3PublicPolicy::default(),
+        }
+    }
+}
+
+/// Thresholds of the idle EC2 rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdleEc2Policy {
+    /// Overrides the global mode for this rule.
+    pub mode: Option<Mode>,
+    /// Whole UTC days looked back over, ending at today's 00:00 UTC.
+    pub lookback_days: u32,
+    /// A day is idle only if its average CPUUtilization (%) is below this.
+    pub cpu_daily_average_below: f64,
+    /// ... and its NetworkIn + NetworkOut (bytes) is below this.
+    pub network_bytes_per_day_below: f64,
+    /// How many idle days within the lookback make an instance idle.
+    pub idle_days_required: u32,
+}
+
+impl Default for IdleEc2Policy {
+    fn default() -> Self {
+        IdleEc2Policy {
+            mode: None,
+            lookback_days: 14,
+            cpu_daily_average_below: 5.0,
+            network_bytes_per_day_below: 5_000_000.0,
+            idle_days_required: 14,
+        }
+    }
+}
+
+/// Settings of the unattached EBS volume rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EbsCleanupPolicy {
+    /// Overrides the global mode for this rule.
+    pub mode: Option<Mode>,
+    /// Days a volume must have been seen unattached before it is proposed for deletion.
+    pub grace_days: u32,
+    /// Take a snapshot (and wait for it) before deleting.
+    pub snapshot_before_delete: bool,
+}
+
+impl Default for EbsCleanupPolicy {
+    fn default() -> Self {
+        EbsCleanupPolicy {
+            mode: None,
+            grace_days: 7,
+            snapshot_before_delete: true,
+        }
+    }
+}
+
+/// Thresholds of the cost alert rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostAlertPolicy {
+    /// Overrides the global mode for this rule (alerts never change resources).
+    pub mode: Option<Mode>,
+    /// Cost Explorer metric.
+    pub metric: String,
+    /// Account-wide monthly threshold in USD.
+    pub total_usd: f64,
+    /// Per-service monthly thresholds in USD, keyed by Cost Explorer SERVICE name.
+    pub per_service_usd: BTreeMap<String, f64>,
+}
+
+impl Default for CostAlertPolicy {
+    fn default() -> Self {
+        CostAlertPolicy {
+            mode: None,
+            metric: "UnblendedCost".into(),
+            total_usd: 10_000.0,
+            per_service_usd: BTreeMap::new(),
+        }
+    }
+}
+
+/// Settings of the public S3 bucket rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3PublicPolicy {
+    /// Overrides the global mode for this rule.
+    pub mode: Option<Mode>,
+    /// What to do with a public bucket.
+    pub action: String,
+}
+
+impl Default for S3PublicPolicy {
+    fn default() -> Self {
+        S3PublicPolicy {
+            mode: None,
+            action: "block-public-access".into(),
+        }
+    }
+}
+
+/// Environment variable naming a policy file.
+pub const POLICY_FILE_VAR: &str = "FINOPS_POLICY_FILE";
+/// Environment variable holding the policy YAML itself.
+pub const POLICY_INLINE_VAR: &str = "FINOPS_POLICY";
+
+impl Policy {
+    /// The mode in force for a rule: the rule's override, else the global mode.
+    pub fn mode_for(&self, rule: &str) -> Mode {
+        let override_mode = match rule {
+            "idle-ec2" => self.idle_ec2.mode,
+            "ebs-cleanup" => self.ebs_cleanup.mode,
+            "cost-alert" => self.cost_alert.mode,
+            "s3-public" => self.s3_public.mode,
+            _ => None,
+        };
+        override_mode.unwrap_or(self.mode)
+    }
+
+    /// Loads the policy named by the environment: `FINOPS_POLICY_FILE` (a path), else
+    /// `FINOPS_POLICY` (YAML text), else the built-in defaults. Returns the policy and where it came from.
+    pub fn from_env() -> Result<(Policy, String)> {
+        if let Ok(path) = std::env::var(POLICY_FILE_VAR) {
+            if !path.trim().is_empty() {
+                return Ok((Policy::from_file(Path::new(&path))?, path));
+            }
+        }
+        if let Ok(text) = std::env::var(POLICY_INLINE_VAR) {
+            if !text.trim().is_empty() {
+                return Ok((Policy::from_yaml(&text, POLICY_INLINE_VAR)?, POLICY_INLINE_VAR.to_string()));
+            }
+        }
+        Ok((Policy::default(), "built-in defaults".to_string()))
+    }
+
+    /// Reads and validates a policy file.
+    pub fn from_file(path: &Path) -> Result<Policy> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy {
+            source_name: source_name.clone(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Policy::from_yaml(&text, &source_name)
+    }
+
+    /// Parses and validates policy YAML; `source_name` is used in error messages.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Policy> {
+        let fail = |message: String| Error::Policy {
+            source_name: source_name.to_string(),
+            message,
+        };
+        // An empty file (or one with only comments) means "all defaults".
+        let policy = if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            Policy::default()
+        } else {
+            let deserializer = serde_norway::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." || path.is_empty() {
+                    fail(inner.to_string())
+                } else {
+                    fail(format!("{path}: {inner}"))
+                }
+            })?
+        };
+        policy.validate().map_err(fail)?;
+        Ok(policy)
+    }
+
+    /// Checks the ranges serde cannot; the message starts with the field's path.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.exempt_tag.trim().is_empty() {
+            return Err("exempt_tag: must not be blank".into());
+        }
+        if let Some(i) = self.required_tags.iter().position(|t| t.trim().is_empty()) {
+            return Err(format!("required_tags[{i}]: must not be blank"));
+        }
+        if self.approval_ttl_hours == 0 || self.approval_ttl_hours > 24 * 30 {
+            return Err("approval_ttl_hours: must be between 1 and 720".into());
+        }
+        let idle = &self.idle_ec2;
+        // CloudWatch keeps data at 1-hour resolution (and coarser) for 455 days.
+        if !(1..=455).contains(&idle.lookback_days) {
+            return Err(format!(
+                "idle_ec2.lookback_days: must be between 1 and 455, got {}",
+                idle.lookback_days
+            ));
+        }
+        if idle.idle_days_required == 0 || idle.idle_days_required > idle.lookback_days {
+            return Err(format!(
+                "idle_ec2.idle_days_required: must be between 1 and idle_ec2.lookback_days ({}), got {}",
+                idle.lookback_days, idle.idle_days_required
+            ));
+        }
+        if !(idle.cpu_daily_average_below > 0.0 && idle.cpu_daily_average_below <= 100.0) {
+            return Err(format!(
+                "idle_ec2.cpu_daily_average_below: must be a percentage above 0 and at most 100, got {}",
+                idle.cpu_daily_average_below
+            ));
+        }
+        if !(idle.network_bytes_per_day_below.is_finite() && idle.network_bytes_per_day_below >= 0.0) {
+            return Err(format!(
+                "idle_ec2.network_bytes_per_day_below: must be a non-negative number of bytes, got {}",
+                idle.network_bytes_per_day_below
+            ));
+        }
+        if !(self.cost_alert.total_usd.is_finite() && self.cost_alert.total_usd > 0.0) {
+            return Err(format!(
+                "cost_alert.total_usd: must be a positive amount, got {}",
+                self.cost_alert.total_usd
+            ));
+        }
+        for (service, usd) in &self.cost_alert.per_service_usd {
+            if !(usd.is_finite() && *usd > 0.0) {
+                return Err(format!("cost_alert.per_service_usd.{service}: must be a positive amount, got {usd}"));
+            }
+        }
+        if self.s3_public.action != "block-public-access" {
+            return Err(format!(
+                "s3_public.action: must be block-public-access, got {:?}",
+                self.s3_public.action
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(yaml: &str) -> String {
+        match Policy::from_yaml(yaml, "team.yaml") {
+            Ok(p) => panic!("expected an error, got {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_empty_policy_is_the_documented_default() {
+        let p = Policy::from_yaml("# nothing here\n", "team.yaml").unwrap();
+        assert_eq!(p, Policy::default());
+        assert_eq!(p.mode, Mode::DryRun);
+        assert_eq!(p.exempt_tag, "finops:exempt");
+        assert_eq!(p.idle_ec2.lookback_days, 14);
+        assert_eq!(p.idle_ec2.cpu_daily_average_below, 5.0);
+        assert_eq!(p.idle_ec2.network_bytes_per_day_below, 5_000_000.0);
+        assert_eq!(p.ebs_cleanup.grace_days, 7);
+        assert_eq!(p.cost_alert.total_usd, 10_000.0);
+    }
+
+    #[test]
+    fn a_partial_policy_keeps_the_defaults_it_leaves_out() {
+        let p = Policy::from_yaml("idle_ec2:\n  cpu_daily_average_below: 2.5\n  mode: auto\n", "team.yaml").unwrap();
+        assert_eq!(p.idle_ec2.cpu_daily_average_below, 2.5);
+        assert_eq!(p.idle_ec2.lookback_days, 14);
+        assert_eq!(p.mode_for("idle-ec2"), Mode::Auto);
+        assert_eq!(p.mode_for("ebs-cleanup"), Mode::DryRun);
+    }
+
+    #[test]
+    fn a_misspelt_field_is_named_with_its_path_and_the_file() {
+        let e = err_of("idle_ec2:\n  lookbak_days: 3\n");
+        assert!(e.contains("team.yaml"), "{e}");
+        assert!(e.contains("idle_ec2"), "{e}");
+        assert!(e.contains("lookbak_days"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_mode_is_rejected_with_the_allowed_values() {
+        let e = err_of("mode: yolo\n");
+        assert!(e.contains("mode"), "{e}");
+        assert!(e.contains("dry-run"), "{e}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_names_the_field() {
+        let e = err_of("idle_ec2:\n  lookback_days: two weeks\n");
+        assert!(e.contains("idle_ec2.lookback_days"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_thresholds_are_rejected() {
+        assert!(err_of("idle_ec2: {lookback_days: 0}").contains("idle_ec2.lookback_days"));
+        assert!(err_of("idle_ec2: {cpu_daily_average_below: 150}").contains("idle_ec2.cpu_daily_average_below"));
+        assert!(err_of("idle_ec2: {idle_days_required: 20}").contains("idle_ec2.idle_days_required"));
+        assert!(err_of("idle_ec2: {network_bytes_per_day_below: -1}").contains("network_bytes_per_day_below"));
+        assert!(err_of("exempt_tag: '  '").contains("exempt_tag"));
+    }
+
+    #[test]
+    fn yaml_that_is_not_a_mapping_is_rejected_clearly() {
+        let e = err_of("- just\n- a list\n");
+        assert!(e.contains("team.yaml"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_clear_error_naming_it() {
+        let e = Policy::from_file(Path::new("/nonexistent/finops.yaml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/finops.yaml") && e.contains("cannot read"), "{e}");
+    }
+}

@@ -1,0 +1,205 @@
+//! The embedded instance catalog: us-east-1 On-Demand Linux (shared tenancy) prices, vCPUs, memory
+//! and architecture. Source: the AWS price list for us-east-1 as published in 2025. Prices change
+//! rarely; an unknown type gives no dollar figure rather than a guess.
+
+use serde::{Deserialize, Serialize};
+
+/// AWS bills a "month" of On-Demand time as 730 hours (365 × 24 / 12).
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// CPU architecture of an instance type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+/// One instance type of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct InstanceType {
+    pub name: &'static str,
+    pub family: &'static str,
+    pub arch: Arch,
+    pub vcpus: u32,
+    pub memory_gib: f64,
+    pub usd_per_hour: f64,
+}
+
+impl InstanceType {
+    /// On-Demand dollars per month.
+    pub fn usd_per_month(&self) -> f64 {
+        self.usd_per_hour * HOURS_PER_MONTH
+    }
+}
+
+const fn it(name: &'static str, family: &'static str, arch: Arch, vcpus: u32, memory_gib: f64, usd_per_hour: f64) -> InstanceType {
+    InstanceType {
+        name,
+        family,
+        arch,
+        vcpus,
+        memory_gib,
+        usd_per_hour,
+    }
+}
+
+/// Every type the catalog knows, grouped by family.
+pub static CATALOG: &[InstanceType] = &[
+    it("t2.nano", "t2", Arch::X86_64, 1, 0.5, 0.0058),
+    it("t2.micro", "t2", Arch::X86_64, 1, 1.0, 0.0116),
+    it("t2.small", "t2", Arch::X86_64, 1, 2.0, 0.023),
+    it("t2.medium", "t2", Arch::X86_64, 2, 4.0, 0.0464),
+    it("t2.large", "t2", Arch::X86_64, 2, 8.0, 0.0928),
+    it("t2.xlarge", "t2", Arch::X86_64, 4, 16.0, 0.1856),
+    it("t2.2xlarge", "t2", Arch::X86_64, 8, 32.0, 0.3712),
+    it("t3.nano", "t3", Arch::X86_64, 2, 0.5, 0.0052),
+    it("t3.micro", "t3", Arch::X86_64, 2, 1.0, 0.0104),
+    it("t3.small", "t3", Arch::X86_64, 2, 2.0, 0.0208),
+    it("t3.medium", "t3", Arch::X86_64, 2, 4.0, 0.0416),
+    it("t3.large", "t3", Arch::X86_64, 2, 8.0, 0.0832),
+    it("t3.xlarge", "t3", Arch::X86_64, 4, 16.0, 0.1664),
+    it("t3.2xlarge", "t3", Arch::X86_64, 8, 32.0, 0.3328),
+    it("t3a.nano", "t3a", Arch::X86_64, 2, 0.5, 0.0047),
+    it("t3a.micro", "t3a", Arch::X86_64, 2, 1.0, 0.0094),
+    it("t3a.small", "t3a", Arch::X86_64, 2, 2.0, 0.0188),
+    it("t3a.medium", "t3a", Arch::X86_64, 2, 4.0, 0.0376),
+    it("t3a.large", "t3a", Arch::X86_64, 2, 8.0, 0.0752),
+    it("t3a.xlarge", "t3a", Arch::X86_64, 4, 16.0, 0.1504),
+    it("t3a.2xlarge", "t3a", Arch::X86_64, 8, 32.0, 0.3008),
+    it("t4g.nano", "t4g", Arch::Arm64, 2, 0.5, 0.0042),
+    it("t4g.micro", "t4g", Arch::Arm64, 2, 1.0, 0.0084),
+    it("t4g.small", "t4g", Arch::Arm64, 2, 2.0, 0.0168),
+    it("t4g.medium", "t4g", Arch::Arm64, 2, 4.0, 0.0336),
+    it("t4g.large", "t4g", Arch::Arm64, 2, 8.0, 0.0672),
+    it("t4g.xlarge", "t4g", Arch::Arm64, 4, 16.0, 0.1344),
+    it("t4g.2xlarge", "t4g", Arch::Arm64, 8, 32.0, 0.2688),
+    it("m5.large", "m5", Arch::X86_64, 2, 8.0, 0.096),
+    it("m5.xlarge", "m5", Arch::X86_64, 4, 16.0, 0.192),
+    it("m5.2xlarge", "m5", Arch::X86_64, 8, 32.0, 0.384),
+    it("m5.4xlarge", "m5", Arch::X86_64, 16, 64.0, 0.768),
+    it("m5.8xlarge", "m5", Arch::X86_64, 32, 128.0, 1.536),
+    it("m5.12xlarge", "m5", Arch::X86_64, 48, 192.0, 2.304),
+    it("m5.16xlarge", "m5", Arch::X86_64, 64, 256.0, 3.072),
+    it("m5.24xlarge", "m5", Arch::X86_64, 96, 384.0, 4.608),
+    it("m5.metal", "m5", Arch::X86_64, 96, 384.0, 4.608),
+    it("m6i.large", "m6i", Arch::X86_64, 2, 8.0, 0.096),
+    it("m6i.xlarge", "m6i", Arch::X86_64, 4, 16.0, 0.192),
+    it("m6i.2xlarge", "m6i", Arch::X86_64, 8, 32.0, 0.384),
+    it("m6i.4xlarge", "m6i", Arch::X86_64, 16, 64.0, 0.768),
+    it("m6i.8xlarge", "m6i", Arch::X86_64, 32, 128.0, 1.536),
+    it("m6i.12xlarge", "m6i", Arch::X86_64, 48, 192.0, 2.304),
+    it("m6i.16xlarge", "m6i", Arch::X86_64, 64, 256.0, 3.072),
+    it("m6i.24xlarge", "m6i", Arch::X86_64, 96, 384.0, 4.608),
+    it("m6i.32xlarge", "m6i", Arch::X86_64, 128, 512.0, 6.144),
+    it("m6i.metal", "m6i", Arch::X86_64, 128, 512.0, 6.144),
+    it("m6g.medium", "m6g", Arch::Arm64, 1, 4.0, 0.0385),
+    it("m6g.large", "m6g", Arch::Arm64, 2, 8.0, 0.077),
+    it("m6g.xlarge", "m6g", Arch::Arm64, 4, 16.0, 0.154),
+    it("m6g.2xlarge", "m6g", Arch::Arm64, 8, 32.0, 0.308),
+    it("m6g.4xlarge", "m6g", Arch::Arm64, 16, 64.0, 0.616),
+    it("m6g.8xlarge", "m6g", Arch::Arm64, 32, 128.0, 1.232),
+    it("m6g.12xlarge", "m6g", Arch::Arm64, 48, 192.0, 1.848),
+    it("m6g.16xlarge", "m6g", Arch::Arm64, 64, 256.0, 2.464),
+    it("m6g.metal", "m6g", Arch::Arm64, 64, 256.0, 2.464),
+    it("m7g.medium", "m7g", Arch::Arm64, 1, 4.0, 0.0408),
+    it("m7g.large", "m7g", Arch::Arm64, 2, 8.0, 0.0816),
+    it("m7g.xlarge", "m7g", Arch::Arm64, 4, 16.0, 0.1632),
+    it("m7g.2xlarge", "m7g", Arch::Arm64, 8, 32.0, 0.3264),
+    it("m7g.4xlarge", "m7g", Arch::Arm64, 16, 64.0, 0.6528),
+    it("m7g.8xlarge", "m7g", Arch::Arm64, 32, 128.0, 1.3056),
+    it("m7g.12xlarge", "m7g", Arch::Arm64, 48, 192.0, 1.9584),
+    it("m7g.16xlarge", "m7g", Arch::Arm64, 64, 256.0, 2.6112),
+    it("m7g.metal", "m7g", Arch::Arm64, 64, 256.0, 2.6112),
+    it("c5.large", "c5", Arch::X86_64, 2, 4.0, 0.085),
+    it("c5.xlarge", "c5", Arch::X86_64, 4, 8.0, 0.17),
+    it("c5.2xlarge", "c5", Arch::X86_64, 8, 16.0, 0.34),
+    it("c5.4xlarge", "c5", Arch::X86_64, 16, 32.0, 0.68),
+    it("c5.9xlarge", "c5", Arch::X86_64, 36, 72.0, 1.53),
+    it("c5.12xlarge", "c5", Arch::X86_64, 48, 96.0, 2.04),
+    it("c5.18xlarge", "c5", Arch::X86_64, 72, 144.0, 3.06),
+    it("c5.24xlarge", "c5", Arch::X86_64, 96, 192.0, 4.08),
+    it("c5.metal", "c5", Arch::X86_64, 96, 192.0, 4.08),
+    it("c6i.large", "c6i", Arch::X86_64, 2, 4.0, 0.085),
+    it("c6i.xlarge", "c6i", Arch::X86_64, 4, 8.0, 0.17),
+    it("c6i.2xlarge", "c6i", Arch::X86_64, 8, 16.0, 0.34),
+    it("c6i.4xlarge", "c6i", Arch::X86_64, 16, 32.0, 0.68),
+    it("c6i.8xlarge", "c6i", Arch::X86_64, 32, 64.0, 1.36),
+    it("c6i.12xlarge", "c6i", Arch::X86_64, 48, 96.0, 2.04),
+    it("c6i.16xlarge", "c6i", Arch::X86_64, 64, 128.0, 2.72),
+    it("c6i.24xlarge", "c6i", Arch::X86_64, 96, 192.0, 4.08),
+    it("c6i.32xlarge", "c6i", Arch::X86_64, 128, 256.0, 5.44),
+    it("c6i.metal", "c6i", Arch::X86_64, 128, 256.0, 5.44),
+    it("c7g.medium", "c7g", Arch::Arm64, 1, 2.0, 0.0363),
+    it("c7g.large", "c7g", Arch::Arm64, 2, 4.0, 0.0725),
+    it("c7g.xlarge", "c7g", Arch::Arm64, 4, 8.0, 0.145),
+    it("c7g.2xlarge", "c7g", Arch::Arm64, 8, 16.0, 0.29),
+    it("c7g.4xlarge", "c7g", Arch::Arm64, 16, 32.0, 0.58),
+    it("c7g.8xlarge", "c7g", Arch::Arm64, 32, 64.0, 1.16),
+    it("c7g.12xlarge", "c7g", Arch::Arm64, 48, 96.0, 1.74),
+    it("c7g.16xlarge", "c7g", Arch::Arm64, 64, 128.0, 2.32),
+    it("c7g.metal", "c7g", Arch::Arm64, 64, 128.0, 2.32),
+    it("r5.large", "r5", Arch::X86_64, 2, 16.0, 0.126),
+    it("r5.xlarge", "r5", Arch::X86_64, 4, 32.0, 0.252),
+    it("r5.2xlarge", "r5", Arch::X86_64, 8, 64.0, 0.504),
+    it("r5.4xlarge", "r5", Arch::X86_64, 16, 128.0, 1.008),
+    it("r5.8xlarge", "r5", Arch::X86_64, 32, 256.0, 2.016),
+    it("r5.12xlarge", "r5", Arch::X86_64, 48, 384.0, 3.024),
+    it("r5.16xlarge", "r5", Arch::X86_64, 64, 512.0, 4.032),
+    it("r5.24xlarge", "r5", Arch::X86_64, 96, 768.0, 6.048),
+    it("r5.metal", "r5", Arch::X86_64, 96, 768.0, 6.048),
+    it("r6i.large", "r6i", Arch::X86_64, 2, 16.0, 0.126),
+    it("r6i.xlarge", "r6i", Arch::X86_64, 4, 32.0, 0.252),
+    it("r6i.2xlarge", "r6i", Arch::X86_64, 8, 64.0, 0.504),
+    it("r6i.4xlarge", "r6i", Arch::X86_64, 16, 128.0, 1.008),
+    it("r6i.8xlarge", "r6i", Arch::X86_64, 32, 256.0, 2.016),
+    it("r6i.12xlarge", "r6i", Arch::X86_64, 48, 384.0, 3.024),
+    it("r6i.16xlarge", "r6i", Arch::X86_64, 64, 512.0, 4.032),
+    it("r6i.24xlarge", "r6i", Arch::X86_64, 96, 768.0, 6.048),
+    it("r6i.32xlarge", "r6i", Arch::X86_64, 128, 1024.0, 8.064),
+    it("r6i.metal", "r6i", Arch::X86_64, 128, 1024.0, 8.064),
+];
+
+/// The catalog entry of an instance type, if known.
+pub fn instance_type(name: &str) -> Option<&'static InstanceType> {
+    CATALOG.iter().find(|t| t.name == name)
+}
+
+/// On-Demand monthly dollars of an instance type, if known.
+pub fn ec2_monthly_usd(name: &str) -> Option<f64> {
+    instance_type(name).map(InstanceType::usd_per_month)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_required_family_is_priced() {
+        for family in ["t2", "t3", "t3a", "t4g", "m5", "m6i", "m6g", "m7g", "c5", "c6i", "c7g", "r5", "r6i"] {
+            assert!(CATALOG.iter().any(|t| t.family == family), "{family} missing");
+        }
+    }
+
+    #[test]
+    fn a_t3_medium_costs_about_thirty_dollars_a_month() {
+        let usd = ec2_monthly_usd("t3.medium").unwrap();
+        assert!((usd - 30.368).abs() < 1e-9, "{usd}");
+    }
+
+    #[test]
+    fn an_unknown_type_has_no_price() {
+        assert_eq!(ec2_monthly_usd("x9z.mega"), None);
+    }
+
+    #[test]
+    fn the_catalog_has_no_duplicate_and_no_zero_price() {
+        let mut names: Vec<_> = CATALOG.iter().map(|t| t.name).collect();
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len());
+        assert!(CATALOG.iter().all(|t| t.usd_per_hour > 0.0 && t.vcpus > 0 && t.memory_gib > 0.0));
+        assert!(CATALOG.iter().all(|t| t.name.starts_with(t.family) && t.name[t.family.len()..].starts_with('.')));
+    }
+}

@@ -1,0 +1,78 @@
+//! The idle-ec2 run: running instances → guards → daily CPU and network → pure detector → flow.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::act::stop_instance::StopInstance;
+use crate::aws::cloudwatch::UsageApi;
+use crate::aws::ec2::InstanceApi;
+use crate::detect::idle_ec2::{self, lookback_days, skip_reason, RULE};
+use crate::error::Result;
+use crate::flow::{self, RunContext, Sinks};
+use crate::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
+use crate::policy::Policy;
+
+/// The AWS ports the rule reads and acts through.
+pub struct Ports<'a> {
+    pub ec2: &'a dyn InstanceApi,
+    pub usage: &'a dyn UsageApi,
+}
+
+/// One scan at `now`, in the mode the policy sets for idle-ec2.
+#[tracing::instrument(skip_all, fields(rule = RULE))]
+pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateTime<Utc>) -> Result<RunReport> {
+    let ctx = RunContext {
+        mode: policy.mode_for(RULE),
+        policy,
+        now,
+        sinks,
+    };
+    ctx.check_sinks()?;
+
+    let inventory = ports.ec2.running_instances().await?;
+    let mut outcomes = Vec::new();
+    let mut candidates: Vec<Ec2Instance> = Vec::new();
+    for instance in inventory.iter() {
+        match skip_reason(instance, policy) {
+            Some(reason) => outcomes.push(Outcome::new(
+                Finding::id_for(RULE, &instance.resource()),
+                OutcomeKind::Skipped,
+                reason,
+            )),
+            None => candidates.push(instance.clone()),
+        }
+    }
+
+    let days = lookback_days(now, policy.idle_ec2.lookback_days);
+    let ids: Vec<String> = candidates.iter().map(|i| i.id.clone()).collect();
+    let report = ports.usage.daily_usage(&ids, &days).await;
+    let (failed, measured): (Vec<Ec2Instance>, Vec<Ec2Instance>) =
+        candidates.into_iter().partition(|i| report.failed.contains_key(&i.id));
+    for instance in &failed {
+        let reason = report.failed.get(&instance.id).map(String::as_str).unwrap_or("unknown error");
+        outcomes.push(Outcome::new(
+            Finding::id_for(RULE, &instance.resource()),
+            OutcomeKind::Failed,
+            format!("metrics unavailable, not assessed: {reason}"),
+        ));
+    }
+    let usage: HashMap<_, _> = report.usage;
+    let findings = idle_ec2::detect(&measured, &usage, policy, now);
+    tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
+
+    let remediation = StopInstance { ec2: ports.ec2, policy };
+    let (acted, mut notes) = flow::apply(&ctx, &findings, &remediation).await;
+    outcomes.extend(acted);
+    let mut all_notes = ctx.notes();
+    all_notes.append(&mut notes);
+    Ok(RunReport {
+        rule: RULE.to_string(),
+        mode: ctx.mode,
+        scanned: inventory.len(),
+        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
+        findings,
+        outcomes,
+        notes: all_notes,
+    })
+}

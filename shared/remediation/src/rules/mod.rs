@@ -1,0 +1,3 @@
+//! Each rule's run: inventory → detect → the shared flow, returning the response contract.
+
+pub mod idle_ec2;

@@ -1,0 +1,276 @@
+//! The DynamoDB adapter of [`StateStore`].
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+
+use super::{ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
+use crate::error::{Error, Result};
+use crate::model::OutcomeKind;
+
+/// Name of the TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// The table adapter.
+#[derive(Debug, Clone)]
+pub struct DynamoState {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
+    serde_json::to_string(v)
+        .map(AttributeValue::S)
+        .map_err(|e| Error::Config(format!("cannot serialise a state item: {e}")))
+}
+
+/// Partition key of the lock that keeps one open approval per finding.
+fn finding_pk(finding_id: &str) -> String {
+    format!("FINDING#{finding_id}")
+}
+
+impl DynamoState {
+    /// Uses `table` through `client`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoState {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn put(&self, item: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_string))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The audit item for one transition; the trail of a finding is one Query on its pk.
+    fn audit(&self, finding_id: &str, at: DateTime<Utc>, event: &str, id: &str, detail: &str) -> Result<TransactWriteItem> {
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("AUDIT#{finding_id}"))),
+            ("sk".to_string(), s(format!("{}#{event}#{id}", at.to_rfc3339()))),
+            ("kind".to_string(), s("audit")),
+            ("event".to_string(), s(event)),
+            ("ref_id".to_string(), s(id)),
+            ("detail".to_string(), s(detail)),
+            ("at".to_string(), s(at.to_rfc3339())),
+        ]);
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TransactOutcome> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error() {
+                    let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
+                    if codes.contains(&"ConditionalCheckFailed") {
+                        return Err(TransactOutcome::ConditionFailed);
+                    }
+                }
+                Err(TransactOutcome::Failed(Error::aws("dynamodb", "TransactWriteItems", err)))
+            }
+        }
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
+        Ok(out.item)
+    }
+}
+
+enum TransactOutcome {
+    ConditionFailed,
+    Failed(Error),
+}
+
+#[async_trait]
+impl StateStore for DynamoState {
+    async fn open_approval(&self, request: &ApprovalRequest) -> Result<ApprovalOpened> {
+        let f = &request.finding;
+        let expires = request.expires_at.timestamp();
+        let lock = HashMap::from([
+            ("pk".to_string(), s(finding_pk(&f.id))),
+            ("sk".to_string(), s("OPEN_APPROVAL")),
+            ("kind".to_string(), s("approval-lock")),
+            ("request_id".to_string(), s(&request.request_id)),
+            (TTL_ATTRIBUTE.to_string(), n(expires)),
+        ]);
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("APPROVAL#{}", request.request_id))),
+            ("sk".to_string(), s("REQUEST")),
+            ("kind".to_string(), s("approval")),
+            ("status".to_string(), s("pending")),
+            ("notified".to_string(), AttributeValue::Bool(false)),
+            ("finding_id".to_string(), s(&f.id)),
+            ("rule".to_string(), s(&f.rule)),
+            ("resource_id".to_string(), s(&f.resource.id)),
+            ("action".to_string(), s(f.action.as_str())),
+            ("finding".to_string(), json(f)?),
+            ("created_at".to_string(), s(request.created_at.to_rfc3339())),
+            (TTL_ATTRIBUTE.to_string(), n(expires)),
+        ]);
+        // The lock may be taken over only once the previous request has expired (DynamoDB's TTL
+        // deletes lazily, so the expiry is checked here rather than trusted to have happened).
+        let lock_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(lock))
+            .condition_expression("attribute_not_exists(pk) OR #exp < :now")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(request.created_at.timestamp()))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
+        let items = vec![
+            TransactWriteItem::builder().put(lock_put).build(),
+            self.put(item, Some("attribute_not_exists(pk)"))?,
+            self.audit(
+                &f.id,
+                request.created_at,
+                "approval-requested",
+                &request.request_id,
+                &format!("{} proposed; pending until {}", f.action.as_str(), request.expires_at.to_rfc3339()),
+            )?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(ApprovalOpened::Created),
+            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::ConditionFailed) => {
+                let lock = self.get(&finding_pk(&f.id), "OPEN_APPROVAL").await?;
+                let request_id = match lock.as_ref().and_then(|l| l.get("request_id")) {
+                    Some(AttributeValue::S(id)) => id.clone(),
+                    _ => {
+                        return Err(Error::unexpected(
+                            "dynamodb",
+                            "GetItem",
+                            format!("approval lock of {} vanished or has no request_id", f.id),
+                        ))
+                    }
+                };
+                let existing = self.get(&format!("APPROVAL#{request_id}"), "REQUEST").await?;
+                let notified = matches!(existing.as_ref().and_then(|i| i.get("notified")), Some(AttributeValue::Bool(true)));
+                Ok(ApprovalOpened::AlreadyOpen { request_id, notified })
+            }
+        }
+    }
+
+    async fn mark_notified(&self, request_id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{request_id}")))
+            .key("sk", s("REQUEST"))
+            .update_expression("SET notified = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn begin_action(&self, record: &ActionRecord) -> Result<()> {
+        let f = &record.finding;
+        let item = HashMap::from([
+            ("pk".to_string(), s(format!("ACTION#{}", record.action_id))),
+            ("sk".to_string(), s("RECORD")),
+            ("kind".to_string(), s("action")),
+            ("status".to_string(), s("executing")),
+            ("finding_id".to_string(), s(&f.id)),
+            ("rule".to_string(), s(&f.rule)),
+            ("resource_id".to_string(), s(&f.resource.id)),
+            ("action".to_string(), s(f.action.as_str())),
+            ("mode".to_string(), s(record.mode.as_str())),
+            ("decided_by".to_string(), s(&record.decided_by)),
+            ("finding".to_string(), json(f)?),
+            ("pre_state".to_string(), json(&record.pre_state)?),
+            ("rollback".to_string(), json(&record.rollback)?),
+            ("started_at".to_string(), s(record.started_at.to_rfc3339())),
+        ]);
+        let items = vec![
+            self.put(item, Some("attribute_not_exists(pk)"))?,
+            self.audit(
+                &f.id,
+                record.started_at,
+                "action-executing",
+                &record.action_id,
+                &format!("{} by {}; pre-state captured", f.action.as_str(), record.decided_by),
+            )?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
+                resource: f.resource.id.clone(),
+                message: format!("action {} is already recorded", record.action_id),
+            }),
+        }
+    }
+
+    async fn finish_action(
+        &self,
+        record: &ActionRecord,
+        outcome: OutcomeKind,
+        detail: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let status = match outcome {
+            OutcomeKind::Executed => "executed",
+            _ => "failed",
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACTION#{}", record.action_id)))
+            .key("sk", s("RECORD"))
+            .update_expression("SET #st = :st, detail = :d, finished_at = :at")
+            .condition_expression("#st = :executing")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":d", s(detail))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":executing", s("executing"))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit(&record.finding.id, at, &format!("action-{status}"), &record.action_id, detail)?,
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
+                resource: record.finding.resource.id.clone(),
+                message: format!("action {} is not executing", record.action_id),
+            }),
+        }
+    }
+}

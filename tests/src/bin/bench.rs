@@ -1,0 +1,130 @@
+//! `make bench`: the idle-ec2 scan at N = 1,000 and 5,000 instances (10% idle) with 14 days of
+//! metrics in moto. Reports AWS API calls by operation (counted in the SDK client), wall time and
+//! peak RSS of the scanning process, beside the floor ceil(N/1000) + ceil(3N/500).
+//!
+//! Moto runs through tests/bench/moto_indexed.py (GetMetricData answered from an index; same
+//! answers as stock moto, checked by tests/tests/bench_wrapper.rs), because stock moto rescans
+//! every datapoint for every query and period and would not finish at N = 5,000.
+
+use std::process::Command;
+use std::time::Instant;
+
+use chrono::Utc;
+use finops_tests::moto::workspace_root;
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::aws::cloudwatch::CloudWatch;
+use remediation::aws::ec2::Ec2;
+use remediation::aws::Clients;
+use remediation::flow::Sinks;
+use remediation::policy::Policy;
+use remediation::rules::idle_ec2::{self, Ports};
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("bench: {msg}");
+    std::process::exit(1)
+}
+
+/// Peak resident set of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// The child: one dry-run scan against `endpoint`, printed as JSON.
+async fn scan(endpoint: &str) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "bench"))
+        .load()
+        .await;
+    let clients = Clients::from_config(&config).unwrap_or_else(|e| fail(e));
+    let ec2 = Ec2::new(clients.ec2.clone(), "us-east-1");
+    let usage = CloudWatch::new(clients.cloudwatch.clone(), 4);
+    let started = Instant::now();
+    let report = idle_ec2::run(Ports { ec2: &ec2, usage: &usage }, &Policy::default(), Sinks::default(), Utc::now())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let wall_ms = started.elapsed().as_millis();
+    let out = serde_json::json!({
+        "scanned": report.scanned,
+        "findings": report.findings.len(),
+        "failed": report.outcomes.iter().filter(|o| o.outcome == remediation::model::OutcomeKind::Failed).count(),
+        "calls": clients.calls.snapshot(),
+        "wall_ms": wall_ms,
+        "peak_rss_kib": peak_rss_kib(),
+    });
+    println!("{out}");
+}
+
+async fn seed(moto: &Moto, n: usize) {
+    let c = moto.clients().await;
+    let now = Utc::now();
+    let mut launched = Vec::with_capacity(n);
+    while launched.len() < n {
+        let batch = (n - launched.len()).min(500) as i32;
+        launched.extend(seed::run_instances(&c.ec2, "t3.large", batch, &[("Owner", "bench")], false).await);
+    }
+    let mut datums = Vec::new();
+    for (i, id) in launched.iter().enumerate() {
+        let usage = if i % 10 == 0 { Usage::IDLE } else { Usage::BUSY };
+        datums.extend(seed::daily_datums(id, usage, now, 14, &[]));
+        if datums.len() >= 20_000 {
+            seed::put_datums(&c.cloudwatch, std::mem::take(&mut datums)).await;
+        }
+    }
+    seed::put_datums(&c.cloudwatch, datums).await;
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("scan") {
+        let endpoint = args.get(2).unwrap_or_else(|| fail("usage: bench scan ENDPOINT"));
+        scan(endpoint).await;
+        return;
+    }
+    let sizes: Vec<usize> = match args.get(1) {
+        Some(list) => list.split(',').map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}")))).collect(),
+        None => vec![1000, 5000],
+    };
+    let root = workspace_root();
+    let python = root.join(".venv/bin/python").to_string_lossy().into_owned();
+    let wrapper = root.join("tests/bench/moto_indexed.py").to_string_lossy().into_owned();
+    let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
+
+    println!("idle-ec2 scan, dry-run, 14-day lookback, 10% idle; moto 5.2.5 with the indexed GetMetricData wrapper");
+    println!("{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>10} {:>12}  calls by operation", "N", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s");
+    for n in sizes {
+        let moto = Moto::start_command(vec![python.clone(), wrapper.clone()]).unwrap_or_else(|e| fail(e));
+        let seeded = Instant::now();
+        seed(&moto, n).await;
+        let seed_s = seeded.elapsed().as_secs_f64();
+        let out = Command::new(&me).args(["scan", &moto.endpoint()]).output().unwrap_or_else(|e| fail(e));
+        if !out.status.success() {
+            fail(format!("scan failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(e));
+        let floor = n.div_ceil(1000) + (3 * n).div_ceil(500);
+        let calls: u64 = r["calls"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+        println!(
+            "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8.1} {:>10.1} {:>12.1}  {}",
+            n,
+            r["findings"],
+            r["failed"],
+            calls,
+            floor,
+            r["wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            r["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+            seed_s,
+            r["calls"]
+        );
+    }
+}

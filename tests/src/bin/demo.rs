@@ -1,0 +1,197 @@
+//! `make demo`: a seeded demo account in moto, every function run through its real Lambda binary
+//! (`cargo lambda watch` + `cargo lambda invoke`), and what they found, in dollars.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use finops_tests::local::Watch;
+use finops_tests::moto::workspace_root;
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::model::{Evidence, Finding, RunReport};
+
+const TABLE: &str = "finops-demo";
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("demo: {msg}");
+    std::process::exit(1)
+}
+
+/// ~50 instances: idle ones of many types, busy ones, exempt, stopped, managed and spot ones.
+async fn seed_demo_account(moto: &Moto) -> usize {
+    let c = moto.clients().await;
+    let now = Utc::now();
+    let owners = ["ana", "bo", "cy", "dee", "eli"];
+    let mut datums = Vec::new();
+    let mut count = 0;
+    let idle_types = [
+        "t3.large", "m5.xlarge", "c5.2xlarge", "r5.large", "t3.medium", "m6i.large", "t2.micro",
+        "c6i.xlarge", "r6i.xlarge", "m7g.large", "t4g.small", "m5.2xlarge",
+    ];
+    for (i, t) in idle_types.iter().enumerate() {
+        let owner = owners[i % owners.len()];
+        let name = format!("legacy-{}", i + 1);
+        let id = seed::run_instance(&c.ec2, t, &[("Owner", owner), ("Name", &name), ("CostCenter", "cc-42")]).await;
+        datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
+        count += 1;
+    }
+    for i in 0..26 {
+        let t = ["m5.large", "c5.xlarge", "t3.large", "r5.xlarge"][i % 4];
+        let id = seed::run_instance(&c.ec2, t, &[("Owner", owners[i % owners.len()]), ("Name", "api")]).await;
+        datums.extend(seed::daily_datums(&id, if i % 5 == 0 { Usage::PROXY } else { Usage::BUSY }, now, 14, &[]));
+        count += 1;
+    }
+    for t in ["m5.4xlarge", "t3.large", "c6i.large", "r5.2xlarge"] {
+        let id = seed::run_instance(&c.ec2, t, &[("Owner", "sre"), ("finops:exempt", "true"), ("Name", "dr-standby")]).await;
+        datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
+        count += 1;
+    }
+    for _ in 0..4 {
+        let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "bo"), ("Name", "parked")]).await;
+        seed::stop(&c.ec2, &id).await;
+        count += 1;
+    }
+    for _ in 0..2 {
+        let id = seed::run_instance(&c.ec2, "m5.large", &[("aws:autoscaling:groupName", "web-asg"), ("Owner", "web")]).await;
+        datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
+        count += 1;
+    }
+    let id = seed::run_instances(&c.ec2, "c5.large", 1, &[("Owner", "ml")], true).await.remove(0);
+    datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
+    count += 1;
+    // Quiet, but joined 5 days ago: not enough history to call it idle.
+    let id = seed::run_instance(&c.ec2, "m5.large", &[("Owner", "eli"), ("Name", "new-service")]).await;
+    datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 5, &[]));
+    count += 1;
+    seed::put_datums(&c.cloudwatch, datums).await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    count
+}
+
+fn money(usd: Option<f64>) -> String {
+    usd.map(|v| format!("${v:>9.2}")).unwrap_or_else(|| "   unknown".into())
+}
+
+fn evidence_line(f: &Finding) -> String {
+    match &f.evidence {
+        Evidence::IdleEc2(e) => format!(
+            "{}/{} days idle; CPU ≤ {:.1}%/day, network ≤ {:.2} MB/day",
+            e.idle_days,
+            e.lookback_days,
+            e.max_daily_cpu_average_percent,
+            e.max_daily_network_bytes / 1e6
+        ),
+        Evidence::Other(v) => v.to_string(),
+    }
+}
+
+fn print_report(title: &str, report: &RunReport) {
+    println!("\n== {title}: rule {}, mode {}, {} scanned, {} finding(s)", report.rule, report.mode.as_str(), report.scanned, report.findings.len());
+    println!("{:<21} {:<11} {:<6} {:<55} {:>10}  {}", "instance", "type", "owner", "why it is idle", "$/month", "action");
+    let outcomes: BTreeMap<&str, &remediation::model::Outcome> =
+        report.outcomes.iter().map(|o| (o.finding_id.as_str(), o)).collect();
+    let mut findings: Vec<&Finding> = report.findings.iter().collect();
+    findings.sort_by(|a, b| b.estimated_monthly_savings_usd.partial_cmp(&a.estimated_monthly_savings_usd).unwrap_or(std::cmp::Ordering::Equal));
+    for f in findings {
+        let instance_type = match &f.evidence {
+            Evidence::IdleEc2(e) => e.instance_type.as_str(),
+            Evidence::Other(_) => "",
+        };
+        let outcome = outcomes
+            .get(f.id.as_str())
+            .map(|o| format!("{} ({})", f.action.as_str(), serde_json::to_value(o.outcome).unwrap_or_default().as_str().unwrap_or("")))
+            .unwrap_or_default();
+        println!(
+            "{:<21} {:<11} {:<6} {:<55} {:>10}  {}",
+            f.resource.id,
+            instance_type,
+            f.owner(),
+            evidence_line(f),
+            money(f.estimated_monthly_savings_usd),
+            outcome
+        );
+    }
+    println!("{:<97} {:>10}", "total estimated savings", money(Some(report.estimated_monthly_savings_usd)));
+    let skipped: Vec<_> = report
+        .outcomes
+        .iter()
+        .filter(|o| !report.findings.iter().any(|f| f.id == o.finding_id))
+        .collect();
+    if !skipped.is_empty() {
+        println!("-- passed over:");
+        for o in skipped {
+            let id = o.finding_id.rsplit(':').next().unwrap_or(&o.finding_id);
+            println!("   {id:<21} {:?}: {}", o.outcome, o.detail);
+        }
+    }
+    for n in &report.notes {
+        println!("   note: {n}");
+    }
+}
+
+fn parse_report(v: serde_json::Value) -> RunReport {
+    serde_json::from_value(v).unwrap_or_else(|e| fail(format!("the response is not a run report: {e}")))
+}
+
+#[tokio::main]
+async fn main() {
+    let moto = Moto::start().unwrap_or_else(|e| fail(e));
+    println!("moto server (local AWS) on {}", moto.endpoint());
+    let seeded = seed_demo_account(&moto).await;
+    println!("seeded a demo account: {seeded} instances with 14 days of CloudWatch history");
+
+    let c = moto.clients().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops-demo").await;
+    let base_env = |policy: &str| {
+        vec![
+            ("AWS_ENDPOINT_URL".to_string(), moto.endpoint()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+            ("FINOPS_TABLE".to_string(), TABLE.to_string()),
+            ("FINOPS_TOPIC_ARN".to_string(), topic.clone()),
+            ("FINOPS_APPROVAL_URL".to_string(), "http://127.0.0.1:9000/approval".to_string()),
+            ("FINOPS_LINK_SIGNING_KEY".to_string(), "demo-signing-key-demo-signing-key-0123".to_string()),
+            ("FINOPS_POLICY".to_string(), policy.to_string()),
+        ]
+    };
+    let event = workspace_root().join("events/idle-ec2/scheduled.json");
+
+    println!("\nrunning idle-ec2 through cargo lambda watch + invoke (the first run compiles it)...");
+    let dry = {
+        let watch = Watch::start("idle-ec2", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
+    };
+    print_report("idle-ec2 (default policy: dry-run, nothing changed)", &dry);
+    let _ = seed::drain_queue(&sqs, &queue).await;
+
+    let approve = {
+        let watch = Watch::start("idle-ec2", &base_env("mode: approve")).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
+    };
+    print_report("idle-ec2 (policy mode: approve)", &approve);
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    println!("\n== approval requests published to SNS ({}), as Slack will link them:", messages.len());
+    for m in messages.iter().take(3) {
+        let body: serde_json::Value = m["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        println!(
+            "   {} {} {}\n     approve: {}\n     reject:  {}",
+            body["finding"]["resource"]["id"].as_str().unwrap_or("?"),
+            body["finding"]["action"].as_str().unwrap_or("?"),
+            money(body["finding"]["estimated_monthly_savings_usd"].as_f64()),
+            body["approve_url"].as_str().unwrap_or("-"),
+            body["reject_url"].as_str().unwrap_or("-"),
+        );
+    }
+    if messages.len() > 3 {
+        println!("   ... and {} more", messages.len() - 3);
+    }
+    let pending = seed::scan_table(&c.dynamodb, TABLE)
+        .await
+        .into_iter()
+        .filter(|i| i.get("status").map(String::as_str) == Some("pending"))
+        .count();
+    println!("   {pending} pending approval item(s) in DynamoDB table {TABLE}");
+    println!("\ndone: every instance is as it was; moto and the function have been stopped.");
+}

@@ -1,0 +1,155 @@
+//! Starts moto server (the pinned PyPI version in the workspace's `.venv`) on a free loopback
+//! port, waits until it answers, resets it on demand, and stops it when dropped.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use remediation::aws::Clients;
+
+/// A running moto server; killed on drop.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    /// The loopback port it listens on.
+    pub port: u16,
+}
+
+/// The workspace root (the folder with the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The moto server command: `FINOPS_MOTO_SERVER` if set (a path, arguments allowed), else the
+/// workspace venv's `moto_server`.
+fn server_command() -> Vec<String> {
+    match std::env::var("FINOPS_MOTO_SERVER") {
+        Ok(cmd) if !cmd.trim().is_empty() => cmd.split_whitespace().map(str::to_string).collect(),
+        _ => vec![workspace_root()
+            .join(".venv/bin/moto_server")
+            .to_string_lossy()
+            .into_owned()],
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Moto {
+    /// Starts the default moto server.
+    pub fn start() -> Result<Moto, String> {
+        Moto::start_command(server_command())
+    }
+
+    /// Starts `command` with `-H 127.0.0.1 -p PORT` appended, on a free port (retried if the port
+    /// was taken in between), and waits up to 60 s for it to answer.
+    pub fn start_command(command: Vec<String>) -> Result<Moto, String> {
+        let (program, args) = command.split_first().ok_or("empty moto command")?;
+        if program.contains('/') && !PathBuf::from(program).exists() {
+            return Err(format!(
+                "{program} not found: run `make test` (or `make venv`), which installs the pinned moto"
+            ));
+        }
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let mut child = Command::new(program)
+                .args(args)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start {program}: {e}"))?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_error = format!("moto exited with {status} on port {port}");
+                    break;
+                }
+                if http(port, "GET", "/moto-api/data.json", "").is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+                    return Ok(Moto { child, port });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("moto did not answer on port {port} within 60 s"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Err(last_error)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Empties every service of the emulated account.
+    pub fn reset(&self) -> Result<(), String> {
+        let r = http(self.port, "POST", "/moto-api/reset", "")?;
+        if r.starts_with("HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(format!("reset answered {}", r.lines().next().unwrap_or_default()))
+        }
+    }
+
+    /// SDK configuration pointing every client at this server (dummy credentials, us-east-1).
+    /// `max_attempts` 1 turns the SDK's retries off.
+    pub async fn sdk_config_with_attempts(&self, max_attempts: u32) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "moto"))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+            .load()
+            .await
+    }
+
+    /// SDK configuration with the SDK's standard retries.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_with_attempts(3).await
+    }
+
+    /// The system's clients, pointed at this server.
+    pub async fn clients(&self) -> Clients {
+        match Clients::from_config(&self.sdk_config().await) {
+            Ok(c) => c,
+            Err(e) => panic!("the moto SDK config always has a region: {e}"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request on loopback (moto's control API needs nothing more).
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
+    let mut stream =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    Ok(response)
+}

@@ -1,0 +1,47 @@
+//! Every sample event in `events/` parses, and the function it is filed under accepts it.
+
+use std::path::Path;
+
+fn sample_events() -> Vec<(String, std::path::PathBuf)> {
+    let root = finops_tests::moto::workspace_root().join("events");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&root).expect("events/ exists") {
+        let dir = dir.expect("readable entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let function = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&dir).expect("readable folder") {
+            let file = file.expect("readable entry").path();
+            if file.extension().and_then(|e| e.to_str()) == Some("json") {
+                out.push((function.clone(), file));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
+    match function {
+        "idle-ec2" => idle_ec2::handler::check_scheduled_event(payload)
+            .unwrap_or_else(|e| panic!("{} refused: {e}", file.display())),
+        other => panic!("{}: events/{other}/ has no function crate to check it against", file.display()),
+    }
+}
+
+#[test]
+fn every_sample_event_parses_and_its_function_accepts_it() {
+    let events = sample_events();
+    assert!(!events.is_empty(), "events/ holds no samples");
+    for (function, file) in &events {
+        let text = std::fs::read_to_string(file).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
+        accepts(function, &payload, file);
+        assert!(
+            finops_tests::moto::workspace_root().join("functions").join(function).is_dir(),
+            "events/{function} names no function"
+        );
+    }
+}

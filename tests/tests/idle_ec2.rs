@@ -1,0 +1,378 @@
+//! idle-ec2 end to end: the real handler, the real SDK clients, moto server.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::approval::LinkSigner;
+use remediation::config::Deps;
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::notify::SnsPublisher;
+use remediation::policy::{Mode, Policy};
+use remediation::state::DynamoState;
+
+const TABLE: &str = "finops-state";
+
+fn now() -> DateTime<Utc> {
+    "2026-11-26T06:00:00Z".parse().unwrap()
+}
+
+fn scheduled_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+/// A small account: who is who.
+struct Fleet {
+    idle: BTreeSet<String>,
+    busy: String,
+    proxy: String,
+    exempt: String,
+    stopped: String,
+    asg: String,
+    spot: String,
+    gap: String,
+}
+
+impl Fleet {
+    fn all_running_but_stopped(&self) -> Vec<&String> {
+        let mut v: Vec<&String> = self.idle.iter().collect();
+        v.extend([&self.busy, &self.proxy, &self.exempt, &self.asg, &self.spot, &self.gap]);
+        v
+    }
+}
+
+async fn seed_fleet(moto: &Moto) -> Fleet {
+    let c = moto.clients().await;
+    let (ec2, cw) = (&c.ec2, &c.cloudwatch);
+    let mut idle = BTreeSet::new();
+    idle.insert(seed::run_instance(ec2, "t3.large", &[("Owner", "ana"), ("Name", "old-batch")]).await);
+    idle.insert(seed::run_instance(ec2, "m5.xlarge", &[("Owner", "bo")]).await);
+    idle.insert(seed::run_instance(ec2, "c6i.large", &[("Owner", "cy"), ("finops:exempt", "false")]).await);
+    let busy = seed::run_instance(ec2, "m5.large", &[("Owner", "ana")]).await;
+    let proxy = seed::run_instance(ec2, "t3.small", &[("Owner", "bo")]).await;
+    let exempt = seed::run_instance(ec2, "r5.large", &[("Owner", "cy"), ("finops:exempt", " True ")]).await;
+    let stopped = seed::run_instance(ec2, "t3.large", &[("Owner", "ana")]).await;
+    let asg = seed::run_instance(ec2, "t3.large", &[("aws:autoscaling:groupName", "web-asg")]).await;
+    let spot = seed::run_instances(ec2, "t3.large", 1, &[("Owner", "dee")], true).await.remove(0);
+    let gap = seed::run_instance(ec2, "t3.large", &[("Owner", "dee")]).await;
+    seed::stop(ec2, &stopped).await;
+
+    let mut datums = Vec::new();
+    for id in idle.iter().chain([&exempt, &stopped, &asg, &spot]) {
+        datums.extend(seed::daily_datums(id, Usage::IDLE, now(), 14, &[]));
+    }
+    datums.extend(seed::daily_datums(&busy, Usage::BUSY, now(), 14, &[]));
+    datums.extend(seed::daily_datums(&proxy, Usage::PROXY, now(), 14, &[]));
+    // Quiet, but CloudWatch has no CPU datapoint for one day: not 14 idle days.
+    let missing = remediation::detect::idle_ec2::lookback_days(now(), 14)[5];
+    datums.extend(seed::daily_datums(&gap, Usage::IDLE, now(), 14, &[missing]));
+    seed::put_datums(cw, datums).await;
+    Fleet {
+        idle,
+        busy,
+        proxy,
+        exempt,
+        stopped,
+        asg,
+        spot,
+        gap,
+    }
+}
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        ..Policy::default()
+    }
+}
+
+/// Dependencies as main builds them, with state and topic when given.
+async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
+    let clients = moto.clients().await;
+    Deps {
+        state: table.map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
+        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
+        links: Some(LinkSigner::new(vec![42u8; 32], "http://127.0.0.1:9/approval").unwrap()),
+        metrics_concurrency: 4,
+        clients,
+        policy,
+        policy_source: "test".into(),
+    }
+}
+
+fn flagged(report: &RunReport) -> BTreeSet<String> {
+    report.findings.iter().map(|f| f.resource.id.clone()).collect()
+}
+
+fn outcome_of<'a>(report: &'a RunReport, instance: &str) -> &'a remediation::model::Outcome {
+    report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&format!(":{instance}")))
+        .unwrap_or_else(|| panic!("no outcome for {instance}: {:#?}", report.outcomes))
+}
+
+#[tokio::test]
+async fn dry_run_finds_exactly_the_idle_instances_and_changes_nothing() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let deps = deps(&moto, Policy::default(), None, None).await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+
+    assert_eq!(report.mode, Mode::DryRun);
+    assert_eq!(flagged(&report), fleet.idle);
+    // Nine running instances were looked at; the stopped one is not in the inventory.
+    assert_eq!(report.scanned, 9);
+    // t3.large 60.74 + m5.xlarge 140.16 + c6i.large 62.05
+    assert_eq!(report.estimated_monthly_savings_usd, 262.95);
+    for id in &fleet.idle {
+        assert_eq!(outcome_of(&report, id).outcome, OutcomeKind::DryRun);
+    }
+    assert!(outcome_of(&report, &fleet.exempt).detail.contains("exempt"));
+    assert!(outcome_of(&report, &fleet.asg).detail.contains("Auto Scaling group web-asg"));
+    assert!(outcome_of(&report, &fleet.spot).detail.contains("spot"));
+    for id in [&fleet.busy, &fleet.proxy, &fleet.gap] {
+        assert!(!report.outcomes.iter().any(|o| o.finding_id.ends_with(id.as_str())), "{id} should be silent");
+    }
+    assert!(report.notes.iter().any(|n| n.contains("state is off")));
+    assert!(report.notes.iter().any(|n| n.contains("notifications are off")));
+    let ec2 = &deps.clients.ec2;
+    assert_eq!(seed::state_of(ec2, &fleet.stopped).await, "stopped");
+    assert!(!report.outcomes.iter().any(|o| o.finding_id.ends_with(fleet.stopped.as_str())));
+    for id in fleet.all_running_but_stopped() {
+        assert_eq!(seed::state_of(ec2, id).await, "running", "{id}");
+    }
+    // The evidence carries the per-day numbers.
+    let evidence = serde_json::to_value(&report.findings[0].evidence).unwrap();
+    assert_eq!(evidence["days"].as_array().unwrap().len(), 14);
+    assert_eq!(evidence["days"][0]["cpu_average_percent"], 1.0);
+    assert_eq!(evidence["days"][0]["network_bytes"], 100_000.0);
+}
+
+#[tokio::test]
+async fn the_scan_costs_one_describe_page_and_one_metric_call_for_a_small_account() {
+    let moto = Moto::start().unwrap();
+    seed_fleet(&moto).await;
+    let deps = deps(&moto, Policy::default(), None, None).await;
+    let before = deps.clients.calls.snapshot();
+    idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let after = deps.clients.calls.snapshot();
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    assert_eq!(delta("EC2.DescribeInstances"), 1);
+    assert_eq!(delta("CloudWatch.GetMetricData"), 1);
+    assert_eq!(deps.clients.calls.total() - before.values().sum::<u64>(), 2);
+}
+
+#[tokio::test]
+async fn auto_mode_stops_the_idle_instances_records_them_and_leaves_the_rest_running() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), Some(&topic)).await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+
+    for id in &fleet.idle {
+        assert_eq!(outcome_of(&report, id).outcome, OutcomeKind::Executed, "{:?}", outcome_of(&report, id));
+        assert_eq!(seed::state_of(&c.ec2, id).await, "stopped", "{id}");
+    }
+    for id in [&fleet.busy, &fleet.proxy, &fleet.exempt, &fleet.asg, &fleet.spot, &fleet.gap] {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running", "{id}");
+    }
+    // Each action: a record with pre-state and rollback, finished as executed, and its audit trail.
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let actions: Vec<_> = items.iter().filter(|i| i["pk"].starts_with("ACTION#")).collect();
+    assert_eq!(actions.len(), fleet.idle.len());
+    for a in &actions {
+        assert_eq!(a["status"], "executed");
+        let pre: serde_json::Value = serde_json::from_str(&a["pre_state"]).unwrap();
+        assert_eq!(pre["state"], "running");
+        let rollback: serde_json::Value = serde_json::from_str(&a["rollback"]).unwrap();
+        assert_eq!(rollback["action"], "start-instance");
+        assert!(fleet.idle.contains(rollback["instance_id"].as_str().unwrap()));
+    }
+    let audit_events: Vec<&str> = items
+        .iter()
+        .filter(|i| i["pk"].starts_with("AUDIT#"))
+        .map(|i| i["event"].as_str())
+        .collect();
+    assert_eq!(audit_events.iter().filter(|e| **e == "action-executing").count(), 3);
+    assert_eq!(audit_events.iter().filter(|e| **e == "action-executed").count(), 3);
+    // One action-result message per stop, with filterable attributes.
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    assert_eq!(messages.len(), 3);
+    for m in &messages {
+        assert_eq!(m["MessageAttributes"]["type"]["Value"], "action-result");
+        assert_eq!(m["MessageAttributes"]["rule"]["Value"], "idle-ec2");
+        let body: serde_json::Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+        assert_eq!(body["type"], "action-result");
+        assert_eq!(body["outcome"], "executed");
+    }
+}
+
+#[tokio::test]
+async fn the_recorded_rollback_starts_a_stopped_instance_again() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = items.iter().find(|i| i["pk"].starts_with("ACTION#")).unwrap();
+    let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let remediation::act::Rollback::StartInstance { instance_id, .. } = &rollback;
+    assert!(fleet.idle.contains(instance_id));
+    assert_eq!(seed::state_of(&c.ec2, instance_id).await, "stopped");
+
+    let detail = remediation::act::rollback(&rollback, &remediation::act::RollbackPorts { ec2: &ec2 })
+        .await
+        .unwrap();
+
+    assert!(detail.contains("started again"), "{detail}");
+    assert_eq!(seed::state_of(&c.ec2, instance_id).await, "running");
+    // A second rollback finds nothing to undo and changes nothing.
+    let again = remediation::act::rollback(&rollback, &remediation::act::RollbackPorts { ec2: &ec2 }).await;
+    assert!(again.unwrap_err().to_string().contains("not stopped"));
+}
+
+#[tokio::test]
+async fn approve_mode_writes_one_pending_approval_and_one_message_even_when_the_event_is_replayed() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let deps = deps(&moto, policy(Mode::Approve), Some(TABLE), Some(&topic)).await;
+
+    let first = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let replay = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+
+    for id in &fleet.idle {
+        assert_eq!(outcome_of(&first, id).outcome, OutcomeKind::PendingApproval);
+        assert_eq!(outcome_of(&replay, id).outcome, OutcomeKind::PendingApproval);
+        assert!(outcome_of(&replay, id).detail.contains("no new request"));
+        // Nothing is stopped before a human says so.
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running");
+    }
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let approvals: Vec<_> = items.iter().filter(|i| i["pk"].starts_with("APPROVAL#")).collect();
+    assert_eq!(approvals.len(), 3);
+    let now_epoch = now().timestamp();
+    for a in &approvals {
+        assert_eq!(a["status"], "pending");
+        assert_eq!(a["notified"], "true");
+        let ttl: i64 = a["expires_at"].parse().unwrap();
+        assert_eq!(ttl - now_epoch, 72 * 3600);
+    }
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    assert_eq!(messages.len(), 3, "one approval request per idle instance, none for the replay");
+    let mut asked = BTreeSet::new();
+    for m in &messages {
+        assert_eq!(m["MessageAttributes"]["type"]["Value"], "approval-request");
+        let body: serde_json::Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+        assert!(body["approve_url"].as_str().unwrap().contains("/decide?token="));
+        assert!(body["reject_url"].as_str().unwrap().contains("/decide?token="));
+        asked.insert(body["finding"]["resource"]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(asked, fleet.idle);
+}
+
+#[tokio::test]
+async fn an_exemption_added_after_detection_is_honoured_when_acting() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    // Detect in dry-run, then an owner tags one instance exempt and stops another by hand.
+    let dry = deps(&moto, Policy::default(), None, None).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &dry, now()).await.unwrap();
+    let mut ids = fleet.idle.iter();
+    let (tagged, stopped_by_hand) = (ids.next().unwrap().clone(), ids.next().unwrap().clone());
+    seed::tag(&c.ec2, &tagged, "finops:exempt", "TRUE").await;
+    seed::stop(&c.ec2, &stopped_by_hand).await;
+
+    let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &auto.policy,
+        now: now(),
+        sinks: auto.sinks(),
+    };
+    let stop = remediation::act::stop_instance::StopInstance {
+        ec2: &ec2,
+        policy: &auto.policy,
+    };
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop).await;
+
+    let by_id: HashMap<&str, &remediation::model::Outcome> = outcomes
+        .iter()
+        .map(|o| (o.finding_id.rsplit(':').next().unwrap(), o))
+        .collect();
+    assert_eq!(by_id[tagged.as_str()].outcome, OutcomeKind::Skipped);
+    assert!(by_id[tagged.as_str()].detail.contains("exempt"));
+    assert_eq!(seed::state_of(&c.ec2, &tagged).await, "running");
+    assert_eq!(by_id[stopped_by_hand.as_str()].outcome, OutcomeKind::Skipped);
+    assert!(by_id[stopped_by_hand.as_str()].detail.contains("stopped"));
+    let third = ids.next().unwrap();
+    assert_eq!(by_id[third.as_str()].outcome, OutcomeKind::Executed);
+    // Only the one executed action is on record.
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count(), 1);
+}
+
+#[tokio::test]
+async fn auto_mode_without_a_state_table_refuses_to_act() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let deps = deps(&moto, policy(Mode::Auto), None, None).await;
+    let err = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap_err();
+    assert!(err.to_string().contains("FINOPS_TABLE"), "{err}");
+    for id in &fleet.idle {
+        assert_eq!(seed::state_of(&deps.clients.ec2, id).await, "running");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_cloudwatch_fails_each_instance_and_stops_nothing() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let mut deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    // CloudWatch at a port where nothing listens, with no retries: every GetMetricData fails.
+    let dead = aws_sdk_cloudwatch::config::Builder::from(&moto.sdk_config_with_attempts(1).await)
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    deps.clients.cloudwatch = aws_sdk_cloudwatch::Client::from_conf(dead);
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+
+    assert!(report.findings.is_empty());
+    for id in &fleet.idle {
+        let o = outcome_of(&report, id);
+        assert_eq!(o.outcome, OutcomeKind::Failed);
+        assert!(o.detail.contains("GetMetricData"), "{}", o.detail);
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running");
+    }
+}
+
+#[tokio::test]
+async fn a_non_scheduled_event_is_refused_before_any_aws_call() {
+    let moto = Moto::start().unwrap();
+    let deps = deps(&moto, Policy::default(), None, None).await;
+    let err = idle_ec2::handler::handle(serde_json::json!({"hello": "world"}), &deps, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, remediation::Error::Event(_)), "{err}");
+    assert_eq!(deps.clients.calls.total(), 0);
+}
