@@ -18,12 +18,27 @@ pub struct Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // cargo-lambda runs the function as a child of its own: end the whole process group.
-        let pid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", &format!("-{pid}")]).status();
+        // cargo-lambda runs the function as its own child: signal the whole process group, which
+        // `start` made for it alone, and only while it is still running (its pid is then ours).
+        if let Ok(None) = self.child.try_wait() {
+            if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+                if pgid > 1 {
+                    // SAFETY: killpg only sends a signal; the group is the watch's own.
+                    unsafe {
+                        libc::killpg(pgid, libc::SIGTERM);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A dotenv line that keeps the value as it is (double-quoted, `\` and `"` escaped).
+fn env_line(key: &str, value: &str) -> String {
+    format!("{key}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Variables passed through to the function: AWS settings and the system's own.
@@ -44,17 +59,28 @@ impl Watch {
         let mut vars = passthrough_env();
         vars.extend(env.iter().cloned());
         let env_file = std::env::temp_dir().join(format!("finops-watch-{function}-{port}.env"));
-        let mut f = std::fs::File::create(&env_file).map_err(|e| format!("cannot write {}: {e}", env_file.display()))?;
+        let mut f =
+            std::fs::File::create(&env_file).map_err(|e| format!("cannot write {}: {e}", env_file.display()))?;
         for (k, v) in &vars {
             if v.contains('\n') {
-                return Err(format!("{k} holds a newline; pass a policy with FINOPS_POLICY_FILE instead"));
+                return Err(format!(
+                    "{k} holds a newline; pass a policy with FINOPS_POLICY_FILE instead"
+                ));
             }
-            writeln!(f, "{k}={v}").map_err(|e| e.to_string())?;
+            writeln!(f, "{}", env_line(k, v)).map_err(|e| e.to_string())?;
         }
         drop(f);
         let mut cmd = Command::new("cargo");
         cmd.current_dir(workspace_root())
-            .args(["lambda", "watch", "--quiet", "--ignore-changes", "-A", "127.0.0.1", "-P"])
+            .args([
+                "lambda",
+                "watch",
+                "--quiet",
+                "--ignore-changes",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
             .arg(port.to_string())
             .args(["--package", function, "--bin", function, "--env-file"])
             .arg(&env_file)
@@ -66,7 +92,9 @@ impl Watch {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let child = cmd.spawn().map_err(|e| format!("cannot start cargo lambda watch: {e} (is cargo-lambda on PATH? `make venv`)"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start cargo lambda watch: {e} (is cargo-lambda on PATH? `make venv`)"))?;
         let mut watch = Watch { child, port };
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
@@ -106,6 +134,7 @@ impl Watch {
                 stdout.trim()
             ));
         }
-        serde_json::from_str(stdout.trim()).map_err(|e| format!("{function} answered something that is not JSON ({e}): {stdout}"))
+        serde_json::from_str(stdout.trim())
+            .map_err(|e| format!("{function} answered something that is not JSON ({e}): {stdout}"))
     }
 }

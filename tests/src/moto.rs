@@ -110,7 +110,9 @@ impl Moto {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(self.endpoint())
             .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "moto"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
             .load()
             .await
@@ -139,8 +141,7 @@ impl Drop for Moto {
 
 /// A minimal HTTP/1.1 request on loopback (moto's control API needs nothing more).
 pub fn http(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;

@@ -64,10 +64,17 @@ pub async fn run_instances(
         req = req.tag_specifications(spec.build());
     }
     if spot {
-        req = req.instance_market_options(InstanceMarketOptionsRequest::builder().market_type(MarketType::Spot).build());
+        req = req.instance_market_options(
+            InstanceMarketOptionsRequest::builder()
+                .market_type(MarketType::Spot)
+                .build(),
+        );
     }
     let out = req.send().await.expect("RunInstances against moto");
-    out.instances().iter().filter_map(|i| i.instance_id().map(str::to_string)).collect()
+    out.instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect()
 }
 
 /// Launches one instance and returns its id.
@@ -77,14 +84,26 @@ pub async fn run_instance(ec2: &aws_sdk_ec2::Client, instance_type: &str, tags: 
 
 /// Stops an instance.
 pub async fn stop(ec2: &aws_sdk_ec2::Client, id: &str) {
-    ec2.stop_instances().instance_ids(id).send().await.expect("StopInstances against moto");
+    ec2.stop_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("StopInstances against moto");
 }
 
 /// The state name of an instance.
 pub async fn state_of(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
     // A filter, not InstanceIds: an unknown id is "missing", not an error.
-    let filter = aws_sdk_ec2::types::Filter::builder().name("instance-id").values(id).build();
-    let out = ec2.describe_instances().filters(filter).send().await.expect("DescribeInstances");
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-id")
+        .values(id)
+        .build();
+    let out = ec2
+        .describe_instances()
+        .filters(filter)
+        .send()
+        .await
+        .expect("DescribeInstances");
     out.reservations()
         .iter()
         .flat_map(|r| r.instances())
@@ -104,11 +123,19 @@ pub async fn tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
 
 /// One datapoint per metric per day, at noon UTC, for every day of the lookback ending before `now`.
 /// Days in `skip` get no CPU datapoint (as when an agent or CloudWatch has a gap).
-pub fn daily_datums(instance_id: &str, usage: Usage, now: DateTime<Utc>, days: u32, skip: &[NaiveDate]) -> Vec<MetricDatum> {
+pub fn daily_datums(
+    instance_id: &str,
+    usage: Usage,
+    now: DateTime<Utc>,
+    days: u32,
+    skip: &[NaiveDate],
+) -> Vec<MetricDatum> {
     let dim = Dimension::builder().name("InstanceId").value(instance_id).build();
     let mut out = Vec::new();
     for day in lookback_days(now, days) {
-        let Some(noon) = day.and_hms_opt(12, 0, 0) else { continue };
+        let Some(noon) = day.and_hms_opt(12, 0, 0) else {
+            continue;
+        };
         let ts = aws_smithy_types::DateTime::from_secs(noon.and_utc().timestamp());
         let datum = |name: &str, value: f64, unit: StandardUnit| {
             MetricDatum::builder()
@@ -154,7 +181,13 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
             .build()
             .expect("attribute definition")
     };
-    let key = |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().expect("key");
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
     ddb.create_table()
         .table_name(name)
         .attribute_definitions(attr("pk"))
@@ -195,7 +228,12 @@ pub async fn scan_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Vec<std::
 pub async fn topic_with_queue(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     let topic = sns.create_topic().name(name).send().await.expect("CreateTopic");
     let topic_arn = topic.topic_arn().expect("topic arn").to_string();
-    let queue = sqs.create_queue().queue_name(format!("{name}-q")).send().await.expect("CreateQueue");
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{name}-q"))
+        .send()
+        .await
+        .expect("CreateQueue");
     let queue_url = queue.queue_url().expect("queue url").to_string();
     let attrs = sqs
         .get_queue_attributes()

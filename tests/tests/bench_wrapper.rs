@@ -28,7 +28,11 @@ fn datums(ns_variant: usize) -> Vec<MetricDatum> {
                         .dimensions(dim.clone())
                         .timestamp(DateTime::from_secs(ts))
                         .value(value)
-                        .unit(if k == 1 { StandardUnit::Bytes } else { StandardUnit::Percent })
+                        .unit(if k == 1 {
+                            StandardUnit::Bytes
+                        } else {
+                            StandardUnit::Percent
+                        })
                         .build(),
                 );
             }
@@ -37,7 +41,15 @@ fn datums(ns_variant: usize) -> Vec<MetricDatum> {
     out
 }
 
-fn stat_query(id: &str, ns: &str, name: &str, instance: Option<&str>, stat: &str, period: i32, unit: Option<StandardUnit>) -> MetricDataQuery {
+fn stat_query(
+    id: &str,
+    ns: &str,
+    name: &str,
+    instance: Option<&str>,
+    stat: &str,
+    period: i32,
+    unit: Option<StandardUnit>,
+) -> MetricDataQuery {
     let mut metric = Metric::builder().namespace(ns).metric_name(name);
     if let Some(i) = instance {
         metric = metric.dimensions(Dimension::builder().name("InstanceId").value(i).build());
@@ -59,17 +71,54 @@ fn queries() -> Vec<MetricDataQuery> {
     let mut q = Vec::new();
     let mut n = 0;
     for i in 0..7 {
-        for (name, stat) in [("CPUUtilization", "Average"), ("CPUUtilization", "Sum"), ("NetworkIn", "Maximum"), ("CPUUtilization", "SampleCount")] {
+        for (name, stat) in [
+            ("CPUUtilization", "Average"),
+            ("CPUUtilization", "Sum"),
+            ("NetworkIn", "Maximum"),
+            ("CPUUtilization", "SampleCount"),
+        ] {
             for period in [86_400, 3600 * 6] {
                 n += 1;
-                q.push(stat_query(&format!("q{n}"), "AWS/EC2", name, Some(&format!("i-{i}")), stat, period, None));
+                q.push(stat_query(
+                    &format!("q{n}"),
+                    "AWS/EC2",
+                    name,
+                    Some(&format!("i-{i}")),
+                    stat,
+                    period,
+                    None,
+                ));
             }
         }
         n += 1;
-        q.push(stat_query(&format!("q{n}"), "AWS/EC2", "CPUUtilization", Some(&format!("i-{i}")), "Average", 86_400, Some(StandardUnit::Bytes)));
+        q.push(stat_query(
+            &format!("q{n}"),
+            "AWS/EC2",
+            "CPUUtilization",
+            Some(&format!("i-{i}")),
+            "Average",
+            86_400,
+            Some(StandardUnit::Bytes),
+        ));
     }
-    q.push(stat_query("all", "AWS/EC2", "CPUUtilization", None, "Sum", 86_400, None));
-    q.push(stat_query("other", "Custom/App", "CPUUtilization", None, "Average", 86_400, None));
+    q.push(stat_query(
+        "all",
+        "AWS/EC2",
+        "CPUUtilization",
+        None,
+        "Sum",
+        86_400,
+        None,
+    ));
+    q.push(stat_query(
+        "other",
+        "Custom/App",
+        "CPUUtilization",
+        None,
+        "Average",
+        86_400,
+        None,
+    ));
     q
 }
 

@@ -26,7 +26,10 @@ fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
         "idle-ec2" => idle_ec2::handler::check_scheduled_event(payload)
             .unwrap_or_else(|e| panic!("{} refused: {e}", file.display())),
-        other => panic!("{}: events/{other}/ has no function crate to check it against", file.display()),
+        other => panic!(
+            "{}: events/{other}/ has no function crate to check it against",
+            file.display()
+        ),
     }
 }
 
@@ -40,7 +43,10 @@ fn every_sample_event_parses_and_its_function_accepts_it() {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
         accepts(function, &payload, file);
         assert!(
-            finops_tests::moto::workspace_root().join("functions").join(function).is_dir(),
+            finops_tests::moto::workspace_root()
+                .join("functions")
+                .join(function)
+                .is_dir(),
             "events/{function} names no function"
         );
     }

@@ -54,7 +54,9 @@ async fn seed_fleet(moto: &Moto) -> Fleet {
     let exempt = seed::run_instance(ec2, "r5.large", &[("Owner", "cy"), ("finops:exempt", " True ")]).await;
     let stopped = seed::run_instance(ec2, "t3.large", &[("Owner", "ana")]).await;
     let asg = seed::run_instance(ec2, "t3.large", &[("aws:autoscaling:groupName", "web-asg")]).await;
-    let spot = seed::run_instances(ec2, "t3.large", 1, &[("Owner", "dee")], true).await.remove(0);
+    let spot = seed::run_instances(ec2, "t3.large", 1, &[("Owner", "dee")], true)
+        .await
+        .remove(0);
     let gap = seed::run_instance(ec2, "t3.large", &[("Owner", "dee")]).await;
     seed::stop(ec2, &stopped).await;
 
@@ -119,7 +121,9 @@ async fn dry_run_finds_exactly_the_idle_instances_and_changes_nothing() {
     let fleet = seed_fleet(&moto).await;
     let deps = deps(&moto, Policy::default(), None, None).await;
 
-    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
 
     assert_eq!(report.mode, Mode::DryRun);
     assert_eq!(flagged(&report), fleet.idle);
@@ -131,16 +135,24 @@ async fn dry_run_finds_exactly_the_idle_instances_and_changes_nothing() {
         assert_eq!(outcome_of(&report, id).outcome, OutcomeKind::DryRun);
     }
     assert!(outcome_of(&report, &fleet.exempt).detail.contains("exempt"));
-    assert!(outcome_of(&report, &fleet.asg).detail.contains("Auto Scaling group web-asg"));
+    assert!(outcome_of(&report, &fleet.asg)
+        .detail
+        .contains("Auto Scaling group web-asg"));
     assert!(outcome_of(&report, &fleet.spot).detail.contains("spot"));
     for id in [&fleet.busy, &fleet.proxy, &fleet.gap] {
-        assert!(!report.outcomes.iter().any(|o| o.finding_id.ends_with(id.as_str())), "{id} should be silent");
+        assert!(
+            !report.outcomes.iter().any(|o| o.finding_id.ends_with(id.as_str())),
+            "{id} should be silent"
+        );
     }
     assert!(report.notes.iter().any(|n| n.contains("state is off")));
     assert!(report.notes.iter().any(|n| n.contains("notifications are off")));
     let ec2 = &deps.clients.ec2;
     assert_eq!(seed::state_of(ec2, &fleet.stopped).await, "stopped");
-    assert!(!report.outcomes.iter().any(|o| o.finding_id.ends_with(fleet.stopped.as_str())));
+    assert!(!report
+        .outcomes
+        .iter()
+        .any(|o| o.finding_id.ends_with(fleet.stopped.as_str())));
     for id in fleet.all_running_but_stopped() {
         assert_eq!(seed::state_of(ec2, id).await, "running", "{id}");
     }
@@ -157,7 +169,9 @@ async fn the_scan_costs_one_describe_page_and_one_metric_call_for_a_small_accoun
     seed_fleet(&moto).await;
     let deps = deps(&moto, Policy::default(), None, None).await;
     let before = deps.clients.calls.snapshot();
-    idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
     let after = deps.clients.calls.snapshot();
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     assert_eq!(delta("EC2.DescribeInstances"), 1);
@@ -175,13 +189,27 @@ async fn auto_mode_stops_the_idle_instances_records_them_and_leaves_the_rest_run
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
     let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), Some(&topic)).await;
 
-    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
 
     for id in &fleet.idle {
-        assert_eq!(outcome_of(&report, id).outcome, OutcomeKind::Executed, "{:?}", outcome_of(&report, id));
+        assert_eq!(
+            outcome_of(&report, id).outcome,
+            OutcomeKind::Executed,
+            "{:?}",
+            outcome_of(&report, id)
+        );
         assert_eq!(seed::state_of(&c.ec2, id).await, "stopped", "{id}");
     }
-    for id in [&fleet.busy, &fleet.proxy, &fleet.exempt, &fleet.asg, &fleet.spot, &fleet.gap] {
+    for id in [
+        &fleet.busy,
+        &fleet.proxy,
+        &fleet.exempt,
+        &fleet.asg,
+        &fleet.spot,
+        &fleet.gap,
+    ] {
         assert_eq!(seed::state_of(&c.ec2, id).await, "running", "{id}");
     }
     // Each action: a record with pre-state and rollback, finished as executed, and its audit trail.
@@ -222,7 +250,9 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     let c = moto.clients().await;
     seed::create_table(&c.dynamodb, TABLE).await;
     let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
-    idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
 
     let items = seed::scan_table(&c.dynamodb, TABLE).await;
     let record = items.iter().find(|i| i["pk"].starts_with("ACTION#")).unwrap();
@@ -253,8 +283,12 @@ async fn approve_mode_writes_one_pending_approval_and_one_message_even_when_the_
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
     let deps = deps(&moto, policy(Mode::Approve), Some(TABLE), Some(&topic)).await;
 
-    let first = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
-    let replay = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let first = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+    let replay = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
 
     for id in &fleet.idle {
         assert_eq!(outcome_of(&first, id).outcome, OutcomeKind::PendingApproval);
@@ -274,7 +308,11 @@ async fn approve_mode_writes_one_pending_approval_and_one_message_even_when_the_
         assert_eq!(ttl - now_epoch, 72 * 3600);
     }
     let messages = seed::drain_queue(&sqs, &queue).await;
-    assert_eq!(messages.len(), 3, "one approval request per idle instance, none for the replay");
+    assert_eq!(
+        messages.len(),
+        3,
+        "one approval request per idle instance, none for the replay"
+    );
     let mut asked = BTreeSet::new();
     for m in &messages {
         assert_eq!(m["MessageAttributes"]["type"]["Value"], "approval-request");
@@ -335,7 +373,9 @@ async fn auto_mode_without_a_state_table_refuses_to_act() {
     let moto = Moto::start().unwrap();
     let fleet = seed_fleet(&moto).await;
     let deps = deps(&moto, policy(Mode::Auto), None, None).await;
-    let err = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap_err();
+    let err = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("FINOPS_TABLE"), "{err}");
     for id in &fleet.idle {
         assert_eq!(seed::state_of(&deps.clients.ec2, id).await, "running");
@@ -355,7 +395,9 @@ async fn an_unreachable_cloudwatch_fails_each_instance_and_stops_nothing() {
         .build();
     deps.clients.cloudwatch = aws_sdk_cloudwatch::Client::from_conf(dead);
 
-    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now()).await.unwrap();
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
 
     assert!(report.findings.is_empty());
     for id in &fleet.idle {

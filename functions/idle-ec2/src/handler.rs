@@ -20,7 +20,16 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     check_scheduled_event(&payload)?;
     let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone());
     let usage = CloudWatch::new(deps.clients.cloudwatch.clone(), deps.metrics_concurrency);
-    let mut report = idle_ec2::run(Ports { ec2: &ec2, usage: &usage }, &deps.policy, deps.sinks(), now).await?;
+    let mut report = idle_ec2::run(
+        Ports {
+            ec2: &ec2,
+            usage: &usage,
+        },
+        &deps.policy,
+        deps.sinks(),
+        now,
+    )
+    .await?;
     report.notes.insert(0, format!("policy: {}", deps.policy_source));
     Ok(report)
 }
@@ -58,12 +67,19 @@ mod tests {
         e["source"] = "aws.config".into();
         e["detail-type"] = "Config Rules Compliance Change".into();
         let err = check_scheduled_event(&e).unwrap_err().to_string();
-        assert!(err.contains("aws.config") && err.contains("Config Rules Compliance Change"), "{err}");
+        assert!(
+            err.contains("aws.config") && err.contains("Config Rules Compliance Change"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_payload_that_is_not_an_eventbridge_event_is_refused() {
-        for bad in [serde_json::json!({}), serde_json::json!([1, 2]), serde_json::json!("run")] {
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!([1, 2]),
+            serde_json::json!("run"),
+        ] {
             let err = check_scheduled_event(&bad).unwrap_err();
             assert!(matches!(err, Error::Event(_)), "{err}");
         }

@@ -49,7 +49,9 @@ pub struct LinkSigner {
 
 impl std::fmt::Debug for LinkSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkSigner").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("LinkSigner")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,11 @@ impl LinkSigner {
 
     /// The link a human follows.
     pub fn link(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
-        format!("{}/decide?token={}", self.base_url, self.token(request_id, decision, expires_at))
+        format!(
+            "{}/decide?token={}",
+            self.base_url,
+            self.token(request_id, decision, expires_at)
+        )
     }
 
     /// Checks signature (in constant time) and expiry.
@@ -134,7 +140,10 @@ mod tests {
     #[test]
     fn a_link_points_at_the_approval_function() {
         let l = signer().link("r1", Decision::Reject, at("2026-11-29T00:00:00Z"));
-        assert!(l.starts_with("https://abc.lambda-url.us-east-1.on.aws/decide?token="), "{l}");
+        assert!(
+            l.starts_with("https://abc.lambda-url.us-east-1.on.aws/decide?token="),
+            "{l}"
+        );
     }
 
     #[test]
@@ -148,17 +157,32 @@ mod tests {
         })
         .unwrap();
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(forged));
-        assert_eq!(signer().verify(&forged, at("2026-11-26T00:00:00Z")), Err(TokenError::BadSignature));
+        assert_eq!(
+            signer().verify(&forged, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::BadSignature)
+        );
         let other_key = LinkSigner::new(vec![8u8; 32], "https://x").unwrap();
-        assert_eq!(other_key.verify(&t, at("2026-11-26T00:00:00Z")), Err(TokenError::BadSignature));
+        assert_eq!(
+            other_key.verify(&t, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn an_expired_or_garbled_token_is_refused() {
         let t = signer().token("r1", Decision::Approve, at("2026-11-26T00:00:00Z"));
-        assert_eq!(signer().verify(&t, at("2026-11-26T00:00:00Z")), Err(TokenError::Expired));
-        assert_eq!(signer().verify("nonsense", at("2026-11-26T00:00:00Z")), Err(TokenError::Malformed));
-        assert_eq!(signer().verify("a.b.c", at("2026-11-26T00:00:00Z")), Err(TokenError::Malformed));
+        assert_eq!(
+            signer().verify(&t, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            signer().verify("nonsense", at("2026-11-26T00:00:00Z")),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            signer().verify("a.b.c", at("2026-11-26T00:00:00Z")),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]

@@ -101,7 +101,11 @@ fn is_retryable_code(code: &str) -> bool {
 /// Lambda's view of an error: `Retryable` or `NonRetryable`, with the message.
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(err: Error) -> Self {
-        let error_type = if err.is_retryable() { "Retryable" } else { "NonRetryable" };
+        let error_type = if err.is_retryable() {
+            "Retryable"
+        } else {
+            "NonRetryable"
+        };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_string(),
             error_message: err.to_string(),

@@ -76,7 +76,11 @@ fn dollars(f: &Finding) -> String {
 }
 
 /// Applies the mode to the findings; returns one outcome per finding and notes for the report.
-pub async fn apply(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Outcome>, Vec<String>) {
+pub async fn apply(
+    ctx: &RunContext<'_>,
+    findings: &[Finding],
+    remediation: &dyn Remediation,
+) -> (Vec<Outcome>, Vec<String>) {
     match ctx.mode {
         Mode::DryRun => dry_run(ctx, findings).await,
         Mode::Approve => request_approvals(ctx, findings).await,
@@ -99,7 +103,13 @@ async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<Str
 async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
     let outcomes = findings
         .iter()
-        .map(|f| Outcome::new(&f.id, OutcomeKind::DryRun, format!("would {}: {}", f.action.as_str(), dollars(f))))
+        .map(|f| {
+            Outcome::new(
+                &f.id,
+                OutcomeKind::DryRun,
+                format!("would {}: {}", f.action.as_str(), dollars(f)),
+            )
+        })
         .collect();
     let messages: Vec<Message> = findings
         .iter()
@@ -117,7 +127,10 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
     let mut outcomes = Vec::with_capacity(findings.len());
     let mut notes = Vec::new();
     let Some(state) = ctx.sinks.state else {
-        return (outcomes, vec!["approve mode without a state table: nothing requested".into()]);
+        return (
+            outcomes,
+            vec!["approve mode without a state table: nothing requested".into()],
+        );
     };
     let expires_at = ctx.now + Duration::hours(i64::from(ctx.policy.approval_ttl_hours));
     for f in findings {
@@ -142,7 +155,11 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
                 (request_id, true)
             }
             Err(e) => {
-                outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("could not record the approval request: {e}")));
+                outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Failed,
+                    format!("could not record the approval request: {e}"),
+                ));
                 continue;
             }
         };
@@ -151,8 +168,14 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
                 request_id: request_id.clone(),
                 finding: f.clone(),
                 expires_at,
-                approve_url: ctx.sinks.links.map(|l| l.link(&request_id, Decision::Approve, expires_at)),
-                reject_url: ctx.sinks.links.map(|l| l.link(&request_id, Decision::Reject, expires_at)),
+                approve_url: ctx
+                    .sinks
+                    .links
+                    .map(|l| l.link(&request_id, Decision::Approve, expires_at)),
+                reject_url: ctx
+                    .sinks
+                    .links
+                    .map(|l| l.link(&request_id, Decision::Reject, expires_at)),
             };
             let mut publish_notes = Vec::new();
             publish(ctx, std::slice::from_ref(&message), &mut publish_notes).await;
@@ -190,10 +213,15 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         return (outcomes, vec!["auto mode without a state table: nothing done".into()]);
     };
     // Exemption first, from the finding's own tags: never even re-read an exempt resource.
-    let (exempt, candidates): (Vec<&Finding>, Vec<&Finding>) =
-        findings.iter().partition(|f| is_exempt(&f.resource.tags, &ctx.policy.exempt_tag));
+    let (exempt, candidates): (Vec<&Finding>, Vec<&Finding>) = findings
+        .iter()
+        .partition(|f| is_exempt(&f.resource.tags, &ctx.policy.exempt_tag));
     for f in exempt {
-        outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, format!("exempt: tag {}=true", ctx.policy.exempt_tag)));
+        outcomes.push(Outcome::new(
+            &f.id,
+            OutcomeKind::Skipped,
+            format!("exempt: tag {}=true", ctx.policy.exempt_tag),
+        ));
     }
     if candidates.is_empty() {
         return (outcomes, notes);
@@ -202,7 +230,11 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         Ok(r) => r,
         Err(e) => {
             for f in candidates {
-                outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("re-check failed, nothing done: {e}")));
+                outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Failed,
+                    format!("re-check failed, nothing done: {e}"),
+                ));
             }
             return (outcomes, notes);
         }
@@ -216,7 +248,11 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
                 continue;
             }
             None => {
-                outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, "re-check returned nothing; nothing done"));
+                outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    "re-check returned nothing; nothing done",
+                ));
                 continue;
             }
         };
@@ -231,7 +267,11 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         };
         // The pre-state and rollback are on record before anything changes.
         if let Err(e) = state.begin_action(&record).await {
-            outcomes.push(Outcome::new(&f.id, OutcomeKind::Failed, format!("not recorded, so not done: {e}")));
+            outcomes.push(Outcome::new(
+                &f.id,
+                OutcomeKind::Failed,
+                format!("not recorded, so not done: {e}"),
+            ));
             continue;
         }
         let _span = tracing::info_span!("act", resource_id = %f.resource.id, action = f.action.as_str()).entered();
@@ -240,13 +280,22 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
             Err(e) => (OutcomeKind::Failed, e.to_string()),
         };
         tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
-        if let Err(e) = state.finish_action(&record, kind, &detail, Utc::now().max(ctx.now)).await {
-            notes.push(format!("action {} finished but its outcome was not recorded: {e}", record.action_id));
+        if let Err(e) = state
+            .finish_action(&record, kind, &detail, Utc::now().max(ctx.now))
+            .await
+        {
+            notes.push(format!(
+                "action {} finished but its outcome was not recorded: {e}",
+                record.action_id
+            ));
         }
         outcomes.push(Outcome::new(
             &f.id,
             kind,
-            format!("{detail} (action {}; rollback: {:?})", record.action_id, record.rollback),
+            format!(
+                "{detail} (action {}; rollback: {:?})",
+                record.action_id, record.rollback
+            ),
         ));
         messages.push(Message::ActionResult {
             action_id: record.action_id.clone(),
@@ -285,7 +334,11 @@ mod tests {
             sinks: Sinks::default(),
         };
         assert!(ctx(Mode::DryRun).check_sinks().is_ok());
-        assert!(ctx(Mode::Auto).check_sinks().unwrap_err().to_string().contains("FINOPS_TABLE"));
+        assert!(ctx(Mode::Auto)
+            .check_sinks()
+            .unwrap_err()
+            .to_string()
+            .contains("FINOPS_TABLE"));
         assert!(ctx(Mode::Approve).check_sinks().is_err());
         assert_eq!(ctx(Mode::DryRun).notes().len(), 2);
     }

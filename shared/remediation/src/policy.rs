@@ -190,7 +190,10 @@ impl Policy {
         }
         if let Ok(text) = std::env::var(POLICY_INLINE_VAR) {
             if !text.trim().is_empty() {
-                return Ok((Policy::from_yaml(&text, POLICY_INLINE_VAR)?, POLICY_INLINE_VAR.to_string()));
+                return Ok((
+                    Policy::from_yaml(&text, POLICY_INLINE_VAR)?,
+                    POLICY_INLINE_VAR.to_string(),
+                ));
             }
         }
         Ok((Policy::default(), "built-in defaults".to_string()))
@@ -213,7 +216,10 @@ impl Policy {
             message,
         };
         // An empty file (or one with only comments) means "all defaults".
-        let policy = if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        let policy = if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
             Policy::default()
         } else {
             let deserializer = serde_norway::Deserializer::from_str(text);
@@ -276,7 +282,9 @@ impl Policy {
         }
         for (service, usd) in &self.cost_alert.per_service_usd {
             if !(usd.is_finite() && *usd > 0.0) {
-                return Err(format!("cost_alert.per_service_usd.{service}: must be a positive amount, got {usd}"));
+                return Err(format!(
+                    "cost_alert.per_service_usd.{service}: must be a positive amount, got {usd}"
+                ));
             }
         }
         if self.s3_public.action != "block-public-access" {
@@ -360,7 +368,12 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_a_clear_error_naming_it() {
-        let e = Policy::from_file(Path::new("/nonexistent/finops.yaml")).unwrap_err().to_string();
-        assert!(e.contains("/nonexistent/finops.yaml") && e.contains("cannot read"), "{e}");
+        let e = Policy::from_file(Path::new("/nonexistent/finops.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/finops.yaml") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 }

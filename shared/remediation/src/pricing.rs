@@ -33,7 +33,14 @@ impl InstanceType {
     }
 }
 
-const fn it(name: &'static str, family: &'static str, arch: Arch, vcpus: u32, memory_gib: f64, usd_per_hour: f64) -> InstanceType {
+const fn it(
+    name: &'static str,
+    family: &'static str,
+    arch: Arch,
+    vcpus: u32,
+    memory_gib: f64,
+    usd_per_hour: f64,
+) -> InstanceType {
     InstanceType {
         name,
         family,
@@ -176,7 +183,9 @@ mod tests {
 
     #[test]
     fn every_required_family_is_priced() {
-        for family in ["t2", "t3", "t3a", "t4g", "m5", "m6i", "m6g", "m7g", "c5", "c6i", "c7g", "r5", "r6i"] {
+        for family in [
+            "t2", "t3", "t3a", "t4g", "m5", "m6i", "m6g", "m7g", "c5", "c6i", "c7g", "r5", "r6i",
+        ] {
             assert!(CATALOG.iter().any(|t| t.family == family), "{family} missing");
         }
     }
@@ -199,7 +208,11 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len());
-        assert!(CATALOG.iter().all(|t| t.usd_per_hour > 0.0 && t.vcpus > 0 && t.memory_gib > 0.0));
-        assert!(CATALOG.iter().all(|t| t.name.starts_with(t.family) && t.name[t.family.len()..].starts_with('.')));
+        assert!(CATALOG
+            .iter()
+            .all(|t| t.usd_per_hour > 0.0 && t.vcpus > 0 && t.memory_gib > 0.0));
+        assert!(CATALOG
+            .iter()
+            .all(|t| t.name.starts_with(t.family) && t.name[t.family.len()..].starts_with('.')));
     }
 }

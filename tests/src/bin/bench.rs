@@ -42,16 +42,26 @@ async fn scan(endpoint: &str) {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "bench"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
         .load()
         .await;
     let clients = Clients::from_config(&config).unwrap_or_else(|e| fail(e));
     let ec2 = Ec2::new(clients.ec2.clone(), "us-east-1");
     let usage = CloudWatch::new(clients.cloudwatch.clone(), 4);
     let started = Instant::now();
-    let report = idle_ec2::run(Ports { ec2: &ec2, usage: &usage }, &Policy::default(), Sinks::default(), Utc::now())
-        .await
-        .unwrap_or_else(|e| fail(e));
+    let report = idle_ec2::run(
+        Ports {
+            ec2: &ec2,
+            usage: &usage,
+        },
+        &Policy::default(),
+        Sinks::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap_or_else(|e| fail(e));
     let wall_ms = started.elapsed().as_millis();
     let out = serde_json::json!({
         "scanned": report.scanned,
@@ -92,7 +102,10 @@ async fn main() {
         return;
     }
     let sizes: Vec<usize> = match args.get(1) {
-        Some(list) => list.split(',').map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}")))).collect(),
+        Some(list) => list
+            .split(',')
+            .map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}"))))
+            .collect(),
         None => vec![1000, 5000],
     };
     let root = workspace_root();
@@ -101,19 +114,28 @@ async fn main() {
     let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
 
     println!("idle-ec2 scan, dry-run, 14-day lookback, 10% idle; moto 5.2.5 with the indexed GetMetricData wrapper");
-    println!("{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>10} {:>12}  calls by operation", "N", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s");
+    println!(
+        "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>10} {:>12}  calls by operation",
+        "N", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s"
+    );
     for n in sizes {
         let moto = Moto::start_command(vec![python.clone(), wrapper.clone()]).unwrap_or_else(|e| fail(e));
         let seeded = Instant::now();
         seed(&moto, n).await;
         let seed_s = seeded.elapsed().as_secs_f64();
-        let out = Command::new(&me).args(["scan", &moto.endpoint()]).output().unwrap_or_else(|e| fail(e));
+        let out = Command::new(&me)
+            .args(["scan", &moto.endpoint()])
+            .output()
+            .unwrap_or_else(|e| fail(e));
         if !out.status.success() {
             fail(format!("scan failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(e));
         let floor = n.div_ceil(1000) + (3 * n).div_ceil(500);
-        let calls: u64 = r["calls"].as_object().map(|m| m.values().filter_map(|v| v.as_u64()).sum()).unwrap_or(0);
+        let calls: u64 = r["calls"]
+            .as_object()
+            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+            .unwrap_or(0);
         println!(
             "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8.1} {:>10.1} {:>12.1}  {}",
             n,

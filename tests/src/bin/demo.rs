@@ -25,8 +25,18 @@ async fn seed_demo_account(moto: &Moto) -> usize {
     let mut datums = Vec::new();
     let mut count = 0;
     let idle_types = [
-        "t3.large", "m5.xlarge", "c5.2xlarge", "r5.large", "t3.medium", "m6i.large", "t2.micro",
-        "c6i.xlarge", "r6i.xlarge", "m7g.large", "t4g.small", "m5.2xlarge",
+        "t3.large",
+        "m5.xlarge",
+        "c5.2xlarge",
+        "r5.large",
+        "t3.medium",
+        "m6i.large",
+        "t2.micro",
+        "c6i.xlarge",
+        "r6i.xlarge",
+        "m7g.large",
+        "t4g.small",
+        "m5.2xlarge",
     ];
     for (i, t) in idle_types.iter().enumerate() {
         let owner = owners[i % owners.len()];
@@ -38,11 +48,22 @@ async fn seed_demo_account(moto: &Moto) -> usize {
     for i in 0..26 {
         let t = ["m5.large", "c5.xlarge", "t3.large", "r5.xlarge"][i % 4];
         let id = seed::run_instance(&c.ec2, t, &[("Owner", owners[i % owners.len()]), ("Name", "api")]).await;
-        datums.extend(seed::daily_datums(&id, if i % 5 == 0 { Usage::PROXY } else { Usage::BUSY }, now, 14, &[]));
+        datums.extend(seed::daily_datums(
+            &id,
+            if i % 5 == 0 { Usage::PROXY } else { Usage::BUSY },
+            now,
+            14,
+            &[],
+        ));
         count += 1;
     }
     for t in ["m5.4xlarge", "t3.large", "c6i.large", "r5.2xlarge"] {
-        let id = seed::run_instance(&c.ec2, t, &[("Owner", "sre"), ("finops:exempt", "true"), ("Name", "dr-standby")]).await;
+        let id = seed::run_instance(
+            &c.ec2,
+            t,
+            &[("Owner", "sre"), ("finops:exempt", "true"), ("Name", "dr-standby")],
+        )
+        .await;
         datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
         count += 1;
     }
@@ -52,11 +73,18 @@ async fn seed_demo_account(moto: &Moto) -> usize {
         count += 1;
     }
     for _ in 0..2 {
-        let id = seed::run_instance(&c.ec2, "m5.large", &[("aws:autoscaling:groupName", "web-asg"), ("Owner", "web")]).await;
+        let id = seed::run_instance(
+            &c.ec2,
+            "m5.large",
+            &[("aws:autoscaling:groupName", "web-asg"), ("Owner", "web")],
+        )
+        .await;
         datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
         count += 1;
     }
-    let id = seed::run_instances(&c.ec2, "c5.large", 1, &[("Owner", "ml")], true).await.remove(0);
+    let id = seed::run_instances(&c.ec2, "c5.large", 1, &[("Owner", "ml")], true)
+        .await
+        .remove(0);
     datums.extend(seed::daily_datums(&id, Usage::IDLE, now, 14, &[]));
     count += 1;
     // Quiet, but joined 5 days ago: not enough history to call it idle.
@@ -86,12 +114,25 @@ fn evidence_line(f: &Finding) -> String {
 }
 
 fn print_report(title: &str, report: &RunReport) {
-    println!("\n== {title}: rule {}, mode {}, {} scanned, {} finding(s)", report.rule, report.mode.as_str(), report.scanned, report.findings.len());
-    println!("{:<21} {:<11} {:<6} {:<55} {:>10}  {}", "instance", "type", "owner", "why it is idle", "$/month", "action");
+    println!(
+        "\n== {title}: rule {}, mode {}, {} scanned, {} finding(s)",
+        report.rule,
+        report.mode.as_str(),
+        report.scanned,
+        report.findings.len()
+    );
+    println!(
+        "{:<21} {:<11} {:<6} {:<55} {:>10}  action",
+        "instance", "type", "owner", "why it is idle", "$/month"
+    );
     let outcomes: BTreeMap<&str, &remediation::model::Outcome> =
         report.outcomes.iter().map(|o| (o.finding_id.as_str(), o)).collect();
     let mut findings: Vec<&Finding> = report.findings.iter().collect();
-    findings.sort_by(|a, b| b.estimated_monthly_savings_usd.partial_cmp(&a.estimated_monthly_savings_usd).unwrap_or(std::cmp::Ordering::Equal));
+    findings.sort_by(|a, b| {
+        b.estimated_monthly_savings_usd
+            .partial_cmp(&a.estimated_monthly_savings_usd)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     for f in findings {
         let instance_type = match &f.evidence {
             Evidence::IdleEc2(e) => e.instance_type.as_str(),
@@ -99,7 +140,16 @@ fn print_report(title: &str, report: &RunReport) {
         };
         let outcome = outcomes
             .get(f.id.as_str())
-            .map(|o| format!("{} ({})", f.action.as_str(), serde_json::to_value(o.outcome).unwrap_or_default().as_str().unwrap_or("")))
+            .map(|o| {
+                format!(
+                    "{} ({})",
+                    f.action.as_str(),
+                    serde_json::to_value(o.outcome)
+                        .unwrap_or_default()
+                        .as_str()
+                        .unwrap_or("")
+                )
+            })
             .unwrap_or_default();
         println!(
             "{:<21} {:<11} {:<6} {:<55} {:>10}  {}",
@@ -111,7 +161,11 @@ fn print_report(title: &str, report: &RunReport) {
             outcome
         );
     }
-    println!("{:<97} {:>10}", "total estimated savings", money(Some(report.estimated_monthly_savings_usd)));
+    println!(
+        "{:<97} {:>10}",
+        "total estimated savings",
+        money(Some(report.estimated_monthly_savings_usd))
+    );
     let skipped: Vec<_> = report
         .outcomes
         .iter()
@@ -151,9 +205,17 @@ async fn main() {
             ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
             ("FINOPS_TABLE".to_string(), TABLE.to_string()),
             ("FINOPS_TOPIC_ARN".to_string(), topic.clone()),
-            ("FINOPS_APPROVAL_URL".to_string(), "http://127.0.0.1:9000/approval".to_string()),
-            ("FINOPS_LINK_SIGNING_KEY".to_string(), "demo-signing-key-demo-signing-key-0123".to_string()),
+            (
+                "FINOPS_APPROVAL_URL".to_string(),
+                "http://127.0.0.1:9000/approval".to_string(),
+            ),
+            (
+                "FINOPS_LINK_SIGNING_KEY".to_string(),
+                "demo-signing-key-demo-signing-key-0123".to_string(),
+            ),
             ("FINOPS_POLICY".to_string(), policy.to_string()),
+            // Keep the table readable: the function's JSON logs at warn and above only.
+            ("RUST_LOG".to_string(), "warn,lambda_runtime=error".to_string()),
         ]
     };
     let event = workspace_root().join("events/idle-ec2/scheduled.json");
@@ -172,9 +234,15 @@ async fn main() {
     };
     print_report("idle-ec2 (policy mode: approve)", &approve);
     let messages = seed::drain_queue(&sqs, &queue).await;
-    println!("\n== approval requests published to SNS ({}), as Slack will link them:", messages.len());
+    println!(
+        "\n== approval requests published to SNS ({}), as Slack will link them:",
+        messages.len()
+    );
     for m in messages.iter().take(3) {
-        let body: serde_json::Value = m["Message"].as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+        let body: serde_json::Value = m["Message"]
+            .as_str()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
         println!(
             "   {} {} {}\n     approve: {}\n     reject:  {}",
             body["finding"]["resource"]["id"].as_str().unwrap_or("?"),

@@ -78,7 +78,10 @@ impl Remediation for StopInstance<'_> {
         if matches!(state, "stopping" | "stopped") {
             Ok(format!("stopped (state {state}; StopInstances said {after})"))
         } else {
-            Err(precondition(id, format!("StopInstances returned but the instance is {state}")))
+            Err(precondition(
+                id,
+                format!("StopInstances returned but the instance is {state}"),
+            ))
         }
     }
 }
@@ -86,9 +89,15 @@ impl Remediation for StopInstance<'_> {
 /// Rollback of a stop: starts the instance if it is stopped, and verifies it is starting.
 pub async fn start_again(ec2: &dyn InstanceApi, instance_id: &str) -> Result<String> {
     let current = ec2.describe(&[instance_id.to_string()]).await?;
-    let state = current.first().map(|i| i.state.clone()).unwrap_or_else(|| "missing".into());
+    let state = current
+        .first()
+        .map(|i| i.state.clone())
+        .unwrap_or_else(|| "missing".into());
     if state != "stopped" {
-        return Err(precondition(instance_id, format!("cannot start: instance is {state}, not stopped")));
+        return Err(precondition(
+            instance_id,
+            format!("cannot start: instance is {state}, not stopped"),
+        ));
     }
     ec2.start(instance_id).await?;
     let after = ec2.describe(&[instance_id.to_string()]).await?;
@@ -96,6 +105,9 @@ pub async fn start_again(ec2: &dyn InstanceApi, instance_id: &str) -> Result<Str
     if matches!(state, "pending" | "running") {
         Ok(format!("started again (state {state})"))
     } else {
-        Err(precondition(instance_id, format!("StartInstances returned but the instance is {state}")))
+        Err(precondition(
+            instance_id,
+            format!("StartInstances returned but the instance is {state}"),
+        ))
     }
 }

@@ -104,7 +104,13 @@ impl QuerySpec {
             .build();
         MetricDataQuery::builder()
             .id(self.id())
-            .metric_stat(MetricStat::builder().metric(metric).period(DAY_SECONDS).stat(stat).build())
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric)
+                    .period(DAY_SECONDS)
+                    .stat(stat)
+                    .build(),
+            )
             .return_data(true)
             .build()
     }
@@ -148,7 +154,9 @@ impl UsageApi for CloudWatch {
                         if !days.contains(&date) {
                             continue;
                         }
-                        let Some(id) = instance_ids.get(spec.instance) else { continue };
+                        let Some(id) = instance_ids.get(spec.instance) else {
+                            continue;
+                        };
                         let day: &mut DayUsage = report.usage.entry(id.clone()).or_default().entry(date).or_default();
                         match spec.series {
                             Series::Cpu => day.cpu_average = Some(value),

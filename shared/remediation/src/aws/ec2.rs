@@ -86,7 +86,10 @@ fn convert(i: &Instance, account: &str, region: &str) -> Result<Ec2Instance> {
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
-    Filter::builder().name(name).set_values(Some(values.into_iter().collect())).build()
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().collect()))
+        .build()
 }
 
 #[async_trait]
@@ -116,7 +119,9 @@ impl InstanceApi for Ec2 {
             .send()
             .await
             .map_err(|e| Error::aws("ec2", "StopInstances", e))?;
-        Ok(state_after(out.stopping_instances().first().and_then(|c| c.current_state())))
+        Ok(state_after(
+            out.stopping_instances().first().and_then(|c| c.current_state()),
+        ))
     }
 
     async fn start(&self, id: &str) -> Result<String> {
@@ -127,7 +132,9 @@ impl InstanceApi for Ec2 {
             .send()
             .await
             .map_err(|e| Error::aws("ec2", "StartInstances", e))?;
-        Ok(state_after(out.starting_instances().first().and_then(|c| c.current_state())))
+        Ok(state_after(
+            out.starting_instances().first().and_then(|c| c.current_state()),
+        ))
     }
 }
 

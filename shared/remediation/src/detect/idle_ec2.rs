@@ -47,11 +47,15 @@ pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
         return Some(format!("exempt: tag {}=true", policy.exempt_tag));
     }
     if let Some(asg) = instance.tags.get("aws:autoscaling:groupName") {
-        return Some(format!("in Auto Scaling group {asg}: the group would replace a stopped instance"));
+        return Some(format!(
+            "in Auto Scaling group {asg}: the group would replace a stopped instance"
+        ));
     }
     if let Some(lifecycle) = instance.lifecycle.as_deref() {
         if lifecycle != "scheduled" {
-            return Some(format!("{lifecycle} instance: it cannot be stopped and started like On-Demand"));
+            return Some(format!(
+                "{lifecycle} instance: it cannot be stopped and started like On-Demand"
+            ));
         }
     }
     if instance.root_device_type == "instance-store" {
@@ -64,8 +68,14 @@ pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
     {
         return Some(format!("EKS-managed node ({cluster}): the cluster manages its nodes"));
     }
-    if let Some(cluster) = instance.tags.keys().find_map(|k| k.strip_prefix("kubernetes.io/cluster/")) {
-        return Some(format!("Kubernetes node of cluster {cluster}: the cluster manages its nodes"));
+    if let Some(cluster) = instance
+        .tags
+        .keys()
+        .find_map(|k| k.strip_prefix("kubernetes.io/cluster/"))
+    {
+        return Some(format!(
+            "Kubernetes node of cluster {cluster}: the cluster manages its nodes"
+        ));
     }
     if let Some(job_flow) = instance.tags.get("aws:elasticmapreduce:job-flow-id") {
         return Some(format!("EMR-managed node (cluster {job_flow}): EMR manages its nodes"));
@@ -178,7 +188,10 @@ mod tests {
             lifecycle: None,
             root_device_type: "ebs".into(),
             launch_time: None,
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Tags>(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Tags>(),
         }
     }
 
@@ -219,7 +232,9 @@ mod tests {
     fn an_instance_quiet_every_day_is_flagged_with_its_evidence_and_dollars() {
         let findings = detect(
             &[instance("i-idle", &[("Owner", "ana")])],
-            &[("i-idle".to_string(), steady(1.0, 1000.0, 2000.0))].into_iter().collect(),
+            &[("i-idle".to_string(), steady(1.0, 1000.0, 2000.0))]
+                .into_iter()
+                .collect(),
             &Policy::default(),
             now(),
         );
@@ -229,7 +244,9 @@ mod tests {
         assert_eq!(f.action, ActionKind::Stop);
         // t3.large: $0.0832/h × 730 h.
         assert_eq!(f.estimated_monthly_savings_usd, Some(60.74));
-        let Evidence::IdleEc2(e) = &f.evidence else { panic!("wrong evidence") };
+        let Evidence::IdleEc2(e) = &f.evidence else {
+            panic!("wrong evidence")
+        };
         assert_eq!(e.idle_days, 14);
         assert_eq!(e.days.len(), 14);
         assert_eq!(e.days[0].network_bytes, Some(3000.0));
@@ -275,7 +292,12 @@ mod tests {
                 network_out: Some(10.0),
             },
         );
-        assert!(run(&[instance("i-spike", &[])], vec![("i-spike", series)], &Policy::default()).is_empty());
+        assert!(run(
+            &[instance("i-spike", &[])],
+            vec![("i-spike", series)],
+            &Policy::default()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -290,12 +312,20 @@ mod tests {
                 network_out: Some(10.0),
             },
         );
-        assert!(run(&[instance("i-gap", &[])], vec![("i-gap", series.clone())], &Policy::default()).is_empty());
+        assert!(run(
+            &[instance("i-gap", &[])],
+            vec![("i-gap", series.clone())],
+            &Policy::default()
+        )
+        .is_empty());
 
         // With 13 idle days required, the one missing day is tolerated.
         let mut p = Policy::default();
         p.idle_ec2.idle_days_required = 13;
-        assert_eq!(run(&[instance("i-gap", &[])], vec![("i-gap", series)], &p), vec!["i-gap"]);
+        assert_eq!(
+            run(&[instance("i-gap", &[])], vec![("i-gap", series)], &p),
+            vec!["i-gap"]
+        );
     }
 
     #[test]
@@ -317,7 +347,11 @@ mod tests {
     fn stopped_instances_are_never_flagged() {
         let mut stopped = instance("i-stopped", &[]);
         stopped.state = "stopped".into();
-        let found = run(&[stopped], vec![("i-stopped", steady(0.0, 0.0, 0.0))], &Policy::default());
+        let found = run(
+            &[stopped],
+            vec![("i-stopped", steady(0.0, 0.0, 0.0))],
+            &Policy::default(),
+        );
         assert!(found.is_empty());
     }
 
@@ -329,13 +363,18 @@ mod tests {
             assert!(run(&[i], vec![("i-x", steady(0.0, 0.0, 0.0))], &p).is_empty(), "{v:?}");
         }
         let not_exempt = instance("i-x", &[("finops:exempt", "no")]);
-        assert_eq!(run(&[not_exempt], vec![("i-x", steady(0.0, 0.0, 0.0))], &p), vec!["i-x"]);
+        assert_eq!(
+            run(&[not_exempt], vec![("i-x", steady(0.0, 0.0, 0.0))], &p),
+            vec!["i-x"]
+        );
     }
 
     #[test]
     fn a_custom_exempt_tag_is_honoured() {
-        let mut p = Policy::default();
-        p.exempt_tag = "keep-me".into();
+        let p = Policy {
+            exempt_tag: "keep-me".into(),
+            ..Policy::default()
+        };
         let i = instance("i-x", &[("keep-me", "true")]);
         assert_eq!(skip_reason(&i, &p).unwrap(), "exempt: tag keep-me=true");
     }
@@ -367,7 +406,9 @@ mod tests {
         let usage = [("i-exotic".to_string(), steady(0.0, 0.0, 0.0))].into_iter().collect();
         let findings = detect(&[i], &usage, &Policy::default(), now());
         assert_eq!(findings[0].estimated_monthly_savings_usd, None);
-        let Evidence::IdleEc2(e) = &findings[0].evidence else { panic!() };
+        let Evidence::IdleEc2(e) = &findings[0].evidence else {
+            panic!()
+        };
         assert!(e.price_note.as_deref().unwrap().contains("x9z.mega"));
     }
 

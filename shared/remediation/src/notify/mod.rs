@@ -133,7 +133,11 @@ impl SnsPublisher {
                 service: "sns",
                 operation: "PublishBatch",
                 code: first.code().to_string(),
-                message: format!("{} message(s) not published: {}", out.failed().len(), first.message().unwrap_or_default()),
+                message: format!(
+                    "{} message(s) not published: {}",
+                    out.failed().len(),
+                    first.message().unwrap_or_default()
+                ),
                 retryable: !first.sender_fault(),
             });
         }

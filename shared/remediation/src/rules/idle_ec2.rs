@@ -50,7 +50,11 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     let (failed, measured): (Vec<Ec2Instance>, Vec<Ec2Instance>) =
         candidates.into_iter().partition(|i| report.failed.contains_key(&i.id));
     for instance in &failed {
-        let reason = report.failed.get(&instance.id).map(String::as_str).unwrap_or("unknown error");
+        let reason = report
+            .failed
+            .get(&instance.id)
+            .map(String::as_str)
+            .unwrap_or("unknown error");
         outcomes.push(Outcome::new(
             Finding::id_for(RULE, &instance.resource()),
             OutcomeKind::Failed,

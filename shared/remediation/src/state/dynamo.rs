@@ -60,7 +60,14 @@ impl DynamoState {
     }
 
     /// The audit item for one transition; the trail of a finding is one Query on its pk.
-    fn audit(&self, finding_id: &str, at: DateTime<Utc>, event: &str, id: &str, detail: &str) -> Result<TransactWriteItem> {
+    fn audit(
+        &self,
+        finding_id: &str,
+        at: DateTime<Utc>,
+        event: &str,
+        id: &str,
+        detail: &str,
+    ) -> Result<TransactWriteItem> {
         let item = HashMap::from([
             ("pk".to_string(), s(format!("AUDIT#{finding_id}"))),
             ("sk".to_string(), s(format!("{}#{event}#{id}", at.to_rfc3339()))),
@@ -89,7 +96,11 @@ impl DynamoState {
                         return Err(TransactOutcome::ConditionFailed);
                     }
                 }
-                Err(TransactOutcome::Failed(Error::aws("dynamodb", "TransactWriteItems", err)))
+                Err(TransactOutcome::Failed(Error::aws(
+                    "dynamodb",
+                    "TransactWriteItems",
+                    err,
+                )))
             }
         }
     }
@@ -158,7 +169,11 @@ impl StateStore for DynamoState {
                 request.created_at,
                 "approval-requested",
                 &request.request_id,
-                &format!("{} proposed; pending until {}", f.action.as_str(), request.expires_at.to_rfc3339()),
+                &format!(
+                    "{} proposed; pending until {}",
+                    f.action.as_str(),
+                    request.expires_at.to_rfc3339()
+                ),
             )?,
         ];
         match self.transact(items).await {
@@ -177,7 +192,10 @@ impl StateStore for DynamoState {
                     }
                 };
                 let existing = self.get(&format!("APPROVAL#{request_id}"), "REQUEST").await?;
-                let notified = matches!(existing.as_ref().and_then(|i| i.get("notified")), Some(AttributeValue::Bool(true)));
+                let notified = matches!(
+                    existing.as_ref().and_then(|i| i.get("notified")),
+                    Some(AttributeValue::Bool(true))
+                );
                 Ok(ApprovalOpened::AlreadyOpen { request_id, notified })
             }
         }
@@ -262,7 +280,13 @@ impl StateStore for DynamoState {
             .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
         let items = vec![
             TransactWriteItem::builder().update(update).build(),
-            self.audit(&record.finding.id, at, &format!("action-{status}"), &record.action_id, detail)?,
+            self.audit(
+                &record.finding.id,
+                at,
+                &format!("action-{status}"),
+                &record.action_id,
+                detail,
+            )?,
         ];
         match self.transact(items).await {
             Ok(()) => Ok(()),
