@@ -121,6 +121,69 @@ pub async fn tag(ec2: &aws_sdk_ec2::Client, id: &str, key: &str, value: &str) {
         .expect("CreateTags against moto");
 }
 
+/// Creates a volume (unattached) and returns its id.
+pub async fn create_volume(
+    ec2: &aws_sdk_ec2::Client,
+    volume_type: &str,
+    size_gib: i32,
+    iops: Option<i32>,
+    az: &str,
+    tags: &[(&str, &str)],
+) -> String {
+    let mut req = ec2
+        .create_volume()
+        .availability_zone(az)
+        .size(size_gib)
+        .volume_type(aws_sdk_ec2::types::VolumeType::from(volume_type))
+        .set_iops(iops);
+    if !tags.is_empty() {
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Volume);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        req = req.tag_specifications(spec.build());
+    }
+    let out = req.send().await.expect("CreateVolume against moto");
+    out.volume_id().expect("volume id").to_string()
+}
+
+/// Attaches a volume to an instance.
+pub async fn attach(ec2: &aws_sdk_ec2::Client, volume: &str, instance: &str) {
+    ec2.attach_volume()
+        .volume_id(volume)
+        .instance_id(instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .expect("AttachVolume against moto");
+}
+
+/// Every volume of the account: (id, state, type, az, size, iops, tags).
+pub async fn volumes(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Volume> {
+    let out = ec2
+        .describe_volumes()
+        .max_results(1000)
+        .send()
+        .await
+        .expect("DescribeVolumes");
+    out.volumes().to_vec()
+}
+
+/// Every snapshot FinOps Autopilot took (moto's account also holds its AMIs' snapshots).
+pub async fn snapshots(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    let out = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    out.snapshots()
+        .iter()
+        .filter(|s| s.tags().iter().any(|t| t.key() == Some("finops:source-volume-id")))
+        .cloned()
+        .collect()
+}
+
 /// One datapoint per metric per day, at noon UTC, for every day of the lookback ending before `now`.
 /// Days in `skip` get no CPU datapoint (as when an agent or CloudWatch has a gap).
 pub fn daily_datums(

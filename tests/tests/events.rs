@@ -24,8 +24,9 @@ fn sample_events() -> Vec<(String, std::path::PathBuf)> {
 
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
-        "idle-ec2" => idle_ec2::handler::check_scheduled_event(payload)
-            .unwrap_or_else(|e| panic!("{} refused: {e}", file.display())),
+        "idle-ec2" | "ebs-cleanup" => {
+            remediation::events::scheduled(payload).unwrap_or_else(|e| panic!("{} refused: {e}", file.display()));
+        }
         other => panic!(
             "{}: events/{other}/ has no function crate to check it against",
             file.display()

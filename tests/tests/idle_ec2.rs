@@ -258,18 +258,33 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     let record = items.iter().find(|i| i["pk"].starts_with("ACTION#")).unwrap();
     let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
     let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let remediation::act::Rollback::StartInstance { instance_id, .. } = &rollback;
+    let remediation::act::Rollback::StartInstance { instance_id, .. } = &rollback else {
+        panic!("a stop's rollback is a start: {rollback:?}");
+    };
     assert!(fleet.idle.contains(instance_id));
     assert_eq!(seed::state_of(&c.ec2, instance_id).await, "stopped");
 
-    let detail = remediation::act::rollback(&rollback, &remediation::act::RollbackPorts { ec2: &ec2 })
-        .await
-        .unwrap();
+    let detail = remediation::act::rollback(
+        &rollback,
+        &remediation::act::RollbackPorts {
+            instances: &ec2,
+            volumes: &ec2,
+        },
+    )
+    .await
+    .unwrap();
 
     assert!(detail.contains("started again"), "{detail}");
     assert_eq!(seed::state_of(&c.ec2, instance_id).await, "running");
     // A second rollback finds nothing to undo and changes nothing.
-    let again = remediation::act::rollback(&rollback, &remediation::act::RollbackPorts { ec2: &ec2 }).await;
+    let again = remediation::act::rollback(
+        &rollback,
+        &remediation::act::RollbackPorts {
+            instances: &ec2,
+            volumes: &ec2,
+        },
+    )
+    .await;
     assert!(again.unwrap_err().to_string().contains("not stopped"));
 }
 

@@ -4,13 +4,13 @@
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::act::Remediation;
+use crate::act::{Executed, Remediation};
 use crate::approval::{Decision, LinkSigner};
 use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Mode, Policy};
-use crate::state::{ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
+use crate::state::{ActionEnd, ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
 
 /// Where a run keeps state and sends messages; each is optional in dry-run.
 #[derive(Clone, Copy, Default)]
@@ -256,12 +256,21 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
                 continue;
             }
         };
+        let rollback = remediation.rollback_for(f, &pre_state);
+        if let crate::act::Rollback::Nothing { reason } = &rollback {
+            outcomes.push(Outcome::new(
+                &f.id,
+                OutcomeKind::Skipped,
+                format!("no way back, so not done: {reason}"),
+            ));
+            continue;
+        }
         let record = ActionRecord {
             action_id: new_id(&f.id, ctx.now),
             finding: f.clone(),
             mode: ctx.mode,
             decided_by: "auto".to_string(),
-            rollback: remediation.rollback_for(f, &pre_state),
+            rollback,
             pre_state,
             started_at: ctx.now,
         };
@@ -275,13 +284,14 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
             continue;
         }
         let _span = tracing::info_span!("act", resource_id = %f.resource.id, action = f.action.as_str()).entered();
-        let (kind, detail) = match remediation.execute(f, &record.pre_state).await {
-            Ok(detail) => (OutcomeKind::Executed, detail),
-            Err(e) => (OutcomeKind::Failed, e.to_string()),
+        let (kind, end, detail) = match remediation.execute(f, &record.pre_state).await {
+            Ok(Executed::Done(detail)) => (OutcomeKind::Executed, ActionEnd::Executed, detail),
+            Ok(Executed::Deferred(detail)) => (OutcomeKind::Skipped, ActionEnd::Deferred, detail),
+            Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
         };
         tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
         if let Err(e) = state
-            .finish_action(&record, kind, &detail, Utc::now().max(ctx.now))
+            .finish_action(&record, end, &detail, Utc::now().max(ctx.now))
             .await
         {
             notes.push(format!(

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod events;
 pub mod flow;
 pub mod model;
 pub mod notify;

@@ -62,6 +62,44 @@ impl Ec2Instance {
     }
 }
 
+/// An EBS volume as the inventory sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EbsVolume {
+    pub id: String,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1`, `standard`.
+    pub volume_type: String,
+    pub size_gib: i32,
+    /// Provisioned IOPS, where the type has them.
+    pub iops: Option<i32>,
+    /// Provisioned throughput (MiB/s), gp3 only.
+    pub throughput: Option<i32>,
+    pub availability_zone: String,
+    /// `available` means unattached.
+    pub state: String,
+    /// Instances it is attached to.
+    pub attached_to: Vec<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub create_time: Option<DateTime<Utc>>,
+    pub account: String,
+    pub region: String,
+    pub tags: Tags,
+}
+
+impl EbsVolume {
+    /// The volume as a finding's resource.
+    pub fn resource(&self) -> Resource {
+        Resource {
+            kind: ResourceKind::EbsVolume,
+            id: self.id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
 /// What the system proposes to do about a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -155,6 +193,7 @@ pub struct IdleEc2Evidence {
 #[serde(untagged)]
 pub enum Evidence {
     IdleEc2(IdleEc2Evidence),
+    EbsCleanup(crate::detect::ebs_cleanup::EbsCleanupEvidence),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
 }

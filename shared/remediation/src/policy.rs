@@ -106,6 +106,9 @@ pub struct EbsCleanupPolicy {
     pub grace_days: u32,
     /// Take a snapshot (and wait for it) before deleting.
     pub snapshot_before_delete: bool,
+    /// How long one run waits for a snapshot to complete; a longer one defers the delete to a
+    /// later run. Keep it under the function's timeout.
+    pub snapshot_wait_seconds: u32,
 }
 
 impl Default for EbsCleanupPolicy {
@@ -114,6 +117,7 @@ impl Default for EbsCleanupPolicy {
             mode: None,
             grace_days: 7,
             snapshot_before_delete: true,
+            snapshot_wait_seconds: 120,
         }
     }
 }
@@ -272,6 +276,12 @@ impl Policy {
             return Err(format!(
                 "idle_ec2.network_bytes_per_day_below: must be a non-negative number of bytes, got {}",
                 idle.network_bytes_per_day_below
+            ));
+        }
+        if self.ebs_cleanup.snapshot_wait_seconds > 840 {
+            return Err(format!(
+                "ebs_cleanup.snapshot_wait_seconds: must be at most 840 (Lambda runs 15 minutes at most), got {}",
+                self.ebs_cleanup.snapshot_wait_seconds
             ));
         }
         if !(self.cost_alert.total_usd.is_finite() && self.cost_alert.total_usd > 0.0) {

@@ -177,6 +177,54 @@ pub fn ec2_monthly_usd(name: &str) -> Option<f64> {
     instance_type(name).map(InstanceType::usd_per_month)
 }
 
+/// us-east-1 EBS prices (2025): storage per GB-month by volume type, and the provisioned extras.
+pub mod ebs {
+    /// Storage, USD per GB-month, by volume type.
+    pub fn storage_usd_per_gb_month(volume_type: &str) -> Option<f64> {
+        Some(match volume_type {
+            "gp2" => 0.10,
+            "gp3" => 0.08,
+            "io1" | "io2" => 0.125,
+            "st1" => 0.045,
+            "sc1" => 0.015,
+            "standard" => 0.05,
+            _ => return None,
+        })
+    }
+
+    /// gp3 includes 3,000 IOPS and 125 MiB/s; above that: $0.005 per IOPS-month, $0.04 per MiB/s-month.
+    /// io1/io2: $0.065 per provisioned IOPS-month (io2's first tier).
+    pub fn provisioned_usd_per_month(volume_type: &str, iops: Option<i32>, throughput: Option<i32>) -> f64 {
+        let iops = f64::from(iops.unwrap_or(0).max(0));
+        let throughput = f64::from(throughput.unwrap_or(0).max(0));
+        match volume_type {
+            "gp3" => (iops - 3000.0).max(0.0) * 0.005 + (throughput - 125.0).max(0.0) * 0.04,
+            "io1" | "io2" => iops * 0.065,
+            _ => 0.0,
+        }
+    }
+
+    /// Monthly cost of a volume; `None` for an unknown type.
+    pub fn volume_usd_per_month(
+        volume_type: &str,
+        size_gib: i32,
+        iops: Option<i32>,
+        throughput: Option<i32>,
+    ) -> Option<f64> {
+        let storage = storage_usd_per_gb_month(volume_type)? * f64::from(size_gib.max(0));
+        Some(storage + provisioned_usd_per_month(volume_type, iops, throughput))
+    }
+
+    /// Standard-tier snapshot storage, USD per GB-month.
+    pub const SNAPSHOT_USD_PER_GB_MONTH: f64 = 0.05;
+
+    /// Upper bound of a snapshot's monthly cost: the whole volume size (a snapshot stores only the
+    /// blocks in use, which AWS does not report up front).
+    pub fn snapshot_usd_per_month(size_gib: i32) -> f64 {
+        SNAPSHOT_USD_PER_GB_MONTH * f64::from(size_gib.max(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +242,23 @@ mod tests {
     fn a_t3_medium_costs_about_thirty_dollars_a_month() {
         let usd = ec2_monthly_usd("t3.medium").unwrap();
         assert!((usd - 30.368).abs() < 1e-9, "{usd}");
+    }
+
+    #[test]
+    fn ebs_prices_cover_every_type_and_the_provisioned_extras() {
+        for t in ["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"] {
+            assert!(ebs::storage_usd_per_gb_month(t).is_some(), "{t}");
+        }
+        assert_eq!(ebs::volume_usd_per_month("gp2", 100, None, None), Some(10.0));
+        // gp3 with 6,000 IOPS and 250 MiB/s: 8 + 3000×0.005 + 125×0.04 = 28.
+        let gp3 = ebs::volume_usd_per_month("gp3", 100, Some(6000), Some(250)).unwrap();
+        assert!((gp3 - 28.0).abs() < 1e-9, "{gp3}");
+        // Included gp3 performance costs nothing extra.
+        assert_eq!(ebs::volume_usd_per_month("gp3", 100, Some(3000), Some(125)), Some(8.0));
+        let io1 = ebs::volume_usd_per_month("io1", 100, Some(1000), None).unwrap();
+        assert!((io1 - 77.5).abs() < 1e-9, "{io1}");
+        assert_eq!(ebs::volume_usd_per_month("gp9", 100, None, None), None);
+        assert_eq!(ebs::snapshot_usd_per_month(100), 5.0);
     }
 
     #[test]

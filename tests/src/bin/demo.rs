@@ -96,20 +96,93 @@ async fn seed_demo_account(moto: &Moto) -> usize {
     count
 }
 
+/// Unattached and attached volumes, with the sighting history a deployed system would have
+/// recorded (first seen unattached N days ago); returns how many volumes.
+async fn seed_demo_volumes(moto: &Moto) -> usize {
+    let c = moto.clients().await;
+    let now = Utc::now();
+    let unattached: [(&str, i32, Option<i32>, &str, i64); 8] = [
+        ("gp2", 500, None, "ana", 40),
+        ("gp3", 1000, None, "bo", 21),
+        ("io1", 200, Some(4000), "cy", 12),
+        ("st1", 2000, None, "dee", 30),
+        ("sc1", 4000, None, "eli", 9),
+        ("gp2", 100, None, "ana", 15),
+        ("gp3", 250, None, "bo", 3),
+        ("gp2", 80, None, "cy", 1),
+    ];
+    for (t, size, iops, owner, seen_days_ago) in unattached {
+        let id = seed::create_volume(
+            &c.ec2,
+            t,
+            size,
+            iops,
+            "us-east-1a",
+            &[("Owner", owner), ("Name", "detached")],
+        )
+        .await;
+        c.dynamodb
+            .put_item()
+            .table_name(TABLE)
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("SEEN#ebs-unattached".into()),
+            )
+            .item("sk", aws_sdk_dynamodb::types::AttributeValue::S(id))
+            .item(
+                "first_seen",
+                aws_sdk_dynamodb::types::AttributeValue::S((now - chrono::Duration::days(seen_days_ago)).to_rfc3339()),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| fail(format!("seeding sightings: {e}")));
+    }
+    seed::create_volume(
+        &c.ec2,
+        "gp2",
+        300,
+        None,
+        "us-east-1a",
+        &[("Owner", "sre"), ("finops:exempt", "true")],
+    )
+    .await;
+    let host = seed::run_instance(&c.ec2, "t3.micro", &[("Owner", "web")]).await;
+    let data = seed::create_volume(&c.ec2, "gp3", 100, None, "us-east-1a", &[("Owner", "web")]).await;
+    seed::attach(&c.ec2, &data, &host).await;
+    unattached.len() + 2
+}
+
 fn money(usd: Option<f64>) -> String {
     usd.map(|v| format!("${v:>9.2}")).unwrap_or_else(|| "   unknown".into())
 }
 
-fn evidence_line(f: &Finding) -> String {
+/// (kind, why) columns of a finding.
+fn describe(f: &Finding) -> (String, String) {
     match &f.evidence {
-        Evidence::IdleEc2(e) => format!(
-            "{}/{} days idle; CPU ≤ {:.1}%/day, network ≤ {:.2} MB/day",
-            e.idle_days,
-            e.lookback_days,
-            e.max_daily_cpu_average_percent,
-            e.max_daily_network_bytes / 1e6
+        Evidence::IdleEc2(e) => (
+            e.instance_type.clone(),
+            format!(
+                "{}/{} days idle; CPU ≤ {:.1}%/day, network ≤ {:.2} MB/day",
+                e.idle_days,
+                e.lookback_days,
+                e.max_daily_cpu_average_percent,
+                e.max_daily_network_bytes / 1e6
+            ),
         ),
-        Evidence::Other(v) => v.to_string(),
+        Evidence::EbsCleanup(e) => (
+            format!("{} {}G", e.volume_type, e.size_gib),
+            format!(
+                "unattached {} days ({}), grace {}; snapshot ≤ ${:.2}/mo",
+                e.unattached_days,
+                serde_json::to_value(e.since_basis)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or(""),
+                e.grace_days,
+                e.snapshot_usd_per_month
+            ),
+        ),
+        Evidence::Other(v) => (String::new(), v.to_string()),
     }
 }
 
@@ -123,7 +196,7 @@ fn print_report(title: &str, report: &RunReport) {
     );
     println!(
         "{:<21} {:<11} {:<6} {:<55} {:>10}  action",
-        "instance", "type", "owner", "why it is idle", "$/month"
+        "resource", "type", "owner", "why", "$/month"
     );
     let outcomes: BTreeMap<&str, &remediation::model::Outcome> =
         report.outcomes.iter().map(|o| (o.finding_id.as_str(), o)).collect();
@@ -134,10 +207,7 @@ fn print_report(title: &str, report: &RunReport) {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     for f in findings {
-        let instance_type = match &f.evidence {
-            Evidence::IdleEc2(e) => e.instance_type.as_str(),
-            Evidence::Other(_) => "",
-        };
+        let (kind, why) = describe(f);
         let outcome = outcomes
             .get(f.id.as_str())
             .map(|o| {
@@ -154,9 +224,9 @@ fn print_report(title: &str, report: &RunReport) {
         println!(
             "{:<21} {:<11} {:<6} {:<55} {:>10}  {}",
             f.resource.id,
-            instance_type,
+            kind,
             f.owner(),
-            evidence_line(f),
+            why,
             money(f.estimated_monthly_savings_usd),
             outcome
         );
@@ -193,6 +263,8 @@ async fn main() {
     println!("moto server (local AWS) on {}", moto.endpoint());
     let seeded = seed_demo_account(&moto).await;
     println!("seeded a demo account: {seeded} instances with 14 days of CloudWatch history");
+    let volumes = seed_demo_volumes(&moto).await;
+    println!("seeded {volumes} EBS volumes, 9 unattached, with the sightings a deployed system would have recorded");
 
     let c = moto.clients().await;
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
@@ -261,5 +333,17 @@ async fn main() {
         .filter(|i| i.get("status").map(String::as_str) == Some("pending"))
         .count();
     println!("   {pending} pending approval item(s) in DynamoDB table {TABLE}");
-    println!("\ndone: every instance is as it was; moto and the function have been stopped.");
+    let ebs_event = workspace_root().join("events/ebs-cleanup/scheduled.json");
+    let ebs = {
+        let watch = Watch::start("ebs-cleanup", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("ebs-cleanup", &ebs_event).unwrap_or_else(|e| fail(e)))
+    };
+    print_report(
+        "ebs-cleanup (dry-run: snapshot-then-delete proposed, nothing changed)",
+        &ebs,
+    );
+
+    let total = dry.estimated_monthly_savings_usd + ebs.estimated_monthly_savings_usd;
+    println!("\n== total estimated savings found: ${total:.2}/month");
+    println!("done: every resource is as it was; moto and the functions have been stopped.");
 }

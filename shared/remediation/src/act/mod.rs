@@ -1,6 +1,7 @@
 //! Actions. Each one declares the IAM permissions it needs, the states it may act from, and its
 //! rollback; re-checks the resource right before acting; and returns the pre-state it captured.
 
+pub mod snapshot_and_delete;
 pub mod stop_instance;
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::aws::ec2::InstanceApi;
+use crate::aws::ec2::{InstanceApi, VolumeApi, VolumeSpec};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Finding};
 
@@ -30,6 +31,19 @@ pub struct ActionDeclaration {
 pub enum Rollback {
     /// Start an instance that an action stopped.
     StartInstance { instance_id: String, region: String },
+    /// Recreate a deleted volume from the snapshot taken before the delete.
+    RecreateVolume { spec: VolumeSpec },
+    /// The action cannot be undone (say why); such an action is refused before it runs.
+    Nothing { reason: String },
+}
+
+/// How an action ended in this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executed {
+    /// Done and verified.
+    Done(String),
+    /// Started but not finished (a snapshot still pending); a later run finishes it.
+    Deferred(String),
 }
 
 /// The result of re-checking one finding right before acting.
@@ -48,19 +62,25 @@ pub trait Remediation: Send + Sync {
     /// How the action will be undone, known before it runs so that it is recorded first.
     fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback;
 
-    /// Performs the action and verifies it; returns a human-readable detail.
-    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<String>;
+    /// Performs the action and verifies it; says what happened.
+    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed>;
 }
 
 /// The AWS ports a rollback may need.
 pub struct RollbackPorts<'a> {
-    pub ec2: &'a dyn InstanceApi,
+    pub instances: &'a dyn InstanceApi,
+    pub volumes: &'a dyn VolumeApi,
 }
 
 /// Undoes an action. Each rollback re-checks that it can act and verifies the result.
 pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<String> {
     match rollback {
-        Rollback::StartInstance { instance_id, .. } => stop_instance::start_again(ports.ec2, instance_id).await,
+        Rollback::StartInstance { instance_id, .. } => stop_instance::start_again(ports.instances, instance_id).await,
+        Rollback::RecreateVolume { spec } => snapshot_and_delete::recreate(ports.volumes, spec).await,
+        Rollback::Nothing { reason } => Err(Error::Precondition {
+            resource: "-".into(),
+            message: format!("nothing to roll back: {reason}"),
+        }),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{precondition, ActionDeclaration, Recheck, Remediation, Rollback};
+use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
 use crate::aws::ec2::InstanceApi;
 use crate::detect::idle_ec2::skip_reason;
 use crate::error::Result;
@@ -69,14 +69,16 @@ impl Remediation for StopInstance<'_> {
         }
     }
 
-    async fn execute(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Result<String> {
+    async fn execute(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Result<Executed> {
         let id = &finding.resource.id;
         let after = self.ec2.stop(id).await?;
         // Verify with a fresh read rather than trusting the call's echo.
         let now = self.ec2.describe(std::slice::from_ref(id)).await?;
         let state = now.first().map(|i| i.state.as_str()).unwrap_or("missing");
         if matches!(state, "stopping" | "stopped") {
-            Ok(format!("stopped (state {state}; StopInstances said {after})"))
+            Ok(Executed::Done(format!(
+                "stopped (state {state}; StopInstances said {after})"
+            )))
         } else {
             Err(precondition(
                 id,

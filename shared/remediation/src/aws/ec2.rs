@@ -1,11 +1,13 @@
 //! EC2: the instance inventory, the guarded re-check, stop and start.
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName};
+use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, ResourceType, TagSpecification};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::to_chrono;
 use crate::error::{Error, Result};
-use crate::model::{Ec2Instance, Tags};
+use crate::model::{EbsVolume, Ec2Instance, Tags};
 
 /// What the idle-ec2 flow needs of EC2.
 #[async_trait]
@@ -25,6 +27,8 @@ pub trait InstanceApi: Send + Sync {
 pub struct Ec2 {
     client: aws_sdk_ec2::Client,
     region: String,
+    /// The account id, for volumes (DescribeVolumes carries none); learnt from instances or set.
+    account: String,
 }
 
 impl Ec2 {
@@ -33,7 +37,14 @@ impl Ec2 {
         Ec2 {
             client,
             region: region.into(),
+            account: String::new(),
         }
+    }
+
+    /// Sets the account id reported on volumes.
+    pub fn with_account(mut self, account: impl Into<String>) -> Self {
+        self.account = account.into();
+        self
     }
 
     async fn describe_filtered(&self, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>> {
@@ -144,4 +155,225 @@ fn state_after(state: Option<&aws_sdk_ec2::types::InstanceState>) -> String {
         .map(InstanceStateName::as_str)
         .unwrap_or("unknown")
         .to_string()
+}
+
+/// What the ebs-cleanup flow needs of EC2.
+#[async_trait]
+pub trait VolumeApi: Send + Sync {
+    /// Every unattached (`available`) volume in the region, with tags.
+    async fn available_volumes(&self) -> Result<Vec<EbsVolume>>;
+    /// The current view of these volumes; ids AWS no longer knows are absent.
+    async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<EbsVolume>>;
+    /// Starts a snapshot of `volume_id` with `tags`; returns its id.
+    async fn create_snapshot(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String>;
+    /// Snapshots of this account carrying `tag_key` = `tag_value`, as (id, state, start time), newest first.
+    async fn snapshots_tagged(
+        &self,
+        tag_key: &str,
+        tag_value: &str,
+    ) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>>;
+    /// Deletes a volume.
+    async fn delete_volume(&self, volume_id: &str) -> Result<()>;
+    /// Creates a volume from a snapshot; returns the new volume's id.
+    async fn create_volume(&self, spec: &VolumeSpec, snapshot_id: &str) -> Result<String>;
+}
+
+/// Everything needed to recreate a volume as it was.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub source_volume_id: String,
+    pub availability_zone: String,
+    pub volume_type: String,
+    pub size_gib: i32,
+    pub iops: Option<i32>,
+    pub throughput: Option<i32>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub tags: Tags,
+}
+
+impl VolumeSpec {
+    /// The spec of an existing volume.
+    pub fn of(v: &EbsVolume) -> VolumeSpec {
+        VolumeSpec {
+            source_volume_id: v.id.clone(),
+            availability_zone: v.availability_zone.clone(),
+            volume_type: v.volume_type.clone(),
+            size_gib: v.size_gib,
+            iops: v.iops,
+            throughput: v.throughput,
+            encrypted: v.encrypted,
+            kms_key_id: v.kms_key_id.clone(),
+            tags: v.tags.clone(),
+        }
+    }
+}
+
+fn convert_volume(v: &aws_sdk_ec2::types::Volume, account: &str, region: &str) -> Result<EbsVolume> {
+    let id = v
+        .volume_id()
+        .ok_or_else(|| Error::unexpected("ec2", "DescribeVolumes", "a volume without a VolumeId"))?;
+    Ok(EbsVolume {
+        id: id.to_string(),
+        volume_type: v.volume_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        size_gib: v.size().unwrap_or(0),
+        iops: v.iops(),
+        throughput: v.throughput(),
+        availability_zone: v.availability_zone().unwrap_or_default().to_string(),
+        state: v
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        attached_to: v
+            .attachments()
+            .iter()
+            .filter_map(|a| a.instance_id().map(str::to_string))
+            .collect(),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(str::to_string),
+        snapshot_id: v.snapshot_id().filter(|s| !s.is_empty()).map(str::to_string),
+        create_time: v.create_time().and_then(to_chrono),
+        account: account.to_string(),
+        region: region.to_string(),
+        tags: v
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect(),
+    })
+}
+
+/// AWS reserves the `aws:` tag prefix; such tags cannot be copied onto new resources.
+fn settable(tags: &Tags) -> Vec<aws_sdk_ec2::types::Tag> {
+    tags.iter()
+        .filter(|(k, _)| !k.starts_with("aws:"))
+        .take(50)
+        .map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+impl Ec2 {
+    async fn volumes_filtered(&self, filters: Vec<Filter>) -> Result<Vec<EbsVolume>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .set_filters(Some(filters))
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::aws("ec2", "DescribeVolumes", e))?;
+            for v in page.volumes() {
+                out.push(convert_volume(v, &self.account, &self.region)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl VolumeApi for Ec2 {
+    async fn available_volumes(&self) -> Result<Vec<EbsVolume>> {
+        self.volumes_filtered(vec![filter("status", ["available".to_string()])])
+            .await
+    }
+
+    async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<EbsVolume>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            out.extend(
+                self.volumes_filtered(vec![filter("volume-id", chunk.iter().cloned())])
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn create_snapshot(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String> {
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::Snapshot)
+            .set_tags(Some(settable(tags)))
+            .build();
+        let out = self
+            .client
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description(description)
+            .tag_specifications(spec)
+            .send()
+            .await
+            .map_err(|e| Error::aws("ec2", "CreateSnapshot", e))?;
+        out.snapshot_id
+            .ok_or_else(|| Error::unexpected("ec2", "CreateSnapshot", "no SnapshotId in the answer"))
+    }
+
+    async fn snapshots_tagged(
+        &self,
+        tag_key: &str,
+        tag_value: &str,
+    ) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter(&format!("tag:{tag_key}"), [tag_value.to_string()]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::aws("ec2", "DescribeSnapshots", e))?;
+            for s in page.snapshots() {
+                if let Some(id) = s.snapshot_id() {
+                    let state = s
+                        .state()
+                        .map(|st| st.as_str().to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    out.push((id.to_string(), state, s.start_time().and_then(to_chrono)));
+                }
+            }
+        }
+        out.sort_by(|a, b| b.2.cmp(&a.2));
+        Ok(out)
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        self.client
+            .delete_volume()
+            .volume_id(volume_id)
+            .send()
+            .await
+            .map_err(|e| Error::aws("ec2", "DeleteVolume", e))?;
+        Ok(())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec, snapshot_id: &str) -> Result<String> {
+        let mut req = self
+            .client
+            .create_volume()
+            .snapshot_id(snapshot_id)
+            .availability_zone(&spec.availability_zone)
+            .volume_type(aws_sdk_ec2::types::VolumeType::from(spec.volume_type.as_str()))
+            .size(spec.size_gib)
+            .set_iops(
+                spec.iops
+                    .filter(|_| matches!(spec.volume_type.as_str(), "io1" | "io2" | "gp3")),
+            )
+            .set_throughput(spec.throughput.filter(|_| spec.volume_type == "gp3"));
+        if spec.encrypted {
+            req = req.encrypted(true).set_kms_key_id(spec.kms_key_id.clone());
+        }
+        let tags = settable(&spec.tags);
+        if !tags.is_empty() {
+            req = req.tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Volume)
+                    .set_tags(Some(tags))
+                    .build(),
+            );
+        }
+        let out = req.send().await.map_err(|e| Error::aws("ec2", "CreateVolume", e))?;
+        out.volume_id
+            .ok_or_else(|| Error::unexpected("ec2", "CreateVolume", "no VolumeId in the answer"))
+    }
 }

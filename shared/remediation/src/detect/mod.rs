@@ -1,3 +1,4 @@
 //! Detectors: pure functions of data already fetched, a policy and `now`. No I/O, no clock.
 
+pub mod ebs_cleanup;
 pub mod idle_ec2;

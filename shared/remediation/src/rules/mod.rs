@@ -1,3 +1,4 @@
 //! Each rule's run: inventory → detect → the shared flow, returning the response contract.
 
+pub mod ebs_cleanup;
 pub mod idle_ec2;

@@ -7,9 +7,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::{ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
+use super::{ActionEnd, ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
 use crate::error::{Error, Result};
-use crate::model::OutcomeKind;
 
 /// Name of the TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
@@ -257,14 +256,11 @@ impl StateStore for DynamoState {
     async fn finish_action(
         &self,
         record: &ActionRecord,
-        outcome: OutcomeKind,
+        end: ActionEnd,
         detail: &str,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let status = match outcome {
-            OutcomeKind::Executed => "executed",
-            _ => "failed",
-        };
+        let status = end.as_str();
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(format!("ACTION#{}", record.action_id)))
@@ -296,5 +292,78 @@ impl StateStore for DynamoState {
                 message: format!("action {} is not executing", record.action_id),
             }),
         }
+    }
+
+    async fn first_seen(
+        &self,
+        scope: &str,
+        present: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, DateTime<Utc>>> {
+        // One partition per scope: one Query reads every sighting, however many there are.
+        let pk = format!("SEEN#{scope}");
+        let mut known: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            let (Some(AttributeValue::S(id)), Some(AttributeValue::S(at))) = (item.get("sk"), item.get("first_seen"))
+            else {
+                continue;
+            };
+            if let Ok(at) = DateTime::parse_from_rfc3339(at) {
+                known.insert(id.clone(), at.with_timezone(&Utc));
+            }
+        }
+        let mut out = HashMap::with_capacity(present.len());
+        for id in present {
+            if let Some(at) = known.get(id) {
+                out.insert(id.clone(), *at);
+                continue;
+            }
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s(id))
+                .item("kind", s("sighting"))
+                .item("first_seen", s(now.to_rfc3339()))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    out.insert(id.clone(), now);
+                }
+                // Another run recorded it first: its time stands; this run waits a day longer at most.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                {
+                    out.insert(id.clone(), now);
+                }
+                Err(e) => return Err(Error::aws("dynamodb", "PutItem", e)),
+            }
+        }
+        for id in known.keys().filter(|id| !present.contains(id)) {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(id))
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
+        }
+        Ok(out)
     }
 }

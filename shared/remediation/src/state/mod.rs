@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::act::Rollback;
 use crate::error::Result;
-use crate::model::{Finding, OutcomeKind};
+use crate::model::Finding;
 use crate::policy::Mode;
 
 pub use dynamo::DynamoState;
@@ -49,6 +49,26 @@ pub struct ActionRecord {
     pub started_at: DateTime<Utc>,
 }
 
+/// How a recorded action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionEnd {
+    Executed,
+    /// Started, to be finished by a later run.
+    Deferred,
+    Failed,
+}
+
+impl ActionEnd {
+    /// The record's status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionEnd::Executed => "executed",
+            ActionEnd::Deferred => "deferred",
+            ActionEnd::Failed => "failed",
+        }
+    }
+}
+
 /// The state the flow needs.
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -58,12 +78,16 @@ pub trait StateStore: Send + Sync {
     async fn mark_notified(&self, request_id: &str) -> Result<()>;
     /// Records an action and its pre-state and rollback before it runs; fails if it exists.
     async fn begin_action(&self, record: &ActionRecord) -> Result<()>;
-    /// Records how an action ended (`executed` or `failed`); only from `executing`.
-    async fn finish_action(
+    /// Records how an action ended; only from `executing`.
+    async fn finish_action(&self, record: &ActionRecord, end: ActionEnd, detail: &str, at: DateTime<Utc>)
+        -> Result<()>;
+
+    /// When each of `present` was first seen in `scope` (now, for those seen for the first time);
+    /// forgets the ids of `scope` that are no longer present.
+    async fn first_seen(
         &self,
-        record: &ActionRecord,
-        outcome: OutcomeKind,
-        detail: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()>;
+        scope: &str,
+        present: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>>;
 }

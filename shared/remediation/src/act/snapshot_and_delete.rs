@@ -1,0 +1,398 @@
+//! Snapshot an unattached EBS volume, wait until the snapshot is `completed`, re-check, delete.
+//! Rollback: a new volume from that snapshot, in the same AZ, with the same type, IOPS,
+//! throughput, encryption and tags.
+//!
+//! The snapshot carries everything needed to restore, as tags. A snapshot still `pending` when
+//! the wait ends defers the delete: the next run finds the snapshot by its tag and deletes only
+//! once it is `completed` (never before), without taking a second one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
+use crate::aws::ec2::{VolumeApi, VolumeSpec};
+use crate::detect::ebs_cleanup::skip_reason;
+use crate::error::Result;
+use crate::model::{ActionKind, Finding, Tags};
+use crate::policy::Policy;
+
+/// The declaration of the snapshot-and-delete action.
+pub static DECLARATION: ActionDeclaration = ActionDeclaration {
+    action: ActionKind::SnapshotAndDelete,
+    permissions: &[
+        "ec2:DescribeVolumes",
+        "ec2:DescribeSnapshots",
+        "ec2:CreateSnapshot",
+        "ec2:CreateTags",
+        "ec2:DeleteVolume",
+    ],
+    acts_from_states: &["available"],
+    rollback_permissions: &[
+        "ec2:DescribeSnapshots",
+        "ec2:DescribeVolumes",
+        "ec2:CreateVolume",
+        "ec2:CreateTags",
+    ],
+};
+
+/// Tag on every snapshot this action takes: the volume it came from.
+pub const SOURCE_VOLUME_TAG: &str = "finops:source-volume-id";
+
+/// Snapshots and deletes volumes through a [`VolumeApi`].
+pub struct SnapshotAndDelete<'a> {
+    pub ec2: &'a dyn VolumeApi,
+    pub policy: &'a Policy,
+    /// How long to wait for a snapshot to complete in this run.
+    pub wait: Duration,
+    /// Pause between snapshot state checks.
+    pub poll: Duration,
+}
+
+fn spec_from(pre_state: &serde_json::Value) -> Option<VolumeSpec> {
+    serde_json::from_value(pre_state.get("spec")?.clone()).ok()
+}
+
+/// The tags a snapshot carries: the restore recipe, then the volume's own tags.
+fn restore_tags(spec: &VolumeSpec) -> Tags {
+    let mut tags: Tags = spec.tags.clone();
+    let opt = |v: Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
+    tags.insert(SOURCE_VOLUME_TAG.into(), spec.source_volume_id.clone());
+    tags.insert("finops:source-az".into(), spec.availability_zone.clone());
+    tags.insert("finops:source-type".into(), spec.volume_type.clone());
+    tags.insert("finops:source-size-gib".into(), spec.size_gib.to_string());
+    tags.insert("finops:source-iops".into(), opt(spec.iops));
+    tags.insert("finops:source-throughput".into(), opt(spec.throughput));
+    tags.insert("finops:source-encrypted".into(), spec.encrypted.to_string());
+    tags
+}
+
+impl SnapshotAndDelete<'_> {
+    /// The snapshot this action took of `volume` earlier, if any: (id, state).
+    async fn earlier_snapshot(&self, volume: &str) -> Result<Option<(String, String)>> {
+        let found = self.ec2.snapshots_tagged(SOURCE_VOLUME_TAG, volume).await?;
+        Ok(found
+            .into_iter()
+            .find(|(_, state, _)| state != "error")
+            .map(|(id, state, _)| (id, state)))
+    }
+
+    /// Waits until the snapshot completes or the wait ends; returns its last state.
+    async fn wait_for(&self, volume: &str, snapshot: &str) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let state = self
+                .ec2
+                .snapshots_tagged(SOURCE_VOLUME_TAG, volume)
+                .await?
+                .into_iter()
+                .find(|(id, _, _)| id == snapshot)
+                .map(|(_, state, _)| state)
+                .unwrap_or_else(|| "missing".into());
+            if state != "pending" || tokio::time::Instant::now() >= deadline {
+                return Ok(state);
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Remediation for SnapshotAndDelete<'_> {
+    fn declaration(&self) -> &'static ActionDeclaration {
+        &DECLARATION
+    }
+
+    async fn recheck(&self, findings: &[&Finding]) -> Result<HashMap<String, Recheck>> {
+        let ids: Vec<String> = findings.iter().map(|f| f.resource.id.clone()).collect();
+        let current: HashMap<String, _> = self
+            .ec2
+            .describe_volumes(&ids)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
+        Ok(findings
+            .iter()
+            .map(|f| {
+                let verdict = match current.get(&f.resource.id) {
+                    None => Err("volume no longer exists".to_string()),
+                    Some(v) => match skip_reason(v, self.policy) {
+                        Some(reason) => Err(format!("re-check: {reason}")),
+                        None => Ok(serde_json::json!({"state": v.state, "spec": VolumeSpec::of(v)})),
+                    },
+                };
+                (f.id.clone(), verdict)
+            })
+            .collect())
+    }
+
+    fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback {
+        match spec_from(pre_state) {
+            Some(spec) => Rollback::RecreateVolume { spec },
+            // Without a spec there is nothing to restore from; execute refuses the same pre-state.
+            None => Rollback::Nothing {
+                reason: format!("no pre-state captured for {}", finding.resource.id),
+            },
+        }
+    }
+
+    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed> {
+        let volume = &finding.resource.id;
+        let spec = spec_from(pre_state).ok_or_else(|| precondition(volume, "no volume spec in the pre-state"))?;
+        let mut detail = String::new();
+        if self.policy.ebs_cleanup.snapshot_before_delete {
+            let snapshot = match self.earlier_snapshot(volume).await? {
+                Some((id, state)) => {
+                    detail.push_str(&format!("snapshot {id} (taken earlier, {state}); "));
+                    id
+                }
+                None => {
+                    let id = self
+                        .ec2
+                        .create_snapshot(
+                            volume,
+                            &format!("FinOps Autopilot: before deleting {volume}"),
+                            &restore_tags(&spec),
+                        )
+                        .await?;
+                    detail.push_str(&format!("snapshot {id} taken; "));
+                    id
+                }
+            };
+            let state = self.wait_for(volume, &snapshot).await?;
+            match state.as_str() {
+                "completed" => detail.push_str("completed; "),
+                "pending" => {
+                    return Ok(Executed::Deferred(format!(
+                        "{detail}still pending: the volume is deleted on a later run, once it completes"
+                    )))
+                }
+                other => {
+                    return Err(precondition(
+                        volume,
+                        format!("{detail}snapshot is {other}; volume kept"),
+                    ))
+                }
+            }
+        }
+        // Re-check right before the irreversible step: the snapshot wait may have been long.
+        let now = self.ec2.describe_volumes(std::slice::from_ref(volume)).await?;
+        match now.first() {
+            None => return Err(precondition(volume, format!("{detail}volume vanished before delete"))),
+            Some(v) => {
+                if let Some(reason) = skip_reason(v, self.policy) {
+                    return Err(precondition(volume, format!("{detail}not deleted: {reason}")));
+                }
+            }
+        }
+        self.ec2.delete_volume(volume).await?;
+        let after = self.ec2.describe_volumes(std::slice::from_ref(volume)).await?;
+        match after.first().map(|v| v.state.as_str()) {
+            None | Some("deleting") | Some("deleted") => Ok(Executed::Done(format!("{detail}volume deleted"))),
+            Some(other) => Err(precondition(
+                volume,
+                format!("{detail}DeleteVolume returned but the volume is {other}"),
+            )),
+        }
+    }
+}
+
+/// Rollback of a delete: a new volume from the newest completed snapshot of the source volume.
+pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec) -> Result<String> {
+    let snapshots = ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?;
+    let (snapshot, _, _) = snapshots
+        .into_iter()
+        .find(|(_, state, _)| state == "completed")
+        .ok_or_else(|| {
+            precondition(
+                &spec.source_volume_id,
+                "no completed snapshot of the volume to restore from",
+            )
+        })?;
+    let id = ec2.create_volume(spec, &snapshot).await?;
+    let created = ec2.describe_volumes(std::slice::from_ref(&id)).await?;
+    match created.first() {
+        Some(v) if v.availability_zone == spec.availability_zone && v.volume_type == spec.volume_type => Ok(format!(
+            "volume {id} recreated from {snapshot} in {} ({}, {} GiB)",
+            v.availability_zone, v.volume_type, v.size_gib
+        )),
+        Some(v) => Err(precondition(
+            &id,
+            format!("recreated volume differs: {} {}", v.availability_zone, v.volume_type),
+        )),
+        None => Err(precondition(&id, "CreateVolume returned but the volume is not there")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EbsVolume, Evidence, Resource, ResourceKind, Severity};
+    use chrono::{DateTime, Utc};
+    use std::sync::Mutex;
+
+    /// An in-memory fake of the port (not of EC2): one volume, snapshots whose state the test sets.
+    #[derive(Default)]
+    struct FakeVolumes {
+        snapshot_state: Mutex<String>,
+        snapshots_taken: Mutex<Vec<String>>,
+        deleted: Mutex<Vec<String>>,
+    }
+
+    fn vol() -> EbsVolume {
+        EbsVolume {
+            id: "vol-1".into(),
+            volume_type: "gp2".into(),
+            size_gib: 10,
+            iops: None,
+            throughput: None,
+            availability_zone: "us-east-1a".into(),
+            state: "available".into(),
+            attached_to: vec![],
+            encrypted: false,
+            kms_key_id: None,
+            snapshot_id: None,
+            create_time: None,
+            account: "1".into(),
+            region: "us-east-1".into(),
+            tags: Default::default(),
+        }
+    }
+
+    #[async_trait]
+    impl VolumeApi for FakeVolumes {
+        async fn available_volumes(&self) -> Result<Vec<EbsVolume>> {
+            Ok(vec![vol()])
+        }
+        async fn describe_volumes(&self, _ids: &[String]) -> Result<Vec<EbsVolume>> {
+            let deleted = !self.deleted.lock().unwrap().is_empty();
+            Ok(if deleted { vec![] } else { vec![vol()] })
+        }
+        async fn create_snapshot(&self, _v: &str, _d: &str, _t: &Tags) -> Result<String> {
+            let mut taken = self.snapshots_taken.lock().unwrap();
+            let id = format!("snap-{}", taken.len() + 1);
+            taken.push(id);
+            Ok(taken.last().cloned().unwrap())
+        }
+        async fn snapshots_tagged(&self, _k: &str, _v: &str) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>> {
+            let state = self.snapshot_state.lock().unwrap().clone();
+            Ok(self
+                .snapshots_taken
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|id| (id.clone(), state.clone(), None))
+                .collect())
+        }
+        async fn delete_volume(&self, id: &str) -> Result<()> {
+            self.deleted.lock().unwrap().push(id.to_string());
+            Ok(())
+        }
+        async fn create_volume(&self, _spec: &VolumeSpec, _snapshot: &str) -> Result<String> {
+            Ok("vol-2".into())
+        }
+    }
+
+    fn finding() -> Finding {
+        Finding {
+            id: "ebs-cleanup:1:us-east-1:vol-1".into(),
+            rule: "ebs-cleanup".into(),
+            resource: Resource {
+                kind: ResourceKind::EbsVolume,
+                id: "vol-1".into(),
+                account: "1".into(),
+                region: "us-east-1".into(),
+                tags: Default::default(),
+            },
+            evidence: Evidence::Other(serde_json::Value::Null),
+            action: ActionKind::SnapshotAndDelete,
+            estimated_monthly_savings_usd: Some(0.5),
+            severity: Severity::Low,
+            detected_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_snapshot_defers_the_delete_and_a_later_run_deletes_once_it_completes() {
+        let fake = FakeVolumes::default();
+        *fake.snapshot_state.lock().unwrap() = "pending".into();
+        let policy = Policy::default();
+        let action = SnapshotAndDelete {
+            ec2: &fake,
+            policy: &policy,
+            wait: Duration::from_millis(30),
+            poll: Duration::from_millis(10),
+        };
+        let f = finding();
+        let pre = action.recheck(&[&f]).await.unwrap().remove(&f.id).unwrap().unwrap();
+
+        let first = action.execute(&f, &pre).await.unwrap();
+        assert!(
+            matches!(&first, Executed::Deferred(d) if d.contains("still pending")),
+            "{first:?}"
+        );
+        assert!(
+            fake.deleted.lock().unwrap().is_empty(),
+            "deleted before the snapshot completed"
+        );
+
+        // The next run: still pending, and no second snapshot is taken.
+        let second = action.execute(&f, &pre).await.unwrap();
+        assert!(matches!(second, Executed::Deferred(_)));
+        assert_eq!(fake.snapshots_taken.lock().unwrap().len(), 1);
+        assert!(fake.deleted.lock().unwrap().is_empty());
+
+        *fake.snapshot_state.lock().unwrap() = "completed".into();
+        let third = action.execute(&f, &pre).await.unwrap();
+        assert!(
+            matches!(&third, Executed::Done(d) if d.contains("snap-1") && d.contains("volume deleted")),
+            "{third:?}"
+        );
+        assert_eq!(*fake.deleted.lock().unwrap(), vec!["vol-1".to_string()]);
+        assert_eq!(fake.snapshots_taken.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_snapshot_keeps_the_volume() {
+        let fake = FakeVolumes::default();
+        *fake.snapshot_state.lock().unwrap() = "error".into();
+        let policy = Policy::default();
+        let action = SnapshotAndDelete {
+            ec2: &fake,
+            policy: &policy,
+            wait: Duration::from_millis(10),
+            poll: Duration::from_millis(5),
+        };
+        let f = finding();
+        let pre = action.recheck(&[&f]).await.unwrap().remove(&f.id).unwrap().unwrap();
+        let err = action.execute(&f, &pre).await.unwrap_err().to_string();
+        assert!(err.contains("error") && err.contains("volume kept"), "{err}");
+        assert!(fake.deleted.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_snapshot_tags_carry_the_whole_restore_recipe() {
+        let spec = VolumeSpec {
+            source_volume_id: "vol-1".into(),
+            availability_zone: "us-east-1b".into(),
+            volume_type: "gp3".into(),
+            size_gib: 200,
+            iops: Some(4000),
+            throughput: Some(250),
+            encrypted: true,
+            kms_key_id: None,
+            tags: [("Owner".to_string(), "ana".to_string())].into(),
+        };
+        let tags = restore_tags(&spec);
+        assert_eq!(tags[SOURCE_VOLUME_TAG], "vol-1");
+        assert_eq!(tags["finops:source-az"], "us-east-1b");
+        assert_eq!(tags["finops:source-type"], "gp3");
+        assert_eq!(tags["finops:source-size-gib"], "200");
+        assert_eq!(tags["finops:source-iops"], "4000");
+        assert_eq!(tags["finops:source-throughput"], "250");
+        assert_eq!(tags["finops:source-encrypted"], "true");
+        assert_eq!(tags["Owner"], "ana");
+    }
+}

@@ -1,0 +1,237 @@
+//! Unattached EBS volumes past their grace period.
+//!
+//! AWS keeps no "detached since" time, so the grace period counts from the first time this system
+//! saw the volume unattached (recorded in the state table). Without a record (first sighting, or
+//! dry-run with no table) it counts from the volume's CreateTime, which is exact for a volume never
+//! attached and the best AWS can say for one detached before this system watched it; the evidence
+//! names the basis used.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{is_exempt, round_cents, ActionKind, EbsVolume, Evidence, Finding, Severity};
+use crate::policy::Policy;
+use crate::pricing::ebs;
+
+/// The rule id.
+pub const RULE: &str = "ebs-cleanup";
+
+/// What the grace period counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinceBasis {
+    /// The first time this system saw the volume unattached.
+    FirstSeen,
+    /// The volume's creation time (no sighting recorded).
+    CreateTime,
+}
+
+/// The numbers behind an ebs-cleanup finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EbsCleanupEvidence {
+    pub volume_type: String,
+    pub size_gib: i32,
+    pub iops: Option<i32>,
+    pub throughput: Option<i32>,
+    pub availability_zone: String,
+    pub state: String,
+    pub unattached_since: DateTime<Utc>,
+    pub since_basis: SinceBasis,
+    pub unattached_days: i64,
+    pub grace_days: u32,
+    pub volume_usd_per_month: Option<f64>,
+    /// Upper bound of the snapshot kept for rollback (0 when no snapshot is taken).
+    pub snapshot_usd_per_month: f64,
+    pub snapshot_before_delete: bool,
+}
+
+/// Why a volume is not considered; `None` if it is a candidate.
+pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
+    if volume.state != "available" || !volume.attached_to.is_empty() {
+        return Some(format!(
+            "volume is {} (attached to {:?})",
+            volume.state, volume.attached_to
+        ));
+    }
+    if is_exempt(&volume.tags, &policy.exempt_tag) {
+        return Some(format!("exempt: tag {}=true", policy.exempt_tag));
+    }
+    None
+}
+
+/// Flags unattached, non-exempt volumes unattached for at least `grace_days`.
+pub fn detect(
+    volumes: &[EbsVolume],
+    first_seen: &HashMap<String, DateTime<Utc>>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    let p = &policy.ebs_cleanup;
+    volumes
+        .iter()
+        .filter(|v| skip_reason(v, policy).is_none())
+        .filter_map(|v| {
+            let (since, basis) = match (first_seen.get(&v.id), v.create_time) {
+                (Some(seen), _) => (*seen, SinceBasis::FirstSeen),
+                (None, Some(created)) => (created, SinceBasis::CreateTime),
+                // Neither: treat as seen just now, so the grace period starts today.
+                (None, None) => (now, SinceBasis::FirstSeen),
+            };
+            let days = (now - since).num_days();
+            if days < i64::from(p.grace_days) {
+                return None;
+            }
+            let volume_usd = ebs::volume_usd_per_month(&v.volume_type, v.size_gib, v.iops, v.throughput);
+            let snapshot_usd = if p.snapshot_before_delete {
+                ebs::snapshot_usd_per_month(v.size_gib)
+            } else {
+                0.0
+            };
+            let savings = volume_usd.map(|usd| round_cents((usd - snapshot_usd).max(0.0)));
+            let resource = v.resource();
+            Some(Finding {
+                id: Finding::id_for(RULE, &resource),
+                rule: RULE.to_string(),
+                resource,
+                evidence: Evidence::EbsCleanup(EbsCleanupEvidence {
+                    volume_type: v.volume_type.clone(),
+                    size_gib: v.size_gib,
+                    iops: v.iops,
+                    throughput: v.throughput,
+                    availability_zone: v.availability_zone.clone(),
+                    state: v.state.clone(),
+                    unattached_since: since,
+                    since_basis: basis,
+                    unattached_days: days,
+                    grace_days: p.grace_days,
+                    volume_usd_per_month: volume_usd.map(round_cents),
+                    snapshot_usd_per_month: round_cents(snapshot_usd),
+                    snapshot_before_delete: p.snapshot_before_delete,
+                }),
+                action: ActionKind::SnapshotAndDelete,
+                estimated_monthly_savings_usd: savings,
+                severity: Severity::from_monthly_usd(savings),
+                detected_at: now,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-26T06:00:00Z".parse().unwrap()
+    }
+
+    fn volume(id: &str, created_days_ago: i64) -> EbsVolume {
+        EbsVolume {
+            id: id.into(),
+            volume_type: "gp2".into(),
+            size_gib: 100,
+            iops: Some(300),
+            throughput: None,
+            availability_zone: "us-east-1a".into(),
+            state: "available".into(),
+            attached_to: vec![],
+            encrypted: false,
+            kms_key_id: None,
+            snapshot_id: None,
+            create_time: Some(now() - Duration::days(created_days_ago)),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            tags: Default::default(),
+        }
+    }
+
+    fn ids(findings: Vec<Finding>) -> Vec<String> {
+        findings.into_iter().map(|f| f.resource.id).collect()
+    }
+
+    #[test]
+    fn a_volume_unattached_past_the_grace_period_is_flagged_net_of_its_snapshot() {
+        let f = detect(&[volume("vol-old", 30)], &HashMap::new(), &Policy::default(), now());
+        assert_eq!(f.len(), 1);
+        // gp2 100 GB = $10/month, minus at most $5/month of snapshot.
+        assert_eq!(f[0].estimated_monthly_savings_usd, Some(5.0));
+        assert_eq!(f[0].action, ActionKind::SnapshotAndDelete);
+        let Evidence::EbsCleanup(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert_eq!(e.since_basis, SinceBasis::CreateTime);
+        assert_eq!(e.unattached_days, 30);
+    }
+
+    #[test]
+    fn the_first_sighting_wins_over_create_time() {
+        let seen: HashMap<String, DateTime<Utc>> = [("vol-old".to_string(), now() - Duration::days(2))].into();
+        assert!(detect(&[volume("vol-old", 300)], &seen, &Policy::default(), now()).is_empty());
+        let seen: HashMap<String, DateTime<Utc>> = [("vol-old".to_string(), now() - Duration::days(7))].into();
+        let f = detect(&[volume("vol-old", 300)], &seen, &Policy::default(), now());
+        let Evidence::EbsCleanup(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert_eq!(e.since_basis, SinceBasis::FirstSeen);
+    }
+
+    #[test]
+    fn the_grace_period_boundary_is_inclusive_and_zero_acts_at_once() {
+        let p = Policy::default();
+        assert_eq!(
+            ids(detect(
+                &[volume("vol-7", 7), volume("vol-6", 6)],
+                &HashMap::new(),
+                &p,
+                now()
+            )),
+            vec!["vol-7"]
+        );
+        let mut zero = Policy::default();
+        zero.ebs_cleanup.grace_days = 0;
+        assert_eq!(
+            ids(detect(&[volume("vol-new", 0)], &HashMap::new(), &zero, now())),
+            vec!["vol-new"]
+        );
+    }
+
+    #[test]
+    fn attached_and_exempt_volumes_are_not_flagged() {
+        let mut attached = volume("vol-a", 30);
+        attached.state = "in-use".into();
+        attached.attached_to = vec!["i-1".into()];
+        let mut exempt = volume("vol-e", 30);
+        exempt.tags.insert("finops:exempt".into(), "True".into());
+        assert!(detect(
+            &[attached.clone(), exempt.clone()],
+            &HashMap::new(),
+            &Policy::default(),
+            now()
+        )
+        .is_empty());
+        assert!(skip_reason(&attached, &Policy::default()).unwrap().contains("in-use"));
+        assert!(skip_reason(&exempt, &Policy::default()).unwrap().contains("exempt"));
+    }
+
+    #[test]
+    fn without_a_snapshot_the_whole_volume_cost_is_saved() {
+        let mut p = Policy::default();
+        p.ebs_cleanup.snapshot_before_delete = false;
+        let mut v = volume("vol-io", 30);
+        v.volume_type = "io1".into();
+        v.iops = Some(1000);
+        let f = detect(&[v], &HashMap::new(), &p, now());
+        assert_eq!(f[0].estimated_monthly_savings_usd, Some(77.5));
+    }
+
+    #[test]
+    fn an_unknown_volume_type_is_flagged_without_dollars() {
+        let mut v = volume("vol-x", 30);
+        v.volume_type = "gp9".into();
+        let f = detect(&[v], &HashMap::new(), &Policy::default(), now());
+        assert_eq!(f[0].estimated_monthly_savings_usd, None);
+    }
+}

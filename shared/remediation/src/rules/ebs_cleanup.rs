@@ -1,0 +1,94 @@
+//! The ebs-cleanup run: unattached volumes → sightings → pure detector → flow (snapshot, wait,
+//! re-check, delete).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::act::snapshot_and_delete::SnapshotAndDelete;
+use crate::aws::ec2::VolumeApi;
+use crate::detect::ebs_cleanup::{self, skip_reason, RULE};
+use crate::error::Result;
+use crate::flow::{self, RunContext, Sinks};
+use crate::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
+use crate::policy::Policy;
+
+/// The sighting scope of unattached volumes in the state table.
+pub const SIGHTING_SCOPE: &str = "ebs-unattached";
+
+/// One scan at `now`, in the mode the policy sets for ebs-cleanup.
+#[tracing::instrument(skip_all, fields(rule = RULE))]
+pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now: DateTime<Utc>) -> Result<RunReport> {
+    let ctx = RunContext {
+        mode: policy.mode_for(RULE),
+        policy,
+        now,
+        sinks,
+    };
+    ctx.check_sinks()?;
+
+    let inventory = volumes.available_volumes().await?;
+    let mut outcomes = Vec::new();
+    let mut notes = Vec::new();
+    // Every unattached volume is a sighting, exempt or not, so lifting an exemption keeps the history.
+    let first_seen: HashMap<String, DateTime<Utc>> = match sinks.state {
+        Some(state) => {
+            let ids: Vec<String> = inventory.iter().map(|v| v.id.clone()).collect();
+            state.first_seen(SIGHTING_SCOPE, &ids, now).await?
+        }
+        None => {
+            notes.push("no state table: grace periods count from each volume's CreateTime".to_string());
+            HashMap::new()
+        }
+    };
+    let mut candidates: Vec<EbsVolume> = Vec::new();
+    for v in &inventory {
+        match skip_reason(v, policy) {
+            Some(reason) => outcomes.push(Outcome::new(
+                Finding::id_for(RULE, &v.resource()),
+                OutcomeKind::Skipped,
+                reason,
+            )),
+            None => candidates.push(v.clone()),
+        }
+    }
+    let findings = ebs_cleanup::detect(&candidates, &first_seen, policy, now);
+    for v in candidates
+        .iter()
+        .filter(|v| !findings.iter().any(|f| f.resource.id == v.id))
+    {
+        let since = first_seen.get(&v.id).copied().or(v.create_time).unwrap_or(now);
+        outcomes.push(Outcome::new(
+            Finding::id_for(RULE, &v.resource()),
+            OutcomeKind::Skipped,
+            format!(
+                "unattached for {} day(s); grace period is {} day(s)",
+                (now - since).num_days(),
+                policy.ebs_cleanup.grace_days
+            ),
+        ));
+    }
+    tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
+
+    let remediation = SnapshotAndDelete {
+        ec2: volumes,
+        policy,
+        wait: Duration::from_secs(u64::from(policy.ebs_cleanup.snapshot_wait_seconds)),
+        poll: Duration::from_secs(5),
+    };
+    let (acted, mut flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    outcomes.extend(acted);
+    let mut all_notes = ctx.notes();
+    all_notes.append(&mut notes);
+    all_notes.append(&mut flow_notes);
+    Ok(RunReport {
+        rule: RULE.to_string(),
+        mode: ctx.mode,
+        scanned: inventory.len(),
+        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
+        findings,
+        outcomes,
+        notes: all_notes,
+    })
+}
