@@ -4,7 +4,12 @@ Stock moto 5.2.5 answers each MetricStat query by scanning every stored datapoin
 so N instances × 3 queries × 15 periods × 42·N datapoints never finishes at N = 5,000. This
 wrapper answers the same queries from the datapoints grouped by series and bucketed by period.
 
-It keeps stock moto's semantics exactly, quirks included:
+It also replaces the query-protocol parser's "is any parameter under this prefix?" check, which
+scans every parameter for every nested structure (quadratic in a request's size: a 500-query
+GetMetricData or a 1,000-datum PutMetricData takes minutes), with a binary search over the sorted
+parameter names: the same answer for every input.
+
+GetMetricData keeps stock moto's semantics exactly, quirks included:
   * a query with dimensions matches datapoints by metric name and dimensions only (stock moto
     ignores the namespace there), a query without dimensions by namespace and name;
   * the optional Unit filter, period buckets [start + k·period, start + (k+1)·period), the
@@ -17,12 +22,31 @@ tests/tests/bench_wrapper.rs checks the answers against stock moto on the same d
 Usage: python moto_indexed.py [moto_server arguments]
 """
 
+import bisect
 import sys
+import threading
 from collections import defaultdict
 from datetime import timedelta
 
 from moto.cloudwatch import models as cw
+from moto.core import parse
 from moto.server import main
+
+_sorted_keys = threading.local()
+
+
+def fast_gonna_recurse(self, query_params, prefix):
+    """Stock: `prefix != "" and not any(key.startswith(prefix) for key in query_params)`."""
+    if prefix == "":
+        return False
+    cached = getattr(_sorted_keys, "value", None)
+    if cached is None or cached[0] is not query_params or cached[1] != len(query_params):
+        cached = (query_params, len(query_params), sorted(query_params))
+        _sorted_keys.value = cached
+    keys = cached[2]
+    # The keys starting with `prefix` sort right at or after it, so checking the first such key is enough.
+    i = bisect.bisect_left(keys, prefix)
+    return not (i < len(keys) and keys[i].startswith(prefix))
 
 _stock_get_metric_data = cw.CloudWatchBackend.get_metric_data
 
@@ -93,6 +117,7 @@ def indexed_get_metric_data(self, queries, start_time, end_time, scan_by="Timest
 
 
 cw.CloudWatchBackend.get_metric_data = indexed_get_metric_data
+parse.QueryParser._gonna_recurse = fast_gonna_recurse
 
 if __name__ == "__main__":
     main(sys.argv[1:])

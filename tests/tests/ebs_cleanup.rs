@@ -204,8 +204,8 @@ async fn auto_mode_snapshots_then_deletes_and_the_rollback_recreates_the_volume(
     let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
     let adapter = remediation::aws::ec2::Ec2::new(ec2.clone(), "us-east-1");
     let ports = remediation::act::RollbackPorts {
-        instances: &adapter,
-        volumes: &adapter,
+        volumes: Some(&adapter),
+        ..Default::default()
     };
     let detail = remediation::act::rollback(&rollback, &ports).await.unwrap();
     assert!(detail.contains("recreated"), "{detail}");

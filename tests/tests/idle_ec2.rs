@@ -267,8 +267,8 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     let detail = remediation::act::rollback(
         &rollback,
         &remediation::act::RollbackPorts {
-            instances: &ec2,
-            volumes: &ec2,
+            instances: Some(&ec2),
+            ..Default::default()
         },
     )
     .await
@@ -280,8 +280,8 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     let again = remediation::act::rollback(
         &rollback,
         &remediation::act::RollbackPorts {
-            instances: &ec2,
-            volumes: &ec2,
+            instances: Some(&ec2),
+            ..Default::default()
         },
     )
     .await;

@@ -194,6 +194,7 @@ pub struct IdleEc2Evidence {
 pub enum Evidence {
     IdleEc2(IdleEc2Evidence),
     EbsCleanup(crate::detect::ebs_cleanup::EbsCleanupEvidence),
+    S3Public(crate::detect::s3_public::S3PublicEvidence),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
 }

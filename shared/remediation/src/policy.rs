@@ -155,6 +155,40 @@ pub struct S3PublicPolicy {
     pub mode: Option<Mode>,
     /// What to do with a public bucket.
     pub action: String,
+    /// The Block Public Access flags the action puts (all four by default).
+    pub block: BlockFlags,
+}
+
+/// Block Public Access flags to put; each one left out of the policy is `true`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockFlags {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl Default for BlockFlags {
+    fn default() -> Self {
+        BlockFlags {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        }
+    }
+}
+
+impl From<BlockFlags> for crate::detect::s3_public::BlockSettings {
+    fn from(f: BlockFlags) -> Self {
+        crate::detect::s3_public::BlockSettings {
+            block_public_acls: f.block_public_acls,
+            ignore_public_acls: f.ignore_public_acls,
+            block_public_policy: f.block_public_policy,
+            restrict_public_buckets: f.restrict_public_buckets,
+        }
+    }
 }
 
 impl Default for S3PublicPolicy {
@@ -162,6 +196,7 @@ impl Default for S3PublicPolicy {
         S3PublicPolicy {
             mode: None,
             action: "block-public-access".into(),
+            block: BlockFlags::default(),
         }
     }
 }
@@ -296,6 +331,10 @@ impl Policy {
                     "cost_alert.per_service_usd.{service}: must be a positive amount, got {usd}"
                 ));
             }
+        }
+        let b = self.s3_public.block;
+        if !(b.block_public_acls || b.ignore_public_acls || b.block_public_policy || b.restrict_public_buckets) {
+            return Err("s3_public.block: at least one flag must be true, or the action changes nothing".into());
         }
         if self.s3_public.action != "block-public-access" {
             return Err(format!(

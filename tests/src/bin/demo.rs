@@ -182,6 +182,21 @@ fn describe(f: &Finding) -> (String, String) {
                 e.snapshot_usd_per_month
             ),
         ),
+        Evidence::S3Public(e) => (
+            "bucket".to_string(),
+            e.reasons
+                .iter()
+                .map(|r| match r {
+                    remediation::detect::s3_public::PublicReason::Acl { grantee, permission } => {
+                        format!("ACL: {grantee} {permission}")
+                    }
+                    remediation::detect::s3_public::PublicReason::Policy { sid, .. } => {
+                        format!("policy: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         Evidence::Other(v) => (String::new(), v.to_string()),
     }
 }

@@ -1,6 +1,7 @@
 //! Actions. Each one declares the IAM permissions it needs, the states it may act from, and its
 //! rollback; re-checks the resource right before acting; and returns the pre-state it captured.
 
+pub mod block_public_access;
 pub mod snapshot_and_delete;
 pub mod stop_instance;
 
@@ -33,6 +34,12 @@ pub enum Rollback {
     StartInstance { instance_id: String, region: String },
     /// Recreate a deleted volume from the snapshot taken before the delete.
     RecreateVolume { spec: VolumeSpec },
+    /// Put back a bucket's Block Public Access as it was (`None`: there was none).
+    RestorePublicAccessBlock {
+        bucket: String,
+        region: String,
+        prior: Option<crate::detect::s3_public::BlockSettings>,
+    },
     /// The action cannot be undone (say why); such an action is refused before it runs.
     Nothing { reason: String },
 }
@@ -66,17 +73,30 @@ pub trait Remediation: Send + Sync {
     async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed>;
 }
 
-/// The AWS ports a rollback may need.
+/// The AWS ports a rollback may need; a rollback whose port is missing fails saying so.
+#[derive(Default)]
 pub struct RollbackPorts<'a> {
-    pub instances: &'a dyn InstanceApi,
-    pub volumes: &'a dyn VolumeApi,
+    pub instances: Option<&'a dyn InstanceApi>,
+    pub volumes: Option<&'a dyn VolumeApi>,
+    pub buckets: Option<&'a dyn crate::aws::s3::BucketApi>,
+}
+
+fn port<'a, T: ?Sized>(p: Option<&'a T>, what: &str) -> Result<&'a T> {
+    p.ok_or_else(|| Error::Config(format!("this rollback needs the {what} port")))
 }
 
 /// Undoes an action. Each rollback re-checks that it can act and verifies the result.
 pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<String> {
     match rollback {
-        Rollback::StartInstance { instance_id, .. } => stop_instance::start_again(ports.instances, instance_id).await,
-        Rollback::RecreateVolume { spec } => snapshot_and_delete::recreate(ports.volumes, spec).await,
+        Rollback::StartInstance { instance_id, .. } => {
+            stop_instance::start_again(port(ports.instances, "EC2 instance")?, instance_id).await
+        }
+        Rollback::RecreateVolume { spec } => {
+            snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec).await
+        }
+        Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
+            block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior).await
+        }
         Rollback::Nothing { reason } => Err(Error::Precondition {
             resource: "-".into(),
             message: format!("nothing to roll back: {reason}"),

@@ -333,7 +333,7 @@ impl VolumeApi for Ec2 {
                 }
             }
         }
-        out.sort_by(|a, b| b.2.cmp(&a.2));
+        out.sort_by_key(|s| std::cmp::Reverse(s.2));
         Ok(out)
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cloudwatch;
 pub mod ec2;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,8 @@ pub struct Clients {
     pub region: String,
     /// Calls made through these clients.
     pub calls: CallCounter,
+    /// The configuration they were built from (for clients made later, such as per-region S3).
+    pub config: SdkConfig,
 }
 
 impl Clients {
@@ -118,6 +121,7 @@ impl Clients {
             ),
             region,
             calls,
+            config: config.clone(),
         })
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod ebs_cleanup;
 pub mod idle_ec2;
+pub mod s3_public;

@@ -1,0 +1,62 @@
+//! Handles the two s3-public triggers: the scheduled sweep of every bucket, and the EventBridge
+//! "Config Rules Compliance Change" of one bucket turning NON_COMPLIANT.
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::aws::s3::S3;
+use remediation::config::Deps;
+use remediation::model::RunReport;
+use remediation::policy::Policy;
+use remediation::rules::s3_public::{self, Scope};
+use remediation::Error;
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
+    handle(event.payload, deps, Utc::now()).await
+}
+
+/// Works out the trigger, then runs at `now`.
+pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let (account, scope) = match remediation::events::scheduled(&payload) {
+        Ok(s) => (s.account, Scope::All),
+        Err(scheduled_error) => {
+            let change = remediation::events::compliance_change(&payload).map_err(|change_error| {
+                Error::Event(format!(
+                    "neither a scheduled event ({scheduled_error}) nor a Config compliance change ({change_error})"
+                ))
+            })?;
+            if change.resource_type != "AWS::S3::Bucket" {
+                return Err(Error::Event(format!(
+                    "compliance change of a {}, not an S3 bucket",
+                    change.resource_type
+                )));
+            }
+            if change.compliance != "NON_COMPLIANT" {
+                return Ok(nothing_to_do(
+                    &deps.policy,
+                    format!(
+                        "{} became {} under {}: nothing to do",
+                        change.resource_id, change.compliance, change.rule_name
+                    ),
+                ));
+            }
+            (change.account, Scope::Bucket(change.resource_id))
+        }
+    };
+    let s3 = S3::new(&deps.clients, account.clone());
+    let mut report = s3_public::run(&s3, &account, scope, &deps.policy, deps.sinks(), now).await?;
+    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    Ok(report)
+}
+
+fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
+    RunReport {
+        rule: remediation::detect::s3_public::RULE.to_string(),
+        mode: policy.mode_for(remediation::detect::s3_public::RULE),
+        scanned: 0,
+        findings: vec![],
+        outcomes: vec![],
+        estimated_monthly_savings_usd: 0.0,
+        notes: vec![note],
+    }
+}

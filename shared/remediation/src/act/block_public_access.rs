@@ -1,0 +1,117 @@
+//! Put S3 Block Public Access on a bucket. Before it, the prior block settings (or their absence),
+//! the ACL and the policy are captured; the rollback restores the prior block settings exactly
+//! (deleting the configuration when there was none).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
+use crate::aws::s3::BucketApi;
+use crate::detect::s3_public::{public_reasons, skip_reason, BlockSettings};
+use crate::error::Result;
+use crate::model::{ActionKind, Finding};
+use crate::policy::Policy;
+
+/// The declaration of the block-public-access action (IAM names: `GetPublicAccessBlock` and
+/// `DeletePublicAccessBlock` are authorised as `s3:GetBucketPublicAccessBlock` and
+/// `s3:PutBucketPublicAccessBlock`).
+pub static DECLARATION: ActionDeclaration = ActionDeclaration {
+    action: ActionKind::BlockPublicAccess,
+    permissions: &[
+        "s3:GetBucketAcl",
+        "s3:GetBucketPolicy",
+        "s3:GetBucketPublicAccessBlock",
+        "s3:GetBucketTagging",
+        "s3:GetAccountPublicAccessBlock",
+        "s3:PutBucketPublicAccessBlock",
+    ],
+    acts_from_states: &["public"],
+    rollback_permissions: &["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
+};
+
+/// Blocks public access through a [`BucketApi`].
+pub struct BlockPublicAccess<'a> {
+    pub s3: &'a dyn BucketApi,
+    pub policy: &'a Policy,
+}
+
+#[async_trait]
+impl Remediation for BlockPublicAccess<'_> {
+    fn declaration(&self) -> &'static ActionDeclaration {
+        &DECLARATION
+    }
+
+    async fn recheck(&self, findings: &[&Finding]) -> Result<HashMap<String, Recheck>> {
+        let account_block = self.s3.account_block().await?;
+        let mut out = HashMap::with_capacity(findings.len());
+        for f in findings {
+            let verdict = match self.s3.exposure(&f.resource.id, &f.resource.region).await {
+                Err(e) => Err(format!("re-check failed: {e}")),
+                Ok(b) => match skip_reason(&b, self.policy) {
+                    Some(reason) => Err(format!("re-check: {reason}")),
+                    None if public_reasons(&b, account_block).is_empty() => {
+                        Err("re-check: no longer public".to_string())
+                    }
+                    None => Ok(serde_json::json!({
+                        "region": b.region,
+                        "block": b.block,
+                        "grants": b.grants,
+                        "policy": b.policy,
+                        "account_block": account_block,
+                    })),
+                },
+            };
+            out.insert(f.id.clone(), verdict);
+        }
+        Ok(out)
+    }
+
+    fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback {
+        let prior: Option<BlockSettings> = pre_state
+            .get("block")
+            .and_then(|b| serde_json::from_value(b.clone()).ok());
+        Rollback::RestorePublicAccessBlock {
+            bucket: finding.resource.id.clone(),
+            region: finding.resource.region.clone(),
+            prior,
+        }
+    }
+
+    async fn execute(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Result<Executed> {
+        let (bucket, region) = (&finding.resource.id, &finding.resource.region);
+        let wanted: BlockSettings = self.policy.s3_public.block.into();
+        self.s3.put_block(bucket, region, wanted).await?;
+        let after = self.s3.exposure(bucket, region).await?;
+        if after.block != Some(wanted) {
+            return Err(precondition(
+                bucket,
+                format!("PutPublicAccessBlock returned but the bucket shows {:?}", after.block),
+            ));
+        }
+        let account_block = self.s3.account_block().await?;
+        let remaining = public_reasons(&after, account_block);
+        Ok(Executed::Done(if remaining.is_empty() {
+            format!("Block Public Access put ({wanted:?}); the bucket is no longer public")
+        } else {
+            format!("Block Public Access put ({wanted:?}); still public through {remaining:?}: widen s3_public.block")
+        }))
+    }
+}
+
+/// Rollback: the bucket's Block Public Access as it was before the action.
+pub async fn restore(s3: &dyn BucketApi, bucket: &str, region: &str, prior: Option<BlockSettings>) -> Result<String> {
+    match prior {
+        Some(settings) => s3.put_block(bucket, region, settings).await?,
+        None => s3.delete_block(bucket, region).await?,
+    }
+    let now = s3.exposure(bucket, region).await?;
+    if now.block == prior {
+        Ok(format!("Block Public Access of {bucket} restored to {prior:?}"))
+    } else {
+        Err(precondition(
+            bucket,
+            format!("restore returned but the bucket shows {:?}", now.block),
+        ))
+    }
+}

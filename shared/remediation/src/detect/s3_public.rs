@@ -1,0 +1,371 @@
+//! Effectively public S3 buckets.
+//!
+//! Public means: an ACL grant to AllUsers or AuthenticatedUsers that IgnorePublicAcls (bucket or
+//! account level) does not neutralise; or a bucket-policy Allow to everyone (`"*"`, `{"AWS": "*"}`,
+//! or a list holding `*`) without a restricting condition, that RestrictPublicBuckets (bucket or
+//! account level) does not neutralise. A Deny-only policy is not public. BlockPublicAcls and
+//! BlockPublicPolicy only refuse new grants, so they neutralise nothing already there.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity, Tags};
+use crate::policy::Policy;
+
+/// The rule id.
+pub const RULE: &str = "s3-public";
+
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
+
+/// Condition keys that confine an Allow to known networks or principals (compared case-insensitively).
+const RESTRICTING_KEYS: &[&str] = &[
+    "aws:sourcevpce",
+    "aws:sourcevpc",
+    "aws:sourceip",
+    "aws:sourceaccount",
+    "aws:sourcearn",
+    "aws:principalorgid",
+    "aws:principalaccount",
+    "aws:principalarn",
+];
+
+/// S3 Block Public Access settings (bucket or account level); absent settings are all false.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSettings {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl BlockSettings {
+    /// All four flags on.
+    pub const ALL: BlockSettings = BlockSettings {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+}
+
+/// One ACL grant: grantee group URI (if a group) and permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub grantee_uri: Option<String>,
+    pub permission: String,
+}
+
+/// Everything known about one bucket's exposure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketExposure {
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub tags: Tags,
+    pub grants: Vec<Grant>,
+    /// The bucket policy document, if any.
+    pub policy: Option<serde_json::Value>,
+    /// Bucket-level Block Public Access; `None` when none is configured.
+    pub block: Option<BlockSettings>,
+}
+
+/// Why a bucket is public: each grant or statement that makes it so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum PublicReason {
+    Acl {
+        grantee: String,
+        permission: String,
+    },
+    Policy {
+        sid: Option<String>,
+        actions: serde_json::Value,
+    },
+}
+
+/// The evidence of an s3-public finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct S3PublicEvidence {
+    pub reasons: Vec<PublicReason>,
+    pub bucket_block: Option<BlockSettings>,
+    pub account_block: Option<BlockSettings>,
+    /// The settings the action will put.
+    pub proposed_block: BlockSettings,
+}
+
+fn is_everyone(principal: &serde_json::Value) -> bool {
+    match principal {
+        serde_json::Value::String(s) => s == "*",
+        serde_json::Value::Object(map) => map.get("AWS").is_some_and(is_everyone),
+        serde_json::Value::Array(items) => items.iter().any(is_everyone),
+        _ => false,
+    }
+}
+
+fn has_restricting_condition(statement: &serde_json::Value) -> bool {
+    let Some(conditions) = statement.get("Condition").and_then(|c| c.as_object()) else {
+        return false;
+    };
+    conditions.values().filter_map(|ops| ops.as_object()).any(|ops| {
+        ops.iter().any(|(key, value)| {
+            let key = key.to_ascii_lowercase();
+            // A condition on a restricting key confines the grant, unless its value is itself "*".
+            RESTRICTING_KEYS.contains(&key.as_str()) && !is_everyone(value)
+        })
+    })
+}
+
+/// The statements of a policy that allow everyone without a restricting condition.
+pub fn public_statements(policy: &serde_json::Value) -> Vec<PublicReason> {
+    let statements: Vec<&serde_json::Value> = match policy.get("Statement") {
+        Some(serde_json::Value::Array(items)) => items.iter().collect(),
+        Some(single @ serde_json::Value::Object(_)) => vec![single],
+        _ => vec![],
+    };
+    statements
+        .into_iter()
+        .filter(|s| s.get("Effect").and_then(|e| e.as_str()) == Some("Allow"))
+        .filter(|s| s.get("Principal").is_some_and(is_everyone))
+        .filter(|s| !has_restricting_condition(s))
+        .map(|s| PublicReason::Policy {
+            sid: s.get("Sid").and_then(|v| v.as_str()).map(str::to_string),
+            actions: s.get("Action").cloned().unwrap_or(serde_json::Value::Null),
+        })
+        .collect()
+}
+
+/// Why the bucket is effectively public (empty when it is not).
+pub fn public_reasons(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> Vec<PublicReason> {
+    let bucket_block = bucket.block.unwrap_or_default();
+    let account_block = account_block.unwrap_or_default();
+    let mut reasons = Vec::new();
+    if !(bucket_block.ignore_public_acls || account_block.ignore_public_acls) {
+        for g in &bucket.grants {
+            let grantee = match g.grantee_uri.as_deref() {
+                Some(ALL_USERS) => "AllUsers",
+                Some(AUTHENTICATED_USERS) => "AuthenticatedUsers",
+                _ => continue,
+            };
+            reasons.push(PublicReason::Acl {
+                grantee: grantee.to_string(),
+                permission: g.permission.clone(),
+            });
+        }
+    }
+    if !(bucket_block.restrict_public_buckets || account_block.restrict_public_buckets) {
+        if let Some(policy) = &bucket.policy {
+            reasons.extend(public_statements(policy));
+        }
+    }
+    reasons
+}
+
+/// The bucket as a finding's resource.
+pub fn resource(bucket: &BucketExposure) -> Resource {
+    Resource {
+        kind: ResourceKind::S3Bucket,
+        id: bucket.name.clone(),
+        account: bucket.account.clone(),
+        region: bucket.region.clone(),
+        tags: bucket.tags.clone(),
+    }
+}
+
+/// Why a bucket is passed over (exempt); `None` if it is a candidate.
+pub fn skip_reason(bucket: &BucketExposure, policy: &Policy) -> Option<String> {
+    is_exempt(&bucket.tags, &policy.exempt_tag).then(|| format!("exempt: tag {}=true", policy.exempt_tag))
+}
+
+/// One finding per effectively public, non-exempt bucket.
+pub fn detect(
+    buckets: &[BucketExposure],
+    account_block: Option<BlockSettings>,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
+    buckets
+        .iter()
+        .filter(|b| skip_reason(b, policy).is_none())
+        .filter_map(|b| {
+            let reasons = public_reasons(b, account_block);
+            if reasons.is_empty() {
+                return None;
+            }
+            let resource = resource(b);
+            Some(Finding {
+                id: Finding::id_for(RULE, &resource),
+                rule: RULE.to_string(),
+                resource,
+                evidence: Evidence::S3Public(S3PublicEvidence {
+                    reasons,
+                    bucket_block: b.block,
+                    account_block,
+                    proposed_block: policy.s3_public.block.into(),
+                }),
+                action: ActionKind::BlockPublicAccess,
+                // Exposure is a risk, not a cost: no dollars, and always high severity.
+                estimated_monthly_savings_usd: None,
+                severity: Severity::High,
+                detected_at: now,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bucket(grants: Vec<Grant>, policy: Option<serde_json::Value>, block: Option<BlockSettings>) -> BucketExposure {
+        BucketExposure {
+            name: "b".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            tags: Tags::new(),
+            grants,
+            policy,
+            block,
+        }
+    }
+
+    fn all_users_read() -> Vec<Grant> {
+        vec![Grant {
+            grantee_uri: Some(ALL_USERS.into()),
+            permission: "READ".into(),
+        }]
+    }
+
+    fn allow(principal: serde_json::Value, condition: Option<serde_json::Value>) -> serde_json::Value {
+        let mut s = json!({"Sid": "Pub", "Effect": "Allow", "Principal": principal, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"});
+        if let Some(c) = condition {
+            s["Condition"] = c;
+        }
+        json!({"Version": "2012-10-17", "Statement": [s]})
+    }
+
+    #[test]
+    fn an_all_users_grant_is_public_unless_ignore_public_acls_is_set_anywhere() {
+        assert_eq!(public_reasons(&bucket(all_users_read(), None, None), None).len(), 1);
+        let ignore = BlockSettings {
+            ignore_public_acls: true,
+            ..Default::default()
+        };
+        assert!(public_reasons(&bucket(all_users_read(), None, Some(ignore)), None).is_empty());
+        assert!(public_reasons(&bucket(all_users_read(), None, None), Some(ignore)).is_empty());
+        // BlockPublicAcls refuses new grants only.
+        let block_only = BlockSettings {
+            block_public_acls: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            public_reasons(&bucket(all_users_read(), None, Some(block_only)), None).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn authenticated_users_count_as_public_and_a_canonical_user_does_not() {
+        let g = vec![
+            Grant {
+                grantee_uri: Some(AUTHENTICATED_USERS.into()),
+                permission: "WRITE".into(),
+            },
+            Grant {
+                grantee_uri: None,
+                permission: "FULL_CONTROL".into(),
+            },
+        ];
+        let r = public_reasons(&bucket(g, None, None), None);
+        assert_eq!(
+            r,
+            vec![PublicReason::Acl {
+                grantee: "AuthenticatedUsers".into(),
+                permission: "WRITE".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_everyone_in_a_policy_is_public() {
+        for principal in [
+            json!("*"),
+            json!({"AWS": "*"}),
+            json!({"AWS": ["arn:aws:iam::1:root", "*"]}),
+        ] {
+            let r = public_reasons(&bucket(vec![], Some(allow(principal.clone(), None)), None), None);
+            assert_eq!(r.len(), 1, "{principal}");
+        }
+        let named = allow(json!({"AWS": "arn:aws:iam::111122223333:root"}), None);
+        assert!(public_reasons(&bucket(vec![], Some(named), None), None).is_empty());
+    }
+
+    #[test]
+    fn a_restricting_condition_makes_an_allow_to_everyone_private() {
+        for c in [
+            json!({"StringEquals": {"aws:SourceVpce": "vpce-1"}}),
+            json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+            json!({"StringEquals": {"aws:PrincipalOrgID": "o-123"}}),
+            json!({"ArnLike": {"AWS:SourceArn": "arn:aws:cloudfront::1:distribution/X"}}),
+        ] {
+            let b = bucket(vec![], Some(allow(json!("*"), Some(c.clone()))), None);
+            assert!(public_reasons(&b, None).is_empty(), "{c}");
+        }
+        // A condition on something else, or a wildcard value, restricts nothing.
+        for c in [
+            json!({"Bool": {"aws:SecureTransport": "true"}}),
+            json!({"StringLike": {"aws:SourceVpce": "*"}}),
+        ] {
+            let b = bucket(vec![], Some(allow(json!("*"), Some(c.clone()))), None);
+            assert_eq!(public_reasons(&b, None).len(), 1, "{c}");
+        }
+    }
+
+    #[test]
+    fn restrict_public_buckets_neutralises_a_public_policy_at_either_level() {
+        let restrict = BlockSettings {
+            restrict_public_buckets: true,
+            ..Default::default()
+        };
+        let p = Some(allow(json!("*"), None));
+        assert!(public_reasons(&bucket(vec![], p.clone(), Some(restrict)), None).is_empty());
+        assert!(public_reasons(&bucket(vec![], p.clone(), None), Some(restrict)).is_empty());
+        // BlockPublicPolicy only refuses new policies.
+        let block_policy = BlockSettings {
+            block_public_policy: true,
+            ..Default::default()
+        };
+        assert_eq!(public_reasons(&bucket(vec![], p, Some(block_policy)), None).len(), 1);
+    }
+
+    #[test]
+    fn a_deny_only_policy_is_not_public() {
+        let deny = json!({"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*",
+                         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
+        assert!(public_reasons(&bucket(vec![], Some(deny), None), None).is_empty());
+    }
+
+    #[test]
+    fn a_single_statement_object_is_read_too() {
+        let p = json!({"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}});
+        assert_eq!(public_reasons(&bucket(vec![], Some(p), None), None).len(), 1);
+    }
+
+    #[test]
+    fn exempt_buckets_are_not_findings_and_public_ones_carry_their_reasons() {
+        let mut exempt = bucket(all_users_read(), None, None);
+        exempt.tags.insert("finops:exempt".into(), "true".into());
+        let public = bucket(all_users_read(), Some(allow(json!("*"), None)), None);
+        let now = "2026-11-26T06:00:00Z".parse().unwrap();
+        assert!(detect(&[exempt.clone()], None, &Policy::default(), now).is_empty());
+        assert!(skip_reason(&exempt, &Policy::default()).is_some());
+        let f = detect(&[public], None, &Policy::default(), now);
+        let Evidence::S3Public(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert_eq!(e.reasons.len(), 2);
+        assert_eq!(e.proposed_block, BlockSettings::ALL);
+        assert_eq!(f[0].severity, Severity::High);
+    }
+}

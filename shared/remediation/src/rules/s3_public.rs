@@ -1,0 +1,137 @@
+//! The s3-public run: buckets (all, or the one a Config event names) → exposure → pure detector →
+//! flow (put Block Public Access, keeping the prior settings).
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+
+use crate::act::block_public_access::BlockPublicAccess;
+use crate::aws::s3::BucketApi;
+use crate::detect::s3_public::{self, public_reasons, resource, skip_reason, BucketExposure, RULE};
+use crate::error::Result;
+use crate::flow::{self, RunContext, Sinks};
+use crate::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
+use crate::policy::Policy;
+
+/// Which buckets a run looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every bucket (the scheduled sweep).
+    All,
+    /// One bucket (a Config compliance change).
+    Bucket(String),
+}
+
+/// Bucket reads in flight at once (four calls each).
+const CONCURRENCY: usize = 8;
+
+/// One scan at `now`, in the mode the policy sets for s3-public.
+#[tracing::instrument(skip_all, fields(rule = RULE))]
+pub async fn run(
+    s3: &dyn BucketApi,
+    account: &str,
+    scope: Scope,
+    policy: &Policy,
+    sinks: Sinks<'_>,
+    now: DateTime<Utc>,
+) -> Result<RunReport> {
+    let ctx = RunContext {
+        mode: policy.mode_for(RULE),
+        policy,
+        now,
+        sinks,
+    };
+    ctx.check_sinks()?;
+    let mut outcomes = Vec::new();
+    let mut notes = Vec::new();
+
+    let mut buckets = s3.buckets().await?;
+    if let Scope::Bucket(name) = &scope {
+        buckets.retain(|(b, _)| b == name);
+        if buckets.is_empty() {
+            let gone = Resource {
+                kind: ResourceKind::S3Bucket,
+                id: name.clone(),
+                account: account.to_string(),
+                region: String::new(),
+                tags: Default::default(),
+            };
+            outcomes.push(Outcome::new(
+                Finding::id_for(RULE, &gone),
+                OutcomeKind::Skipped,
+                "bucket not found in this account",
+            ));
+        }
+    }
+    let account_block = match s3.account_block().await {
+        Ok(b) => b,
+        Err(e) => {
+            // Without the account settings, judge the buckets on their own: that can only flag more.
+            notes.push(format!(
+                "account-level Block Public Access unreadable, buckets judged alone: {e}"
+            ));
+            None
+        }
+    };
+
+    let reads = buckets
+        .iter()
+        .map(|(name, region)| async move { (name, s3.exposure(name, region).await) });
+    let fetched: Vec<_> = stream::iter(reads).buffer_unordered(CONCURRENCY).collect().await;
+    let mut exposures: Vec<BucketExposure> = Vec::with_capacity(fetched.len());
+    for (name, result) in fetched {
+        match result {
+            Ok(b) => exposures.push(b),
+            Err(e) => {
+                let r = Resource {
+                    kind: ResourceKind::S3Bucket,
+                    id: name.clone(),
+                    account: account.to_string(),
+                    region: String::new(),
+                    tags: Default::default(),
+                };
+                outcomes.push(Outcome::new(
+                    Finding::id_for(RULE, &r),
+                    OutcomeKind::Failed,
+                    format!("not assessed: {e}"),
+                ));
+            }
+        }
+    }
+    exposures.sort_by(|a, b| a.name.cmp(&b.name));
+    for b in &exposures {
+        if let Some(reason) = skip_reason(b, policy) {
+            let reasons = public_reasons(b, account_block);
+            let detail = if reasons.is_empty() {
+                reason
+            } else {
+                format!(
+                    "public but {reason}: reported, not changed ({} grant(s)/statement(s))",
+                    reasons.len()
+                )
+            };
+            outcomes.push(Outcome::new(
+                Finding::id_for(RULE, &resource(b)),
+                OutcomeKind::Skipped,
+                detail,
+            ));
+        }
+    }
+    let findings = s3_public::detect(&exposures, account_block, policy, now);
+    tracing::info!(scanned = exposures.len(), findings = findings.len(), "detected");
+
+    let remediation = BlockPublicAccess { s3, policy };
+    let (acted, mut flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    outcomes.extend(acted);
+    let mut all_notes = ctx.notes();
+    all_notes.append(&mut notes);
+    all_notes.append(&mut flow_notes);
+    Ok(RunReport {
+        rule: RULE.to_string(),
+        mode: ctx.mode,
+        scanned: exposures.len(),
+        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
+        findings,
+        outcomes,
+        notes: all_notes,
+    })
+}

@@ -1,0 +1,321 @@
+//! s3-public end to end: the real handler, the real SDK clients (S3 and S3 Control), moto server.
+
+use aws_sdk_s3::types::{BucketCannedAcl, PublicAccessBlockConfiguration, Tag, Tagging};
+use chrono::Utc;
+use finops_tests::Moto;
+use remediation::config::Deps;
+use remediation::detect::s3_public::BlockSettings;
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::policy::{Mode, Policy};
+use remediation::state::DynamoState;
+
+const TABLE: &str = "finops-state";
+const ACCOUNT: &str = "123456789012";
+
+fn sweep() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap()
+}
+
+fn change(bucket: &str, compliance: &str) -> serde_json::Value {
+    let mut e: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/s3-public/config-compliance-change.json")).unwrap();
+    e["detail"]["resourceId"] = bucket.into();
+    e["detail"]["newEvaluationResult"]["complianceType"] = compliance.into();
+    e
+}
+
+fn s3(moto_config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(moto_config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn block(b: BlockSettings) -> PublicAccessBlockConfiguration {
+    PublicAccessBlockConfiguration::builder()
+        .block_public_acls(b.block_public_acls)
+        .ignore_public_acls(b.ignore_public_acls)
+        .block_public_policy(b.block_public_policy)
+        .restrict_public_buckets(b.restrict_public_buckets)
+        .build()
+}
+
+fn allow_everyone(bucket: &str, condition: Option<serde_json::Value>) -> String {
+    let mut statement = serde_json::json!({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
+        "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")});
+    if let Some(c) = condition {
+        statement["Condition"] = c;
+    }
+    serde_json::json!({"Version": "2012-10-17", "Statement": [statement]}).to_string()
+}
+
+const PARTIAL: BlockSettings = BlockSettings {
+    block_public_acls: true,
+    ignore_public_acls: false,
+    block_public_policy: false,
+    restrict_public_buckets: false,
+};
+
+async fn seed(moto: &Moto) -> aws_sdk_s3::Client {
+    let client = s3(&moto.sdk_config().await);
+    for b in [
+        "public-acl",
+        "public-policy",
+        "vpce-only",
+        "private",
+        "website",
+        "neutralised",
+        "partial-block",
+    ] {
+        client.create_bucket().bucket(b).send().await.unwrap();
+    }
+    for b in ["public-acl", "website", "neutralised"] {
+        client
+            .put_bucket_acl()
+            .bucket(b)
+            .acl(BucketCannedAcl::PublicRead)
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .put_bucket_policy()
+        .bucket("public-policy")
+        .policy(allow_everyone("public-policy", None))
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_bucket_policy()
+        .bucket("partial-block")
+        .policy(allow_everyone("partial-block", None))
+        .send()
+        .await
+        .unwrap();
+    let vpce = serde_json::json!({"StringEquals": {"aws:SourceVpce": "vpce-1a2b3c"}});
+    client
+        .put_bucket_policy()
+        .bucket("vpce-only")
+        .policy(allow_everyone("vpce-only", Some(vpce)))
+        .send()
+        .await
+        .unwrap();
+    let tagging = Tagging::builder()
+        .tag_set(Tag::builder().key("finops:exempt").value("true").build().unwrap())
+        .build()
+        .unwrap();
+    client
+        .put_bucket_tagging()
+        .bucket("website")
+        .tagging(tagging)
+        .send()
+        .await
+        .unwrap();
+    let ignore = BlockSettings {
+        ignore_public_acls: true,
+        ..Default::default()
+    };
+    client
+        .put_public_access_block()
+        .bucket("neutralised")
+        .public_access_block_configuration(block(ignore))
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_public_access_block()
+        .bucket("partial-block")
+        .public_access_block_configuration(block(PARTIAL))
+        .send()
+        .await
+        .unwrap();
+    finops_tests::seed::create_table(&moto.clients().await.dynamodb, TABLE).await;
+    client
+}
+
+async fn deps(moto: &Moto, mode: Mode) -> Deps {
+    let clients = moto.clients().await;
+    Deps {
+        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
+        publisher: None,
+        links: None,
+        metrics_concurrency: 4,
+        clients,
+        policy: Policy {
+            mode,
+            ..Policy::default()
+        },
+        policy_source: "test".into(),
+    }
+}
+
+fn flagged(r: &RunReport) -> Vec<&str> {
+    let mut v: Vec<&str> = r.findings.iter().map(|f| f.resource.id.as_str()).collect();
+    v.sort();
+    v
+}
+
+async fn bucket_block(client: &aws_sdk_s3::Client, bucket: &str) -> Option<BlockSettings> {
+    match client.get_public_access_block().bucket(bucket).send().await {
+        Ok(out) => out.public_access_block_configuration().map(|c| BlockSettings {
+            block_public_acls: c.block_public_acls().unwrap_or(false),
+            ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+            block_public_policy: c.block_public_policy().unwrap_or(false),
+            restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+        }),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn the_sweep_finds_exactly_the_effectively_public_buckets_with_their_reasons() {
+    let moto = Moto::start().unwrap();
+    seed(&moto).await;
+    let deps = deps(&moto, Mode::DryRun).await;
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    assert_eq!(report.scanned, 7);
+    assert_eq!(flagged(&report), vec!["partial-block", "public-acl", "public-policy"]);
+    let website = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(":website"))
+        .unwrap();
+    assert_eq!(website.outcome, OutcomeKind::Skipped);
+    assert!(website.detail.contains("public but exempt"), "{}", website.detail);
+    let evidence = |b: &str| {
+        let f = report.findings.iter().find(|f| f.resource.id == b).unwrap();
+        serde_json::to_value(&f.evidence).unwrap()
+    };
+    assert_eq!(evidence("public-acl")["reasons"][0]["source"], "acl");
+    assert_eq!(evidence("public-acl")["reasons"][0]["grantee"], "AllUsers");
+    assert_eq!(evidence("public-policy")["reasons"][0]["source"], "policy");
+    assert_eq!(evidence("public-policy")["reasons"][0]["sid"], "PublicRead");
+    assert_eq!(evidence("partial-block")["bucket_block"]["block_public_acls"], true);
+    for f in &report.findings {
+        assert_eq!(f.resource.account, ACCOUNT);
+        assert_eq!(f.estimated_monthly_savings_usd, None);
+    }
+}
+
+#[tokio::test]
+async fn auto_mode_blocks_public_access_and_the_rollback_restores_the_prior_settings_exactly() {
+    let moto = Moto::start().unwrap();
+    let client = seed(&moto).await;
+    let deps = deps(&moto, Mode::Auto).await;
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    for b in ["public-acl", "public-policy", "partial-block"] {
+        let o = report
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(&format!(":{b}")))
+            .unwrap();
+        assert_eq!(o.outcome, OutcomeKind::Executed, "{o:?}");
+        assert!(o.detail.contains("no longer public"), "{}", o.detail);
+        assert_eq!(bucket_block(&client, b).await, Some(BlockSettings::ALL), "{b}");
+    }
+    // Exempt and private buckets are untouched.
+    assert_eq!(bucket_block(&client, "website").await, None);
+    assert_eq!(bucket_block(&client, "private").await, None);
+
+    // A second sweep finds nothing left to do.
+    let again = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert!(again.findings.is_empty());
+
+    // Rollbacks from the records: no prior block → none again; a partial one → exactly it.
+    let items = finops_tests::seed::scan_table(&deps.clients.dynamodb, TABLE).await;
+    let adapter = remediation::aws::s3::S3::new(&deps.clients, ACCOUNT);
+    for (bucket, expected) in [("public-acl", None), ("partial-block", Some(PARTIAL))] {
+        let record = items
+            .iter()
+            .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == bucket)
+            .unwrap();
+        let pre: serde_json::Value = serde_json::from_str(&record["pre_state"]).unwrap();
+        assert!(
+            pre.get("policy").is_some() && pre.get("grants").is_some(),
+            "ACL and policy captured: {pre}"
+        );
+        let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
+        let ports = remediation::act::RollbackPorts {
+            buckets: Some(&adapter),
+            ..Default::default()
+        };
+        remediation::act::rollback(&rollback, &ports).await.unwrap();
+        assert_eq!(bucket_block(&client, bucket).await, expected, "{bucket}");
+    }
+}
+
+#[tokio::test]
+async fn a_config_compliance_change_looks_at_that_bucket_only() {
+    let moto = Moto::start().unwrap();
+    seed(&moto).await;
+    let deps = deps(&moto, Mode::DryRun).await;
+
+    let one = s3_public::handler::handle(change("public-policy", "NON_COMPLIANT"), &deps, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(one.scanned, 1);
+    assert_eq!(flagged(&one), vec!["public-policy"]);
+
+    let compliant = s3_public::handler::handle(change("public-policy", "COMPLIANT"), &deps, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(compliant.scanned, 0);
+    assert!(compliant.notes[0].contains("nothing to do"));
+
+    let gone = s3_public::handler::handle(change("no-such-bucket", "NON_COMPLIANT"), &deps, Utc::now())
+        .await
+        .unwrap();
+    assert!(gone.outcomes[0].detail.contains("not found"));
+
+    let mut not_s3 = change("i-123", "NON_COMPLIANT");
+    not_s3["detail"]["resourceType"] = "AWS::EC2::Instance".into();
+    let err = s3_public::handler::handle(not_s3, &deps, Utc::now()).await.unwrap_err();
+    assert!(err.to_string().contains("AWS::EC2::Instance"), "{err}");
+}
+
+#[tokio::test]
+async fn the_account_level_block_neutralises_public_buckets_through_s3_control() {
+    let moto = Moto::start().unwrap();
+    seed(&moto).await;
+    let config = moto.sdk_config().await;
+    // The test's own S3 Control client goes through the same host handling as the adapter.
+    let deps = deps(&moto, Mode::DryRun).await;
+    let adapter = remediation::aws::s3::S3::new(&deps.clients, ACCOUNT);
+    use remediation::aws::s3::BucketApi;
+    assert_eq!(adapter.account_block().await.unwrap(), None);
+    let control = aws_sdk_s3control::Client::new(&config);
+    let put = control
+        .put_public_access_block()
+        .account_id(ACCOUNT)
+        .public_access_block_configuration(
+            aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .customize()
+        .mutate_request(|req| {
+            let uri = req.uri().replacen(&format!("://{ACCOUNT}."), "://", 1);
+            let _ = req.set_uri(uri);
+        })
+        .send()
+        .await;
+    put.unwrap();
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(
+        adapter
+            .account_block()
+            .await
+            .unwrap()
+            .map(|b| (b.ignore_public_acls, b.restrict_public_buckets)),
+        Some((true, true))
+    );
+}
