@@ -24,7 +24,7 @@ fn sample_events() -> Vec<(String, std::path::PathBuf)> {
 
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
-        "idle-ec2" | "ebs-cleanup" => {
+        "idle-ec2" | "ebs-cleanup" | "cost-alert" => {
             remediation::events::scheduled(payload).unwrap_or_else(|e| panic!("{} refused: {e}", file.display()));
         }
         "s3-public" => {

@@ -195,6 +195,7 @@ pub enum Evidence {
     IdleEc2(IdleEc2Evidence),
     EbsCleanup(crate::detect::ebs_cleanup::EbsCleanupEvidence),
     S3Public(crate::detect::s3_public::S3PublicEvidence),
+    CostAlert(crate::detect::cost_alert::CostAlertEvidence),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
 }

@@ -134,6 +134,10 @@ pub struct CostAlertPolicy {
     pub total_usd: f64,
     /// Per-service monthly thresholds in USD, keyed by Cost Explorer SERVICE name.
     pub per_service_usd: BTreeMap<String, f64>,
+    /// Escalation levels, in percent of a threshold; each higher level crossed alerts again.
+    pub levels_percent: Vec<u32>,
+    /// Also alert when the month runs this many percent over last month's total.
+    pub over_last_month_percent: Option<f64>,
 }
 
 impl Default for CostAlertPolicy {
@@ -143,6 +147,8 @@ impl Default for CostAlertPolicy {
             metric: "UnblendedCost".into(),
             total_usd: 10_000.0,
             per_service_usd: BTreeMap::new(),
+            levels_percent: vec![100, 120, 150],
+            over_last_month_percent: None,
         }
     }
 }
@@ -324,6 +330,31 @@ impl Policy {
                 "cost_alert.total_usd: must be a positive amount, got {}",
                 self.cost_alert.total_usd
             ));
+        }
+        let metrics = [
+            "UnblendedCost",
+            "BlendedCost",
+            "AmortizedCost",
+            "NetUnblendedCost",
+            "NetAmortizedCost",
+        ];
+        if !metrics.contains(&self.cost_alert.metric.as_str()) {
+            return Err(format!(
+                "cost_alert.metric: must be one of {metrics:?}, got {:?}",
+                self.cost_alert.metric
+            ));
+        }
+        if self.cost_alert.levels_percent.is_empty()
+            || self.cost_alert.levels_percent.iter().any(|l| *l == 0 || *l > 1000)
+        {
+            return Err("cost_alert.levels_percent: must list levels between 1 and 1000".into());
+        }
+        if let Some(pct) = self.cost_alert.over_last_month_percent {
+            if !(pct.is_finite() && pct >= 0.0) {
+                return Err(format!(
+                    "cost_alert.over_last_month_percent: must be a non-negative percentage, got {pct}"
+                ));
+            }
         }
         for (service, usd) in &self.cost_alert.per_service_usd {
             if !(usd.is_finite() && *usd > 0.0) {

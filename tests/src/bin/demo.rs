@@ -152,6 +152,76 @@ async fn seed_demo_volumes(moto: &Moto) -> usize {
     unattached.len() + 2
 }
 
+/// Buckets: public by ACL, public by policy, private behind a VPC endpoint condition, an exempt
+/// public website, and private ones; returns how many.
+async fn seed_demo_buckets(moto: &Moto) -> usize {
+    use aws_sdk_s3::types::{BucketCannedAcl, Tag, Tagging};
+    let config = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let policy = |bucket: &str, condition: Option<serde_json::Value>| {
+        let mut st = serde_json::json!({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")});
+        if let Some(c) = condition {
+            st["Condition"] = c;
+        }
+        serde_json::json!({"Version": "2012-10-17", "Statement": [st]}).to_string()
+    };
+    let buckets = [
+        "marketing-exports",
+        "ml-training-data",
+        "partner-drop",
+        "www-example-com",
+        "billing-reports",
+        "app-logs",
+    ];
+    for b in buckets {
+        s3.create_bucket()
+            .bucket(b)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail(format!("seeding buckets: {e}")));
+    }
+    let acl = |b: &'static str| s3.put_bucket_acl().bucket(b).acl(BucketCannedAcl::PublicRead).send();
+    acl("marketing-exports").await.unwrap_or_else(|e| fail(e));
+    acl("www-example-com").await.unwrap_or_else(|e| fail(e));
+    s3.put_bucket_policy()
+        .bucket("ml-training-data")
+        .policy(policy("ml-training-data", None))
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(e));
+    s3.put_bucket_policy()
+        .bucket("partner-drop")
+        .policy(policy(
+            "partner-drop",
+            Some(serde_json::json!({"StringEquals": {"aws:SourceVpce": "vpce-0abc"}})),
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let exempt = Tagging::builder()
+        .tag_set(
+            Tag::builder()
+                .key("finops:exempt")
+                .value("true")
+                .build()
+                .unwrap_or_else(|e| fail(e)),
+        )
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    s3.put_bucket_tagging()
+        .bucket("www-example-com")
+        .tagging(exempt)
+        .send()
+        .await
+        .unwrap_or_else(|e| fail(e));
+    buckets.len()
+}
+
 fn money(usd: Option<f64>) -> String {
     usd.map(|v| format!("${v:>9.2}")).unwrap_or_else(|| "   unknown".into())
 }
@@ -196,6 +266,20 @@ fn describe(f: &Finding) -> (String, String) {
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
+        ),
+        Evidence::CostAlert(e) => (
+            "spend".to_string(),
+            format!(
+                "{} to date ${:.0}, forecast {} ({:?}): {}% of ${:.0}",
+                e.month,
+                e.month_to_date_usd,
+                e.forecast_usd
+                    .map(|v| format!("${v:.0}"))
+                    .unwrap_or_else(|| "none".into()),
+                e.forecast_method,
+                e.level_percent,
+                e.threshold_usd
+            ),
         ),
         Evidence::Other(v) => (String::new(), v.to_string()),
     }
@@ -279,6 +363,8 @@ async fn main() {
     let seeded = seed_demo_account(&moto).await;
     println!("seeded a demo account: {seeded} instances with 14 days of CloudWatch history");
     let volumes = seed_demo_volumes(&moto).await;
+    let buckets = seed_demo_buckets(&moto).await;
+    println!("seeded {buckets} S3 buckets: two public, one public but exempt (a website), three private");
     println!("seeded {volumes} EBS volumes, 9 unattached, with the sightings a deployed system would have recorded");
 
     let c = moto.clients().await;
@@ -357,6 +443,42 @@ async fn main() {
         "ebs-cleanup (dry-run: snapshot-then-delete proposed, nothing changed)",
         &ebs,
     );
+
+    let s3_event = workspace_root().join("events/s3-public/scheduled.json");
+    let s3 = {
+        let watch = Watch::start("s3-public", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("s3-public", &s3_event).unwrap_or_else(|e| fail(e)))
+    };
+    print_report(
+        "s3-public (dry-run: Block Public Access proposed, nothing changed)",
+        &s3,
+    );
+
+    // Cost Explorer answers from moto's documented queue of canned results.
+    let today = Utc::now().date_naive();
+    let month = today.format("%Y-%m-01").to_string();
+    let costs = serde_json::json!({"results": [{"ResultsByTime": [{
+        "TimePeriod": {"Start": month, "End": today.format("%Y-%m-%d").to_string()}, "Total": {}, "Estimated": true,
+        "Groups": [
+            {"Keys": ["Amazon Elastic Compute Cloud - Compute"], "Metrics": {"UnblendedCost": {"Amount": "7412.18", "Unit": "USD"}}},
+            {"Keys": ["Amazon Relational Database Service"], "Metrics": {"UnblendedCost": {"Amount": "2210.40", "Unit": "USD"}}},
+            {"Keys": ["Amazon Simple Storage Service"], "Metrics": {"UnblendedCost": {"Amount": "1388.02", "Unit": "USD"}}},
+            {"Keys": ["AWS Lambda"], "Metrics": {"UnblendedCost": {"Amount": "96.51", "Unit": "USD"}}}]}],
+        "DimensionValueAttributes": []}]});
+    finops_tests::moto::http(
+        moto.port,
+        "POST",
+        "/moto-api/static/ce/cost-and-usage-results",
+        &costs.to_string(),
+    )
+    .unwrap_or_else(|e| fail(e));
+    let cost_event = workspace_root().join("events/cost-alert/scheduled.json");
+    let cost = {
+        let policy = "{mode: dry-run, cost_alert: {per_service_usd: {Amazon Simple Storage Service: 1000}}}";
+        let watch = Watch::start("cost-alert", &base_env(policy)).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("cost-alert", &cost_event).unwrap_or_else(|e| fail(e)))
+    };
+    print_report("cost-alert (dry-run: thresholds $10,000 total, $1,000 for S3)", &cost);
 
     let total = dry.estimated_monthly_savings_usd + ebs.estimated_monthly_savings_usd;
     println!("\n== total estimated savings found: ${total:.2}/month");

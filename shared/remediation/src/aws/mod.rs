@@ -2,6 +2,7 @@
 //! behind the narrow ports the flow uses.
 
 pub mod cloudwatch;
+pub mod costexplorer;
 pub mod ec2;
 pub mod s3;
 
@@ -75,6 +76,7 @@ pub struct Clients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
+    pub costexplorer: aws_sdk_costexplorer::Client,
     /// The region the clients talk to.
     pub region: String,
     /// Calls made through these clients.
@@ -116,6 +118,11 @@ impl Clients {
             ),
             sns: aws_sdk_sns::Client::from_conf(
                 aws_sdk_sns::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            costexplorer: aws_sdk_costexplorer::Client::from_conf(
+                aws_sdk_costexplorer::config::Builder::from(config)
                     .interceptor(calls.clone())
                     .build(),
             ),

@@ -28,6 +28,8 @@ pub enum Message {
         #[serde(skip_serializing_if = "Option::is_none")]
         reject_url: Option<String>,
     },
+    /// A cost threshold was crossed (new for this month, or at a higher level).
+    CostAlert { finding: Finding },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,
@@ -45,6 +47,7 @@ impl Message {
         match self {
             Message::Finding { .. } => "finding",
             Message::ApprovalRequest { .. } => "approval-request",
+            Message::CostAlert { .. } => "cost-alert",
             Message::ActionResult { .. } => "action-result",
         }
     }
@@ -53,6 +56,7 @@ impl Message {
         match self {
             Message::Finding { finding, .. }
             | Message::ApprovalRequest { finding, .. }
+            | Message::CostAlert { finding }
             | Message::ActionResult { finding, .. } => finding,
         }
     }

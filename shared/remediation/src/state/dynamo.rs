@@ -366,4 +366,31 @@ impl StateStore for DynamoState {
         }
         Ok(out)
     }
+
+    async fn raise_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("ALERT#{scope}#{month}")))
+            .item("sk", s("LEVEL"))
+            .item("kind", s("alert"))
+            .item("level", n(i64::from(level)))
+            .item("alerted_at", s(at.to_rfc3339()))
+            .condition_expression("attribute_not_exists(pk) OR #level < :level")
+            .expression_attribute_names("#level", "level")
+            .expression_attribute_values(":level", n(i64::from(level)))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+        }
+    }
 }

@@ -82,6 +82,10 @@ pub trait StateStore: Send + Sync {
     async fn finish_action(&self, record: &ActionRecord, end: ActionEnd, detail: &str, at: DateTime<Utc>)
         -> Result<()>;
 
+    /// Records that `scope` alerted at `level` in `month` (yyyy-mm); `true` if that is new, `false`
+    /// if this or a higher level was already alerted this month.
+    async fn raise_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool>;
+
     /// When each of `present` was first seen in `scope` (now, for those seen for the first time);
     /// forgets the ids of `scope` that are no longer present.
     async fn first_seen(

@@ -1,0 +1,31 @@
+//! Handles the EventBridge scheduled event that triggers a cost check.
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::aws::costexplorer::CostExplorer;
+use remediation::config::Deps;
+use remediation::model::RunReport;
+use remediation::rules::cost_alert;
+use remediation::Error;
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
+    handle(event.payload, deps, Utc::now()).await
+}
+
+/// Checks that `payload` is a scheduled event, then checks costs at `now`.
+pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let trigger = remediation::events::scheduled(&payload)?;
+    let ce = CostExplorer::new(deps.clients.costexplorer.clone());
+    let mut report = cost_alert::run(
+        &ce,
+        &trigger.account,
+        &deps.clients.region,
+        &deps.policy,
+        deps.sinks(),
+        now,
+    )
+    .await?;
+    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    Ok(report)
+}

@@ -1,0 +1,195 @@
+//! cost-alert end to end: canned Cost Explorer results in moto (its documented control API),
+//! the real handler and SDK. moto has no GetCostForecast, so the linear projection is exercised.
+
+use chrono::{DateTime, Utc};
+use finops_tests::{moto::http, seed, Moto};
+use remediation::config::Deps;
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::notify::SnsPublisher;
+use remediation::policy::{Mode, Policy};
+use remediation::state::DynamoState;
+
+const TABLE: &str = "finops-state";
+
+fn event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/cost-alert/scheduled.json")).unwrap()
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// Queues one GetCostAndUsage answer (moto hands queued answers to new distinct requests in order).
+fn queue_costs(moto: &Moto, start: &str, end: &str, services: &[(&str, f64)]) {
+    let groups: Vec<serde_json::Value> = services
+        .iter()
+        .map(|(s, usd)| serde_json::json!({"Keys": [s], "Metrics": {"UnblendedCost": {"Amount": usd.to_string(), "Unit": "USD"}}}))
+        .collect();
+    let body = serde_json::json!({"results": [{
+        "ResultsByTime": [{"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": true}],
+        "DimensionValueAttributes": []
+    }]});
+    let r = http(
+        moto.port,
+        "POST",
+        "/moto-api/static/ce/cost-and-usage-results",
+        &body.to_string(),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+}
+
+async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
+    let clients = moto.clients().await;
+    Deps {
+        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
+        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
+        links: None,
+        metrics_concurrency: 4,
+        clients,
+        policy,
+        policy_source: "test".into(),
+    }
+}
+
+fn evidence(r: &RunReport, scope: &str) -> serde_json::Value {
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.resource.id == scope)
+        .unwrap_or_else(|| panic!("no {scope}: {r:#?}"));
+    serde_json::to_value(&f.evidence).unwrap()
+}
+
+#[tokio::test]
+async fn a_projected_overrun_alerts_once_per_level_per_month_and_escalates() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    // 25 days in: $9,700 projects to $11,640 for November (116% of $10,000).
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[
+            ("Amazon Elastic Compute Cloud - Compute", 8000.0),
+            ("Amazon Simple Storage Service", 1500.0),
+            ("AWS Lambda", 200.0),
+        ],
+    );
+    // A day later: $12,500 projects to $14,423 (144%).
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-27",
+        &[
+            ("Amazon Elastic Compute Cloud - Compute", 11000.0),
+            ("Amazon Simple Storage Service", 1500.0),
+        ],
+    );
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    policy
+        .cost_alert
+        .per_service_usd
+        .insert("Amazon Simple Storage Service".into(), 1000.0);
+    let deps = deps(&moto, policy, Some(&topic)).await;
+
+    let first = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+
+    let total = evidence(&first, "TOTAL");
+    assert_eq!(total["month_to_date_usd"], 9700.0);
+    assert_eq!(total["forecast_usd"], 11640.0);
+    assert_eq!(total["forecast_method"], "linear-projection");
+    assert_eq!(total["level_percent"], 100);
+    assert_eq!(total["crossed"][0]["basis"], "forecast");
+    assert_eq!(total["top_services"][0][0], "Amazon Elastic Compute Cloud - Compute");
+    assert!(
+        first.notes.iter().any(|n| n.contains("linear projection")),
+        "{:?}",
+        first.notes
+    );
+    // S3: $1,500 month to date against $1,000 reaches the 150% level on spend alone.
+    let s3 = evidence(&first, "Amazon Simple Storage Service");
+    assert_eq!(s3["level_percent"], 150);
+    assert_eq!(s3["crossed"][0]["basis"], "month-to-date");
+    assert!(
+        first.outcomes.iter().all(|o| o.outcome == OutcomeKind::Executed),
+        "{:?}",
+        first.outcomes
+    );
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    assert_eq!(messages.len(), 2);
+    for m in &messages {
+        assert_eq!(m["MessageAttributes"]["type"]["Value"], "cost-alert");
+        let body: serde_json::Value = serde_json::from_str(m["Message"].as_str().unwrap()).unwrap();
+        assert!(body["finding"]["evidence"]["month_to_date_usd"].is_number());
+    }
+
+    // The same day again: nothing new to say.
+    let replay = cost_alert::handler::handle(event(), &deps, at("2026-11-26T18:00:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        replay.outcomes.iter().all(|o| o.outcome == OutcomeKind::Skipped),
+        "{:?}",
+        replay.outcomes
+    );
+    assert!(seed::drain_queue(&sqs, &queue).await.is_empty());
+
+    // Next day: the total escalates to 120% and alerts again; S3 stays at 150%, already said.
+    let next = cost_alert::handler::handle(event(), &deps, at("2026-11-27T06:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(evidence(&next, "TOTAL")["level_percent"], 120);
+    let total_outcome = next.outcomes.iter().find(|o| o.finding_id.ends_with(":TOTAL")).unwrap();
+    assert_eq!(total_outcome.outcome, OutcomeKind::Executed);
+    let s3_outcome = next
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(":Amazon Simple Storage Service"))
+        .unwrap();
+    assert_eq!(s3_outcome.outcome, OutcomeKind::Skipped);
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+}
+
+#[tokio::test]
+async fn dry_run_reports_without_recording_or_sending() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let deps = deps(&moto, Policy::default(), None).await;
+
+    let report = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+
+    assert_eq!(report.outcomes.len(), 1);
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::DryRun);
+    assert!(report.outcomes[0].detail.contains("would alert"));
+    assert!(seed::scan_table(&c.dynamodb, TABLE).await.is_empty());
+}
+
+#[tokio::test]
+async fn under_the_thresholds_there_is_nothing_to_say() {
+    let moto = Moto::start().unwrap();
+    queue_costs(&moto, "2026-11-01", "2026-11-26", &[("AWS Lambda", 120.0)]);
+    let deps = deps(&moto, Policy::default(), None).await;
+    let report = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty());
+    assert_eq!(report.scanned, 1);
+}
