@@ -1,7 +1,9 @@
 //! The one error type of the system. AWS errors keep AWS's code and message; every error knows
 //! whether retrying the same input could help, which is what Lambda's `Diagnostic` reports.
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// Everything that can go wrong in a run.
@@ -48,20 +50,31 @@ impl Error {
         matches!(self, Error::Aws { retryable: true, .. })
     }
 
-    /// Wraps an SDK error, keeping AWS's error code and message.
-    pub fn aws<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Self
+    /// Wraps an SDK error, keeping AWS's error code and message; without them, says briefly what
+    /// happened on the wire (never the raw response).
+    pub fn aws<E>(service: &'static str, operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let retryable = matches!(
             err,
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
         ) || matches!(err.code(), Some(c) if is_retryable_code(c));
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let retryable = retryable || status.is_some_and(|s| s >= 500 || s == 429);
         let code = err.code().unwrap_or("Unknown").to_string();
-        let message = match err.message() {
-            Some(m) => m.to_string(),
-            None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        let message = match (err.message(), &err) {
+            (Some(m), _) => m.to_string(),
+            (None, SdkError::DispatchFailure(d)) => match d.as_connector_error() {
+                Some(c) => format!("could not reach the endpoint: {}", DisplayErrorContext(c)),
+                None => "could not reach the endpoint".to_string(),
+            },
+            (None, SdkError::TimeoutError(_)) => "timed out".to_string(),
+            (None, SdkError::ConstructionFailure(_)) => format!("request not built: {}", DisplayErrorContext(&err)),
+            (None, _) => match status {
+                Some(s) => format!("HTTP {s} without an AWS error message"),
+                None => "no answer".to_string(),
+            },
         };
         Error::Aws {
             service,

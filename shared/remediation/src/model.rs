@@ -276,7 +276,12 @@ pub struct RunReport {
 impl RunReport {
     /// Sums the findings' known savings, rounded to cents.
     pub fn total_savings(findings: &[Finding]) -> f64 {
-        let total: f64 = findings.iter().filter_map(|f| f.estimated_monthly_savings_usd).sum();
+        // An empty float sum is -0.0; adding 0.0 makes it 0.
+        let total: f64 = findings
+            .iter()
+            .filter_map(|f| f.estimated_monthly_savings_usd)
+            .sum::<f64>()
+            + 0.0;
         round_cents(total)
     }
 }

@@ -294,7 +294,7 @@ fn print_report(title: &str, report: &RunReport) {
         report.findings.len()
     );
     println!(
-        "{:<21} {:<11} {:<6} {:<55} {:>10}  action",
+        "{:<30} {:<11} {:<7} {:<58} {:>10}  action",
         "resource", "type", "owner", "why", "$/month"
     );
     let outcomes: BTreeMap<&str, &remediation::model::Outcome> =
@@ -321,7 +321,7 @@ fn print_report(title: &str, report: &RunReport) {
             })
             .unwrap_or_default();
         println!(
-            "{:<21} {:<11} {:<6} {:<55} {:>10}  {}",
+            "{:<30} {:<11} {:<7} {:<58} {:>10}  {}",
             f.resource.id,
             kind,
             f.owner(),
@@ -331,7 +331,7 @@ fn print_report(title: &str, report: &RunReport) {
         );
     }
     println!(
-        "{:<97} {:>10}",
+        "{:<109} {:>10}",
         "total estimated savings",
         money(Some(report.estimated_monthly_savings_usd))
     );
@@ -344,7 +344,7 @@ fn print_report(title: &str, report: &RunReport) {
         println!("-- passed over:");
         for o in skipped {
             let id = o.finding_id.rsplit(':').next().unwrap_or(&o.finding_id);
-            println!("   {id:<21} {:?}: {}", o.outcome, o.detail);
+            println!("   {id:<30} {:?}: {}", o.outcome, o.detail);
         }
     }
     for n in &report.notes {
