@@ -196,6 +196,7 @@ pub enum Evidence {
     EbsCleanup(crate::detect::ebs_cleanup::EbsCleanupEvidence),
     S3Public(crate::detect::s3_public::S3PublicEvidence),
     CostAlert(crate::detect::cost_alert::CostAlertEvidence),
+    TagCompliance(crate::detect::tag_compliance::TagComplianceEvidence),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
 }
