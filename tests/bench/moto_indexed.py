@@ -39,11 +39,14 @@ def fast_gonna_recurse(self, query_params, prefix):
     """Stock: `prefix != "" and not any(key.startswith(prefix) for key in query_params)`."""
     if prefix == "":
         return False
+    # One parse reads one unchanging parameter set; the cache holds it, so its identity is never
+    # reused while cached. (len() is no cheaper check: werkzeug's CombinedMultiDict rebuilds its
+    # keys to count them.)
     cached = getattr(_sorted_keys, "value", None)
-    if cached is None or cached[0] is not query_params or cached[1] != len(query_params):
-        cached = (query_params, len(query_params), sorted(query_params))
+    if cached is None or cached[0] is not query_params:
+        cached = (query_params, sorted(query_params))
         _sorted_keys.value = cached
-    keys = cached[2]
+    keys = cached[1]
     # The keys starting with `prefix` sort right at or after it, so checking the first such key is enough.
     i = bisect.bisect_left(keys, prefix)
     return not (i < len(keys) and keys[i].startswith(prefix))

@@ -46,6 +46,7 @@ async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
         publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
         links: None,
         metrics_concurrency: 4,
+        config_test_mode: true,
         clients,
         policy,
         policy_source: "test".into(),

@@ -27,6 +27,11 @@ fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
         "idle-ec2" | "ebs-cleanup" | "cost-alert" => {
             remediation::events::scheduled(payload).unwrap_or_else(|e| panic!("{} refused: {e}", file.display()));
         }
+        "tag-compliance" => {
+            let ok =
+                remediation::events::scheduled(payload).is_ok() || remediation::events::config_rule(payload).is_ok();
+            assert!(ok, "{} refused", file.display());
+        }
         "s3-public" => {
             let ok = remediation::events::scheduled(payload).is_ok()
                 || remediation::events::compliance_change(payload).is_ok_and(|c| c.resource_type == "AWS::S3::Bucket");

@@ -97,6 +97,7 @@ async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&s
         publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
         links: Some(LinkSigner::new(vec![42u8; 32], "http://127.0.0.1:9/approval").unwrap()),
         metrics_concurrency: 4,
+        config_test_mode: true,
         clients,
         policy,
         policy_source: "test".into(),

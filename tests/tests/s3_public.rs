@@ -141,6 +141,7 @@ async fn deps(moto: &Moto, mode: Mode) -> Deps {
         publisher: None,
         links: None,
         metrics_concurrency: 4,
+        config_test_mode: true,
         clients,
         policy: Policy {
             mode,

@@ -17,6 +17,9 @@ pub const TOPIC_VAR: &str = "FINOPS_TOPIC_ARN";
 pub const APPROVAL_URL_VAR: &str = "FINOPS_APPROVAL_URL";
 /// Environment variable: the link-signing key (deployments fill it from Secrets Manager).
 pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
+/// Environment variable: `true` sends Config evaluations with TestMode (not recorded). Off in
+/// production; local emulators accept PutEvaluations only in TestMode.
+pub const CONFIG_TEST_MODE_VAR: &str = "FINOPS_CONFIG_TEST_MODE";
 /// Environment variable: GetMetricData calls in flight at once (default 4).
 pub const METRICS_CONCURRENCY_VAR: &str = "FINOPS_METRICS_CONCURRENCY";
 
@@ -38,6 +41,8 @@ pub struct Deps {
     pub publisher: Option<SnsPublisher>,
     pub links: Option<LinkSigner>,
     pub metrics_concurrency: usize,
+    /// Send Config evaluations in TestMode (never in production).
+    pub config_test_mode: bool,
 }
 
 impl Deps {
@@ -67,7 +72,17 @@ impl Deps {
                 .filter(|n| (1..=64).contains(n))
                 .ok_or_else(|| Error::Config(format!("{METRICS_CONCURRENCY_VAR} must be 1..=64, got {v:?}")))?,
         };
+        let config_test_mode = match var(CONFIG_TEST_MODE_VAR).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "{CONFIG_TEST_MODE_VAR} must be true or false, got {other:?}"
+                )))
+            }
+        };
         Ok(Deps {
+            config_test_mode,
             state: var(TABLE_VAR).map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
             publisher: var(TOPIC_VAR).map(|t| SnsPublisher::new(clients.sns.clone(), t)),
             links,

@@ -70,6 +70,10 @@ impl Error {
                 None => "could not reach the endpoint".to_string(),
             },
             (None, SdkError::TimeoutError(_)) => "timed out".to_string(),
+            (None, SdkError::ResponseError(r)) => match std::error::Error::source(&err) {
+                Some(cause) => format!("unreadable answer (HTTP {}): {cause}", r.raw().status().as_u16()),
+                None => format!("unreadable answer (HTTP {})", r.raw().status().as_u16()),
+            },
             (None, SdkError::ConstructionFailure(_)) => format!("request not built: {}", DisplayErrorContext(&err)),
             (None, _) => match status {
                 Some(s) => format!("HTTP {s} without an AWS error message"),

@@ -46,6 +46,29 @@ impl RunContext<'_> {
         Ok(())
     }
 
+    /// The run's response: what was found and done, the savings, and the notes (what is switched
+    /// off first, then the run's own).
+    pub fn report(
+        &self,
+        rule: &str,
+        scanned: usize,
+        findings: Vec<Finding>,
+        outcomes: Vec<Outcome>,
+        notes: Vec<String>,
+    ) -> crate::model::RunReport {
+        let mut all_notes = self.notes();
+        all_notes.extend(notes);
+        crate::model::RunReport {
+            rule: rule.to_string(),
+            mode: self.mode,
+            scanned,
+            estimated_monthly_savings_usd: crate::model::RunReport::total_savings(&findings),
+            findings,
+            outcomes,
+            notes: all_notes,
+        }
+    }
+
     /// Notes for the report about what is switched off.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();

@@ -51,6 +51,44 @@ pub struct Policy {
     pub cost_alert: CostAlertPolicy,
     /// The public S3 bucket rule.
     pub s3_public: S3PublicPolicy,
+    /// The required-tags rule.
+    pub tag_compliance: TagCompliancePolicy,
+}
+
+/// What tag-compliance does about an untagged resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagAction {
+    /// Report it (the tag report and findings).
+    Notify,
+    /// Also tag instances and volumes `finops:untagged-since=<date>`.
+    Mark,
+    /// Also stop instances marked `stop_after_days` ago or more (the guarded idle-ec2 stop).
+    MarkAndStop,
+}
+
+/// Settings of the required-tags rule (the keys are `required_tags`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagCompliancePolicy {
+    /// Overrides the global mode for this rule.
+    pub mode: Option<Mode>,
+    pub action: TagAction,
+    /// Days after marking before an untagged instance is stopped (`mark-and-stop`).
+    pub stop_after_days: u32,
+    /// The compliance the organisation aims for, in percent (reported beside the figures).
+    pub kpi_percent: f64,
+}
+
+impl Default for TagCompliancePolicy {
+    fn default() -> Self {
+        TagCompliancePolicy {
+            mode: None,
+            action: TagAction::Notify,
+            stop_after_days: 14,
+            kpi_percent: 95.0,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -64,6 +102,7 @@ impl Default for Policy {
             ebs_cleanup: EbsCleanupPolicy::default(),
             cost_alert: CostAlertPolicy::default(),
             s3_public: S3PublicPolicy::default(),
+            tag_compliance: TagCompliancePolicy::default(),
         }
     }
 }
@@ -220,6 +259,7 @@ impl Policy {
             "ebs-cleanup" => self.ebs_cleanup.mode,
             "cost-alert" => self.cost_alert.mode,
             "s3-public" => self.s3_public.mode,
+            "tag-compliance" => self.tag_compliance.mode,
             _ => None,
         };
         override_mode.unwrap_or(self.mode)
@@ -362,6 +402,12 @@ impl Policy {
                     "cost_alert.per_service_usd.{service}: must be a positive amount, got {usd}"
                 ));
             }
+        }
+        if !(self.tag_compliance.kpi_percent > 0.0 && self.tag_compliance.kpi_percent <= 100.0) {
+            return Err(format!(
+                "tag_compliance.kpi_percent: must be a percentage above 0 and at most 100, got {}",
+                self.tag_compliance.kpi_percent
+            ));
         }
         let b = self.s3_public.block;
         if !(b.block_public_acls || b.ignore_public_acls || b.block_public_policy || b.restrict_public_buckets) {

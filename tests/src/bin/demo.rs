@@ -281,11 +281,19 @@ fn describe(f: &Finding) -> (String, String) {
                 e.threshold_usd
             ),
         ),
+        Evidence::TagCompliance(e) => (
+            e.config_resource_type.trim_start_matches("AWS::").to_string(),
+            format!("missing {}", e.missing.join(", ")),
+        ),
         Evidence::Other(v) => (String::new(), v.to_string()),
     }
 }
 
 fn print_report(title: &str, report: &RunReport) {
+    print_report_limited(title, report, usize::MAX);
+}
+
+fn print_report_limited(title: &str, report: &RunReport, limit: usize) {
     println!(
         "\n== {title}: rule {}, mode {}, {} scanned, {} finding(s)",
         report.rule,
@@ -305,7 +313,10 @@ fn print_report(title: &str, report: &RunReport) {
             .partial_cmp(&a.estimated_monthly_savings_usd)
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    for f in findings {
+    if findings.len() > limit {
+        println!("(the first {limit} of {})", findings.len());
+    }
+    for f in findings.into_iter().take(limit) {
         let (kind, why) = describe(f);
         let outcome = outcomes
             .get(f.id.as_str())
@@ -479,6 +490,19 @@ async fn main() {
         parse_report(watch.invoke("cost-alert", &cost_event).unwrap_or_else(|e| fail(e)))
     };
     print_report("cost-alert (dry-run: thresholds $10,000 total, $1,000 for S3)", &cost);
+
+    let tag_event = workspace_root().join("events/tag-compliance/scheduled.json");
+    let tags = {
+        let watch = Watch::start("tag-compliance", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("tag-compliance", &tag_event).unwrap_or_else(|e| fail(e)))
+    };
+    let mut tags_shown = tags.clone();
+    tags_shown.outcomes.clear();
+    print_report_limited(
+        "tag-compliance (sweep: required tags Owner, CostCenter, Environment)",
+        &tags_shown,
+        8,
+    );
 
     let total = dry.estimated_monthly_savings_usd + ebs.estimated_monthly_savings_usd;
     println!("\n== total estimated savings found: ${total:.2}/month");

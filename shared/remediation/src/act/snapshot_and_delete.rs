@@ -266,6 +266,9 @@ mod tests {
         async fn available_volumes(&self) -> Result<Vec<EbsVolume>> {
             Ok(vec![vol()])
         }
+        async fn all_volumes(&self) -> Result<Vec<EbsVolume>> {
+            Ok(vec![vol()])
+        }
         async fn describe_volumes(&self, _ids: &[String]) -> Result<Vec<EbsVolume>> {
             let deleted = !self.deleted.lock().unwrap().is_empty();
             Ok(if deleted { vec![] } else { vec![vol()] })

@@ -20,6 +20,12 @@ pub trait InstanceApi: Send + Sync {
     async fn stop(&self, id: &str) -> Result<String>;
     /// Starts an instance; returns the state AWS reports afterwards.
     async fn start(&self, id: &str) -> Result<String>;
+    /// Every instance that is not terminated (pending, running, stopping, stopped).
+    async fn live_instances(&self) -> Result<Vec<Ec2Instance>>;
+    /// Adds (or overwrites) one tag on an instance or volume.
+    async fn tag_resource(&self, id: &str, key: &str, value: &str) -> Result<()>;
+    /// Removes one tag from an instance or volume.
+    async fn untag_resource(&self, id: &str, key: &str) -> Result<()>;
 }
 
 /// The SDK adapter.
@@ -122,6 +128,34 @@ impl InstanceApi for Ec2 {
         Ok(out)
     }
 
+    async fn live_instances(&self) -> Result<Vec<Ec2Instance>> {
+        let states = ["pending", "running", "stopping", "stopped"].map(String::from);
+        self.describe_filtered(vec![filter("instance-state-name", states)])
+            .await
+    }
+
+    async fn tag_resource(&self, id: &str, key: &str, value: &str) -> Result<()> {
+        self.client
+            .create_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| Error::aws("ec2", "CreateTags", e))?;
+        Ok(())
+    }
+
+    async fn untag_resource(&self, id: &str, key: &str) -> Result<()> {
+        self.client
+            .delete_tags()
+            .resources(id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key(key).build())
+            .send()
+            .await
+            .map_err(|e| Error::aws("ec2", "DeleteTags", e))?;
+        Ok(())
+    }
+
     async fn stop(&self, id: &str) -> Result<String> {
         let out = self
             .client
@@ -162,6 +196,8 @@ fn state_after(state: Option<&aws_sdk_ec2::types::InstanceState>) -> String {
 pub trait VolumeApi: Send + Sync {
     /// Every unattached (`available`) volume in the region, with tags.
     async fn available_volumes(&self) -> Result<Vec<EbsVolume>>;
+    /// Every volume in the region, with tags.
+    async fn all_volumes(&self) -> Result<Vec<EbsVolume>>;
     /// The current view of these volumes; ids AWS no longer knows are absent.
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<EbsVolume>>;
     /// Starts a snapshot of `volume_id` with `tags`; returns its id.
@@ -277,6 +313,10 @@ impl VolumeApi for Ec2 {
     async fn available_volumes(&self) -> Result<Vec<EbsVolume>> {
         self.volumes_filtered(vec![filter("status", ["available".to_string()])])
             .await
+    }
+
+    async fn all_volumes(&self) -> Result<Vec<EbsVolume>> {
+        self.volumes_filtered(vec![]).await
     }
 
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<EbsVolume>> {

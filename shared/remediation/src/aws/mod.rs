@@ -2,6 +2,7 @@
 //! behind the narrow ports the flow uses.
 
 pub mod cloudwatch;
+pub mod config;
 pub mod costexplorer;
 pub mod ec2;
 pub mod s3;
@@ -77,6 +78,7 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sns: aws_sdk_sns::Client,
     pub costexplorer: aws_sdk_costexplorer::Client,
+    pub config_service: aws_sdk_config::Client,
     /// The region the clients talk to.
     pub region: String,
     /// Calls made through these clients.
@@ -123,6 +125,11 @@ impl Clients {
             ),
             costexplorer: aws_sdk_costexplorer::Client::from_conf(
                 aws_sdk_costexplorer::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            config_service: aws_sdk_config::Client::from_conf(
+                aws_sdk_config::config::Builder::from(config)
                     .interceptor(calls.clone())
                     .build(),
             ),

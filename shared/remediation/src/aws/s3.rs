@@ -22,6 +22,8 @@ pub trait BucketApi: Send + Sync {
     async fn buckets(&self) -> Result<Vec<(String, String)>>;
     /// A bucket's ACL grants, policy, Block Public Access and tags.
     async fn exposure(&self, bucket: &str, region: &str) -> Result<BucketExposure>;
+    /// A bucket's tags.
+    async fn bucket_tags(&self, bucket: &str, region: &str) -> Result<Tags>;
     /// The account-level Block Public Access; `Ok(None)` when none is set.
     async fn account_block(&self) -> Result<Option<BlockSettings>>;
     /// Puts a bucket's Block Public Access.
@@ -194,6 +196,18 @@ impl BucketApi for S3 {
             policy,
             block,
         })
+    }
+
+    async fn bucket_tags(&self, bucket: &str, region: &str) -> Result<Tags> {
+        match self.client(region).get_bucket_tagging().bucket(bucket).send().await {
+            Ok(out) => Ok(out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(Tags::new()),
+            Err(e) => Err(Error::aws("s3", "GetBucketTagging", e)),
+        }
     }
 
     async fn account_block(&self) -> Result<Option<BlockSettings>> {

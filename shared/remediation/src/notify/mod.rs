@@ -30,6 +30,15 @@ pub enum Message {
     },
     /// A cost threshold was crossed (new for this month, or at a higher level).
     CostAlert { finding: Finding },
+    /// The tag-compliance sweep's figures.
+    TagReport {
+        by_type: std::collections::BTreeMap<String, crate::detect::tag_compliance::Compliance>,
+        overall_percent: f64,
+        kpi_percent: f64,
+        /// Non-compliant resources (id, missing keys), at most 50.
+        non_compliant: Vec<(String, Vec<String>)>,
+        non_compliant_total: usize,
+    },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,
@@ -48,25 +57,30 @@ impl Message {
             Message::Finding { .. } => "finding",
             Message::ApprovalRequest { .. } => "approval-request",
             Message::CostAlert { .. } => "cost-alert",
+            Message::TagReport { .. } => "tag-report",
             Message::ActionResult { .. } => "action-result",
         }
     }
 
-    fn finding(&self) -> &Finding {
+    fn finding(&self) -> Option<&Finding> {
         match self {
             Message::Finding { finding, .. }
             | Message::ApprovalRequest { finding, .. }
             | Message::CostAlert { finding }
-            | Message::ActionResult { finding, .. } => finding,
+            | Message::ActionResult { finding, .. } => Some(finding),
+            Message::TagReport { .. } => None,
         }
     }
 
     /// The `rule` attribute.
     pub fn rule(&self) -> &str {
-        &self.finding().rule
+        match self.finding() {
+            Some(f) => &f.rule,
+            None => crate::detect::tag_compliance::RULE,
+        }
     }
 
-    /// The `severity` attribute (a failed action is at least high).
+    /// The `severity` attribute (a failed action is at least high; a tag report under its KPI medium).
     pub fn severity(&self) -> Severity {
         match self {
             Message::ActionResult {
@@ -74,7 +88,18 @@ impl Message {
                 finding,
                 ..
             } => finding.severity.max(Severity::High),
-            other => other.finding().severity,
+            Message::TagReport {
+                overall_percent,
+                kpi_percent,
+                ..
+            } => {
+                if overall_percent < kpi_percent {
+                    Severity::Medium
+                } else {
+                    Severity::Low
+                }
+            }
+            other => other.finding().map(|f| f.severity).unwrap_or(Severity::Low),
         }
     }
 }

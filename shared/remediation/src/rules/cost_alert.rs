@@ -96,7 +96,7 @@ pub async fn run(
                 .into(),
         ));
     }
-    let mut notes = ctx.notes();
+    let mut notes = Vec::new();
     let snap = snapshot(ce, policy, now, &mut notes).await?;
     let findings = cost_alert::detect(&snap, policy, account, region, now);
     let month = snap.month.format("%Y-%m").to_string();
@@ -141,13 +141,5 @@ pub async fn run(
             notes.push(format!("cost alerts recorded but not published: {e}"));
         }
     }
-    Ok(RunReport {
-        rule: RULE.to_string(),
-        mode: ctx.mode,
-        scanned: snap.by_service.len(),
-        findings,
-        outcomes,
-        estimated_monthly_savings_usd: 0.0,
-        notes,
-    })
+    Ok(ctx.report(RULE, snap.by_service.len(), findings, outcomes, notes))
 }

@@ -77,18 +77,8 @@ pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now
         wait: Duration::from_secs(u64::from(policy.ebs_cleanup.snapshot_wait_seconds)),
         poll: Duration::from_secs(5),
     };
-    let (acted, mut flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
     outcomes.extend(acted);
-    let mut all_notes = ctx.notes();
-    all_notes.append(&mut notes);
-    all_notes.append(&mut flow_notes);
-    Ok(RunReport {
-        rule: RULE.to_string(),
-        mode: ctx.mode,
-        scanned: inventory.len(),
-        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
-        findings,
-        outcomes,
-        notes: all_notes,
-    })
+    notes.extend(flow_notes);
+    Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))
 }

@@ -66,17 +66,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
 
     let remediation = StopInstance { ec2: ports.ec2, policy };
-    let (acted, mut notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, notes) = flow::apply(&ctx, &findings, &remediation).await;
     outcomes.extend(acted);
-    let mut all_notes = ctx.notes();
-    all_notes.append(&mut notes);
-    Ok(RunReport {
-        rule: RULE.to_string(),
-        mode: ctx.mode,
-        scanned: inventory.len(),
-        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
-        findings,
-        outcomes,
-        notes: all_notes,
-    })
+    Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))
 }

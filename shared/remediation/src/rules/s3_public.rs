@@ -120,18 +120,8 @@ pub async fn run(
     tracing::info!(scanned = exposures.len(), findings = findings.len(), "detected");
 
     let remediation = BlockPublicAccess { s3, policy };
-    let (acted, mut flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
     outcomes.extend(acted);
-    let mut all_notes = ctx.notes();
-    all_notes.append(&mut notes);
-    all_notes.append(&mut flow_notes);
-    Ok(RunReport {
-        rule: RULE.to_string(),
-        mode: ctx.mode,
-        scanned: exposures.len(),
-        estimated_monthly_savings_usd: RunReport::total_savings(&findings),
-        findings,
-        outcomes,
-        notes: all_notes,
-    })
+    notes.extend(flow_notes);
+    Ok(ctx.report(RULE, exposures.len(), findings, outcomes, notes))
 }

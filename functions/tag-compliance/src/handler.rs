@@ -1,0 +1,48 @@
+//! Handles tag-compliance's two triggers: an AWS Config custom rule event (change, oversized
+//! change, periodic) and the EventBridge scheduled sweep.
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::aws::config::Config;
+use remediation::aws::ec2::Ec2;
+use remediation::aws::s3::S3;
+use remediation::config::Deps;
+use remediation::model::RunReport;
+use remediation::rules::tag_compliance::{self, Ports};
+use remediation::Error;
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
+    handle(event.payload, deps, Utc::now()).await
+}
+
+/// Works out the trigger, then evaluates or sweeps at `now`.
+pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let is_config_event = payload.get("invokingEvent").is_some();
+    let (account, config_event) = if is_config_event {
+        let e = remediation::events::config_rule(&payload)?;
+        (e.account.clone(), Some(e))
+    } else {
+        let s = remediation::events::scheduled(&payload)
+            .map_err(|e| Error::Event(format!("neither a Config rule event (no invokingEvent) nor {e}")))?;
+        (s.account, None)
+    };
+    let region = deps.clients.region.clone();
+    let ec2 = Ec2::new(deps.clients.ec2.clone(), region.clone()).with_account(account.clone());
+    let s3 = S3::new(&deps.clients, account.clone());
+    let config = Config::new(deps.clients.config_service.clone());
+    let ports = Ports {
+        instances: &ec2,
+        volumes: &ec2,
+        buckets: &s3,
+        config: &config,
+    };
+    let mut report = match config_event {
+        Some(e) => {
+            tag_compliance::on_config_event(&ports, e, &region, &deps.policy, deps.config_test_mode, now).await?
+        }
+        None => tag_compliance::sweep(&ports, &account, &region, &deps.policy, deps.sinks(), now).await?,
+    };
+    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    Ok(report)
+}

@@ -1,0 +1,3 @@
+//! The idle-ec2 Lambda: its handler, callable from tests with a hand-built event.
+
+pub mod handler;

@@ -1,0 +1,335 @@
+//! tag-compliance, two ways in:
+//! - as an AWS Config custom rule: evaluate the changed resource (or, on the periodic
+//!   notification, every resource) and send PutEvaluations with the event's result token;
+//! - as a scheduled sweep: instances, volumes and buckets against the required keys, compliance
+//!   by type and overall, a `tag-report` message, and the policy's action (notify; mark with
+//!   `finops:untagged-since`; mark, then stop instances through the same guarded stop as idle-ec2).
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::act::stop_instance::StopInstance;
+use crate::aws::config::{ConfigApi, ConfigItem, Evaluation};
+use crate::aws::ec2::{InstanceApi, VolumeApi};
+use crate::aws::s3::BucketApi;
+use crate::detect::tag_compliance::{self, kind_of, missing_tags, APPLICABLE_TYPES, RULE};
+use crate::error::Result;
+use crate::events::{ConfigInvocation, ConfigRuleEvent};
+use crate::flow::{self, RunContext, Sinks};
+use crate::model::{is_exempt, ActionKind, Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
+use crate::notify::Message;
+use crate::policy::{Mode, Policy, TagAction};
+
+/// The tag that records since when a resource has lacked required tags.
+pub const MARK_TAG: &str = "finops:untagged-since";
+
+/// The AWS ports the rule reads and acts through.
+pub struct Ports<'a> {
+    pub instances: &'a dyn InstanceApi,
+    pub volumes: &'a dyn VolumeApi,
+    pub buckets: &'a dyn BucketApi,
+    pub config: &'a dyn ConfigApi,
+}
+
+/// Every instance (not terminated), volume and bucket, with tags.
+pub async fn inventory(ports: &Ports<'_>, account: &str, region: &str) -> Result<Vec<Resource>> {
+    let mut out: Vec<Resource> = ports
+        .instances
+        .live_instances()
+        .await?
+        .iter()
+        .map(|i| i.resource())
+        .collect();
+    out.extend(ports.volumes.all_volumes().await?.iter().map(|v| v.resource()));
+    for (name, bucket_region) in ports.buckets.buckets().await? {
+        let tags = ports.buckets.bucket_tags(&name, &bucket_region).await?;
+        out.push(Resource {
+            kind: ResourceKind::S3Bucket,
+            id: name,
+            account: account.to_string(),
+            region: bucket_region,
+            tags,
+        });
+    }
+    for r in out.iter_mut() {
+        if r.account.is_empty() {
+            r.account = account.to_string();
+        }
+        if r.region.is_empty() {
+            r.region = region.to_string();
+        }
+    }
+    Ok(out)
+}
+
+/// The Config evaluation of one configuration item.
+pub fn evaluate(item: &ConfigItem, left_scope: bool, policy: &Policy) -> Evaluation {
+    let verdict = |compliance: &str, annotation: String| Evaluation {
+        resource_type: item.resource_type.clone(),
+        resource_id: item.resource_id.clone(),
+        compliance: compliance.to_string(),
+        annotation,
+        ordering: item.capture_time,
+    };
+    if !APPLICABLE_TYPES.contains(&item.resource_type.as_str()) {
+        return verdict(
+            "NOT_APPLICABLE",
+            format!("{} is not evaluated by this rule", item.resource_type),
+        );
+    }
+    if left_scope
+        || matches!(
+            item.status.as_str(),
+            "ResourceDeleted" | "ResourceDeletedNotRecorded" | "ResourceNotRecorded"
+        )
+    {
+        return verdict(
+            "NOT_APPLICABLE",
+            format!("resource is {}", if left_scope { "out of scope" } else { &item.status }),
+        );
+    }
+    if is_exempt(&item.tags, &policy.exempt_tag) {
+        return verdict("NOT_APPLICABLE", format!("exempt: tag {}=true", policy.exempt_tag));
+    }
+    let missing = missing_tags(&item.tags, &policy.required_tags);
+    if missing.is_empty() {
+        verdict("COMPLIANT", "all required tags present".into())
+    } else {
+        verdict(
+            "NON_COMPLIANT",
+            format!("missing required tags: {}", missing.join(", ")),
+        )
+    }
+}
+
+/// Handles one Config custom rule invocation. Sending evaluations is the rule's duty whatever
+/// the mode: it changes no resource. `test_mode` is Config's TestMode (evaluations not recorded),
+/// an explicit setting that is off in production.
+pub async fn on_config_event(
+    ports: &Ports<'_>,
+    event: ConfigRuleEvent,
+    region: &str,
+    policy: &Policy,
+    test_mode: bool,
+    now: DateTime<Utc>,
+) -> Result<RunReport> {
+    let mut notes = vec![format!("Config rule {}", event.rule_name)];
+    let items: Vec<ConfigItem> = match event.invocation {
+        ConfigInvocation::Change(item) => vec![item],
+        ConfigInvocation::Oversized {
+            resource_type,
+            resource_id,
+            capture_time,
+        } => match ports.config.current_item(&resource_type, &resource_id).await? {
+            Some(item) => vec![item],
+            None => {
+                notes.push(format!("Config has no item for {resource_id}: evaluated as deleted"));
+                vec![ConfigItem {
+                    resource_type,
+                    resource_id,
+                    status: "ResourceNotRecorded".into(),
+                    tags: Default::default(),
+                    capture_time,
+                }]
+            }
+        },
+        ConfigInvocation::Scheduled { at } => inventory(ports, &event.account, region)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                Some(ConfigItem {
+                    resource_type: tag_compliance::config_type(r.kind)?.to_string(),
+                    resource_id: r.id,
+                    status: "OK".into(),
+                    tags: r.tags,
+                    capture_time: at,
+                })
+            })
+            .collect(),
+    };
+    let evaluations: Vec<Evaluation> = items
+        .iter()
+        .map(|i| evaluate(i, event.event_left_scope, policy))
+        .collect();
+    let refused = ports
+        .config
+        .put_evaluations(&evaluations, &event.result_token, test_mode)
+        .await?;
+    if refused > 0 {
+        notes.push(format!("Config refused {refused} evaluation(s)"));
+    }
+    let mut findings = Vec::new();
+    let mut outcomes = Vec::new();
+    for (item, e) in items.iter().zip(&evaluations) {
+        let resource = Resource {
+            kind: kind_of(&item.resource_type).unwrap_or(ResourceKind::Ec2Instance),
+            id: item.resource_id.clone(),
+            account: event.account.clone(),
+            region: region.to_string(),
+            tags: item.tags.clone(),
+        };
+        let id = Finding::id_for(RULE, &resource);
+        outcomes.push(Outcome::new(
+            &id,
+            OutcomeKind::Executed,
+            format!("{}: {}", e.compliance, e.annotation),
+        ));
+        if e.compliance == "NON_COMPLIANT" {
+            let sweep = tag_compliance::sweep(std::slice::from_ref(&resource), policy, now);
+            findings.extend(sweep.findings);
+        }
+    }
+    let ctx = RunContext {
+        mode: policy.mode_for(RULE),
+        policy,
+        now,
+        sinks: Sinks::default(),
+    };
+    let mut report = ctx.report(RULE, items.len(), findings, outcomes, notes);
+    report
+        .notes
+        .retain(|n| !n.starts_with("state is off") && !n.starts_with("notifications are off"));
+    Ok(report)
+}
+
+fn marked_since(r: &Resource) -> Option<NaiveDate> {
+    r.tags
+        .get(MARK_TAG)
+        .and_then(|v| NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").ok())
+}
+
+/// The scheduled sweep.
+#[tracing::instrument(skip_all, fields(rule = RULE))]
+pub async fn sweep(
+    ports: &Ports<'_>,
+    account: &str,
+    region: &str,
+    policy: &Policy,
+    sinks: Sinks<'_>,
+    now: DateTime<Utc>,
+) -> Result<RunReport> {
+    let ctx = RunContext {
+        mode: policy.mode_for(RULE),
+        policy,
+        now,
+        sinks,
+    };
+    let p = &policy.tag_compliance;
+    if p.action == TagAction::MarkAndStop {
+        ctx.check_sinks()?;
+    }
+    let resources = inventory(ports, account, region).await?;
+    let result = tag_compliance::sweep(&resources, policy, now);
+    let pct = |t: &str| result.by_type.get(t).map(|c| c.percent()).unwrap_or(100.0);
+    let mut notes = vec![format!(
+        "tag compliance {:.2}% overall (KPI {:.0}%): instances {:.2}%, volumes {:.2}%, buckets {:.2}%",
+        result.overall.percent(),
+        p.kpi_percent,
+        pct("AWS::EC2::Instance"),
+        pct("AWS::EC2::Volume"),
+        pct("AWS::S3::Bucket")
+    )];
+    let acting = ctx.mode != Mode::DryRun;
+    let today = now.date_naive();
+    let mut outcomes = Vec::new();
+    for f in &result.findings {
+        let missing = match &f.evidence {
+            crate::model::Evidence::TagCompliance(e) => e.missing.join(", "),
+            _ => String::new(),
+        };
+        let detail = match (p.action, f.resource.kind, acting) {
+            (TagAction::Notify, _, _) => (OutcomeKind::DryRun, format!("missing {missing}: reported")),
+            (_, ResourceKind::S3Bucket, _) => (
+                OutcomeKind::Skipped,
+                format!("missing {missing}; buckets are not marked (PutBucketTagging replaces every tag)"),
+            ),
+            (_, _, _) if marked_since(&f.resource).is_some() => (
+                OutcomeKind::Skipped,
+                format!(
+                    "missing {missing}; marked since {}",
+                    f.resource.tags.get(MARK_TAG).map(String::as_str).unwrap_or("?")
+                ),
+            ),
+            (_, _, false) => (
+                OutcomeKind::DryRun,
+                format!("missing {missing}; would mark {MARK_TAG}={today}"),
+            ),
+            (_, _, true) => match ports
+                .instances
+                .tag_resource(&f.resource.id, MARK_TAG, &today.to_string())
+                .await
+            {
+                Ok(()) => (
+                    OutcomeKind::Executed,
+                    format!("missing {missing}; marked {MARK_TAG}={today}"),
+                ),
+                Err(e) => (OutcomeKind::Failed, format!("missing {missing}; mark failed: {e}")),
+            },
+        };
+        outcomes.push(Outcome::new(&f.id, detail.0, detail.1));
+    }
+    // A resource tagged properly again loses its mark, so a later lapse starts a new grace period.
+    if acting && p.action != TagAction::Notify {
+        for r in resources
+            .iter()
+            .filter(|r| r.kind != ResourceKind::S3Bucket && marked_since(r).is_some())
+        {
+            if missing_tags(&r.tags, &policy.required_tags).is_empty() {
+                match ports.instances.untag_resource(&r.id, MARK_TAG).await {
+                    Ok(()) => notes.push(format!("{} is tagged again: mark removed", r.id)),
+                    Err(e) => notes.push(format!("{}: mark not removed: {e}", r.id)),
+                }
+            }
+        }
+    }
+    // Instances marked long enough ago are stopped through the guarded idle-ec2 stop.
+    let mut stops = Vec::new();
+    if p.action == TagAction::MarkAndStop {
+        for f in result
+            .findings
+            .iter()
+            .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
+        {
+            if let Some(since) = marked_since(&f.resource) {
+                let days = (today - since).num_days();
+                if days >= i64::from(p.stop_after_days) {
+                    let mut stop = f.clone();
+                    stop.action = ActionKind::Stop;
+                    stop.id = format!("{}:stop", f.id);
+                    stops.push(stop);
+                }
+            }
+        }
+    }
+    if !stops.is_empty() {
+        let stop = StopInstance {
+            ec2: ports.instances,
+            policy,
+        };
+        let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop).await;
+        outcomes.extend(acted);
+        notes.extend(flow_notes);
+    }
+    if let Some(publisher) = sinks.publisher {
+        let report = Message::TagReport {
+            by_type: result.by_type.clone(),
+            overall_percent: result.overall.percent(),
+            kpi_percent: p.kpi_percent,
+            non_compliant: result
+                .findings
+                .iter()
+                .take(50)
+                .map(|f| match &f.evidence {
+                    crate::model::Evidence::TagCompliance(e) => (f.resource.id.clone(), e.missing.clone()),
+                    _ => (f.resource.id.clone(), vec![]),
+                })
+                .collect(),
+            non_compliant_total: result.findings.len(),
+        };
+        if let Err(e) = publisher.publish(std::slice::from_ref(&report)).await {
+            notes.push(format!("tag report not published: {e}"));
+        }
+    }
+    let mut findings = result.findings;
+    findings.extend(stops);
+    Ok(ctx.report(RULE, resources.len(), findings, outcomes, notes))
+}

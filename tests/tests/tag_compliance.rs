@@ -1,0 +1,335 @@
+//! tag-compliance end to end: the sweep (report, mark, mark-then-stop) and the Config custom rule
+//! (change, oversized, periodic) through the real SDK against moto. moto accepts PutEvaluations
+//! only in TestMode and keeps nothing, so the evaluations are checked in the response and the
+//! calls counted in the client.
+
+use aws_sdk_s3::types::{Tag, Tagging};
+use chrono::{DateTime, Duration, Utc};
+use finops_tests::{seed, Moto};
+use remediation::config::Deps;
+use remediation::model::OutcomeKind;
+use remediation::notify::SnsPublisher;
+use remediation::policy::{Mode, Policy, TagAction};
+use remediation::state::DynamoState;
+
+const TABLE: &str = "finops-state";
+const FULL: [(&str, &str); 3] = [("Owner", "ana"), ("CostCenter", "cc-42"), ("Environment", "prod")];
+
+fn sweep_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap()
+}
+
+fn config_event(name: &str) -> serde_json::Value {
+    let path = finops_tests::moto::workspace_root()
+        .join("events/tag-compliance")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+struct Account {
+    tagged: String,
+    untagged: String,
+    blank_owner: String,
+    exempt: String,
+    asg: String,
+}
+
+async fn seed_account(moto: &Moto) -> Account {
+    let c = moto.clients().await;
+    let tagged = seed::run_instance(&c.ec2, "t3.large", &FULL).await;
+    let untagged = seed::run_instance(&c.ec2, "t3.large", &[("Name", "mystery")]).await;
+    let blank_owner = seed::run_instance(
+        &c.ec2,
+        "t3.large",
+        &[("Owner", "  "), ("CostCenter", "1"), ("Environment", "dev")],
+    )
+    .await;
+    let exempt = seed::run_instance(&c.ec2, "t3.large", &[("finops:exempt", "true")]).await;
+    let asg = seed::run_instance(&c.ec2, "t3.large", &[("aws:autoscaling:groupName", "web")]).await;
+    seed::create_volume(&c.ec2, "gp3", 10, None, "us-east-1a", &FULL).await;
+    seed::create_volume(&c.ec2, "gp3", 10, None, "us-east-1a", &[("Owner", "bo")]).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    for b in ["tagged-bucket", "bare-bucket"] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let mut tagging = Tagging::builder();
+    for (k, v) in FULL {
+        tagging = tagging.tag_set(Tag::builder().key(k).value(v).build().unwrap());
+    }
+    s3.put_bucket_tagging()
+        .bucket("tagged-bucket")
+        .tagging(tagging.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    seed::create_table(&c.dynamodb, TABLE).await;
+    Account {
+        tagged,
+        untagged,
+        blank_owner,
+        exempt,
+        asg,
+    }
+}
+
+async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
+    let clients = moto.clients().await;
+    Deps {
+        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
+        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
+        links: None,
+        metrics_concurrency: 4,
+        config_test_mode: true,
+        clients,
+        policy,
+        policy_source: "test".into(),
+    }
+}
+
+fn tag_of(ec2_instance: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
+    ec2_instance
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
+}
+
+async fn instance(ec2: &aws_sdk_ec2::Client, id: &str) -> aws_sdk_ec2::types::Instance {
+    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    out.reservations()[0].instances()[0].clone()
+}
+
+#[tokio::test]
+async fn the_sweep_reports_missing_keys_and_compliance_by_type() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let c = moto.clients().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let deps = deps(&moto, Policy::default(), Some(&topic)).await;
+
+    let report = tag_compliance::handler::handle(sweep_event(), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    let mut flagged: Vec<&str> = report.findings.iter().map(|f| f.resource.id.as_str()).collect();
+    flagged.sort();
+    assert!(flagged.contains(&a.untagged.as_str()) && flagged.contains(&a.blank_owner.as_str()));
+    assert!(flagged.contains(&"bare-bucket"));
+    assert!(!flagged.contains(&a.tagged.as_str()) && !flagged.contains(&a.exempt.as_str()));
+    assert!(!flagged.contains(&"tagged-bucket"));
+    let blank = report.findings.iter().find(|f| f.resource.id == a.blank_owner).unwrap();
+    assert_eq!(
+        serde_json::to_value(&blank.evidence).unwrap()["missing"],
+        serde_json::json!(["Owner"])
+    );
+    // Instances: tagged ok; untagged, blank-owner and the ASG one not (exempt left out) → 25%.
+    // Volumes 50%, buckets 50%; overall 3 of 8 (the instances' root volumes carry no tags).
+    let figures = &report.notes[1];
+    assert!(figures.contains("instances 25.00%"), "{figures}");
+    assert!(figures.contains("buckets 50.00%"), "{figures}");
+    assert!(figures.contains("KPI 95%"), "{figures}");
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["MessageAttributes"]["type"]["Value"], "tag-report");
+    let body: serde_json::Value = serde_json::from_str(messages[0]["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(body["non_compliant_total"], report.findings.len());
+    let _ = a.asg;
+}
+
+#[tokio::test]
+async fn mark_then_stop_waits_its_grace_period_and_goes_through_the_guarded_stop() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    policy.tag_compliance.action = TagAction::MarkAndStop;
+    let deps = deps(&moto, policy, None).await;
+    let ec2 = &deps.clients.ec2;
+    let day0: DateTime<Utc> = Utc::now();
+
+    let first = tag_compliance::handler::handle(sweep_event(), &deps, day0)
+        .await
+        .unwrap();
+
+    let mark = day0.date_naive().to_string();
+    assert_eq!(
+        tag_of(&instance(ec2, &a.untagged).await, "finops:untagged-since"),
+        Some(mark.clone())
+    );
+    assert_eq!(tag_of(&instance(ec2, &a.tagged).await, "finops:untagged-since"), None);
+    assert!(first
+        .outcomes
+        .iter()
+        .all(|o| o.outcome != OutcomeKind::Executed || o.detail.contains("marked")));
+    assert_eq!(seed::state_of(ec2, &a.untagged).await, "running");
+
+    // Meanwhile its owner tags one of them properly.
+    for (k, v) in FULL {
+        seed::tag(ec2, &a.blank_owner, k, v).await;
+    }
+    let later = tag_compliance::handler::handle(sweep_event(), &deps, day0 + Duration::days(15))
+        .await
+        .unwrap();
+
+    assert_eq!(seed::state_of(ec2, &a.untagged).await, "stopped");
+    let stop = later
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&format!("{}:stop", a.untagged)))
+        .unwrap();
+    assert_eq!(stop.outcome, OutcomeKind::Executed, "{stop:?}");
+    assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "running");
+    assert_eq!(
+        tag_of(&instance(ec2, &a.blank_owner).await, "finops:untagged-since"),
+        None
+    );
+    // The ASG member is untagged and marked too, but the guarded stop passes it over.
+    assert_eq!(seed::state_of(ec2, &a.asg).await, "running");
+    let asg = later
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&format!("{}:stop", a.asg)))
+        .unwrap();
+    assert!(asg.detail.contains("Auto Scaling"), "{asg:?}");
+    // The stop is on record with its rollback.
+    let items = seed::scan_table(&deps.clients.dynamodb, TABLE).await;
+    assert!(items
+        .iter()
+        .any(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == a.untagged));
+}
+
+#[tokio::test]
+async fn dry_run_marks_nothing() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let mut policy = Policy::default();
+    policy.tag_compliance.action = TagAction::Mark;
+    let deps = deps(&moto, policy, None).await;
+    let report = tag_compliance::handler::handle(sweep_event(), &deps, Utc::now())
+        .await
+        .unwrap();
+    let o = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(a.untagged.as_str()))
+        .unwrap();
+    assert_eq!(o.outcome, OutcomeKind::DryRun);
+    assert_eq!(
+        tag_of(&instance(&deps.clients.ec2, &a.untagged).await, "finops:untagged-since"),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_config_change_is_evaluated_and_sent_with_the_result_token() {
+    let moto = Moto::start().unwrap();
+    seed_account(&moto).await;
+    let deps = deps(&moto, Policy::default(), None).await;
+    let before = deps
+        .clients
+        .calls
+        .snapshot()
+        .get("Config Service.PutEvaluations")
+        .copied()
+        .unwrap_or(0);
+
+    let report = tag_compliance::handler::handle(config_event("config-item-change.json"), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    assert_eq!(report.outcomes.len(), 1);
+    assert_eq!(
+        report.outcomes[0].detail,
+        "NON_COMPLIANT: missing required tags: CostCenter"
+    );
+    assert_eq!(report.findings.len(), 1);
+    assert_eq!(report.findings[0].resource.id, "i-0123456789abcdef0");
+    assert_eq!(
+        deps.clients.calls.snapshot()["Config Service.PutEvaluations"],
+        before + 1
+    );
+
+    // Left scope: NOT_APPLICABLE.
+    let mut left = config_event("config-item-change.json");
+    left["eventLeftScope"] = true.into();
+    let r = tag_compliance::handler::handle(left, &deps, Utc::now()).await.unwrap();
+    assert!(r.outcomes[0].detail.starts_with("NOT_APPLICABLE"), "{:?}", r.outcomes);
+}
+
+#[tokio::test]
+async fn test_mode_is_an_explicit_setting_and_without_it_moto_refuses() {
+    let moto = Moto::start().unwrap();
+    let mut deps = deps(&moto, Policy::default(), None).await;
+    deps.config_test_mode = false;
+    // moto answers HTTP 500 (not implemented); no retries needed to see it.
+    let no_retry = aws_sdk_config::config::Builder::from(&moto.sdk_config_with_attempts(1).await)
+        .interceptor(deps.clients.calls.clone())
+        .build();
+    deps.clients.config_service = aws_sdk_config::Client::from_conf(no_retry);
+    let err = tag_compliance::handler::handle(config_event("config-item-change.json"), &deps, Utc::now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("PutEvaluations"), "{err}");
+}
+
+#[tokio::test]
+async fn the_periodic_notification_evaluates_every_resource() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let deps = deps(&moto, Policy::default(), None).await;
+
+    let report = tag_compliance::handler::handle(config_event("config-scheduled.json"), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    // 5 instances, 7 volumes (2 + 5 root volumes), 2 buckets.
+    assert_eq!(report.outcomes.len(), 14, "{:#?}", report.outcomes);
+    let verdict = |id: &str| {
+        &report
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(id))
+            .unwrap()
+            .detail
+    };
+    assert!(verdict(&a.tagged).starts_with("COMPLIANT"));
+    assert!(verdict(&a.untagged).starts_with("NON_COMPLIANT"));
+    assert!(verdict(&a.exempt).starts_with("NOT_APPLICABLE"));
+    assert!(verdict("bare-bucket").starts_with("NON_COMPLIANT"));
+}
+
+#[tokio::test]
+async fn an_oversized_change_asks_config_for_the_item_and_one_it_never_recorded_is_not_applicable() {
+    // moto answers GetResourceConfigHistory for recorded resources with a capture time that is not
+    // RFC 3339 (a space for the `T`), which the SDK rightly refuses; its answer for a resource it
+    // never recorded (ResourceNotDiscoveredException) is what AWS sends too.
+    let moto = Moto::start().unwrap();
+    seed_account(&moto).await;
+    let deps = deps(&moto, Policy::default(), None).await;
+
+    let report = tag_compliance::handler::handle(config_event("config-oversized-change.json"), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    assert!(deps
+        .clients
+        .calls
+        .snapshot()
+        .contains_key("Config Service.GetResourceConfigHistory"));
+    assert_eq!(report.outcomes.len(), 1);
+    assert!(report.outcomes[0].finding_id.ends_with(":vol-0123456789abcdef0"));
+    assert!(
+        report.outcomes[0].detail.starts_with("NOT_APPLICABLE"),
+        "{:?}",
+        report.outcomes
+    );
+    assert!(report.notes.iter().any(|n| n.contains("Config has no item")));
+}
