@@ -47,7 +47,13 @@ async fn seed_demo_account(moto: &Moto) -> usize {
     }
     for i in 0..26 {
         let t = ["m5.large", "c5.xlarge", "t3.large", "r5.xlarge"][i % 4];
-        let id = seed::run_instance(&c.ec2, t, &[("Owner", owners[i % owners.len()]), ("Name", "api")]).await;
+        let tags = [
+            ("Owner", owners[i % owners.len()]),
+            ("Name", "api"),
+            ("CostCenter", "cc-7"),
+            ("Environment", "prod"),
+        ];
+        let id = seed::run_instance(&c.ec2, t, &tags).await;
         datums.extend(seed::daily_datums(
             &id,
             if i % 5 == 0 { Usage::PROXY } else { Usage::BUSY },
