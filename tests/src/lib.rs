@@ -6,3 +6,25 @@ pub mod moto;
 pub mod seed;
 
 pub use moto::Moto;
+
+use remediation::approval::LinkSigner;
+use remediation::config::Deps;
+use remediation::notify::SnsPublisher;
+use remediation::policy::Policy;
+use remediation::state::DynamoState;
+
+/// A function's dependencies as `main` builds them, pointed at `moto`: the state table and topic
+/// when named, signed links, Config TestMode on (moto accepts PutEvaluations only so).
+pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
+    let clients = moto.clients().await;
+    Deps {
+        state: table.map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
+        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
+        links: LinkSigner::new(vec![42u8; 32], "http://127.0.0.1:9/approval").ok(),
+        metrics_concurrency: 4,
+        config_test_mode: true,
+        clients,
+        policy,
+        policy_source: "test".into(),
+    }
+}

@@ -5,9 +5,7 @@ use chrono::{DateTime, Utc};
 use finops_tests::{moto::http, seed, Moto};
 use remediation::config::Deps;
 use remediation::model::{OutcomeKind, RunReport};
-use remediation::notify::SnsPublisher;
 use remediation::policy::{Mode, Policy};
-use remediation::state::DynamoState;
 
 const TABLE: &str = "finops-state";
 
@@ -40,17 +38,7 @@ fn queue_costs(moto: &Moto, start: &str, end: &str, services: &[(&str, f64)]) {
 }
 
 async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
-    let clients = moto.clients().await;
-    Deps {
-        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
-        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
-        links: None,
-        metrics_concurrency: 4,
-        config_test_mode: true,
-        clients,
-        policy,
-        policy_source: "test".into(),
-    }
+    finops_tests::deps(moto, policy, Some(TABLE), topic).await
 }
 
 fn evidence(r: &RunReport, scope: &str) -> serde_json::Value {

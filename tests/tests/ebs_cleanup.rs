@@ -7,7 +7,6 @@ use finops_tests::Moto;
 use remediation::config::Deps;
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
-use remediation::state::DynamoState;
 
 const TABLE: &str = "finops-state";
 
@@ -48,20 +47,16 @@ async fn seed_volumes(moto: &Moto) -> Volumes {
 }
 
 async fn deps(moto: &Moto, mode: Mode) -> Deps {
-    let clients = moto.clients().await;
-    Deps {
-        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
-        publisher: None,
-        links: None,
-        metrics_concurrency: 4,
-        config_test_mode: true,
-        clients,
-        policy: Policy {
+    finops_tests::deps(
+        moto,
+        Policy {
             mode,
             ..Policy::default()
         },
-        policy_source: "test".into(),
-    }
+        Some(TABLE),
+        None,
+    )
+    .await
 }
 
 fn outcome<'a>(r: &'a RunReport, id: &str) -> &'a remediation::model::Outcome {

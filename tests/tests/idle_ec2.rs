@@ -5,12 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
-use remediation::approval::LinkSigner;
 use remediation::config::Deps;
 use remediation::model::{OutcomeKind, RunReport};
-use remediation::notify::SnsPublisher;
 use remediation::policy::{Mode, Policy};
-use remediation::state::DynamoState;
 
 const TABLE: &str = "finops-state";
 
@@ -91,17 +88,7 @@ fn policy(mode: Mode) -> Policy {
 
 /// Dependencies as main builds them, with state and topic when given.
 async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
-    let clients = moto.clients().await;
-    Deps {
-        state: table.map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
-        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
-        links: Some(LinkSigner::new(vec![42u8; 32], "http://127.0.0.1:9/approval").unwrap()),
-        metrics_concurrency: 4,
-        config_test_mode: true,
-        clients,
-        policy,
-        policy_source: "test".into(),
-    }
+    finops_tests::deps(moto, policy, table, topic).await
 }
 
 fn flagged(report: &RunReport) -> BTreeSet<String> {

@@ -7,7 +7,6 @@ use remediation::config::Deps;
 use remediation::detect::s3_public::BlockSettings;
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
-use remediation::state::DynamoState;
 
 const TABLE: &str = "finops-state";
 const ACCOUNT: &str = "123456789012";
@@ -135,20 +134,16 @@ async fn seed(moto: &Moto) -> aws_sdk_s3::Client {
 }
 
 async fn deps(moto: &Moto, mode: Mode) -> Deps {
-    let clients = moto.clients().await;
-    Deps {
-        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
-        publisher: None,
-        links: None,
-        metrics_concurrency: 4,
-        config_test_mode: true,
-        clients,
-        policy: Policy {
+    finops_tests::deps(
+        moto,
+        Policy {
             mode,
             ..Policy::default()
         },
-        policy_source: "test".into(),
-    }
+        Some(TABLE),
+        None,
+    )
+    .await
 }
 
 fn flagged(r: &RunReport) -> Vec<&str> {

@@ -8,9 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use finops_tests::{seed, Moto};
 use remediation::config::Deps;
 use remediation::model::OutcomeKind;
-use remediation::notify::SnsPublisher;
 use remediation::policy::{Mode, Policy, TagAction};
-use remediation::state::DynamoState;
 
 const TABLE: &str = "finops-state";
 const FULL: [(&str, &str); 3] = [("Owner", "ana"), ("CostCenter", "cc-42"), ("Environment", "prod")];
@@ -77,17 +75,7 @@ async fn seed_account(moto: &Moto) -> Account {
 }
 
 async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
-    let clients = moto.clients().await;
-    Deps {
-        state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
-        publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
-        links: None,
-        metrics_concurrency: 4,
-        config_test_mode: true,
-        clients,
-        policy,
-        policy_source: "test".into(),
-    }
+    finops_tests::deps(moto, policy, Some(TABLE), topic).await
 }
 
 fn tag_of(ec2_instance: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {

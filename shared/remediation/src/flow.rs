@@ -28,7 +28,17 @@ pub struct RunContext<'a> {
     pub sinks: Sinks<'a>,
 }
 
-impl RunContext<'_> {
+impl<'a> RunContext<'a> {
+    /// The context of a run of `rule` at `now`, in the mode the policy sets for it.
+    pub fn new(rule: &str, policy: &'a Policy, sinks: Sinks<'a>, now: DateTime<Utc>) -> Self {
+        RunContext {
+            mode: policy.mode_for(rule),
+            policy,
+            now,
+            sinks,
+        }
+    }
+
     /// Refuses a mode the configured sinks cannot support: acting or asking without a table would
     /// act without a record. Dry-run needs nothing.
     pub fn check_sinks(&self) -> Result<()> {

@@ -84,12 +84,7 @@ pub async fn run(
     sinks: Sinks<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunReport> {
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks,
-    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     if ctx.mode != Mode::DryRun && sinks.state.is_none() {
         return Err(Error::Config(
             "cost-alert outside dry-run needs the state table (FINOPS_TABLE): it is what alerts once per crossing"

@@ -20,12 +20,7 @@ pub const SIGHTING_SCOPE: &str = "ebs-unattached";
 /// One scan at `now`, in the mode the policy sets for ebs-cleanup.
 #[tracing::instrument(skip_all, fields(rule = RULE))]
 pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now: DateTime<Utc>) -> Result<RunReport> {
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks,
-    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     ctx.check_sinks()?;
 
     let inventory = volumes.available_volumes().await?;

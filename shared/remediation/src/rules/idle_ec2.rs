@@ -22,12 +22,7 @@ pub struct Ports<'a> {
 /// One scan at `now`, in the mode the policy sets for idle-ec2.
 #[tracing::instrument(skip_all, fields(rule = RULE))]
 pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateTime<Utc>) -> Result<RunReport> {
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks,
-    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     ctx.check_sinks()?;
 
     let inventory = ports.ec2.running_instances().await?;

@@ -34,12 +34,7 @@ pub async fn run(
     sinks: Sinks<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunReport> {
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks,
-    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     ctx.check_sinks()?;
     let mut outcomes = Vec::new();
     let mut notes = Vec::new();

@@ -178,12 +178,7 @@ pub async fn on_config_event(
             findings.extend(sweep.findings);
         }
     }
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks: Sinks::default(),
-    };
+    let ctx = RunContext::new(RULE, policy, Sinks::default(), now);
     let mut report = ctx.report(RULE, items.len(), findings, outcomes, notes);
     report
         .notes
@@ -207,12 +202,7 @@ pub async fn sweep(
     sinks: Sinks<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunReport> {
-    let ctx = RunContext {
-        mode: policy.mode_for(RULE),
-        policy,
-        now,
-        sinks,
-    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     let p = &policy.tag_compliance;
     if p.action == TagAction::MarkAndStop {
         ctx.check_sinks()?;
