@@ -21,6 +21,18 @@ pub enum Scope {
     Bucket(String),
 }
 
+/// The finding id of a bucket known only by name (not found, or not readable).
+fn bucket_finding_id(name: &str, account: &str) -> String {
+    let bucket = Resource {
+        kind: ResourceKind::S3Bucket,
+        id: name.to_string(),
+        account: account.to_string(),
+        region: String::new(),
+        tags: Default::default(),
+    };
+    Finding::id_for(RULE, &bucket)
+}
+
 /// Bucket reads in flight at once (four calls each).
 const CONCURRENCY: usize = 8;
 
@@ -43,15 +55,8 @@ pub async fn run(
     if let Scope::Bucket(name) = &scope {
         buckets.retain(|(b, _)| b == name);
         if buckets.is_empty() {
-            let gone = Resource {
-                kind: ResourceKind::S3Bucket,
-                id: name.clone(),
-                account: account.to_string(),
-                region: String::new(),
-                tags: Default::default(),
-            };
             outcomes.push(Outcome::new(
-                Finding::id_for(RULE, &gone),
+                bucket_finding_id(name, account),
                 OutcomeKind::Skipped,
                 "bucket not found in this account",
             ));
@@ -77,15 +82,8 @@ pub async fn run(
         match result {
             Ok(b) => exposures.push(b),
             Err(e) => {
-                let r = Resource {
-                    kind: ResourceKind::S3Bucket,
-                    id: name.clone(),
-                    account: account.to_string(),
-                    region: String::new(),
-                    tags: Default::default(),
-                };
                 outcomes.push(Outcome::new(
-                    Finding::id_for(RULE, &r),
+                    bucket_finding_id(name, account),
                     OutcomeKind::Failed,
                     format!("not assessed: {e}"),
                 ));
