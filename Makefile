@@ -20,7 +20,7 @@ help:
 	@echo "make invoke   FN=idle-ec2 EVENT=events/idle-ec2/scheduled.json: one local run against AWS_ENDPOINT_URL (real AWS if unset)"
 	@echo "make watch    FN=idle-ec2: cargo lambda watch (serve the function locally)"
 	@echo "make build    arm64 release zips of every function (target/lambda/<fn>/bootstrap.zip)"
-	@echo "make bench    API calls, wall time and peak memory of the idle scan at N=1,000 and 5,000"
+	@echo "make bench    API calls, wall time and peak memory: idle scan at N=1,000 and 5,000, then every other scan"
 	@echo "make lint     rustfmt check and clippy -D warnings"
 
 # The Python venv: moto server and cargo-lambda, every package pinned.

@@ -1,10 +1,16 @@
 //! `make bench`: the idle-ec2 scan at N = 1,000 and 5,000 instances (10% idle) with 14 days of
-//! metrics in moto. Reports AWS API calls by operation (counted in the SDK client), wall time and
-//! peak RSS of the scanning process, beside the floor ceil(N/1000) + ceil(3N/500).
+//! metrics in moto, then one scan of each other detector on a seeded account (ebs-cleanup twice:
+//! first sightings, then a rerun). Reports AWS API calls by operation (counted in the SDK client),
+//! wall time and peak RSS of the scanning process, beside each scan's floor.
+//!
+//! `bench` runs everything; `bench 1000,5000` only the idle scan at those sizes; `bench others`
+//! only the other detectors.
 //!
 //! Moto runs through tests/bench/moto_indexed.py (GetMetricData answered from an index; same
 //! answers as stock moto, checked by tests/tests/bench_wrapper.rs), because stock moto rescans
 //! every datapoint for every query and period and would not finish at N = 5,000.
+
+mod others;
 
 use std::process::Command;
 use std::time::Instant;
@@ -20,13 +26,13 @@ use remediation::flow::Sinks;
 use remediation::policy::Policy;
 use remediation::rules::idle_ec2::{self, Ports};
 
-fn fail(msg: impl std::fmt::Display) -> ! {
+pub(crate) fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("bench: {msg}");
     std::process::exit(1)
 }
 
 /// Peak resident set of this process (VmHWM), in KiB.
-fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -37,8 +43,7 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// The child: one dry-run scan against `endpoint`, printed as JSON.
-async fn scan(endpoint: &str) {
+pub(crate) async fn clients_for(endpoint: &str) -> Clients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
@@ -47,7 +52,12 @@ async fn scan(endpoint: &str) {
         ))
         .load()
         .await;
-    let clients = Clients::from_config(&config).unwrap_or_else(|e| fail(e));
+    Clients::from_config(&config).unwrap_or_else(|e| fail(e))
+}
+
+/// The child: one dry-run idle scan against `endpoint`, printed as JSON.
+async fn scan(endpoint: &str) {
+    let clients = clients_for(endpoint).await;
     let ec2 = Ec2::new(clients.ec2.clone(), "us-east-1");
     let usage = CloudWatch::new(clients.cloudwatch.clone(), 4);
     let started = Instant::now();
@@ -96,34 +106,54 @@ async fn seed(moto: &Moto, n: usize) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("scan") {
-        let endpoint = args.get(2).unwrap_or_else(|| fail("usage: bench scan ENDPOINT"));
-        scan(endpoint).await;
-        return;
+    match args.get(1).map(String::as_str) {
+        Some("scan") => {
+            let endpoint = args.get(2).unwrap_or_else(|| fail("usage: bench scan ENDPOINT"));
+            scan(endpoint).await;
+            return;
+        }
+        Some("scan-rule") => {
+            let (Some(rule), Some(endpoint)) = (args.get(2), args.get(3)) else {
+                fail("usage: bench scan-rule RULE ENDPOINT")
+            };
+            others::scan(rule, endpoint).await;
+            return;
+        }
+        _ => {}
     }
-    let sizes: Vec<usize> = match args.get(1) {
+    let root = workspace_root();
+    let python = root.join(".venv/bin/python").to_string_lossy().into_owned();
+    let wrapper = root.join("tests/bench/moto_indexed.py").to_string_lossy().into_owned();
+    let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
+    let moto_command = vec![python, wrapper];
+    let sizes: Vec<usize> = match args.get(1).map(String::as_str) {
+        Some("others") => Vec::new(),
         Some(list) => list
             .split(',')
             .map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}"))))
             .collect(),
         None => vec![1000, 5000],
     };
-    let root = workspace_root();
-    let python = root.join(".venv/bin/python").to_string_lossy().into_owned();
-    let wrapper = root.join("tests/bench/moto_indexed.py").to_string_lossy().into_owned();
-    let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
+    if !sizes.is_empty() {
+        idle(&sizes, &moto_command, &me).await;
+    }
+    if matches!(args.get(1).map(String::as_str), None | Some("others")) {
+        others::run(&moto_command, &me).await;
+    }
+}
 
+async fn idle(sizes: &[usize], moto_command: &[String], me: &std::path::Path) {
     println!("idle-ec2 scan, dry-run, 14-day lookback, 10% idle; moto 5.2.5 with the indexed GetMetricData wrapper");
     println!(
         "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>10} {:>12}  calls by operation",
         "N", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s"
     );
-    for n in sizes {
-        let moto = Moto::start_command(vec![python.clone(), wrapper.clone()]).unwrap_or_else(|e| fail(e));
+    for &n in sizes {
+        let moto = Moto::start_command(moto_command.to_vec()).unwrap_or_else(|e| fail(e));
         let seeded = Instant::now();
         seed(&moto, n).await;
         let seed_s = seeded.elapsed().as_secs_f64();
-        let out = Command::new(&me)
+        let out = Command::new(me)
             .args(["scan", &moto.endpoint()])
             .output()
             .unwrap_or_else(|e| fail(e));
