@@ -1,6 +1,8 @@
 //! The local-AWS harness: moto server on a free loopback port, reached through the real SDK
 //! clients, plus seeders that build demo and test accounts in it.
 
+pub mod approvals;
+pub mod httpserver;
 pub mod local;
 pub mod moto;
 pub mod seed;
@@ -26,5 +28,6 @@ pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Optio
         clients,
         policy,
         policy_source: "test".into(),
+        secrets: Default::default(),
     }
 }

@@ -22,6 +22,12 @@ fn sample_events() -> Vec<(String, std::path::PathBuf)> {
     out
 }
 
+/// The FinOps message inside an SNS Lambda event.
+fn sns_message(payload: &serde_json::Value) -> Option<remediation::notify::Message> {
+    let body = payload.pointer("/Records/0/Sns/Message")?.as_str()?;
+    serde_json::from_str(body).ok()
+}
+
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
         "idle-ec2" | "ebs-cleanup" | "cost-alert" => {
@@ -36,6 +42,15 @@ fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
             let ok = remediation::events::scheduled(payload).is_ok()
                 || remediation::events::compliance_change(payload).is_ok_and(|c| c.resource_type == "AWS::S3::Bucket");
             assert!(ok, "{} refused", file.display());
+        }
+        "approval" => {
+            let ok = remediation::events::scheduled(payload).is_ok()
+                || (payload.get("rawPath").is_some() && payload.pointer("/requestContext/http/method").is_some())
+                || sns_message(payload).is_some();
+            assert!(ok, "{} refused", file.display());
+        }
+        "slack-notify" => {
+            assert!(sns_message(payload).is_some(), "{} refused", file.display());
         }
         other => panic!(
             "{}: events/{other}/ has no function crate to check it against",

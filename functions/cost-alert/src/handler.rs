@@ -17,15 +17,8 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let trigger = remediation::events::scheduled(&payload)?;
     let ce = CostExplorer::new(deps.clients.costexplorer.clone());
-    let mut report = cost_alert::run(
-        &ce,
-        &trigger.account,
-        &deps.clients.region,
-        &deps.policy,
-        deps.sinks(),
-        now,
-    )
-    .await?;
-    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    let (policy, stop) = deps.policy_for_run(remediation::detect::cost_alert::RULE).await?;
+    let mut report = cost_alert::run(&ce, &trigger.account, &deps.clients.region, &policy, deps.sinks(), now).await?;
+    deps.annotate(&mut report, stop);
     Ok(report)
 }

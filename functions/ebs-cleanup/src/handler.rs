@@ -17,7 +17,8 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let trigger = remediation::events::scheduled(&payload)?;
     let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
-    let mut report = ebs_cleanup::run(&ec2, &deps.policy, deps.sinks(), now).await?;
-    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
+    let mut report = ebs_cleanup::run(&ec2, &policy, deps.sinks(), now).await?;
+    deps.annotate(&mut report, stop);
     Ok(report)
 }

@@ -19,16 +19,17 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let trigger = remediation::events::scheduled(&payload)?;
     let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
     let usage = CloudWatch::new(deps.clients.cloudwatch.clone(), deps.metrics_concurrency);
+    let (policy, stop) = deps.policy_for_run(remediation::detect::idle_ec2::RULE).await?;
     let mut report = idle_ec2::run(
         Ports {
             ec2: &ec2,
             usage: &usage,
         },
-        &deps.policy,
+        &policy,
         deps.sinks(),
         now,
     )
     .await?;
-    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    deps.annotate(&mut report, stop);
     Ok(report)
 }

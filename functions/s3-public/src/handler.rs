@@ -43,9 +43,10 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
             (change.account, Scope::Bucket(change.resource_id))
         }
     };
+    let (policy, stop) = deps.policy_for_run(remediation::detect::s3_public::RULE).await?;
     let s3 = S3::new(&deps.clients, account.clone());
-    let mut report = s3_public::run(&s3, &account, scope, &deps.policy, deps.sinks(), now).await?;
-    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    let mut report = s3_public::run(&s3, &account, scope, &policy, deps.sinks(), now).await?;
+    deps.annotate(&mut report, stop);
     Ok(report)
 }
 

@@ -37,12 +37,11 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
         buckets: &s3,
         config: &config,
     };
+    let (policy, stop) = deps.policy_for_run(remediation::detect::tag_compliance::RULE).await?;
     let mut report = match config_event {
-        Some(e) => {
-            tag_compliance::on_config_event(&ports, e, &region, &deps.policy, deps.config_test_mode, now).await?
-        }
-        None => tag_compliance::sweep(&ports, &account, &region, &deps.policy, deps.sinks(), now).await?,
+        Some(e) => tag_compliance::on_config_event(&ports, e, &region, &policy, deps.config_test_mode, now).await?,
+        None => tag_compliance::sweep(&ports, &account, &region, &policy, deps.sinks(), now).await?,
     };
-    report.notes.insert(0, format!("policy: {}", deps.policy_source));
+    deps.annotate(&mut report, stop);
     Ok(report)
 }

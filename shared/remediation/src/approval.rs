@@ -16,6 +16,19 @@ use crate::error::{Error, Result};
 pub enum Decision {
     Approve,
     Reject,
+    /// Undo an executed action (the token's id is the action id).
+    Rollback,
+}
+
+impl Decision {
+    /// The spelling in pages and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+            Decision::Rollback => "roll back",
+        }
+    }
 }
 
 /// What a token says.

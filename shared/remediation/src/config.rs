@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 use crate::flow::Sinks;
 use crate::notify::SnsPublisher;
 use crate::policy::Policy;
+use crate::secrets::{Secrets, SECRET_ID_VAR};
+use crate::state::ApprovalStore;
 use crate::state::DynamoState;
 
 /// Environment variable: the DynamoDB table (state off when unset).
@@ -15,7 +17,8 @@ pub const TABLE_VAR: &str = "FINOPS_TABLE";
 pub const TOPIC_VAR: &str = "FINOPS_TOPIC_ARN";
 /// Environment variable: the approval function's URL, for links in messages.
 pub const APPROVAL_URL_VAR: &str = "FINOPS_APPROVAL_URL";
-/// Environment variable: the link-signing key (deployments fill it from Secrets Manager).
+/// Environment variable: the link-signing key, for local runs only (deployments keep it in the
+/// secret named by `FINOPS_SECRET_ID`).
 pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
 /// Environment variable: `true` sends Config evaluations with TestMode (not recorded). Off in
 /// production; local emulators accept PutEvaluations only in TestMode.
@@ -43,24 +46,30 @@ pub struct Deps {
     pub metrics_concurrency: usize,
     /// Send Config evaluations in TestMode (never in production).
     pub config_test_mode: bool,
+    /// The secret's fields (Slack credentials for slack-notify and approval).
+    pub secrets: Secrets,
 }
 
 impl Deps {
-    /// Reads the environment and builds the clients.
+    /// Reads the environment (and the secret it names) and builds the clients.
     pub async fn from_env() -> Result<Deps> {
         let (policy, policy_source) = Policy::from_env()?;
         let clients = Clients::from_env().await?;
-        Deps::from_parts(clients, policy, policy_source)
+        let secrets = Secrets::from_env(&clients.config).await?;
+        Deps::from_parts(clients, policy, policy_source, secrets)
     }
 
-    /// Builds from already loaded clients and policy, reading the rest from the environment.
-    pub fn from_parts(clients: Clients, policy: Policy, policy_source: String) -> Result<Deps> {
-        let links = match (var(APPROVAL_URL_VAR), var(LINK_KEY_VAR)) {
+    /// Builds from already loaded clients, policy and secrets, reading the rest from the
+    /// environment. The link-signing key comes from the secret; `FINOPS_LINK_SIGNING_KEY` is a
+    /// fallback for local runs only.
+    pub fn from_parts(clients: Clients, policy: Policy, policy_source: String, secrets: Secrets) -> Result<Deps> {
+        let key = secrets.link_signing_key.clone().or_else(|| var(LINK_KEY_VAR));
+        let links = match (var(APPROVAL_URL_VAR), key) {
             (Some(url), Some(key)) => Some(LinkSigner::new(key.into_bytes(), url)?),
-            (None, None) => None,
-            _ => {
+            (None, _) => None,
+            (Some(_), None) => {
                 return Err(Error::Config(format!(
-                    "set both {APPROVAL_URL_VAR} and {LINK_KEY_VAR}, or neither"
+                    "{APPROVAL_URL_VAR} is set but there is no link-signing key: put link_signing_key in the secret named by {SECRET_ID_VAR}"
                 )))
             }
         };
@@ -90,7 +99,39 @@ impl Deps {
             clients,
             policy,
             policy_source,
+            secrets,
         })
+    }
+
+    /// The policy this run obeys: the configured one, or — while the emergency stop is on —
+    /// the same with every rule in dry-run, with a note saying so. Without a state table there
+    /// is no switch to read (and nothing can act anyway).
+    /// A rule already in dry-run has nothing to stop, so the switch is not read for it.
+    pub async fn policy_for_run(&self, rule: &str) -> Result<(Policy, Option<String>)> {
+        let Some(state) = &self.state else {
+            return Ok((self.policy.clone(), None));
+        };
+        if self.policy.mode_for(rule) == crate::policy::Mode::DryRun {
+            return Ok((self.policy.clone(), None));
+        }
+        match state.emergency_stop().await? {
+            Some(stop) if stop.on => Ok((
+                self.policy.all_dry_run(),
+                Some(format!(
+                    "EMERGENCY STOP is on (set by {} at {}: {}): running as dry-run, nothing is changed",
+                    stop.by, stop.at, stop.reason
+                )),
+            )),
+            _ => Ok((self.policy.clone(), None)),
+        }
+    }
+
+    /// Puts where the policy came from, and the emergency stop's note, first in the report.
+    pub fn annotate(&self, report: &mut crate::model::RunReport, stop: Option<String>) {
+        if let Some(stop) = stop {
+            report.notes.insert(0, stop);
+        }
+        report.notes.insert(0, format!("policy: {}", self.policy_source));
     }
 
     /// The sinks for the flow.

@@ -39,6 +39,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A service outside AWS (Slack, Jira) could not be reached or answered with a failure that
+    /// may pass (timeouts, 5xx, 429 beyond the wait we allow): retried by Lambda.
+    #[error("{service}: {message}")]
+    Http { service: &'static str, message: String },
+
+    /// A service outside AWS refused the request for good (4xx): retrying the same input fails again.
+    #[error("{service} refused the request: {message}")]
+    Refused { service: &'static str, message: String },
+
     /// A resource was not in the state the action needs; nothing was changed.
     #[error("precondition failed for {resource}: {message}")]
     Precondition { resource: String, message: String },
@@ -47,7 +56,7 @@ pub enum Error {
 impl Error {
     /// Whether the same invocation could succeed if tried again (throttling, timeouts, 5xx).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Aws { retryable: true, .. })
+        matches!(self, Error::Aws { retryable: true, .. } | Error::Http { .. })
     }
 
     /// Wraps an SDK error, keeping AWS's error code and message; without them, says briefly what

@@ -1,6 +1,8 @@
 //! The one flow every rule reuses after detection: plan (mode and exemptions) → approve or act →
 //! record → notify. A failure on one finding is an outcome, never an abort of the run.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
@@ -10,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Mode, Policy};
+use crate::slack::DigestItem;
 use crate::state::{ActionEnd, ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
 
 /// Where a run keeps state and sends messages; each is optional in dry-run.
@@ -144,16 +147,55 @@ async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, V
             )
         })
         .collect();
-    let messages: Vec<Message> = findings
+    let in_digest = findings.len() > ctx.policy.notify.digest_over;
+    let mut messages: Vec<Message> = findings
         .iter()
         .map(|f| Message::Finding {
             mode: Mode::DryRun,
             finding: f.clone(),
+            in_digest,
         })
         .collect();
+    if in_digest {
+        messages.push(digest(ctx, findings, &HashMap::new()));
+    }
     let mut notes = Vec::new();
     publish(ctx, &messages, &mut notes).await;
     (outcomes, notes)
+}
+
+/// One message for many findings: counts and dollars per rule, the largest by dollars (with their
+/// approval links when asked for).
+fn digest(ctx: &RunContext<'_>, findings: &[Finding], links: &HashMap<String, (String, String)>) -> Message {
+    let all: Vec<&Finding> = findings.iter().collect();
+    let mut sorted = all.clone();
+    sorted.sort_by(|a, b| {
+        b.estimated_monthly_savings_usd
+            .unwrap_or(0.0)
+            .total_cmp(&a.estimated_monthly_savings_usd.unwrap_or(0.0))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let top = sorted
+        .iter()
+        .take(ctx.policy.notify.digest_top)
+        .map(|f| DigestItem {
+            finding_id: f.id.clone(),
+            rule: f.rule.clone(),
+            resource_id: f.resource.id.clone(),
+            action: f.action.as_str().to_string(),
+            owner: f.owner().to_string(),
+            usd: f.estimated_monthly_savings_usd,
+            approve_url: links.get(&f.id).map(|l| l.0.clone()),
+            reject_url: links.get(&f.id).map(|l| l.1.clone()),
+        })
+        .collect();
+    Message::Digest {
+        mode: ctx.mode,
+        total_findings: findings.len(),
+        total_usd: crate::model::RunReport::total_savings(findings),
+        by_rule: crate::slack::totals(&all),
+        top,
+    }
 }
 
 async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
@@ -166,12 +208,16 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
         );
     };
     let expires_at = ctx.now + Duration::hours(i64::from(ctx.policy.approval_ttl_hours));
+    let in_digest = findings.len() > ctx.policy.notify.digest_over;
+    let mut digest_links: HashMap<String, (String, String)> = HashMap::new();
+    let mut sent: Vec<Finding> = Vec::new();
     for f in findings {
         let request = ApprovalRequest {
             request_id: new_id(&f.id, ctx.now),
             finding: f.clone(),
             created_at: ctx.now,
             expires_at,
+            required_approvals: ctx.policy.approvals.required_approvals(&f.resource.tags),
         };
         let (request_id, notify) = match state.open_approval(&request).await {
             Ok(ApprovalOpened::Created) => (request.request_id.clone(), true),
@@ -209,10 +255,20 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
                     .sinks
                     .links
                     .map(|l| l.link(&request_id, Decision::Reject, expires_at)),
+                in_digest,
             };
+            if let Message::ApprovalRequest {
+                approve_url: Some(a),
+                reject_url: Some(r),
+                ..
+            } = &message
+            {
+                digest_links.insert(f.id.clone(), (a.clone(), r.clone()));
+            }
             let mut publish_notes = Vec::new();
             publish(ctx, std::slice::from_ref(&message), &mut publish_notes).await;
             if publish_notes.is_empty() {
+                sent.push(f.clone());
                 if let Err(e) = state.mark_notified(&request_id).await {
                     notes.push(format!("request {request_id} sent but not marked as sent: {e}"));
                 }
@@ -236,40 +292,89 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
             }
         }
     }
+    if in_digest && !sent.is_empty() {
+        let d = digest(ctx, &sent, &digest_links);
+        publish(ctx, std::slice::from_ref(&d), &mut notes).await;
+    }
     (outcomes, notes)
 }
 
 async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Outcome>, Vec<String>) {
-    let mut outcomes = Vec::with_capacity(findings.len());
+    let (acted, notes) = execute(
+        ctx,
+        findings,
+        remediation,
+        Decider {
+            by: "auto",
+            request_id: None,
+        },
+    )
+    .await;
+    (acted.into_iter().map(|a| a.outcome).collect(), notes)
+}
+
+/// Who decided an action, and on which approval request.
+#[derive(Debug, Clone, Copy)]
+pub struct Decider<'a> {
+    /// `auto`, or the approvers.
+    pub by: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// What happened to one finding that was up for action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acted {
+    pub outcome: Outcome,
+    /// The action record, when one was written.
+    pub action_id: Option<String>,
+}
+
+fn acted(finding_id: &str, kind: OutcomeKind, detail: impl Into<String>) -> Acted {
+    Acted {
+        outcome: Outcome::new(finding_id, kind, detail),
+        action_id: None,
+    }
+}
+
+/// Acts on findings someone (or the auto mode) decided on: exemption from the finding's tags,
+/// a batched re-check of the resources right now, the pre-state and rollback recorded before
+/// anything changes, the action, its record finished, and one `action-result` message each.
+pub async fn execute(
+    ctx: &RunContext<'_>,
+    findings: &[Finding],
+    remediation: &dyn Remediation,
+    decider: Decider<'_>,
+) -> (Vec<Acted>, Vec<String>) {
+    let mut out = Vec::with_capacity(findings.len());
     let mut notes = Vec::new();
     let Some(state) = ctx.sinks.state else {
-        return (outcomes, vec!["auto mode without a state table: nothing done".into()]);
+        return (out, vec!["acting without a state table: nothing done".into()]);
     };
     // Exemption first, from the finding's own tags: never even re-read an exempt resource.
     let (exempt, candidates): (Vec<&Finding>, Vec<&Finding>) = findings
         .iter()
         .partition(|f| is_exempt(&f.resource.tags, &ctx.policy.exempt_tag));
     for f in exempt {
-        outcomes.push(Outcome::new(
+        out.push(acted(
             &f.id,
             OutcomeKind::Skipped,
             format!("exempt: tag {}=true", ctx.policy.exempt_tag),
         ));
     }
     if candidates.is_empty() {
-        return (outcomes, notes);
+        return (out, notes);
     }
     let rechecked = match remediation.recheck(&candidates).await {
         Ok(r) => r,
         Err(e) => {
             for f in candidates {
-                outcomes.push(Outcome::new(
+                out.push(acted(
                     &f.id,
                     OutcomeKind::Failed,
                     format!("re-check failed, nothing done: {e}"),
                 ));
             }
-            return (outcomes, notes);
+            return (out, notes);
         }
     };
     let mut messages = Vec::new();
@@ -277,11 +382,11 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         let pre_state = match rechecked.get(&f.id) {
             Some(Ok(pre)) => pre.clone(),
             Some(Err(reason)) => {
-                outcomes.push(Outcome::new(&f.id, OutcomeKind::Skipped, reason.clone()));
+                out.push(acted(&f.id, OutcomeKind::Skipped, reason.clone()));
                 continue;
             }
             None => {
-                outcomes.push(Outcome::new(
+                out.push(acted(
                     &f.id,
                     OutcomeKind::Skipped,
                     "re-check returned nothing; nothing done",
@@ -291,7 +396,7 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         };
         let rollback = remediation.rollback_for(f, &pre_state);
         if let crate::act::Rollback::Nothing { reason } = &rollback {
-            outcomes.push(Outcome::new(
+            out.push(acted(
                 &f.id,
                 OutcomeKind::Skipped,
                 format!("no way back, so not done: {reason}"),
@@ -302,21 +407,21 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
             action_id: new_id(&f.id, ctx.now),
             finding: f.clone(),
             mode: ctx.mode,
-            decided_by: "auto".to_string(),
+            decided_by: decider.by.to_string(),
+            request_id: decider.request_id.map(str::to_string),
             rollback,
             pre_state,
             started_at: ctx.now,
         };
         // The pre-state and rollback are on record before anything changes.
         if let Err(e) = state.begin_action(&record).await {
-            outcomes.push(Outcome::new(
+            out.push(acted(
                 &f.id,
                 OutcomeKind::Failed,
                 format!("not recorded, so not done: {e}"),
             ));
             continue;
         }
-        let _span = tracing::info_span!("act", resource_id = %f.resource.id, action = f.action.as_str()).entered();
         let (kind, end, detail) = match remediation.execute(f, &record.pre_state).await {
             Ok(Executed::Done(detail)) => (OutcomeKind::Executed, ActionEnd::Executed, detail),
             Ok(Executed::Deferred(detail)) => (OutcomeKind::Skipped, ActionEnd::Deferred, detail),
@@ -332,14 +437,25 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
                 record.action_id
             ));
         }
-        outcomes.push(Outcome::new(
-            &f.id,
-            kind,
-            format!(
-                "{detail} (action {}; rollback: {:?})",
-                record.action_id, record.rollback
+        out.push(Acted {
+            outcome: Outcome::new(
+                &f.id,
+                kind,
+                format!(
+                    "{detail} (action {}; rollback: {:?})",
+                    record.action_id, record.rollback
+                ),
             ),
-        ));
+            action_id: Some(record.action_id.clone()),
+        });
+        let rollback_url = match (kind, ctx.sinks.links) {
+            (OutcomeKind::Executed, Some(links)) => Some(links.link(
+                &record.action_id,
+                Decision::Rollback,
+                ctx.now + Duration::days(i64::from(ctx.policy.approvals.rollback_link_days)),
+            )),
+            _ => None,
+        };
         messages.push(Message::ActionResult {
             action_id: record.action_id.clone(),
             finding: f.clone(),
@@ -347,10 +463,12 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
             detail,
             decided_by: record.decided_by.clone(),
             rollback: record.rollback.clone(),
+            rollback_url,
+            rolled_back: false,
         });
     }
     publish(ctx, &messages, &mut notes).await;
-    (outcomes, notes)
+    (out, notes)
 }
 
 #[cfg(test)]

@@ -53,6 +53,137 @@ pub struct Policy {
     pub s3_public: S3PublicPolicy,
     /// The required-tags rule.
     pub tag_compliance: TagCompliancePolicy,
+    /// Who may decide, and when two people must.
+    pub approvals: ApprovalsPolicy,
+    /// How messages reach people.
+    pub notify: NotifyPolicy,
+}
+
+/// Who may approve, reject or roll back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalsPolicy {
+    /// Slack user ids allowed to decide with Slack's buttons.
+    pub slack_users: Vec<String>,
+    /// Email addresses allowed to decide through signed links.
+    pub emails: Vec<String>,
+    /// Email domains (`example.com`) whose addresses may decide through signed links.
+    pub email_domains: Vec<String>,
+    /// A resource carrying any of these tag values (value compared trimmed, any case) needs two
+    /// distinct approvers.
+    pub two_approvers_when_tagged: BTreeMap<String, String>,
+    /// How long a Roll back link stays valid (days).
+    pub rollback_link_days: u32,
+}
+
+impl Default for ApprovalsPolicy {
+    fn default() -> Self {
+        ApprovalsPolicy {
+            slack_users: Vec::new(),
+            emails: Vec::new(),
+            email_domains: Vec::new(),
+            two_approvers_when_tagged: BTreeMap::from([("Environment".to_string(), "prod".to_string())]),
+            rollback_link_days: 30,
+        }
+    }
+}
+
+/// Someone deciding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approver {
+    /// A Slack user (from a verified interactivity request).
+    Slack { user_id: String, name: String },
+    /// A person following a signed link who gave this address.
+    Email(String),
+}
+
+impl Approver {
+    /// How the audit trail names them.
+    pub fn id(&self) -> String {
+        match self {
+            Approver::Slack { user_id, .. } => format!("slack:{user_id}"),
+            Approver::Email(e) => format!("email:{}", e.trim().to_ascii_lowercase()),
+        }
+    }
+
+    /// Where the decision came from.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Approver::Slack { .. } => "slack",
+            Approver::Email(_) => "link",
+        }
+    }
+}
+
+impl ApprovalsPolicy {
+    /// Whether any allow-list is set; with none, whoever holds a signed link or the Slack
+    /// channel may decide.
+    pub fn restricted(&self) -> bool {
+        !(self.slack_users.is_empty() && self.emails.is_empty() && self.email_domains.is_empty())
+    }
+
+    /// `Ok` when `who` may decide; otherwise why not.
+    pub fn allows(&self, who: &Approver) -> std::result::Result<(), String> {
+        if !self.restricted() {
+            return Ok(());
+        }
+        match who {
+            Approver::Slack { user_id, .. } => {
+                if self.slack_users.iter().any(|u| u == user_id) {
+                    Ok(())
+                } else {
+                    Err(format!("Slack user {user_id} is not on the approvers list"))
+                }
+            }
+            Approver::Email(email) => {
+                let email = email.trim().to_ascii_lowercase();
+                let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                let listed = self.emails.iter().any(|e| e.trim().eq_ignore_ascii_case(&email))
+                    || (!domain.is_empty()
+                        && self
+                            .email_domains
+                            .iter()
+                            .any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(domain)));
+                if listed {
+                    Ok(())
+                } else {
+                    Err(format!("{email} is not on the approvers list"))
+                }
+            }
+        }
+    }
+
+    /// How many distinct approvers a resource with `tags` needs.
+    pub fn required_approvals(&self, tags: &crate::model::Tags) -> u32 {
+        let sensitive = self.two_approvers_when_tagged.iter().any(|(k, v)| {
+            tags.get(k)
+                .is_some_and(|have| have.trim().eq_ignore_ascii_case(v.trim()))
+        });
+        if sensitive {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// How findings are announced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyPolicy {
+    /// A run with more findings than this sends one digest to Slack instead of one post each.
+    pub digest_over: usize,
+    /// How many findings (the largest by dollars) a digest lists.
+    pub digest_top: usize,
+}
+
+impl Default for NotifyPolicy {
+    fn default() -> Self {
+        NotifyPolicy {
+            digest_over: 5,
+            digest_top: 10,
+        }
+    }
 }
 
 /// What tag-compliance does about an untagged resource.
@@ -103,6 +234,8 @@ impl Default for Policy {
             cost_alert: CostAlertPolicy::default(),
             s3_public: S3PublicPolicy::default(),
             tag_compliance: TagCompliancePolicy::default(),
+            approvals: ApprovalsPolicy::default(),
+            notify: NotifyPolicy::default(),
         }
     }
 }
@@ -252,6 +385,18 @@ pub const POLICY_FILE_VAR: &str = "FINOPS_POLICY_FILE";
 pub const POLICY_INLINE_VAR: &str = "FINOPS_POLICY";
 
 impl Policy {
+    /// The same policy with every rule in dry-run (the emergency stop).
+    pub fn all_dry_run(&self) -> Policy {
+        let mut p = self.clone();
+        p.mode = Mode::DryRun;
+        p.idle_ec2.mode = None;
+        p.ebs_cleanup.mode = None;
+        p.cost_alert.mode = None;
+        p.s3_public.mode = None;
+        p.tag_compliance.mode = None;
+        p
+    }
+
     /// The mode in force for a rule: the rule's override, else the global mode.
     pub fn mode_for(&self, rule: &str) -> Mode {
         let override_mode = match rule {
@@ -332,6 +477,15 @@ impl Policy {
         }
         if self.approval_ttl_hours == 0 || self.approval_ttl_hours > 24 * 30 {
             return Err("approval_ttl_hours: must be between 1 and 720".into());
+        }
+        if !(1..=365).contains(&self.approvals.rollback_link_days) {
+            return Err("approvals.rollback_link_days: must be between 1 and 365".into());
+        }
+        if let Some(d) = self.approvals.email_domains.iter().find(|d| !d.contains('.')) {
+            return Err(format!("approvals.email_domains: {d:?} is not a domain"));
+        }
+        if self.notify.digest_top == 0 {
+            return Err("notify.digest_top: must be at least 1".into());
         }
         let idle = &self.idle_ec2;
         // CloudWatch keeps data at 1-hour resolution (and coarser) for 455 days.

@@ -17,7 +17,13 @@ use crate::policy::Mode;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     /// A finding reported (dry-run).
-    Finding { mode: Mode, finding: Finding },
+    Finding {
+        mode: Mode,
+        finding: Finding,
+        /// Also listed in this run's digest: Slack shows the digest, not this message.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_digest: bool,
+    },
     /// A human is asked to approve or reject an action.
     ApprovalRequest {
         request_id: String,
@@ -27,6 +33,27 @@ pub enum Message {
         approve_url: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         reject_url: Option<String>,
+        /// Also listed in this run's digest.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_digest: bool,
+    },
+    /// Many findings of one run in one message: counts and dollars per rule, the largest items.
+    Digest {
+        mode: Mode,
+        total_findings: usize,
+        total_usd: f64,
+        by_rule: std::collections::BTreeMap<String, crate::slack::RuleTotals>,
+        top: Vec<crate::slack::DigestItem>,
+    },
+    /// A decision on an approval request that is not (yet) an action: approved through Slack
+    /// (the approval function executes it on receipt), rejected, or expired.
+    ApprovalResult {
+        request_id: String,
+        finding: Finding,
+        /// `approved`, `rejected` or `expired`.
+        status: String,
+        decided_by: String,
+        detail: String,
     },
     /// A cost threshold was crossed (new for this month, or at a higher level).
     CostAlert { finding: Finding },
@@ -47,6 +74,12 @@ pub enum Message {
         detail: String,
         decided_by: String,
         rollback: Rollback,
+        /// A signed link to roll the action back (approved like any action).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rollback_url: Option<String>,
+        /// This message reports a rollback.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rolled_back: bool,
     },
 }
 
@@ -59,6 +92,8 @@ impl Message {
             Message::CostAlert { .. } => "cost-alert",
             Message::TagReport { .. } => "tag-report",
             Message::ActionResult { .. } => "action-result",
+            Message::Digest { .. } => "digest",
+            Message::ApprovalResult { .. } => "approval-result",
         }
     }
 
@@ -67,17 +102,44 @@ impl Message {
             Message::Finding { finding, .. }
             | Message::ApprovalRequest { finding, .. }
             | Message::CostAlert { finding }
+            | Message::ApprovalResult { finding, .. }
             | Message::ActionResult { finding, .. } => Some(finding),
-            Message::TagReport { .. } => None,
+            Message::TagReport { .. } | Message::Digest { .. } => None,
         }
     }
 
-    /// The `rule` attribute.
+    /// The `rule` attribute (a digest spanning several rules says `several`).
     pub fn rule(&self) -> &str {
-        match self.finding() {
-            Some(f) => &f.rule,
-            None => crate::detect::tag_compliance::RULE,
+        match self {
+            Message::Digest { by_rule, .. } => match by_rule.keys().next() {
+                Some(r) if by_rule.len() == 1 => r,
+                _ => "several",
+            },
+            _ => match self.finding() {
+                Some(f) => &f.rule,
+                None => crate::detect::tag_compliance::RULE,
+            },
         }
+    }
+
+    /// Whether this message is also summarised in a digest (Slack skips it).
+    pub fn in_digest(&self) -> bool {
+        matches!(
+            self,
+            Message::Finding { in_digest: true, .. } | Message::ApprovalRequest { in_digest: true, .. }
+        )
+    }
+
+    /// Extra attributes for filter policies: `status` of an approval result, `in_digest`.
+    pub fn extra_attributes(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Message::ApprovalResult { status, .. } = self {
+            out.push(("status", status.clone()));
+        }
+        if self.in_digest() {
+            out.push(("in_digest", "true".to_string()));
+        }
+        out
     }
 
     /// The `severity` attribute (a failed action is at least high; a tag report under its KPI medium).
@@ -138,14 +200,16 @@ impl SnsPublisher {
                 .build()
                 .map_err(|e| Error::Config(format!("bad SNS attribute: {e}")))
         };
-        PublishBatchRequestEntry::builder()
+        let mut entry = PublishBatchRequestEntry::builder()
             .id(format!("m{index}"))
             .message(body)
             .message_attributes("type", attr(message.kind())?)
             .message_attributes("rule", attr(message.rule())?)
-            .message_attributes("severity", attr(message.severity().as_str())?)
-            .build()
-            .map_err(|e| Error::Config(format!("bad SNS entry: {e}")))
+            .message_attributes("severity", attr(message.severity().as_str())?);
+        for (k, v) in message.extra_attributes() {
+            entry = entry.message_attributes(k, attr(&v)?);
+        }
+        entry.build().map_err(|e| Error::Config(format!("bad SNS entry: {e}")))
     }
 
     async fn send(&self, entries: Vec<PublishBatchRequestEntry>) -> Result<()> {

@@ -16,26 +16,36 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// The table adapter.
 #[derive(Debug, Clone)]
 pub struct DynamoState {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
     serde_json::to_string(v)
         .map(AttributeValue::S)
         .map_err(|e| Error::Config(format!("cannot serialise a state item: {e}")))
 }
 
+/// The ledger's partition of a finding: the month it was detected.
+pub(crate) fn ledger_pk(f: &crate::model::Finding) -> String {
+    format!("LEDGER#{}", f.detected_at.format("%Y-%m"))
+}
+
+/// Dollars as a DynamoDB number (cents precision).
+pub(crate) fn money(usd: f64) -> AttributeValue {
+    AttributeValue::N(format!("{:.2}", crate::model::round_cents(usd)))
+}
+
 /// Partition key of the lock that keeps one open approval per finding.
-fn finding_pk(finding_id: &str) -> String {
+pub(crate) fn finding_pk(finding_id: &str) -> String {
     format!("FINDING#{finding_id}")
 }
 
@@ -48,7 +58,11 @@ impl DynamoState {
         }
     }
 
-    fn put(&self, item: HashMap<String, AttributeValue>, condition: Option<&str>) -> Result<TransactWriteItem> {
+    pub(crate) fn put(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -59,7 +73,7 @@ impl DynamoState {
     }
 
     /// The audit item for one transition; the trail of a finding is one Query on its pk.
-    fn audit(
+    pub(crate) fn audit(
         &self,
         finding_id: &str,
         at: DateTime<Utc>,
@@ -79,7 +93,63 @@ impl DynamoState {
         self.put(item, Some("attribute_not_exists(pk)"))
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TransactOutcome> {
+    /// The ledger line of a finding: estimated dollars at detection (kept from the first time),
+    /// by month of detection, rule and owner.
+    pub(crate) fn ledger_estimate(&self, f: &crate::model::Finding) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(ledger_pk(f)))
+            .key("sk", s(&f.id))
+            .update_expression(
+                "SET kind = :kind, #rule = :rule, #owner = :owner, resource_id = :res, estimated_usd = :est, \
+                 detected_at = if_not_exists(detected_at, :det), #st = if_not_exists(#st, :estimated), \
+                 realised_usd = if_not_exists(realised_usd, :zero)",
+            )
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":kind", s("ledger"))
+            .expression_attribute_values(":rule", s(&f.rule))
+            .expression_attribute_values(":owner", s(f.owner()))
+            .expression_attribute_values(":res", s(&f.resource.id))
+            .expression_attribute_values(":est", money(f.estimated_monthly_savings_usd.unwrap_or(0.0)))
+            .expression_attribute_values(":det", s(f.detected_at.to_rfc3339()))
+            .expression_attribute_values(":estimated", s("estimated"))
+            .expression_attribute_values(":zero", money(0.0))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The ledger line's realised dollars (`usd`), with its status and when.
+    pub(crate) fn ledger_realise(
+        &self,
+        f: &crate::model::Finding,
+        usd: f64,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(ledger_pk(f)))
+            .key("sk", s(&f.id))
+            .update_expression("SET kind = :kind, realised_usd = :usd, #st = :st, realised_at = :at, #rule = :rule, #owner = :owner, estimated_usd = if_not_exists(estimated_usd, :est)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":kind", s("ledger"))
+            .expression_attribute_values(":usd", money(usd))
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":rule", s(&f.rule))
+            .expression_attribute_values(":owner", s(f.owner()))
+            .expression_attribute_values(":est", money(f.estimated_monthly_savings_usd.unwrap_or(0.0)))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TransactOutcome> {
         match self
             .client
             .transact_write_items()
@@ -104,7 +174,7 @@ impl DynamoState {
         }
     }
 
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
+    pub(crate) async fn get(&self, pk: &str, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>> {
         let out = self
             .client
             .get_item()
@@ -119,7 +189,7 @@ impl DynamoState {
     }
 }
 
-enum TransactOutcome {
+pub(crate) enum TransactOutcome {
     ConditionFailed,
     Failed(Error),
 }
@@ -148,6 +218,10 @@ impl StateStore for DynamoState {
             ("action".to_string(), s(f.action.as_str())),
             ("finding".to_string(), json(f)?),
             ("created_at".to_string(), s(request.created_at.to_rfc3339())),
+            (
+                "required_approvals".to_string(),
+                n(i64::from(request.required_approvals.max(1))),
+            ),
             (TTL_ATTRIBUTE.to_string(), n(expires)),
         ]);
         // The lock may be taken over only once the previous request has expired (DynamoDB's TTL
@@ -174,6 +248,7 @@ impl StateStore for DynamoState {
                     request.expires_at.to_rfc3339()
                 ),
             )?,
+            self.ledger_estimate(f)?,
         ];
         match self.transact(items).await {
             Ok(()) => Ok(ApprovalOpened::Created),
@@ -233,7 +308,12 @@ impl StateStore for DynamoState {
             ("rollback".to_string(), json(&record.rollback)?),
             ("started_at".to_string(), s(record.started_at.to_rfc3339())),
         ]);
+        let mut item = item;
+        if let Some(rid) = &record.request_id {
+            item.insert("request_id".to_string(), s(rid));
+        }
         let items = vec![
+            self.ledger_estimate(f)?,
             self.put(item, Some("attribute_not_exists(pk)"))?,
             self.audit(
                 &f.id,
@@ -274,7 +354,7 @@ impl StateStore for DynamoState {
             .expression_attribute_values(":executing", s("executing"))
             .build()
             .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().update(update).build(),
             self.audit(
                 &record.finding.id,
@@ -284,6 +364,10 @@ impl StateStore for DynamoState {
                 detail,
             )?,
         ];
+        if end == ActionEnd::Executed {
+            let f = &record.finding;
+            items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", at)?);
+        }
         match self.transact(items).await {
             Ok(()) => Ok(()),
             Err(TransactOutcome::Failed(e)) => Err(e),

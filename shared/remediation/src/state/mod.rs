@@ -2,6 +2,7 @@
 //! pre-state and rollback, and an audit item for every transition. Every write is conditional,
 //! so a replayed event or a double click changes nothing.
 
+mod approvals;
 pub mod dynamo;
 
 use async_trait::async_trait;
@@ -23,6 +24,8 @@ pub struct ApprovalRequest {
     pub created_at: DateTime<Utc>,
     /// After this the request means "do nothing" (also the item's TTL).
     pub expires_at: DateTime<Utc>,
+    /// Distinct approvers needed (two for resources the policy marks sensitive).
+    pub required_approvals: u32,
 }
 
 /// What opening an approval request did.
@@ -42,6 +45,8 @@ pub struct ActionRecord {
     pub mode: Mode,
     /// Who or what decided: `auto`, or an approver.
     pub decided_by: String,
+    /// The approval request this action carries out, if any.
+    pub request_id: Option<String>,
     /// The resource as it was right before the action.
     pub pre_state: serde_json::Value,
     /// How to undo the action.
@@ -94,4 +99,145 @@ pub trait StateStore: Send + Sync {
         present: &[String],
         now: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, DateTime<Utc>>>;
+}
+
+/// An approval request as stored, with its place in the state machine
+/// `pending → approved → executing → executed | failed`, `pending → rejected | expired`,
+/// `executed → rolled-back`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredApproval {
+    pub request_id: String,
+    pub status: String,
+    pub finding: Finding,
+    pub expires_at: DateTime<Utc>,
+    pub required_approvals: u32,
+    /// Who has approved so far (ids such as `slack:U123` or `email:ana@example.com`).
+    pub approvers: Vec<String>,
+    pub decided_by: Option<String>,
+    pub decided_via: Option<String>,
+    pub action_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// An action as stored (for rollback).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAction {
+    pub action_id: String,
+    pub status: String,
+    pub finding: Finding,
+    pub rollback: Rollback,
+    pub request_id: Option<String>,
+    pub decided_by: String,
+}
+
+/// What an approval vote did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vote {
+    /// Enough distinct approvers: the request is now `approved` (this vote moved it).
+    Approved { approvers: Vec<String> },
+    /// Recorded; more approvers are needed.
+    NeedMore { have: u32, need: u32 },
+}
+
+/// Why a decision changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no such request")]
+    Unknown,
+    #[error("the request is already {0}")]
+    NotPending(String),
+    #[error("the request has expired")]
+    Expired,
+    #[error("this approver has already approved; a second, different approver is needed")]
+    SameApprover,
+    #[error("the action is {0}, not executed, so there is nothing to roll back")]
+    NotExecuted(String),
+}
+
+/// The emergency stop switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyStop {
+    pub on: bool,
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+}
+
+/// One line of a finding's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub event: String,
+    pub ref_id: String,
+    pub detail: String,
+}
+
+/// What the approval function and slack-notify need beyond the detectors' [`StateStore`].
+#[async_trait]
+pub trait ApprovalStore: Send + Sync {
+    /// The request, if it exists.
+    async fn approval(&self, request_id: &str) -> Result<Option<StoredApproval>>;
+    /// Adds an approver to a pending, unexpired request; moves it to `approved` when enough
+    /// distinct approvers have voted.
+    async fn vote(
+        &self,
+        request_id: &str,
+        approver: &str,
+        via: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Vote, Refusal>>;
+    /// `pending → rejected`.
+    async fn reject(
+        &self,
+        request_id: &str,
+        approver: &str,
+        via: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<(), Refusal>>;
+    /// `approved → executing`; `false` if someone else already took it.
+    async fn begin_execution(&self, request_id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// `executing → executed | failed` (or back to `approved`... never: a started action ends).
+    async fn finish_execution(
+        &self,
+        request_id: &str,
+        finding_id: &str,
+        executed: bool,
+        action_id: Option<&str>,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// `pending → expired` for every pending request past its expiry; returns them.
+    async fn expire_pending(&self, now: DateTime<Utc>) -> Result<Vec<StoredApproval>>;
+    /// The action record.
+    async fn action(&self, action_id: &str) -> Result<Option<StoredAction>>;
+    /// `executed → rolling-back` (one rollback at a time).
+    async fn begin_rollback(
+        &self,
+        action_id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<StoredAction, Refusal>>;
+    /// `rolling-back → rolled-back` (and the request `executed → rolled-back`, the ledger's
+    /// realised dollars back to 0), or back to `executed` when the rollback failed.
+    async fn finish_rollback(
+        &self,
+        action: &StoredAction,
+        ok: bool,
+        by: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The switch, if it was ever set.
+    async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
+    /// Sets the switch.
+    async fn set_emergency_stop(&self, on: bool, by: &str, reason: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Claims the right to post message `key` (`false`: already posted, or being posted by
+    /// another invocation less than 5 minutes ago).
+    async fn claim_post(&self, key: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Marks `key` posted.
+    async fn mark_posted(&self, key: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Releases a claim after a failed post, so the retry may post.
+    async fn release_post(&self, key: &str) -> Result<()>;
+    /// A finding's audit trail, oldest first.
+    async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>>;
 }

@@ -70,6 +70,7 @@ pub async fn scan(rule: &str, endpoint: &str) {
         clients,
         policy: policy(rule),
         policy_source: "bench".into(),
+        secrets: Default::default(),
     };
     let event = scheduled(rule);
     let now = Utc::now();

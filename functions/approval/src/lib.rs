@@ -1,0 +1,4 @@
+//! The approval function: its handler and pages, callable from tests with hand-built events.
+
+pub mod handler;
+pub mod page;

@@ -1,0 +1,123 @@
+//! Renders each SNS message as Block Kit and posts it to Slack — once: a replayed message finds
+//! its post claimed in the state table and is skipped. A failed post releases the claim and fails
+//! the invocation, so Lambda's retries and the on-failure destination keep the message.
+//! Messages that a digest summarises are not posted on their own.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::config::Deps;
+use remediation::http::HttpClient;
+use remediation::notify::Message;
+use remediation::slack::{render, Destination, RenderOptions, SlackPoster};
+use remediation::state::ApprovalStore;
+use remediation::Error;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Environment variable: `true` when the Slack app has interactivity pointed at the approval
+/// function (buttons then carry their signed token).
+pub const INTERACTIVE_VAR: &str = "FINOPS_SLACK_INTERACTIVE";
+/// Environment variable: Slack's Web API base (tests point it at a local server).
+pub const API_BASE_VAR: &str = "FINOPS_SLACK_API_BASE";
+
+/// What the function holds between invocations.
+pub struct App {
+    pub deps: Deps,
+    pub poster: SlackPoster,
+    pub options: RenderOptions,
+}
+
+impl App {
+    /// The Slack destination from the secret (webhook, or bot token and channel).
+    pub fn new(deps: Deps) -> Result<App, Error> {
+        let s = &deps.secrets;
+        let destination = match (&s.slack_webhook_url, &s.slack_bot_token, &s.slack_channel) {
+            (_, Some(token), Some(channel)) => Destination::Bot {
+                bot_token: token.clone(),
+                channel: channel.clone(),
+            },
+            (Some(url), _, _) => Destination::Webhook {
+                webhook_url: url.clone(),
+            },
+            _ => {
+                return Err(Error::Config(
+                    "the secret needs slack_webhook_url, or slack_bot_token and slack_channel".into(),
+                ))
+            }
+        };
+        let mut poster = SlackPoster::new(HttpClient::new(Duration::from_secs(10))?, destination);
+        if let Ok(base) = std::env::var(API_BASE_VAR) {
+            if !base.trim().is_empty() {
+                poster.api_base = base.trim().to_string();
+            }
+        }
+        let options = RenderOptions {
+            interactive: std::env::var(INTERACTIVE_VAR).is_ok_and(|v| v.trim() == "true"),
+        };
+        Ok(App { deps, poster, options })
+    }
+}
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<Value>, app: &App) -> Result<Value, Error> {
+    handle(event.payload, app, Utc::now()).await
+}
+
+/// The key a post is deduplicated by: the message's own content (a replay is byte-identical).
+pub fn post_key(body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Posts every record of an SNS event; fails on the first post that fails (after releasing its
+/// claim), so the event is retried.
+pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
+    let records = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::Event("not an SNS event: no Records".into()))?;
+    let mut results = Vec::new();
+    for r in records {
+        let body = r
+            .pointer("/Sns/Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Event("an SNS record without Sns.Message".into()))?;
+        let message: Message = serde_json::from_str(body)
+            .map_err(|e| Error::Event(format!("an SNS message that is not a FinOps message: {e}")))?;
+        if message.in_digest() {
+            results.push(json!({"kind": message.kind(), "posted": false, "why": "in a digest"}));
+            continue;
+        }
+        let key = post_key(body);
+        if let Some(state) = &app.deps.state {
+            if !state.claim_post(&key, now).await? {
+                results.push(json!({"kind": message.kind(), "posted": false, "why": "already posted"}));
+                continue;
+            }
+        }
+        let rendered = render(&message, app.options);
+        match app.poster.post(&rendered).await {
+            Ok(()) => {
+                if let Some(state) = &app.deps.state {
+                    if let Err(e) = state.mark_posted(&key, Utc::now().max(now)).await {
+                        tracing::error!(error = %e, key, "posted but not marked");
+                    }
+                }
+                tracing::info!(kind = message.kind(), key, "posted to Slack");
+                results.push(json!({"kind": message.kind(), "posted": true}));
+            }
+            Err(e) => {
+                if let Some(state) = &app.deps.state {
+                    if let Err(release) = state.release_post(&key).await {
+                        tracing::error!(error = %release, key, "could not release the claim; it lapses in 5 minutes");
+                    }
+                }
+                tracing::error!(error = %e, kind = message.kind(), "post failed; the event will be retried");
+                return Err(e);
+            }
+        }
+    }
+    Ok(json!({"results": results}))
+}

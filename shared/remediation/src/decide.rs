@@ -1,0 +1,495 @@
+//! The human in the loop: what a signed link or a Slack button does. A GET only previews; a
+//! decision is a conditional write (single use), checked against the approvers list and the
+//! emergency stop; an approval re-checks the resource and acts through the same flow as the auto
+//! mode; a rollback is a decision of its own.
+
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::act::block_public_access::BlockPublicAccess;
+use crate::act::snapshot_and_delete::SnapshotAndDelete;
+use crate::act::stop_instance::StopInstance;
+use crate::act::{Remediation, Rollback, RollbackPorts};
+use crate::approval::{Claims, Decision, LinkSigner, TokenError};
+use crate::aws::ec2::Ec2;
+use crate::aws::s3::S3;
+use crate::error::Result;
+use crate::flow::{self, Acted, Decider, RunContext, Sinks};
+use crate::model::{ActionKind, Finding, OutcomeKind};
+use crate::notify::{Message, Publisher};
+use crate::policy::{Approver, Mode, Policy};
+use crate::state::{ApprovalStore, Refusal, StateStore, StoredApproval, Vote};
+
+/// Carries out approved findings and rollbacks against AWS.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Re-checks and acts on one approved finding through [`flow::execute`].
+    async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>);
+    /// Undoes an action.
+    async fn rollback(&self, rollback: &Rollback) -> Result<String>;
+}
+
+/// The AWS executor: the same actions the detectors run in auto mode.
+pub struct AwsExecutor {
+    pub ec2: Ec2,
+    pub s3: S3,
+    pub policy: Policy,
+}
+
+#[async_trait]
+impl Executor for AwsExecutor {
+    async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>) {
+        let stop;
+        let snapshot;
+        let block;
+        let remediation: &dyn Remediation = match finding.action {
+            ActionKind::Stop => {
+                stop = StopInstance {
+                    ec2: &self.ec2,
+                    policy: &self.policy,
+                };
+                &stop
+            }
+            ActionKind::SnapshotAndDelete => {
+                snapshot = SnapshotAndDelete {
+                    ec2: &self.ec2,
+                    policy: &self.policy,
+                    wait: StdDuration::from_secs(u64::from(self.policy.ebs_cleanup.snapshot_wait_seconds)),
+                    poll: StdDuration::from_secs(5),
+                };
+                &snapshot
+            }
+            ActionKind::BlockPublicAccess => {
+                block = BlockPublicAccess {
+                    s3: &self.s3,
+                    policy: &self.policy,
+                };
+                &block
+            }
+            ActionKind::Notify => {
+                return (
+                    Acted {
+                        outcome: crate::model::Outcome::new(
+                            &finding.id,
+                            OutcomeKind::Skipped,
+                            "nothing to execute: this finding only notifies",
+                        ),
+                        action_id: None,
+                    },
+                    vec![],
+                )
+            }
+        };
+        let (mut acted, notes) = flow::execute(ctx, std::slice::from_ref(finding), remediation, decider).await;
+        let one = acted.pop().unwrap_or_else(|| Acted {
+            outcome: crate::model::Outcome::new(&finding.id, OutcomeKind::Failed, "the flow returned no outcome"),
+            action_id: None,
+        });
+        (one, notes)
+    }
+
+    async fn rollback(&self, rollback: &Rollback) -> Result<String> {
+        let ports = RollbackPorts {
+            instances: Some(&self.ec2),
+            volumes: Some(&self.ec2),
+            buckets: Some(&self.s3),
+        };
+        crate::act::rollback(rollback, &ports).await
+    }
+}
+
+/// What the person sees: an HTTP status, a title and a sentence (pages and Slack replies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+}
+
+impl Verdict {
+    fn new(status: u16, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Verdict {
+            status,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a GET shows: the request and the decision the link asks for, or why not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preview {
+    /// The confirmation form.
+    Confirm {
+        decision: Decision,
+        finding: Finding,
+        /// Approvers so far / needed (approvals only).
+        approvers: Vec<String>,
+        required: u32,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Nothing to decide.
+    Refused(Verdict),
+}
+
+fn token_refusal(e: TokenError) -> Verdict {
+    match e {
+        TokenError::Expired => Verdict::new(410, "Link expired", "This link has expired; nothing was changed."),
+        TokenError::BadSignature => Verdict::new(
+            403,
+            "Invalid link",
+            "This link's signature is not valid; nothing was changed.",
+        ),
+        TokenError::Malformed => Verdict::new(400, "Invalid link", "This link is malformed; nothing was changed."),
+    }
+}
+
+fn refusal(r: Refusal) -> Verdict {
+    match r {
+        Refusal::Unknown => Verdict::new(404, "Unknown request", "There is no such request; nothing was changed."),
+        Refusal::Expired => Verdict::new(410, "Request expired", "This request has expired; nothing was changed."),
+        Refusal::NotPending(s) => Verdict::new(
+            409,
+            format!("Already {s}"),
+            format!("This request is already {s}; nothing was changed."),
+        ),
+        Refusal::SameApprover => Verdict::new(409, "Already approved by you", r.to_string()),
+        Refusal::NotExecuted(s) => Verdict::new(
+            409,
+            "Nothing to roll back",
+            format!("The action is {s}; nothing was changed."),
+        ),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Verdict {
+    tracing::error!(error = %e, "decision failed");
+    Verdict::new(
+        503,
+        "Try again",
+        format!("The decision could not be recorded ({e}); nothing was changed. Try again."),
+    )
+}
+
+/// The approval service.
+pub struct Approvals<'a> {
+    pub store: &'a dyn ApprovalStore,
+    pub state: &'a dyn StateStore,
+    pub publisher: Option<&'a dyn Publisher>,
+    pub links: &'a LinkSigner,
+    pub policy: &'a Policy,
+    pub executor: &'a dyn Executor,
+}
+
+impl Approvals<'_> {
+    fn ctx(&self, now: DateTime<Utc>) -> RunContext<'_> {
+        RunContext {
+            mode: Mode::Approve,
+            policy: self.policy,
+            now,
+            sinks: Sinks {
+                state: Some(self.state),
+                publisher: self.publisher,
+                links: Some(self.links),
+            },
+        }
+    }
+
+    async fn publish(&self, message: Message) {
+        if let Some(p) = self.publisher {
+            if let Err(e) = p.publish(std::slice::from_ref(&message)).await {
+                tracing::error!(error = %e, kind = message.kind(), "publishing failed");
+            }
+        }
+    }
+
+    /// A GET of a link: checks the token and shows what it would do. Never writes.
+    pub async fn preview(&self, token: &str, now: DateTime<Utc>) -> Preview {
+        let claims = match self.links.verify(token, now) {
+            Ok(c) => c,
+            Err(e) => return Preview::Refused(token_refusal(e)),
+        };
+        match claims.d {
+            Decision::Rollback => match self.store.action(&claims.rid).await {
+                Ok(Some(a)) if a.status == "executed" => Preview::Confirm {
+                    decision: Decision::Rollback,
+                    finding: a.finding,
+                    approvers: vec![],
+                    required: 1,
+                    expires_at: None,
+                },
+                Ok(Some(a)) => Preview::Refused(refusal(Refusal::NotExecuted(a.status))),
+                Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
+                Err(e) => Preview::Refused(internal(e)),
+            },
+            d => match self.store.approval(&claims.rid).await {
+                Ok(Some(a)) if a.status != "pending" => Preview::Refused(refusal(Refusal::NotPending(a.status))),
+                Ok(Some(a)) if a.expires_at <= now => Preview::Refused(refusal(Refusal::Expired)),
+                Ok(Some(a)) => Preview::Confirm {
+                    decision: d,
+                    finding: a.finding,
+                    approvers: a.approvers,
+                    required: a.required_approvals,
+                    expires_at: Some(a.expires_at),
+                },
+                Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
+                Err(e) => Preview::Refused(internal(e)),
+            },
+        }
+    }
+
+    /// Checks a token, the approver and the emergency stop.
+    async fn admit(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> std::result::Result<Claims, Verdict> {
+        let claims = self.links.verify(token, now).map_err(token_refusal)?;
+        self.policy
+            .approvals
+            .allows(who)
+            .map_err(|why| Verdict::new(403, "Not allowed", format!("{why}; nothing was changed.")))?;
+        match self.store.emergency_stop().await {
+            Ok(Some(stop)) if stop.on && claims.d != Decision::Reject => {
+                return Err(Verdict::new(
+                    503,
+                    "Emergency stop is on",
+                    format!(
+                        "Nothing is executed while the emergency stop is on (set by {} at {}: {}). The request stays as it was.",
+                        stop.by, stop.at, stop.reason
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(internal(e)),
+        }
+        Ok(claims)
+    }
+
+    /// A decision through a signed link (the confirmation page's POST): acts at once.
+    pub async fn decide_link(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+        let claims = match self.admit(token, who, now).await {
+            Ok(c) => c,
+            Err(v) => return v,
+        };
+        match claims.d {
+            Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
+                Ok(Ok(Vote::Approved { .. })) => self.execute_approved(&claims.rid, now).await,
+                Ok(Ok(Vote::NeedMore { have, need })) => Verdict::new(
+                    202,
+                    "Approval recorded",
+                    format!("{have} of {need} approvers so far; a second, different approver must approve before anything is done."),
+                ),
+                Ok(Err(r)) => refusal(r),
+                Err(e) => internal(e),
+            },
+            Decision::Reject => self.reject(&claims.rid, who, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, now).await,
+        }
+    }
+
+    /// A decision through a Slack button: records it and answers at once (Slack waits 3 s);
+    /// an approval is executed by this function's SNS subscription to `approval-result`
+    /// (status `approved`).
+    pub async fn decide_slack(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+        let claims = match self.admit(token, who, now).await {
+            Ok(c) => c,
+            Err(v) => return v,
+        };
+        match claims.d {
+            Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
+                Ok(Ok(Vote::Approved { approvers })) => {
+                    match self.store.approval(&claims.rid).await {
+                        Ok(Some(a)) => {
+                            self.publish(Message::ApprovalResult {
+                                request_id: claims.rid.clone(),
+                                finding: a.finding,
+                                status: "approved".into(),
+                                decided_by: approvers.join(", "),
+                                detail: "approved in Slack; executing".into(),
+                            })
+                            .await
+                        }
+                        Ok(None) | Err(_) => tracing::error!(request_id = %claims.rid, "approved request vanished"),
+                    }
+                    Verdict::new(
+                        200,
+                        "Approved",
+                        "Approved: the action runs now and its result is posted here.",
+                    )
+                }
+                Ok(Ok(Vote::NeedMore { have, need })) => Verdict::new(
+                    200,
+                    "Approval recorded",
+                    format!("{have} of {need} approvers so far; a second, different approver must approve."),
+                ),
+                Ok(Err(r)) => refusal(r),
+                Err(e) => internal(e),
+            },
+            Decision::Reject => self.reject(&claims.rid, who, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, now).await,
+        }
+    }
+
+    async fn reject(&self, request_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+        match self.store.reject(request_id, &who.id(), who.via(), now).await {
+            Ok(Ok(())) => {
+                if let Ok(Some(a)) = self.store.approval(request_id).await {
+                    self.publish(Message::ApprovalResult {
+                        request_id: request_id.to_string(),
+                        finding: a.finding,
+                        status: "rejected".into(),
+                        decided_by: who.id(),
+                        detail: "rejected: nothing will be done".into(),
+                    })
+                    .await;
+                }
+                Verdict::new(200, "Rejected", "Rejected: nothing will be done.")
+            }
+            Ok(Err(r)) => refusal(r),
+            Err(e) => internal(e),
+        }
+    }
+
+    /// Executes an approved request once (`approved → executing` is the single-use gate):
+    /// re-check, act, record, publish.
+    pub async fn execute_approved(&self, request_id: &str, now: DateTime<Utc>) -> Verdict {
+        let approval: StoredApproval = match self.store.approval(request_id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return refusal(Refusal::Unknown),
+            Err(e) => return internal(e),
+        };
+        match self.store.emergency_stop().await {
+            Ok(Some(stop)) if stop.on => {
+                return Verdict::new(
+                    503,
+                    "Emergency stop is on",
+                    "The request is approved but nothing is executed while the emergency stop is on.",
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return internal(e),
+        }
+        match self.store.begin_execution(request_id, now).await {
+            Ok(true) => {}
+            Ok(false) => return refusal(Refusal::NotPending(self.status_of(request_id).await)),
+            Err(e) => return internal(e),
+        }
+        let by = approval.approvers.join(", ");
+        let ctx = self.ctx(now);
+        let (acted, notes) = self
+            .executor
+            .execute(
+                &ctx,
+                &approval.finding,
+                Decider {
+                    by: &by,
+                    request_id: Some(request_id),
+                },
+            )
+            .await;
+        for n in &notes {
+            tracing::warn!(note = %n, "execution note");
+        }
+        let executed = acted.outcome.outcome == OutcomeKind::Executed;
+        if let Err(e) = self
+            .store
+            .finish_execution(
+                request_id,
+                &approval.finding.id,
+                executed,
+                acted.action_id.as_deref(),
+                &acted.outcome.detail,
+                Utc::now().max(now),
+            )
+            .await
+        {
+            tracing::error!(error = %e, request_id, "execution finished but not recorded");
+        }
+        if acted.action_id.is_none() {
+            // Refused before any action record (exempt now, re-check failed): say so.
+            self.publish(Message::ApprovalResult {
+                request_id: request_id.to_string(),
+                finding: approval.finding.clone(),
+                status: "not-executed".into(),
+                decided_by: by.clone(),
+                detail: acted.outcome.detail.clone(),
+            })
+            .await;
+        }
+        let f = &approval.finding;
+        if executed {
+            Verdict::new(
+                200,
+                format!("Done: {} {}", f.action.as_str(), f.resource.id),
+                acted.outcome.detail,
+            )
+        } else {
+            Verdict::new(
+                409,
+                format!("Not done: {} {}", f.action.as_str(), f.resource.id),
+                acted.outcome.detail,
+            )
+        }
+    }
+
+    async fn status_of(&self, request_id: &str) -> String {
+        match self.store.approval(request_id).await {
+            Ok(Some(a)) => a.status,
+            _ => "unknown".into(),
+        }
+    }
+
+    async fn rollback(&self, action_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+        let action = match self.store.begin_rollback(action_id, &who.id(), now).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(r)) => return refusal(r),
+            Err(e) => return internal(e),
+        };
+        let result = self.executor.rollback(&action.rollback).await;
+        let (ok, detail) = match &result {
+            Ok(d) => (true, d.clone()),
+            Err(e) => (false, format!("rollback failed: {e}")),
+        };
+        if let Err(e) = self
+            .store
+            .finish_rollback(&action, ok, &who.id(), &detail, Utc::now().max(now))
+            .await
+        {
+            tracing::error!(error = %e, action_id, "rollback finished but not recorded");
+        }
+        self.publish(Message::ActionResult {
+            action_id: action.action_id.clone(),
+            finding: action.finding.clone(),
+            outcome: if ok { OutcomeKind::Executed } else { OutcomeKind::Failed },
+            detail: detail.clone(),
+            decided_by: who.id(),
+            rollback: action.rollback.clone(),
+            rollback_url: None,
+            rolled_back: ok,
+        })
+        .await;
+        if ok {
+            Verdict::new(200, format!("Rolled back: {}", action.finding.resource.id), detail)
+        } else {
+            Verdict::new(502, format!("Rollback failed: {}", action.finding.resource.id), detail)
+        }
+    }
+
+    /// Marks every pending request past its expiry `expired` and says so on the topic.
+    pub async fn expire(&self, now: DateTime<Utc>) -> Result<usize> {
+        let expired = self.store.expire_pending(now).await?;
+        for a in &expired {
+            self.publish(Message::ApprovalResult {
+                request_id: a.request_id.clone(),
+                finding: a.finding.clone(),
+                status: "expired".into(),
+                decided_by: "expiry".into(),
+                detail: format!(
+                    "no decision by {}: nothing was done",
+                    a.expires_at.format("%Y-%m-%d %H:%M UTC")
+                ),
+            })
+            .await;
+        }
+        Ok(expired.len())
+    }
+}

@@ -1,0 +1,105 @@
+//! Secrets from AWS Secrets Manager: one JSON secret (named by `FINOPS_SECRET_ID`) holding the
+//! link-signing key and the Slack credentials, read once per container. Never logged.
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Environment variable: the secret's name or ARN.
+pub const SECRET_ID_VAR: &str = "FINOPS_SECRET_ID";
+
+/// The secret's fields; each optional, each function uses what it needs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// Signs approval links (at least 32 bytes).
+    #[serde(default)]
+    pub link_signing_key: Option<String>,
+    /// Slack incoming webhook URL.
+    #[serde(default)]
+    pub slack_webhook_url: Option<String>,
+    /// Slack bot token (`xoxb-...`) for `chat.postMessage`, with `slack_channel`.
+    #[serde(default)]
+    pub slack_bot_token: Option<String>,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    /// Slack app signing secret (verifies interactivity requests).
+    #[serde(default)]
+    pub slack_signing_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "set" } else { "unset" };
+        f.debug_struct("Secrets")
+            .field("link_signing_key", &set(&self.link_signing_key))
+            .field("slack_webhook_url", &set(&self.slack_webhook_url))
+            .field("slack_bot_token", &set(&self.slack_bot_token))
+            .field("slack_channel", &self.slack_channel)
+            .field("slack_signing_secret", &set(&self.slack_signing_secret))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Parses the secret's JSON; the error names the secret, never its content.
+    pub fn parse(secret_id: &str, text: &str) -> Result<Secrets> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            Error::Config(format!(
+                "secret {secret_id} is not the expected JSON object ({}: {})",
+                e.path(),
+                // serde's message may quote an unknown field name, never a value.
+                e.inner().to_string().split(" at line").next().unwrap_or_default()
+            ))
+        })
+    }
+
+    /// Reads `secret_id` from Secrets Manager.
+    pub async fn load(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Secrets> {
+        let out = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| Error::aws("secretsmanager", "GetSecretValue", e))?;
+        let text = out.secret_string().ok_or_else(|| {
+            Error::unexpected(
+                "secretsmanager",
+                "GetSecretValue",
+                format!("{secret_id} has no string value"),
+            )
+        })?;
+        Secrets::parse(secret_id, text)
+    }
+
+    /// The secret named by `FINOPS_SECRET_ID`, or empty when unset.
+    pub async fn from_env(config: &aws_config::SdkConfig) -> Result<Secrets> {
+        match std::env::var(SECRET_ID_VAR).ok().filter(|v| !v.trim().is_empty()) {
+            Some(id) => Secrets::load(&aws_sdk_secretsmanager::Client::new(config), id.trim()).await,
+            None => Ok(Secrets::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_secret_is_named_without_its_content() {
+        let err = Secrets::parse(
+            "finops/slack",
+            r#"{"slack_webhok_url": "https://hooks.slack.com/services/SECRET"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("finops/slack"), "{err}");
+        assert!(!err.contains("hooks.slack.com"), "{err}");
+        let debug = format!(
+            "{:?}",
+            Secrets::parse("s", r#"{"slack_bot_token": "xoxb-123", "slack_channel": "C1"}"#).unwrap()
+        );
+        assert!(!debug.contains("xoxb"), "{debug}");
+    }
+}

@@ -1,0 +1,689 @@
+//! Slack: request signatures (interactivity), Block Kit rendering of every message type, and
+//! posting through an incoming webhook or a bot token, honouring 429 `Retry-After`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+use crate::http::HttpClient;
+use crate::model::{Finding, OutcomeKind};
+use crate::notify::Message;
+
+/// Slack rejects requests older than this; so do we (replay protection).
+pub const MAX_SIGNATURE_AGE_SECONDS: i64 = 5 * 60;
+
+/// Why a Slack request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing X-Slack-Signature or X-Slack-Request-Timestamp")]
+    Missing,
+    #[error("request timestamp is more than 5 minutes from now")]
+    Stale,
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+/// Checks Slack's `v0` signature: HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret,
+/// hex, compared in constant time; the timestamp must be within 5 minutes of `now`.
+pub fn verify_signature(
+    signing_secret: &[u8],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> std::result::Result<(), SignatureError> {
+    let (Some(ts), Some(sig)) = (timestamp, signature) else {
+        return Err(SignatureError::Missing);
+    };
+    let ts_num: i64 = ts.trim().parse().map_err(|_| SignatureError::Missing)?;
+    if (now.timestamp() - ts_num).abs() > MAX_SIGNATURE_AGE_SECONDS {
+        return Err(SignatureError::Stale);
+    }
+    let hex = sig.trim().strip_prefix("v0=").ok_or(SignatureError::Mismatch)?;
+    let expected = decode_hex(hex).ok_or(SignatureError::Mismatch)?;
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(signing_secret) else {
+        return Err(SignatureError::Mismatch);
+    };
+    mac.update(format!("v0:{}:", ts.trim()).as_bytes());
+    mac.update(body);
+    mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
+}
+
+/// Signs like Slack does (tests and local tools use it to build genuine requests).
+pub fn sign(signing_secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(signing_secret) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!("v0={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+fn usd(v: Option<f64>) -> String {
+    match v {
+        Some(v) => format!("${}", thousands(v)),
+        None => "unknown".into(),
+    }
+}
+
+fn thousands(v: f64) -> String {
+    let cents = (v * 100.0).round() as i64;
+    let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+    let digits = whole.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{}{out}.{frac:02}", if cents < 0 { "-" } else { "" })
+}
+
+/// Slack's mrkdwn needs `&`, `<` and `>` escaped in text that is not a link.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn header(text: &str) -> Value {
+    // Header blocks take at most 150 characters of plain text.
+    let t: String = text.chars().take(150).collect();
+    json!({"type": "header", "text": {"type": "plain_text", "text": t, "emoji": true}})
+}
+
+fn section(text: &str) -> Value {
+    let t: String = text.chars().take(3000).collect();
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": t}})
+}
+
+fn fields(pairs: &[(&str, String)]) -> Value {
+    let f: Vec<Value> = pairs
+        .iter()
+        .take(10)
+        .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")}))
+        .collect();
+    json!({"type": "section", "fields": f})
+}
+
+fn context(text: &str) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+}
+
+fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value {
+    let mut b =
+        json!({"type": "button", "text": {"type": "plain_text", "text": text}, "url": url, "action_id": action_id});
+    if let Some(s) = style {
+        b["style"] = json!(s);
+    }
+    b
+}
+
+/// The evidence as short `key: value` lines (numbers the detector used).
+pub fn evidence_lines(f: &Finding) -> Vec<String> {
+    let v = serde_json::to_value(&f.evidence).unwrap_or(Value::Null);
+    let Value::Object(map) = v else {
+        return vec![];
+    };
+    map.iter()
+        .filter(|(_, v)| !v.is_null())
+        .take(8)
+        .map(|(k, v)| {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    let s = other.to_string();
+                    if s.chars().count() > 120 {
+                        format!("{}…", s.chars().take(120).collect::<String>())
+                    } else {
+                        s
+                    }
+                }
+            };
+            format!("{}: {}", k.replace('_', " "), esc(&shown))
+        })
+        .collect()
+}
+
+fn finding_blocks(f: &Finding) -> Vec<Value> {
+    let mut blocks = vec![fields(&[
+        (
+            "Resource",
+            format!(
+                "`{}` ({})",
+                esc(&f.resource.id),
+                serde_json::to_value(f.resource.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            ),
+        ),
+        ("Owner", esc(f.owner())),
+        ("Saves", format!("{}/month", usd(f.estimated_monthly_savings_usd))),
+        ("Action", f.action.as_str().to_string()),
+        (
+            "Account / region",
+            format!("{} / {}", f.resource.account, f.resource.region),
+        ),
+        ("Severity", f.severity.as_str().to_string()),
+    ])];
+    let ev = evidence_lines(f);
+    if !ev.is_empty() {
+        blocks.push(section(&format!("*Evidence*\n{}", ev.join("\n"))));
+    }
+    blocks
+}
+
+/// How buttons behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RenderOptions {
+    /// Slack app with interactivity: buttons also carry the signed token as their `value`, so a
+    /// click is decided in Slack (the link still opens the confirmation page otherwise).
+    pub interactive: bool,
+}
+
+/// A Slack message: `text` (notification fallback) and `blocks`.
+pub fn render(message: &Message, opts: RenderOptions) -> Value {
+    let (text, blocks) = match message {
+        Message::Finding { mode, finding: f, .. } => {
+            let text = format!(
+                "{}: {} {} would save {}/month",
+                f.rule,
+                f.action.as_str(),
+                f.resource.id,
+                usd(f.estimated_monthly_savings_usd)
+            );
+            let mut b = vec![header(&format!("{} · {}", f.rule, f.resource.id))];
+            b.extend(finding_blocks(f));
+            b.push(context(&format!("mode {} · nothing was changed", mode.as_str())));
+            (text, b)
+        }
+        Message::ApprovalRequest {
+            request_id,
+            finding: f,
+            expires_at,
+            approve_url,
+            reject_url,
+            ..
+        } => {
+            let text = format!(
+                "Approval needed: {} {} ({}/month)",
+                f.action.as_str(),
+                f.resource.id,
+                usd(f.estimated_monthly_savings_usd)
+            );
+            let mut b = vec![header(&format!("Approve? {} {}", f.action.as_str(), f.resource.id))];
+            b.extend(finding_blocks(f));
+            let mut buttons = Vec::new();
+            if let Some(u) = approve_url {
+                buttons.push(with_value(
+                    button("Approve", u, Some("primary"), "finops_approve"),
+                    u,
+                    opts,
+                ));
+            }
+            if let Some(u) = reject_url {
+                buttons.push(with_value(
+                    button("Reject", u, Some("danger"), "finops_reject"),
+                    u,
+                    opts,
+                ));
+            }
+            if !buttons.is_empty() {
+                b.push(json!({"type": "actions", "elements": buttons}));
+            }
+            b.push(context(&format!(
+                "request {request_id} · expires {} · the link opens a confirmation page",
+                expires_at.format("%Y-%m-%d %H:%M UTC")
+            )));
+            (text, b)
+        }
+        Message::ActionResult {
+            action_id,
+            finding: f,
+            outcome,
+            detail,
+            decided_by,
+            rollback_url,
+            rolled_back,
+            ..
+        } => {
+            let verb = match (outcome, rolled_back) {
+                (_, true) => "Rolled back",
+                (OutcomeKind::Executed, _) => "Done",
+                (OutcomeKind::Failed, _) => "Failed",
+                _ => "Not done",
+            };
+            let text = format!("{verb}: {} {} ({decided_by})", f.action.as_str(), f.resource.id);
+            let mut b = vec![
+                header(&format!("{verb}: {} {}", f.action.as_str(), f.resource.id)),
+                fields(&[
+                    ("Resource", format!("`{}`", esc(&f.resource.id))),
+                    ("Decided by", esc(decided_by)),
+                    ("Saves", format!("{}/month", usd(f.estimated_monthly_savings_usd))),
+                    ("Owner", esc(f.owner())),
+                ]),
+                section(&esc(detail)),
+            ];
+            if let (Some(u), false, OutcomeKind::Executed) = (rollback_url, rolled_back, outcome) {
+                b.push(json!({"type": "actions", "elements": [with_value(button("Roll back", u, None, "finops_rollback"), u, opts)]}));
+            }
+            b.push(context(&format!("action {action_id}")));
+            (text, b)
+        }
+        Message::ApprovalResult {
+            request_id,
+            finding: f,
+            status,
+            decided_by,
+            detail,
+        } => {
+            let text = format!("{} {}: {status} ({decided_by})", f.action.as_str(), f.resource.id);
+            let b = vec![
+                section(&format!(
+                    "*{}* · {} `{}` · {}",
+                    status.to_uppercase(),
+                    f.action.as_str(),
+                    esc(&f.resource.id),
+                    esc(detail)
+                )),
+                context(&format!("request {request_id} · {}", esc(decided_by))),
+            ];
+            (text, b)
+        }
+        Message::CostAlert { finding: f } => cost_alert(f),
+        Message::TagReport {
+            by_type,
+            overall_percent,
+            kpi_percent,
+            non_compliant,
+            non_compliant_total,
+        } => {
+            let text = format!("Tag compliance {overall_percent:.1}% (KPI {kpi_percent:.0}%)");
+            let mut pairs: Vec<(&str, String)> = vec![(
+                "Overall",
+                format!(
+                    "{overall_percent:.1}% {}",
+                    if overall_percent >= kpi_percent {
+                        "✅"
+                    } else {
+                        "⚠️ under KPI"
+                    }
+                ),
+            )];
+            let rows: Vec<(String, String)> = by_type
+                .iter()
+                .map(|(k, c)| (k.clone(), format!("{:.1}% ({}/{})", c.percent(), c.compliant, c.total)))
+                .collect();
+            pairs.extend(rows.iter().map(|(k, v)| (k.as_str(), v.clone())));
+            let list: Vec<String> = non_compliant
+                .iter()
+                .take(15)
+                .map(|(id, missing)| format!("• `{}` missing {}", esc(id), esc(&missing.join(", "))))
+                .collect();
+            let mut b = vec![header("Tag compliance report"), fields(&pairs)];
+            if !list.is_empty() {
+                b.push(section(&format!(
+                    "*Non-compliant ({non_compliant_total})*\n{}",
+                    list.join("\n")
+                )));
+            }
+            (text, b)
+        }
+        Message::Digest {
+            mode,
+            total_findings,
+            total_usd,
+            by_rule,
+            top,
+        } => {
+            let text = format!(
+                "{total_findings} findings, {}/month ({})",
+                usd(Some(*total_usd)),
+                mode.as_str()
+            );
+            let counts: Vec<String> = by_rule
+                .iter()
+                .map(|(r, c)| format!("{r}: {} ({}/month)", c.count, usd(Some(c.usd))))
+                .collect();
+            let mut b = vec![
+                header(&format!("{total_findings} findings · {}/month", usd(Some(*total_usd)))),
+                section(&format!("*By rule*\n{}", counts.join("\n"))),
+            ];
+            let mut lines = Vec::new();
+            for item in top {
+                let mut line = format!(
+                    "• `{}` {} {} · {}/month · owner {}",
+                    esc(&item.resource_id),
+                    item.rule,
+                    item.action,
+                    usd(item.usd),
+                    esc(&item.owner)
+                );
+                if let (Some(a), Some(r)) = (&item.approve_url, &item.reject_url) {
+                    line.push_str(&format!(" · <{a}|Approve> · <{r}|Reject>"));
+                }
+                lines.push(line);
+            }
+            b.push(section(&format!(
+                "*Top {} by dollars*\n{}",
+                top.len(),
+                lines.join("\n")
+            )));
+            if *total_findings > top.len() {
+                b.push(context(&format!(
+                    "{} more in the run report; each has its own request in the state table",
+                    total_findings - top.len()
+                )));
+            }
+            (text, b)
+        }
+    };
+    json!({"text": text, "blocks": blocks})
+}
+
+fn with_value(mut b: Value, url: &str, opts: RenderOptions) -> Value {
+    if opts.interactive {
+        // The token is the link's query parameter; Slack sends it back as the action's value.
+        if let Some((_, token)) = url.split_once("token=") {
+            b["value"] = json!(token);
+        }
+    }
+    b
+}
+
+fn cost_alert(f: &Finding) -> (String, Vec<Value>) {
+    let e = serde_json::to_value(&f.evidence).unwrap_or(Value::Null);
+    let num = |k: &str| e.get(k).and_then(Value::as_f64);
+    let text = format!(
+        "Cost alert: {} at {} month to date (forecast {})",
+        f.resource.id,
+        usd(num("month_to_date_usd")),
+        usd(num("forecast_usd"))
+    );
+    let mut b = vec![
+        header(&format!("Cost alert · {}", f.resource.id)),
+        fields(&[
+            ("Month to date", usd(num("month_to_date_usd"))),
+            ("Forecast", usd(num("forecast_usd"))),
+            ("Threshold", usd(num("threshold_usd"))),
+            (
+                "Level",
+                e.get("level_percent")
+                    .map(|v| format!("{v}%"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "Forecast method",
+                e.get("forecast_method")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string(),
+            ),
+        ]),
+    ];
+    if let Some(top) = e.get("top_services").and_then(Value::as_array) {
+        let lines: Vec<String> = top
+            .iter()
+            .take(5)
+            .map(|s| {
+                // (service, dollars) pairs.
+                format!(
+                    "• {} {}",
+                    esc(s.get(0).and_then(Value::as_str).unwrap_or("?")),
+                    usd(s.get(1).and_then(Value::as_f64))
+                )
+            })
+            .collect();
+        if !lines.is_empty() {
+            b.push(section(&format!("*Top services*\n{}", lines.join("\n"))));
+        }
+    }
+    (text, b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Posting
+
+/// Where messages go: an incoming webhook, or `chat.postMessage` with a bot token.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Destination {
+    Webhook { webhook_url: String },
+    Bot { bot_token: String, channel: String },
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Webhook URLs and tokens are secrets.
+        match self {
+            Destination::Webhook { .. } => f.write_str("Webhook(..)"),
+            Destination::Bot { channel, .. } => write!(f, "Bot(channel {channel})"),
+        }
+    }
+}
+
+/// Posts messages, waiting as Slack asks on 429.
+#[derive(Debug, Clone)]
+pub struct SlackPoster {
+    pub http: HttpClient,
+    pub destination: Destination,
+    /// Bot API base (`https://slack.com/api`); tests point it at a local server.
+    pub api_base: String,
+    /// The longest `Retry-After` waited for inside one invocation; longer fails (Lambda retries).
+    pub max_wait: Duration,
+    /// Posts tried per message (a 429 within `max_wait` is tried again).
+    pub attempts: u32,
+}
+
+impl SlackPoster {
+    /// A poster with Slack's API base, at most 3 tries and 20 s of waiting.
+    pub fn new(http: HttpClient, destination: Destination) -> Self {
+        SlackPoster {
+            http,
+            destination,
+            api_base: "https://slack.com/api".into(),
+            max_wait: Duration::from_secs(20),
+            attempts: 3,
+        }
+    }
+
+    /// Posts one rendered message (`{"text", "blocks"}`).
+    pub async fn post(&self, payload: &Value) -> Result<()> {
+        let (url, headers, body) = match &self.destination {
+            Destination::Webhook { webhook_url } => (webhook_url.clone(), None, payload.clone()),
+            Destination::Bot { bot_token, channel } => {
+                let mut body = payload.clone();
+                body["channel"] = json!(channel);
+                (
+                    format!("{}/chat.postMessage", self.api_base.trim_end_matches('/')),
+                    Some(format!("Bearer {bot_token}")),
+                    body,
+                )
+            }
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| Error::Config(format!("cannot serialise a post: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json; charset=utf-8")];
+            if let Some(auth) = &headers {
+                h.push(("authorization", auth));
+            }
+            let resp = self.http.send("slack", "POST", &url, &h, bytes.clone()).await?;
+            match resp.status {
+                200 => {
+                    if matches!(self.destination, Destination::Bot { .. }) {
+                        // chat.postMessage answers 200 with {"ok": false, "error": ...} on failure.
+                        let v: Value = serde_json::from_str(&resp.body).map_err(|_| Error::Http {
+                            service: "slack",
+                            message: "chat.postMessage answered something that is not JSON".into(),
+                        })?;
+                        if v.get("ok") != Some(&Value::Bool(true)) {
+                            let err = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+                            return Err(if err == "ratelimited" || err == "internal_error" {
+                                Error::Http {
+                                    service: "slack",
+                                    message: format!("chat.postMessage: {err}"),
+                                }
+                            } else {
+                                Error::Refused {
+                                    service: "slack",
+                                    message: format!("chat.postMessage: {err}"),
+                                }
+                            });
+                        }
+                    }
+                    return Ok(());
+                }
+                429 => {
+                    let wait = resp
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(1);
+                    if attempt >= self.attempts || Duration::from_secs(wait) > self.max_wait {
+                        return Err(Error::Http {
+                            service: "slack",
+                            message: format!("rate limited (Retry-After {wait} s) after {attempt} attempt(s)"),
+                        });
+                    }
+                    tracing::warn!(wait_seconds = wait, attempt, "Slack asked to wait");
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+                s if s >= 500 => {
+                    return Err(Error::Http {
+                        service: "slack",
+                        message: format!("HTTP {s}: {}", resp.body.chars().take(200).collect::<String>()),
+                    })
+                }
+                s => {
+                    return Err(Error::Refused {
+                        service: "slack",
+                        message: format!("HTTP {s}: {}", resp.body.chars().take(200).collect::<String>()),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Counts and dollars of one rule in a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, Deserialize)]
+pub struct RuleTotals {
+    pub count: usize,
+    pub usd: f64,
+}
+
+/// One line of a digest.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct DigestItem {
+    pub finding_id: String,
+    pub rule: String,
+    pub resource_id: String,
+    pub action: String,
+    pub owner: String,
+    pub usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_url: Option<String>,
+}
+
+/// Totals per rule of a set of findings.
+pub fn totals(findings: &[&Finding]) -> BTreeMap<String, RuleTotals> {
+    let mut out: BTreeMap<String, RuleTotals> = BTreeMap::new();
+    for f in findings {
+        let t = out.entry(f.rule.clone()).or_default();
+        t.count += 1;
+        t.usd += f.estimated_monthly_savings_usd.unwrap_or(0.0);
+    }
+    for t in out.values_mut() {
+        t.usd = crate::model::round_cents(t.usd);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"8f742231b10e8888abcd99yyyzzz85a5";
+
+    #[test]
+    fn a_genuine_signature_verifies_and_anything_else_is_refused() {
+        let now: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let ts = now.timestamp();
+        let body = b"payload=%7B%22type%22%3A%22block_actions%22%7D";
+        let sig = sign(SECRET, ts, body);
+        let t = ts.to_string();
+        assert_eq!(verify_signature(SECRET, Some(&t), Some(&sig), body, now), Ok(()));
+        assert_eq!(
+            verify_signature(b"another-secret", Some(&t), Some(&sig), body, now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(SECRET, Some(&t), Some(&sig), b"payload=changed", now),
+            Err(SignatureError::Mismatch)
+        );
+        let late = now + chrono::Duration::seconds(MAX_SIGNATURE_AGE_SECONDS + 1);
+        assert_eq!(
+            verify_signature(SECRET, Some(&t), Some(&sig), body, late),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify_signature(SECRET, None, Some(&sig), body, now),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_signature(SECRET, Some(&t), Some("v0=zz"), body, now),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn slack_s_documented_example_verifies() {
+        // The example from Slack's "Verifying requests from Slack" page.
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let now = DateTime::from_timestamp(1_531_420_618, 0).unwrap();
+        assert_eq!(
+            verify_signature(
+                SECRET,
+                Some("1531420618"),
+                Some("v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"),
+                body,
+                now
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn dollars_read_like_dollars() {
+        assert_eq!(thousands(1234567.891), "1,234,567.89");
+        assert_eq!(thousands(0.0), "0.00");
+        assert_eq!(thousands(60.74), "60.74");
+        assert_eq!(usd(None), "unknown");
+    }
+}

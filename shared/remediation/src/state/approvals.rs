@@ -1,0 +1,581 @@
+//! The DynamoDB side of [`ApprovalStore`]: each transition one conditional write plus its audit
+//! item, in one transaction.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use chrono::{DateTime, Utc};
+
+use super::dynamo::{s, TransactOutcome, TTL_ATTRIBUTE};
+use super::{ApprovalStore, AuditEntry, DynamoState, EmergencyStop, Refusal, StoredAction, StoredApproval, Vote};
+use crate::error::{Error, Result};
+use crate::model::Finding;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn approval_pk(request_id: &str) -> String {
+    format!("APPROVAL#{request_id}")
+}
+
+fn action_pk(action_id: &str) -> String {
+    format!("ACTION#{action_id}")
+}
+
+fn text<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => Some(v),
+        _ => None,
+    }
+}
+
+fn number(item: &Item, key: &str) -> Option<i64> {
+    match item.get(key) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string_set(item: &Item, key: &str) -> Vec<String> {
+    match item.get(key) {
+        Some(AttributeValue::Ss(v)) => {
+            let mut v = v.clone();
+            v.sort();
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(item: &Item, key: &str, what: &str) -> Result<T> {
+    let raw =
+        text(item, key).ok_or_else(|| Error::unexpected("dynamodb", "GetItem", format!("{what} has no {key}")))?;
+    serde_json::from_str(raw)
+        .map_err(|e| Error::unexpected("dynamodb", "GetItem", format!("{what} has an unreadable {key}: {e}")))
+}
+
+fn stored_approval(item: &Item) -> Result<StoredApproval> {
+    let request_id = text(item, "pk")
+        .and_then(|pk| pk.strip_prefix("APPROVAL#"))
+        .unwrap_or_default()
+        .to_string();
+    let what = format!("approval {request_id}");
+    let finding: Finding = parse_json(item, "finding", &what)?;
+    let expires_at = number(item, TTL_ATTRIBUTE)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .ok_or_else(|| Error::unexpected("dynamodb", "GetItem", format!("{what} has no expiry")))?;
+    Ok(StoredApproval {
+        status: text(item, "status").unwrap_or("unknown").to_string(),
+        finding,
+        expires_at,
+        required_approvals: number(item, "required_approvals")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1)
+            .max(1),
+        approvers: string_set(item, "approvers"),
+        decided_by: text(item, "decided_by").map(str::to_string),
+        decided_via: text(item, "decided_via").map(str::to_string),
+        action_id: text(item, "action_id").map(str::to_string),
+        detail: text(item, "detail").map(str::to_string),
+        request_id,
+    })
+}
+
+fn stored_action(item: &Item) -> Result<StoredAction> {
+    let action_id = text(item, "pk")
+        .and_then(|pk| pk.strip_prefix("ACTION#"))
+        .unwrap_or_default()
+        .to_string();
+    let what = format!("action {action_id}");
+    Ok(StoredAction {
+        status: text(item, "status").unwrap_or("unknown").to_string(),
+        finding: parse_json(item, "finding", &what)?,
+        rollback: parse_json(item, "rollback", &what)?,
+        request_id: text(item, "request_id").map(str::to_string),
+        decided_by: text(item, "decided_by").unwrap_or("unknown").to_string(),
+        action_id,
+    })
+}
+
+impl DynamoState {
+    fn update(&self, pk: String, sk: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+    }
+
+    /// Runs a transition; a failed condition is `Ok(false)`.
+    async fn transition(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(TransactOutcome::ConditionFailed) => Ok(false),
+            Err(TransactOutcome::Failed(e)) => Err(e),
+        }
+    }
+
+    /// Why a transition on a pending request failed.
+    async fn refusal(&self, request_id: &str, approver: Option<&str>, now: DateTime<Utc>) -> Result<Refusal> {
+        Ok(match self.approval(request_id).await? {
+            None => Refusal::Unknown,
+            Some(a) if a.status != "pending" => Refusal::NotPending(a.status),
+            Some(a) if a.expires_at <= now => Refusal::Expired,
+            Some(a) if approver.is_some_and(|who| a.approvers.iter().any(|x| x == who)) => Refusal::SameApprover,
+            // The item changed between the write and this read: report what it is now.
+            Some(a) => Refusal::NotPending(a.status),
+        })
+    }
+}
+
+fn built(u: aws_sdk_dynamodb::types::builders::UpdateBuilder) -> Result<TransactWriteItem> {
+    let update = u
+        .build()
+        .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+#[async_trait]
+impl ApprovalStore for DynamoState {
+    async fn approval(&self, request_id: &str) -> Result<Option<StoredApproval>> {
+        match self.get(&approval_pk(request_id), "REQUEST").await? {
+            Some(item) => Ok(Some(stored_approval(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn vote(
+        &self,
+        request_id: &str,
+        approver: &str,
+        via: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Vote, Refusal>> {
+        let Some(current) = self.approval(request_id).await? else {
+            return Ok(Err(Refusal::Unknown));
+        };
+        let add = built(
+            self.update(approval_pk(request_id), "REQUEST")
+                .update_expression("ADD approvers :who")
+                .condition_expression(
+                    "#st = :pending AND #exp > :now AND (attribute_not_exists(approvers) OR NOT contains(approvers, :one))",
+                )
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":now", super::dynamo::n(now.timestamp()))
+                .expression_attribute_values(":who", AttributeValue::Ss(vec![approver.to_string()]))
+                .expression_attribute_values(":one", s(approver)),
+        )?;
+        let audit = self.audit(
+            &current.finding.id,
+            now,
+            "approval-vote",
+            &format!("{request_id}:{approver}"),
+            &format!("approved by {approver} via {via}"),
+        )?;
+        if !self.transition(vec![add, audit]).await? {
+            return Ok(Err(self.refusal(request_id, Some(approver), now).await?));
+        }
+        let after = self
+            .approval(request_id)
+            .await?
+            .ok_or_else(|| Error::unexpected("dynamodb", "GetItem", format!("approval {request_id} vanished")))?;
+        let have = u32::try_from(after.approvers.len()).unwrap_or(u32::MAX);
+        if have < after.required_approvals {
+            return Ok(Ok(Vote::NeedMore {
+                have,
+                need: after.required_approvals,
+            }));
+        }
+        let decided_by = after.approvers.join(", ");
+        let approve = built(
+            self.update(approval_pk(request_id), "REQUEST")
+                .update_expression("SET #st = :approved, decided_by = :by, decided_via = :via, decided_at = :at")
+                .condition_expression("#st = :pending AND size(approvers) >= :need")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":approved", s("approved"))
+                .expression_attribute_values(":by", s(&decided_by))
+                .expression_attribute_values(":via", s(via))
+                .expression_attribute_values(":at", s(now.to_rfc3339()))
+                .expression_attribute_values(":need", super::dynamo::n(i64::from(after.required_approvals))),
+        )?;
+        let audit = self.audit(
+            &current.finding.id,
+            now,
+            "approved",
+            request_id,
+            &format!("approved by {decided_by} via {via}"),
+        )?;
+        if self.transition(vec![approve, audit]).await? {
+            Ok(Ok(Vote::Approved {
+                approvers: after.approvers,
+            }))
+        } else {
+            // Another vote completed it first: that one executes.
+            Ok(Err(self.refusal(request_id, Some(approver), now).await?))
+        }
+    }
+
+    async fn reject(
+        &self,
+        request_id: &str,
+        approver: &str,
+        via: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<(), Refusal>> {
+        let Some(current) = self.approval(request_id).await? else {
+            return Ok(Err(Refusal::Unknown));
+        };
+        let reject = built(
+            self.update(approval_pk(request_id), "REQUEST")
+                .update_expression("SET #st = :rejected, decided_by = :by, decided_via = :via, decided_at = :at")
+                .condition_expression("#st = :pending AND #exp > :now")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":rejected", s("rejected"))
+                .expression_attribute_values(":by", s(approver))
+                .expression_attribute_values(":via", s(via))
+                .expression_attribute_values(":at", s(now.to_rfc3339()))
+                .expression_attribute_values(":now", super::dynamo::n(now.timestamp())),
+        )?;
+        let audit = self.audit(
+            &current.finding.id,
+            now,
+            "rejected",
+            request_id,
+            &format!("rejected by {approver} via {via}"),
+        )?;
+        if self.transition(vec![reject, audit]).await? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(self.refusal(request_id, None, now).await?))
+        }
+    }
+
+    async fn begin_execution(&self, request_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let Some(current) = self.approval(request_id).await? else {
+            return Ok(false);
+        };
+        let take = built(
+            self.update(approval_pk(request_id), "REQUEST")
+                .update_expression("SET #st = :executing, executing_at = :at")
+                .condition_expression("#st = :approved")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":approved", s("approved"))
+                .expression_attribute_values(":executing", s("executing"))
+                .expression_attribute_values(":at", s(now.to_rfc3339())),
+        )?;
+        let audit = self.audit(&current.finding.id, now, "executing", request_id, "re-check and act")?;
+        self.transition(vec![take, audit]).await
+    }
+
+    async fn finish_execution(
+        &self,
+        request_id: &str,
+        finding_id: &str,
+        executed: bool,
+        action_id: Option<&str>,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let status = if executed { "executed" } else { "failed" };
+        let mut u = self
+            .update(approval_pk(request_id), "REQUEST")
+            .update_expression("SET #st = :st, detail = :d, finished_at = :at, action_id = :a")
+            .condition_expression("#st = :executing")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":executing", s("executing"))
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":d", s(detail))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .expression_attribute_values(":a", s(action_id.unwrap_or("-")));
+        u = u.expression_attribute_names("#st", "status");
+        let audit = self.audit(finding_id, now, status, request_id, detail)?;
+        if self.transition(vec![built(u)?, audit]).await? {
+            Ok(())
+        } else {
+            Err(Error::Precondition {
+                resource: request_id.to_string(),
+                message: "the request is not executing".into(),
+            })
+        }
+    }
+
+    async fn expire_pending(&self, now: DateTime<Utc>) -> Result<Vec<StoredApproval>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("kind = :approval AND #st = :pending AND #exp <= :now")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_values(":approval", s("approval"))
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":now", super::dynamo::n(now.timestamp()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut stale = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Scan", e))?;
+            match stored_approval(&item) {
+                Ok(a) => stale.push(a),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval item"),
+            }
+        }
+        let mut expired = Vec::new();
+        for a in stale {
+            let expire = built(
+                self.update(approval_pk(&a.request_id), "REQUEST")
+                    .update_expression("SET #st = :expired, decided_by = :by, decided_at = :at")
+                    .condition_expression("#st = :pending AND #exp <= :now")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":pending", s("pending"))
+                    .expression_attribute_values(":expired", s("expired"))
+                    .expression_attribute_values(":by", s("expiry"))
+                    .expression_attribute_values(":at", s(now.to_rfc3339()))
+                    .expression_attribute_values(":now", super::dynamo::n(now.timestamp())),
+            )?;
+            let audit = self.audit(
+                &a.finding.id,
+                now,
+                "expired",
+                &a.request_id,
+                &format!("no decision by {}: nothing done", a.expires_at.to_rfc3339()),
+            )?;
+            if self.transition(vec![expire, audit]).await? {
+                expired.push(StoredApproval {
+                    status: "expired".into(),
+                    ..a
+                });
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn action(&self, action_id: &str) -> Result<Option<StoredAction>> {
+        match self.get(&action_pk(action_id), "RECORD").await? {
+            Some(item) => Ok(Some(stored_action(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn begin_rollback(
+        &self,
+        action_id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<StoredAction, Refusal>> {
+        let Some(action) = self.action(action_id).await? else {
+            return Ok(Err(Refusal::Unknown));
+        };
+        let take = built(
+            self.update(action_pk(action_id), "RECORD")
+                .update_expression("SET #st = :rolling, rollback_by = :by, rollback_at = :at")
+                .condition_expression("#st = :executed")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":executed", s("executed"))
+                .expression_attribute_values(":rolling", s("rolling-back"))
+                .expression_attribute_values(":by", s(by))
+                .expression_attribute_values(":at", s(now.to_rfc3339())),
+        )?;
+        let audit = self.audit(
+            &action.finding.id,
+            now,
+            "rollback-started",
+            action_id,
+            &format!("rollback approved by {by}"),
+        )?;
+        if self.transition(vec![take, audit]).await? {
+            Ok(Ok(action))
+        } else {
+            let now_status = self
+                .action(action_id)
+                .await?
+                .map(|a| a.status)
+                .unwrap_or_else(|| "gone".into());
+            Ok(Err(Refusal::NotExecuted(now_status)))
+        }
+    }
+
+    async fn finish_rollback(
+        &self,
+        action: &StoredAction,
+        ok: bool,
+        by: &str,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let status = if ok { "rolled-back" } else { "executed" };
+        let mut items = vec![
+            built(
+                self.update(action_pk(&action.action_id), "RECORD")
+                    .update_expression("SET #st = :st, rollback_detail = :d")
+                    .condition_expression("#st = :rolling")
+                    .expression_attribute_names("#st", "status")
+                    .expression_attribute_values(":rolling", s("rolling-back"))
+                    .expression_attribute_values(":st", s(status))
+                    .expression_attribute_values(":d", s(detail)),
+            )?,
+            self.audit(
+                &action.finding.id,
+                now,
+                if ok { "rolled-back" } else { "rollback-failed" },
+                &action.action_id,
+                &format!("{detail} (by {by})"),
+            )?,
+        ];
+        if ok {
+            items.push(self.ledger_realise(&action.finding, 0.0, "rolled-back", now)?);
+            if let Some(rid) = &action.request_id {
+                items.push(built(
+                    self.update(approval_pk(rid), "REQUEST")
+                        .update_expression("SET #st = :rb")
+                        .condition_expression("#st = :executed")
+                        .expression_attribute_names("#st", "status")
+                        .expression_attribute_values(":executed", s("executed"))
+                        .expression_attribute_values(":rb", s("rolled-back")),
+                )?);
+            }
+        }
+        if self.transition(items).await? {
+            Ok(())
+        } else {
+            Err(Error::Precondition {
+                resource: action.finding.resource.id.clone(),
+                message: format!("action {} is not rolling back", action.action_id),
+            })
+        }
+    }
+
+    async fn emergency_stop(&self) -> Result<Option<EmergencyStop>> {
+        Ok(self.get("CONTROL", "EMERGENCY_STOP").await?.map(|item| EmergencyStop {
+            on: matches!(item.get("on"), Some(AttributeValue::Bool(true))),
+            by: text(&item, "by").unwrap_or("unknown").to_string(),
+            at: text(&item, "at").unwrap_or_default().to_string(),
+            reason: text(&item, "reason").unwrap_or_default().to_string(),
+        }))
+    }
+
+    async fn set_emergency_stop(&self, on: bool, by: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        let put = self.put(
+            HashMap::from([
+                ("pk".to_string(), s("CONTROL")),
+                ("sk".to_string(), s("EMERGENCY_STOP")),
+                ("kind".to_string(), s("control")),
+                ("on".to_string(), AttributeValue::Bool(on)),
+                ("by".to_string(), s(by)),
+                ("at".to_string(), s(now.to_rfc3339())),
+                ("reason".to_string(), s(reason)),
+            ]),
+            None,
+        )?;
+        let audit = self.audit(
+            "CONTROL",
+            now,
+            if on { "emergency-stop-on" } else { "emergency-stop-off" },
+            by,
+            reason,
+        )?;
+        match self.transact(vec![put, audit]).await {
+            Ok(()) => Ok(()),
+            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
+                resource: "CONTROL".into(),
+                message: "the switch was set twice in the same instant".into(),
+            }),
+        }
+    }
+
+    async fn claim_post(&self, key: &str, now: DateTime<Utc>) -> Result<bool> {
+        let stale = now - chrono::Duration::minutes(5);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("POST#{key}")))
+            .item("sk", s("SLACK"))
+            .item("kind", s("post"))
+            .item("status", s("posting"))
+            .item("claimed_at", s(now.to_rfc3339()))
+            .item(
+                TTL_ATTRIBUTE,
+                super::dynamo::n((now + chrono::Duration::days(30)).timestamp()),
+            )
+            .condition_expression("attribute_not_exists(pk) OR (#st = :posting AND claimed_at < :stale)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":posting", s("posting"))
+            .expression_attribute_values(":stale", s(stale.to_rfc3339()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn mark_posted(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("POST#{key}")))
+            .key("sk", s("SLACK"))
+            .update_expression("SET #st = :posted, posted_at = :at")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":posted", s("posted"))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn release_post(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("POST#{key}")))
+            .key("sk", s("SLACK"))
+            .condition_expression("#st = :posting")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":posting", s("posting"))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("AUDIT#{finding_id}")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            out.push(AuditEntry {
+                at: text(&item, "at").unwrap_or_default().to_string(),
+                event: text(&item, "event").unwrap_or_default().to_string(),
+                ref_id: text(&item, "ref_id").unwrap_or_default().to_string(),
+                detail: text(&item, "detail").unwrap_or_default().to_string(),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,246 @@
+//! The human-in-the-loop harness: moto (table, topic with a queue, secret), a Slack stand-in,
+//! slack-notify, and the approval function served over HTTP as its Function URL would be.
+//! Tests, the browser test and the demo drive the same loop through it.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use remediation::config::Deps;
+use remediation::http::HttpClient;
+use remediation::policy::Policy;
+use remediation::secrets::Secrets;
+use remediation::state::DynamoState;
+use serde_json::Value;
+
+use crate::httpserver::{from_function_url_response, function_url_event, Response, Server, SlackStandIn};
+use crate::{seed, Moto};
+
+pub const TABLE: &str = "finops-state";
+pub const SECRET_ID: &str = "finops/autopilot";
+pub const LINK_KEY: &str = "k3y-for-signing-approval-links-0123456789";
+pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// Everything of one loop.
+pub struct Loop {
+    pub moto: Moto,
+    pub sqs: aws_sdk_sqs::Client,
+    pub topic: String,
+    pub queue: String,
+    pub slack: SlackStandIn,
+    pub slack_server: Server,
+    pub approval_server: Server,
+    pub approval: Arc<OnceLock<approval::handler::App>>,
+    pub notify: slack_notify::handler::App,
+    pub http: HttpClient,
+    /// The clock the approval function is served with (tests move it for expiry).
+    pub clock: Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
+}
+
+/// The secret as an operator stores it in Secrets Manager.
+pub fn secret_json(webhook: &str) -> String {
+    serde_json::json!({
+        "link_signing_key": LINK_KEY,
+        "slack_webhook_url": webhook,
+        "slack_signing_secret": SIGNING_SECRET,
+    })
+    .to_string()
+}
+
+impl Loop {
+    /// Starts moto and the servers; `policy` is what every function of the loop obeys.
+    pub async fn start(policy: Policy) -> Loop {
+        let moto = Moto::start().expect("moto");
+        let c = moto.clients().await;
+        seed::create_table(&c.dynamodb, TABLE).await;
+        let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+        let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+        let (slack, slack_server) = SlackStandIn::start().await;
+        let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+        sm.create_secret()
+            .name(SECRET_ID)
+            .secret_string(secret_json(&format!("{}/services/T000/B000/XXXX", slack_server.url())))
+            .send()
+            .await
+            .expect("CreateSecret");
+        let secrets = Secrets::load(&sm, SECRET_ID).await.expect("the secret reads back");
+
+        let cell: Arc<OnceLock<approval::handler::App>> = Arc::new(OnceLock::new());
+        let clock: Arc<std::sync::Mutex<Option<DateTime<Utc>>>> = Arc::default();
+        let (served, served_clock) = (cell.clone(), clock.clone());
+        let approval_server = Server::start(Arc::new(move |req| {
+            let served = served.clone();
+            let served_clock = served_clock.clone();
+            Box::pin(async move {
+                let Some(app) = served.get() else {
+                    return Response::new(503, "text/plain", "starting");
+                };
+                let now = served_clock.lock().expect("clock").unwrap_or_else(Utc::now);
+                match approval::handler::handle(function_url_event(&req), app, now).await {
+                    Ok(v) => from_function_url_response(&v),
+                    Err(e) => Response::new(500, "text/plain", e.to_string()),
+                }
+            })
+        }))
+        .await;
+        let deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
+        let app = approval::handler::App::new(deps).expect("approval app");
+        let _ = cell.set(app);
+        let notify_deps = Self::deps_with(&moto, policy, &topic, &approval_server.url(), secrets).await;
+        let notify = slack_notify::handler::App::new(notify_deps).expect("slack-notify app");
+        Loop {
+            sqs,
+            topic,
+            queue,
+            slack,
+            slack_server,
+            approval_server,
+            approval: cell,
+            notify,
+            http: HttpClient::new(Duration::from_secs(60)).expect("http client"),
+            clock,
+            moto,
+        }
+    }
+
+    async fn deps_with(moto: &Moto, policy: Policy, topic: &str, approval_url: &str, secrets: Secrets) -> Deps {
+        let clients = moto.clients().await;
+        let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), approval_url).ok();
+        Deps {
+            state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
+            publisher: Some(remediation::notify::SnsPublisher::new(clients.sns.clone(), topic)),
+            links,
+            metrics_concurrency: 4,
+            config_test_mode: true,
+            clients,
+            policy,
+            policy_source: "test".into(),
+            secrets,
+        }
+    }
+
+    /// A detector's dependencies in this loop (links point at the approval server).
+    pub async fn detector_deps(&self, policy: Policy) -> Deps {
+        let secrets = Secrets::parse(SECRET_ID, &secret_json("unused")).expect("secret");
+        Self::deps_with(&self.moto, policy, &self.topic, &self.approval_server.url(), secrets).await
+    }
+
+    /// The approval function's state.
+    pub fn state(&self) -> &DynamoState {
+        self.approval
+            .get()
+            .and_then(|a| a.deps.state.as_ref())
+            .expect("the approval app has a table")
+    }
+
+    /// The approval function (its handler takes events directly).
+    pub fn approval_app(&self) -> &approval::handler::App {
+        self.approval.get().expect("approval app")
+    }
+
+    /// Every SNS envelope published since the last drain.
+    pub async fn drain(&self) -> Vec<Value> {
+        seed::drain_queue(&self.sqs, &self.queue).await
+    }
+
+    /// The message bodies of `envelopes` whose `type` is `kind`.
+    pub fn of_type(envelopes: &[Value], kind: &str) -> Vec<Value> {
+        envelopes
+            .iter()
+            .filter_map(|e| e.get("Message").and_then(Value::as_str))
+            .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+            .filter(|m| m["type"] == kind)
+            .collect()
+    }
+
+    /// An SNS Lambda event carrying one envelope, as Lambda delivers it.
+    pub fn sns_event(envelope: &Value) -> Value {
+        serde_json::json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0",
+            "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:finops:sub", "Sns": envelope}]})
+    }
+
+    /// Hands each envelope to slack-notify, as its SNS subscription would.
+    pub async fn notify_slack(&self, envelopes: &[Value]) -> Vec<Result<Value, remediation::Error>> {
+        let mut out = Vec::new();
+        for e in envelopes {
+            out.push(slack_notify::handler::handle(Self::sns_event(e), &self.notify, Utc::now()).await);
+        }
+        out
+    }
+
+    /// Hands each envelope to the approval function, as its SNS subscription would.
+    pub async fn deliver_to_approval(&self, envelopes: &[Value]) -> Vec<Result<Value, remediation::Error>> {
+        let mut out = Vec::new();
+        for e in envelopes {
+            out.push(approval::handler::handle(Self::sns_event(e), self.approval_app(), Utc::now()).await);
+        }
+        out
+    }
+
+    /// GET a URL: status and body.
+    pub async fn get(&self, url: &str) -> (u16, String) {
+        let r = self.http.send("test", "GET", url, &[], vec![]).await.expect("GET");
+        (r.status, r.body)
+    }
+
+    /// POST a form to the approval server: status and body.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+        let r = self
+            .http
+            .send(
+                "test",
+                "POST",
+                &format!("{}{path}", self.approval_server.url()),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body.join("&").into_bytes(),
+            )
+            .await
+            .expect("POST");
+        (r.status, r.body)
+    }
+
+    /// POST raw bytes with headers to the approval server.
+    pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        let r = self
+            .http
+            .send(
+                "test",
+                "POST",
+                &format!("{}{path}", self.approval_server.url()),
+                headers,
+                body.as_bytes().to_vec(),
+            )
+            .await
+            .expect("POST");
+        (r.status, r.body)
+    }
+}
+
+/// Percent-encodes a form component.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The token in a link.
+pub fn token_of(url: &str) -> String {
+    url.split_once("token=").map(|(_, t)| t.to_string()).unwrap_or_default()
+}
+
+/// The URLs of a rendered Slack message's buttons, by button text.
+pub fn button_urls(post: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for block in post["blocks"].as_array().into_iter().flatten() {
+        for el in block["elements"].as_array().into_iter().flatten() {
+            if let (Some(t), Some(u)) = (el.pointer("/text/text").and_then(Value::as_str), el["url"].as_str()) {
+                out.push((t.to_string(), u.to_string()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,267 @@
+//! A minimal HTTP/1.1 server on a free loopback port, for the services that have no emulator:
+//! a Slack stand-in that records every request and answers from a script, and the approval
+//! function served as its Function URL would be (each request becomes the Lambda event).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// A request as received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub received: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map(|(_, q)| q).unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<String>) -> Self {
+        Response {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
+
+/// A running server; stops when dropped.
+pub struct Server {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serves `handler` on a free loopback port.
+    pub async fn start(handler: Handler) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let _ = serve_one(stream, handler).await;
+                });
+            }
+        });
+        Server { port, task }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+async fn serve_one(stream: tokio::net::TcpStream, handler: Handler) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return Ok(());
+        };
+        let (method, target) = (method.to_string(), target.to_string());
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).await?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).await?;
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        let req = Request {
+            method,
+            target,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            received: Instant::now(),
+        };
+        let resp = handler(req).await;
+        let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
+        for (k, v) in &resp.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n", resp.body.len()));
+        let stream = reader.get_mut();
+        stream.write_all(out.as_bytes()).await?;
+        stream.write_all(resp.body.as_bytes()).await?;
+        stream.flush().await?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+/// A Slack stand-in: records requests; answers each from the script (then 200 `ok`, or for the
+/// Web API `{"ok": true}`).
+#[derive(Clone, Default)]
+pub struct SlackStandIn {
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    pub script: Arc<Mutex<VecDeque<Response>>>,
+}
+
+impl SlackStandIn {
+    /// Starts it; webhook URL is `<url>/services/T000/B000/XXXX`, Web API base `<url>/api`.
+    pub async fn start() -> (SlackStandIn, Server) {
+        let me = SlackStandIn::default();
+        let state = me.clone();
+        let server = Server::start(Arc::new(move |req: Request| {
+            let state = state.clone();
+            Box::pin(async move {
+                let api = req.path().starts_with("/api/");
+                state.requests.lock().expect("lock").push(req);
+                let scripted = state.script.lock().expect("lock").pop_front();
+                scripted.unwrap_or_else(|| {
+                    if api {
+                        Response::new(
+                            200,
+                            "application/json",
+                            r#"{"ok":true,"channel":"C0FINOPS","ts":"1700000000.000100"}"#,
+                        )
+                    } else {
+                        Response::new(200, "text/plain", "ok")
+                    }
+                })
+            })
+        }))
+        .await;
+        (me, server)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn answer_next(&self, r: Response) {
+        self.script.lock().expect("lock").push_back(r);
+    }
+}
+
+/// Turns an HTTP request into a Lambda Function URL event (payload format 2.0).
+pub fn function_url_event(req: &Request) -> serde_json::Value {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": req.path(),
+        "rawQueryString": req.query(),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "http": {"method": req.method, "path": req.path(), "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": req.header("user-agent").unwrap_or("")},
+            "requestId": "local",
+            "stage": "$default",
+            "time": "26/Nov/2026:08:00:00 +0000",
+            "timeEpoch": 0
+        },
+        "body": req.body,
+        "isBase64Encoded": false
+    })
+}
+
+/// Turns a Function URL response back into HTTP.
+pub fn from_function_url_response(v: &serde_json::Value) -> Response {
+    let status = v.get("statusCode").and_then(|s| s.as_u64()).unwrap_or(500) as u16;
+    let headers = v
+        .get("headers")
+        .and_then(|h| h.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Response {
+        status,
+        headers,
+        body: v.get("body").and_then(|b| b.as_str()).unwrap_or("").to_string(),
+    }
+}

@@ -1,0 +1,591 @@
+//! The human in the loop, end to end: idle-ec2 in approve mode → DynamoDB + SNS → slack-notify
+//! → the link in the rendered message → GET (no change) → POST → the instance stopped in moto →
+//! audit and ledger → action-result → Roll back. Then everything that must change nothing.
+
+use chrono::{Duration, Utc};
+use finops_tests::approvals::{button_urls, token_of, Loop, SIGNING_SECRET, TABLE};
+use finops_tests::httpserver::Response;
+use finops_tests::seed::{self, Usage};
+use remediation::approval::{Decision, LinkSigner};
+use remediation::model::OutcomeKind;
+use remediation::policy::{Mode, Policy};
+use remediation::state::ApprovalStore;
+use serde_json::Value;
+
+fn approve_policy() -> Policy {
+    Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    }
+}
+
+fn scheduled() -> Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+/// One idle instance (14 quiet days), with `tags`.
+async fn idle_instance(lp: &Loop, tags: &[(&str, &str)]) -> String {
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", tags).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    id
+}
+
+async fn state_of(lp: &Loop, id: &str) -> String {
+    seed::state_of(&lp.moto.clients().await.ec2, id).await
+}
+
+/// Runs idle-ec2 in approve mode, renders what it published through slack-notify, and returns
+/// the request id and the Approve and Reject links of the posted message.
+async fn request_approval(lp: &Loop) -> (String, String, String) {
+    let deps = lp.detector_deps(approve_policy()).await;
+    let report = idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(report.outcomes.len(), 1, "{report:#?}");
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval);
+    let published = lp.drain().await;
+    let requests = Loop::of_type(&published, "approval-request");
+    assert_eq!(requests.len(), 1, "{published:#?}");
+    let before = lp.slack.requests().len();
+    for r in lp.notify_slack(&published).await {
+        r.unwrap();
+    }
+    let posts = lp.slack.requests();
+    assert_eq!(posts.len(), before + 1, "one post per approval request");
+    let urls = button_urls(&posts[before].json());
+    let link = |name: &str| {
+        urls.iter()
+            .find(|(t, _)| t == name)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| panic!("no {name} button in {urls:?}"))
+    };
+    (
+        requests[0]["request_id"].as_str().unwrap().to_string(),
+        link("Approve"),
+        link("Reject"),
+    )
+}
+
+async fn approval_status(lp: &Loop, request_id: &str) -> String {
+    lp.state().approval(request_id).await.unwrap().unwrap().status
+}
+
+#[tokio::test]
+async fn the_whole_loop_from_detection_to_rollback() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _reject) = request_approval(&lp).await;
+    assert!(approve.starts_with(&format!("{}/decide?token=", lp.approval_server.url())));
+
+    // The Slack post carries what a person needs to decide.
+    let post = lp.slack.requests()[0].json();
+    let text = post.to_string();
+    assert!(
+        text.contains(&id) && text.contains("ana") && text.contains("$60.74/month"),
+        "{text}"
+    );
+
+    // GET: a confirmation page; nothing changes (scanners prefetch links).
+    let (status, page) = lp.get(&approve).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<form method=\"post\" action=\"decide\"") && page.contains(&id));
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+    assert_eq!(state_of(&lp, &id).await, "running");
+
+    // POST: decided, re-checked, executed.
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Done: stop"), "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "executed");
+    assert_eq!(stored.approvers, vec!["email:ana@example.com".to_string()]);
+    let action_id = stored.action_id.clone().unwrap();
+
+    // Audit trail: every transition, in order.
+    let trail: Vec<String> = lp
+        .state()
+        .audit_trail(&stored.finding.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    for event in [
+        "approval-requested",
+        "approval-vote",
+        "approved",
+        "executing",
+        "action-executing",
+        "action-executed",
+        "executed",
+    ] {
+        assert!(trail.contains(&event.to_string()), "{event} missing from {trail:?}");
+    }
+    // Ledger: estimated at detection, realised at execution.
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    let ledger = items
+        .iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == stored.finding.id)
+        .expect("a ledger line");
+    assert_eq!(
+        (ledger["estimated_usd"].as_str(), ledger["realised_usd"].as_str()),
+        ("60.74", "60.74")
+    );
+    assert_eq!(ledger["owner"], "ana");
+
+    // The action result reaches Slack with a Roll back button.
+    let published = lp.drain().await;
+    let results = Loop::of_type(&published, "action-result");
+    assert_eq!(results.len(), 1, "{published:#?}");
+    assert_eq!(results[0]["decided_by"], "email:ana@example.com");
+    lp.notify_slack(&published).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let last = lp.slack.requests().last().unwrap().json();
+    let rollback = button_urls(&last)
+        .into_iter()
+        .find(|(t, _)| t == "Roll back")
+        .map(|(_, u)| u)
+        .expect("a Roll back button");
+
+    // Roll back is a decision of its own: GET shows it, POST does it.
+    let (status, page) = lp.get(&rollback).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&rollback)), ("approver", "bo@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    assert_eq!(approval_status(&lp, &request_id).await, "rolled-back");
+    assert_eq!(
+        lp.state().action(&action_id).await.unwrap().unwrap().status,
+        "rolled-back"
+    );
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    let ledger = items
+        .iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == stored.finding.id)
+        .unwrap();
+    assert_eq!(
+        (ledger["status"].as_str(), ledger["realised_usd"].as_str()),
+        ("rolled-back", "0.00")
+    );
+    // A second rollback finds nothing to do.
+    let (status, _) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&rollback)), ("approver", "bo@example.com")],
+        )
+        .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn bad_tokens_change_nothing() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, reject) = request_approval(&lp).await;
+    let token = token_of(&approve);
+    let post = |t: String| {
+        let lp = &lp;
+        async move {
+            lp.post_form("/decide", &[("token", &t), ("approver", "ana@example.com")])
+                .await
+        }
+    };
+
+    // Tampered: the claims say approve, the signature is another token's.
+    let (payload, _) = token.split_once('.').unwrap();
+    let (_, other_sig) = token_of(&reject)
+        .split_once('.')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    assert_eq!(post(format!("{payload}.{other_sig}")).await.0, 403);
+    // Signed with another key.
+    let forger = LinkSigner::new(vec![9u8; 32], lp.approval_server.url()).unwrap();
+    assert_eq!(
+        post(forger.token(&request_id, Decision::Approve, Utc::now() + Duration::hours(1)))
+            .await
+            .0,
+        403
+    );
+    // Expired.
+    let signer = LinkSigner::new(
+        finops_tests::approvals::LINK_KEY.as_bytes().to_vec(),
+        lp.approval_server.url(),
+    )
+    .unwrap();
+    assert_eq!(
+        post(signer.token(&request_id, Decision::Approve, Utc::now() - Duration::seconds(1)))
+            .await
+            .0,
+        410
+    );
+    // Unknown request, genuinely signed.
+    assert_eq!(
+        post(signer.token("no-such-request", Decision::Approve, Utc::now() + Duration::hours(1)))
+            .await
+            .0,
+        404
+    );
+    // Wrong decision for the id: a rollback token naming a request, not an action.
+    assert_eq!(
+        post(signer.token(&request_id, Decision::Rollback, Utc::now() + Duration::hours(1)))
+            .await
+            .0,
+        404
+    );
+    // Garbage.
+    assert_eq!(post("not-a-token".into()).await.0, 400);
+    // No approver.
+    assert_eq!(lp.post_form("/decide", &[("token", &token)]).await.0, 400);
+    // None of it changed anything.
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+    assert_eq!(state_of(&lp, &id).await, "running");
+
+    // Replayed: the first POST decides, the second is refused.
+    assert_eq!(post(token.clone()).await.0, 200);
+    assert_eq!(post(token.clone()).await.0, 409);
+    // And the Reject link of a decided request changes nothing either.
+    let (status, _) = post(token_of(&reject)).await;
+    assert_eq!(status, 409);
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+    let actions = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE)
+        .await
+        .into_iter()
+        .filter(|i| i["pk"].starts_with("ACTION#"))
+        .count();
+    assert_eq!(actions, 1);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_approvals_execute_once() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let token = token_of(&approve);
+    let clicks = (0..50).map(|i| {
+        let (lp, token) = (&lp, token.clone());
+        async move {
+            let who = format!("person{i}@example.com");
+            lp.post_form("/decide", &[("token", &token), ("approver", &who)])
+                .await
+                .0
+        }
+    });
+    let statuses = futures::future::join_all(clicks).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count(), 1);
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert_eq!(results.len(), 1);
+}
+
+#[tokio::test]
+async fn a_replayed_event_and_message_give_one_request_and_one_post() {
+    let lp = Loop::start(approve_policy()).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let deps = lp.detector_deps(approve_policy()).await;
+    for _ in 0..3 {
+        idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    }
+    let published = lp.drain().await;
+    let requests = Loop::of_type(&published, "approval-request");
+    assert_eq!(requests.len(), 1, "{published:#?}");
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("APPROVAL#")).count(), 1);
+    // SNS delivers the same message three times: one post.
+    let envelope = published
+        .iter()
+        .find(|e| e["Message"].as_str().is_some_and(|m| m.contains("approval-request")))
+        .unwrap();
+    for _ in 0..3 {
+        lp.notify_slack(std::slice::from_ref(envelope))
+            .await
+            .pop()
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(lp.slack.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn slack_answering_429_is_waited_for_and_the_message_delivered_once() {
+    let lp = Loop::start(approve_policy()).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let deps = lp.detector_deps(approve_policy()).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let published = lp.drain().await;
+    let mut limited = Response::new(429, "text/plain", "rate_limited");
+    limited.headers.push(("retry-after".into(), "1".into()));
+    lp.slack.answer_next(limited);
+    lp.notify_slack(&published).await.pop().unwrap().unwrap();
+    let reqs = lp.slack.requests();
+    assert_eq!(reqs.len(), 2, "one refused, one delivered");
+    assert_eq!(reqs[0].body, reqs[1].body, "the same message, sent again");
+    assert!(
+        reqs[1].received.duration_since(reqs[0].received) >= std::time::Duration::from_secs(1),
+        "waited as asked"
+    );
+    // Posted once: a replay is not sent again.
+    lp.notify_slack(&published).await.pop().unwrap().unwrap();
+    assert_eq!(lp.slack.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_post_fails_the_invocation_and_the_retry_posts() {
+    let lp = Loop::start(approve_policy()).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let deps = lp.detector_deps(approve_policy()).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let published = lp.drain().await;
+    lp.slack.answer_next(Response::new(500, "text/plain", "oops"));
+    let err = lp.notify_slack(&published).await.pop().unwrap().unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // Lambda's retry of the same event: delivered.
+    lp.notify_slack(&published).await.pop().unwrap().unwrap();
+    assert_eq!(lp.slack.requests().len(), 2);
+    assert_eq!(lp.slack.requests()[1].path(), "/services/T000/B000/XXXX");
+}
+
+fn slack_body(token: &str, user: &str) -> String {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "ana"},
+        "actions": [{"action_id": "finops_approve", "value": token}],
+        "response_url": "https://hooks.slack.com/actions/T/1/x"
+    });
+    format!("payload={}", finops_tests::approvals::enc(&payload.to_string()))
+}
+
+#[tokio::test]
+async fn slack_buttons_are_verified_then_executed_through_sns() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let body = slack_body(&token_of(&approve), "U0ANA");
+    let ts = Utc::now().timestamp();
+    let good = remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
+    let ts_s = ts.to_string();
+    let form = ("content-type", "application/x-www-form-urlencoded");
+
+    // Bad signature, stale timestamp, no headers: 401, nothing changes.
+    let bad = remediation::slack::sign(b"not-the-secret", ts, body.as_bytes());
+    assert_eq!(
+        lp.post_raw(
+            "/slack/actions",
+            &[form, ("x-slack-request-timestamp", &ts_s), ("x-slack-signature", &bad)],
+            &body
+        )
+        .await
+        .0,
+        401
+    );
+    let old = ts - 6 * 60;
+    let old_sig = remediation::slack::sign(SIGNING_SECRET.as_bytes(), old, body.as_bytes());
+    assert_eq!(
+        lp.post_raw(
+            "/slack/actions",
+            &[
+                form,
+                ("x-slack-request-timestamp", &old.to_string()),
+                ("x-slack-signature", &old_sig)
+            ],
+            &body
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(lp.post_raw("/slack/actions", &[form], &body).await.0, 401);
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+
+    // Genuine: approved at once (Slack's 3 s), executed when the approval-result arrives on SNS.
+    let (status, reply) = lp
+        .post_raw(
+            "/slack/actions",
+            &[form, ("x-slack-request-timestamp", &ts_s), ("x-slack-signature", &good)],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("Approved"), "{reply}");
+    assert_eq!(approval_status(&lp, &request_id).await, "approved");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let published = lp.drain().await;
+    assert_eq!(Loop::of_type(&published, "approval-result").len(), 1);
+    // SNS delivers it twice: one execution.
+    lp.deliver_to_approval(&published).await.pop().unwrap().unwrap();
+    lp.deliver_to_approval(&published).await.pop().unwrap().unwrap();
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status.as_str(), stored.decided_via.as_deref()),
+        ("executed", Some("slack"))
+    );
+    assert_eq!(Loop::of_type(&lp.drain().await, "action-result").len(), 1);
+}
+
+#[tokio::test]
+async fn the_approvers_list_and_two_approvers_for_prod() {
+    let mut policy = approve_policy();
+    policy.approvals.email_domains = vec!["example.com".into()];
+    let lp = Loop::start(policy.clone()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "Prod")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let token = token_of(&approve);
+    let post = |who: &'static str| {
+        let (lp, token) = (&lp, token.clone());
+        async move { lp.post_form("/decide", &[("token", &token), ("approver", who)]).await }
+    };
+    assert_eq!(post("mallory@elsewhere.org").await.0, 403);
+    let (status, page) = post("ana@example.com").await;
+    assert_eq!(status, 202, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    // The same person twice does not make two.
+    assert_eq!(post("ANA@example.com").await.0, 409);
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let (status, page) = post("bo@example.com").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.approvers,
+        vec!["email:ana@example.com".to_string(), "email:bo@example.com".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn rejection_and_expiry_are_recorded_and_published() {
+    let mut policy = approve_policy();
+    policy.approval_ttl_hours = 1;
+    let lp = Loop::start(policy.clone()).await;
+    let a = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let b = idle_instance(&lp, &[("Owner", "bo")]).await;
+    let deps = lp.detector_deps(policy).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let requests = Loop::of_type(&lp.drain().await, "approval-request");
+    assert_eq!(requests.len(), 2);
+    let of = |id: &str| {
+        requests
+            .iter()
+            .find(|r| r["finding"]["resource"]["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (ra, rb) = (of(&a), of(&b));
+    let reject = token_of(ra["reject_url"].as_str().unwrap());
+    let (status, _) = lp
+        .post_form("/decide", &[("token", &reject), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        approval_status(&lp, ra["request_id"].as_str().unwrap()).await,
+        "rejected"
+    );
+    let results = Loop::of_type(&lp.drain().await, "approval-result");
+    assert_eq!((results.len(), results[0]["status"].as_str()), (1, Some("rejected")));
+
+    // Two hours later the hourly sweep expires the other one.
+    let later = Utc::now() + Duration::hours(2);
+    let expired = approval::handler::handle(
+        serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap(),
+        lp.approval_app(),
+        later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(expired["expired"], 1);
+    assert_eq!(
+        approval_status(&lp, rb["request_id"].as_str().unwrap()).await,
+        "expired"
+    );
+    let results = Loop::of_type(&lp.drain().await, "approval-result");
+    assert_eq!((results.len(), results[0]["status"].as_str()), (1, Some("expired")));
+    assert_eq!(state_of(&lp, &a).await, "running");
+    assert_eq!(state_of(&lp, &b).await, "running");
+}
+
+#[tokio::test]
+async fn the_emergency_stop_turns_everything_into_dry_run() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    lp.state()
+        .set_emergency_stop(true, "ops@example.com", "incident 42", Utc::now())
+        .await
+        .unwrap();
+    // A click is refused while it is on; the request stays pending.
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 503, "{page}");
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+    // A detector in auto mode runs as dry-run and says why.
+    let auto = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let report = idle_ec2::handler::handle(scheduled(), &lp.detector_deps(auto.clone()).await, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(report.mode, Mode::DryRun);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("EMERGENCY STOP") && n.contains("incident 42")),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(state_of(&lp, &id).await, "running");
+    // Resumed: the same click goes through.
+    lp.state()
+        .set_emergency_stop(false, "ops@example.com", "resolved", Utc::now())
+        .await
+        .unwrap();
+    let (status, _) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+}
+
+#[tokio::test]
+async fn many_findings_make_one_digest_post() {
+    let lp = Loop::start(approve_policy()).await;
+    for i in 0..7 {
+        idle_instance(&lp, &[("Owner", if i % 2 == 0 { "ana" } else { "bo" })]).await;
+    }
+    let deps = lp.detector_deps(approve_policy()).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let published = lp.drain().await;
+    assert_eq!(Loop::of_type(&published, "approval-request").len(), 7);
+    assert_eq!(Loop::of_type(&published, "digest").len(), 1);
+    lp.notify_slack(&published).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let posts = lp.slack.requests();
+    assert_eq!(posts.len(), 1, "one digest, not seven posts");
+    let text = posts[0].json().to_string();
+    assert!(text.contains("7 findings") && text.contains("$425.18/month"), "{text}");
+    assert!(text.contains("idle-ec2: 7"), "{text}");
+}
