@@ -12,7 +12,10 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools demo test build watch invoke bench lint fmt clean
+.PHONY: help venv build-tools browser demo test build watch invoke bench lint fmt clean emergency-stop resume emergency-status
+
+TABLE  ?= finops-state
+REASON ?= operator request
 
 help:
 	@echo "make demo     local AWS (moto), a seeded demo account, every function invoked, findings in dollars"
@@ -22,6 +25,8 @@ help:
 	@echo "make build    arm64 release zips of every function (target/lambda/<fn>/bootstrap.zip)"
 	@echo "make bench    API calls, wall time and peak memory: idle scan at N=1,000 and 5,000, then every other scan"
 	@echo "make lint     rustfmt check and clippy -D warnings"
+	@echo "make emergency-stop TABLE=<state table> REASON='...': every function runs as dry-run, approvals execute nothing"
+	@echo "make resume TABLE=<state table>: back to the policy's modes (make emergency-status shows the switch)"
 
 # The Python venv: moto server and cargo-lambda, every package pinned.
 $(VENV)/.installed: tests/requirements.txt
@@ -42,7 +47,12 @@ demo: venv
 	cargo build --quiet -p finops-tests --bin demo
 	$(CARGO_TARGET_DIR)/debug/demo
 
-test: venv
+# Debian's Chromium and ChromeDriver for the browser test, installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: venv browser
 	cargo test --workspace --no-fail-fast
 
 invoke: venv
@@ -66,6 +76,15 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+emergency-stop: venv
+	$(PY) infra/emergency_stop.py on --table $(TABLE) --reason "$(REASON)"
+
+resume: venv
+	$(PY) infra/emergency_stop.py off --table $(TABLE) --reason "$(REASON)"
+
+emergency-status: venv
+	$(PY) infra/emergency_stop.py status --table $(TABLE)
 
 clean:
 	cargo clean

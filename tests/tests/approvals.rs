@@ -518,15 +518,28 @@ async fn rejection_and_expiry_are_recorded_and_published() {
     assert_eq!(state_of(&lp, &b).await, "running");
 }
 
+/// Flips the switch with the operator's script, against moto.
+fn switch(lp: &Loop, state: &str, reason: &str) {
+    let root = finops_tests::moto::workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("infra/emergency_stop.py"))
+        .args([state, "--table", TABLE, "--by", "ops@example.com", "--reason", reason])
+        .env("AWS_ENDPOINT_URL", lp.moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[tokio::test]
 async fn the_emergency_stop_turns_everything_into_dry_run() {
     let lp = Loop::start(approve_policy()).await;
     let id = idle_instance(&lp, &[("Owner", "ana")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
-    lp.state()
-        .set_emergency_stop(true, "ops@example.com", "incident 42", Utc::now())
-        .await
-        .unwrap();
+    // What `make emergency-stop` runs.
+    switch(&lp, "on", "incident 42");
     // A click is refused while it is on; the request stays pending.
     let (status, page) = lp
         .post_form(
@@ -555,10 +568,8 @@ async fn the_emergency_stop_turns_everything_into_dry_run() {
     );
     assert_eq!(state_of(&lp, &id).await, "running");
     // Resumed: the same click goes through.
-    lp.state()
-        .set_emergency_stop(false, "ops@example.com", "resolved", Utc::now())
-        .await
-        .unwrap();
+    switch(&lp, "off", "resolved");
+    assert!(!lp.state().emergency_stop().await.unwrap().unwrap().on);
     let (status, _) = lp
         .post_form(
             "/decide",
