@@ -124,7 +124,7 @@ pub enum Preview {
     /// The confirmation form.
     Confirm {
         decision: Decision,
-        finding: Finding,
+        finding: Box<Finding>,
         /// Approvers so far / needed (approvals only).
         approvers: Vec<String>,
         required: u32,
@@ -173,6 +173,12 @@ fn internal(e: impl std::fmt::Display) -> Verdict {
     )
 }
 
+/// A moment strictly after `t` (and not before the wall clock), so each step of a decision sorts
+/// after the one before it in the audit trail.
+fn later(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now().max(t + chrono::Duration::microseconds(1))
+}
+
 /// The approval service.
 pub struct Approvals<'a> {
     pub store: &'a dyn ApprovalStore,
@@ -215,7 +221,7 @@ impl Approvals<'_> {
             Decision::Rollback => match self.store.action(&claims.rid).await {
                 Ok(Some(a)) if a.status == "executed" => Preview::Confirm {
                     decision: Decision::Rollback,
-                    finding: a.finding,
+                    finding: Box::new(a.finding),
                     approvers: vec![],
                     required: 1,
                     expires_at: None,
@@ -229,7 +235,7 @@ impl Approvals<'_> {
                 Ok(Some(a)) if a.expires_at <= now => Preview::Refused(refusal(Refusal::Expired)),
                 Ok(Some(a)) => Preview::Confirm {
                     decision: d,
-                    finding: a.finding,
+                    finding: Box::new(a.finding),
                     approvers: a.approvers,
                     required: a.required_approvals,
                     expires_at: Some(a.expires_at),
@@ -368,12 +374,14 @@ impl Approvals<'_> {
             Ok(_) => {}
             Err(e) => return internal(e),
         }
+        let now = later(now);
         match self.store.begin_execution(request_id, now).await {
             Ok(true) => {}
             Ok(false) => return refusal(Refusal::NotPending(self.status_of(request_id).await)),
             Err(e) => return internal(e),
         }
         let by = approval.approvers.join(", ");
+        let now = later(now);
         let ctx = self.ctx(now);
         let (acted, notes) = self
             .executor
@@ -398,7 +406,7 @@ impl Approvals<'_> {
                 executed,
                 acted.action_id.as_deref(),
                 &acted.outcome.detail,
-                Utc::now().max(now),
+                later(now),
             )
             .await
         {
@@ -451,7 +459,7 @@ impl Approvals<'_> {
         };
         if let Err(e) = self
             .store
-            .finish_rollback(&action, ok, &who.id(), &detail, Utc::now().max(now))
+            .finish_rollback(&action, ok, &who.id(), &detail, later(now))
             .await
         {
             tracing::error!(error = %e, action_id, "rollback finished but not recorded");

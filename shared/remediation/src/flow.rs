@@ -429,7 +429,12 @@ pub async fn execute(
         };
         tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
         if let Err(e) = state
-            .finish_action(&record, end, &detail, Utc::now().max(ctx.now))
+            .finish_action(
+                &record,
+                end,
+                &detail,
+                Utc::now().max(ctx.now + Duration::microseconds(1)),
+            )
             .await
         {
             notes.push(format!(

@@ -153,6 +153,8 @@ pub fn evidence_lines(f: &Finding) -> Vec<String> {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
                 Value::Bool(b) => b.to_string(),
+                // Per-day series and the like: the count, not the data.
+                Value::Array(a) => format!("{} entries", a.len()),
                 other => {
                     let s = other.to_string();
                     if s.chars().count() > 120 {

@@ -9,6 +9,7 @@ use finops_tests::moto::workspace_root;
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
 use remediation::model::{Evidence, Finding, RunReport};
+use remediation::policy::{Mode, Policy};
 
 const TABLE: &str = "finops-demo";
 
@@ -512,5 +513,142 @@ async fn main() {
 
     let total = dry.estimated_monthly_savings_usd + ebs.estimated_monthly_savings_usd;
     println!("\n== total estimated savings found: ${total:.2}/month");
-    println!("done: every resource is as it was; moto and the functions have been stopped.");
+
+    human_in_the_loop().await;
+    println!("\ndone: moto, the Slack stand-in and the approval server have been stopped.");
+}
+
+/// Prints a rendered Slack message readably: its text, then each block's words and buttons.
+fn print_slack(post: &serde_json::Value) {
+    println!("  ┌ slack: {}", post["text"].as_str().unwrap_or_default());
+    for block in post["blocks"].as_array().into_iter().flatten() {
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(t) = block.pointer("/text/text").and_then(|t| t.as_str()) {
+            lines.extend(t.lines().map(str::to_string));
+        }
+        for f in block["fields"].as_array().into_iter().flatten() {
+            if let Some(t) = f["text"].as_str() {
+                lines.push(t.replace('\n', ": "));
+            }
+        }
+        for el in block["elements"].as_array().into_iter().flatten() {
+            match (el.pointer("/text/text").and_then(|t| t.as_str()), el["url"].as_str()) {
+                (Some(t), Some(u)) => lines.push(format!("[{t}] {u}")),
+                _ => {
+                    if let Some(t) = el["text"].as_str() {
+                        lines.push(t.to_string())
+                    }
+                }
+            }
+        }
+        for l in lines {
+            println!("  │ {l}");
+        }
+    }
+    println!("  └");
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-w", "\nHTTP %{http_code}"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| fail(format!("curl: {e}")));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn page_summary(html: &str) -> String {
+    let title = html
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap_or("?");
+    let status = html.lines().last().unwrap_or_default();
+    format!("{status}, page \"{title}\"")
+}
+
+/// Approve mode → Slack message → link followed with curl → instance stopped → result → audit.
+async fn human_in_the_loop() {
+    use finops_tests::approvals::{button_urls, token_of, Loop};
+    use remediation::state::ApprovalStore;
+    println!("\n== human in the loop: idle-ec2 in approve mode, Slack, an approval link, the audit trail");
+    let policy = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    let lp = Loop::start(policy.clone()).await;
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "m5.xlarge", &[("Owner", "ana"), ("Name", "forgotten-etl")]).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    let deps = lp.detector_deps(policy).await;
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
+    let report = idle_ec2::handler::handle(event, &deps, Utc::now())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    print_report("idle-ec2 (approve mode)", &report);
+    let published = lp.drain().await;
+    for r in lp.notify_slack(&published).await {
+        r.unwrap_or_else(|e| fail(e));
+    }
+    println!(
+        "\nslack-notify posted to the local Slack stand-in ({} message):",
+        lp.slack.requests().len()
+    );
+    let post = lp.slack.requests()[0].json();
+    print_slack(&post);
+    let approve = button_urls(&post)
+        .into_iter()
+        .find(|(t, _)| t == "Approve")
+        .map(|(_, u)| u)
+        .unwrap_or_else(|| fail("no Approve button"));
+    println!(
+        "\n$ curl '{}…'   (GET: a confirmation page, nothing changes)",
+        &approve[..approve.len().min(60)]
+    );
+    println!(
+        "  {}; instance {id} is {}",
+        page_summary(&curl(&[&approve])),
+        seed::state_of(&c.ec2, &id).await
+    );
+    let form = format!("token={}&approver=ana%40example.com", token_of(&approve));
+    println!(
+        "$ curl -X POST {}/decide -d 'token=…&approver=ana@example.com'",
+        lp.approval_server.url()
+    );
+    let posted = curl(&[
+        "-X",
+        "POST",
+        &format!("{}/decide", lp.approval_server.url()),
+        "-d",
+        &form,
+    ]);
+    println!(
+        "  {}; instance {id} is {}",
+        page_summary(&posted),
+        seed::state_of(&c.ec2, &id).await
+    );
+    println!("$ curl -X POST … (the same link again)");
+    let again = curl(&[
+        "-X",
+        "POST",
+        &format!("{}/decide", lp.approval_server.url()),
+        "-d",
+        &form,
+    ]);
+    println!("  {}", page_summary(&again));
+
+    let published = lp.drain().await;
+    for r in lp.notify_slack(&published).await {
+        r.unwrap_or_else(|e| fail(e));
+    }
+    println!("\nthe action result in Slack:");
+    if let Some(last) = lp.slack.requests().last() {
+        print_slack(&last.json());
+    }
+    let finding_id = report.findings.first().map(|f| f.id.clone()).unwrap_or_default();
+    println!("\naudit trail of {finding_id}:");
+    for e in lp.state().audit_trail(&finding_id).await.unwrap_or_else(|e| fail(e)) {
+        println!("  {}  {:<20} {}", &e.at[..19.min(e.at.len())], e.event, e.detail);
+    }
 }
