@@ -600,3 +600,93 @@ async fn many_findings_make_one_digest_post() {
     assert!(text.contains("7 findings") && text.contains("$425.18/month"), "{text}");
     assert!(text.contains("idle-ec2: 7"), "{text}");
 }
+
+async fn bucket_block(s3: &aws_sdk_s3::Client, bucket: &str) -> Option<bool> {
+    s3.get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+        .ok()
+        .and_then(|o| {
+            o.public_access_block_configuration()
+                .and_then(|c| c.ignore_public_acls())
+        })
+}
+
+#[tokio::test]
+async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
+    // The approval function acts in the finding's account: S3's account-level Block Public Access
+    // is read per account during the re-check.
+    let lp = Loop::start(approve_policy()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&lp.moto.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket("shared-reports").send().await.unwrap();
+    s3.put_bucket_acl()
+        .bucket("shared-reports")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let deps = lp.detector_deps(approve_policy()).await;
+    let event: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
+    let report = s3_public::handler::handle(event, &deps, Utc::now()).await.unwrap();
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    let published = lp.drain().await;
+    let request = &Loop::of_type(&published, "approval-request")[0];
+    let approve = token_of(request["approve_url"].as_str().unwrap());
+    assert_eq!(bucket_block(&s3, "shared-reports").await, None);
+
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &approve), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(bucket_block(&s3, "shared-reports").await, Some(true));
+
+    let result = &Loop::of_type(&lp.drain().await, "action-result")[0];
+    let rollback = token_of(result["rollback_url"].as_str().unwrap());
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &rollback), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        bucket_block(&s3, "shared-reports").await,
+        None,
+        "no block before, none after"
+    );
+
+    // Detected again once the first request's lock has lapsed (a decided request keeps the
+    // finding's lock until its expiry), then the account itself starts ignoring public ACLs: the
+    // re-check, in the finding's account, sees it is no longer public and changes nothing.
+    let event: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
+    s3_public::handler::handle(event, &deps, Utc::now() + Duration::hours(73))
+        .await
+        .unwrap();
+    let request = &Loop::of_type(&lp.drain().await, "approval-request")[0];
+    let approve = token_of(request["approve_url"].as_str().unwrap());
+    let control = aws_sdk_s3control::Client::new(&lp.moto.sdk_config().await);
+    control
+        .put_public_access_block()
+        .account_id("123456789012")
+        .public_access_block_configuration(
+            aws_sdk_s3control::types::PublicAccessBlockConfiguration::builder()
+                .ignore_public_acls(true)
+                .build(),
+        )
+        .customize()
+        .mutate_request(|req| {
+            let uri = req.uri().replacen("://123456789012.", "://", 1);
+            let _ = req.set_uri(uri);
+        })
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &approve), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("no longer public"), "{page}");
+    assert_eq!(bucket_block(&s3, "shared-reports").await, None);
+}

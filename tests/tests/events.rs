@@ -24,8 +24,7 @@ fn sample_events() -> Vec<(String, std::path::PathBuf)> {
 
 /// The FinOps message inside an SNS Lambda event.
 fn sns_message(payload: &serde_json::Value) -> Option<remediation::notify::Message> {
-    let body = payload.pointer("/Records/0/Sns/Message")?.as_str()?;
-    serde_json::from_str(body).ok()
+    remediation::notify::from_sns_event(payload).ok()?.pop().map(|(_, m)| m)
 }
 
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {

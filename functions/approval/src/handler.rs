@@ -40,8 +40,7 @@ impl App {
             Error::Config("the approval function needs FINOPS_APPROVAL_URL and the link-signing key".into())
         })?;
         let executor = AwsExecutor {
-            ec2: remediation::aws::ec2::Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()),
-            s3: remediation::aws::s3::S3::new(&deps.clients, "self"),
+            clients: deps.clients.clone(),
             policy: deps.policy.clone(),
         };
         Ok(App {
@@ -79,8 +78,8 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
     if payload.get("requestContext").is_some() && payload.get("rawPath").is_some() {
         return Ok(http(&payload, app, now).await);
     }
-    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        return sns(records, app, now).await;
+    if payload.get("Records").is_some() {
+        return sns(&payload, app, now).await;
     }
     let trigger = remediation::events::scheduled(&payload).map_err(|e| {
         Error::Event(format!(
@@ -94,16 +93,10 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
 
 /// Executes Slack-approved requests delivered by SNS. Anything else on the topic is ignored
 /// (the subscription's filter policy should not send it).
-async fn sns(records: &[Value], app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
+async fn sns(payload: &Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
     let approvals = app.approvals()?;
     let mut results = Vec::new();
-    for r in records {
-        let body = r
-            .pointer("/Sns/Message")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Event("an SNS record without Sns.Message".into()))?;
-        let message: Message = serde_json::from_str(body)
-            .map_err(|e| Error::Event(format!("an SNS message that is not a FinOps message: {e}")))?;
+    for (_, message) in remediation::notify::from_sns_event(payload)? {
         match message {
             Message::ApprovalResult { request_id, status, .. } if status == "approved" => {
                 let v = approvals.execute_approved(&request_id, now).await;

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use remediation::config::Deps;
 use remediation::http::HttpClient;
-use remediation::notify::Message;
 use remediation::slack::{render, Destination, RenderOptions, SlackPoster};
 use remediation::state::ApprovalStore;
 use remediation::Error;
@@ -74,23 +73,13 @@ pub fn post_key(body: &str) -> String {
 /// Posts every record of an SNS event; fails on the first post that fails (after releasing its
 /// claim), so the event is retried.
 pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
-    let records = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::Event("not an SNS event: no Records".into()))?;
     let mut results = Vec::new();
-    for r in records {
-        let body = r
-            .pointer("/Sns/Message")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Event("an SNS record without Sns.Message".into()))?;
-        let message: Message = serde_json::from_str(body)
-            .map_err(|e| Error::Event(format!("an SNS message that is not a FinOps message: {e}")))?;
+    for (body, message) in remediation::notify::from_sns_event(&payload)? {
         if message.in_digest() {
             results.push(json!({"kind": message.kind(), "posted": false, "why": "in a digest"}));
             continue;
         }
-        let key = post_key(body);
+        let key = post_key(&body);
         if let Some(state) = &app.deps.state {
             if !state.claim_post(&key, now).await? {
                 results.push(json!({"kind": message.kind(), "posted": false, "why": "already posted"}));

@@ -16,7 +16,7 @@ use crate::approval::{Claims, Decision, LinkSigner, TokenError};
 use crate::aws::ec2::Ec2;
 use crate::aws::s3::S3;
 use crate::error::Result;
-use crate::flow::{self, Acted, Decider, RunContext, Sinks};
+use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
 use crate::model::{ActionKind, Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
@@ -27,34 +27,45 @@ use crate::state::{ApprovalStore, Refusal, StateStore, StoredApproval, Vote};
 pub trait Executor: Send + Sync {
     /// Re-checks and acts on one approved finding through [`flow::execute`].
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>);
-    /// Undoes an action.
-    async fn rollback(&self, rollback: &Rollback) -> Result<String>;
+    /// Undoes an action taken on `finding`'s resource.
+    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String>;
 }
 
-/// The AWS executor: the same actions the detectors run in auto mode.
+/// The AWS executor: the same actions the detectors run in auto mode, in the finding's account.
 pub struct AwsExecutor {
-    pub ec2: Ec2,
-    pub s3: S3,
+    pub clients: crate::aws::Clients,
     pub policy: Policy,
+}
+
+impl AwsExecutor {
+    fn ec2(&self, finding: &Finding) -> Ec2 {
+        Ec2::new(self.clients.ec2.clone(), self.clients.region.clone()).with_account(finding.resource.account.clone())
+    }
+
+    /// S3 in the finding's account (the account-level Block Public Access is read per account).
+    fn s3(&self, finding: &Finding) -> S3 {
+        S3::new(&self.clients, finding.resource.account.clone())
+    }
 }
 
 #[async_trait]
 impl Executor for AwsExecutor {
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>) {
+        let (ec2, s3) = (self.ec2(finding), self.s3(finding));
         let stop;
         let snapshot;
         let block;
         let remediation: &dyn Remediation = match finding.action {
             ActionKind::Stop => {
                 stop = StopInstance {
-                    ec2: &self.ec2,
+                    ec2: &ec2,
                     policy: &self.policy,
                 };
                 &stop
             }
             ActionKind::SnapshotAndDelete => {
                 snapshot = SnapshotAndDelete {
-                    ec2: &self.ec2,
+                    ec2: &ec2,
                     policy: &self.policy,
                     wait: StdDuration::from_secs(u64::from(self.policy.ebs_cleanup.snapshot_wait_seconds)),
                     poll: StdDuration::from_secs(5),
@@ -63,7 +74,7 @@ impl Executor for AwsExecutor {
             }
             ActionKind::BlockPublicAccess => {
                 block = BlockPublicAccess {
-                    s3: &self.s3,
+                    s3: &s3,
                     policy: &self.policy,
                 };
                 &block
@@ -90,11 +101,12 @@ impl Executor for AwsExecutor {
         (one, notes)
     }
 
-    async fn rollback(&self, rollback: &Rollback) -> Result<String> {
+    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String> {
+        let (ec2, s3) = (self.ec2(finding), self.s3(finding));
         let ports = RollbackPorts {
-            instances: Some(&self.ec2),
-            volumes: Some(&self.ec2),
-            buckets: Some(&self.s3),
+            instances: Some(&ec2),
+            volumes: Some(&ec2),
+            buckets: Some(&s3),
         };
         crate::act::rollback(rollback, &ports).await
     }
@@ -171,12 +183,6 @@ fn internal(e: impl std::fmt::Display) -> Verdict {
         "Try again",
         format!("The decision could not be recorded ({e}); nothing was changed. Try again."),
     )
-}
-
-/// A moment strictly after `t` (and not before the wall clock), so each step of a decision sorts
-/// after the one before it in the audit trail.
-fn later(t: DateTime<Utc>) -> DateTime<Utc> {
-    Utc::now().max(t + chrono::Duration::microseconds(1))
 }
 
 /// The approval service.
@@ -278,7 +284,7 @@ impl Approvals<'_> {
         };
         match claims.d {
             Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
-                Ok(Ok(Vote::Approved { .. })) => self.execute_approved(&claims.rid, now).await,
+                Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
                 Ok(Ok(Vote::NeedMore { have, need })) => Verdict::new(
                     202,
                     "Approval recorded",
@@ -302,20 +308,15 @@ impl Approvals<'_> {
         };
         match claims.d {
             Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
-                Ok(Ok(Vote::Approved { approvers })) => {
-                    match self.store.approval(&claims.rid).await {
-                        Ok(Some(a)) => {
-                            self.publish(Message::ApprovalResult {
-                                request_id: claims.rid.clone(),
-                                finding: a.finding,
-                                status: "approved".into(),
-                                decided_by: approvers.join(", "),
-                                detail: "approved in Slack; executing".into(),
-                            })
-                            .await
-                        }
-                        Ok(None) | Err(_) => tracing::error!(request_id = %claims.rid, "approved request vanished"),
-                    }
+                Ok(Ok(Vote::Approved(a))) => {
+                    self.publish(Message::ApprovalResult {
+                        request_id: claims.rid.clone(),
+                        decided_by: a.approvers.join(", "),
+                        finding: a.finding,
+                        status: "approved".into(),
+                        detail: "approved in Slack; executing".into(),
+                    })
+                    .await;
                     Verdict::new(
                         200,
                         "Approved",
@@ -337,17 +338,15 @@ impl Approvals<'_> {
 
     async fn reject(&self, request_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
         match self.store.reject(request_id, &who.id(), who.via(), now).await {
-            Ok(Ok(())) => {
-                if let Ok(Some(a)) = self.store.approval(request_id).await {
-                    self.publish(Message::ApprovalResult {
-                        request_id: request_id.to_string(),
-                        finding: a.finding,
-                        status: "rejected".into(),
-                        decided_by: who.id(),
-                        detail: "rejected: nothing will be done".into(),
-                    })
-                    .await;
-                }
+            Ok(Ok(a)) => {
+                self.publish(Message::ApprovalResult {
+                    request_id: request_id.to_string(),
+                    finding: a.finding,
+                    status: "rejected".into(),
+                    decided_by: who.id(),
+                    detail: "rejected: nothing will be done".into(),
+                })
+                .await;
                 Verdict::new(200, "Rejected", "Rejected: nothing will be done.")
             }
             Ok(Err(r)) => refusal(r),
@@ -375,7 +374,7 @@ impl Approvals<'_> {
             Err(e) => return internal(e),
         }
         let now = later(now);
-        match self.store.begin_execution(request_id, now).await {
+        match self.store.begin_execution(request_id, &approval.finding.id, now).await {
             Ok(true) => {}
             Ok(false) => return refusal(Refusal::NotPending(self.status_of(request_id).await)),
             Err(e) => return internal(e),
@@ -452,7 +451,7 @@ impl Approvals<'_> {
             Ok(Err(r)) => return refusal(r),
             Err(e) => return internal(e),
         };
-        let result = self.executor.rollback(&action.rollback).await;
+        let result = self.executor.rollback(&action.finding, &action.rollback).await;
         let (ok, detail) = match &result {
             Ok(d) => (true, d.clone()),
             Err(e) => (false, format!("rollback failed: {e}")),

@@ -10,9 +10,8 @@ use crate::act::{Executed, Remediation};
 use crate::approval::{Decision, LinkSigner};
 use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
-use crate::notify::{Message, Publisher};
+use crate::notify::{DigestItem, Message, Publisher};
 use crate::policy::{Mode, Policy};
-use crate::slack::DigestItem;
 use crate::state::{ActionEnd, ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
 
 /// Where a run keeps state and sends messages; each is optional in dry-run.
@@ -93,6 +92,12 @@ impl<'a> RunContext<'a> {
         }
         notes
     }
+}
+
+/// A moment strictly after `t` (and not before the wall clock), so each step sorts after the one
+/// before it in the audit trail.
+pub fn later(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc::now().max(t + Duration::microseconds(1))
 }
 
 /// A short id, unique per (seed, time).
@@ -193,7 +198,7 @@ fn digest(ctx: &RunContext<'_>, findings: &[Finding], links: &HashMap<String, (S
         mode: ctx.mode,
         total_findings: findings.len(),
         total_usd: crate::model::RunReport::total_savings(findings),
-        by_rule: crate::slack::totals(&all),
+        by_rule: crate::notify::totals(&all),
         top,
     }
 }
@@ -428,15 +433,7 @@ pub async fn execute(
             Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
         };
         tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
-        if let Err(e) = state
-            .finish_action(
-                &record,
-                end,
-                &detail,
-                Utc::now().max(ctx.now + Duration::microseconds(1)),
-            )
-            .await
-        {
+        if let Err(e) = state.finish_action(&record, end, &detail, later(ctx.now)).await {
             notes.push(format!(
                 "action {} finished but its outcome was not recorded: {e}",
                 record.action_id

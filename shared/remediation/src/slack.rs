@@ -1,7 +1,6 @@
 //! Slack: request signatures (interactivity), Block Kit rendering of every message type, and
 //! posting through an incoming webhook or a bot token, honouring 429 `Retry-After`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -589,42 +588,6 @@ impl SlackPoster {
             }
         }
     }
-}
-
-/// Counts and dollars of one rule in a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, Deserialize)]
-pub struct RuleTotals {
-    pub count: usize,
-    pub usd: f64,
-}
-
-/// One line of a digest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
-pub struct DigestItem {
-    pub finding_id: String,
-    pub rule: String,
-    pub resource_id: String,
-    pub action: String,
-    pub owner: String,
-    pub usd: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approve_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_url: Option<String>,
-}
-
-/// Totals per rule of a set of findings.
-pub fn totals(findings: &[&Finding]) -> BTreeMap<String, RuleTotals> {
-    let mut out: BTreeMap<String, RuleTotals> = BTreeMap::new();
-    for f in findings {
-        let t = out.entry(f.rule.clone()).or_default();
-        t.count += 1;
-        t.usd += f.estimated_monthly_savings_usd.unwrap_or(0.0);
-    }
-    for t in out.values_mut() {
-        t.usd = crate::model::round_cents(t.usd);
-    }
-    out
 }
 
 #[cfg(test)]

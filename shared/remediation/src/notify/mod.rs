@@ -42,8 +42,8 @@ pub enum Message {
         mode: Mode,
         total_findings: usize,
         total_usd: f64,
-        by_rule: std::collections::BTreeMap<String, crate::slack::RuleTotals>,
-        top: Vec<crate::slack::DigestItem>,
+        by_rule: std::collections::BTreeMap<String, RuleTotals>,
+        top: Vec<DigestItem>,
     },
     /// A decision on an approval request that is not (yet) an action: approved through Slack
     /// (the approval function executes it on receipt), rejected, or expired.
@@ -164,6 +164,63 @@ impl Message {
             other => other.finding().map(|f| f.severity).unwrap_or(Severity::Low),
         }
     }
+}
+
+/// The messages of an SNS Lambda event, each with its body as published (byte for byte, so a
+/// replay can be recognised); an error names what is wrong with the event.
+pub fn from_sns_event(payload: &serde_json::Value) -> Result<Vec<(String, Message)>> {
+    let records = payload
+        .get("Records")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| Error::Event("not an SNS event: no Records".into()))?;
+    records
+        .iter()
+        .map(|r| {
+            let body = r
+                .pointer("/Sns/Message")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| Error::Event("an SNS record without Sns.Message".into()))?;
+            let message = serde_json::from_str(body)
+                .map_err(|e| Error::Event(format!("an SNS message that is not a FinOps message: {e}")))?;
+            Ok((body.to_string(), message))
+        })
+        .collect()
+}
+
+/// Counts and dollars of one rule in a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RuleTotals {
+    pub count: usize,
+    pub usd: f64,
+}
+
+/// One line of a digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestItem {
+    pub finding_id: String,
+    pub rule: String,
+    pub resource_id: String,
+    pub action: String,
+    pub owner: String,
+    pub usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_url: Option<String>,
+}
+
+/// Totals per rule of a set of findings.
+pub fn totals(findings: &[&Finding]) -> std::collections::BTreeMap<String, RuleTotals> {
+    let mut out: std::collections::BTreeMap<String, RuleTotals> = Default::default();
+    for f in findings {
+        let t = out.entry(f.rule.clone()).or_default();
+        t.count += 1;
+        t.usd += f.estimated_monthly_savings_usd.unwrap_or(0.0);
+    }
+    for t in out.values_mut() {
+        t.usd = crate::model::round_cents(t.usd);
+    }
+    out
 }
 
 /// Where messages go.

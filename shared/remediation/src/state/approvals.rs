@@ -208,9 +208,12 @@ impl ApprovalStore for DynamoState {
             &format!("approved by {decided_by} via {via}"),
         )?;
         if self.transition(vec![approve, audit]).await? {
-            Ok(Ok(Vote::Approved {
-                approvers: after.approvers,
-            }))
+            Ok(Ok(Vote::Approved(Box::new(StoredApproval {
+                status: "approved".into(),
+                decided_by: Some(decided_by),
+                decided_via: Some(via.to_string()),
+                ..after
+            }))))
         } else {
             // Another vote completed it first: that one executes.
             Ok(Err(self.refusal(request_id, Some(approver), now).await?))
@@ -223,7 +226,7 @@ impl ApprovalStore for DynamoState {
         approver: &str,
         via: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(), Refusal>> {
+    ) -> Result<std::result::Result<StoredApproval, Refusal>> {
         let Some(current) = self.approval(request_id).await? else {
             return Ok(Err(Refusal::Unknown));
         };
@@ -248,16 +251,18 @@ impl ApprovalStore for DynamoState {
             &format!("rejected by {approver} via {via}"),
         )?;
         if self.transition(vec![reject, audit]).await? {
-            Ok(Ok(()))
+            Ok(Ok(StoredApproval {
+                status: "rejected".into(),
+                decided_by: Some(approver.to_string()),
+                decided_via: Some(via.to_string()),
+                ..current
+            }))
         } else {
             Ok(Err(self.refusal(request_id, None, now).await?))
         }
     }
 
-    async fn begin_execution(&self, request_id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let Some(current) = self.approval(request_id).await? else {
-            return Ok(false);
-        };
+    async fn begin_execution(&self, request_id: &str, finding_id: &str, now: DateTime<Utc>) -> Result<bool> {
         let take = built(
             self.update(approval_pk(request_id), "REQUEST")
                 .update_expression("SET #st = :executing, executing_at = :at")
@@ -267,7 +272,7 @@ impl ApprovalStore for DynamoState {
                 .expression_attribute_values(":executing", s("executing"))
                 .expression_attribute_values(":at", s(now.to_rfc3339())),
         )?;
-        let audit = self.audit(&current.finding.id, now, "executing", request_id, "re-check and act")?;
+        let audit = self.audit(finding_id, now, "executing", request_id, "re-check and act")?;
         self.transition(vec![take, audit]).await
     }
 
@@ -512,16 +517,7 @@ impl ApprovalStore for DynamoState {
             .expression_attribute_values(":stale", s(stale.to_rfc3339()))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
-        }
+        super::dynamo::written(put)
     }
 
     async fn mark_posted(&self, key: &str, now: DateTime<Utc>) -> Result<()> {

@@ -34,6 +34,28 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
         .map_err(|e| Error::Config(format!("cannot serialise a state item: {e}")))
 }
 
+/// A conditional PutItem's outcome: `true` written, `false` held back by its condition.
+pub(crate) fn written(
+    put: std::result::Result<
+        aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::put_item::PutItemError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    >,
+) -> Result<bool> {
+    match put {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+    }
+}
+
 /// The ledger's partition of a finding: the month it was detected.
 pub(crate) fn ledger_pk(f: &crate::model::Finding) -> String {
     format!("LEDGER#{}", f.detected_at.format("%Y-%m"))
@@ -424,19 +446,10 @@ impl StateStore for DynamoState {
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
-            match put {
-                Ok(_) => {
-                    out.insert(id.clone(), now);
-                }
-                // Another run recorded it first: its time stands; this run waits a day longer at most.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-                {
-                    out.insert(id.clone(), now);
-                }
-                Err(e) => return Err(Error::aws("dynamodb", "PutItem", e)),
-            }
+            // Written, or another run recorded it first (its time stands; this run waits a day
+            // longer at most): either way it is first seen about now.
+            written(put)?;
+            out.insert(id.clone(), now);
         }
         for id in known.keys().filter(|id| !present.contains(id)) {
             self.client
@@ -466,15 +479,6 @@ impl StateStore for DynamoState {
             .expression_attribute_values(":level", n(i64::from(level)))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
-        }
+        written(put)
     }
 }

@@ -131,10 +131,10 @@ pub struct StoredAction {
 }
 
 /// What an approval vote did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Vote {
     /// Enough distinct approvers: the request is now `approved` (this vote moved it).
-    Approved { approvers: Vec<String> },
+    Approved(Box<StoredApproval>),
     /// Recorded; more approvers are needed.
     NeedMore { have: u32, need: u32 },
 }
@@ -186,17 +186,17 @@ pub trait ApprovalStore: Send + Sync {
         via: &str,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>>;
-    /// `pending → rejected`.
+    /// `pending → rejected`; returns the request as it now is.
     async fn reject(
         &self,
         request_id: &str,
         approver: &str,
         via: &str,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<(), Refusal>>;
+    ) -> Result<std::result::Result<StoredApproval, Refusal>>;
     /// `approved → executing`; `false` if someone else already took it.
-    async fn begin_execution(&self, request_id: &str, now: DateTime<Utc>) -> Result<bool>;
-    /// `executing → executed | failed` (or back to `approved`... never: a started action ends).
+    async fn begin_execution(&self, request_id: &str, finding_id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// `executing → executed | failed` (a started execution always ends in one of them).
     async fn finish_execution(
         &self,
         request_id: &str,
