@@ -50,6 +50,12 @@ pub fn secret_json(webhook: &str) -> String {
 impl Loop {
     /// Starts moto and the servers; `policy` is what every function of the loop obeys.
     pub async fn start(policy: Policy) -> Loop {
+        Loop::start_with(policy, true).await
+    }
+
+    /// As [`Loop::start`]; with `approval_knows_its_url` false the approval function is deployed
+    /// as the template deploys it, without `FINOPS_APPROVAL_URL`.
+    pub async fn start_with(policy: Policy, approval_knows_its_url: bool) -> Loop {
         let moto = Moto::start().expect("moto");
         let c = moto.clients().await;
         seed::create_table(&c.dynamodb, TABLE).await;
@@ -83,7 +89,10 @@ impl Loop {
             })
         }))
         .await;
-        let deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
+        let mut deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
+        if !approval_knows_its_url {
+            deps.links = None;
+        }
         let app = approval::handler::App::new(deps).expect("approval app");
         let _ = cell.set(app);
         let notify_deps = Self::deps_with(&moto, policy, &topic, &approval_server.url(), secrets).await;

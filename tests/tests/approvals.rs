@@ -690,3 +690,35 @@ async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
     assert!(page.contains("no longer public"), "{page}");
     assert_eq!(bucket_block(&s3, "shared-reports").await, None);
 }
+
+#[tokio::test]
+async fn deployed_without_its_own_url_the_approval_function_links_to_where_it_was_reached() {
+    // The template cannot give the approval function its own URL (a cycle); it takes the domain
+    // of each request, and passes it through SNS for a Slack approval's result.
+    let lp = Loop::start_with(approve_policy(), false).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (_, approve, _) = request_approval(&lp).await;
+    let body = slack_body(&token_of(&approve), "U0ANA");
+    let ts = Utc::now().timestamp();
+    let sig = remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
+    let (status, _) = lp
+        .post_raw(
+            "/slack/actions",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-slack-request-timestamp", &ts.to_string()),
+                ("x-slack-signature", &sig),
+            ],
+            &body,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let published = lp.drain().await;
+    let decided = &Loop::of_type(&published, "approval-result")[0];
+    assert_eq!(decided["links_base"], "https://127.0.0.1");
+    lp.deliver_to_approval(&published).await.pop().unwrap().unwrap();
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let result = &Loop::of_type(&lp.drain().await, "action-result")[0];
+    let rollback = result["rollback_url"].as_str().unwrap();
+    assert!(rollback.starts_with("https://127.0.0.1/decide?token="), "{rollback}");
+}

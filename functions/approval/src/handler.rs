@@ -22,36 +22,57 @@ use crate::page;
 /// What the function holds between invocations.
 pub struct App {
     pub deps: Deps,
-    pub links: LinkSigner,
+    /// The link-signing key.
+    link_key: Vec<u8>,
     /// Slack's signing secret; without it Slack requests are refused.
     pub slack_signing_secret: Option<Vec<u8>>,
     pub executor: AwsExecutor,
 }
 
 impl App {
-    /// Checks that the deps have what approvals need: the table, signed links.
+    /// Checks that the deps have what approvals need: the table and the link-signing key.
+    /// `FINOPS_APPROVAL_URL` is optional here: a deployed function cannot be told its own URL
+    /// (a cycle in the template), so it takes it from each request's domain, or from the
+    /// `approval-result` message it published itself.
     pub fn new(deps: Deps) -> Result<App, Error> {
         if deps.state.is_none() {
             return Err(Error::Config(
                 "the approval function needs the state table (FINOPS_TABLE)".into(),
             ));
         }
-        let links = deps.links.clone().ok_or_else(|| {
-            Error::Config("the approval function needs FINOPS_APPROVAL_URL and the link-signing key".into())
-        })?;
+        let link_key = deps
+            .secrets
+            .link_signing_key
+            .clone()
+            .or_else(|| std::env::var(remediation::config::LINK_KEY_VAR).ok())
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| Error::Config("the approval function needs link_signing_key in its secret".into()))?
+            .into_bytes();
+        // Checks the key's length once, at start-up.
+        LinkSigner::new(link_key.clone(), "https://approval.invalid")?;
         let executor = AwsExecutor {
             clients: deps.clients.clone(),
             policy: deps.policy.clone(),
         };
         Ok(App {
             slack_signing_secret: deps.secrets.slack_signing_secret.clone().map(String::into_bytes),
-            links,
+            link_key,
             executor,
             deps,
         })
     }
 
-    fn approvals(&self) -> Result<Approvals<'_>, Error> {
+    /// Links to `base` unless the deployment named the URL.
+    fn signer(&self, base: Option<&str>) -> Result<LinkSigner, Error> {
+        match (&self.deps.links, base) {
+            (Some(configured), _) => Ok(configured.clone()),
+            (None, Some(b)) => LinkSigner::new(self.link_key.clone(), b),
+            // Nothing that needs a link (expiry): any base will do.
+            (None, None) => LinkSigner::new(self.link_key.clone(), "https://approval.invalid"),
+        }
+    }
+
+    fn approvals<'a>(&'a self, links: &'a LinkSigner) -> Result<Approvals<'a>, Error> {
         let state = self
             .deps
             .state
@@ -61,7 +82,7 @@ impl App {
             store: state,
             state,
             publisher: self.deps.publisher.as_ref().map(|p| p as _),
-            links: &self.links,
+            links,
             policy: &self.deps.policy,
             executor: &self.executor,
         })
@@ -86,7 +107,8 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
             "neither a Function URL request, an SNS event nor a scheduled event ({e})"
         ))
     })?;
-    let expired = app.approvals()?.expire(now).await?;
+    let links = app.signer(None)?;
+    let expired = app.approvals(&links)?.expire(now).await?;
     tracing::info!(account = %trigger.account, expired, "expiry sweep");
     Ok(json!({"expired": expired}))
 }
@@ -94,12 +116,17 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
 /// Executes Slack-approved requests delivered by SNS. Anything else on the topic is ignored
 /// (the subscription's filter policy should not send it).
 async fn sns(payload: &Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
-    let approvals = app.approvals()?;
     let mut results = Vec::new();
     for (_, message) in remediation::notify::from_sns_event(payload)? {
         match message {
-            Message::ApprovalResult { request_id, status, .. } if status == "approved" => {
-                let v = approvals.execute_approved(&request_id, now).await;
+            Message::ApprovalResult {
+                request_id,
+                status,
+                links_base,
+                ..
+            } if status == "approved" => {
+                let links = app.signer(links_base.as_deref())?;
+                let v = app.approvals(&links)?.execute_approved(&request_id, now).await;
                 tracing::info!(request_id = %request_id, status = v.status, title = %v.title, "executed on SNS");
                 // 503 means the decision could not be carried out now (state unreachable, or
                 // the emergency stop): fail, so Lambda retries and then the on-failure destination keeps it.
@@ -208,7 +235,21 @@ async fn http(req: &Value, app: &App, now: DateTime<Utc>) -> Value {
     } else {
         raw_body.as_bytes().to_vec()
     };
-    let approvals = match app.approvals() {
+    let domain = req
+        .pointer("/requestContext/domainName")
+        .and_then(Value::as_str)
+        .map(|d| format!("https://{d}"));
+    let links = match app.signer(domain.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            return html(&Verdict {
+                status: 500,
+                title: "Not configured".into(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let approvals = match app.approvals(&links) {
         Ok(a) => a,
         Err(e) => {
             return html(&Verdict {

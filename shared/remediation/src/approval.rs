@@ -83,6 +83,11 @@ impl LinkSigner {
         })
     }
 
+    /// The approval function's URL the links point at.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length; this cannot fail.
         match HmacSha256::new_from_slice(&self.key) {

@@ -315,6 +315,7 @@ impl Approvals<'_> {
                         finding: a.finding,
                         status: "approved".into(),
                         detail: "approved in Slack; executing".into(),
+                        links_base: Some(self.links.base_url().to_string()),
                     })
                     .await;
                     Verdict::new(
@@ -345,6 +346,7 @@ impl Approvals<'_> {
                     status: "rejected".into(),
                     decided_by: who.id(),
                     detail: "rejected: nothing will be done".into(),
+                    links_base: None,
                 })
                 .await;
                 Verdict::new(200, "Rejected", "Rejected: nothing will be done.")
@@ -419,6 +421,7 @@ impl Approvals<'_> {
                 status: "not-executed".into(),
                 decided_by: by.clone(),
                 detail: acted.outcome.detail.clone(),
+                links_base: None,
             })
             .await;
         }
@@ -494,6 +497,7 @@ impl Approvals<'_> {
                     "no decision by {}: nothing was done",
                     a.expires_at.format("%Y-%m-%d %H:%M UTC")
                 ),
+                links_base: None,
             })
             .await;
         }

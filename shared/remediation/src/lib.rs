@@ -13,6 +13,7 @@ pub mod flow;
 pub mod http;
 pub mod model;
 pub mod notify;
+pub mod permissions;
 pub mod policy;
 pub mod pricing;
 pub mod rules;

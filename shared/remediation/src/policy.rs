@@ -379,6 +379,8 @@ impl Default for S3PublicPolicy {
     }
 }
 
+/// Environment variable: the global mode, overriding the policy's (deployments set it).
+pub const MODE_VAR: &str = "FINOPS_MODE";
 /// Environment variable naming a policy file.
 pub const POLICY_FILE_VAR: &str = "FINOPS_POLICY_FILE";
 /// Environment variable holding the policy YAML itself.
@@ -412,7 +414,34 @@ impl Policy {
 
     /// Loads the policy named by the environment: `FINOPS_POLICY_FILE` (a path), else
     /// `FINOPS_POLICY` (YAML text), else the built-in defaults. Returns the policy and where it came from.
+    /// `FINOPS_MODE` (`dry-run`, `approve`, `auto`), when set, replaces the policy's global mode
+    /// (the deployment's one switch; per-rule overrides in the policy still win for their rule).
     pub fn from_env() -> Result<(Policy, String)> {
+        let (mut policy, source) = Policy::file_or_inline_from_env()?;
+        match std::env::var(MODE_VAR)
+            .ok()
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+        {
+            None => Ok((policy, source)),
+            Some(m) => {
+                policy.mode = match m.as_str() {
+                    "dry-run" => Mode::DryRun,
+                    "approve" => Mode::Approve,
+                    "auto" => Mode::Auto,
+                    other => {
+                        return Err(Error::Policy {
+                            source_name: MODE_VAR.into(),
+                            message: format!("must be dry-run, approve or auto, got {other:?}"),
+                        })
+                    }
+                };
+                Ok((policy, format!("{source}, mode {m} from {MODE_VAR}")))
+            }
+        }
+    }
+
+    fn file_or_inline_from_env() -> Result<(Policy, String)> {
         if let Ok(path) = std::env::var(POLICY_FILE_VAR) {
             if !path.trim().is_empty() {
                 return Ok((Policy::from_file(Path::new(&path))?, path));

@@ -300,6 +300,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             status,
             decided_by,
             detail,
+            ..
         } => {
             let text = format!("{} {}: {status} ({decided_by})", f.action.as_str(), f.resource.id);
             let b = vec![

@@ -1,0 +1,141 @@
+//! What each function may do in IAM terms, stated once from the code's own declarations: each
+//! scan's reads, each action's [`ActionDeclaration`](crate::act::ActionDeclaration) (and, for the
+//! approval function, each rollback's), the state table, the topic and the secret. The SAM
+//! template's policies are checked against this, no more and no less.
+
+use std::collections::BTreeSet;
+
+use crate::act::{block_public_access, snapshot_and_delete, stop_instance, ActionDeclaration};
+
+/// Which resource an IAM action is granted on in the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// The state table (and its indexes).
+    Table,
+    /// The notification topic.
+    Topic,
+    /// The secret.
+    Secret,
+    /// Resources of the account and region (EC2, S3, Config, CloudWatch, Cost Explorer).
+    Account,
+}
+
+/// The idle scan's reads.
+pub const IDLE_SCAN: &[&str] = &["ec2:DescribeInstances", "cloudwatch:GetMetricData"];
+/// The unattached-volume scan's reads.
+pub const EBS_SCAN: &[&str] = &["ec2:DescribeVolumes"];
+/// The public-bucket scan's reads (ListBuckets is authorised as ListAllMyBuckets).
+pub const S3_SCAN: &[&str] = &[
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketAcl",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketTagging",
+    "s3:GetAccountPublicAccessBlock",
+];
+/// The cost reads.
+pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
+/// The tag sweep and the Config rule: reads, evaluations, and the `finops:untagged-since` mark.
+pub const TAG_SCAN: &[&str] = &[
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketTagging",
+    "config:GetResourceConfigHistory",
+    "config:PutEvaluations",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+];
+/// What a detector does in the state table (approvals, actions, sightings, alerts, the switch).
+pub const DETECTOR_STATE: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:TransactWriteItems",
+];
+/// The approval function's state: a detector's, plus the expiry sweep's Scan.
+pub const APPROVAL_STATE: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:TransactWriteItems",
+];
+/// slack-notify's state: claiming, marking and releasing posts.
+pub const NOTIFY_STATE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+/// Publishing (PublishBatch is authorised as Publish).
+pub const PUBLISH: &[&str] = &["sns:Publish"];
+/// Reading the secret.
+pub const SECRET: &[&str] = &["secretsmanager:GetSecretValue"];
+
+/// The functions this workspace deploys.
+pub const FUNCTIONS: &[&str] = &[
+    "idle-ec2",
+    "ebs-cleanup",
+    "s3-public",
+    "cost-alert",
+    "tag-compliance",
+    "approval",
+    "slack-notify",
+];
+
+fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
+    let mut v = d.permissions.to_vec();
+    if rollback {
+        v.extend_from_slice(d.rollback_permissions);
+    }
+    v
+}
+
+/// The IAM actions `function` needs, by the resource they are granted on.
+pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
+    let account: Vec<&'static str> = match function {
+        "idle-ec2" => [IDLE_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
+        "ebs-cleanup" => [EBS_SCAN.to_vec(), action(&snapshot_and_delete::DECLARATION, false)].concat(),
+        "s3-public" => [S3_SCAN.to_vec(), action(&block_public_access::DECLARATION, false)].concat(),
+        "cost-alert" => COST_SCAN.to_vec(),
+        "tag-compliance" => [TAG_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
+        "approval" => [
+            action(&stop_instance::DECLARATION, true),
+            action(&snapshot_and_delete::DECLARATION, true),
+            action(&block_public_access::DECLARATION, true),
+        ]
+        .concat(),
+        "slack-notify" => vec![],
+        _ => return None,
+    };
+    let (state, publish): (&[&'static str], bool) = match function {
+        "approval" => (APPROVAL_STATE, true),
+        "slack-notify" => (NOTIFY_STATE, false),
+        _ => (DETECTOR_STATE, true),
+    };
+    let mut out: BTreeSet<(Scope, &'static str)> = account.into_iter().map(|a| (Scope::Account, a)).collect();
+    out.extend(state.iter().map(|a| (Scope::Table, *a)));
+    if publish {
+        out.extend(PUBLISH.iter().map(|a| (Scope::Topic, *a)));
+    }
+    out.extend(SECRET.iter().map(|a| (Scope::Secret, *a)));
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_function_has_a_declaration_and_destructive_actions_stay_where_they_belong() {
+        for f in FUNCTIONS {
+            assert!(for_function(f).is_some(), "{f}");
+        }
+        let has = |f: &str, a: &str| for_function(f).unwrap().iter().any(|(_, x)| *x == a);
+        assert!(has("idle-ec2", "ec2:StopInstances") && !has("idle-ec2", "ec2:StartInstances"));
+        assert!(has("approval", "ec2:StartInstances") && has("approval", "ec2:CreateVolume"));
+        assert!(!has("cost-alert", "ec2:StopInstances") && !has("slack-notify", "sns:Publish"));
+        assert!(!has("ebs-cleanup", "ec2:StopInstances") && has("ebs-cleanup", "ec2:DeleteVolume"));
+        assert!(for_function("nope").is_none());
+    }
+}
