@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV    := $(CURDIR)/.venv
+# cfn-lint and checkov pin boto3 and networkx below what moto needs: they get a venv of their own.
+INFRA_VENV := $(CURDIR)/.venv-infra
 PY      := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 # One target dir for everything (tests, watch, bench); CI may point it at a cache.
@@ -12,7 +14,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools browser demo test build watch invoke bench lint fmt clean emergency-stop resume emergency-status
+.PHONY: help venv build-tools browser infra-check deploy demo test build watch invoke bench lint fmt clean emergency-stop resume emergency-status
 
 TABLE  ?= finops-state
 REASON ?= operator request
@@ -25,6 +27,8 @@ help:
 	@echo "make build    arm64 release zips of every function (target/lambda/<fn>/bootstrap.zip)"
 	@echo "make bench    API calls, wall time and peak memory: idle scan at N=1,000 and 5,000, then every other scan"
 	@echo "make lint     rustfmt check and clippy -D warnings"
+	@echo "make infra-check  cfn-lint and checkov on infra/template.yaml (part of make test)"
+	@echo "make deploy   sam build + sam deploy --guided (needs the AWS SAM CLI and credentials)"
 	@echo "make emergency-stop TABLE=<state table> REASON='...': every function runs as dry-run, approvals execute nothing"
 	@echo "make resume TABLE=<state table>: back to the policy's modes (make emergency-status shows the switch)"
 
@@ -52,7 +56,16 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: venv browser
+$(INFRA_VENV)/.installed: tests/requirements-infra.txt
+	python3 -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-infra.txt
+	touch $@
+
+infra-check: $(INFRA_VENV)/.installed
+	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml
+	$(INFRA_VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
+
+test: venv browser infra-check
 	cargo test --workspace --no-fail-fast
 
 invoke: venv
@@ -76,6 +89,10 @@ lint:
 
 fmt:
 	cargo fmt --all
+
+deploy: build-tools
+	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html)"; exit 1; }
+	cd infra && sam build --beta-features && sam deploy --guided
 
 emergency-stop: venv
 	$(PY) infra/emergency_stop.py on --table $(TABLE) --reason "$(REASON)"

@@ -19,6 +19,6 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let ce = CostExplorer::new(deps.clients.costexplorer.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::cost_alert::RULE).await?;
     let mut report = cost_alert::run(&ce, &trigger.account, &deps.clients.region, &policy, deps.sinks(), now).await?;
-    deps.annotate(&mut report, stop);
+    deps.finish_report(&mut report, stop);
     Ok(report)
 }

@@ -19,6 +19,6 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
     let mut report = ebs_cleanup::run(&ec2, &policy, deps.sinks(), now).await?;
-    deps.annotate(&mut report, stop);
+    deps.finish_report(&mut report, stop);
     Ok(report)
 }

@@ -30,6 +30,6 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
         now,
     )
     .await?;
-    deps.annotate(&mut report, stop);
+    deps.finish_report(&mut report, stop);
     Ok(report)
 }

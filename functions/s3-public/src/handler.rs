@@ -46,7 +46,7 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let (policy, stop) = deps.policy_for_run(remediation::detect::s3_public::RULE).await?;
     let s3 = S3::new(&deps.clients, account.clone());
     let mut report = s3_public::run(&s3, &account, scope, &policy, deps.sinks(), now).await?;
-    deps.annotate(&mut report, stop);
+    deps.finish_report(&mut report, stop);
     Ok(report)
 }
 

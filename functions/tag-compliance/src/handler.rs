@@ -42,6 +42,6 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
         Some(e) => tag_compliance::on_config_event(&ports, e, &region, &policy, deps.config_test_mode, now).await?,
         None => tag_compliance::sweep(&ports, &account, &region, &policy, deps.sinks(), now).await?,
     };
-    deps.annotate(&mut report, stop);
+    deps.finish_report(&mut report, stop);
     Ok(report)
 }

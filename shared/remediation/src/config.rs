@@ -126,12 +126,17 @@ impl Deps {
         }
     }
 
-    /// Puts where the policy came from, and the emergency stop's note, first in the report.
-    pub fn annotate(&self, report: &mut crate::model::RunReport, stop: Option<String>) {
+    /// Finishes a run's report: where the policy came from and the emergency stop's note first,
+    /// and the run's metrics (EMF) out to CloudWatch.
+    pub fn finish_report(&self, report: &mut crate::model::RunReport, stop: Option<String>) {
         if let Some(stop) = stop {
             report.notes.insert(0, stop);
         }
         report.notes.insert(0, format!("policy: {}", self.policy_source));
+        crate::telemetry::emit(&crate::telemetry::run_metrics(
+            report,
+            chrono::Utc::now().timestamp_millis(),
+        ));
     }
 
     /// The sinks for the flow.

@@ -450,6 +450,13 @@ pub async fn execute(
             ),
             action_id: Some(record.action_id.clone()),
         });
+        if kind == OutcomeKind::Executed {
+            crate::telemetry::emit(&[crate::telemetry::realised_metric(
+                &f.rule,
+                f.estimated_monthly_savings_usd.unwrap_or(0.0),
+                Utc::now().timestamp_millis(),
+            )]);
+        }
         let rollback_url = match (kind, ctx.sinks.links) {
             (OutcomeKind::Executed, Some(links)) => Some(links.link(
                 &record.action_id,

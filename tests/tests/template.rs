@@ -1,0 +1,136 @@
+//! The SAM template against the code: every function is deployed, with exactly the IAM actions
+//! its code declares (`remediation::permissions`), each on the resource it belongs to, and no
+//! changing action on `*`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use remediation::permissions::{for_function, Scope, FUNCTIONS};
+use serde_norway::Value;
+
+fn template() -> Value {
+    let path = finops_tests::moto::workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+/// What a statement's `Resource` points at.
+fn scopes(resource: &Value) -> Vec<Scope> {
+    let items: Vec<&Value> = match resource {
+        Value::Sequence(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .map(|r| {
+            let shown = format!("{r:?}");
+            if shown.contains("StateTable.Arn") {
+                Scope::Table
+            } else if shown.contains("\"Topic\"") {
+                Scope::Topic
+            } else if shown.contains("\"SecretArn\"") {
+                Scope::Secret
+            } else {
+                Scope::Account
+            }
+        })
+        .collect()
+}
+
+/// Each deployed binary's grants, from its `Policies` statements.
+fn granted() -> BTreeMap<String, BTreeSet<(Scope, String)>> {
+    let t = template();
+    let mut out = BTreeMap::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        assert_eq!(r["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_string();
+        let mut grants = BTreeSet::new();
+        for policy in r["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                assert_eq!(st["Effect"].as_str(), Some("Allow"));
+                let actions = strings(&st["Action"]);
+                let where_ = scopes(&st["Resource"]);
+                for a in &actions {
+                    let changes = ["Stop", "Start", "Delete", "Create", "Put"]
+                        .iter()
+                        .any(|verb| a.split(':').nth(1).is_some_and(|n| n.starts_with(verb)))
+                        && a != "config:PutEvaluations";
+                    if changes {
+                        assert_ne!(
+                            st["Resource"].as_str(),
+                            Some("*"),
+                            "{binary}: {a} must be scoped to a resource type, not *"
+                        );
+                    }
+                    for s in &where_ {
+                        grants.insert((*s, a.clone()));
+                    }
+                }
+            }
+        }
+        out.insert(binary, grants);
+    }
+    out
+}
+
+#[test]
+fn every_function_gets_exactly_what_its_code_declares() {
+    let granted = granted();
+    let deployed: BTreeSet<&str> = granted.keys().map(String::as_str).collect();
+    let declared: BTreeSet<&str> = FUNCTIONS.iter().copied().collect();
+    assert_eq!(
+        deployed, declared,
+        "the template deploys exactly the declared functions"
+    );
+    let crates: BTreeSet<String> = std::fs::read_dir(finops_tests::moto::workspace_root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        crates.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        declared,
+        "every function crate is declared"
+    );
+    for f in FUNCTIONS {
+        let want: BTreeSet<(Scope, String)> = for_function(f)
+            .unwrap()
+            .into_iter()
+            .map(|(s, a)| (s, a.to_string()))
+            .collect();
+        let have = &granted[*f];
+        let extra: Vec<_> = have.difference(&want).collect();
+        let missing: Vec<_> = want.difference(have).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{f}: granted but not declared {extra:?}; declared but not granted {missing:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_never_sit_in_plain_environment_variables() {
+    let t = template();
+    let text = format!("{t:?}").to_ascii_lowercase();
+    for name in ["webhook", "bot_token", "signing_secret", "link_signing_key", "xoxb-"] {
+        assert!(
+            !text.contains(&format!("\"finops_{name}")) && !text.contains("xoxb-"),
+            "{name} appears in the template"
+        );
+    }
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(
+        env.get("FINOPS_SECRET_ID").is_some(),
+        "secrets come from Secrets Manager"
+    );
+    assert!(env.get("FINOPS_LINK_SIGNING_KEY").is_none());
+}
