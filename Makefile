@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV    := $(CURDIR)/.venv
 # cfn-lint and checkov pin boto3 and networkx below what moto needs: they get a venv of their own.
 INFRA_VENV := $(CURDIR)/.venv-infra
+SAM_VENV   := $(CURDIR)/.venv-sam
 PY      := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 # One target dir for everything (tests, watch, bench); CI may point it at a cache.
@@ -28,7 +29,7 @@ help:
 	@echo "make bench    API calls, wall time and peak memory: idle scan at N=1,000 and 5,000, then every other scan"
 	@echo "make lint     rustfmt check and clippy -D warnings"
 	@echo "make infra-check  cfn-lint and checkov on infra/template.yaml (part of make test)"
-	@echo "make deploy   sam build + sam deploy --guided (needs the AWS SAM CLI and credentials)"
+	@echo "make deploy   sam build + sam deploy --guided (installs the SAM CLI in .venv-sam; needs AWS credentials)"
 	@echo "make emergency-stop TABLE=<state table> REASON='...': every function runs as dry-run, approvals execute nothing"
 	@echo "make resume TABLE=<state table>: back to the policy's modes (make emergency-status shows the switch)"
 
@@ -61,9 +62,15 @@ $(INFRA_VENV)/.installed: tests/requirements-infra.txt
 	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-infra.txt
 	touch $@
 
-infra-check: $(INFRA_VENV)/.installed
+$(SAM_VENV)/.installed: tests/requirements-sam.txt
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements-sam.txt
+	touch $@
+
+infra-check: $(INFRA_VENV)/.installed $(SAM_VENV)/.installed
 	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml
 	$(INFRA_VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
+	cd infra && AWS_REGION=$${AWS_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint -t template.yaml
 
 test: venv browser infra-check
 	cargo test --workspace --no-fail-fast
@@ -90,9 +97,8 @@ lint:
 fmt:
 	cargo fmt --all
 
-deploy: build-tools
-	@command -v sam >/dev/null || { echo "make deploy needs the AWS SAM CLI (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html)"; exit 1; }
-	cd infra && sam build --beta-features && sam deploy --guided
+deploy: build-tools $(SAM_VENV)/.installed
+	cd infra && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided
 
 emergency-stop: venv
 	$(PY) infra/emergency_stop.py on --table $(TABLE) --reason "$(REASON)"
