@@ -57,6 +57,9 @@ fn granted() -> BTreeMap<String, BTreeSet<(Scope, String)>> {
         let mut grants = BTreeSet::new();
         for policy in r["Properties"]["Policies"].as_sequence().unwrap() {
             for st in policy["Statement"].as_sequence().unwrap() {
+                if st["Effect"].as_str() == Some("Deny") {
+                    continue;
+                }
                 assert_eq!(st["Effect"].as_str(), Some("Allow"));
                 let actions = strings(&st["Action"]);
                 let where_ = scopes(&st["Resource"]);
@@ -133,4 +136,40 @@ fn secrets_never_sit_in_plain_environment_variables() {
         "secrets come from Secrets Manager"
     );
     assert!(env.get("FINOPS_LINK_SIGNING_KEY").is_none());
+}
+
+#[test]
+fn whoever_may_stop_or_delete_is_denied_it_on_exempt_resources() {
+    let t = template();
+    for (name, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let statements: Vec<&Value> = r["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["Statement"].as_sequence().unwrap())
+            .collect();
+        let allowed: BTreeSet<String> = statements
+            .iter()
+            .filter(|s| s["Effect"].as_str() == Some("Allow"))
+            .flat_map(|s| strings(&s["Action"]))
+            .collect();
+        for destructive in ["ec2:StopInstances", "ec2:DeleteVolume"] {
+            if !allowed.contains(destructive) {
+                continue;
+            }
+            let denied = statements.iter().any(|s| {
+                s["Effect"].as_str() == Some("Deny")
+                    && strings(&s["Action"]).iter().any(|a| a == destructive)
+                    && s["Condition"]["StringEqualsIgnoreCase"]["aws:ResourceTag/finops:exempt"].as_str()
+                        == Some("true")
+            });
+            assert!(
+                denied,
+                "{name:?} may {destructive} but is not denied it on finops:exempt=true resources"
+            );
+        }
+    }
 }
