@@ -417,28 +417,27 @@ impl Policy {
     /// `FINOPS_MODE` (`dry-run`, `approve`, `auto`), when set, replaces the policy's global mode
     /// (the deployment's one switch; per-rule overrides in the policy still win for their rule).
     pub fn from_env() -> Result<(Policy, String)> {
-        let (mut policy, source) = Policy::file_or_inline_from_env()?;
-        match std::env::var(MODE_VAR)
-            .ok()
-            .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-        {
-            None => Ok((policy, source)),
-            Some(m) => {
-                policy.mode = match m.as_str() {
-                    "dry-run" => Mode::DryRun,
-                    "approve" => Mode::Approve,
-                    "auto" => Mode::Auto,
-                    other => {
-                        return Err(Error::Policy {
-                            source_name: MODE_VAR.into(),
-                            message: format!("must be dry-run, approve or auto, got {other:?}"),
-                        })
-                    }
-                };
-                Ok((policy, format!("{source}, mode {m} from {MODE_VAR}")))
+        let (policy, source) = Policy::file_or_inline_from_env()?;
+        policy.with_mode_from(source, std::env::var(MODE_VAR).ok().as_deref())
+    }
+
+    /// Applies a `FINOPS_MODE` value (if any, not blank) to the global mode; says so in the source.
+    pub fn with_mode_from(mut self, source: String, mode: Option<&str>) -> Result<(Policy, String)> {
+        let Some(m) = mode.map(str::trim).filter(|m| !m.is_empty()) else {
+            return Ok((self, source));
+        };
+        self.mode = match m {
+            "dry-run" => Mode::DryRun,
+            "approve" => Mode::Approve,
+            "auto" => Mode::Auto,
+            other => {
+                return Err(Error::Policy {
+                    source_name: MODE_VAR.into(),
+                    message: format!("must be dry-run, approve or auto, got {other:?}"),
+                })
             }
-        }
+        };
+        Ok((self, format!("{source}, mode {m} from {MODE_VAR}")))
     }
 
     fn file_or_inline_from_env() -> Result<(Policy, String)> {
@@ -684,5 +683,23 @@ mod tests {
             e.contains("/nonexistent/finops.yaml") && e.contains("cannot read"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_deployment_s_mode_replaces_the_global_mode_but_not_a_rule_s_own() {
+        let p = Policy::from_yaml("{idle_ec2: {mode: dry-run}}", "t.yaml").unwrap();
+        let (p, source) = p.with_mode_from("t.yaml".into(), Some(" auto ")).unwrap();
+        assert_eq!(
+            (p.mode, p.mode_for("ebs-cleanup"), p.mode_for("idle-ec2")),
+            (Mode::Auto, Mode::Auto, Mode::DryRun)
+        );
+        assert_eq!(source, "t.yaml, mode auto from FINOPS_MODE");
+        let (same, _) = Policy::default().with_mode_from("d".into(), Some("  ")).unwrap();
+        assert_eq!(same.mode, Mode::DryRun);
+        let err = Policy::default()
+            .with_mode_from("d".into(), Some("yolo"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FINOPS_MODE") && err.contains("yolo"), "{err}");
     }
 }
