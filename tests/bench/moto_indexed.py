@@ -28,9 +28,15 @@ import threading
 from collections import defaultdict
 from datetime import timedelta
 
+import os
+
 from moto.cloudwatch import models as cw
 from moto.core import parse
 from moto.server import main
+
+# DynamoDB requests made atomic, as in the tests' server (tests/moto_server.py).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import moto_server  # noqa: E402,F401
 
 _sorted_keys = threading.local()
 

@@ -26,15 +26,19 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The moto server command: `FINOPS_MOTO_SERVER` if set (a path, arguments allowed), else the
-/// workspace venv's `moto_server`.
+/// The moto server command: `FINOPS_MOTO_SERVER` if set (a path, arguments allowed), else
+/// `tests/moto_server.py` (stock moto with DynamoDB requests made atomic, as DynamoDB's are) run
+/// by the workspace venv's Python.
 fn server_command() -> Vec<String> {
     match std::env::var("FINOPS_MOTO_SERVER") {
         Ok(cmd) if !cmd.trim().is_empty() => cmd.split_whitespace().map(str::to_string).collect(),
-        _ => vec![workspace_root()
-            .join(".venv/bin/moto_server")
-            .to_string_lossy()
-            .into_owned()],
+        _ => {
+            let root = workspace_root();
+            [root.join(".venv/bin/python"), root.join("tests/moto_server.py")]
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        }
     }
 }
 
