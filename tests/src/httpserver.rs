@@ -105,12 +105,14 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         409 => "Conflict",
         410 => "Gone",
+        415 => "Unsupported Media Type",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         _ => "Status",
@@ -263,5 +265,190 @@ pub fn from_function_url_response(v: &serde_json::Value) -> Response {
         status,
         headers,
         body: v.get("body").and_then(|b| b.as_str()).unwrap_or("").to_string(),
+    }
+}
+
+/// An issue in the Jira stand-in.
+#[derive(Debug, Clone)]
+pub struct JiraIssue {
+    pub key: String,
+    /// The `fields` object it was created with.
+    pub fields: serde_json::Value,
+    /// Comment bodies (ADF documents), in order.
+    pub comments: Vec<serde_json::Value>,
+    /// `To Do` or `Done`.
+    pub status: String,
+}
+
+/// A Jira Cloud stand-in (REST v3): checks Basic auth, the create-issue fields (known project,
+/// issue type and priority, a summary of at most 255 characters, labels without spaces, an ADF
+/// document as description), ADF comment bodies and transition ids, and answers with Jira's
+/// status codes and error bodies. Scripted answers go first.
+#[derive(Clone)]
+pub struct JiraStandIn {
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    pub script: Arc<Mutex<VecDeque<Response>>>,
+    pub issues: Arc<Mutex<Vec<JiraIssue>>>,
+    /// `Basic base64(email:token)` accepted.
+    pub authorization: String,
+    pub project: String,
+}
+
+fn jira_error(status: u16, messages: &[&str], errors: serde_json::Value) -> Response {
+    Response::new(
+        status,
+        "application/json;charset=UTF-8",
+        serde_json::json!({"errorMessages": messages, "errors": errors}).to_string(),
+    )
+}
+
+/// Whether `v` is an ADF document: `{"type": "doc", "version": 1, "content": [nodes with a type]}`.
+pub fn is_adf_doc(v: &serde_json::Value) -> bool {
+    v["type"] == "doc"
+        && v["version"] == 1
+        && v["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|n| n["type"].is_string()))
+}
+
+impl JiraStandIn {
+    /// Starts it for project `project`, accepting `email` with `token`.
+    pub async fn start(project: &str, email: &str, token: &str) -> (JiraStandIn, Server) {
+        use base64::Engine;
+        let me = JiraStandIn {
+            requests: Arc::default(),
+            script: Arc::default(),
+            issues: Arc::default(),
+            authorization: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{email}:{token}"))
+            ),
+            project: project.to_string(),
+        };
+        let state = me.clone();
+        let server = Server::start(Arc::new(move |req: Request| {
+            let state = state.clone();
+            Box::pin(async move {
+                state.requests.lock().expect("lock").push(req.clone());
+                if let Some(r) = state.script.lock().expect("lock").pop_front() {
+                    return r;
+                }
+                state.answer(&req)
+            })
+        }))
+        .await;
+        (me, server)
+    }
+
+    fn answer(&self, req: &Request) -> Response {
+        if req.header("authorization") != Some(self.authorization.as_str()) {
+            return jira_error(401, &["You are not authenticated. Authentication required to perform this operation."], serde_json::json!({}));
+        }
+        let path = req.path().to_string();
+        let parts: Vec<&str> = path.trim_start_matches("/rest/api/3/").split('/').collect();
+        let body = req.json();
+        let mut issues = self.issues.lock().expect("lock");
+        match (req.method.as_str(), parts.as_slice()) {
+            ("POST", ["issue"]) => {
+                if req.header("content-type").is_none_or(|c| !c.starts_with("application/json")) {
+                    return Response::new(415, "text/plain", "Unsupported Media Type");
+                }
+                let f = &body["fields"];
+                let mut errors = serde_json::Map::new();
+                if f["project"]["key"].as_str() != Some(self.project.as_str()) {
+                    errors.insert("project".into(), "valid project is required".into());
+                }
+                if !["Task", "Bug", "Story"].contains(&f["issuetype"]["name"].as_str().unwrap_or("")) {
+                    errors.insert("issuetype".into(), "Specify an issue type".into());
+                }
+                match f["summary"].as_str() {
+                    Some(s) if !s.trim().is_empty() && s.chars().count() <= 255 => {}
+                    Some(s) if s.chars().count() > 255 => {
+                        errors.insert("summary".into(), "Summary must be less than 255 characters.".into());
+                    }
+                    _ => {
+                        errors.insert("summary".into(), "You must specify a summary of the issue.".into());
+                    }
+                }
+                if !is_adf_doc(&f["description"]) {
+                    errors.insert("description".into(), "Operation value must be an Atlassian Document (see the Atlassian Document Format)".into());
+                }
+                if let Some(p) = f.get("priority") {
+                    if !["Highest", "High", "Medium", "Low", "Lowest"].contains(&p["name"].as_str().unwrap_or("")) {
+                        errors.insert("priority".into(), "Specify the Priority (name) in the string format".into());
+                    }
+                }
+                if f["labels"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|x| x.as_str().is_none_or(|s| s.contains(' '))))
+                {
+                    errors.insert("labels".into(), "The label can't contain spaces.".into());
+                }
+                if !errors.is_empty() {
+                    return jira_error(400, &[], serde_json::Value::Object(errors));
+                }
+                let n = issues.len() + 1;
+                let key = format!("{}-{n}", self.project);
+                issues.push(JiraIssue {
+                    key: key.clone(),
+                    fields: f.clone(),
+                    comments: vec![],
+                    status: "To Do".into(),
+                });
+                Response::new(
+                    201,
+                    "application/json;charset=UTF-8",
+                    serde_json::json!({"id": (10000 + n).to_string(), "key": key, "self": format!("http://jira.local/rest/api/3/issue/{}", 10000 + n)}).to_string(),
+                )
+            }
+            (method, ["issue", key, what]) => {
+                let Some(issue) = issues.iter_mut().find(|i| i.key == *key) else {
+                    return jira_error(404, &["Issue does not exist or you do not have permission to see it."], serde_json::json!({}));
+                };
+                match (method, *what) {
+                    ("POST", "comment") => {
+                        if !is_adf_doc(&body["body"]) {
+                            return jira_error(400, &[], serde_json::json!({"comment": "Comment body is not valid!"}));
+                        }
+                        issue.comments.push(body["body"].clone());
+                        let id = issue.comments.len() + 10000;
+                        Response::new(201, "application/json;charset=UTF-8", serde_json::json!({"id": id.to_string(), "body": body["body"]}).to_string())
+                    }
+                    ("GET", "transitions") => {
+                        let mut t = vec![serde_json::json!({"id": "11", "name": "To Do", "to": {"name": "To Do", "statusCategory": {"key": "new"}}})];
+                        t.push(serde_json::json!({"id": "21", "name": "In Progress", "to": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}}));
+                        if issue.status != "Done" {
+                            t.push(serde_json::json!({"id": "31", "name": "Done", "to": {"name": "Done", "statusCategory": {"key": "done"}}}));
+                        }
+                        Response::new(200, "application/json;charset=UTF-8", serde_json::json!({"expand": "transitions", "transitions": t}).to_string())
+                    }
+                    ("POST", "transitions") => match body["transition"]["id"].as_str() {
+                        Some("31") if issue.status != "Done" => {
+                            issue.status = "Done".into();
+                            Response::new(204, "application/json", "")
+                        }
+                        Some("11") | Some("21") => {
+                            issue.status = "To Do".into();
+                            Response::new(204, "application/json", "")
+                        }
+                        _ => jira_error(400, &["Transition id is not valid for this issue."], serde_json::json!({})),
+                    },
+                    _ => jira_error(404, &["Not found"], serde_json::json!({})),
+                }
+            }
+            _ => jira_error(404, &["Not found"], serde_json::json!({})),
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn issues(&self) -> Vec<JiraIssue> {
+        self.issues.lock().expect("lock").clone()
+    }
+
+    pub fn answer_next(&self, r: Response) {
+        self.script.lock().expect("lock").push_back(r);
     }
 }

@@ -104,3 +104,69 @@ impl HttpClient {
         Ok(answer)
     }
 }
+
+/// How long to honour a service's 429 `Retry-After` inside one invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryAfter {
+    /// Requests tried in all (a 429 within `max_wait` is tried again).
+    pub attempts: u32,
+    /// The longest wait honoured; a longer one fails (the invocation is then retried by Lambda).
+    pub max_wait: Duration,
+}
+
+impl Default for RetryAfter {
+    /// 3 tries, at most 20 s of waiting each.
+    fn default() -> Self {
+        RetryAfter {
+            attempts: 3,
+            max_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends a request and, while the service answers 429 with a `Retry-After` (seconds; 1 when
+    /// absent) within `retry.max_wait`, waits and sends it again, at most `retry.attempts` times.
+    /// Returns the first answer that is not a 429; a 429 that cannot be waited for is an
+    /// [`Error::Http`] (retryable).
+    pub async fn send_honouring_retry_after(
+        &self,
+        service: &'static str,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        retry: RetryAfter,
+    ) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let resp = self.send(service, method, url, headers, body.clone()).await?;
+            if resp.status != 429 {
+                return Ok(resp);
+            }
+            let wait = resp
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            if attempt >= retry.attempts || Duration::from_secs(wait) > retry.max_wait {
+                return Err(Error::Http {
+                    service,
+                    message: format!("rate limited (Retry-After {wait} s) after {attempt} attempt(s)"),
+                });
+            }
+            tracing::warn!(service, wait_seconds = wait, attempt, "asked to wait");
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    }
+}
+
+/// The error for an answer that is not a success: 5xx retryable, anything else refused for good.
+pub fn failure(service: &'static str, resp: &Response) -> Error {
+    let message = format!("HTTP {}: {}", resp.status, resp.body.chars().take(300).collect::<String>());
+    if resp.status >= 500 {
+        Error::Http { service, message }
+    } else {
+        Error::Refused { service, message }
+    }
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod flow;
 pub mod http;
+pub mod jira;
 pub mod model;
 pub mod notify;
 pub mod permissions;

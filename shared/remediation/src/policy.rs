@@ -57,6 +57,12 @@ pub struct Policy {
     pub approvals: ApprovalsPolicy,
     /// How messages reach people.
     pub notify: NotifyPolicy,
+    /// The rightsizing rule (recommendations; Bedrock explains them).
+    pub rightsizing: RightsizingPolicy,
+    /// Jira tickets for findings.
+    pub jira: JiraPolicy,
+    /// The weekly savings report.
+    pub savings_report: SavingsReportPolicy,
 }
 
 /// Who may approve, reject or roll back.
@@ -236,6 +242,97 @@ impl Default for Policy {
             tag_compliance: TagCompliancePolicy::default(),
             approvals: ApprovalsPolicy::default(),
             notify: NotifyPolicy::default(),
+            rightsizing: RightsizingPolicy::default(),
+            jira: JiraPolicy::default(),
+            savings_report: SavingsReportPolicy::default(),
+        }
+    }
+}
+
+/// Settings of the rightsizing rule. It recommends; it changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RightsizingPolicy {
+    /// Whole UTC days of metrics looked at.
+    pub lookback_days: u32,
+    /// Spare capacity a candidate must keep above the observed peak, in percent.
+    pub headroom_percent: f64,
+    /// At least this many days with CPU data, or no recommendation.
+    pub min_days_with_data: u32,
+    /// The Bedrock model asked to explain (a model id or inference profile); empty: rules only.
+    pub bedrock_model_id: String,
+    /// Seconds Bedrock has to answer before the rules' explanation is used.
+    pub bedrock_timeout_seconds: u64,
+    /// Candidates offered to the model (the cheapest that fit).
+    pub max_candidates: usize,
+}
+
+impl Default for RightsizingPolicy {
+    fn default() -> Self {
+        RightsizingPolicy {
+            lookback_days: 14,
+            headroom_percent: 30.0,
+            min_days_with_data: 7,
+            bedrock_model_id: "anthropic.claude-3-haiku-20240307-v1:0".into(),
+            bedrock_timeout_seconds: 20,
+            max_candidates: 3,
+        }
+    }
+}
+
+/// How findings become Jira issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JiraPolicy {
+    /// The Jira Cloud site, e.g. `https://example.atlassian.net` (email and API token are in the secret).
+    pub site_url: String,
+    pub project_key: String,
+    pub issue_type: String,
+    /// Labels on every issue (the rule's own, `finops-<rule>`, is added).
+    pub labels: Vec<String>,
+    /// Jira priority name by severity (`low`, `medium`, `high`, `critical`); a severity left out sets none.
+    pub priorities: BTreeMap<String, String>,
+    /// The transition that resolves an issue; empty: the first whose target status is in the Done category.
+    pub done_transition: String,
+}
+
+impl Default for JiraPolicy {
+    fn default() -> Self {
+        JiraPolicy {
+            site_url: String::new(),
+            project_key: "FINOPS".into(),
+            issue_type: "Task".into(),
+            labels: vec!["finops-autopilot".into()],
+            priorities: [("low", "Low"), ("medium", "Medium"), ("high", "High"), ("critical", "Highest")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            done_transition: String::new(),
+        }
+    }
+}
+
+/// The weekly savings report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SavingsReportPolicy {
+    /// Weeks shown (the ledger months they touch are read).
+    pub weeks: u32,
+    /// Where the HTML report is put: an S3 bucket (empty: not uploaded).
+    pub bucket: String,
+    /// Key prefix of the reports in the bucket.
+    pub prefix: String,
+    /// How long the presigned link in the message works, in hours (S3 allows at most 7 days).
+    pub link_hours: u32,
+}
+
+impl Default for SavingsReportPolicy {
+    fn default() -> Self {
+        SavingsReportPolicy {
+            weeks: 8,
+            bucket: String::new(),
+            prefix: "finops-reports/".into(),
+            link_hours: 168,
         }
     }
 }
@@ -407,6 +504,7 @@ impl Policy {
             "cost-alert" => self.cost_alert.mode,
             "s3-public" => self.s3_public.mode,
             "tag-compliance" => self.tag_compliance.mode,
+            // Rightsizing only recommends: it has no mode of its own.
             _ => None,
         };
         override_mode.unwrap_or(self.mode)
@@ -514,6 +612,53 @@ impl Policy {
         }
         if self.notify.digest_top == 0 {
             return Err("notify.digest_top: must be at least 1".into());
+        }
+        let rs = &self.rightsizing;
+        if !(1..=63).contains(&rs.lookback_days) {
+            // Hourly data points are kept 63 days at 1-minute..1-hour resolution; 1-hour for 455,
+            // but 14 to 63 days is what a rightsizing decision needs.
+            return Err(format!("rightsizing.lookback_days: must be between 1 and 63, got {}", rs.lookback_days));
+        }
+        if rs.min_days_with_data == 0 || rs.min_days_with_data > rs.lookback_days {
+            return Err(format!(
+                "rightsizing.min_days_with_data: must be between 1 and rightsizing.lookback_days ({}), got {}",
+                rs.lookback_days, rs.min_days_with_data
+            ));
+        }
+        if !(rs.headroom_percent.is_finite() && (0.0..=400.0).contains(&rs.headroom_percent)) {
+            return Err(format!(
+                "rightsizing.headroom_percent: must be between 0 and 400, got {}",
+                rs.headroom_percent
+            ));
+        }
+        if !(1..=120).contains(&rs.bedrock_timeout_seconds) {
+            return Err("rightsizing.bedrock_timeout_seconds: must be between 1 and 120".into());
+        }
+        if !(1..=10).contains(&rs.max_candidates) {
+            return Err("rightsizing.max_candidates: must be between 1 and 10".into());
+        }
+        let jira = &self.jira;
+        if !jira.site_url.is_empty() && !(jira.site_url.starts_with("https://") || jira.site_url.starts_with("http://")) {
+            return Err(format!("jira.site_url: must be an http(s) URL, got {:?}", jira.site_url));
+        }
+        if jira.project_key.trim().is_empty() || jira.issue_type.trim().is_empty() {
+            return Err("jira.project_key and jira.issue_type: must not be blank".into());
+        }
+        if let Some(l) = jira.labels.iter().find(|l| l.is_empty() || l.contains(char::is_whitespace)) {
+            return Err(format!("jira.labels: {l:?} is not a Jira label (no spaces, not empty)"));
+        }
+        if let Some(k) = jira.priorities.keys().find(|k| !["low", "medium", "high", "critical"].contains(&k.as_str())) {
+            return Err(format!("jira.priorities: {k:?} is not a severity (low, medium, high, critical)"));
+        }
+        let report = &self.savings_report;
+        if !(1..=52).contains(&report.weeks) {
+            return Err(format!("savings_report.weeks: must be between 1 and 52, got {}", report.weeks));
+        }
+        if !(1..=168).contains(&report.link_hours) {
+            return Err(format!(
+                "savings_report.link_hours: must be between 1 and 168 (S3 presigned links last 7 days at most), got {}",
+                report.link_hours
+            ));
         }
         let idle = &self.idle_ec2;
         // CloudWatch keeps data at 1-hour resolution (and coarser) for 455 days.

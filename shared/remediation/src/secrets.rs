@@ -26,6 +26,11 @@ pub struct Secrets {
     /// Slack app signing secret (verifies interactivity requests).
     #[serde(default)]
     pub slack_signing_secret: Option<String>,
+    /// The Atlassian account's email, with `jira_api_token` (Basic auth to Jira Cloud).
+    #[serde(default)]
+    pub jira_email: Option<String>,
+    #[serde(default)]
+    pub jira_api_token: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -37,6 +42,8 @@ impl std::fmt::Debug for Secrets {
             .field("slack_bot_token", &set(&self.slack_bot_token))
             .field("slack_channel", &self.slack_channel)
             .field("slack_signing_secret", &set(&self.slack_signing_secret))
+            .field("jira_email", &self.jira_email)
+            .field("jira_api_token", &set(&self.jira_api_token))
             .finish()
     }
 }

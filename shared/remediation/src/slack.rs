@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::http::HttpClient;
+use crate::http::{HttpClient, RetryAfter};
 use crate::model::{Finding, OutcomeKind};
 use crate::notify::Message;
 
@@ -79,7 +79,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-fn usd(v: Option<f64>) -> String {
+pub fn usd(v: Option<f64>) -> String {
     match v {
         Some(v) => format!("${}", thousands(v)),
         None => "unknown".into(),
@@ -140,6 +140,15 @@ fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value 
 
 /// The evidence as short `key: value` lines (numbers the detector used).
 pub fn evidence_lines(f: &Finding) -> Vec<String> {
+    evidence_pairs(f)
+        .into_iter()
+        .map(|(k, shown)| format!("{k}: {}", esc(&shown)))
+        .collect()
+}
+
+/// A finding's evidence as (label, value) pairs, unescaped: the first 8 fields, series shown as
+/// their length, long values cut.
+pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
     let v = serde_json::to_value(&f.evidence).unwrap_or(Value::Null);
     let Value::Object(map) = v else {
         return vec![];
@@ -163,7 +172,7 @@ pub fn evidence_lines(f: &Finding) -> Vec<String> {
                     }
                 }
             };
-            format!("{}: {}", k.replace('_', " "), esc(&shown))
+            (k.replace('_', " "), shown)
         })
         .collect()
 }
@@ -527,67 +536,43 @@ impl SlackPoster {
             }
         };
         let bytes = serde_json::to_vec(&body).map_err(|e| Error::Config(format!("cannot serialise a post: {e}")))?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json; charset=utf-8")];
-            if let Some(auth) = &headers {
-                h.push(("authorization", auth));
-            }
-            let resp = self.http.send("slack", "POST", &url, &h, bytes.clone()).await?;
-            match resp.status {
-                200 => {
-                    if matches!(self.destination, Destination::Bot { .. }) {
-                        // chat.postMessage answers 200 with {"ok": false, "error": ...} on failure.
-                        let v: Value = serde_json::from_str(&resp.body).map_err(|_| Error::Http {
-                            service: "slack",
-                            message: "chat.postMessage answered something that is not JSON".into(),
-                        })?;
-                        if v.get("ok") != Some(&Value::Bool(true)) {
-                            let err = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
-                            return Err(if err == "ratelimited" || err == "internal_error" {
-                                Error::Http {
-                                    service: "slack",
-                                    message: format!("chat.postMessage: {err}"),
-                                }
-                            } else {
-                                Error::Refused {
-                                    service: "slack",
-                                    message: format!("chat.postMessage: {err}"),
-                                }
-                            });
-                        }
-                    }
-                    return Ok(());
-                }
-                429 => {
-                    let wait = resp
-                        .header("retry-after")
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .unwrap_or(1);
-                    if attempt >= self.attempts || Duration::from_secs(wait) > self.max_wait {
-                        return Err(Error::Http {
-                            service: "slack",
-                            message: format!("rate limited (Retry-After {wait} s) after {attempt} attempt(s)"),
-                        });
-                    }
-                    tracing::warn!(wait_seconds = wait, attempt, "Slack asked to wait");
-                    tokio::time::sleep(Duration::from_secs(wait)).await;
-                }
-                s if s >= 500 => {
-                    return Err(Error::Http {
+        let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json; charset=utf-8")];
+        if let Some(auth) = &headers {
+            h.push(("authorization", auth));
+        }
+        let retry = RetryAfter {
+            attempts: self.attempts,
+            max_wait: self.max_wait,
+        };
+        let resp = self
+            .http
+            .send_honouring_retry_after("slack", "POST", &url, &h, bytes, retry)
+            .await?;
+        if resp.status != 200 {
+            return Err(crate::http::failure("slack", &resp));
+        }
+        if matches!(self.destination, Destination::Bot { .. }) {
+            // chat.postMessage answers 200 with {"ok": false, "error": ...} on failure.
+            let v: Value = serde_json::from_str(&resp.body).map_err(|_| Error::Http {
+                service: "slack",
+                message: "chat.postMessage answered something that is not JSON".into(),
+            })?;
+            if v.get("ok") != Some(&Value::Bool(true)) {
+                let err = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+                return Err(if err == "ratelimited" || err == "internal_error" {
+                    Error::Http {
                         service: "slack",
-                        message: format!("HTTP {s}: {}", resp.body.chars().take(200).collect::<String>()),
-                    })
-                }
-                s => {
-                    return Err(Error::Refused {
+                        message: format!("chat.postMessage: {err}"),
+                    }
+                } else {
+                    Error::Refused {
                         service: "slack",
-                        message: format!("HTTP {s}: {}", resp.body.chars().take(200).collect::<String>()),
-                    })
-                }
+                        message: format!("chat.postMessage: {err}"),
+                    }
+                });
             }
         }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! so a replayed event or a double click changes nothing.
 
 mod approvals;
+mod tickets;
 pub mod dynamo;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use crate::model::Finding;
 use crate::policy::Mode;
 
 pub use dynamo::DynamoState;
+pub use tickets::Ticket;
 
 /// A request for a human decision about one finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,159 @@
+//! Jira tickets in the state table: `TICKET#<finding id>` / `JIRA` holds the issue key, so a
+//! replayed message or a re-detected finding never opens a second issue, and a string set of the
+//! events already written to the issue, so a replayed update never comments twice.
+//!
+//! Creating is claimed first (status `creating`, lapsing after 5 minutes so a crashed run does not
+//! block the finding for good), then the key is stored; a failed create releases the claim.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::dynamo::{s, written, DynamoState};
+use crate::error::{Error, Result};
+
+/// A conditional write's outcome: `true` written, `false` held back by its condition.
+fn applied<O, E>(operation: &'static str, r: std::result::Result<O, SdkError<E, HttpResponse>>) -> Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+        Err(e) => Err(Error::aws("dynamodb", operation, e)),
+    }
+}
+
+/// A finding's ticket as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ticket {
+    /// No ticket, or a claim that lapsed: this run may create one.
+    None,
+    /// Another run is creating it now.
+    Creating,
+    /// The issue exists.
+    Created { key: String },
+}
+
+fn ticket_pk(finding_id: &str) -> String {
+    format!("TICKET#{finding_id}")
+}
+
+const SK: &str = "JIRA";
+
+impl DynamoState {
+    /// The finding's ticket.
+    pub async fn ticket(&self, finding_id: &str, now: DateTime<Utc>) -> Result<Ticket> {
+        let Some(item) = self.get(&ticket_pk(finding_id), SK).await? else {
+            return Ok(Ticket::None);
+        };
+        let field = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        Ok(match (field("status").as_deref(), field("issue_key")) {
+            (Some("created"), Some(key)) => Ticket::Created { key },
+            (Some("creating"), _) => {
+                let claimed = field("claimed_at")
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if claimed.is_some_and(|t| t > now - Duration::minutes(5)) {
+                    Ticket::Creating
+                } else {
+                    Ticket::None
+                }
+            }
+            _ => Ticket::None,
+        })
+    }
+
+    /// Claims the creation of the finding's ticket; `false` when another run holds a fresh claim
+    /// or the ticket exists.
+    pub async fn claim_ticket(&self, finding_id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let stale = now - Duration::minutes(5);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(ticket_pk(finding_id)))
+            .item("sk", s(SK))
+            .item("kind", s("ticket"))
+            .item("status", s("creating"))
+            .item("claimed_at", s(now.to_rfc3339()))
+            .condition_expression("attribute_not_exists(pk) OR (#st = :creating AND claimed_at < :stale)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":creating", s("creating"))
+            .expression_attribute_values(":stale", s(stale.to_rfc3339()))
+            .send()
+            .await;
+        written(put)
+    }
+
+    /// Records the created issue's key (and the event that created it).
+    pub async fn ticket_created(&self, finding_id: &str, key: &str, event: &str, now: DateTime<Utc>) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ticket_pk(finding_id)))
+            .key("sk", s(SK))
+            .update_expression("SET #st = :created, issue_key = :key, created_at = :at ADD events :ev")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":created", s("created"))
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .expression_attribute_values(":ev", AttributeValue::Ss(vec![event.to_string()]))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Gives up a creation claim (the create failed; the message will be retried).
+    pub async fn release_ticket(&self, finding_id: &str) -> Result<()> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(ticket_pk(finding_id)))
+            .key("sk", s(SK))
+            .condition_expression("#st = :creating")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":creating", s("creating"))
+            .send()
+            .await;
+        applied("DeleteItem", out).map(|_| ())
+    }
+
+    /// Claims writing `event` to the finding's issue; `false` when it was written already.
+    pub async fn claim_ticket_event(&self, finding_id: &str, event: &str) -> Result<bool> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ticket_pk(finding_id)))
+            .key("sk", s(SK))
+            .update_expression("ADD events :ev")
+            .condition_expression("#st = :created AND NOT contains(events, :one)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":created", s("created"))
+            .expression_attribute_values(":ev", AttributeValue::Ss(vec![event.to_string()]))
+            .expression_attribute_values(":one", s(event))
+            .send()
+            .await;
+        applied("UpdateItem", out)
+    }
+
+    /// Forgets `event` (writing it to the issue failed; the message will be retried).
+    pub async fn release_ticket_event(&self, finding_id: &str, event: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ticket_pk(finding_id)))
+            .key("sk", s(SK))
+            .update_expression("DELETE events :ev")
+            .expression_attribute_values(":ev", AttributeValue::Ss(vec![event.to_string()]))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+}
