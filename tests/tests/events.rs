@@ -29,7 +29,7 @@ fn sns_message(payload: &serde_json::Value) -> Option<remediation::notify::Messa
 
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
-        "idle-ec2" | "ebs-cleanup" | "cost-alert" => {
+        "idle-ec2" | "ebs-cleanup" | "cost-alert" | "rightsizing" | "savings-report" => {
             remediation::events::scheduled(payload).unwrap_or_else(|e| panic!("{} refused: {e}", file.display()));
         }
         "tag-compliance" => {
@@ -48,7 +48,7 @@ fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
                 || sns_message(payload).is_some();
             assert!(ok, "{} refused", file.display());
         }
-        "slack-notify" => {
+        "slack-notify" | "jira-sync" => {
             assert!(sns_message(payload).is_some(), "{} refused", file.display());
         }
         other => panic!(

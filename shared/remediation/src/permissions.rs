@@ -67,6 +67,8 @@ pub const APPROVAL_STATE: &[&str] = &[
 ];
 /// slack-notify's state: claiming, marking and releasing posts.
 pub const NOTIFY_STATE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+/// jira-sync's state: the `TICKET#` items.
+pub const TICKET_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
 /// Publishing (PublishBatch is authorised as Publish).
 pub const PUBLISH: &[&str] = &["sns:Publish"];
 /// Reading the secret.
@@ -81,6 +83,7 @@ pub const FUNCTIONS: &[&str] = &[
     "tag-compliance",
     "approval",
     "slack-notify",
+    "jira-sync",
 ];
 
 fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
@@ -105,12 +108,13 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
             action(&block_public_access::DECLARATION, true),
         ]
         .concat(),
-        "slack-notify" => vec![],
+        "slack-notify" | "jira-sync" => vec![],
         _ => return None,
     };
     let (state, publish): (&[&'static str], bool) = match function {
         "approval" => (APPROVAL_STATE, true),
         "slack-notify" => (NOTIFY_STATE, false),
+        "jira-sync" => (TICKET_STATE, false),
         _ => (DETECTOR_STATE, true),
     };
     let mut out: BTreeSet<(Scope, &'static str)> = account.into_iter().map(|a| (Scope::Account, a)).collect();
