@@ -516,6 +516,16 @@ async fn rejection_and_expiry_are_recorded_and_published() {
     assert_eq!((results.len(), results[0]["status"].as_str()), (1, Some("expired")));
     assert_eq!(state_of(&lp, &a).await, "running");
     assert_eq!(state_of(&lp, &b).await, "running");
+    // The ledger closes both lines without savings (the savings report counts them so).
+    let ledger: Vec<(String, String)> = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE)
+        .await
+        .into_iter()
+        .filter(|i| i["pk"].starts_with("LEDGER#"))
+        .map(|i| (i["resource_id"].clone(), format!("{} {}", i["status"], i["realised_usd"])))
+        .collect();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    assert!(ledger.contains(&(a.clone(), "rejected 0.00".into())), "{ledger:?}");
+    assert!(ledger.contains(&(b.clone(), "expired 0.00".into())), "{ledger:?}");
 }
 
 /// Flips the switch with the operator's script, against moto.

@@ -193,7 +193,9 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             ])]);
             update_issue(app, finding, &format!("approval:{request_id}:{status}"), comment, false, now).await
         }
-        Message::Digest { .. } | Message::TagReport { .. } => Ok("a summary: its findings have their own messages".into()),
+        Message::Digest { .. } | Message::TagReport { .. } | Message::SavingsReport { .. } => {
+            Ok("a summary: its findings have their own messages".into())
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod model;
 pub mod notify;
 pub mod permissions;
 pub mod policy;
+pub mod report;
 pub mod pricing;
 pub mod rules;
 pub mod secrets;

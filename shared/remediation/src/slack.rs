@@ -363,6 +363,55 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             }
             (text, b)
         }
+        Message::SavingsReport { report: r, report_url } => {
+            let (open, open_usd) = r.open();
+            let text = format!(
+                "Savings report {} to {}: {} estimated, {} realised per month",
+                r.from,
+                r.to,
+                usd(Some(r.estimated_usd)),
+                usd(Some(r.realised_usd))
+            );
+            let compliance = r
+                .compliance
+                .last()
+                .map(|p| format!("{:.1}% (KPI {:.0}%)", p.overall_percent, r.compliance_kpi_percent))
+                .unwrap_or_else(|| "no sweep recorded".into());
+            let pairs = [
+                ("Estimated at detection", format!("{}/month", usd(Some(r.estimated_usd)))),
+                (
+                    "Realised by actions",
+                    format!("{}/month ({:.1}%)", usd(Some(r.realised_usd)), r.realisation_percent),
+                ),
+                ("Open findings", format!("{open} ({}/month)", usd(Some(open_usd)))),
+                ("Tag compliance", compliance),
+            ];
+            let rules: Vec<String> = r
+                .by_rule
+                .iter()
+                .map(|(k, t)| {
+                    format!(
+                        "• *{}*: {} findings, {} estimated, {} realised",
+                        esc(k),
+                        t.findings,
+                        usd(Some(t.estimated_usd)),
+                        usd(Some(t.realised_usd))
+                    )
+                })
+                .collect();
+            let mut b = vec![
+                header(&format!("Savings report {} to {}", r.from, r.to)),
+                fields(&pairs.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()),
+            ];
+            if !rules.is_empty() {
+                b.push(section(&format!("*By rule*\n{}", rules.join("\n"))));
+            }
+            match report_url {
+                Some(url) => b.push(section(&format!("<{url}|Open the full report> (charts by week, rule and owner)"))),
+                None => b.push(context("The full HTML report was not uploaded (savings_report.bucket is not set).")),
+            }
+            (text, b)
+        }
         Message::Digest {
             mode,
             total_findings,

@@ -70,6 +70,13 @@ pub enum Message {
         non_compliant: Vec<(String, Vec<String>)>,
         non_compliant_total: usize,
     },
+    /// The weekly savings report's summary, with a link to the full HTML report.
+    SavingsReport {
+        report: Box<crate::report::SavingsReport>,
+        /// A presigned link to the HTML report (absent when it was not uploaded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report_url: Option<String>,
+    },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,
@@ -95,6 +102,7 @@ impl Message {
             Message::ApprovalRequest { .. } => "approval-request",
             Message::CostAlert { .. } => "cost-alert",
             Message::TagReport { .. } => "tag-report",
+            Message::SavingsReport { .. } => "savings-report",
             Message::ActionResult { .. } => "action-result",
             Message::Digest { .. } => "digest",
             Message::ApprovalResult { .. } => "approval-result",
@@ -108,7 +116,7 @@ impl Message {
             | Message::CostAlert { finding }
             | Message::ApprovalResult { finding, .. }
             | Message::ActionResult { finding, .. } => Some(finding),
-            Message::TagReport { .. } | Message::Digest { .. } => None,
+            Message::TagReport { .. } | Message::Digest { .. } | Message::SavingsReport { .. } => None,
         }
     }
 
@@ -119,6 +127,7 @@ impl Message {
                 Some(r) if by_rule.len() == 1 => r,
                 _ => "several",
             },
+            Message::SavingsReport { .. } => "several",
             _ => match self.finding() {
                 Some(f) => &f.rule,
                 None => crate::detect::tag_compliance::RULE,

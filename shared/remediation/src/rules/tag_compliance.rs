@@ -299,6 +299,16 @@ pub async fn sweep(
         outcomes.extend(acted);
         notes.extend(flow_notes);
     }
+    if let Some(state) = sinks.state {
+        let point = crate::state::CompliancePoint {
+            date: ctx.now.date_naive(),
+            overall_percent: result.overall.percent(),
+            by_type: result.by_type.iter().map(|(k, c)| (k.clone(), c.percent())).collect(),
+        };
+        if let Err(e) = state.record_compliance(&point).await {
+            notes.push(format!("compliance figures not recorded (the savings report's trend misses today): {e}"));
+        }
+    }
     if let Some(publisher) = sinks.publisher {
         let report = Message::TagReport {
             by_type: result.by_type.clone(),

@@ -250,7 +250,8 @@ impl ApprovalStore for DynamoState {
             request_id,
             &format!("rejected by {approver} via {via}"),
         )?;
-        if self.transition(vec![reject, audit]).await? {
+        let ledger = self.ledger_close(&current.finding, "rejected", now)?;
+        if self.transition(vec![reject, audit, ledger]).await? {
             Ok(Ok(StoredApproval {
                 status: "rejected".into(),
                 decided_by: Some(approver.to_string()),
@@ -352,7 +353,8 @@ impl ApprovalStore for DynamoState {
                 &a.request_id,
                 &format!("no decision by {}: nothing done", a.expires_at.to_rfc3339()),
             )?;
-            if self.transition(vec![expire, audit]).await? {
+            let ledger = self.ledger_close(&a.finding, "expired", now)?;
+            if self.transition(vec![expire, audit, ledger]).await? {
                 expired.push(StoredApproval {
                     status: "expired".into(),
                     ..a

@@ -171,6 +171,29 @@ impl DynamoState {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Closes a ledger line without savings (`rejected`, `expired`): nothing was realised.
+    pub(crate) fn ledger_close(&self, f: &crate::model::Finding, status: &str, at: DateTime<Utc>) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(ledger_pk(f)))
+            .key("sk", s(&f.id))
+            .update_expression("SET kind = :kind, #st = :st, closed_at = :at, #rule = :rule, #owner = :owner, realised_usd = :zero, estimated_usd = if_not_exists(estimated_usd, :est), detected_at = if_not_exists(detected_at, :det)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#rule", "rule")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":kind", s("ledger"))
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":rule", s(&f.rule))
+            .expression_attribute_values(":owner", s(f.owner()))
+            .expression_attribute_values(":zero", money(0.0))
+            .expression_attribute_values(":est", money(f.estimated_monthly_savings_usd.unwrap_or(0.0)))
+            .expression_attribute_values(":det", s(f.detected_at.to_rfc3339()))
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     pub(crate) async fn transact(&self, items: Vec<TransactWriteItem>) -> std::result::Result<(), TransactOutcome> {
         match self
             .client
@@ -218,6 +241,10 @@ pub(crate) enum TransactOutcome {
 
 #[async_trait]
 impl StateStore for DynamoState {
+    async fn record_compliance(&self, point: &super::CompliancePoint) -> Result<()> {
+        self.put_compliance(point).await
+    }
+
     async fn open_approval(&self, request: &ApprovalRequest) -> Result<ApprovalOpened> {
         let f = &request.finding;
         let expires = request.expires_at.timestamp();

@@ -3,6 +3,7 @@
 //! so a replayed event or a double click changes nothing.
 
 mod approvals;
+mod report;
 mod tickets;
 pub mod dynamo;
 
@@ -16,6 +17,7 @@ use crate::model::Finding;
 use crate::policy::Mode;
 
 pub use dynamo::DynamoState;
+pub use report::{CompliancePoint, LedgerLine};
 pub use tickets::Ticket;
 
 /// A request for a human decision about one finding.
@@ -101,6 +103,9 @@ pub trait StateStore: Send + Sync {
         present: &[String],
         now: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, DateTime<Utc>>>;
+
+    /// Records a tag-compliance sweep's figures (the savings report's trend).
+    async fn record_compliance(&self, point: &CompliancePoint) -> Result<()>;
 }
 
 /// An approval request as stored, with its place in the state machine

@@ -1,0 +1,148 @@
+//! The weekly report: reads the ledger months the report's weeks touch (one Query each) and the
+//! recorded tag-compliance figures, builds the report, puts the HTML in S3 (or, for local runs, a
+//! folder), and publishes the summary with its presigned link for slack-notify.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::config::Deps;
+use remediation::notify::Message;
+use remediation::report::{self, SavingsReport};
+use remediation::Error;
+use serde_json::{json, Value};
+
+/// Environment variable: a folder the HTML report is written to instead of S3 (local runs, the demo).
+pub const REPORT_DIR_VAR: &str = "FINOPS_REPORT_DIR";
+
+/// How far back open findings are looked for (the ledger months read).
+const OPEN_LOOKBACK_DAYS: i64 = 183;
+
+/// Owners listed in the SNS message (the HTML lists them all).
+const OWNERS_IN_MESSAGE: usize = 10;
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<Value>, deps: &Deps) -> Result<Value, Error> {
+    let dir = std::env::var(REPORT_DIR_VAR)
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .map(PathBuf::from);
+    handle(event.payload, deps, dir, Utc::now()).await
+}
+
+/// Where the HTML went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    File(PathBuf),
+    S3 { bucket: String, key: String, url: String },
+    Nowhere,
+}
+
+async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>) -> Result<Stored, Error> {
+    let name = format!("savings-report-{}.html", r.to);
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(&name);
+        std::fs::write(&path, html).map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+        return Ok(Stored::File(path));
+    }
+    let p = &deps.policy.savings_report;
+    if p.bucket.trim().is_empty() {
+        return Ok(Stored::Nowhere);
+    }
+    let config = &deps.clients.config;
+    // Path-style only against a local endpoint; AWS gets virtual-hosted URLs.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(deps.clients.calls.clone())
+            .build(),
+    );
+    let key = format!("{}{name}", p.prefix);
+    s3.put_object()
+        .bucket(&p.bucket)
+        .key(&key)
+        .content_type("text/html; charset=utf-8")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .body(html.as_bytes().to_vec().into())
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3", "PutObject", e))?;
+    let presign = PresigningConfig::expires_in(Duration::from_secs(u64::from(p.link_hours) * 3600))
+        .map_err(|e| Error::Config(format!("savings_report.link_hours: {e}")))?;
+    let url = s3
+        .get_object()
+        .bucket(&p.bucket)
+        .key(&key)
+        .presigned(presign)
+        .await
+        .map_err(|e| Error::aws("s3", "GetObject (presign)", e))?
+        .uri()
+        .to_string();
+    Ok(Stored::S3 {
+        bucket: p.bucket.clone(),
+        key,
+        url,
+    })
+}
+
+/// Builds, stores and publishes the report of the weeks ending at `now`.
+pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: DateTime<Utc>) -> Result<Value, Error> {
+    remediation::events::scheduled(&payload)?;
+    let state = deps.state.as_ref().ok_or_else(|| {
+        Error::Config("savings-report needs the state table (FINOPS_TABLE): the ledger is in it".into())
+    })?;
+    let p = &deps.policy.savings_report;
+    let from = report::start(now.date_naive(), p.weeks);
+    // Open findings are aged over half a year, not just the weeks shown.
+    let read_from = from.min(now.date_naive() - chrono::Duration::days(OPEN_LOOKBACK_DAYS));
+    let (lines, unreadable) = state.ledger_lines(&report::months(read_from, now.date_naive())).await?;
+    let compliance = state.compliance_since(from).await?;
+    let r = SavingsReport::build(
+        &lines,
+        compliance,
+        now,
+        p.weeks,
+        deps.policy.tag_compliance.kpi_percent,
+        unreadable,
+    );
+    let html = report::render_html(&r);
+    let stored = store(&html, &r, deps, dir).await?;
+    let (location, url) = match &stored {
+        Stored::File(path) => (path.display().to_string(), None),
+        Stored::S3 { bucket, key, url } => (format!("s3://{bucket}/{key}"), Some(url.clone())),
+        Stored::Nowhere => ("not stored (savings_report.bucket is not set)".to_string(), None),
+    };
+    let mut summary = r.clone();
+    summary.by_owner.truncate(OWNERS_IN_MESSAGE);
+    let mut notes = Vec::new();
+    if let Some(publisher) = &deps.publisher {
+        let message = Message::SavingsReport {
+            report: Box::new(summary),
+            report_url: url.clone(),
+        };
+        if let Err(e) = remediation::notify::Publisher::publish(publisher, std::slice::from_ref(&message)).await {
+            // The report is stored; the summary is what failed: fail so the schedule's retry sends it.
+            return Err(e);
+        }
+    } else {
+        notes.push("FINOPS_TOPIC_ARN is not set: the summary was not published".to_string());
+    }
+    let (open, open_usd) = r.open();
+    tracing::info!(estimated = r.estimated_usd, realised = r.realised_usd, open, location = %location, "savings report");
+    Ok(json!({
+        "from": r.from,
+        "to": r.to,
+        "estimated_monthly_usd": r.estimated_usd,
+        "realised_monthly_usd": r.realised_usd,
+        "realisation_percent": r.realisation_percent,
+        "open_findings": open,
+        "open_monthly_usd": open_usd,
+        "ledger_lines": lines.len(),
+        "report": location,
+        "report_url": url,
+        "notes": notes,
+    }))
+}

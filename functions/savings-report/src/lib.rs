@@ -1,0 +1,3 @@
+//! The savings-report function: its handler, callable from tests with hand-built events.
+
+pub mod handler;
