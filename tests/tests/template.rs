@@ -37,6 +37,8 @@ fn scopes(resource: &Value) -> Vec<Scope> {
                 Scope::Topic
             } else if shown.contains("\"SecretArn\"") {
                 Scope::Secret
+            } else if shown.contains("ReportBucket.Arn") {
+                Scope::ReportBucket
             } else {
                 Scope::Account
             }

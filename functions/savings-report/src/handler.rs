@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 /// Environment variable: a folder the HTML report is written to instead of S3 (local runs, the demo).
 pub const REPORT_DIR_VAR: &str = "FINOPS_REPORT_DIR";
 
+/// Environment variable: the reports' bucket (the stack's); overrides `savings_report.bucket`.
+pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
+
 /// How far back open findings are looked for (the ledger months read).
 const OPEN_LOOKBACK_DAYS: i64 = 183;
 
@@ -30,6 +33,15 @@ pub async fn function_handler(event: LambdaEvent<Value>, deps: &Deps) -> Result<
         .filter(|d| !d.trim().is_empty())
         .map(PathBuf::from);
     handle(event.payload, deps, dir, Utc::now()).await
+}
+
+/// The bucket the report goes to: `FINOPS_REPORT_BUCKET`, else the policy's.
+fn bucket(deps: &Deps) -> String {
+    std::env::var(REPORT_BUCKET_VAR)
+        .ok()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| deps.policy.savings_report.bucket.trim().to_string())
 }
 
 /// Where the HTML went.
@@ -49,7 +61,8 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
         return Ok(Stored::File(path));
     }
     let p = &deps.policy.savings_report;
-    if p.bucket.trim().is_empty() {
+    let bucket = bucket(deps);
+    if bucket.is_empty() {
         return Ok(Stored::Nowhere);
     }
     let config = &deps.clients.config;
@@ -62,7 +75,7 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
     );
     let key = format!("{}{name}", p.prefix);
     s3.put_object()
-        .bucket(&p.bucket)
+        .bucket(&bucket)
         .key(&key)
         .content_type("text/html; charset=utf-8")
         .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
@@ -74,7 +87,7 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
         .map_err(|e| Error::Config(format!("savings_report.link_hours: {e}")))?;
     let url = s3
         .get_object()
-        .bucket(&p.bucket)
+        .bucket(&bucket)
         .key(&key)
         .presigned(presign)
         .await
@@ -82,7 +95,7 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
         .uri()
         .to_string();
     Ok(Stored::S3 {
-        bucket: p.bucket.clone(),
+        bucket,
         key,
         url,
     })

@@ -16,6 +16,8 @@ pub enum Scope {
     Topic,
     /// The secret.
     Secret,
+    /// The savings reports' bucket (its objects).
+    ReportBucket,
     /// Resources of the account and region (EC2, S3, Config, CloudWatch, Cost Explorer).
     Account,
 }
@@ -69,6 +71,10 @@ pub const APPROVAL_STATE: &[&str] = &[
 pub const NOTIFY_STATE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
 /// jira-sync's state: the `TICKET#` items.
 pub const TICKET_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+/// savings-report's reads of the ledger and the compliance figures.
+pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
+/// savings-report's writes of the HTML, and the read its presigned link is signed for.
+pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject", "s3:GetObject"];
 /// Publishing (PublishBatch is authorised as Publish).
 pub const PUBLISH: &[&str] = &["sns:Publish"];
 /// Reading the secret.
@@ -84,6 +90,7 @@ pub const FUNCTIONS: &[&str] = &[
     "approval",
     "slack-notify",
     "jira-sync",
+    "savings-report",
 ];
 
 fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
@@ -108,13 +115,14 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
             action(&block_public_access::DECLARATION, true),
         ]
         .concat(),
-        "slack-notify" | "jira-sync" => vec![],
+        "slack-notify" | "jira-sync" | "savings-report" => vec![],
         _ => return None,
     };
     let (state, publish): (&[&'static str], bool) = match function {
         "approval" => (APPROVAL_STATE, true),
         "slack-notify" => (NOTIFY_STATE, false),
         "jira-sync" => (TICKET_STATE, false),
+        "savings-report" => (REPORT_STATE, true),
         _ => (DETECTOR_STATE, true),
     };
     let mut out: BTreeSet<(Scope, &'static str)> = account.into_iter().map(|a| (Scope::Account, a)).collect();
@@ -123,6 +131,9 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         out.extend(PUBLISH.iter().map(|a| (Scope::Topic, *a)));
     }
     out.extend(SECRET.iter().map(|a| (Scope::Secret, *a)));
+    if function == "savings-report" {
+        out.extend(REPORT_OBJECTS.iter().map(|a| (Scope::ReportBucket, *a)));
+    }
     Some(out)
 }
 
