@@ -452,3 +452,62 @@ impl JiraStandIn {
         self.script.lock().expect("lock").push_back(r);
     }
 }
+
+/// An Amazon Bedrock runtime stand-in (Converse): records requests and answers from the script,
+/// as bedrock-runtime does (JSON bodies; errors with `x-amzn-ErrorType` and `{"message"}`).
+#[derive(Clone, Default)]
+pub struct BedrockStandIn {
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    pub script: Arc<Mutex<VecDeque<Response>>>,
+}
+
+impl BedrockStandIn {
+    pub async fn start() -> (BedrockStandIn, Server) {
+        let me = BedrockStandIn::default();
+        let state = me.clone();
+        let server = Server::start(Arc::new(move |req: Request| {
+            let state = state.clone();
+            Box::pin(async move {
+                state.requests.lock().expect("lock").push(req);
+                state
+                    .script
+                    .lock()
+                    .expect("lock")
+                    .pop_front()
+                    .unwrap_or_else(|| BedrockStandIn::error(500, "InternalServerException", "nothing scripted"))
+            })
+        }))
+        .await;
+        (me, server)
+    }
+
+    /// A Converse answer whose assistant message is `text`.
+    pub fn answer(text: &str) -> Response {
+        Response::new(
+            200,
+            "application/json",
+            serde_json::json!({
+                "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 412, "outputTokens": 61, "totalTokens": 473},
+                "metrics": {"latencyMs": 840}
+            })
+            .to_string(),
+        )
+    }
+
+    /// An error as bedrock-runtime sends it.
+    pub fn error(status: u16, kind: &str, message: &str) -> Response {
+        let mut r = Response::new(status, "application/json", serde_json::json!({"message": message}).to_string());
+        r.headers.push(("x-amzn-errortype".into(), format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")));
+        r
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn answer_next(&self, r: Response) {
+        self.script.lock().expect("lock").push_back(r);
+    }
+}

@@ -351,3 +351,47 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serd
     }
     out
 }
+
+/// Seeds one datapoint per hour (at half past) of `days` whole days before `now`'s day, of
+/// `namespace`/`metric` for an instance, with `value(hour index)`.
+pub async fn put_hourly(
+    cw: &aws_sdk_cloudwatch::Client,
+    namespace: &str,
+    metric: &str,
+    instance_id: &str,
+    now: DateTime<Utc>,
+    days: u32,
+    value: impl Fn(usize) -> f64,
+) {
+    let dim = Dimension::builder().name("InstanceId").value(instance_id).build();
+    let unit = if metric.contains("percent") || metric == "CPUUtilization" {
+        StandardUnit::Percent
+    } else {
+        StandardUnit::Bytes
+    };
+    let mut datums = Vec::new();
+    for (d, day) in lookback_days(now, days).into_iter().enumerate() {
+        for hour in 0..24 {
+            let Some(t) = day.and_hms_opt(hour, 30, 0) else {
+                continue;
+            };
+            datums.push(
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .dimensions(dim.clone())
+                    .timestamp(aws_smithy_types::DateTime::from_secs(t.and_utc().timestamp()))
+                    .value(value(d * 24 + hour as usize))
+                    .unit(unit.clone())
+                    .build(),
+            );
+        }
+    }
+    for chunk in datums.chunks(1000) {
+        cw.put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("PutMetricData against moto");
+    }
+}

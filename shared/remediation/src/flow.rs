@@ -141,7 +141,7 @@ async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<Str
     }
 }
 
-async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+pub(crate) async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
     let outcomes = findings
         .iter()
         .map(|f| {

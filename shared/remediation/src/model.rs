@@ -197,6 +197,7 @@ pub enum Evidence {
     S3Public(crate::detect::s3_public::S3PublicEvidence),
     CostAlert(crate::detect::cost_alert::CostAlertEvidence),
     TagCompliance(crate::detect::tag_compliance::TagComplianceEvidence),
+    Rightsizing(Box<crate::detect::rightsizing::RightsizingEvidence>),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
 }

@@ -35,6 +35,8 @@ pub const S3_SCAN: &[&str] = &[
     "s3:GetBucketTagging",
     "s3:GetAccountPublicAccessBlock",
 ];
+/// Rightsizing's reads: the idle scan's, and the model it asks (Converse is authorised as InvokeModel).
+pub const RIGHTSIZING_SCAN: &[&str] = &["ec2:DescribeInstances", "cloudwatch:GetMetricData", "bedrock:InvokeModel"];
 /// The cost reads.
 pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
 /// The tag sweep and the Config rule: reads, evaluations, and the `finops:untagged-since` mark.
@@ -91,6 +93,7 @@ pub const FUNCTIONS: &[&str] = &[
     "slack-notify",
     "jira-sync",
     "savings-report",
+    "rightsizing",
 ];
 
 fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
@@ -108,6 +111,7 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         "ebs-cleanup" => [EBS_SCAN.to_vec(), action(&snapshot_and_delete::DECLARATION, false)].concat(),
         "s3-public" => [S3_SCAN.to_vec(), action(&block_public_access::DECLARATION, false)].concat(),
         "cost-alert" => COST_SCAN.to_vec(),
+        "rightsizing" => RIGHTSIZING_SCAN.to_vec(),
         "tag-compliance" => [TAG_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
         "approval" => [
             action(&stop_instance::DECLARATION, true),
@@ -123,6 +127,8 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         "slack-notify" => (NOTIFY_STATE, false),
         "jira-sync" => (TICKET_STATE, false),
         "savings-report" => (REPORT_STATE, true),
+        // Recommends only: no state.
+        "rightsizing" => (&[], true),
         _ => (DETECTOR_STATE, true),
     };
     let mut out: BTreeSet<(Scope, &'static str)> = account.into_iter().map(|a| (Scope::Account, a)).collect();

@@ -153,8 +153,13 @@ pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
     let Value::Object(map) = v else {
         return vec![];
     };
-    map.iter()
-        .filter(|(_, v)| !v.is_null())
+    // What a reader decides on first (a rightsizing recommendation and who explained it), then
+    // the rest in name order.
+    const FIRST: [&str; 5] = ["recommended_type", "risk", "rationale_source", "rationale", "current_type"];
+    let mut fields: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !v.is_null()).collect();
+    fields.sort_by_key(|(k, _)| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+    fields
+        .into_iter()
         .take(8)
         .map(|(k, v)| {
             let shown = match v {

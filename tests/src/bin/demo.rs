@@ -292,6 +292,16 @@ fn describe(f: &Finding) -> (String, String) {
             e.config_resource_type.trim_start_matches("AWS::").to_string(),
             format!("missing {}", e.missing.join(", ")),
         ),
+        Evidence::Rightsizing(e) => (
+            format!("{} → {}", e.current_type, e.recommended_type),
+            format!(
+                "CPU p95 {:.0}% (max {:.0}%), {} risk, by {}",
+                e.cpu_p95_hourly_max_percent,
+                e.cpu_max_percent,
+                e.risk.as_str(),
+                e.rationale_source
+            ),
+        ),
         Evidence::Other(v) => (String::new(), v.to_string()),
     }
 }

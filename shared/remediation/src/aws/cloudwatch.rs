@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::{from_chrono, to_chrono};
@@ -54,16 +54,29 @@ enum Series {
     Cpu,
     NetworkIn,
     NetworkOut,
+    /// Hourly maximum of CPUUtilization (rightsizing).
+    CpuHourlyMax,
+    /// Hourly maximum of the CloudWatch agent's mem_used_percent (rightsizing; often absent).
+    MemHourlyMax,
 }
 
-impl Series {
-    const ALL: [Series; 3] = [Series::Cpu, Series::NetworkIn, Series::NetworkOut];
+/// One hour, the period of the rightsizing peaks.
+const HOUR_SECONDS: i32 = 3_600;
 
-    fn metric(self) -> (&'static str, &'static str, char) {
+impl Series {
+    /// idle-ec2's series.
+    const ALL: [Series; 3] = [Series::Cpu, Series::NetworkIn, Series::NetworkOut];
+    /// rightsizing's series.
+    const PEAKS: [Series; 4] = [Series::CpuHourlyMax, Series::MemHourlyMax, Series::NetworkIn, Series::NetworkOut];
+
+    /// Namespace, metric, statistic, period and the query id's letter.
+    fn metric(self) -> (&'static str, &'static str, &'static str, i32, char) {
         match self {
-            Series::Cpu => ("CPUUtilization", "Average", 'c'),
-            Series::NetworkIn => ("NetworkIn", "Sum", 'i'),
-            Series::NetworkOut => ("NetworkOut", "Sum", 'o'),
+            Series::Cpu => ("AWS/EC2", "CPUUtilization", "Average", DAY_SECONDS, 'c'),
+            Series::NetworkIn => ("AWS/EC2", "NetworkIn", "Sum", DAY_SECONDS, 'i'),
+            Series::NetworkOut => ("AWS/EC2", "NetworkOut", "Sum", DAY_SECONDS, 'o'),
+            Series::CpuHourlyMax => ("AWS/EC2", "CPUUtilization", "Maximum", HOUR_SECONDS, 'h'),
+            Series::MemHourlyMax => ("CWAgent", "mem_used_percent", "Maximum", HOUR_SECONDS, 'm'),
         }
     }
 }
@@ -78,7 +91,7 @@ struct QuerySpec {
 impl QuerySpec {
     /// Query ids must match `^[a-z][a-zA-Z0-9_]*$`.
     fn id(&self) -> String {
-        format!("{}{}", self.series.metric().2, self.instance)
+        format!("{}{}", self.series.metric().4, self.instance)
     }
 
     fn parse_id(id: &str) -> Option<QuerySpec> {
@@ -87,6 +100,8 @@ impl QuerySpec {
             'c' => Series::Cpu,
             'i' => Series::NetworkIn,
             'o' => Series::NetworkOut,
+            'h' => Series::CpuHourlyMax,
+            'm' => Series::MemHourlyMax,
             _ => return None,
         };
         Some(QuerySpec {
@@ -96,9 +111,9 @@ impl QuerySpec {
     }
 
     fn to_query(self, instance_id: &str) -> MetricDataQuery {
-        let (name, stat, _) = self.series.metric();
+        let (namespace, name, stat, period, _) = self.series.metric();
         let metric = Metric::builder()
-            .namespace("AWS/EC2")
+            .namespace(namespace)
             .metric_name(name)
             .dimensions(Dimension::builder().name("InstanceId").value(instance_id).build())
             .build();
@@ -107,12 +122,117 @@ impl QuerySpec {
             .metric_stat(
                 MetricStat::builder()
                     .metric(metric)
-                    .period(DAY_SECONDS)
+                    .period(period)
                     .stat(stat)
                     .build(),
             )
             .return_data(true)
             .build()
+    }
+}
+
+/// Values of one instance: (series, timestamp, value).
+type Points = Vec<(Series, DateTime<Utc>, f64)>;
+
+impl CloudWatch {
+    /// `set`'s series of all instances between `start` and `end`, packed 500 queries to a call
+    /// (ceil(|set|·N/500) calls, `concurrency` in flight). Instances of a failed call are in the
+    /// second map with the reason, and not in the first.
+    async fn series(
+        &self,
+        instance_ids: &[String],
+        set: &[Series],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> (HashMap<String, Points>, HashMap<String, String>) {
+        let specs: Vec<QuerySpec> = (0..instance_ids.len())
+            .flat_map(|instance| set.iter().map(move |series| QuerySpec { instance, series: *series }))
+            .collect();
+        let chunks: Vec<Vec<QuerySpec>> = specs.chunks(MAX_QUERIES_PER_CALL).map(<[QuerySpec]>::to_vec).collect();
+        let calls: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let queries: Vec<MetricDataQuery> =
+                    chunk.iter().map(|s| s.to_query(&instance_ids[s.instance])).collect();
+                let call = self.fetch(queries, start, end);
+                async move { (chunk, call.await) }
+            })
+            .collect();
+        let mut points: HashMap<String, Points> = HashMap::new();
+        let mut failed: HashMap<String, String> = HashMap::new();
+        let mut results = stream::iter(calls).buffer_unordered(self.concurrency);
+        while let Some((chunk, result)) = results.next().await {
+            match result {
+                Ok(values) => {
+                    for (spec, t, value) in values {
+                        if let Some(id) = instance_ids.get(spec.instance) {
+                            points.entry(id.clone()).or_default().push((spec.series, t, value));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, queries = chunk.len(), "GetMetricData failed; its instances are marked failed");
+                    for spec in &chunk {
+                        if let Some(id) = instance_ids.get(spec.instance) {
+                            failed.insert(id.clone(), e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for id in failed.keys() {
+            points.remove(id);
+        }
+        (points, failed)
+    }
+}
+
+/// Hourly peaks of one instance (rightsizing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstancePeaks {
+    /// Hourly maxima of CPUUtilization (%), by hour.
+    pub cpu_hourly_max: Vec<(DateTime<Utc>, f64)>,
+    /// Hourly maxima of mem_used_percent, when the CloudWatch agent publishes it.
+    pub mem_hourly_max: Vec<(DateTime<Utc>, f64)>,
+    /// NetworkIn + NetworkOut per UTC day (bytes).
+    pub network_daily_bytes: std::collections::BTreeMap<NaiveDate, f64>,
+}
+
+/// Peaks of a set of instances; those whose data could not be fetched are in `failed`.
+#[derive(Debug, Default)]
+pub struct PeakReport {
+    pub peaks: HashMap<String, InstancePeaks>,
+    pub failed: HashMap<String, String>,
+}
+
+/// What rightsizing needs of CloudWatch.
+#[async_trait]
+pub trait PeakApi: Send + Sync {
+    /// Hourly CPU (and memory) maxima and daily network of `instance_ids` in [start, end).
+    async fn peaks(&self, instance_ids: &[String], start: DateTime<Utc>, end: DateTime<Utc>) -> PeakReport;
+}
+
+#[async_trait]
+impl PeakApi for CloudWatch {
+    async fn peaks(&self, instance_ids: &[String], start: DateTime<Utc>, end: DateTime<Utc>) -> PeakReport {
+        let (points, failed) = self.series(instance_ids, &Series::PEAKS, start, end).await;
+        let mut peaks: HashMap<String, InstancePeaks> = HashMap::new();
+        for (id, values) in points {
+            let p = peaks.entry(id).or_default();
+            for (series, t, v) in values {
+                match series {
+                    Series::CpuHourlyMax => p.cpu_hourly_max.push((t, v)),
+                    Series::MemHourlyMax => p.mem_hourly_max.push((t, v)),
+                    Series::NetworkIn | Series::NetworkOut => {
+                        *p.network_daily_bytes.entry(t.date_naive()).or_default() += v;
+                    }
+                    Series::Cpu => {}
+                }
+            }
+            p.cpu_hourly_max.sort_by_key(|(t, _)| *t);
+            p.mem_hourly_max.sort_by_key(|(t, _)| *t);
+        }
+        PeakReport { peaks, failed }
     }
 }
 
@@ -131,53 +251,23 @@ impl UsageApi for CloudWatch {
         let (Some(start), Some(end)) = (start, end) else {
             return report;
         };
-
-        // Queries of all instances, flattened and packed 500 to a call: ceil(3N/500) calls.
-        let specs: Vec<QuerySpec> = (0..instance_ids.len())
-            .flat_map(|instance| Series::ALL.map(|series| QuerySpec { instance, series }))
-            .collect();
-        let chunks: Vec<Vec<QuerySpec>> = specs.chunks(MAX_QUERIES_PER_CALL).map(<[QuerySpec]>::to_vec).collect();
-        let calls: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                let queries: Vec<MetricDataQuery> =
-                    chunk.iter().map(|s| s.to_query(&instance_ids[s.instance])).collect();
-                let call = self.fetch(queries, start, end);
-                async move { (chunk, call.await) }
-            })
-            .collect();
-        let mut results = stream::iter(calls).buffer_unordered(self.concurrency);
-        while let Some((chunk, result)) = results.next().await {
-            match result {
-                Ok(points) => {
-                    for (spec, date, value) in points {
-                        if !days.contains(&date) {
-                            continue;
-                        }
-                        let Some(id) = instance_ids.get(spec.instance) else {
-                            continue;
-                        };
-                        let day: &mut DayUsage = report.usage.entry(id.clone()).or_default().entry(date).or_default();
-                        match spec.series {
-                            Series::Cpu => day.cpu_average = Some(value),
-                            Series::NetworkIn => day.network_in = Some(value),
-                            Series::NetworkOut => day.network_out = Some(value),
-                        }
-                    }
+        let (points, failed) = self.series(instance_ids, &Series::ALL, start, end).await;
+        for (id, values) in points {
+            for (series, t, value) in values {
+                let date = t.date_naive();
+                if !days.contains(&date) {
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, queries = chunk.len(), "GetMetricData failed; its instances are marked failed");
-                    for spec in &chunk {
-                        if let Some(id) = instance_ids.get(spec.instance) {
-                            report.failed.insert(id.clone(), e.to_string());
-                        }
-                    }
+                let day: &mut DayUsage = report.usage.entry(id.clone()).or_default().entry(date).or_default();
+                match series {
+                    Series::Cpu => day.cpu_average = Some(value),
+                    Series::NetworkIn => day.network_in = Some(value),
+                    Series::NetworkOut => day.network_out = Some(value),
+                    Series::CpuHourlyMax | Series::MemHourlyMax => {}
                 }
             }
         }
-        for id in report.failed.keys() {
-            report.usage.remove(id);
-        }
+        report.failed = failed;
         report
     }
 }
@@ -187,9 +277,9 @@ impl CloudWatch {
     async fn fetch(
         &self,
         queries: Vec<MetricDataQuery>,
-        start: chrono::DateTime<chrono::Utc>,
-        end: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<(QuerySpec, NaiveDate, f64)>> {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<(QuerySpec, DateTime<Utc>, f64)>> {
         let mut out = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -213,7 +303,7 @@ impl CloudWatch {
                 };
                 for (t, v) in result.timestamps().iter().zip(result.values()) {
                     if let Some(t) = to_chrono(t) {
-                        out.push((spec, t.date_naive(), *v));
+                        out.push((spec, t, *v));
                     }
                 }
             }
@@ -232,7 +322,7 @@ mod tests {
 
     #[test]
     fn query_ids_round_trip_and_match_cloudwatch_syntax() {
-        for series in Series::ALL {
+        for series in Series::ALL.into_iter().chain(Series::PEAKS) {
             let spec = QuerySpec { instance: 4711, series };
             let id = spec.id();
             assert!(id.chars().next().unwrap().is_ascii_lowercase());
