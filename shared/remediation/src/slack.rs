@@ -413,7 +413,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             }
             match report_url {
                 Some(url) => b.push(section(&format!("<{url}|Open the full report> (charts by week, rule and owner)"))),
-                None => b.push(context("The full HTML report was not uploaded (savings_report.bucket is not set).")),
+                None => b.push(context("No link to the full HTML report: it was not uploaded to S3 (no report bucket).")),
             }
             (text, b)
         }

@@ -521,8 +521,31 @@ async fn main() {
         8,
     );
 
+    let sizing_event = workspace_root().join("events/rightsizing/scheduled.json");
+    let sizing = {
+        // Bedrock has no local emulator: the rules explain here; deployed, the policy's model does
+        // (and the rules stay the fallback).
+        let policy = "{mode: dry-run, rightsizing: {bedrock_model_id: \"\"}}";
+        let watch = Watch::start("rightsizing", &base_env(policy)).unwrap_or_else(|e| fail(e));
+        parse_report(watch.invoke("rightsizing", &sizing_event).unwrap_or_else(|e| fail(e)))
+    };
+    let mut sizing_shown = sizing.clone();
+    sizing_shown.outcomes.retain(|o| o.outcome != remediation::model::OutcomeKind::Skipped);
+    print_report_limited(
+        "rightsizing (recommendations only; rules explain locally, Amazon Bedrock when deployed)",
+        &sizing_shown,
+        8,
+    );
+    if let Some(Evidence::Rightsizing(e)) = sizing.findings.first().map(|f| &f.evidence) {
+        println!("   why ({}): {}", e.rationale_source, e.rationale);
+    }
+
     let total = dry.estimated_monthly_savings_usd + ebs.estimated_monthly_savings_usd;
-    println!("\n== total estimated savings found: ${total:.2}/month");
+    println!("\n== total estimated savings found: ${total:.2}/month (idle EC2 + unattached EBS)");
+    println!(
+        "   rightsizing would save a further ${:.2}/month; the cost alert and public buckets are risks, not savings",
+        sizing.estimated_monthly_savings_usd
+    );
 
     human_in_the_loop().await;
     println!("\ndone: moto, the Slack stand-in and the approval server have been stopped.");
@@ -597,7 +620,8 @@ async fn human_in_the_loop() {
         .await
         .unwrap_or_else(|e| fail(e));
     print_report("idle-ec2 (approve mode)", &report);
-    let published = lp.drain().await;
+    let first_messages = lp.drain().await;
+    let published = first_messages.clone();
     for r in lp.notify_slack(&published).await {
         r.unwrap_or_else(|e| fail(e));
     }
@@ -661,4 +685,68 @@ async fn human_in_the_loop() {
     for e in lp.state().audit_trail(&finding_id).await.unwrap_or_else(|e| fail(e)) {
         println!("  {}  {:<20} {}", &e.at[..19.min(e.at.len())], e.event, e.detail);
     }
+    jira(&lp, &first_messages, &published).await;
+    savings_report(&lp, &deps).await;
+}
+
+/// jira-sync on the same messages, against a local Jira Cloud stand-in.
+async fn jira(lp: &finops_tests::approvals::Loop, opened: &[serde_json::Value], acted: &[serde_json::Value]) {
+    use finops_tests::approvals::Loop;
+    use finops_tests::httpserver::JiraStandIn;
+    println!("\n== jira-sync: the same SNS messages, to a local Jira Cloud stand-in (REST v3)");
+    let (jira, server) = JiraStandIn::start("FIN", "finops-bot@example.com", "demo-token").await;
+    let mut policy = Policy::default();
+    policy.jira.site_url = server.url();
+    policy.jira.project_key = "FIN".into();
+    let mut deps = lp.detector_deps(policy).await;
+    deps.secrets = remediation::secrets::Secrets::parse(
+        "demo",
+        r#"{"jira_email": "finops-bot@example.com", "jira_api_token": "demo-token"}"#,
+    )
+    .unwrap_or_else(|e| fail(e));
+    let app = jira_sync::handler::App::new(deps).unwrap_or_else(|e| fail(e));
+    for m in opened.iter().chain(opened).chain(acted) {
+        jira_sync::handler::handle(Loop::sns_event(m), &app, Utc::now())
+            .await
+            .unwrap_or_else(|e| fail(e));
+    }
+    for issue in jira.issues() {
+        println!(
+            "   {} [{}] {} · labels {} · priority {}",
+            issue.key,
+            issue.status,
+            issue.fields["summary"].as_str().unwrap_or_default(),
+            issue.fields["labels"],
+            issue.fields["priority"]["name"].as_str().unwrap_or("-")
+        );
+        println!("     {} comment(s); the approval request was delivered twice, one issue was opened", issue.comments.len());
+    }
+    let calls: Vec<String> = jira.requests().iter().map(|r| format!("{} {}", r.method, r.path())).collect();
+    println!("   Jira calls: {}", calls.join(", "));
+}
+
+/// savings-report from the ledger the loop wrote, written to target/demo/.
+async fn savings_report(lp: &finops_tests::approvals::Loop, deps: &remediation::config::Deps) {
+    println!("\n== savings-report: the ledger of this loop, as the weekly report sees it");
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+        .join("demo");
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/savings-report/scheduled.json")).unwrap_or_else(|e| fail(e));
+    let out = savings_report::handler::handle(event, deps, Some(dir), Utc::now())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    println!(
+        "   estimated ${}/month, realised ${}/month ({}%), {} open finding(s)",
+        out["estimated_monthly_usd"], out["realised_monthly_usd"], out["realisation_percent"], out["open_findings"]
+    );
+    let published = lp.drain().await;
+    for r in lp.notify_slack(&published).await {
+        r.unwrap_or_else(|e| fail(e));
+    }
+    if let Some(last) = lp.slack.requests().last() {
+        print_slack(&last.json());
+    }
+    println!("   the HTML report (inline SVG charts, no scripts): {}", out["report"].as_str().unwrap_or("?"));
 }

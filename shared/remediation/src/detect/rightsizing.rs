@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::cloudwatch::InstancePeaks;
 use crate::model::{round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
-use crate::policy::RightsizingPolicy;
+use crate::policy::{IdleEc2Policy, RightsizingPolicy};
 use crate::pricing::{self, InstanceType, HOURS_PER_MONTH};
 
 pub const RULE: &str = "rightsizing";
@@ -188,6 +188,8 @@ pub enum NoFinding {
     NotInCatalog(String),
     TooFewDays { have: u32, need: u32 },
     NothingCheaperFits,
+    /// Below idle-ec2's thresholds every hour: stopping it is the saving, not a smaller type.
+    Idle,
 }
 
 impl std::fmt::Display for NoFinding {
@@ -198,6 +200,7 @@ impl std::fmt::Display for NoFinding {
                 write!(f, "{have} day(s) with CPU data, {need} needed: not sized")
             }
             NoFinding::NothingCheaperFits => write!(f, "no cheaper type covers its peaks with headroom: right-sized"),
+            NoFinding::Idle => write!(f, "idle by idle-ec2's thresholds at every hour: idle-ec2 proposes stopping it, not resizing"),
         }
     }
 }
@@ -207,6 +210,7 @@ pub fn size(
     instance: &Ec2Instance,
     peaks: &InstancePeaks,
     policy: &RightsizingPolicy,
+    idle: &IdleEc2Policy,
 ) -> Result<RightsizingEvidence, NoFinding> {
     let current = pricing::instance_type(&instance.instance_type)
         .ok_or_else(|| NoFinding::NotInCatalog(instance.instance_type.clone()))?;
@@ -228,6 +232,11 @@ pub fn size(
     let cpu_max = cpu.iter().copied().fold(0.0_f64, f64::max);
     let mem_p95 = percentile(&mem, 95.0);
     let mem_max = (!mem.is_empty()).then(|| mem.iter().copied().fold(0.0_f64, f64::max));
+    let network_max = peaks.network_daily_bytes.values().copied().fold(0.0_f64, f64::max);
+    // Not counted twice: an instance this quiet is idle-ec2's (its whole cost), not a resize.
+    if cpu_max < idle.cpu_daily_average_below && network_max < idle.network_bytes_per_day_below {
+        return Err(NoFinding::Idle);
+    }
     let headroom = 1.0 + policy.headroom_percent / 100.0;
     let required_vcpus = f64::from(current.vcpus) * cpu_p95 / 100.0 * headroom;
     let required_memory_gib = match mem_p95 {
@@ -264,7 +273,7 @@ pub fn size(
         cpu_max_percent: (cpu_max * 10.0).round() / 10.0,
         memory_p95_percent: mem_p95.map(|m| (m * 10.0).round() / 10.0),
         memory_max_percent: mem_max.map(|m| (m * 10.0).round() / 10.0),
-        network_max_daily_bytes: peaks.network_daily_bytes.values().copied().fold(0.0_f64, f64::max),
+        network_max_daily_bytes: network_max,
         headroom_percent: policy.headroom_percent,
         required_vcpus: (required_vcpus * 100.0).round() / 100.0,
         required_memory_gib: (required_memory_gib * 10.0).round() / 10.0,
@@ -350,7 +359,7 @@ mod tests {
     #[test]
     fn a_quiet_m5_xlarge_without_memory_data_keeps_its_memory() {
         // 4 vCPUs at p95 20% = 0.8 vCPU, ×1.3 = 1.04 → 2 vCPUs; memory kept at 16 GiB.
-        let e = size(&instance("m5.xlarge"), &peaks(14, |h| if h % 24 == 12 { 35.0 } else { 20.0 }, None), &RightsizingPolicy::default()).unwrap();
+        let e = size(&instance("m5.xlarge"), &peaks(14, |h| if h % 24 == 12 { 35.0 } else { 20.0 }, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
         assert_eq!(e.required_vcpus, 1.04);
         assert_eq!(e.required_memory_gib, 16.0);
         assert_eq!(e.recommended_type, "r5.large");
@@ -365,27 +374,37 @@ mod tests {
 
     #[test]
     fn measured_memory_lets_it_shrink_further_and_a_busy_instance_is_right_sized() {
-        let e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, Some(30.0)), &RightsizingPolicy::default()).unwrap();
+        let e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, Some(30.0)), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
         // 16 GiB × 30% × 1.3 = 6.24 GiB, 1.04 vCPU: c5.large (2 vCPU, 4 GiB) is too small; m5.large fits.
         assert_eq!(e.required_memory_gib, 6.2);
         assert_eq!(e.recommended_type, "m5.large");
         assert_eq!(
-            size(&instance("m5.xlarge"), &peaks(14, |_| 80.0, None), &RightsizingPolicy::default()),
+            size(&instance("m5.xlarge"), &peaks(14, |_| 80.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
             Err(NoFinding::NothingCheaperFits)
         );
         assert_eq!(
-            size(&instance("m5.xlarge"), &peaks(3, |_| 5.0, None), &RightsizingPolicy::default()),
+            size(&instance("m5.xlarge"), &peaks(3, |_| 5.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
             Err(NoFinding::TooFewDays { have: 3, need: 7 })
         );
         assert!(matches!(
-            size(&instance("x9.huge"), &peaks(14, |_| 5.0, None), &RightsizingPolicy::default()),
+            size(&instance("x9.huge"), &peaks(14, |_| 5.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
             Err(NoFinding::NotInCatalog(_))
         ));
     }
 
     #[test]
+    fn an_idle_instance_is_left_to_idle_ec2() {
+        let quiet = size(&instance("m5.xlarge"), &peaks(14, |_| 2.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default());
+        assert_eq!(quiet, Err(NoFinding::Idle));
+        // The same CPU with real traffic is not idle: it is sized.
+        let mut busy_network = peaks(14, |_| 2.0, None);
+        busy_network.network_daily_bytes.insert(NaiveDate::from_ymd_opt(2026, 11, 12).unwrap(), 9e9);
+        assert!(size(&instance("m5.xlarge"), &busy_network, &RightsizingPolicy::default(), &IdleEc2Policy::default()).is_ok());
+    }
+
+    #[test]
     fn a_choice_outside_the_candidates_changes_nothing() {
-        let mut e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, None), &RightsizingPolicy::default()).unwrap();
+        let mut e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
         let before = e.clone();
         assert!(!choose(&mut e, "m5.24xlarge", Risk::Low, "bigger is better".into(), "bedrock"));
         assert_eq!(e, before);

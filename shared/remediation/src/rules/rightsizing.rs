@@ -65,7 +65,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
             continue;
         }
         let peaks = report.peaks.get(&instance.id).cloned().unwrap_or_default();
-        match rightsizing::size(instance, &peaks, p) {
+        match rightsizing::size(instance, &peaks, p, &policy.idle_ec2) {
             Ok(e) => sized.push((instance, e)),
             Err(why) => outcomes.push(Outcome::new(id, OutcomeKind::Skipped, why.to_string())),
         }
