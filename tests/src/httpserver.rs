@@ -342,7 +342,11 @@ impl JiraStandIn {
 
     fn answer(&self, req: &Request) -> Response {
         if req.header("authorization") != Some(self.authorization.as_str()) {
-            return jira_error(401, &["You are not authenticated. Authentication required to perform this operation."], serde_json::json!({}));
+            return jira_error(
+                401,
+                &["You are not authenticated. Authentication required to perform this operation."],
+                serde_json::json!({}),
+            );
         }
         let path = req.path().to_string();
         let parts: Vec<&str> = path.trim_start_matches("/rest/api/3/").split('/').collect();
@@ -350,7 +354,10 @@ impl JiraStandIn {
         let mut issues = self.issues.lock().expect("lock");
         match (req.method.as_str(), parts.as_slice()) {
             ("POST", ["issue"]) => {
-                if req.header("content-type").is_none_or(|c| !c.starts_with("application/json")) {
+                if req
+                    .header("content-type")
+                    .is_none_or(|c| !c.starts_with("application/json"))
+                {
                     return Response::new(415, "text/plain", "Unsupported Media Type");
                 }
                 let f = &body["fields"];
@@ -371,11 +378,17 @@ impl JiraStandIn {
                     }
                 }
                 if !is_adf_doc(&f["description"]) {
-                    errors.insert("description".into(), "Operation value must be an Atlassian Document (see the Atlassian Document Format)".into());
+                    errors.insert(
+                        "description".into(),
+                        "Operation value must be an Atlassian Document (see the Atlassian Document Format)".into(),
+                    );
                 }
                 if let Some(p) = f.get("priority") {
                     if !["Highest", "High", "Medium", "Low", "Lowest"].contains(&p["name"].as_str().unwrap_or("")) {
-                        errors.insert("priority".into(), "Specify the Priority (name) in the string format".into());
+                        errors.insert(
+                            "priority".into(),
+                            "Specify the Priority (name) in the string format".into(),
+                        );
                     }
                 }
                 if f["labels"]
@@ -403,7 +416,11 @@ impl JiraStandIn {
             }
             (method, ["issue", key, what]) => {
                 let Some(issue) = issues.iter_mut().find(|i| i.key == *key) else {
-                    return jira_error(404, &["Issue does not exist or you do not have permission to see it."], serde_json::json!({}));
+                    return jira_error(
+                        404,
+                        &["Issue does not exist or you do not have permission to see it."],
+                        serde_json::json!({}),
+                    );
                 };
                 match (method, *what) {
                     ("POST", "comment") => {
@@ -412,15 +429,25 @@ impl JiraStandIn {
                         }
                         issue.comments.push(body["body"].clone());
                         let id = issue.comments.len() + 10000;
-                        Response::new(201, "application/json;charset=UTF-8", serde_json::json!({"id": id.to_string(), "body": body["body"]}).to_string())
+                        Response::new(
+                            201,
+                            "application/json;charset=UTF-8",
+                            serde_json::json!({"id": id.to_string(), "body": body["body"]}).to_string(),
+                        )
                     }
                     ("GET", "transitions") => {
-                        let mut t = vec![serde_json::json!({"id": "11", "name": "To Do", "to": {"name": "To Do", "statusCategory": {"key": "new"}}})];
+                        let mut t = vec![
+                            serde_json::json!({"id": "11", "name": "To Do", "to": {"name": "To Do", "statusCategory": {"key": "new"}}}),
+                        ];
                         t.push(serde_json::json!({"id": "21", "name": "In Progress", "to": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}}));
                         if issue.status != "Done" {
                             t.push(serde_json::json!({"id": "31", "name": "Done", "to": {"name": "Done", "statusCategory": {"key": "done"}}}));
                         }
-                        Response::new(200, "application/json;charset=UTF-8", serde_json::json!({"expand": "transitions", "transitions": t}).to_string())
+                        Response::new(
+                            200,
+                            "application/json;charset=UTF-8",
+                            serde_json::json!({"expand": "transitions", "transitions": t}).to_string(),
+                        )
                     }
                     ("POST", "transitions") => match body["transition"]["id"].as_str() {
                         Some("31") if issue.status != "Done" => {
@@ -431,7 +458,11 @@ impl JiraStandIn {
                             issue.status = "To Do".into();
                             Response::new(204, "application/json", "")
                         }
-                        _ => jira_error(400, &["Transition id is not valid for this issue."], serde_json::json!({})),
+                        _ => jira_error(
+                            400,
+                            &["Transition id is not valid for this issue."],
+                            serde_json::json!({}),
+                        ),
                     },
                     _ => jira_error(404, &["Not found"], serde_json::json!({})),
                 }
@@ -498,8 +529,15 @@ impl BedrockStandIn {
 
     /// An error as bedrock-runtime sends it.
     pub fn error(status: u16, kind: &str, message: &str) -> Response {
-        let mut r = Response::new(status, "application/json", serde_json::json!({"message": message}).to_string());
-        r.headers.push(("x-amzn-errortype".into(), format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/")));
+        let mut r = Response::new(
+            status,
+            "application/json",
+            serde_json::json!({"message": message}).to_string(),
+        );
+        r.headers.push((
+            "x-amzn-errortype".into(),
+            format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+        ));
         r
     }
 

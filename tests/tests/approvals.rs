@@ -521,7 +521,12 @@ async fn rejection_and_expiry_are_recorded_and_published() {
         .await
         .into_iter()
         .filter(|i| i["pk"].starts_with("LEDGER#"))
-        .map(|i| (i["resource_id"].clone(), format!("{} {}", i["status"], i["realised_usd"])))
+        .map(|i| {
+            (
+                i["resource_id"].clone(),
+                format!("{} {}", i["status"], i["realised_usd"]),
+            )
+        })
         .collect();
     assert_eq!(ledger.len(), 2, "{ledger:?}");
     assert!(ledger.contains(&(a.clone(), "rejected 0.00".into())), "{ledger:?}");

@@ -34,7 +34,11 @@ async fn rig() -> Rig {
     let (jira, server) = JiraStandIn::start("FIN", EMAIL, TOKEN).await;
     let lp = Loop::start(policy(&server.url())).await;
     let mut deps = lp.detector_deps(policy(&server.url())).await;
-    deps.secrets = Secrets::parse(SECRET_ID, &json!({"jira_email": EMAIL, "jira_api_token": TOKEN}).to_string()).unwrap();
+    deps.secrets = Secrets::parse(
+        SECRET_ID,
+        &json!({"jira_email": EMAIL, "jira_api_token": TOKEN}).to_string(),
+    )
+    .unwrap();
     let app = jira_sync::handler::App::new(deps).expect("jira-sync app");
     Rig {
         lp,
@@ -122,7 +126,10 @@ async fn one_issue_per_finding_with_the_evidence_dollars_and_links() {
     let f = &issue.fields;
     assert_eq!(f["project"]["key"], "FIN");
     assert_eq!(f["issuetype"]["name"], "Task");
-    assert_eq!(f["summary"], format!("[FinOps] idle-ec2: {id} (owner ana) $60.74/month"));
+    assert_eq!(
+        f["summary"],
+        format!("[FinOps] idle-ec2: {id} (owner ana) $60.74/month")
+    );
     assert_eq!(f["labels"], json!(["finops-autopilot", "finops-idle-ec2"]));
     assert_eq!(f["priority"]["name"], "Medium");
     assert!(is_adf_doc(&f["description"]));
@@ -140,10 +147,17 @@ async fn one_issue_per_finding_with_the_evidence_dollars_and_links() {
         assert!(description.contains(want), "{want:?} not in {description}");
     }
     // Every request carried the account's Basic credentials.
-    assert!(r.jira.requests().iter().all(|q| q.header("authorization") == Some(r.jira.authorization.as_str())));
+    assert!(r
+        .jira
+        .requests()
+        .iter()
+        .all(|q| q.header("authorization") == Some(r.jira.authorization.as_str())));
 
     // The message replayed three times, and the finding detected again by the next run: no new issue.
-    for res in r.sync(&[published.clone(), published.clone(), published].concat()).await {
+    for res in r
+        .sync(&[published.clone(), published.clone(), published].concat())
+        .await
+    {
         res.unwrap();
     }
     let again = r.scan().await;
@@ -163,9 +177,11 @@ async fn an_executed_action_comments_and_resolves_a_rollback_comments_again() {
     }
     let request = &Loop::of_type(&published, "approval-request")[0];
     let approve = request["approve_url"].as_str().unwrap();
-    let (status, page) = r
-        .lp
-        .post_form("/decide", &[("token", &token_of(approve)), ("approver", "ana@example.com")])
+    let (status, page) =
+        r.lp.post_form(
+            "/decide",
+            &[("token", &token_of(approve)), ("approver", "ana@example.com")],
+        )
         .await;
     assert_eq!(status, 200, "{page}");
     let after = r.lp.drain().await;
@@ -180,13 +196,18 @@ async fn an_executed_action_comments_and_resolves_a_rollback_comments_again() {
     assert_eq!(issue.comments.len(), 1);
     let comment = texts(&issue.comments[0]);
     let rollback_url = results[0]["rollback_url"].as_str().unwrap();
-    assert!(comment.contains("Action executed: stop on") && comment.contains(&id), "{comment}");
+    assert!(
+        comment.contains("Action executed: stop on") && comment.contains(&id),
+        "{comment}"
+    );
     assert!(comment.contains(&format!("Roll back <{rollback_url}>")), "{comment}");
 
     // Roll back, approved like any action: a second comment saying so.
-    let (status, page) = r
-        .lp
-        .post_form("/decide", &[("token", &token_of(rollback_url)), ("approver", "ana@example.com")])
+    let (status, page) =
+        r.lp.post_form(
+            "/decide",
+            &[("token", &token_of(rollback_url)), ("approver", "ana@example.com")],
+        )
         .await;
     assert_eq!(status, 200, "{page}");
     for res in r.sync(&r.lp.drain().await).await {
@@ -194,7 +215,11 @@ async fn an_executed_action_comments_and_resolves_a_rollback_comments_again() {
     }
     let issue = &r.jira.issues()[0];
     assert_eq!(issue.comments.len(), 2);
-    assert!(texts(&issue.comments[1]).contains("Rolled back: stop on"), "{}", texts(&issue.comments[1]));
+    assert!(
+        texts(&issue.comments[1]).contains("Rolled back: stop on"),
+        "{}",
+        texts(&issue.comments[1])
+    );
     assert_eq!(seed::state_of(&r.lp.moto.clients().await.ec2, &id).await, "running");
 }
 
@@ -202,7 +227,11 @@ async fn an_executed_action_comments_and_resolves_a_rollback_comments_again() {
 async fn jira_answering_429_is_waited_for_and_the_issue_opened_once() {
     let r = rig().await;
     let (_, published) = r.detect().await;
-    let mut rate_limited = Response::new(429, "application/json", r#"{"errorMessages":["Rate limit exceeded."],"errors":{}}"#);
+    let mut rate_limited = Response::new(
+        429,
+        "application/json",
+        r#"{"errorMessages":["Rate limit exceeded."],"errors":{}}"#,
+    );
     rate_limited.headers.push(("retry-after".into(), "1".into()));
     r.jira.answer_next(rate_limited);
     for res in r.sync(&published).await {
@@ -226,7 +255,10 @@ async fn a_400_fails_the_invocation_with_jiras_words_and_the_retry_opens_the_iss
     let results = r.sync(&published).await;
     let err = results.into_iter().find_map(Result::err).expect("the invocation fails");
     let text = err.to_string();
-    assert!(text.contains("HTTP 400") && text.contains("priority: Specify the Priority"), "{text}");
+    assert!(
+        text.contains("HTTP 400") && text.contains("priority: Specify the Priority"),
+        "{text}"
+    );
     assert!(!err.is_retryable(), "a 400 is not a transient failure: {text}");
     assert!(r.jira.issues().is_empty());
     // Lambda's retry (or a redrive from the on-failure destination) opens it: the claim was released.
@@ -239,7 +271,9 @@ async fn a_400_fails_the_invocation_with_jiras_words_and_the_retry_opens_the_iss
 #[tokio::test]
 async fn a_bad_event_and_a_missing_configuration_are_named() {
     let r = rig().await;
-    let err = jira_sync::handler::handle(json!({"detail": {}}), &r.app, Utc::now()).await.unwrap_err();
+    let err = jira_sync::handler::handle(json!({"detail": {}}), &r.app, Utc::now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not an SNS event"), "{err}");
     let mut deps = r.lp.detector_deps(Policy::default()).await;
     deps.secrets = Secrets::default();

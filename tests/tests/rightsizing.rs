@@ -45,14 +45,23 @@ impl Rig {
         let c = self.lp.moto.clients().await;
         let id = seed::run_instance(&c.ec2, "m5.2xlarge", tags).await;
         let now = Utc::now();
-        seed::put_hourly(&c.cloudwatch, "AWS/EC2", "CPUUtilization", &id, now, 14, |h| if h % 24 == 14 { 35.0 } else { 20.0 }).await;
+        seed::put_hourly(&c.cloudwatch, "AWS/EC2", "CPUUtilization", &id, now, 14, |h| {
+            if h % 24 == 14 {
+                35.0
+            } else {
+                20.0
+            }
+        })
+        .await;
         seed::put_hourly(&c.cloudwatch, "CWAgent", "mem_used_percent", &id, now, 14, |_| 30.0).await;
         id
     }
 
     async fn scan(&self) -> RunReport {
         let explainer = self.app.bedrock.as_ref().map(|b| b as &dyn Explainer);
-        rightsizing::handler::handle(scheduled(), &self.app.deps, explainer, Utc::now()).await.unwrap()
+        rightsizing::handler::handle(scheduled(), &self.app.deps, explainer, Utc::now())
+            .await
+            .unwrap()
     }
 }
 
@@ -86,7 +95,10 @@ async fn bedrock_explains_within_the_candidates_and_the_catalog_sets_the_dollars
     assert_eq!(f.resource.id, id);
     assert_eq!(f.estimated_monthly_savings_usd, Some(96.36), "(0.384 - 0.252) × 730");
     assert_eq!(e.days_with_data, 14);
-    assert_eq!((e.cpu_p95_hourly_max_percent, e.cpu_max_percent, e.memory_p95_percent), (20.0, 35.0, Some(30.0)));
+    assert_eq!(
+        (e.cpu_p95_hourly_max_percent, e.cpu_max_percent, e.memory_p95_percent),
+        (20.0, 35.0, Some(30.0))
+    );
 
     // The request, as Converse expects it: signed for bedrock, the model in the path, the
     // instructions as system text, the evidence as the user's JSON, deterministic settings.
@@ -96,7 +108,10 @@ async fn bedrock_explains_within_the_candidates_and_the_catalog_sets_the_dollars
     assert_eq!(q.method, "POST");
     assert_eq!(q.path(), "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
     let auth = q.header("authorization").unwrap();
-    assert!(auth.starts_with("AWS4-HMAC-SHA256 ") && auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 ") && auth.contains("/us-east-1/bedrock/aws4_request"),
+        "{auth}"
+    );
     let body = q.json();
     assert_eq!(body["system"][0]["text"], SYSTEM);
     assert_eq!(body["messages"][0]["role"], "user");
@@ -105,7 +120,10 @@ async fn bedrock_explains_within_the_candidates_and_the_catalog_sets_the_dollars
     assert_eq!(prompt["instance_id"], id.as_str());
     assert_eq!(prompt["current_type"], "m5.2xlarge");
     assert_eq!(prompt["candidates_cheapest_first"].as_array().unwrap().len(), 3);
-    assert!(!body.to_string().contains("usd"), "the model is never given dollars to repeat");
+    assert!(
+        !body.to_string().contains("usd"),
+        "the model is never given dollars to repeat"
+    );
 
     // The finding reached SNS; Slack shows the recommendation and who explained it.
     let published = r.lp.drain().await;
@@ -124,17 +142,30 @@ async fn every_bad_answer_falls_back_to_the_rules_and_says_why() {
     let r = rig().await;
     r.oversized(&[("Owner", "ana")]).await;
     let cases = [
-        (BedrockStandIn::answer("I would suggest an m5.xlarge, it is cheaper."), "not the JSON asked for"),
         (
-            BedrockStandIn::answer(r#"{"recommended_type": "t3.nano", "risk": "low", "rationale": "smallest is cheapest"}"#),
+            BedrockStandIn::answer("I would suggest an m5.xlarge, it is cheaper."),
+            "not the JSON asked for",
+        ),
+        (
+            BedrockStandIn::answer(
+                r#"{"recommended_type": "t3.nano", "risk": "low", "rationale": "smallest is cheapest"}"#,
+            ),
             "not one of the candidates",
         ),
         (
-            BedrockStandIn::error(429, "ThrottlingException", "Too many requests, please wait before trying again."),
+            BedrockStandIn::error(
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            ),
             "ThrottlingException",
         ),
         (
-            BedrockStandIn::error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."),
+            BedrockStandIn::error(
+                403,
+                "AccessDeniedException",
+                "You don't have access to the model with the specified model ID.",
+            ),
             "AccessDeniedException",
         ),
     ];
@@ -144,10 +175,19 @@ async fn every_bad_answer_falls_back_to_the_rules_and_says_why() {
         let e = evidence(&report);
         assert_eq!(e.rationale_source, "rules", "case {i}");
         assert_eq!(e.recommended_type, "m5.xlarge", "case {i}: the cheapest candidate");
-        assert!(e.rationale.contains("m5.xlarge (4 vCPUs, 16 GiB) is the cheapest x86_64 type"), "{}", e.rationale);
+        assert!(
+            e.rationale
+                .contains("m5.xlarge (4 vCPUs, 16 GiB) is the cheapest x86_64 type"),
+            "{}",
+            e.rationale
+        );
         let reason = e.fallback_reason.clone().unwrap_or_default();
         assert!(reason.contains(why), "case {i}: {reason}");
-        assert_eq!(report.findings[0].estimated_monthly_savings_usd, Some(140.16), "(0.384 - 0.192) × 730");
+        assert_eq!(
+            report.findings[0].estimated_monthly_savings_usd,
+            Some(140.16),
+            "(0.384 - 0.192) × 730"
+        );
         // One request per scan: a throttled model is not retried inside the run.
         assert_eq!(r.bedrock.requests().len(), i + 1, "case {i}");
     }
@@ -176,7 +216,11 @@ async fn busy_exempt_and_unmeasured_instances_get_no_recommendation() {
     assert_eq!(outcome(&busy).0, OutcomeKind::Skipped);
     assert!(outcome(&busy).1.contains("right-sized"), "{:?}", outcome(&busy));
     assert!(outcome(&exempt).1.contains("exempt"), "{:?}", outcome(&exempt));
-    assert!(outcome(&fresh).1.contains("3 day(s) with CPU data, 7 needed"), "{:?}", outcome(&fresh));
+    assert!(
+        outcome(&fresh).1.contains("3 day(s) with CPU data, 7 needed"),
+        "{:?}",
+        outcome(&fresh)
+    );
     assert!(r.bedrock.requests().is_empty(), "nothing to explain, nothing asked");
 }
 
@@ -184,7 +228,9 @@ async fn busy_exempt_and_unmeasured_instances_get_no_recommendation() {
 async fn without_a_model_the_rules_explain() {
     let r = rig().await;
     r.oversized(&[]).await;
-    let report = rightsizing::handler::handle(scheduled(), &r.app.deps, None, Utc::now()).await.unwrap();
+    let report = rightsizing::handler::handle(scheduled(), &r.app.deps, None, Utc::now())
+        .await
+        .unwrap();
     let e = evidence(&report);
     assert_eq!((e.rationale_source.as_str(), e.model_id.as_deref()), ("rules", None));
     assert!(e.fallback_reason.is_none());

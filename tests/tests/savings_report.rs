@@ -30,16 +30,9 @@ fn scheduled() -> Value {
 }
 
 /// A ledger line as the state code writes it.
-async fn ledger(
-    lp: &Loop,
-    id: &str,
-    rule: &str,
-    owner: &str,
-    est: &str,
-    status: &str,
-    detected: &str,
-    realised: Option<(&str, &str)>,
-) {
+/// `who`: (finding id, rule, owner); `what`: (estimated dollars, status, detected at).
+async fn ledger(lp: &Loop, who: (&str, &str, &str), what: (&str, &str, &str), realised: Option<(&str, &str)>) {
+    let ((id, rule, owner), (est, status, detected)) = (who, what);
     let s = |v: &str| AttributeValue::S(v.to_string());
     let mut item = HashMap::from([
         ("pk".to_string(), s(&format!("LEDGER#{}", &detected[..7]))),
@@ -83,7 +76,9 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
     let lp = Loop::start(policy()).await;
     let c = lp.moto.clients().await;
     aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&c.config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&c.config)
+            .force_path_style(true)
+            .build(),
     )
     .create_bucket()
     .bucket(BUCKET)
@@ -91,30 +86,73 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
     .await
     .unwrap();
     // Four weeks ending Thursday 2026-11-26: from Monday 2026-11-02.
-    ledger(&lp, "a", "idle-ec2", "ana", "60.74", "realised", "2026-11-03T06:00:00Z", Some(("2026-11-05T09:00:00Z", "60.74"))).await;
-    ledger(&lp, "b", "ebs-cleanup", "bob", "8.00", "estimated", "2026-11-24T06:00:00Z", None).await;
-    ledger(&lp, "c", "s3-public", "<b>eve</b>", "0.00", "rejected", "2026-11-10T06:00:00Z", None).await;
-    ledger(&lp, "d", "idle-ec2", "ana", "30.37", "rolled-back", "2026-11-17T06:00:00Z", Some(("2026-11-18T09:00:00Z", "0.00"))).await;
+    ledger(
+        &lp,
+        ("a", "idle-ec2", "ana"),
+        ("60.74", "realised", "2026-11-03T06:00:00Z"),
+        Some(("2026-11-05T09:00:00Z", "60.74")),
+    )
+    .await;
+    ledger(
+        &lp,
+        ("b", "ebs-cleanup", "bob"),
+        ("8.00", "estimated", "2026-11-24T06:00:00Z"),
+        None,
+    )
+    .await;
+    ledger(
+        &lp,
+        ("c", "s3-public", "<b>eve</b>"),
+        ("0.00", "rejected", "2026-11-10T06:00:00Z"),
+        None,
+    )
+    .await;
+    ledger(
+        &lp,
+        ("d", "idle-ec2", "ana"),
+        ("30.37", "rolled-back", "2026-11-17T06:00:00Z"),
+        Some(("2026-11-18T09:00:00Z", "0.00")),
+    )
+    .await;
     // Open since September: outside the weeks shown, but aged.
-    ledger(&lp, "e", "idle-ec2", "bob", "100.00", "estimated", "2026-09-15T06:00:00Z", None).await;
-    for (d, p) in [("2026-10-01", 70.0), ("2026-11-09", 80.0), ("2026-11-16", 90.5), ("2026-11-23", 96.0)] {
+    ledger(
+        &lp,
+        ("e", "idle-ec2", "bob"),
+        ("100.00", "estimated", "2026-09-15T06:00:00Z"),
+        None,
+    )
+    .await;
+    for (d, p) in [
+        ("2026-10-01", 70.0),
+        ("2026-11-09", 80.0),
+        ("2026-11-16", 90.5),
+        ("2026-11-23", 96.0),
+    ] {
         compliance(&lp, d, p).await;
     }
 
     let deps = lp.detector_deps(policy()).await;
     let now = at("2026-11-26T12:00:00Z");
-    let out = savings_report::handler::handle(scheduled(), &deps, None, now).await.unwrap();
+    let out = savings_report::handler::handle(scheduled(), &deps, None, now)
+        .await
+        .unwrap();
     assert_eq!(out["from"], "2026-11-02");
     assert_eq!(out["estimated_monthly_usd"], 99.11);
     assert_eq!(out["realised_monthly_usd"], 60.74);
     assert_eq!(out["realisation_percent"], 61.3);
     assert_eq!(out["open_findings"], 2);
     assert_eq!(out["open_monthly_usd"], 108.0);
-    assert_eq!(out["report"], "s3://finops-reports/finops-reports/savings-report-2026-11-26.html");
+    assert_eq!(
+        out["report"],
+        "s3://finops-reports/finops-reports/savings-report-2026-11-26.html"
+    );
 
     // The presigned link serves the page.
     let url = out["report_url"].as_str().unwrap();
-    assert!(url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=604800"), "{url}");
+    assert!(
+        url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=604800"),
+        "{url}"
+    );
     let page = HttpClient::new(std::time::Duration::from_secs(10))
         .unwrap()
         .send("s3", "GET", url, &[], vec![])
@@ -160,7 +198,13 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
         r.unwrap();
     }
     let post = lp.slack.requests().last().unwrap().json().to_string();
-    for want in ["$99.11/month", "$60.74/month (61.3%)", "2 ($108.00/month)", "96.0% (KPI 95%)", "Open the full report"] {
+    for want in [
+        "$99.11/month",
+        "$60.74/month (61.3%)",
+        "2 ($108.00/month)",
+        "96.0% (KPI 95%)",
+        "Open the full report",
+    ] {
         assert!(post.contains(want), "{want:?} not in {post}");
     }
 }
@@ -184,17 +228,24 @@ async fn an_approved_stop_shows_as_realised_in_the_report() {
     let request = Loop::of_type(&lp.drain().await, "approval-request").remove(0);
 
     let dir = std::env::temp_dir().join(format!("finops-report-{}", std::process::id()));
-    let before = savings_report::handler::handle(scheduled(), &deps, Some(dir.clone()), Utc::now()).await.unwrap();
+    let before = savings_report::handler::handle(scheduled(), &deps, Some(dir.clone()), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(before["open_findings"], 1);
     assert_eq!(before["open_monthly_usd"], 60.74);
     assert_eq!(before["realised_monthly_usd"], 0.0);
 
     let approve = request["approve_url"].as_str().unwrap();
     let (status, page) = lp
-        .post_form("/decide", &[("token", &token_of(approve)), ("approver", "ana@example.com")])
+        .post_form(
+            "/decide",
+            &[("token", &token_of(approve)), ("approver", "ana@example.com")],
+        )
         .await;
     assert_eq!(status, 200, "{page}");
-    let after = savings_report::handler::handle(scheduled(), &deps, Some(dir.clone()), Utc::now()).await.unwrap();
+    let after = savings_report::handler::handle(scheduled(), &deps, Some(dir.clone()), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(after["open_findings"], 0);
     assert_eq!(after["realised_monthly_usd"], 60.74);
     // Written locally when a folder is given (the demo's way), not to S3.
@@ -213,8 +264,13 @@ async fn without_a_table_or_with_a_wrong_event_it_says_why() {
     let err = savings_report::handler::handle(serde_json::json!({"Records": []}), &deps, None, Utc::now())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("expected an EventBridge scheduled event"), "{err}");
+    assert!(
+        err.to_string().contains("expected an EventBridge scheduled event"),
+        "{err}"
+    );
     deps.state = None;
-    let err = savings_report::handler::handle(scheduled(), &deps, None, Utc::now()).await.unwrap_err();
+    let err = savings_report::handler::handle(scheduled(), &deps, None, Utc::now())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("needs the state table"), "{err}");
 }

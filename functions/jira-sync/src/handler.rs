@@ -107,7 +107,14 @@ async fn ensure_issue(
 
 /// Writes one update (`event` identifies it) to the finding's issue once; resolves the issue too
 /// when `resolve`.
-async fn update_issue(app: &App, f: &Finding, event: &str, comment: Value, resolve: bool, now: DateTime<Utc>) -> Result<String, Error> {
+async fn update_issue(
+    app: &App,
+    f: &Finding,
+    event: &str,
+    comment: Value,
+    resolve: bool,
+    now: DateTime<Utc>,
+) -> Result<String, Error> {
     let (key, _) = ensure_issue(app, f, None, None, now).await?;
     let Some(key) = key else {
         // The issue is being opened by another invocation right now: try again later.
@@ -142,7 +149,9 @@ async fn update_issue(app: &App, f: &Finding, event: &str, comment: Value, resol
 
 async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String, Error> {
     match message {
-        Message::Finding { finding, .. } | Message::CostAlert { finding } => opened(app, finding, None, None, now).await,
+        Message::Finding { finding, .. } | Message::CostAlert { finding } => {
+            opened(app, finding, None, None, now).await
+        }
         Message::ApprovalRequest {
             finding,
             approve_url,
@@ -166,14 +175,26 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             };
             let mut inline = vec![
                 jira::strong(format!("{what}: ")),
-                jira::text(format!("{} on {}. {detail} (decided by {decided_by}).", finding.action.as_str(), finding.resource.id)),
+                jira::text(format!(
+                    "{} on {}. {detail} (decided by {decided_by}).",
+                    finding.action.as_str(),
+                    finding.resource.id
+                )),
             ];
             if let (false, Some(url)) = (rolled_back, rollback_url) {
                 inline.push(jira::text(" "));
                 inline.push(jira::link("Roll back", url));
             }
             let resolve = !rolled_back && *outcome == OutcomeKind::Executed;
-            update_issue(app, finding, &event, jira::doc(vec![jira::paragraph(inline)]), resolve, now).await
+            update_issue(
+                app,
+                finding,
+                &event,
+                jira::doc(vec![jira::paragraph(inline)]),
+                resolve,
+                now,
+            )
+            .await
         }
         Message::ApprovalResult {
             request_id,
@@ -191,7 +212,15 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
                 jira::strong(format!("Approval {status}: ")),
                 jira::text(format!("{detail} (by {decided_by})")),
             ])]);
-            update_issue(app, finding, &format!("approval:{request_id}:{status}"), comment, false, now).await
+            update_issue(
+                app,
+                finding,
+                &format!("approval:{request_id}:{status}"),
+                comment,
+                false,
+                now,
+            )
+            .await
         }
         Message::Digest { .. } | Message::TagReport { .. } | Message::SavingsReport { .. } => {
             Ok("a summary: its findings have their own messages".into())

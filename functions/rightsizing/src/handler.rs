@@ -25,7 +25,9 @@ pub struct App {
 impl App {
     /// The Bedrock client of the policy's model (at `FINOPS_BEDROCK_ENDPOINT` if set).
     pub fn new(deps: Deps) -> App {
-        let endpoint = std::env::var(BEDROCK_ENDPOINT_VAR).ok().filter(|e| !e.trim().is_empty());
+        let endpoint = std::env::var(BEDROCK_ENDPOINT_VAR)
+            .ok()
+            .filter(|e| !e.trim().is_empty());
         let bedrock = Self::bedrock(&deps, endpoint.as_deref());
         App { deps, bedrock }
     }

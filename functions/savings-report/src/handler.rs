@@ -94,11 +94,7 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
         .map_err(|e| Error::aws("s3", "GetObject (presign)", e))?
         .uri()
         .to_string();
-    Ok(Stored::S3 {
-        bucket,
-        key,
-        url,
-    })
+    Ok(Stored::S3 { bucket, key, url })
 }
 
 /// Builds, stores and publishes the report of the weeks ending at `now`.
@@ -136,10 +132,9 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
             report: Box::new(summary),
             report_url: url.clone(),
         };
-        if let Err(e) = remediation::notify::Publisher::publish(publisher, std::slice::from_ref(&message)).await {
-            // The report is stored; the summary is what failed: fail so the schedule's retry sends it.
-            return Err(e);
-        }
+        // The report is stored; if the summary cannot be published the invocation fails, so the
+        // schedule's retry sends it.
+        remediation::notify::Publisher::publish(publisher, std::slice::from_ref(&message)).await?;
     } else {
         notes.push("FINOPS_TOPIC_ARN is not set: the summary was not published".to_string());
     }

@@ -163,7 +163,11 @@ impl HttpClient {
 
 /// The error for an answer that is not a success: 5xx retryable, anything else refused for good.
 pub fn failure(service: &'static str, resp: &Response) -> Error {
-    let message = format!("HTTP {}: {}", resp.status, resp.body.chars().take(300).collect::<String>());
+    let message = format!(
+        "HTTP {}: {}",
+        resp.status,
+        resp.body.chars().take(300).collect::<String>()
+    );
     if resp.status >= 500 {
         Error::Http { service, message }
     } else {

@@ -165,7 +165,10 @@ fn jira_errors(body: &str) -> String {
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default();
     if let Some(map) = v["errors"].as_object() {
-        parts.extend(map.iter().map(|(k, m)| format!("{k}: {}", m.as_str().unwrap_or_default())));
+        parts.extend(
+            map.iter()
+                .map(|(k, m)| format!("{k}: {}", m.as_str().unwrap_or_default())),
+        );
     }
     if parts.is_empty() {
         body.chars().take(300).collect()
@@ -189,7 +192,9 @@ impl JiraClient {
     async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let url = format!("{}{path}", self.site);
         let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| Error::Config(format!("cannot serialise a Jira request: {e}")))?,
+            Some(b) => {
+                serde_json::to_vec(b).map_err(|e| Error::Config(format!("cannot serialise a Jira request: {e}")))?
+            }
             None => Vec::new(),
         };
         let headers = [
@@ -230,9 +235,13 @@ impl JiraClient {
 
     /// Adds a comment (an ADF document) to an issue.
     pub async fn comment(&self, key: &str, body: Value) -> Result<()> {
-        self.call("POST", &format!("/rest/api/3/issue/{key}/comment"), Some(&json!({"body": body})))
-            .await
-            .map(|_| ())
+        self.call(
+            "POST",
+            &format!("/rest/api/3/issue/{key}/comment"),
+            Some(&json!({"body": body})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Moves an issue to Done: the transition named `preferred` if given, else the first whose
@@ -253,7 +262,8 @@ impl JiraClient {
             return Ok(None);
         };
         let id = t["id"].as_str().unwrap_or_default();
-        self.call("POST", &path, Some(&json!({"transition": {"id": id}}))).await?;
+        self.call("POST", &path, Some(&json!({"transition": {"id": id}})))
+            .await?;
         Ok(Some(t["name"].as_str().unwrap_or(id).to_string()))
     }
 }
@@ -269,7 +279,9 @@ mod tests {
             "priority: Specify a valid priority"
         );
         assert_eq!(
-            jira_errors(r#"{"errorMessages":["Issue does not exist or you do not have permission to see it."],"errors":{}}"#),
+            jira_errors(
+                r#"{"errorMessages":["Issue does not exist or you do not have permission to see it."],"errors":{}}"#
+            ),
             "Issue does not exist or you do not have permission to see it."
         );
         assert_eq!(jira_errors("<html>bad gateway</html>"), "<html>bad gateway</html>");

@@ -36,7 +36,11 @@ pub const S3_SCAN: &[&str] = &[
     "s3:GetAccountPublicAccessBlock",
 ];
 /// Rightsizing's reads: the idle scan's, and the model it asks (Converse is authorised as InvokeModel).
-pub const RIGHTSIZING_SCAN: &[&str] = &["ec2:DescribeInstances", "cloudwatch:GetMetricData", "bedrock:InvokeModel"];
+pub const RIGHTSIZING_SCAN: &[&str] = &[
+    "ec2:DescribeInstances",
+    "cloudwatch:GetMetricData",
+    "bedrock:InvokeModel",
+];
 /// The cost reads.
 pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
 /// The tag sweep and the Config rule: reads, evaluations, and the `finops:untagged-since` mark.
@@ -72,7 +76,12 @@ pub const APPROVAL_STATE: &[&str] = &[
 /// slack-notify's state: claiming, marking and releasing posts.
 pub const NOTIFY_STATE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
 /// jira-sync's state: the `TICKET#` items.
-pub const TICKET_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+pub const TICKET_STATE: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+];
 /// savings-report's reads of the ledger and the compliance figures.
 pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
 /// savings-report's writes of the HTML, and the read its presigned link is signed for.

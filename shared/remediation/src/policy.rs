@@ -303,10 +303,15 @@ impl Default for JiraPolicy {
             project_key: "FINOPS".into(),
             issue_type: "Task".into(),
             labels: vec!["finops-autopilot".into()],
-            priorities: [("low", "Low"), ("medium", "Medium"), ("high", "High"), ("critical", "Highest")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            priorities: [
+                ("low", "Low"),
+                ("medium", "Medium"),
+                ("high", "High"),
+                ("critical", "Highest"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
             done_transition: String::new(),
         }
     }
@@ -617,7 +622,10 @@ impl Policy {
         if !(1..=63).contains(&rs.lookback_days) {
             // Hourly data points are kept 63 days at 1-minute..1-hour resolution; 1-hour for 455,
             // but 14 to 63 days is what a rightsizing decision needs.
-            return Err(format!("rightsizing.lookback_days: must be between 1 and 63, got {}", rs.lookback_days));
+            return Err(format!(
+                "rightsizing.lookback_days: must be between 1 and 63, got {}",
+                rs.lookback_days
+            ));
         }
         if rs.min_days_with_data == 0 || rs.min_days_with_data > rs.lookback_days {
             return Err(format!(
@@ -638,21 +646,38 @@ impl Policy {
             return Err("rightsizing.max_candidates: must be between 1 and 10".into());
         }
         let jira = &self.jira;
-        if !jira.site_url.is_empty() && !(jira.site_url.starts_with("https://") || jira.site_url.starts_with("http://")) {
-            return Err(format!("jira.site_url: must be an http(s) URL, got {:?}", jira.site_url));
+        let site = jira.site_url.as_str();
+        if !(site.is_empty() || site.starts_with("https://") || site.starts_with("http://")) {
+            return Err(format!(
+                "jira.site_url: must be an http(s) URL, got {:?}",
+                jira.site_url
+            ));
         }
         if jira.project_key.trim().is_empty() || jira.issue_type.trim().is_empty() {
             return Err("jira.project_key and jira.issue_type: must not be blank".into());
         }
-        if let Some(l) = jira.labels.iter().find(|l| l.is_empty() || l.contains(char::is_whitespace)) {
+        if let Some(l) = jira
+            .labels
+            .iter()
+            .find(|l| l.is_empty() || l.contains(char::is_whitespace))
+        {
             return Err(format!("jira.labels: {l:?} is not a Jira label (no spaces, not empty)"));
         }
-        if let Some(k) = jira.priorities.keys().find(|k| !["low", "medium", "high", "critical"].contains(&k.as_str())) {
-            return Err(format!("jira.priorities: {k:?} is not a severity (low, medium, high, critical)"));
+        if let Some(k) = jira
+            .priorities
+            .keys()
+            .find(|k| !["low", "medium", "high", "critical"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "jira.priorities: {k:?} is not a severity (low, medium, high, critical)"
+            ));
         }
         let report = &self.savings_report;
         if !(1..=52).contains(&report.weeks) {
-            return Err(format!("savings_report.weeks: must be between 1 and 52, got {}", report.weeks));
+            return Err(format!(
+                "savings_report.weeks: must be between 1 and 52, got {}",
+                report.weeks
+            ));
         }
         if !(1..=168).contains(&report.link_hours) {
             return Err(format!(

@@ -262,8 +262,16 @@ fn weeks_chart(r: &SavingsReport) -> String {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Estimated and realised monthly savings by week">"#
     );
-    let _ = write!(svg, r##"<line x1="{pad}" y1="{base}" x2="{}" y2="{base}" stroke="#999"/>"##, w - 8.0);
-    let _ = write!(svg, r##"<text x="4" y="16" font-size="11" fill="#555">{}</text>"##, esc(&dollars(max)));
+    let _ = write!(
+        svg,
+        r##"<line x1="{pad}" y1="{base}" x2="{}" y2="{base}" stroke="#999"/>"##,
+        w - 8.0
+    );
+    let _ = write!(
+        svg,
+        r##"<text x="4" y="16" font-size="11" fill="#555">{}</text>"##,
+        esc(&dollars(max))
+    );
     for (i, x) in r.weeks.iter().enumerate() {
         let x0 = pad + slot * i as f64 + (slot - 2.0 * bar) / 2.0;
         let he = x.estimated_usd / max * (base - 24.0);
@@ -338,7 +346,11 @@ fn compliance_chart(r: &SavingsReport) -> String {
         .map(|p| format!("{:.1},{:.1}", x(p.date), y(p.overall_percent)))
         .collect();
     if !points.is_empty() {
-        let _ = write!(svg, r##"<polyline points="{}" fill="none" stroke="#1f5fa8" stroke-width="2"/>"##, points.join(" "));
+        let _ = write!(
+            svg,
+            r##"<polyline points="{}" fill="none" stroke="#1f5fa8" stroke-width="2"/>"##,
+            points.join(" ")
+        );
     }
     for p in &r.compliance {
         let _ = write!(
@@ -441,7 +453,11 @@ pub fn render_html(r: &SavingsReport) -> String {
         compliance_chart(r)
     );
     if r.unreadable > 0 {
-        let _ = write!(h, "<p>{} ledger item(s) could not be read and are not counted.</p>", r.unreadable);
+        let _ = write!(
+            h,
+            "<p>{} ledger item(s) could not be read and are not counted.</p>",
+            r.unreadable
+        );
     }
     h.push_str("</body></html>\n");
     h
@@ -460,11 +476,17 @@ mod tests {
         assert_eq!(monday(d("2026-11-26")), d("2026-11-23"));
         assert_eq!(monday(d("2026-11-23")), d("2026-11-23"));
         assert_eq!(start(d("2026-11-26"), 4), d("2026-11-02"));
-        assert_eq!(months(d("2026-11-20"), d("2027-02-01")), ["2026-11", "2026-12", "2027-01", "2027-02"]);
+        assert_eq!(
+            months(d("2026-11-20"), d("2027-02-01")),
+            ["2026-11", "2026-12", "2027-01", "2027-02"]
+        );
     }
 
     #[test]
     fn html_escapes_outside_text() {
-        assert_eq!(esc("<b>\"eve\" & 'co'</b>"), "&lt;b&gt;&quot;eve&quot; &amp; &#39;co&#39;&lt;/b&gt;");
+        assert_eq!(
+            esc("<b>\"eve\" & 'co'</b>"),
+            "&lt;b&gt;&quot;eve&quot; &amp; &#39;co&#39;&lt;/b&gt;"
+        );
     }
 }

@@ -155,7 +155,13 @@ pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
     };
     // What a reader decides on first (a rightsizing recommendation and who explained it), then
     // the rest in name order.
-    const FIRST: [&str; 5] = ["recommended_type", "risk", "rationale_source", "rationale", "current_type"];
+    const FIRST: [&str; 5] = [
+        "recommended_type",
+        "risk",
+        "rationale_source",
+        "rationale",
+        "current_type",
+    ];
     let mut fields: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !v.is_null()).collect();
     fields.sort_by_key(|(k, _)| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
     fields
@@ -383,7 +389,10 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 .map(|p| format!("{:.1}% (KPI {:.0}%)", p.overall_percent, r.compliance_kpi_percent))
                 .unwrap_or_else(|| "no sweep recorded".into());
             let pairs = [
-                ("Estimated at detection", format!("{}/month", usd(Some(r.estimated_usd)))),
+                (
+                    "Estimated at detection",
+                    format!("{}/month", usd(Some(r.estimated_usd))),
+                ),
                 (
                     "Realised by actions",
                     format!("{}/month ({:.1}%)", usd(Some(r.realised_usd)), r.realisation_percent),
@@ -412,8 +421,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 b.push(section(&format!("*By rule*\n{}", rules.join("\n"))));
             }
             match report_url {
-                Some(url) => b.push(section(&format!("<{url}|Open the full report> (charts by week, rule and owner)"))),
-                None => b.push(context("No link to the full HTML report: it was not uploaded to S3 (no report bucket).")),
+                Some(url) => b.push(section(&format!(
+                    "<{url}|Open the full report> (charts by week, rule and owner)"
+                ))),
+                None => b.push(context(
+                    "No link to the full HTML report: it was not uploaded to S3 (no report bucket).",
+                )),
             }
             (text, b)
         }

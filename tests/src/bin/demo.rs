@@ -530,7 +530,9 @@ async fn main() {
         parse_report(watch.invoke("rightsizing", &sizing_event).unwrap_or_else(|e| fail(e)))
     };
     let mut sizing_shown = sizing.clone();
-    sizing_shown.outcomes.retain(|o| o.outcome != remediation::model::OutcomeKind::Skipped);
+    sizing_shown
+        .outcomes
+        .retain(|o| o.outcome != remediation::model::OutcomeKind::Skipped);
     print_report_limited(
         "rightsizing (recommendations only; rules explain locally, Amazon Bedrock when deployed)",
         &sizing_shown,
@@ -719,9 +721,16 @@ async fn jira(lp: &finops_tests::approvals::Loop, opened: &[serde_json::Value], 
             issue.fields["labels"],
             issue.fields["priority"]["name"].as_str().unwrap_or("-")
         );
-        println!("     {} comment(s); the approval request was delivered twice, one issue was opened", issue.comments.len());
+        println!(
+            "     {} comment(s); the approval request was delivered twice, one issue was opened",
+            issue.comments.len()
+        );
     }
-    let calls: Vec<String> = jira.requests().iter().map(|r| format!("{} {}", r.method, r.path())).collect();
+    let calls: Vec<String> = jira
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
     println!("   Jira calls: {}", calls.join(", "));
 }
 
@@ -748,5 +757,8 @@ async fn savings_report(lp: &finops_tests::approvals::Loop, deps: &remediation::
     if let Some(last) = lp.slack.requests().last() {
         print_slack(&last.json());
     }
-    println!("   the HTML report (inline SVG charts, no scripts): {}", out["report"].as_str().unwrap_or("?"));
+    println!(
+        "   the HTML report (inline SVG charts, no scripts): {}",
+        out["report"].as_str().unwrap_or("?")
+    );
 }

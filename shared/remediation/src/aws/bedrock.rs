@@ -12,7 +12,7 @@ use aws_sdk_bedrockruntime::types::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::detect::rightsizing::{Candidate, Risk, RightsizingEvidence};
+use crate::detect::rightsizing::{Candidate, RightsizingEvidence, Risk};
 use crate::error::{Error, Result};
 
 /// Longest rationale kept from a model.
@@ -73,12 +73,21 @@ impl Explainer for Bedrock {
             .model_id(&self.model_id)
             .system(SystemContentBlock::Text(system.to_string()))
             .messages(message)
-            .inference_config(InferenceConfiguration::builder().max_tokens(500).temperature(0.0).build())
+            .inference_config(
+                InferenceConfiguration::builder()
+                    .max_tokens(500)
+                    .temperature(0.0)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| Error::aws("bedrock-runtime", "Converse", e))?;
         let Some(ConverseOutput::Message(m)) = out.output() else {
-            return Err(Error::unexpected("bedrock-runtime", "Converse", "no message in the answer"));
+            return Err(Error::unexpected(
+                "bedrock-runtime",
+                "Converse",
+                "no message in the answer",
+            ));
         };
         let text: String = m
             .content()
@@ -212,10 +221,22 @@ mod tests {
     fn anything_else_is_refused_with_the_reason() {
         let cases = [
             ("Sure! I recommend r5.large.", "not the JSON asked for"),
-            (r#"{"recommended_type": "m5.24xlarge", "risk": "low", "rationale": "x"}"#, "not one of the candidates"),
-            (r#"{"recommended_type": "r5.large", "risk": "none", "rationale": "x"}"#, "not the JSON asked for"),
-            (r#"{"recommended_type": "r5.large", "risk": "low", "rationale": "  "}"#, "no rationale"),
-            (r#"{"recommended_type": "r5.large", "risk": "low", "rationale": "x", "savings_usd": 9999}"#, "not the JSON asked for"),
+            (
+                r#"{"recommended_type": "m5.24xlarge", "risk": "low", "rationale": "x"}"#,
+                "not one of the candidates",
+            ),
+            (
+                r#"{"recommended_type": "r5.large", "risk": "none", "rationale": "x"}"#,
+                "not the JSON asked for",
+            ),
+            (
+                r#"{"recommended_type": "r5.large", "risk": "low", "rationale": "  "}"#,
+                "no rationale",
+            ),
+            (
+                r#"{"recommended_type": "r5.large", "risk": "low", "rationale": "x", "savings_usd": 9999}"#,
+                "not the JSON asked for",
+            ),
         ];
         for (text, why) in cases {
             let err = validate(text, &candidates()).unwrap_err();

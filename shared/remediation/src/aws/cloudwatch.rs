@@ -67,7 +67,12 @@ impl Series {
     /// idle-ec2's series.
     const ALL: [Series; 3] = [Series::Cpu, Series::NetworkIn, Series::NetworkOut];
     /// rightsizing's series.
-    const PEAKS: [Series; 4] = [Series::CpuHourlyMax, Series::MemHourlyMax, Series::NetworkIn, Series::NetworkOut];
+    const PEAKS: [Series; 4] = [
+        Series::CpuHourlyMax,
+        Series::MemHourlyMax,
+        Series::NetworkIn,
+        Series::NetworkOut,
+    ];
 
     /// Namespace, metric, statistic, period and the query id's letter.
     fn metric(self) -> (&'static str, &'static str, &'static str, i32, char) {
@@ -119,13 +124,7 @@ impl QuerySpec {
             .build();
         MetricDataQuery::builder()
             .id(self.id())
-            .metric_stat(
-                MetricStat::builder()
-                    .metric(metric)
-                    .period(period)
-                    .stat(stat)
-                    .build(),
-            )
+            .metric_stat(MetricStat::builder().metric(metric).period(period).stat(stat).build())
             .return_data(true)
             .build()
     }
@@ -146,7 +145,12 @@ impl CloudWatch {
         end: DateTime<Utc>,
     ) -> (HashMap<String, Points>, HashMap<String, String>) {
         let specs: Vec<QuerySpec> = (0..instance_ids.len())
-            .flat_map(|instance| set.iter().map(move |series| QuerySpec { instance, series: *series }))
+            .flat_map(|instance| {
+                set.iter().map(move |series| QuerySpec {
+                    instance,
+                    series: *series,
+                })
+            })
             .collect();
         let chunks: Vec<Vec<QuerySpec>> = specs.chunks(MAX_QUERIES_PER_CALL).map(<[QuerySpec]>::to_vec).collect();
         let calls: Vec<_> = chunks

@@ -155,7 +155,10 @@ pub fn rules_risk(e: &RightsizingEvidence, c: &Candidate) -> Risk {
 pub fn rules_rationale(e: &RightsizingEvidence, c: &Candidate) -> String {
     let memory = match e.memory_p95_percent {
         Some(m) => format!("memory p95 {m:.0}% of {:.0} GiB", e.current_memory_gib),
-        None => format!("memory not measured (no CloudWatch agent), so the {:.0} GiB are kept", e.current_memory_gib),
+        None => format!(
+            "memory not measured (no CloudWatch agent), so the {:.0} GiB are kept",
+            e.current_memory_gib
+        ),
     };
     format!(
         "Over {} days the hourly CPU peaks had a p95 of {:.1}% (highest {:.1}%) of {} vCPUs; {memory}. \
@@ -186,7 +189,10 @@ pub fn rules_rationale(e: &RightsizingEvidence, c: &Candidate) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoFinding {
     NotInCatalog(String),
-    TooFewDays { have: u32, need: u32 },
+    TooFewDays {
+        have: u32,
+        need: u32,
+    },
     NothingCheaperFits,
     /// Below idle-ec2's thresholds every hour: stopping it is the saving, not a smaller type.
     Idle,
@@ -200,7 +206,10 @@ impl std::fmt::Display for NoFinding {
                 write!(f, "{have} day(s) with CPU data, {need} needed: not sized")
             }
             NoFinding::NothingCheaperFits => write!(f, "no cheaper type covers its peaks with headroom: right-sized"),
-            NoFinding::Idle => write!(f, "idle by idle-ec2's thresholds at every hour: idle-ec2 proposes stopping it, not resizing"),
+            NoFinding::Idle => write!(
+                f,
+                "idle by idle-ec2's thresholds at every hour: idle-ec2 proposes stopping it, not resizing"
+            ),
         }
     }
 }
@@ -359,11 +368,20 @@ mod tests {
     #[test]
     fn a_quiet_m5_xlarge_without_memory_data_keeps_its_memory() {
         // 4 vCPUs at p95 20% = 0.8 vCPU, ×1.3 = 1.04 → 2 vCPUs; memory kept at 16 GiB.
-        let e = size(&instance("m5.xlarge"), &peaks(14, |h| if h % 24 == 12 { 35.0 } else { 20.0 }, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
+        let e = size(
+            &instance("m5.xlarge"),
+            &peaks(14, |h| if h % 24 == 12 { 35.0 } else { 20.0 }, None),
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default(),
+        )
+        .unwrap();
         assert_eq!(e.required_vcpus, 1.04);
         assert_eq!(e.required_memory_gib, 16.0);
         assert_eq!(e.recommended_type, "r5.large");
-        assert!(e.candidates.iter().all(|c| c.memory_gib >= 16.0 && !c.instance_type.starts_with('t')));
+        assert!(e
+            .candidates
+            .iter()
+            .all(|c| c.memory_gib >= 16.0 && !c.instance_type.starts_with('t')));
         // Highest hour 35% of 4 = 1.4 vCPU; 2 ≥ 1.4 × 1.3 → low.
         assert_eq!(e.risk, Risk::Low);
         assert!(e.rationale.contains("memory not measured"), "{}", e.rationale);
@@ -374,42 +392,91 @@ mod tests {
 
     #[test]
     fn measured_memory_lets_it_shrink_further_and_a_busy_instance_is_right_sized() {
-        let e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, Some(30.0)), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
+        let e = size(
+            &instance("m5.xlarge"),
+            &peaks(14, |_| 20.0, Some(30.0)),
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default(),
+        )
+        .unwrap();
         // 16 GiB × 30% × 1.3 = 6.24 GiB, 1.04 vCPU: c5.large (2 vCPU, 4 GiB) is too small; m5.large fits.
         assert_eq!(e.required_memory_gib, 6.2);
         assert_eq!(e.recommended_type, "m5.large");
         assert_eq!(
-            size(&instance("m5.xlarge"), &peaks(14, |_| 80.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
+            size(
+                &instance("m5.xlarge"),
+                &peaks(14, |_| 80.0, None),
+                &RightsizingPolicy::default(),
+                &IdleEc2Policy::default()
+            ),
             Err(NoFinding::NothingCheaperFits)
         );
         assert_eq!(
-            size(&instance("m5.xlarge"), &peaks(3, |_| 5.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
+            size(
+                &instance("m5.xlarge"),
+                &peaks(3, |_| 5.0, None),
+                &RightsizingPolicy::default(),
+                &IdleEc2Policy::default()
+            ),
             Err(NoFinding::TooFewDays { have: 3, need: 7 })
         );
         assert!(matches!(
-            size(&instance("x9.huge"), &peaks(14, |_| 5.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()),
+            size(
+                &instance("x9.huge"),
+                &peaks(14, |_| 5.0, None),
+                &RightsizingPolicy::default(),
+                &IdleEc2Policy::default()
+            ),
             Err(NoFinding::NotInCatalog(_))
         ));
     }
 
     #[test]
     fn an_idle_instance_is_left_to_idle_ec2() {
-        let quiet = size(&instance("m5.xlarge"), &peaks(14, |_| 2.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default());
+        let quiet = size(
+            &instance("m5.xlarge"),
+            &peaks(14, |_| 2.0, None),
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default(),
+        );
         assert_eq!(quiet, Err(NoFinding::Idle));
         // The same CPU with real traffic is not idle: it is sized.
         let mut busy_network = peaks(14, |_| 2.0, None);
-        busy_network.network_daily_bytes.insert(NaiveDate::from_ymd_opt(2026, 11, 12).unwrap(), 9e9);
-        assert!(size(&instance("m5.xlarge"), &busy_network, &RightsizingPolicy::default(), &IdleEc2Policy::default()).is_ok());
+        busy_network
+            .network_daily_bytes
+            .insert(NaiveDate::from_ymd_opt(2026, 11, 12).unwrap(), 9e9);
+        assert!(size(
+            &instance("m5.xlarge"),
+            &busy_network,
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default()
+        )
+        .is_ok());
     }
 
     #[test]
     fn a_choice_outside_the_candidates_changes_nothing() {
-        let mut e = size(&instance("m5.xlarge"), &peaks(14, |_| 20.0, None), &RightsizingPolicy::default(), &IdleEc2Policy::default()).unwrap();
+        let mut e = size(
+            &instance("m5.xlarge"),
+            &peaks(14, |_| 20.0, None),
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default(),
+        )
+        .unwrap();
         let before = e.clone();
-        assert!(!choose(&mut e, "m5.24xlarge", Risk::Low, "bigger is better".into(), "bedrock"));
+        assert!(!choose(
+            &mut e,
+            "m5.24xlarge",
+            Risk::Low,
+            "bigger is better".into(),
+            "bedrock"
+        ));
         assert_eq!(e, before);
         let second = e.candidates[1].instance_type.clone();
         assert!(choose(&mut e, &second, Risk::Medium, "why".into(), "bedrock"));
-        assert_eq!((e.recommended_type.as_str(), e.rationale_source.as_str()), (second.as_str(), "bedrock"));
+        assert_eq!(
+            (e.recommended_type.as_str(), e.rationale_source.as_str()),
+            (second.as_str(), "bedrock")
+        );
     }
 }

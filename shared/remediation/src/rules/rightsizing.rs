@@ -61,7 +61,11 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     for instance in candidates {
         let id = Finding::id_for(RULE, &instance.resource());
         if let Some(reason) = report.failed.get(&instance.id) {
-            outcomes.push(Outcome::new(id, OutcomeKind::Failed, format!("metrics unavailable, not sized: {reason}")));
+            outcomes.push(Outcome::new(
+                id,
+                OutcomeKind::Failed,
+                format!("metrics unavailable, not sized: {reason}"),
+            ));
             continue;
         }
         let peaks = report.peaks.get(&instance.id).cloned().unwrap_or_default();

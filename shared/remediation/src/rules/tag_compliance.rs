@@ -306,7 +306,9 @@ pub async fn sweep(
             by_type: result.by_type.iter().map(|(k, c)| (k.clone(), c.percent())).collect(),
         };
         if let Err(e) = state.record_compliance(&point).await {
-            notes.push(format!("compliance figures not recorded (the savings report's trend misses today): {e}"));
+            notes.push(format!(
+                "compliance figures not recorded (the savings report's trend misses today): {e}"
+            ));
         }
     }
     if let Some(publisher) = sinks.publisher {

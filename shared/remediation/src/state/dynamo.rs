@@ -172,7 +172,12 @@ impl DynamoState {
     }
 
     /// Closes a ledger line without savings (`rejected`, `expired`): nothing was realised.
-    pub(crate) fn ledger_close(&self, f: &crate::model::Finding, status: &str, at: DateTime<Utc>) -> Result<TransactWriteItem> {
+    pub(crate) fn ledger_close(
+        &self,
+        f: &crate::model::Finding,
+        status: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(ledger_pk(f)))

@@ -3,9 +3,9 @@
 //! so a replayed event or a double click changes nothing.
 
 mod approvals;
+pub mod dynamo;
 mod report;
 mod tickets;
-pub mod dynamo;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

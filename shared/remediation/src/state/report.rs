@@ -138,7 +138,10 @@ impl DynamoState {
             .item("pk", s(KPI_PK))
             .item("sk", s(point.date.to_string()))
             .item("kind", s("kpi"))
-            .item("overall_percent", AttributeValue::N(format!("{:.2}", point.overall_percent)))
+            .item(
+                "overall_percent",
+                AttributeValue::N(format!("{:.2}", point.overall_percent)),
+            )
             .item("by_type", s(by_type))
             .send()
             .await
