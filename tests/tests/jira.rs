@@ -269,6 +269,22 @@ async fn a_400_fails_the_invocation_with_jiras_words_and_the_retry_opens_the_iss
 }
 
 #[tokio::test]
+async fn only_the_rules_listed_open_issues() {
+    let mut r = rig().await;
+    let (_, published) = r.detect().await;
+    r.app.deps.policy.jira.rules = vec!["s3-public".into()];
+    for res in r.sync(&published).await {
+        res.unwrap();
+    }
+    assert!(r.jira.issues().is_empty());
+    r.app.deps.policy.jira.rules = vec!["idle-ec2".into()];
+    for res in r.sync(&published).await {
+        res.unwrap();
+    }
+    assert_eq!(r.jira.issues().len(), 1);
+}
+
+#[tokio::test]
 async fn a_bad_event_and_a_missing_configuration_are_named() {
     let r = rig().await;
     let err = jira_sync::handler::handle(json!({"detail": {}}), &r.app, Utc::now())

@@ -127,6 +127,12 @@ async fn the_sweep_reports_missing_keys_and_compliance_by_type() {
     assert_eq!(messages[0]["MessageAttributes"]["type"]["Value"], "tag-report");
     let body: serde_json::Value = serde_json::from_str(messages[0]["Message"].as_str().unwrap()).unwrap();
     assert_eq!(body["non_compliant_total"], report.findings.len());
+    // The sweep's figures are kept for the savings report's trend (one item per day).
+    let state = deps.state.as_ref().unwrap();
+    let trend = state.compliance_since(Utc::now().date_naive()).await.unwrap();
+    assert_eq!(trend.len(), 1);
+    assert_eq!(trend[0].by_type.get("AWS::EC2::Instance"), Some(&25.0), "{trend:?}");
+    assert_eq!(trend[0].by_type.get("AWS::S3::Bucket"), Some(&50.0), "{trend:?}");
     let _ = a.asg;
 }
 

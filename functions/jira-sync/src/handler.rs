@@ -63,8 +63,13 @@ pub async fn function_handler(event: LambdaEvent<Value>, app: &App) -> Result<Va
 /// Handles every record of an SNS event; fails on the first that fails.
 pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
     let mut results = Vec::new();
+    let rules = &app.deps.policy.jira.rules;
     for (_, message) in remediation::notify::from_sns_event(&payload)? {
         let kind = message.kind();
+        if !rules.is_empty() && !rules.iter().any(|r| r == message.rule()) {
+            results.push(json!({"kind": kind, "result": format!("rule {} is not in jira.rules", message.rule())}));
+            continue;
+        }
         let result = sync(&message, app, now).await?;
         tracing::info!(kind, result = %result, "jira-sync");
         results.push(json!({"kind": kind, "result": result}));

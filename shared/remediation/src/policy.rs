@@ -294,6 +294,10 @@ pub struct JiraPolicy {
     pub priorities: BTreeMap<String, String>,
     /// The transition that resolves an issue; empty: the first whose target status is in the Done category.
     pub done_transition: String,
+    /// The rules whose findings become issues; empty: every rule. (A tag sweep can find hundreds
+    /// of untagged resources; `[idle-ec2, ebs-cleanup, s3-public, cost-alert, rightsizing]` leaves
+    /// those to the tag report.)
+    pub rules: Vec<String>,
 }
 
 impl Default for JiraPolicy {
@@ -313,6 +317,7 @@ impl Default for JiraPolicy {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             done_transition: String::new(),
+            rules: Vec::new(),
         }
     }
 }

@@ -151,24 +151,7 @@ impl DynamoState {
         status: &str,
         at: DateTime<Utc>,
     ) -> Result<TransactWriteItem> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(ledger_pk(f)))
-            .key("sk", s(&f.id))
-            .update_expression("SET kind = :kind, realised_usd = :usd, #st = :st, realised_at = :at, #rule = :rule, #owner = :owner, estimated_usd = if_not_exists(estimated_usd, :est)")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_names("#rule", "rule")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":kind", s("ledger"))
-            .expression_attribute_values(":usd", money(usd))
-            .expression_attribute_values(":st", s(status))
-            .expression_attribute_values(":at", s(at.to_rfc3339()))
-            .expression_attribute_values(":rule", s(&f.rule))
-            .expression_attribute_values(":owner", s(f.owner()))
-            .expression_attribute_values(":est", money(f.estimated_monthly_savings_usd.unwrap_or(0.0)))
-            .build()
-            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        self.ledger_end(f, usd, status, "realised_at", at)
     }
 
     /// Closes a ledger line without savings (`rejected`, `expired`): nothing was realised.
@@ -178,20 +161,35 @@ impl DynamoState {
         status: &str,
         at: DateTime<Utc>,
     ) -> Result<TransactWriteItem> {
+        self.ledger_end(f, 0.0, status, "closed_at", at)
+    }
+
+    /// Sets a ledger line's realised dollars and status, with the time in `at_attribute`.
+    fn ledger_end(
+        &self,
+        f: &crate::model::Finding,
+        usd: f64,
+        status: &str,
+        at_attribute: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem> {
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(ledger_pk(f)))
             .key("sk", s(&f.id))
-            .update_expression("SET kind = :kind, #st = :st, closed_at = :at, #rule = :rule, #owner = :owner, realised_usd = :zero, estimated_usd = if_not_exists(estimated_usd, :est), detected_at = if_not_exists(detected_at, :det)")
+            .update_expression(format!(
+                "SET kind = :kind, realised_usd = :usd, #st = :st, {at_attribute} = :at, #rule = :rule, #owner = :owner, \
+                 estimated_usd = if_not_exists(estimated_usd, :est), detected_at = if_not_exists(detected_at, :det)"
+            ))
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#rule", "rule")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":kind", s("ledger"))
+            .expression_attribute_values(":usd", money(usd))
             .expression_attribute_values(":st", s(status))
             .expression_attribute_values(":at", s(at.to_rfc3339()))
             .expression_attribute_values(":rule", s(&f.rule))
             .expression_attribute_values(":owner", s(f.owner()))
-            .expression_attribute_values(":zero", money(0.0))
             .expression_attribute_values(":est", money(f.estimated_monthly_savings_usd.unwrap_or(0.0)))
             .expression_attribute_values(":det", s(f.detected_at.to_rfc3339()))
             .build()

@@ -9,6 +9,9 @@
 //!   last month when the policy compares with it: 3 ($0.01 each on AWS).
 //! - tag-compliance sweep, I instances, V volumes, B buckets: ceil(I/1000) DescribeInstances +
 //!   ceil(V/1000) DescribeVolumes + 1 ListBuckets + B GetBucketTagging.
+//! - rightsizing, I instances with 14 days of hourly CPU: ceil(I/1000) DescribeInstances +
+//!   ceil(4I/500) GetMetricData (hourly CPU and memory maxima, daily network in and out, packed
+//!   500 queries to a call). No model is asked here (the rules explain).
 //!
 //! moto answers DescribeInstances and DescribeVolumes in one page whatever their size, so those
 //! counts can sit below the floor (AWS would page at 1,000).
@@ -36,6 +39,7 @@ const SERVICES: usize = 40;
 const TAG_INSTANCES: usize = 1000;
 const TAG_VOLUMES: usize = 1000;
 const TAG_BUCKETS: usize = 100;
+const SIZED_INSTANCES: usize = 500;
 
 fn scheduled(rule: &str) -> serde_json::Value {
     let text = match rule {
@@ -43,6 +47,7 @@ fn scheduled(rule: &str) -> serde_json::Value {
         "s3-public" => include_str!("../../../../events/s3-public/scheduled.json"),
         "cost-alert" => include_str!("../../../../events/cost-alert/scheduled.json"),
         "tag-compliance" => include_str!("../../../../events/tag-compliance/scheduled.json"),
+        "rightsizing" => include_str!("../../../../events/rightsizing/scheduled.json"),
         other => fail(format!("no bench scan for {other}")),
     };
     serde_json::from_str(text).unwrap_or_else(|e| fail(e))
@@ -53,6 +58,7 @@ fn policy(rule: &str) -> Policy {
     match rule {
         "ebs-cleanup" => policy.ebs_cleanup.grace_days = 0,
         "cost-alert" => policy.cost_alert.over_last_month_percent = Some(20.0),
+        "rightsizing" => policy.rightsizing.bedrock_model_id = String::new(),
         _ => {}
     }
     policy
@@ -80,6 +86,7 @@ pub async fn scan(rule: &str, endpoint: &str) {
         "s3-public" => s3_public::handler::handle(event, &deps, now).await,
         "cost-alert" => cost_alert::handler::handle(event, &deps, now).await,
         "tag-compliance" => tag_compliance::handler::handle(event, &deps, now).await,
+        "rightsizing" => rightsizing::handler::handle(event, &deps, None, now).await,
         other => fail(format!("no bench scan for {other}")),
     }
     .unwrap_or_else(|e| fail(e));
@@ -280,6 +287,38 @@ pub async fn run(moto_command: &[String], me: &Path) {
             TAG_VOLUMES + TAG_INSTANCES
         ),
         floor: TAG_INSTANCES.div_ceil(1000) + (TAG_VOLUMES + TAG_INSTANCES).div_ceil(1000) + 1 + TAG_BUCKETS,
+    };
+    measure(me, &moto, &s, seed_s);
+    drop(moto);
+
+    // rightsizing: instances at 20% CPU (35% one hour a day), 14 days of hourly datapoints each.
+    let moto = start();
+    let seeded = Instant::now();
+    let c = moto.clients().await;
+    let mut ids = Vec::new();
+    while ids.len() < SIZED_INSTANCES {
+        let batch = (SIZED_INSTANCES - ids.len()).min(500);
+        ids.extend(seed::run_instances(&c.ec2, "m5.2xlarge", batch as i32, &[("Owner", "bench")], false).await);
+    }
+    let now = Utc::now();
+    let cw = &c.cloudwatch;
+    stream::iter(ids.iter())
+        .for_each_concurrent(8, |id| async move {
+            seed::put_hourly(cw, "AWS/EC2", "CPUUtilization", id, now, 14, |h| {
+                if h % 24 == 14 {
+                    35.0
+                } else {
+                    20.0
+                }
+            })
+            .await;
+        })
+        .await;
+    let seed_s = seeded.elapsed().as_secs_f64();
+    let s = Scenario {
+        rule: "rightsizing",
+        label: format!("rightsizing I={SIZED_INSTANCES}, hourly peaks"),
+        floor: SIZED_INSTANCES.div_ceil(1000) + (4 * SIZED_INSTANCES).div_ceil(500),
     };
     measure(me, &moto, &s, seed_s);
 }
