@@ -44,15 +44,28 @@ pub(crate) fn written(
         >,
     >,
 ) -> Result<bool> {
-    match put {
+    applied("PutItem", put)
+}
+
+/// Any conditional write's outcome: `true` applied, `false` held back by its condition.
+pub(crate) fn applied<O, E>(
+    operation: &'static str,
+    r: std::result::Result<
+        O,
+        aws_sdk_dynamodb::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    >,
+) -> Result<bool>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match r {
         Ok(_) => Ok(true),
         Err(e)
-            if e.as_service_error()
-                .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            if aws_sdk_dynamodb::error::ProvideErrorMetadata::code(&e) == Some("ConditionalCheckFailedException") =>
         {
             Ok(false)
         }
-        Err(e) => Err(Error::aws("dynamodb", "PutItem", e)),
+        Err(e) => Err(Error::aws("dynamodb", operation, e)),
     }
 }
 

@@ -8,23 +8,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-
-use super::dynamo::{s, written, DynamoState};
+use super::dynamo::{applied, s, written, DynamoState};
 use crate::error::{Error, Result};
-
-/// A conditional write's outcome: `true` written, `false` held back by its condition.
-fn applied<O, E>(operation: &'static str, r: std::result::Result<O, SdkError<E, HttpResponse>>) -> Result<bool>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match r {
-        Ok(_) => Ok(true),
-        Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(Error::aws("dynamodb", operation, e)),
-    }
-}
 
 /// A finding's ticket as recorded.
 #[derive(Debug, Clone, PartialEq)]
