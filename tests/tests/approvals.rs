@@ -9,7 +9,7 @@ use finops_tests::seed::{self, Usage};
 use remediation::approval::{Decision, LinkSigner};
 use remediation::model::OutcomeKind;
 use remediation::policy::{Mode, Policy};
-use remediation::state::ApprovalStore;
+use remediation::state::{ApprovalStore, StateStore};
 use serde_json::Value;
 
 fn approve_policy() -> Policy {
@@ -736,4 +736,99 @@ async fn deployed_without_its_own_url_the_approval_function_links_to_where_it_wa
     let result = &Loop::of_type(&lp.drain().await, "action-result")[0];
     let rollback = result["rollback_url"].as_str().unwrap();
     assert!(rollback.starts_with("https://127.0.0.1/decide?token="), "{rollback}");
+}
+
+#[tokio::test]
+async fn a_rollback_runs_while_the_emergency_stop_is_on_and_the_audit_says_so() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let published = lp.drain().await;
+    lp.notify_slack(&published).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let rollback = button_urls(&lp.slack.requests().last().unwrap().json())
+        .into_iter()
+        .find(|(t, _)| t == "Roll back")
+        .map(|(_, u)| u)
+        .expect("a Roll back button");
+    switch(&lp, "on", "incident 42");
+
+    // Undoing restores, so it is not what the stop is for: it goes through.
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&rollback)), ("approver", "ana@example.com")],
+        )
+        .await;
+
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    assert_eq!(approval_status(&lp, &request_id).await, "rolled-back");
+    let finding = lp.state().approval(&request_id).await.unwrap().unwrap().finding;
+    let trail = lp.state().audit_trail(&finding.id).await.unwrap();
+    let done = trail
+        .iter()
+        .find(|e| e.event == "rolled-back")
+        .unwrap_or_else(|| panic!("no rolled-back entry in {trail:?}"));
+    assert!(
+        done.detail.contains("emergency stop is on") && done.detail.contains("incident 42"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_irreversible_delete_says_so_in_slack_and_on_the_page_and_runs_only_when_approved() {
+    let mut policy = approve_policy();
+    policy.ebs_cleanup.snapshot_before_delete = false;
+    policy.ebs_cleanup.allow_irreversible_delete = true;
+    policy.ebs_cleanup.grace_days = 0;
+    let lp = Loop::start(policy.clone()).await;
+    let c = lp.moto.clients().await;
+    let vol = seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", "ana")]).await;
+    let event: Value = serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap();
+    let report = ebs_cleanup::handler::handle(event, &lp.detector_deps(policy).await, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval, "{report:#?}");
+    let published = lp.drain().await;
+    let requests = Loop::of_type(&published, "approval-request");
+    assert_eq!(requests.len(), 1);
+    lp.notify_slack(&published).await.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+    let post = lp.slack.requests().last().unwrap().json().to_string();
+    assert!(post.contains("cannot be undone"), "{post}");
+
+    let approve = requests[0]["approve_url"].as_str().unwrap().to_string();
+    let (status, page) = lp.get(&approve).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("This cannot be undone"), "{page}");
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+
+    assert_eq!(status, 200, "{page}");
+    assert!(seed::volumes(&c.ec2).await.is_empty(), "the volume is deleted");
+    assert!(seed::snapshots(&c.ec2).await.is_empty(), "no snapshot was taken");
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = items
+        .iter()
+        .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == vol)
+        .expect("an action record");
+    let rollback: Value = serde_json::from_str(&record["rollback"]).unwrap();
+    assert_eq!(
+        rollback["action"], "irreversible",
+        "the record says there is no way back"
+    );
 }

@@ -47,16 +47,18 @@ async fn seed_volumes(moto: &Moto) -> Volumes {
 }
 
 async fn deps(moto: &Moto, mode: Mode) -> Deps {
-    finops_tests::deps(
-        moto,
-        Policy {
-            mode,
-            ..Policy::default()
-        },
-        Some(TABLE),
-        None,
-    )
-    .await
+    deps_with(moto, mode, |_| {}).await
+}
+
+/// `mode`, a blast radius wide enough for this small account (two of three volumes), and `edit`.
+async fn deps_with(moto: &Moto, mode: Mode, edit: impl FnOnce(&mut Policy)) -> Deps {
+    let mut policy = Policy {
+        mode,
+        max_actions_percent: 100.0,
+        ..Policy::default()
+    };
+    edit(&mut policy);
+    finops_tests::deps(moto, policy, Some(TABLE), None).await
 }
 
 fn outcome<'a>(r: &'a RunReport, id: &str) -> &'a remediation::model::Outcome {
@@ -263,4 +265,174 @@ async fn without_a_table_the_grace_period_counts_from_create_time_and_says_so() 
     assert!(report.notes.iter().any(|n| n.contains("CreateTime")));
     let evidence = serde_json::to_value(&report.findings[0].evidence).unwrap();
     assert_eq!(evidence["since_basis"], "create-time");
+}
+
+fn snapshot_tag(s: &aws_sdk_ec2::types::Snapshot, key: &str) -> Option<String> {
+    s.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+async fn a_snapshot_from_before_the_current_detach_is_never_what_the_delete_relies_on() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let vol = seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", "ana")]).await;
+    // An earlier action snapshotted this volume (tagged as that action tagged it); the volume was
+    // then attached again and written to: that snapshot holds old data.
+    let stale = c
+        .ec2
+        .create_snapshot()
+        .volume_id(&vol)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Snapshot)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("finops:source-volume-id")
+                        .value(&vol)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id
+        .unwrap();
+    let deps = deps(&moto, Mode::Auto).await;
+    let today = Utc::now() + Duration::seconds(2);
+    ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
+
+    let run = ebs_cleanup::handler::handle(event(), &deps, today + Duration::days(8))
+        .await
+        .unwrap();
+
+    let o = outcome(&run, &vol);
+    assert_eq!(o.outcome, OutcomeKind::Executed, "{o:?}");
+    assert!(
+        !o.detail.contains(&stale),
+        "deleted against the stale snapshot: {}",
+        o.detail
+    );
+    let snaps = seed::snapshots(&c.ec2).await;
+    let fresh = snaps
+        .iter()
+        .find(|s| s.volume_id() == Some(vol.as_str()) && s.snapshot_id() != Some(stale.as_str()))
+        .expect("a fresh snapshot taken for this delete");
+    let fresh_id = fresh.snapshot_id().unwrap();
+    assert!(o.detail.contains(fresh_id), "{}", o.detail);
+    assert!(snapshot_tag(fresh, "finops:source-sighting").is_some_and(|t| t.starts_with(&format!("{vol}@"))));
+
+    // The recorded rollback restores from the fresh snapshot, not the stale one.
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = items
+        .iter()
+        .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == vol)
+        .expect("action record");
+    let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
+    let adapter = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ports = remediation::act::RollbackPorts {
+        volumes: Some(&adapter),
+        ..Default::default()
+    };
+    remediation::act::rollback(&rollback, &ports).await.unwrap();
+    let restored: Vec<_> = seed::volumes(&c.ec2)
+        .await
+        .into_iter()
+        .filter(|v| v.snapshot_id().is_some_and(|s| !s.is_empty()))
+        .collect();
+    assert_eq!(restored.len(), 1);
+    assert_eq!(restored[0].snapshot_id(), Some(fresh_id));
+}
+
+#[tokio::test]
+async fn without_a_snapshot_nothing_is_deleted_unless_the_policy_accepts_it_and_a_human_approves() {
+    let moto = Moto::start().unwrap();
+    let v = seed_volumes(&moto).await;
+    let today = Utc::now();
+    let no_snapshot = |p: &mut Policy| p.ebs_cleanup.snapshot_before_delete = false;
+    let refused = deps_with(&moto, Mode::Auto, no_snapshot).await;
+    ebs_cleanup::handler::handle(event(), &refused, today).await.unwrap();
+
+    // Not accepted: auto deletes nothing and records no false rollback.
+    let run = ebs_cleanup::handler::handle(event(), &refused, today + Duration::days(8))
+        .await
+        .unwrap();
+    for id in [&v.gp2, &v.io1] {
+        let o = outcome(&run, id);
+        assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+        assert!(o.detail.contains("could not be undone"), "{}", o.detail);
+    }
+    // Accepted, still not in auto mode.
+    let accepted = deps_with(&moto, Mode::Auto, |p| {
+        no_snapshot(p);
+        p.ebs_cleanup.allow_irreversible_delete = true;
+    })
+    .await;
+    let run = ebs_cleanup::handler::handle(event(), &accepted, today + Duration::days(8))
+        .await
+        .unwrap();
+    assert!(outcome(&run, &v.gp2).detail.contains("only a human's approval"));
+    // Approve mode without acceptance asks nobody.
+    let mut ask = deps_with(&moto, Mode::Approve, no_snapshot).await;
+    ask.publisher = Some(remediation::notify::SnsPublisher::new(
+        ask.clients.sns.clone(),
+        seed::topic_with_queue(
+            &ask.clients.sns,
+            &aws_sdk_sqs::Client::new(&moto.sdk_config().await),
+            "finops",
+        )
+        .await
+        .0,
+    ));
+    let run = ebs_cleanup::handler::handle(event(), &ask, today + Duration::days(8))
+        .await
+        .unwrap();
+    assert!(
+        outcome(&run, &v.gp2).detail.contains("not asked"),
+        "{:?}",
+        outcome(&run, &v.gp2)
+    );
+    let items = seed::scan_table(&ask.clients.dynamodb, TABLE).await;
+    assert!(!items
+        .iter()
+        .any(|i| i["pk"].starts_with("ACTION#") || i["pk"].starts_with("APPROVAL#")));
+    assert_eq!(seed::volumes(&ask.clients.ec2).await.len(), 5, "nothing deleted");
+}
+
+#[tokio::test]
+async fn a_volume_of_a_kubernetes_cluster_is_left_alone_with_the_reason() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let pv = seed::create_volume(
+        &c.ec2,
+        "gp3",
+        20,
+        None,
+        "us-east-1a",
+        &[
+            ("kubernetes.io/created-for/pv/name", "pvc-0a1b"),
+            ("ebs.csi.aws.com/cluster", "true"),
+        ],
+    )
+    .await;
+    let deps = deps(&moto, Mode::Auto).await;
+    let today = Utc::now();
+    ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
+
+    let run = ebs_cleanup::handler::handle(event(), &deps, today + Duration::days(30))
+        .await
+        .unwrap();
+
+    assert!(run.findings.is_empty(), "{:#?}", run.findings);
+    let o = outcome(&run, &pv);
+    assert_eq!(o.outcome, OutcomeKind::Skipped);
+    assert!(o.detail.contains("persistent volume pvc-0a1b"), "{}", o.detail);
+    assert_eq!(seed::volumes(&c.ec2).await.len(), 1);
+    assert!(seed::snapshots(&c.ec2).await.is_empty());
 }

@@ -79,9 +79,12 @@ async fn seed_fleet(moto: &Moto) -> Fleet {
     }
 }
 
+/// The policy of most tests here: `mode`, and a blast radius wide enough to act on the three
+/// idle instances of nine (the default allows one; its own test below keeps the default).
 fn policy(mode: Mode) -> Policy {
     Policy {
         mode,
+        max_actions_percent: 100.0,
         ..Policy::default()
     }
 }
@@ -152,7 +155,7 @@ async fn dry_run_finds_exactly_the_idle_instances_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn the_scan_costs_one_describe_page_and_one_metric_call_for_a_small_account() {
+async fn the_scan_costs_one_describe_page_one_type_lookup_and_one_metric_call_for_a_small_account() {
     let moto = Moto::start().unwrap();
     seed_fleet(&moto).await;
     let deps = deps(&moto, Policy::default(), None, None).await;
@@ -164,7 +167,9 @@ async fn the_scan_costs_one_describe_page_and_one_metric_call_for_a_small_accoun
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     assert_eq!(delta("EC2.DescribeInstances"), 1);
     assert_eq!(delta("CloudWatch.GetMetricData"), 1);
-    assert_eq!(deps.clients.calls.total() - before.values().sum::<u64>(), 2);
+    // Instance storage of the types present, asked once for all of them.
+    assert_eq!(delta("EC2.DescribeInstanceTypes"), 1);
+    assert_eq!(deps.clients.calls.total() - before.values().sum::<u64>(), 3);
 }
 
 #[tokio::test]
@@ -353,7 +358,7 @@ async fn an_exemption_added_after_detection_is_honoured_when_acting() {
         ec2: &ec2,
         policy: &auto.policy,
     };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop).await;
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
 
     let by_id: HashMap<&str, &remediation::model::Outcome> = outcomes
         .iter()
@@ -420,4 +425,181 @@ async fn a_non_scheduled_event_is_refused_before_any_aws_call() {
         .unwrap_err();
     assert!(matches!(err, remediation::Error::Event(_)), "{err}");
     assert_eq!(deps.clients.calls.total(), 0);
+}
+
+#[tokio::test]
+async fn an_instance_whose_type_has_instance_storage_is_never_stopped_and_the_run_says_why() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    // EBS-backed, idle for 14 days, but an m5d: its local NVMe disk is wiped by a stop.
+    let m5d = seed::run_instance(&c.ec2, "m5d.large", &[("Owner", "ana")]).await;
+    seed::put_datums(&c.cloudwatch, seed::daily_datums(&m5d, Usage::IDLE, now(), 14, &[])).await;
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    let o = outcome_of(&report, &m5d);
+    assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+    assert!(
+        o.detail.contains("m5d.large has instance-store volumes"),
+        "{}",
+        o.detail
+    );
+    assert_eq!(seed::state_of(&c.ec2, &m5d).await, "running");
+    assert!(!flagged(&report).contains(&m5d));
+    // The others are unaffected: the EBS-only idle instances were stopped.
+    for id in &fleet.idle {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "stopped", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn above_the_blast_radius_auto_mode_acts_on_none_and_asks_instead() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    // The default limits: 10 actions and 10% of what was scanned (9 → 1).
+    let auto = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let deps = deps(&moto, auto, Some(TABLE), Some(&topic)).await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    assert_eq!(flagged(&report), fleet.idle);
+    for id in &fleet.idle {
+        let o = outcome_of(&report, id);
+        assert_eq!(o.outcome, OutcomeKind::PendingApproval, "{o:?}");
+        assert!(
+            o.detail.contains("would act on 3 of 9 scanned, limit 1"),
+            "{}",
+            o.detail
+        );
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running", "{id}");
+    }
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count(), 0);
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("APPROVAL#")).count(), 3);
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    let kinds: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["MessageAttributes"]["type"]["Value"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "held").count(), 1, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "approval-request").count(),
+        3,
+        "{kinds:?}"
+    );
+    let held = messages
+        .iter()
+        .find(|m| m["MessageAttributes"]["type"]["Value"] == "held")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(held["Message"].as_str().unwrap()).unwrap();
+    assert_eq!((body["would_act"].as_u64(), body["limit"].as_u64()), (Some(3), Some(1)));
+    let slack = remediation::slack::render(
+        &serde_json::from_value(body).unwrap(),
+        remediation::slack::RenderOptions::default(),
+    );
+    assert!(
+        slack["text"].as_str().unwrap().contains("would act on 3, limit 1"),
+        "{slack}"
+    );
+}
+
+#[tokio::test]
+async fn an_emergency_switch_that_is_not_a_boolean_counts_as_on() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    // Written by hand, as the string "false": what it means cannot be known, so it stops.
+    c.dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("CONTROL".into()))
+        .item(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EMERGENCY_STOP".into()),
+        )
+        .item("on", aws_sdk_dynamodb::types::AttributeValue::S("false".into()))
+        .item("by", aws_sdk_dynamodb::types::AttributeValue::S("ops".into()))
+        .send()
+        .await
+        .unwrap();
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    assert_eq!(report.mode, Mode::DryRun);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("EMERGENCY STOP") && n.contains("not a boolean")),
+        "{:?}",
+        report.notes
+    );
+    for id in &fleet.idle {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn the_emergency_stop_is_read_before_each_action_not_once_per_run() {
+    use remediation::state::ApprovalStore;
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    // The run's mode was settled (auto) before the operator pulled the switch.
+    let dry = deps(&moto, Policy::default(), None, None).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &dry, now()).await.unwrap();
+    auto.state
+        .as_ref()
+        .unwrap()
+        .set_emergency_stop(true, "ops@example.com", "incident 42", now())
+        .await
+        .unwrap();
+
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &auto.policy,
+        now: now(),
+        sinks: auto.sinks(),
+    };
+    let stop = remediation::act::stop_instance::StopInstance {
+        ec2: &ec2,
+        policy: &auto.policy,
+    };
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
+
+    assert_eq!(outcomes.len(), 3);
+    for o in &outcomes {
+        assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+        assert!(
+            o.detail.contains("emergency stop is on") && o.detail.contains("incident 42"),
+            "{}",
+            o.detail
+        );
+    }
+    for id in &fleet.idle {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running", "{id}");
+    }
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    assert_eq!(items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count(), 0);
 }

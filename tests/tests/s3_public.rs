@@ -138,6 +138,8 @@ async fn deps(moto: &Moto, mode: Mode) -> Deps {
         moto,
         Policy {
             mode,
+            // The seeded account is small; the blast-radius limit has its own tests.
+            max_actions_percent: 100.0,
             ..Policy::default()
         },
         Some(TABLE),

@@ -85,8 +85,13 @@ pub fn confirm(
         .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", esc(k), esc(v)))
         .collect();
     let class = verb.to_ascii_lowercase().replace(' ', "-");
+    let warning = if decision == Decision::Approve && finding.cannot_be_undone() {
+        "<p class=\"warning\" id=\"irreversible\"><strong>This cannot be undone.</strong> No snapshot is taken before the delete: once approved, the volume and its data are gone for good.</p>"
+    } else {
+        ""
+    };
     let body = format!(
-        "<h1>{title}?</h1><dl>{dl}</dl><h2>Evidence</h2><ul>{evidence}</ul>\
+        "<h1>{title}?</h1>{warning}<dl>{dl}</dl><h2>Evidence</h2><ul>{evidence}</ul>\
 <form method=\"post\" action=\"decide\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
 <p><label>Your email (recorded in the audit trail)<br><input id=\"approver\" name=\"approver\" type=\"email\" required autocomplete=\"email\"></label></p>\
 <p><button id=\"confirm\" class=\"{class}\" type=\"submit\">{verb}</button></p></form>\

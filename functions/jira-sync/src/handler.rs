@@ -227,7 +227,7 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             )
             .await
         }
-        Message::Digest { .. } | Message::TagReport { .. } | Message::SavingsReport { .. } => {
+        Message::Digest { .. } | Message::TagReport { .. } | Message::SavingsReport { .. } | Message::Held { .. } => {
             Ok("a summary: its findings have their own messages".into())
         }
     }

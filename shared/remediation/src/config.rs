@@ -8,8 +8,8 @@ use crate::flow::Sinks;
 use crate::notify::SnsPublisher;
 use crate::policy::Policy;
 use crate::secrets::{Secrets, SECRET_ID_VAR};
-use crate::state::ApprovalStore;
 use crate::state::DynamoState;
+use crate::state::StateStore;
 
 /// Environment variable: the DynamoDB table (state off when unset).
 pub const TABLE_VAR: &str = "FINOPS_TABLE";
@@ -114,15 +114,22 @@ impl Deps {
         if self.policy.mode_for(rule) == crate::policy::Mode::DryRun {
             return Ok((self.policy.clone(), None));
         }
-        match state.emergency_stop().await? {
-            Some(stop) if stop.on => Ok((
+        // Fails closed: a switch that cannot be read is a switch that is on.
+        match state.emergency_stop().await {
+            Ok(Some(stop)) if stop.on => Ok((
                 self.policy.all_dry_run(),
                 Some(format!(
                     "EMERGENCY STOP is on (set by {} at {}: {}): running as dry-run, nothing is changed",
                     stop.by, stop.at, stop.reason
                 )),
             )),
-            _ => Ok((self.policy.clone(), None)),
+            Ok(_) => Ok((self.policy.clone(), None)),
+            Err(e) => Ok((
+                self.policy.all_dry_run(),
+                Some(format!(
+                    "the emergency stop could not be read ({e}): running as dry-run, nothing is changed"
+                )),
+            )),
         }
     }
 

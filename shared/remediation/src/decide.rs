@@ -252,26 +252,23 @@ impl Approvals<'_> {
         }
     }
 
-    /// Checks a token, the approver and the emergency stop.
+    /// Checks a token, the approver and the emergency stop. While the stop is on (or cannot be
+    /// read) approvals execute nothing; rejections and rollbacks (which only restore) go ahead.
     async fn admit(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> std::result::Result<Claims, Verdict> {
         let claims = self.links.verify(token, now).map_err(token_refusal)?;
         self.policy
             .approvals
             .allows(who)
             .map_err(|why| Verdict::new(403, "Not allowed", format!("{why}; nothing was changed.")))?;
-        match self.store.emergency_stop().await {
-            Ok(Some(stop)) if stop.on && claims.d != Decision::Reject => {
+        if claims.d == Decision::Approve {
+            if let Some(why) = flow::stopped(self.state).await {
+                tracing::warn!(reason = %why, "approval refused: emergency stop");
                 return Err(Verdict::new(
                     503,
                     "Emergency stop is on",
-                    format!(
-                        "Nothing is executed while the emergency stop is on (set by {} at {}: {}). The request stays as it was.",
-                        stop.by, stop.at, stop.reason
-                    ),
-                ))
+                    format!("Nothing is executed while the emergency stop is on ({why}). The request stays as it was."),
+                ));
             }
-            Ok(_) => {}
-            Err(e) => return Err(internal(e)),
         }
         Ok(claims)
     }
@@ -364,16 +361,12 @@ impl Approvals<'_> {
             Ok(None) => return refusal(Refusal::Unknown),
             Err(e) => return internal(e),
         };
-        match self.store.emergency_stop().await {
-            Ok(Some(stop)) if stop.on => {
-                return Verdict::new(
-                    503,
-                    "Emergency stop is on",
-                    "The request is approved but nothing is executed while the emergency stop is on.",
-                )
-            }
-            Ok(_) => {}
-            Err(e) => return internal(e),
+        if let Some(why) = flow::stopped(self.state).await {
+            return Verdict::new(
+                503,
+                "Emergency stop is on",
+                format!("The request is approved but nothing is executed while the emergency stop is on ({why})."),
+            );
         }
         let now = later(now);
         match self.store.begin_execution(request_id, &approval.finding.id, now).await {
@@ -454,10 +447,15 @@ impl Approvals<'_> {
             Ok(Err(r)) => return refusal(r),
             Err(e) => return internal(e),
         };
+        // Rollbacks only restore, so they run under the emergency stop too; the audit says so.
+        let under_stop = flow::stopped(self.state)
+            .await
+            .map(|why| format!(" (run while the {why})"))
+            .unwrap_or_default();
         let result = self.executor.rollback(&action.finding, &action.rollback).await;
         let (ok, detail) = match &result {
-            Ok(d) => (true, d.clone()),
-            Err(e) => (false, format!("rollback failed: {e}")),
+            Ok(d) => (true, format!("{d}{under_stop}")),
+            Err(e) => (false, format!("rollback failed: {e}{under_stop}")),
         };
         if let Err(e) = self
             .store

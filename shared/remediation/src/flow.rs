@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::act::{Executed, Remediation};
+use crate::act::{Executed, Remediation, Rollback};
 use crate::approval::{Decision, LinkSigner};
 use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
@@ -116,17 +116,42 @@ fn dollars(f: &Finding) -> String {
     }
 }
 
-/// Applies the mode to the findings; returns one outcome per finding and notes for the report.
+/// Applies the mode to the findings of a run that scanned `scanned` resources; returns one
+/// outcome per finding and notes for the report.
 pub async fn apply(
     ctx: &RunContext<'_>,
     findings: &[Finding],
     remediation: &dyn Remediation,
+    scanned: usize,
 ) -> (Vec<Outcome>, Vec<String>) {
     match ctx.mode {
-        Mode::DryRun => dry_run(ctx, findings).await,
-        Mode::Approve => request_approvals(ctx, findings).await,
-        Mode::Auto => act(ctx, findings, remediation).await,
+        Mode::DryRun => dry_run_with(ctx, findings, Some(remediation)).await,
+        Mode::Approve => {
+            let (askable, mut outcomes) = askable(findings, remediation);
+            let (asked, notes) = request_approvals(ctx, &askable).await;
+            outcomes.extend(asked);
+            (outcomes, notes)
+        }
+        Mode::Auto => act(ctx, findings, remediation, scanned).await,
     }
+}
+
+/// The findings a human may be asked about, and a `skipped` outcome for each action that cannot
+/// be undone while the policy does not accept that.
+fn askable(findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Finding>, Vec<Outcome>) {
+    let mut outcomes = Vec::new();
+    let mut askable = Vec::with_capacity(findings.len());
+    for f in findings {
+        match remediation.irreversible(f) {
+            Some(i) if !i.accepted => outcomes.push(Outcome::new(
+                &f.id,
+                OutcomeKind::Skipped,
+                format!("not asked: it could not be undone: {}", i.reason),
+            )),
+            _ => askable.push(f.clone()),
+        }
+    }
+    (askable, outcomes)
 }
 
 async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<String>) {
@@ -142,13 +167,25 @@ async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<Str
 }
 
 pub(crate) async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+    dry_run_with(ctx, findings, None).await
+}
+
+async fn dry_run_with(
+    ctx: &RunContext<'_>,
+    findings: &[Finding],
+    remediation: Option<&dyn Remediation>,
+) -> (Vec<Outcome>, Vec<String>) {
     let outcomes = findings
         .iter()
         .map(|f| {
+            let no_way_back = match remediation.and_then(|r| r.irreversible(f)) {
+                Some(i) => format!(" (cannot be undone: {})", i.reason),
+                None => String::new(),
+            };
             Outcome::new(
                 &f.id,
                 OutcomeKind::DryRun,
-                format!("would {}: {}", f.action.as_str(), dollars(f)),
+                format!("would {}: {}{no_way_back}", f.action.as_str(), dollars(f)),
             )
         })
         .collect();
@@ -304,10 +341,76 @@ async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<O
     (outcomes, notes)
 }
 
-async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remediation) -> (Vec<Outcome>, Vec<String>) {
+/// Auto mode: acts on what it may, within the blast radius; above it, acts on none and asks.
+async fn act(
+    ctx: &RunContext<'_>,
+    findings: &[Finding],
+    remediation: &dyn Remediation,
+    scanned: usize,
+) -> (Vec<Outcome>, Vec<String>) {
+    // Exempt findings are skipped by `execute` itself; they do not count toward the limit.
+    let (mut outcomes, actionable): (Vec<Outcome>, Vec<Finding>) = {
+        let mut outcomes = Vec::new();
+        let mut actionable = Vec::new();
+        for f in findings {
+            match remediation.irreversible(f) {
+                Some(i) => outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    format!(
+                        "not done automatically: it could not be undone ({}); only a human's approval may run it",
+                        i.reason
+                    ),
+                )),
+                None => actionable.push(f.clone()),
+            }
+        }
+        (outcomes, actionable)
+    };
+    let would_act = actionable
+        .iter()
+        .filter(|f| !is_exempt(&f.resource.tags, &ctx.policy.exempt_tag))
+        .count();
+    let limit = ctx.policy.action_limit(scanned);
+    if would_act > limit {
+        let held = format!(
+            "blast radius: would act on {would_act} of {scanned} scanned, limit {limit} (max_actions {}, max_actions_percent {}): nothing done automatically",
+            ctx.policy.max_actions, ctx.policy.max_actions_percent
+        );
+        tracing::warn!(would_act, limit, scanned, "blast radius exceeded: acting on none");
+        let mut notes = vec![held.clone()];
+        publish(
+            ctx,
+            &[Message::Held {
+                rule: findings.first().map(|f| f.rule.clone()).unwrap_or_default(),
+                would_act,
+                limit,
+                scanned,
+                detail: held.clone(),
+            }],
+            &mut notes,
+        )
+        .await;
+        // Above the limit the run asks instead (when it can: a topic to ask through).
+        if ctx.sinks.publisher.is_some() {
+            let (asked, ask_notes) = request_approvals(ctx, &actionable).await;
+            notes.extend(ask_notes);
+            outcomes.extend(asked.into_iter().map(|mut o| {
+                o.detail = format!("{held}; {}", o.detail);
+                o
+            }));
+        } else {
+            outcomes.extend(
+                actionable
+                    .iter()
+                    .map(|f| Outcome::new(&f.id, OutcomeKind::Skipped, held.clone())),
+            );
+        }
+        return (outcomes, notes);
+    }
     let (acted, notes) = execute(
         ctx,
-        findings,
+        &actionable,
         remediation,
         Decider {
             by: "auto",
@@ -315,7 +418,8 @@ async fn act(ctx: &RunContext<'_>, findings: &[Finding], remediation: &dyn Remed
         },
     )
     .await;
-    (acted.into_iter().map(|a| a.outcome).collect(), notes)
+    outcomes.extend(acted.into_iter().map(|a| a.outcome));
+    (outcomes, notes)
 }
 
 /// Who decided an action, and on which approval request.
@@ -338,6 +442,20 @@ fn acted(finding_id: &str, kind: OutcomeKind, detail: impl Into<String>) -> Acte
     Acted {
         outcome: Outcome::new(finding_id, kind, detail),
         action_id: None,
+    }
+}
+
+/// Why nothing may be done right now: the emergency stop is on, or cannot be read (fails closed).
+pub async fn stopped(state: &dyn StateStore) -> Option<String> {
+    match state.emergency_stop().await {
+        Ok(Some(stop)) if stop.on => Some(format!(
+            "emergency stop is on (set by {} at {}: {})",
+            stop.by, stop.at, stop.reason
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "the emergency stop could not be read ({e}), so it counts as on"
+        )),
     }
 }
 
@@ -400,12 +518,30 @@ pub async fn execute(
             }
         };
         let rollback = remediation.rollback_for(f, &pre_state);
-        if let crate::act::Rollback::Nothing { reason } = &rollback {
-            out.push(acted(
-                &f.id,
-                OutcomeKind::Skipped,
-                format!("no way back, so not done: {reason}"),
-            ));
+        match &rollback {
+            Rollback::Nothing { reason } => {
+                out.push(acted(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    format!("no way back, so not done: {reason}"),
+                ));
+                continue;
+            }
+            Rollback::Irreversible { reason } if decider.request_id.is_none() => {
+                out.push(acted(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    format!(
+                        "not done automatically: it could not be undone ({reason}); only a human's approval may run it"
+                    ),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        // The emergency stop, read right before each action; it fails closed.
+        if let Some(why) = stopped(state).await {
+            out.push(acted(&f.id, OutcomeKind::Skipped, format!("{why}: not done")));
             continue;
         }
         let record = ActionRecord {

@@ -45,6 +45,10 @@ pub struct Ec2Instance {
     pub lifecycle: Option<String>,
     /// `ebs` or `instance-store`.
     pub root_device_type: String,
+    /// Whether the instance type has instance-store volumes (their data is lost on stop), as
+    /// `DescribeInstanceTypes` says; `None` when that could not be learnt (treated as "yes").
+    #[serde(default)]
+    pub instance_store: Option<bool>,
     pub launch_time: Option<DateTime<Utc>>,
     pub tags: Tags,
 }
@@ -221,6 +225,12 @@ impl Finding {
     /// The stable id of a finding of `rule` about `resource`.
     pub fn id_for(rule: &str, resource: &Resource) -> String {
         format!("{rule}:{}:{}:{}", resource.account, resource.region, resource.id)
+    }
+
+    /// Whether carrying out this finding's action could not be undone (a volume deleted without a
+    /// snapshot, as the policy in force at detection said).
+    pub fn cannot_be_undone(&self) -> bool {
+        matches!(&self.evidence, Evidence::EbsCleanup(e) if !e.snapshot_before_delete)
     }
 
     /// The `Owner` tag, or `unknown`.

@@ -23,7 +23,11 @@ pub enum Scope {
 }
 
 /// The idle scan's reads.
-pub const IDLE_SCAN: &[&str] = &["ec2:DescribeInstances", "cloudwatch:GetMetricData"];
+pub const IDLE_SCAN: &[&str] = &[
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypes",
+    "cloudwatch:GetMetricData",
+];
 /// The unattached-volume scan's reads.
 pub const EBS_SCAN: &[&str] = &["ec2:DescribeVolumes"];
 /// The public-bucket scan's reads (ListBuckets is authorised as ListAllMyBuckets).
@@ -38,6 +42,7 @@ pub const S3_SCAN: &[&str] = &[
 /// Rightsizing's reads: the idle scan's, and the model it asks (Converse is authorised as InvokeModel).
 pub const RIGHTSIZING_SCAN: &[&str] = &[
     "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypes",
     "cloudwatch:GetMetricData",
     "bedrock:InvokeModel",
 ];
@@ -46,6 +51,7 @@ pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
 /// The tag sweep and the Config rule: reads, evaluations, and the `finops:untagged-since` mark.
 pub const TAG_SCAN: &[&str] = &[
     "ec2:DescribeInstances",
+    "ec2:DescribeInstanceTypes",
     "ec2:DescribeVolumes",
     "s3:ListAllMyBuckets",
     "s3:GetBucketTagging",

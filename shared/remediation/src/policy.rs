@@ -43,6 +43,11 @@ pub struct Policy {
     pub required_tags: Vec<String>,
     /// How long an approval request stays open before it expires (hours).
     pub approval_ttl_hours: u32,
+    /// Blast radius: one rule's run acts automatically on at most this many resources; above it
+    /// the run acts on none of them and asks for approvals instead.
+    pub max_actions: u32,
+    /// ... and on at most this share (percent, rounded up to whole resources) of what it scanned.
+    pub max_actions_percent: f64,
     /// The idle EC2 rule.
     pub idle_ec2: IdleEc2Policy,
     /// The unattached EBS volume rule.
@@ -235,6 +240,8 @@ impl Default for Policy {
             exempt_tag: "finops:exempt".into(),
             required_tags: vec!["Owner".into(), "CostCenter".into(), "Environment".into()],
             approval_ttl_hours: 72,
+            max_actions: 10,
+            max_actions_percent: 10.0,
             idle_ec2: IdleEc2Policy::default(),
             ebs_cleanup: EbsCleanupPolicy::default(),
             cost_alert: CostAlertPolicy::default(),
@@ -385,6 +392,9 @@ pub struct EbsCleanupPolicy {
     pub grace_days: u32,
     /// Take a snapshot (and wait for it) before deleting.
     pub snapshot_before_delete: bool,
+    /// With `snapshot_before_delete: false`, whether deleting a volume that then cannot be brought
+    /// back is accepted at all. Even then it happens only on a human's approval, never in `auto`.
+    pub allow_irreversible_delete: bool,
     /// How long one run waits for a snapshot to complete; a longer one defers the delete to a
     /// later run. Keep it under the function's timeout.
     pub snapshot_wait_seconds: u32,
@@ -396,6 +406,7 @@ impl Default for EbsCleanupPolicy {
             mode: None,
             grace_days: 7,
             snapshot_before_delete: true,
+            allow_irreversible_delete: false,
             snapshot_wait_seconds: 120,
         }
     }
@@ -506,6 +517,19 @@ impl Policy {
         p
     }
 
+    /// How many of `scanned` resources one run may act on automatically: the smaller of
+    /// `max_actions` and `max_actions_percent` of `scanned` (rounded up, so that a small
+    /// account can still act on one).
+    pub fn action_limit(&self, scanned: usize) -> usize {
+        let share = (scanned as f64 * self.max_actions_percent / 100.0).ceil();
+        let share = if share.is_finite() && share >= 0.0 {
+            share as usize
+        } else {
+            0
+        };
+        share.min(self.max_actions as usize)
+    }
+
     /// The mode in force for a rule: the rule's override, else the global mode.
     pub fn mode_for(&self, rule: &str) -> Mode {
         let override_mode = match rule {
@@ -613,6 +637,12 @@ impl Policy {
         }
         if self.approval_ttl_hours == 0 || self.approval_ttl_hours > 24 * 30 {
             return Err("approval_ttl_hours: must be between 1 and 720".into());
+        }
+        if !(0.0..=100.0).contains(&self.max_actions_percent) {
+            return Err(format!(
+                "max_actions_percent: must be between 0 and 100, got {}",
+                self.max_actions_percent
+            ));
         }
         if !(1..=365).contains(&self.approvals.rollback_link_days) {
             return Err("approvals.rollback_link_days: must be between 1 and 365".into());
@@ -802,6 +832,19 @@ mod tests {
         assert_eq!(p.idle_ec2.network_bytes_per_day_below, 5_000_000.0);
         assert_eq!(p.ebs_cleanup.grace_days, 7);
         assert_eq!(p.cost_alert.total_usd, 10_000.0);
+    }
+
+    #[test]
+    fn the_blast_radius_is_on_by_default_and_the_smaller_limit_wins() {
+        let p = Policy::default();
+        assert_eq!((p.max_actions, p.max_actions_percent), (10, 10.0));
+        // 10% of 370 is 37, but never more than 10.
+        assert_eq!(p.action_limit(370), 10);
+        // 10% of 40 is 4; of 5, rounded up, 1; of nothing, nothing.
+        assert_eq!(p.action_limit(40), 4);
+        assert_eq!(p.action_limit(5), 1);
+        assert_eq!(p.action_limit(0), 0);
+        assert!(err_of("max_actions_percent: 150\n").contains("max_actions_percent"));
     }
 
     #[test]

@@ -257,6 +257,11 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             );
             let mut b = vec![header(&format!("Approve? {} {}", f.action.as_str(), f.resource.id))];
             b.extend(finding_blocks(f));
+            if f.cannot_be_undone() {
+                b.push(section(
+                    ":warning: *This cannot be undone*: no snapshot is taken before the delete (the policy accepts irreversible deletes).",
+                ));
+            }
             let mut buttons = Vec::new();
             if let Some(u) = approve_url {
                 buttons.push(with_value(
@@ -476,6 +481,23 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     total_findings - top.len()
                 )));
             }
+            (text, b)
+        }
+        Message::Held {
+            rule,
+            would_act,
+            limit,
+            scanned,
+            detail,
+        } => {
+            let text = format!("{rule}: would act on {would_act}, limit {limit}: nothing done automatically");
+            let b = vec![
+                header(&format!("{rule}: held back · would act on {would_act}, limit {limit}")),
+                section(&esc(detail)),
+                context(&format!(
+                    "{scanned} scanned · the blast-radius limit (max_actions, max_actions_percent) stopped the whole run; approval requests follow where a human can decide"
+                )),
+            ];
             (text, b)
         }
     };

@@ -33,7 +33,13 @@ pub enum Rollback {
     /// Start an instance that an action stopped.
     StartInstance { instance_id: String, region: String },
     /// Recreate a deleted volume from the snapshot taken before the delete.
-    RecreateVolume { spec: VolumeSpec },
+    RecreateVolume {
+        spec: VolumeSpec,
+        /// The unattached spell whose snapshot to restore (the `finops:source-sighting` tag);
+        /// records written before it existed restore the newest completed snapshot of the volume.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sighting: Option<String>,
+    },
     /// Put back a bucket's Block Public Access as it was (`None`: there was none).
     RestorePublicAccessBlock {
         bucket: String,
@@ -42,6 +48,18 @@ pub enum Rollback {
     },
     /// The action cannot be undone (say why); such an action is refused before it runs.
     Nothing { reason: String },
+    /// The action cannot be undone and the policy accepts that (say why): it runs only on a
+    /// human's approval, never automatically.
+    Irreversible { reason: String },
+}
+
+/// An action that cannot be undone, known before anything is re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Irreversible {
+    /// Why there is no way back.
+    pub reason: String,
+    /// Whether the policy accepts such actions (then only on a human's approval).
+    pub accepted: bool,
 }
 
 /// How an action ended in this run.
@@ -69,9 +87,18 @@ pub trait Remediation: Send + Sync {
     /// How the action will be undone, known before it runs so that it is recorded first.
     fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback;
 
+    /// `Some` when the policy makes this action impossible to undo (e.g. a delete without a
+    /// snapshot): the flow then never runs it automatically, and asks only if the policy accepts it.
+    fn irreversible(&self, _finding: &Finding) -> Option<Irreversible> {
+        None
+    }
+
     /// Performs the action and verifies it; says what happened.
     async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed>;
 }
+
+/// How long a rollback waits for an instance it started to be `running`.
+pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The AWS ports a rollback may need; a rollback whose port is missing fails saying so.
 #[derive(Default)]
@@ -89,15 +116,16 @@ fn port<'a, T: ?Sized>(p: Option<&'a T>, what: &str) -> Result<&'a T> {
 pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<String> {
     match rollback {
         Rollback::StartInstance { instance_id, .. } => {
-            stop_instance::start_again(port(ports.instances, "EC2 instance")?, instance_id).await
+            let ec2 = port(ports.instances, "EC2 instance")?;
+            stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5)).await
         }
-        Rollback::RecreateVolume { spec } => {
-            snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec).await
+        Rollback::RecreateVolume { spec, sighting } => {
+            snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec, sighting.as_deref()).await
         }
         Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
             block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior).await
         }
-        Rollback::Nothing { reason } => Err(Error::Precondition {
+        Rollback::Nothing { reason } | Rollback::Irreversible { reason } => Err(Error::Precondition {
             resource: "-".into(),
             message: format!("nothing to roll back: {reason}"),
         }),

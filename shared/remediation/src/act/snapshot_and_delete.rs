@@ -5,17 +5,22 @@
 //! The snapshot carries everything needed to restore, as tags. A snapshot still `pending` when
 //! the wait ends defers the delete: the next run finds the snapshot by its tag and deletes only
 //! once it is `completed` (never before), without taking a second one.
+//!
+//! Only a snapshot of the volume's *current* unattached spell is ever relied on: each snapshot is
+//! tagged with the spell (`<volume>@<first sighting>`), and one from an earlier spell (the volume
+//! was attached and written to since) is never reused; a fresh one is taken instead.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
+use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
 use crate::detect::ebs_cleanup::skip_reason;
 use crate::error::Result;
-use crate::model::{ActionKind, Finding, Tags};
+use crate::model::{ActionKind, Evidence, Finding, Tags};
 use crate::policy::Policy;
 
 /// The declaration of the snapshot-and-delete action.
@@ -29,16 +34,39 @@ pub static DECLARATION: ActionDeclaration = ActionDeclaration {
         "ec2:DeleteVolume",
     ],
     acts_from_states: &["available"],
+    // The KMS actions: EC2 creating a volume from a snapshot encrypted with a customer-managed key.
     rollback_permissions: &[
         "ec2:DescribeSnapshots",
         "ec2:DescribeVolumes",
         "ec2:CreateVolume",
         "ec2:CreateTags",
+        "kms:CreateGrant",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "kms:ReEncryptFrom",
+        "kms:ReEncryptTo",
     ],
 };
 
 /// Tag on every snapshot this action takes: the volume it came from.
 pub const SOURCE_VOLUME_TAG: &str = "finops:source-volume-id";
+/// Tag on every snapshot this action takes: the unattached spell it captured,
+/// `<volume id>@<first sighting of the current detach, RFC 3339 seconds>`.
+pub const SIGHTING_TAG: &str = "finops:source-sighting";
+
+/// The unattached spell a finding is about: when the volume's current detach was first seen.
+fn spell_start(finding: &Finding) -> Option<DateTime<Utc>> {
+    match &finding.evidence {
+        Evidence::EbsCleanup(e) => Some(e.unattached_since),
+        _ => None,
+    }
+}
+
+/// The value of [`SIGHTING_TAG`] for a volume's spell.
+pub fn sighting(volume: &str, since: DateTime<Utc>) -> String {
+    format!("{volume}@{}", since.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
 
 /// Snapshots and deletes volumes through a [`VolumeApi`].
 pub struct SnapshotAndDelete<'a> {
@@ -54,11 +82,15 @@ fn spec_from(pre_state: &serde_json::Value) -> Option<VolumeSpec> {
     serde_json::from_value(pre_state.get("spec")?.clone()).ok()
 }
 
-/// The tags a snapshot carries: the restore recipe, then the volume's own tags.
-fn restore_tags(spec: &VolumeSpec) -> Tags {
+/// The tags a snapshot carries: the restore recipe and the spell it captured, then the volume's
+/// own tags.
+fn restore_tags(spec: &VolumeSpec, sighting: Option<&str>) -> Tags {
     let mut tags: Tags = spec.tags.clone();
     let opt = |v: Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
     tags.insert(SOURCE_VOLUME_TAG.into(), spec.source_volume_id.clone());
+    if let Some(sighting) = sighting {
+        tags.insert(SIGHTING_TAG.into(), sighting.to_string());
+    }
     tags.insert("finops:source-az".into(), spec.availability_zone.clone());
     tags.insert("finops:source-type".into(), spec.volume_type.clone());
     tags.insert("finops:source-size-gib".into(), spec.size_gib.to_string());
@@ -69,12 +101,18 @@ fn restore_tags(spec: &VolumeSpec) -> Tags {
 }
 
 impl SnapshotAndDelete<'_> {
-    /// The snapshot this action took of `volume` earlier, if any: (id, state).
-    async fn earlier_snapshot(&self, volume: &str) -> Result<Option<(String, String)>> {
-        let found = self.ec2.snapshots_tagged(SOURCE_VOLUME_TAG, volume).await?;
+    /// The snapshot this action took of `volume` in its current unattached spell (which began at
+    /// `since`), if any: (id, state). Without a known spell there is nothing to reuse.
+    async fn earlier_snapshot(&self, volume: &str, since: Option<DateTime<Utc>>) -> Result<Option<(String, String)>> {
+        let Some(since) = since else { return Ok(None) };
+        let found = self
+            .ec2
+            .snapshots_tagged(SIGHTING_TAG, &sighting(volume, since))
+            .await?;
         Ok(found
             .into_iter()
-            .find(|(_, state, _)| state != "error")
+            // Taken within the spell (whole seconds: AWS reports start times to the second).
+            .find(|(_, state, started)| state != "error" && started.is_some_and(|t| t.timestamp() >= since.timestamp()))
             .map(|(id, state, _)| (id, state)))
     }
 
@@ -129,8 +167,21 @@ impl Remediation for SnapshotAndDelete<'_> {
     }
 
     fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback {
+        if let Some(no_way_back) = self.irreversible(finding) {
+            return match no_way_back.accepted {
+                true => Rollback::Irreversible {
+                    reason: no_way_back.reason,
+                },
+                false => Rollback::Nothing {
+                    reason: no_way_back.reason,
+                },
+            };
+        }
         match spec_from(pre_state) {
-            Some(spec) => Rollback::RecreateVolume { spec },
+            Some(spec) => Rollback::RecreateVolume {
+                sighting: spell_start(finding).map(|since| sighting(&spec.source_volume_id, since)),
+                spec,
+            },
             // Without a spec there is nothing to restore from; execute refuses the same pre-state.
             None => Rollback::Nothing {
                 reason: format!("no pre-state captured for {}", finding.resource.id),
@@ -138,12 +189,31 @@ impl Remediation for SnapshotAndDelete<'_> {
         }
     }
 
+    fn irreversible(&self, _finding: &Finding) -> Option<Irreversible> {
+        let p = &self.policy.ebs_cleanup;
+        (!p.snapshot_before_delete).then(|| Irreversible {
+            reason: match p.allow_irreversible_delete {
+                true => "no snapshot is taken (ebs_cleanup.snapshot_before_delete: false): the deleted volume cannot be brought back".into(),
+                false => "no snapshot is taken (ebs_cleanup.snapshot_before_delete: false) and irreversible deletes are not accepted (ebs_cleanup.allow_irreversible_delete: false)".into(),
+            },
+            accepted: p.allow_irreversible_delete,
+        })
+    }
+
     async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed> {
         let volume = &finding.resource.id;
         let spec = spec_from(pre_state).ok_or_else(|| precondition(volume, "no volume spec in the pre-state"))?;
         let mut detail = String::new();
+        if let Some(Irreversible {
+            accepted: false,
+            reason,
+        }) = self.irreversible(finding)
+        {
+            return Err(precondition(volume, format!("not deleted: {reason}")));
+        }
         if self.policy.ebs_cleanup.snapshot_before_delete {
-            let snapshot = match self.earlier_snapshot(volume).await? {
+            let since = spell_start(finding);
+            let snapshot = match self.earlier_snapshot(volume, since).await? {
                 Some((id, state)) => {
                     detail.push_str(&format!("snapshot {id} (taken earlier, {state}); "));
                     id
@@ -154,7 +224,7 @@ impl Remediation for SnapshotAndDelete<'_> {
                         .create_snapshot(
                             volume,
                             &format!("FinOps Autopilot: before deleting {volume}"),
-                            &restore_tags(&spec),
+                            &restore_tags(&spec, since.map(|t| sighting(volume, t)).as_deref()),
                         )
                         .await?;
                     detail.push_str(&format!("snapshot {id} taken; "));
@@ -199,9 +269,13 @@ impl Remediation for SnapshotAndDelete<'_> {
     }
 }
 
-/// Rollback of a delete: a new volume from the newest completed snapshot of the source volume.
-pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec) -> Result<String> {
-    let snapshots = ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?;
+/// Rollback of a delete: a new volume from the completed snapshot of the spell that was deleted
+/// (records without a spell: the newest completed snapshot of the source volume).
+pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&str>) -> Result<String> {
+    let snapshots = match sighting {
+        Some(s) => ec2.snapshots_tagged(SIGHTING_TAG, s).await?,
+        None => ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?,
+    };
     let (snapshot, _, _) = snapshots
         .into_iter()
         .find(|(_, state, _)| state == "completed")
@@ -229,16 +303,23 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec) -> Result<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EbsVolume, Evidence, Resource, ResourceKind, Severity};
-    use chrono::{DateTime, Utc};
+    use crate::detect::ebs_cleanup::{EbsCleanupEvidence, SinceBasis};
+    use crate::model::{EbsVolume, Resource, ResourceKind, Severity};
     use std::sync::Mutex;
 
     /// An in-memory fake of the port (not of EC2): one volume, snapshots whose state the test sets.
     #[derive(Default)]
     struct FakeVolumes {
         snapshot_state: Mutex<String>,
-        snapshots_taken: Mutex<Vec<String>>,
+        /// (id, tags, start time)
+        snapshots_taken: Mutex<Vec<(String, Tags, DateTime<Utc>)>>,
         deleted: Mutex<Vec<String>>,
+    }
+
+    impl FakeVolumes {
+        fn taken(&self) -> usize {
+            self.snapshots_taken.lock().unwrap().len()
+        }
     }
 
     fn vol() -> EbsVolume {
@@ -273,21 +354,24 @@ mod tests {
             let deleted = !self.deleted.lock().unwrap().is_empty();
             Ok(if deleted { vec![] } else { vec![vol()] })
         }
-        async fn create_snapshot(&self, _v: &str, _d: &str, _t: &Tags) -> Result<String> {
+        async fn create_snapshot(&self, _v: &str, _d: &str, tags: &Tags) -> Result<String> {
             let mut taken = self.snapshots_taken.lock().unwrap();
             let id = format!("snap-{}", taken.len() + 1);
-            taken.push(id);
-            Ok(taken.last().cloned().unwrap())
+            taken.push((id.clone(), tags.clone(), Utc::now()));
+            Ok(id)
         }
-        async fn snapshots_tagged(&self, _k: &str, _v: &str) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>> {
+        async fn snapshots_tagged(&self, k: &str, v: &str) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>> {
             let state = self.snapshot_state.lock().unwrap().clone();
-            Ok(self
+            let mut found: Vec<_> = self
                 .snapshots_taken
                 .lock()
                 .unwrap()
                 .iter()
-                .map(|id| (id.clone(), state.clone(), None))
-                .collect())
+                .filter(|(_, tags, _)| tags.get(k).map(String::as_str) == Some(v))
+                .map(|(id, _, at)| (id.clone(), state.clone(), Some(*at)))
+                .collect();
+            found.reverse();
+            Ok(found)
         }
         async fn delete_volume(&self, id: &str) -> Result<()> {
             self.deleted.lock().unwrap().push(id.to_string());
@@ -298,7 +382,8 @@ mod tests {
         }
     }
 
-    fn finding() -> Finding {
+    /// A finding about vol-1, unattached since `since`.
+    fn finding_since(since: DateTime<Utc>) -> Finding {
         Finding {
             id: "ebs-cleanup:1:us-east-1:vol-1".into(),
             rule: "ebs-cleanup".into(),
@@ -309,7 +394,21 @@ mod tests {
                 region: "us-east-1".into(),
                 tags: Default::default(),
             },
-            evidence: Evidence::Other(serde_json::Value::Null),
+            evidence: Evidence::EbsCleanup(EbsCleanupEvidence {
+                volume_type: "gp2".into(),
+                size_gib: 10,
+                iops: None,
+                throughput: None,
+                availability_zone: "us-east-1a".into(),
+                state: "available".into(),
+                unattached_since: since,
+                since_basis: SinceBasis::FirstSeen,
+                unattached_days: 8,
+                grace_days: 7,
+                volume_usd_per_month: Some(1.0),
+                snapshot_usd_per_month: 0.5,
+                snapshot_before_delete: true,
+            }),
             action: ActionKind::SnapshotAndDelete,
             estimated_monthly_savings_usd: Some(0.5),
             severity: Severity::Low,
@@ -317,17 +416,85 @@ mod tests {
         }
     }
 
+    fn finding() -> Finding {
+        finding_since(Utc::now() - chrono::Duration::days(8))
+    }
+
+    fn action<'a>(fake: &'a FakeVolumes, policy: &'a Policy) -> SnapshotAndDelete<'a> {
+        SnapshotAndDelete {
+            ec2: fake,
+            policy,
+            wait: Duration::from_millis(30),
+            poll: Duration::from_millis(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_an_earlier_spell_is_not_reused_and_a_fresh_one_is_taken() {
+        let fake = FakeVolumes::default();
+        *fake.snapshot_state.lock().unwrap() = "pending".into();
+        let policy = Policy::default();
+        let action = action(&fake, &policy);
+        // The earlier spell: snapshotted, then (say) attached again and written to.
+        let earlier = finding_since(Utc::now() - chrono::Duration::days(40));
+        let pre = action
+            .recheck(&[&earlier])
+            .await
+            .unwrap()
+            .remove(&earlier.id)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            action.execute(&earlier, &pre).await.unwrap(),
+            Executed::Deferred(_)
+        ));
+        assert_eq!(fake.taken(), 1);
+
+        // Detached again and flagged again: the old snapshot holds old data.
+        *fake.snapshot_state.lock().unwrap() = "completed".into();
+        let now = finding();
+        let done = action.execute(&now, &pre).await.unwrap();
+        assert_eq!(fake.taken(), 2, "a fresh snapshot was taken");
+        assert!(
+            matches!(&done, Executed::Done(d) if d.contains("snap-2 taken") && !d.contains("snap-1")),
+            "{done:?}"
+        );
+        // The rollback recorded for it restores that spell's snapshot.
+        let Rollback::RecreateVolume { sighting: Some(s), .. } = action.rollback_for(&now, &pre) else {
+            panic!("no spell in the rollback")
+        };
+        let spell = fake.snapshots_taken.lock().unwrap()[1].1[SIGHTING_TAG].clone();
+        assert_eq!(s, spell);
+    }
+
+    #[tokio::test]
+    async fn without_a_snapshot_there_is_no_rollback_and_the_delete_is_refused_unless_accepted() {
+        let fake = FakeVolumes::default();
+        let mut policy = Policy::default();
+        policy.ebs_cleanup.snapshot_before_delete = false;
+        let f = finding();
+        let refused = action(&fake, &policy);
+        let pre = refused.recheck(&[&f]).await.unwrap().remove(&f.id).unwrap().unwrap();
+        assert!(matches!(refused.rollback_for(&f, &pre), Rollback::Nothing { .. }));
+        let err = refused.execute(&f, &pre).await.unwrap_err().to_string();
+        assert!(err.contains("allow_irreversible_delete"), "{err}");
+        assert!(fake.deleted.lock().unwrap().is_empty());
+
+        policy.ebs_cleanup.allow_irreversible_delete = true;
+        let accepted = action(&fake, &policy);
+        let Rollback::Irreversible { reason } = accepted.rollback_for(&f, &pre) else {
+            panic!("an accepted irreversible delete must be recorded as such")
+        };
+        assert!(reason.contains("cannot be brought back"), "{reason}");
+        assert!(accepted.irreversible(&f).is_some_and(|i| i.accepted));
+    }
+
     #[tokio::test]
     async fn a_pending_snapshot_defers_the_delete_and_a_later_run_deletes_once_it_completes() {
         let fake = FakeVolumes::default();
         *fake.snapshot_state.lock().unwrap() = "pending".into();
         let policy = Policy::default();
-        let action = SnapshotAndDelete {
-            ec2: &fake,
-            policy: &policy,
-            wait: Duration::from_millis(30),
-            poll: Duration::from_millis(10),
-        };
+        let action = action(&fake, &policy);
         let f = finding();
         let pre = action.recheck(&[&f]).await.unwrap().remove(&f.id).unwrap().unwrap();
 
@@ -344,7 +511,7 @@ mod tests {
         // The next run: still pending, and no second snapshot is taken.
         let second = action.execute(&f, &pre).await.unwrap();
         assert!(matches!(second, Executed::Deferred(_)));
-        assert_eq!(fake.snapshots_taken.lock().unwrap().len(), 1);
+        assert_eq!(fake.taken(), 1);
         assert!(fake.deleted.lock().unwrap().is_empty());
 
         *fake.snapshot_state.lock().unwrap() = "completed".into();
@@ -354,7 +521,7 @@ mod tests {
             "{third:?}"
         );
         assert_eq!(*fake.deleted.lock().unwrap(), vec!["vol-1".to_string()]);
-        assert_eq!(fake.snapshots_taken.lock().unwrap().len(), 1);
+        assert_eq!(fake.taken(), 1);
     }
 
     #[tokio::test]
@@ -388,7 +555,7 @@ mod tests {
             kms_key_id: None,
             tags: [("Owner".to_string(), "ana".to_string())].into(),
         };
-        let tags = restore_tags(&spec);
+        let tags = restore_tags(&spec, Some("vol-1@2026-11-18T06:00:00Z"));
         assert_eq!(tags[SOURCE_VOLUME_TAG], "vol-1");
         assert_eq!(tags["finops:source-az"], "us-east-1b");
         assert_eq!(tags["finops:source-type"], "gp3");
@@ -396,6 +563,7 @@ mod tests {
         assert_eq!(tags["finops:source-iops"], "4000");
         assert_eq!(tags["finops:source-throughput"], "250");
         assert_eq!(tags["finops:source-encrypted"], "true");
+        assert_eq!(tags[SIGHTING_TAG], "vol-1@2026-11-18T06:00:00Z");
         assert_eq!(tags["Owner"], "ana");
     }
 }

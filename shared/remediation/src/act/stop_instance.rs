@@ -14,9 +14,20 @@ use crate::policy::Policy;
 /// The declaration of the stop action.
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
     action: ActionKind::Stop,
-    permissions: &["ec2:DescribeInstances", "ec2:StopInstances"],
+    // DescribeInstanceTypes: the re-check learns whether the type has instance storage.
+    permissions: &[
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypes",
+        "ec2:StopInstances",
+    ],
     acts_from_states: &["running"],
-    rollback_permissions: &["ec2:DescribeInstances", "ec2:StartInstances"],
+    // CreateGrant: EC2 starting an instance whose volumes use a customer-managed KMS key.
+    rollback_permissions: &[
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypes",
+        "ec2:StartInstances",
+        "kms:CreateGrant",
+    ],
 };
 
 /// Stops instances through an [`InstanceApi`], honouring the policy's guards at the last moment.
@@ -88,8 +99,15 @@ impl Remediation for StopInstance<'_> {
     }
 }
 
-/// Rollback of a stop: starts the instance if it is stopped, and verifies it is starting.
-pub async fn start_again(ec2: &dyn InstanceApi, instance_id: &str) -> Result<String> {
+/// Rollback of a stop: starts the instance if it is stopped, then waits (up to `wait`, checking
+/// every `poll`) until it is `running`. `pending` is not done: an instance whose EBS volumes use a
+/// KMS key EC2 may not use goes `pending` → `stopped`, so only `running` counts.
+pub async fn start_again(
+    ec2: &dyn InstanceApi,
+    instance_id: &str,
+    wait: std::time::Duration,
+    poll: std::time::Duration,
+) -> Result<String> {
     let current = ec2.describe(&[instance_id.to_string()]).await?;
     let state = current
         .first()
@@ -102,14 +120,114 @@ pub async fn start_again(ec2: &dyn InstanceApi, instance_id: &str) -> Result<Str
         ));
     }
     ec2.start(instance_id).await?;
-    let after = ec2.describe(&[instance_id.to_string()]).await?;
-    let state = after.first().map(|i| i.state.as_str()).unwrap_or("missing");
-    if matches!(state, "pending" | "running") {
-        Ok(format!("started again (state {state})"))
-    } else {
-        Err(precondition(
-            instance_id,
-            format!("StartInstances returned but the instance is {state}"),
-        ))
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let after = ec2.describe(&[instance_id.to_string()]).await?;
+        let state = after
+            .first()
+            .map(|i| i.state.clone())
+            .unwrap_or_else(|| "missing".into());
+        match state.as_str() {
+            "running" => return Ok("started again (state running)".to_string()),
+            "pending" if tokio::time::Instant::now() < deadline => tokio::time::sleep(poll).await,
+            "pending" => return Err(precondition(
+                instance_id,
+                format!(
+                    "StartInstances returned but the instance is still pending after {} s: not counted as rolled back",
+                    wait.as_secs()
+                ),
+            )),
+            other => return Err(precondition(
+                instance_id,
+                format!(
+                    "StartInstances returned but the instance is {other} (a KMS key EC2 may not use stops it again)"
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Ec2Instance;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// A fake of the port (not of EC2): the states the instance goes through after a start.
+    struct Starting {
+        states: Mutex<Vec<&'static str>>,
+    }
+
+    #[async_trait]
+    impl InstanceApi for Starting {
+        async fn running_instances(&self) -> Result<Vec<Ec2Instance>> {
+            Ok(vec![])
+        }
+        async fn describe(&self, ids: &[String]) -> Result<Vec<Ec2Instance>> {
+            let mut states = self.states.lock().unwrap();
+            let state = if states.len() > 1 { states.remove(0) } else { states[0] };
+            Ok(ids
+                .iter()
+                .map(|id| Ec2Instance {
+                    id: id.clone(),
+                    instance_type: "m5.large".into(),
+                    state: state.into(),
+                    account: "1".into(),
+                    region: "us-east-1".into(),
+                    lifecycle: None,
+                    root_device_type: "ebs".into(),
+                    instance_store: Some(false),
+                    launch_time: None,
+                    tags: Default::default(),
+                })
+                .collect())
+        }
+        async fn stop(&self, _id: &str) -> Result<String> {
+            Ok("stopping".into())
+        }
+        async fn start(&self, _id: &str) -> Result<String> {
+            Ok("pending".into())
+        }
+        async fn live_instances(&self) -> Result<Vec<Ec2Instance>> {
+            Ok(vec![])
+        }
+        async fn tag_resource(&self, _id: &str, _k: &str, _v: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn untag_resource(&self, _id: &str, _k: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn roll_back(states: Vec<&'static str>) -> Result<String> {
+        let ec2 = Starting {
+            states: Mutex::new(states),
+        };
+        start_again(&ec2, "i-1", Duration::from_millis(40), Duration::from_millis(10)).await
+    }
+
+    #[tokio::test]
+    async fn a_rollback_counts_only_once_the_instance_is_running() {
+        let done = roll_back(vec!["stopped", "pending", "pending", "running"])
+            .await
+            .unwrap();
+        assert!(done.contains("running"), "{done}");
+    }
+
+    #[tokio::test]
+    async fn an_instance_still_pending_when_the_wait_ends_is_not_rolled_back() {
+        let err = roll_back(vec!["stopped", "pending"]).await.unwrap_err().to_string();
+        assert!(err.contains("still pending"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_falls_back_to_stopped_is_not_rolled_back() {
+        // What EC2 does when the volume's KMS key cannot be used: pending, then stopped.
+        let err = roll_back(vec!["stopped", "pending", "stopped"])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is stopped"), "{err}");
     }
 }

@@ -1,7 +1,10 @@
 //! EC2: the instance inventory, the guarded re-check, stop and start.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, ResourceType, TagSpecification};
+use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, InstanceType, ResourceType, TagSpecification};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,9 @@ pub struct Ec2 {
     region: String,
     /// The account id, for volumes (DescribeVolumes carries none); learnt from instances or set.
     account: String,
+    /// Whether each instance type has instance storage, as DescribeInstanceTypes said (a type's
+    /// storage never changes, so it is asked once per type for the adapter's life).
+    instance_storage: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 impl Ec2 {
@@ -44,6 +50,56 @@ impl Ec2 {
             client,
             region: region.into(),
             account: String::new(),
+            instance_storage: Arc::default(),
+        }
+    }
+
+    fn storage_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, bool>> {
+        match self.instance_storage.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Sets each instance's `instance_store` from DescribeInstanceTypes (`InstanceStorageSupported`),
+    /// one call per 100 types not asked before. A failed call leaves those types unknown (`None`),
+    /// which the guards treat as "may have instance storage": nothing is stopped on a guess.
+    async fn fill_instance_store(&self, instances: &mut [Ec2Instance]) {
+        let missing: Vec<String> = {
+            let known = self.storage_cache();
+            instances
+                .iter()
+                .map(|i| i.instance_type.clone())
+                .filter(|t| !t.is_empty() && !known.contains_key(t))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        for chunk in missing.chunks(100) {
+            let asked = self
+                .client
+                .describe_instance_types()
+                .set_instance_types(Some(chunk.iter().map(|t| InstanceType::from(t.as_str())).collect()))
+                .send()
+                .await;
+            match asked {
+                Ok(out) => {
+                    let mut known = self.storage_cache();
+                    for t in out.instance_types() {
+                        if let (Some(name), Some(supported)) = (t.instance_type(), t.instance_storage_supported()) {
+                            known.insert(name.as_str().to_string(), supported);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let e = Error::aws("ec2", "DescribeInstanceTypes", e);
+                    tracing::warn!(error = %e, types = ?chunk, "instance storage unknown for these types");
+                }
+            }
+        }
+        let known = self.storage_cache();
+        for i in instances.iter_mut() {
+            i.instance_store = known.get(&i.instance_type).copied();
         }
     }
 
@@ -72,6 +128,7 @@ impl Ec2 {
                 }
             }
         }
+        self.fill_instance_store(&mut out).await;
         Ok(out)
     }
 }
@@ -98,6 +155,7 @@ fn convert(i: &Instance, account: &str, region: &str) -> Result<Ec2Instance> {
         lifecycle: i.instance_lifecycle().map(|l| l.as_str().to_string()),
         root_device_type: i.root_device_type().map(|r| r.as_str().to_string()).unwrap_or_default(),
         launch_time: i.launch_time().and_then(to_chrono),
+        instance_store: None,
         tags,
     })
 }

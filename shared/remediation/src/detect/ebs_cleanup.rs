@@ -58,7 +58,29 @@ pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
     if is_exempt(&volume.tags, &policy.exempt_tag) {
         return Some(format!("exempt: tag {}=true", policy.exempt_tag));
     }
+    if let Some(owner) = cluster_owner(&volume.tags) {
+        return Some(format!(
+            "belongs to {owner}: the cluster's storage driver manages it (a detached persistent volume still holds data)"
+        ));
+    }
     None
+}
+
+/// The Kubernetes cluster (or persistent volume) that owns a volume, from the tags the EBS CSI
+/// driver, the in-tree provisioner and kops put on it.
+fn cluster_owner(tags: &crate::model::Tags) -> Option<String> {
+    if let Some(pv) = tags.get("kubernetes.io/created-for/pv/name") {
+        return Some(format!("Kubernetes persistent volume {pv}"));
+    }
+    if let Some(cluster) = tags.get("ebs.csi.aws.com/cluster") {
+        return Some(format!("the EBS CSI driver (cluster {cluster})"));
+    }
+    if let Some(cluster) = tags.get("KubernetesCluster") {
+        return Some(format!("Kubernetes cluster {cluster}"));
+    }
+    tags.keys()
+        .find_map(|k| k.strip_prefix("kubernetes.io/cluster/"))
+        .map(|cluster| format!("Kubernetes cluster {cluster}"))
 }
 
 /// Flags unattached, non-exempt volumes unattached for at least `grace_days`.
@@ -214,6 +236,27 @@ mod tests {
         .is_empty());
         assert!(skip_reason(&attached, &Policy::default()).unwrap().contains("in-use"));
         assert!(skip_reason(&exempt, &Policy::default()).unwrap().contains("exempt"));
+    }
+
+    #[test]
+    fn volumes_of_a_kubernetes_cluster_are_left_to_it_with_the_reason() {
+        let p = Policy::default();
+        for (key, value, says) in [
+            (
+                "kubernetes.io/created-for/pv/name",
+                "pvc-1234",
+                "persistent volume pvc-1234",
+            ),
+            ("ebs.csi.aws.com/cluster", "true", "EBS CSI driver"),
+            ("KubernetesCluster", "prod-eks", "cluster prod-eks"),
+            ("kubernetes.io/cluster/prod-eks", "owned", "cluster prod-eks"),
+        ] {
+            let mut v = volume("vol-pv", 30);
+            v.tags.insert(key.into(), value.into());
+            let reason = skip_reason(&v, &p).unwrap_or_default();
+            assert!(reason.contains(says), "{key}: {reason}");
+            assert!(detect(&[v], &HashMap::new(), &p, now()).is_empty(), "{key}");
+        }
     }
 
     #[test]

@@ -61,6 +61,21 @@ pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
     if instance.root_device_type == "instance-store" {
         return Some("instance-store-backed: it cannot be stopped (only terminated)".into());
     }
+    match instance.instance_store {
+        Some(false) => {}
+        Some(true) => {
+            return Some(format!(
+                "{} has instance-store volumes: their data is lost when the instance stops",
+                instance.instance_type
+            ))
+        }
+        None => {
+            return Some(format!(
+                "could not learn whether {} has instance-store volumes (DescribeInstanceTypes): not stopped on a guess",
+                instance.instance_type
+            ))
+        }
+    }
     if let Some(cluster) = instance
         .tags
         .get("eks:cluster-name")
@@ -187,6 +202,7 @@ mod tests {
             region: "us-east-1".into(),
             lifecycle: None,
             root_device_type: "ebs".into(),
+            instance_store: Some(false),
             launch_time: None,
             tags: tags
                 .iter()
@@ -218,6 +234,20 @@ mod tests {
             .into_iter()
             .map(|f| f.resource.id)
             .collect()
+    }
+
+    #[test]
+    fn an_instance_type_with_instance_storage_or_unknown_storage_is_never_a_candidate() {
+        let p = Policy::default();
+        let mut m5d = instance("i-m5d", &[]);
+        m5d.instance_type = "m5d.large".into();
+        m5d.instance_store = Some(true);
+        let reason = skip_reason(&m5d, &p).unwrap();
+        assert!(reason.contains("m5d.large has instance-store volumes"), "{reason}");
+        m5d.instance_store = None;
+        assert!(skip_reason(&m5d, &p).unwrap().contains("could not learn"));
+        m5d.instance_store = Some(false);
+        assert_eq!(skip_reason(&m5d, &p), None);
     }
 
     #[test]

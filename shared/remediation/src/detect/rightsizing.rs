@@ -339,6 +339,7 @@ mod tests {
             region: "us-east-1".into(),
             lifecycle: None,
             root_device_type: "ebs".into(),
+            instance_store: Some(false),
             launch_time: None,
             tags: Default::default(),
         }

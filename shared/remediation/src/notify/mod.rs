@@ -77,6 +77,15 @@ pub enum Message {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report_url: Option<String>,
     },
+    /// A run held back from acting: it would have acted on more than the blast radius allows
+    /// (`would_act` > `limit`), so it acted on none (and asked, where it could).
+    Held {
+        rule: String,
+        would_act: usize,
+        limit: usize,
+        scanned: usize,
+        detail: String,
+    },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,
@@ -106,6 +115,7 @@ impl Message {
             Message::ActionResult { .. } => "action-result",
             Message::Digest { .. } => "digest",
             Message::ApprovalResult { .. } => "approval-result",
+            Message::Held { .. } => "held",
         }
     }
 
@@ -116,7 +126,10 @@ impl Message {
             | Message::CostAlert { finding }
             | Message::ApprovalResult { finding, .. }
             | Message::ActionResult { finding, .. } => Some(finding),
-            Message::TagReport { .. } | Message::Digest { .. } | Message::SavingsReport { .. } => None,
+            Message::TagReport { .. }
+            | Message::Digest { .. }
+            | Message::SavingsReport { .. }
+            | Message::Held { .. } => None,
         }
     }
 
@@ -128,6 +141,7 @@ impl Message {
                 _ => "several",
             },
             Message::SavingsReport { .. } => "several",
+            Message::Held { rule, .. } => rule,
             _ => match self.finding() {
                 Some(f) => &f.rule,
                 None => crate::detect::tag_compliance::RULE,

@@ -72,7 +72,7 @@ pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now
         wait: Duration::from_secs(u64::from(policy.ebs_cleanup.snapshot_wait_seconds)),
         poll: Duration::from_secs(5),
     };
-    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
     outcomes.extend(acted);
     notes.extend(flow_notes);
     Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))

@@ -61,7 +61,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
 
     let remediation = StopInstance { ec2: ports.ec2, policy };
-    let (acted, notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
     outcomes.extend(acted);
     Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))
 }

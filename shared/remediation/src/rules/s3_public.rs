@@ -113,7 +113,7 @@ pub async fn run(
     tracing::info!(scanned = exposures.len(), findings = findings.len(), "detected");
 
     let remediation = BlockPublicAccess { s3, policy };
-    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation).await;
+    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation, exposures.len()).await;
     outcomes.extend(acted);
     notes.extend(flow_notes);
     Ok(ctx.report(RULE, exposures.len(), findings, outcomes, notes))

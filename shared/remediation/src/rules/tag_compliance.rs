@@ -295,7 +295,7 @@ pub async fn sweep(
             ec2: ports.instances,
             policy,
         };
-        let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop).await;
+        let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop, resources.len()).await;
         outcomes.extend(acted);
         notes.extend(flow_notes);
     }

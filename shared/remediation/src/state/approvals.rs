@@ -134,6 +134,31 @@ fn built(u: aws_sdk_dynamodb::types::builders::UpdateBuilder) -> Result<Transact
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+impl DynamoState {
+    /// The switch as stored. It fails closed: an item whose `on` is not a boolean reads as on.
+    pub(crate) async fn read_emergency_stop(&self) -> Result<Option<EmergencyStop>> {
+        Ok(self.get("CONTROL", "EMERGENCY_STOP").await?.map(|item| {
+            let (on, odd) = match item.get("on") {
+                Some(AttributeValue::Bool(on)) => (*on, None),
+                other => (
+                    true,
+                    Some(format!("the switch's `on` is {other:?}, not a boolean: treated as on")),
+                ),
+            };
+            let reason = text(&item, "reason").unwrap_or_default().to_string();
+            EmergencyStop {
+                on,
+                by: text(&item, "by").unwrap_or("unknown").to_string(),
+                at: text(&item, "at").unwrap_or_default().to_string(),
+                reason: match odd {
+                    Some(odd) => format!("{reason} ({odd})"),
+                    None => reason,
+                },
+            }
+        }))
+    }
+}
+
 #[async_trait]
 impl ApprovalStore for DynamoState {
     async fn approval(&self, request_id: &str) -> Result<Option<StoredApproval>> {
@@ -457,15 +482,6 @@ impl ApprovalStore for DynamoState {
                 message: format!("action {} is not rolling back", action.action_id),
             })
         }
-    }
-
-    async fn emergency_stop(&self) -> Result<Option<EmergencyStop>> {
-        Ok(self.get("CONTROL", "EMERGENCY_STOP").await?.map(|item| EmergencyStop {
-            on: matches!(item.get("on"), Some(AttributeValue::Bool(true))),
-            by: text(&item, "by").unwrap_or("unknown").to_string(),
-            at: text(&item, "at").unwrap_or_default().to_string(),
-            reason: text(&item, "reason").unwrap_or_default().to_string(),
-        }))
     }
 
     async fn set_emergency_stop(&self, on: bool, by: &str, reason: &str, now: DateTime<Utc>) -> Result<()> {

@@ -257,6 +257,10 @@ pub(crate) enum TransactOutcome {
 
 #[async_trait]
 impl StateStore for DynamoState {
+    async fn emergency_stop(&self) -> Result<Option<crate::state::EmergencyStop>> {
+        self.read_emergency_stop().await
+    }
+
     async fn record_compliance(&self, point: &super::CompliancePoint) -> Result<()> {
         self.put_compliance(point).await
     }

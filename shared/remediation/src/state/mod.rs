@@ -106,6 +106,10 @@ pub trait StateStore: Send + Sync {
 
     /// Records a tag-compliance sweep's figures (the savings report's trend).
     async fn record_compliance(&self, point: &CompliancePoint) -> Result<()>;
+
+    /// The emergency switch, if it was ever set (read before every action; a value of the wrong
+    /// type reads as on).
+    async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
 }
 
 /// An approval request as stored, with its place in the state machine
@@ -234,8 +238,6 @@ pub trait ApprovalStore: Send + Sync {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<()>;
-    /// The switch, if it was ever set.
-    async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
     /// Sets the switch.
     async fn set_emergency_stop(&self, on: bool, by: &str, reason: &str, now: DateTime<Utc>) -> Result<()>;
     /// Claims the right to post message `key` (`false`: already posted, or being posted by
