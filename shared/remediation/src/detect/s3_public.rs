@@ -2,9 +2,11 @@
 //!
 //! Public means: an ACL grant to AllUsers or AuthenticatedUsers that IgnorePublicAcls (bucket or
 //! account level) does not neutralise; or a bucket-policy Allow to everyone (`"*"`, `{"AWS": "*"}`,
-//! or a list holding `*`) without a restricting condition, that RestrictPublicBuckets (bucket or
-//! account level) does not neutralise. A Deny-only policy is not public. BlockPublicAcls and
-//! BlockPublicPolicy only refuse new grants, so they neutralise nothing already there.
+//! or a list holding `*`) without a restricting condition (a matching operator on a network,
+//! principal or access-point key, with a value narrower than everyone), that
+//! RestrictPublicBuckets (bucket or account level) does not neutralise. A Deny-only policy is not
+//! public. BlockPublicAcls and BlockPublicPolicy only refuse new grants, so they neutralise nothing
+//! already there.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,8 @@ pub const RULE: &str = "s3-public";
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
-/// Condition keys that confine an Allow to known networks or principals (compared case-insensitively).
+/// Condition keys that confine an Allow to known networks or principals, or delegate it to an
+/// account's access points (compared case-insensitively).
 const RESTRICTING_KEYS: &[&str] = &[
     "aws:sourcevpce",
     "aws:sourcevpc",
@@ -28,6 +31,21 @@ const RESTRICTING_KEYS: &[&str] = &[
     "aws:principalorgid",
     "aws:principalaccount",
     "aws:principalarn",
+    "s3:dataaccesspointaccount",
+    "s3:dataaccesspointarn",
+];
+
+/// Condition operators that admit only requests whose key matches a listed value (lower case, after
+/// an optional `ForAnyValue:`). Every other one admits the anonymous public: a negated operator
+/// (`NotIpAddress`, `StringNotEquals`) admits every other value, and `…IfExists`, `Null` and
+/// `ForAllValues:` are satisfied by a request that lacks the key, as an anonymous one does.
+const MATCHING_OPERATORS: &[&str] = &[
+    "stringequals",
+    "stringequalsignorecase",
+    "stringlike",
+    "arnequals",
+    "arnlike",
+    "ipaddress",
 ];
 
 /// S3 Block Public Access settings (bucket or account level); absent settings are all false.
@@ -103,16 +121,35 @@ fn is_everyone(principal: &serde_json::Value) -> bool {
     }
 }
 
+/// Whether a CIDR value (one or a list) lets every address in: any all-addresses entry does.
+fn lists_all_addresses(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => matches!(s.trim(), "0.0.0.0/0" | "::/0"),
+        serde_json::Value::Array(items) => items.iter().any(lists_all_addresses),
+        _ => false,
+    }
+}
+
+/// Whether one condition (`operator: {key: value}`) confines the grant.
+fn restricts(operator: &str, key: &str, value: &serde_json::Value) -> bool {
+    let operator = operator.to_ascii_lowercase();
+    let operator = operator.strip_prefix("foranyvalue:").unwrap_or(&operator);
+    let key = key.to_ascii_lowercase();
+    MATCHING_OPERATORS.contains(&operator)
+        && RESTRICTING_KEYS.contains(&key.as_str())
+        // A wildcard value, or every address, matches everyone.
+        && !is_everyone(value)
+        && !(operator == "ipaddress" && lists_all_addresses(value))
+}
+
 fn has_restricting_condition(statement: &serde_json::Value) -> bool {
     let Some(conditions) = statement.get("Condition").and_then(|c| c.as_object()) else {
         return false;
     };
-    conditions.values().filter_map(|ops| ops.as_object()).any(|ops| {
-        ops.iter().any(|(key, value)| {
-            let key = key.to_ascii_lowercase();
-            // A condition on a restricting key confines the grant, unless its value is itself "*".
-            RESTRICTING_KEYS.contains(&key.as_str()) && !is_everyone(value)
-        })
+    conditions.iter().any(|(operator, clauses)| {
+        clauses
+            .as_object()
+            .is_some_and(|clauses| clauses.iter().any(|(key, value)| restricts(operator, key, value)))
     })
 }
 
@@ -320,6 +357,69 @@ mod tests {
             let b = bucket(vec![], Some(allow(json!("*"), Some(c.clone()))), None);
             assert_eq!(public_reasons(&b, None).len(), 1, "{c}");
         }
+    }
+
+    fn is_public_with(condition: serde_json::Value) -> bool {
+        let b = bucket(vec![], Some(allow(json!("*"), Some(condition))), None);
+        !public_reasons(&b, None).is_empty()
+    }
+
+    #[test]
+    fn not_ip_address_on_the_source_ip_leaves_an_allow_to_everyone_public() {
+        assert!(is_public_with(json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}})));
+    }
+
+    #[test]
+    fn an_ip_address_condition_listing_all_addresses_leaves_an_allow_to_everyone_public() {
+        for cidrs in [json!("0.0.0.0/0"), json!("::/0"), json!(["10.0.0.0/8", "0.0.0.0/0"])] {
+            let c = json!({"IpAddress": {"aws:SourceIp": cidrs}});
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_condition_on_a_key_outside_the_restricting_set_leaves_an_allow_to_everyone_public() {
+        for c in [
+            json!({"StringLike": {"aws:Referer": "https://example.com/*"}}),
+            json!({"StringEquals": {"s3:prefix": "public/"}}),
+            json!({"StringEquals": {"aws:UserAgent": "curl"}}),
+        ] {
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_negated_or_absent_key_operator_on_a_restricting_key_leaves_an_allow_to_everyone_public() {
+        // Each admits every request that lacks the key or carries another value: the anonymous public.
+        for c in [
+            json!({"StringNotEquals": {"aws:SourceVpce": "vpce-1"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/x"}}),
+            json!({"StringEqualsIfExists": {"aws:SourceVpce": "vpce-1"}}),
+            json!({"Null": {"aws:SourceVpce": "true"}}),
+            json!({"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-123"}}),
+        ] {
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn access_point_delegation_makes_an_allow_to_everyone_private() {
+        for c in [
+            json!({"StringEquals": {"s3:DataAccessPointAccount": "111122223333"}}),
+            json!({"ArnLike": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:111122223333:accesspoint/*"}}),
+        ] {
+            assert!(!is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_narrow_ip_range_still_makes_an_allow_to_everyone_private() {
+        assert!(!is_public_with(
+            json!({"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]}})
+        ));
+        assert!(!is_public_with(
+            json!({"ForAnyValue:StringEquals": {"aws:SourceVpce": ["vpce-1"]}})
+        ));
     }
 
     #[test]
