@@ -74,7 +74,8 @@ pub struct Grant {
     pub permission: String,
 }
 
-/// Everything known about one bucket's exposure.
+/// Everything known about one bucket's exposure. The tags and the website hosting are read only
+/// for a bucket found public (empty and `false` otherwise): nothing else is decided on them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketExposure {
     pub name: String,
@@ -86,6 +87,9 @@ pub struct BucketExposure {
     pub policy: Option<serde_json::Value>,
     /// Bucket-level Block Public Access; `None` when none is configured.
     pub block: Option<BlockSettings>,
+    /// Static website hosting is configured: the bucket may be public on purpose.
+    #[serde(default)]
+    pub website: bool,
 }
 
 /// Why a bucket is public: each grant or statement that makes it so.
@@ -110,6 +114,9 @@ pub struct S3PublicEvidence {
     pub account_block: Option<BlockSettings>,
     /// The settings the action will put.
     pub proposed_block: BlockSettings,
+    /// Website hosting is on: blocking may take a site down, so only a person decides it.
+    #[serde(default)]
+    pub website_hosting: bool,
 }
 
 fn is_everyone(principal: &serde_json::Value) -> bool {
@@ -214,6 +221,11 @@ pub fn skip_reason(bucket: &BucketExposure, policy: &Policy) -> Option<String> {
     is_exempt(&bucket.tags, &policy.exempt_tag).then(|| format!("exempt: tag {}=true", policy.exempt_tag))
 }
 
+/// Whether a finding is about a bucket with website hosting on (it needs an approval, even in auto mode).
+pub fn website_hosting(finding: &Finding) -> bool {
+    matches!(&finding.evidence, Evidence::S3Public(e) if e.website_hosting)
+}
+
 /// One finding per effectively public, non-exempt bucket.
 pub fn detect(
     buckets: &[BucketExposure],
@@ -239,6 +251,7 @@ pub fn detect(
                     bucket_block: b.block,
                     account_block,
                     proposed_block: policy.s3_public.block.into(),
+                    website_hosting: b.website,
                 }),
                 action: ActionKind::BlockPublicAccess,
                 // Exposure is a risk, not a cost: no dollars, and always high severity.
@@ -264,6 +277,7 @@ mod tests {
             grants,
             policy,
             block,
+            website: false,
         }
     }
 
@@ -467,5 +481,21 @@ mod tests {
         assert_eq!(e.reasons.len(), 2);
         assert_eq!(e.proposed_block, BlockSettings::ALL);
         assert_eq!(f[0].severity, Severity::High);
+    }
+
+    #[test]
+    fn a_public_website_bucket_is_a_finding_that_says_website_hosting_is_on() {
+        let mut site = bucket(vec![], Some(allow(json!("*"), None)), None);
+        site.website = true;
+        let plain = BucketExposure {
+            name: "plain".into(),
+            ..bucket(all_users_read(), None, None)
+        };
+        let now = "2026-11-26T06:00:00Z".parse().unwrap();
+        let f = detect(&[site, plain], None, &Policy::default(), now);
+        assert_eq!(f.len(), 2);
+        assert!(website_hosting(&f[0]));
+        assert!(!website_hosting(&f[1]));
+        assert_eq!(serde_json::to_value(&f[0].evidence).unwrap()["website_hosting"], true);
     }
 }
