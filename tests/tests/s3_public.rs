@@ -1,10 +1,14 @@
 //! s3-public end to end: the real handler, the real SDK clients (S3 and S3 Control), moto server.
 
-use aws_sdk_s3::types::{BucketCannedAcl, PublicAccessBlockConfiguration, Tag, Tagging};
+use aws_sdk_s3::types::{
+    BucketCannedAcl, IndexDocument, PublicAccessBlockConfiguration, Tag, Tagging, WebsiteConfiguration,
+};
 use chrono::Utc;
 use finops_tests::Moto;
 use remediation::config::Deps;
+use remediation::decide::{AwsExecutor, Executor};
 use remediation::detect::s3_public::BlockSettings;
+use remediation::flow::{Decider, RunContext};
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
 
@@ -146,6 +150,35 @@ async fn deps(moto: &Moto, mode: Mode) -> Deps {
         None,
     )
     .await
+}
+
+/// A bucket that hosts a static website, readable by everyone through its policy.
+async fn seed_website(client: &aws_sdk_s3::Client, bucket: &str) {
+    client.create_bucket().bucket(bucket).send().await.unwrap();
+    client
+        .put_bucket_policy()
+        .bucket(bucket)
+        .policy(allow_everyone(bucket, None))
+        .send()
+        .await
+        .unwrap();
+    let site = WebsiteConfiguration::builder()
+        .index_document(IndexDocument::builder().suffix("index.html").build().unwrap())
+        .build();
+    client
+        .put_bucket_website()
+        .bucket(bucket)
+        .website_configuration(site)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn outcome_of<'a>(r: &'a RunReport, bucket: &str) -> &'a remediation::model::Outcome {
+    r.outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&format!(":{bucket}")))
+        .unwrap_or_else(|| panic!("no outcome for {bucket}: {:#?}", r.outcomes))
 }
 
 fn flagged(r: &RunReport) -> Vec<&str> {
@@ -316,4 +349,126 @@ async fn the_account_level_block_neutralises_public_buckets_through_s3_control()
             .map(|b| (b.ignore_public_acls, b.restrict_public_buckets)),
         Some((true, true))
     );
+}
+
+#[tokio::test]
+async fn auto_mode_asks_for_an_approval_instead_of_blocking_a_public_website_bucket() {
+    let moto = Moto::start().unwrap();
+    let client = seed(&moto).await;
+    seed_website(&client, "static-site").await;
+    let c = moto.clients().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = finops_tests::seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let deps = finops_tests::deps(&moto, policy, Some(TABLE), Some(&topic)).await;
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    let site = outcome_of(&report, "static-site");
+    assert_eq!(site.outcome, OutcomeKind::PendingApproval, "{site:?}");
+    assert!(site.detail.contains("website hosting on"), "{}", site.detail);
+    assert_eq!(bucket_block(&client, "static-site").await, None);
+    // The other public buckets are still blocked at once.
+    assert_eq!(outcome_of(&report, "public-acl").outcome, OutcomeKind::Executed);
+    let messages = finops_tests::seed::drain_queue(&sqs, &queue).await;
+    let requests: Vec<serde_json::Value> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m["Message"].as_str()?).ok())
+        .filter(|m| m["type"] == "approval-request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{messages:#?}");
+    assert_eq!(requests[0]["finding"]["resource"]["id"], "static-site");
+    assert_eq!(requests[0]["finding"]["evidence"]["website_hosting"], true);
+}
+
+#[tokio::test]
+async fn approve_mode_requests_a_website_bucket_as_usual_saying_website_hosting_is_on() {
+    let moto = Moto::start().unwrap();
+    let client = seed(&moto).await;
+    seed_website(&client, "static-site").await;
+    let c = moto.clients().await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, _queue) = finops_tests::seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let policy = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    let deps = finops_tests::deps(&moto, policy, Some(TABLE), Some(&topic)).await;
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    let site = outcome_of(&report, "static-site");
+    assert_eq!(site.outcome, OutcomeKind::PendingApproval, "{site:?}");
+    assert!(site.detail.contains("website hosting on"), "{}", site.detail);
+    let finding = report.findings.iter().find(|f| f.resource.id == "static-site").unwrap();
+    assert_eq!(
+        serde_json::to_value(&finding.evidence).unwrap()["website_hosting"],
+        true
+    );
+    let plain = report.findings.iter().find(|f| f.resource.id == "public-acl").unwrap();
+    assert_eq!(serde_json::to_value(&plain.evidence).unwrap()["website_hosting"], false);
+}
+
+#[tokio::test]
+async fn the_approval_executor_blocks_a_website_bucket_only_for_a_person() {
+    let moto = Moto::start().unwrap();
+    let client = seed(&moto).await;
+    seed_website(&client, "static-site").await;
+    let deps = deps(&moto, Mode::DryRun).await;
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    let finding = report.findings.iter().find(|f| f.resource.id == "static-site").unwrap();
+    let policy = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    let executor = AwsExecutor {
+        clients: deps.clients.clone(),
+        policy: policy.clone(),
+    };
+    let ctx = RunContext::new("s3-public", &policy, deps.sinks(), Utc::now());
+
+    let by_machine = Decider {
+        by: "auto",
+        request_id: None,
+    };
+    let (acted, _) = executor.execute(&ctx, finding, by_machine).await;
+
+    assert_ne!(acted.outcome.outcome, OutcomeKind::Executed, "{acted:?}");
+    assert!(acted.outcome.detail.contains("website hosting on"), "{acted:?}");
+    assert_eq!(bucket_block(&client, "static-site").await, None);
+
+    let by_person = Decider {
+        by: "ana@example.com",
+        request_id: Some("r-1"),
+    };
+    let (acted, _) = executor.execute(&ctx, finding, by_person).await;
+
+    assert_eq!(acted.outcome.outcome, OutcomeKind::Executed, "{acted:?}");
+    assert_eq!(bucket_block(&client, "static-site").await, Some(BlockSettings::ALL));
+}
+
+#[tokio::test]
+async fn the_sweep_reads_tags_and_website_hosting_only_for_public_buckets() {
+    let moto = Moto::start().unwrap();
+    seed(&moto).await;
+    let deps = deps(&moto, Mode::DryRun).await;
+
+    s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    let calls = deps.clients.calls.snapshot();
+    let count = |op: &str| {
+        calls
+            .iter()
+            .filter(|(k, _)| k.ends_with(op))
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    // Seven buckets, four of them public (the exempt one included): three reads each, two more
+    // for each public one.
+    assert_eq!(count(".GetBucketAcl"), 7, "{calls:?}");
+    assert_eq!(count(".GetBucketTagging"), 4, "{calls:?}");
+    assert_eq!(count(".GetBucketWebsite"), 4, "{calls:?}");
 }

@@ -109,17 +109,18 @@ async fn the_sweep_reports_missing_keys_and_compliance_by_type() {
     flagged.sort();
     assert!(flagged.contains(&a.untagged.as_str()) && flagged.contains(&a.blank_owner.as_str()));
     assert!(flagged.contains(&"bare-bucket"));
-    assert!(!flagged.contains(&a.tagged.as_str()) && !flagged.contains(&a.exempt.as_str()));
+    // Exempt means "do not act", not "do not count".
+    assert!(!flagged.contains(&a.tagged.as_str()) && flagged.contains(&a.exempt.as_str()));
     assert!(!flagged.contains(&"tagged-bucket"));
     let blank = report.findings.iter().find(|f| f.resource.id == a.blank_owner).unwrap();
     assert_eq!(
         serde_json::to_value(&blank.evidence).unwrap()["missing"],
         serde_json::json!(["Owner"])
     );
-    // Instances: tagged ok; untagged, blank-owner and the ASG one not (exempt left out) → 25%.
-    // Volumes 50%, buckets 50%; overall 3 of 8 (the instances' root volumes carry no tags).
+    // Instances: tagged ok; untagged, blank-owner, the ASG one and the exempt one not → 20%.
+    // Volumes 50%, buckets 50% (the instances' root volumes carry no tags).
     let figures = &report.notes[1];
-    assert!(figures.contains("instances 25.00%"), "{figures}");
+    assert!(figures.contains("instances 20.00%"), "{figures}");
     assert!(figures.contains("buckets 50.00%"), "{figures}");
     assert!(figures.contains("KPI 95%"), "{figures}");
     let messages = seed::drain_queue(&sqs, &queue).await;
@@ -131,7 +132,7 @@ async fn the_sweep_reports_missing_keys_and_compliance_by_type() {
     let state = deps.state.as_ref().unwrap();
     let trend = state.compliance_since(Utc::now().date_naive()).await.unwrap();
     assert_eq!(trend.len(), 1);
-    assert_eq!(trend[0].by_type.get("AWS::EC2::Instance"), Some(&25.0), "{trend:?}");
+    assert_eq!(trend[0].by_type.get("AWS::EC2::Instance"), Some(&20.0), "{trend:?}");
     assert_eq!(trend[0].by_type.get("AWS::S3::Bucket"), Some(&50.0), "{trend:?}");
     let _ = a.asg;
 }
@@ -198,6 +199,69 @@ async fn mark_then_stop_waits_its_grace_period_and_goes_through_the_guarded_stop
     assert!(items
         .iter()
         .any(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == a.untagged));
+}
+
+#[tokio::test]
+async fn an_exempt_instance_missing_tags_is_reported_and_counted_but_never_marked() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    policy.tag_compliance.action = TagAction::Mark;
+    let deps = deps(&moto, policy, None).await;
+
+    let report = tag_compliance::handler::handle(sweep_event(), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    assert!(
+        report.findings.iter().any(|f| f.resource.id == a.exempt),
+        "{:#?}",
+        report.findings
+    );
+    let o = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(a.exempt.as_str()))
+        .unwrap();
+    assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+    assert!(o.detail.contains("exempt"), "{o:?}");
+    assert_eq!(
+        tag_of(&instance(&deps.clients.ec2, &a.exempt).await, "finops:untagged-since"),
+        None
+    );
+    // Instances: 1 tagged of 5 (untagged, blank owner, ASG and the exempt one count against it).
+    let figures = report.notes.iter().find(|n| n.starts_with("tag compliance")).unwrap();
+    assert!(figures.contains("instances 20.00%"), "{figures}");
+    let trend = deps
+        .state
+        .as_ref()
+        .unwrap()
+        .compliance_since(Utc::now().date_naive())
+        .await
+        .unwrap();
+    assert_eq!(trend[0].by_type.get("AWS::EC2::Instance"), Some(&20.0), "{trend:?}");
+}
+
+#[tokio::test]
+async fn the_config_rule_finds_an_exempt_instance_missing_tags_non_compliant() {
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let deps = deps(&moto, Policy::default(), None).await;
+
+    let report = tag_compliance::handler::handle(config_event("config-scheduled.json"), &deps, Utc::now())
+        .await
+        .unwrap();
+
+    let exempt = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(a.exempt.as_str()))
+        .unwrap();
+    assert!(exempt.detail.starts_with("NON_COMPLIANT"), "{exempt:?}");
+    assert!(report.findings.iter().any(|f| f.resource.id == a.exempt));
 }
 
 #[tokio::test]
@@ -296,7 +360,7 @@ async fn the_periodic_notification_evaluates_every_resource() {
     };
     assert!(verdict(&a.tagged).starts_with("COMPLIANT"));
     assert!(verdict(&a.untagged).starts_with("NON_COMPLIANT"));
-    assert!(verdict(&a.exempt).starts_with("NOT_APPLICABLE"));
+    assert!(verdict(&a.exempt).starts_with("NON_COMPLIANT"));
     assert!(verdict("bare-bucket").starts_with("NON_COMPLIANT"));
 }
 

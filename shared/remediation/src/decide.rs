@@ -76,6 +76,8 @@ impl Executor for AwsExecutor {
                 block = BlockPublicAccess {
                     s3: &s3,
                     policy: &self.policy,
+                    // `auto` is no person: a website bucket waits for one.
+                    approved: decider.by != "auto",
                 };
                 &block
             }

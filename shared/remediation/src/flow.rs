@@ -240,7 +240,9 @@ fn digest(ctx: &RunContext<'_>, findings: &[Finding], links: &HashMap<String, (S
     }
 }
 
-async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+/// Records and sends one approval request per finding (the approve mode; also what a rule asks
+/// instead of acting when a finding needs a person whatever the mode).
+pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
     let mut outcomes = Vec::with_capacity(findings.len());
     let mut notes = Vec::new();
     let Some(state) = ctx.sinks.state else {

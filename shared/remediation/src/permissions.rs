@@ -37,6 +37,7 @@ pub const S3_SCAN: &[&str] = &[
     "s3:GetBucketPolicy",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketTagging",
+    "s3:GetBucketWebsite",
     "s3:GetAccountPublicAccessBlock",
 ];
 /// Rightsizing's reads: the idle scan's, and the model it asks (Converse is authorised as InvokeModel).

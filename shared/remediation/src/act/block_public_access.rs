@@ -1,6 +1,7 @@
 //! Put S3 Block Public Access on a bucket. Before it, the prior block settings (or their absence),
 //! the ACL and the policy are captured; the rollback restores the prior block settings exactly
-//! (deleting the configuration when there was none).
+//! (deleting the configuration when there was none). A bucket with website hosting on is blocked
+//! only on a person's approval.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
 use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{public_reasons, skip_reason, BlockSettings};
+use crate::detect::s3_public::{public_reasons, skip_reason, BlockSettings, BucketExposure};
 use crate::error::Result;
 use crate::model::{ActionKind, Finding};
 use crate::policy::Policy;
@@ -23,6 +24,7 @@ pub static DECLARATION: ActionDeclaration = ActionDeclaration {
         "s3:GetBucketPolicy",
         "s3:GetBucketPublicAccessBlock",
         "s3:GetBucketTagging",
+        "s3:GetBucketWebsite",
         "s3:GetAccountPublicAccessBlock",
         "s3:PutBucketPublicAccessBlock",
     ],
@@ -34,6 +36,25 @@ pub static DECLARATION: ActionDeclaration = ActionDeclaration {
 pub struct BlockPublicAccess<'a> {
     pub s3: &'a dyn BucketApi,
     pub policy: &'a Policy,
+    /// A person approved this action: only then is a bucket with website hosting on blocked.
+    pub approved: bool,
+}
+
+/// A bucket's exposure as the rule judges it: ACL, policy and Block Public Access for every
+/// bucket; the tags (exemption) and website hosting read only when that makes it public.
+pub async fn assess(
+    s3: &dyn BucketApi,
+    bucket: &str,
+    region: &str,
+    account_block: Option<BlockSettings>,
+) -> Result<BucketExposure> {
+    let mut exposure = s3.exposure(bucket, region).await?;
+    if !public_reasons(&exposure, account_block).is_empty() {
+        let (tags, website) = futures::join!(s3.bucket_tags(bucket, region), s3.website(bucket, region));
+        exposure.tags = tags?;
+        exposure.website = website?;
+    }
+    Ok(exposure)
 }
 
 #[async_trait]
@@ -46,18 +67,23 @@ impl Remediation for BlockPublicAccess<'_> {
         let account_block = self.s3.account_block().await?;
         let mut out = HashMap::with_capacity(findings.len());
         for f in findings {
-            let verdict = match self.s3.exposure(&f.resource.id, &f.resource.region).await {
+            let verdict = match assess(self.s3, &f.resource.id, &f.resource.region, account_block).await {
                 Err(e) => Err(format!("re-check failed: {e}")),
                 Ok(b) => match skip_reason(&b, self.policy) {
                     Some(reason) => Err(format!("re-check: {reason}")),
                     None if public_reasons(&b, account_block).is_empty() => {
                         Err("re-check: no longer public".to_string())
                     }
+                    None if b.website && !self.approved => Err(
+                        "re-check: website hosting on: blocked only on a person's approval, not automatically"
+                            .to_string(),
+                    ),
                     None => Ok(serde_json::json!({
                         "region": b.region,
                         "block": b.block,
                         "grants": b.grants,
                         "policy": b.policy,
+                        "website": b.website,
                         "account_block": account_block,
                     })),
                 },

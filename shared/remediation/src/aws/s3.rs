@@ -1,4 +1,5 @@
-//! S3: buckets, their ACL, policy, tags and Block Public Access, at bucket and account level.
+//! S3: buckets, their ACL, policy, tags, website hosting and Block Public Access, at bucket and
+//! account level.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,10 +21,14 @@ use crate::model::Tags;
 pub trait BucketApi: Send + Sync {
     /// Every bucket of the account with the region it lives in.
     async fn buckets(&self) -> Result<Vec<(String, String)>>;
-    /// A bucket's ACL grants, policy, Block Public Access and tags.
+    /// A bucket's ACL grants, policy and Block Public Access (three reads); its tags are left
+    /// empty and its website hosting `false`, for [`BucketApi::bucket_tags`] and
+    /// [`BucketApi::website`] to fill in where they matter.
     async fn exposure(&self, bucket: &str, region: &str) -> Result<BucketExposure>;
     /// A bucket's tags.
     async fn bucket_tags(&self, bucket: &str, region: &str) -> Result<Tags>;
+    /// Whether a bucket has static website hosting configured.
+    async fn website(&self, bucket: &str, region: &str) -> Result<bool>;
     /// The account-level Block Public Access; `Ok(None)` when none is set.
     async fn account_block(&self) -> Result<Option<BlockSettings>>;
     /// Puts a bucket's Block Public Access.
@@ -178,23 +183,15 @@ impl BucketApi for S3 {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => None,
             Err(e) => return Err(Error::aws("s3", "GetPublicAccessBlock", e)),
         };
-        let tags: Tags = match client.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(out) => out
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Tags::new(),
-            Err(e) => return Err(Error::aws("s3", "GetBucketTagging", e)),
-        };
         Ok(BucketExposure {
             name: bucket.to_string(),
             account: self.account.clone(),
             region: region.to_string(),
-            tags,
+            tags: Tags::new(),
             grants,
             policy,
             block,
+            website: false,
         })
     }
 
@@ -207,6 +204,15 @@ impl BucketApi for S3 {
                 .collect()),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(Tags::new()),
             Err(e) => Err(Error::aws("s3", "GetBucketTagging", e)),
+        }
+    }
+
+    async fn website(&self, bucket: &str, region: &str) -> Result<bool> {
+        match self.client(region).get_bucket_website().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            // NoSuchWebsiteConfiguration.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(Error::aws("s3", "GetBucketWebsite", e)),
         }
     }
 

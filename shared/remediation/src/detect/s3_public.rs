@@ -2,9 +2,11 @@
 //!
 //! Public means: an ACL grant to AllUsers or AuthenticatedUsers that IgnorePublicAcls (bucket or
 //! account level) does not neutralise; or a bucket-policy Allow to everyone (`"*"`, `{"AWS": "*"}`,
-//! or a list holding `*`) without a restricting condition, that RestrictPublicBuckets (bucket or
-//! account level) does not neutralise. A Deny-only policy is not public. BlockPublicAcls and
-//! BlockPublicPolicy only refuse new grants, so they neutralise nothing already there.
+//! or a list holding `*`) without a restricting condition (a matching operator on a network,
+//! principal or access-point key, with a value narrower than everyone), that
+//! RestrictPublicBuckets (bucket or account level) does not neutralise. A Deny-only policy is not
+//! public. BlockPublicAcls and BlockPublicPolicy only refuse new grants, so they neutralise nothing
+//! already there.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,8 @@ pub const RULE: &str = "s3-public";
 const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
-/// Condition keys that confine an Allow to known networks or principals (compared case-insensitively).
+/// Condition keys that confine an Allow to known networks or principals, or delegate it to an
+/// account's access points (compared case-insensitively).
 const RESTRICTING_KEYS: &[&str] = &[
     "aws:sourcevpce",
     "aws:sourcevpc",
@@ -28,6 +31,21 @@ const RESTRICTING_KEYS: &[&str] = &[
     "aws:principalorgid",
     "aws:principalaccount",
     "aws:principalarn",
+    "s3:dataaccesspointaccount",
+    "s3:dataaccesspointarn",
+];
+
+/// Condition operators that admit only requests whose key matches a listed value (lower case, after
+/// an optional `ForAnyValue:`). Every other one admits the anonymous public: a negated operator
+/// (`NotIpAddress`, `StringNotEquals`) admits every other value, and `…IfExists`, `Null` and
+/// `ForAllValues:` are satisfied by a request that lacks the key, as an anonymous one does.
+const MATCHING_OPERATORS: &[&str] = &[
+    "stringequals",
+    "stringequalsignorecase",
+    "stringlike",
+    "arnequals",
+    "arnlike",
+    "ipaddress",
 ];
 
 /// S3 Block Public Access settings (bucket or account level); absent settings are all false.
@@ -56,7 +74,8 @@ pub struct Grant {
     pub permission: String,
 }
 
-/// Everything known about one bucket's exposure.
+/// Everything known about one bucket's exposure. The tags and the website hosting are read only
+/// for a bucket found public (empty and `false` otherwise): nothing else is decided on them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BucketExposure {
     pub name: String,
@@ -68,6 +87,9 @@ pub struct BucketExposure {
     pub policy: Option<serde_json::Value>,
     /// Bucket-level Block Public Access; `None` when none is configured.
     pub block: Option<BlockSettings>,
+    /// Static website hosting is configured: the bucket may be public on purpose.
+    #[serde(default)]
+    pub website: bool,
 }
 
 /// Why a bucket is public: each grant or statement that makes it so.
@@ -92,6 +114,9 @@ pub struct S3PublicEvidence {
     pub account_block: Option<BlockSettings>,
     /// The settings the action will put.
     pub proposed_block: BlockSettings,
+    /// Website hosting is on: blocking may take a site down, so only a person decides it.
+    #[serde(default)]
+    pub website_hosting: bool,
 }
 
 fn is_everyone(principal: &serde_json::Value) -> bool {
@@ -103,16 +128,35 @@ fn is_everyone(principal: &serde_json::Value) -> bool {
     }
 }
 
+/// Whether a CIDR value (one or a list) lets every address in: any all-addresses entry does.
+fn lists_all_addresses(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => matches!(s.trim(), "0.0.0.0/0" | "::/0"),
+        serde_json::Value::Array(items) => items.iter().any(lists_all_addresses),
+        _ => false,
+    }
+}
+
+/// Whether one condition (`operator: {key: value}`) confines the grant.
+fn restricts(operator: &str, key: &str, value: &serde_json::Value) -> bool {
+    let operator = operator.to_ascii_lowercase();
+    let operator = operator.strip_prefix("foranyvalue:").unwrap_or(&operator);
+    let key = key.to_ascii_lowercase();
+    MATCHING_OPERATORS.contains(&operator)
+        && RESTRICTING_KEYS.contains(&key.as_str())
+        // A wildcard value, or every address, matches everyone.
+        && !is_everyone(value)
+        && !(operator == "ipaddress" && lists_all_addresses(value))
+}
+
 fn has_restricting_condition(statement: &serde_json::Value) -> bool {
     let Some(conditions) = statement.get("Condition").and_then(|c| c.as_object()) else {
         return false;
     };
-    conditions.values().filter_map(|ops| ops.as_object()).any(|ops| {
-        ops.iter().any(|(key, value)| {
-            let key = key.to_ascii_lowercase();
-            // A condition on a restricting key confines the grant, unless its value is itself "*".
-            RESTRICTING_KEYS.contains(&key.as_str()) && !is_everyone(value)
-        })
+    conditions.iter().any(|(operator, clauses)| {
+        clauses
+            .as_object()
+            .is_some_and(|clauses| clauses.iter().any(|(key, value)| restricts(operator, key, value)))
     })
 }
 
@@ -177,6 +221,11 @@ pub fn skip_reason(bucket: &BucketExposure, policy: &Policy) -> Option<String> {
     is_exempt(&bucket.tags, &policy.exempt_tag).then(|| format!("exempt: tag {}=true", policy.exempt_tag))
 }
 
+/// Whether a finding is about a bucket with website hosting on (it needs an approval, even in auto mode).
+pub fn website_hosting(finding: &Finding) -> bool {
+    matches!(&finding.evidence, Evidence::S3Public(e) if e.website_hosting)
+}
+
 /// One finding per effectively public, non-exempt bucket.
 pub fn detect(
     buckets: &[BucketExposure],
@@ -202,6 +251,7 @@ pub fn detect(
                     bucket_block: b.block,
                     account_block,
                     proposed_block: policy.s3_public.block.into(),
+                    website_hosting: b.website,
                 }),
                 action: ActionKind::BlockPublicAccess,
                 // Exposure is a risk, not a cost: no dollars, and always high severity.
@@ -227,6 +277,7 @@ mod tests {
             grants,
             policy,
             block,
+            website: false,
         }
     }
 
@@ -322,6 +373,69 @@ mod tests {
         }
     }
 
+    fn is_public_with(condition: serde_json::Value) -> bool {
+        let b = bucket(vec![], Some(allow(json!("*"), Some(condition))), None);
+        !public_reasons(&b, None).is_empty()
+    }
+
+    #[test]
+    fn not_ip_address_on_the_source_ip_leaves_an_allow_to_everyone_public() {
+        assert!(is_public_with(json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}})));
+    }
+
+    #[test]
+    fn an_ip_address_condition_listing_all_addresses_leaves_an_allow_to_everyone_public() {
+        for cidrs in [json!("0.0.0.0/0"), json!("::/0"), json!(["10.0.0.0/8", "0.0.0.0/0"])] {
+            let c = json!({"IpAddress": {"aws:SourceIp": cidrs}});
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_condition_on_a_key_outside_the_restricting_set_leaves_an_allow_to_everyone_public() {
+        for c in [
+            json!({"StringLike": {"aws:Referer": "https://example.com/*"}}),
+            json!({"StringEquals": {"s3:prefix": "public/"}}),
+            json!({"StringEquals": {"aws:UserAgent": "curl"}}),
+        ] {
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_negated_or_absent_key_operator_on_a_restricting_key_leaves_an_allow_to_everyone_public() {
+        // Each admits every request that lacks the key or carries another value: the anonymous public.
+        for c in [
+            json!({"StringNotEquals": {"aws:SourceVpce": "vpce-1"}}),
+            json!({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/x"}}),
+            json!({"StringEqualsIfExists": {"aws:SourceVpce": "vpce-1"}}),
+            json!({"Null": {"aws:SourceVpce": "true"}}),
+            json!({"ForAllValues:StringEquals": {"aws:PrincipalOrgID": "o-123"}}),
+        ] {
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn access_point_delegation_makes_an_allow_to_everyone_private() {
+        for c in [
+            json!({"StringEquals": {"s3:DataAccessPointAccount": "111122223333"}}),
+            json!({"ArnLike": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:111122223333:accesspoint/*"}}),
+        ] {
+            assert!(!is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn a_narrow_ip_range_still_makes_an_allow_to_everyone_private() {
+        assert!(!is_public_with(
+            json!({"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.168.0.0/16"]}})
+        ));
+        assert!(!is_public_with(
+            json!({"ForAnyValue:StringEquals": {"aws:SourceVpce": ["vpce-1"]}})
+        ));
+    }
+
     #[test]
     fn restrict_public_buckets_neutralises_a_public_policy_at_either_level() {
         let restrict = BlockSettings {
@@ -367,5 +481,21 @@ mod tests {
         assert_eq!(e.reasons.len(), 2);
         assert_eq!(e.proposed_block, BlockSettings::ALL);
         assert_eq!(f[0].severity, Severity::High);
+    }
+
+    #[test]
+    fn a_public_website_bucket_is_a_finding_that_says_website_hosting_is_on() {
+        let mut site = bucket(vec![], Some(allow(json!("*"), None)), None);
+        site.website = true;
+        let plain = BucketExposure {
+            name: "plain".into(),
+            ..bucket(all_users_read(), None, None)
+        };
+        let now = "2026-11-26T06:00:00Z".parse().unwrap();
+        let f = detect(&[site, plain], None, &Policy::default(), now);
+        assert_eq!(f.len(), 2);
+        assert!(website_hosting(&f[0]));
+        assert!(!website_hosting(&f[1]));
+        assert_eq!(serde_json::to_value(&f[0].evidence).unwrap()["website_hosting"], true);
     }
 }

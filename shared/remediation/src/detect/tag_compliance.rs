@@ -70,13 +70,15 @@ impl Compliance {
     }
 }
 
-/// The sweep's result: one finding per non-compliant, non-exempt resource, and the compliance
-/// by Config resource type and overall (exempt resources are left out of both).
+/// The sweep's result: one finding per non-compliant resource, and the compliance by Config
+/// resource type and overall. Exempt resources are in both (exempt means "do not act", not "do
+/// not count": leaving them out would flatter the figure); only acting passes them over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sweep {
     pub findings: Vec<Finding>,
     pub by_type: BTreeMap<String, Compliance>,
     pub overall: Compliance,
+    /// The exempt resources among those evaluated.
     pub exempt: Vec<Resource>,
 }
 
@@ -92,7 +94,6 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
         let Some(t) = config_type(r.kind) else { continue };
         if is_exempt(&r.tags, &policy.exempt_tag) {
             exempt.push(r.clone());
-            continue;
         }
         let missing = missing_tags(&r.tags, &policy.required_tags);
         let entry = by_type.entry(t.to_string()).or_default();
@@ -159,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sweep_counts_compliance_by_type_and_overall_and_leaves_exempt_out() {
+    fn the_sweep_counts_compliance_by_type_and_overall_exempt_resources_included() {
         let resources = vec![
             res(ResourceKind::Ec2Instance, "i-1", &full()),
             res(ResourceKind::Ec2Instance, "i-2", &[("Owner", "bo")]),
@@ -169,16 +170,31 @@ mod tests {
         ];
         let s = sweep(&resources, &Policy::default(), Utc::now());
         let ids: Vec<&str> = s.findings.iter().map(|f| f.resource.id.as_str()).collect();
-        assert_eq!(ids, vec!["i-2", "b-1"]);
+        assert_eq!(ids, vec!["i-2", "b-1", "b-2"]);
         assert_eq!(s.by_type["AWS::EC2::Instance"].percent(), 50.0);
         assert_eq!(s.by_type["AWS::EC2::Volume"].percent(), 100.0);
         assert_eq!(s.by_type["AWS::S3::Bucket"].percent(), 0.0);
-        assert_eq!(s.overall, Compliance { compliant: 2, total: 4 });
+        assert_eq!(s.overall, Compliance { compliant: 2, total: 5 });
         assert_eq!(s.exempt.len(), 1);
         let Evidence::TagCompliance(e) = &s.findings[0].evidence else {
             panic!()
         };
         assert_eq!(e.missing, vec!["CostCenter", "Environment"]);
+    }
+
+    #[test]
+    fn an_exempt_resource_missing_tags_is_a_finding_and_counts_against_compliance() {
+        let mut exempt_but_tagged = full();
+        exempt_but_tagged.push(("finops:exempt", "true"));
+        let resources = vec![
+            res(ResourceKind::Ec2Instance, "i-exempt", &[("finops:exempt", "true")]),
+            res(ResourceKind::Ec2Instance, "i-ok", &exempt_but_tagged),
+        ];
+        let s = sweep(&resources, &Policy::default(), Utc::now());
+        let ids: Vec<&str> = s.findings.iter().map(|f| f.resource.id.as_str()).collect();
+        assert_eq!(ids, vec!["i-exempt"]);
+        assert_eq!(s.by_type["AWS::EC2::Instance"], Compliance { compliant: 1, total: 2 });
+        assert_eq!(s.overall.percent(), 50.0);
     }
 
     #[test]

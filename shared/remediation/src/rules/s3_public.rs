@@ -1,16 +1,17 @@
 //! The s3-public run: buckets (all, or the one a Config event names) → exposure → pure detector →
-//! flow (put Block Public Access, keeping the prior settings).
+//! flow (put Block Public Access, keeping the prior settings). A bucket with website hosting on
+//! may be public on purpose: it is never blocked automatically, only asked about.
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
-use crate::act::block_public_access::BlockPublicAccess;
+use crate::act::block_public_access::{assess, BlockPublicAccess};
 use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{self, public_reasons, resource, skip_reason, BucketExposure, RULE};
+use crate::detect::s3_public::{self, public_reasons, resource, skip_reason, website_hosting, BucketExposure, RULE};
 use crate::error::Result;
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
-use crate::policy::Policy;
+use crate::policy::{Mode, Policy};
 
 /// Which buckets a run looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +34,7 @@ fn bucket_finding_id(name: &str, account: &str) -> String {
     Finding::id_for(RULE, &bucket)
 }
 
-/// Bucket reads in flight at once (four calls each).
+/// Buckets read at once (three calls each, two more for a public one).
 const CONCURRENCY: usize = 8;
 
 /// One scan at `now`, in the mode the policy sets for s3-public.
@@ -75,7 +76,7 @@ pub async fn run(
 
     let reads = buckets
         .iter()
-        .map(|(name, region)| async move { (name, s3.exposure(name, region).await) });
+        .map(|(name, region)| async move { (name, assess(s3, name, region, account_block).await) });
     let fetched: Vec<_> = stream::iter(reads).buffer_unordered(CONCURRENCY).collect().await;
     let mut exposures: Vec<BucketExposure> = Vec::with_capacity(fetched.len());
     for (name, result) in fetched {
@@ -112,9 +113,45 @@ pub async fn run(
     let findings = s3_public::detect(&exposures, account_block, policy, now);
     tracing::info!(scanned = exposures.len(), findings = findings.len(), "detected");
 
-    let remediation = BlockPublicAccess { s3, policy };
-    let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation, exposures.len()).await;
-    outcomes.extend(acted);
+    let remediation = BlockPublicAccess {
+        s3,
+        policy,
+        approved: false,
+    };
+    let (sites, others): (Vec<Finding>, Vec<Finding>) = findings.iter().cloned().partition(website_hosting);
+    let (acted, flow_notes) = if ctx.mode == Mode::Auto && !sites.is_empty() {
+        let (mut acted, mut flow_notes) = flow::apply(&ctx, &others, &remediation, exposures.len()).await;
+        let (asked, ask_notes) = ask_instead(&ctx, &sites).await;
+        acted.extend(asked);
+        flow_notes.extend(ask_notes);
+        (acted, flow_notes)
+    } else {
+        flow::apply(&ctx, &findings, &remediation, exposures.len()).await
+    };
+    outcomes.extend(acted.into_iter().map(|mut o| {
+        if sites.iter().any(|f| f.id == o.finding_id) {
+            o.detail = format!("website hosting on: {}", o.detail);
+        }
+        o
+    }));
     notes.extend(flow_notes);
     Ok(ctx.report(RULE, exposures.len(), findings, outcomes, notes))
+}
+
+/// In auto mode, findings that need a person: an approval request each, as the approve mode asks.
+async fn ask_instead(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+    if ctx.sinks.publisher.is_none() {
+        let outcomes = findings
+            .iter()
+            .map(|f| {
+                Outcome::new(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    "needs an approval, but no topic (FINOPS_TOPIC_ARN) to ask it on: not changed",
+                )
+            })
+            .collect();
+        return (outcomes, vec![]);
+    }
+    flow::request_approvals(ctx, findings).await
 }

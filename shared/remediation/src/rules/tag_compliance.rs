@@ -87,12 +87,19 @@ pub fn evaluate(item: &ConfigItem, left_scope: bool, policy: &Policy) -> Evaluat
             format!("resource is {}", if left_scope { "out of scope" } else { &item.status }),
         );
     }
-    if is_exempt(&item.tags, &policy.exempt_tag) {
-        return verdict("NOT_APPLICABLE", format!("exempt: tag {}=true", policy.exempt_tag));
-    }
     let missing = missing_tags(&item.tags, &policy.required_tags);
     if missing.is_empty() {
         verdict("COMPLIANT", "all required tags present".into())
+    } else if is_exempt(&item.tags, &policy.exempt_tag) {
+        // Exempt from action, not from the compliance figure.
+        verdict(
+            "NON_COMPLIANT",
+            format!(
+                "missing required tags: {} (exempt from action: tag {}=true)",
+                missing.join(", "),
+                policy.exempt_tag
+            ),
+        )
     } else {
         verdict(
             "NON_COMPLIANT",
@@ -228,6 +235,13 @@ pub async fn sweep(
         };
         let detail = match (p.action, f.resource.kind, acting) {
             (TagAction::Notify, _, _) => (OutcomeKind::DryRun, format!("missing {missing}: reported")),
+            (_, _, _) if is_exempt(&f.resource.tags, &policy.exempt_tag) => (
+                OutcomeKind::Skipped,
+                format!(
+                    "missing {missing}; exempt: tag {}=true, counted but not marked or stopped",
+                    policy.exempt_tag
+                ),
+            ),
             (_, ResourceKind::S3Bucket, _) => (
                 OutcomeKind::Skipped,
                 format!("missing {missing}; buckets are not marked (PutBucketTagging replaces every tag)"),
@@ -278,6 +292,8 @@ pub async fn sweep(
             .findings
             .iter()
             .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
+            // Exempt instances are counted, never stopped (their outcome above says so).
+            .filter(|f| !is_exempt(&f.resource.tags, &policy.exempt_tag))
         {
             if let Some(since) = marked_since(&f.resource) {
                 let days = (today - since).num_days();
