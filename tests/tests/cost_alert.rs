@@ -220,3 +220,87 @@ async fn on_the_first_day_of_a_month_todays_spend_is_checked_and_alerts() {
     );
     assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
 }
+
+fn outcomes(r: &RunReport) -> Vec<OutcomeKind> {
+    r.outcomes.iter().map(|o| o.outcome).collect()
+}
+
+#[tokio::test]
+async fn an_alert_that_could_not_be_published_is_sent_by_the_next_run_and_only_once() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    // SNS refuses the first run's publish (its topic does not exist).
+    let broken = deps(
+        &moto,
+        policy.clone(),
+        Some("arn:aws:sns:us-east-1:123456789012:no-such-topic"),
+    )
+    .await;
+    let first = cost_alert::handler::handle(event(), &broken, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&first), vec![OutcomeKind::Failed], "{:?}", first.outcomes);
+    assert!(
+        first.outcomes[0].detail.contains("not published"),
+        "{:?}",
+        first.outcomes
+    );
+
+    let deps = deps(&moto, policy, Some(&topic)).await;
+    let second = cost_alert::handler::handle(event(), &deps, at("2026-11-26T07:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&second), vec![OutcomeKind::Executed], "{:?}", second.outcomes);
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+
+    let third = cost_alert::handler::handle(event(), &deps, at("2026-11-26T08:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&third), vec![OutcomeKind::Skipped], "{:?}", third.outcomes);
+    assert!(seed::drain_queue(&sqs, &queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn two_runs_at_the_same_time_alert_once() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let deps = deps(&moto, policy, Some(&topic)).await;
+    let now = at("2026-11-26T06:00:00Z");
+
+    let (a, b) = tokio::join!(
+        cost_alert::handler::handle(event(), &deps, now),
+        cost_alert::handler::handle(event(), &deps, now)
+    );
+
+    let mut all = outcomes(&a.unwrap());
+    all.extend(outcomes(&b.unwrap()));
+    all.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(all, vec![OutcomeKind::Executed, OutcomeKind::Skipped]);
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+}

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 
 use crate::aws::costexplorer::CostApi;
-use crate::detect::cost_alert::{self, CostSnapshot, ForecastMethod, RULE};
+use crate::detect::cost_alert::{self, CostAlertEvidence, CostSnapshot, ForecastMethod, RULE};
 use crate::error::{Error, Result};
 use crate::flow::{RunContext, Sinks};
-use crate::model::{Evidence, Outcome, OutcomeKind, RunReport};
-use crate::notify::Message;
+use crate::model::{Evidence, Finding, Outcome, OutcomeKind, RunReport};
+use crate::notify::{Message, Publisher};
 use crate::policy::{Mode, Policy};
+use crate::state::StateStore;
 
 fn month_start(d: NaiveDate) -> Result<NaiveDate> {
     d.with_day(1)
@@ -123,13 +124,17 @@ pub async fn run(
                 .into(),
         ));
     }
+    if ctx.mode != Mode::DryRun && sinks.publisher.is_none() {
+        return Err(Error::Config(
+            "cost-alert outside dry-run needs the SNS topic (FINOPS_TOPIC_ARN): an alert is all it does".into(),
+        ));
+    }
     let mut notes = Vec::new();
     let snap = snapshot(ce, policy, now, &mut notes).await?;
     let findings = cost_alert::detect(&snap, policy, account, region, now);
     let month = snap.month.format("%Y-%m").to_string();
 
     let mut outcomes = Vec::with_capacity(findings.len());
-    let mut messages = Vec::new();
     for f in &findings {
         let Evidence::CostAlert(e) = &f.evidence else { continue };
         let what = format!(
@@ -142,33 +147,64 @@ pub async fn run(
             e.level_percent,
             e.threshold_usd
         );
-        let Some(state) = sinks.state.filter(|_| ctx.mode != Mode::DryRun) else {
-            outcomes.push(Outcome::new(&f.id, OutcomeKind::DryRun, format!("would alert: {what}")));
-            continue;
-        };
-        match state.raise_alert(&e.scope, &month, e.level_percent, now).await {
-            Ok(true) => {
-                messages.push(Message::CostAlert { finding: f.clone() });
-                outcomes.push(Outcome::new(&f.id, OutcomeKind::Executed, format!("alerted: {what}")));
+        match (sinks.state, sinks.publisher, ctx.mode) {
+            (Some(state), Some(publisher), Mode::Approve | Mode::Auto) => {
+                outcomes.push(alert(state, publisher, f, e, &month, now, &what).await)
             }
-            Ok(false) => outcomes.push(Outcome::new(
-                &f.id,
-                OutcomeKind::Skipped,
-                format!("already alerted at {}% or more for {month}", e.level_percent),
-            )),
-            Err(err) => outcomes.push(Outcome::new(
-                &f.id,
-                OutcomeKind::Failed,
-                format!("alert not recorded: {err}"),
-            )),
-        }
-    }
-    if let (Some(publisher), false) = (sinks.publisher, messages.is_empty()) {
-        if let Err(e) = publisher.publish(&messages).await {
-            notes.push(format!("cost alerts recorded but not published: {e}"));
+            _ => outcomes.push(Outcome::new(&f.id, OutcomeKind::DryRun, format!("would alert: {what}"))),
         }
     }
     Ok(ctx.report(RULE, snap.by_service.len(), findings, outcomes, notes))
+}
+
+/// Alerts once per crossing: claims the level, publishes, and records it as sent only once SNS
+/// accepted the message. A failed publish releases the claim, so the next run, which finds the
+/// same crossing again (spend only grows), alerts with fresh numbers; nothing stale is queued.
+async fn alert(
+    state: &dyn StateStore,
+    publisher: &dyn Publisher,
+    f: &Finding,
+    e: &CostAlertEvidence,
+    month: &str,
+    now: DateTime<Utc>,
+    what: &str,
+) -> Outcome {
+    match state.claim_alert(&e.scope, month, e.level_percent, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Outcome::new(
+                &f.id,
+                OutcomeKind::Skipped,
+                format!(
+                    "already alerted at {}% or more for {month} (or another run is alerting now)",
+                    e.level_percent
+                ),
+            )
+        }
+        Err(err) => return Outcome::new(&f.id, OutcomeKind::Failed, format!("alert not claimed: {err}")),
+    }
+    if let Err(err) = publisher.publish(&[Message::CostAlert { finding: f.clone() }]).await {
+        tracing::error!(error = %err, scope = %e.scope, "cost alert not published");
+        if let Err(release) = state.release_alert(&e.scope, month, now).await {
+            tracing::error!(error = %release, scope = %e.scope, "could not release the claim; it lapses in 5 minutes");
+        }
+        return Outcome::new(
+            &f.id,
+            OutcomeKind::Failed,
+            format!("alert not published ({err}); the next run alerts again: {what}"),
+        );
+    }
+    match state.confirm_alert(&e.scope, month, e.level_percent, now).await {
+        Ok(()) => Outcome::new(&f.id, OutcomeKind::Executed, format!("alerted: {what}")),
+        Err(err) => {
+            tracing::error!(error = %err, scope = %e.scope, "cost alert sent but not recorded");
+            Outcome::new(
+                &f.id,
+                OutcomeKind::Executed,
+                format!("alerted: {what} (not recorded as sent: {err}; a later run may alert again)"),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +213,6 @@ mod tests {
 
     use super::*;
     use crate::detect::cost_alert::TOTAL;
-    use crate::model::Finding;
 
     /// Cost Explorer as a port: spend per (day, service), answered for any `[start, end)`, and a
     /// forecast of the rest of the month (or a refusal, as for young accounts).
