@@ -134,6 +134,15 @@ fn check(kind: &str, mtd: f64, forecast: Option<f64>, threshold: f64, levels: &[
     })
 }
 
+/// One scope's amounts and the thresholds it crossed.
+struct Scope {
+    name: String,
+    mtd: f64,
+    forecast: Option<f64>,
+    method: ForecastMethod,
+    crossed: Vec<ThresholdCheck>,
+}
+
 /// One finding per scope that crossed at least one threshold level.
 pub fn detect(
     snapshot: &CostSnapshot,
@@ -151,8 +160,7 @@ pub fn detect(
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     top.truncate(5);
 
-    // (scope, month to date, forecast, its method, crossed thresholds)
-    let mut scopes: Vec<(String, f64, Option<f64>, ForecastMethod, Vec<ThresholdCheck>)> = Vec::new();
+    let mut scopes: Vec<Scope> = Vec::new();
     let total = snapshot.mtd_total();
     let mut total_checks: Vec<ThresholdCheck> =
         check("policy", total, snapshot.forecast_total, p.total_usd, &p.levels_percent)
@@ -170,41 +178,45 @@ pub fn detect(
             ));
         }
     }
-    let total_method = match snapshot.forecast_total {
-        Some(_) => snapshot.forecast_method,
-        None => ForecastMethod::None,
-    };
-    scopes.push((
-        TOTAL.to_string(),
-        total,
-        snapshot.forecast_total,
-        total_method,
-        total_checks,
-    ));
+    scopes.push(Scope {
+        name: TOTAL.to_string(),
+        mtd: total,
+        forecast: snapshot.forecast_total,
+        method: match snapshot.forecast_total {
+            Some(_) => snapshot.forecast_method,
+            None => ForecastMethod::None,
+        },
+        crossed: total_checks,
+    });
     for (service, threshold) in &p.per_service_usd {
         let mtd = snapshot.by_service.get(service).copied().unwrap_or(0.0);
         let whole_days = snapshot.whole_days_by_service.get(service).copied().unwrap_or(0.0);
         // Cost Explorer forecasts the total only: a service's forecast is its linear projection.
         let forecast = snapshot.project(whole_days, mtd);
-        let method = match forecast {
-            Some(_) => ForecastMethod::LinearProjection,
-            None => ForecastMethod::None,
-        };
-        let checks = check("policy", mtd, forecast, *threshold, &p.levels_percent)
-            .into_iter()
-            .collect();
-        scopes.push((service.clone(), mtd, forecast, method, checks));
+        scopes.push(Scope {
+            name: service.clone(),
+            mtd,
+            forecast,
+            method: match forecast {
+                Some(_) => ForecastMethod::LinearProjection,
+                None => ForecastMethod::None,
+            },
+            crossed: check("policy", mtd, forecast, *threshold, &p.levels_percent)
+                .into_iter()
+                .collect(),
+        });
     }
 
     scopes
         .into_iter()
-        .filter(|(_, _, _, _, checks)| !checks.is_empty())
-        .map(|(scope, mtd, forecast, forecast_method, mut crossed)| {
+        .filter(|scope| !scope.crossed.is_empty())
+        .map(|scope| {
+            let mut crossed = scope.crossed;
             crossed.sort_by_key(|c| std::cmp::Reverse(c.level_percent));
             let top_check = crossed[0].clone();
             let resource = Resource {
                 kind: ResourceKind::CostService,
-                id: scope.clone(),
+                id: scope.name.clone(),
                 account: account.to_string(),
                 region: region.to_string(),
                 tags: Default::default(),
@@ -221,10 +233,10 @@ pub fn detect(
                 evidence: Evidence::CostAlert(CostAlertEvidence {
                     month: snapshot.month.format("%Y-%m").to_string(),
                     metric: snapshot.metric.clone(),
-                    scope,
-                    month_to_date_usd: round_cents(mtd),
-                    forecast_usd: forecast.map(round_cents),
-                    forecast_method,
+                    scope: scope.name,
+                    month_to_date_usd: round_cents(scope.mtd),
+                    forecast_usd: scope.forecast.map(round_cents),
+                    forecast_method: scope.method,
                     level_percent: top_check.level_percent,
                     threshold_usd: top_check.threshold_usd,
                     crossed,
