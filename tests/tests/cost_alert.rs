@@ -182,3 +182,125 @@ async fn under_the_thresholds_there_is_nothing_to_say() {
     assert!(report.findings.is_empty());
     assert_eq!(report.scanned, 1);
 }
+
+#[tokio::test]
+async fn on_the_first_day_of_a_month_todays_spend_is_checked_and_alerts() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    // A runaway first day: $10,500 billed by 18:00 on 1 December.
+    queue_costs(
+        &moto,
+        "2026-12-01",
+        "2026-12-02",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let deps = deps(&moto, policy, Some(&topic)).await;
+
+    let report = cost_alert::handler::handle(event(), &deps, at("2026-12-01T18:00:00Z"))
+        .await
+        .unwrap();
+
+    assert_eq!(report.scanned, 1, "{report:#?}");
+    let total = evidence(&report, "TOTAL");
+    assert_eq!(total["month_to_date_usd"], 10_500.0);
+    assert_eq!(total["level_percent"], 100);
+    assert_eq!(total["crossed"][0]["basis"], "month-to-date");
+    // moto has no GetCostForecast and no whole day has passed: the notes say there is no forecast.
+    assert!(
+        report.notes.iter().any(|n| n.contains("no whole day")),
+        "{:?}",
+        report.notes
+    );
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+}
+
+fn outcomes(r: &RunReport) -> Vec<OutcomeKind> {
+    r.outcomes.iter().map(|o| o.outcome).collect()
+}
+
+#[tokio::test]
+async fn an_alert_that_could_not_be_published_is_sent_by_the_next_run_and_only_once() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    // SNS refuses the first run's publish (its topic does not exist).
+    let broken = deps(
+        &moto,
+        policy.clone(),
+        Some("arn:aws:sns:us-east-1:123456789012:no-such-topic"),
+    )
+    .await;
+    let first = cost_alert::handler::handle(event(), &broken, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&first), vec![OutcomeKind::Failed], "{:?}", first.outcomes);
+    assert!(
+        first.outcomes[0].detail.contains("not published"),
+        "{:?}",
+        first.outcomes
+    );
+
+    let deps = deps(&moto, policy, Some(&topic)).await;
+    let second = cost_alert::handler::handle(event(), &deps, at("2026-11-26T07:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&second), vec![OutcomeKind::Executed], "{:?}", second.outcomes);
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+
+    let third = cost_alert::handler::handle(event(), &deps, at("2026-11-26T08:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&third), vec![OutcomeKind::Skipped], "{:?}", third.outcomes);
+    assert!(seed::drain_queue(&sqs, &queue).await.is_empty());
+}
+
+#[tokio::test]
+async fn two_runs_at_the_same_time_alert_once() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
+    let policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    let deps = deps(&moto, policy, Some(&topic)).await;
+    let now = at("2026-11-26T06:00:00Z");
+
+    let (a, b) = tokio::join!(
+        cost_alert::handler::handle(event(), &deps, now),
+        cost_alert::handler::handle(event(), &deps, now)
+    );
+
+    let mut all = outcomes(&a.unwrap());
+    all.extend(outcomes(&b.unwrap()));
+    all.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(all, vec![OutcomeKind::Executed, OutcomeKind::Skipped]);
+    assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
+}

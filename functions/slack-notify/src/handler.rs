@@ -1,6 +1,7 @@
-//! Renders each SNS message as Block Kit and posts it to Slack — once: a replayed message finds
-//! its post claimed in the state table and is skipped. A failed post releases the claim and fails
-//! the invocation, so Lambda's retries and the on-failure destination keep the message.
+//! Renders each SNS message (a FinOps message, or a CloudWatch alarm's state change) as Block Kit
+//! and posts it to Slack — once: a replayed message finds its post claimed in the state table and
+//! is skipped. A failed post releases the claim and fails the invocation, so Lambda's retries and
+//! the on-failure destination keep the message.
 //! Messages that a digest summarises are not posted on their own.
 
 use std::time::Duration;
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use remediation::config::Deps;
 use remediation::http::HttpClient;
-use remediation::slack::{render, Destination, RenderOptions, SlackPoster};
+use remediation::slack::{render_incoming, Destination, RenderOptions, SlackPoster};
 use remediation::state::ApprovalStore;
 use remediation::Error;
 use serde_json::{json, Value};
@@ -70,23 +71,23 @@ pub fn post_key(body: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Posts every record of an SNS event; fails on the first post that fails (after releasing its
-/// claim), so the event is retried.
+/// Posts every record of an SNS event (FinOps messages and CloudWatch alarms); fails on the first
+/// post that fails (after releasing its claim), so the event is retried.
 pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
     let mut results = Vec::new();
-    for (body, message) in remediation::notify::from_sns_event(&payload)? {
-        if message.in_digest() {
-            results.push(json!({"kind": message.kind(), "posted": false, "why": "in a digest"}));
+    for (body, incoming) in remediation::notify::incoming_from_sns_event(&payload)? {
+        if incoming.in_digest() {
+            results.push(json!({"kind": incoming.kind(), "posted": false, "why": "in a digest"}));
             continue;
         }
         let key = post_key(&body);
         if let Some(state) = &app.deps.state {
             if !state.claim_post(&key, now).await? {
-                results.push(json!({"kind": message.kind(), "posted": false, "why": "already posted"}));
+                results.push(json!({"kind": incoming.kind(), "posted": false, "why": "already posted"}));
                 continue;
             }
         }
-        let rendered = render(&message, app.options);
+        let rendered = render_incoming(&incoming, app.options);
         match app.poster.post(&rendered).await {
             Ok(()) => {
                 if let Some(state) = &app.deps.state {
@@ -94,8 +95,8 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
                         tracing::error!(error = %e, key, "posted but not marked");
                     }
                 }
-                tracing::info!(kind = message.kind(), key, "posted to Slack");
-                results.push(json!({"kind": message.kind(), "posted": true}));
+                tracing::info!(kind = incoming.kind(), key, "posted to Slack");
+                results.push(json!({"kind": incoming.kind(), "posted": true}));
             }
             Err(e) => {
                 if let Some(state) = &app.deps.state {
@@ -103,7 +104,7 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
                         tracing::error!(error = %release, key, "could not release the claim; it lapses in 5 minutes");
                     }
                 }
-                tracing::error!(error = %e, kind = message.kind(), "post failed; the event will be retried");
+                tracing::error!(error = %e, kind = incoming.kind(), "post failed; the event will be retried");
                 return Err(e);
             }
         }

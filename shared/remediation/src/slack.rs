@@ -12,7 +12,8 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 use crate::http::{HttpClient, RetryAfter};
 use crate::model::{Finding, OutcomeKind};
-use crate::notify::Message;
+use crate::notify::alarm::AlarmNotification;
+use crate::notify::{Incoming, Message};
 
 /// Slack rejects requests older than this; so do we (replay protection).
 pub const MAX_SIGNATURE_AGE_SECONDS: i64 = 5 * 60;
@@ -504,6 +505,60 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
     json!({"text": text, "blocks": blocks})
 }
 
+/// Anything that arrives on the topic, as a Slack message.
+pub fn render_incoming(incoming: &Incoming, opts: RenderOptions) -> Value {
+    match incoming {
+        Incoming::FinOps(message) => render(message, opts),
+        Incoming::Alarm(alarm) => render_alarm(alarm),
+    }
+}
+
+/// A CloudWatch alarm's state change: a firing alarm is loud, a recovery reads as one, and a
+/// lack of data is neither.
+pub fn render_alarm(a: &AlarmNotification) -> Value {
+    let (icon, text) = match a.new_state_value.as_str() {
+        "ALARM" => (":rotating_light:", format!("ALARM: {} in {}", a.alarm_name, a.region)),
+        "OK" => (
+            ":white_check_mark:",
+            format!("Recovered (OK): {} in {}", a.alarm_name, a.region),
+        ),
+        other => (":grey_question:", format!("{other}: {} in {}", a.alarm_name, a.region)),
+    };
+    let mut b = vec![header(&format!("{icon} {} · {}", a.new_state_value, a.alarm_name))];
+    if let Some(d) = a.alarm_description.as_deref().filter(|d| !d.trim().is_empty()) {
+        b.push(section(&esc(d)));
+    }
+    b.push(section(&format!("*Reason*\n{}", esc(&a.new_state_reason))));
+    let state = match &a.old_state_value {
+        Some(old) => format!("{} (was {old})", a.new_state_value),
+        None => a.new_state_value.clone(),
+    };
+    let region = match a.region_code() {
+        Some(code) => format!("{} ({code})", a.region),
+        None => a.region.clone(),
+    };
+    let changed = a
+        .changed_at()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| a.state_change_time.clone());
+    let mut pairs = vec![
+        ("State", state),
+        ("Changed", changed),
+        ("Account / region", format!("{} / {}", a.aws_account_id, esc(&region))),
+    ];
+    if let Some(metric) = a.metric() {
+        pairs.push(("Metric", esc(&metric)));
+    }
+    if let Some(condition) = a.condition() {
+        pairs.push(("Fires when", esc(&condition)));
+    }
+    b.push(fields(&pairs));
+    if let Some(arn) = &a.alarm_arn {
+        b.push(context(&format!("CloudWatch alarm `{}`", esc(arn))));
+    }
+    json!({"text": text, "blocks": b})
+}
+
 fn with_value(mut b: Value, url: &str, opts: RenderOptions) -> Value {
     if opts.interactive {
         // The token is the link's query parameter; Slack sends it back as the action's value.
@@ -725,5 +780,29 @@ mod tests {
         assert_eq!(thousands(0.0), "0.00");
         assert_eq!(thousands(60.74), "60.74");
         assert_eq!(usd(None), "unknown");
+    }
+
+    #[test]
+    fn the_template_s_error_alarm_without_a_description_shows_its_metric_math_and_insufficient_data_is_not_an_alarm() {
+        let body = r#"{"AlarmName":"finops-ErrorsAlarm-X1","AlarmDescription":null,"AWSAccountId":"123456789012",
+            "NewStateValue":"INSUFFICIENT_DATA","NewStateReason":"Insufficient Data: 1 datapoint was unknown.",
+            "StateChangeTime":"2026-11-26T06:05:12.345+0000","Region":"EU (Ireland)","OldStateValue":"OK",
+            "Trigger":{"Period":300,"EvaluationPeriods":1,"ComparisonOperator":"GreaterThanThreshold","Threshold":0.0,
+            "Metrics":[{"Expression":"SUM([idle, ebs])","Id":"errors","ReturnData":true}]}}"#;
+        let Incoming::Alarm(a) = Incoming::parse(body).unwrap() else {
+            panic!("not read as an alarm")
+        };
+        let post = render_alarm(&a);
+        let blocks = post["blocks"].as_array().unwrap();
+        assert_eq!(
+            blocks[0]["text"]["text"],
+            ":grey_question: INSUFFICIENT_DATA · finops-ErrorsAlarm-X1"
+        );
+        assert!(blocks[1]["text"]["text"].as_str().unwrap().starts_with("*Reason*"));
+        let text = post.to_string();
+        assert!(
+            text.contains("metric math: SUM([idle, ebs])") && text.contains("EU (Ireland)"),
+            "{text}"
+        );
     }
 }

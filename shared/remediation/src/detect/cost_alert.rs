@@ -23,9 +23,10 @@ pub const TOTAL: &str = "TOTAL";
 pub enum ForecastMethod {
     /// Cost Explorer's GetCostForecast.
     CostExplorer,
-    /// Month-to-date × days in month / days elapsed (Cost Explorer refused or could not forecast).
+    /// The whole days' spend × days in month / whole days elapsed (Cost Explorer refused or
+    /// could not forecast; a service's forecast is always this).
     LinearProjection,
-    /// No forecast possible (the month has not started yet).
+    /// No forecast: Cost Explorer gave none and no whole day of the month has passed.
     None,
 }
 
@@ -35,12 +36,17 @@ pub struct CostSnapshot {
     /// First day of the month.
     pub month: NaiveDate,
     pub metric: String,
-    /// Month-to-date spend by SERVICE.
+    /// Month-to-date spend by SERVICE, today's billed-so-far cost included: spend only grows, so
+    /// a crossing seen in partial data is real.
     pub by_service: BTreeMap<String, f64>,
+    /// The spend of the whole days only (the first `days_elapsed`): what a projection scales.
+    /// Today's partial cost is spend, not a day's rate.
+    #[serde(default)]
+    pub whole_days_by_service: BTreeMap<String, f64>,
     /// Forecast of the whole month's total, if any.
     pub forecast_total: Option<f64>,
     pub forecast_method: ForecastMethod,
-    /// Whole days of the month already in the data.
+    /// Whole days of the month already passed (today, still being billed, is not one).
     pub days_elapsed: u32,
     pub days_in_month: u32,
     /// Last month's total, when the policy compares with it.
@@ -48,14 +54,27 @@ pub struct CostSnapshot {
 }
 
 impl CostSnapshot {
-    /// Month-to-date total: the sum of the services.
+    /// Month-to-date total: the sum of the services (0, not the empty sum's -0).
     pub fn mtd_total(&self) -> f64 {
-        self.by_service.values().sum()
+        self.by_service.values().fold(0.0, |a, b| a + b)
     }
 
-    /// The linear projection of a month-to-date amount to the whole month.
-    pub fn project(&self, mtd: f64) -> Option<f64> {
-        (self.days_elapsed > 0).then(|| mtd * f64::from(self.days_in_month) / f64::from(self.days_elapsed))
+    /// The whole days' total.
+    pub fn whole_days_total(&self) -> f64 {
+        self.whole_days_by_service.values().fold(0.0, |a, b| a + b)
+    }
+
+    /// The linear projection to the whole month of a scope that spent `whole_days` in the whole
+    /// days and `spent` month to date: never below what is already spent; `None` before a whole
+    /// day has passed.
+    pub fn project(&self, whole_days: f64, spent: f64) -> Option<f64> {
+        (self.days_elapsed > 0)
+            .then(|| (whole_days * f64::from(self.days_in_month) / f64::from(self.days_elapsed)).max(spent))
+    }
+
+    /// The linear projection of the account's total.
+    pub fn project_total(&self) -> Option<f64> {
+        self.project(self.whole_days_total(), self.mtd_total())
     }
 }
 
@@ -115,6 +134,15 @@ fn check(kind: &str, mtd: f64, forecast: Option<f64>, threshold: f64, levels: &[
     })
 }
 
+/// One scope's amounts and the thresholds it crossed.
+struct Scope {
+    name: String,
+    mtd: f64,
+    forecast: Option<f64>,
+    method: ForecastMethod,
+    crossed: Vec<ThresholdCheck>,
+}
+
 /// One finding per scope that crossed at least one threshold level.
 pub fn detect(
     snapshot: &CostSnapshot,
@@ -132,7 +160,7 @@ pub fn detect(
     top.sort_by(|a, b| b.1.total_cmp(&a.1));
     top.truncate(5);
 
-    let mut scopes: Vec<(String, f64, Option<f64>, Vec<ThresholdCheck>)> = Vec::new();
+    let mut scopes: Vec<Scope> = Vec::new();
     let total = snapshot.mtd_total();
     let mut total_checks: Vec<ThresholdCheck> =
         check("policy", total, snapshot.forecast_total, p.total_usd, &p.levels_percent)
@@ -150,26 +178,45 @@ pub fn detect(
             ));
         }
     }
-    scopes.push((TOTAL.to_string(), total, snapshot.forecast_total, total_checks));
+    scopes.push(Scope {
+        name: TOTAL.to_string(),
+        mtd: total,
+        forecast: snapshot.forecast_total,
+        method: match snapshot.forecast_total {
+            Some(_) => snapshot.forecast_method,
+            None => ForecastMethod::None,
+        },
+        crossed: total_checks,
+    });
     for (service, threshold) in &p.per_service_usd {
         let mtd = snapshot.by_service.get(service).copied().unwrap_or(0.0);
+        let whole_days = snapshot.whole_days_by_service.get(service).copied().unwrap_or(0.0);
         // Cost Explorer forecasts the total only: a service's forecast is its linear projection.
-        let forecast = snapshot.project(mtd);
-        let checks = check("policy", mtd, forecast, *threshold, &p.levels_percent)
-            .into_iter()
-            .collect();
-        scopes.push((service.clone(), mtd, forecast, checks));
+        let forecast = snapshot.project(whole_days, mtd);
+        scopes.push(Scope {
+            name: service.clone(),
+            mtd,
+            forecast,
+            method: match forecast {
+                Some(_) => ForecastMethod::LinearProjection,
+                None => ForecastMethod::None,
+            },
+            crossed: check("policy", mtd, forecast, *threshold, &p.levels_percent)
+                .into_iter()
+                .collect(),
+        });
     }
 
     scopes
         .into_iter()
-        .filter(|(_, _, _, checks)| !checks.is_empty())
-        .map(|(scope, mtd, forecast, mut crossed)| {
+        .filter(|scope| !scope.crossed.is_empty())
+        .map(|scope| {
+            let mut crossed = scope.crossed;
             crossed.sort_by_key(|c| std::cmp::Reverse(c.level_percent));
             let top_check = crossed[0].clone();
             let resource = Resource {
                 kind: ResourceKind::CostService,
-                id: scope.clone(),
+                id: scope.name.clone(),
                 account: account.to_string(),
                 region: region.to_string(),
                 tags: Default::default(),
@@ -186,14 +233,10 @@ pub fn detect(
                 evidence: Evidence::CostAlert(CostAlertEvidence {
                     month: snapshot.month.format("%Y-%m").to_string(),
                     metric: snapshot.metric.clone(),
-                    scope,
-                    month_to_date_usd: round_cents(mtd),
-                    forecast_usd: forecast.map(round_cents),
-                    forecast_method: if forecast.is_some() && snapshot.forecast_method == ForecastMethod::None {
-                        ForecastMethod::LinearProjection
-                    } else {
-                        snapshot.forecast_method
-                    },
+                    scope: scope.name,
+                    month_to_date_usd: round_cents(scope.mtd),
+                    forecast_usd: scope.forecast.map(round_cents),
+                    forecast_method: scope.method,
                     level_percent: top_check.level_percent,
                     threshold_usd: top_check.threshold_usd,
                     crossed,
@@ -217,6 +260,7 @@ mod tests {
             month: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
             metric: "UnblendedCost".into(),
             by_service: services.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            whole_days_by_service: services.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             forecast_total: forecast,
             forecast_method: if forecast.is_some() {
                 ForecastMethod::CostExplorer
@@ -286,6 +330,27 @@ mod tests {
         };
         assert_eq!(e.forecast_method, ForecastMethod::LinearProjection);
         assert_eq!(e.forecast_usd, Some(1080.0));
+    }
+
+    #[test]
+    fn a_service_s_projection_scales_its_whole_days_not_today_s_partial_spend() {
+        let mut p = Policy::default();
+        p.cost_alert.per_service_usd.insert("Amazon S3".into(), 1000.0);
+        // 800 in 25 whole days projects to 960; 150 more billed so far today is spend, not a rate.
+        let mut s = snapshot(&[("Amazon S3", 950.0)], None);
+        s.whole_days_by_service.insert("Amazon S3".into(), 800.0);
+        assert!(detect(&s, &p, "1", "us-east-1", now()).is_empty());
+        // Today's spend alone can cross: 1,000 month to date is 100% whatever the projection.
+        s.by_service.insert("Amazon S3".into(), 1000.0);
+        let f = detect(&s, &p, "1", "us-east-1", now());
+        assert_eq!(
+            levels(&f),
+            vec![("Amazon S3".to_string(), 100, "month-to-date".to_string())]
+        );
+        let Evidence::CostAlert(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert_eq!(e.forecast_usd, Some(1000.0), "a forecast never below the spend");
     }
 
     #[test]

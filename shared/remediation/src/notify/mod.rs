@@ -2,6 +2,8 @@
 //! `severity` message attributes for subscription filter policies. Slack and Jira subscribe;
 //! no detector calls them.
 
+pub mod alarm;
+
 use async_trait::async_trait;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use chrono::{DateTime, Utc};
@@ -193,24 +195,71 @@ impl Message {
     }
 }
 
+/// The message bodies of an SNS Lambda event, as published (byte for byte, so a replay can be
+/// recognised); an error names what is wrong with the event.
+fn sns_bodies(payload: &serde_json::Value) -> Result<Vec<String>> {
+    let event = aws_lambda_events::sns::SnsEvent::deserialize(payload)
+        .map_err(|e| Error::Event(format!("not an SNS event: {e}")))?;
+    Ok(event.records.into_iter().map(|r| r.sns.message).collect())
+}
+
 /// The messages of an SNS Lambda event, each with its body as published (byte for byte, so a
 /// replay can be recognised); an error names what is wrong with the event.
 pub fn from_sns_event(payload: &serde_json::Value) -> Result<Vec<(String, Message)>> {
-    let records = payload
-        .get("Records")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| Error::Event("not an SNS event: no Records".into()))?;
-    records
-        .iter()
-        .map(|r| {
-            let body = r
-                .pointer("/Sns/Message")
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| Error::Event("an SNS record without Sns.Message".into()))?;
-            let message = serde_json::from_str(body)
+    sns_bodies(payload)?
+        .into_iter()
+        .map(|body| {
+            let message = serde_json::from_str(&body)
                 .map_err(|e| Error::Event(format!("an SNS message that is not a FinOps message: {e}")))?;
-            Ok((body.to_string(), message))
+            Ok((body, message))
         })
+        .collect()
+}
+
+/// What arrives on the topic: a FinOps message, or a CloudWatch alarm's state change (the
+/// template's alarms publish to the same topic, without a FinOps `type`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    FinOps(Box<Message>),
+    Alarm(Box<alarm::AlarmNotification>),
+}
+
+impl Incoming {
+    /// Reads one SNS message body; neither a FinOps message nor an alarm is an event error that
+    /// says how each reading failed.
+    pub fn parse(body: &str) -> Result<Incoming> {
+        let as_finops = match serde_json::from_str::<Message>(body) {
+            Ok(m) => return Ok(Incoming::FinOps(Box::new(m))),
+            Err(e) => e,
+        };
+        serde_json::from_str::<alarm::AlarmNotification>(body)
+            .map(|a| Incoming::Alarm(Box::new(a)))
+            .map_err(|as_alarm| {
+                Error::Event(format!(
+                    "an SNS message that is neither a FinOps message nor a CloudWatch alarm (as a FinOps message: {as_finops}; as an alarm: {as_alarm})"
+                ))
+            })
+    }
+
+    /// The message's kind: a FinOps `type`, or `cloudwatch-alarm`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Incoming::FinOps(m) => m.kind(),
+            Incoming::Alarm(_) => "cloudwatch-alarm",
+        }
+    }
+
+    /// Whether a digest summarises it (alarms never are).
+    pub fn in_digest(&self) -> bool {
+        matches!(self, Incoming::FinOps(m) if m.in_digest())
+    }
+}
+
+/// Every message of an SNS Lambda event, FinOps or alarm, each with its body as published.
+pub fn incoming_from_sns_event(payload: &serde_json::Value) -> Result<Vec<(String, Incoming)>> {
+    sns_bodies(payload)?
+        .into_iter()
+        .map(|body| Incoming::parse(&body).map(|i| (body, i)))
         .collect()
 }
 

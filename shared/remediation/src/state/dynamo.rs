@@ -69,6 +69,16 @@ where
     }
 }
 
+/// The partition of a cost alert's scope and month.
+fn alert_pk(scope: &str, month: &str) -> String {
+    format!("ALERT#{scope}#{month}")
+}
+
+/// A claim's time, fixed-width so that string order is time order.
+fn claim_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// The ledger's partition of a finding: the month it was detected.
 pub(crate) fn ledger_pk(f: &crate::model::Finding) -> String {
     format!("LEDGER#{}", f.detected_at.format("%Y-%m"))
@@ -511,21 +521,62 @@ impl StateStore for DynamoState {
         Ok(out)
     }
 
-    async fn raise_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool> {
-        let put = self
+    async fn claim_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool> {
+        // `level` is the highest level sent; a claim (`claim_level`, `claimed_at`) is in flight
+        // until SNS accepts the message, and lapses after 5 minutes if its run died.
+        let stale = at - chrono::Duration::minutes(5);
+        let update = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", s(format!("ALERT#{scope}#{month}")))
-            .item("sk", s("LEVEL"))
-            .item("kind", s("alert"))
-            .item("level", n(i64::from(level)))
-            .item("alerted_at", s(at.to_rfc3339()))
-            .condition_expression("attribute_not_exists(pk) OR #level < :level")
+            .key("pk", s(alert_pk(scope, month)))
+            .key("sk", s("LEVEL"))
+            .update_expression("SET #kind = :kind, claim_level = :level, claimed_at = :at")
+            .condition_expression(
+                "(attribute_not_exists(#level) OR #level < :level) AND (attribute_not_exists(claimed_at) OR claimed_at < :stale)",
+            )
+            .expression_attribute_names("#kind", "kind")
             .expression_attribute_names("#level", "level")
+            .expression_attribute_values(":kind", s("alert"))
             .expression_attribute_values(":level", n(i64::from(level)))
+            .expression_attribute_values(":at", s(claim_time(at)))
+            .expression_attribute_values(":stale", s(claim_time(stale)))
             .send()
             .await;
-        written(put)
+        applied("UpdateItem", update)
+    }
+
+    async fn confirm_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(alert_pk(scope, month)))
+            .key("sk", s("LEVEL"))
+            .update_expression("SET #level = :level, alerted_at = :at REMOVE claim_level, claimed_at")
+            .condition_expression("attribute_not_exists(#level) OR #level < :level")
+            .expression_attribute_names("#level", "level")
+            .expression_attribute_values(":level", n(i64::from(level)))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .send()
+            .await;
+        // Held back: a higher level was already recorded as sent, which is what counts.
+        applied("UpdateItem", update).map(|_| ())
+    }
+
+    async fn release_alert(&self, scope: &str, month: &str, at: DateTime<Utc>) -> Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(alert_pk(scope, month)))
+            .key("sk", s("LEVEL"))
+            .update_expression("REMOVE claim_level, claimed_at")
+            .condition_expression("claimed_at = :at")
+            .expression_attribute_values(":at", s(claim_time(at)))
+            .send()
+            .await;
+        // Held back: the claim lapsed and another run holds it now.
+        applied("UpdateItem", update).map(|_| ())
     }
 }

@@ -91,9 +91,14 @@ pub trait StateStore: Send + Sync {
     async fn finish_action(&self, record: &ActionRecord, end: ActionEnd, detail: &str, at: DateTime<Utc>)
         -> Result<()>;
 
-    /// Records that `scope` alerted at `level` in `month` (yyyy-mm); `true` if that is new, `false`
-    /// if this or a higher level was already alerted this month.
-    async fn raise_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool>;
+    /// Claims the right to send `scope`'s alert at `level` in `month` (yyyy-mm): `false` if this or
+    /// a higher level was already sent this month, or another run claimed one less than 5 minutes
+    /// ago.
+    async fn claim_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool>;
+    /// Records the alert claimed `at` as sent (SNS accepted it); the sent level never goes down.
+    async fn confirm_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<()>;
+    /// Releases the claim made `at` after a failed publish, so the next run alerts.
+    async fn release_alert(&self, scope: &str, month: &str, at: DateTime<Utc>) -> Result<()>;
 
     /// When each of `present` was first seen in `scope` (now, for those seen for the first time);
     /// forgets the ids of `scope` that are no longer present.
