@@ -704,6 +704,18 @@ async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("no longer public"), "{page}");
     assert_eq!(bucket_block(&s3, "shared-reports").await, None);
+    // A decision that is no longer true closes as obsolete, in the request, the ledger and Slack.
+    let request_id = request["request_id"].as_str().unwrap();
+    assert_eq!(approval_status(&lp, request_id).await, "obsolete");
+    let results = Loop::of_type(&lp.drain().await, "approval-result");
+    assert_eq!(results[0]["status"], "obsolete", "{results:#?}");
+    let finding_id = request["finding"]["id"].as_str().unwrap();
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    let ledger = items
+        .iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == finding_id)
+        .expect("a ledger line");
+    assert_eq!(ledger["status"], "obsolete");
 }
 
 #[tokio::test]
@@ -830,5 +842,215 @@ async fn an_irreversible_delete_says_so_in_slack_and_on_the_page_and_runs_only_w
     assert_eq!(
         rollback["action"], "irreversible",
         "the record says there is no way back"
+    );
+}
+
+/// A datapoint of `metric` for `id` a minute ago (today's partial day).
+async fn put_today(lp: &Loop, id: &str, metric: &str, value: f64) {
+    let c = lp.moto.clients().await;
+    let datum = aws_sdk_cloudwatch::types::MetricDatum::builder()
+        .metric_name(metric)
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("InstanceId")
+                .value(id)
+                .build(),
+        )
+        .timestamp(aws_smithy_types::DateTime::from_secs(
+            (Utc::now() - Duration::minutes(1)).timestamp(),
+        ))
+        .value(value)
+        .build();
+    seed::put_datums(&c.cloudwatch, vec![datum]).await;
+}
+
+#[tokio::test]
+async fn an_approved_stop_of_an_instance_busy_since_detection_closes_as_obsolete() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    // After detection the instance got busy: 40% CPU today (the partial day counts).
+    put_today(&lp, &id, "CPUUtilization", 40.0).await;
+
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("Obsolete") && page.contains("busy since detection"),
+        "{page}"
+    );
+    assert_eq!(state_of(&lp, &id).await, "running", "a busy instance is not stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "obsolete");
+    assert!(stored
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .contains("CPU averaged 40.0%"));
+
+    // The audit trail, the ledger and Slack say why.
+    let trail = lp.state().audit_trail(&stored.finding.id).await.unwrap();
+    let last = trail.last().unwrap();
+    assert_eq!(last.event, "obsolete", "{trail:?}");
+    assert!(last.detail.contains("busy since detection"), "{last:?}");
+    assert!(
+        !trail.iter().any(|e| e.event.starts_with("action-")),
+        "no action was begun: {trail:?}"
+    );
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    let ledger = items
+        .iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == stored.finding.id)
+        .expect("a ledger line");
+    assert_eq!(
+        (ledger["status"].as_str(), ledger["realised_usd"].as_str()),
+        ("obsolete", "0.00")
+    );
+    let published = lp.drain().await;
+    let results = Loop::of_type(&published, "approval-result");
+    assert_eq!(results.len(), 1, "{published:#?}");
+    assert_eq!(results[0]["status"], "obsolete");
+    for r in lp.notify_slack(&published).await {
+        r.unwrap();
+    }
+    let post = lp.slack.requests().last().unwrap().json().to_string();
+    assert!(
+        post.contains("OBSOLETE") && post.contains("busy since detection"),
+        "{post}"
+    );
+
+    // The same link again changes nothing.
+    let (status, _) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(state_of(&lp, &id).await, "running");
+}
+
+#[tokio::test]
+async fn an_approved_stop_of_an_instance_still_quiet_today_goes_ahead() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    // Quiet today too: under 5% CPU and a little network.
+    put_today(&lp, &id, "CPUUtilization", 1.5).await;
+    put_today(&lp, &id, "NetworkIn", 1000.0).await;
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+}
+
+#[tokio::test]
+async fn an_approved_delete_of_a_volume_attached_again_since_detection_closes_as_obsolete() {
+    let lp = Loop::start(approve_policy()).await;
+    let c = lp.moto.clients().await;
+    let volume = seed::create_volume(&c.ec2, "gp3", 200, None, "us-east-1a", &[("Owner", "ana")]).await;
+    let deps = lp.detector_deps(approve_policy()).await;
+    let event = || -> Value { serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap() };
+    // First seen unattached ten days ago; flagged today and asked about.
+    let now = Utc::now();
+    ebs_cleanup::handler::handle(event(), &deps, now - Duration::days(10))
+        .await
+        .unwrap();
+    let report = ebs_cleanup::handler::handle(event(), &deps, now).await.unwrap();
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval, "{report:#?}");
+    let request = Loop::of_type(&lp.drain().await, "approval-request")[0].clone();
+    let request_id = request["request_id"].as_str().unwrap().to_string();
+
+    // Before anyone approves, it is attached, written to, and detached again; the daily scans see
+    // it attached (its sighting goes) and unattached again (a new spell, within its grace).
+    let instance = seed::run_instance(&c.ec2, "t3.micro", &[]).await;
+    seed::attach(&c.ec2, &volume, &instance).await;
+    ebs_cleanup::handler::handle(event(), &deps, now + Duration::minutes(1))
+        .await
+        .unwrap();
+    c.ec2
+        .detach_volume()
+        .volume_id(&volume)
+        .instance_id(&instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .unwrap();
+    ebs_cleanup::handler::handle(event(), &deps, now + Duration::minutes(2))
+        .await
+        .unwrap();
+
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[
+                ("token", &token_of(request["approve_url"].as_str().unwrap())),
+                ("approver", "ana@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("Obsolete") && page.contains("attached again since detection"),
+        "{page}"
+    );
+    assert!(
+        seed::volumes(&c.ec2)
+            .await
+            .iter()
+            .any(|v| v.volume_id() == Some(volume.as_str())),
+        "the volume that holds new data is not deleted"
+    );
+    assert!(seed::snapshots(&c.ec2).await.is_empty(), "nothing was even snapshotted");
+    assert_eq!(approval_status(&lp, &request_id).await, "obsolete");
+    let results = Loop::of_type(&lp.drain().await, "approval-result");
+    assert_eq!(results[0]["status"], "obsolete");
+}
+
+#[tokio::test]
+async fn an_approved_stop_of_an_instance_tagged_since_detection_closes_as_obsolete() {
+    let mut policy = approve_policy();
+    policy.tag_compliance.action = remediation::policy::TagAction::MarkAndStop;
+    let lp = Loop::start(policy.clone()).await;
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+    let marked = (Utc::now() - Duration::days(20)).date_naive().to_string();
+    seed::tag(&c.ec2, &id, "finops:untagged-since", &marked).await;
+    let deps = lp.detector_deps(policy).await;
+    let event: Value = serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap();
+    tag_compliance::handler::handle(event, &deps, Utc::now()).await.unwrap();
+    let requests = Loop::of_type(&lp.drain().await, "approval-request");
+    let request = requests
+        .iter()
+        .find(|r| r["finding"]["action"] == "stop" && r["finding"]["resource"]["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("a stop request for {id}: {requests:#?}"));
+
+    // The owner adds the missing tags before anyone approves.
+    seed::tag(&c.ec2, &id, "CostCenter", "cc-42").await;
+    seed::tag(&c.ec2, &id, "Environment", "dev").await;
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[
+                ("token", &token_of(request["approve_url"].as_str().unwrap())),
+                ("approver", "ana@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("no longer missing required tags"), "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    assert_eq!(
+        approval_status(&lp, request["request_id"].as_str().unwrap()).await,
+        "obsolete"
     );
 }

@@ -354,9 +354,12 @@ async fn an_exemption_added_after_detection_is_honoured_when_acting() {
         now: now(),
         sinks: auto.sinks(),
     };
+    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
     let stop = remediation::act::stop_instance::StopInstance {
         ec2: &ec2,
         policy: &auto.policy,
+        usage: Some(&cloudwatch),
+        now: now(),
     };
     let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
 
@@ -582,9 +585,12 @@ async fn the_emergency_stop_is_read_before_each_action_not_once_per_run() {
         now: now(),
         sinks: auto.sinks(),
     };
+    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
     let stop = remediation::act::stop_instance::StopInstance {
         ec2: &ec2,
         policy: &auto.policy,
+        usage: Some(&cloudwatch),
+        now: now(),
     };
     let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
 

@@ -91,7 +91,7 @@ impl App {
 
 /// Lambda entry point.
 pub async fn function_handler(event: LambdaEvent<Value>, app: &App) -> Result<Value, Error> {
-    handle(event.payload, app, Utc::now()).await
+    remediation::flow::within_invocation(event.context.deadline, handle(event.payload, app, Utc::now())).await
 }
 
 /// Dispatches on the event's shape.
@@ -108,9 +108,11 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
         ))
     })?;
     let links = app.signer(None)?;
-    let expired = app.approvals(&links)?.expire(now).await?;
-    tracing::info!(account = %trigger.account, expired, "expiry sweep");
-    Ok(json!({"expired": expired}))
+    let approvals = app.approvals(&links)?;
+    let expired = approvals.expire(now).await?;
+    let resolved = approvals.resolve_stale(now).await?;
+    tracing::info!(account = %trigger.account, expired, resolved, "hourly sweep");
+    Ok(json!({"expired": expired, "resolved_stale": resolved}))
 }
 
 /// Executes Slack-approved requests delivered by SNS. Anything else on the topic is ignored

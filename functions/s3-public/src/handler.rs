@@ -12,7 +12,7 @@ use remediation::Error;
 
 /// Lambda entry point.
 pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
-    handle(event.payload, deps, Utc::now()).await
+    remediation::flow::within_invocation(event.context.deadline, handle(event.payload, deps, Utc::now())).await
 }
 
 /// Works out the trigger, then runs at `now`.

@@ -13,6 +13,7 @@ use crate::act::snapshot_and_delete::SnapshotAndDelete;
 use crate::act::stop_instance::StopInstance;
 use crate::act::{Remediation, Rollback, RollbackPorts};
 use crate::approval::{Claims, Decision, LinkSigner, TokenError};
+use crate::aws::cloudwatch::CloudWatch;
 use crate::aws::ec2::Ec2;
 use crate::aws::s3::S3;
 use crate::error::Result;
@@ -20,7 +21,7 @@ use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
 use crate::model::{ActionKind, Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
-use crate::state::{ApprovalStore, Refusal, StateStore, StoredApproval, Vote};
+use crate::state::{ApprovalStore, ExecutionEnd, Refusal, StateStore, StoredApproval, Vote};
 
 /// Carries out approved findings and rollbacks against AWS.
 #[async_trait]
@@ -29,6 +30,18 @@ pub trait Executor: Send + Sync {
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>);
     /// Undoes an action taken on `finding`'s resource.
     async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String>;
+    /// Reads `finding`'s resource to tell whether its action took effect (the hourly sweep's look
+    /// at an execution that never finished).
+    async fn observe(&self, finding: &Finding) -> Result<Observed>;
+}
+
+/// What a resource shows of an action that never recorded its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// The action's effect is there (stopped, deleted, blocked).
+    Done(String),
+    /// It is not: nothing (or not all) was done.
+    NotDone(String),
 }
 
 /// The AWS executor: the same actions the detectors run in auto mode, in the finding's account.
@@ -52,6 +65,7 @@ impl AwsExecutor {
 impl Executor for AwsExecutor {
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>) {
         let (ec2, s3) = (self.ec2(finding), self.s3(finding));
+        let cloudwatch = CloudWatch::new(self.clients.cloudwatch.clone(), 1);
         let stop;
         let snapshot;
         let block;
@@ -60,6 +74,8 @@ impl Executor for AwsExecutor {
                 stop = StopInstance {
                     ec2: &ec2,
                     policy: &self.policy,
+                    usage: Some(&cloudwatch),
+                    now: ctx.now,
                 };
                 &stop
             }
@@ -69,6 +85,8 @@ impl Executor for AwsExecutor {
                     policy: &self.policy,
                     wait: StdDuration::from_secs(u64::from(self.policy.ebs_cleanup.snapshot_wait_seconds)),
                     poll: StdDuration::from_secs(5),
+                    sightings: ctx.sinks.state,
+                    now: ctx.now,
                 };
                 &snapshot
             }
@@ -90,6 +108,8 @@ impl Executor for AwsExecutor {
                             "nothing to execute: this finding only notifies",
                         ),
                         action_id: None,
+                        obsolete: false,
+                        deferred: false,
                     },
                     vec![],
                 )
@@ -99,6 +119,8 @@ impl Executor for AwsExecutor {
         let one = acted.pop().unwrap_or_else(|| Acted {
             outcome: crate::model::Outcome::new(&finding.id, OutcomeKind::Failed, "the flow returned no outcome"),
             action_id: None,
+            obsolete: false,
+            deferred: false,
         });
         (one, notes)
     }
@@ -111,6 +133,41 @@ impl Executor for AwsExecutor {
             buckets: Some(&s3),
         };
         crate::act::rollback(rollback, &ports).await
+    }
+
+    async fn observe(&self, finding: &Finding) -> Result<Observed> {
+        use crate::aws::ec2::{InstanceApi, VolumeApi};
+        use crate::aws::s3::BucketApi;
+        let id = &finding.resource.id;
+        Ok(match finding.action {
+            ActionKind::Stop => match self.ec2(finding).describe(std::slice::from_ref(id)).await?.first() {
+                Some(i) if matches!(i.state.as_str(), "stopped" | "stopping") => {
+                    Observed::Done(format!("found the instance {}", i.state))
+                }
+                Some(i) => Observed::NotDone(format!("found the instance {}: the stop did not happen", i.state)),
+                None => Observed::NotDone("the instance no longer exists".into()),
+            },
+            ActionKind::SnapshotAndDelete => {
+                match self
+                    .ec2(finding)
+                    .describe_volumes(std::slice::from_ref(id))
+                    .await?
+                    .first()
+                {
+                    None => Observed::Done("the volume is gone".into()),
+                    Some(v) => Observed::NotDone(format!("the volume is still there ({}): not deleted", v.state)),
+                }
+            }
+            ActionKind::BlockPublicAccess => {
+                let bucket = self.s3(finding).exposure(id, &finding.resource.region).await?;
+                if bucket.block == Some(crate::detect::s3_public::BlockSettings::ALL) {
+                    Observed::Done("Block Public Access is on".into())
+                } else {
+                    Observed::NotDone("Block Public Access is not on: not blocked".into())
+                }
+            }
+            ActionKind::Notify => Observed::NotDone("nothing to execute: this finding only notifies".into()),
+        })
     }
 }
 
@@ -394,12 +451,17 @@ impl Approvals<'_> {
             tracing::warn!(note = %n, "execution note");
         }
         let executed = acted.outcome.outcome == OutcomeKind::Executed;
+        let end = match (executed, acted.obsolete) {
+            (true, _) => ExecutionEnd::Executed,
+            (false, true) => ExecutionEnd::Obsolete,
+            (false, false) => ExecutionEnd::Failed,
+        };
         if let Err(e) = self
             .store
             .finish_execution(
                 request_id,
-                &approval.finding.id,
-                executed,
+                &approval.finding,
+                end,
                 acted.action_id.as_deref(),
                 &acted.outcome.detail,
                 later(now),
@@ -409,11 +471,15 @@ impl Approvals<'_> {
             tracing::error!(error = %e, request_id, "execution finished but not recorded");
         }
         if acted.action_id.is_none() {
-            // Refused before any action record (exempt now, re-check failed): say so.
+            // Refused before any action record: obsolete (the decision is no longer true on fresh
+            // data), or not executed (the re-check could not read, the emergency stop): say so.
             self.publish(Message::ApprovalResult {
                 request_id: request_id.to_string(),
                 finding: approval.finding.clone(),
-                status: "not-executed".into(),
+                status: match end {
+                    ExecutionEnd::Obsolete => "obsolete".into(),
+                    _ => "not-executed".into(),
+                },
                 decided_by: by.clone(),
                 detail: acted.outcome.detail.clone(),
                 links_base: None,
@@ -426,6 +492,15 @@ impl Approvals<'_> {
                 200,
                 format!("Done: {} {}", f.action.as_str(), f.resource.id),
                 acted.outcome.detail,
+            )
+        } else if end == ExecutionEnd::Obsolete {
+            Verdict::new(
+                409,
+                format!("Obsolete: {} {}", f.action.as_str(), f.resource.id),
+                format!(
+                    "Nothing was done and the request is closed: the decision is no longer true ({})",
+                    acted.outcome.detail
+                ),
             )
         } else {
             Verdict::new(
@@ -503,4 +578,116 @@ impl Approvals<'_> {
         }
         Ok(expired.len())
     }
+
+    /// Resolves every execution left `executing` for longer than a Lambda can run: reads each
+    /// resource, records what it found (`executed` or `failed`, with the request), and says so.
+    pub async fn resolve_stale(&self, now: DateTime<Utc>) -> Result<usize> {
+        let stale = self
+            .store
+            .stale_executions(now - chrono::Duration::minutes(STALE_EXECUTION_MINUTES))
+            .await?;
+        let mut resolved = 0;
+        for action in &stale.actions {
+            let (executed, found) = match self.executor.observe(&action.finding).await {
+                Ok(Observed::Done(d)) => (true, d),
+                Ok(Observed::NotDone(d)) => (false, d),
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.action_id, "stale action: resource unreadable");
+                    continue;
+                }
+            };
+            let detail = format!("resolved by the hourly sweep (it never recorded its end): {found}");
+            let now = later(now);
+            match self.store.resolve_stale_action(action, executed, &detail, now).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, action_id = %action.action_id, "stale action not resolved");
+                    continue;
+                }
+            }
+            resolved += 1;
+            if let Some(rid) = &action.request_id {
+                let end = if executed {
+                    ExecutionEnd::Executed
+                } else {
+                    ExecutionEnd::Failed
+                };
+                // Not executing any more (finished after all) is fine: the action's end is what counts.
+                let _ = self
+                    .store
+                    .finish_execution(rid, &action.finding, end, Some(&action.action_id), &detail, later(now))
+                    .await;
+            }
+            self.publish(Message::ActionResult {
+                action_id: action.action_id.clone(),
+                finding: action.finding.clone(),
+                outcome: if executed {
+                    OutcomeKind::Executed
+                } else {
+                    OutcomeKind::Failed
+                },
+                detail,
+                decided_by: action.decided_by.clone(),
+                rollback: action.rollback.clone(),
+                rollback_url: executed.then(|| {
+                    self.links.link(
+                        &action.action_id,
+                        Decision::Rollback,
+                        now + chrono::Duration::days(i64::from(self.policy.approvals.rollback_link_days)),
+                    )
+                }),
+                rolled_back: false,
+            })
+            .await;
+        }
+        for (request, recorded) in &stale.requests {
+            // A request whose action is itself stale was resolved with it above.
+            if recorded.as_ref().is_some_and(|a| a.status == "executing") {
+                continue;
+            }
+            let (end, detail) = match recorded {
+                None => (
+                    ExecutionEnd::Failed,
+                    "resolved by the hourly sweep: the execution stopped before its action was recorded, so nothing was done".to_string(),
+                ),
+                Some(a) => (
+                    if a.status == "executed" { ExecutionEnd::Executed } else { ExecutionEnd::Failed },
+                    format!("resolved by the hourly sweep: its action {} ended {}", a.action_id, a.status),
+                ),
+            };
+            let action_id = recorded.as_ref().map(|a| a.action_id.as_str());
+            match self
+                .store
+                .finish_execution(
+                    &request.request_id,
+                    &request.finding,
+                    end,
+                    action_id,
+                    &detail,
+                    later(now),
+                )
+                .await
+            {
+                Ok(()) => resolved += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, request_id = %request.request_id, "stale request not resolved");
+                    continue;
+                }
+            }
+            self.publish(Message::ApprovalResult {
+                request_id: request.request_id.clone(),
+                finding: request.finding.clone(),
+                status: end.as_str().into(),
+                decided_by: "sweep".into(),
+                detail,
+                links_base: None,
+            })
+            .await;
+        }
+        Ok(resolved)
+    }
 }
+
+/// An execution still `executing` after this long died: Lambda runs 15 minutes at most.
+pub const STALE_EXECUTION_MINUTES: i64 = 20;

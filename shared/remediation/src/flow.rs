@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::act::{Executed, Remediation, Rollback};
+use crate::act::{Executed, Refused, Remediation, Rollback};
 use crate::approval::{Decision, LinkSigner};
 use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
@@ -98,6 +99,55 @@ impl<'a> RunContext<'a> {
 /// before it in the audit trail.
 pub fn later(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc::now().max(t + Duration::microseconds(1))
+}
+
+tokio::task_local! {
+    /// The invocation's deadline (Lambda's), when the flow runs inside one.
+    static DEADLINE: DateTime<Utc>;
+}
+
+/// Runs `fut` knowing the invocation's deadline (Lambda's `context.deadline`): acting flows
+/// inside it start no new action, and cut their waits, once less than the policy's margin is left.
+pub async fn within_deadline<F: std::future::Future>(deadline: DateTime<Utc>, fut: F) -> F::Output {
+    DEADLINE.scope(deadline, fut).await
+}
+
+/// Runs `fut` within Lambda's deadline (`context.deadline`: milliseconds since the epoch); a
+/// deadline that is no time at all (0, out of range) leaves the flow without one.
+pub async fn within_invocation<F: std::future::Future>(deadline_ms: u64, fut: F) -> F::Output {
+    match i64::try_from(deadline_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .and_then(DateTime::from_timestamp_millis)
+    {
+        Some(deadline) => within_deadline(deadline, fut).await,
+        None => fut.await,
+    }
+}
+
+/// How long the invocation has left, when it has a deadline.
+pub fn time_left() -> Option<Duration> {
+    DEADLINE.try_with(|d| *d - Utc::now()).ok()
+}
+
+/// `Some(seconds left)` when the invocation is inside the policy's margin: no new action.
+fn out_of_time(policy: &Policy) -> Option<i64> {
+    let left = time_left()?;
+    (left < Duration::seconds(i64::from(policy.action_time_margin_seconds))).then(|| left.num_seconds().max(0))
+}
+
+/// How long an action may still wait (for a snapshot, an instance to start): `wanted`, cut to
+/// the invocation's time left less the policy's margin.
+pub fn wait_budget(wanted: std::time::Duration, policy: &Policy) -> std::time::Duration {
+    match time_left() {
+        None => wanted,
+        Some(left) => {
+            let usable = (left - Duration::seconds(i64::from(policy.action_time_margin_seconds)))
+                .to_std()
+                .unwrap_or_default();
+            wanted.min(usable)
+        }
+    }
 }
 
 /// A short id, unique per (seed, time).
@@ -438,12 +488,27 @@ pub struct Acted {
     pub outcome: Outcome,
     /// The action record, when one was written.
     pub action_id: Option<String>,
+    /// Refused because the decision is no longer true on fresh data (exempt now, gone, no
+    /// longer idle, public, untagged or unattached): an approval of it is closed as obsolete.
+    pub obsolete: bool,
+    /// Not finished in this invocation (out of time, or a snapshot still being taken): a later
+    /// run takes it up.
+    pub deferred: bool,
 }
 
 fn acted(finding_id: &str, kind: OutcomeKind, detail: impl Into<String>) -> Acted {
     Acted {
         outcome: Outcome::new(finding_id, kind, detail),
         action_id: None,
+        obsolete: false,
+        deferred: false,
+    }
+}
+
+fn obsolete(finding_id: &str, detail: impl Into<String>) -> Acted {
+    Acted {
+        obsolete: true,
+        ..acted(finding_id, OutcomeKind::Skipped, detail)
     }
 }
 
@@ -480,11 +545,7 @@ pub async fn execute(
         .iter()
         .partition(|f| is_exempt(&f.resource.tags, &ctx.policy.exempt_tag));
     for f in exempt {
-        out.push(acted(
-            &f.id,
-            OutcomeKind::Skipped,
-            format!("exempt: tag {}=true", ctx.policy.exempt_tag),
-        ));
+        out.push(obsolete(&f.id, format!("exempt: tag {}=true", ctx.policy.exempt_tag)));
     }
     if candidates.is_empty() {
         return (out, notes);
@@ -502,120 +563,181 @@ pub async fn execute(
             return (out, notes);
         }
     };
-    let mut messages = Vec::new();
+    // Each finding's action in turn, up to `action_concurrency` at once (snapshot waits overlap),
+    // outcomes kept in the findings' order.
+    let concurrency = ctx.policy.action_concurrency.max(1) as usize;
+    // The futures are built first: a closure inside the stream would not be `Send` for every
+    // lifetime, which the `async_trait` executors need.
+    let mut actions = Vec::with_capacity(candidates.len());
     for f in candidates {
-        let pre_state = match rechecked.get(&f.id) {
-            Some(Ok(pre)) => pre.clone(),
-            Some(Err(reason)) => {
-                out.push(acted(&f.id, OutcomeKind::Skipped, reason.clone()));
-                continue;
-            }
-            None => {
-                out.push(acted(
-                    &f.id,
-                    OutcomeKind::Skipped,
-                    "re-check returned nothing; nothing done",
-                ));
-                continue;
-            }
-        };
-        let rollback = remediation.rollback_for(f, &pre_state);
-        match &rollback {
-            Rollback::Nothing { reason } => {
-                out.push(acted(
+        actions.push(act_on(ctx, state, remediation, decider, f, rechecked.get(&f.id)));
+    }
+    let results: Vec<(Acted, Option<Message>, Vec<String>)> =
+        futures::stream::iter(actions).buffered(concurrency).collect().await;
+    let mut messages = Vec::new();
+    let mut out_of_time = 0;
+    for (a, message, n) in results {
+        out_of_time += usize::from(a.deferred && a.action_id.is_none());
+        out.push(a);
+        messages.extend(message);
+        notes.extend(n);
+    }
+    if out_of_time > 0 {
+        notes.push(format!(
+            "time budget: {out_of_time} action(s) not started with under {}s of the invocation left; deferred to the next run",
+            ctx.policy.action_time_margin_seconds
+        ));
+    }
+    publish(ctx, &messages, &mut notes).await;
+    (out, notes)
+}
+
+/// One finding's action after its re-check: the guards that judge the moment (no way back, the
+/// time budget, the emergency stop), the record, the action, its end; and its `action-result`.
+async fn act_on(
+    ctx: &RunContext<'_>,
+    state: &dyn StateStore,
+    remediation: &dyn Remediation,
+    decider: Decider<'_>,
+    f: &Finding,
+    rechecked: Option<&crate::act::Recheck>,
+) -> (Acted, Option<Message>, Vec<String>) {
+    let mut notes = Vec::new();
+    let pre_state = match rechecked {
+        Some(Ok(pre)) => pre.clone(),
+        Some(Err(Refused::Obsolete(reason))) => return (obsolete(&f.id, reason.clone()), None, notes),
+        Some(Err(Refused::NotNow(reason))) => return (acted(&f.id, OutcomeKind::Skipped, reason.clone()), None, notes),
+        None => {
+            return (
+                acted(&f.id, OutcomeKind::Skipped, "re-check returned nothing; nothing done"),
+                None,
+                notes,
+            )
+        }
+    };
+    let rollback = remediation.rollback_for(f, &pre_state);
+    match &rollback {
+        Rollback::Nothing { reason } => {
+            return (
+                acted(
                     &f.id,
                     OutcomeKind::Skipped,
                     format!("no way back, so not done: {reason}"),
-                ));
-                continue;
-            }
-            Rollback::Irreversible { reason } if decider.request_id.is_none() => {
-                out.push(acted(
+                ),
+                None,
+                notes,
+            )
+        }
+        Rollback::Irreversible { reason } if decider.request_id.is_none() => {
+            return (
+                acted(
                     &f.id,
                     OutcomeKind::Skipped,
                     format!(
                         "not done automatically: it could not be undone ({reason}); only a human's approval may run it"
                     ),
-                ));
-                continue;
-            }
-            _ => {}
-        }
-        // The emergency stop, read right before each action; it fails closed.
-        if let Some(why) = stopped(state).await {
-            out.push(acted(&f.id, OutcomeKind::Skipped, format!("{why}: not done")));
-            continue;
-        }
-        let record = ActionRecord {
-            action_id: new_id(&f.id, ctx.now),
-            finding: f.clone(),
-            mode: ctx.mode,
-            decided_by: decider.by.to_string(),
-            request_id: decider.request_id.map(str::to_string),
-            rollback,
-            pre_state,
-            started_at: ctx.now,
-        };
-        // The pre-state and rollback are on record before anything changes.
-        if let Err(e) = state.begin_action(&record).await {
-            out.push(acted(
-                &f.id,
-                OutcomeKind::Failed,
-                format!("not recorded, so not done: {e}"),
-            ));
-            continue;
-        }
-        let (kind, end, detail) = match remediation.execute(f, &record.pre_state).await {
-            Ok(Executed::Done(detail)) => (OutcomeKind::Executed, ActionEnd::Executed, detail),
-            Ok(Executed::Deferred(detail)) => (OutcomeKind::Skipped, ActionEnd::Deferred, detail),
-            Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
-        };
-        tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
-        if let Err(e) = state.finish_action(&record, end, &detail, later(ctx.now)).await {
-            notes.push(format!(
-                "action {} finished but its outcome was not recorded: {e}",
-                record.action_id
-            ));
-        }
-        out.push(Acted {
-            outcome: Outcome::new(
-                &f.id,
-                kind,
-                format!(
-                    "{detail} (action {}; rollback: {:?})",
-                    record.action_id, record.rollback
                 ),
-            ),
-            action_id: Some(record.action_id.clone()),
-        });
-        if kind == OutcomeKind::Executed {
-            crate::telemetry::emit(&[crate::telemetry::realised_metric(
-                &f.rule,
-                f.estimated_monthly_savings_usd.unwrap_or(0.0),
-                Utc::now().timestamp_millis(),
-            )]);
+                None,
+                notes,
+            )
         }
-        let rollback_url = match (kind, ctx.sinks.links) {
-            (OutcomeKind::Executed, Some(links)) => Some(links.link(
-                &record.action_id,
-                Decision::Rollback,
-                ctx.now + Duration::days(i64::from(ctx.policy.approvals.rollback_link_days)),
-            )),
-            _ => None,
-        };
-        messages.push(Message::ActionResult {
-            action_id: record.action_id.clone(),
-            finding: f.clone(),
-            outcome: kind,
-            detail,
-            decided_by: record.decided_by.clone(),
-            rollback: record.rollback.clone(),
-            rollback_url,
-            rolled_back: false,
-        });
+        _ => {}
     }
-    publish(ctx, &messages, &mut notes).await;
-    (out, notes)
+    // The time budget: an action is not started that the invocation may not see through.
+    if let Some(left) = out_of_time(ctx.policy) {
+        return (
+            Acted {
+                deferred: true,
+                ..acted(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    format!(
+                        "deferred: the invocation has {left}s left, under the {}s margin (action_time_margin_seconds); the next run takes it up",
+                        ctx.policy.action_time_margin_seconds
+                    ),
+                )
+            },
+            None,
+            notes,
+        );
+    }
+    // The emergency stop, read right before each action; it fails closed.
+    if let Some(why) = stopped(state).await {
+        return (
+            acted(&f.id, OutcomeKind::Skipped, format!("{why}: not done")),
+            None,
+            notes,
+        );
+    }
+    let record = ActionRecord {
+        action_id: new_id(&f.id, ctx.now),
+        finding: f.clone(),
+        mode: ctx.mode,
+        decided_by: decider.by.to_string(),
+        request_id: decider.request_id.map(str::to_string),
+        rollback,
+        pre_state,
+        started_at: ctx.now,
+    };
+    // The pre-state and rollback are on record before anything changes.
+    if let Err(e) = state.begin_action(&record).await {
+        return (
+            acted(&f.id, OutcomeKind::Failed, format!("not recorded, so not done: {e}")),
+            None,
+            notes,
+        );
+    }
+    let (kind, end, detail) = match remediation.execute(f, &record.pre_state).await {
+        Ok(Executed::Done(detail)) => (OutcomeKind::Executed, ActionEnd::Executed, detail),
+        Ok(Executed::Deferred(detail)) => (OutcomeKind::Skipped, ActionEnd::Deferred, detail),
+        Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
+    };
+    tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
+    if let Err(e) = state.finish_action(&record, end, &detail, later(ctx.now)).await {
+        notes.push(format!(
+            "action {} finished but its outcome was not recorded: {e}",
+            record.action_id
+        ));
+    }
+    let done = Acted {
+        outcome: Outcome::new(
+            &f.id,
+            kind,
+            format!(
+                "{detail} (action {}; rollback: {:?})",
+                record.action_id, record.rollback
+            ),
+        ),
+        action_id: Some(record.action_id.clone()),
+        obsolete: false,
+        deferred: end == ActionEnd::Deferred,
+    };
+    if kind == OutcomeKind::Executed {
+        crate::telemetry::emit(&[crate::telemetry::realised_metric(
+            &f.rule,
+            f.estimated_monthly_savings_usd.unwrap_or(0.0),
+            Utc::now().timestamp_millis(),
+        )]);
+    }
+    let rollback_url = match (kind, ctx.sinks.links) {
+        (OutcomeKind::Executed, Some(links)) => Some(links.link(
+            &record.action_id,
+            Decision::Rollback,
+            ctx.now + Duration::days(i64::from(ctx.policy.approvals.rollback_link_days)),
+        )),
+        _ => None,
+    };
+    let message = Message::ActionResult {
+        action_id: record.action_id.clone(),
+        finding: f.clone(),
+        outcome: kind,
+        detail,
+        decided_by: record.decided_by.clone(),
+        rollback: record.rollback.clone(),
+        rollback_url,
+        rolled_back: false,
+    };
+    (done, Some(message), notes)
 }
 
 #[cfg(test)]

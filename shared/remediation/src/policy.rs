@@ -48,6 +48,11 @@ pub struct Policy {
     pub max_actions: u32,
     /// ... and on at most this share (percent, rounded up to whole resources) of what it scanned.
     pub max_actions_percent: f64,
+    /// Time budget: an acting run starts no new action once the invocation has less than this
+    /// left (seconds); the rest is deferred to the next run. Snapshot waits end this early too.
+    pub action_time_margin_seconds: u32,
+    /// How many actions of one run go on at once (their snapshot waits overlap).
+    pub action_concurrency: u32,
     /// The idle EC2 rule.
     pub idle_ec2: IdleEc2Policy,
     /// The unattached EBS volume rule.
@@ -242,6 +247,8 @@ impl Default for Policy {
             approval_ttl_hours: 72,
             max_actions: 10,
             max_actions_percent: 10.0,
+            action_time_margin_seconds: 30,
+            action_concurrency: 4,
             idle_ec2: IdleEc2Policy::default(),
             ebs_cleanup: EbsCleanupPolicy::default(),
             cost_alert: CostAlertPolicy::default(),
@@ -642,6 +649,18 @@ impl Policy {
             return Err(format!(
                 "max_actions_percent: must be between 0 and 100, got {}",
                 self.max_actions_percent
+            ));
+        }
+        if self.action_time_margin_seconds > 600 {
+            return Err(format!(
+                "action_time_margin_seconds: must be at most 600 (Lambda runs 15 minutes at most), got {}",
+                self.action_time_margin_seconds
+            ));
+        }
+        if !(1..=16).contains(&self.action_concurrency) {
+            return Err(format!(
+                "action_concurrency: must be between 1 and 16, got {}",
+                self.action_concurrency
             ));
         }
         if !(1..=365).contains(&self.approvals.rollback_link_days) {

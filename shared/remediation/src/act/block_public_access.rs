@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
+use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
 use crate::aws::s3::BucketApi;
 use crate::detect::s3_public::{public_reasons, skip_reason, BlockSettings, BucketExposure};
 use crate::error::Result;
@@ -68,16 +68,16 @@ impl Remediation for BlockPublicAccess<'_> {
         let mut out = HashMap::with_capacity(findings.len());
         for f in findings {
             let verdict = match assess(self.s3, &f.resource.id, &f.resource.region, account_block).await {
-                Err(e) => Err(format!("re-check failed: {e}")),
+                Err(e) => Err(Refused::NotNow(format!("re-check failed: {e}"))),
                 Ok(b) => match skip_reason(&b, self.policy) {
-                    Some(reason) => Err(format!("re-check: {reason}")),
+                    Some(reason) => Err(Refused::Obsolete(format!("re-check: {reason}"))),
                     None if public_reasons(&b, account_block).is_empty() => {
-                        Err("re-check: no longer public".to_string())
+                        Err(Refused::Obsolete("re-evaluated: no longer public".to_string()))
                     }
-                    None if b.website && !self.approved => Err(
+                    None if b.website && !self.approved => Err(Refused::NotNow(
                         "re-check: website hosting on: blocked only on a person's approval, not automatically"
                             .to_string(),
-                    ),
+                    )),
                     None => Ok(serde_json::json!({
                         "region": b.region,
                         "block": b.block,

@@ -71,8 +71,19 @@ pub enum Executed {
     Deferred(String),
 }
 
-/// The result of re-checking one finding right before acting.
-pub type Recheck = std::result::Result<serde_json::Value, String>;
+/// Why a finding is not acted on after its re-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The decision is no longer true on fresh data (gone, exempt now, busy, tagged, attached,
+    /// private): an approval of it is closed as obsolete.
+    Obsolete(String),
+    /// Not now, for a reason that does not judge the decision (its fresh data could not be
+    /// read, or it waits for a person): nothing is done.
+    NotNow(String),
+}
+
+/// The result of re-checking one finding right before acting: the pre-state, or why not.
+pub type Recheck = std::result::Result<serde_json::Value, Refused>;
 
 /// One kind of remediation.
 #[async_trait]
@@ -80,8 +91,9 @@ pub trait Remediation: Send + Sync {
     /// What it needs and may do.
     fn declaration(&self) -> &'static ActionDeclaration;
 
-    /// Re-reads every finding's resource (batched): `Ok(pre-state)` if the action may still go
-    /// ahead, `Err(reason)` if not. Findings whose resource vanished get `Err` too.
+    /// Re-reads every finding's resource (batched) and re-evaluates the rule's own condition on
+    /// that fresh data (not only the guards): `Ok(pre-state)` if the action may still go ahead,
+    /// `Err` if not. Findings whose resource vanished are obsolete.
     async fn recheck(&self, findings: &[&Finding]) -> Result<HashMap<String, Recheck>>;
 
     /// How the action will be undone, known before it runs so that it is recorded first.

@@ -16,12 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Remediation, Rollback};
+use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
-use crate::detect::ebs_cleanup::skip_reason;
+use crate::detect::ebs_cleanup::{skip_reason, SIGHTING_SCOPE};
 use crate::error::Result;
 use crate::model::{ActionKind, Evidence, Finding, Tags};
 use crate::policy::Policy;
+use crate::state::StateStore;
 
 /// The declaration of the snapshot-and-delete action.
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
@@ -76,6 +77,10 @@ pub struct SnapshotAndDelete<'a> {
     pub wait: Duration,
     /// Pause between snapshot state checks.
     pub poll: Duration,
+    /// Where unattached spells are recorded: the re-check reads the volume's current spell
+    /// there (without it, only the grace period is re-evaluated).
+    pub sightings: Option<&'a dyn StateStore>,
+    pub now: DateTime<Utc>,
 }
 
 fn spec_from(pre_state: &serde_json::Value) -> Option<VolumeSpec> {
@@ -101,6 +106,50 @@ fn restore_tags(spec: &VolumeSpec, sighting: Option<&str>) -> Tags {
 }
 
 impl SnapshotAndDelete<'_> {
+    /// The rule's own condition on fresh data: the volume is still in the unattached spell the
+    /// decision was about (not attached again since), and that spell is past the grace period
+    /// the policy sets now.
+    async fn still_unattached(&self, finding: &Finding) -> std::result::Result<(), Refused> {
+        let Some(decided) = spell_start(finding) else {
+            return Err(Refused::Obsolete(format!(
+                "{} is not an ebs-cleanup finding: nothing to re-evaluate, so no delete",
+                finding.id
+            )));
+        };
+        let since = match self.sightings {
+            None => decided,
+            Some(state) => match state.sighting(SIGHTING_SCOPE, &finding.resource.id).await {
+                Err(e) => {
+                    return Err(Refused::NotNow(format!(
+                        "its unattached record could not be re-read ({e}): not deleted"
+                    )))
+                }
+                Ok(None) => {
+                    return Err(Refused::Obsolete(format!(
+                        "re-evaluated: no record of it being unattached since {} any more (a scan saw it attached): not deleted",
+                        decided.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )))
+                }
+                Ok(Some(current)) if current.timestamp() > decided.timestamp() => {
+                    return Err(Refused::Obsolete(format!(
+                        "re-evaluated: attached again since detection (this detach was first seen {}, the decision was about the one seen {})",
+                        current.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        decided.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    )))
+                }
+                Ok(Some(current)) => current,
+            },
+        };
+        let days = (self.now - since).num_days();
+        let grace = i64::from(self.policy.ebs_cleanup.grace_days);
+        if days < grace {
+            return Err(Refused::Obsolete(format!(
+                "re-evaluated: unattached for {days} day(s), the grace period is now {grace} day(s)"
+            )));
+        }
+        Ok(())
+    }
+
     /// The snapshot this action took of `volume` in its current unattached spell (which began at
     /// `since`), if any: (id, state). Without a known spell there is nothing to reuse.
     async fn earlier_snapshot(&self, volume: &str, since: Option<DateTime<Utc>>) -> Result<Option<(String, String)>> {
@@ -118,7 +167,7 @@ impl SnapshotAndDelete<'_> {
 
     /// Waits until the snapshot completes or the wait ends; returns its last state.
     async fn wait_for(&self, volume: &str, snapshot: &str) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + self.wait;
+        let deadline = tokio::time::Instant::now() + crate::flow::wait_budget(self.wait, self.policy);
         loop {
             let state = self
                 .ec2
@@ -151,19 +200,20 @@ impl Remediation for SnapshotAndDelete<'_> {
             .into_iter()
             .map(|v| (v.id.clone(), v))
             .collect();
-        Ok(findings
-            .iter()
-            .map(|f| {
-                let verdict = match current.get(&f.resource.id) {
-                    None => Err("volume no longer exists".to_string()),
-                    Some(v) => match skip_reason(v, self.policy) {
-                        Some(reason) => Err(format!("re-check: {reason}")),
-                        None => Ok(serde_json::json!({"state": v.state, "spec": VolumeSpec::of(v)})),
-                    },
-                };
-                (f.id.clone(), verdict)
-            })
-            .collect())
+        let mut out = HashMap::with_capacity(findings.len());
+        for f in findings {
+            let verdict = match current.get(&f.resource.id) {
+                None => Err(Refused::Obsolete("volume no longer exists".to_string())),
+                Some(v) => match skip_reason(v, self.policy) {
+                    Some(reason) => Err(Refused::Obsolete(format!("re-check: {reason}"))),
+                    None => self.still_unattached(f).await.map(|()| {
+                        serde_json::json!({"state": v.state, "spec": VolumeSpec::of(v), "re_evaluated_at": self.now})
+                    }),
+                },
+            };
+            out.insert(f.id.clone(), verdict);
+        }
+        Ok(out)
     }
 
     fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback {
@@ -426,6 +476,8 @@ mod tests {
             policy,
             wait: Duration::from_millis(30),
             poll: Duration::from_millis(10),
+            sightings: None,
+            now: Utc::now(),
         }
     }
 
@@ -534,6 +586,8 @@ mod tests {
             policy: &policy,
             wait: Duration::from_millis(10),
             poll: Duration::from_millis(5),
+            sightings: None,
+            now: Utc::now(),
         };
         let f = finding();
         let pre = action.recheck(&[&f]).await.unwrap().remove(&f.id).unwrap().unwrap();

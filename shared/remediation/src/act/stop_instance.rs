@@ -3,22 +3,26 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{precondition, ActionDeclaration, Executed, Recheck, Remediation, Rollback};
+use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
+use crate::aws::cloudwatch::UsageApi;
 use crate::aws::ec2::InstanceApi;
-use crate::detect::idle_ec2::skip_reason;
+use crate::detect::idle_ec2::{busy_since, days_since_detection, skip_reason};
 use crate::error::Result;
-use crate::model::{ActionKind, Finding};
+use crate::model::{ActionKind, Ec2Instance, Finding};
 use crate::policy::Policy;
 
 /// The declaration of the stop action.
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
     action: ActionKind::Stop,
-    // DescribeInstanceTypes: the re-check learns whether the type has instance storage.
+    // DescribeInstanceTypes: the re-check learns whether the type has instance storage;
+    // GetMetricData: an idle instance's usage since detection is re-read before the stop.
     permissions: &[
         "ec2:DescribeInstances",
         "ec2:DescribeInstanceTypes",
         "ec2:StopInstances",
+        "cloudwatch:GetMetricData",
     ],
     acts_from_states: &["running"],
     // CreateGrant: EC2 starting an instance whose volumes use a customer-managed KMS key.
@@ -30,10 +34,84 @@ pub static DECLARATION: ActionDeclaration = ActionDeclaration {
     ],
 };
 
-/// Stops instances through an [`InstanceApi`], honouring the policy's guards at the last moment.
+/// Stops instances through an [`InstanceApi`], honouring the policy's guards at the last moment
+/// and re-evaluating the reason for the stop on fresh data: an idle-ec2 finding's usage since
+/// detection (through `usage`), a tag-compliance finding's tags as they are `now`.
 pub struct StopInstance<'a> {
     pub ec2: &'a dyn InstanceApi,
     pub policy: &'a Policy,
+    /// CloudWatch, for re-reading idle instances' usage; without it an idle stop is refused.
+    pub usage: Option<&'a dyn UsageApi>,
+    pub now: DateTime<Utc>,
+}
+
+/// An idle instance's usage on the days since its detection, or why it could not be read.
+type SinceDetection = std::result::Result<(Vec<NaiveDate>, crate::detect::idle_ec2::UsageByDay), String>;
+
+impl StopInstance<'_> {
+    /// The idle findings' usage from the detection day up to `now` (one batched read), or why it
+    /// could not be read, by instance.
+    async fn usage_since_detection(&self, findings: &[&Finding]) -> HashMap<String, SinceDetection> {
+        let idle: Vec<&&Finding> = findings
+            .iter()
+            .filter(|f| f.rule == crate::detect::idle_ec2::RULE)
+            .collect();
+        let mut out = HashMap::new();
+        if idle.is_empty() {
+            return out;
+        }
+        let Some(usage) = self.usage else {
+            for f in idle {
+                out.insert(
+                    f.resource.id.clone(),
+                    Err("its usage since detection cannot be re-read here (no CloudWatch)".to_string()),
+                );
+            }
+            return out;
+        };
+        let earliest = idle.iter().map(|f| f.detected_at).min().unwrap_or(self.now);
+        let days = days_since_detection(earliest, self.now);
+        let ids: Vec<String> = idle.iter().map(|f| f.resource.id.clone()).collect();
+        let mut report = usage.daily_usage(&ids, &days).await;
+        for f in idle {
+            let id = &f.resource.id;
+            let entry = match report.failed.remove(id) {
+                Some(e) => Err(format!("its usage since detection could not be re-read: {e}")),
+                None => Ok((
+                    days_since_detection(f.detected_at, self.now),
+                    report.usage.remove(id).unwrap_or_default(),
+                )),
+            };
+            out.insert(id.clone(), entry);
+        }
+        out
+    }
+
+    /// The rule's own condition on fresh data: still idle, or still untagged and due.
+    fn still_true(
+        &self,
+        finding: &Finding,
+        instance: &Ec2Instance,
+        usage: &mut HashMap<String, SinceDetection>,
+    ) -> std::result::Result<(), Refused> {
+        match finding.rule.as_str() {
+            crate::detect::idle_ec2::RULE => match usage.remove(&instance.id) {
+                Some(Ok((days, series))) => match busy_since(&series, &days, self.now.date_naive(), self.policy) {
+                    Some(busy) => Err(Refused::Obsolete(format!("re-evaluated: {busy}"))),
+                    None => Ok(()),
+                },
+                Some(Err(e)) => Err(Refused::NotNow(format!("not stopped: {e}"))),
+                None => Err(Refused::NotNow("not stopped: its usage was not re-read".into())),
+            },
+            crate::detect::tag_compliance::RULE => {
+                crate::detect::tag_compliance::stop_still_due(&instance.tags, self.policy, self.now.date_naive())
+                    .map_err(|why| Refused::Obsolete(format!("re-evaluated: {why}")))
+            }
+            other => Err(Refused::Obsolete(format!(
+                "no re-evaluation is known for rule {other}: not stopped on an old decision"
+            ))),
+        }
+    }
 }
 
 #[async_trait]
@@ -51,21 +129,34 @@ impl Remediation for StopInstance<'_> {
             .into_iter()
             .map(|i| (i.id.clone(), i))
             .collect();
+        // The same guards as detection (state, exemption, ASG, spot, ...), re-read now: a tag
+        // added since the scan wins. Only instances that pass are re-evaluated.
+        let guarded: Vec<&Finding> = findings
+            .iter()
+            .copied()
+            .filter(|f| {
+                current
+                    .get(&f.resource.id)
+                    .is_some_and(|i| skip_reason(i, self.policy).is_none())
+            })
+            .collect();
+        let mut usage = self.usage_since_detection(&guarded).await;
         Ok(findings
             .iter()
             .map(|f| {
                 let verdict = match current.get(&f.resource.id) {
-                    None => Err("instance no longer exists".to_string()),
-                    // The same guards as detection (state, exemption, ASG, spot, ...), re-read now:
-                    // a tag added since the scan wins.
+                    None => Err(Refused::Obsolete("instance no longer exists".to_string())),
                     Some(i) => match skip_reason(i, self.policy) {
-                        Some(reason) => Err(format!("re-check: {reason}")),
-                        None => Ok(serde_json::json!({
-                            "state": i.state,
-                            "instance_type": i.instance_type,
-                            "tags": i.tags,
-                            "launch_time": i.launch_time,
-                        })),
+                        Some(reason) => Err(Refused::Obsolete(format!("re-check: {reason}"))),
+                        None => self.still_true(f, i, &mut usage).map(|()| {
+                            serde_json::json!({
+                                "state": i.state,
+                                "instance_type": i.instance_type,
+                                "tags": i.tags,
+                                "launch_time": i.launch_time,
+                                "re_evaluated_at": self.now,
+                            })
+                        }),
                     },
                 };
                 (f.id.clone(), verdict)
@@ -130,19 +221,23 @@ pub async fn start_again(
         match state.as_str() {
             "running" => return Ok("started again (state running)".to_string()),
             "pending" if tokio::time::Instant::now() < deadline => tokio::time::sleep(poll).await,
-            "pending" => return Err(precondition(
-                instance_id,
-                format!(
+            "pending" => {
+                return Err(precondition(
+                    instance_id,
+                    format!(
                     "StartInstances returned but the instance is still pending after {} s: not counted as rolled back",
                     wait.as_secs()
                 ),
-            )),
-            other => return Err(precondition(
-                instance_id,
-                format!(
+                ))
+            }
+            other => {
+                return Err(precondition(
+                    instance_id,
+                    format!(
                     "StartInstances returned but the instance is {other} (a KMS key EC2 may not use stops it again)"
                 ),
-            )),
+                ))
+            }
         }
     }
 }

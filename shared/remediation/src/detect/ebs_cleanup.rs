@@ -47,6 +47,9 @@ pub struct EbsCleanupEvidence {
     pub snapshot_before_delete: bool,
 }
 
+/// The sighting scope of unattached volumes in the state table.
+pub const SIGHTING_SCOPE: &str = "ebs-unattached";
+
 /// Why a volume is not considered; `None` if it is a candidate.
 pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
     if volume.state != "available" || !volume.attached_to.is_empty() {

@@ -37,6 +37,46 @@ pub fn lookback_days(now: DateTime<Utc>, lookback: u32) -> Vec<NaiveDate> {
         .collect()
 }
 
+/// The most days a re-evaluation before acting reads (an approval older than this is re-read
+/// over its last month only).
+pub const REEVALUATION_MAX_DAYS: u64 = 31;
+
+/// The UTC days a re-evaluation before acting reads: from the day of detection (incomplete then,
+/// so never counted) up to today, the current partial day included.
+pub fn days_since_detection(detected_at: DateTime<Utc>, now: DateTime<Utc>) -> Vec<NaiveDate> {
+    let today = now.date_naive();
+    let first = detected_at.date_naive().max(
+        today
+            .checked_sub_days(Days::new(REEVALUATION_MAX_DAYS - 1))
+            .unwrap_or(today),
+    );
+    first.iter_days().take_while(|d| *d <= today).collect()
+}
+
+/// The first day among `days` on which the instance was busy (daily CPU average or network at or
+/// above the policy's thresholds, partial days included), said as a reason; `None` if it stayed
+/// idle as far as the data shows.
+pub fn busy_since(series: &UsageByDay, days: &[NaiveDate], today: NaiveDate, policy: &Policy) -> Option<String> {
+    let p = &policy.idle_ec2;
+    days.iter().find_map(|day| {
+        let usage = series.get(day)?;
+        let partial = if *day == today { " (today so far)" } else { "" };
+        if let Some(cpu) = usage.cpu_average.filter(|c| *c >= p.cpu_daily_average_below) {
+            return Some(format!(
+                "busy since detection: CPU averaged {cpu:.1}% on {day}{partial} (idle is below {}%)",
+                p.cpu_daily_average_below
+            ));
+        }
+        let network = usage.network_in.unwrap_or(0.0) + usage.network_out.unwrap_or(0.0);
+        (network >= p.network_bytes_per_day_below).then(|| {
+            format!(
+                "busy since detection: {network:.0} network bytes on {day}{partial} (idle is below {} a day)",
+                p.network_bytes_per_day_below
+            )
+        })
+    })
+}
+
 /// Why an instance is passed over before its metrics are even fetched; `None` if it is a candidate.
 /// Stopping these would be undone by AWS, lose data, or fight an orchestrator.
 pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
@@ -234,6 +274,39 @@ mod tests {
             .into_iter()
             .map(|f| f.resource.id)
             .collect()
+    }
+
+    #[test]
+    fn a_busy_partial_day_after_detection_is_found_and_a_quiet_one_is_not() {
+        let policy = Policy::default();
+        let detected: DateTime<Utc> = "2026-11-28T06:00:00Z".parse().unwrap();
+        let now: DateTime<Utc> = "2026-11-30T09:00:00Z".parse().unwrap();
+        let days = days_since_detection(detected, now);
+        assert_eq!(days.first().map(|d| d.to_string()).as_deref(), Some("2026-11-28"));
+        assert_eq!(days.last(), Some(&now.date_naive()));
+        assert_eq!(days.len(), 3);
+        let quiet = DayUsage {
+            cpu_average: Some(1.0),
+            network_in: Some(10.0),
+            network_out: Some(10.0),
+        };
+        let mut series: UsageByDay = days.iter().map(|d| (*d, quiet)).collect();
+        assert_eq!(busy_since(&series, &days, now.date_naive(), &policy), None);
+        series.insert(
+            now.date_naive(),
+            DayUsage {
+                cpu_average: Some(40.0),
+                ..quiet
+            },
+        );
+        let why = busy_since(&series, &days, now.date_naive(), &policy).unwrap();
+        assert!(
+            why.contains("2026-11-30 (today so far)") && why.contains("40.0%"),
+            "{why}"
+        );
+        // An old approval reads a month at most.
+        let old: DateTime<Utc> = "2025-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(days_since_detection(old, now).len() as u64, REEVALUATION_MAX_DAYS);
     }
 
     #[test]

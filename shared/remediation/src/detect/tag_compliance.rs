@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity, Tags};
@@ -42,6 +42,35 @@ pub fn missing_tags(tags: &Tags, required: &[String]) -> Vec<String> {
         .filter(|k| tags.get(k.as_str()).is_none_or(|v| v.trim().is_empty()))
         .cloned()
         .collect()
+}
+
+/// The tag that records since when a resource has lacked required tags.
+pub const MARK_TAG: &str = "finops:untagged-since";
+
+/// The day a resource was marked as lacking tags, if its mark is there and readable.
+pub fn marked_since(tags: &Tags) -> Option<NaiveDate> {
+    tags.get(MARK_TAG)
+        .and_then(|v| NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").ok())
+}
+
+/// Whether a marked instance is still due for its stop, judged on its tags as they are `today`:
+/// `Err(why not)` when the keys were added, the mark was removed, or its grace is not over.
+pub fn stop_still_due(tags: &Tags, policy: &Policy, today: NaiveDate) -> std::result::Result<(), String> {
+    let missing = missing_tags(tags, &policy.required_tags);
+    if missing.is_empty() {
+        return Err("no longer missing required tags: tagged since detection".into());
+    }
+    let Some(since) = marked_since(tags) else {
+        return Err(format!("no {MARK_TAG} mark any more: someone removed it, so no stop"));
+    };
+    let days = (today - since).num_days();
+    let after = i64::from(policy.tag_compliance.stop_after_days);
+    if days < after {
+        return Err(format!(
+            "marked {since}, {days} day(s) ago; the stop waits {after} day(s)"
+        ));
+    }
+    Ok(())
 }
 
 /// The evidence of a tag-compliance finding.

@@ -14,8 +14,7 @@ use crate::flow::{self, RunContext, Sinks};
 use crate::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::Policy;
 
-/// The sighting scope of unattached volumes in the state table.
-pub const SIGHTING_SCOPE: &str = "ebs-unattached";
+pub use crate::detect::ebs_cleanup::SIGHTING_SCOPE;
 
 /// One scan at `now`, in the mode the policy sets for ebs-cleanup.
 #[tracing::instrument(skip_all, fields(rule = RULE))]
@@ -71,6 +70,8 @@ pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now
         policy,
         wait: Duration::from_secs(u64::from(policy.ebs_cleanup.snapshot_wait_seconds)),
         poll: Duration::from_secs(5),
+        sightings: sinks.state,
+        now,
     };
     let (acted, flow_notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
     outcomes.extend(acted);

@@ -60,7 +60,12 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     let findings = idle_ec2::detect(&measured, &usage, policy, now);
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
 
-    let remediation = StopInstance { ec2: ports.ec2, policy };
+    let remediation = StopInstance {
+        ec2: ports.ec2,
+        policy,
+        usage: Some(ports.usage),
+        now,
+    };
     let (acted, notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
     outcomes.extend(acted);
     Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))

@@ -19,8 +19,7 @@ use crate::model::{is_exempt, ActionKind, Finding, Outcome, OutcomeKind, Resourc
 use crate::notify::Message;
 use crate::policy::{Mode, Policy, TagAction};
 
-/// The tag that records since when a resource has lacked required tags.
-pub const MARK_TAG: &str = "finops:untagged-since";
+pub use crate::detect::tag_compliance::MARK_TAG;
 
 /// The AWS ports the rule reads and acts through.
 pub struct Ports<'a> {
@@ -194,9 +193,7 @@ pub async fn on_config_event(
 }
 
 fn marked_since(r: &Resource) -> Option<NaiveDate> {
-    r.tags
-        .get(MARK_TAG)
-        .and_then(|v| NaiveDate::parse_from_str(v.trim(), "%Y-%m-%d").ok())
+    crate::detect::tag_compliance::marked_since(&r.tags)
 }
 
 /// The scheduled sweep.
@@ -310,6 +307,9 @@ pub async fn sweep(
         let stop = StopInstance {
             ec2: ports.instances,
             policy,
+            // Tag-compliance stops are re-evaluated on the instance's tags, not its usage.
+            usage: None,
+            now,
         };
         let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop, resources.len()).await;
         outcomes.extend(acted);

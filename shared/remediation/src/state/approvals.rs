@@ -8,7 +8,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{s, TransactOutcome, TTL_ATTRIBUTE};
-use super::{ApprovalStore, AuditEntry, DynamoState, EmergencyStop, Refusal, StoredAction, StoredApproval, Vote};
+use super::{
+    ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, StaleExecutions, StoredAction,
+    StoredApproval, Vote,
+};
 use crate::error::{Error, Result};
 use crate::model::Finding;
 
@@ -103,6 +106,34 @@ impl DynamoState {
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
+    }
+
+    /// Every item of the table that matches `filter` (a consistent, paginated Scan: only the
+    /// hourly sweeps use it).
+    async fn scan_items(
+        &self,
+        filter: &str,
+        names: &[(&str, &str)],
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Vec<Item>> {
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(filter)
+            .consistent_read(true);
+        for (k, v) in names {
+            scan = scan.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            scan = scan.expression_attribute_values(*k, v.clone());
+        }
+        let mut pages = scan.into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            out.push(item.map_err(|e| Error::aws("dynamodb", "Scan", e))?);
+        }
+        Ok(out)
     }
 
     /// Runs a transition; a failed condition is `Ok(false)`.
@@ -305,13 +336,13 @@ impl ApprovalStore for DynamoState {
     async fn finish_execution(
         &self,
         request_id: &str,
-        finding_id: &str,
-        executed: bool,
+        finding: &Finding,
+        end: ExecutionEnd,
         action_id: Option<&str>,
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let status = if executed { "executed" } else { "failed" };
+        let status = end.as_str();
         let mut u = self
             .update(approval_pk(request_id), "REQUEST")
             .update_expression("SET #st = :st, detail = :d, finished_at = :at, action_id = :a")
@@ -323,8 +354,12 @@ impl ApprovalStore for DynamoState {
             .expression_attribute_values(":at", s(now.to_rfc3339()))
             .expression_attribute_values(":a", s(action_id.unwrap_or("-")));
         u = u.expression_attribute_names("#st", "status");
-        let audit = self.audit(finding_id, now, status, request_id, detail)?;
-        if self.transition(vec![built(u)?, audit]).await? {
+        let audit = self.audit(&finding.id, now, status, request_id, detail)?;
+        let mut items = vec![built(u)?, audit];
+        if end == ExecutionEnd::Obsolete {
+            items.push(self.ledger_close(finding, "obsolete", now)?);
+        }
+        if self.transition(items).await? {
             Ok(())
         } else {
             Err(Error::Precondition {
@@ -334,25 +369,98 @@ impl ApprovalStore for DynamoState {
         }
     }
 
+    async fn stale_executions(&self, before: DateTime<Utc>) -> Result<StaleExecutions> {
+        let items = self
+            .scan_items(
+                "#st = :executing AND (kind = :action OR kind = :approval)",
+                &[("#st", "status")],
+                &[
+                    (":executing", s("executing")),
+                    (":action", s("action")),
+                    (":approval", s("approval")),
+                ],
+            )
+            .await?;
+        // Begun before `before`: a start time that cannot be read counts as old (it is stuck).
+        let begun_before = |item: &Item, attribute: &str| {
+            text(item, attribute)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .is_none_or(|t| t.with_timezone(&Utc) < before)
+        };
+        let mut out = StaleExecutions::default();
+        for item in &items {
+            let unreadable = |e: Error| tracing::warn!(error = %e, "skipping an unreadable executing item");
+            match text(item, "kind") {
+                Some("action") if begun_before(item, "started_at") => match stored_action(item) {
+                    Ok(a) => out.actions.push(a),
+                    Err(e) => unreadable(e),
+                },
+                Some("approval") if begun_before(item, "executing_at") => match stored_approval(item) {
+                    Ok(a) => {
+                        let recorded = self
+                            .scan_items(
+                                "kind = :action AND request_id = :rid",
+                                &[],
+                                &[(":action", s("action")), (":rid", s(&a.request_id))],
+                            )
+                            .await?
+                            .iter()
+                            .find_map(|i| stored_action(i).ok());
+                        out.requests.push((a, recorded));
+                    }
+                    Err(e) => unreadable(e),
+                },
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resolve_stale_action(
+        &self,
+        action: &StoredAction,
+        executed: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let status = if executed { "executed" } else { "failed" };
+        let update = built(
+            self.update(action_pk(&action.action_id), "RECORD")
+                .update_expression("SET #st = :st, detail = :d, finished_at = :at, resolved_by = :by")
+                .condition_expression("#st = :executing")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":st", s(status))
+                .expression_attribute_values(":d", s(detail))
+                .expression_attribute_values(":at", s(now.to_rfc3339()))
+                .expression_attribute_values(":by", s("sweep"))
+                .expression_attribute_values(":executing", s("executing")),
+        )?;
+        let f = &action.finding;
+        let mut items = vec![
+            update,
+            self.audit(&f.id, now, &format!("action-{status}"), &action.action_id, detail)?,
+        ];
+        if executed {
+            items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", now)?);
+        }
+        self.transition(items).await
+    }
+
     async fn expire_pending(&self, now: DateTime<Utc>) -> Result<Vec<StoredApproval>> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("kind = :approval AND #st = :pending AND #exp <= :now")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_values(":approval", s("approval"))
-            .expression_attribute_values(":pending", s("pending"))
-            .expression_attribute_values(":now", super::dynamo::n(now.timestamp()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+        let items = self
+            .scan_items(
+                "kind = :approval AND #st = :pending AND #exp <= :now",
+                &[("#st", "status"), ("#exp", TTL_ATTRIBUTE)],
+                &[
+                    (":approval", s("approval")),
+                    (":pending", s("pending")),
+                    (":now", super::dynamo::n(now.timestamp())),
+                ],
+            )
+            .await?;
         let mut stale = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Scan", e))?;
-            match stored_approval(&item) {
+        for item in &items {
+            match stored_approval(item) {
                 Ok(a) => stale.push(a),
                 Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval item"),
             }

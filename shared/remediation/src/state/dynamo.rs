@@ -521,6 +521,30 @@ impl StateStore for DynamoState {
         Ok(out)
     }
 
+    async fn sighting(&self, scope: &str, id: &str) -> Result<Option<DateTime<Utc>>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SEEN#{scope}")))
+            .key("sk", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
+        match item.item().and_then(|i| i.get("first_seen")) {
+            None => Ok(None),
+            Some(AttributeValue::S(at)) => DateTime::parse_from_rfc3339(at)
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|e| Error::unexpected("dynamodb", "GetItem", format!("sighting of {id}: {e}"))),
+            Some(other) => Err(Error::unexpected(
+                "dynamodb",
+                "GetItem",
+                format!("sighting of {id} is not a string: {other:?}"),
+            )),
+        }
+    }
+
     async fn claim_alert(&self, scope: &str, month: &str, level: u32, at: DateTime<Utc>) -> Result<bool> {
         // `level` is the highest level sent; a claim (`claim_level`, `claimed_at`) is in flight
         // until SNS accepts the message, and lapses after 5 minutes if its run died.

@@ -112,6 +112,10 @@ pub trait StateStore: Send + Sync {
     /// Records a tag-compliance sweep's figures (the savings report's trend).
     async fn record_compliance(&self, point: &CompliancePoint) -> Result<()>;
 
+    /// When `id` was first seen in `scope`, if it is still on record (read-only: unlike
+    /// [`StateStore::first_seen`] it neither records nor forgets anything).
+    async fn sighting(&self, scope: &str, id: &str) -> Result<Option<DateTime<Utc>>>;
+
     /// The emergency switch, if it was ever set (read before every action; a value of the wrong
     /// type reads as on).
     async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
@@ -144,6 +148,16 @@ pub struct StoredAction {
     pub rollback: Rollback,
     pub request_id: Option<String>,
     pub decided_by: String,
+}
+
+/// What the hourly sweep finds left `executing`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaleExecutions {
+    /// Actions begun (pre-state recorded) and never finished.
+    pub actions: Vec<StoredAction>,
+    /// Requests taken for execution and never finished, each with the action it recorded (when
+    /// it got that far).
+    pub requests: Vec<(StoredApproval, Option<StoredAction>)>,
 }
 
 /// What an approval vote did.
@@ -188,6 +202,29 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// How an approved request's execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionEnd {
+    /// Done.
+    Executed,
+    /// Refused because the decision is no longer true (the re-evaluation on fresh data said so):
+    /// the request is closed, not retried.
+    Obsolete,
+    /// Tried and failed, or stopped for a reason that is not the resource's (the emergency stop).
+    Failed,
+}
+
+impl ExecutionEnd {
+    /// The request's status, as stored and published.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionEnd::Executed => "executed",
+            ExecutionEnd::Obsolete => "obsolete",
+            ExecutionEnd::Failed => "failed",
+        }
+    }
+}
+
 /// What the approval function and slack-notify need beyond the detectors' [`StateStore`].
 #[async_trait]
 pub trait ApprovalStore: Send + Sync {
@@ -212,16 +249,30 @@ pub trait ApprovalStore: Send + Sync {
     ) -> Result<std::result::Result<StoredApproval, Refusal>>;
     /// `approved → executing`; `false` if someone else already took it.
     async fn begin_execution(&self, request_id: &str, finding_id: &str, now: DateTime<Utc>) -> Result<bool>;
-    /// `executing → executed | failed` (a started execution always ends in one of them).
+    /// `executing → executed | obsolete | failed` (a started execution always ends in one of them);
+    /// an obsolete request closes its ledger line too.
     async fn finish_execution(
         &self,
         request_id: &str,
-        finding_id: &str,
-        executed: bool,
+        finding: &crate::model::Finding,
+        end: ExecutionEnd,
         action_id: Option<&str>,
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<()>;
+    /// Executions that began before `before` and never finished (the function died or ran out of
+    /// time mid-action): actions still `executing`, and requests still `executing` with the action
+    /// they recorded, if any.
+    async fn stale_executions(&self, before: DateTime<Utc>) -> Result<StaleExecutions>;
+    /// Closes a stale `executing` action as `executed` (the ledger realised) or `failed`, with what
+    /// was found; `false` if it was no longer executing.
+    async fn resolve_stale_action(
+        &self,
+        action: &StoredAction,
+        executed: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// `pending → expired` for every pending request past its expiry; returns them.
     async fn expire_pending(&self, now: DateTime<Utc>) -> Result<Vec<StoredApproval>>;
     /// The action record.
