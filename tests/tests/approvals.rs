@@ -1054,3 +1054,113 @@ async fn an_approved_stop_of_an_instance_tagged_since_detection_closes_as_obsole
         "obsolete"
     );
 }
+
+#[tokio::test]
+async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the_resource() {
+    let lp = Loop::start(approve_policy()).await;
+    let stopped = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let untouched = idle_instance(&lp, &[("Owner", "bo")]).await;
+    let deps = lp.detector_deps(approve_policy()).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let requests = Loop::of_type(&lp.drain().await, "approval-request");
+    let of = |id: &str| {
+        requests
+            .iter()
+            .find(|r| r["finding"]["resource"]["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let (ra, rb) = (of(&stopped), of(&untouched));
+    let store = lp.state();
+    let an_hour_ago = Utc::now() - Duration::hours(1);
+    for r in [&ra, &rb] {
+        let rid = r["request_id"].as_str().unwrap();
+        store
+            .vote(rid, "email:ana@example.com", "link", an_hour_ago)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store
+            .begin_execution(rid, r["finding"]["id"].as_str().unwrap(), an_hour_ago)
+            .await
+            .unwrap());
+    }
+    // The first execution recorded its action and stopped the instance, then its Lambda died
+    // before recording the end; the second died before recording any action.
+    let finding: remediation::model::Finding = serde_json::from_value(ra["finding"].clone()).unwrap();
+    let record = remediation::state::ActionRecord {
+        action_id: "a-died-midway".into(),
+        finding: finding.clone(),
+        mode: Mode::Approve,
+        decided_by: "email:ana@example.com".into(),
+        request_id: Some(ra["request_id"].as_str().unwrap().to_string()),
+        pre_state: serde_json::json!({"state": "running"}),
+        rollback: remediation::act::Rollback::StartInstance {
+            instance_id: stopped.clone(),
+            region: "us-east-1".into(),
+        },
+        started_at: an_hour_ago,
+    };
+    store.begin_action(&record).await.unwrap();
+    seed::stop(&lp.moto.clients().await.ec2, &stopped).await;
+    lp.drain().await;
+
+    let swept = approval::handler::handle(
+        serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap(),
+        lp.approval_app(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(swept["resolved_stale"], 2, "{swept}");
+
+    // Found stopped: executed, realised in the ledger, and announced with a way back.
+    let action = store.action("a-died-midway").await.unwrap().unwrap();
+    assert_eq!(action.status, "executed");
+    assert_eq!(
+        approval_status(&lp, ra["request_id"].as_str().unwrap()).await,
+        "executed"
+    );
+    let trail = store.audit_trail(&finding.id).await.unwrap();
+    let resolved = trail
+        .iter()
+        .find(|e| e.event == "action-executed")
+        .expect("resolved in the audit");
+    assert!(
+        resolved.detail.contains("hourly sweep") && resolved.detail.contains("stopped"),
+        "{resolved:?}"
+    );
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    let ledger = items
+        .iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == finding.id)
+        .unwrap();
+    assert_eq!(ledger["realised_usd"], "60.74");
+    let published = lp.drain().await;
+    let results = Loop::of_type(&published, "action-result");
+    assert_eq!(results.len(), 1, "{published:#?}");
+    assert!(results[0]["rollback_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("/decide?token=")));
+    // Nothing recorded, nothing done: the other request fails, saying so; its instance runs on.
+    let b = store
+        .approval(rb["request_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.status, "failed");
+    assert!(b.detail.unwrap_or_default().contains("nothing was done"));
+    assert_eq!(state_of(&lp, &untouched).await, "running");
+    let failed = Loop::of_type(&published, "approval-result");
+    assert_eq!((failed.len(), failed[0]["status"].as_str()), (1, Some("failed")));
+
+    // A second sweep finds nothing left.
+    let again = approval::handler::handle(
+        serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap(),
+        lp.approval_app(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["resolved_stale"], 0);
+}

@@ -436,3 +436,99 @@ async fn a_volume_of_a_kubernetes_cluster_is_left_alone_with_the_reason() {
     assert_eq!(seed::volumes(&c.ec2).await.len(), 1);
     assert!(seed::snapshots(&c.ec2).await.is_empty());
 }
+
+/// The real snapshot-and-delete, counting how many of its actions are under way at once.
+struct Overlap<'a> {
+    inner: remediation::act::snapshot_and_delete::SnapshotAndDelete<'a>,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl remediation::act::Remediation for Overlap<'_> {
+    fn declaration(&self) -> &'static remediation::act::ActionDeclaration {
+        self.inner.declaration()
+    }
+    async fn recheck(
+        &self,
+        findings: &[&remediation::model::Finding],
+    ) -> remediation::Result<std::collections::HashMap<String, remediation::act::Recheck>> {
+        self.inner.recheck(findings).await
+    }
+    fn rollback_for(&self, f: &remediation::model::Finding, pre: &serde_json::Value) -> remediation::act::Rollback {
+        self.inner.rollback_for(f, pre)
+    }
+    async fn execute(
+        &self,
+        f: &remediation::model::Finding,
+        pre: &serde_json::Value,
+    ) -> remediation::Result<remediation::act::Executed> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let under_way = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(under_way, SeqCst);
+        // moto completes snapshots at once; a real one takes minutes. Hold each action a moment
+        // so that actions which overlap are seen overlapping.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let done = self.inner.execute(f, pre).await;
+        self.now.fetch_sub(1, SeqCst);
+        done
+    }
+}
+
+#[tokio::test]
+async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(seed::create_volume(&c.ec2, "gp3", 50, None, "us-east-1a", &[("Owner", "ana")]).await);
+    }
+    let deps = deps(&moto, Mode::DryRun).await;
+    let today = Utc::now();
+    ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
+    let later = today + Duration::days(8);
+    let report = ebs_cleanup::handler::handle(event(), &deps, later).await.unwrap();
+    assert_eq!(report.findings.len(), 6);
+
+    let mut policy = deps.policy.clone();
+    policy.mode = Mode::Auto;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &policy,
+        now: later,
+        sinks: deps.sinks(),
+    };
+    let overlap = Overlap {
+        inner: remediation::act::snapshot_and_delete::SnapshotAndDelete {
+            ec2: &ec2,
+            policy: &policy,
+            wait: std::time::Duration::from_secs(30),
+            poll: std::time::Duration::from_millis(100),
+            sightings: deps.sinks().state,
+            now: later,
+        },
+        now: Default::default(),
+        most: Default::default(),
+    };
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &overlap, report.scanned).await;
+
+    assert!(
+        outcomes.iter().all(|o| o.outcome == OutcomeKind::Executed),
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        overlap.most.load(std::sync::atomic::Ordering::SeqCst),
+        policy.action_concurrency as usize,
+        "at most action_concurrency (4) at once, and that many"
+    );
+    // Outcomes keep the findings' order, and every volume is gone.
+    let order: Vec<&str> = outcomes.iter().map(|o| o.finding_id.as_str()).collect();
+    let expected: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(order, expected);
+    let left = seed::volumes(&c.ec2).await;
+    assert!(ids
+        .iter()
+        .all(|id| left.iter().all(|v| v.volume_id() != Some(id.as_str()))));
+}

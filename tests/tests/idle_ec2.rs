@@ -609,3 +609,48 @@ async fn the_emergency_stop_is_read_before_each_action_not_once_per_run() {
     let items = seed::scan_table(&c.dynamodb, TABLE).await;
     assert_eq!(items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count(), 0);
 }
+
+#[tokio::test]
+async fn an_invocation_near_its_deadline_starts_no_action_and_defers_them_all() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+
+    // Lambda's deadline is 10 s away; the policy keeps a 30 s margin for an action.
+    let deadline = Utc::now() + chrono::Duration::seconds(10);
+    let report =
+        remediation::flow::within_deadline(deadline, idle_ec2::handler::handle(scheduled_event(), &auto, now()))
+            .await
+            .unwrap();
+
+    for id in &fleet.idle {
+        let o = outcome_of(&report, id);
+        assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+        assert!(
+            o.detail.contains("deferred") && o.detail.contains("30s margin"),
+            "{o:?}"
+        );
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running");
+    }
+    assert!(
+        report.notes.iter().any(|n| n.contains("time budget")),
+        "{:?}",
+        report.notes
+    );
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    assert!(!items.iter().any(|i| i["pk"].starts_with("ACTION#")), "nothing begun");
+
+    // The next invocation, with its time, acts on them.
+    let report = remediation::flow::within_deadline(
+        Utc::now() + chrono::Duration::minutes(5),
+        idle_ec2::handler::handle(scheduled_event(), &auto, now()),
+    )
+    .await
+    .unwrap();
+    for id in &fleet.idle {
+        assert_eq!(outcome_of(&report, id).outcome, OutcomeKind::Executed);
+        assert_eq!(seed::state_of(&c.ec2, id).await, "stopped");
+    }
+}
