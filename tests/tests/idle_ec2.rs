@@ -654,3 +654,41 @@ async fn an_invocation_near_its_deadline_starts_no_action_and_defers_them_all() 
         assert_eq!(seed::state_of(&c.ec2, id).await, "stopped");
     }
 }
+
+#[tokio::test]
+async fn a_stop_decided_days_ago_is_not_made_when_the_days_since_have_no_cpu_data() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let dry = deps(&moto, Policy::default(), None, None).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &dry, now()).await.unwrap();
+
+    // Acted on three days later: CloudWatch has nothing for those days (agent gone, metrics
+    // missing): a day without data proves nothing idle, so nothing is stopped.
+    let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    let later = now() + chrono::Duration::days(3);
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &auto.policy,
+        now: later,
+        sinks: auto.sinks(),
+    };
+    let stop = remediation::act::stop_instance::StopInstance {
+        ec2: &ec2,
+        policy: &auto.policy,
+        usage: Some(&cloudwatch),
+        now: later,
+    };
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
+    assert_eq!(outcomes.len(), fleet.idle.len());
+    for o in &outcomes {
+        assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+        assert!(o.detail.contains("no CPU data for 2026-11-2"), "{o:?}");
+    }
+    for id in &fleet.idle {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running");
+    }
+}

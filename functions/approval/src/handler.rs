@@ -109,8 +109,9 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
     })?;
     let links = app.signer(None)?;
     let approvals = app.approvals(&links)?;
-    let expired = approvals.expire(now).await?;
-    let resolved = approvals.resolve_stale(now).await?;
+    // Each sweep runs even when the other fails; the invocation fails if either did.
+    let (expired, resolved) = (approvals.expire(now).await, approvals.resolve_stale(now).await);
+    let (expired, resolved) = (expired?, resolved?);
     tracing::info!(account = %trigger.account, expired, resolved, "hourly sweep");
     Ok(json!({"expired": expired, "resolved_stale": resolved}))
 }

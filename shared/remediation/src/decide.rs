@@ -160,10 +160,14 @@ impl Executor for AwsExecutor {
             }
             ActionKind::BlockPublicAccess => {
                 let bucket = self.s3(finding).exposure(id, &finding.resource.region).await?;
-                if bucket.block == Some(crate::detect::s3_public::BlockSettings::ALL) {
-                    Observed::Done("Block Public Access is on".into())
+                let wanted: crate::detect::s3_public::BlockSettings = self.policy.s3_public.block.into();
+                if bucket.block == Some(wanted) {
+                    Observed::Done("Block Public Access is on as the action sets it".into())
                 } else {
-                    Observed::NotDone("Block Public Access is not on: not blocked".into())
+                    Observed::NotDone(format!(
+                        "Block Public Access is {:?}: not as the action sets it",
+                        bucket.block
+                    ))
                 }
             }
             ActionKind::Notify => Observed::NotDone("nothing to execute: this finding only notifies".into()),
@@ -596,7 +600,15 @@ impl Approvals<'_> {
                     continue;
                 }
             };
-            let detail = format!("resolved by the hourly sweep (it never recorded its end): {found}");
+            let detail = if executed {
+                // The resource shows the action's effect; whether this action or a person caused it
+                // cannot be told, so no Roll back link is offered for it.
+                format!(
+                    "resolved by the hourly sweep (it never recorded its end): {found}; who made the change cannot be told, so no Roll back link is sent"
+                )
+            } else {
+                format!("resolved by the hourly sweep (it never recorded its end): {found}")
+            };
             let now = later(now);
             match self.store.resolve_stale_action(action, executed, &detail, now).await {
                 Ok(true) => {}
@@ -630,13 +642,7 @@ impl Approvals<'_> {
                 detail,
                 decided_by: action.decided_by.clone(),
                 rollback: action.rollback.clone(),
-                rollback_url: executed.then(|| {
-                    self.links.link(
-                        &action.action_id,
-                        Decision::Rollback,
-                        now + chrono::Duration::days(i64::from(self.policy.approvals.rollback_link_days)),
-                    )
-                }),
+                rollback_url: None,
                 rolled_back: false,
             })
             .await;

@@ -307,6 +307,15 @@ impl Remediation for SnapshotAndDelete<'_> {
                 }
             }
         }
+        // The emergency stop, read again right before the irreversible step (a snapshot wait may
+        // have lasted minutes since the flow read it); it fails closed.
+        if let Some(state) = self.sightings {
+            if let Some(why) = crate::flow::stopped(state).await {
+                return Ok(Executed::Deferred(format!(
+                    "{detail}{why}: the volume is not deleted now (its snapshot is kept)"
+                )));
+            }
+        }
         self.ec2.delete_volume(volume).await?;
         let after = self.ec2.describe_volumes(std::slice::from_ref(volume)).await?;
         match after.first().map(|v| v.state.as_str()) {

@@ -96,10 +96,22 @@ impl StopInstance<'_> {
     ) -> std::result::Result<(), Refused> {
         match finding.rule.as_str() {
             crate::detect::idle_ec2::RULE => match usage.remove(&instance.id) {
-                Some(Ok((days, series))) => match busy_since(&series, &days, self.now.date_naive(), self.policy) {
-                    Some(busy) => Err(Refused::Obsolete(format!("re-evaluated: {busy}"))),
-                    None => Ok(()),
-                },
+                Some(Ok((days, series))) => {
+                    let today = self.now.date_naive();
+                    if let Some(busy) = busy_since(&series, &days, today, self.policy) {
+                        return Err(Refused::Obsolete(format!("re-evaluated: {busy}")));
+                    }
+                    // A whole day since detection without CPU data proves nothing idle.
+                    match days
+                        .iter()
+                        .find(|d| **d < today && series.get(d).and_then(|u| u.cpu_average).is_none())
+                    {
+                        Some(day) => Err(Refused::NotNow(format!(
+                            "not stopped: no CPU data for {day} since detection, so idleness cannot be re-proven"
+                        ))),
+                        None => Ok(()),
+                    }
+                }
                 Some(Err(e)) => Err(Refused::NotNow(format!("not stopped: {e}"))),
                 None => Err(Refused::NotNow("not stopped: its usage was not re-read".into())),
             },
@@ -147,6 +159,10 @@ impl Remediation for StopInstance<'_> {
                 let verdict = match current.get(&f.resource.id) {
                     None => Err(Refused::Obsolete("instance no longer exists".to_string())),
                     Some(i) => match skip_reason(i, self.policy) {
+                        // Storage that could not be learnt is a failed read, not a changed decision.
+                        Some(reason) if i.instance_store.is_none() => {
+                            Err(Refused::NotNow(format!("re-check: {reason}")))
+                        }
                         Some(reason) => Err(Refused::Obsolete(format!("re-check: {reason}"))),
                         None => self.still_true(f, i, &mut usage).map(|()| {
                             serde_json::json!({

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
 
@@ -305,6 +305,19 @@ impl CloudWatch {
                         format!("a result for a query that was not asked: {:?}", result.id()),
                     ));
                 };
+                // A query CloudWatch could not answer is a failure, never an empty (idle) series.
+                if let Some(code @ (StatusCode::Forbidden | StatusCode::InternalError)) = result.status_code() {
+                    return Err(Error::unexpected(
+                        "cloudwatch",
+                        "GetMetricData",
+                        format!(
+                            "query {:?} answered {}: {:?}",
+                            result.id(),
+                            code.as_str(),
+                            result.messages().iter().filter_map(|m| m.value()).collect::<Vec<_>>()
+                        ),
+                    ));
+                }
                 for (t, v) in result.timestamps().iter().zip(result.values()) {
                     if let Some(t) = to_chrono(t) {
                         out.push((spec, t, *v));
