@@ -922,6 +922,14 @@ async fn an_approved_stop_of_an_instance_busy_since_detection_closes_as_obsolete
         post.contains("OBSOLETE") && post.contains("busy since detection"),
         "{post}"
     );
+    // The finding's open-approval lock is released: a later run may ask about it again.
+    let items = seed::scan_table(&lp.moto.clients().await.dynamodb, TABLE).await;
+    assert!(
+        !items
+            .iter()
+            .any(|i| i["sk"] == "OPEN_APPROVAL" && i["request_id"] == request_id),
+        "the lock of an obsolete request is released"
+    );
 
     // The same link again changes nothing.
     let (status, _) = lp

@@ -136,6 +136,29 @@ impl DynamoState {
         Ok(out)
     }
 
+    /// Deletes the finding's open-approval lock if `request_id` still holds it (best effort: a
+    /// lock left behind lapses at the request's expiry).
+    async fn release_approval_lock(&self, finding_id: &str, request_id: &str) {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(super::dynamo::finding_pk(finding_id)))
+            .key("sk", s("OPEN_APPROVAL"))
+            .condition_expression("request_id = :rid")
+            .expression_attribute_values(":rid", s(request_id))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            if !e
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+            {
+                tracing::warn!(error = %e, request_id, "approval lock not released; it lapses at expiry");
+            }
+        }
+    }
+
     /// Runs a transition; a failed condition is `Ok(false)`.
     async fn transition(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
         match self.transact(items).await {
@@ -359,14 +382,18 @@ impl ApprovalStore for DynamoState {
         if end == ExecutionEnd::Obsolete {
             items.push(self.ledger_close(finding, "obsolete", now)?);
         }
-        if self.transition(items).await? {
-            Ok(())
-        } else {
-            Err(Error::Precondition {
+        if !self.transition(items).await? {
+            return Err(Error::Precondition {
                 resource: request_id.to_string(),
                 message: "the request is not executing".into(),
-            })
+            });
         }
+        if end != ExecutionEnd::Executed {
+            // Closed without its action: a later run may ask about the finding again (instead of
+            // "already awaiting approval" until this request's expiry).
+            self.release_approval_lock(&finding.id, request_id).await;
+        }
+        Ok(())
     }
 
     async fn stale_executions(&self, before: DateTime<Utc>) -> Result<StaleExecutions> {
