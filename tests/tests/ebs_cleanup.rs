@@ -442,6 +442,8 @@ struct Overlap<'a> {
     inner: remediation::act::snapshot_and_delete::SnapshotAndDelete<'a>,
     now: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
+    /// When set, an operator turns the emergency stop on once each action has begun.
+    stop_midway: Option<aws_sdk_dynamodb::Client>,
 }
 
 #[async_trait::async_trait]
@@ -469,6 +471,20 @@ impl remediation::act::Remediation for Overlap<'_> {
         // moto completes snapshots at once; a real one takes minutes. Hold each action a moment
         // so that actions which overlap are seen overlapping.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if let Some(ddb) = &self.stop_midway {
+            use aws_sdk_dynamodb::types::AttributeValue as V;
+            ddb.put_item()
+                .table_name(TABLE)
+                .item("pk", V::S("CONTROL".into()))
+                .item("sk", V::S("EMERGENCY_STOP".into()))
+                .item("on", V::Bool(true))
+                .item("by", V::S("ops".into()))
+                .item("reason", V::S("incident".into()))
+                .item("at", V::S(Utc::now().to_rfc3339()))
+                .send()
+                .await
+                .expect("PutItem");
+        }
         let done = self.inner.execute(f, pre).await;
         self.now.fetch_sub(1, SeqCst);
         done
@@ -511,6 +527,7 @@ async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
         },
         now: Default::default(),
         most: Default::default(),
+        stop_midway: None,
     };
     let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &overlap, report.scanned).await;
 
@@ -531,4 +548,53 @@ async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
     assert!(ids
         .iter()
         .all(|id| left.iter().all(|v| v.volume_id() != Some(id.as_str()))));
+}
+
+#[tokio::test]
+async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let volume = seed::create_volume(&c.ec2, "gp3", 50, None, "us-east-1a", &[("Owner", "ana")]).await;
+    let deps = deps(&moto, Mode::DryRun).await;
+    let today = Utc::now();
+    ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
+    let later = today + Duration::days(8);
+    let report = ebs_cleanup::handler::handle(event(), &deps, later).await.unwrap();
+    assert_eq!(report.findings.len(), 1);
+
+    let mut policy = deps.policy.clone();
+    policy.mode = Mode::Auto;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &policy,
+        now: later,
+        sinks: deps.sinks(),
+    };
+    let action = Overlap {
+        inner: remediation::act::snapshot_and_delete::SnapshotAndDelete {
+            ec2: &ec2,
+            policy: &policy,
+            wait: std::time::Duration::from_secs(30),
+            poll: std::time::Duration::from_millis(100),
+            sightings: deps.sinks().state,
+            now: later,
+        },
+        now: Default::default(),
+        most: Default::default(),
+        stop_midway: Some(c.dynamodb.clone()),
+    };
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
+
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
+    assert!(outcomes[0].detail.contains("emergency stop is on"), "{outcomes:#?}");
+    assert!(
+        seed::volumes(&c.ec2)
+            .await
+            .iter()
+            .any(|v| v.volume_id() == Some(volume.as_str())),
+        "the delete waits for the operator"
+    );
+    assert_eq!(seed::snapshots(&c.ec2).await.len(), 1, "the snapshot taken is kept");
 }
