@@ -864,20 +864,28 @@ async fn put_today(lp: &Loop, id: &str, metric: &str, value: f64) {
     seed::put_datums(&c.cloudwatch, vec![datum]).await;
 }
 
-#[tokio::test]
-async fn an_approved_stop_of_an_instance_busy_since_detection_closes_as_obsolete() {
+/// An idle instance asked about; then today's `usage` (metric, value); then ana approves. Returns
+/// the loop, the instance, the request, its Approve link and the page's status and body.
+async fn approved_after_today(usage: &[(&str, f64)]) -> (Loop, String, String, String, (u16, String)) {
     let lp = Loop::start(approve_policy()).await;
     let id = idle_instance(&lp, &[("Owner", "ana")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
-    // After detection the instance got busy: 40% CPU today (the partial day counts).
-    put_today(&lp, &id, "CPUUtilization", 40.0).await;
-
-    let (status, page) = lp
+    for (metric, value) in usage {
+        put_today(&lp, &id, metric, *value).await;
+    }
+    let answer = lp
         .post_form(
             "/decide",
             &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
         )
         .await;
+    (lp, id, request_id, approve, answer)
+}
+
+#[tokio::test]
+async fn an_approved_stop_of_an_instance_busy_since_detection_closes_as_obsolete() {
+    // After detection the instance got busy: 40% CPU today (the partial day counts).
+    let (lp, id, request_id, approve, (status, page)) = approved_after_today(&[("CPUUtilization", 40.0)]).await;
     assert_eq!(status, 409, "{page}");
     assert!(
         page.contains("Obsolete") && page.contains("busy since detection"),
@@ -944,18 +952,9 @@ async fn an_approved_stop_of_an_instance_busy_since_detection_closes_as_obsolete
 
 #[tokio::test]
 async fn an_approved_stop_of_an_instance_still_quiet_today_goes_ahead() {
-    let lp = Loop::start(approve_policy()).await;
-    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
-    let (request_id, approve, _) = request_approval(&lp).await;
     // Quiet today too: under 5% CPU and a little network.
-    put_today(&lp, &id, "CPUUtilization", 1.5).await;
-    put_today(&lp, &id, "NetworkIn", 1000.0).await;
-    let (status, page) = lp
-        .post_form(
-            "/decide",
-            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
-        )
-        .await;
+    let (lp, id, request_id, _, (status, page)) =
+        approved_after_today(&[("CPUUtilization", 1.5), ("NetworkIn", 1000.0)]).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(state_of(&lp, &id).await, "stopped");
     assert_eq!(approval_status(&lp, &request_id).await, "executed");

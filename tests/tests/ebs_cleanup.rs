@@ -491,21 +491,29 @@ impl remediation::act::Remediation for Overlap<'_> {
     }
 }
 
-#[tokio::test]
-async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
-    let moto = Moto::start().unwrap();
+/// `n` unattached volumes, first seen now and flagged by a dry run 8 days later: the dry-run
+/// dependencies (with the table), the volumes, that run's report and its time.
+async fn flagged_volumes(moto: &Moto, n: usize) -> (Deps, Vec<String>, RunReport, DateTime<Utc>) {
     let c = moto.clients().await;
     seed::create_table(&c.dynamodb, TABLE).await;
     let mut ids = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..n {
         ids.push(seed::create_volume(&c.ec2, "gp3", 50, None, "us-east-1a", &[("Owner", "ana")]).await);
     }
-    let deps = deps(&moto, Mode::DryRun).await;
+    let deps = deps(moto, Mode::DryRun).await;
     let today = Utc::now();
     ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
     let later = today + Duration::days(8);
     let report = ebs_cleanup::handler::handle(event(), &deps, later).await.unwrap();
-    assert_eq!(report.findings.len(), 6);
+    assert_eq!(report.findings.len(), n, "{report:#?}");
+    (deps, ids, report, later)
+}
+
+#[tokio::test]
+async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
+    let moto = Moto::start().unwrap();
+    let (deps, ids, report, later) = flagged_volumes(&moto, 6).await;
+    let c = moto.clients().await;
 
     let mut policy = deps.policy.clone();
     policy.mode = Mode::Auto;
@@ -553,15 +561,8 @@ async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
 #[tokio::test]
 async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume() {
     let moto = Moto::start().unwrap();
-    let c = moto.clients().await;
-    seed::create_table(&c.dynamodb, TABLE).await;
-    let volume = seed::create_volume(&c.ec2, "gp3", 50, None, "us-east-1a", &[("Owner", "ana")]).await;
-    let deps = deps(&moto, Mode::DryRun).await;
-    let today = Utc::now();
-    ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
-    let later = today + Duration::days(8);
-    let report = ebs_cleanup::handler::handle(event(), &deps, later).await.unwrap();
-    assert_eq!(report.findings.len(), 1);
+    let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
+    let (c, volume) = (moto.clients().await, ids[0].clone());
 
     let mut policy = deps.policy.clone();
     policy.mode = Mode::Auto;
