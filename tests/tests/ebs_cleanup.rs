@@ -509,61 +509,17 @@ async fn flagged_volumes(moto: &Moto, n: usize) -> (Deps, Vec<String>, RunReport
     (deps, ids, report, later)
 }
 
-#[tokio::test]
-async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
-    let moto = Moto::start().unwrap();
-    let (deps, ids, report, later) = flagged_volumes(&moto, 6).await;
+/// Acts on `report`'s findings in auto mode through the real snapshot-and-delete (each action
+/// held a moment; the emergency stop turned on once each has begun when `stop_midway`): the
+/// outcomes, and the most actions under way at once.
+async fn act_in_auto(
+    moto: &Moto,
+    deps: &Deps,
+    report: &RunReport,
+    later: DateTime<Utc>,
+    stop_midway: bool,
+) -> (Vec<remediation::model::Outcome>, usize) {
     let c = moto.clients().await;
-
-    let mut policy = deps.policy.clone();
-    policy.mode = Mode::Auto;
-    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ctx = remediation::flow::RunContext {
-        mode: Mode::Auto,
-        policy: &policy,
-        now: later,
-        sinks: deps.sinks(),
-    };
-    let overlap = Overlap {
-        inner: remediation::act::snapshot_and_delete::SnapshotAndDelete {
-            ec2: &ec2,
-            policy: &policy,
-            wait: std::time::Duration::from_secs(30),
-            poll: std::time::Duration::from_millis(100),
-            sightings: deps.sinks().state,
-            now: later,
-        },
-        now: Default::default(),
-        most: Default::default(),
-        stop_midway: None,
-    };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &overlap, report.scanned).await;
-
-    assert!(
-        outcomes.iter().all(|o| o.outcome == OutcomeKind::Executed),
-        "{outcomes:#?}"
-    );
-    assert_eq!(
-        overlap.most.load(std::sync::atomic::Ordering::SeqCst),
-        policy.action_concurrency as usize,
-        "at most action_concurrency (4) at once, and that many"
-    );
-    // Outcomes keep the findings' order, and every volume is gone.
-    let order: Vec<&str> = outcomes.iter().map(|o| o.finding_id.as_str()).collect();
-    let expected: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
-    assert_eq!(order, expected);
-    let left = seed::volumes(&c.ec2).await;
-    assert!(ids
-        .iter()
-        .all(|id| left.iter().all(|v| v.volume_id() != Some(id.as_str()))));
-}
-
-#[tokio::test]
-async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume() {
-    let moto = Moto::start().unwrap();
-    let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
-    let (c, volume) = (moto.clients().await, ids[0].clone());
-
     let mut policy = deps.policy.clone();
     policy.mode = Mode::Auto;
     let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
@@ -584,9 +540,45 @@ async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume(
         },
         now: Default::default(),
         most: Default::default(),
-        stop_midway: Some(c.dynamodb.clone()),
+        stop_midway: stop_midway.then(|| c.dynamodb.clone()),
     };
     let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
+    (outcomes, action.most.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
+    let moto = Moto::start().unwrap();
+    let (deps, ids, report, later) = flagged_volumes(&moto, 6).await;
+    let c = moto.clients().await;
+
+    let (outcomes, most) = act_in_auto(&moto, &deps, &report, later, false).await;
+
+    assert!(
+        outcomes.iter().all(|o| o.outcome == OutcomeKind::Executed),
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        most, deps.policy.action_concurrency as usize,
+        "at most action_concurrency (4) at once, and that many"
+    );
+    // Outcomes keep the findings' order, and every volume is gone.
+    let order: Vec<&str> = outcomes.iter().map(|o| o.finding_id.as_str()).collect();
+    let expected: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(order, expected);
+    let left = seed::volumes(&c.ec2).await;
+    assert!(ids
+        .iter()
+        .all(|id| left.iter().all(|v| v.volume_id() != Some(id.as_str()))));
+}
+
+#[tokio::test]
+async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume() {
+    let moto = Moto::start().unwrap();
+    let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
+    let (c, volume) = (moto.clients().await, ids[0].clone());
+
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later, true).await;
 
     assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
     assert!(outcomes[0].detail.contains("emergency stop is on"), "{outcomes:#?}");
