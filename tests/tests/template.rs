@@ -175,3 +175,77 @@ fn whoever_may_stop_or_delete_is_denied_it_on_exempt_resources() {
         }
     }
 }
+
+/// Every Allow statement of every function, with the function's binary.
+fn allow_statements() -> Vec<(String, Value)> {
+    let t = template();
+    let mut out = Vec::new();
+    for (_, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_string();
+        for policy in r["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                if st["Effect"].as_str() == Some("Allow") {
+                    out.push((binary.clone(), st.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tags_can_be_written_only_as_the_code_writes_them_never_finops_exempt() {
+    let mut tag_grants = 0;
+    for (binary, st) in allow_statements() {
+        let actions = strings(&st["Action"]);
+        if !actions.iter().any(|a| a == "ec2:CreateTags" || a == "ec2:DeleteTags") {
+            continue;
+        }
+        tag_grants += 1;
+        let keys = strings(&st["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]);
+        let at_creation = strings(&st["Condition"]["StringEquals"]["ec2:CreateAction"]);
+        if actions.iter().any(|a| a == "ec2:DeleteTags") {
+            assert!(
+                !keys.is_empty(),
+                "{binary}: DeleteTags without an aws:TagKeys limit: {st:?}"
+            );
+        }
+        assert!(
+            !keys.is_empty() || !at_creation.is_empty(),
+            "{binary}: tags writable on existing resources without an aws:TagKeys limit: {st:?}"
+        );
+        for k in &keys {
+            assert!(
+                k.starts_with("finops:") && k != "finops:exempt",
+                "{binary}: tag key {k} is not one the code writes"
+            );
+        }
+    }
+    assert!(tag_grants >= 3, "the tag grants were found ({tag_grants})");
+}
+
+#[test]
+fn kms_is_usable_only_by_ec2_on_the_functions_behalf() {
+    let mut kms = 0;
+    for (binary, st) in allow_statements() {
+        let actions = strings(&st["Action"]);
+        if !actions.iter().any(|a| a.starts_with("kms:")) {
+            continue;
+        }
+        kms += 1;
+        // `!Sub "ec2.${AWS::Region}.amazonaws.com"`: a tagged value, read as shown.
+        let via = format!("{:?}", st["Condition"]["StringEquals"]["kms:ViaService"]);
+        assert!(via.contains("ec2."), "{binary}: KMS without kms:ViaService ec2: {st:?}");
+        if actions.iter().any(|a| a == "kms:CreateGrant") {
+            assert_eq!(
+                st["Condition"]["Bool"]["kms:GrantIsForAWSResource"].as_str(),
+                Some("true"),
+                "{binary}: CreateGrant not limited to AWS resources: {st:?}"
+            );
+        }
+    }
+    assert!(kms >= 2, "the KMS grants were found ({kms})");
+}
