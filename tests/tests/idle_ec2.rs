@@ -94,6 +94,33 @@ async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&s
     finops_tests::deps(moto, policy, table, topic).await
 }
 
+/// Acts on a dry run's findings in auto mode at `at`, through the real guarded, re-evaluating stop.
+async fn stop_in_auto(
+    moto: &Moto,
+    auto: &Deps,
+    report: &RunReport,
+    at: DateTime<Utc>,
+) -> Vec<remediation::model::Outcome> {
+    let c = moto.clients().await;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &auto.policy,
+        now: at,
+        sinks: auto.sinks(),
+    };
+    let stop = remediation::act::stop_instance::StopInstance {
+        ec2: &ec2,
+        policy: &auto.policy,
+        usage: Some(&cloudwatch),
+        now: at,
+    };
+    remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned)
+        .await
+        .0
+}
+
 fn flagged(report: &RunReport) -> BTreeSet<String> {
     report.findings.iter().map(|f| f.resource.id.clone()).collect()
 }
@@ -347,21 +374,7 @@ async fn an_exemption_added_after_detection_is_honoured_when_acting() {
     seed::stop(&c.ec2, &stopped_by_hand).await;
 
     let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
-    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ctx = remediation::flow::RunContext {
-        mode: Mode::Auto,
-        policy: &auto.policy,
-        now: now(),
-        sinks: auto.sinks(),
-    };
-    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
-    let stop = remediation::act::stop_instance::StopInstance {
-        ec2: &ec2,
-        policy: &auto.policy,
-        usage: Some(&cloudwatch),
-        now: now(),
-    };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
+    let outcomes = stop_in_auto(&moto, &auto, &report, now()).await;
 
     let by_id: HashMap<&str, &remediation::model::Outcome> = outcomes
         .iter()
@@ -578,21 +591,7 @@ async fn the_emergency_stop_is_read_before_each_action_not_once_per_run() {
         .await
         .unwrap();
 
-    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ctx = remediation::flow::RunContext {
-        mode: Mode::Auto,
-        policy: &auto.policy,
-        now: now(),
-        sinks: auto.sinks(),
-    };
-    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
-    let stop = remediation::act::stop_instance::StopInstance {
-        ec2: &ec2,
-        policy: &auto.policy,
-        usage: Some(&cloudwatch),
-        now: now(),
-    };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
+    let outcomes = stop_in_auto(&moto, &auto, &report, now()).await;
 
     assert_eq!(outcomes.len(), 3);
     for o in &outcomes {
@@ -668,21 +667,7 @@ async fn a_stop_decided_days_ago_is_not_made_when_the_days_since_have_no_cpu_dat
     // missing): a day without data proves nothing idle, so nothing is stopped.
     let auto = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
     let later = now() + chrono::Duration::days(3);
-    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
-    let ctx = remediation::flow::RunContext {
-        mode: Mode::Auto,
-        policy: &auto.policy,
-        now: later,
-        sinks: auto.sinks(),
-    };
-    let stop = remediation::act::stop_instance::StopInstance {
-        ec2: &ec2,
-        policy: &auto.policy,
-        usage: Some(&cloudwatch),
-        now: later,
-    };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned).await;
+    let outcomes = stop_in_auto(&moto, &auto, &report, later).await;
     assert_eq!(outcomes.len(), fleet.idle.len());
     for o in &outcomes {
         assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::dynamo::{s, TransactOutcome, TTL_ATTRIBUTE};
 use super::{
-    ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, StaleExecutions, StoredAction,
-    StoredApproval, Vote,
+    ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, StaleExecutions,
+    StoredAction, StoredApproval, Vote,
 };
 use crate::error::{Error, Result};
 use crate::model::Finding;
@@ -415,6 +415,7 @@ impl ApprovalStore for DynamoState {
                 .is_none_or(|t| t.with_timezone(&Utc) < before)
         };
         let mut out = StaleExecutions::default();
+        let mut requests = Vec::new();
         for item in &items {
             let unreadable = |e: Error| tracing::warn!(error = %e, "skipping an unreadable executing item");
             match text(item, "kind") {
@@ -423,23 +424,38 @@ impl ApprovalStore for DynamoState {
                     Err(e) => unreadable(e),
                 },
                 Some("approval") if begun_before(item, "executing_at") => match stored_approval(item) {
-                    Ok(a) => {
-                        let recorded = self
-                            .scan_items(
-                                "kind = :action AND request_id = :rid",
-                                &[],
-                                &[(":action", s("action")), (":rid", s(&a.request_id))],
-                            )
-                            .await?
-                            .iter()
-                            .find_map(|i| stored_action(i).ok());
-                        out.requests.push((a, recorded));
-                    }
+                    Ok(a) => requests.push(a),
                     Err(e) => unreadable(e),
                 },
                 _ => {}
             }
         }
+        if requests.is_empty() {
+            return Ok(out);
+        }
+        // The actions those requests recorded, whatever their status: one Scan for all of them.
+        let mut recorded: HashMap<String, StoredAction> = HashMap::new();
+        for item in self
+            .scan_items(
+                "kind = :action AND attribute_exists(request_id)",
+                &[],
+                &[(":action", s("action"))],
+            )
+            .await?
+        {
+            if let Ok(a) = stored_action(&item) {
+                if let Some(rid) = a.request_id.clone() {
+                    recorded.insert(rid, a);
+                }
+            }
+        }
+        out.requests = requests
+            .into_iter()
+            .map(|a| {
+                let action = recorded.remove(&a.request_id);
+                (a, action)
+            })
+            .collect();
         Ok(out)
     }
 
@@ -450,26 +466,12 @@ impl ApprovalStore for DynamoState {
         detail: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let status = if executed { "executed" } else { "failed" };
-        let update = built(
-            self.update(action_pk(&action.action_id), "RECORD")
-                .update_expression("SET #st = :st, detail = :d, finished_at = :at, resolved_by = :by")
-                .condition_expression("#st = :executing")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":st", s(status))
-                .expression_attribute_values(":d", s(detail))
-                .expression_attribute_values(":at", s(now.to_rfc3339()))
-                .expression_attribute_values(":by", s("sweep"))
-                .expression_attribute_values(":executing", s("executing")),
-        )?;
-        let f = &action.finding;
-        let mut items = vec![
-            update,
-            self.audit(&f.id, now, &format!("action-{status}"), &action.action_id, detail)?,
-        ];
-        if executed {
-            items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", now)?);
-        }
+        let end = if executed {
+            ActionEnd::Executed
+        } else {
+            ActionEnd::Failed
+        };
+        let items = self.action_end(&action.action_id, &action.finding, end, detail, now, Some("sweep"))?;
         self.transition(items).await
     }
 

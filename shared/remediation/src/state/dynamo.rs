@@ -187,6 +187,49 @@ impl DynamoState {
         self.ledger_end(f, 0.0, status, "closed_at", at)
     }
 
+    /// The writes that end an `executing` action as `end`: its record (only from `executing`; with
+    /// who resolved it, when not the run that began it), the audit item, and the ledger realised
+    /// when executed.
+    pub(crate) fn action_end(
+        &self,
+        action_id: &str,
+        f: &crate::model::Finding,
+        end: crate::state::ActionEnd,
+        detail: &str,
+        at: DateTime<Utc>,
+        resolved_by: Option<&str>,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let status = end.as_str();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("ACTION#{action_id}")))
+            .key("sk", s("RECORD"))
+            .update_expression(match resolved_by {
+                None => "SET #st = :st, detail = :d, finished_at = :at",
+                Some(_) => "SET #st = :st, detail = :d, finished_at = :at, resolved_by = :by",
+            })
+            .condition_expression("#st = :executing")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":d", s(detail))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":executing", s("executing"));
+        if let Some(by) = resolved_by {
+            update = update.expression_attribute_values(":by", s(by));
+        }
+        let update = update
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+        let mut items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.audit(&f.id, at, &format!("action-{status}"), action_id, detail)?,
+        ];
+        if end == crate::state::ActionEnd::Executed {
+            items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", at)?);
+        }
+        Ok(items)
+    }
+
     /// Sets a ledger line's realised dollars and status, with the time in `at_attribute`.
     fn ledger_end(
         &self,
@@ -419,34 +462,7 @@ impl StateStore for DynamoState {
         detail: &str,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let status = end.as_str();
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(format!("ACTION#{}", record.action_id)))
-            .key("sk", s("RECORD"))
-            .update_expression("SET #st = :st, detail = :d, finished_at = :at")
-            .condition_expression("#st = :executing")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":st", s(status))
-            .expression_attribute_values(":d", s(detail))
-            .expression_attribute_values(":at", s(at.to_rfc3339()))
-            .expression_attribute_values(":executing", s("executing"))
-            .build()
-            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
-        let mut items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.audit(
-                &record.finding.id,
-                at,
-                &format!("action-{status}"),
-                &record.action_id,
-                detail,
-            )?,
-        ];
-        if end == ActionEnd::Executed {
-            let f = &record.finding;
-            items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", at)?);
-        }
+        let items = self.action_end(&record.action_id, &record.finding, end, detail, at, None)?;
         match self.transact(items).await {
             Ok(()) => Ok(()),
             Err(TransactOutcome::Failed(e)) => Err(e),
