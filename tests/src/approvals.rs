@@ -93,7 +93,7 @@ impl Loop {
         if !approval_knows_its_url {
             deps.links = None;
         }
-        let app = approval::handler::App::new(deps).expect("approval app");
+        let app = approval::handler::App::new(deps).await.expect("approval app");
         let _ = cell.set(app);
         let notify_deps = Self::deps_with(&moto, policy, &topic, &approval_server.url(), secrets).await;
         let notify = slack_notify::handler::App::new(notify_deps).expect("slack-notify app");

@@ -8,13 +8,20 @@ use finops_tests::httpserver::Response;
 use finops_tests::seed::{self, Usage};
 use remediation::approval::{Decision, LinkSigner};
 use remediation::model::OutcomeKind;
-use remediation::policy::{Mode, Policy};
+use remediation::policy::{ApprovalsPolicy, Approver, Mode, Policy};
 use remediation::state::{ApprovalStore, StateStore};
 use serde_json::Value;
 
+/// Approve mode with the test's two Slack users listed and, for the page's typed-address form,
+/// anyone with the link allowed (recorded as unverified).
 fn approve_policy() -> Policy {
     Policy {
         mode: Mode::Approve,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into(), "U0BO".into()],
+            anyone_with_link: true,
+            ..ApprovalsPolicy::default()
+        },
         ..Policy::default()
     }
 }
@@ -1083,7 +1090,14 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
     for r in [&ra, &rb] {
         let rid = r["request_id"].as_str().unwrap();
         store
-            .vote(rid, "email:ana@example.com", "link", an_hour_ago)
+            .vote(
+                rid,
+                &Approver::Unverified {
+                    email: "ana@example.com".into(),
+                }
+                .ballot(an_hour_ago),
+                an_hour_ago,
+            )
             .await
             .unwrap()
             .unwrap();

@@ -83,6 +83,11 @@ impl Driver {
 async fn a_person_approves_in_a_real_browser() {
     let policy = Policy {
         mode: Mode::Approve,
+        // No identity provider here: the page's typed address, which the policy must allow.
+        approvals: remediation::policy::ApprovalsPolicy {
+            anyone_with_link: true,
+            ..Default::default()
+        },
         ..Policy::default()
     };
     let lp = Loop::start(policy.clone()).await;

@@ -1,78 +1,98 @@
 //! The approval function's three triggers:
 //! - its Function URL: `GET /decide?token=` (confirmation page, no change), `POST /decide`
-//!   (the page's form: decide), `POST /slack/actions` (Slack interactivity, signed);
+//!   (the page's form: decide), `GET /request?id=` (the page a Jira issue links to: no token, a
+//!   sign-in), `GET /oidc/start` and `GET /oidc/callback` (the sign-in round trip),
+//!   `POST /slack/actions` (Slack interactivity, signed);
 //! - SNS `approval-result` with status `approved` (a Slack approval, executed here);
-//! - an EventBridge schedule: expire pending requests past their expiry.
+//! - an EventBridge schedule: expire pending requests, execute approvals the emergency stop held,
+//!   resolve executions that never finished.
+//!
+//! Every link's base is the deployment's approval URL (the link secret, or `FINOPS_APPROVAL_URL`
+//! locally), never a request's `Host` or `domainName` nor a field of a message.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
-use remediation::approval::LinkSigner;
+use remediation::approval::{Decision, LinkSigner};
 use remediation::config::Deps;
 use remediation::decide::{Approvals, AwsExecutor, Preview, Verdict};
+use remediation::http::HttpClient;
 use remediation::notify::Message;
+use remediation::oidc::Provider;
 use remediation::policy::Approver;
+use remediation::state::sign_in::{SignIn, SIGN_IN_MINUTES};
 use remediation::Error;
 use serde_json::{json, Value};
 
 use crate::page;
 
+/// The largest request body read (Slack's payloads are a few KB; the page's form less).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// What the function holds between invocations.
 pub struct App {
     pub deps: Deps,
-    /// The link-signing key.
-    link_key: Vec<u8>,
+    /// Signs and checks links; its base is the deployment's approval URL.
+    links: LinkSigner,
     /// Slack's signing secret; without it Slack requests are refused.
     pub slack_signing_secret: Option<Vec<u8>>,
     pub executor: AwsExecutor,
+    /// The identity provider, when `approvals.oidc` is configured.
+    pub oidc: Option<Provider>,
+    /// Outbound HTTP (Slack's `users.info`).
+    pub http: HttpClient,
+    /// Slack's Web API base (`https://slack.com/api`; tests point it at a stand-in).
+    pub slack_api_base: String,
 }
 
 impl App {
-    /// Checks that the deps have what approvals need: the table and the link-signing key.
-    /// `FINOPS_APPROVAL_URL` is optional here: a deployed function cannot be told its own URL
-    /// (a cycle in the template), so it takes it from each request's domain, or from the
-    /// `approval-result` message it published itself.
-    pub fn new(deps: Deps) -> Result<App, Error> {
+    /// Checks that the deps have what approvals need (the table, the link-signing key and the
+    /// deployment's own URL) and reads the identity provider's discovery document when one is
+    /// configured.
+    pub async fn new(deps: Deps) -> Result<App, Error> {
         if deps.state.is_none() {
             return Err(Error::Config(
                 "the approval function needs the state table (FINOPS_TABLE)".into(),
             ));
         }
-        let link_key = deps
-            .secrets
-            .link_signing_key
-            .clone()
-            .or_else(|| std::env::var(remediation::config::LINK_KEY_VAR).ok())
-            .filter(|k| !k.trim().is_empty())
-            .ok_or_else(|| Error::Config("the approval function needs link_signing_key in its secret".into()))?
-            .into_bytes();
-        // Checks the key's length once, at start-up.
-        LinkSigner::new(link_key.clone(), "https://approval.invalid")?;
+        let links = deps.links.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "the approval function needs the link-signing key and its own URL: link_signing_key and approval_url in the link secret ({}), or {} and {} for a local run",
+                remediation::secrets::LINK_SECRET_ID_VAR,
+                remediation::config::LINK_KEY_VAR,
+                remediation::config::APPROVAL_URL_VAR,
+            ))
+        })?;
+        let http = HttpClient::new(Duration::from_secs(5))?;
+        let oidc = match &deps.policy.approvals.oidc {
+            None => None,
+            Some(o) => {
+                let secret = deps.secrets.oidc_client_secret.clone().ok_or_else(|| {
+                    Error::Config("approvals.oidc is set but the secret has no oidc_client_secret".into())
+                })?;
+                Some(Provider::discover(http.clone(), o, secret).await?)
+            }
+        };
         let executor = AwsExecutor {
             clients: deps.clients.clone(),
             policy: deps.policy.clone(),
         };
         Ok(App {
             slack_signing_secret: deps.secrets.slack_signing_secret.clone().map(String::into_bytes),
-            link_key,
+            links,
             executor,
+            oidc,
+            http,
+            slack_api_base: "https://slack.com/api".into(),
             deps,
         })
     }
 
-    /// Links to `base` unless the deployment named the URL.
-    fn signer(&self, base: Option<&str>) -> Result<LinkSigner, Error> {
-        match (&self.deps.links, base) {
-            (Some(configured), _) => Ok(configured.clone()),
-            (None, Some(b)) => LinkSigner::new(self.link_key.clone(), b),
-            // Nothing that needs a link (expiry): any base will do.
-            (None, None) => LinkSigner::new(self.link_key.clone(), "https://approval.invalid"),
-        }
-    }
-
-    fn approvals<'a>(&'a self, links: &'a LinkSigner) -> Result<Approvals<'a>, Error> {
+    fn approvals(&self) -> Result<Approvals<'_>, Error> {
         let state = self
             .deps
             .state
@@ -82,10 +102,14 @@ impl App {
             store: state,
             state,
             publisher: self.deps.publisher.as_ref().map(|p| p as _),
-            links,
+            links: &self.links,
             policy: &self.deps.policy,
             executor: &self.executor,
         })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.links.base_url())
     }
 }
 
@@ -97,7 +121,13 @@ pub async fn function_handler(event: LambdaEvent<Value>, app: &App) -> Result<Va
 /// Dispatches on the event's shape.
 pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
     if payload.get("requestContext").is_some() && payload.get("rawPath").is_some() {
-        return Ok(http(&payload, app, now).await);
+        return Ok(match serde_json::from_value::<LambdaFunctionUrlRequest>(payload) {
+            Ok(req) => http(&req, app, now).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "an unreadable Function URL request");
+                bad_request("the request could not be read")
+            }
+        });
     }
     if payload.get("Records").is_some() {
         return sns(&payload, app, now).await;
@@ -107,13 +137,14 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
             "neither a Function URL request, an SNS event nor a scheduled event ({e})"
         ))
     })?;
-    let links = app.signer(None)?;
-    let approvals = app.approvals(&links)?;
-    // Each sweep runs even when the other fails; the invocation fails if either did.
-    let (expired, resolved) = (approvals.expire(now).await, approvals.resolve_stale(now).await);
-    let (expired, resolved) = (expired?, resolved?);
-    tracing::info!(account = %trigger.account, expired, resolved, "hourly sweep");
-    Ok(json!({"expired": expired, "resolved_stale": resolved}))
+    let approvals = app.approvals()?;
+    // Each sweep runs even when another fails; the invocation fails if any did.
+    let expired = approvals.expire(now).await;
+    let executed = approvals.execute_waiting(now).await;
+    let resolved = approvals.resolve_stale(now).await;
+    let (expired, executed, resolved) = (expired?, executed?, resolved?);
+    tracing::info!(account = %trigger.account, expired, executed, resolved, "hourly sweep");
+    Ok(json!({"expired": expired, "executed_approved": executed, "resolved_stale": resolved}))
 }
 
 /// Executes Slack-approved requests delivered by SNS. Anything else on the topic is ignored
@@ -122,18 +153,13 @@ async fn sns(payload: &Value, app: &App, now: DateTime<Utc>) -> Result<Value, Er
     let mut results = Vec::new();
     for (_, message) in remediation::notify::from_sns_event(payload)? {
         match message {
-            Message::ApprovalResult {
-                request_id,
-                status,
-                links_base,
-                ..
-            } if status == "approved" => {
-                let links = app.signer(links_base.as_deref())?;
-                let v = app.approvals(&links)?.execute_approved(&request_id, now).await;
+            Message::ApprovalResult { request_id, status, .. } if status == "approved" => {
+                let v = app.approvals()?.execute_approved(&request_id, now).await;
                 tracing::info!(request_id = %request_id, status = v.status, title = %v.title, "executed on SNS");
-                // 503 means the decision could not be carried out now (state unreachable, or
-                // the emergency stop): fail, so Lambda retries and then the on-failure destination keeps it.
-                if v.status == 503 {
+                // 503: the state could not be reached. Fail, so Lambda retries (then the
+                // on-failure destination keeps it). Under the emergency stop the request stays
+                // `approved` and the hourly sweep executes it once the stop is off.
+                if v.status == 503 && v.title != "Emergency stop is on" {
                     return Err(Error::Http {
                         service: "approval",
                         message: format!("request {request_id}: {}", v.message),
@@ -147,6 +173,7 @@ async fn sns(payload: &Value, app: &App, now: DateTime<Utc>) -> Result<Value, Er
     Ok(json!({"results": results}))
 }
 
+/// Every page's headers: never cached, never framed, no referrer (a URL may hold a token).
 fn response(status: u16, content_type: &str, body: String) -> Value {
     json!({
         "statusCode": status,
@@ -155,11 +182,17 @@ fn response(status: u16, content_type: &str, body: String) -> Value {
             "cache-control": "no-store",
             "x-content-type-options": "nosniff",
             "referrer-policy": "no-referrer",
-            "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         },
         "body": body,
         "isBase64Encoded": false,
     })
+}
+
+fn redirect(location: &str) -> Value {
+    let mut r = response(302, "text/plain; charset=utf-8", "Signing in…".into());
+    r["headers"]["location"] = json!(location);
+    r
 }
 
 fn html(v: &Verdict) -> Value {
@@ -174,32 +207,16 @@ fn bad_request(message: &str) -> Value {
     })
 }
 
-/// Percent-decodes one `application/x-www-form-urlencoded` component.
-fn url_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Parses a query string or form body; `None` if it is not valid form encoding.
-pub fn form(s: &str) -> Option<HashMap<String, String>> {
+/// Parses a query string or form body; `None` if it is not valid UTF-8 form encoding.
+pub fn form(bytes: &[u8]) -> Option<HashMap<String, String>> {
+    std::str::from_utf8(bytes).ok()?;
     let mut out = HashMap::new();
-    for pair in s.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(url_decode(k)?, url_decode(v)?);
+    for (k, v) in form_urlencoded::parse(bytes) {
+        // `parse` replaces bad escapes silently; a replacement character means the input was not UTF-8.
+        if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+            return None;
+        }
+        out.insert(k.into_owned(), v.into_owned());
     }
     Some(out)
 }
@@ -212,25 +229,38 @@ fn plausible_email(e: &str) -> bool {
             .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
 }
 
-async fn http(req: &Value, app: &App, now: DateTime<Utc>) -> Value {
+fn decision_of(s: &str) -> Option<Decision> {
+    match s {
+        "approve" => Some(Decision::Approve),
+        "reject" => Some(Decision::Reject),
+        "rollback" => Some(Decision::Rollback),
+        _ => None,
+    }
+}
+
+fn decision_param(d: Decision) -> &'static str {
+    match d {
+        Decision::Approve => "approve",
+        Decision::Reject => "reject",
+        Decision::Rollback => "rollback",
+    }
+}
+
+async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> Value {
     let method = req
-        .pointer("/requestContext/http/method")
-        .and_then(Value::as_str)
+        .request_context
+        .http
+        .method
+        .as_deref()
         .unwrap_or("GET")
         .to_ascii_uppercase();
-    let path = req.get("rawPath").and_then(Value::as_str).unwrap_or("/");
-    let query = req.get("rawQueryString").and_then(Value::as_str).unwrap_or("");
-    let headers: HashMap<String, String> = req
-        .get("headers")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.to_ascii_lowercase(), v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let raw_body = req.get("body").and_then(Value::as_str).unwrap_or("");
-    let body: Vec<u8> = if req.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+    let path = req.raw_path.as_deref().unwrap_or("/");
+    let query = form(req.raw_query_string.as_deref().unwrap_or("").as_bytes());
+    let raw_body = req.body.as_deref().unwrap_or("");
+    if raw_body.len() > MAX_BODY_BYTES * 2 {
+        return bad_request("the request is too large");
+    }
+    let body: Vec<u8> = if req.is_base64_encoded {
         match base64::engine::general_purpose::STANDARD.decode(raw_body) {
             Ok(b) => b,
             Err(_) => return bad_request("the body is not valid base64"),
@@ -238,88 +268,300 @@ async fn http(req: &Value, app: &App, now: DateTime<Utc>) -> Value {
     } else {
         raw_body.as_bytes().to_vec()
     };
-    let domain = req
-        .pointer("/requestContext/domainName")
-        .and_then(Value::as_str)
-        .map(|d| format!("https://{d}"));
-    let links = match app.signer(domain.as_deref()) {
-        Ok(l) => l,
-        Err(e) => {
-            return html(&Verdict {
-                status: 500,
-                title: "Not configured".into(),
-                message: e.to_string(),
-            })
-        }
-    };
-    let approvals = match app.approvals(&links) {
+    if body.len() > MAX_BODY_BYTES {
+        return bad_request("the request is too large");
+    }
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let approvals = match app.approvals() {
         Ok(a) => a,
         Err(e) => {
+            tracing::error!(error = %e, "not configured");
             return html(&Verdict {
                 status: 500,
-                title: "Not configured".into(),
-                message: e.to_string(),
-            })
+                title: "Not available".into(),
+                message: "This approval service is not configured to decide; nothing was changed.".into(),
+            });
         }
+    };
+    let Some(query) = query else {
+        return bad_request("the address is not valid");
     };
     match (method.as_str(), path.trim_end_matches('/')) {
         ("GET", "/decide") => {
-            let Some(token) = form(query).and_then(|q| q.get("token").cloned()) else {
+            let Some(token) = query.get("token") else {
                 return bad_request("the link has no token");
             };
-            match approvals.preview(&token, now).await {
+            let who = app.links.verify(token, now).ok().and_then(|c| c.who);
+            match approvals.preview(token, now).await {
                 Preview::Confirm {
                     decision,
                     finding,
                     approvers,
                     required,
                     expires_at,
-                } => response(
-                    200,
-                    "text/html; charset=utf-8",
-                    page::confirm(
-                        decision,
-                        &finding,
-                        &token,
-                        &approvers,
-                        required,
-                        expires_at
-                            .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
-                            .as_deref(),
-                    ),
-                ),
+                } => {
+                    let ways = page::Ways {
+                        action: app.url("/decide"),
+                        token: Some(token.clone()),
+                        signed_in_as: who.as_ref().map(Approver::id),
+                        sign_in: app
+                            .oidc
+                            .as_ref()
+                            .map(|_| app.url(&format!("/oidc/start?token={}", enc(token)))),
+                        typed: app.deps.policy.approvals.anyone_with_link,
+                    };
+                    confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+                }
                 Preview::Refused(v) => html(&v),
             }
         }
+        ("GET", "/request") => {
+            // The page a Jira issue links to: no token, a decision only after a sign-in.
+            let (rid, d) = match (query.get("id"), query.get("action")) {
+                (Some(id), _) => (
+                    id.clone(),
+                    decision_of(query.get("d").map_or("approve", String::as_str)),
+                ),
+                (None, Some(action)) => (action.clone(), Some(Decision::Rollback)),
+                (None, None) => return bad_request("the address names no request"),
+            };
+            let Some(d) = d else {
+                return bad_request("the address names no decision");
+            };
+            match approvals.preview_of(&rid, d, now).await {
+                Preview::Confirm {
+                    decision,
+                    finding,
+                    approvers,
+                    required,
+                    expires_at,
+                } => {
+                    let ways = page::Ways {
+                        action: app.url("/decide"),
+                        sign_in: app
+                            .oidc
+                            .as_ref()
+                            .map(|_| app.url(&format!("/oidc/start?rid={}&d={}", enc(&rid), decision_param(decision)))),
+                        ..page::Ways::default()
+                    };
+                    confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+                }
+                Preview::Refused(v) => html(&v),
+            }
+        }
+        ("GET", "/oidc/start") => sign_in_start(app, &approvals, &query, now).await,
+        ("GET", "/oidc/callback") => sign_in_callback(app, &approvals, &query, now).await,
         ("POST", "/decide") => {
-            let Some(fields) = std::str::from_utf8(&body).ok().and_then(form) else {
+            let Some(fields) = form(&body) else {
                 return bad_request("the form is not valid");
             };
             let Some(token) = fields.get("token") else {
                 return bad_request("the form has no token");
             };
-            let approver = fields.get("approver").map(|a| a.trim()).unwrap_or("");
-            if !plausible_email(approver) {
-                return bad_request("give your email address, so the audit trail says who decided");
-            }
-            let v = approvals
-                .decide_link(token, &Approver::Email(approver.to_string()), now)
-                .await;
-            html(&v)
+            // A token minted for one person (after a sign-in) decides as that person; otherwise
+            // the typed address, which proves nothing.
+            let who = match app.links.verify(token, now).ok().and_then(|c| c.who) {
+                Some(who) => who,
+                None => {
+                    let approver = fields.get("approver").map(|a| a.trim()).unwrap_or("");
+                    if !plausible_email(approver) {
+                        return bad_request("give your email address, so the audit trail says who decided");
+                    }
+                    Approver::Unverified {
+                        email: approver.to_string(),
+                    }
+                }
+            };
+            html(&approvals.decide_link(token, &who, now).await)
         }
-        ("POST", "/slack/actions") => slack(&approvals, app, &headers, &body, now).await,
+        ("POST", "/slack/actions") => slack(&approvals, app, &header, &body, now).await,
         _ => html(&Verdict {
             status: 404,
             title: "Not found".into(),
-            message: format!("{method} {path} is not something this function answers"),
+            message: "This address is not something this service answers.".into(),
         }),
     }
 }
 
-async fn slack(
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn confirm_page(
+    decision: Decision,
+    finding: &remediation::model::Finding,
+    approvers: &[String],
+    required: u32,
+    expires_at: Option<DateTime<Utc>>,
+    ways: page::Ways,
+) -> Value {
+    response(
+        200,
+        "text/html; charset=utf-8",
+        page::confirm(&page::Confirm {
+            decision,
+            finding,
+            approvers,
+            required,
+            expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
+            ways,
+        }),
+    )
+}
+
+fn no_sign_in() -> Value {
+    html(&Verdict {
+        status: 404,
+        title: "Sign-in not configured".into(),
+        message: "This deployment has no identity provider: decide in Slack. Nothing was changed.".into(),
+    })
+}
+
+/// Starts a sign-in for a decision named by a token or by `rid` and `d`: records state, nonce
+/// and PKCE verifier, and sends the browser to the provider.
+async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String, String>, now: DateTime<Utc>) -> Value {
+    let Some(provider) = &app.oidc else {
+        return no_sign_in();
+    };
+    let (rid, d) = match (q.get("token"), q.get("rid"), q.get("d").and_then(|d| decision_of(d))) {
+        (Some(token), _, _) => match app.links.verify(token, now) {
+            Ok(c) => (c.rid, c.d),
+            Err(_) => return bad_request("the link is not valid"),
+        },
+        (None, Some(rid), Some(d)) => (rid.clone(), d),
+        _ => return bad_request("the address names no decision"),
+    };
+    // Only for something that can still be decided.
+    if let Preview::Refused(v) = approvals.preview_of(&rid, d, now).await {
+        return html(&v);
+    }
+    let (Ok(state), Ok(nonce), Ok(verifier)) = (
+        remediation::oidc::random(),
+        remediation::oidc::random(),
+        remediation::oidc::random(),
+    ) else {
+        return html(&unavailable());
+    };
+    let Some(store) = app.deps.state.as_ref() else {
+        return html(&unavailable());
+    };
+    let sign_in = SignIn {
+        rid,
+        d,
+        nonce: nonce.clone(),
+        verifier: verifier.clone(),
+        started_at: now,
+    };
+    if let Err(e) = store.start_sign_in(&state, &sign_in).await {
+        tracing::error!(error = %e, "sign-in not recorded");
+        return html(&unavailable());
+    }
+    redirect(&provider.authorize_url(&app.url("/oidc/callback"), &state, &nonce, &verifier))
+}
+
+fn unavailable() -> Verdict {
+    Verdict {
+        status: 503,
+        title: "Try again".into(),
+        message: "The sign-in could not be started just now; nothing was changed. Try again in a minute.".into(),
+    }
+}
+
+fn sign_in_refused(message: &str) -> Value {
+    html(&Verdict {
+        status: 403,
+        title: "Sign-in refused".into(),
+        message: format!("{message}; nothing was changed."),
+    })
+}
+
+/// The provider sends the browser back here: takes the sign-in (once), exchanges the code,
+/// verifies the ID token and shows the confirmation as the person it proves.
+async fn sign_in_callback(
+    app: &App,
+    approvals: &Approvals<'_>,
+    q: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Value {
+    let Some(provider) = &app.oidc else {
+        return no_sign_in();
+    };
+    let Some(state) = q.get("state") else {
+        return bad_request("the sign-in came back without its state");
+    };
+    let Some(store) = app.deps.state.as_ref() else {
+        return html(&unavailable());
+    };
+    let sign_in = match store.take_sign_in(state, now).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return html(&Verdict {
+                status: 410,
+                title: "Sign-in expired".into(),
+                message: format!(
+                    "This sign-in was used already or took longer than {SIGN_IN_MINUTES} minutes; open the link again. Nothing was changed."
+                ),
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in unreadable");
+            return html(&unavailable());
+        }
+    };
+    if let Some(error) = q.get("error") {
+        tracing::info!(error = %error, "the identity provider refused the sign-in");
+        return sign_in_refused("The identity provider did not sign you in");
+    }
+    let Some(code) = q.get("code") else {
+        return bad_request("the sign-in came back without a code");
+    };
+    let who = match provider
+        .exchange(code, &app.url("/oidc/callback"), &sign_in.verifier)
+        .await
+    {
+        Ok(id_token) => provider.verify(&id_token, &sign_in.nonce, now).await,
+        Err(e) => Err(e),
+    };
+    let who = match who {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "sign-in not verified");
+            return sign_in_refused("The sign-in could not be verified");
+        }
+    };
+    if let Err(why) = app.deps.policy.approvals.allows(&who) {
+        return sign_in_refused(&why);
+    }
+    let token = app.links.token_for(
+        &sign_in.rid,
+        sign_in.d,
+        now + chrono::Duration::minutes(SIGN_IN_MINUTES),
+        &who,
+    );
+    match approvals.preview_of(&sign_in.rid, sign_in.d, now).await {
+        Preview::Confirm {
+            decision,
+            finding,
+            approvers,
+            required,
+            expires_at,
+        } => {
+            let ways = page::Ways {
+                action: app.url("/decide"),
+                token: Some(token),
+                signed_in_as: Some(who.id()),
+                ..page::Ways::default()
+            };
+            confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+        }
+        Preview::Refused(v) => html(&v),
+    }
+}
+
+async fn slack<'h>(
     approvals: &Approvals<'_>,
     app: &App,
-    headers: &HashMap<String, String>,
+    header: &impl Fn(&str) -> Option<&'h str>,
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Value {
@@ -329,19 +571,15 @@ async fn slack(
     };
     if let Err(e) = remediation::slack::verify_signature(
         secret,
-        headers.get("x-slack-request-timestamp").map(String::as_str),
-        headers.get("x-slack-signature").map(String::as_str),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
         body,
         now,
     ) {
         tracing::warn!(error = %e, "refused a Slack request");
         return text(401, &format!("refused: {e}"));
     }
-    let Some(payload) = std::str::from_utf8(body)
-        .ok()
-        .and_then(form)
-        .and_then(|f| f.get("payload").cloned())
-    else {
+    let Some(payload) = form(body).and_then(|f| f.get("payload").cloned()) else {
         return text(400, "no payload");
     };
     let Ok(p) = serde_json::from_str::<Value>(&payload) else {
@@ -366,6 +604,7 @@ async fn slack(
     let who = Approver::Slack {
         user_id: user_id.to_string(),
         name: user_name.to_string(),
+        email: slack_email(app, user_id).await,
     };
     let v = approvals.decide_slack(token, &who, now).await;
     // Slack shows a 200's body to the clicker; other statuses as an error.
@@ -374,18 +613,35 @@ async fn slack(
     response(200, "application/json", reply.to_string())
 }
 
+/// The address of a Slack user: the policy's pairing, else Slack's `users.info` (bot token).
+/// Unknown (no pairing, no token, Slack did not say) is `None`: the count then treats the user
+/// as possibly anyone who signed in.
+async fn slack_email(app: &App, user_id: &str) -> Option<String> {
+    if let Some(e) = app.deps.policy.approvals.email_of(user_id) {
+        return Some(e.to_string());
+    }
+    let token = app.deps.secrets.slack_bot_token.as_deref()?;
+    match remediation::slack::user_email(&app.http, &app.slack_api_base, token, user_id).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, user_id, "users.info failed: the user's address is unknown");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn forms_decode_and_garbage_is_refused() {
-        let f = form("token=a%2Eb_c&approver=ana%40example.com&x=1+2").unwrap();
+        let f = form(b"token=a%2Eb_c&approver=ana%40example.com&x=1+2").unwrap();
         assert_eq!(f["token"], "a.b_c");
         assert_eq!(f["approver"], "ana@example.com");
         assert_eq!(f["x"], "1 2");
-        assert!(form("token=%zz").is_none());
-        assert!(form("token=%E2%28").is_none());
+        assert!(form(b"token=%E2%28").is_none());
+        assert!(form(b"token=\xff").is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use remediation::config::Deps;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     remediation::telemetry::init();
-    let app = approval::handler::App::new(Deps::from_env().await?)?;
+    let app = approval::handler::App::new(Deps::from_env().await?).await?;
     tracing::info!(policy = %app.deps.policy_source, slack = app.slack_signing_secret.is_some(), "approval ready");
     let app = &app;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

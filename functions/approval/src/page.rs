@@ -1,131 +1,217 @@
-//! The two small HTML pages a person sees: the confirmation (a GET never decides; its button
-//! POSTs) and the result. Self-contained, no scripts, everything escaped.
+//! The small HTML pages a person sees: the confirmation (a GET never decides; its button POSTs)
+//! and the result. Self-contained, no scripts; rendered with `maud`, which escapes every value,
+//! so no value can be left unescaped by mistake.
 
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use remediation::approval::Decision;
 use remediation::decide::Verdict;
 use remediation::model::Finding;
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 const STYLE: &str =
     "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;color:#1d1d1f}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}dt{font-weight:600}\
-button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:0;color:#fff;background:#1f7a3d;cursor:pointer}\
-button.reject,button.roll-back{background:#b3261e}input{font-size:1rem;padding:.4rem;width:18rem}\
-.status{color:#555}";
+button,a.button{font-size:1rem;padding:.5rem 1.2rem;border-radius:.4rem;border:0;color:#fff;background:#1f7a3d;cursor:pointer;text-decoration:none;display:inline-block}\
+button.reject,button.roll-back,a.reject,a.roll-back{background:#b3261e}input{font-size:1rem;padding:.4rem;width:18rem}\
+.status{color:#555}.unverified{color:#8a5a00}";
 
-fn shell(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-<meta name=\"robots\" content=\"noindex\"><title>{t}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        t = esc(title)
-    )
+fn shell(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                meta name="robots" content="noindex";
+                title { (title) }
+                // A constant of this file, not data.
+                style { (PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    }
+    .into_string()
 }
 
 fn usd(v: Option<f64>) -> String {
     v.map(|v| format!("${v:.2}/month")).unwrap_or_else(|| "unknown".into())
 }
 
-/// The confirmation page for `decision` on `finding`; its form POSTs `token` and the approver.
-pub fn confirm(
-    decision: Decision,
-    finding: &Finding,
-    token: &str,
-    approvers: &[String],
-    required: u32,
-    expires: Option<&str>,
-) -> String {
-    let verb = match decision {
+fn verb(decision: Decision) -> &'static str {
+    match decision {
         Decision::Approve => "Approve",
         Decision::Reject => "Reject",
         Decision::Rollback => "Roll back",
-    };
-    let title = format!("{verb}: {} {}", finding.action.as_str(), finding.resource.id);
-    let evidence: String = remediation::slack::evidence_lines(finding)
-        .iter()
-        .map(|l| format!("<li>{}</li>", esc(l)))
-        .collect();
+    }
+}
+
+/// How the person on the page may decide.
+#[derive(Debug, Clone, Default)]
+pub struct Ways {
+    /// Where the form posts (the deployment's `/decide`).
+    pub action: String,
+    /// The token the form carries (none on the page a Jira issue links to).
+    pub token: Option<String>,
+    /// Signed in as this person: the form decides as them.
+    pub signed_in_as: Option<String>,
+    /// Where a sign-in through the identity provider starts.
+    pub sign_in: Option<String>,
+    /// The policy lets anyone with the link decide by typing an address (recorded unverified).
+    pub typed: bool,
+}
+
+/// What the confirmation page shows.
+#[derive(Debug, Clone)]
+pub struct Confirm<'a> {
+    pub decision: Decision,
+    pub finding: &'a Finding,
+    pub approvers: &'a [String],
+    pub required: u32,
+    pub expires: Option<String>,
+    pub ways: Ways,
+}
+
+/// The confirmation page.
+pub fn confirm(c: &Confirm<'_>) -> String {
+    let f = c.finding;
+    let verb = verb(c.decision);
+    let class = verb.to_ascii_lowercase().replace(' ', "-");
+    let title = format!("{verb}: {} {}", f.action.as_str(), f.resource.id);
     let mut rows = vec![
-        ("Rule", finding.rule.clone()),
-        ("Resource", finding.resource.id.clone()),
+        ("Rule", f.rule.clone()),
+        ("Resource", f.resource.id.clone()),
         (
             "Account / region",
-            format!("{} / {}", finding.resource.account, finding.resource.region),
+            format!("{} / {}", f.resource.account, f.resource.region),
         ),
-        ("Owner", finding.owner().to_string()),
-        ("Action", finding.action.as_str().to_string()),
-        ("Saves", usd(finding.estimated_monthly_savings_usd)),
+        ("Owner", f.owner().to_string()),
+        ("Action", f.action.as_str().to_string()),
+        ("Saves", usd(f.estimated_monthly_savings_usd)),
     ];
-    if decision == Decision::Approve {
-        rows.push((
-            "Approvals",
-            format!(
-                "{} of {required}{}",
-                approvers.len(),
-                if approvers.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", approvers.join(", "))
+    if c.decision != Decision::Reject {
+        let so_far = if c.approvers.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", c.approvers.join(", "))
+        };
+        rows.push(("Approvals", format!("{} of {}{so_far}", c.approvers.len(), c.required)));
+    }
+    if let Some(e) = &c.expires {
+        rows.push(("Expires", e.clone()));
+    }
+    let w = &c.ways;
+    let body = html! {
+        h1 { (title) "?" }
+        @if c.decision == Decision::Approve && f.cannot_be_undone() {
+            p.warning #irreversible {
+                strong { "This cannot be undone." }
+                " No snapshot is taken before the delete: once approved, the volume and its data are gone for good."
+            }
+        }
+        dl { @for (k, v) in &rows { dt { (k) } dd { (v) } } }
+        h2 { "Evidence" }
+        ul { @for l in remediation::slack::evidence_lines(f) { li { (l) } } }
+        @if let (Some(who), Some(token)) = (&w.signed_in_as, &w.token) {
+            form method="post" action=(w.action) {
+                input type="hidden" name="token" value=(token);
+                p { "Signed in as " strong #who { (who) } "." }
+                p { button #confirm class=(class) type="submit" { (verb) " as " (who) } }
+            }
+        } @else {
+            @if let Some(url) = &w.sign_in {
+                p { a #sign-in class={ "button " (class) } href=(url) { "Sign in to " (verb.to_ascii_lowercase()) } }
+            }
+            @if let (true, Some(token)) = (w.typed, &w.token) {
+                form method="post" action=(w.action) {
+                    input type="hidden" name="token" value=(token);
+                    p {
+                        label {
+                            "Your email (recorded in the audit trail as unverified: a typed address proves nothing, "
+                            "so it never counts as one of two approvers)"
+                            br;
+                            input #approver name="approver" type="email" required autocomplete="email";
+                        }
+                    }
+                    p { button #confirm class=(class) type="submit" { (verb) } }
                 }
-            ),
-        ));
-    }
-    if let Some(e) = expires {
-        rows.push(("Expires", e.to_string()));
-    }
-    let dl: String = rows
-        .iter()
-        .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", esc(k), esc(v)))
-        .collect();
-    let class = verb.to_ascii_lowercase().replace(' ', "-");
-    let warning = if decision == Decision::Approve && finding.cannot_be_undone() {
-        "<p class=\"warning\" id=\"irreversible\"><strong>This cannot be undone.</strong> No snapshot is taken before the delete: once approved, the volume and its data are gone for good.</p>"
-    } else {
-        ""
+            }
+            @if w.sign_in.is_none() && !(w.typed && w.token.is_some()) {
+                p #slack-only { "Decide with the buttons of the Slack message: this page cannot tell who you are." }
+            }
+        }
+        p.status { "Nothing changes until you press " (verb) "." }
     };
-    let body = format!(
-        "<h1>{title}?</h1>{warning}<dl>{dl}</dl><h2>Evidence</h2><ul>{evidence}</ul>\
-<form method=\"post\" action=\"decide\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
-<p><label>Your email (recorded in the audit trail)<br><input id=\"approver\" name=\"approver\" type=\"email\" required autocomplete=\"email\"></label></p>\
-<p><button id=\"confirm\" class=\"{class}\" type=\"submit\">{verb}</button></p></form>\
-<p class=\"status\">Nothing changes until you press {verb}.</p>",
-        title = esc(&title),
-        token = esc(token),
-        verb = esc(verb),
-    );
-    shell(&title, &body)
+    shell(&title, body)
 }
 
 /// The page after a decision (or a refusal).
 pub fn result(v: &Verdict) -> String {
-    let body = format!(
-        "<h1 id=\"result\">{}</h1><p id=\"detail\">{}</p><p class=\"status\">HTTP {}</p>",
-        esc(&v.title),
-        esc(&v.message),
-        v.status
-    );
-    shell(&v.title, &body)
+    let body = html! {
+        h1 #result { (v.title) }
+        p #detail { (v.message) }
+        p.status { "HTTP " (v.status) }
+    };
+    shell(&v.title, body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const HOSTILE: &str = "<script>alert(\"x\")</script> & 'quotes' é漢";
+
+    fn hostile_finding() -> Finding {
+        serde_json::from_value(serde_json::json!({
+            "id": "f1", "rule": HOSTILE,
+            "resource": {"kind": "ec2-instance", "id": HOSTILE, "account": HOSTILE, "region": "us-east-1",
+                         "tags": {"Owner": HOSTILE}},
+            "severity": "medium", "evidence": {"note": HOSTILE},
+            "estimated_monthly_savings_usd": 1.0, "action": "stop", "detected_at": "2026-12-01T00:00:00Z"
+        }))
+        .expect("a finding")
+    }
+
+    fn escaped(page: &str) {
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(!page.contains("\"x\""), "{page}");
+        assert!(page.contains("é漢"), "non-ASCII kept: {page}");
+    }
+
     #[test]
-    fn markup_in_data_is_escaped() {
-        assert_eq!(esc("<script>\"x\"&'"), "&lt;script&gt;&quot;x&quot;&amp;&#39;");
-        let page = result(&Verdict {
+    fn every_page_escapes_hostile_values() {
+        let f = hostile_finding();
+        let approvers = vec![HOSTILE.to_string()];
+        for ways in [
+            Ways {
+                action: "https://x/decide".into(),
+                token: Some(HOSTILE.into()),
+                signed_in_as: Some(HOSTILE.into()),
+                ..Ways::default()
+            },
+            Ways {
+                action: "https://x/decide".into(),
+                token: Some(HOSTILE.into()),
+                sign_in: Some(format!("https://x/oidc/start?{HOSTILE}")),
+                typed: true,
+                ..Ways::default()
+            },
+            Ways::default(),
+        ] {
+            for decision in [Decision::Approve, Decision::Reject, Decision::Rollback] {
+                escaped(&confirm(&Confirm {
+                    decision,
+                    finding: &f,
+                    approvers: &approvers,
+                    required: 2,
+                    expires: Some(HOSTILE.into()),
+                    ways: ways.clone(),
+                }));
+            }
+        }
+        escaped(&result(&Verdict {
             status: 200,
-            title: "<b>".into(),
-            message: "a&b".into(),
-        });
-        assert!(page.contains("&lt;b&gt;") && page.contains("a&amp;b") && !page.contains("<b>"));
+            title: HOSTILE.into(),
+            message: HOSTILE.into(),
+        }));
     }
 }

@@ -24,6 +24,21 @@ use serde_json::{json, Value};
 pub struct App {
     pub deps: Deps,
     pub jira: JiraClient,
+    /// The approval function's URL (the deployment's), for links to its decision pages.
+    pub approval_url: Option<String>,
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl App {
+    /// A link to the approval function's decision page (`/request?<query>`): it holds no token.
+    pub fn decide_page(&self, query: &str) -> Option<String> {
+        self.approval_url
+            .as_ref()
+            .map(|base| format!("{}/request?{query}", base.trim_end_matches('/')))
+    }
 }
 
 impl App {
@@ -44,7 +59,12 @@ impl App {
             ));
         };
         let jira = JiraClient::new(HttpClient::new(Duration::from_secs(10))?, &site, email, token);
-        Ok(App { deps, jira })
+        let approval_url = remediation::config::approval_url(&deps.secrets);
+        Ok(App {
+            deps,
+            jira,
+            approval_url,
+        })
     }
 
     fn state(&self) -> Result<&DynamoState, Error> {
@@ -82,8 +102,7 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
 async fn ensure_issue(
     app: &App,
     f: &Finding,
-    approve_url: Option<&str>,
-    reject_url: Option<&str>,
+    decide_url: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(Option<String>, bool), Error> {
     let state = app.state()?;
@@ -95,7 +114,7 @@ async fn ensure_issue(
     if !state.claim_ticket(&f.id, now).await? {
         return Ok((None, false));
     }
-    let body = jira::issue_fields(f, &app.deps.policy.jira, approve_url, reject_url);
+    let body = jira::issue_fields(f, &app.deps.policy.jira, decide_url);
     match app.jira.create_issue(&body).await {
         Ok(key) => {
             state.ticket_created(&f.id, &key, "opened", now).await?;
@@ -120,7 +139,7 @@ async fn update_issue(
     resolve: bool,
     now: DateTime<Utc>,
 ) -> Result<String, Error> {
-    let (key, _) = ensure_issue(app, f, None, None, now).await?;
+    let (key, _) = ensure_issue(app, f, None, now).await?;
     let Some(key) = key else {
         // The issue is being opened by another invocation right now: try again later.
         return Err(Error::Http {
@@ -154,15 +173,13 @@ async fn update_issue(
 
 async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String, Error> {
     match message {
-        Message::Finding { finding, .. } | Message::CostAlert { finding } => {
-            opened(app, finding, None, None, now).await
-        }
+        Message::Finding { finding, .. } | Message::CostAlert { finding } => opened(app, finding, None, now).await,
         Message::ApprovalRequest {
-            finding,
-            approve_url,
-            reject_url,
-            ..
-        } => opened(app, finding, approve_url.as_deref(), reject_url.as_deref(), now).await,
+            finding, request_id, ..
+        } => {
+            let url = app.decide_page(&format!("id={}", enc(request_id)));
+            opened(app, finding, url.as_deref(), now).await
+        }
         Message::ActionResult {
             action_id,
             finding,
@@ -173,6 +190,10 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             rolled_back,
             ..
         } => {
+            // The message's Roll back link holds a token: the issue gets the sign-in page instead.
+            let rollback_url = rollback_url
+                .as_ref()
+                .and_then(|_| app.decide_page(&format!("action={}", enc(action_id))));
             let (event, what) = match (rolled_back, outcome) {
                 (true, _) => (format!("rolled-back:{action_id}"), "Rolled back"),
                 (false, OutcomeKind::Executed) => (format!("executed:{action_id}"), "Action executed"),
@@ -188,7 +209,7 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             ];
             if let (false, Some(url)) = (rolled_back, rollback_url) {
                 inline.push(jira::text(" "));
-                inline.push(jira::link("Roll back", url));
+                inline.push(jira::link("Roll back", &url));
             }
             let resolve = !rolled_back && *outcome == OutcomeKind::Executed;
             update_issue(
@@ -233,14 +254,8 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
     }
 }
 
-async fn opened(
-    app: &App,
-    f: &Finding,
-    approve_url: Option<&str>,
-    reject_url: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<String, Error> {
-    Ok(match ensure_issue(app, f, approve_url, reject_url, now).await? {
+async fn opened(app: &App, f: &Finding, decide_url: Option<&str>, now: DateTime<Utc>) -> Result<String, Error> {
+    Ok(match ensure_issue(app, f, decide_url, now).await? {
         (Some(key), true) => format!("opened {key}"),
         (Some(key), false) => format!("{key} exists"),
         (None, _) => "being opened by another invocation".into(),

@@ -40,6 +40,11 @@ pub struct Claims {
     pub d: Decision,
     /// Expiry, epoch seconds.
     pub exp: i64,
+    /// The one person this token is for (a sign-in's confirmation token, or a link minted for
+    /// one approver): whoever holds it decides as them. None: a shared link, which proves nothing
+    /// about who follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<crate::identity::Approver>,
 }
 
 /// Why a token was refused.
@@ -98,13 +103,33 @@ impl LinkSigner {
 
     /// A signed token for a decision on a request.
     pub fn token(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
-        let claims = Claims {
+        self.sign(&Claims {
             rid: request_id.to_string(),
             d: decision,
             exp: expires_at.timestamp(),
-        };
+            who: None,
+        })
+    }
+
+    /// A signed token for a decision on a request by one proven person.
+    pub fn token_for(
+        &self,
+        request_id: &str,
+        decision: Decision,
+        expires_at: DateTime<Utc>,
+        who: &crate::identity::Approver,
+    ) -> String {
+        self.sign(&Claims {
+            rid: request_id.to_string(),
+            d: decision,
+            exp: expires_at.timestamp(),
+            who: Some(who.clone()),
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
         // Serialising this struct of strings and numbers cannot fail.
-        let payload = serde_json::to_vec(&claims).unwrap_or_default();
+        let payload = serde_json::to_vec(claims).unwrap_or_default();
         let mut mac = self.mac();
         mac.update(&payload);
         let sig = mac.finalize().into_bytes();
@@ -172,6 +197,7 @@ mod tests {
             rid: "r1".into(),
             d: Decision::Approve,
             exp: at("2026-11-29T00:00:00Z").timestamp(),
+            who: None,
         })
         .unwrap();
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(forged));

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::flow::Sinks;
 use crate::notify::SnsPublisher;
 use crate::policy::Policy;
-use crate::secrets::{Secrets, SECRET_ID_VAR};
+use crate::secrets::Secrets;
 use crate::state::DynamoState;
 use crate::state::StateStore;
 
@@ -31,6 +31,12 @@ fn var(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// The approval function's URL as the deployment fixed it: the link secret's `approval_url`, else
+/// `FINOPS_APPROVAL_URL` (the template sets it on every function but the approval function itself).
+pub fn approval_url(secrets: &Secrets) -> Option<String> {
+    secrets.approval_url.clone().or_else(|| var(APPROVAL_URL_VAR))
 }
 
 /// Everything a detector function needs, built once per container.
@@ -64,12 +70,14 @@ impl Deps {
     /// fallback for local runs only.
     pub fn from_parts(clients: Clients, policy: Policy, policy_source: String, secrets: Secrets) -> Result<Deps> {
         let key = secrets.link_signing_key.clone().or_else(|| var(LINK_KEY_VAR));
-        let links = match (var(APPROVAL_URL_VAR), key) {
+        let url = approval_url(&secrets);
+        let links = match (url, key) {
             (Some(url), Some(key)) => Some(LinkSigner::new(key.into_bytes(), url)?),
             (None, _) => None,
             (Some(_), None) => {
                 return Err(Error::Config(format!(
-                    "{APPROVAL_URL_VAR} is set but there is no link-signing key: put link_signing_key in the secret named by {SECRET_ID_VAR}"
+                    "the approval URL is set but there is no link-signing key: put link_signing_key in the link secret ({})",
+                    crate::secrets::LINK_SECRET_ID_VAR
                 )))
             }
         };

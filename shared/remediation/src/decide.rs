@@ -21,7 +21,7 @@ use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
 use crate::model::{ActionKind, Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
-use crate::state::{ApprovalStore, ExecutionEnd, Refusal, StateStore, StoredApproval, Vote};
+use crate::state::{ApprovalStore, ExecutionEnd, Refusal, RollbackVote, StateStore, StoredApproval, Vote};
 
 /// Carries out approved findings and rollbacks against AWS.
 #[async_trait]
@@ -209,6 +209,22 @@ pub enum Preview {
     Refused(Verdict),
 }
 
+/// A vote recorded short of the quorum.
+fn need_more(who: &Approver, have: u32, need: u32) -> Verdict {
+    let proof = if who.verified() {
+        ""
+    } else {
+        " A typed address is recorded as unverified and is not one of them: sign in or use Slack."
+    };
+    Verdict::new(
+        202,
+        "Approval recorded",
+        format!(
+            "{have} of {need} verified approvers so far; a second, different person must approve before anything is done.{proof}"
+        ),
+    )
+}
+
 fn token_refusal(e: TokenError) -> Verdict {
     match e {
         TokenError::Expired => Verdict::new(410, "Link expired", "This link has expired; nothing was changed."),
@@ -230,7 +246,11 @@ fn refusal(r: Refusal) -> Verdict {
             format!("Already {s}"),
             format!("This request is already {s}; nothing was changed."),
         ),
-        Refusal::SameApprover => Verdict::new(409, "Already approved by you", r.to_string()),
+        Refusal::SameApprover => Verdict::new(
+            409,
+            "Already approved by you",
+            "You have already approved this (under this or another name); a second, different person is needed. Nothing was changed.",
+        ),
         Refusal::NotExecuted(s) => Verdict::new(
             409,
             "Nothing to roll back",
@@ -239,13 +259,20 @@ fn refusal(r: Refusal) -> Verdict {
     }
 }
 
+/// A failure of ours: logged in full, shown to the person without anything internal.
 fn internal(e: impl std::fmt::Display) -> Verdict {
     tracing::error!(error = %e, "decision failed");
     Verdict::new(
         503,
         "Try again",
-        format!("The decision could not be recorded ({e}); nothing was changed. Try again."),
+        "The decision could not be recorded just now; nothing was changed. Try again in a minute.",
     )
+}
+
+/// The emergency stop, as a token holder is told of it: that it is on, not who set it or why.
+fn stopped_verdict(why: &str, message: &str) -> Verdict {
+    tracing::warn!(reason = %why, "refused: emergency stop");
+    Verdict::new(503, "Emergency stop is on", message)
 }
 
 /// The approval service.
@@ -282,17 +309,28 @@ impl Approvals<'_> {
 
     /// A GET of a link: checks the token and shows what it would do. Never writes.
     pub async fn preview(&self, token: &str, now: DateTime<Utc>) -> Preview {
-        let claims = match self.links.verify(token, now) {
-            Ok(c) => c,
-            Err(e) => return Preview::Refused(token_refusal(e)),
+        match self.links.verify(token, now) {
+            Ok(claims) => self.preview_of(&claims.rid, claims.d, now).await,
+            Err(e) => Preview::Refused(token_refusal(e)),
+        }
+    }
+
+    /// What decision `d` on `rid` (a request, or an action for a rollback) would be about, for a
+    /// page that holds no token (the sign-in page a Jira issue links to). Never writes.
+    pub async fn preview_of(&self, rid: &str, d: Decision, now: DateTime<Utc>) -> Preview {
+        let claims = Claims {
+            rid: rid.to_string(),
+            d,
+            exp: 0,
+            who: None,
         };
         match claims.d {
             Decision::Rollback => match self.store.action(&claims.rid).await {
                 Ok(Some(a)) if a.status == "executed" => Preview::Confirm {
                     decision: Decision::Rollback,
+                    required: self.policy.approvals.required_approvals(&a.finding.resource.tags),
+                    approvers: a.rollback_ballots.into_iter().map(|b| b.id).collect(),
                     finding: Box::new(a.finding),
-                    approvers: vec![],
-                    required: 1,
                     expires_at: None,
                 },
                 Ok(Some(a)) => Preview::Refused(refusal(Refusal::NotExecuted(a.status))),
@@ -317,19 +355,25 @@ impl Approvals<'_> {
 
     /// Checks a token, the approver and the emergency stop. While the stop is on (or cannot be
     /// read) approvals execute nothing; rejections and rollbacks (which only restore) go ahead.
+    /// A token minted for one person decides as that person only.
     async fn admit(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> std::result::Result<Claims, Verdict> {
         let claims = self.links.verify(token, now).map_err(token_refusal)?;
+        if claims.who.as_ref().is_some_and(|w| w != who) {
+            return Err(Verdict::new(
+                403,
+                "Not your link",
+                "This link was made for someone else; nothing was changed.",
+            ));
+        }
         self.policy
             .approvals
             .allows(who)
             .map_err(|why| Verdict::new(403, "Not allowed", format!("{why}; nothing was changed.")))?;
         if claims.d == Decision::Approve {
             if let Some(why) = flow::stopped(self.state).await {
-                tracing::warn!(reason = %why, "approval refused: emergency stop");
-                return Err(Verdict::new(
-                    503,
-                    "Emergency stop is on",
-                    format!("Nothing is executed while the emergency stop is on ({why}). The request stays as it was."),
+                return Err(stopped_verdict(
+                    &why,
+                    "Nothing is executed while the emergency stop is on. The request stays as it was.",
                 ));
             }
         }
@@ -343,13 +387,9 @@ impl Approvals<'_> {
             Err(v) => return v,
         };
         match claims.d {
-            Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
+            Decision::Approve => match self.store.vote(&claims.rid, &who.ballot(now), now).await {
                 Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
-                Ok(Ok(Vote::NeedMore { have, need })) => Verdict::new(
-                    202,
-                    "Approval recorded",
-                    format!("{have} of {need} approvers so far; a second, different approver must approve before anything is done."),
-                ),
+                Ok(Ok(Vote::NeedMore { have, need })) => need_more(who, have, need),
                 Ok(Err(r)) => refusal(r),
                 Err(e) => internal(e),
             },
@@ -367,7 +407,7 @@ impl Approvals<'_> {
             Err(v) => return v,
         };
         match claims.d {
-            Decision::Approve => match self.store.vote(&claims.rid, &who.id(), who.via(), now).await {
+            Decision::Approve => match self.store.vote(&claims.rid, &who.ballot(now), now).await {
                 Ok(Ok(Vote::Approved(a))) => {
                     self.publish(Message::ApprovalResult {
                         request_id: claims.rid.clone(),
@@ -375,7 +415,6 @@ impl Approvals<'_> {
                         finding: a.finding,
                         status: "approved".into(),
                         detail: "approved in Slack; executing".into(),
-                        links_base: Some(self.links.base_url().to_string()),
                     })
                     .await;
                     Verdict::new(
@@ -384,11 +423,10 @@ impl Approvals<'_> {
                         "Approved: the action runs now and its result is posted here.",
                     )
                 }
-                Ok(Ok(Vote::NeedMore { have, need })) => Verdict::new(
-                    200,
-                    "Approval recorded",
-                    format!("{have} of {need} approvers so far; a second, different approver must approve."),
-                ),
+                Ok(Ok(Vote::NeedMore { have, need })) => Verdict {
+                    status: 200,
+                    ..need_more(who, have, need)
+                },
                 Ok(Err(r)) => refusal(r),
                 Err(e) => internal(e),
             },
@@ -406,7 +444,6 @@ impl Approvals<'_> {
                     status: "rejected".into(),
                     decided_by: who.id(),
                     detail: "rejected: nothing will be done".into(),
-                    links_base: None,
                 })
                 .await;
                 Verdict::new(200, "Rejected", "Rejected: nothing will be done.")
@@ -425,10 +462,9 @@ impl Approvals<'_> {
             Err(e) => return internal(e),
         };
         if let Some(why) = flow::stopped(self.state).await {
-            return Verdict::new(
-                503,
-                "Emergency stop is on",
-                format!("The request is approved but nothing is executed while the emergency stop is on ({why})."),
+            return stopped_verdict(
+                &why,
+                "The request is approved; it is executed once the emergency stop is off (the hourly sweep picks it up).",
             );
         }
         let now = later(now);
@@ -486,7 +522,6 @@ impl Approvals<'_> {
                 },
                 decided_by: by.clone(),
                 detail: acted.outcome.detail.clone(),
-                links_base: None,
             })
             .await;
         }
@@ -523,8 +558,25 @@ impl Approvals<'_> {
     }
 
     async fn rollback(&self, action_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
-        let action = match self.store.begin_rollback(action_id, &who.id(), now).await {
-            Ok(Ok(a)) => a,
+        // A rollback needs as many approvers as the action did (undoing Block Public Access makes
+        // a bucket public again).
+        let required = match self.store.action(action_id).await {
+            Ok(Some(a)) => self.policy.approvals.required_approvals(&a.finding.resource.tags),
+            Ok(None) => return refusal(Refusal::Unknown),
+            Err(e) => return internal(e),
+        };
+        let action = match self
+            .store
+            .begin_rollback(action_id, &who.ballot(now), required, now)
+            .await
+        {
+            Ok(Ok(RollbackVote::Begin(a))) => *a,
+            Ok(Ok(RollbackVote::NeedMore { have, need })) => {
+                return Verdict {
+                    title: "Rollback approval recorded".into(),
+                    ..need_more(who, have, need)
+                }
+            }
             Ok(Err(r)) => return refusal(r),
             Err(e) => return internal(e),
         };
@@ -576,11 +628,33 @@ impl Approvals<'_> {
                     "no decision by {}: nothing was done",
                     a.expires_at.format("%Y-%m-%d %H:%M UTC")
                 ),
-                links_base: None,
             })
             .await;
         }
         Ok(expired.len())
+    }
+
+    /// Executes every request approved more than [`WAITING_APPROVAL_MINUTES`] ago and never taken
+    /// for execution (held by the emergency stop, or its SNS message lost). While the emergency
+    /// stop is on, none (they wait for the next sweep). Returns how many were executed or closed.
+    pub async fn execute_waiting(&self, now: DateTime<Utc>) -> Result<usize> {
+        if let Some(why) = flow::stopped(self.state).await {
+            tracing::info!(reason = %why, "approved requests wait: emergency stop");
+            return Ok(0);
+        }
+        let waiting = self
+            .store
+            .approved_waiting(now - chrono::Duration::minutes(WAITING_APPROVAL_MINUTES))
+            .await?;
+        let mut done = 0;
+        for a in &waiting {
+            let v = self.execute_approved(&a.request_id, now).await;
+            tracing::info!(request_id = %a.request_id, status = v.status, title = %v.title, "executed by the hourly sweep");
+            if v.status != 503 {
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// Resolves every execution left `executing` for longer than a Lambda can run: reads each
@@ -687,13 +761,16 @@ impl Approvals<'_> {
                 status: end.as_str().into(),
                 decided_by: "sweep".into(),
                 detail,
-                links_base: None,
             })
             .await;
         }
         Ok(resolved)
     }
 }
+
+/// An approval not taken for execution this long after it was given was held (the emergency stop,
+/// or a lost SNS message): the hourly sweep executes it.
+pub const WAITING_APPROVAL_MINUTES: i64 = 5;
 
 /// An execution still `executing` after this long died: Lambda runs 15 minutes at most.
 pub const STALE_EXECUTION_MINUTES: i64 = 20;

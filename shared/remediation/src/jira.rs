@@ -72,8 +72,10 @@ pub fn summary(f: &Finding) -> String {
     }
 }
 
-/// The description: what was found, the evidence, the dollars and, when asked, the approval links.
-pub fn description(f: &Finding, approve_url: Option<&str>, reject_url: Option<&str>) -> Value {
+/// The description: what was found, the evidence, the dollars and, when a decision is asked for,
+/// a link to the decision page. Never a decision token: an issue is read by many, for long, and a
+/// token is a bearer secret; the page asks for a sign-in (or points to Slack).
+pub fn description(f: &Finding, decide_url: Option<&str>) -> Value {
     let mut blocks = vec![
         paragraph(vec![
             strong(format!("{} ", f.rule)),
@@ -107,27 +109,25 @@ pub fn description(f: &Finding, approve_url: Option<&str>, reject_url: Option<&s
             text(format!(" · finding {} · detected {}", f.id, f.detected_at.to_rfc3339())),
         ]),
     ];
-    if let (Some(a), Some(r)) = (approve_url, reject_url) {
+    if let Some(url) = decide_url {
         blocks.push(paragraph(vec![
             strong("Decide: "),
-            link("Approve", a),
-            text(" · "),
-            link("Reject", r),
-            text(" (each link opens a confirmation page first)"),
+            link("Open the decision page", url),
+            text(" (sign in to approve or reject, or use the Slack message's buttons)"),
         ]));
     }
     doc(blocks)
 }
 
 /// The create-issue body for a finding under `policy`.
-pub fn issue_fields(f: &Finding, policy: &JiraPolicy, approve_url: Option<&str>, reject_url: Option<&str>) -> Value {
+pub fn issue_fields(f: &Finding, policy: &JiraPolicy, decide_url: Option<&str>) -> Value {
     let mut labels = policy.labels.clone();
     labels.push(format!("finops-{}", f.rule));
     let mut fields = json!({
         "project": {"key": policy.project_key},
         "issuetype": {"name": policy.issue_type},
         "summary": summary(f),
-        "description": description(f, approve_url, reject_url),
+        "description": description(f, decide_url),
         "labels": labels,
     });
     if let Some(p) = policy.priorities.get(f.severity.as_str()) {

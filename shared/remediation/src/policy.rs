@@ -75,21 +75,49 @@ pub struct Policy {
     pub savings_report: SavingsReportPolicy,
 }
 
-/// Who may approve, reject or roll back.
+/// Who may approve, reject or roll back. Closed by default: each channel decides only for the
+/// people its own list names, unless `anyone_with_link` says explicitly that anyone may.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApprovalsPolicy {
     /// Slack user ids allowed to decide with Slack's buttons.
     pub slack_users: Vec<String>,
-    /// Email addresses allowed to decide through signed links.
+    /// Addresses allowed to decide after signing in through `oidc`.
     pub emails: Vec<String>,
-    /// Email domains (`example.com`) whose addresses may decide through signed links.
+    /// Domains (`example.com`) whose addresses may decide after signing in through `oidc`.
     pub email_domains: Vec<String>,
+    /// The organisation's identity provider, for sign-ins on the confirmation page.
+    pub oidc: Option<OidcPolicy>,
+    /// `true`: anyone holding a link may decide on the page by typing an address (recorded as
+    /// `unverified`, never one of the two approvals a two-person rule needs), and any Slack user
+    /// may press the buttons when `slack_users` is empty. Off by default.
+    pub anyone_with_link: bool,
+    /// Slack users and addresses that are the same person (one person counts once, whatever the
+    /// channel).
+    pub people: Vec<Person>,
     /// A resource carrying any of these tag values (value compared trimmed, any case) needs two
     /// distinct approvers.
     pub two_approvers_when_tagged: BTreeMap<String, String>,
     /// How long a Roll back link stays valid (days).
     pub rollback_link_days: u32,
+}
+
+/// One person's Slack user id and address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub slack: String,
+    pub email: String,
+}
+
+/// An OpenID Connect provider (authorization code with PKCE); the client secret is
+/// `oidc_client_secret` in the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcPolicy {
+    /// The issuer URL; its `/.well-known/openid-configuration` is read at start-up.
+    pub issuer: String,
+    pub client_id: String,
 }
 
 impl Default for ApprovalsPolicy {
@@ -98,72 +126,66 @@ impl Default for ApprovalsPolicy {
             slack_users: Vec::new(),
             emails: Vec::new(),
             email_domains: Vec::new(),
+            oidc: None,
+            anyone_with_link: false,
+            people: Vec::new(),
             two_approvers_when_tagged: BTreeMap::from([("Environment".to_string(), "prod".to_string())]),
             rollback_link_days: 30,
         }
     }
 }
 
-/// Someone deciding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Approver {
-    /// A Slack user (from a verified interactivity request).
-    Slack { user_id: String, name: String },
-    /// A person following a signed link who gave this address.
-    Email(String),
-}
-
-impl Approver {
-    /// How the audit trail names them.
-    pub fn id(&self) -> String {
-        match self {
-            Approver::Slack { user_id, .. } => format!("slack:{user_id}"),
-            Approver::Email(e) => format!("email:{}", e.trim().to_ascii_lowercase()),
-        }
-    }
-
-    /// Where the decision came from.
-    pub fn via(&self) -> &'static str {
-        match self {
-            Approver::Slack { .. } => "slack",
-            Approver::Email(_) => "link",
-        }
-    }
-}
+pub use crate::identity::Approver;
 
 impl ApprovalsPolicy {
-    /// Whether any allow-list is set; with none, whoever holds a signed link or the Slack
-    /// channel may decide.
-    pub fn restricted(&self) -> bool {
-        !(self.slack_users.is_empty() && self.emails.is_empty() && self.email_domains.is_empty())
+    /// Whether anyone at all can decide: a Slack user list, a sign-in with an address list, or
+    /// the explicit `anyone_with_link`.
+    pub fn has_approvers(&self) -> bool {
+        self.anyone_with_link
+            || !self.slack_users.is_empty()
+            || (self.oidc.is_some() && !(self.emails.is_empty() && self.email_domains.is_empty()))
     }
 
-    /// `Ok` when `who` may decide; otherwise why not.
+    /// The address the policy pairs with Slack user `user_id`.
+    pub fn email_of(&self, user_id: &str) -> Option<&str> {
+        self.people.iter().find(|p| p.slack == user_id).map(|p| p.email.trim())
+    }
+
+    /// `Ok` when `who` may decide; otherwise why not. Each channel is judged by its own list only.
     pub fn allows(&self, who: &Approver) -> std::result::Result<(), String> {
-        if !self.restricted() {
-            return Ok(());
-        }
         match who {
             Approver::Slack { user_id, .. } => {
-                if self.slack_users.iter().any(|u| u == user_id) {
+                if self.slack_users.iter().any(|u| u == user_id)
+                    || (self.slack_users.is_empty() && self.anyone_with_link)
+                {
                     Ok(())
                 } else {
                     Err(format!("Slack user {user_id} is not on the approvers list"))
                 }
             }
-            Approver::Email(email) => {
+            Approver::SignedIn { email, .. } => {
                 let email = email.trim().to_ascii_lowercase();
                 let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                let open = self.emails.is_empty() && self.email_domains.is_empty() && self.anyone_with_link;
                 let listed = self.emails.iter().any(|e| e.trim().eq_ignore_ascii_case(&email))
                     || (!domain.is_empty()
                         && self
                             .email_domains
                             .iter()
                             .any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(domain)));
-                if listed {
+                if listed || open {
                     Ok(())
                 } else {
                     Err(format!("{email} is not on the approvers list"))
+                }
+            }
+            Approver::Unverified { .. } => {
+                if self.anyone_with_link {
+                    Ok(())
+                } else if self.oidc.is_some() {
+                    Err("a typed address proves nothing: sign in to decide".into())
+                } else {
+                    Err("decisions on this page need a sign-in, which is not configured: decide in Slack".into())
                 }
             }
         }
@@ -537,6 +559,56 @@ impl Policy {
         share.min(self.max_actions as usize)
     }
 
+    /// `approve` mode with nobody who may approve would ask questions nobody may answer, or
+    /// (before this check) let anyone who saw a link answer them: refused, naming the fields.
+    pub fn check_approvers(&self) -> std::result::Result<(), String> {
+        let approving: Vec<&str> = ["idle-ec2", "ebs-cleanup", "cost-alert", "s3-public", "tag-compliance"]
+            .into_iter()
+            .filter(|r| self.mode_for(r) == Mode::Approve)
+            .collect();
+        let a = &self.approvals;
+        if !approving.is_empty() && !a.has_approvers() {
+            return Err(format!(
+                "approve mode ({}) needs someone who may approve: set approvals.slack_users (Slack buttons), \
+                 or approvals.oidc with approvals.emails or approvals.email_domains (sign-in on the page), \
+                 or approvals.anyone_with_link: true to let anyone holding a link decide",
+                approving.join(", ")
+            ));
+        }
+        if a.oidc.is_none() && !(a.emails.is_empty() && a.email_domains.is_empty()) {
+            return Err(
+                "approvals.emails and approvals.email_domains are for sign-ins: set approvals.oidc too \
+                 (a typed address proves nothing)"
+                    .into(),
+            );
+        }
+        if let Some(o) = &a.oidc {
+            if !o.issuer.starts_with("https://")
+                && !o.issuer.starts_with("http://127.0.0.1")
+                && !o.issuer.starts_with("http://localhost")
+            {
+                return Err(format!(
+                    "approvals.oidc.issuer: must be an https URL, got {:?}",
+                    o.issuer
+                ));
+            }
+            if o.client_id.trim().is_empty() {
+                return Err("approvals.oidc.client_id: must not be blank".into());
+            }
+        }
+        if let Some(p) = a
+            .people
+            .iter()
+            .find(|p| p.slack.trim().is_empty() || !p.email.contains('@'))
+        {
+            return Err(format!(
+                "approvals.people: {{slack: {:?}, email: {:?}}} needs a Slack user id and an address",
+                p.slack, p.email
+            ));
+        }
+        Ok(())
+    }
+
     /// The mode in force for a rule: the rule's override, else the global mode.
     pub fn mode_for(&self, rule: &str) -> Mode {
         let override_mode = match rule {
@@ -576,6 +648,10 @@ impl Policy {
                 })
             }
         };
+        self.check_approvers().map_err(|message| Error::Policy {
+            source_name: format!("{source}, mode {m} from {MODE_VAR}"),
+            message,
+        })?;
         Ok((self, format!("{source}, mode {m} from {MODE_VAR}")))
     }
 
@@ -669,6 +745,7 @@ impl Policy {
         if let Some(d) = self.approvals.email_domains.iter().find(|d| !d.contains('.')) {
             return Err(format!("approvals.email_domains: {d:?} is not a domain"));
         }
+        self.check_approvers()?;
         if self.notify.digest_top == 0 {
             return Err("notify.digest_top: must be at least 1".into());
         }

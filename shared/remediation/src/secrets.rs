@@ -7,14 +7,24 @@ use crate::error::{Error, Result};
 
 /// Environment variable: the secret's name or ARN.
 pub const SECRET_ID_VAR: &str = "FINOPS_SECRET_ID";
+/// Environment variable: the link secret's name or ARN (`link_signing_key`, `approval_url`).
+pub const LINK_SECRET_ID_VAR: &str = "FINOPS_LINK_SECRET_ID";
 
 /// The secret's fields; each optional, each function uses what it needs.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
-    /// Signs approval links (at least 32 bytes).
+    /// Signs approval links (at least 32 bytes). Deployed, it lives in the link secret of its own
+    /// (`FINOPS_LINK_SECRET_ID`), readable only by the functions that mint or verify links.
     #[serde(default)]
     pub link_signing_key: Option<String>,
+    /// The approval function's URL, fixed by the deployment (the template writes it into the link
+    /// secret); links never take their base from a request or a message.
+    #[serde(default)]
+    pub approval_url: Option<String>,
+    /// The identity provider's client secret (`approvals.oidc`).
+    #[serde(default)]
+    pub oidc_client_secret: Option<String>,
     /// Slack incoming webhook URL.
     #[serde(default)]
     pub slack_webhook_url: Option<String>,
@@ -38,6 +48,8 @@ impl std::fmt::Debug for Secrets {
         let set = |o: &Option<String>| if o.is_some() { "set" } else { "unset" };
         f.debug_struct("Secrets")
             .field("link_signing_key", &set(&self.link_signing_key))
+            .field("approval_url", &self.approval_url)
+            .field("oidc_client_secret", &set(&self.oidc_client_secret))
             .field("slack_webhook_url", &set(&self.slack_webhook_url))
             .field("slack_bot_token", &set(&self.slack_bot_token))
             .field("slack_channel", &self.slack_channel)
@@ -80,11 +92,27 @@ impl Secrets {
         Secrets::parse(secret_id, text)
     }
 
-    /// The secret named by `FINOPS_SECRET_ID`, or empty when unset.
+    /// The secret named by `FINOPS_SECRET_ID` (empty when unset), with the link secret named by
+    /// `FINOPS_LINK_SECRET_ID` over it.
     pub async fn from_env(config: &aws_config::SdkConfig) -> Result<Secrets> {
-        match std::env::var(SECRET_ID_VAR).ok().filter(|v| !v.trim().is_empty()) {
-            Some(id) => Secrets::load(&aws_sdk_secretsmanager::Client::new(config), id.trim()).await,
-            None => Ok(Secrets::default()),
+        let id = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+        let client = aws_sdk_secretsmanager::Client::new(config);
+        let main = match id(SECRET_ID_VAR) {
+            Some(id) => Secrets::load(&client, id.trim()).await?,
+            None => Secrets::default(),
+        };
+        match id(LINK_SECRET_ID_VAR) {
+            Some(id) => Ok(main.with_links(Secrets::load(&client, id.trim()).await?)),
+            None => Ok(main),
+        }
+    }
+
+    /// These secrets with the link secret's fields over them.
+    pub fn with_links(self, links: Secrets) -> Secrets {
+        Secrets {
+            link_signing_key: links.link_signing_key.or(self.link_signing_key),
+            approval_url: links.approval_url.or(self.approval_url),
+            ..self
         }
     }
 }

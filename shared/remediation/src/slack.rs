@@ -640,6 +640,37 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// The address of Slack user `user_id`, from `users.info` with the bot token (scope
+/// `users:read.email`). `None` when Slack does not say (no such user, no scope, no address): the
+/// caller then cannot tell this user from a person who signed in, and counts them as one.
+pub async fn user_email(http: &HttpClient, api_base: &str, bot_token: &str, user_id: &str) -> Result<Option<String>> {
+    if user_id.is_empty() || !user_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Ok(None);
+    }
+    let url = format!("{}/users.info?user={user_id}", api_base.trim_end_matches('/'));
+    let auth = format!("Bearer {bot_token}");
+    let resp = http
+        .send("slack", "GET", &url, &[("authorization", &auth)], Vec::new())
+        .await?;
+    if resp.status != 200 {
+        return Err(crate::http::failure("slack", &resp));
+    }
+    let v: Value = serde_json::from_str(&resp.body).map_err(|_| Error::Http {
+        service: "slack",
+        message: "users.info answered something that is not JSON".into(),
+    })?;
+    if v.get("ok") != Some(&Value::Bool(true)) {
+        let err = v.get("error").and_then(Value::as_str).unwrap_or("unknown error");
+        tracing::warn!(error = err, "users.info gave no address");
+        return Ok(None);
+    }
+    Ok(v.pointer("/user/profile/email")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|e| e.contains('@'))
+        .map(str::to_string))
+}
+
 /// Posts messages, waiting as Slack asks on 429.
 #[derive(Debug, Clone)]
 pub struct SlackPoster {

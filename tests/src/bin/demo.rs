@@ -607,10 +607,21 @@ async fn human_in_the_loop() {
     use finops_tests::approvals::{button_urls, token_of, Loop};
     use remediation::state::ApprovalStore;
     println!("\n== human in the loop: idle-ec2 in approve mode, Slack, an approval link, the audit trail");
+    // No identity provider in the demo: the policy says explicitly that anyone with the link may
+    // decide (recorded as unverified, never one of a two-person rule's approvers).
     let policy = Policy {
         mode: Mode::Approve,
+        approvals: remediation::policy::ApprovalsPolicy {
+            anyone_with_link: true,
+            slack_users: vec!["U0DEMO".into()],
+            ..Default::default()
+        },
         ..Policy::default()
     };
+    println!(
+        "demo policy: approvals.anyone_with_link: true, approvals.slack_users: [U0DEMO] \
+         (typed addresses are recorded as unverified; a deployment lists its approvers or connects approvals.oidc)"
+    );
     let lp = Loop::start(policy.clone()).await;
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "m5.xlarge", &[("Owner", "ana"), ("Name", "forgotten-etl")]).await;

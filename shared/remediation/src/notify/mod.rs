@@ -56,10 +56,6 @@ pub enum Message {
         status: String,
         decided_by: String,
         detail: String,
-        /// The approval function's URL, for the links of what follows (the function cannot be
-        /// told its own URL at deploy time: that would be a cycle in the template).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        links_base: Option<String>,
     },
     /// A cost threshold was crossed (new for this month, or at a higher level).
     CostAlert { finding: Finding },

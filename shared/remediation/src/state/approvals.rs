@@ -7,13 +7,18 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{s, TransactOutcome, TTL_ATTRIBUTE};
+use super::dynamo::{s, TransactOutcome, DEADLINE_ATTRIBUTE, TTL_ATTRIBUTE};
 use super::{
-    ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, StaleExecutions,
-    StoredAction, StoredApproval, Vote,
+    ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, RollbackVote,
+    StaleExecutions, StoredAction, StoredApproval, Vote,
 };
 use crate::error::{Error, Result};
+use crate::identity::{self, Ballot};
 use crate::model::Finding;
+
+/// How often a vote is tried again when another decision on the same request got there first
+/// (it is re-read and re-counted each time).
+const VOTE_ATTEMPTS: usize = 5;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -64,10 +69,20 @@ fn stored_approval(item: &Item) -> Result<StoredApproval> {
         .to_string();
     let what = format!("approval {request_id}");
     let finding: Finding = parse_json(item, "finding", &what)?;
-    let expires_at = number(item, TTL_ATTRIBUTE)
+    let expires_at = number(item, DEADLINE_ATTRIBUTE)
+        .or_else(|| number(item, TTL_ATTRIBUTE))
         .and_then(|t| DateTime::from_timestamp(t, 0))
         .ok_or_else(|| Error::unexpected("dynamodb", "GetItem", format!("{what} has no expiry")))?;
+    let approvers = string_set(item, "approvers");
+    let decided_at = text(item, "decided_at")
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let ballots = ballots(item, "ballots", &what)?
+        .unwrap_or_else(|| identity::legacy_ballots(&approvers, decided_at.unwrap_or(expires_at)));
     Ok(StoredApproval {
+        version: number(item, "version").unwrap_or(0),
+        ballots,
+        decided_at,
         status: text(item, "status").unwrap_or("unknown").to_string(),
         finding,
         expires_at,
@@ -75,7 +90,7 @@ fn stored_approval(item: &Item) -> Result<StoredApproval> {
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1)
             .max(1),
-        approvers: string_set(item, "approvers"),
+        approvers,
         decided_by: text(item, "decided_by").map(str::to_string),
         decided_via: text(item, "decided_via").map(str::to_string),
         action_id: text(item, "action_id").map(str::to_string),
@@ -96,8 +111,30 @@ fn stored_action(item: &Item) -> Result<StoredAction> {
         rollback: parse_json(item, "rollback", &what)?,
         request_id: text(item, "request_id").map(str::to_string),
         decided_by: text(item, "decided_by").unwrap_or("unknown").to_string(),
+        rollback_ballots: ballots(item, "rollback_ballots", &what)?.unwrap_or_default(),
+        rollback_version: number(item, "rollback_version").unwrap_or(0),
         action_id,
     })
+}
+
+/// The ballots stored as JSON under `key`; `None` for an item written before ballots were.
+fn ballots(item: &Item, key: &str, what: &str) -> Result<Option<Vec<Ballot>>> {
+    match text(item, key) {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str(raw)
+            .map(Some)
+            .map_err(|e| Error::unexpected("dynamodb", "GetItem", format!("{what} has unreadable {key}: {e}"))),
+    }
+}
+
+/// The condition that nobody else voted since the item was read at `version` (0: never voted
+/// on with ballots); the value `:version` is bound when it is not 0.
+fn unchanged_since(version: i64, attribute: &str) -> String {
+    if version == 0 {
+        format!("attribute_not_exists({attribute})")
+    } else {
+        format!("{attribute} = :version")
+    }
 }
 
 impl DynamoState {
@@ -164,7 +201,7 @@ impl DynamoState {
         match self.transact(items).await {
             Ok(()) => Ok(true),
             Err(TransactOutcome::ConditionFailed) => Ok(false),
-            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::Failed(e) | TransactOutcome::Conflict(e)) => Err(e),
         }
     }
 
@@ -225,78 +262,138 @@ impl ApprovalStore for DynamoState {
     async fn vote(
         &self,
         request_id: &str,
-        approver: &str,
-        via: &str,
+        ballot: &Ballot,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>> {
-        let Some(current) = self.approval(request_id).await? else {
-            return Ok(Err(Refusal::Unknown));
-        };
-        let add = built(
-            self.update(approval_pk(request_id), "REQUEST")
-                .update_expression("ADD approvers :who")
-                .condition_expression(
-                    "#st = :pending AND #exp > :now AND (attribute_not_exists(approvers) OR NOT contains(approvers, :one))",
-                )
+        let mut conflict = None;
+        for _ in 0..VOTE_ATTEMPTS {
+            let Some(current) = self.approval(request_id).await? else {
+                return Ok(Err(Refusal::Unknown));
+            };
+            if current.status != "pending" {
+                return Ok(Err(Refusal::NotPending(current.status)));
+            }
+            if current.expires_at <= now {
+                return Ok(Err(Refusal::Expired));
+            }
+            if current.ballots.iter().any(|b| b.same_as(ballot)) {
+                return Ok(Err(Refusal::SameApprover));
+            }
+            let mut ballots = current.ballots.clone();
+            ballots.push(ballot.clone());
+            let met = identity::quorum_met(&ballots, current.required_approvals);
+            let mut approvers = current.approvers.clone();
+            approvers.push(ballot.id.clone());
+            approvers.sort();
+            let decided_by = approvers.join(", ");
+            // The vote, and the approval it completes, are one transaction.
+            let mut set = vec!["ballots = :ballots", "#ver = :next", "#dl = :deadline"];
+            let mut u = self
+                .update(approval_pk(request_id), "REQUEST")
+                .condition_expression(format!(
+                    "#st = :pending AND {}",
+                    unchanged_since(current.version, "#ver")
+                ))
                 .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_names("#ver", "version")
+                .expression_attribute_names("#dl", DEADLINE_ATTRIBUTE)
                 .expression_attribute_values(":pending", s("pending"))
-                .expression_attribute_values(":now", super::dynamo::n(now.timestamp()))
-                .expression_attribute_values(":who", AttributeValue::Ss(vec![approver.to_string()]))
-                .expression_attribute_values(":one", s(approver)),
-        )?;
-        let audit = self.audit(
-            &current.finding.id,
-            now,
-            "approval-vote",
-            &format!("{request_id}:{approver}"),
-            &format!("approved by {approver} via {via}"),
-        )?;
-        if !self.transition(vec![add, audit]).await? {
-            return Ok(Err(self.refusal(request_id, Some(approver), now).await?));
-        }
-        let after = self
-            .approval(request_id)
-            .await?
-            .ok_or_else(|| Error::unexpected("dynamodb", "GetItem", format!("approval {request_id} vanished")))?;
-        let have = u32::try_from(after.approvers.len()).unwrap_or(u32::MAX);
-        if have < after.required_approvals {
-            return Ok(Ok(Vote::NeedMore {
-                have,
-                need: after.required_approvals,
-            }));
-        }
-        let decided_by = after.approvers.join(", ");
-        let approve = built(
-            self.update(approval_pk(request_id), "REQUEST")
-                .update_expression("SET #st = :approved, decided_by = :by, decided_via = :via, decided_at = :at")
-                .condition_expression("#st = :pending AND size(approvers) >= :need")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":pending", s("pending"))
-                .expression_attribute_values(":approved", s("approved"))
-                .expression_attribute_values(":by", s(&decided_by))
-                .expression_attribute_values(":via", s(via))
-                .expression_attribute_values(":at", s(now.to_rfc3339()))
-                .expression_attribute_values(":need", super::dynamo::n(i64::from(after.required_approvals))),
-        )?;
-        let audit = self.audit(
-            &current.finding.id,
-            now,
-            "approved",
-            request_id,
-            &format!("approved by {decided_by} via {via}"),
-        )?;
-        if self.transition(vec![approve, audit]).await? {
-            Ok(Ok(Vote::Approved(Box::new(StoredApproval {
+                .expression_attribute_values(":ballots", super::dynamo::json(&ballots)?)
+                .expression_attribute_values(":next", super::dynamo::n(current.version + 1))
+                .expression_attribute_values(":deadline", super::dynamo::n(current.expires_at.timestamp()))
+                .expression_attribute_values(":who", AttributeValue::Ss(vec![ballot.id.clone()]));
+            if current.version != 0 {
+                u = u.expression_attribute_values(":version", super::dynamo::n(current.version));
+            }
+            let mut expression_tail = " ADD approvers :who".to_string();
+            if met {
+                set.extend([
+                    "#st = :approved",
+                    "decided_by = :by",
+                    "decided_via = :via",
+                    "decided_at = :at",
+                ]);
+                u = u
+                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":approved", s("approved"))
+                    .expression_attribute_values(":by", s(&decided_by))
+                    .expression_attribute_values(":via", s(&ballot.via))
+                    .expression_attribute_values(":at", s(now.to_rfc3339()));
+                // Out of `pending`: no TTL, so a rollback weeks later still finds the request.
+                expression_tail.push_str(" REMOVE #ttl");
+            }
+            u = u.update_expression(format!("SET {}{expression_tail}", set.join(", ")));
+            let proof = if ballot.verified { "verified" } else { "unverified" };
+            let mut items = vec![
+                built(u)?,
+                self.audit(
+                    &current.finding.id,
+                    now,
+                    "approval-vote",
+                    &format!("{request_id}:{}", ballot.id),
+                    &format!("approved by {} via {} ({proof})", ballot.id, ballot.via),
+                )?,
+            ];
+            if met {
+                items.push(self.audit(
+                    &current.finding.id,
+                    now,
+                    "approved",
+                    request_id,
+                    &format!("approved by {decided_by} via {}", ballot.via),
+                )?);
+            }
+            match self.transact(items).await {
+                Ok(()) => {}
+                // Someone else voted (or decided) in between: read again and count again.
+                Err(TransactOutcome::ConditionFailed) => continue,
+                Err(TransactOutcome::Conflict(e)) => {
+                    conflict = Some(e);
+                    continue;
+                }
+                Err(TransactOutcome::Failed(e)) => return Err(e),
+            }
+            if !met {
+                return Ok(Ok(Vote::NeedMore {
+                    have: identity::people(&ballots),
+                    need: current.required_approvals,
+                }));
+            }
+            return Ok(Ok(Vote::Approved(Box::new(StoredApproval {
                 status: "approved".into(),
                 decided_by: Some(decided_by),
-                decided_via: Some(via.to_string()),
-                ..after
-            }))))
-        } else {
-            // Another vote completed it first: that one executes.
-            Ok(Err(self.refusal(request_id, Some(approver), now).await?))
+                decided_via: Some(ballot.via.clone()),
+                decided_at: Some(now),
+                version: current.version + 1,
+                ballots,
+                approvers,
+                ..current
+            }))));
         }
+        Err(conflict.unwrap_or_else(|| Error::Precondition {
+            resource: request_id.to_string(),
+            message: format!("the request changed under {VOTE_ATTEMPTS} votes in a row"),
+        }))
+    }
+
+    async fn approved_waiting(&self, before: DateTime<Utc>) -> Result<Vec<StoredApproval>> {
+        let items = self
+            .scan_items(
+                "kind = :approval AND #st = :approved",
+                &[("#st", "status")],
+                &[(":approval", s("approval")), (":approved", s("approved"))],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for item in &items {
+            match stored_approval(item) {
+                // A decision time that cannot be read counts as old (it is stuck).
+                Ok(a) if a.decided_at.is_none_or(|t| t < before) => out.push(a),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable approval item"),
+            }
+        }
+        Ok(out)
     }
 
     async fn reject(
@@ -311,10 +408,14 @@ impl ApprovalStore for DynamoState {
         };
         let reject = built(
             self.update(approval_pk(request_id), "REQUEST")
-                .update_expression("SET #st = :rejected, decided_by = :by, decided_via = :via, decided_at = :at")
+                .update_expression(
+                    "SET #st = :rejected, decided_by = :by, decided_via = :via, decided_at = :at, #dl = :deadline REMOVE #exp",
+                )
                 .condition_expression("#st = :pending AND #exp > :now")
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_names("#dl", DEADLINE_ATTRIBUTE)
+                .expression_attribute_values(":deadline", super::dynamo::n(current.expires_at.timestamp()))
                 .expression_attribute_values(":pending", s("pending"))
                 .expression_attribute_values(":rejected", s("rejected"))
                 .expression_attribute_values(":by", s(approver))
@@ -498,10 +599,14 @@ impl ApprovalStore for DynamoState {
         for a in stale {
             let expire = built(
                 self.update(approval_pk(&a.request_id), "REQUEST")
-                    .update_expression("SET #st = :expired, decided_by = :by, decided_at = :at")
+                    .update_expression(
+                        "SET #st = :expired, decided_by = :by, decided_at = :at, #dl = :deadline REMOVE #exp",
+                    )
                     .condition_expression("#st = :pending AND #exp <= :now")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                    .expression_attribute_names("#dl", DEADLINE_ATTRIBUTE)
+                    .expression_attribute_values(":deadline", super::dynamo::n(a.expires_at.timestamp()))
                     .expression_attribute_values(":pending", s("pending"))
                     .expression_attribute_values(":expired", s("expired"))
                     .expression_attribute_values(":by", s("expiry"))
@@ -536,39 +641,94 @@ impl ApprovalStore for DynamoState {
     async fn begin_rollback(
         &self,
         action_id: &str,
-        by: &str,
+        ballot: &Ballot,
+        required: u32,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<StoredAction, Refusal>> {
-        let Some(action) = self.action(action_id).await? else {
-            return Ok(Err(Refusal::Unknown));
-        };
-        let take = built(
-            self.update(action_pk(action_id), "RECORD")
-                .update_expression("SET #st = :rolling, rollback_by = :by, rollback_at = :at")
-                .condition_expression("#st = :executed")
+    ) -> Result<std::result::Result<RollbackVote, Refusal>> {
+        let mut conflict = None;
+        for _ in 0..VOTE_ATTEMPTS {
+            let Some(action) = self.action(action_id).await? else {
+                return Ok(Err(Refusal::Unknown));
+            };
+            if action.status != "executed" {
+                return Ok(Err(Refusal::NotExecuted(action.status)));
+            }
+            if action.rollback_ballots.iter().any(|b| b.same_as(ballot)) {
+                return Ok(Err(Refusal::SameApprover));
+            }
+            let mut ballots = action.rollback_ballots.clone();
+            ballots.push(ballot.clone());
+            let met = identity::quorum_met(&ballots, required);
+            let by = ballots.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(", ");
+            let mut set = vec!["rollback_ballots = :ballots", "#ver = :next"];
+            let mut u = self
+                .update(action_pk(action_id), "RECORD")
+                .condition_expression(format!(
+                    "#st = :executed AND {}",
+                    unchanged_since(action.rollback_version, "#ver")
+                ))
                 .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#ver", "rollback_version")
                 .expression_attribute_values(":executed", s("executed"))
-                .expression_attribute_values(":rolling", s("rolling-back"))
-                .expression_attribute_values(":by", s(by))
-                .expression_attribute_values(":at", s(now.to_rfc3339())),
-        )?;
-        let audit = self.audit(
-            &action.finding.id,
-            now,
-            "rollback-started",
-            action_id,
-            &format!("rollback approved by {by}"),
-        )?;
-        if self.transition(vec![take, audit]).await? {
-            Ok(Ok(action))
-        } else {
-            let now_status = self
-                .action(action_id)
-                .await?
-                .map(|a| a.status)
-                .unwrap_or_else(|| "gone".into());
-            Ok(Err(Refusal::NotExecuted(now_status)))
+                .expression_attribute_values(":ballots", super::dynamo::json(&ballots)?)
+                .expression_attribute_values(":next", super::dynamo::n(action.rollback_version + 1));
+            if action.rollback_version != 0 {
+                u = u.expression_attribute_values(":version", super::dynamo::n(action.rollback_version));
+            }
+            if met {
+                set.extend(["#st = :rolling", "rollback_by = :by", "rollback_at = :at"]);
+                u = u
+                    .expression_attribute_values(":rolling", s("rolling-back"))
+                    .expression_attribute_values(":by", s(&by))
+                    .expression_attribute_values(":at", s(now.to_rfc3339()));
+            }
+            u = u.update_expression(format!("SET {}", set.join(", ")));
+            let proof = if ballot.verified { "verified" } else { "unverified" };
+            let mut items = vec![
+                built(u)?,
+                self.audit(
+                    &action.finding.id,
+                    now,
+                    "rollback-vote",
+                    &format!("{action_id}:{}", ballot.id),
+                    &format!("rollback approved by {} via {} ({proof})", ballot.id, ballot.via),
+                )?,
+            ];
+            if met {
+                items.push(self.audit(
+                    &action.finding.id,
+                    now,
+                    "rollback-started",
+                    action_id,
+                    &format!("rollback approved by {by}"),
+                )?);
+            }
+            match self.transact(items).await {
+                Ok(()) => {}
+                Err(TransactOutcome::ConditionFailed) => continue,
+                Err(TransactOutcome::Conflict(e)) => {
+                    conflict = Some(e);
+                    continue;
+                }
+                Err(TransactOutcome::Failed(e)) => return Err(e),
+            }
+            if !met {
+                return Ok(Ok(RollbackVote::NeedMore {
+                    have: identity::people(&ballots),
+                    need: required,
+                }));
+            }
+            return Ok(Ok(RollbackVote::Begin(Box::new(StoredAction {
+                status: "rolling-back".into(),
+                rollback_version: action.rollback_version + 1,
+                rollback_ballots: ballots,
+                ..action
+            }))));
         }
+        Err(conflict.unwrap_or_else(|| Error::Precondition {
+            resource: action_id.to_string(),
+            message: format!("the action changed under {VOTE_ATTEMPTS} rollback votes in a row"),
+        }))
     }
 
     async fn finish_rollback(
@@ -600,7 +760,17 @@ impl ApprovalStore for DynamoState {
         ];
         if ok {
             items.push(self.ledger_realise(&action.finding, 0.0, "rolled-back", now)?);
-            if let Some(rid) = &action.request_id {
+            // The request is updated only if it is still there as `executed`: a request that
+            // lapsed (items written before requests lost their TTL on approval) must not make
+            // the rollback's record fail.
+            let request = match &action.request_id {
+                Some(rid) => self.approval(rid).await?.filter(|a| a.status == "executed"),
+                None => None,
+            };
+            if request.is_none() && action.request_id.is_some() {
+                tracing::warn!(action_id = %action.action_id, "the action's request is gone or not executed: only the action is marked rolled back");
+            }
+            if let Some(rid) = request.as_ref().map(|r| &r.request_id) {
                 items.push(built(
                     self.update(approval_pk(rid), "REQUEST")
                         .update_expression("SET #st = :rb")
@@ -643,7 +813,7 @@ impl ApprovalStore for DynamoState {
         )?;
         match self.transact(vec![put, audit]).await {
             Ok(()) => Ok(()),
-            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::Failed(e) | TransactOutcome::Conflict(e)) => Err(e),
             Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
                 resource: "CONTROL".into(),
                 message: "the switch was set twice in the same instant".into(),

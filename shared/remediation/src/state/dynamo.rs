@@ -12,6 +12,10 @@ use crate::error::{Error, Result};
 
 /// Name of the TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+/// An approval request's decision deadline (epoch seconds). While the request is pending its TTL
+/// is the same; a request that leaves `pending` loses its TTL (a rollback may need it weeks later)
+/// and keeps this.
+pub const DEADLINE_ATTRIBUTE: &str = "deadline";
 
 /// The table adapter.
 #[derive(Debug, Clone)]
@@ -273,17 +277,22 @@ impl DynamoState {
         {
             Ok(_) => Ok(()),
             Err(err) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error() {
-                    let codes: Vec<&str> = c.cancellation_reasons().iter().filter_map(|r| r.code()).collect();
-                    if codes.contains(&"ConditionalCheckFailed") {
-                        return Err(TransactOutcome::ConditionFailed);
-                    }
+                let codes: Vec<String> = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if codes.iter().any(|c| c == "ConditionalCheckFailed") {
+                    return Err(TransactOutcome::ConditionFailed);
                 }
-                Err(TransactOutcome::Failed(Error::aws(
-                    "dynamodb",
-                    "TransactWriteItems",
-                    err,
-                )))
+                let e = Error::aws("dynamodb", "TransactWriteItems", err);
+                if codes.iter().any(|c| c == "TransactionConflict") {
+                    return Err(TransactOutcome::Conflict(e));
+                }
+                Err(TransactOutcome::Failed(e))
             }
         }
     }
@@ -305,6 +314,8 @@ impl DynamoState {
 
 pub(crate) enum TransactOutcome {
     ConditionFailed,
+    /// Another transaction on the same items was in progress (nothing was written; a retry may pass).
+    Conflict(Error),
     Failed(Error),
 }
 
@@ -344,6 +355,8 @@ impl StateStore for DynamoState {
                 "required_approvals".to_string(),
                 n(i64::from(request.required_approvals.max(1))),
             ),
+            // The decision deadline, kept when the request leaves `pending` and loses its TTL.
+            (DEADLINE_ATTRIBUTE.to_string(), n(expires)),
             (TTL_ATTRIBUTE.to_string(), n(expires)),
         ]);
         // The lock may be taken over only once the previous request has expired (DynamoDB's TTL
@@ -374,7 +387,7 @@ impl StateStore for DynamoState {
         ];
         match self.transact(items).await {
             Ok(()) => Ok(ApprovalOpened::Created),
-            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::Failed(e) | TransactOutcome::Conflict(e)) => Err(e),
             Err(TransactOutcome::ConditionFailed) => {
                 let lock = self.get(&finding_pk(&f.id), "OPEN_APPROVAL").await?;
                 let request_id = match lock.as_ref().and_then(|l| l.get("request_id")) {
@@ -447,7 +460,7 @@ impl StateStore for DynamoState {
         ];
         match self.transact(items).await {
             Ok(()) => Ok(()),
-            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::Failed(e) | TransactOutcome::Conflict(e)) => Err(e),
             Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
                 resource: f.resource.id.clone(),
                 message: format!("action {} is already recorded", record.action_id),
@@ -465,7 +478,7 @@ impl StateStore for DynamoState {
         let items = self.action_end(&record.action_id, &record.finding, end, detail, at, None)?;
         match self.transact(items).await {
             Ok(()) => Ok(()),
-            Err(TransactOutcome::Failed(e)) => Err(e),
+            Err(TransactOutcome::Failed(e) | TransactOutcome::Conflict(e)) => Err(e),
             Err(TransactOutcome::ConditionFailed) => Err(Error::Precondition {
                 resource: record.finding.resource.id.clone(),
                 message: format!("action {} is not executing", record.action_id),

@@ -5,6 +5,7 @@
 mod approvals;
 pub mod dynamo;
 mod report;
+pub mod sign_in;
 mod tickets;
 
 use async_trait::async_trait;
@@ -131,8 +132,14 @@ pub struct StoredApproval {
     pub finding: Finding,
     pub expires_at: DateTime<Utc>,
     pub required_approvals: u32,
-    /// Who has approved so far (ids such as `slack:U123` or `email:ana@example.com`).
+    /// Who has approved so far (ids such as `slack:U123` or `oidc:ana@example.com`).
     pub approvers: Vec<String>,
+    /// The approvals so far, with how each was proven.
+    pub ballots: Vec<crate::identity::Ballot>,
+    /// When it was approved (for the sweep that executes approvals the emergency stop held).
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Bumped by every vote (optimistic concurrency; 0 before the first).
+    pub version: i64,
     pub decided_by: Option<String>,
     pub decided_via: Option<String>,
     pub action_id: Option<String>,
@@ -148,6 +155,19 @@ pub struct StoredAction {
     pub rollback: Rollback,
     pub request_id: Option<String>,
     pub decided_by: String,
+    /// Approvals of a rollback so far (a rollback needs as many approvers as the action did).
+    pub rollback_ballots: Vec<crate::identity::Ballot>,
+    /// Bumped by every rollback vote (0 before the first).
+    pub rollback_version: i64,
+}
+
+/// What a rollback approval did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RollbackVote {
+    /// Enough approvers: the action is now `rolling-back` (this vote moved it).
+    Begin(Box<StoredAction>),
+    /// Recorded; more approvers are needed.
+    NeedMore { have: u32, need: u32 },
 }
 
 /// What the hourly sweep finds left `executing`.
@@ -230,15 +250,17 @@ impl ExecutionEnd {
 pub trait ApprovalStore: Send + Sync {
     /// The request, if it exists.
     async fn approval(&self, request_id: &str) -> Result<Option<StoredApproval>>;
-    /// Adds an approver to a pending, unexpired request; moves it to `approved` when enough
-    /// distinct approvers have voted.
+    /// Adds a ballot to a pending, unexpired request and, when it completes the quorum, moves it
+    /// to `approved` in the same transaction (a vote never leaves a met quorum pending).
     async fn vote(
         &self,
         request_id: &str,
-        approver: &str,
-        via: &str,
+        ballot: &crate::identity::Ballot,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>>;
+    /// Requests `approved` before `before` and never taken for execution (the emergency stop
+    /// held them, or their SNS message was lost).
+    async fn approved_waiting(&self, before: DateTime<Utc>) -> Result<Vec<StoredApproval>>;
     /// `pending → rejected`; returns the request as it now is.
     async fn reject(
         &self,
@@ -277,13 +299,15 @@ pub trait ApprovalStore: Send + Sync {
     async fn expire_pending(&self, now: DateTime<Utc>) -> Result<Vec<StoredApproval>>;
     /// The action record.
     async fn action(&self, action_id: &str) -> Result<Option<StoredAction>>;
-    /// `executed → rolling-back` (one rollback at a time).
+    /// Adds a rollback ballot to an executed action; `executed → rolling-back` in the same
+    /// transaction once `required` distinct approvers have voted (one rollback at a time).
     async fn begin_rollback(
         &self,
         action_id: &str,
-        by: &str,
+        ballot: &crate::identity::Ballot,
+        required: u32,
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<StoredAction, Refusal>>;
+    ) -> Result<std::result::Result<RollbackVote, Refusal>>;
     /// `rolling-back → rolled-back` (and the request `executed → rolled-back`, the ledger's
     /// realised dollars back to 0), or back to `executed` when the rollback failed.
     async fn finish_rollback(

@@ -1,0 +1,243 @@
+//! Who decided, and how many people that makes. A decision counts toward a quorum only when the
+//! person was proven by something other than their word: a signature-verified Slack interaction,
+//! or a sign-in through the organisation's identity provider (an ID token verified on the
+//! confirmation page). An address typed on a page is recorded, as `unverified`, and counts for
+//! nothing a two-person rule needs.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Someone deciding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "kebab-case")]
+pub enum Approver {
+    /// A Slack user, from a signature-verified interactivity request; `email` when the policy
+    /// pairs the user with an address or Slack's `users.info` gave it.
+    Slack {
+        user_id: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+    },
+    /// Signed in through the identity provider: the ID token's verified `email`.
+    SignedIn { email: String, issuer: String },
+    /// A link follower who typed this address: not an identity.
+    Unverified { email: String },
+}
+
+fn normal(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
+}
+
+impl Approver {
+    /// How the audit trail names them.
+    pub fn id(&self) -> String {
+        match self {
+            Approver::Slack { user_id, .. } => format!("slack:{user_id}"),
+            Approver::SignedIn { email, .. } => format!("oidc:{}", normal(email)),
+            Approver::Unverified { email } => format!("unverified:{}", normal(email)),
+        }
+    }
+
+    /// Where the decision came from.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Approver::Slack { .. } => "slack",
+            Approver::SignedIn { .. } => "oidc",
+            Approver::Unverified { .. } => "link",
+        }
+    }
+
+    /// Whether something other than the person's word proves who they are.
+    pub fn verified(&self) -> bool {
+        !matches!(self, Approver::Unverified { .. })
+    }
+
+    /// The person behind the identity, the same whatever the channel: `email:<address>` when the
+    /// address is known (signed in, or a Slack user whose address is known), `slack:<id>` for a
+    /// Slack user whose address is not; none for an unverified decision.
+    pub fn person(&self) -> Option<String> {
+        match self {
+            Approver::Slack { email: Some(email), .. } => Some(format!("email:{}", normal(email))),
+            Approver::Slack { user_id, .. } => Some(format!("slack:{user_id}")),
+            Approver::SignedIn { email, .. } => Some(format!("email:{}", normal(email))),
+            Approver::Unverified { .. } => None,
+        }
+    }
+
+    /// The ballot this decision casts.
+    pub fn ballot(&self, at: DateTime<Utc>) -> Ballot {
+        Ballot {
+            id: self.id(),
+            via: self.via().to_string(),
+            verified: self.verified(),
+            person: self.person(),
+            at,
+        }
+    }
+}
+
+/// One approval as stored with the request (or with the action, for a rollback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ballot {
+    /// The identity as the audit trail names it (`slack:U123`, `oidc:ana@example.com`,
+    /// `unverified:ana@example.com`).
+    pub id: String,
+    /// `slack`, `oidc` or `link`.
+    pub via: String,
+    pub verified: bool,
+    /// The person, when known (see [`Approver::person`]).
+    #[serde(default)]
+    pub person: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Ballot {
+    /// Whether this ballot and `other` may be the same person's: the same identity, or the same
+    /// known person.
+    pub fn same_as(&self, other: &Ballot) -> bool {
+        self.id == other.id || (self.person.is_some() && self.person == other.person)
+    }
+}
+
+/// How many distinct people the verified ballots are, counted so that one person never counts
+/// twice: a Slack user whose address is unknown may be any one of the people who signed in, so
+/// each such user is counted only beyond them.
+pub fn people(ballots: &[Ballot]) -> u32 {
+    let mut from_slack = BTreeSet::new();
+    let mut signed_in = BTreeSet::new();
+    let mut slack_only = BTreeSet::new();
+    for b in ballots.iter().filter(|b| b.verified) {
+        match (b.person.as_deref(), b.via.as_str()) {
+            (Some(p), "slack") if p.starts_with("email:") => {
+                from_slack.insert(p);
+            }
+            (Some(p), _) if p.starts_with("email:") => {
+                signed_in.insert(p);
+            }
+            (Some(p), _) => {
+                slack_only.insert(p);
+            }
+            (None, _) => {}
+        }
+    }
+    let emails: BTreeSet<&str> = from_slack.union(&signed_in).copied().collect();
+    let unknown_match = signed_in.difference(&from_slack).count();
+    let n = emails.len() + slack_only.len() - slack_only.len().min(unknown_match);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Whether `ballots` meet a quorum of `required`: one decision (verified or, where the policy
+/// lets anyone with the link decide, not) when one approver is needed; that many distinct
+/// verified people otherwise.
+pub fn quorum_met(ballots: &[Ballot], required: u32) -> bool {
+    if required <= 1 {
+        !ballots.is_empty()
+    } else {
+        people(ballots) >= required
+    }
+}
+
+/// The ballots an item written before ballots were stored stands for: its approver ids, Slack
+/// ones verified, typed addresses not.
+pub fn legacy_ballots(ids: &[String], at: DateTime<Utc>) -> Vec<Ballot> {
+    ids.iter()
+        .map(|id| {
+            let slack = id.starts_with("slack:");
+            Ballot {
+                id: id.clone(),
+                via: if slack { "slack" } else { "link" }.into(),
+                verified: slack,
+                person: slack.then(|| id.clone()),
+                at,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn slack(id: &str, email: Option<&str>) -> Ballot {
+        Approver::Slack {
+            user_id: id.into(),
+            name: id.into(),
+            email: email.map(str::to_string),
+        }
+        .ballot(at())
+    }
+
+    fn signed_in(email: &str) -> Ballot {
+        Approver::SignedIn {
+            email: email.into(),
+            issuer: "https://idp".into(),
+        }
+        .ballot(at())
+    }
+
+    fn typed(email: &str) -> Ballot {
+        Approver::Unverified { email: email.into() }.ballot(at())
+    }
+
+    #[test]
+    fn typed_addresses_never_make_a_second_person() {
+        let b = [typed("ana@example.com"), typed("bo@example.com")];
+        assert_eq!(people(&b), 0);
+        assert!(!quorum_met(&b, 2));
+        assert!(!quorum_met(&[signed_in("ana@example.com"), typed("bo@example.com")], 2));
+        // One approver needed: a decision the policy admitted is enough.
+        assert!(quorum_met(&[typed("ana@example.com")], 1));
+    }
+
+    #[test]
+    fn two_verified_people_make_two() {
+        assert!(quorum_met(&[slack("U1", None), slack("U2", None)], 2));
+        assert!(quorum_met(
+            &[signed_in("ana@example.com"), signed_in("bo@example.com")],
+            2
+        ));
+        assert!(quorum_met(
+            &[slack("U1", Some("ana@example.com")), signed_in("bo@example.com")],
+            2
+        ));
+    }
+
+    #[test]
+    fn one_person_on_two_channels_counts_once() {
+        // Known to be the same person (paired, or Slack said so): one.
+        let paired = [slack("U1", Some("Ana@Example.com")), signed_in("ana@example.com")];
+        assert!(paired[0].same_as(&paired[1]));
+        assert_eq!(people(&paired), 1);
+        // Not known: a Slack user with no address and a sign-in may be the same person.
+        assert_eq!(people(&[slack("U1", None), signed_in("ana@example.com")]), 1);
+        assert!(!quorum_met(&[slack("U1", None), signed_in("ana@example.com")], 2));
+        // Two Slack users and one sign-in: at least two people.
+        assert_eq!(
+            people(&[slack("U1", None), slack("U2", None), signed_in("ana@example.com")]),
+            2
+        );
+        // A Slack user known to be bo, and one unknown, and a sign-in by ana: the unknown may be ana.
+        assert_eq!(
+            people(&[
+                slack("U1", Some("bo@example.com")),
+                slack("U2", None),
+                signed_in("ana@example.com")
+            ]),
+            2
+        );
+    }
+
+    #[test]
+    fn ballots_of_items_written_before_ballots_are_conservative() {
+        let b = legacy_ballots(&["slack:U1".into(), "email:ana@example.com".into()], at());
+        assert!(b[0].verified && !b[1].verified);
+        assert_eq!(people(&b), 1);
+    }
+}
