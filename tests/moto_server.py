@@ -13,9 +13,17 @@ is the atomicity DynamoDB itself gives. Every other service, and everything else
 is stock moto. The concurrency stays where it is tested: in the functions, which still send their
 requests at the same time.
 
+Faults: a test may ask DynamoDB to answer one operation (optionally only requests whose body
+contains a string) with a given error, a given number of times, as DynamoDB itself answers it
+(e.g. a TransactionCanceledException whose reasons say TransactionConflict). It sends the rule as
+the body of a request with `X-Amz-Target: DynamoDB_20120810.FinopsInjectFault`:
+{"operation": "TransactWriteItems", "body_contains": ":approved", "times": 1, "status": 400,
+ "response": {"__type": "...", ...}}.
+
 Usage: python moto_server.py [moto_server arguments]
 """
 
+import json
 import sys
 import threading
 
@@ -24,10 +32,22 @@ from moto.server import main
 
 _dynamodb = threading.Lock()
 _stock_call_action = DynamoHandler.call_action
+_faults = []
+_JSON = {"Content-Type": "application/x-amz-json-1.0"}
 
 
 def atomic_call_action(self):
+    target = self.headers.get("X-Amz-Target") or self.headers.get("x-amz-target") or ""
+    operation = target.rsplit(".", 1)[-1]
+    body = self.body.decode("utf-8", "replace") if isinstance(self.body, bytes) else (self.body or "")
     with _dynamodb:
+        if operation == "FinopsInjectFault":
+            _faults.append(json.loads(body))
+            return 200, dict(_JSON), "{}"
+        for rule in _faults:
+            if rule.get("times", 0) > 0 and rule.get("operation") == operation and rule.get("body_contains", "") in body:
+                rule["times"] -= 1
+                return rule.get("status", 400), dict(_JSON), json.dumps(rule["response"])
         return _stock_call_action(self)
 
 

@@ -14,6 +14,7 @@ use remediation::state::DynamoState;
 use serde_json::Value;
 
 use crate::httpserver::{from_function_url_response, function_url_event, Response, Server, SlackStandIn};
+use crate::oidc::OidcStandIn;
 use crate::{seed, Moto};
 
 pub const TABLE: &str = "finops-state";
@@ -35,6 +36,8 @@ pub struct Loop {
     pub http: HttpClient,
     /// The clock the approval function is served with (tests move it for expiry).
     pub clock: Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
+    /// The identity provider stand-in, when the loop was started with sign-ins.
+    pub idp: Option<(OidcStandIn, Server)>,
 }
 
 /// The secret as an operator stores it in Secrets Manager.
@@ -50,12 +53,26 @@ pub fn secret_json(webhook: &str) -> String {
 impl Loop {
     /// Starts moto and the servers; `policy` is what every function of the loop obeys.
     pub async fn start(policy: Policy) -> Loop {
+        Loop::start_with(policy, false).await
+    }
+
+    /// As [`Loop::start`], with an identity provider stand-in configured as `approvals.oidc`
+    /// (the policy's address lists are kept).
+    pub async fn start_with_sign_in(policy: Policy) -> Loop {
         Loop::start_with(policy, true).await
     }
 
-    /// As [`Loop::start`]; with `approval_knows_its_url` false the approval function is deployed
-    /// as the template deploys it, without `FINOPS_APPROVAL_URL`.
-    pub async fn start_with(policy: Policy, approval_knows_its_url: bool) -> Loop {
+    async fn start_with(mut policy: Policy, sign_in: bool) -> Loop {
+        let idp = if sign_in {
+            let (idp, server) = OidcStandIn::start().await;
+            policy.approvals.oidc = Some(remediation::policy::OidcPolicy {
+                issuer: server.url(),
+                client_id: crate::oidc::CLIENT_ID.into(),
+            });
+            Some((idp, server))
+        } else {
+            None
+        };
         let moto = Moto::start().expect("moto");
         let c = moto.clients().await;
         seed::create_table(&c.dynamodb, TABLE).await;
@@ -69,7 +86,10 @@ impl Loop {
             .send()
             .await
             .expect("CreateSecret");
-        let secrets = Secrets::load(&sm, SECRET_ID).await.expect("the secret reads back");
+        let mut secrets = Secrets::load(&sm, SECRET_ID).await.expect("the secret reads back");
+        if idp.is_some() {
+            secrets.oidc_client_secret = Some(crate::oidc::CLIENT_SECRET.into());
+        }
 
         let cell: Arc<OnceLock<approval::handler::App>> = Arc::new(OnceLock::new());
         let clock: Arc<std::sync::Mutex<Option<DateTime<Utc>>>> = Arc::default();
@@ -89,11 +109,9 @@ impl Loop {
             })
         }))
         .await;
-        let mut deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
-        if !approval_knows_its_url {
-            deps.links = None;
-        }
-        let app = approval::handler::App::new(deps).await.expect("approval app");
+        let deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
+        let mut app = approval::handler::App::new(deps).await.expect("approval app");
+        app.slack_api_base = format!("{}/api", slack_server.url());
         let _ = cell.set(app);
         let notify_deps = Self::deps_with(&moto, policy, &topic, &approval_server.url(), secrets).await;
         let notify = slack_notify::handler::App::new(notify_deps).expect("slack-notify app");
@@ -108,6 +126,7 @@ impl Loop {
             notify,
             http: HttpClient::new(Duration::from_secs(60)).expect("http client"),
             clock,
+            idp,
             moto,
         }
     }
@@ -184,6 +203,43 @@ impl Loop {
             out.push(approval::handler::handle(Self::sns_event(e), self.approval_app(), Utc::now()).await);
         }
         out
+    }
+
+    /// GET a URL: the whole answer (status, headers, body).
+    pub async fn get_full(&self, url: &str) -> remediation::http::Response {
+        self.http.send("test", "GET", url, &[], vec![]).await.expect("GET")
+    }
+
+    /// Follows a confirmation page's "Sign in" as a browser would: the approval function's
+    /// redirect to the provider, the provider's back to the callback. Returns the callback's page.
+    pub async fn sign_in(&self, page: &str, email: &str) -> (u16, String) {
+        let (idp, _) = self.idp.as_ref().expect("a loop started with sign-in");
+        idp.sign_in_as(email);
+        let start = crate::oidc::href_of(page, "sign-in").expect("a Sign in link on the page");
+        let to_idp = self.get_full(&start).await;
+        assert_eq!(to_idp.status, 302, "{}", to_idp.body);
+        let authorize = to_idp.header("location").expect("a redirect").to_string();
+        let back = self.get_full(&authorize).await;
+        assert_eq!(back.status, 302, "{}", back.body);
+        let callback = back
+            .header("location")
+            .expect("the provider redirects back")
+            .to_string();
+        assert!(callback.starts_with(&self.approval_server.url()), "{callback}");
+        let r = self.get_full(&callback).await;
+        (r.status, r.body)
+    }
+
+    /// Signs in as `email` from `link`'s confirmation page and presses its button.
+    pub async fn decide_signed_in(&self, link: &str, email: &str) -> (u16, String) {
+        let (status, page) = self.get(link).await;
+        assert_eq!(status, 200, "{page}");
+        let (status, page) = self.sign_in(&page, email).await;
+        if status != 200 {
+            return (status, page);
+        }
+        let token = crate::oidc::form_token(&page).expect("a form with a token");
+        self.post_form("/decide", &[("token", &token)]).await
     }
 
     /// GET a URL: status and body.

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod httpserver;
 pub mod local;
 pub mod moto;
+pub mod oidc;
 pub mod seed;
 
 pub use moto::Moto;

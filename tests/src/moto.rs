@@ -98,6 +98,42 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Makes DynamoDB answer the next `times` requests of `operation` whose body contains
+    /// `body_contains` with `status` and `response`, as DynamoDB answers a fault (see
+    /// `tests/moto_server.py`).
+    pub async fn inject_dynamodb_fault(
+        &self,
+        operation: &str,
+        body_contains: &str,
+        times: u32,
+        status: u16,
+        response: serde_json::Value,
+    ) {
+        let rule = serde_json::json!({
+            "operation": operation, "body_contains": body_contains, "times": times,
+            "status": status, "response": response,
+        });
+        let http = remediation::http::HttpClient::new(std::time::Duration::from_secs(10)).expect("http");
+        let r = http
+            .send(
+                "moto",
+                "POST",
+                &format!("{}/", self.endpoint()),
+                &[
+                    ("content-type", "application/x-amz-json-1.0"),
+                    ("x-amz-target", "DynamoDB_20120810.FinopsInjectFault"),
+                    (
+                        "authorization",
+                        "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                    ),
+                ],
+                rule.to_string().into_bytes(),
+            )
+            .await
+            .expect("the fault rule reaches moto");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
     /// Empties every service of the emulated account.
     pub fn reset(&self) -> Result<(), String> {
         let r = http(self.port, "POST", "/moto-api/reset", "")?;

@@ -94,7 +94,13 @@ async fn the_whole_loop_from_detection_to_rollback() {
     // GET: a confirmation page; nothing changes (scanners prefetch links).
     let (status, page) = lp.get(&approve).await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("<form method=\"post\" action=\"decide\"") && page.contains(&id));
+    assert!(
+        page.contains(&format!(
+            "<form method=\"post\" action=\"{}/decide\"",
+            lp.approval_server.url()
+        )) && page.contains(&id),
+        "{page}"
+    );
     assert_eq!(approval_status(&lp, &request_id).await, "pending");
     assert_eq!(state_of(&lp, &id).await, "running");
 
@@ -110,7 +116,7 @@ async fn the_whole_loop_from_detection_to_rollback() {
     assert_eq!(state_of(&lp, &id).await, "stopped");
     let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
     assert_eq!(stored.status, "executed");
-    assert_eq!(stored.approvers, vec!["email:ana@example.com".to_string()]);
+    assert_eq!(stored.approvers, vec!["unverified:ana@example.com".to_string()]);
     let action_id = stored.action_id.clone().unwrap();
 
     // Audit trail: every transition, in order.
@@ -149,7 +155,7 @@ async fn the_whole_loop_from_detection_to_rollback() {
     let published = lp.drain().await;
     let results = Loop::of_type(&published, "action-result");
     assert_eq!(results.len(), 1, "{published:#?}");
-    assert_eq!(results[0]["decided_by"], "email:ana@example.com");
+    assert_eq!(results[0]["decided_by"], "unverified:ana@example.com");
     lp.notify_slack(&published).await.into_iter().for_each(|r| {
         r.unwrap();
     });
@@ -445,33 +451,535 @@ async fn slack_buttons_are_verified_then_executed_through_sns() {
     assert_eq!(Loop::of_type(&lp.drain().await, "action-result").len(), 1);
 }
 
+/// Approve mode where only sign-ins decide on the page: addresses of example.com.
+fn sign_in_policy() -> Policy {
+    Policy {
+        mode: Mode::Approve,
+        approvals: ApprovalsPolicy {
+            email_domains: vec!["example.com".into()],
+            slack_users: vec!["U0ANA".into(), "U0BO".into()],
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
 #[tokio::test]
 async fn the_approvers_list_and_two_approvers_for_prod() {
-    let mut policy = approve_policy();
-    policy.approvals.email_domains = vec!["example.com".into()];
-    let lp = Loop::start(policy.clone()).await;
+    // Two people, each proven by the identity provider, and only addresses of the listed domain.
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
     let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "Prod")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
-    let token = token_of(&approve);
-    let post = |who: &'static str| {
-        let (lp, token) = (&lp, token.clone());
-        async move { lp.post_form("/decide", &[("token", &token), ("approver", who)]).await }
-    };
-    assert_eq!(post("mallory@elsewhere.org").await.0, 403);
-    let (status, page) = post("ana@example.com").await;
+    let (status, page) = lp.decide_signed_in(&approve, "mallory@elsewhere.org").await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("not on the approvers list"), "{page}");
+    let (status, page) = lp.decide_signed_in(&approve, "ana@example.com").await;
     assert_eq!(status, 202, "{page}");
+    assert!(page.contains("1 of 2 verified approvers"), "{page}");
     assert_eq!(state_of(&lp, &id).await, "running");
-    // The same person twice does not make two.
-    assert_eq!(post("ANA@example.com").await.0, 409);
+    // The same person twice (another sign-in, another case) does not make two.
+    assert_eq!(lp.decide_signed_in(&approve, "ANA@example.com").await.0, 409);
     assert_eq!(state_of(&lp, &id).await, "running");
-    let (status, page) = post("bo@example.com").await;
+    let (status, page) = lp.decide_signed_in(&approve, "bo@example.com").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(state_of(&lp, &id).await, "stopped");
     let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
     assert_eq!(
         stored.approvers,
-        vec!["email:ana@example.com".to_string(), "email:bo@example.com".to_string()]
+        vec!["oidc:ana@example.com".to_string(), "oidc:bo@example.com".to_string()]
     );
+    assert!(stored.ballots.iter().all(|b| b.verified && b.via == "oidc"));
+    // A typed address is refused outright here: the policy has no anyone_with_link.
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "bo@example.com")],
+        )
+        .await;
+    assert_eq!(status, 403, "{page}");
+}
+
+#[tokio::test]
+async fn one_person_typing_two_addresses_cannot_execute_a_prod_stop() {
+    // The hostile user of the issue: the same link twice, two addresses typed.
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    for who in ["ana@example.com", "bo@example.com", "carol@example.com"] {
+        let (status, page) = lp
+            .post_form("/decide", &[("token", &token_of(&approve)), ("approver", who)])
+            .await;
+        assert_eq!(status, 202, "{page}");
+        assert!(
+            page.contains("0 of 2 verified approvers") && page.contains("unverified"),
+            "{page}"
+        );
+    }
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "pending");
+    assert!(stored.ballots.iter().all(|b| !b.verified));
+    // A Slack click plus the page it opens is not two people either: one verified ballot.
+    let body = slack_body(&token_of(&approve), "U0ANA");
+    let (status, reply) = signed_slack_post(&lp, &body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("1 of 2 verified approvers"), "{reply}");
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+}
+
+#[tokio::test]
+async fn a_slack_user_and_the_same_persons_sign_in_count_once() {
+    let mut policy = sign_in_policy();
+    policy.approvals.people = vec![remediation::policy::Person {
+        slack: "U0ANA".into(),
+        email: "ana@example.com".into(),
+    }];
+    let lp = Loop::start_with_sign_in(policy).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    // Paired: Slack's U0ANA is ana@example.com; her sign-in is the same person.
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("1 of 2"), "{reply}");
+    let (status, page) = lp.decide_signed_in(&approve, "ana@example.com").await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("already approved"), "{page}");
+    // Not paired and Slack cannot say (no bot token): U0BO may be anyone who signed in, so
+    // U0BO with ana is still one person for certain... and U0BO is not ana's Slack (U0ANA is):
+    // ana (paired) and U0BO are two.
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0BO")).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("Approved"), "{reply}");
+    lp.deliver_to_approval(&lp.drain().await).await;
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+}
+
+#[tokio::test]
+async fn an_unknown_slack_user_and_a_sign_in_do_not_make_two_people() {
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0BO")).await;
+    assert_eq!(status, 200, "{reply}");
+    // bo's sign-in: U0BO's address is unknown, so this may be the same person.
+    let (status, page) = lp.decide_signed_in(&approve, "bo@example.com").await;
+    assert_eq!(status, 202, "{page}");
+    assert!(page.contains("1 of 2 verified approvers"), "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    // A second Slack user is a second person for certain.
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert!(status == 200 && reply.contains("Approved"), "{reply}");
+    lp.deliver_to_approval(&lp.drain().await).await;
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+}
+
+#[tokio::test]
+async fn slack_users_info_gives_the_address_with_the_bot_token() {
+    let (slack, server) = finops_tests::httpserver::SlackStandIn::start().await;
+    slack.answer_next(Response::new(
+        200,
+        "application/json",
+        r#"{"ok":true,"user":{"id":"U0BO","name":"bo","profile":{"email":"bo@example.com"}}}"#,
+    ));
+    slack.answer_next(Response::new(
+        200,
+        "application/json",
+        r#"{"ok":false,"error":"user_not_found"}"#,
+    ));
+    let http = remediation::http::HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    let api = format!("{}/api", server.url());
+    let found = remediation::slack::user_email(&http, &api, "xoxb-test", "U0BO")
+        .await
+        .unwrap();
+    assert_eq!(found.as_deref(), Some("bo@example.com"));
+    let r = &slack.requests()[0];
+    assert_eq!(r.target, "/api/users.info?user=U0BO");
+    assert_eq!(r.header("authorization"), Some("Bearer xoxb-test"));
+    assert_eq!(
+        remediation::slack::user_email(&http, &api, "xoxb-test", "U0NONE")
+            .await
+            .unwrap(),
+        None
+    );
+    // An id that is not one is never sent.
+    assert_eq!(
+        remediation::slack::user_email(&http, &api, "xoxb-test", "U0&x=1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(slack.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_sign_in_whose_id_token_does_not_verify_decides_nothing() {
+    use finops_tests::oidc::Tamper;
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let (idp, _) = lp.idp.as_ref().unwrap();
+    for t in [
+        Tamper::OtherKey,
+        Tamper::WrongAudience,
+        Tamper::WrongIssuer,
+        Tamper::WrongNonce,
+        Tamper::Expired,
+        Tamper::NoEmail,
+        Tamper::EmailNotVerified,
+    ] {
+        idp.tamper_next(t);
+        let (_, page) = lp.get(&approve).await;
+        let (status, page) = lp.sign_in(&page, "ana@example.com").await;
+        assert_eq!(status, 403, "{t:?}: {page}");
+        assert!(
+            page.contains("could not be verified") && !page.contains("name=\"token\""),
+            "{t:?}: {page}"
+        );
+        assert_eq!(approval_status(&lp, &request_id).await, "pending", "{t:?}");
+    }
+    assert_eq!(idp.issued(), 7);
+    // A callback replayed (same state) is refused: a state works once.
+    let (_, page) = lp.get(&approve).await;
+    let start = finops_tests::oidc::href_of(&page, "sign-in").unwrap();
+    let authorize = lp.get_full(&start).await.header("location").unwrap().to_string();
+    let callback = lp.get_full(&authorize).await.header("location").unwrap().to_string();
+    assert_eq!(lp.get_full(&callback).await.status, 200);
+    assert_eq!(lp.get_full(&callback).await.status, 410);
+    // The confirmation token is ana's: a typed address beside it does not change who decides.
+    let (_, page) = lp.get(&approve).await;
+    let (_, page) = lp.sign_in(&page, "ana@example.com").await;
+    let token = finops_tests::oidc::form_token(&page).unwrap();
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &token), ("approver", "mallory@elsewhere.org")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.approvers, vec!["oidc:ana@example.com".to_string()]);
+}
+
+#[tokio::test]
+async fn with_no_approver_configured_approve_mode_refuses_to_start_and_nobody_decides() {
+    let err = Policy::from_yaml("mode: approve\n", "policy.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("approvals.slack_users")
+            && err.contains("approvals.oidc")
+            && err.contains("approvals.anyone_with_link"),
+        "{err}"
+    );
+    let (p, source) = Policy::default().with_mode_from("defaults".into(), None).unwrap();
+    assert!(
+        p.with_mode_from(source, Some("approve")).is_err(),
+        "FINOPS_MODE=approve is checked too"
+    );
+    assert!(Policy::from_yaml("mode: approve\napprovals: {anyone_with_link: true}\n", "p").is_ok());
+    assert!(Policy::from_yaml("mode: approve\napprovals: {slack_users: [U0ANA]}\n", "p").is_ok());
+    // Addresses without a sign-in to prove them are refused as a configuration.
+    let err = Policy::from_yaml("mode: approve\napprovals: {emails: [ana@example.com]}\n", "p")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("approvals.oidc"), "{err}");
+
+    // And if such a policy reached the function anyway, nobody could decide: closed by default.
+    let closed = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    let lp = Loop::start(closed).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, reject) = request_approval(&lp).await;
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert!(status == 200 && reply.contains("not on the approvers list"), "{reply}");
+    for link in [&approve, &reject] {
+        let (status, page) = lp
+            .post_form(
+                "/decide",
+                &[("token", &token_of(link)), ("approver", "ana@example.com")],
+            )
+            .await;
+        assert_eq!(status, 403, "{page}");
+    }
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+    assert_eq!(state_of(&lp, &id).await, "running");
+}
+
+#[tokio::test]
+async fn each_channel_is_judged_by_its_own_list() {
+    // Slack users listed, and anyone with the link allowed on the page: the Slack list does not
+    // close the page, and the page's openness does not open Slack to an unlisted user.
+    let policy = Policy {
+        mode: Mode::Approve,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into()],
+            anyone_with_link: true,
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    };
+    let lp = Loop::start(policy).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let (_, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0MALLORY")).await;
+    assert!(reply.contains("not on the approvers list"), "{reply}");
+    assert_eq!(approval_status(&lp, &request_id).await, "pending");
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.approvers, vec!["unverified:ana@example.com".to_string()]);
+}
+
+#[tokio::test]
+async fn a_prod_rollback_needs_two_verified_approvers_like_the_action() {
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (_, approve, _) = request_approval(&lp).await;
+    assert_eq!(lp.decide_signed_in(&approve, "ana@example.com").await.0, 202);
+    assert_eq!(lp.decide_signed_in(&approve, "bo@example.com").await.0, 200);
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let published = lp.drain().await;
+    let result = &Loop::of_type(&published, "action-result")[0];
+    let rollback = result["rollback_url"].as_str().unwrap().to_string();
+    let action_id = result["action_id"].as_str().unwrap().to_string();
+    let (status, page) = lp.decide_signed_in(&rollback, "ana@example.com").await;
+    assert_eq!(status, 202, "{page}");
+    assert!(
+        page.contains("Rollback approval recorded") && page.contains("1 of 2"),
+        "{page}"
+    );
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(lp.decide_signed_in(&rollback, "ana@example.com").await.0, 409);
+    let (status, page) = lp.decide_signed_in(&rollback, "bo@example.com").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let action = lp.state().action(&action_id).await.unwrap().unwrap();
+    assert_eq!(action.status, "rolled-back");
+    assert_eq!(action.rollback_ballots.len(), 2);
+}
+
+#[tokio::test]
+async fn a_vote_that_completes_the_quorum_is_one_transaction_even_when_dynamodb_conflicts() {
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    assert_eq!(lp.decide_signed_in(&approve, "ana@example.com").await.0, 202);
+    // The transaction that would approve the request is cancelled once, as DynamoDB cancels a
+    // transaction another one is working on.
+    lp.moto
+        .inject_dynamodb_fault(
+            "TransactWriteItems",
+            ":approved",
+            1,
+            400,
+            serde_json::json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, None, None]",
+                "CancellationReasons": [
+                    {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"},
+                    {"Code": "None"}, {"Code": "None"}
+                ]
+            }),
+        )
+        .await;
+    let (status, page) = lp.decide_signed_in(&approve, "bo@example.com").await;
+    // Never a request left pending with enough votes: the vote is tried again, whole.
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "executed");
+    assert_eq!(stored.ballots.len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_that_leaves_pending_loses_its_ttl_and_a_late_rollback_completes() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let ddb = lp.moto.clients().await.dynamodb;
+    let item = |items: &[std::collections::HashMap<String, String>]| {
+        items
+            .iter()
+            .find(|i| i["pk"] == format!("APPROVAL#{request_id}"))
+            .cloned()
+    };
+    let pending = item(&seed::scan_table(&ddb, TABLE).await).unwrap();
+    assert!(pending.contains_key("expires_at"), "{pending:?}");
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let executed = item(&seed::scan_table(&ddb, TABLE).await).unwrap();
+    assert!(
+        !executed.contains_key("expires_at"),
+        "no TTL once decided: {executed:?}"
+    );
+    assert_eq!(executed["deadline"], pending["expires_at"]);
+    // A request that lapsed anyway (written before this fix): the rollback still completes.
+    ddb.delete_item()
+        .table_name(TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("APPROVAL#{request_id}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("REQUEST".into()))
+        .send()
+        .await
+        .unwrap();
+    let published = lp.drain().await;
+    let result = &Loop::of_type(&published, "action-result")[0];
+    let rollback = result["rollback_url"].as_str().unwrap();
+    let finding_id = result["finding"]["id"].as_str().unwrap();
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(rollback)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let action_id = result["action_id"].as_str().unwrap();
+    assert_eq!(
+        lp.state().action(action_id).await.unwrap().unwrap().status,
+        "rolled-back"
+    );
+    let trail: Vec<String> = lp
+        .state()
+        .audit_trail(finding_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(trail.last().map(String::as_str), Some("rolled-back"), "{trail:?}");
+    let ledger = seed::scan_table(&ddb, TABLE)
+        .await
+        .into_iter()
+        .find(|i| i["pk"].starts_with("LEDGER#") && i["sk"] == finding_id)
+        .unwrap();
+    assert_eq!(ledger["status"], "rolled-back");
+}
+
+#[tokio::test]
+async fn a_slack_approval_held_by_the_emergency_stop_is_executed_by_the_sweep_after_resume() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert!(status == 200 && reply.contains("Approved"), "{reply}");
+    // The stop goes on before the approval-result reaches the function.
+    lp.state()
+        .set_emergency_stop(true, "ops", "incident 42", Utc::now())
+        .await
+        .unwrap();
+    let published = lp.drain().await;
+    let delivered = lp.deliver_to_approval(&published).await;
+    assert!(delivered.iter().all(Result::is_ok), "held, not failed: {delivered:?}");
+    assert_eq!(approval_status(&lp, &request_id).await, "approved");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    // The sweep under the stop executes nothing.
+    let later = Utc::now() + Duration::minutes(10);
+    let swept = approval::handler::handle(sweep_event(), lp.approval_app(), later)
+        .await
+        .unwrap();
+    assert_eq!(swept["executed_approved"], 0, "{swept}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    // `make resume`, then the next hourly sweep executes it.
+    lp.state()
+        .set_emergency_stop(false, "ops", "resolved", Utc::now())
+        .await
+        .unwrap();
+    let swept = approval::handler::handle(sweep_event(), lp.approval_app(), later)
+        .await
+        .unwrap();
+    assert_eq!(swept["executed_approved"], 1, "{swept}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    assert_eq!(approval_status(&lp, &request_id).await, "executed");
+}
+
+fn sweep_event() -> Value {
+    serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap()
+}
+
+async fn signed_slack_post(lp: &Loop, body: &str) -> (u16, String) {
+    let ts = Utc::now().timestamp();
+    let sig = remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
+    lp.post_raw(
+        "/slack/actions",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-slack-request-timestamp", &ts.to_string()),
+            ("x-slack-signature", &sig),
+        ],
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn every_page_is_uncached_unframed_and_tells_nothing_internal() {
+    let lp = Loop::start(approve_policy()).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    for url in [
+        approve.clone(),
+        format!("{}/decide?token=garbage", lp.approval_server.url()),
+        format!("{}/nowhere/<script>", lp.approval_server.url()),
+    ] {
+        let r = lp.get_full(&url).await;
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{url}");
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{url}");
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+            "{url}: {:?}",
+            r.headers
+        );
+        assert!(!r.body.contains("<script>"), "{}", r.body);
+    }
+    // The emergency stop: that it is on, not who set it or why.
+    lp.state()
+        .set_emergency_stop(true, "alice@ops", "secret incident 42", Utc::now())
+        .await
+        .unwrap();
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
+        .await;
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("Emergency stop is on"), "{page}");
+    assert!(!page.contains("secret incident") && !page.contains("alice"), "{page}");
+    // A request whose item cannot be read: "try again", no DynamoDB text.
+    let ddb = lp.moto.clients().await.dynamodb;
+    ddb.update_item()
+        .table_name(TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("APPROVAL#{request_id}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("REQUEST".into()))
+        .update_expression("SET finding = :x")
+        .expression_attribute_values(":x", aws_sdk_dynamodb::types::AttributeValue::S("{not json".into()))
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = lp.get(&approve).await;
+    assert_eq!(status, 503, "{page}");
+    for internal in ["dynamodb", "GetItem", "unreadable", "finding"] {
+        assert!(!page.contains(internal), "{internal} in {page}");
+    }
 }
 
 #[tokio::test]
@@ -726,35 +1234,55 @@ async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
 }
 
 #[tokio::test]
-async fn deployed_without_its_own_url_the_approval_function_links_to_where_it_was_reached() {
-    // The template cannot give the approval function its own URL (a cycle); it takes the domain
-    // of each request, and passes it through SNS for a Slack approval's result.
-    let lp = Loop::start_with(approve_policy(), false).await;
+async fn links_take_their_base_from_the_deployment_never_from_a_request_or_a_message() {
+    // Without its own URL from the deployment the approval function does not start.
+    let lp = Loop::start(approve_policy()).await;
+    let mut deps = lp.detector_deps(approve_policy()).await;
+    deps.links = None;
+    let err = approval::handler::App::new(deps)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("approval_url"), "{err}");
+
+    // A request that arrives under another name, and a message that names another base, change
+    // nothing: every link points at the deployment's URL.
     let id = idle_instance(&lp, &[("Owner", "ana")]).await;
     let (_, approve, _) = request_approval(&lp).await;
-    let body = slack_body(&token_of(&approve), "U0ANA");
-    let ts = Utc::now().timestamp();
-    let sig = remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
-    let (status, _) = lp
-        .post_raw(
-            "/slack/actions",
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("x-slack-request-timestamp", &ts.to_string()),
-                ("x-slack-signature", &sig),
-            ],
-            &body,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let published = lp.drain().await;
-    let decided = &Loop::of_type(&published, "approval-result")[0];
-    assert_eq!(decided["links_base"], "https://127.0.0.1");
+    let event = serde_json::json!({
+        "version": "2.0", "rawPath": "/decide", "rawQueryString": format!("token={}", token_of(&approve)),
+        "headers": {"host": "evil.example"},
+        "requestContext": {"domainName": "evil.example", "http": {"method": "GET", "path": "/decide"}},
+        "isBase64Encoded": false
+    });
+    let page = approval::handler::handle(event, lp.approval_app(), Utc::now())
+        .await
+        .unwrap();
+    let body = page["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("action=\"{}/decide\"", lp.approval_server.url())),
+        "{body}"
+    );
+    assert!(!body.contains("evil.example"), "{body}");
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert_eq!(status, 200, "{reply}");
+    let mut published = lp.drain().await;
+    for envelope in published.iter_mut() {
+        if let Some(m) = envelope.get_mut("Message").and_then(|m| m.as_str().map(str::to_string)) {
+            let mut v: Value = serde_json::from_str(&m).unwrap();
+            v["links_base"] = serde_json::json!("https://evil.example");
+            envelope["Message"] = serde_json::json!(v.to_string());
+        }
+    }
     lp.deliver_to_approval(&published).await.pop().unwrap().unwrap();
     assert_eq!(state_of(&lp, &id).await, "stopped");
     let result = &Loop::of_type(&lp.drain().await, "action-result")[0];
     let rollback = result["rollback_url"].as_str().unwrap();
-    assert!(rollback.starts_with("https://127.0.0.1/decide?token="), "{rollback}");
+    assert!(
+        rollback.starts_with(&format!("{}/decide?token=", lp.approval_server.url())),
+        "{rollback}"
+    );
 }
 
 #[tokio::test]
