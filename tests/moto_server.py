@@ -31,15 +31,17 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
 _dynamodb = threading.Lock()
-_stock_call_action = DynamoHandler.call_action
+_stock_dispatch = DynamoHandler._dispatch
 _faults = []
 _JSON = {"Content-Type": "application/x-amz-json-1.0"}
 
 
-def atomic_call_action(self):
-    target = self.headers.get("X-Amz-Target") or self.headers.get("x-amz-target") or ""
+def atomic_dispatch(self, request, full_url=None, headers=None):
+    headers = headers if headers is not None else request.headers
+    target = headers.get("X-Amz-Target") or headers.get("x-amz-target") or ""
     operation = target.rsplit(".", 1)[-1]
-    body = self.body.decode("utf-8", "replace") if isinstance(self.body, bytes) else (self.body or "")
+    # werkzeug caches the body, so moto's own parsing still reads it.
+    body = request.get_data(as_text=True)
     with _dynamodb:
         if operation == "FinopsInjectFault":
             _faults.append(json.loads(body))
@@ -48,10 +50,10 @@ def atomic_call_action(self):
             if rule.get("times", 0) > 0 and rule.get("operation") == operation and rule.get("body_contains", "") in body:
                 rule["times"] -= 1
                 return rule.get("status", 400), dict(_JSON), json.dumps(rule["response"])
-        return _stock_call_action(self)
+        return _stock_dispatch(self, request, full_url, headers)
 
 
-DynamoHandler.call_action = atomic_call_action
+DynamoHandler._dispatch = atomic_dispatch
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -934,7 +934,7 @@ async fn every_page_is_uncached_unframed_and_tells_nothing_internal() {
     for url in [
         approve.clone(),
         format!("{}/decide?token=garbage", lp.approval_server.url()),
-        format!("{}/nowhere/<script>", lp.approval_server.url()),
+        format!("{}/nowhere/%3Cscript%3E", lp.approval_server.url()),
     ] {
         let r = lp.get_full(&url).await;
         assert_eq!(r.header("cache-control"), Some("no-store"), "{url}");
@@ -1253,7 +1253,8 @@ async fn links_take_their_base_from_the_deployment_never_from_a_request_or_a_mes
     let event = serde_json::json!({
         "version": "2.0", "rawPath": "/decide", "rawQueryString": format!("token={}", token_of(&approve)),
         "headers": {"host": "evil.example"},
-        "requestContext": {"domainName": "evil.example", "http": {"method": "GET", "path": "/decide"}},
+        "requestContext": {"domainName": "evil.example", "timeEpoch": 0,
+            "http": {"method": "GET", "path": "/decide", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "x"}},
         "isBase64Encoded": false
     });
     let page = approval::handler::handle(event, lp.approval_app(), Utc::now())
