@@ -16,6 +16,10 @@ const TOKEN: &str = "ATATT3xFfGF0-test-token";
 fn policy(site: &str) -> Policy {
     let mut p = Policy {
         mode: Mode::Approve,
+        approvals: remediation::policy::ApprovalsPolicy {
+            anyone_with_link: true,
+            ..Default::default()
+        },
         ..Policy::default()
     };
     p.jira.site_url = site.to_string();
@@ -36,7 +40,8 @@ async fn rig() -> Rig {
     let mut deps = lp.detector_deps(policy(&server.url())).await;
     deps.secrets = Secrets::parse(
         SECRET_ID,
-        &json!({"jira_email": EMAIL, "jira_api_token": TOKEN}).to_string(),
+        // jira-sync gets the approval URL (never the link key) for links to the decision page.
+        &json!({"jira_email": EMAIL, "jira_api_token": TOKEN, "approval_url": lp.approval_server.url()}).to_string(),
     )
     .unwrap();
     let app = jira_sync::handler::App::new(deps).expect("jira-sync app");
@@ -134,18 +139,26 @@ async fn one_issue_per_finding_with_the_evidence_dollars_and_links() {
     assert_eq!(f["priority"]["name"], "Medium");
     assert!(is_adf_doc(&f["description"]));
     let description = texts(&f["description"]);
-    let approve = requests[0]["approve_url"].as_str().unwrap();
-    let reject = requests[0]["reject_url"].as_str().unwrap();
+    let page = format!(
+        "{}/request?id={}",
+        r.lp.approval_server.url(),
+        requests[0]["request_id"].as_str().unwrap()
+    );
     for want in [
         id.as_str(),
         "$60.74 per month",
         "idle days: 14",
         "instance type: t3.large",
-        &format!("Approve <{approve}>"),
-        &format!("Reject <{reject}>"),
+        &format!("Open the decision page <{page}>"),
     ] {
         assert!(description.contains(want), "{want:?} not in {description}");
     }
+    // Never a decision token: an issue is read by many, for long.
+    assert!(!serde_json::to_string(&f).unwrap().contains("token="), "{description}");
+    // The page it links to shows the request and holds no token.
+    let (status, shown) = r.lp.get(&page).await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(shown.contains(&id) && !shown.contains("name=\"token\""), "{shown}");
     // Every request carried the account's Basic credentials.
     assert!(r
         .jira
@@ -200,7 +213,13 @@ async fn an_executed_action_comments_and_resolves_a_rollback_comments_again() {
         comment.contains("Action executed: stop on") && comment.contains(&id),
         "{comment}"
     );
-    assert!(comment.contains(&format!("Roll back <{rollback_url}>")), "{comment}");
+    let rollback_page = format!(
+        "{}/request?action={}",
+        r.lp.approval_server.url(),
+        results[0]["action_id"].as_str().unwrap()
+    );
+    assert!(comment.contains(&format!("Roll back <{rollback_page}>")), "{comment}");
+    assert!(!comment.contains("token="), "{comment}");
 
     // Roll back, approved like any action: a second comment saying so.
     let (status, page) =

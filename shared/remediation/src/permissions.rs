@@ -16,6 +16,8 @@ pub enum Scope {
     Topic,
     /// The secret.
     Secret,
+    /// The link secret (link-signing key and approval URL).
+    LinkSecret,
     /// The savings reports' bucket (its objects).
     ReportBucket,
     /// Resources of the account and region (EC2, S3, Config, CloudWatch, Cost Explorer).
@@ -98,6 +100,20 @@ pub const PUBLISH: &[&str] = &["sns:Publish"];
 /// Reading the secret.
 pub const SECRET: &[&str] = &["secretsmanager:GetSecretValue"];
 
+/// The functions that mint or verify approval links: the only readers of the link secret.
+pub const LINK_FUNCTIONS: &[&str] = &["idle-ec2", "ebs-cleanup", "s3-public", "tag-compliance", "approval"];
+
+/// The state-table keys a notifying function may write (`dynamodb:LeadingKeys`); `None`: the
+/// function's writes are not limited by key (but no function other than the approval function
+/// may write the emergency switch, `CONTROL`).
+pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
+    match function {
+        "slack-notify" => Some(&["POST#*"]),
+        "jira-sync" => Some(&["TICKET#*"]),
+        _ => None,
+    }
+}
+
 /// The functions this workspace deploys.
 pub const FUNCTIONS: &[&str] = &[
     "idle-ec2",
@@ -153,6 +169,9 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         out.extend(PUBLISH.iter().map(|a| (Scope::Topic, *a)));
     }
     out.extend(SECRET.iter().map(|a| (Scope::Secret, *a)));
+    if LINK_FUNCTIONS.contains(&function) {
+        out.extend(SECRET.iter().map(|a| (Scope::LinkSecret, *a)));
+    }
     if function == "savings-report" {
         out.extend(REPORT_OBJECTS.iter().map(|a| (Scope::ReportBucket, *a)));
     }

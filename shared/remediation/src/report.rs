@@ -6,9 +6,9 @@
 //! All dollars are monthly run-rates: what the findings cost (or save) per month.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::model::round_cents;
@@ -227,29 +227,20 @@ impl SavingsReport {
 // ---------------------------------------------------------------------------------------------
 // HTML
 
-/// Escapes text for HTML (owners and rules come from resource tags: outside data).
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+// Rendered with `maud`, which escapes every value it is given (owners and rules come from
+// resource tags: outside data), so no value can be left unescaped by mistake.
 
 /// `$1,234.50`.
 pub fn dollars(v: f64) -> String {
     crate::slack::usd(Some(v))
 }
 
+fn f1(v: f64) -> String {
+    format!("{v:.1}")
+}
+
 /// Grouped bars: estimated and realised dollars per week.
-fn weeks_chart(r: &SavingsReport) -> String {
+fn weeks_chart(r: &SavingsReport) -> Markup {
     let (w, h, pad, base) = (720.0, 240.0, 48.0, 200.0);
     let max = r
         .weeks
@@ -259,135 +250,88 @@ fn weeks_chart(r: &SavingsReport) -> String {
         .max(1.0);
     let slot = (w - pad - 8.0) / r.weeks.len().max(1) as f64;
     let bar = (slot * 0.35).min(28.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Estimated and realised monthly savings by week">"#
-    );
-    let _ = write!(
-        svg,
-        r##"<line x1="{pad}" y1="{base}" x2="{}" y2="{base}" stroke="#999"/>"##,
-        w - 8.0
-    );
-    let _ = write!(
-        svg,
-        r##"<text x="4" y="16" font-size="11" fill="#555">{}</text>"##,
-        esc(&dollars(max))
-    );
-    for (i, x) in r.weeks.iter().enumerate() {
-        let x0 = pad + slot * i as f64 + (slot - 2.0 * bar) / 2.0;
-        let he = x.estimated_usd / max * (base - 24.0);
-        let hr = x.realised_usd / max * (base - 24.0);
-        let _ = write!(
-            svg,
-            r##"<rect x="{x0:.1}" y="{:.1}" width="{bar:.1}" height="{he:.1}" fill="#8fb3de"><title>week of {}: estimated {}</title></rect>"##,
-            base - he,
-            x.week_start,
-            esc(&dollars(x.estimated_usd))
-        );
-        let _ = write!(
-            svg,
-            r##"<rect x="{:.1}" y="{:.1}" width="{bar:.1}" height="{hr:.1}" fill="#2e8540"><title>week of {}: realised {}</title></rect>"##,
-            x0 + bar,
-            base - hr,
-            x.week_start,
-            esc(&dollars(x.realised_usd))
-        );
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle" fill="#555">{}</text>"##,
-            x0 + bar,
-            base + 14.0,
-            x.week_start.format("%d %b")
-        );
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h)
+            role="img" aria-label="Estimated and realised monthly savings by week" {
+            line x1=(pad) y1=(base) x2=(w - 8.0) y2=(base) stroke="#999" {}
+            text x="4" y="16" font-size="11" fill="#555" { (dollars(max)) }
+            @for (i, x) in r.weeks.iter().enumerate() {
+                @let x0 = pad + slot * i as f64 + (slot - 2.0 * bar) / 2.0;
+                @let he = x.estimated_usd / max * (base - 24.0);
+                @let hr = x.realised_usd / max * (base - 24.0);
+                rect x=(f1(x0)) y=(f1(base - he)) width=(f1(bar)) height=(f1(he)) fill="#8fb3de" {
+                    title { "week of " (x.week_start) ": estimated " (dollars(x.estimated_usd)) }
+                }
+                rect x=(f1(x0 + bar)) y=(f1(base - hr)) width=(f1(bar)) height=(f1(hr)) fill="#2e8540" {
+                    title { "week of " (x.week_start) ": realised " (dollars(x.realised_usd)) }
+                }
+                text x=(f1(x0 + bar)) y=(base + 14.0) font-size="10" text-anchor="middle" fill="#555" {
+                    (x.week_start.format("%d %b"))
+                }
+            }
+            rect x=(pad) y=(h - 14.0) width="10" height="10" fill="#8fb3de" {}
+            text x=(pad + 14.0) y=(h - 5.0) font-size="11" { "estimated at detection" }
+            rect x=(pad + 170.0) y=(h - 14.0) width="10" height="10" fill="#2e8540" {}
+            text x=(pad + 184.0) y=(h - 5.0) font-size="11" { "realised by actions" }
+        }
     }
-    let _ = write!(
-        svg,
-        r##"<rect x="{pad}" y="{}" width="10" height="10" fill="#8fb3de"/><text x="{}" y="{}" font-size="11">estimated at detection</text><rect x="{}" y="{}" width="10" height="10" fill="#2e8540"/><text x="{}" y="{}" font-size="11">realised by actions</text></svg>"##,
-        h - 14.0,
-        pad + 14.0,
-        h - 5.0,
-        pad + 170.0,
-        h - 14.0,
-        pad + 184.0,
-        h - 5.0
-    );
-    svg
 }
 
 /// A line of overall compliance per sweep, with the KPI as a dashed line.
-fn compliance_chart(r: &SavingsReport) -> String {
+fn compliance_chart(r: &SavingsReport) -> Markup {
     let (w, h, pad) = (720.0, 180.0, 40.0);
     let y = |p: f64| 10.0 + (100.0 - p.clamp(0.0, 100.0)) / 100.0 * (h - 40.0);
     let span = ((r.to - r.from).num_days().max(1)) as f64;
     let x = |d: NaiveDate| pad + (d - r.from).num_days() as f64 / span * (w - pad - 10.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Tag compliance by sweep">"#
-    );
-    for p in [0.0, 50.0, 100.0] {
-        let _ = write!(
-            svg,
-            r##"<text x="4" y="{:.1}" font-size="10" fill="#555">{p}%</text><line x1="{pad}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#eee"/>"##,
-            y(p) + 3.0,
-            y(p),
-            w - 10.0,
-            y(p)
-        );
-    }
-    let _ = write!(
-        svg,
-        r##"<line x1="{pad}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#c00" stroke-dasharray="4 3"><title>KPI {}%</title></line>"##,
-        y(r.compliance_kpi_percent),
-        w - 10.0,
-        y(r.compliance_kpi_percent),
-        r.compliance_kpi_percent
-    );
     let points: Vec<String> = r
         .compliance
         .iter()
         .map(|p| format!("{:.1},{:.1}", x(p.date), y(p.overall_percent)))
         .collect();
-    if !points.is_empty() {
-        let _ = write!(
-            svg,
-            r##"<polyline points="{}" fill="none" stroke="#1f5fa8" stroke-width="2"/>"##,
-            points.join(" ")
-        );
+    let kpi = r.compliance_kpi_percent;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {w} {h}")) width=(w) height=(h)
+            role="img" aria-label="Tag compliance by sweep" {
+            @for p in [0.0, 50.0, 100.0] {
+                text x="4" y=(f1(y(p) + 3.0)) font-size="10" fill="#555" { (p) "%" }
+                line x1=(pad) y1=(f1(y(p))) x2=(w - 10.0) y2=(f1(y(p))) stroke="#eee" {}
+            }
+            line x1=(pad) y1=(f1(y(kpi))) x2=(w - 10.0) y2=(f1(y(kpi))) stroke="#c00" stroke-dasharray="4 3" {
+                title { "KPI " (kpi) "%" }
+            }
+            @if !points.is_empty() {
+                polyline points=(points.join(" ")) fill="none" stroke="#1f5fa8" stroke-width="2" {}
+            }
+            @for p in &r.compliance {
+                circle cx=(f1(x(p.date))) cy=(f1(y(p.overall_percent))) r="3" fill="#1f5fa8" {
+                    title { (p.date) ": " (f1(p.overall_percent)) "%" }
+                }
+            }
+        }
     }
-    for p in &r.compliance {
-        let _ = write!(
-            svg,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f5fa8"><title>{}: {:.1}%</title></circle>"##,
-            x(p.date),
-            y(p.overall_percent),
-            p.date,
-            p.overall_percent
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
-fn totals_table(title: &str, first: &str, rows: &[(String, Totals)]) -> String {
-    let mut t = format!(
-        "<h2>{}</h2><table><tr><th>{}</th><th>findings</th><th>estimated /month</th><th>realised /month</th></tr>",
-        esc(title),
-        esc(first)
-    );
-    for (k, v) in rows {
-        let _ = write!(
-            t,
-            "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(k),
-            v.findings,
-            dollars(v.estimated_usd),
-            dollars(v.realised_usd)
-        );
+fn totals_table(title: &str, first: &str, rows: &[(String, Totals)]) -> Markup {
+    html! {
+        h2 { (title) }
+        table {
+            tr { th { (first) } th { "findings" } th { "estimated /month" } th { "realised /month" } }
+            @for (k, v) in rows {
+                tr {
+                    td { (k) }
+                    td.n { (v.findings) }
+                    td.n { (dollars(v.estimated_usd)) }
+                    td.n { (dollars(v.realised_usd)) }
+                }
+            }
+            @if rows.is_empty() { tr { td colspan="4" { "nothing in this period" } } }
+        }
     }
-    if rows.is_empty() {
-        t.push_str("<tr><td colspan=4>nothing in this period</td></tr>");
-    }
-    t.push_str("</table>");
-    t
 }
+
+const REPORT_STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:780px}\
+table{border-collapse:collapse;margin:8px 0 20px}td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}\
+.n{text-align:right}.kpi{display:inline-block;margin:0 24px 12px 0}.kpi b{display:block;font-size:22px}";
 
 /// The report as one self-contained HTML page.
 pub fn render_html(r: &SavingsReport) -> String {
@@ -397,70 +341,69 @@ pub fn render_html(r: &SavingsReport) -> String {
         .last()
         .map(|p| format!("{:.1}%", p.overall_percent))
         .unwrap_or_else(|| "no sweep recorded".into());
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>FinOps Autopilot savings report {from} to {to}</title>
-<style>body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:780px}}table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}}.n{{text-align:right}}.kpi{{display:inline-block;margin:0 24px 12px 0}}.kpi b{{display:block;font-size:22px}}</style></head><body>
-<h1>Savings report</h1><p>{from} to {to} · generated {gen} · dollars are monthly run-rates</p>
-<div class="kpi" id="estimated">estimated<b>{est}</b></div><div class="kpi" id="realised">realised<b>{real}</b></div><div class="kpi" id="rate">realised of estimated<b>{rate:.1}%</b></div><div class="kpi" id="open">open findings<b>{open} · {open_usd}</b></div><div class="kpi" id="compliance">tag compliance<b>{latest}</b></div>
-<h2>By week</h2>{chart}<table><tr><th>week of</th><th>detected</th><th>estimated /month</th><th>executed</th><th>realised /month</th></tr>"#,
-        from = r.from,
-        to = r.to,
-        gen = r.generated_at.format("%Y-%m-%d %H:%M UTC"),
-        est = dollars(r.estimated_usd),
-        real = dollars(r.realised_usd),
-        rate = r.realisation_percent,
-        open_usd = dollars(open_usd),
-        chart = weeks_chart(r),
-    );
-    for w in &r.weeks {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            w.week_start,
-            w.detected,
-            dollars(w.estimated_usd),
-            w.realised,
-            dollars(w.realised_usd)
-        );
-    }
-    h.push_str("</table>");
     let rules: Vec<(String, Totals)> = r.by_rule.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    h.push_str(&totals_table("By rule", "rule", &rules));
-    h.push_str(&totals_table("By owner", "owner", &r.by_owner));
-    h.push_str("<h2>Open findings by age</h2><table><tr><th>age</th><th>findings</th><th>estimated /month</th></tr>");
-    for b in &r.open_by_age {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-            esc(&b.label),
-            b.findings,
-            dollars(b.estimated_usd)
-        );
-    }
-    h.push_str("</table><h2>Findings by outcome</h2><table><tr><th>outcome</th><th>findings</th></tr>");
-    for (k, v) in &r.by_outcome {
-        let _ = write!(h, "<tr><td>{}</td><td class=n>{v}</td></tr>", esc(k));
-    }
-    if r.by_outcome.is_empty() {
-        h.push_str("<tr><td colspan=2>nothing in this period</td></tr>");
-    }
-    let _ = write!(
-        h,
-        "</table><h2>Tag compliance</h2><p>Overall compliance per sweep; the dashed line is the KPI ({}%).</p>{}",
-        r.compliance_kpi_percent,
-        compliance_chart(r)
-    );
-    if r.unreadable > 0 {
-        let _ = write!(
-            h,
-            "<p>{} ledger item(s) could not be read and are not counted.</p>",
-            r.unreadable
-        );
-    }
-    h.push_str("</body></html>\n");
-    h
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "FinOps Autopilot savings report " (r.from) " to " (r.to) }
+                // A constant of this file, not data.
+                style { (PreEscaped(REPORT_STYLE)) }
+            }
+            body {
+                h1 { "Savings report" }
+                p { (r.from) " to " (r.to) " · generated " (r.generated_at.format("%Y-%m-%d %H:%M UTC")) " · dollars are monthly run-rates" }
+                div.kpi #estimated { "estimated" b { (dollars(r.estimated_usd)) } }
+                div.kpi #realised { "realised" b { (dollars(r.realised_usd)) } }
+                div.kpi #rate { "realised of estimated" b { (f1(r.realisation_percent)) "%" } }
+                div.kpi #open { "open findings" b { (open) " · " (dollars(open_usd)) } }
+                div.kpi #compliance { "tag compliance" b { (latest) } }
+                h2 { "By week" }
+                (weeks_chart(r))
+                table {
+                    tr { th { "week of" } th { "detected" } th { "estimated /month" } th { "executed" } th { "realised /month" } }
+                    @for w in &r.weeks {
+                        tr {
+                            td { (w.week_start) }
+                            td.n { (w.detected) }
+                            td.n { (dollars(w.estimated_usd)) }
+                            td.n { (w.realised) }
+                            td.n { (dollars(w.realised_usd)) }
+                        }
+                    }
+                }
+                (totals_table("By rule", "rule", &rules))
+                (totals_table("By owner", "owner", &r.by_owner))
+                h2 { "Open findings by age" }
+                table {
+                    tr { th { "age" } th { "findings" } th { "estimated /month" } }
+                    @for b in &r.open_by_age {
+                        tr { td { (b.label) } td.n { (b.findings) } td.n { (dollars(b.estimated_usd)) } }
+                    }
+                }
+                h2 { "Findings by outcome" }
+                table {
+                    tr { th { "outcome" } th { "findings" } }
+                    @for (k, v) in &r.by_outcome { tr { td { (k) } td.n { (v) } } }
+                    @if r.by_outcome.is_empty() { tr { td colspan="2" { "nothing in this period" } } }
+                }
+                h2 { "Tag compliance" }
+                p { "Overall compliance per sweep; the dashed line is the KPI (" (kpi_text(r)) "%)." }
+                (compliance_chart(r))
+                @if r.unreadable > 0 {
+                    p { (r.unreadable) " ledger item(s) could not be read and are not counted." }
+                }
+            }
+        }
+    };
+    let mut out = page.into_string();
+    out.push('\n');
+    out
+}
+
+fn kpi_text(r: &SavingsReport) -> String {
+    r.compliance_kpi_percent.to_string()
 }
 
 #[cfg(test)]
@@ -483,10 +426,28 @@ mod tests {
     }
 
     #[test]
-    fn html_escapes_outside_text() {
-        assert_eq!(
-            esc("<b>\"eve\" & 'co'</b>"),
-            "&lt;b&gt;&quot;eve&quot; &amp; &#39;co&#39;&lt;/b&gt;"
-        );
+    fn hostile_owners_rules_and_outcomes_are_escaped_in_the_report() {
+        let hostile = "<script>alert(\"x\")</script> & 'co' é漢";
+        let day = d("2026-11-23");
+        let report = SavingsReport {
+            from: day,
+            to: d("2026-11-30"),
+            generated_at: "2026-11-30T08:00:00Z".parse().unwrap(),
+            weeks: vec![],
+            by_rule: BTreeMap::from([(hostile.to_string(), Totals::default())]),
+            by_owner: vec![(hostile.to_string(), Totals::default())],
+            by_outcome: BTreeMap::from([(hostile.to_string(), 1)]),
+            open_by_age: vec![],
+            compliance: vec![],
+            compliance_kpi_percent: 95.0,
+            estimated_usd: 0.0,
+            realised_usd: 0.0,
+            realisation_percent: 0.0,
+            unreadable: 0,
+        };
+        let html = render_html(&report);
+        assert!(!html.contains("<script>"), "{html}");
+        assert_eq!(html.matches("&lt;script&gt;").count(), 3, "{html}");
+        assert!(html.contains("é漢") && html.contains("&amp; "), "{html}");
     }
 }
