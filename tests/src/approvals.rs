@@ -68,6 +68,7 @@ impl Loop {
             policy.approvals.oidc = Some(remediation::policy::OidcPolicy {
                 issuer: server.url(),
                 client_id: crate::oidc::CLIENT_ID.into(),
+                email_verified_required: true,
             });
             Some((idp, server))
         } else {
@@ -238,8 +239,8 @@ impl Loop {
         if status != 200 {
             return (status, page);
         }
-        let token = crate::oidc::form_token(&page).expect("a form with a token");
-        self.post_form("/decide", &[("token", &token)]).await
+        let session = crate::oidc::form_session(&page).expect("a form with the sign-in's session");
+        self.post_form("/decide", &[("session", &session)]).await
     }
 
     /// GET a URL: status and body.

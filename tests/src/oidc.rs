@@ -256,9 +256,9 @@ impl OidcStandIn {
     }
 }
 
-/// The `value` of the first `name="token"` input of a page.
-pub fn form_token(page: &str) -> Option<String> {
-    let at = page.find("name=\"token\" value=\"")? + "name=\"token\" value=\"".len();
+/// The `value` of the first `name="session"` input of a page (the signed-in confirmation).
+pub fn form_session(page: &str) -> Option<String> {
+    let at = page.find("name=\"session\" value=\"")? + "name=\"session\" value=\"".len();
     let rest = &page[at..];
     Some(rest[..rest.find('"')?].to_string())
 }

@@ -634,7 +634,7 @@ async fn a_sign_in_whose_id_token_does_not_verify_decides_nothing() {
         let (status, page) = lp.sign_in(&page, "ana@example.com").await;
         assert_eq!(status, 403, "{t:?}: {page}");
         assert!(
-            page.contains("could not be verified") && !page.contains("name=\"token\""),
+            page.contains("could not be verified") && !page.contains("name=\"session\""),
             "{t:?}: {page}"
         );
         assert_eq!(approval_status(&lp, &request_id).await, "pending", "{t:?}");
@@ -647,14 +647,19 @@ async fn a_sign_in_whose_id_token_does_not_verify_decides_nothing() {
     let callback = lp.get_full(&authorize).await.header("location").unwrap().to_string();
     assert_eq!(lp.get_full(&callback).await.status, 200);
     assert_eq!(lp.get_full(&callback).await.status, 410);
-    // The confirmation token is ana's: a typed address beside it does not change who decides.
+    // The session is ana's and kept on the server: a token or an address sent beside it changes
+    // nothing, and it decides once.
     let (_, page) = lp.get(&approve).await;
     let (_, page) = lp.sign_in(&page, "ana@example.com").await;
-    let token = finops_tests::oidc::form_token(&page).unwrap();
-    let (status, page) = lp
-        .post_form("/decide", &[("token", &token), ("approver", "mallory@elsewhere.org")])
-        .await;
+    let session = finops_tests::oidc::form_session(&page).unwrap();
+    let fields = [
+        ("session", session.as_str()),
+        ("token", "forged.token"),
+        ("approver", "mallory@elsewhere.org"),
+    ];
+    let (status, page) = lp.post_form("/decide", &fields).await;
     assert_eq!(status, 200, "{page}");
+    assert_eq!(lp.post_form("/decide", &[("session", &session)]).await.0, 410);
     assert_eq!(state_of(&lp, &id).await, "stopped");
     let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
     assert_eq!(stored.approvers, vec!["oidc:ana@example.com".to_string()]);
@@ -766,6 +771,28 @@ async fn a_prod_rollback_needs_two_verified_approvers_like_the_action() {
 }
 
 #[tokio::test]
+async fn the_rollback_window_is_kept_by_the_server_not_only_by_the_links_expiry() {
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (_, approve, _) = request_approval(&lp).await;
+    assert_eq!(lp.decide_signed_in(&approve, "ana@example.com").await.0, 200);
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let result = &Loop::of_type(&lp.drain().await, "action-result")[0];
+    let page = format!(
+        "{}/request?action={}",
+        lp.approval_server.url(),
+        result["action_id"].as_str().unwrap()
+    );
+    assert_eq!(lp.get(&page).await.0, 200);
+    // 31 days later the sign-in page (which makes no link) refuses it too.
+    *lp.clock.lock().unwrap() = Some(Utc::now() + Duration::days(31));
+    let (status, shown) = lp.get(&page).await;
+    assert_eq!(status, 410, "{shown}");
+    assert!(shown.contains("Rollback window closed"), "{shown}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+}
+
+#[tokio::test]
 async fn a_vote_that_completes_the_quorum_is_one_transaction_even_when_dynamodb_conflicts() {
     let lp = Loop::start_with_sign_in(sign_in_policy()).await;
     let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
@@ -820,10 +847,10 @@ async fn a_request_that_leaves_pending_loses_its_ttl_and_a_late_rollback_complet
         .await;
     assert_eq!(status, 200, "{page}");
     let executed = item(&seed::scan_table(&ddb, TABLE).await).unwrap();
-    assert!(
-        !executed.contains_key("expires_at"),
-        "no TTL once decided: {executed:?}"
-    );
+    // The pending TTL (the decision deadline) is gone: the request is kept past any rollback
+    // window (365 days at most), and the deadline stays as `deadline`.
+    let kept: i64 = executed["expires_at"].parse().unwrap();
+    assert!(kept > (Utc::now() + Duration::days(399)).timestamp(), "{executed:?}");
     assert_eq!(executed["deadline"], pending["expires_at"]);
     // A request that lapsed anyway (written before this fix): the rollback still completes.
     ddb.delete_item()
@@ -905,6 +932,48 @@ async fn a_slack_approval_held_by_the_emergency_stop_is_executed_by_the_sweep_af
     assert_eq!(swept["executed_approved"], 1, "{swept}");
     assert_eq!(state_of(&lp, &id).await, "stopped");
     assert_eq!(approval_status(&lp, &request_id).await, "executed");
+}
+
+#[tokio::test]
+async fn an_approved_item_whose_ballots_are_not_enough_people_is_closed_not_executed() {
+    // An item approved by an earlier version with two typed addresses (or written by anything
+    // else): the status says approved, the ballots do not.
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (request_id, _, _) = request_approval(&lp).await;
+    let ddb = lp.moto.clients().await.dynamodb;
+    ddb.update_item()
+        .table_name(TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("APPROVAL#{request_id}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("REQUEST".into()))
+        .update_expression("SET #st = :a, decided_at = :t ADD approvers :who")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":a", aws_sdk_dynamodb::types::AttributeValue::S("approved".into()))
+        .expression_attribute_values(
+            ":t",
+            aws_sdk_dynamodb::types::AttributeValue::S((Utc::now() - Duration::hours(1)).to_rfc3339()),
+        )
+        .expression_attribute_values(
+            ":who",
+            aws_sdk_dynamodb::types::AttributeValue::Ss(vec![
+                "email:ana@example.com".into(),
+                "email:bo@example.com".into(),
+            ]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let swept = approval::handler::handle(sweep_event(), lp.approval_app(), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(swept["executed_approved"], 1, "{swept}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "failed");
+    assert!(stored.detail.unwrap_or_default().contains("0 of the 2 verified people"));
 }
 
 fn sweep_event() -> Value {

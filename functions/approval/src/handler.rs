@@ -24,7 +24,7 @@ use remediation::http::HttpClient;
 use remediation::notify::Message;
 use remediation::oidc::Provider;
 use remediation::policy::Approver;
-use remediation::state::sign_in::{SignIn, SIGN_IN_MINUTES};
+use remediation::state::sign_in::{Session, SignIn, SIGN_IN_MINUTES};
 use remediation::Error;
 use serde_json::{json, Value};
 
@@ -32,6 +32,13 @@ use crate::page;
 
 /// The largest request body read (Slack's payloads are a few KB; the page's form less).
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The identity provider's configuration, and the provider once discovered.
+pub struct SignInSetup {
+    policy: remediation::policy::OidcPolicy,
+    client_secret: String,
+    provider: tokio::sync::OnceCell<Provider>,
+}
 
 /// What the function holds between invocations.
 pub struct App {
@@ -41,10 +48,14 @@ pub struct App {
     /// Slack's signing secret; without it Slack requests are refused.
     pub slack_signing_secret: Option<Vec<u8>>,
     pub executor: AwsExecutor,
-    /// The identity provider, when `approvals.oidc` is configured.
-    pub oidc: Option<Provider>,
-    /// Outbound HTTP (Slack's `users.info`).
+    /// The identity provider, when `approvals.oidc` is configured (its discovery document is read
+    /// at the first sign-in, so a provider that is down stops sign-ins only, not Slack decisions,
+    /// executions or the sweeps).
+    pub oidc: Option<SignInSetup>,
+    /// Outbound HTTP to the identity provider.
     pub http: HttpClient,
+    /// Outbound HTTP to Slack's `users.info`: short, as Slack waits 3 s for the whole answer.
+    pub slack_http: HttpClient,
     /// Slack's Web API base (`https://slack.com/api`; tests point it at a stand-in).
     pub slack_api_base: String,
 }
@@ -70,12 +81,13 @@ impl App {
         let http = HttpClient::new(Duration::from_secs(5))?;
         let oidc = match &deps.policy.approvals.oidc {
             None => None,
-            Some(o) => {
-                let secret = deps.secrets.oidc_client_secret.clone().ok_or_else(|| {
+            Some(o) => Some(SignInSetup {
+                policy: o.clone(),
+                client_secret: deps.secrets.oidc_client_secret.clone().ok_or_else(|| {
                     Error::Config("approvals.oidc is set but the secret has no oidc_client_secret".into())
-                })?;
-                Some(Provider::discover(http.clone(), o, secret).await?)
-            }
+                })?,
+                provider: tokio::sync::OnceCell::new(),
+            }),
         };
         let executor = AwsExecutor {
             clients: deps.clients.clone(),
@@ -87,6 +99,7 @@ impl App {
             executor,
             oidc,
             http,
+            slack_http: HttpClient::new(Duration::from_millis(1500))?,
             slack_api_base: "https://slack.com/api".into(),
             deps,
         })
@@ -106,6 +119,18 @@ impl App {
             policy: &self.deps.policy,
             executor: &self.executor,
         })
+    }
+
+    /// The identity provider, discovered at its first use (a failed discovery is tried again at
+    /// the next sign-in). `None`: no sign-in is configured.
+    async fn provider(&self) -> Option<Result<&Provider, Error>> {
+        let setup = self.oidc.as_ref()?;
+        Some(
+            setup
+                .provider
+                .get_or_try_init(|| Provider::discover(self.http.clone(), &setup.policy, setup.client_secret.clone()))
+                .await,
+        )
     }
 
     fn url(&self, path: &str) -> String {
@@ -291,26 +316,26 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let Some(token) = query.get("token") else {
                 return bad_request("the link has no token");
             };
-            let who = app.links.verify(token, now).ok().and_then(|c| c.who);
             match approvals.preview(token, now).await {
                 Preview::Confirm {
                     decision,
                     finding,
                     approvers,
+                    have,
                     required,
                     expires_at,
                 } => {
                     let ways = page::Ways {
                         action: app.url("/decide"),
                         token: Some(token.clone()),
-                        signed_in_as: who.as_ref().map(Approver::id),
                         sign_in: app
                             .oidc
                             .as_ref()
                             .map(|_| app.url(&format!("/oidc/start?token={}", enc(token)))),
                         typed: app.deps.policy.approvals.anyone_with_link,
+                        ..page::Ways::default()
                     };
-                    confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+                    confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
                 }
                 Preview::Refused(v) => html(&v),
             }
@@ -333,6 +358,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                     decision,
                     finding,
                     approvers,
+                    have,
                     required,
                     expires_at,
                 } => {
@@ -344,7 +370,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                             .map(|_| app.url(&format!("/oidc/start?rid={}&d={}", enc(&rid), decision_param(decision)))),
                         ..page::Ways::default()
                     };
-                    confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+                    confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
                 }
                 Preview::Refused(v) => html(&v),
             }
@@ -355,22 +381,37 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let Some(fields) = form(&body) else {
                 return bad_request("the form is not valid");
             };
+            // After a sign-in: the session the callback kept on the server says who and what.
+            if let Some(id) = fields.get("session") {
+                let Some(store) = app.deps.state.as_ref() else {
+                    return html(&unavailable());
+                };
+                return match store.take_session(id, now).await {
+                    Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, now).await),
+                    Ok(None) => html(&Verdict {
+                        status: 410,
+                        title: "Sign-in expired".into(),
+                        message: format!(
+                            "This sign-in was used already or is older than {SIGN_IN_MINUTES} minutes; open the link and sign in again. Nothing was changed."
+                        ),
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "session unreadable");
+                        html(&unavailable())
+                    }
+                };
+            }
             let Some(token) = fields.get("token") else {
                 return bad_request("the form has no token");
             };
-            // A token minted for one person (after a sign-in) decides as that person; otherwise
-            // the typed address, which proves nothing.
-            let who = match app.links.verify(token, now).ok().and_then(|c| c.who) {
-                Some(who) => who,
-                None => {
-                    let approver = fields.get("approver").map(|a| a.trim()).unwrap_or("");
-                    if !plausible_email(approver) {
-                        return bad_request("give your email address, so the audit trail says who decided");
-                    }
-                    Approver::Unverified {
-                        email: approver.to_string(),
-                    }
-                }
+            // A shared link proves nothing about who follows it: the typed address is recorded as
+            // unverified (and refused unless the policy lets anyone with the link decide).
+            let approver = fields.get("approver").map(|a| a.trim()).unwrap_or("");
+            if !plausible_email(approver) {
+                return bad_request("give your email address, so the audit trail says who decided");
+            }
+            let who = Approver::Unverified {
+                email: approver.to_string(),
             };
             html(&approvals.decide_link(token, &who, now).await)
         }
@@ -390,8 +431,7 @@ fn enc(s: &str) -> String {
 fn confirm_page(
     decision: Decision,
     finding: &remediation::model::Finding,
-    approvers: &[String],
-    required: u32,
+    (approvers, have, required): (&[String], u32, u32),
     expires_at: Option<DateTime<Utc>>,
     ways: page::Ways,
 ) -> Value {
@@ -402,6 +442,7 @@ fn confirm_page(
             decision,
             finding,
             approvers,
+            have,
             required,
             expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
             ways,
@@ -419,9 +460,26 @@ fn no_sign_in() -> Value {
 
 /// Starts a sign-in for a decision named by a token or by `rid` and `d`: records state, nonce
 /// and PKCE verifier, and sends the browser to the provider.
+/// The provider, or the page that says why there is none.
+async fn provider_or_page(app: &App) -> Result<&Provider, Value> {
+    match app.provider().await {
+        None => Err(no_sign_in()),
+        Some(Ok(p)) => Ok(p),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "the identity provider cannot be reached");
+            Err(html(&Verdict {
+                status: 503,
+                title: "Sign-in unavailable".into(),
+                message: "The identity provider cannot be reached just now; nothing was changed. Try again later, or decide in Slack.".into(),
+            }))
+        }
+    }
+}
+
 async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String, String>, now: DateTime<Utc>) -> Value {
-    let Some(provider) = &app.oidc else {
-        return no_sign_in();
+    let provider = match provider_or_page(app).await {
+        Ok(p) => p,
+        Err(page) => return page,
     };
     let (rid, d) = match (q.get("token"), q.get("rid"), q.get("d").and_then(|d| decision_of(d))) {
         (Some(token), _, _) => match app.links.verify(token, now) {
@@ -483,8 +541,9 @@ async fn sign_in_callback(
     q: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Value {
-    let Some(provider) = &app.oidc else {
-        return no_sign_in();
+    let provider = match provider_or_page(app).await {
+        Ok(p) => p,
+        Err(page) => return page,
     };
     let Some(state) = q.get("state") else {
         return bad_request("the sign-in came back without its state");
@@ -532,27 +591,35 @@ async fn sign_in_callback(
     if let Err(why) = app.deps.policy.approvals.allows(&who) {
         return sign_in_refused(&why);
     }
-    let token = app.links.token_for(
-        &sign_in.rid,
-        sign_in.d,
-        now + chrono::Duration::minutes(SIGN_IN_MINUTES),
-        &who,
-    );
+    let (Some(store), Ok(session)) = (app.deps.state.as_ref(), remediation::oidc::random()) else {
+        return html(&unavailable());
+    };
+    let kept = Session {
+        rid: sign_in.rid.clone(),
+        d: sign_in.d,
+        who: who.clone(),
+        started_at: now,
+    };
+    if let Err(e) = store.start_session(&session, &kept).await {
+        tracing::error!(error = %e, "session not recorded");
+        return html(&unavailable());
+    }
     match approvals.preview_of(&sign_in.rid, sign_in.d, now).await {
         Preview::Confirm {
             decision,
             finding,
             approvers,
+            have,
             required,
             expires_at,
         } => {
             let ways = page::Ways {
                 action: app.url("/decide"),
-                token: Some(token),
+                session: Some(session),
                 signed_in_as: Some(who.id()),
                 ..page::Ways::default()
             };
-            confirm_page(decision, &finding, &approvers, required, expires_at, ways)
+            confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
         }
         Preview::Refused(v) => html(&v),
     }
@@ -577,7 +644,7 @@ async fn slack<'h>(
         now,
     ) {
         tracing::warn!(error = %e, "refused a Slack request");
-        return text(401, &format!("refused: {e}"));
+        return text(401, "refused: this request is not signed by the Slack app");
     }
     let Some(payload) = form(body).and_then(|f| f.get("payload").cloned()) else {
         return text(400, "no payload");
@@ -601,10 +668,12 @@ async fn slack<'h>(
     if user_id.is_empty() {
         return text(400, "the payload names no user");
     }
+    let (email, paired) = slack_email(app, user_id).await;
     let who = Approver::Slack {
         user_id: user_id.to_string(),
         name: user_name.to_string(),
-        email: slack_email(app, user_id).await,
+        email,
+        paired,
     };
     let v = approvals.decide_slack(token, &who, now).await;
     // Slack shows a 200's body to the clicker; other statuses as an error.
@@ -613,19 +682,22 @@ async fn slack<'h>(
     response(200, "application/json", reply.to_string())
 }
 
-/// The address of a Slack user: the policy's pairing, else Slack's `users.info` (bot token).
-/// Unknown (no pairing, no token, Slack did not say) is `None`: the count then treats the user
-/// as possibly anyone who signed in.
-async fn slack_email(app: &App, user_id: &str) -> Option<String> {
+/// The address of a Slack user and whether the policy's pairing proves it (`true`), or only
+/// Slack's `users.info` says it (bot token; `false`: it may merge the user with a sign-in, never
+/// set them apart). Unknown (no pairing, no token, Slack did not say) is `None`: the count then
+/// treats the user as possibly anyone who signed in.
+async fn slack_email(app: &App, user_id: &str) -> (Option<String>, bool) {
     if let Some(e) = app.deps.policy.approvals.email_of(user_id) {
-        return Some(e.to_string());
+        return (Some(e.to_string()), true);
     }
-    let token = app.deps.secrets.slack_bot_token.as_deref()?;
-    match remediation::slack::user_email(&app.http, &app.slack_api_base, token, user_id).await {
-        Ok(e) => e,
+    let Some(token) = app.deps.secrets.slack_bot_token.as_deref() else {
+        return (None, false);
+    };
+    match remediation::slack::user_email(&app.slack_http, &app.slack_api_base, token, user_id).await {
+        Ok(e) => (e, false),
         Err(e) => {
             tracing::warn!(error = %e, user_id, "users.info failed: the user's address is unknown");
-            None
+            (None, false)
         }
     }
 }

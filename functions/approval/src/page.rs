@@ -51,8 +51,10 @@ pub struct Ways {
     pub action: String,
     /// The token the form carries (none on the page a Jira issue links to).
     pub token: Option<String>,
-    /// Signed in as this person: the form decides as them.
+    /// Signed in as this person: the form decides as them, with `session`.
     pub signed_in_as: Option<String>,
+    /// The sign-in's session id (kept on the server, single use).
+    pub session: Option<String>,
     /// Where a sign-in through the identity provider starts.
     pub sign_in: Option<String>,
     /// The policy lets anyone with the link decide by typing an address (recorded unverified).
@@ -65,6 +67,8 @@ pub struct Confirm<'a> {
     pub decision: Decision,
     pub finding: &'a Finding,
     pub approvers: &'a [String],
+    /// How many verified people the approvals so far are.
+    pub have: u32,
     pub required: u32,
     pub expires: Option<String>,
     pub ways: Ways,
@@ -93,7 +97,7 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         } else {
             format!(" ({})", c.approvers.join(", "))
         };
-        rows.push(("Approvals", format!("{} of {}{so_far}", c.approvers.len(), c.required)));
+        rows.push(("Approvals", format!("{} of {} verified{so_far}", c.have, c.required)));
     }
     if let Some(e) = &c.expires {
         rows.push(("Expires", e.clone()));
@@ -110,9 +114,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         dl { @for (k, v) in &rows { dt { (k) } dd { (v) } } }
         h2 { "Evidence" }
         ul { @for l in remediation::slack::evidence_lines(f) { li { (l) } } }
-        @if let (Some(who), Some(token)) = (&w.signed_in_as, &w.token) {
+        @if let (Some(who), Some(session)) = (&w.signed_in_as, &w.session) {
             form method="post" action=(w.action) {
-                input type="hidden" name="token" value=(token);
+                input type="hidden" name="session" value=(session);
                 p { "Signed in as " strong #who { (who) } "." }
                 p { button #confirm class=(class) type="submit" { (verb) " as " (who) } }
             }
@@ -184,7 +188,7 @@ mod tests {
         for ways in [
             Ways {
                 action: "https://x/decide".into(),
-                token: Some(HOSTILE.into()),
+                session: Some(HOSTILE.into()),
                 signed_in_as: Some(HOSTILE.into()),
                 ..Ways::default()
             },
@@ -202,6 +206,7 @@ mod tests {
                     decision,
                     finding: &f,
                     approvers: &approvers,
+                    have: 1,
                     required: 2,
                     expires: Some(HOSTILE.into()),
                     ways: ways.clone(),

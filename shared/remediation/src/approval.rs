@@ -40,11 +40,6 @@ pub struct Claims {
     pub d: Decision,
     /// Expiry, epoch seconds.
     pub exp: i64,
-    /// The one person this token is for (a sign-in's confirmation token, or a link minted for
-    /// one approver): whoever holds it decides as them. None: a shared link, which proves nothing
-    /// about who follows it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub who: Option<crate::identity::Approver>,
 }
 
 /// Why a token was refused.
@@ -62,6 +57,8 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct LinkSigner {
     key: Vec<u8>,
+    /// Keys whose links are still accepted (never used to sign): a key replaced on upgrade.
+    previous: Vec<Vec<u8>>,
     base_url: String,
 }
 
@@ -75,6 +72,14 @@ impl std::fmt::Debug for LinkSigner {
 
 type HmacSha256 = Hmac<Sha256>;
 
+fn mac_with(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length; this cannot fail.
+    match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    }
+}
+
 impl LinkSigner {
     /// A signer with `key` (at least 32 bytes) for links to `base_url` (the approval Function URL).
     pub fn new(key: impl Into<Vec<u8>>, base_url: impl Into<String>) -> Result<Self> {
@@ -84,8 +89,18 @@ impl LinkSigner {
         }
         Ok(LinkSigner {
             key,
+            previous: Vec::new(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
         })
+    }
+
+    /// Also accepts links signed with `key` (a key this one replaced); signs with the new one only.
+    pub fn accepting(mut self, key: impl Into<Vec<u8>>) -> Self {
+        let key = key.into();
+        if key.len() >= 32 && key != self.key {
+            self.previous.push(key);
+        }
+        self
     }
 
     /// The approval function's URL the links point at.
@@ -94,36 +109,15 @@ impl LinkSigner {
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; this cannot fail.
-        match HmacSha256::new_from_slice(&self.key) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        }
+        mac_with(&self.key)
     }
 
-    /// A signed token for a decision on a request.
+    /// A signed token for a decision on a request. It proves nothing about who follows it.
     pub fn token(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
         self.sign(&Claims {
             rid: request_id.to_string(),
             d: decision,
             exp: expires_at.timestamp(),
-            who: None,
-        })
-    }
-
-    /// A signed token for a decision on a request by one proven person.
-    pub fn token_for(
-        &self,
-        request_id: &str,
-        decision: Decision,
-        expires_at: DateTime<Utc>,
-        who: &crate::identity::Approver,
-    ) -> String {
-        self.sign(&Claims {
-            rid: request_id.to_string(),
-            d: decision,
-            exp: expires_at.timestamp(),
-            who: Some(who.clone()),
         })
     }
 
@@ -150,9 +144,14 @@ impl LinkSigner {
         let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&payload);
-        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        let signed_by = |key: &[u8]| {
+            let mut mac = mac_with(key);
+            mac.update(&payload);
+            mac.verify_slice(&sig).is_ok()
+        };
+        if !(signed_by(&self.key) || self.previous.iter().any(|k| signed_by(k))) {
+            return Err(TokenError::BadSignature);
+        }
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if claims.exp <= now.timestamp() {
             return Err(TokenError::Expired);
@@ -197,7 +196,6 @@ mod tests {
             rid: "r1".into(),
             d: Decision::Approve,
             exp: at("2026-11-29T00:00:00Z").timestamp(),
-            who: None,
         })
         .unwrap();
         let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(forged));
@@ -226,6 +224,21 @@ mod tests {
         assert_eq!(
             signer().verify("a.b.c", at("2026-11-26T00:00:00Z")),
             Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn links_of_a_replaced_key_still_verify_and_new_links_use_the_new_key() {
+        let old = signer();
+        let t_old = old.token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
+        let new = LinkSigner::new(vec![9u8; 32], "https://x")
+            .unwrap()
+            .accepting(vec![7u8; 32]);
+        assert!(new.verify(&t_old, at("2026-11-26T00:00:00Z")).is_ok());
+        let t_new = new.token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
+        assert_eq!(
+            old.verify(&t_new, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::BadSignature)
         );
     }
 

@@ -72,7 +72,13 @@ impl Deps {
         let key = secrets.link_signing_key.clone().or_else(|| var(LINK_KEY_VAR));
         let url = approval_url(&secrets);
         let links = match (url, key) {
-            (Some(url), Some(key)) => Some(LinkSigner::new(key.into_bytes(), url)?),
+            (Some(url), Some(key)) => {
+                let signer = LinkSigner::new(key.into_bytes(), url)?;
+                Some(match &secrets.previous_link_signing_key {
+                    Some(old) => signer.accepting(old.clone().into_bytes()),
+                    None => signer,
+                })
+            }
             (None, _) => None,
             (Some(_), None) => {
                 return Err(Error::Config(format!(

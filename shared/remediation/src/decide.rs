@@ -200,8 +200,9 @@ pub enum Preview {
     Confirm {
         decision: Decision,
         finding: Box<Finding>,
-        /// Approvers so far / needed (approvals only).
+        /// Who approved so far, how many verified people that is, and how many are needed.
         approvers: Vec<String>,
+        have: u32,
         required: u32,
         expires_at: Option<DateTime<Utc>>,
     },
@@ -322,16 +323,19 @@ impl Approvals<'_> {
             rid: rid.to_string(),
             d,
             exp: 0,
-            who: None,
         };
         match claims.d {
             Decision::Rollback => match self.store.action(&claims.rid).await {
-                Ok(Some(a)) if a.status == "executed" => Preview::Confirm {
-                    decision: Decision::Rollback,
-                    required: self.policy.approvals.required_approvals(&a.finding.resource.tags),
-                    approvers: a.rollback_ballots.into_iter().map(|b| b.id).collect(),
-                    finding: Box::new(a.finding),
-                    expires_at: None,
+                Ok(Some(a)) if a.status == "executed" => match self.rollback_terms(&a, now).await {
+                    Ok(required) => Preview::Confirm {
+                        decision: Decision::Rollback,
+                        required,
+                        have: crate::identity::people(&a.rollback_ballots),
+                        approvers: a.rollback_ballots.into_iter().map(|b| b.id).collect(),
+                        finding: Box::new(a.finding),
+                        expires_at: None,
+                    },
+                    Err(v) => Preview::Refused(v),
                 },
                 Ok(Some(a)) => Preview::Refused(refusal(Refusal::NotExecuted(a.status))),
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
@@ -343,6 +347,7 @@ impl Approvals<'_> {
                 Ok(Some(a)) => Preview::Confirm {
                     decision: d,
                     finding: Box::new(a.finding),
+                    have: crate::identity::people(&a.ballots),
                     approvers: a.approvers,
                     required: a.required_approvals,
                     expires_at: Some(a.expires_at),
@@ -358,13 +363,12 @@ impl Approvals<'_> {
     /// A token minted for one person decides as that person only.
     async fn admit(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> std::result::Result<Claims, Verdict> {
         let claims = self.links.verify(token, now).map_err(token_refusal)?;
-        if claims.who.as_ref().is_some_and(|w| w != who) {
-            return Err(Verdict::new(
-                403,
-                "Not your link",
-                "This link was made for someone else; nothing was changed.",
-            ));
-        }
+        self.admit_claims(claims, who).await
+    }
+
+    /// [`Self::admit`] for a decision whose request and kind are already proven (a sign-in's
+    /// session, kept on the server).
+    async fn admit_claims(&self, claims: Claims, who: &Approver) -> std::result::Result<Claims, Verdict> {
         self.policy
             .approvals
             .allows(who)
@@ -382,10 +386,27 @@ impl Approvals<'_> {
 
     /// A decision through a signed link (the confirmation page's POST): acts at once.
     pub async fn decide_link(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
-        let claims = match self.admit(token, who, now).await {
-            Ok(c) => c,
-            Err(v) => return v,
+        match self.admit(token, who, now).await {
+            Ok(claims) => self.decide(claims, who, now).await,
+            Err(v) => v,
+        }
+    }
+
+    /// A decision by a person who signed in: `rid` and `d` come from the server-side session the
+    /// sign-in created, not from anything the browser sent.
+    pub async fn decide_signed_in(&self, rid: &str, d: Decision, who: &Approver, now: DateTime<Utc>) -> Verdict {
+        let claims = Claims {
+            rid: rid.to_string(),
+            d,
+            exp: 0,
         };
+        match self.admit_claims(claims, who).await {
+            Ok(claims) => self.decide(claims, who, now).await,
+            Err(v) => v,
+        }
+    }
+
+    async fn decide(&self, claims: Claims, who: &Approver, now: DateTime<Utc>) -> Verdict {
         match claims.d {
             Decision::Approve => match self.store.vote(&claims.rid, &who.ballot(now), now).await {
                 Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
@@ -467,6 +488,29 @@ impl Approvals<'_> {
                 "The request is approved; it is executed once the emergency stop is off (the hourly sweep picks it up).",
             );
         }
+        // The status says approved; the ballots must say so too, under today's rules (an item
+        // approved by an earlier version, or written by something else, is not trusted as such).
+        let required = approval.required_approvals.max(
+            self.policy
+                .approvals
+                .required_approvals(&approval.finding.resource.tags),
+        );
+        if approval.status == "approved" && !crate::identity::quorum_met(&approval.ballots, required) {
+            self.close_unexecuted(
+                &approval,
+                &format!(
+                    "not carried out: the approvals on record are {} of the {required} verified people needed; the next run asks again",
+                    crate::identity::people(&approval.ballots)
+                ),
+                now,
+            )
+            .await;
+            return Verdict::new(
+                409,
+                "Not enough approvers",
+                "The approvals on record are not enough verified people; nothing was done and the request is closed.",
+            );
+        }
         let now = later(now);
         match self.store.begin_execution(request_id, &approval.finding.id, now).await {
             Ok(true) => {}
@@ -542,12 +586,42 @@ impl Approvals<'_> {
                 ),
             )
         } else {
+            // Why (which may be an AWS error) is in the audit trail and the Slack message.
             Verdict::new(
                 409,
                 format!("Not done: {} {}", f.action.as_str(), f.resource.id),
-                acted.outcome.detail,
+                "The action was not carried out; the request is closed and the next run may ask again. The audit trail says why.",
             )
         }
+    }
+
+    /// Closes an approved request without acting (`approved → executing → failed`, with the
+    /// reason), and says so on the topic.
+    async fn close_unexecuted(&self, approval: &StoredApproval, detail: &str, now: DateTime<Utc>) {
+        let rid = &approval.request_id;
+        match self.store.begin_execution(rid, &approval.finding.id, later(now)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %rid, "not closed");
+                return;
+            }
+        }
+        if let Err(e) = self
+            .store
+            .finish_execution(rid, &approval.finding, ExecutionEnd::Failed, None, detail, later(now))
+            .await
+        {
+            tracing::error!(error = %e, request_id = %rid, "closed but not recorded");
+        }
+        self.publish(Message::ApprovalResult {
+            request_id: rid.clone(),
+            finding: approval.finding.clone(),
+            status: "not-executed".into(),
+            decided_by: approval.approvers.join(", "),
+            detail: detail.to_string(),
+        })
+        .await;
     }
 
     async fn status_of(&self, request_id: &str) -> String {
@@ -557,11 +631,47 @@ impl Approvals<'_> {
         }
     }
 
+    /// Whether `action` may still be rolled back (within `rollback_link_days` of the action,
+    /// checked here, not only by the link's expiry: a sign-in makes no link), and how many
+    /// verified approvers that needs: as many as the action needed, and never fewer than today's
+    /// policy says.
+    async fn rollback_terms(
+        &self,
+        action: &crate::state::StoredAction,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<u32, Verdict> {
+        let days = i64::from(self.policy.approvals.rollback_link_days);
+        if action
+            .started_at
+            .is_some_and(|t| t + chrono::Duration::days(days) <= now)
+        {
+            return Err(Verdict::new(
+                410,
+                "Rollback window closed",
+                format!("This action is more than {days} days old and can no longer be rolled back from here; nothing was changed."),
+            ));
+        }
+        let stored = match &action.request_id {
+            Some(rid) => self
+                .store
+                .approval(rid)
+                .await
+                .ok()
+                .flatten()
+                .map_or(1, |a| a.required_approvals),
+            None => 1,
+        };
+        Ok(stored.max(self.policy.approvals.required_approvals(&action.finding.resource.tags)))
+    }
+
     async fn rollback(&self, action_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
         // A rollback needs as many approvers as the action did (undoing Block Public Access makes
         // a bucket public again).
         let required = match self.store.action(action_id).await {
-            Ok(Some(a)) => self.policy.approvals.required_approvals(&a.finding.resource.tags),
+            Ok(Some(a)) => match self.rollback_terms(&a, now).await {
+                Ok(r) => r,
+                Err(v) => return v,
+            },
             Ok(None) => return refusal(Refusal::Unknown),
             Err(e) => return internal(e),
         };
@@ -581,14 +691,25 @@ impl Approvals<'_> {
             Err(e) => return internal(e),
         };
         // Rollbacks only restore, so they run under the emergency stop too; the audit says so.
-        let under_stop = flow::stopped(self.state)
-            .await
+        // The audit trail and Slack say who set the stop and why; the page only that it was on.
+        let stop = flow::stopped(self.state).await;
+        let under_stop = stop
+            .as_ref()
             .map(|why| format!(" (run while the {why})"))
             .unwrap_or_default();
+        let page_note = if stop.is_some() {
+            " (run while the emergency stop was on)"
+        } else {
+            ""
+        };
         let result = self.executor.rollback(&action.finding, &action.rollback).await;
         let (ok, detail) = match &result {
             Ok(d) => (true, format!("{d}{under_stop}")),
             Err(e) => (false, format!("rollback failed: {e}{under_stop}")),
+        };
+        let page_detail = match &result {
+            Ok(d) => format!("{d}{page_note}"),
+            Err(_) => String::new(),
         };
         if let Err(e) = self
             .store
@@ -609,9 +730,14 @@ impl Approvals<'_> {
         })
         .await;
         if ok {
-            Verdict::new(200, format!("Rolled back: {}", action.finding.resource.id), detail)
+            Verdict::new(200, format!("Rolled back: {}", action.finding.resource.id), page_detail)
         } else {
-            Verdict::new(502, format!("Rollback failed: {}", action.finding.resource.id), detail)
+            // The error itself is in the audit trail and the Slack message, not on the page.
+            Verdict::new(
+                502,
+                format!("Rollback failed: {}", action.finding.resource.id),
+                "The rollback did not complete; the action stays recorded as executed and may be rolled back again. The audit trail has the details.",
+            )
         }
     }
 
@@ -648,6 +774,22 @@ impl Approvals<'_> {
             .await?;
         let mut done = 0;
         for a in &waiting {
+            if self.policy.mode_for(&a.finding.rule) == Mode::DryRun {
+                tracing::info!(request_id = %a.request_id, rule = %a.finding.rule, "approved request waits: the rule is in dry-run now");
+                continue;
+            }
+            if a.decided_at
+                .is_some_and(|t| t + chrono::Duration::days(WAITING_APPROVAL_MAX_DAYS) < now)
+            {
+                self.close_unexecuted(
+                    a,
+                    &format!("not carried out: approved more than {WAITING_APPROVAL_MAX_DAYS} days ago, which is too late to act on; the next run asks again"),
+                    now,
+                )
+                .await;
+                done += 1;
+                continue;
+            }
             let v = self.execute_approved(&a.request_id, now).await;
             tracing::info!(request_id = %a.request_id, status = v.status, title = %v.title, "executed by the hourly sweep");
             if v.status != 503 {
@@ -771,6 +913,10 @@ impl Approvals<'_> {
 /// An approval not taken for execution this long after it was given was held (the emergency stop,
 /// or a lost SNS message): the hourly sweep executes it.
 pub const WAITING_APPROVAL_MINUTES: i64 = 5;
+
+/// An approval held longer than this is not carried out any more: it is closed, and the next run
+/// asks again.
+pub const WAITING_APPROVAL_MAX_DAYS: i64 = 7;
 
 /// An execution still `executing` after this long died: Lambda runs 15 minutes at most.
 pub const STALE_EXECUTION_MINUTES: i64 = 20;

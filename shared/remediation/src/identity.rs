@@ -14,15 +14,25 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "via", rename_all = "kebab-case")]
 pub enum Approver {
     /// A Slack user, from a signature-verified interactivity request; `email` when the policy
-    /// pairs the user with an address or Slack's `users.info` gave it.
+    /// pairs the user with an address (`paired`) or Slack's `users.info` gave it. Only a pairing
+    /// proves that the user is *not* someone who signed in with another address (a Slack member
+    /// may change their own address); an address from Slack can only show that they *are*.
     Slack {
         user_id: String,
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         email: Option<String>,
+        #[serde(default)]
+        paired: bool,
     },
-    /// Signed in through the identity provider: the ID token's verified `email`.
-    SignedIn { email: String, issuer: String },
+    /// Signed in through the identity provider: the ID token's verified `email`, and its issuer
+    /// and subject.
+    SignedIn {
+        email: String,
+        issuer: String,
+        #[serde(default)]
+        subject: String,
+    },
     /// A link follower who typed this address: not an identity.
     Unverified { email: String },
 }
@@ -74,6 +84,11 @@ impl Approver {
             via: self.via().to_string(),
             verified: self.verified(),
             person: self.person(),
+            proven: match self {
+                Approver::Slack { paired, email, .. } => *paired && email.is_some(),
+                Approver::SignedIn { .. } => true,
+                Approver::Unverified { .. } => false,
+            },
             at,
         }
     }
@@ -91,6 +106,10 @@ pub struct Ballot {
     /// The person, when known (see [`Approver::person`]).
     #[serde(default)]
     pub person: Option<String>,
+    /// Whether `person` is proven (a sign-in, or the policy's pairing) rather than only said by
+    /// Slack: an unproven address may merge this ballot with another, never set it apart.
+    #[serde(default)]
+    pub proven: bool,
     pub at: DateTime<Utc>,
 }
 
@@ -103,29 +122,33 @@ impl Ballot {
 }
 
 /// How many distinct people the verified ballots are, counted so that one person never counts
-/// twice: a Slack user whose address is unknown may be any one of the people who signed in, so
-/// each such user is counted only beyond them.
+/// twice: an address is proven only by a sign-in or the policy's pairing; a Slack user whose
+/// address is not proven (unknown, or only Slack's word) may be any one of the people who signed
+/// in and are not known Slack users, so each such user counts only beyond them.
 pub fn people(ballots: &[Ballot]) -> u32 {
-    let mut from_slack = BTreeSet::new();
-    let mut signed_in = BTreeSet::new();
-    let mut slack_only = BTreeSet::new();
-    for b in ballots.iter().filter(|b| b.verified) {
-        match (b.person.as_deref(), b.via.as_str()) {
-            (Some(p), "slack") if p.starts_with("email:") => {
-                from_slack.insert(p);
-            }
-            (Some(p), _) if p.starts_with("email:") => {
-                signed_in.insert(p);
-            }
-            (Some(p), _) => {
-                slack_only.insert(p);
-            }
-            (None, _) => {}
-        }
-    }
-    let emails: BTreeSet<&str> = from_slack.union(&signed_in).copied().collect();
-    let unknown_match = signed_in.difference(&from_slack).count();
-    let n = emails.len() + slack_only.len() - slack_only.len().min(unknown_match);
+    let verified: Vec<&Ballot> = ballots.iter().filter(|b| b.verified).collect();
+    let proven = |b: &&Ballot| b.proven && b.person.as_deref().is_some_and(|p| p.starts_with("email:"));
+    let signed_in: BTreeSet<&str> = verified
+        .iter()
+        .filter(|b| b.via != "slack" && proven(b))
+        .filter_map(|b| b.person.as_deref())
+        .collect();
+    let paired: BTreeSet<&str> = verified
+        .iter()
+        .filter(|b| b.via == "slack" && proven(b))
+        .filter_map(|b| b.person.as_deref())
+        .collect();
+    let emails: BTreeSet<&str> = signed_in.union(&paired).copied().collect();
+    // Slack users not proven: merged with a proven person when Slack's address matches one,
+    // otherwise possibly anyone who signed in.
+    let unknown: BTreeSet<&str> = verified
+        .iter()
+        .filter(|b| b.via == "slack" && !proven(b))
+        .filter(|b| !b.person.as_deref().is_some_and(|p| emails.contains(p)))
+        .map(|b| b.id.as_str())
+        .collect();
+    let candidates = signed_in.difference(&paired).count();
+    let n = emails.len() + unknown.len() - unknown.len().min(candidates);
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -151,6 +174,7 @@ pub fn legacy_ballots(ids: &[String], at: DateTime<Utc>) -> Vec<Ballot> {
                 via: if slack { "slack" } else { "link" }.into(),
                 verified: slack,
                 person: slack.then(|| id.clone()),
+                proven: false,
                 at,
             }
         })
@@ -165,11 +189,24 @@ mod tests {
         "2026-12-01T00:00:00Z".parse().unwrap()
     }
 
+    /// A Slack user paired by the policy with `email` (or with none).
     fn slack(id: &str, email: Option<&str>) -> Ballot {
         Approver::Slack {
             user_id: id.into(),
             name: id.into(),
             email: email.map(str::to_string),
+            paired: email.is_some(),
+        }
+        .ballot(at())
+    }
+
+    /// A Slack user whose address only Slack's users.info gave.
+    fn slack_says(id: &str, email: &str) -> Ballot {
+        Approver::Slack {
+            user_id: id.into(),
+            name: id.into(),
+            email: Some(email.into()),
+            paired: false,
         }
         .ballot(at())
     }
@@ -178,6 +215,7 @@ mod tests {
         Approver::SignedIn {
             email: email.into(),
             issuer: "https://idp".into(),
+            subject: "s".into(),
         }
         .ballot(at())
     }
@@ -232,6 +270,21 @@ mod tests {
             ]),
             2
         );
+    }
+
+    #[test]
+    fn an_address_only_slack_gives_merges_people_but_never_sets_them_apart() {
+        // Ana changes her Slack address to ana+x@, approves in Slack, then signs in as ana@.
+        assert_eq!(
+            people(&[slack_says("U1", "ana+x@example.com"), signed_in("ana@example.com")]),
+            1
+        );
+        // Slack's address matches the sign-in: the same person, once.
+        let same = [slack_says("U1", "ana@example.com"), signed_in("ana@example.com")];
+        assert!(same[0].same_as(&same[1]));
+        assert_eq!(people(&same), 1);
+        // Two Slack users are two people whatever Slack says their addresses are.
+        assert_eq!(people(&[slack_says("U1", "a@x.com"), slack_says("U2", "b@x.com")]), 2);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Discovery {
 /// A configured provider.
 pub struct Provider {
     pub client_id: String,
+    /// Refuse an ID token that does not say `email_verified: true` (the policy may waive it for
+    /// a provider that never sends the claim and whose addresses it trusts).
+    email_verified_required: bool,
     client_secret: String,
     pub discovery: Discovery,
     http: HttpClient,
@@ -80,6 +83,10 @@ struct IdClaims {
     email_verified: Option<bool>,
     #[serde(default)]
     nonce: Option<String>,
+    #[serde(default)]
+    azp: Option<String>,
+    #[serde(default)]
+    aud: serde_json::Value,
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -109,6 +116,7 @@ impl Provider {
             )));
         }
         Ok(Provider {
+            email_verified_required: policy.email_verified_required,
             client_id: policy.client_id.clone(),
             client_secret,
             discovery,
@@ -252,18 +260,28 @@ impl Provider {
         if claims.nonce.as_deref() != Some(nonce) {
             return Err(bad("the ID token's nonce is not this sign-in's"));
         }
+        // OpenID Connect Core 3.1.3.7: with several audiences, the authorised party must be us.
+        if claims.aud.as_array().is_some_and(|a| a.len() > 1) && claims.azp.as_deref() != Some(self.client_id.as_str())
+        {
+            return Err(bad(
+                "the ID token is for several audiences and not authorised for this client",
+            ));
+        }
         let email = claims.email.filter(|e| e.contains('@')).ok_or_else(|| {
             bad(format!(
                 "the ID token of {} carries no email (ask for the email scope)",
                 claims.sub
             ))
         })?;
-        if claims.email_verified == Some(false) {
-            return Err(bad(format!("the provider says {email} is not verified")));
+        match claims.email_verified {
+            Some(true) => {}
+            None if !self.email_verified_required => {}
+            _ => return Err(bad(format!("the provider does not say that {email} is verified"))),
         }
         Ok(Approver::SignedIn {
             email,
             issuer: self.discovery.issuer.clone(),
+            subject: claims.sub,
         })
     }
 }

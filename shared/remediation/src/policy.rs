@@ -115,9 +115,17 @@ pub struct Person {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcPolicy {
-    /// The issuer URL; its `/.well-known/openid-configuration` is read at start-up.
+    /// The issuer URL; its `/.well-known/openid-configuration` is read at the first sign-in.
     pub issuer: String,
     pub client_id: String,
+    /// Refuse ID tokens that do not say `email_verified: true` (default). Set false only for a
+    /// provider that never sends the claim and whose `email` cannot be changed by its users.
+    #[serde(default = "yes")]
+    pub email_verified_required: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ApprovalsPolicy {

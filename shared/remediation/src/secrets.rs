@@ -22,6 +22,11 @@ pub struct Secrets {
     /// secret); links never take their base from a request or a message.
     #[serde(default)]
     pub approval_url: Option<String>,
+    /// A link key from before the link secret (the shared secret's `link_signing_key`): links it
+    /// signed are still accepted, new links are signed with the link secret's key. Set by
+    /// [`Secrets::with_links`], never read from a secret.
+    #[serde(skip)]
+    pub previous_link_signing_key: Option<String>,
     /// The identity provider's client secret (`approvals.oidc`).
     #[serde(default)]
     pub oidc_client_secret: Option<String>,
@@ -49,6 +54,7 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("link_signing_key", &set(&self.link_signing_key))
             .field("approval_url", &self.approval_url)
+            .field("previous_link_signing_key", &set(&self.previous_link_signing_key))
             .field("oidc_client_secret", &set(&self.oidc_client_secret))
             .field("slack_webhook_url", &set(&self.slack_webhook_url))
             .field("slack_bot_token", &set(&self.slack_bot_token))
@@ -109,7 +115,12 @@ impl Secrets {
 
     /// These secrets with the link secret's fields over them.
     pub fn with_links(self, links: Secrets) -> Secrets {
+        let previous = match (&links.link_signing_key, &self.link_signing_key) {
+            (Some(new), Some(old)) if new != old => Some(old.clone()),
+            _ => None,
+        };
         Secrets {
+            previous_link_signing_key: previous,
             link_signing_key: links.link_signing_key.or(self.link_signing_key),
             approval_url: links.approval_url.or(self.approval_url),
             ..self

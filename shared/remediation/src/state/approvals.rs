@@ -113,6 +113,9 @@ fn stored_action(item: &Item) -> Result<StoredAction> {
         decided_by: text(item, "decided_by").unwrap_or("unknown").to_string(),
         rollback_ballots: ballots(item, "rollback_ballots", &what)?.unwrap_or_default(),
         rollback_version: number(item, "rollback_version").unwrap_or(0),
+        started_at: text(item, "started_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc)),
         action_id,
     })
 }
@@ -125,6 +128,21 @@ fn ballots(item: &Item, key: &str, what: &str) -> Result<Option<Vec<Ballot>>> {
             .map(Some)
             .map_err(|e| Error::unexpected("dynamodb", "GetItem", format!("{what} has unreadable {key}: {e}"))),
     }
+}
+
+/// How long a request is kept once it leaves `pending` (its TTL from then on, epoch seconds):
+/// an approved one past the longest rollback window (365 days) with a margin; a rejected or
+/// expired one, which nothing can follow, 90 days.
+pub const APPROVED_RETENTION_DAYS: i64 = 400;
+pub const CLOSED_RETENTION_DAYS: i64 = 90;
+
+fn retained_until(now: DateTime<Utc>, approved: bool) -> i64 {
+    let days = if approved {
+        APPROVED_RETENTION_DAYS
+    } else {
+        CLOSED_RETENTION_DAYS
+    };
+    (now + chrono::Duration::days(days)).timestamp()
 }
 
 /// The condition that nobody else voted since the item was read at `version` (0: never voted
@@ -305,24 +323,25 @@ impl ApprovalStore for DynamoState {
             if current.version != 0 {
                 u = u.expression_attribute_values(":version", super::dynamo::n(current.version));
             }
-            let mut expression_tail = " ADD approvers :who".to_string();
             if met {
+                // Out of `pending`: the decision deadline is no longer its lifetime; it is kept
+                // past any rollback window, so a rollback weeks later still finds it.
                 set.extend([
                     "#st = :approved",
                     "decided_by = :by",
                     "decided_via = :via",
                     "decided_at = :at",
+                    "#ttl = :keep",
                 ]);
                 u = u
                     .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
                     .expression_attribute_values(":approved", s("approved"))
                     .expression_attribute_values(":by", s(&decided_by))
                     .expression_attribute_values(":via", s(&ballot.via))
-                    .expression_attribute_values(":at", s(now.to_rfc3339()));
-                // Out of `pending`: no TTL, so a rollback weeks later still finds the request.
-                expression_tail.push_str(" REMOVE #ttl");
+                    .expression_attribute_values(":at", s(now.to_rfc3339()))
+                    .expression_attribute_values(":keep", super::dynamo::n(retained_until(now, true)));
             }
-            u = u.update_expression(format!("SET {}{expression_tail}", set.join(", ")));
+            u = u.update_expression(format!("SET {} ADD approvers :who", set.join(", ")));
             let proof = if ballot.verified { "verified" } else { "unverified" };
             let mut items = vec![
                 built(u)?,
@@ -409,8 +428,9 @@ impl ApprovalStore for DynamoState {
         let reject = built(
             self.update(approval_pk(request_id), "REQUEST")
                 .update_expression(
-                    "SET #st = :rejected, decided_by = :by, decided_via = :via, decided_at = :at, #dl = :deadline REMOVE #exp",
+                    "SET #st = :rejected, decided_by = :by, decided_via = :via, decided_at = :at, #dl = :deadline, #exp = :keep",
                 )
+                .expression_attribute_values(":keep", super::dynamo::n(retained_until(now, false)))
                 .condition_expression("#st = :pending AND #exp > :now")
                 .expression_attribute_names("#st", "status")
                 .expression_attribute_names("#exp", TTL_ATTRIBUTE)
@@ -600,8 +620,9 @@ impl ApprovalStore for DynamoState {
             let expire = built(
                 self.update(approval_pk(&a.request_id), "REQUEST")
                     .update_expression(
-                        "SET #st = :expired, decided_by = :by, decided_at = :at, #dl = :deadline REMOVE #exp",
+                        "SET #st = :expired, decided_by = :by, decided_at = :at, #dl = :deadline, #exp = :keep",
                     )
+                    .expression_attribute_values(":keep", super::dynamo::n(retained_until(now, false)))
                     .condition_expression("#st = :pending AND #exp <= :now")
                     .expression_attribute_names("#st", "status")
                     .expression_attribute_names("#exp", TTL_ATTRIBUTE)
@@ -743,12 +764,25 @@ impl ApprovalStore for DynamoState {
         let mut items = vec![
             built(
                 self.update(action_pk(&action.action_id), "RECORD")
-                    .update_expression("SET #st = :st, rollback_detail = :d")
+                    // A failed rollback starts its approvals afresh (the same people may ask again).
+                    .update_expression(if ok {
+                        "SET #st = :st, rollback_detail = :d"
+                    } else {
+                        "SET #st = :st, rollback_detail = :d, rollback_version = :next REMOVE rollback_ballots"
+                    })
                     .condition_expression("#st = :rolling")
                     .expression_attribute_names("#st", "status")
-                    .expression_attribute_values(":rolling", s("rolling-back"))
-                    .expression_attribute_values(":st", s(status))
-                    .expression_attribute_values(":d", s(detail)),
+                    .set_expression_attribute_values(Some({
+                        let mut v = HashMap::from([
+                            (":rolling".to_string(), s("rolling-back")),
+                            (":st".to_string(), s(status)),
+                            (":d".to_string(), s(detail)),
+                        ]);
+                        if !ok {
+                            v.insert(":next".to_string(), super::dynamo::n(action.rollback_version + 1));
+                        }
+                        v
+                    })),
             )?,
             self.audit(
                 &action.finding.id,

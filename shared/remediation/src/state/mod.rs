@@ -159,6 +159,8 @@ pub struct StoredAction {
     pub rollback_ballots: Vec<crate::identity::Ballot>,
     /// Bumped by every rollback vote (0 before the first).
     pub rollback_version: i64,
+    /// When the action began (its rollback window counts from it).
+    pub started_at: Option<DateTime<Utc>>,
 }
 
 /// What a rollback approval did.

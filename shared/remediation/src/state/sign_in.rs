@@ -24,21 +24,31 @@ pub struct SignIn {
     pub started_at: DateTime<Utc>,
 }
 
+/// A person proven by a sign-in, about to decide: kept on the server under a random id that the
+/// confirmation form carries (a token signed with the link key would let any function that holds
+/// the key mint a "signed-in" person).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    pub rid: String,
+    pub d: Decision,
+    pub who: crate::identity::Approver,
+    pub started_at: DateTime<Utc>,
+}
+
 impl DynamoState {
-    /// Records a sign-in under `state` (new only).
-    pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn) -> Result<()> {
-        let body = super::dynamo::json(sign_in)?;
+    /// Records `body` under `pk` (new only), lapsing after [`SIGN_IN_MINUTES`].
+    async fn put_once<T: serde::Serialize>(&self, pk: String, kind: &str, body: &T, at: DateTime<Utc>) -> Result<()> {
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(format!("SIGNIN#{state}")))
+            .item("pk", s(pk))
             .item("sk", s("OIDC"))
-            .item("kind", s("sign-in"))
-            .item("sign_in", body)
+            .item("kind", s(kind))
+            .item("body", super::dynamo::json(body)?)
             .item(
                 TTL_ATTRIBUTE,
-                n((sign_in.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES)).timestamp()),
+                n((at + chrono::Duration::minutes(SIGN_IN_MINUTES)).timestamp()),
             )
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -47,33 +57,55 @@ impl DynamoState {
             Ok(())
         } else {
             Err(Error::Precondition {
-                resource: "sign-in".into(),
-                message: "a sign-in with this state exists".into(),
+                resource: kind.into(),
+                message: "one with this id exists".into(),
             })
         }
     }
 
-    /// Takes the sign-in recorded under `state` (deletes it: a state works once); `None` when
-    /// there is none, or it is older than [`SIGN_IN_MINUTES`].
-    pub async fn take_sign_in(&self, state: &str, now: DateTime<Utc>) -> Result<Option<SignIn>> {
+    /// Takes (deletes: it works once) what [`Self::put_once`] recorded under `pk`.
+    async fn take_once<T: serde::de::DeserializeOwned>(&self, pk: String) -> Result<Option<T>> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(format!("SIGNIN#{state}")))
+            .key("pk", s(pk))
             .key("sk", s("OIDC"))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
-        let Some(AttributeValue::S(raw)) = out.attributes.as_ref().and_then(|a| a.get("sign_in")) else {
+        let Some(AttributeValue::S(raw)) = out.attributes.as_ref().and_then(|a| a.get("body")) else {
             return Ok(None);
         };
-        let sign_in: SignIn = serde_json::from_str(raw)
-            .map_err(|e| Error::unexpected("dynamodb", "DeleteItem", format!("an unreadable sign-in: {e}")))?;
-        if sign_in.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) <= now {
-            return Ok(None);
-        }
-        Ok(Some(sign_in))
+        serde_json::from_str(raw)
+            .map(Some)
+            .map_err(|e| Error::unexpected("dynamodb", "DeleteItem", format!("an unreadable sign-in item: {e}")))
+    }
+
+    /// Records a sign-in under `state` (new only).
+    pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn) -> Result<()> {
+        self.put_once(format!("SIGNIN#{state}"), "sign-in", sign_in, sign_in.started_at)
+            .await
+    }
+
+    /// Takes the sign-in recorded under `state` (a state works once); `None` when there is
+    /// none, or it is older than [`SIGN_IN_MINUTES`].
+    pub async fn take_sign_in(&self, state: &str, now: DateTime<Utc>) -> Result<Option<SignIn>> {
+        let sign_in: Option<SignIn> = self.take_once(format!("SIGNIN#{state}")).await?;
+        Ok(sign_in.filter(|s| s.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) > now))
+    }
+
+    /// Records a signed-in person's session under `id` (new only).
+    pub async fn start_session(&self, id: &str, session: &Session) -> Result<()> {
+        self.put_once(format!("SESSION#{id}"), "session", session, session.started_at)
+            .await
+    }
+
+    /// Takes the session recorded under `id` (it decides once); `None` when there is none, or
+    /// it is older than [`SIGN_IN_MINUTES`].
+    pub async fn take_session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
+        let session: Option<Session> = self.take_once(format!("SESSION#{id}")).await?;
+        Ok(session.filter(|s| s.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) > now))
     }
 }
