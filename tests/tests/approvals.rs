@@ -1783,3 +1783,95 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
     .unwrap();
     assert_eq!(again["resolved_stale"], 0);
 }
+
+/// Everything the functions log while `f` runs, at every level.
+async fn logs_of<F: std::future::Future>(f: F) -> (F::Output, String) {
+    use tracing::instrument::WithSubscriber;
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = f.with_subscriber(subscriber).await;
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).to_string();
+    (out, text)
+}
+
+#[tokio::test]
+async fn no_token_reaches_the_logs() {
+    let lp = Loop::start_with_sign_in(sign_in_policy()).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (_, approve, reject) = request_approval(&lp).await;
+    let (token, other) = (token_of(&approve), token_of(&reject));
+    let app = lp.approval_app();
+    let event = |method: &str, target: &str, body: &str, headers: Vec<(String, String)>| {
+        finops_tests::httpserver::function_url_event(&finops_tests::httpserver::Request {
+            method: method.into(),
+            target: target.into(),
+            headers,
+            body: body.into(),
+            received: std::time::Instant::now(),
+        })
+    };
+    let form = vec![(
+        "content-type".to_string(),
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let slack_headers = |body: &str| {
+        let ts = Utc::now().timestamp();
+        vec![
+            (
+                "content-type".to_string(),
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            ("x-slack-request-timestamp".to_string(), ts.to_string()),
+            (
+                "x-slack-signature".to_string(),
+                remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes()),
+            ),
+        ]
+    };
+    // A payload whose shape is wrong where the token is: serde would quote it.
+    let odd = format!(
+        "payload={}",
+        finops_tests::approvals::enc(&serde_json::json!({"user": {"id": "U0ANA"}, "actions": other}).to_string())
+    );
+    let good = slack_body(&other, "U0MALLORY");
+    let (_, logs) = logs_of(async {
+        for e in [
+            event("GET", &format!("/decide?token={token}"), "", vec![]),
+            event(
+                "POST",
+                "/decide",
+                &format!("token={token}&approver=x%40example.com"),
+                form.clone(),
+            ),
+            event("GET", &format!("/oidc/start?token={token}"), "", vec![]),
+            event("POST", "/slack/actions", &odd, slack_headers(&odd)),
+            event("POST", "/slack/actions", &good, slack_headers(&good)),
+            event("POST", "/slack/actions", &good, vec![]),
+        ] {
+            approval::handler::handle(e, app, Utc::now()).await.unwrap();
+        }
+        // An event that is no event at all, carrying the token.
+        let _ = approval::handler::handle(serde_json::json!({"token": token}), app, Utc::now()).await;
+    })
+    .await;
+    assert!(logs.contains("refused"), "the run logged: {logs}");
+    for t in [&token, &other] {
+        let signature = t.split('.').next_back().unwrap();
+        assert!(!logs.contains(signature), "a token in the logs: {logs}");
+    }
+}

@@ -149,7 +149,8 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
         return Ok(match serde_json::from_value::<LambdaFunctionUrlRequest>(payload) {
             Ok(req) => http(&req, app, now).await,
             Err(e) => {
-                tracing::warn!(error = %e, "an unreadable Function URL request");
+                // serde's message may quote a value (a token): its category and place only.
+                tracing::warn!(kind = ?e.classify(), line = e.line(), column = e.column(), "an unreadable Function URL request");
                 bad_request("the request could not be read")
             }
         });
@@ -649,20 +650,21 @@ async fn slack<'h>(
     let Some(payload) = form(body).and_then(|f| f.get("payload").cloned()) else {
         return text(400, "no payload");
     };
-    let Ok(p) = serde_json::from_str::<Value>(&payload) else {
-        return text(400, "the payload is not JSON");
+    let p = match serde_json::from_str::<SlackInteraction>(&payload) {
+        Ok(p) => p,
+        Err(e) => {
+            // serde's message may quote a value (a token): its category and place only.
+            tracing::warn!(kind = ?e.classify(), column = e.column(), "an unreadable Slack payload");
+            return text(400, "the payload is not a Slack interaction");
+        }
     };
-    let user_id = p.pointer("/user/id").and_then(Value::as_str).unwrap_or_default();
-    let user_name = p
-        .pointer("/user/username")
-        .or_else(|| p.pointer("/user/name"))
-        .and_then(Value::as_str)
-        .unwrap_or(user_id);
-    let Some(action) = p.pointer("/actions/0") else {
+    let user_id = p.user.id.trim();
+    let user_name = p.user.username.or(p.user.name).unwrap_or_else(|| user_id.to_string());
+    let Some(action) = p.actions.first() else {
         return text(200, "");
     };
     // A plain link button (no value) only opens the confirmation page: acknowledge, decide nothing.
-    let Some(token) = action.get("value").and_then(Value::as_str) else {
+    let Some(token) = action.value.as_deref() else {
         return text(200, "");
     };
     if user_id.is_empty() {
@@ -680,6 +682,30 @@ async fn slack<'h>(
     let reply =
         json!({"response_type": "ephemeral", "replace_original": false, "text": format!("{}: {}", v.title, v.message)});
     response(200, "application/json", reply.to_string())
+}
+
+/// The parts of a Slack `block_actions` interaction this function reads.
+#[derive(Debug, serde::Deserialize)]
+struct SlackInteraction {
+    user: SlackUser,
+    #[serde(default)]
+    actions: Vec<SlackAction>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SlackUser {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SlackAction {
+    #[serde(default)]
+    value: Option<String>,
 }
 
 /// The address of a Slack user and whether the policy's pairing proves it (`true`), or only
