@@ -167,18 +167,18 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
         r#"id="open">open findings<b>2 · $108.00</b>"#,
         r#"id="compliance">tag compliance<b>96.0%</b>"#,
         // Weeks: detected / estimated / executed / realised.
-        "<tr><td>2026-11-02</td><td class=n>1</td><td class=n>$60.74</td><td class=n>1</td><td class=n>$60.74</td></tr>",
-        "<tr><td>2026-11-16</td><td class=n>1</td><td class=n>$30.37</td><td class=n>0</td><td class=n>$0.00</td></tr>",
-        "<tr><td>2026-11-23</td><td class=n>1</td><td class=n>$8.00</td><td class=n>0</td><td class=n>$0.00</td></tr>",
+        "<tr><td>2026-11-02</td><td class=\"n\">1</td><td class=\"n\">$60.74</td><td class=\"n\">1</td><td class=\"n\">$60.74</td></tr>",
+        "<tr><td>2026-11-16</td><td class=\"n\">1</td><td class=\"n\">$30.37</td><td class=\"n\">0</td><td class=\"n\">$0.00</td></tr>",
+        "<tr><td>2026-11-23</td><td class=\"n\">1</td><td class=\"n\">$8.00</td><td class=\"n\">0</td><td class=\"n\">$0.00</td></tr>",
         // By rule and owner (the owner tag escaped).
-        "<tr><td>idle-ec2</td><td class=n>2</td><td class=n>$91.11</td><td class=n>$60.74</td></tr>",
-        "<tr><td>ana</td><td class=n>2</td><td class=n>$91.11</td><td class=n>$60.74</td></tr>",
-        "<tr><td>&lt;b&gt;eve&lt;/b&gt;</td><td class=n>1</td>",
+        "<tr><td>idle-ec2</td><td class=\"n\">2</td><td class=\"n\">$91.11</td><td class=\"n\">$60.74</td></tr>",
+        "<tr><td>ana</td><td class=\"n\">2</td><td class=\"n\">$91.11</td><td class=\"n\">$60.74</td></tr>",
+        "<tr><td>&lt;b&gt;eve&lt;/b&gt;</td><td class=\"n\">1</td>",
         // Open by age; outcomes.
-        "<tr><td>0–7 days</td><td class=n>1</td><td class=n>$8.00</td></tr>",
-        "<tr><td>31+ days</td><td class=n>1</td><td class=n>$100.00</td></tr>",
-        "<tr><td>rolled-back</td><td class=n>1</td></tr>",
-        "<tr><td>rejected</td><td class=n>1</td></tr>",
+        "<tr><td>0–7 days</td><td class=\"n\">1</td><td class=\"n\">$8.00</td></tr>",
+        "<tr><td>31+ days</td><td class=\"n\">1</td><td class=\"n\">$100.00</td></tr>",
+        "<tr><td>rolled-back</td><td class=\"n\">1</td></tr>",
+        "<tr><td>rejected</td><td class=\"n\">1</td></tr>",
         "<title>2026-11-16: 90.5%</title>",
     ] {
         assert!(html.contains(want), "{want:?} not in the report:\n{html}");
@@ -213,6 +213,7 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
 async fn an_approved_stop_shows_as_realised_in_the_report() {
     let mut p = policy();
     p.mode = Mode::Approve;
+    p.approvals.anyone_with_link = true;
     let lp = Loop::start(p.clone()).await;
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
