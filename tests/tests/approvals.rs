@@ -976,6 +976,35 @@ async fn an_approved_item_whose_ballots_are_not_enough_people_is_closed_not_exec
     assert!(stored.detail.unwrap_or_default().contains("0 of the 2 verified people"));
 }
 
+#[tokio::test]
+async fn an_approval_held_for_more_than_a_week_is_closed_not_carried_out() {
+    let lp = Loop::start(approve_policy()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (request_id, approve, _) = request_approval(&lp).await;
+    lp.state()
+        .set_emergency_stop(true, "ops", "incident 43", Utc::now())
+        .await
+        .unwrap();
+    let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    // Under the stop the click itself is refused; taken before it went on, it is held.
+    assert!(status == 200 && reply.contains("Emergency stop is on"), "{reply}");
+    lp.state()
+        .set_emergency_stop(false, "ops", "resolved", Utc::now())
+        .await
+        .unwrap();
+    let (_, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
+    assert!(reply.contains("Approved"), "{reply}");
+    lp.drain().await; // the approval-result is lost
+    let swept = approval::handler::handle(sweep_event(), lp.approval_app(), Utc::now() + Duration::days(8))
+        .await
+        .unwrap();
+    assert_eq!(swept["executed_approved"], 1, "{swept}");
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "failed");
+    assert!(stored.detail.unwrap_or_default().contains("too late to act on"));
+}
+
 fn sweep_event() -> Value {
     serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap()
 }
@@ -1694,6 +1723,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
                     email: "ana@example.com".into(),
                 }
                 .ballot(an_hour_ago),
+                &|_| 1,
                 an_hour_ago,
             )
             .await

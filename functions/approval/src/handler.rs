@@ -358,11 +358,13 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                 Preview::Confirm {
                     decision,
                     finding,
-                    approvers,
+                    approvers: _,
                     have,
                     required,
                     expires_at,
                 } => {
+                    // Nobody has signed in yet: how many approved, not who.
+                    let approvers: Vec<String> = Vec::new();
                     let ways = page::Ways {
                         action: app.url("/decide"),
                         sign_in: app

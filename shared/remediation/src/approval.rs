@@ -57,8 +57,9 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct LinkSigner {
     key: Vec<u8>,
-    /// Keys whose links are still accepted (never used to sign): a key replaced on upgrade.
-    previous: Vec<Vec<u8>>,
+    /// A key whose links are still accepted (never used to sign) until an instant: a key
+    /// replaced on upgrade, for links that expire by then.
+    previous: Option<(Vec<u8>, DateTime<Utc>)>,
     base_url: String,
 }
 
@@ -89,16 +90,17 @@ impl LinkSigner {
         }
         Ok(LinkSigner {
             key,
-            previous: Vec::new(),
+            previous: None,
             base_url: base_url.into().trim_end_matches('/').to_string(),
         })
     }
 
-    /// Also accepts links signed with `key` (a key this one replaced); signs with the new one only.
-    pub fn accepting(mut self, key: impl Into<Vec<u8>>) -> Self {
+    /// Also accepts, until `until`, links signed with `key` (a key this one replaced) that expire
+    /// by then; signs with the new one only.
+    pub fn accepting(mut self, key: impl Into<Vec<u8>>, until: DateTime<Utc>) -> Self {
         let key = key.into();
         if key.len() >= 32 && key != self.key {
-            self.previous.push(key);
+            self.previous = Some((key, until));
         }
         self
     }
@@ -149,10 +151,25 @@ impl LinkSigner {
             mac.update(&payload);
             mac.verify_slice(&sig).is_ok()
         };
-        if !(signed_by(&self.key) || self.previous.iter().any(|k| signed_by(k))) {
+        let by_current = signed_by(&self.key);
+        let by_previous = !by_current
+            && self
+                .previous
+                .as_ref()
+                .is_some_and(|(key, until)| now < *until && signed_by(key));
+        if !(by_current || by_previous) {
             return Err(TokenError::BadSignature);
         }
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        if by_previous
+            && self
+                .previous
+                .as_ref()
+                .is_some_and(|(_, until)| claims.exp > until.timestamp())
+        {
+            // An old-key link that outlives the transition: forged, or not to be trusted.
+            return Err(TokenError::BadSignature);
+        }
         if claims.exp <= now.timestamp() {
             return Err(TokenError::Expired);
         }
@@ -228,16 +245,32 @@ mod tests {
     }
 
     #[test]
-    fn links_of_a_replaced_key_still_verify_and_new_links_use_the_new_key() {
+    fn links_of_a_replaced_key_verify_only_during_the_transition_the_policy_names() {
         let old = signer();
         let t_old = old.token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
         let new = LinkSigner::new(vec![9u8; 32], "https://x")
             .unwrap()
-            .accepting(vec![7u8; 32]);
+            .accepting(vec![7u8; 32], at("2026-12-01T00:00:00Z"));
         assert!(new.verify(&t_old, at("2026-11-26T00:00:00Z")).is_ok());
         let t_new = new.token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
         assert_eq!(
             old.verify(&t_new, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::BadSignature)
+        );
+        // After the transition, or for an old-key link that outlives it: refused.
+        assert_eq!(
+            new.verify(&t_old, at("2026-12-01T00:00:00Z")),
+            Err(TokenError::BadSignature)
+        );
+        let forged = old.token("r1", Decision::Approve, at("2027-06-01T00:00:00Z"));
+        assert_eq!(
+            new.verify(&forged, at("2026-11-26T00:00:00Z")),
+            Err(TokenError::BadSignature)
+        );
+        // Without an instant, never.
+        let strict = LinkSigner::new(vec![9u8; 32], "https://x").unwrap();
+        assert_eq!(
+            strict.verify(&t_old, at("2026-11-26T00:00:00Z")),
             Err(TokenError::BadSignature)
         );
     }

@@ -74,10 +74,12 @@ impl Deps {
         let links = match (url, key) {
             (Some(url), Some(key)) => {
                 let signer = LinkSigner::new(key.into_bytes(), url)?;
-                Some(match &secrets.previous_link_signing_key {
-                    Some(old) => signer.accepting(old.clone().into_bytes()),
-                    None => signer,
-                })
+                Some(
+                    match (&secrets.previous_link_signing_key, policy.approvals.previous_link_key_until) {
+                        (Some(old), Some(until)) => signer.accepting(old.clone().into_bytes(), until),
+                        _ => signer,
+                    },
+                )
             }
             (None, _) => None,
             (Some(_), None) => {

@@ -346,10 +346,10 @@ impl Approvals<'_> {
                 Ok(Some(a)) if a.expires_at <= now => Preview::Refused(refusal(Refusal::Expired)),
                 Ok(Some(a)) => Preview::Confirm {
                     decision: d,
-                    finding: Box::new(a.finding),
+                    required: a.required_approvals.max(self.required_now(&a.finding)),
                     have: crate::identity::people(&a.ballots),
                     approvers: a.approvers,
-                    required: a.required_approvals,
+                    finding: Box::new(a.finding),
                     expires_at: Some(a.expires_at),
                 },
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
@@ -408,7 +408,11 @@ impl Approvals<'_> {
 
     async fn decide(&self, claims: Claims, who: &Approver, now: DateTime<Utc>) -> Verdict {
         match claims.d {
-            Decision::Approve => match self.store.vote(&claims.rid, &who.ballot(now), now).await {
+            Decision::Approve => match self
+                .store
+                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), now)
+                .await
+            {
                 Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
                 Ok(Ok(Vote::NeedMore { have, need })) => need_more(who, have, need),
                 Ok(Err(r)) => refusal(r),
@@ -428,7 +432,11 @@ impl Approvals<'_> {
             Err(v) => return v,
         };
         match claims.d {
-            Decision::Approve => match self.store.vote(&claims.rid, &who.ballot(now), now).await {
+            Decision::Approve => match self
+                .store
+                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), now)
+                .await
+            {
                 Ok(Ok(Vote::Approved(a))) => {
                     self.publish(Message::ApprovalResult {
                         request_id: claims.rid.clone(),
@@ -489,27 +497,22 @@ impl Approvals<'_> {
             );
         }
         // The status says approved; the ballots must say so too, under today's rules (an item
-        // approved by an earlier version, or written by something else, is not trusted as such).
-        let required = approval.required_approvals.max(
-            self.policy
-                .approvals
-                .required_approvals(&approval.finding.resource.tags),
-        );
-        if approval.status == "approved" && !crate::identity::quorum_met(&approval.ballots, required) {
-            self.close_unexecuted(
-                &approval,
-                &format!(
-                    "not carried out: the approvals on record are {} of the {required} verified people needed; the next run asks again",
-                    crate::identity::people(&approval.ballots)
-                ),
-                now,
-            )
-            .await;
-            return Verdict::new(
-                409,
-                "Not enough approvers",
-                "The approvals on record are not enough verified people; nothing was done and the request is closed.",
-            );
+        // approved by an earlier version or policy, or written by something else, is not trusted
+        // as such), and the decision must still be one to carry out.
+        if approval.status == "approved" {
+            if let Some(why) = self.not_to_carry_out(&approval, now) {
+                self.close_unexecuted(
+                    &approval,
+                    &format!("not carried out: {why}; the next run asks again"),
+                    now,
+                )
+                .await;
+                return Verdict::new(
+                    409,
+                    "Not carried out",
+                    "The approval on record is not one to act on any more; nothing was done and the request is closed.",
+                );
+            }
         }
         let now = later(now);
         match self.store.begin_execution(request_id, &approval.finding.id, now).await {
@@ -595,6 +598,37 @@ impl Approvals<'_> {
         }
     }
 
+    /// Why an approved request is not to be carried out now, if it is not: too few verified
+    /// people among the ballots today's lists admit, the rule in dry-run now, or approved too
+    /// long ago.
+    fn not_to_carry_out(&self, approval: &StoredApproval, now: DateTime<Utc>) -> Option<String> {
+        let required = approval.required_approvals.max(self.required_now(&approval.finding));
+        let admitted: Vec<crate::identity::Ballot> = approval
+            .ballots
+            .iter()
+            .filter(|b| self.policy.approvals.admits_ballot(b))
+            .cloned()
+            .collect();
+        if !crate::identity::quorum_met(&admitted, required) {
+            return Some(format!(
+                "the approvals on record are {} of the {required} verified people needed (by today's approvers lists)",
+                crate::identity::people(&admitted)
+            ));
+        }
+        if self.policy.mode_for(&approval.finding.rule) == Mode::DryRun {
+            return Some(format!("{} is in dry-run now", approval.finding.rule));
+        }
+        if approval
+            .decided_at
+            .is_none_or(|t| t + chrono::Duration::days(WAITING_APPROVAL_MAX_DAYS) < now)
+        {
+            return Some(format!(
+                "approved more than {WAITING_APPROVAL_MAX_DAYS} days ago (or at an unknown time), too late to act on"
+            ));
+        }
+        None
+    }
+
     /// Closes an approved request without acting (`approved → executing → failed`, with the
     /// reason), and says so on the topic.
     async fn close_unexecuted(&self, approval: &StoredApproval, detail: &str, now: DateTime<Utc>) {
@@ -631,6 +665,11 @@ impl Approvals<'_> {
         }
     }
 
+    /// How many verified approvers today's policy asks for `finding`.
+    fn required_now(&self, finding: &Finding) -> u32 {
+        self.policy.approvals.required_approvals(&finding.resource.tags)
+    }
+
     /// Whether `action` may still be rolled back (within `rollback_link_days` of the action,
     /// checked here, not only by the link's expiry: a sign-in makes no link), and how many
     /// verified approvers that needs: as many as the action needed, and never fewer than today's
@@ -652,13 +691,10 @@ impl Approvals<'_> {
             ));
         }
         let stored = match &action.request_id {
-            Some(rid) => self
-                .store
-                .approval(rid)
-                .await
-                .ok()
-                .flatten()
-                .map_or(1, |a| a.required_approvals),
+            Some(rid) => match self.store.approval(rid).await {
+                Ok(a) => a.map_or(1, |a| a.required_approvals),
+                Err(e) => return Err(internal(e)),
+            },
             None => 1,
         };
         Ok(stored.max(self.policy.approvals.required_approvals(&action.finding.resource.tags)))
@@ -774,22 +810,6 @@ impl Approvals<'_> {
             .await?;
         let mut done = 0;
         for a in &waiting {
-            if self.policy.mode_for(&a.finding.rule) == Mode::DryRun {
-                tracing::info!(request_id = %a.request_id, rule = %a.finding.rule, "approved request waits: the rule is in dry-run now");
-                continue;
-            }
-            if a.decided_at
-                .is_some_and(|t| t + chrono::Duration::days(WAITING_APPROVAL_MAX_DAYS) < now)
-            {
-                self.close_unexecuted(
-                    a,
-                    &format!("not carried out: approved more than {WAITING_APPROVAL_MAX_DAYS} days ago, which is too late to act on; the next run asks again"),
-                    now,
-                )
-                .await;
-                done += 1;
-                continue;
-            }
             let v = self.execute_approved(&a.request_id, now).await;
             tracing::info!(request_id = %a.request_id, status = v.status, title = %v.title, "executed by the hourly sweep");
             if v.status != 503 {

@@ -89,6 +89,12 @@ impl Approver {
                 Approver::SignedIn { .. } => true,
                 Approver::Unverified { .. } => false,
             },
+            subject: match self {
+                Approver::SignedIn { issuer, subject, .. } if !subject.is_empty() => {
+                    Some(format!("{issuer}|{subject}"))
+                }
+                _ => None,
+            },
             at,
         }
     }
@@ -110,14 +116,22 @@ pub struct Ballot {
     /// Slack: an unproven address may merge this ballot with another, never set it apart.
     #[serde(default)]
     pub proven: bool,
+    /// A sign-in's `issuer` and `subject`: the provider's own id of the person, whatever address
+    /// they signed in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     pub at: DateTime<Utc>,
 }
 
 impl Ballot {
-    /// Whether this ballot and `other` may be the same person's: the same identity, or the same
-    /// known person.
+    /// Whether this ballot and `other` are the same person's: the same identity, the same
+    /// provider subject, or the same proven address. (An address only Slack says is not enough
+    /// to refuse a vote — a member could set a colleague's address to block them — but
+    /// [`people`] still counts such ballots as one person.)
     pub fn same_as(&self, other: &Ballot) -> bool {
-        self.id == other.id || (self.person.is_some() && self.person == other.person)
+        self.id == other.id
+            || (self.subject.is_some() && self.subject == other.subject)
+            || (self.proven && other.proven && self.person.is_some() && self.person == other.person)
     }
 }
 
@@ -126,7 +140,13 @@ impl Ballot {
 /// address is not proven (unknown, or only Slack's word) may be any one of the people who signed
 /// in and are not known Slack users, so each such user counts only beyond them.
 pub fn people(ballots: &[Ballot]) -> u32 {
-    let verified: Vec<&Ballot> = ballots.iter().filter(|b| b.verified).collect();
+    // One provider subject is one person, whatever addresses it signed in with.
+    let mut subjects = BTreeSet::new();
+    let verified: Vec<&Ballot> = ballots
+        .iter()
+        .filter(|b| b.verified)
+        .filter(|b| b.subject.as_ref().is_none_or(|s| subjects.insert(s.clone())))
+        .collect();
     let proven = |b: &&Ballot| b.proven && b.person.as_deref().is_some_and(|p| p.starts_with("email:"));
     let signed_in: BTreeSet<&str> = verified
         .iter()
@@ -175,6 +195,7 @@ pub fn legacy_ballots(ids: &[String], at: DateTime<Utc>) -> Vec<Ballot> {
                 verified: slack,
                 person: slack.then(|| id.clone()),
                 proven: false,
+                subject: None,
                 at,
             }
         })
@@ -212,10 +233,14 @@ mod tests {
     }
 
     fn signed_in(email: &str) -> Ballot {
+        signed_in_as(email, &format!("sub-{email}"))
+    }
+
+    fn signed_in_as(email: &str, subject: &str) -> Ballot {
         Approver::SignedIn {
             email: email.into(),
             issuer: "https://idp".into(),
-            subject: "s".into(),
+            subject: subject.into(),
         }
         .ballot(at())
     }
@@ -279,12 +304,30 @@ mod tests {
             people(&[slack_says("U1", "ana+x@example.com"), signed_in("ana@example.com")]),
             1
         );
-        // Slack's address matches the sign-in: the same person, once.
+        // Slack's address matches the sign-in: the same person, counted once (the vote is not
+        // refused on Slack's word alone, so nobody can block a colleague by taking their address).
         let same = [slack_says("U1", "ana@example.com"), signed_in("ana@example.com")];
-        assert!(same[0].same_as(&same[1]));
+        assert!(!same[0].same_as(&same[1]));
         assert_eq!(people(&same), 1);
         // Two Slack users are two people whatever Slack says their addresses are.
         assert_eq!(people(&[slack_says("U1", "a@x.com"), slack_says("U2", "b@x.com")]), 2);
+    }
+
+    #[test]
+    fn one_provider_subject_with_two_addresses_is_one_person() {
+        let b = [
+            signed_in_as("ana@example.com", "u-1"),
+            signed_in_as("ana.b@example.com", "u-1"),
+        ];
+        assert!(b[0].same_as(&b[1]));
+        assert_eq!(people(&b), 1);
+        assert_eq!(
+            people(&[
+                signed_in_as("ana@example.com", "u-1"),
+                signed_in_as("bo@example.com", "u-2")
+            ]),
+            2
+        );
     }
 
     #[test]

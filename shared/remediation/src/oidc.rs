@@ -79,8 +79,9 @@ struct IdClaims {
     sub: String,
     #[serde(default)]
     email: Option<String>,
+    /// A boolean, or (some providers) the string "true".
     #[serde(default)]
-    email_verified: Option<bool>,
+    email_verified: Option<serde_json::Value>,
     #[serde(default)]
     nonce: Option<String>,
     #[serde(default)]
@@ -273,7 +274,12 @@ impl Provider {
                 claims.sub
             ))
         })?;
-        match claims.email_verified {
+        let verified = match &claims.email_verified {
+            Some(serde_json::Value::Bool(b)) => Some(*b),
+            Some(serde_json::Value::String(s)) => Some(s.eq_ignore_ascii_case("true")),
+            _ => None,
+        };
+        match verified {
             Some(true) => {}
             None if !self.email_verified_required => {}
             _ => return Err(bad(format!("the provider does not say that {email} is verified"))),

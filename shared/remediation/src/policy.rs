@@ -100,6 +100,10 @@ pub struct ApprovalsPolicy {
     pub two_approvers_when_tagged: BTreeMap<String, String>,
     /// How long a Roll back link stays valid (days).
     pub rollback_link_days: u32,
+    /// After moving the link key into the link secret: until this instant, links signed with the
+    /// shared secret's old `link_signing_key` (and expiring by then) are still accepted. Unset
+    /// (the default): only the link secret's key.
+    pub previous_link_key_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One person's Slack user id and address.
@@ -139,6 +143,7 @@ impl Default for ApprovalsPolicy {
             people: Vec::new(),
             two_approvers_when_tagged: BTreeMap::from([("Environment".to_string(), "prod".to_string())]),
             rollback_link_days: 30,
+            previous_link_key_until: None,
         }
     }
 }
@@ -157,6 +162,29 @@ impl ApprovalsPolicy {
     /// The address the policy pairs with Slack user `user_id`.
     pub fn email_of(&self, user_id: &str) -> Option<&str> {
         self.people.iter().find(|p| p.slack == user_id).map(|p| p.email.trim())
+    }
+
+    /// Whether a recorded ballot would be admitted by this policy today (an approval held since
+    /// an earlier policy counts only with the ballots today's lists still accept).
+    pub fn admits_ballot(&self, b: &crate::identity::Ballot) -> bool {
+        let who = match b.id.split_once(':') {
+            Some(("slack", user_id)) => Approver::Slack {
+                user_id: user_id.to_string(),
+                name: String::new(),
+                email: None,
+                paired: false,
+            },
+            Some(("oidc", email)) => Approver::SignedIn {
+                email: email.to_string(),
+                issuer: String::new(),
+                subject: String::new(),
+            },
+            Some((_, email)) => Approver::Unverified {
+                email: email.to_string(),
+            },
+            None => return false,
+        };
+        self.allows(&who).is_ok()
     }
 
     /// `Ok` when `who` may decide; otherwise why not. Each channel is judged by its own list only.

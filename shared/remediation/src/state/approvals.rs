@@ -281,6 +281,7 @@ impl ApprovalStore for DynamoState {
         &self,
         request_id: &str,
         ballot: &Ballot,
+        at_least: &(dyn for<'f> Fn(&'f Finding) -> u32 + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>> {
         let mut conflict = None;
@@ -299,7 +300,8 @@ impl ApprovalStore for DynamoState {
             }
             let mut ballots = current.ballots.clone();
             ballots.push(ballot.clone());
-            let met = identity::quorum_met(&ballots, current.required_approvals);
+            let required = current.required_approvals.max(at_least(&current.finding));
+            let met = identity::quorum_met(&ballots, required);
             let mut approvers = current.approvers.clone();
             approvers.push(ballot.id.clone());
             approvers.sort();
@@ -375,7 +377,7 @@ impl ApprovalStore for DynamoState {
             if !met {
                 return Ok(Ok(Vote::NeedMore {
                     have: identity::people(&ballots),
-                    need: current.required_approvals,
+                    need: required,
                 }));
             }
             return Ok(Ok(Vote::Approved(Box::new(StoredApproval {

@@ -254,10 +254,13 @@ pub trait ApprovalStore: Send + Sync {
     async fn approval(&self, request_id: &str) -> Result<Option<StoredApproval>>;
     /// Adds a ballot to a pending, unexpired request and, when it completes the quorum, moves it
     /// to `approved` in the same transaction (a vote never leaves a met quorum pending).
+    /// The quorum is the request's stored count or `at_least(finding)` (today's policy),
+    /// whichever is higher.
     async fn vote(
         &self,
         request_id: &str,
         ballot: &crate::identity::Ballot,
+        at_least: &(dyn for<'f> Fn(&'f Finding) -> u32 + Send + Sync),
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>>;
     /// Requests `approved` before `before` and never taken for execution (the emergency stop
