@@ -430,10 +430,14 @@ async fn main() {
     let _ = seed::drain_queue(&sqs, &queue).await;
 
     let approve = {
-        let watch = Watch::start("idle-ec2", &base_env("mode: approve")).unwrap_or_else(|e| fail(e));
+        // Approve mode needs someone who may approve; the demo has no identity provider, so its
+        // policy says explicitly that anyone with the link may (recorded as unverified).
+        let policy = "{mode: approve, approvals: {slack_users: [U0DEMO], anyone_with_link: true}}";
+        println!("\nidle-ec2 policy: {policy}");
+        let watch = Watch::start("idle-ec2", &base_env(policy)).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
     };
-    print_report("idle-ec2 (policy mode: approve)", &approve);
+    print_report("idle-ec2 (policy mode: approve, approvers listed)", &approve);
     let messages = seed::drain_queue(&sqs, &queue).await;
     println!(
         "\n== approval requests published to SNS ({}), as Slack will link them:",
