@@ -214,6 +214,21 @@ impl DynamoState {
         }
     }
 
+    /// Writes a ballot's transaction: `true` applied; `false` to be tried again on a fresh read
+    /// (someone else voted or decided in between, or another transaction held the item, which is
+    /// kept in `conflict` for the error if every try meets one).
+    async fn ballot_written(&self, items: Vec<TransactWriteItem>, conflict: &mut Option<Error>) -> Result<bool> {
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(TransactOutcome::ConditionFailed) => Ok(false),
+            Err(TransactOutcome::Conflict(e)) => {
+                *conflict = Some(e);
+                Ok(false)
+            }
+            Err(TransactOutcome::Failed(e)) => Err(e),
+        }
+    }
+
     /// Runs a transition; a failed condition is `Ok(false)`.
     async fn transition(&self, items: Vec<TransactWriteItem>) -> Result<bool> {
         match self.transact(items).await {
@@ -364,15 +379,8 @@ impl ApprovalStore for DynamoState {
                     &format!("approved by {decided_by} via {}", ballot.via),
                 )?);
             }
-            match self.transact(items).await {
-                Ok(()) => {}
-                // Someone else voted (or decided) in between: read again and count again.
-                Err(TransactOutcome::ConditionFailed) => continue,
-                Err(TransactOutcome::Conflict(e)) => {
-                    conflict = Some(e);
-                    continue;
-                }
-                Err(TransactOutcome::Failed(e)) => return Err(e),
+            if !self.ballot_written(items, &mut conflict).await? {
+                continue;
             }
             if !met {
                 return Ok(Ok(Vote::NeedMore {
@@ -726,14 +734,8 @@ impl ApprovalStore for DynamoState {
                     &format!("rollback approved by {by}"),
                 )?);
             }
-            match self.transact(items).await {
-                Ok(()) => {}
-                Err(TransactOutcome::ConditionFailed) => continue,
-                Err(TransactOutcome::Conflict(e)) => {
-                    conflict = Some(e);
-                    continue;
-                }
-                Err(TransactOutcome::Failed(e)) => return Err(e),
+            if !self.ballot_written(items, &mut conflict).await? {
+                continue;
             }
             if !met {
                 return Ok(Ok(RollbackVote::NeedMore {
