@@ -6,6 +6,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod costexplorer;
 pub mod ec2;
+pub mod patience;
 pub mod s3;
 
 use std::collections::BTreeMap;
@@ -107,37 +108,115 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::EC2.retry())
+                    .timeout_config(patience::EC2.timeouts())
                     .build(),
             ),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
                 aws_sdk_cloudwatch::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::CLOUDWATCH.retry())
+                    .timeout_config(patience::CLOUDWATCH.timeouts())
                     .build(),
             ),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
                 aws_sdk_dynamodb::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::DYNAMODB.retry())
+                    .timeout_config(patience::DYNAMODB.timeouts())
                     .build(),
             ),
             sns: aws_sdk_sns::Client::from_conf(
                 aws_sdk_sns::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::SNS.retry())
+                    .timeout_config(patience::SNS.timeouts())
                     .build(),
             ),
             costexplorer: aws_sdk_costexplorer::Client::from_conf(
                 aws_sdk_costexplorer::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::COST_EXPLORER.retry())
+                    .timeout_config(patience::COST_EXPLORER.timeouts())
                     .build(),
             ),
             config_service: aws_sdk_config::Client::from_conf(
                 aws_sdk_config::config::Builder::from(config)
                     .interceptor(calls.clone())
+                    .retry_config(patience::CONFIG.retry())
+                    .timeout_config(patience::CONFIG.timeouts())
                     .build(),
             ),
             region,
             calls,
             config: config.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_retries_and_times_out_as_its_service_needs() {
+        let config = SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        let c = Clients::from_config(&config).unwrap();
+        let check = |name: &str,
+                     r: Option<&aws_smithy_types::retry::RetryConfig>,
+                     t: Option<&aws_smithy_types::timeout::TimeoutConfig>,
+                     p: patience::Patience| {
+            assert_eq!(r, Some(&p.retry()), "{name}");
+            let t = t.unwrap_or_else(|| panic!("{name}: no timeouts"));
+            assert_eq!(
+                (
+                    t.connect_timeout(),
+                    t.operation_attempt_timeout(),
+                    t.operation_timeout()
+                ),
+                (Some(p.connect), Some(p.attempt), Some(p.operation)),
+                "{name}"
+            );
+        };
+        check(
+            "ec2",
+            c.ec2.config().retry_config(),
+            c.ec2.config().timeout_config(),
+            patience::EC2,
+        );
+        check(
+            "cloudwatch",
+            c.cloudwatch.config().retry_config(),
+            c.cloudwatch.config().timeout_config(),
+            patience::CLOUDWATCH,
+        );
+        check(
+            "dynamodb",
+            c.dynamodb.config().retry_config(),
+            c.dynamodb.config().timeout_config(),
+            patience::DYNAMODB,
+        );
+        check(
+            "sns",
+            c.sns.config().retry_config(),
+            c.sns.config().timeout_config(),
+            patience::SNS,
+        );
+        check(
+            "costexplorer",
+            c.costexplorer.config().retry_config(),
+            c.costexplorer.config().timeout_config(),
+            patience::COST_EXPLORER,
+        );
+        check(
+            "config",
+            c.config_service.config().retry_config(),
+            c.config_service.config().timeout_config(),
+            patience::CONFIG,
+        );
     }
 }
 

@@ -96,8 +96,13 @@ impl S3 {
         let base = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
             .interceptor(clients.calls.clone())
+            .retry_config(crate::aws::patience::S3.retry())
+            .timeout_config(crate::aws::patience::S3.timeouts())
             .build();
-        let mut control = aws_sdk_s3control::config::Builder::from(config).interceptor(clients.calls.clone());
+        let mut control = aws_sdk_s3control::config::Builder::from(config)
+            .interceptor(clients.calls.clone())
+            .retry_config(crate::aws::patience::S3.retry())
+            .timeout_config(crate::aws::patience::S3.timeouts());
         if config.endpoint_url().is_some() {
             control = control.interceptor(StripAccountHost {
                 account: account.clone(),
