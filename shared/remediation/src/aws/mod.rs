@@ -154,6 +154,16 @@ impl Clients {
     }
 }
 
+/// Seconds since the epoch of an SDK timestamp, as a chrono time.
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// An SDK timestamp from a chrono time.
+pub(crate) fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> aws_smithy_types::DateTime {
+    aws_smithy_types::DateTime::from_secs(t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,14 +228,4 @@ mod tests {
             patience::CONFIG,
         );
     }
-}
-
-/// Seconds since the epoch of an SDK timestamp, as a chrono time.
-pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
-
-/// An SDK timestamp from a chrono time.
-pub(crate) fn from_chrono(t: chrono::DateTime<chrono::Utc>) -> aws_smithy_types::DateTime {
-    aws_smithy_types::DateTime::from_secs(t.timestamp())
 }
