@@ -134,6 +134,41 @@ impl Moto {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
+    /// Answers a seeded `share` of `service`'s `operation` ("*": any) requests with `fault`
+    /// (`throttle`, `500`, `503`, `drop`, `slow`) as the service does (see `tests/moto_server.py`).
+    pub async fn inject_fault(&self, service: &str, operation: &str, share: f64, seed: u64, fault: &str) {
+        let rule = serde_json::json!({
+            "service": service, "operation": operation, "share": share, "seed": seed, "fault": fault,
+        });
+        self.fault_control("POST", rule.to_string()).await;
+    }
+
+    /// Each fault rule with how many requests it saw and how many it failed.
+    pub async fn faults(&self) -> serde_json::Value {
+        self.fault_control("GET", String::new()).await
+    }
+
+    /// Removes every fault rule.
+    pub async fn clear_faults(&self) {
+        self.fault_control("DELETE", String::new()).await;
+    }
+
+    async fn fault_control(&self, method: &str, body: String) -> serde_json::Value {
+        let http = remediation::http::HttpClient::new(std::time::Duration::from_secs(10)).expect("http");
+        let r = http
+            .send(
+                "moto",
+                method,
+                &format!("{}/_finops/faults", self.endpoint()),
+                &[("content-type", "application/json")],
+                body.into_bytes(),
+            )
+            .await
+            .expect("moto's fault control");
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).expect("fault rules as JSON")
+    }
+
     /// Empties every service of the emulated account.
     pub fn reset(&self) -> Result<(), String> {
         let r = http(self.port, "POST", "/moto-api/reset", "")?;

@@ -1,0 +1,104 @@
+//! Under faults: AWS answering a seeded share of requests with the errors it sends when
+//! overloaded (the fault layer of `tests/moto_server.py`), the scans find nothing the fault-free
+//! run does not, and report as failed what they could not assess (issue 12, first part).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::policy::Policy;
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn scheduled_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+/// Eight idle and eight busy instances; returns the idle ones.
+async fn fleet(moto: &Moto) -> BTreeSet<String> {
+    let c = moto.clients().await;
+    let idle = seed::run_instances(&c.ec2, "t3.large", 8, &[("Owner", "ana")], false).await;
+    let busy = seed::run_instances(&c.ec2, "t3.large", 8, &[("Owner", "bo")], false).await;
+    for id in &idle {
+        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now(), 14).await;
+    }
+    for id in &busy {
+        seed::put_usage(&c.cloudwatch, id, Usage::BUSY, now(), 14).await;
+    }
+    idle.into_iter().collect()
+}
+
+fn flagged(r: &RunReport) -> BTreeSet<String> {
+    r.findings.iter().map(|f| f.resource.id.clone()).collect()
+}
+
+fn failed(r: &RunReport) -> BTreeSet<String> {
+    r.outcomes
+        .iter()
+        .filter(|o| o.outcome == OutcomeKind::Failed)
+        .map(|o| o.finding_id.rsplit(':').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn at_twenty_percent_throttling_the_idle_scan_flags_what_the_fault_free_run_flags() {
+    let moto = Moto::start().unwrap();
+    let idle = fleet(&moto).await;
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let clean = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+    assert_eq!(flagged(&clean), idle);
+
+    moto.inject_fault("ec2", "*", 0.2, 7, "throttle").await;
+    moto.inject_fault("monitoring", "GetMetricData", 0.2, 11, "503").await;
+    moto.inject_fault("ec2", "DescribeInstanceTypes", 0.2, 13, "drop").await;
+    for run in 0..3 {
+        let faulty = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+            .await
+            .unwrap();
+        // No false finding; every finding of the fault-free run is flagged or reported failed.
+        assert!(flagged(&faulty).is_subset(&idle), "run {run}: {faulty:#?}");
+        let missing: BTreeSet<String> = idle.difference(&flagged(&faulty)).cloned().collect();
+        assert!(
+            missing.is_subset(&failed(&faulty)),
+            "run {run}: silently missing {missing:?}"
+        );
+    }
+    let rules = moto.faults().await;
+    let injected: u64 = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["injected"].as_u64().unwrap())
+        .sum();
+    assert!(injected > 0, "{rules}");
+}
+
+#[tokio::test]
+async fn with_get_metric_data_down_nothing_is_flagged_and_each_instance_is_reported_failed() {
+    let moto = Moto::start().unwrap();
+    let idle = fleet(&moto).await;
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    moto.inject_fault("monitoring", "GetMetricData", 1.0, 1, "503").await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report:#?}");
+    for id in &idle {
+        let o = report
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(id.as_str()))
+            .unwrap_or_else(|| panic!("no outcome for {id}: {report:#?}"));
+        assert_eq!(o.outcome, OutcomeKind::Failed, "{o:?}");
+        assert!(o.detail.contains("GetMetricData"), "{}", o.detail);
+    }
+    // Four attempts each (CloudWatch's retry setting), then the run gave up.
+    let rules = moto.faults().await;
+    assert!(rules[0]["injected"].as_u64().unwrap() >= 4, "{rules}");
+}
