@@ -102,3 +102,60 @@ async fn with_get_metric_data_down_nothing_is_flagged_and_each_instance_is_repor
     let rules = moto.faults().await;
     assert!(rules[0]["injected"].as_u64().unwrap() >= 4, "{rules}");
 }
+
+fn ebs_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap()
+}
+
+#[tokio::test]
+async fn at_twenty_percent_faults_the_volume_scan_flags_what_the_fault_free_run_flags() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    let mut unattached = BTreeSet::new();
+    for i in 0..10 {
+        let owner = format!("owner-{i}");
+        unattached
+            .insert(seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", owner.as_str())]).await);
+    }
+    let instance = seed::run_instance(&c.ec2, "t3.micro", &[]).await;
+    for _ in 0..3 {
+        let v = seed::create_volume(&c.ec2, "gp3", 50, None, "us-east-1a", &[]).await;
+        seed::attach(&c.ec2, &v, &instance).await;
+    }
+    seed::create_table(&c.dynamodb, "finops-state").await;
+    let deps = finops_tests::deps(&moto, Policy::default(), Some("finops-state"), None).await;
+    let today = Utc::now();
+    // The first sighting starts the grace period; a week later the volumes are due.
+    ebs_cleanup::handler::handle(ebs_event(), &deps, today).await.unwrap();
+    let week = today + chrono::Duration::days(7);
+    let clean = ebs_cleanup::handler::handle(ebs_event(), &deps, week).await.unwrap();
+    assert_eq!(flagged(&clean), unattached);
+
+    moto.inject_fault("ec2", "*", 0.2, 4, "throttle").await;
+    moto.inject_fault("dynamodb", "*", 0.2, 2, "throttle").await;
+    for run in 0..3 {
+        let faulty = ebs_cleanup::handler::handle(ebs_event(), &deps, week).await.unwrap();
+        assert!(flagged(&faulty).is_subset(&unattached), "run {run}: {faulty:#?}");
+        let missing: BTreeSet<String> = unattached.difference(&flagged(&faulty)).cloned().collect();
+        assert!(
+            missing.is_subset(&failed(&faulty)),
+            "run {run}: silently missing {missing:?}"
+        );
+        // The grace period still counts from the first sighting (a throttled read is not a new one).
+        for f in &faulty.findings {
+            let e = serde_json::to_value(&f.evidence).unwrap();
+            assert_eq!(e["unattached_days"], 7, "run {run}: {e}");
+        }
+    }
+    // The scan makes few calls (one DescribeVolumes page, one sightings Query): over three runs
+    // the seeded 20% hits both services.
+    let rules = moto.faults().await;
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["injected"].as_u64().unwrap() > 0),
+        "{rules}"
+    );
+}
