@@ -159,3 +159,46 @@ async fn at_twenty_percent_faults_the_volume_scan_flags_what_the_fault_free_run_
         "{rules}"
     );
 }
+
+#[tokio::test]
+async fn at_twenty_percent_slow_downs_the_bucket_sweep_flags_what_the_fault_free_run_flags() {
+    use aws_sdk_s3::types::BucketCannedAcl;
+    let moto = Moto::start().unwrap();
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    let mut public = BTreeSet::new();
+    for i in 0..12 {
+        let b = format!("bucket-{i:02}");
+        client.create_bucket().bucket(&b).send().await.unwrap();
+        if i % 2 == 0 {
+            client
+                .put_bucket_acl()
+                .bucket(&b)
+                .acl(BucketCannedAcl::PublicRead)
+                .send()
+                .await
+                .unwrap();
+            public.insert(b);
+        }
+    }
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let sweep: serde_json::Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
+    let clean = s3_public::handler::handle(sweep.clone(), &deps, now()).await.unwrap();
+    assert_eq!(flagged(&clean), public);
+
+    moto.inject_fault("s3", "*", 0.2, 4, "throttle").await;
+    for run in 0..3 {
+        let faulty = s3_public::handler::handle(sweep.clone(), &deps, now()).await.unwrap();
+        assert!(flagged(&faulty).is_subset(&public), "run {run}: {faulty:#?}");
+        let missing: BTreeSet<String> = public.difference(&flagged(&faulty)).cloned().collect();
+        assert!(
+            missing.is_subset(&failed(&faulty)),
+            "run {run}: silently missing {missing:?}"
+        );
+    }
+    let rules = moto.faults().await;
+    assert!(rules[0]["injected"].as_u64().unwrap() > 0, "{rules}");
+}
