@@ -13,18 +13,14 @@ is the atomicity DynamoDB itself gives. Every other service, and everything else
 is stock moto. The concurrency stays where it is tested: in the functions, which still send their
 requests at the same time.
 
-Faults: a test may ask DynamoDB to answer one operation (optionally only requests whose body
-contains a string) with a given error, a given number of times, as DynamoDB itself answers it
-(e.g. a TransactionCanceledException whose reasons say TransactionConflict). It sends the rule as
-the body of a request with `X-Amz-Target: DynamoDB_20120810.FinopsInjectFault`:
-{"operation": "TransactWriteItems", "body_contains": ":approved", "times": 1, "status": 400,
- "response": {"__type": "...", ...}}.
-
 Faults for every service: `POST /_finops/faults` with {"service": "ec2", "operation":
 "DescribeInstances" (or "*"), "share": 0.2, "seed": 7, "fault": "throttle" | "500" | "503" |
 "drop" | "slow", "delay_ms": 2000} answers that seeded share of the matching requests as the
 service does when overloaded (EC2 RequestLimitExceeded 503, query services Throttling 400, JSON
 services ThrottlingException 400, S3 SlowDown 503), or drops the connection, or answers late.
+A rule may also name `body_contains` (only requests whose body holds that string), `times` (at
+most that many faults) and `status` with `response` (this exact JSON answer instead, e.g. a
+TransactionCanceledException whose reasons say TransactionConflict).
 `GET /_finops/faults` returns how many each rule injected; `DELETE /_finops/faults` clears them.
 The service is the one in the request's SigV4 credential scope.
 
@@ -46,24 +42,10 @@ from moto.server import main
 
 _dynamodb = threading.Lock()
 _stock_dispatch = DynamoHandler._dispatch
-_faults = []
-_JSON = {"Content-Type": "application/x-amz-json-1.0"}
 
 
 def atomic_dispatch(self, request, full_url=None, headers=None):
-    headers = headers if headers is not None else request.headers
-    target = headers.get("X-Amz-Target") or headers.get("x-amz-target") or ""
-    operation = target.rsplit(".", 1)[-1]
-    # werkzeug caches the body, so moto's own parsing still reads it.
-    body = request.get_data(as_text=True)
     with _dynamodb:
-        if operation == "FinopsInjectFault":
-            _faults.append(json.loads(body))
-            return 200, dict(_JSON), "{}"
-        for rule in _faults:
-            if rule.get("times", 0) > 0 and rule.get("operation") == operation and rule.get("body_contains", "") in body:
-                rule["times"] -= 1
-                return rule.get("status", 400), dict(_JSON), json.dumps(rule["response"])
         return _stock_dispatch(self, request, full_url, headers)
 
 
@@ -162,6 +144,10 @@ def faulty_call(self, environ, start_response):
         for rule in _rules:
             if rule.get("service") != service or rule.get("operation", "*") not in ("*", operation):
                 continue
+            if rule.get("body_contains", "").encode() not in body:
+                continue
+            if "times" in rule and rule["injected"] >= rule["times"]:
+                continue
             rule["seen"] += 1
             if rule["random"].random() < rule.get("share", 1.0):
                 rule["injected"] += 1
@@ -169,6 +155,12 @@ def faulty_call(self, environ, start_response):
                 break
     if chosen is None:
         return _stock_call(self, environ, start_response)
+    if "response" in chosen:
+        data = json.dumps(chosen["response"]).encode()
+        status = str(chosen.get("status", 400))
+        start_response(f"{status} Fault", [("Content-Type", "application/x-amz-json-1.0"),
+                                           ("Content-Length", str(len(data)))])
+        return [data]
     fault = chosen.get("fault", "throttle")
     if fault == "slow":
         time.sleep(chosen.get("delay_ms", 2000) / 1000.0)

@@ -99,8 +99,8 @@ impl Moto {
     }
 
     /// Makes DynamoDB answer the next `times` requests of `operation` whose body contains
-    /// `body_contains` with `status` and `response`, as DynamoDB answers a fault (see
-    /// `tests/moto_server.py`).
+    /// `body_contains` with `status` and `response`, as DynamoDB answers a fault (a rule of the
+    /// fault layer in `tests/moto_server.py`).
     pub async fn inject_dynamodb_fault(
         &self,
         operation: &str,
@@ -110,28 +110,10 @@ impl Moto {
         response: serde_json::Value,
     ) {
         let rule = serde_json::json!({
-            "operation": operation, "body_contains": body_contains, "times": times,
-            "status": status, "response": response,
+            "service": "dynamodb", "operation": operation, "body_contains": body_contains,
+            "times": times, "share": 1.0, "status": status, "response": response,
         });
-        let http = remediation::http::HttpClient::new(std::time::Duration::from_secs(10)).expect("http");
-        let r = http
-            .send(
-                "moto",
-                "POST",
-                &format!("{}/", self.endpoint()),
-                &[
-                    ("content-type", "application/x-amz-json-1.0"),
-                    ("x-amz-target", "DynamoDB_20120810.FinopsInjectFault"),
-                    (
-                        "authorization",
-                        "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-                    ),
-                ],
-                rule.to_string().into_bytes(),
-            )
-            .await
-            .expect("the fault rule reaches moto");
-        assert_eq!(r.status, 200, "{}", r.body);
+        self.fault_control("POST", rule.to_string()).await;
     }
 
     /// Answers a seeded `share` of `service`'s `operation` ("*": any) requests with `fault`

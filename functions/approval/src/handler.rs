@@ -317,29 +317,17 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let Some(token) = query.get("token") else {
                 return bad_request("the link has no token");
             };
-            match approvals.preview(token, now).await {
-                Preview::Confirm {
-                    decision,
-                    finding,
-                    approvers,
-                    have,
-                    required,
-                    expires_at,
-                } => {
-                    let ways = page::Ways {
-                        action: app.url("/decide"),
-                        token: Some(token.clone()),
-                        sign_in: app
-                            .oidc
-                            .as_ref()
-                            .map(|_| app.url(&format!("/oidc/start?token={}", enc(token)))),
-                        typed: app.deps.policy.approvals.anyone_with_link,
-                        ..page::Ways::default()
-                    };
-                    confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
-                }
-                Preview::Refused(v) => html(&v),
-            }
+            let ways = |_| page::Ways {
+                action: app.url("/decide"),
+                token: Some(token.clone()),
+                sign_in: app
+                    .oidc
+                    .as_ref()
+                    .map(|_| app.url(&format!("/oidc/start?token={}", enc(token)))),
+                typed: app.deps.policy.approvals.anyone_with_link,
+                ..page::Ways::default()
+            };
+            preview_page(approvals.preview(token, now).await, true, ways)
         }
         ("GET", "/request") => {
             // The page a Jira issue links to: no token, a decision only after a sign-in.
@@ -354,29 +342,16 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let Some(d) = d else {
                 return bad_request("the address names no decision");
             };
-            match approvals.preview_of(&rid, d, now).await {
-                Preview::Confirm {
-                    decision,
-                    finding,
-                    approvers: _,
-                    have,
-                    required,
-                    expires_at,
-                } => {
-                    // Nobody has signed in yet: how many approved, not who.
-                    let approvers: Vec<String> = Vec::new();
-                    let ways = page::Ways {
-                        action: app.url("/decide"),
-                        sign_in: app
-                            .oidc
-                            .as_ref()
-                            .map(|_| app.url(&format!("/oidc/start?rid={}&d={}", enc(&rid), decision_param(decision)))),
-                        ..page::Ways::default()
-                    };
-                    confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
-                }
-                Preview::Refused(v) => html(&v),
-            }
+            let ways = |decision| page::Ways {
+                action: app.url("/decide"),
+                sign_in: app
+                    .oidc
+                    .as_ref()
+                    .map(|_| app.url(&format!("/oidc/start?rid={}&d={}", enc(&rid), decision_param(decision)))),
+                ..page::Ways::default()
+            };
+            // Nobody has signed in yet: how many approved, not who.
+            preview_page(approvals.preview_of(&rid, d, now).await, false, ways)
         }
         ("GET", "/oidc/start") => sign_in_start(app, &approvals, &query, now).await,
         ("GET", "/oidc/callback") => sign_in_callback(app, &approvals, &query, now).await,
@@ -431,26 +406,35 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-fn confirm_page(
-    decision: Decision,
-    finding: &remediation::model::Finding,
-    (approvers, have, required): (&[String], u32, u32),
-    expires_at: Option<DateTime<Utc>>,
-    ways: page::Ways,
-) -> Value {
-    response(
-        200,
-        "text/html; charset=utf-8",
-        page::confirm(&page::Confirm {
+/// The confirmation page of `preview` with the ways `ways` offers for its decision (and who
+/// approved so far when `show_approvers`), or the page of its refusal.
+fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decision) -> page::Ways) -> Value {
+    match preview {
+        Preview::Refused(v) => html(&v),
+        Preview::Confirm {
             decision,
             finding,
             approvers,
             have,
             required,
-            expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
-            ways,
-        }),
-    )
+            expires_at,
+        } => {
+            let approvers = if show_approvers { approvers } else { Vec::new() };
+            response(
+                200,
+                "text/html; charset=utf-8",
+                page::confirm(&page::Confirm {
+                    decision,
+                    finding: &finding,
+                    approvers: &approvers,
+                    have,
+                    required,
+                    expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
+                    ways: ways(decision),
+                }),
+            )
+        }
+    }
 }
 
 fn no_sign_in() -> Value {
@@ -607,25 +591,13 @@ async fn sign_in_callback(
         tracing::error!(error = %e, "session not recorded");
         return html(&unavailable());
     }
-    match approvals.preview_of(&sign_in.rid, sign_in.d, now).await {
-        Preview::Confirm {
-            decision,
-            finding,
-            approvers,
-            have,
-            required,
-            expires_at,
-        } => {
-            let ways = page::Ways {
-                action: app.url("/decide"),
-                session: Some(session),
-                signed_in_as: Some(who.id()),
-                ..page::Ways::default()
-            };
-            confirm_page(decision, &finding, (&approvers, have, required), expires_at, ways)
-        }
-        Preview::Refused(v) => html(&v),
-    }
+    let ways = |_| page::Ways {
+        action: app.url("/decide"),
+        session: Some(session),
+        signed_in_as: Some(who.id()),
+        ..page::Ways::default()
+    };
+    preview_page(approvals.preview_of(&sign_in.rid, sign_in.d, now).await, true, ways)
 }
 
 async fn slack<'h>(
