@@ -68,15 +68,28 @@ def _service(environ):
     return m.group(1) if m else ""
 
 
+# S3's REST operations by their subresource: GET ?tagging is GetBucketTagging, and so on.
+_S3_SUBRESOURCES = {"tagging": "BucketTagging", "policy": "BucketPolicy", "policyStatus": "BucketPolicyStatus",
+                    "acl": "BucketAcl", "publicAccessBlock": "PublicAccessBlock", "website": "BucketWebsite",
+                    "location": "BucketLocation", "ownershipControls": "BucketOwnershipControls"}
+
+
 def _operation(environ, body):
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
         return target.rsplit(".", 1)[-1]
-    for source in (environ.get("QUERY_STRING", ""), body.decode("utf-8", "replace")):
+    query = environ.get("QUERY_STRING", "")
+    for source in (query, body.decode("utf-8", "replace")):
         action = urllib.parse.parse_qs(source).get("Action")
         if action:
             return action[0]
-    return environ.get("REQUEST_METHOD", "")
+    method = environ.get("REQUEST_METHOD", "")
+    keys = [k.split("=", 1)[0] for k in query.split("&") if k]
+    keys += [environ.get("PATH_INFO", "").rstrip("/").rsplit("/", 1)[-1]]
+    for key in keys:
+        if key in _S3_SUBRESOURCES:
+            return method.capitalize() + _S3_SUBRESOURCES[key]
+    return method
 
 
 def _answer(service, fault, start_response):

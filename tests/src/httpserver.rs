@@ -50,6 +50,18 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub fate: Fate,
+}
+
+/// What becomes of an answer on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fate {
+    /// Sent at once.
+    Answer,
+    /// Never sent: the connection is reset (RST) after the request was read.
+    Reset,
+    /// Sent after the delay (longer than the client waits, in the fault tests).
+    Stall(std::time::Duration),
 }
 
 impl Response {
@@ -58,6 +70,15 @@ impl Response {
             status,
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
+            fate: Fate::Answer,
+        }
+    }
+
+    /// No answer at all: the request is read and the connection reset.
+    pub fn reset() -> Self {
+        Response {
+            fate: Fate::Reset,
+            ..Response::new(502, "text/plain", "")
         }
     }
 }
@@ -161,6 +182,17 @@ async fn serve_one(stream: tokio::net::TcpStream, handler: Handler) -> std::io::
             received: Instant::now(),
         };
         let resp = handler(req).await;
+        match resp.fate {
+            Fate::Answer => {}
+            Fate::Reset => {
+                // Linger 0: closing sends RST, as a load balancer dropping the connection does (a
+                // zero linger never blocks, which is what the deprecation warns of).
+                #[allow(deprecated)]
+                let _ = reader.get_ref().set_linger(Some(std::time::Duration::ZERO));
+                return Ok(());
+            }
+            Fate::Stall(d) => tokio::time::sleep(d).await,
+        }
         let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
         for (k, v) in &resp.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
@@ -176,12 +208,16 @@ async fn serve_one(stream: tokio::net::TcpStream, handler: Handler) -> std::io::
     }
 }
 
-/// A Slack stand-in: records requests; answers each from the script (then 200 `ok`, or for the
-/// Web API `{"ok": true}`).
+/// A Slack stand-in: records requests; answers each from the script (Slack did not post it), else
+/// posts it (200 `ok`, or for the Web API `{"ok": true}`) — then, if a loss is queued, loses that
+/// answer on the wire (the message is in the channel, the client never hears so).
 #[derive(Clone, Default)]
 pub struct SlackStandIn {
     pub requests: Arc<Mutex<Vec<Request>>>,
     pub script: Arc<Mutex<VecDeque<Response>>>,
+    /// The messages that reached the channel.
+    pub posted: Arc<Mutex<Vec<Request>>>,
+    pub losses: Arc<Mutex<VecDeque<Fate>>>,
 }
 
 impl SlackStandIn {
@@ -193,19 +229,24 @@ impl SlackStandIn {
             let state = state.clone();
             Box::pin(async move {
                 let api = req.path().starts_with("/api/");
-                state.requests.lock().expect("lock").push(req);
-                let scripted = state.script.lock().expect("lock").pop_front();
-                scripted.unwrap_or_else(|| {
-                    if api {
-                        Response::new(
-                            200,
-                            "application/json",
-                            r#"{"ok":true,"channel":"C0FINOPS","ts":"1700000000.000100"}"#,
-                        )
-                    } else {
-                        Response::new(200, "text/plain", "ok")
-                    }
-                })
+                state.requests.lock().expect("lock").push(req.clone());
+                if let Some(scripted) = state.script.lock().expect("lock").pop_front() {
+                    return scripted;
+                }
+                state.posted.lock().expect("lock").push(req);
+                let mut resp = if api {
+                    Response::new(
+                        200,
+                        "application/json",
+                        r#"{"ok":true,"channel":"C0FINOPS","ts":"1700000000.000100"}"#,
+                    )
+                } else {
+                    Response::new(200, "text/plain", "ok")
+                };
+                if let Some(fate) = state.losses.lock().expect("lock").pop_front() {
+                    resp.fate = fate;
+                }
+                resp
             })
         }))
         .await;
@@ -216,8 +257,18 @@ impl SlackStandIn {
         self.requests.lock().expect("lock").clone()
     }
 
+    /// The messages in the channel.
+    pub fn posted(&self) -> Vec<Request> {
+        self.posted.lock().expect("lock").clone()
+    }
+
     pub fn answer_next(&self, r: Response) {
         self.script.lock().expect("lock").push_back(r);
+    }
+
+    /// The next message is posted, but its answer meets `fate`.
+    pub fn lose_next_answer(&self, fate: Fate) {
+        self.losses.lock().expect("lock").push_back(fate);
     }
 }
 
@@ -265,6 +316,7 @@ pub fn from_function_url_response(v: &serde_json::Value) -> Response {
         status,
         headers,
         body: v.get("body").and_then(|b| b.as_str()).unwrap_or("").to_string(),
+        fate: Fate::Answer,
     }
 }
 
@@ -292,6 +344,7 @@ pub struct JiraStandIn {
     /// `Basic base64(email:token)` accepted.
     pub authorization: String,
     pub project: String,
+    pub losses: Arc<Mutex<VecDeque<Fate>>>,
 }
 
 fn jira_error(status: u16, messages: &[&str], errors: serde_json::Value) -> Response {
@@ -324,6 +377,7 @@ impl JiraStandIn {
                 base64::engine::general_purpose::STANDARD.encode(format!("{email}:{token}"))
             ),
             project: project.to_string(),
+            losses: Arc::default(),
         };
         let state = me.clone();
         let server = Server::start(Arc::new(move |req: Request| {
@@ -333,7 +387,11 @@ impl JiraStandIn {
                 if let Some(r) = state.script.lock().expect("lock").pop_front() {
                     return r;
                 }
-                state.answer(&req)
+                let mut resp = state.answer(&req);
+                if let Some(fate) = state.losses.lock().expect("lock").pop_front() {
+                    resp.fate = fate;
+                }
+                resp
             })
         }))
         .await;
@@ -414,6 +472,39 @@ impl JiraStandIn {
                     serde_json::json!({"id": (10000 + n).to_string(), "key": key, "self": format!("http://jira.local/rest/api/3/issue/{}", 10000 + n)}).to_string(),
                 )
             }
+            ("GET", ["search", "jql"]) => {
+                // Enhanced search, for the one query the client makes:
+                // `project = "P" AND labels = "L" ORDER BY created ASC`.
+                let jql = form_urlencoded::parse(req.query().as_bytes())
+                    .find(|(k, _)| k == "jql")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let quoted = |field: &str| {
+                    let start = jql.find(&format!("{field} = \""))? + field.len() + 4;
+                    let len = jql[start..].find('"')?;
+                    Some(jql[start..start + len].to_string())
+                };
+                let (Some(project), Some(label)) = (quoted("project"), quoted("labels")) else {
+                    return jira_error(400, &[&format!("Error in the JQL Query: {jql}")], serde_json::json!({}));
+                };
+                let found: Vec<serde_json::Value> = issues
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.key.starts_with(&format!("{project}-")))
+                    .filter(|(_, i)| {
+                        i.fields["labels"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().any(|x| x.as_str() == Some(label.as_str())))
+                    })
+                    .map(|(n, i)| serde_json::json!({"id": (10001 + n).to_string(), "key": i.key}))
+                    .take(1)
+                    .collect();
+                Response::new(
+                    200,
+                    "application/json;charset=UTF-8",
+                    serde_json::json!({"issues": found, "isLast": true}).to_string(),
+                )
+            }
             (method, ["issue", key, what]) => {
                 let Some(issue) = issues.iter_mut().find(|i| i.key == *key) else {
                     return jira_error(
@@ -477,6 +568,11 @@ impl JiraStandIn {
 
     pub fn issues(&self) -> Vec<JiraIssue> {
         self.issues.lock().expect("lock").clone()
+    }
+
+    /// The next request is carried out, but its answer meets `fate`.
+    pub fn lose_next_answer(&self, fate: Fate) {
+        self.losses.lock().expect("lock").push_back(fate);
     }
 
     pub fn answer_next(&self, r: Response) {

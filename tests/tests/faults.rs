@@ -18,11 +18,11 @@ fn scheduled_event() -> serde_json::Value {
     serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
 }
 
-/// Eight idle and eight busy instances; returns the idle ones.
-async fn fleet(moto: &Moto) -> BTreeSet<String> {
+/// `n` idle and `n` busy instances; returns the idle ones.
+async fn fleet(moto: &Moto, n: i32) -> BTreeSet<String> {
     let c = moto.clients().await;
-    let idle = seed::run_instances(&c.ec2, "t3.large", 8, &[("Owner", "ana")], false).await;
-    let busy = seed::run_instances(&c.ec2, "t3.large", 8, &[("Owner", "bo")], false).await;
+    let idle = seed::run_instances(&c.ec2, "t3.large", n, &[("Owner", "ana")], false).await;
+    let busy = seed::run_instances(&c.ec2, "t3.large", n, &[("Owner", "bo")], false).await;
     for id in &idle {
         seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now(), 14).await;
     }
@@ -47,7 +47,8 @@ fn failed(r: &RunReport) -> BTreeSet<String> {
 #[tokio::test]
 async fn at_twenty_percent_throttling_the_idle_scan_flags_what_the_fault_free_run_flags() {
     let moto = Moto::start().unwrap();
-    let idle = fleet(&moto).await;
+    // A few hundred instances: 150 idle, 150 busy.
+    let idle = fleet(&moto, 150).await;
     let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
     let clean = idle_ec2::handler::handle(scheduled_event(), &deps, now())
         .await
@@ -82,13 +83,14 @@ async fn at_twenty_percent_throttling_the_idle_scan_flags_what_the_fault_free_ru
 #[tokio::test]
 async fn with_get_metric_data_down_nothing_is_flagged_and_each_instance_is_reported_failed() {
     let moto = Moto::start().unwrap();
-    let idle = fleet(&moto).await;
+    let idle = fleet(&moto, 8).await;
     let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
     moto.inject_fault("monitoring", "GetMetricData", 1.0, 1, "503").await;
     let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
         .await
         .unwrap();
     assert!(report.findings.is_empty(), "{report:#?}");
+    assert_eq!(report.failed, 16, "the response says how many failed");
     for id in &idle {
         let o = report
             .outcomes
@@ -101,6 +103,38 @@ async fn with_get_metric_data_down_nothing_is_flagged_and_each_instance_is_repor
     // Four attempts each (CloudWatch's retry setting), then the run gave up.
     let rules = moto.faults().await;
     assert!(rules[0]["injected"].as_u64().unwrap() >= 4, "{rules}");
+
+    // What Lambda sees: the invocation fails (so the errors alarm fires and Lambda retries),
+    // and says what could not be assessed and why.
+    let invoked = idle_ec2::handler::function_handler(invocation(scheduled_event()), &deps).await;
+    let err = invoked.expect_err("a scan that assessed nothing is a failed invocation");
+    let text = err.to_string();
+    assert!(text.contains("none of the 16"), "{text}");
+    assert!(text.contains("GetMetricData"), "{text}");
+    assert!(text.contains("flagged and changed nothing"), "{text}");
+    assert_eq!(lambda_runtime::Diagnostic::from(err).error_type, "Retryable");
+}
+
+/// The event as the Lambda runtime hands it over (no deadline).
+fn invocation(payload: serde_json::Value) -> lambda_runtime::LambdaEvent<serde_json::Value> {
+    lambda_runtime::LambdaEvent::new(payload, lambda_runtime::Context::default())
+}
+
+#[tokio::test]
+async fn at_twenty_percent_metric_faults_an_invocation_that_assessed_some_succeeds_and_counts_the_rest() {
+    let moto = Moto::start().unwrap();
+    let idle = fleet(&moto, 40).await;
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    // Every GetMetricData answer that is not a fault is good; a share of the batches fail for
+    // good (one attempt each, so the seeded share shows through CloudWatch's retries).
+    moto.inject_fault("monitoring", "GetMetricData", 0.5, 3, "503").await;
+    let report = idle_ec2::handler::function_handler(invocation(scheduled_event()), &deps)
+        .await
+        .expect("a partial failure is reported, not raised");
+    assert!(flagged(&report).is_subset(&idle), "{report:#?}");
+    let missing: BTreeSet<String> = idle.difference(&flagged(&report)).cloned().collect();
+    assert!(missing.is_subset(&failed(&report)), "silently missing {missing:?}");
+    assert_eq!(report.failed, failed(&report).len());
 }
 
 fn ebs_event() -> serde_json::Value {
@@ -112,7 +146,7 @@ async fn at_twenty_percent_faults_the_volume_scan_flags_what_the_fault_free_run_
     let moto = Moto::start().unwrap();
     let c = moto.clients().await;
     let mut unattached = BTreeSet::new();
-    for i in 0..10 {
+    for i in 0..100 {
         let owner = format!("owner-{i}");
         unattached
             .insert(seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", owner.as_str())]).await);
@@ -170,7 +204,7 @@ async fn at_twenty_percent_slow_downs_the_bucket_sweep_flags_what_the_fault_free
             .build(),
     );
     let mut public = BTreeSet::new();
-    for i in 0..12 {
+    for i in 0..60 {
         let b = format!("bucket-{i:02}");
         client.create_bucket().bucket(&b).send().await.unwrap();
         if i % 2 == 0 {
@@ -201,4 +235,203 @@ async fn at_twenty_percent_slow_downs_the_bucket_sweep_flags_what_the_fault_free
     }
     let rules = moto.faults().await;
     assert!(rules[0]["injected"].as_u64().unwrap() > 0, "{rules}");
+}
+
+fn tag_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap()
+}
+
+/// 100 instances (and their 100 untagged root volumes), 100 more volumes and 40 buckets, half of
+/// each missing the required tags; returns the non-compliant ones.
+async fn tag_account(moto: &Moto, s3: &aws_sdk_s3::Client) -> BTreeSet<String> {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    const FULL: [(&str, &str); 3] = [("Owner", "ana"), ("CostCenter", "cc-42"), ("Environment", "prod")];
+    let c = moto.clients().await;
+    let mut bad: BTreeSet<String> = seed::run_instances(&c.ec2, "t3.micro", 50, &[("Name", "x")], false)
+        .await
+        .into_iter()
+        .collect();
+    seed::run_instances(&c.ec2, "t3.micro", 50, &FULL, false).await;
+    let mut good_volumes = BTreeSet::new();
+    for i in 0..100 {
+        let tags: &[(&str, &str)] = if i % 2 == 0 { &FULL } else { &[("Owner", "bo")] };
+        let v = seed::create_volume(&c.ec2, "gp3", 10, None, "us-east-1a", tags).await;
+        if i % 2 == 0 {
+            good_volumes.insert(v);
+        }
+    }
+    // The instances' root volumes carry no tags: they are non-compliant too.
+    let volumes = c.ec2.describe_volumes().send().await.unwrap();
+    for v in volumes.volumes() {
+        let id = v.volume_id().unwrap_or_default();
+        if !good_volumes.contains(id) {
+            bad.insert(id.to_string());
+        }
+    }
+    for i in 0..40 {
+        let b = format!("tags-{i:02}");
+        s3.create_bucket().bucket(&b).send().await.unwrap();
+        if i % 2 == 0 {
+            let mut tagging = Tagging::builder();
+            for (k, v) in FULL {
+                tagging = tagging.tag_set(Tag::builder().key(k).value(v).build().unwrap());
+            }
+            s3.put_bucket_tagging()
+                .bucket(&b)
+                .tagging(tagging.build().unwrap())
+                .send()
+                .await
+                .unwrap();
+        } else {
+            bad.insert(b);
+        }
+    }
+    bad
+}
+
+fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(true).build())
+}
+
+#[tokio::test]
+async fn at_twenty_percent_faults_the_tag_sweep_flags_what_the_fault_free_run_flags() {
+    let moto = Moto::start().unwrap();
+    let s3 = s3_client(&moto.sdk_config().await);
+    let bad = tag_account(&moto, &s3).await;
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let clean = tag_compliance::handler::handle(tag_event(), &deps, now())
+        .await
+        .unwrap();
+    assert_eq!(flagged(&clean), bad);
+    assert_eq!(clean.scanned, 340);
+
+    moto.inject_fault("ec2", "*", 0.2, 5, "throttle").await;
+    moto.inject_fault("s3", "*", 0.2, 6, "throttle").await;
+    for run in 0..3 {
+        let faulty = tag_compliance::handler::handle(tag_event(), &deps, now())
+            .await
+            .unwrap();
+        assert!(flagged(&faulty).is_subset(&bad), "run {run}: {faulty:#?}");
+        let missing: BTreeSet<String> = bad.difference(&flagged(&faulty)).cloned().collect();
+        assert!(
+            missing.is_subset(&failed(&faulty)),
+            "run {run}: silently missing {missing:?}"
+        );
+        assert_eq!(faulty.scanned, 340, "run {run}");
+    }
+    let rules = moto.faults().await;
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["injected"].as_u64().unwrap() > 0),
+        "{rules}"
+    );
+}
+
+#[tokio::test]
+async fn with_bucket_tagging_down_the_sweep_still_judges_instances_and_volumes_and_reports_each_bucket_failed() {
+    let moto = Moto::start().unwrap();
+    let s3 = s3_client(&moto.sdk_config().await);
+    let bad = tag_account(&moto, &s3).await;
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    moto.inject_fault("s3", "GetBucketTagging", 1.0, 1, "503").await;
+    let report = tag_compliance::handler::function_handler(invocation(tag_event()), &deps)
+        .await
+        .expect("instances and volumes were assessed: the run reports, it does not fail");
+    let buckets: BTreeSet<String> = (0..40).map(|i| format!("tags-{i:02}")).collect();
+    let expected: BTreeSet<String> = bad.difference(&buckets).cloned().collect();
+    assert_eq!(
+        flagged(&report),
+        expected,
+        "instances and volumes judged, no bucket flagged"
+    );
+    assert_eq!(failed(&report), buckets, "every bucket reported failed");
+    assert_eq!(report.failed, 40);
+    assert!(report
+        .outcomes
+        .iter()
+        .filter(|o| o.outcome == OutcomeKind::Failed)
+        .all(|o| o.detail.contains("GetBucketTagging")));
+    assert!(
+        report.notes.iter().any(|n| n.contains("40 bucket(s) not assessed")),
+        "{:?}",
+        report.notes
+    );
+}
+
+fn cost_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/cost-alert/scheduled.json")).unwrap()
+}
+
+#[tokio::test]
+async fn with_cost_explorer_down_the_cost_check_alerts_nothing_and_the_invocation_fails_with_awss_error() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, "finops-state").await;
+    let deps = finops_tests::deps(&moto, Policy::default(), Some("finops-state"), None).await;
+    moto.inject_fault("ce", "*", 1.0, 1, "throttle").await;
+    let err = cost_alert::handler::function_handler(invocation(cost_event()), &deps)
+        .await
+        .expect_err("no spend read, nothing to judge");
+    assert!(err.to_string().contains("ThrottlingException"), "{err}");
+    assert!(err.is_retryable());
+    // Nothing claimed: the next run may alert.
+    let items = seed::scan_table(&c.dynamodb, "finops-state").await;
+    assert!(items.iter().all(|i| !i["pk"].starts_with("ALERT#")), "{items:?}");
+}
+
+fn sizing_event() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../events/rightsizing/scheduled.json")).unwrap()
+}
+
+#[tokio::test]
+async fn at_twenty_percent_faults_rightsizing_recommends_what_the_fault_free_run_recommends() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    let now = now();
+    let mut oversized = BTreeSet::new();
+    for i in 0..12 {
+        let id = seed::run_instance(&c.ec2, "m5.2xlarge", &[("Owner", "ana")]).await;
+        let peak = if i % 3 == 0 { 90.0 } else { 20.0 };
+        seed::put_hourly(&c.cloudwatch, "AWS/EC2", "CPUUtilization", &id, now, 14, |_| peak).await;
+        seed::put_hourly(&c.cloudwatch, "CWAgent", "mem_used_percent", &id, now, 14, |_| 30.0).await;
+        if i % 3 != 0 {
+            oversized.insert(id);
+        }
+    }
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let clean = rightsizing::handler::handle(sizing_event(), &deps, None, now)
+        .await
+        .unwrap();
+    assert_eq!(flagged(&clean), oversized);
+
+    moto.inject_fault("ec2", "*", 0.2, 8, "throttle").await;
+    moto.inject_fault("monitoring", "*", 0.2, 9, "503").await;
+    for run in 0..3 {
+        let faulty = rightsizing::handler::handle(sizing_event(), &deps, None, now)
+            .await
+            .unwrap();
+        assert!(flagged(&faulty).is_subset(&oversized), "run {run}: {faulty:#?}");
+        let missing: BTreeSet<String> = oversized.difference(&flagged(&faulty)).cloned().collect();
+        assert!(
+            missing.is_subset(&failed(&faulty)),
+            "run {run}: silently missing {missing:?}"
+        );
+        // The same recommendation as the fault-free run, for each one flagged.
+        for f in &faulty.findings {
+            let twin = clean.findings.iter().find(|c| c.id == f.id).unwrap();
+            assert_eq!(f.estimated_monthly_savings_usd, twin.estimated_monthly_savings_usd);
+        }
+    }
+    let rules = moto.faults().await;
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["injected"].as_u64().unwrap() > 0),
+        "{rules}"
+    );
 }

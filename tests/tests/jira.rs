@@ -135,7 +135,16 @@ async fn one_issue_per_finding_with_the_evidence_dollars_and_links() {
         f["summary"],
         format!("[FinOps] idle-ec2: {id} (owner ana) $60.74/month")
     );
-    assert_eq!(f["labels"], json!(["finops-autopilot", "finops-idle-ec2"]));
+    // The last label names the finding, so an issue whose create went unanswered is found again.
+    let finding_id = requests[0]["finding"]["id"].as_str().unwrap();
+    assert_eq!(
+        f["labels"],
+        json!([
+            "finops-autopilot",
+            "finops-idle-ec2",
+            remediation::jira::finding_label(finding_id)
+        ])
+    );
     assert_eq!(f["priority"]["name"], "Medium");
     assert!(is_adf_doc(&f["description"]));
     let description = texts(&f["description"]);

@@ -325,3 +325,80 @@ fn the_link_key_the_notifiers_keys_and_the_switch_are_each_closed_to_who_does_no
     assert!(jira.get("FINOPS_LINK_SECRET_ID").is_none());
     assert!(format!("{:?}", jira["FINOPS_APPROVAL_URL"]).contains("ApprovalFunctionUrl"));
 }
+
+/// A scan that could assess only part of what it looked at succeeds: the failed-outcomes alarm is
+/// what tells the operator. It must watch the very series the scans emit (EMF `Outcomes` with
+/// `Rule` and `Outcome=failed`) for every scanning rule.
+#[test]
+fn the_failed_outcomes_alarm_watches_the_series_every_scan_emits() {
+    use remediation::model::{Outcome, OutcomeKind, RunReport};
+    let t = template();
+    let alarm = &t["Resources"]["FailedOutcomesAlarm"]["Properties"];
+    assert!(
+        format!("{:?}", alarm["AlarmActions"]).contains("\"Topic\""),
+        "{alarm:?}"
+    );
+    let watched: BTreeSet<(String, String, String)> = alarm["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("MetricStat"))
+        .map(|s| {
+            let metric = &s["Metric"];
+            let dims: BTreeMap<String, String> = metric["Dimensions"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|d| (d["Name"].as_str().unwrap().into(), d["Value"].as_str().unwrap().into()))
+                .collect();
+            assert_eq!(dims.len(), 2, "{dims:?}");
+            (
+                format!(
+                    "{}/{}",
+                    metric["Namespace"].as_str().unwrap(),
+                    metric["MetricName"].as_str().unwrap()
+                ),
+                dims["Rule"].clone(),
+                dims["Outcome"].clone(),
+            )
+        })
+        .collect();
+    let rules = [
+        remediation::detect::idle_ec2::RULE,
+        remediation::detect::ebs_cleanup::RULE,
+        remediation::detect::s3_public::RULE,
+        remediation::detect::cost_alert::RULE,
+        remediation::detect::tag_compliance::RULE,
+        remediation::detect::rightsizing::RULE,
+    ];
+    let emitted: BTreeSet<(String, String, String)> = rules
+        .iter()
+        .flat_map(|rule| {
+            let report = RunReport {
+                rule: rule.to_string(),
+                mode: remediation::policy::Mode::DryRun,
+                scanned: 1,
+                findings: vec![],
+                outcomes: vec![Outcome::new("x", OutcomeKind::Failed, "throttled")],
+                estimated_monthly_savings_usd: 0.0,
+                failed: 1,
+                notes: vec![],
+            };
+            remediation::telemetry::run_metrics(&report, 0)
+        })
+        .filter(|r| r.get("Outcome").is_some())
+        .map(|r| {
+            let m = &r["_aws"]["CloudWatchMetrics"][0];
+            (
+                format!(
+                    "{}/{}",
+                    m["Namespace"].as_str().unwrap(),
+                    m["Metrics"][0]["Name"].as_str().unwrap()
+                ),
+                r["Rule"].as_str().unwrap().to_string(),
+                r["Outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(watched, emitted);
+}

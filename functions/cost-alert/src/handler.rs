@@ -10,7 +10,9 @@ use remediation::Error;
 
 /// Lambda entry point.
 pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
-    handle(event.payload, deps, Utc::now()).await
+    handle(event.payload, deps, Utc::now())
+        .await
+        .and_then(remediation::flow::invocation_result)
 }
 
 /// Checks that `payload` is a scheduled event, then checks costs at `now`.

@@ -106,13 +106,30 @@ async fn ensure_issue(
     now: DateTime<Utc>,
 ) -> Result<(Option<String>, bool), Error> {
     let state = app.state()?;
-    match state.ticket(&f.id, now).await? {
+    let unsure = match state.ticket(&f.id, now).await? {
         Ticket::Created { key } => return Ok((Some(key), false)),
         Ticket::Creating => return Ok((None, false)),
-        Ticket::None => {}
-    }
+        Ticket::None => false,
+        Ticket::Unsure => true,
+    };
     if !state.claim_ticket(&f.id, now).await? {
         return Ok((None, false));
+    }
+    let label = jira::finding_label(&f.id);
+    if unsure {
+        // An earlier create may have opened it: look before opening another.
+        match app.jira.find_by_label(&app.deps.policy.jira.project_key, &label).await {
+            Ok(Some(key)) => {
+                state.ticket_created(&f.id, &key, "opened", now).await?;
+                tracing::info!(finding = %f.id, key, "found the issue an unanswered create had opened");
+                return Ok((Some(key), false));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                leave_uncertain(state, f, now, &e).await;
+                return Err(e);
+            }
+        }
     }
     let body = jira::issue_fields(f, &app.deps.policy.jira, decide_url);
     match app.jira.create_issue(&body).await {
@@ -120,12 +137,27 @@ async fn ensure_issue(
             state.ticket_created(&f.id, &key, "opened", now).await?;
             Ok((Some(key), true))
         }
+        Err(e @ Error::Unanswered { .. }) => {
+            leave_uncertain(state, f, now, &e).await;
+            Err(e)
+        }
+        Err(e) if unsure => {
+            leave_uncertain(state, f, now, &e).await;
+            Err(e)
+        }
         Err(e) => {
             if let Err(release) = state.release_ticket(&f.id).await {
                 tracing::error!(error = %release, finding = %f.id, "could not release the ticket claim; it lapses in 5 minutes");
             }
             Err(e)
         }
+    }
+}
+
+/// Marks the claim uncertain, so the retry searches before it creates.
+async fn leave_uncertain(state: &DynamoState, f: &Finding, now: DateTime<Utc>, e: &Error) {
+    if let Err(mark) = state.ticket_uncertain(&f.id, now, &e.to_string()).await {
+        tracing::error!(error = %mark, finding = %f.id, "could not mark the ticket uncertain; the claim lapses in 5 minutes and the next run searches then");
     }
 }
 
@@ -163,12 +195,20 @@ async fn update_issue(
         Ok(format!("{key}: commented"))
     }
     .await;
-    if written.is_err() {
-        if let Err(release) = state.release_ticket_event(&f.id, event).await {
-            tracing::error!(error = %release, finding = %f.id, event, "could not release the event claim");
+    match written {
+        // Jira may have written it: the claim stays, so a retry does not comment twice.
+        Err(e @ Error::Unanswered { .. }) => {
+            tracing::error!(error = %e, finding = %f.id, event, "Jira did not answer; the update is not written again");
+            Ok(format!("{key}: {event} sent, unanswered ({e}); not repeated"))
         }
+        Err(e) => {
+            if let Err(release) = state.release_ticket_event(&f.id, event).await {
+                tracing::error!(error = %release, finding = %f.id, event, "could not release the event claim");
+            }
+            Err(e)
+        }
+        ok => ok,
     }
-    written
 }
 
 async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String, Error> {

@@ -50,7 +50,9 @@ impl App {
 /// Lambda entry point.
 pub async fn function_handler(event: LambdaEvent<serde_json::Value>, app: &App) -> Result<RunReport, Error> {
     let explainer = app.bedrock.as_ref().map(|b| b as &dyn Explainer);
-    handle(event.payload, &app.deps, explainer, Utc::now()).await
+    handle(event.payload, &app.deps, explainer, Utc::now())
+        .await
+        .and_then(remediation::flow::invocation_result)
 }
 
 /// Checks that `payload` is a scheduled event, then sizes the running instances at `now`.

@@ -12,7 +12,9 @@ use remediation::Error;
 
 /// Lambda entry point.
 pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps) -> Result<RunReport, Error> {
-    remediation::flow::within_invocation(event.context.deadline, handle(event.payload, deps, Utc::now())).await
+    remediation::flow::within_invocation(event.context.deadline, handle(event.payload, deps, Utc::now()))
+        .await
+        .and_then(remediation::flow::invocation_result)
 }
 
 /// Works out the trigger, then runs at `now`.
@@ -58,6 +60,7 @@ fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
         findings: vec![],
         outcomes: vec![],
         estimated_monthly_savings_usd: 0.0,
+        failed: 0,
         notes: vec![note],
     }
 }

@@ -1,7 +1,9 @@
 //! Renders each SNS message (a FinOps message, or a CloudWatch alarm's state change) as Block Kit
 //! and posts it to Slack — once: a replayed message finds its post claimed in the state table and
 //! is skipped. A failed post releases the claim and fails the invocation, so Lambda's retries and
-//! the on-failure destination keep the message.
+//! the on-failure destination keep the message. A post Slack may have received without answering
+//! (a timeout, a connection cut after sending) keeps its claim and is reported `uncertain`: posted
+//! at most once, never twice.
 //! Messages that a digest summarises are not posted on their own.
 
 use std::time::Duration;
@@ -97,6 +99,18 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
                 }
                 tracing::info!(kind = incoming.kind(), key, "posted to Slack");
                 results.push(json!({"kind": incoming.kind(), "posted": true}));
+            }
+            Err(e @ Error::Unanswered { .. }) => {
+                // Slack may have posted it: a retry could post it twice, so the claim stays and
+                // the message is reported, not repeated.
+                let why = e.to_string();
+                if let Some(state) = &app.deps.state {
+                    if let Err(mark) = state.mark_post_uncertain(&key, Utc::now().max(now), &why).await {
+                        tracing::error!(error = %mark, key, "could not record the uncertain post; the claim lapses in 5 minutes");
+                    }
+                }
+                tracing::error!(error = %why, kind = incoming.kind(), key, "Slack did not answer; the message may or may not be in the channel and is not posted again");
+                results.push(json!({"kind": incoming.kind(), "posted": "uncertain", "why": why}));
             }
             Err(e) => {
                 if let Some(state) = &app.deps.state {

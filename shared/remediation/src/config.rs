@@ -156,6 +156,7 @@ impl Deps {
             report.notes.insert(0, stop);
         }
         report.notes.insert(0, format!("policy: {}", self.policy_source));
+        report.failed = crate::model::RunReport::count_failed(&report.outcomes);
         crate::telemetry::emit(&crate::telemetry::run_metrics(
             report,
             chrono::Utc::now().timestamp_millis(),

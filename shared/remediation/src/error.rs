@@ -44,9 +44,19 @@ pub enum Error {
     #[error("{service}: {message}")]
     Http { service: &'static str, message: String },
 
+    /// A service outside AWS may have received and acted on the request, but no answer came (it
+    /// timed out, or the connection was cut after the request was sent). Retrying could act twice.
+    #[error("{service} may have received the request but did not answer: {message}")]
+    Unanswered { service: &'static str, message: String },
+
     /// A service outside AWS refused the request for good (4xx): retrying the same input fails again.
     #[error("{service} refused the request: {message}")]
     Refused { service: &'static str, message: String },
+
+    /// A scan judged nothing: every resource it tried failed (a service down). The run flagged
+    /// and changed nothing; the invocation fails so the errors alarm fires and Lambda retries.
+    #[error("{rule} could assess none of the {failed} resources it tried, so it flagged and changed nothing; the first: {first}")]
+    Unassessed { rule: String, failed: usize, first: String },
 
     /// A resource was not in the state the action needs; nothing was changed.
     #[error("precondition failed for {resource}: {message}")]
@@ -56,7 +66,13 @@ pub enum Error {
 impl Error {
     /// Whether the same invocation could succeed if tried again (throttling, timeouts, 5xx).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Aws { retryable: true, .. } | Error::Http { .. })
+        matches!(
+            self,
+            Error::Aws { retryable: true, .. }
+                | Error::Http { .. }
+                | Error::Unanswered { .. }
+                | Error::Unassessed { .. }
+        )
     }
 
     /// Wraps an SDK error, keeping AWS's error code and message; without them, says briefly what

@@ -76,6 +76,7 @@ impl<'a> RunContext<'a> {
             mode: self.mode,
             scanned,
             estimated_monthly_savings_usd: crate::model::RunReport::total_savings(&findings),
+            failed: crate::model::RunReport::count_failed(&outcomes),
             findings,
             outcomes,
             notes: all_notes,
@@ -123,6 +124,27 @@ pub async fn within_invocation<F: std::future::Future>(deadline_ms: u64, fut: F)
         Some(deadline) => within_deadline(deadline, fut).await,
         None => fut.await,
     }
+}
+
+/// What a scan's invocation returns: its report, or — when it could assess nothing (a service
+/// down) — an error naming the first failure, after the report has been logged, so Lambda counts
+/// an error (the template's errors alarm) and retries the event.
+pub fn invocation_result(report: crate::model::RunReport) -> Result<crate::model::RunReport> {
+    if !report.assessed_nothing() {
+        return Ok(report);
+    }
+    let first = report
+        .outcomes
+        .iter()
+        .find(|o| o.outcome == OutcomeKind::Failed)
+        .map(|o| format!("{}: {}", o.finding_id, o.detail))
+        .unwrap_or_default();
+    tracing::error!(report = %serde_json::to_string(&report).unwrap_or_default(), "nothing could be assessed");
+    Err(Error::Unassessed {
+        rule: report.rule,
+        failed: report.failed,
+        first,
+    })
 }
 
 /// How long the invocation has left, when it has a deadline.

@@ -44,21 +44,28 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// HTTPS with the system's roots (plain HTTP allowed, for local test servers).
+    /// HTTPS with the system's roots (plain HTTP allowed, for local test servers). `timeout` bounds
+    /// each request; connecting may take a third of it, so a timeout after that means the request
+    /// was sent.
     pub fn new(timeout: Duration) -> Result<Self> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connect_timeout(timeout)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| Error::Config(format!("no TLS root certificates: {e}")))?
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Ok(HttpClient {
             inner: Client::builder(TokioExecutor::new()).build(https),
             timeout,
         })
     }
 
-    /// Sends one request; `service` names the peer in errors.
+    /// Sends one request; `service` names the peer in errors. A failure before the request left
+    /// (no connection) is [`Error::Http`]; one after it may have arrived (no answer in time, the
+    /// connection cut mid-answer) is [`Error::Unanswered`], since the peer may have acted on it.
     pub async fn send(
         &self,
         service: &'static str,
@@ -68,6 +75,7 @@ impl HttpClient {
         body: Vec<u8>,
     ) -> Result<Response> {
         let unreachable = |message: String| Error::Http { service, message };
+        let unanswered = |message: String| Error::Unanswered { service, message };
         let mut req = hyper::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -76,11 +84,13 @@ impl HttpClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Error::Config(format!("bad {service} request to {url}: {e}")))?;
         let answer = tokio::time::timeout(self.timeout, async {
-            let resp = self
-                .inner
-                .request(req)
-                .await
-                .map_err(|e| unreachable(format!("request failed: {e}")))?;
+            let resp = self.inner.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    unreachable(format!("could not connect: {e}"))
+                } else {
+                    unanswered(format!("the connection failed after the request was sent: {e}"))
+                }
+            })?;
             let status = resp.status().as_u16();
             let headers = resp
                 .headers()
@@ -91,7 +101,7 @@ impl HttpClient {
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| unreachable(format!("answer cut short: {e}")))?
+                .map_err(|e| unanswered(format!("answer cut short: {e}")))?
                 .to_bytes();
             Ok::<_, Error>(Response {
                 status,
@@ -100,9 +110,14 @@ impl HttpClient {
             })
         })
         .await
-        .map_err(|_| unreachable(format!("no answer within {} s", self.timeout.as_secs())))??;
+        .map_err(|_| unanswered(format!("no answer within {:.1} s", self.timeout.as_secs_f64())))??;
         Ok(answer)
     }
+}
+
+/// The share of a request's time that connecting may take: a third, at least 100 ms.
+fn connect_timeout(timeout: Duration) -> Duration {
+    (timeout / 3).max(Duration::from_millis(100))
 }
 
 /// How long to honour a service's 429 `Retry-After` inside one invocation.

@@ -119,10 +119,20 @@ pub fn description(f: &Finding, decide_url: Option<&str>) -> Value {
     doc(blocks)
 }
 
+/// The label that names a finding's issue (Jira labels allow no spaces; finding ids are long), so
+/// an issue whose create went unanswered can be found again.
+pub fn finding_label(finding_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(finding_id.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("finops-id-{hex}")
+}
+
 /// The create-issue body for a finding under `policy`.
 pub fn issue_fields(f: &Finding, policy: &JiraPolicy, decide_url: Option<&str>) -> Value {
     let mut labels = policy.labels.clone();
     labels.push(format!("finops-{}", f.rule));
+    labels.push(finding_label(&f.id));
     let mut fields = json!({
         "project": {"key": policy.project_key},
         "issuetype": {"name": policy.issue_type},
@@ -216,7 +226,9 @@ impl JiraClient {
                 let mut e = failure("jira", &resp);
                 let detail = format!("{method} {path}: HTTP {}: {}", resp.status, jira_errors(&resp.body));
                 match &mut e {
-                    Error::Http { message, .. } | Error::Refused { message, .. } => *message = detail,
+                    Error::Http { message, .. }
+                    | Error::Refused { message, .. }
+                    | Error::Unanswered { message, .. } => *message = detail,
                     _ => {}
                 }
                 Err(e)
@@ -231,6 +243,26 @@ impl JiraClient {
             service: "jira",
             message: "create issue answered without a key".into(),
         })
+    }
+
+    /// The key of the issue in `project` labelled `label`, if there is one (enhanced JQL search).
+    pub async fn find_by_label(&self, project: &str, label: &str) -> Result<Option<String>> {
+        let jql = format!("project = \"{project}\" AND labels = \"{label}\" ORDER BY created ASC");
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("jql", &jql)
+            .append_pair("fields", "key")
+            .append_pair("maxResults", "1")
+            .finish();
+        let v = self
+            .call("GET", &format!("/rest/api/3/search/jql?{query}"), None)
+            .await?;
+        let Some(issues) = v["issues"].as_array() else {
+            return Err(Error::Http {
+                service: "jira",
+                message: "the issue search answered without an issues list".into(),
+            });
+        };
+        Ok(issues.first().and_then(|i| i["key"].as_str()).map(str::to_string))
     }
 
     /// Adds a comment (an ADF document) to an issue.

@@ -280,12 +280,33 @@ pub struct RunReport {
     pub outcomes: Vec<Outcome>,
     /// Sum of the findings' known monthly savings.
     pub estimated_monthly_savings_usd: f64,
+    /// How many outcomes are `failed`: resources that could not be assessed (AWS's error in their
+    /// detail) and actions that failed.
+    #[serde(default)]
+    pub failed: usize,
     /// Things the operator should know about this run (state off, policy source, ...).
     #[serde(default)]
     pub notes: Vec<String>,
 }
 
 impl RunReport {
+    /// Counts the `failed` outcomes.
+    pub fn count_failed(outcomes: &[Outcome]) -> usize {
+        outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).count()
+    }
+
+    /// Whether the run could judge nothing: something failed, nothing was flagged, and every
+    /// resource it looked at either failed or was left alone by a guard. That is a service
+    /// down, not a resource in trouble.
+    pub fn assessed_nothing(&self) -> bool {
+        let skipped = self
+            .outcomes
+            .iter()
+            .filter(|o| o.outcome == OutcomeKind::Skipped)
+            .count();
+        self.failed > 0 && self.findings.is_empty() && self.failed + skipped >= self.scanned
+    }
+
     /// Sums the findings' known savings, rounded to cents.
     pub fn total_savings(findings: &[Finding]) -> f64 {
         // An empty float sum is -0.0; adding 0.0 makes it 0.

@@ -29,8 +29,32 @@ pub struct Ports<'a> {
     pub config: &'a dyn ConfigApi,
 }
 
-/// Every instance (not terminated), volume and bucket, with tags.
-pub async fn inventory(ports: &Ports<'_>, account: &str, region: &str) -> Result<Vec<Resource>> {
+/// What the sweep read: every instance (not terminated), volume and bucket with its tags, and the
+/// buckets whose tags could not be read (AWS's error beside each), which are not assessed.
+pub struct Inventory {
+    pub resources: Vec<Resource>,
+    pub unread: Vec<(Resource, String)>,
+}
+
+impl Inventory {
+    /// A `failed` outcome per resource whose tags could not be read.
+    fn failed_outcomes(&self) -> Vec<Outcome> {
+        self.unread
+            .iter()
+            .map(|(r, e)| {
+                Outcome::new(
+                    Finding::id_for(RULE, r),
+                    OutcomeKind::Failed,
+                    format!("tags unreadable, not assessed: {e}"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Reads the inventory. A listing that fails fails the run; one bucket whose tags cannot be read
+/// is reported, and the others go on.
+pub async fn inventory(ports: &Ports<'_>, account: &str, region: &str) -> Result<Inventory> {
     let mut out: Vec<Resource> = ports
         .instances
         .live_instances()
@@ -39,15 +63,22 @@ pub async fn inventory(ports: &Ports<'_>, account: &str, region: &str) -> Result
         .map(|i| i.resource())
         .collect();
     out.extend(ports.volumes.all_volumes().await?.iter().map(|v| v.resource()));
+    let mut unread = Vec::new();
     for (name, bucket_region) in ports.buckets.buckets().await? {
-        let tags = ports.buckets.bucket_tags(&name, &bucket_region).await?;
-        out.push(Resource {
+        let mut bucket = Resource {
             kind: ResourceKind::S3Bucket,
             id: name,
             account: account.to_string(),
             region: bucket_region,
-            tags,
-        });
+            tags: Default::default(),
+        };
+        match ports.buckets.bucket_tags(&bucket.id, &bucket.region).await {
+            Ok(tags) => {
+                bucket.tags = tags;
+                out.push(bucket);
+            }
+            Err(e) => unread.push((bucket, e.to_string())),
+        }
     }
     for r in out.iter_mut() {
         if r.account.is_empty() {
@@ -57,7 +88,7 @@ pub async fn inventory(ports: &Ports<'_>, account: &str, region: &str) -> Result
             r.region = region.to_string();
         }
     }
-    Ok(out)
+    Ok(Inventory { resources: out, unread })
 }
 
 /// The Config evaluation of one configuration item.
@@ -119,6 +150,7 @@ pub async fn on_config_event(
     now: DateTime<Utc>,
 ) -> Result<RunReport> {
     let mut notes = vec![format!("Config rule {}", event.rule_name)];
+    let mut unassessed = Vec::new();
     let items: Vec<ConfigItem> = match event.invocation {
         ConfigInvocation::Change(item) => vec![item],
         ConfigInvocation::Oversized {
@@ -138,19 +170,28 @@ pub async fn on_config_event(
                 }]
             }
         },
-        ConfigInvocation::Scheduled { at } => inventory(ports, &event.account, region)
-            .await?
-            .into_iter()
-            .filter_map(|r| {
-                Some(ConfigItem {
-                    resource_type: tag_compliance::config_type(r.kind)?.to_string(),
-                    resource_id: r.id,
-                    status: "OK".into(),
-                    tags: r.tags,
-                    capture_time: at,
+        ConfigInvocation::Scheduled { at } => {
+            let read = inventory(ports, &event.account, region).await?;
+            unassessed = read.failed_outcomes();
+            if !unassessed.is_empty() {
+                notes.push(format!(
+                    "{} bucket(s) not evaluated (tags unreadable): Config keeps their last evaluation",
+                    unassessed.len()
+                ));
+            }
+            read.resources
+                .into_iter()
+                .filter_map(|r| {
+                    Some(ConfigItem {
+                        resource_type: tag_compliance::config_type(r.kind)?.to_string(),
+                        resource_id: r.id,
+                        status: "OK".into(),
+                        tags: r.tags,
+                        capture_time: at,
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        }
     };
     let evaluations: Vec<Evaluation> = items
         .iter()
@@ -184,8 +225,10 @@ pub async fn on_config_event(
             findings.extend(sweep.findings);
         }
     }
+    let scanned = items.len() + unassessed.len();
+    outcomes.extend(unassessed);
     let ctx = RunContext::new(RULE, policy, Sinks::default(), now);
-    let mut report = ctx.report(RULE, items.len(), findings, outcomes, notes);
+    let mut report = ctx.report(RULE, scanned, findings, outcomes, notes);
     report
         .notes
         .retain(|n| !n.starts_with("state is off") && !n.starts_with("notifications are off"));
@@ -211,7 +254,9 @@ pub async fn sweep(
     if p.action == TagAction::MarkAndStop {
         ctx.check_sinks()?;
     }
-    let resources = inventory(ports, account, region).await?;
+    let read = inventory(ports, account, region).await?;
+    let unassessed = read.failed_outcomes();
+    let resources = read.resources;
     let result = tag_compliance::sweep(&resources, policy, now);
     let pct = |t: &str| result.by_type.get(t).map(|c| c.percent()).unwrap_or(100.0);
     let mut notes = vec![format!(
@@ -222,9 +267,16 @@ pub async fn sweep(
         pct("AWS::EC2::Volume"),
         pct("AWS::S3::Bucket")
     )];
+    if !unassessed.is_empty() {
+        notes.push(format!(
+            "{} bucket(s) not assessed (tags unreadable) and left out of the figures",
+            unassessed.len()
+        ));
+    }
     let acting = ctx.mode != Mode::DryRun;
     let today = now.date_naive();
-    let mut outcomes = Vec::new();
+    let scanned = resources.len() + unassessed.len();
+    let mut outcomes = unassessed;
     for f in &result.findings {
         let missing = match &f.evidence {
             crate::model::Evidence::TagCompliance(e) => e.missing.join(", "),
@@ -349,5 +401,5 @@ pub async fn sweep(
     }
     let mut findings = result.findings;
     findings.extend(stops);
-    Ok(ctx.report(RULE, resources.len(), findings, outcomes, notes))
+    Ok(ctx.report(RULE, scanned, findings, outcomes, notes))
 }

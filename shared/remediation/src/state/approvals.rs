@@ -899,6 +899,23 @@ impl ApprovalStore for DynamoState {
         Ok(())
     }
 
+    async fn mark_post_uncertain(&self, key: &str, now: DateTime<Utc>, why: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("POST#{key}")))
+            .key("sk", s("SLACK"))
+            .update_expression("SET #st = :uncertain, uncertain_at = :at, uncertain_why = :why")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":uncertain", s("uncertain"))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .expression_attribute_values(":why", s(why))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn release_post(&self, key: &str) -> Result<()> {
         self.client
             .delete_item()

@@ -332,6 +332,9 @@ pub trait ApprovalStore: Send + Sync {
     async fn mark_posted(&self, key: &str, now: DateTime<Utc>) -> Result<()>;
     /// Releases a claim after a failed post, so the retry may post.
     async fn release_post(&self, key: &str) -> Result<()>;
+    /// Records that the post of `key` may have reached Slack without an answer (`why`): the claim
+    /// stays, so no retry posts it a second time.
+    async fn mark_post_uncertain(&self, key: &str, now: DateTime<Utc>, why: &str) -> Result<()>;
     /// A finding's audit trail, oldest first.
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>>;
 }

@@ -3,7 +3,9 @@
 //! events already written to the issue, so a replayed update never comments twice.
 //!
 //! Creating is claimed first (status `creating`, lapsing after 5 minutes so a crashed run does not
-//! block the finding for good), then the key is stored; a failed create releases the claim.
+//! block the finding for good), then the key is stored; a failed create releases the claim. A
+//! create Jira may have carried out without answering leaves the ticket `uncertain`: the next run
+//! searches for the finding's label before it creates anything.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
@@ -20,6 +22,9 @@ pub enum Ticket {
     Creating,
     /// The issue exists.
     Created { key: String },
+    /// An earlier create may have opened the issue (Jira did not answer, or its run stopped
+    /// mid-way): search for it before creating one.
+    Unsure,
 }
 
 fn ticket_pk(finding_id: &str) -> String {
@@ -44,9 +49,10 @@ impl DynamoState {
                 if claimed.is_some_and(|t| t > now - Duration::minutes(5)) {
                     Ticket::Creating
                 } else {
-                    Ticket::None
+                    Ticket::Unsure
                 }
             }
+            (Some("uncertain"), _) => Ticket::Unsure,
             _ => Ticket::None,
         })
     }
@@ -64,9 +70,12 @@ impl DynamoState {
             .item("kind", s("ticket"))
             .item("status", s("creating"))
             .item("claimed_at", s(now.to_rfc3339()))
-            .condition_expression("attribute_not_exists(pk) OR (#st = :creating AND claimed_at < :stale)")
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#st = :creating AND claimed_at < :stale) OR #st = :uncertain",
+            )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":creating", s("creating"))
+            .expression_attribute_values(":uncertain", s("uncertain"))
             .expression_attribute_values(":stale", s(stale.to_rfc3339()))
             .send()
             .await;
@@ -106,6 +115,26 @@ impl DynamoState {
             .send()
             .await;
         applied("DeleteItem", out).map(|_| ())
+    }
+
+    /// Records that a create held by this run went unanswered (`why`): the next run searches first.
+    pub async fn ticket_uncertain(&self, finding_id: &str, now: DateTime<Utc>, why: &str) -> Result<()> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(ticket_pk(finding_id)))
+            .key("sk", s(SK))
+            .update_expression("SET #st = :uncertain, uncertain_at = :at, uncertain_why = :why")
+            .condition_expression("#st = :creating")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":creating", s("creating"))
+            .expression_attribute_values(":uncertain", s("uncertain"))
+            .expression_attribute_values(":at", s(now.to_rfc3339()))
+            .expression_attribute_values(":why", s(why))
+            .send()
+            .await;
+        applied("UpdateItem", out).map(|_| ())
     }
 
     /// Claims writing `event` to the finding's issue; `false` when it was written already.
