@@ -15,9 +15,11 @@ requests at the same time.
 
 Faults for every service: `POST /_finops/faults` with {"service": "ec2", "operation":
 "DescribeInstances" (or "*"), "share": 0.2, "seed": 7, "fault": "throttle" | "500" | "503" |
-"drop" | "slow", "delay_ms": 2000} answers that seeded share of the matching requests as the
-service does when overloaded (EC2 RequestLimitExceeded 503, query services Throttling 400, JSON
-services ThrottlingException 400, S3 SlowDown 503), or drops the connection, or answers late.
+"drop" | "lost" | "slow", "delay_ms": 2000} answers that seeded share of the matching requests as
+the service does when overloaded (EC2 RequestLimitExceeded 503, query services Throttling 400, JSON
+services ThrottlingException 400, S3 SlowDown 503), or drops the connection, or carries the request
+out and then drops the connection ("lost": the client never hears that it succeeded), or answers
+late. A rule with share 0 injects nothing and counts (`seen`) the requests that reach it.
 A rule may also name `body_contains` (only requests whose body holds that string), `times` (at
 most that many faults) and `status` with `response` (this exact JSON answer instead, e.g. a
 TransactionCanceledException whose reasons say TransactionConflict).
@@ -178,6 +180,14 @@ def faulty_call(self, environ, start_response):
     if fault == "slow":
         time.sleep(chosen.get("delay_ms", 2000) / 1000.0)
         return _stock_call(self, environ, start_response)
+    if fault == "lost":
+        # Carried out, then the answer is lost: the connection drops before the client reads it.
+        result = _stock_call(self, environ, lambda *args, **kwargs: (lambda data: None))
+        for _ in result:
+            pass
+        if hasattr(result, "close"):
+            result.close()
+        fault = "drop"
     if fault == "drop":
         sock = environ.get("werkzeug.socket")
         if sock is not None:

@@ -117,11 +117,17 @@ impl Moto {
     }
 
     /// Answers a seeded `share` of `service`'s `operation` ("*": any) requests with `fault`
-    /// (`throttle`, `500`, `503`, `drop`, `slow`) as the service does (see `tests/moto_server.py`).
+    /// (`throttle`, `500`, `503`, `drop`, `lost`, `slow`) as the service does (see `tests/moto_server.py`).
     pub async fn inject_fault(&self, service: &str, operation: &str, share: f64, seed: u64, fault: &str) {
         let rule = serde_json::json!({
             "service": service, "operation": operation, "share": share, "seed": seed, "fault": fault,
         });
+        self.fault_control("POST", rule.to_string()).await;
+    }
+
+    /// Adds one fault rule as `tests/moto_server.py` reads it (e.g. a `lost` fault, or a counting
+    /// rule of share 0 after the others).
+    pub async fn fault_rule(&self, rule: serde_json::Value) {
         self.fault_control("POST", rule.to_string()).await;
     }
 

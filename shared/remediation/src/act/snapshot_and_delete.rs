@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
 use crate::detect::ebs_cleanup::{skip_reason, SIGHTING_SCOPE};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{ActionKind, Evidence, Finding, Tags};
 use crate::policy::Policy;
 use crate::state::StateStore;
@@ -165,6 +165,34 @@ impl SnapshotAndDelete<'_> {
             .map(|(id, state, _)| (id, state)))
     }
 
+    /// Takes the snapshot, at most one however the answers fare: CreateSnapshot has no client
+    /// token, so after a failed attempt (AWS may have started the snapshot and the answer been
+    /// lost) the spell's tag is looked up before another attempt. Without a known spell there is
+    /// nothing to look up, and a failure is not retried here (the next run retries).
+    async fn take_snapshot(&self, volume: &str, spec: &VolumeSpec, since: Option<DateTime<Utc>>) -> Result<String> {
+        const ATTEMPTS: u32 = 4;
+        let description = format!("FinOps Autopilot: before deleting {volume}");
+        let tags = restore_tags(spec, since.map(|t| sighting(volume, t)).as_deref());
+        let mut attempt = 1;
+        loop {
+            let err = match self.ec2.create_snapshot(volume, &description, &tags).await {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
+            };
+            if !err.is_retryable() || since.is_none() || attempt >= ATTEMPTS {
+                return Err(err);
+            }
+            // EC2 reads are eventually consistent: wait before looking, 1, 2, then 4 s.
+            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+            if let Some((id, _)) = self.earlier_snapshot(volume, since).await? {
+                tracing::warn!(volume, snapshot = %id, error = %err, "CreateSnapshot failed, but the snapshot was taken");
+                return Ok(id);
+            }
+            tracing::warn!(volume, attempt, error = %err, "CreateSnapshot failed and took no snapshot; trying again");
+            attempt += 1;
+        }
+    }
+
     /// Waits until the snapshot completes or the wait ends; returns its last state.
     async fn wait_for(&self, volume: &str, snapshot: &str) -> Result<String> {
         let deadline = tokio::time::Instant::now() + crate::flow::wait_budget(self.wait, self.policy);
@@ -269,14 +297,7 @@ impl Remediation for SnapshotAndDelete<'_> {
                     id
                 }
                 None => {
-                    let id = self
-                        .ec2
-                        .create_snapshot(
-                            volume,
-                            &format!("FinOps Autopilot: before deleting {volume}"),
-                            &restore_tags(&spec, since.map(|t| sighting(volume, t)).as_deref()),
-                        )
-                        .await?;
+                    let id = self.take_snapshot(volume, &spec, since).await?;
                     detail.push_str(&format!("snapshot {id} taken; "));
                     id
                 }
@@ -316,15 +337,66 @@ impl Remediation for SnapshotAndDelete<'_> {
                 )));
             }
         }
-        self.ec2.delete_volume(volume).await?;
+        // What counts is the volume: an answer lost after the delete makes the SDK's retry fail
+        // with InvalidVolume.NotFound, and the volume is gone all the same.
+        let deleted = self.ec2.delete_volume(volume).await;
         let after = self.ec2.describe_volumes(std::slice::from_ref(volume)).await?;
-        match after.first().map(|v| v.state.as_str()) {
-            None | Some("deleting") | Some("deleted") => Ok(Executed::Done(format!("{detail}volume deleted"))),
-            Some(other) => Err(precondition(
+        match (deleted, after.first().map(|v| v.state.as_str())) {
+            (Ok(()), None | Some("deleting") | Some("deleted")) => {
+                Ok(Executed::Done(format!("{detail}volume deleted")))
+            }
+            (Err(e), None | Some("deleting") | Some("deleted")) => {
+                tracing::warn!(volume, error = %e, "DeleteVolume failed, but the volume is gone");
+                Ok(Executed::Done(format!(
+                    "{detail}volume deleted ({e}, but the volume is gone)"
+                )))
+            }
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(other)) => Err(precondition(
                 volume,
                 format!("{detail}DeleteVolume returned but the volume is {other}"),
             )),
         }
+    }
+}
+
+/// Tag on a volume a rollback recreated: the snapshot it was made from.
+pub const RESTORED_FROM_TAG: &str = "finops:restored-from";
+
+/// The volume restored from `snapshot`: the one an earlier attempt made (its answer lost, or the
+/// rollback clicked twice), else a new one. Each failed attempt is followed by a look for the
+/// volume it may have made before the next.
+async fn restore_once(ec2: &dyn VolumeApi, spec: &VolumeSpec, snapshot: &str) -> Result<String> {
+    const ATTEMPTS: u32 = 4;
+    let made_earlier = || async {
+        Ok::<_, Error>(
+            ec2.volumes_tagged(RESTORED_FROM_TAG, snapshot)
+                .await?
+                .into_iter()
+                .find(|v| !matches!(v.state.as_str(), "deleting" | "deleted" | "error"))
+                .map(|v| v.id),
+        )
+    };
+    if let Some(id) = made_earlier().await? {
+        return Ok(id);
+    }
+    let mut tagged = spec.clone();
+    tagged.tags.insert(RESTORED_FROM_TAG.into(), snapshot.to_string());
+    let mut attempt = 1;
+    loop {
+        let err = match ec2.create_volume(&tagged, snapshot).await {
+            Ok(id) => return Ok(id),
+            Err(e) => e,
+        };
+        if !err.is_retryable() || attempt >= ATTEMPTS {
+            return Err(err);
+        }
+        tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+        if let Some(id) = made_earlier().await? {
+            tracing::warn!(snapshot, volume = %id, error = %err, "CreateVolume failed, but the volume was made");
+            return Ok(id);
+        }
+        attempt += 1;
     }
 }
 
@@ -344,7 +416,7 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&
                 "no completed snapshot of the volume to restore from",
             )
         })?;
-    let id = ec2.create_volume(spec, &snapshot).await?;
+    let id = restore_once(ec2, spec, &snapshot).await?;
     let created = ec2.describe_volumes(std::slice::from_ref(&id)).await?;
     match created.first() {
         Some(v) if v.availability_zone == spec.availability_zone && v.volume_type == spec.volume_type => Ok(format!(
@@ -438,6 +510,9 @@ mod tests {
         }
         async fn create_volume(&self, _spec: &VolumeSpec, _snapshot: &str) -> Result<String> {
             Ok("vol-2".into())
+        }
+        async fn volumes_tagged(&self, _k: &str, _v: &str) -> Result<Vec<EbsVolume>> {
+            Ok(vec![])
         }
     }
 

@@ -258,7 +258,8 @@ pub trait VolumeApi: Send + Sync {
     async fn all_volumes(&self) -> Result<Vec<EbsVolume>>;
     /// The current view of these volumes; ids AWS no longer knows are absent.
     async fn describe_volumes(&self, ids: &[String]) -> Result<Vec<EbsVolume>>;
-    /// Starts a snapshot of `volume_id` with `tags`; returns its id.
+    /// Starts a snapshot of `volume_id` with `tags`; returns its id. One attempt, never retried
+    /// inside: an error may follow a snapshot AWS did start.
     async fn create_snapshot(&self, volume_id: &str, description: &str, tags: &Tags) -> Result<String>;
     /// Snapshots of this account carrying `tag_key` = `tag_value`, as (id, state, start time), newest first.
     async fn snapshots_tagged(
@@ -268,8 +269,11 @@ pub trait VolumeApi: Send + Sync {
     ) -> Result<Vec<(String, String, Option<DateTime<Utc>>)>>;
     /// Deletes a volume.
     async fn delete_volume(&self, volume_id: &str) -> Result<()>;
-    /// Creates a volume from a snapshot; returns the new volume's id.
+    /// Creates a volume from a snapshot; returns the new volume's id. One attempt, with a client
+    /// token derived from the snapshot (AWS answers a repeat with the same volume).
     async fn create_volume(&self, spec: &VolumeSpec, snapshot_id: &str) -> Result<String>;
+    /// Volumes carrying `tag_key` = `tag_value`.
+    async fn volumes_tagged(&self, tag_key: &str, tag_value: &str) -> Result<Vec<EbsVolume>>;
 }
 
 /// Everything needed to recreate a volume as it was.
@@ -393,12 +397,18 @@ impl VolumeApi for Ec2 {
             .resource_type(ResourceType::Snapshot)
             .set_tags(Some(settable(tags)))
             .build();
+        // One attempt: CreateSnapshot takes no client token, so a retry after an answer that was
+        // lost takes a second snapshot. The caller looks for the first before it tries again.
         let out = self
             .client
             .create_snapshot()
             .volume_id(volume_id)
             .description(description)
             .tag_specifications(spec)
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default().retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(|e| Error::aws("ec2", "CreateSnapshot", e))?;
@@ -445,6 +455,11 @@ impl VolumeApi for Ec2 {
         Ok(())
     }
 
+    async fn volumes_tagged(&self, tag_key: &str, tag_value: &str) -> Result<Vec<EbsVolume>> {
+        self.volumes_filtered(vec![filter(&format!("tag:{tag_key}"), [tag_value.to_string()])])
+            .await
+    }
+
     async fn create_volume(&self, spec: &VolumeSpec, snapshot_id: &str) -> Result<String> {
         let mut req = self
             .client
@@ -470,7 +485,15 @@ impl VolumeApi for Ec2 {
                     .build(),
             );
         }
-        let out = req.send().await.map_err(|e| Error::aws("ec2", "CreateVolume", e))?;
+        let out = req
+            .client_token(format!("finops-restore-{snapshot_id}"))
+            .customize()
+            .config_override(
+                aws_sdk_ec2::config::Builder::default().retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| Error::aws("ec2", "CreateVolume", e))?;
         out.volume_id
             .ok_or_else(|| Error::unexpected("ec2", "CreateVolume", "no VolumeId in the answer"))
     }
