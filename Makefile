@@ -15,7 +15,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools browser infra-check deploy demo test build watch invoke bench lint fmt clean emergency-stop resume emergency-status
+.PHONY: help venv build-tools browser infra-check deploy demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status
 
 TABLE  ?= finops-state
 REASON ?= operator request
@@ -23,6 +23,7 @@ REASON ?= operator request
 help:
 	@echo "make demo     local AWS (moto), a seeded demo account, every function invoked, findings in dollars"
 	@echo "make test     every test (unit, moto end to end, sample events, bench wrapper check)"
+	@echo "make fuzz     one property per parser of outside data at 1,000,000 cases (make test runs 256 each)"
 	@echo "make invoke   FN=idle-ec2 EVENT=events/idle-ec2/scheduled.json: one local run against AWS_ENDPOINT_URL (real AWS if unset)"
 	@echo "make watch    FN=idle-ec2: cargo lambda watch (serve the function locally)"
 	@echo "make build    arm64 release zips of every function (target/lambda/<fn>/bootstrap.zip)"
@@ -74,6 +75,20 @@ infra-check: $(INFRA_VENV)/.installed $(SAM_VENV)/.installed
 
 test: venv browser infra-check
 	cargo test --workspace --no-fail-fast
+
+# One property per parser of outside data at a million generated inputs each (FUZZ_CASES), on the
+# test build; the Function URL property goes through the approval function and its table in moto,
+# so it runs FUZZ_HTTP_CASES. `make test` runs every property at 256. No regression files.
+FUZZ_CASES      ?= 1000000
+FUZZ_HTTP_CASES ?= 20000
+FUZZ_PROPERTIES := a_scheduled_event_of_any_shape a_compliance_change_of_any_shape a_config_rule_event_of_any_shape \
+	an_sns_event_of_any_shape an_sns_message_body_of_any_text any_string_is_refused_as_a_token \
+	slack_headers_of_any_value policy_text_of_any_kind a_model_answer_of_any_text a_dollar_amount_of_any_size \
+	a_query_or_body_of_any
+fuzz: venv
+	cargo test --workspace --test hostile_input --no-run
+	time PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --workspace --test hostile_input -- --test-threads 2 $(FUZZ_PROPERTIES)
+	time PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -q --workspace --test hostile_input -- a_function_url_request
 
 invoke: venv
 	@cargo build --quiet -p finops-tests --bin local && cargo build --quiet -p $(FN)

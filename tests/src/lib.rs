@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod httpserver;
+pub mod load;
 pub mod local;
 pub mod moto;
 pub mod oidc;

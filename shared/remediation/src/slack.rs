@@ -42,7 +42,9 @@ pub fn verify_signature(
         return Err(SignatureError::Missing);
     };
     let ts_num: i64 = ts.trim().parse().map_err(|_| SignatureError::Missing)?;
-    if (now.timestamp() - ts_num).abs() > MAX_SIGNATURE_AGE_SECONDS {
+    // Any i64 may arrive: an age that does not fit is as stale as one that does not pass.
+    let age = now.timestamp().checked_sub(ts_num).map(i64::unsigned_abs);
+    if age.is_none_or(|a| a > MAX_SIGNATURE_AGE_SECONDS.unsigned_abs()) {
         return Err(SignatureError::Stale);
     }
     let hex = sig.trim().strip_prefix("v0=").ok_or(SignatureError::Mismatch)?;
@@ -68,7 +70,8 @@ pub fn sign(signing_secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    // Digits only: `from_str_radix` alone would read "+a" as 0x0a.
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -80,16 +83,18 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
+/// Dollars to the cent with thousands separators; a missing or non-finite amount is `unknown`.
 pub fn usd(v: Option<f64>) -> String {
     match v {
-        Some(v) => format!("${}", thousands(v)),
-        None => "unknown".into(),
+        Some(v) if v.is_finite() => format!("${}", thousands(v)),
+        _ => "unknown".into(),
     }
 }
 
 fn thousands(v: f64) -> String {
+    // Saturates beyond ±9.2e16 dollars; `unsigned_abs` cannot overflow at i64::MIN.
     let cents = (v * 100.0).round() as i64;
-    let (whole, frac) = (cents.abs() / 100, cents.abs() % 100);
+    let (whole, frac) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
     let digits = whole.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

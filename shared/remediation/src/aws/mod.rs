@@ -23,9 +23,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use crate::error::{Error, Result};
 
 /// Counts API calls by `Service.Operation` (AWS's names: `EC2.DescribeInstances`) (one per operation, whatever its retries), so a run or
-/// a benchmark can report exactly what it asked of AWS.
+/// a benchmark can report exactly what it asked of AWS; and the attempts they took (a retry is
+/// one more attempt of the same call).
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>, Arc<std::sync::atomic::AtomicU64>);
 
 impl CallCounter {
     /// Calls so far, by `Service.Operation`.
@@ -39,6 +40,11 @@ impl CallCounter {
     /// All calls so far.
     pub fn total(&self) -> u64 {
         self.snapshot().values().sum()
+    }
+
+    /// Attempts so far, retries included.
+    pub fn attempts(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn add(&self, key: String) {
@@ -68,6 +74,16 @@ impl Intercept for CallCounter {
             None => "unknown".to_string(),
         };
         self.add(key);
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> std::result::Result<(), BoxError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }

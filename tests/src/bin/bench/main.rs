@@ -3,13 +3,19 @@
 //! first sightings, then a rerun). Reports AWS API calls by operation (counted in the SDK client),
 //! wall time and peak RSS of the scanning process, beside each scan's floor.
 //!
+//! Each scan's CPU seconds (user + system of the scanning child) stand beside its wall time.
+//! Then the fault table (`faults.rs`): each scan fault-free and at 20 % injected faults.
+//!
 //! `bench` runs everything; `bench 1000,5000` only the idle scan at those sizes; `bench others`
-//! only the other detectors.
+//! only the other detectors; `bench faults` only the fault table; `bench load` only the load on
+//! the approval function (200 concurrent mixed requests, latency p50/p99).
 //!
 //! Moto runs through tests/bench/moto_indexed.py (GetMetricData answered from an index; same
 //! answers as stock moto, checked by tests/tests/bench_wrapper.rs), because stock moto rescans
 //! every datapoint for every query and period and would not finish at N = 5,000.
 
+mod faults;
+mod load;
 mod others;
 
 use std::process::Command;
@@ -29,6 +35,40 @@ use remediation::rules::idle_ec2::{self, Ports};
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("bench: {msg}");
     std::process::exit(1)
+}
+
+/// CPU time of this process so far, user plus system, in seconds.
+pub(crate) fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given and reads nothing else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// What every scanning child prints beside its own figures: the resources it flagged and those it
+/// reported failed, its calls and attempts, CPU seconds and peak memory.
+pub(crate) fn child_report(
+    report: &remediation::model::RunReport,
+    clients: &Clients,
+    wall_ms: u128,
+) -> serde_json::Value {
+    use remediation::model::OutcomeKind;
+    let id_of = |finding_id: &str| finding_id.rsplit(':').next().unwrap_or_default().to_string();
+    serde_json::json!({
+        "scanned": report.scanned,
+        "findings": report.findings.len(),
+        "failed": report.outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).count(),
+        "flagged": report.findings.iter().map(|f| f.resource.id.clone()).collect::<Vec<_>>(),
+        "failed_ids": report.outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).map(|o| id_of(&o.finding_id)).collect::<Vec<_>>(),
+        "calls": clients.calls.snapshot(),
+        "attempts": clients.calls.attempts(),
+        "wall_ms": wall_ms,
+        "cpu_s": cpu_seconds(),
+        "peak_rss_kib": peak_rss_kib(),
+    })
 }
 
 /// Peak resident set of this process (VmHWM), in KiB.
@@ -73,18 +113,10 @@ async fn scan(endpoint: &str) {
     .await
     .unwrap_or_else(|e| fail(e));
     let wall_ms = started.elapsed().as_millis();
-    let out = serde_json::json!({
-        "scanned": report.scanned,
-        "findings": report.findings.len(),
-        "failed": report.outcomes.iter().filter(|o| o.outcome == remediation::model::OutcomeKind::Failed).count(),
-        "calls": clients.calls.snapshot(),
-        "wall_ms": wall_ms,
-        "peak_rss_kib": peak_rss_kib(),
-    });
-    println!("{out}");
+    println!("{}", child_report(&report, &clients, wall_ms));
 }
 
-async fn seed(moto: &Moto, n: usize) {
+pub(crate) async fn seed(moto: &Moto, n: usize) {
     let c = moto.clients().await;
     let now = Utc::now();
     let mut launched = Vec::with_capacity(n);
@@ -127,7 +159,7 @@ async fn main() {
     let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
     let moto_command = vec![python, wrapper];
     let sizes: Vec<usize> = match args.get(1).map(String::as_str) {
-        Some("others") => Vec::new(),
+        Some("others") | Some("faults") | Some("load") => Vec::new(),
         Some(list) => list
             .split(',')
             .map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}"))))
@@ -140,13 +172,19 @@ async fn main() {
     if matches!(args.get(1).map(String::as_str), None | Some("others")) {
         others::run(&moto_command, &me).await;
     }
+    if matches!(args.get(1).map(String::as_str), None | Some("faults")) {
+        faults::run(&moto_command, &me).await;
+    }
+    if matches!(args.get(1).map(String::as_str), None | Some("load")) {
+        load::run().await;
+    }
 }
 
 async fn idle(sizes: &[usize], moto_command: &[String], me: &std::path::Path) {
     println!("idle-ec2 scan, dry-run, 14-day lookback, 10% idle; moto 5.2.5 with the indexed GetMetricData wrapper");
     println!(
-        "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>10} {:>12}  calls by operation",
-        "N", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s"
+        "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>7} {:>10} {:>12}  calls by operation",
+        "N", "found", "failed", "calls", "floor", "wall s", "cpu s", "peak MiB", "seed s"
     );
     for &n in sizes {
         let moto = Moto::start_command(moto_command.to_vec()).unwrap_or_else(|e| fail(e));
@@ -167,13 +205,14 @@ async fn idle(sizes: &[usize], moto_command: &[String], me: &std::path::Path) {
             .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
             .unwrap_or(0);
         println!(
-            "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8.1} {:>10.1} {:>12.1}  {}",
+            "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8.1} {:>7.2} {:>10.1} {:>12.1}  {}",
             n,
             r["findings"],
             r["failed"],
             calls,
             floor,
             r["wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            r["cpu_s"].as_f64().unwrap_or(0.0),
             r["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
             seed_s,
             r["calls"]

@@ -27,13 +27,12 @@ use finops_tests::moto::http;
 use finops_tests::{seed, Moto};
 use futures::stream::{self, StreamExt};
 use remediation::config::Deps;
-use remediation::model::OutcomeKind;
 use remediation::policy::Policy;
 use remediation::state::DynamoState;
 
-use crate::{clients_for, fail, peak_rss_kib};
+use crate::{child_report, clients_for, fail};
 
-const TABLE: &str = "finops-bench";
+pub(crate) const TABLE: &str = "finops-bench";
 const VOLUMES: usize = 2000;
 const BUCKETS: usize = 200;
 const SERVICES: usize = 40;
@@ -92,18 +91,10 @@ pub async fn scan(rule: &str, endpoint: &str) {
     }
     .unwrap_or_else(|e| fail(e));
     let wall_ms = started.elapsed().as_millis();
-    let out = serde_json::json!({
-        "scanned": report.scanned,
-        "findings": report.findings.len(),
-        "failed": report.outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).count(),
-        "calls": deps.clients.calls.snapshot(),
-        "wall_ms": wall_ms,
-        "peak_rss_kib": peak_rss_kib(),
-    });
-    println!("{out}");
+    println!("{}", child_report(&report, &deps.clients, wall_ms));
 }
 
-async fn seed_volumes(ec2: &aws_sdk_ec2::Client, n: usize, tags: &'static [(&'static str, &'static str)]) {
+pub(crate) async fn seed_volumes(ec2: &aws_sdk_ec2::Client, n: usize, tags: &'static [(&'static str, &'static str)]) {
     stream::iter(0..n)
         .for_each_concurrent(16, |_| async move {
             seed::create_volume(ec2, "gp3", 100, None, "us-east-1a", tags).await;
@@ -111,7 +102,7 @@ async fn seed_volumes(ec2: &aws_sdk_ec2::Client, n: usize, tags: &'static [(&'st
         .await;
 }
 
-async fn seed_buckets(s3: &aws_sdk_s3::Client, n: usize, public_every: usize) {
+pub(crate) async fn seed_buckets(s3: &aws_sdk_s3::Client, n: usize, public_every: usize) {
     stream::iter(0..n)
         .for_each_concurrent(16, |i| async move {
             let name = format!("bench-bucket-{i:04}");
@@ -191,7 +182,7 @@ fn measure(me: &Path, moto: &Moto, s: &Scenario, seed_s: f64) {
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0);
     println!(
-        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.1} {:>9.1} {:>7.1}  {}",
+        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.1} {:>7.2} {:>9.1} {:>7.1}  {}",
         s.label,
         r["scanned"],
         r["findings"],
@@ -199,6 +190,7 @@ fn measure(me: &Path, moto: &Moto, s: &Scenario, seed_s: f64) {
         calls,
         s.floor,
         r["wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        r["cpu_s"].as_f64().unwrap_or(0.0),
         r["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
         seed_s,
         r["calls"]
@@ -210,8 +202,8 @@ pub async fn run(moto_command: &[String], me: &Path) {
     println!();
     println!("other detectors, dry-run, one scan each through the Lambda handler; same moto");
     println!(
-        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>9} {:>7}  calls by operation",
-        "scan", "scanned", "found", "failed", "calls", "floor", "wall s", "peak MiB", "seed s"
+        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>7} {:>9} {:>7}  calls by operation",
+        "scan", "scanned", "found", "failed", "calls", "floor", "wall s", "cpu s", "peak MiB", "seed s"
     );
     let start = || Moto::start_command(moto_command.to_vec()).unwrap_or_else(|e| fail(e));
 
