@@ -55,24 +55,31 @@ async fn published(jira_site: Option<&str>) -> (Loop, Vec<Value>) {
     (lp, envelopes)
 }
 
-/// Runs `invoke` as Lambda would: tried again while it fails, three tries in all; the last result.
+/// When Lambda tries an asynchronous invocation: at once, then about a minute and three
+/// minutes later.
+const LAMBDA_TRY_AT: [i64; LAMBDA_TRIES] = [0, 61, 180];
+
+/// Runs `invoke` as Lambda would: tried again while it fails, three tries in all, each at its
+/// time; the last result.
 async fn with_lambda_retries<F, Fut>(mut invoke: F) -> Result<Value, remediation::Error>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(chrono::DateTime<Utc>) -> Fut,
     Fut: std::future::Future<Output = Result<Value, remediation::Error>>,
 {
-    let mut last = invoke().await;
-    for _ in 1..LAMBDA_TRIES {
+    let start = Utc::now();
+    let mut last = invoke(start).await;
+    for at in &LAMBDA_TRY_AT[1..] {
         if last.is_ok() {
             break;
         }
-        last = invoke().await;
+        last = invoke(start + chrono::Duration::seconds(*at)).await;
     }
     last
 }
 
 async fn deliver_to_slack(lp: &Loop, e: &Value) -> Result<Value, remediation::Error> {
-    with_lambda_retries(|| async { lp.notify_slack(std::slice::from_ref(e)).await.remove(0) }).await
+    with_lambda_retries(|now| async move { slack_notify::handler::handle(Loop::sns_event(e), &lp.notify, now).await })
+        .await
 }
 
 fn rate_limited(retry_after: &str) -> Response {
@@ -145,16 +152,22 @@ impl SlackRun {
         assert_eq!(self.posted(), before, "a replay posted again");
     }
 
-    /// The results of the posts that went unanswered.
-    fn uncertain(&self) -> Vec<Value> {
-        self.results
+    /// The posts that went unanswered: each invocation failed (so the errors alarm fires), its
+    /// retry found the claim and posted nothing, and the claim records why.
+    async fn uncertain(&self) -> Vec<String> {
+        for r in &self.results {
+            let v = r.as_ref().expect("the retry succeeds: it posts nothing");
+            let why = &v["results"][0]["why"];
+            assert!(
+                why == "sent earlier without an answer; not repeated" || why == "in a digest",
+                "{v}"
+            );
+        }
+        let items = seed::scan_table(&self.lp.moto.clients().await.dynamodb, finops_tests::approvals::TABLE).await;
+        items
             .iter()
-            .map(|r| {
-                r.as_ref()
-                    .expect("the invocation succeeds: a retry could only post twice")
-            })
-            .flat_map(|v| v["results"].as_array().cloned().unwrap_or_default())
-            .filter(|r| r["posted"] == "uncertain")
+            .filter(|i| i["pk"].starts_with("POST#") && i["status"] == "uncertain")
+            .map(|i| i["uncertain_why"].clone())
             .collect()
     }
 }
@@ -184,10 +197,9 @@ async fn slack_posting_but_answering_too_late_or_cutting_the_connection_gets_no_
         // Every message is in the channel once: the unanswered post was not tried again.
         assert_eq!(run.posted(), run.want, "{name}");
         run.assert_no_message_twice();
-        let uncertain = run.uncertain();
+        let uncertain = run.uncertain().await;
         assert_eq!(uncertain.len(), run.want, "{name}: each unanswered post says so");
-        for u in &uncertain {
-            let why = u["why"].as_str().unwrap_or_default();
+        for why in &uncertain {
             assert!(
                 why.contains("slack may have received the request but did not answer"),
                 "{name}: {why}"
@@ -200,11 +212,11 @@ async fn slack_posting_but_answering_too_late_or_cutting_the_connection_gets_no_
 #[tokio::test]
 async fn a_reset_before_slack_posted_is_reported_uncertain_not_repeated() {
     // Slack cut the connection before posting. From the client's side this is the reset above:
-    // whether it posted cannot be known, so it is not posted again (at most once) and each
-    // result, the log and the post's claim say that it may be missing.
+    // whether it posted cannot be known, so it is not posted again (at most once); the failed
+    // invocation (the errors alarm), the log and the post's claim say that it may be missing.
     let run = SlackRun::of(SlackFault::Answer(Response::reset())).await;
     assert_eq!(run.posted(), 0);
-    assert_eq!(run.uncertain().len(), run.want);
+    assert_eq!(run.uncertain().await.len(), run.want);
     run.replay().await;
 }
 
@@ -245,7 +257,7 @@ impl JiraRig {
     }
 
     async fn sync(&self, e: &Value) -> Result<Value, remediation::Error> {
-        with_lambda_retries(|| async { jira_sync::handler::handle(Loop::sns_event(e), &self.app, Utc::now()).await })
+        with_lambda_retries(|now| async move { jira_sync::handler::handle(Loop::sns_event(e), &self.app, now).await })
             .await
     }
 
@@ -354,4 +366,39 @@ async fn jira_creating_but_not_answering_is_found_by_its_label_not_opened_twice(
             "{name}: {ticket:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_message_whose_poster_was_stopped_mid_post_is_kept_for_a_redrive_not_dropped() {
+    use remediation::state::ApprovalStore;
+    let (lp, envelopes) = published(None).await;
+    let e = envelopes
+        .iter()
+        .find(|e| {
+            e["Message"]
+                .as_str()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                .is_some_and(|m| m["type"] == "approval-request")
+        })
+        .expect("an approval request")
+        .clone();
+    // An invocation claimed the post and was stopped (its timeout) before posting.
+    let key = slack_notify::handler::post_key(e["Message"].as_str().unwrap());
+    assert!(lp.state().claim_post(&key, Utc::now()).await.unwrap());
+    // Lambda's three tries all meet the fresh claim: each fails, so the message goes to the
+    // on-failure destination instead of being dropped as "already posted".
+    let r = deliver_to_slack(&lp, &e).await;
+    let err = r.expect_err("the message is kept, not dropped");
+    assert!(err.to_string().contains("another invocation is posting"), "{err}");
+    assert!(err.is_retryable());
+    assert_eq!(lp.slack.posted().len(), 0);
+    // Redriven once the claim has lapsed (5 minutes): posted, once.
+    let later = Utc::now() + chrono::Duration::minutes(6);
+    slack_notify::handler::handle(Loop::sns_event(&e), &lp.notify, later)
+        .await
+        .expect("the redrive posts");
+    slack_notify::handler::handle(Loop::sns_event(&e), &lp.notify, later)
+        .await
+        .expect("a second redrive finds it posted");
+    assert_eq!(lp.slack.posted().len(), 1);
 }

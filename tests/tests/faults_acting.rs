@@ -84,8 +84,8 @@ fn actions_by_resource(items: &[HashMap<String, String>]) -> BTreeMap<String, Ve
     out
 }
 
-/// One record executed for the resource; any other is an attempt that failed and says why (the
-/// next run tried again).
+/// One record executed for the resource; any other is an attempt that failed or was deferred and
+/// says why (the next run tried again).
 fn assert_executed_once(resource: &str, records: &[HashMap<String, String>]) {
     let summary: Vec<(String, String)> = records
         .iter()
@@ -97,7 +97,10 @@ fn assert_executed_once(resource: &str, records: &[HashMap<String, String>]) {
         "{resource}: {summary:#?}"
     );
     for r in records.iter().filter(|r| r["status"] != "executed") {
-        assert_eq!(r["status"], "failed", "{resource}: {summary:#?}");
+        assert!(
+            matches!(r["status"].as_str(), "failed" | "deferred"),
+            "{resource}: {summary:#?}"
+        );
         assert!(
             r.get("detail").is_some_and(|d| !d.is_empty()),
             "{resource}: {summary:#?}"

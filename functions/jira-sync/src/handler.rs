@@ -97,6 +97,9 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
     Ok(json!({"results": results}))
 }
 
+/// How long after an unanswered create Jira's search is not trusted to show the issue.
+const SEARCH_SETTLE_SECONDS: i64 = 60;
+
 /// Opens the finding's issue unless it exists; returns its key, or `None` when another run is
 /// opening it right now (a concurrent copy of the same message).
 async fn ensure_issue(
@@ -109,20 +112,34 @@ async fn ensure_issue(
     let unsure = match state.ticket(&f.id, now).await? {
         Ticket::Created { key } => return Ok((Some(key), false)),
         Ticket::Creating => return Ok((None, false)),
-        Ticket::None => false,
-        Ticket::Unsure => true,
+        Ticket::None => None,
+        Ticket::Unsure { since } => Some(since),
     };
     if !state.claim_ticket(&f.id, now).await? {
         return Ok((None, false));
     }
     let label = jira::finding_label(&f.id);
-    if unsure {
+    if let Some(since) = unsure {
         // An earlier create may have opened it: look before opening another.
         match app.jira.find_by_label(&app.deps.policy.jira.project_key, &label).await {
             Ok(Some(key)) => {
                 state.ticket_created(&f.id, &key, "opened", now).await?;
                 tracing::info!(finding = %f.id, key, "found the issue an unanswered create had opened");
                 return Ok((Some(key), false));
+            }
+            // Jira's search may not show an issue made seconds ago: wait a while before trusting
+            // that nothing was made.
+            Ok(None) if since.is_some_and(|t| now - t < chrono::Duration::seconds(SEARCH_SETTLE_SECONDS)) => {
+                let e = Error::Http {
+                    service: "jira",
+                    message: format!(
+                        "the issue of {} may have been opened moments ago and Jira's search may not show it yet; retried",
+                        f.id
+                    ),
+                };
+                // The window still counts from the unanswered create.
+                leave_uncertain(state, f, since.unwrap_or(now), &e).await;
+                return Err(e);
             }
             Ok(None) => {}
             Err(e) => {
@@ -137,11 +154,13 @@ async fn ensure_issue(
             state.ticket_created(&f.id, &key, "opened", now).await?;
             Ok((Some(key), true))
         }
-        Err(e @ Error::Unanswered { .. }) => {
+        // Unanswered, or a 5xx that may come from a gateway after Jira made the issue: the next
+        // try searches first. Only a refusal (4xx) proves nothing was made.
+        Err(e @ (Error::Unanswered { .. } | Error::Http { .. })) => {
             leave_uncertain(state, f, now, &e).await;
             Err(e)
         }
-        Err(e) if unsure => {
+        Err(e) if unsure.is_some() => {
             leave_uncertain(state, f, now, &e).await;
             Err(e)
         }
@@ -298,6 +317,13 @@ async fn opened(app: &App, f: &Finding, decide_url: Option<&str>, now: DateTime<
     Ok(match ensure_issue(app, f, decide_url, now).await? {
         (Some(key), true) => format!("opened {key}"),
         (Some(key), false) => format!("{key} exists"),
-        (None, _) => "being opened by another invocation".into(),
+        // Another invocation holds a fresh claim (or was stopped mid-create): failing keeps the
+        // message for Lambda's retry instead of dropping it.
+        (None, _) => {
+            return Err(Error::Http {
+                service: "jira",
+                message: format!("the issue of {} is being opened by another invocation; retried", f.id),
+            })
+        }
     })
 }

@@ -2,8 +2,10 @@
 //! and posts it to Slack — once: a replayed message finds its post claimed in the state table and
 //! is skipped. A failed post releases the claim and fails the invocation, so Lambda's retries and
 //! the on-failure destination keep the message. A post Slack may have received without answering
-//! (a timeout, a connection cut after sending) keeps its claim and is reported `uncertain`: posted
-//! at most once, never twice.
+//! (a timeout, a connection cut after sending) keeps its claim, marked `uncertain`, and fails the
+//! invocation so the errors alarm fires; the retries find the claim and post nothing: at most
+//! once, never twice. A claim another invocation still holds fails the invocation too, so a run
+//! stopped mid-post does not drop the message.
 //! Messages that a digest summarises are not posted on their own.
 
 use std::time::Duration;
@@ -85,7 +87,21 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
         let key = post_key(&body);
         if let Some(state) = &app.deps.state {
             if !state.claim_post(&key, now).await? {
-                results.push(json!({"kind": incoming.kind(), "posted": false, "why": "already posted"}));
+                match state.post_status(&key).await?.as_deref() {
+                    // Another invocation holds a fresh claim: it may be posting now, or have been
+                    // stopped mid-post. Failing keeps the message (Lambda's retry, then the
+                    // on-failure destination) instead of dropping it.
+                    Some("posting") => {
+                        return Err(Error::Http {
+                            service: "slack",
+                            message: format!("another invocation is posting this {} message; retried later", incoming.kind()),
+                        })
+                    }
+                    Some("uncertain") => results.push(
+                        json!({"kind": incoming.kind(), "posted": false, "why": "sent earlier without an answer; not repeated"}),
+                    ),
+                    _ => results.push(json!({"kind": incoming.kind(), "posted": false, "why": "already posted"})),
+                }
                 continue;
             }
         }
@@ -110,7 +126,9 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
                     }
                 }
                 tracing::error!(error = %why, kind = incoming.kind(), key, "Slack did not answer; the message may or may not be in the channel and is not posted again");
-                results.push(json!({"kind": incoming.kind(), "posted": "uncertain", "why": why}));
+                // The invocation fails, so the errors alarm says a message may be missing; its
+                // retries find the claim and post nothing.
+                return Err(e);
             }
             Err(e) => {
                 if let Some(state) = &app.deps.state {

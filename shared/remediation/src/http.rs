@@ -58,7 +58,13 @@ impl HttpClient {
             .enable_http1()
             .wrap_connector(http);
         Ok(HttpClient {
-            inner: Client::builder(TokioExecutor::new()).build(https),
+            // No idle connections kept: a Lambda frozen between invocations wakes to pooled
+            // connections the peer has closed, and a request written into one fails in a way
+            // that cannot be told from "sent, not answered". A fresh connection per request
+            // costs a handshake and keeps `Unanswered` for what may really have arrived.
+            inner: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(https),
             timeout,
         })
     }

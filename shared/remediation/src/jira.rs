@@ -212,10 +212,17 @@ impl JiraClient {
             ("accept", "application/json"),
             ("content-type", "application/json"),
         ];
-        let resp = self
+        let resp = match self
             .http
             .send_honouring_retry_after("jira", method, &url, &headers, bytes, self.retry)
-            .await?;
+            .await
+        {
+            // A read changes nothing: unanswered, it is simply tried again.
+            Err(Error::Unanswered { service, message }) if method == "GET" => {
+                return Err(Error::Http { service, message })
+            }
+            other => other?,
+        };
         match resp.status {
             200..=299 if resp.body.trim().is_empty() => Ok(Value::Null),
             200..=299 => serde_json::from_str(&resp.body).map_err(|_| Error::Http {

@@ -166,29 +166,42 @@ impl SnapshotAndDelete<'_> {
     }
 
     /// Takes the snapshot, at most one however the answers fare: CreateSnapshot has no client
-    /// token, so after a failed attempt (AWS may have started the snapshot and the answer been
-    /// lost) the spell's tag is looked up before another attempt. Without a known spell there is
-    /// nothing to look up, and a failure is not retried here (the next run retries).
-    async fn take_snapshot(&self, volume: &str, spec: &VolumeSpec, since: Option<DateTime<Utc>>) -> Result<String> {
+    /// token. A throttled attempt proves nothing was started and is tried again; after any other
+    /// failure AWS may have started the snapshot, so the spell's tag is looked up, and when the
+    /// snapshot is not (yet) visible the delete is deferred (`None`): the next run finds the
+    /// snapshot by its tag before it takes one.
+    async fn take_snapshot(
+        &self,
+        volume: &str,
+        spec: &VolumeSpec,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>> {
         const ATTEMPTS: u32 = 4;
         let description = format!("FinOps Autopilot: before deleting {volume}");
         let tags = restore_tags(spec, since.map(|t| sighting(volume, t)).as_deref());
         let mut attempt = 1;
         loop {
             let err = match self.ec2.create_snapshot(volume, &description, &tags).await {
-                Ok(id) => return Ok(id),
+                Ok(id) => return Ok(Some(id)),
                 Err(e) => e,
             };
-            if !err.is_retryable() || since.is_none() || attempt >= ATTEMPTS {
+            if !err.is_retryable() || since.is_none() {
                 return Err(err);
             }
             // EC2 reads are eventually consistent: wait before looking, 1, 2, then 4 s.
             tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
             if let Some((id, _)) = self.earlier_snapshot(volume, since).await? {
                 tracing::warn!(volume, snapshot = %id, error = %err, "CreateSnapshot failed, but the snapshot was taken");
-                return Ok(id);
+                return Ok(Some(id));
             }
-            tracing::warn!(volume, attempt, error = %err, "CreateSnapshot failed and took no snapshot; trying again");
+            if !nothing_started(&err) {
+                tracing::warn!(volume, error = %err, "CreateSnapshot went unanswered and its snapshot is not visible yet; deferred");
+                return Ok(None);
+            }
+            if attempt >= ATTEMPTS {
+                return Err(err);
+            }
+            tracing::warn!(volume, attempt, error = %err, "CreateSnapshot throttled; trying again");
             attempt += 1;
         }
     }
@@ -296,11 +309,18 @@ impl Remediation for SnapshotAndDelete<'_> {
                     detail.push_str(&format!("snapshot {id} (taken earlier, {state}); "));
                     id
                 }
-                None => {
-                    let id = self.take_snapshot(volume, &spec, since).await?;
-                    detail.push_str(&format!("snapshot {id} taken; "));
-                    id
-                }
+                None => match self.take_snapshot(volume, &spec, since).await? {
+                    Some(id) => {
+                        detail.push_str(&format!("snapshot {id} taken; "));
+                        id
+                    }
+                    None => {
+                        return Ok(Executed::Deferred(
+                            "CreateSnapshot went unanswered: the next run looks for its snapshot before taking one; volume kept"
+                                .into(),
+                        ))
+                    }
+                },
             };
             let state = self.wait_for(volume, &snapshot).await?;
             match state.as_str() {
@@ -360,6 +380,11 @@ impl Remediation for SnapshotAndDelete<'_> {
     }
 }
 
+/// Whether a failed call is a throttle, which EC2 sends before doing anything.
+fn nothing_started(e: &Error) -> bool {
+    matches!(e, Error::Aws { code, .. } if matches!(code.as_str(), "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled"))
+}
+
 /// Tag on a volume a rollback recreated: the snapshot it was made from.
 pub const RESTORED_FROM_TAG: &str = "finops:restored-from";
 
@@ -373,7 +398,7 @@ async fn restore_once(ec2: &dyn VolumeApi, spec: &VolumeSpec, snapshot: &str) ->
             ec2.volumes_tagged(RESTORED_FROM_TAG, snapshot)
                 .await?
                 .into_iter()
-                .find(|v| !matches!(v.state.as_str(), "deleting" | "deleted" | "error"))
+                .find(|v| matches!(v.state.as_str(), "creating" | "available" | "in-use"))
                 .map(|v| v.id),
         )
     };

@@ -92,6 +92,9 @@ pub async fn run(
         }
     }
     exposures.sort_by(|a, b| a.name.cmp(&b.name));
+    // Scanned: every bucket listed — those passed over or failed so far (one outcome each) and those
+    // read.
+    let scanned = outcomes.len() + exposures.len();
     for b in &exposures {
         if let Some(reason) = skip_reason(b, policy) {
             let reasons = public_reasons(b, account_block);
@@ -111,7 +114,7 @@ pub async fn run(
         }
     }
     let findings = s3_public::detect(&exposures, account_block, policy, now);
-    tracing::info!(scanned = exposures.len(), findings = findings.len(), "detected");
+    tracing::info!(scanned, findings = findings.len(), "detected");
 
     let remediation = BlockPublicAccess {
         s3,
@@ -120,13 +123,13 @@ pub async fn run(
     };
     let (sites, others): (Vec<Finding>, Vec<Finding>) = findings.iter().cloned().partition(website_hosting);
     let (acted, flow_notes) = if ctx.mode == Mode::Auto && !sites.is_empty() {
-        let (mut acted, mut flow_notes) = flow::apply(&ctx, &others, &remediation, exposures.len()).await;
+        let (mut acted, mut flow_notes) = flow::apply(&ctx, &others, &remediation, scanned).await;
         let (asked, ask_notes) = ask_instead(&ctx, &sites).await;
         acted.extend(asked);
         flow_notes.extend(ask_notes);
         (acted, flow_notes)
     } else {
-        flow::apply(&ctx, &findings, &remediation, exposures.len()).await
+        flow::apply(&ctx, &findings, &remediation, scanned).await
     };
     outcomes.extend(acted.into_iter().map(|mut o| {
         if sites.iter().any(|f| f.id == o.finding_id) {
@@ -135,7 +138,7 @@ pub async fn run(
         o
     }));
     notes.extend(flow_notes);
-    Ok(ctx.report(RULE, exposures.len(), findings, outcomes, notes))
+    Ok(ctx.report(RULE, scanned, findings, outcomes, notes))
 }
 
 /// In auto mode, findings that need a person: an approval request each, as the approve mode asks.

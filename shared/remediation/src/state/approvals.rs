@@ -899,6 +899,11 @@ impl ApprovalStore for DynamoState {
         Ok(())
     }
 
+    async fn post_status(&self, key: &str) -> Result<Option<String>> {
+        let item = self.get(&format!("POST#{key}"), "SLACK").await?;
+        Ok(item.as_ref().and_then(|i| text(i, "status")).map(str::to_string))
+    }
+
     async fn mark_post_uncertain(&self, key: &str, now: DateTime<Utc>, why: &str) -> Result<()> {
         self.client
             .update_item()

@@ -330,6 +330,8 @@ pub trait ApprovalStore: Send + Sync {
     async fn claim_post(&self, key: &str, now: DateTime<Utc>) -> Result<bool>;
     /// Marks `key` posted.
     async fn mark_posted(&self, key: &str, now: DateTime<Utc>) -> Result<()>;
+    /// The status of the post of `key` (`posting`, `posted`, `uncertain`), if claimed.
+    async fn post_status(&self, key: &str) -> Result<Option<String>>;
     /// Releases a claim after a failed post, so the retry may post.
     async fn release_post(&self, key: &str) -> Result<()>;
     /// Records that the post of `key` may have reached Slack without an answer (`why`): the claim

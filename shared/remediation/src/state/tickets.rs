@@ -23,8 +23,8 @@ pub enum Ticket {
     /// The issue exists.
     Created { key: String },
     /// An earlier create may have opened the issue (Jira did not answer, or its run stopped
-    /// mid-way): search for it before creating one.
-    Unsure,
+    /// mid-way) at `since`: search for it before creating one.
+    Unsure { since: Option<DateTime<Utc>> },
 }
 
 fn ticket_pk(finding_id: &str) -> String {
@@ -49,10 +49,14 @@ impl DynamoState {
                 if claimed.is_some_and(|t| t > now - Duration::minutes(5)) {
                     Ticket::Creating
                 } else {
-                    Ticket::Unsure
+                    Ticket::Unsure { since: claimed }
                 }
             }
-            (Some("uncertain"), _) => Ticket::Unsure,
+            (Some("uncertain"), _) => Ticket::Unsure {
+                since: field("uncertain_at")
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+            },
             _ => Ticket::None,
         })
     }
