@@ -379,6 +379,45 @@ async fn with_cost_explorer_down_the_cost_check_alerts_nothing_and_the_invocatio
     assert!(items.iter().all(|i| !i["pk"].starts_with("ALERT#")), "{items:?}");
 }
 
+#[tokio::test]
+async fn at_twenty_percent_throttling_the_cost_check_alerts_what_the_fault_free_run_alerts_or_fails_whole() {
+    let moto = Moto::start().unwrap();
+    // Month to date $10,500 on EC2: over the default threshold.
+    let body = serde_json::json!({"results": [{
+        "ResultsByTime": [{"TimePeriod": {"Start": "2026-11-01", "End": "2026-11-26"}, "Total": {},
+            "Groups": [{"Keys": ["Amazon Elastic Compute Cloud - Compute"],
+                "Metrics": {"UnblendedCost": {"Amount": "10500", "Unit": "USD"}}}], "Estimated": true}],
+        "DimensionValueAttributes": []
+    }]});
+    let r = finops_tests::moto::http(
+        moto.port,
+        "POST",
+        "/moto-api/static/ce/cost-and-usage-results",
+        &body.to_string(),
+    )
+    .unwrap();
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let at: DateTime<Utc> = "2026-11-26T06:00:00Z".parse().unwrap();
+    let clean = cost_alert::handler::handle(cost_event(), &deps, at).await.unwrap();
+    assert_eq!(clean.findings.len(), 1, "{clean:#?}");
+    let ids = |r: &RunReport| r.findings.iter().map(|f| f.id.clone()).collect::<BTreeSet<_>>();
+
+    moto.inject_fault("ce", "*", 0.2, 2, "throttle").await;
+    for run in 0..5 {
+        // One account judged: either the same alert, or the whole check failed with AWS's error
+        // (Lambda retries it) — never another alert, never silence.
+        match cost_alert::handler::handle(cost_event(), &deps, at).await {
+            Ok(faulty) => assert_eq!(ids(&faulty), ids(&clean), "run {run}: {faulty:#?}"),
+            Err(e) => assert!(
+                e.is_retryable() && e.to_string().contains("Throttling"),
+                "run {run}: {e}"
+            ),
+        }
+    }
+    assert_every_rule_injected(&moto).await;
+}
+
 fn sizing_event() -> serde_json::Value {
     serde_json::from_str(include_str!("../../events/rightsizing/scheduled.json")).unwrap()
 }
