@@ -16,8 +16,8 @@ use remediation::secrets::Secrets;
 use serde_json::{json, Value};
 
 /// How long the clients wait here; a stalled answer comes later than this.
-const PATIENCE: Duration = Duration::from_millis(800);
-const STALL: Duration = Duration::from_millis(2000);
+const PATIENCE: Duration = Duration::from_secs(2);
+const STALL: Duration = Duration::from_secs(4);
 /// Lambda's asynchronous invocation: the first try and two retries.
 const LAMBDA_TRIES: usize = 3;
 
