@@ -4,8 +4,6 @@
 //! random around the real routes. Whatever arrives: an HTTP answer, never a 5xx, a 4xx for what is
 //! malformed or unsigned, and nothing in the state table changed.
 
-use std::sync::OnceLock;
-
 use base64::Engine;
 use chrono::Utc;
 use finops_tests::approvals::Loop;
@@ -20,22 +18,19 @@ struct Rig {
     ddb: aws_sdk_dynamodb::Client,
 }
 
-fn rig() -> &'static Rig {
-    static RIG: OnceLock<Rig> = OnceLock::new();
-    RIG.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        let policy = Policy {
-            mode: Mode::Approve,
-            ..Policy::default()
-        };
-        let lp = rt.block_on(Loop::start(policy));
-        let ddb = rt.block_on(lp.moto.clients()).dynamodb;
-        Rig { rt, lp, ddb }
-    })
+fn rig() -> Rig {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let policy = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    let lp = rt.block_on(Loop::start(policy));
+    let ddb = rt.block_on(lp.moto.clients()).dynamodb;
+    Rig { rt, lp, ddb }
 }
 
 fn method() -> impl Strategy<Value = String> {
@@ -111,36 +106,42 @@ fn event(method: &str, path: &str, query: &str, body: &str, base64: bool, header
     })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
-
-    #[test]
-    fn a_function_url_request_of_any_shape_gets_an_answer_never_a_5xx_and_changes_nothing(
-        method in method(),
-        path in path(),
-        query in query(),
-        body in body(),
-        encode in prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
-        headers in headers(),
-    ) {
-        let r = rig();
-        // The flag set and the body encoded, or the flag set over text that may not be base64.
-        let (body, flag) = match encode {
-            Some(true) => (base64::engine::general_purpose::STANDARD.encode(&body), true),
-            Some(false) => (body, true),
-            None => (body, false),
-        };
-        let payload = event(&method, &path, &query, &body, flag, &headers);
-        let before = r.rt.block_on(seed::scan_table(&r.ddb, "finops-state"));
-        let answer = r.rt.block_on(approval::handler::handle(payload, r.lp.approval_app(), Utc::now()));
-        let answer = answer.map_err(|e| TestCaseError::fail(format!("an error, not an answer: {e}")))?;
-        let status = answer["statusCode"].as_u64().unwrap_or(0);
-        prop_assert!((200..500).contains(&status), "{status}: {answer}");
-        // Over twice the 64 KiB the function reads: refused before anything else is looked at.
-        if body.len() > 128 * 1024 {
-            prop_assert_eq!(status, 400, "{}", answer);
-        }
-        let after = r.rt.block_on(seed::scan_table(&r.ddb, "finops-state"));
-        prop_assert_eq!(before, after, "the table changed: {}", answer);
+#[test]
+fn a_function_url_request_of_any_shape_gets_an_answer_never_a_5xx_and_changes_nothing() {
+    // One moto for every case, stopped when the test ends (a static would outlive the process).
+    let r = rig();
+    let config = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let encode = prop_oneof![Just(None), Just(Some(true)), Just(Some(false))];
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let outcome = runner.run(
+        &(method(), path(), query(), body(), encode, headers()),
+        |(method, path, query, body, encode, headers)| {
+            // The flag set and the body encoded, or the flag set over text that may not be base64.
+            let (body, flag) = match encode {
+                Some(true) => (base64::engine::general_purpose::STANDARD.encode(&body), true),
+                Some(false) => (body, true),
+                None => (body, false),
+            };
+            let payload = event(&method, &path, &query, &body, flag, &headers);
+            let before = r.rt.block_on(seed::scan_table(&r.ddb, "finops-state"));
+            let answer =
+                r.rt.block_on(approval::handler::handle(payload, r.lp.approval_app(), Utc::now()));
+            let answer = answer.map_err(|e| TestCaseError::fail(format!("an error, not an answer: {e}")))?;
+            let status = answer["statusCode"].as_u64().unwrap_or(0);
+            prop_assert!((200..500).contains(&status), "{status}: {answer}");
+            // Over twice the 64 KiB the function reads: refused before anything else is looked at.
+            if body.len() > 128 * 1024 {
+                prop_assert_eq!(status, 400, "{}", answer);
+            }
+            let after = r.rt.block_on(seed::scan_table(&r.ddb, "finops-state"));
+            prop_assert_eq!(before, after, "the table changed: {}", answer);
+            Ok(())
+        },
+    );
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
