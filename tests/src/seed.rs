@@ -395,3 +395,27 @@ pub async fn put_hourly(
             .expect("PutMetricData against moto");
     }
 }
+
+/// Queues one GetCostAndUsage answer in moto for `start`..`end`, one group per (service, USD)
+/// (moto hands queued answers to new distinct requests in order, and the same answer to a repeat).
+pub fn queue_costs<S: AsRef<str>>(moto: &crate::Moto, start: &str, end: &str, services: &[(S, f64)]) {
+    let groups: Vec<serde_json::Value> = services
+        .iter()
+        .map(|(s, usd)| {
+            serde_json::json!({"Keys": [s.as_ref()], "Metrics": {"UnblendedCost": {"Amount": usd.to_string(), "Unit": "USD"}}})
+        })
+        .collect();
+    let body = serde_json::json!({"results": [{
+        "ResultsByTime": [{"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": true}],
+        "DimensionValueAttributes": []
+    }]});
+    match crate::moto::http(
+        moto.port,
+        "POST",
+        "/moto-api/static/ce/cost-and-usage-results",
+        &body.to_string(),
+    ) {
+        Ok(r) if r.starts_with("HTTP/1.1 201") => {}
+        other => panic!("moto did not queue the costs: {other:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 //! the real handler and SDK. moto has no GetCostForecast, so the linear projection is exercised.
 
 use chrono::{DateTime, Utc};
-use finops_tests::{moto::http, seed, Moto};
+use finops_tests::{seed, Moto};
 use remediation::config::Deps;
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
@@ -15,26 +15,6 @@ fn event() -> serde_json::Value {
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
-}
-
-/// Queues one GetCostAndUsage answer (moto hands queued answers to new distinct requests in order).
-fn queue_costs(moto: &Moto, start: &str, end: &str, services: &[(&str, f64)]) {
-    let groups: Vec<serde_json::Value> = services
-        .iter()
-        .map(|(s, usd)| serde_json::json!({"Keys": [s], "Metrics": {"UnblendedCost": {"Amount": usd.to_string(), "Unit": "USD"}}}))
-        .collect();
-    let body = serde_json::json!({"results": [{
-        "ResultsByTime": [{"TimePeriod": {"Start": start, "End": end}, "Total": {}, "Groups": groups, "Estimated": true}],
-        "DimensionValueAttributes": []
-    }]});
-    let r = http(
-        moto.port,
-        "POST",
-        "/moto-api/static/ce/cost-and-usage-results",
-        &body.to_string(),
-    )
-    .unwrap();
-    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
 }
 
 async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
@@ -58,7 +38,7 @@ async fn a_projected_overrun_alerts_once_per_level_per_month_and_escalates() {
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
     // 25 days in: $9,700 projects to $11,640 for November (116% of $10,000).
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-11-01",
         "2026-11-26",
@@ -69,7 +49,7 @@ async fn a_projected_overrun_alerts_once_per_level_per_month_and_escalates() {
         ],
     );
     // A day later: $12,500 projects to $14,423 (144%).
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-11-01",
         "2026-11-27",
@@ -153,7 +133,7 @@ async fn dry_run_reports_without_recording_or_sending() {
     let moto = Moto::start().unwrap();
     let c = moto.clients().await;
     seed::create_table(&c.dynamodb, TABLE).await;
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-11-01",
         "2026-11-26",
@@ -174,7 +154,7 @@ async fn dry_run_reports_without_recording_or_sending() {
 #[tokio::test]
 async fn under_the_thresholds_there_is_nothing_to_say() {
     let moto = Moto::start().unwrap();
-    queue_costs(&moto, "2026-11-01", "2026-11-26", &[("AWS Lambda", 120.0)]);
+    seed::queue_costs(&moto, "2026-11-01", "2026-11-26", &[("AWS Lambda", 120.0)]);
     let deps = deps(&moto, Policy::default(), None).await;
     let report = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
         .await
@@ -191,7 +171,7 @@ async fn on_the_first_day_of_a_month_todays_spend_is_checked_and_alerts() {
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
     // A runaway first day: $10,500 billed by 18:00 on 1 December.
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-12-01",
         "2026-12-02",
@@ -232,7 +212,7 @@ async fn an_alert_that_could_not_be_published_is_sent_by_the_next_run_and_only_o
     seed::create_table(&c.dynamodb, TABLE).await;
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-11-01",
         "2026-11-26",
@@ -280,7 +260,7 @@ async fn two_runs_at_the_same_time_alert_once() {
     seed::create_table(&c.dynamodb, TABLE).await;
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
-    queue_costs(
+    seed::queue_costs(
         &moto,
         "2026-11-01",
         "2026-11-26",

@@ -383,20 +383,12 @@ async fn with_cost_explorer_down_the_cost_check_alerts_nothing_and_the_invocatio
 async fn at_twenty_percent_throttling_the_cost_check_alerts_what_the_fault_free_run_alerts_or_fails_whole() {
     let moto = Moto::start().unwrap();
     // Month to date $10,500 on EC2: over the default threshold.
-    let body = serde_json::json!({"results": [{
-        "ResultsByTime": [{"TimePeriod": {"Start": "2026-11-01", "End": "2026-11-26"}, "Total": {},
-            "Groups": [{"Keys": ["Amazon Elastic Compute Cloud - Compute"],
-                "Metrics": {"UnblendedCost": {"Amount": "10500", "Unit": "USD"}}}], "Estimated": true}],
-        "DimensionValueAttributes": []
-    }]});
-    let r = finops_tests::moto::http(
-        moto.port,
-        "POST",
-        "/moto-api/static/ce/cost-and-usage-results",
-        &body.to_string(),
-    )
-    .unwrap();
-    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    seed::queue_costs(
+        &moto,
+        "2026-11-01",
+        "2026-11-26",
+        &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
+    );
     let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
     let at: DateTime<Utc> = "2026-11-26T06:00:00Z".parse().unwrap();
     let clean = cost_alert::handler::handle(cost_event(), &deps, at).await.unwrap();

@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use aws_sdk_s3::types::{BucketCannedAcl, Tag, Tagging};
 use chrono::Utc;
-use finops_tests::moto::http;
 use finops_tests::{seed, Moto};
 use futures::stream::{self, StreamExt};
 use remediation::config::Deps;
@@ -137,25 +136,10 @@ pub(crate) async fn seed_buckets(s3: &aws_sdk_s3::Client, n: usize, public_every
         .await;
 }
 
-/// Queues one GetCostAndUsage answer in moto (handed to the next distinct request).
+/// Queues one month-to-date answer of `services` services at `usd_each` each.
 fn queue_costs(moto: &Moto, services: usize, usd_each: f64) {
-    let groups: Vec<serde_json::Value> = (0..services)
-        .map(|i| {
-            serde_json::json!({"Keys": [format!("Service {i:02}")],
-                "Metrics": {"UnblendedCost": {"Amount": usd_each.to_string(), "Unit": "USD"}}})
-        })
-        .collect();
-    let body = serde_json::json!({"results": [{
-        "ResultsByTime": [{"TimePeriod": {"Start": "2026-11-01", "End": "2026-11-26"}, "Total": {}, "Groups": groups, "Estimated": true}],
-        "DimensionValueAttributes": []
-    }]});
-    http(
-        moto.port,
-        "POST",
-        "/moto-api/static/ce/cost-and-usage-results",
-        &body.to_string(),
-    )
-    .unwrap_or_else(|e| fail(e));
+    let groups: Vec<(String, f64)> = (0..services).map(|i| (format!("Service {i:02}"), usd_each)).collect();
+    seed::queue_costs(moto, "2026-11-01", "2026-11-26", &groups);
 }
 
 struct Scenario {
