@@ -22,7 +22,8 @@ out and then drops the connection ("lost": the client never hears that it succee
 late. A rule with share 0 injects nothing and counts (`seen`) the requests that reach it.
 A rule may also name `body_contains` (only requests whose body holds that string), `times` (at
 most that many faults) and `status` with `response` (this exact JSON answer instead, e.g. a
-TransactionCanceledException whose reasons say TransactionConflict).
+TransactionCanceledException whose reasons say TransactionConflict), or `status` with `body` and
+`content_type` (this exact answer, e.g. STS's AccessDenied XML for one account's role).
 `GET /_finops/faults` returns how many each rule injected; `DELETE /_finops/faults` clears them.
 The service is the one in the request's SigV4 credential scope.
 
@@ -170,6 +171,12 @@ def faulty_call(self, environ, start_response):
                 break
     if chosen is None:
         return _stock_call(self, environ, start_response)
+    if "body" in chosen:
+        data = chosen["body"].encode()
+        status = str(chosen.get("status", 400))
+        start_response(f"{status} Fault", [("Content-Type", chosen.get("content_type", "text/xml")),
+                                           ("Content-Length", str(len(data)))])
+        return [data]
     if "response" in chosen:
         data = json.dumps(chosen["response"]).encode()
         status = str(chosen.get("status", 400))

@@ -7,6 +7,7 @@ pub mod load;
 pub mod local;
 pub mod moto;
 pub mod oidc;
+pub mod org;
 pub mod seed;
 
 pub use moto::Moto;

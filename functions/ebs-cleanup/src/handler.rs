@@ -15,10 +15,11 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
         .and_then(remediation::flow::invocation_result)
 }
 
-/// Checks that `payload` is a scheduled event, then runs one scan at `now`.
+/// Checks that `payload` is a scheduled event or a fan-out item, then runs one scan at `now` in
+/// its account and region.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
-    let trigger = remediation::events::scheduled(&payload)?;
-    let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
+    let reach = deps.scheduled_reach(&payload).await?;
+    let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
     let mut report = ebs_cleanup::run(&ec2, &policy, deps.sinks(), now).await?;
     deps.finish_report(&mut report, stop);

@@ -16,11 +16,12 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
         .and_then(remediation::flow::invocation_result)
 }
 
-/// Checks that `payload` is a scheduled event, then runs one scan at `now`.
+/// Checks that `payload` is a scheduled event or a fan-out item, then runs one scan at `now` in
+/// its account and region.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
-    let trigger = remediation::events::scheduled(&payload)?;
-    let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
-    let usage = CloudWatch::new(deps.clients.cloudwatch.clone(), deps.metrics_concurrency);
+    let reach = deps.scheduled_reach(&payload).await?;
+    let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
+    let usage = CloudWatch::new(reach.clients.cloudwatch.clone(), deps.metrics_concurrency);
     let (policy, stop) = deps.policy_for_run(remediation::detect::idle_ec2::RULE).await?;
     let mut report = idle_ec2::run(
         Ports {

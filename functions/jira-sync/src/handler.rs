@@ -307,9 +307,11 @@ async fn sync(message: &Message, app: &App, now: DateTime<Utc>) -> Result<String
             )
             .await
         }
-        Message::Digest { .. } | Message::TagReport { .. } | Message::SavingsReport { .. } | Message::Held { .. } => {
-            Ok("a summary: its findings have their own messages".into())
-        }
+        Message::Digest { .. }
+        | Message::TagReport { .. }
+        | Message::SavingsReport { .. }
+        | Message::Held { .. }
+        | Message::OrgDigest { .. } => Ok("a summary: its findings have their own messages".into()),
     }
 }
 

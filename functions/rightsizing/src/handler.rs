@@ -55,16 +55,17 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, app: &App) 
         .and_then(remediation::flow::invocation_result)
 }
 
-/// Checks that `payload` is a scheduled event, then sizes the running instances at `now`.
+/// Checks that `payload` is a scheduled event or a fan-out item, then sizes the running
+/// instances of its account and region at `now`.
 pub async fn handle(
     payload: serde_json::Value,
     deps: &Deps,
     explainer: Option<&dyn Explainer>,
     now: DateTime<Utc>,
 ) -> Result<RunReport, Error> {
-    let trigger = remediation::events::scheduled(&payload)?;
-    let ec2 = Ec2::new(deps.clients.ec2.clone(), deps.clients.region.clone()).with_account(trigger.account);
-    let peaks = CloudWatch::new(deps.clients.cloudwatch.clone(), deps.metrics_concurrency);
+    let reach = deps.scheduled_reach(&payload).await?;
+    let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
+    let peaks = CloudWatch::new(reach.clients.cloudwatch.clone(), deps.metrics_concurrency);
     let mut report = rightsizing::run(
         Ports {
             ec2: &ec2,

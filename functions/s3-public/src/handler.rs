@@ -1,5 +1,6 @@
 //! Handles the two s3-public triggers: the scheduled sweep of every bucket, and the EventBridge
-//! "Config Rules Compliance Change" of one bucket turning NON_COMPLIANT.
+//! "Config Rules Compliance Change" of one bucket turning NON_COMPLIANT; and a fan-out item
+//! (the sweep of one member account's buckets in the item's region).
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
@@ -19,9 +20,11 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 
 /// Works out the trigger, then runs at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
-    let (account, scope) = match remediation::events::scheduled(&payload) {
-        Ok(s) => (s.account, Scope::All),
-        Err(scheduled_error) => {
+    let item = deps.item_reach(&payload).await?;
+    let (account, scope) = match (&item, remediation::events::scheduled(&payload)) {
+        (Some(reach), _) => (reach.account.clone(), Scope::All),
+        (None, Ok(s)) => (s.account, Scope::All),
+        (None, Err(scheduled_error)) => {
             let change = remediation::events::compliance_change(&payload).map_err(|change_error| {
                 Error::Event(format!(
                     "neither a scheduled event ({scheduled_error}) nor a Config compliance change ({change_error})"
@@ -46,7 +49,11 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
         }
     };
     let (policy, stop) = deps.policy_for_run(remediation::detect::s3_public::RULE).await?;
-    let s3 = S3::new(&deps.clients, account.clone());
+    let s3 = match &item {
+        // An item sees its own region's buckets: each bucket is judged once per account.
+        Some(reach) => S3::new(&reach.clients, account.clone()).only_in(reach.region.clone()),
+        None => S3::new(&deps.clients, account.clone()),
+    };
     let mut report = s3_public::run(&s3, &account, scope, &policy, deps.sinks(), now).await?;
     deps.finish_report(&mut report, stop);
     Ok(report)

@@ -21,7 +21,10 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 /// Works out the trigger, then evaluates or sweeps at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let is_config_event = payload.get("invokingEvent").is_some();
-    let (account, config_event) = if is_config_event {
+    let item = deps.item_reach(&payload).await?;
+    let (account, config_event) = if let Some(reach) = &item {
+        (reach.account.clone(), None)
+    } else if is_config_event {
         let e = remediation::events::config_rule(&payload)?;
         (e.account.clone(), Some(e))
     } else {
@@ -29,10 +32,15 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
             .map_err(|e| Error::Event(format!("neither a Config rule event (no invokingEvent) nor {e}")))?;
         (s.account, None)
     };
-    let region = deps.clients.region.clone();
-    let ec2 = Ec2::new(deps.clients.ec2.clone(), region.clone()).with_account(account.clone());
-    let s3 = S3::new(&deps.clients, account.clone());
-    let config = Config::new(deps.clients.config_service.clone());
+    let reach = item.unwrap_or_else(|| deps.own_reach(account.clone()));
+    let region = reach.region.clone();
+    let ec2 = Ec2::new(reach.clients.ec2.clone(), region.clone()).with_account(account.clone());
+    let s3 = match reach.run_id {
+        // An item sees its own region's buckets: each bucket is counted once per account.
+        Some(_) => S3::new(&reach.clients, account.clone()).only_in(region.clone()),
+        None => S3::new(&reach.clients, account.clone()),
+    };
+    let config = Config::new(reach.clients.config_service.clone());
     let ports = Ports {
         instances: &ec2,
         volumes: &ec2,

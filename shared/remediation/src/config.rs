@@ -6,6 +6,7 @@ use crate::aws::Clients;
 use crate::error::{Error, Result};
 use crate::flow::Sinks;
 use crate::notify::SnsPublisher;
+use crate::org::Reach;
 use crate::policy::Policy;
 use crate::secrets::Secrets;
 use crate::state::DynamoState;
@@ -161,6 +162,38 @@ impl Deps {
             report,
             chrono::Utc::now().timestamp_millis(),
         ));
+    }
+
+    /// Where a scan triggered by `payload` runs: a fan-out item's account and region (through its
+    /// member role), or `None` when `payload` is another trigger.
+    pub async fn item_reach(&self, payload: &serde_json::Value) -> Result<Option<Reach>> {
+        match crate::org::Item::from_event(payload)? {
+            Some(item) => {
+                let reach = crate::org::reach(&self.clients, &item).await?;
+                tracing::info!(account = %reach.account, region = %reach.region, run_id = %item.run_id, "fan-out item");
+                Ok(Some(reach))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The function's own account (as its trigger named it) and region.
+    pub fn own_reach(&self, account: String) -> Reach {
+        Reach {
+            account,
+            region: self.clients.region.clone(),
+            clients: self.clients.clone(),
+            run_id: None,
+        }
+    }
+
+    /// Where a scan runs for a scheduled event or a fan-out item.
+    pub async fn scheduled_reach(&self, payload: &serde_json::Value) -> Result<Reach> {
+        if let Some(reach) = self.item_reach(payload).await? {
+            return Ok(reach);
+        }
+        let trigger = crate::events::scheduled(payload)?;
+        Ok(self.own_reach(trigger.account))
     }
 
     /// The sinks for the flow.

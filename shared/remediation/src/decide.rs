@@ -51,21 +51,54 @@ pub struct AwsExecutor {
 }
 
 impl AwsExecutor {
-    fn ec2(&self, finding: &Finding) -> Ec2 {
-        Ec2::new(self.clients.ec2.clone(), self.clients.region.clone()).with_account(finding.resource.account.clone())
+    /// Clients in the finding's account (through its member role, unless it is the hub's own)
+    /// and region: an action never runs with another account's or region's clients.
+    async fn reach(&self, finding: &Finding) -> Result<crate::aws::Clients> {
+        crate::org::reach_finding(
+            &self.clients,
+            self.policy.organization.as_ref(),
+            &finding.resource.account,
+            &finding.resource.region,
+        )
+        .await
+    }
+
+    fn ec2(clients: &crate::aws::Clients, finding: &Finding) -> Ec2 {
+        Ec2::new(clients.ec2.clone(), clients.region.clone()).with_account(finding.resource.account.clone())
     }
 
     /// S3 in the finding's account (the account-level Block Public Access is read per account).
-    fn s3(&self, finding: &Finding) -> S3 {
-        S3::new(&self.clients, finding.resource.account.clone())
+    fn s3(clients: &crate::aws::Clients, finding: &Finding) -> S3 {
+        S3::new(clients, finding.resource.account.clone())
     }
 }
 
 #[async_trait]
 impl Executor for AwsExecutor {
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>) {
-        let (ec2, s3) = (self.ec2(finding), self.s3(finding));
-        let cloudwatch = CloudWatch::new(self.clients.cloudwatch.clone(), 1);
+        let clients = match self.reach(finding).await {
+            Ok(c) => c,
+            Err(e) => {
+                return (
+                    Acted {
+                        outcome: crate::model::Outcome::new(
+                            &finding.id,
+                            OutcomeKind::Failed,
+                            format!(
+                                "not executed: account {} in {} could not be reached: {e}",
+                                finding.resource.account, finding.resource.region
+                            ),
+                        ),
+                        action_id: None,
+                        obsolete: false,
+                        deferred: false,
+                    },
+                    vec![],
+                )
+            }
+        };
+        let (ec2, s3) = (Self::ec2(&clients, finding), Self::s3(&clients, finding));
+        let cloudwatch = CloudWatch::new(clients.cloudwatch.clone(), 1);
         let stop;
         let snapshot;
         let block;
@@ -126,7 +159,8 @@ impl Executor for AwsExecutor {
     }
 
     async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String> {
-        let (ec2, s3) = (self.ec2(finding), self.s3(finding));
+        let clients = self.reach(finding).await?;
+        let (ec2, s3) = (Self::ec2(&clients, finding), Self::s3(&clients, finding));
         let ports = RollbackPorts {
             instances: Some(&ec2),
             volumes: Some(&ec2),
@@ -139,8 +173,13 @@ impl Executor for AwsExecutor {
         use crate::aws::ec2::{InstanceApi, VolumeApi};
         use crate::aws::s3::BucketApi;
         let id = &finding.resource.id;
+        let clients = self.reach(finding).await?;
         Ok(match finding.action {
-            ActionKind::Stop => match self.ec2(finding).describe(std::slice::from_ref(id)).await?.first() {
+            ActionKind::Stop => match Self::ec2(&clients, finding)
+                .describe(std::slice::from_ref(id))
+                .await?
+                .first()
+            {
                 Some(i) if matches!(i.state.as_str(), "stopped" | "stopping") => {
                     Observed::Done(format!("found the instance {}", i.state))
                 }
@@ -148,8 +187,7 @@ impl Executor for AwsExecutor {
                 None => Observed::NotDone("the instance no longer exists".into()),
             },
             ActionKind::SnapshotAndDelete => {
-                match self
-                    .ec2(finding)
+                match Self::ec2(&clients, finding)
                     .describe_volumes(std::slice::from_ref(id))
                     .await?
                     .first()
@@ -159,7 +197,9 @@ impl Executor for AwsExecutor {
                 }
             }
             ActionKind::BlockPublicAccess => {
-                let bucket = self.s3(finding).exposure(id, &finding.resource.region).await?;
+                let bucket = Self::s3(&clients, finding)
+                    .exposure(id, &finding.resource.region)
+                    .await?;
                 let wanted: crate::detect::s3_public::BlockSettings = self.policy.s3_public.block.into();
                 if bucket.block == Some(wanted) {
                     Observed::Done("Block Public Access is on as the action sets it".into())

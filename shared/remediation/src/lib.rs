@@ -16,6 +16,7 @@ pub mod jira;
 pub mod model;
 pub mod notify;
 pub mod oidc;
+pub mod org;
 pub mod permissions;
 pub mod policy;
 pub mod pricing;

@@ -73,6 +73,110 @@ pub struct Policy {
     pub jira: JiraPolicy,
     /// The weekly savings report.
     pub savings_report: SavingsReportPolicy,
+    /// Organisation scale: the accounts and regions a fan-out scans. Absent (the default): the
+    /// functions scan the one account and region they run in.
+    pub organization: Option<OrganizationPolicy>,
+}
+
+/// Where a fan-out's member accounts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountSource {
+    /// AWS Organizations' `ListAccounts` (the hub must be the management account or a delegated
+    /// administrator), limited by `accounts` and `ous` when they are set; suspended accounts skipped.
+    Organizations,
+    /// Exactly the accounts in `accounts`.
+    List,
+}
+
+/// The accounts and regions a fan-out scans, and how it reaches them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrganizationPolicy {
+    pub accounts_from: AccountSource,
+    /// With `organizations`: only these account ids (empty: all). With `list`: the accounts.
+    pub accounts: Vec<String>,
+    /// With `organizations`: only the accounts under these OUs (`ou-…`, child OUs included).
+    pub ous: Vec<String>,
+    /// The regions scanned in every account; empty: every region enabled in the hub's account.
+    pub regions: Vec<String>,
+    /// The member role's name, the same in every account (`infra/member-role.yaml`).
+    pub role_name: String,
+    /// The external id the member role's trust asks for (empty: none is sent).
+    pub external_id: String,
+    /// Items (account, region) scanned at once: the Map's `MaxConcurrency`.
+    pub max_concurrency: u32,
+    /// The share of items that may fail (a role that cannot be assumed, a throttled account)
+    /// before the whole run is reported failed: the Map's `ToleratedFailurePercentage`.
+    pub tolerated_failure_percentage: u32,
+}
+
+impl Default for OrganizationPolicy {
+    fn default() -> Self {
+        OrganizationPolicy {
+            accounts_from: AccountSource::Organizations,
+            accounts: Vec::new(),
+            ous: Vec::new(),
+            regions: Vec::new(),
+            role_name: "FinOpsAutopilotMember".into(),
+            external_id: String::new(),
+            max_concurrency: 10,
+            tolerated_failure_percentage: 20,
+        }
+    }
+}
+
+impl OrganizationPolicy {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(a) = self.accounts.iter().find(|a| !crate::org::is_account_id(a)) {
+            return Err(format!("organization.accounts: {a:?} is not a 12-digit account id"));
+        }
+        if self.accounts_from == AccountSource::List && self.accounts.is_empty() {
+            return Err("organization.accounts: accounts_from is list, so name at least one account".into());
+        }
+        if self.accounts_from == AccountSource::List && !self.ous.is_empty() {
+            return Err("organization.ous: OUs need accounts_from: organizations".into());
+        }
+        if let Some(o) = self.ous.iter().find(|o| !(o.starts_with("ou-") || o.starts_with("r-"))) {
+            return Err(format!(
+                "organization.ous: {o:?} is not an OU id (ou-…) or a root (r-…)"
+            ));
+        }
+        if let Some(r) = self.regions.iter().find(|r| !crate::org::is_region(r)) {
+            return Err(format!("organization.regions: {r:?} is not a region name"));
+        }
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        if self.role_name.is_empty() || self.role_name.len() > 64 || !self.role_name.chars().all(name_ok) {
+            return Err(format!(
+                "organization.role_name: {:?} is not an IAM role name",
+                self.role_name
+            ));
+        }
+        let external_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/_-".contains(c);
+        if !self.external_id.is_empty()
+            && (self.external_id.len() < 2
+                || self.external_id.len() > 1224
+                || !self.external_id.chars().all(external_ok))
+        {
+            return Err(
+                "organization.external_id: 2 to 1224 of the characters STS allows (letters, digits, +=,.@:/_-)".into(),
+            );
+        }
+        // Step Functions runs a Distributed Map's children up to 10,000 at once.
+        if !(1..=1000).contains(&self.max_concurrency) {
+            return Err(format!(
+                "organization.max_concurrency: must be between 1 and 1000, got {}",
+                self.max_concurrency
+            ));
+        }
+        if self.tolerated_failure_percentage > 100 {
+            return Err(format!(
+                "organization.tolerated_failure_percentage: must be between 0 and 100, got {}",
+                self.tolerated_failure_percentage
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Who may approve, reject or roll back. Closed by default: each channel decides only for the
@@ -317,6 +421,7 @@ impl Default for Policy {
             rightsizing: RightsizingPolicy::default(),
             jira: JiraPolicy::default(),
             savings_report: SavingsReportPolicy::default(),
+            organization: None,
         }
     }
 }
@@ -782,6 +887,9 @@ impl Policy {
             return Err(format!("approvals.email_domains: {d:?} is not a domain"));
         }
         self.check_approvers()?;
+        if let Some(org) = &self.organization {
+            org.validate()?;
+        }
         if self.notify.digest_top == 0 {
             return Err("notify.digest_top: must be at least 1".into());
         }

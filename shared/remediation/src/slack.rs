@@ -385,6 +385,50 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             }
             (text, b)
         }
+        Message::OrgDigest { digest: d } => {
+            let text = format!(
+                "{} across the organisation: {} findings, {}/month in {} accounts; {} of {} targets failed",
+                d.rule,
+                d.total_findings,
+                usd(Some(d.total_usd)),
+                d.accounts.len(),
+                d.items_failed,
+                d.items
+            );
+            let rows: Vec<String> = d
+                .accounts
+                .iter()
+                .take(40)
+                .map(|(account, t)| {
+                    format!(
+                        "• `{}`: {} findings, {}/month ({} scanned in {})",
+                        esc(account),
+                        t.findings,
+                        usd(Some(t.usd)),
+                        t.scanned,
+                        esc(&t.regions.join(", "))
+                    )
+                })
+                .collect();
+            let mut b = vec![
+                header(&format!("{} across the organisation", d.rule)),
+                section(&format!("*Accounts*\n{}", rows.join("\n"))),
+            ];
+            if !d.failed_targets.is_empty() {
+                let failed: Vec<String> = d
+                    .failed_targets
+                    .iter()
+                    .take(20)
+                    .map(|f| format!("• `{}` {}: {}", esc(&f.account), esc(&f.region), esc(&f.reason)))
+                    .collect();
+                b.push(section(&format!(
+                    "*Failed targets ({})*\n{}",
+                    d.failed_targets.len(),
+                    failed.join("\n")
+                )));
+            }
+            (text, b)
+        }
         Message::SavingsReport { report: r, report_url } => {
             let (open, open_usd) = r.open();
             let text = format!(

@@ -6,6 +6,7 @@ pub mod cloudwatch;
 pub mod config;
 pub mod costexplorer;
 pub mod ec2;
+pub mod organizations;
 pub mod patience;
 pub mod s3;
 
@@ -97,12 +98,23 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub costexplorer: aws_sdk_costexplorer::Client,
     pub config_service: aws_sdk_config::Client,
+    pub sts: aws_sdk_sts::Client,
     /// The region the clients talk to.
     pub region: String,
     /// Calls made through these clients.
     pub calls: CallCounter,
     /// The configuration they were built from (for clients made later, such as per-region S3).
     pub config: SdkConfig,
+    /// Who the credentials are (STS GetCallerIdentity), asked once.
+    identity: Arc<tokio::sync::OnceCell<Identity>>,
+}
+
+/// The account and partition the credentials belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub account: String,
+    /// `aws`, `aws-cn`, `aws-us-gov`: the partition of the caller's ARN.
+    pub partition: String,
 }
 
 impl Clients {
@@ -115,11 +127,15 @@ impl Clients {
 
     /// Builds the clients from an already loaded configuration.
     pub fn from_config(config: &SdkConfig) -> Result<Clients> {
+        Clients::from_config_counting(config, CallCounter::default())
+    }
+
+    /// Builds the clients, counting their calls into `calls`.
+    fn from_config_counting(config: &SdkConfig, calls: CallCounter) -> Result<Clients> {
         let region = config
             .region()
             .map(|r| r.to_string())
             .ok_or_else(|| Error::Config("no AWS region: set AWS_REGION".into()))?;
-        let calls = CallCounter::default();
         Ok(Clients {
             ec2: aws_sdk_ec2::Client::from_conf(
                 aws_sdk_ec2::config::Builder::from(config)
@@ -163,10 +179,120 @@ impl Clients {
                     .timeout_config(patience::CONFIG.timeouts())
                     .build(),
             ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(config)
+                    .interceptor(calls.clone())
+                    .retry_config(patience::STS.retry())
+                    .timeout_config(patience::STS.timeouts())
+                    .build(),
+            ),
             region,
             calls,
             config: config.clone(),
+            identity: Arc::default(),
         })
+    }
+
+    /// Who these credentials are, asked of STS once.
+    pub async fn identity(&self) -> Result<Identity> {
+        self.identity
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("sts", "GetCallerIdentity", e))?;
+                let account = out
+                    .account()
+                    .filter(|a| crate::org::is_account_id(a))
+                    .ok_or_else(|| Error::unexpected("sts", "GetCallerIdentity", "no account id"))?
+                    .to_string();
+                let partition = out
+                    .arn()
+                    .and_then(|arn| arn.split(':').nth(1))
+                    .filter(|p| p.starts_with("aws"))
+                    .unwrap_or("aws")
+                    .to_string();
+                Ok(Identity { account, partition })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The same credentials in `region`: these clients when they already talk to it (sharing
+    /// their call counter), else new ones counting into the same counter.
+    pub fn in_region(&self, region: &str) -> Result<Clients> {
+        if region == self.region {
+            return Ok(self.clone());
+        }
+        let config = self
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        let mut clients = Clients::from_config_counting(&config, self.calls.clone())?;
+        clients.identity = self.identity.clone();
+        Ok(clients)
+    }
+
+    /// Clients in `region` with the role `role_arn` assumed (session `session`, `external_id`
+    /// when given). STS's answer must be for `account`, the account the role's ARN names.
+    pub async fn assume(
+        &self,
+        role_arn: &str,
+        session: &str,
+        external_id: Option<&str>,
+        region: &str,
+        account: &str,
+    ) -> Result<Clients> {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .set_external_id(external_id.map(str::to_string))
+            // A Lambda runs 15 minutes at most; an hour covers a run and its snapshot waits.
+            .duration_seconds(3600)
+            .send()
+            .await
+            .map_err(|e| Error::aws("sts", "AssumeRole", e))?;
+        let user_account = out
+            .assumed_role_user()
+            .map(|u| u.arn())
+            .and_then(|arn| arn.split(':').nth(4))
+            .unwrap_or_default();
+        if user_account != account {
+            return Err(Error::unexpected(
+                "sts",
+                "AssumeRole",
+                format!("{role_arn} was assumed as account {user_account:?}, not {account}"),
+            ));
+        }
+        let c = out
+            .credentials()
+            .ok_or_else(|| Error::unexpected("sts", "AssumeRole", "no credentials"))?;
+        let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "finops-member-role",
+        );
+        let config = self
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(credentials))
+            .build();
+        let clients = Clients::from_config_counting(&config, self.calls.clone())?;
+        let partition = role_arn.split(':').nth(1).unwrap_or("aws").to_string();
+        let _ = clients.identity.set(Identity {
+            account: account.to_string(),
+            partition,
+        });
+        Ok(clients)
     }
 }
 

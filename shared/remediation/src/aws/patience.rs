@@ -105,6 +105,17 @@ pub const S3: Patience = Patience {
     attempt: s(20),
     operation: s(60),
 };
+/// STS AssumeRole / GetCallerIdentity (one per item) and Organizations' listings: small answers,
+/// throttled per account.
+pub const STS: Patience = Patience {
+    adaptive: false,
+    max_attempts: 4,
+    initial_backoff: ms(500),
+    max_backoff: s(5),
+    connect: s(3),
+    attempt: s(10),
+    operation: s(30),
+};
 
 impl Patience {
     /// The SDK's retry configuration.
@@ -140,7 +151,7 @@ mod tests {
 
     #[test]
     fn every_call_fits_in_a_lambdas_action_margin_and_backs_off_within_its_operation() {
-        for p in [EC2, CLOUDWATCH, DYNAMODB, SNS, COST_EXPLORER, CONFIG, S3] {
+        for p in [EC2, CLOUDWATCH, DYNAMODB, SNS, COST_EXPLORER, CONFIG, S3, STS] {
             // The default action time margin is 30 s; an operation may use up to 90 s only for
             // scans (read-only), never in an acting path's re-check beyond that margin × 3.
             assert!(p.operation <= s(90), "{p:?}");

@@ -45,6 +45,9 @@ pub struct S3 {
     control: aws_sdk_s3control::Client,
     account: String,
     region: String,
+    /// Only the buckets in this region (a fan-out item's region, so that each bucket is scanned
+    /// by one item of its account, not by every region's).
+    only_region: Option<String>,
 }
 
 fn settings(c: Option<&PublicAccessBlockConfiguration>) -> Option<BlockSettings> {
@@ -114,7 +117,30 @@ impl S3 {
             control: aws_sdk_s3control::Client::from_conf(control.build()),
             account,
             region,
+            only_region: None,
         }
+    }
+
+    /// Limits the bucket listing to the buckets in `region`.
+    pub fn only_in(mut self, region: impl Into<String>) -> S3 {
+        self.only_region = Some(region.into());
+        self
+    }
+
+    /// A bucket's region from GetBucketLocation (an empty constraint is us-east-1, `EU` eu-west-1).
+    async fn location(&self, bucket: &str) -> Result<String> {
+        let out = self
+            .client(&self.region)
+            .get_bucket_location()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3", "GetBucketLocation", e))?;
+        Ok(match out.location_constraint().map(|c| c.as_str()) {
+            None | Some("") => "us-east-1".to_string(),
+            Some("EU") => "eu-west-1".to_string(),
+            Some(r) => r.to_string(),
+        })
     }
 
     fn client(&self, region: &str) -> aws_sdk_s3::Client {
@@ -145,8 +171,16 @@ impl BucketApi for S3 {
             let page = page.map_err(|e| Error::aws("s3", "ListBuckets", e))?;
             for b in page.buckets() {
                 if let Some(name) = b.name() {
-                    let region = b.bucket_region().filter(|r| !r.is_empty()).unwrap_or(&self.region);
-                    out.push((name.to_string(), region.to_string()));
+                    let listed = b.bucket_region().filter(|r| !r.is_empty());
+                    let region = match (listed, &self.only_region) {
+                        (Some(r), _) => r.to_string(),
+                        (None, None) => self.region.clone(),
+                        // ListBuckets names each bucket's region on AWS; where it does not, ask.
+                        (None, Some(_)) => self.location(name).await?,
+                    };
+                    if self.only_region.as_ref().is_none_or(|only| *only == region) {
+                        out.push((name.to_string(), region));
+                    }
                 }
             }
         }

@@ -84,6 +84,9 @@ pub enum Message {
         scanned: usize,
         detail: String,
     },
+    /// One fan-out run of one rule across the organisation: findings and dollars per account,
+    /// and the targets that failed with their reason.
+    OrgDigest { digest: Box<crate::org::OrgDigest> },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,
@@ -114,6 +117,7 @@ impl Message {
             Message::Digest { .. } => "digest",
             Message::ApprovalResult { .. } => "approval-result",
             Message::Held { .. } => "held",
+            Message::OrgDigest { .. } => "org-digest",
         }
     }
 
@@ -127,6 +131,7 @@ impl Message {
             Message::TagReport { .. }
             | Message::Digest { .. }
             | Message::SavingsReport { .. }
+            | Message::OrgDigest { .. }
             | Message::Held { .. } => None,
         }
     }
@@ -140,6 +145,7 @@ impl Message {
             },
             Message::SavingsReport { .. } => "several",
             Message::Held { rule, .. } => rule,
+            Message::OrgDigest { digest } => &digest.rule,
             _ => match self.finding() {
                 Some(f) => &f.rule,
                 None => crate::detect::tag_compliance::RULE,
@@ -186,6 +192,7 @@ impl Message {
                     Severity::Low
                 }
             }
+            Message::OrgDigest { digest } if digest.items_failed > 0 => Severity::Medium,
             other => other.finding().map(|f| f.severity).unwrap_or(Severity::Low),
         }
     }

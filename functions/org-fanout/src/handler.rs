@@ -1,0 +1,279 @@
+//! The state machine's two steps around the Distributed Map:
+//! - `{"source": "finops.targets", "rule", "run_id"}`: lists the (account, region) targets and
+//!   writes them as the Map's items to the results bucket; answers where they are, how many, and
+//!   the Map's bounds from the policy.
+//! - `{"source": "finops.summary", "rule", "run_id", "bucket", "prefix", "skipped", "map_error"}`:
+//!   reads the Map's results (its ResultWriter manifest under `prefix`), adds them up into one
+//!   organisation digest and publishes it.
+//!
+//! No item is run here: Step Functions runs them, each in the rule's own Lambda.
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+use remediation::config::Deps;
+use remediation::notify::{Message, Publisher};
+use remediation::org::{self, ItemResult, Manifest, OrgDigest};
+use remediation::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Environment variable: the bucket that holds the items and the Map's results.
+pub const RESULTS_BUCKET_VAR: &str = "FINOPS_RESULTS_BUCKET";
+
+/// The rules a fan-out may run (those that scan one account and region; cost-alert reads the
+/// payer's Cost Explorer, which already spans the organisation).
+pub const FAN_OUT_RULES: &[&str] = &["idle-ec2", "ebs-cleanup", "s3-public", "tag-compliance", "rightsizing"];
+
+/// The largest result file read (ResultWriter splits its files well below this).
+const MAX_RESULT_FILE_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the function holds between invocations.
+pub struct App {
+    pub deps: Deps,
+    pub bucket: String,
+    s3: aws_sdk_s3::Client,
+}
+
+impl App {
+    /// Needs the results bucket and an `organization` section in the policy.
+    pub fn new(deps: Deps) -> Result<App, Error> {
+        let bucket = std::env::var(RESULTS_BUCKET_VAR)
+            .ok()
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Error::Config(format!("org-fanout needs the results bucket ({RESULTS_BUCKET_VAR})")))?;
+        App::with_bucket(deps, bucket)
+    }
+
+    /// As [`App::new`], with the bucket given.
+    pub fn with_bucket(deps: Deps, bucket: String) -> Result<App, Error> {
+        if deps.policy.organization.is_none() {
+            return Err(Error::Config(
+                "org-fanout needs an organization section in the policy (accounts, regions, role)".into(),
+            ));
+        }
+        let config = &deps.clients.config;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(config)
+                .force_path_style(config.endpoint_url().is_some())
+                .interceptor(deps.clients.calls.clone())
+                .retry_config(remediation::aws::patience::S3.retry())
+                .timeout_config(remediation::aws::patience::S3.timeouts())
+                .build(),
+        );
+        Ok(App { deps, bucket, s3 })
+    }
+
+    async fn put_json(&self, key: &str, value: &Value) -> Result<(), Error> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(value.to_string().into_bytes().into())
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3", "PutObject", e))?;
+        Ok(())
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, bucket: &str, key: &str) -> Result<T, Error> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3", "GetObject", e))?;
+        if out.content_length().unwrap_or(0) > MAX_RESULT_FILE_BYTES as i64 {
+            return Err(Error::unexpected(
+                "s3",
+                "GetObject",
+                format!("{key} is larger than 64 MiB"),
+            ));
+        }
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::unexpected("s3", "GetObject", format!("{key}: {e}")))?
+            .into_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::unexpected("s3", "GetObject", format!("{key} does not read: {e}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsEvent {
+    #[allow(dead_code)]
+    source: String,
+    rule: String,
+    run_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SummaryEvent {
+    #[allow(dead_code)]
+    source: String,
+    rule: String,
+    run_id: String,
+    bucket: String,
+    /// The ResultWriter prefix of this run (its manifest is `<prefix>/<map run id>/manifest.json`).
+    prefix: String,
+    /// Accounts the targets step left out, with why.
+    #[serde(default)]
+    skipped: Vec<(String, String)>,
+    /// The Map's error when it failed as a whole (too many failed items, say).
+    #[serde(default)]
+    map_error: Option<Value>,
+}
+
+/// Lambda entry point.
+pub async fn function_handler(event: LambdaEvent<Value>, app: &App) -> Result<Value, Error> {
+    remediation::flow::within_invocation(event.context.deadline, handle(event.payload, app, Utc::now())).await
+}
+
+fn check_rule(rule: &str) -> Result<(), Error> {
+    if FAN_OUT_RULES.contains(&rule) {
+        Ok(())
+    } else {
+        Err(Error::Event(format!(
+            "rule {rule:?} does not fan out (one of {})",
+            FAN_OUT_RULES.join(", ")
+        )))
+    }
+}
+
+/// Dispatches on the event's `source`.
+pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Value, Error> {
+    match payload.get("source").and_then(Value::as_str) {
+        Some("finops.targets") => {
+            let e: TargetsEvent = serde_json::from_value(payload)
+                .map_err(|e| Error::Event(format!("a finops.targets event that does not read: {e}")))?;
+            check_rule(&e.rule)?;
+            targets(app, &e.rule, &e.run_id).await
+        }
+        Some("finops.summary") => {
+            let e: SummaryEvent = serde_json::from_value(payload)
+                .map_err(|e| Error::Event(format!("a finops.summary event that does not read: {e}")))?;
+            check_rule(&e.rule)?;
+            summary(app, e, now).await
+        }
+        other => Err(Error::Event(format!(
+            "expected source finops.targets or finops.summary, got {other:?}"
+        ))),
+    }
+}
+
+/// Where a run's items are written.
+pub fn items_key(rule: &str, run_id: &str) -> String {
+    format!("runs/{rule}/{run_id}/items.json")
+}
+
+/// Where a run's results are written (the Map's ResultWriter prefix).
+pub fn results_prefix(rule: &str, run_id: &str) -> String {
+    format!("runs/{rule}/{run_id}/results")
+}
+
+async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
+    let org_policy = app
+        .deps
+        .policy
+        .organization
+        .as_ref()
+        .ok_or_else(|| Error::Config("no organization section in the policy".into()))?;
+    let own = app.deps.clients.identity().await?;
+    let directory = remediation::aws::organizations::Organization::new(&app.deps.clients);
+    let t = org::targets(&directory, org_policy, &own.account, &own.partition, run_id).await?;
+    let key = items_key(rule, run_id);
+    let items = serde_json::to_value(&t.items).map_err(|e| Error::Config(format!("cannot serialise items: {e}")))?;
+    app.put_json(&key, &items).await?;
+    tracing::info!(
+        rule,
+        run_id,
+        items = t.items.len(),
+        accounts = t.accounts,
+        skipped = t.skipped.len(),
+        "targets listed"
+    );
+    Ok(json!({
+        "rule": rule,
+        "run_id": run_id,
+        "bucket": app.bucket,
+        "key": key,
+        "prefix": results_prefix(rule, run_id),
+        "items": t.items.len(),
+        "accounts": t.accounts,
+        "regions": t.regions,
+        "skipped": t.skipped,
+        "max_concurrency": org_policy.max_concurrency,
+        "tolerated_failure_percentage": org_policy.tolerated_failure_percentage,
+    }))
+}
+
+async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Value, Error> {
+    // The manifest's key holds the Map Run's id, which only the Map knows: find it under the prefix.
+    let listed = app
+        .s3
+        .list_objects_v2()
+        .bucket(&e.bucket)
+        .prefix(format!("{}/", e.prefix))
+        .send()
+        .await
+        .map_err(|err| Error::aws("s3", "ListObjectsV2", err))?;
+    let manifests: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter(|k| k.ends_with("/manifest.json"))
+        .map(str::to_string)
+        .collect();
+    let mut results: Vec<ItemResult> = Vec::new();
+    for key in &manifests {
+        let manifest: Manifest = app.get_json(&e.bucket, key).await?;
+        for (status, files) in &manifest.result_files {
+            if status == "PENDING" {
+                continue;
+            }
+            for f in files {
+                let mut part: Vec<ItemResult> = app.get_json(&manifest.destination_bucket, &f.key).await?;
+                results.append(&mut part);
+            }
+        }
+    }
+    let mut digest: OrgDigest = org::digest(&e.run_id, &e.rule, &results);
+    if manifests.is_empty() {
+        digest.failed_targets.push(org::FailedTarget {
+            account: "all".into(),
+            region: "all".into(),
+            reason: match &e.map_error {
+                Some(err) => format!("the Map wrote no results: {err}"),
+                None => format!("no results under s3://{}/{}", e.bucket, e.prefix),
+            },
+        });
+    }
+    for (account, why) in &e.skipped {
+        digest.failed_targets.push(org::FailedTarget {
+            account: account.clone(),
+            region: "all".into(),
+            reason: format!("not scanned: {why}"),
+        });
+    }
+    if let Some(publisher) = &app.deps.publisher {
+        publisher
+            .publish(&[Message::OrgDigest {
+                digest: Box::new(digest.clone()),
+            }])
+            .await?;
+    }
+    tracing::info!(rule = %e.rule, run_id = %e.run_id, items = digest.items, failed = digest.items_failed, findings = digest.total_findings, "organisation digest");
+    let mut out =
+        serde_json::to_value(&digest).map_err(|e| Error::Config(format!("cannot serialise the digest: {e}")))?;
+    if let Some(err) = e.map_error {
+        out["map_error"] = err;
+    }
+    Ok(out)
+}

@@ -1,0 +1,670 @@
+//! Organisation scale: the fan-out's item events (one account and region each), the targets a run
+//! lists, the clients that reach a member account through its role, and the organisation digest
+//! built from a Distributed Map's results.
+//!
+//! Step Functions does the fanning out (`infra/template.yaml`); this module only answers the
+//! questions each step asks: which items, how to reach one, what came back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::aws::Clients;
+use crate::error::{Error, Result};
+use crate::policy::{AccountSource, OrganizationPolicy};
+
+/// The `source` of an item event.
+pub const ITEM_SOURCE: &str = "finops.fanout";
+
+/// One (account, region) of a fan-out run: what the Distributed Map hands each rule's Lambda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// Always [`ITEM_SOURCE`].
+    pub source: String,
+    /// The run (the state machine execution's name): the STS session name carries it.
+    pub run_id: String,
+    pub account: String,
+    pub region: String,
+    /// The member role to assume; absent for the hub's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+/// Whether `s` is a 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `s` reads as a region name (`eu-west-1`, `us-gov-west-1`, `ap-southeast-5`).
+pub fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.len() <= 4
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+        && parts[parts.len() - 1].len() <= 2
+}
+
+/// The account a role ARN belongs to, when it is a role ARN (`arn:<partition>:iam::<account>:role/<name>`).
+fn role_account(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if partition.starts_with("aws") && resource.starts_with("role/") && resource.len() > 5 =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
+}
+
+impl Item {
+    /// The item event in `payload`: `Ok(None)` when the payload is some other trigger (its
+    /// `source` is not [`ITEM_SOURCE`]); an error when it says it is an item but is not a sound one.
+    pub fn from_event(payload: &Value) -> Result<Option<Item>> {
+        if payload.get("source").and_then(Value::as_str) != Some(ITEM_SOURCE) {
+            return Ok(None);
+        }
+        let item: Item = serde_json::from_value(payload.clone())
+            .map_err(|e| Error::Event(format!("a {ITEM_SOURCE} item event that does not read: {e}")))?;
+        item.check()?;
+        Ok(Some(item))
+    }
+
+    /// Checks the fields an item is trusted with: the role must be in the item's own account, so
+    /// no item can act on another account than the one it names.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Event(format!("{ITEM_SOURCE} item: {m}")));
+        if !is_account_id(&self.account) {
+            return bad(format!("account {:?} is not a 12-digit account id", self.account));
+        }
+        if !is_region(&self.region) {
+            return bad(format!("region {:?} is not a region name", self.region));
+        }
+        let session_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        if self.run_id.is_empty() || self.run_id.len() > 80 || !self.run_id.chars().all(session_ok) {
+            return bad(format!(
+                "run_id {:?} must be 1 to 80 of the characters an STS session name allows",
+                self.run_id
+            ));
+        }
+        if let Some(arn) = &self.role_arn {
+            match role_account(arn) {
+                Some(a) if a == self.account => {}
+                Some(a) => {
+                    return bad(format!(
+                        "role_arn {arn} is in account {a}, not the item's account {}",
+                        self.account
+                    ))
+                }
+                None => return bad(format!("role_arn {arn:?} is not an IAM role ARN")),
+            }
+        }
+        if self.role_arn.is_none() && self.external_id.is_some() {
+            return bad("external_id without role_arn".into());
+        }
+        Ok(())
+    }
+
+    /// The STS session name: `finops-<run id>`, cut to STS's 64 characters.
+    pub fn session_name(&self) -> String {
+        let mut name = format!("finops-{}", self.run_id);
+        name.truncate(64);
+        name
+    }
+}
+
+/// Where a scan or an action runs: the account and region, and clients that reach them.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    pub account: String,
+    pub region: String,
+    pub clients: Clients,
+    /// The fan-out run this scan belongs to (none for a scheduled scan).
+    pub run_id: Option<String>,
+}
+
+/// Clients for the item's account and region: the member role assumed through STS (session
+/// named for the run, the external id when given), or — for the hub's own account, which has no
+/// role — the function's own credentials, once STS has said they are that account's.
+pub async fn reach(hub: &Clients, item: &Item) -> Result<Reach> {
+    item.check()?;
+    let clients = match &item.role_arn {
+        None => {
+            let own = hub.identity().await?;
+            if own.account != item.account {
+                return Err(Error::Event(format!(
+                    "{ITEM_SOURCE} item for account {} has no role_arn, but this function runs in account {}",
+                    item.account, own.account
+                )));
+            }
+            hub.in_region(&item.region)?
+        }
+        Some(role_arn) => {
+            hub.assume(
+                role_arn,
+                &item.session_name(),
+                item.external_id.as_deref(),
+                &item.region,
+                &item.account,
+            )
+            .await?
+        }
+    };
+    Ok(Reach {
+        account: item.account.clone(),
+        region: item.region.clone(),
+        clients,
+        run_id: Some(item.run_id.clone()),
+    })
+}
+
+/// The member role's ARN in `account`.
+pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{role_name}")
+}
+
+/// Clients that act on a finding's resource: in its account (through the member role, unless it
+/// is the hub's own) and region. Single-account mode (no `organization` in the policy) acts with
+/// the function's own credentials, in the finding's region.
+pub async fn reach_finding(
+    hub: &Clients,
+    org: Option<&OrganizationPolicy>,
+    account: &str,
+    region: &str,
+) -> Result<Clients> {
+    let Some(org) = org else {
+        return hub.in_region(region);
+    };
+    let own = hub.identity().await?;
+    if own.account == account {
+        return hub.in_region(region);
+    }
+    let item = Item {
+        source: ITEM_SOURCE.into(),
+        run_id: "act".into(),
+        account: account.into(),
+        region: region.into(),
+        role_arn: Some(role_arn(&own.partition, account, &org.role_name)),
+        external_id: Some(org.external_id.clone()).filter(|e| !e.is_empty()),
+    };
+    Ok(reach(hub, &item).await?.clients)
+}
+
+/// One account as Organizations lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE` (the older `Status`).
+    pub status: String,
+}
+
+/// What the targets step reads: the organisation's accounts and the hub's enabled regions.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    /// Every account of the organisation.
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    /// The accounts directly under an OU or root.
+    async fn accounts_under(&self, parent: &str) -> Result<Vec<Account>>;
+    /// The OUs directly under an OU or root.
+    async fn child_ous(&self, parent: &str) -> Result<Vec<String>>;
+    /// The regions enabled in the hub's account.
+    async fn enabled_regions(&self) -> Result<Vec<String>>;
+}
+
+/// The targets of one run: the items, and the accounts left out with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Targets {
+    pub run_id: String,
+    pub items: Vec<Item>,
+    /// Accounts not scanned, each with why (suspended, closing).
+    pub skipped: Vec<(String, String)>,
+    pub accounts: usize,
+    pub regions: Vec<String>,
+}
+
+/// Lists the targets: the accounts (Organizations, limited to the policy's OUs and ids, suspended
+/// ones skipped; or the policy's list), always the hub's own, times the regions (the policy's,
+/// or every enabled region). The hub's items have no role: it scans with its own credentials.
+pub async fn targets(
+    directory: &dyn Directory,
+    org: &OrganizationPolicy,
+    hub_account: &str,
+    partition: &str,
+    run_id: &str,
+) -> Result<Targets> {
+    let mut skipped = Vec::new();
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    match org.accounts_from {
+        AccountSource::List => ids.extend(org.accounts.iter().cloned()),
+        AccountSource::Organizations => {
+            let listed = if org.ous.is_empty() {
+                directory.accounts().await?
+            } else {
+                let mut found = Vec::new();
+                let mut parents: Vec<String> = org.ous.clone();
+                let mut seen = BTreeSet::new();
+                while let Some(parent) = parents.pop() {
+                    if !seen.insert(parent.clone()) {
+                        continue;
+                    }
+                    found.extend(directory.accounts_under(&parent).await?);
+                    parents.extend(directory.child_ous(&parent).await?);
+                }
+                found
+            };
+            let wanted: BTreeSet<&String> = org.accounts.iter().collect();
+            for a in listed {
+                if !wanted.is_empty() && !wanted.contains(&a.id) {
+                    continue;
+                }
+                if a.status != "ACTIVE" {
+                    skipped.push((a.id.clone(), format!("{} ({}) is {}", a.id, a.name, a.status)));
+                    continue;
+                }
+                ids.insert(a.id);
+            }
+        }
+    }
+    ids.remove(hub_account);
+    let regions = if org.regions.is_empty() {
+        let mut r = directory.enabled_regions().await?;
+        r.sort();
+        r.dedup();
+        r
+    } else {
+        org.regions.clone()
+    };
+    let external_id = Some(org.external_id.clone()).filter(|e| !e.is_empty());
+    let mut items = Vec::new();
+    for account in std::iter::once(hub_account.to_string()).chain(ids.iter().cloned()) {
+        for region in &regions {
+            let own = account == hub_account;
+            let item = Item {
+                source: ITEM_SOURCE.into(),
+                run_id: run_id.into(),
+                account: account.clone(),
+                region: region.clone(),
+                role_arn: (!own).then(|| role_arn(partition, &account, &org.role_name)),
+                external_id: if own { None } else { external_id.clone() },
+            };
+            item.check()?;
+            items.push(item);
+        }
+    }
+    skipped.sort();
+    Ok(Targets {
+        run_id: run_id.into(),
+        accounts: ids.len() + 1,
+        regions,
+        items,
+        skipped,
+    })
+}
+
+/// One item's result, as a Distributed Map's ResultWriter records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    /// The item's input, as a JSON string.
+    #[serde(rename = "Input", default)]
+    pub input: String,
+    /// The item's output (the rule's report), as a JSON string; absent on failure.
+    #[serde(rename = "Output", default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "Cause", default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// ResultWriter's `manifest.json`: where the results of each status were written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "DestinationBucket")]
+    pub destination_bucket: String,
+    #[serde(rename = "MapRunArn")]
+    pub map_run_arn: String,
+    #[serde(rename = "ResultFiles")]
+    pub result_files: BTreeMap<String, Vec<ResultFile>>,
+}
+
+/// One results file of a manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Size")]
+    pub size: u64,
+}
+
+/// One account's figures for one rule in the organisation digest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountTotals {
+    pub findings: usize,
+    pub usd: f64,
+    pub scanned: usize,
+    /// Resources that could not be assessed, and failed actions.
+    pub failed: usize,
+    /// Regions that answered.
+    pub regions: Vec<String>,
+}
+
+/// An item that failed, with AWS's (or the function's) reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedTarget {
+    pub account: String,
+    pub region: String,
+    pub reason: String,
+}
+
+/// The organisation digest of one run of one rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgDigest {
+    pub run_id: String,
+    pub rule: String,
+    /// Per account: its figures.
+    pub accounts: BTreeMap<String, AccountTotals>,
+    pub failed_targets: Vec<FailedTarget>,
+    pub total_findings: usize,
+    pub total_usd: f64,
+    pub items: usize,
+    pub items_failed: usize,
+}
+
+/// The cause of a failed item in words: the Lambda's `errorMessage` when the cause is its JSON
+/// error, else the cause (or the error name) as it came.
+fn reason(result: &ItemResult) -> String {
+    let cause = result.cause.clone().unwrap_or_default();
+    let from_json = serde_json::from_str::<Value>(&cause)
+        .ok()
+        .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string));
+    match (from_json, cause.is_empty(), &result.error) {
+        (Some(m), _, _) => m,
+        (None, false, _) => cause,
+        (None, true, Some(e)) => e.clone(),
+        (None, true, None) => format!("the item ended {}", result.status),
+    }
+}
+
+/// Adds up the items' results into one digest. An item whose output is not a rule's report is
+/// counted as failed, with what was wrong: nothing is dropped silently.
+pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
+    let mut d = OrgDigest {
+        run_id: run_id.into(),
+        rule: rule.into(),
+        items: results.len(),
+        ..OrgDigest::default()
+    };
+    for r in results {
+        let item: Option<Item> = serde_json::from_str::<Value>(&r.input)
+            .ok()
+            .and_then(|v| serde_json::from_value(v.get("item").cloned().unwrap_or(v)).ok());
+        let (account, region) = match &item {
+            Some(i) => (i.account.clone(), i.region.clone()),
+            None => ("unknown".into(), "unknown".into()),
+        };
+        let report = match (r.status.as_str(), &r.output) {
+            ("SUCCEEDED", Some(out)) => serde_json::from_str::<crate::model::RunReport>(out)
+                .map_err(|e| format!("its output is not a rule's report: {e}")),
+            ("SUCCEEDED", None) => Err("it succeeded without an output".into()),
+            _ => Err(reason(r)),
+        };
+        match report {
+            Ok(report) => {
+                let t = d.accounts.entry(account).or_default();
+                t.findings += report.findings.len();
+                t.usd += report.estimated_monthly_savings_usd;
+                t.scanned += report.scanned;
+                t.failed += report.failed;
+                t.regions.push(region);
+                t.regions.sort();
+                d.total_findings += report.findings.len();
+                d.total_usd += report.estimated_monthly_savings_usd;
+            }
+            Err(reason) => {
+                d.items_failed += 1;
+                d.failed_targets.push(FailedTarget {
+                    account,
+                    region,
+                    reason,
+                });
+            }
+        }
+    }
+    d.failed_targets
+        .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(account: &str, role: Option<&str>) -> Item {
+        Item {
+            source: ITEM_SOURCE.into(),
+            run_id: "run-1".into(),
+            account: account.into(),
+            region: "eu-west-1".into(),
+            role_arn: role.map(str::to_string),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn an_item_whose_role_is_in_another_account_is_refused() {
+        let i = item(
+            "111111111111",
+            Some("arn:aws:iam::222222222222:role/FinOpsAutopilotMember"),
+        );
+        let err = i.check().unwrap_err().to_string();
+        assert!(err.contains("not the item's account 111111111111"), "{err}");
+        assert!(item(
+            "111111111111",
+            Some("arn:aws:iam::111111111111:role/FinOpsAutopilotMember")
+        )
+        .check()
+        .is_ok());
+    }
+
+    #[test]
+    fn an_item_event_is_told_apart_from_other_triggers_and_checked() {
+        let scheduled = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"});
+        assert_eq!(Item::from_event(&scheduled).unwrap(), None);
+        let ok = serde_json::json!({"source": "finops.fanout", "run_id": "r1", "account": "111111111111",
+            "region": "eu-west-1", "role_arn": "arn:aws:iam::111111111111:role/M", "external_id": "x-1"});
+        assert_eq!(
+            Item::from_event(&ok).unwrap().unwrap().external_id.as_deref(),
+            Some("x-1")
+        );
+        for bad in [
+            serde_json::json!({"source": "finops.fanout", "run_id": "r1", "account": "1111", "region": "eu-west-1"}),
+            serde_json::json!({"source": "finops.fanout", "run_id": "r1", "account": "111111111111", "region": "Europe"}),
+            serde_json::json!({"source": "finops.fanout", "run_id": "r 1", "account": "111111111111", "region": "eu-west-1"}),
+            serde_json::json!({"source": "finops.fanout", "run_id": "r1", "account": "111111111111", "region": "eu-west-1", "extra": 1}),
+            serde_json::json!({"source": "finops.fanout", "run_id": "r1", "account": "111111111111", "region": "eu-west-1", "role_arn": "arn:aws:iam::111111111111:user/x"}),
+        ] {
+            assert!(Item::from_event(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn region_names_are_recognised() {
+        for r in [
+            "us-east-1",
+            "eu-west-1",
+            "us-gov-west-1",
+            "ap-southeast-5",
+            "eu-central-2",
+        ] {
+            assert!(is_region(r), "{r}");
+        }
+        for r in ["", "us", "us-east", "US-EAST-1", "us-east-1a", "us--1", "useast-1-"] {
+            assert!(!is_region(r), "{r}");
+        }
+    }
+
+    struct Fake {
+        accounts: Vec<Account>,
+        under: BTreeMap<String, (Vec<&'static str>, Vec<&'static str>)>,
+    }
+
+    #[async_trait::async_trait]
+    impl Directory for Fake {
+        async fn accounts(&self) -> Result<Vec<Account>> {
+            Ok(self.accounts.clone())
+        }
+        async fn accounts_under(&self, parent: &str) -> Result<Vec<Account>> {
+            let ids = self.under.get(parent).map(|u| u.0.clone()).unwrap_or_default();
+            Ok(self
+                .accounts
+                .iter()
+                .filter(|a| ids.contains(&a.id.as_str()))
+                .cloned()
+                .collect())
+        }
+        async fn child_ous(&self, parent: &str) -> Result<Vec<String>> {
+            Ok(self
+                .under
+                .get(parent)
+                .map(|u| u.1.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default())
+        }
+        async fn enabled_regions(&self) -> Result<Vec<String>> {
+            Ok(vec!["us-east-1".into(), "eu-west-1".into()])
+        }
+    }
+
+    fn fake() -> Fake {
+        let a = |id: &str, status: &str| Account {
+            id: id.into(),
+            name: format!("acct-{id}"),
+            status: status.into(),
+        };
+        Fake {
+            accounts: vec![
+                a("123456789012", "ACTIVE"),
+                a("111111111111", "ACTIVE"),
+                a("222222222222", "SUSPENDED"),
+                a("333333333333", "ACTIVE"),
+            ],
+            under: [
+                ("ou-a".to_string(), (vec!["111111111111"], vec!["ou-b"])),
+                ("ou-b".to_string(), (vec!["222222222222", "333333333333"], vec![])),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn targets_are_every_active_account_and_the_hub_times_every_region() {
+        let org = OrganizationPolicy::default();
+        let t = targets(&fake(), &org, "123456789012", "aws", "run-1").await.unwrap();
+        let pairs: Vec<(String, String, bool)> = t
+            .items
+            .iter()
+            .map(|i| (i.account.clone(), i.region.clone(), i.role_arn.is_some()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("123456789012", "eu-west-1", false),
+                ("123456789012", "us-east-1", false),
+                ("111111111111", "eu-west-1", true),
+                ("111111111111", "us-east-1", true),
+                ("333333333333", "eu-west-1", true),
+                ("333333333333", "us-east-1", true),
+            ]
+            .map(|(a, r, role)| (a.to_string(), r.to_string(), role))
+        );
+        assert_eq!(t.skipped.len(), 1);
+        assert!(t.skipped[0].1.contains("SUSPENDED"), "{:?}", t.skipped);
+        assert_eq!(
+            t.items[2].role_arn.as_deref(),
+            Some("arn:aws:iam::111111111111:role/FinOpsAutopilotMember")
+        );
+    }
+
+    #[tokio::test]
+    async fn targets_limited_to_ous_include_child_ous_and_the_hub() {
+        let org = OrganizationPolicy {
+            ous: vec!["ou-a".into()],
+            regions: vec!["eu-west-1".into()],
+            external_id: "ext-1".into(),
+            ..OrganizationPolicy::default()
+        };
+        let t = targets(&fake(), &org, "123456789012", "aws", "run-1").await.unwrap();
+        let accounts: Vec<&str> = t.items.iter().map(|i| i.account.as_str()).collect();
+        assert_eq!(accounts, ["123456789012", "111111111111", "333333333333"]);
+        assert_eq!(t.items[0].external_id, None);
+        assert_eq!(t.items[1].external_id.as_deref(), Some("ext-1"));
+    }
+
+    #[test]
+    fn the_digest_adds_up_each_account_and_names_each_failed_target_with_its_reason() {
+        let ok = |account: &str, region: &str, usd: f64| ItemResult {
+            status: "SUCCEEDED".into(),
+            input: serde_json::to_string(&item_in(account, region)).unwrap(),
+            output: Some(
+                serde_json::json!({"rule": "idle-ec2", "mode": "dry-run", "scanned": 5, "findings": [],
+                    "outcomes": [], "estimated_monthly_savings_usd": usd})
+                .to_string(),
+            ),
+            error: None,
+            cause: None,
+        };
+        let results = vec![
+            ok("111111111111", "eu-west-1", 10.0),
+            ok("111111111111", "us-east-1", 5.5),
+            ItemResult {
+                status: "FAILED".into(),
+                input: serde_json::to_string(&item_in("222222222222", "eu-west-1")).unwrap(),
+                output: None,
+                error: Some("NonRetryable".into()),
+                cause: Some(
+                    r#"{"errorType":"NonRetryable","errorMessage":"STS.AssumeRole failed: AccessDenied: not authorized"}"#
+                        .into(),
+                ),
+            },
+            ItemResult {
+                status: "SUCCEEDED".into(),
+                input: "{}".into(),
+                output: Some("\"not a report\"".into()),
+                error: None,
+                cause: None,
+            },
+        ];
+        let d = digest("run-1", "idle-ec2", &results);
+        assert_eq!(d.items, 4);
+        assert_eq!(d.items_failed, 2);
+        assert_eq!(d.accounts["111111111111"].usd, 15.5);
+        assert_eq!(d.accounts["111111111111"].regions, ["eu-west-1", "us-east-1"]);
+        assert_eq!(d.total_usd, 15.5);
+        assert_eq!(d.failed_targets[0].account, "222222222222");
+        assert_eq!(
+            d.failed_targets[0].reason,
+            "STS.AssumeRole failed: AccessDenied: not authorized"
+        );
+        assert!(d.failed_targets[1].reason.contains("not a rule's report"));
+    }
+
+    fn item_in(account: &str, region: &str) -> Item {
+        Item {
+            region: region.into(),
+            ..item(account, None)
+        }
+    }
+}

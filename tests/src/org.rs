@@ -1,0 +1,210 @@
+//! Organisation scale locally: an organisation in moto (moto's STS AssumeRole hands out
+//! credentials for the role's account, and moto keeps each account's resources apart), and a
+//! runner that does what the state machine does: the targets step, then a Map over the items with
+//! a concurrency bound, each item given to the rule's own handler, the results written to S3 as
+//! the Map's ResultWriter writes them, then the summary step.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::StreamExt;
+use remediation::aws::Clients;
+use remediation::model::RunReport;
+use remediation::org::{Item, ItemResult, ResultFile};
+use serde_json::{json, Value};
+
+/// The member role's name in every account (the policy's default).
+pub const ROLE: &str = "FinOpsAutopilotMember";
+
+/// Clients in `account` and `region`: the hub's own credentials for the hub's account, the
+/// member role otherwise (as the functions reach it).
+pub async fn clients_in(hub: &Clients, account: &str, region: &str) -> Clients {
+    let own = hub.identity().await.expect("GetCallerIdentity");
+    if own.account == account {
+        return hub.in_region(region).expect("region");
+    }
+    let role = remediation::org::role_arn("aws", account, ROLE);
+    hub.assume(&role, "finops-seed", None, region, account)
+        .await
+        .unwrap_or_else(|e| panic!("assume {role}: {e}"))
+}
+
+/// Creates the organisation with the hub as its management account and `members` new accounts
+/// (moto picks their ids); returns the ids in creation order.
+pub async fn organisation(hub: &Clients, members: usize) -> Vec<String> {
+    let org = aws_sdk_organizations::Client::new(&hub.config);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("CreateOrganization");
+    let mut ids = Vec::new();
+    for n in 0..members {
+        let out = org
+            .create_account()
+            .account_name(format!("member-{n}"))
+            .email(format!("member-{n}@example.com"))
+            .send()
+            .await
+            .expect("CreateAccount");
+        let id = out
+            .create_account_status()
+            .and_then(|s| s.account_id())
+            .expect("an account id")
+            .to_string();
+        ids.push(id);
+    }
+    ids
+}
+
+/// Closes an account (Organizations lists it SUSPENDED afterwards).
+pub async fn close(hub: &Clients, account: &str) {
+    aws_sdk_organizations::Client::new(&hub.config)
+        .close_account()
+        .account_id(account)
+        .send()
+        .await
+        .expect("CloseAccount");
+}
+
+/// One rule's handler, given an item event.
+pub type Rule<'a> =
+    &'a (dyn Fn(Value) -> Pin<Box<dyn Future<Output = Result<RunReport, remediation::Error>> + Send + 'a>> + Sync);
+
+/// What a local run did: the targets step's answer, every item's result and the digest.
+pub struct OrgRun {
+    pub targets: Value,
+    pub results: Vec<ItemResult>,
+    pub digest: remediation::org::OrgDigest,
+    /// The largest number of items that ran at once.
+    pub peak_concurrency: usize,
+}
+
+/// Runs one fan-out of `rule` as the state machine does: targets → Map (at most the policy's
+/// `max_concurrency` items at once) → ResultWriter files in S3 → summary.
+pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, rule: Rule<'_>) -> OrgRun {
+    let now = chrono::Utc::now();
+    let targets = org_fanout::handler::handle(
+        json!({"source": "finops.targets", "rule": rule_name, "run_id": run_id}),
+        app,
+        now,
+    )
+    .await
+    .expect("the targets step");
+    let s3 = s3(&app.deps.clients);
+    let bucket = targets["bucket"].as_str().expect("bucket").to_string();
+    let key = targets["key"].as_str().expect("key").to_string();
+    // The Map's ItemReader: the items file the targets step wrote.
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("GetObject items");
+    let bytes = body.body.collect().await.expect("items body").into_bytes();
+    let items: Vec<Item> = serde_json::from_slice(&bytes).expect("the items file reads");
+    let bound = targets["max_concurrency"].as_u64().expect("max_concurrency") as usize;
+    let running = std::sync::atomic::AtomicUsize::new(0);
+    let peak = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<ItemResult> = futures::stream::iter(items.into_iter().map(|item| {
+        let (running, peak) = (&running, &peak);
+        async move {
+            let now_running = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            peak.fetch_max(now_running, std::sync::atomic::Ordering::SeqCst);
+            let input = serde_json::to_value(&item).expect("item");
+            let outcome = rule(input.clone()).await;
+            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            match outcome {
+                Ok(report) => ItemResult {
+                    status: "SUCCEEDED".into(),
+                    input: input.to_string(),
+                    output: Some(serde_json::to_string(&report).expect("report")),
+                    error: None,
+                    cause: None,
+                },
+                // As Step Functions records a Lambda that returned an error: its type as the
+                // Error, its JSON error as the Cause.
+                Err(e) => {
+                    let d = lambda_runtime::Diagnostic::from(e);
+                    ItemResult {
+                        status: "FAILED".into(),
+                        input: input.to_string(),
+                        output: None,
+                        error: Some(d.error_type.clone()),
+                        cause: Some(json!({"errorType": d.error_type, "errorMessage": d.error_message}).to_string()),
+                    }
+                }
+            }
+        }
+    }))
+    .buffer_unordered(bound)
+    .collect()
+    .await;
+    let prefix = targets["prefix"].as_str().expect("prefix").to_string();
+    write_results(&s3, &bucket, &prefix, run_id, &results).await;
+    let digest = org_fanout::handler::handle(
+        json!({"source": "finops.summary", "rule": rule_name, "run_id": run_id, "bucket": bucket,
+               "prefix": prefix, "skipped": targets["skipped"]}),
+        app,
+        now,
+    )
+    .await
+    .expect("the summary step");
+    OrgRun {
+        targets,
+        results,
+        digest: serde_json::from_value(digest).expect("the digest reads"),
+        peak_concurrency: peak.load(std::sync::atomic::Ordering::SeqCst),
+    }
+}
+
+fn s3(clients: &Clients) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&clients.config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Writes `results` as ResultWriter does: `<prefix>/<map run id>/SUCCEEDED_0.json` (and
+/// `FAILED_0.json`), each a JSON array, and a `manifest.json` naming them.
+async fn write_results(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str, run_id: &str, results: &[ItemResult]) {
+    let map_run = format!("{run_id}-map");
+    let mut files: std::collections::BTreeMap<String, Vec<ResultFile>> = ["SUCCEEDED", "FAILED", "PENDING"]
+        .iter()
+        .map(|s| (s.to_string(), vec![]))
+        .collect();
+    for status in ["SUCCEEDED", "FAILED"] {
+        let these: Vec<&ItemResult> = results.iter().filter(|r| r.status == status).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let key = format!("{prefix}/{map_run}/{status}_0.json");
+        let body = serde_json::to_vec(&these).expect("results");
+        let size = body.len() as u64;
+        s3.put_object()
+            .bucket(bucket)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("PutObject results");
+        files
+            .entry(status.to_string())
+            .or_default()
+            .push(ResultFile { key, size });
+    }
+    let manifest = remediation::org::Manifest {
+        destination_bucket: bucket.into(),
+        map_run_arn: format!("arn:aws:states:us-east-1:123456789012:mapRun:finops-fan-out/Map:{map_run}"),
+        result_files: files,
+    };
+    s3.put_object()
+        .bucket(bucket)
+        .key(format!("{prefix}/{map_run}/manifest.json"))
+        .body(serde_json::to_vec(&manifest).expect("manifest").into())
+        .send()
+        .await
+        .expect("PutObject manifest");
+}
