@@ -69,8 +69,8 @@ $(SAM_VENV)/.installed: tests/requirements-sam.txt
 	touch $@
 
 infra-check: $(INFRA_VENV)/.installed $(SAM_VENV)/.installed
-	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml
-	$(INFRA_VENV)/bin/checkov -f infra/template.yaml --framework cloudformation --compact --quiet --skip-download
+	$(INFRA_VENV)/bin/cfn-lint infra/template.yaml infra/member-role.yaml
+	$(INFRA_VENV)/bin/checkov -f infra/template.yaml -f infra/member-role.yaml --framework cloudformation --compact --quiet --skip-download
 	cd infra && AWS_REGION=$${AWS_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint -t template.yaml
 
 test: venv browser infra-check

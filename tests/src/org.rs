@@ -74,7 +74,11 @@ pub type Rule<'a> =
 /// What a local run did: the targets step's answer, every item's result and the digest.
 pub struct OrgRun {
     pub targets: Value,
+    /// Each item's result as the Map records it (the counts of its report, as the state
+    /// machine's ResultSelector keeps them).
     pub results: Vec<ItemResult>,
+    /// Each item's whole report, with its input (what the Lambda answered).
+    pub reports: Vec<(Item, RunReport)>,
     pub digest: remediation::org::OrgDigest,
     /// The largest number of items that ran at once.
     pub peak_concurrency: usize,
@@ -107,7 +111,7 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     let bound = targets["max_concurrency"].as_u64().expect("max_concurrency") as usize;
     let running = std::sync::atomic::AtomicUsize::new(0);
     let peak = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<ItemResult> = futures::stream::iter(items.into_iter().map(|item| {
+    let done: Vec<(ItemResult, Option<(Item, RunReport)>)> = futures::stream::iter(items.into_iter().map(|item| {
         let (running, peak) = (&running, &peak);
         async move {
             let now_running = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -116,24 +120,28 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
             let outcome = rule(input.clone()).await;
             running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             match outcome {
-                Ok(report) => ItemResult {
-                    status: "SUCCEEDED".into(),
-                    input: input.to_string(),
-                    output: Some(serde_json::to_string(&report).expect("report")),
-                    error: None,
-                    cause: None,
-                },
+                Ok(report) => (
+                    ItemResult {
+                        status: "SUCCEEDED".into(),
+                        input: input.to_string(),
+                        output: Some(selected(&report).to_string()),
+                        error: None,
+                        cause: None,
+                    },
+                    Some((item, report)),
+                ),
                 // As Step Functions records a Lambda that returned an error: its type as the
                 // Error, its JSON error as the Cause.
                 Err(e) => {
                     let d = lambda_runtime::Diagnostic::from(e);
-                    ItemResult {
+                    let result = ItemResult {
                         status: "FAILED".into(),
                         input: input.to_string(),
                         output: None,
                         error: Some(d.error_type.clone()),
                         cause: Some(json!({"errorType": d.error_type, "errorMessage": d.error_message}).to_string()),
-                    }
+                    };
+                    (result, None)
                 }
             }
         }
@@ -141,6 +149,7 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     .buffer_unordered(bound)
     .collect()
     .await;
+    let (results, reports): (Vec<ItemResult>, Vec<Option<(Item, RunReport)>>) = done.into_iter().unzip();
     let prefix = targets["prefix"].as_str().expect("prefix").to_string();
     write_results(&s3, &bucket, &prefix, run_id, &results).await;
     let digest = org_fanout::handler::handle(
@@ -154,9 +163,22 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     OrgRun {
         targets,
         results,
+        reports: reports.into_iter().flatten().collect(),
         digest: serde_json::from_value(digest).expect("the digest reads"),
         peak_concurrency: peak.load(std::sync::atomic::Ordering::SeqCst),
     }
+}
+
+/// What the item task's ResultSelector keeps of a report (`infra/template.yaml`, state `Item`).
+fn selected(report: &RunReport) -> Value {
+    json!({
+        "rule": report.rule,
+        "mode": report.mode,
+        "scanned": report.scanned,
+        "findings": report.findings.len(),
+        "failed": report.failed,
+        "estimated_monthly_savings_usd": report.estimated_monthly_savings_usd,
+    })
 }
 
 fn s3(clients: &Clients) -> aws_sdk_s3::Client {

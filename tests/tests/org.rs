@@ -95,24 +95,13 @@ async fn fanout_app(moto: &Moto, policy: Policy) -> org_fanout::handler::App {
 /// (account, region, instance id) of every finding in the run's reports.
 fn found(run: &org::OrgRun) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut out: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    for r in &run.results {
-        let Some(output) = &r.output else { continue };
-        let report: Value = serde_json::from_str(output).expect("report");
-        let input: Value = serde_json::from_str(&r.input).expect("input");
-        let item = (
-            input["account"].as_str().unwrap().to_string(),
-            input["region"].as_str().unwrap().to_string(),
-        );
-        out.entry(item.clone()).or_default();
-        for f in report["findings"].as_array().unwrap() {
-            assert_eq!(f["resource"]["account"], input["account"], "{f}");
-            assert_eq!(f["resource"]["region"], input["region"], "{f}");
-            let id = f["resource"]["id"].as_str().unwrap();
-            assert_eq!(
-                f["id"].as_str().unwrap(),
-                format!("idle-ec2:{}:{}:{id}", item.0, item.1)
-            );
-            out.entry(item.clone()).or_default().insert(id.to_string());
+    for (item, report) in &run.reports {
+        let at = (item.account.clone(), item.region.clone());
+        out.entry(at.clone()).or_default();
+        for f in &report.findings {
+            assert_eq!((&f.resource.account, &f.resource.region), (&at.0, &at.1), "{f:?}");
+            assert_eq!(f.id, format!("idle-ec2:{}:{}:{}", at.0, at.1, f.resource.id));
+            out.entry(at.clone()).or_default().insert(f.resource.id.clone());
         }
     }
     out

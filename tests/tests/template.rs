@@ -41,6 +41,8 @@ fn scopes(resource: &Value) -> Vec<Scope> {
                 Scope::LinkSecret
             } else if shown.contains("ReportBucket.Arn") {
                 Scope::ReportBucket
+            } else if shown.contains("ResultsBucket.Arn") {
+                Scope::ResultsBucket
             } else {
                 Scope::Account
             }

@@ -398,6 +398,41 @@ fn reason(result: &ItemResult) -> String {
     }
 }
 
+/// One item's figures.
+struct Figures {
+    findings: usize,
+    usd: f64,
+    scanned: usize,
+    failed: usize,
+}
+
+/// The figures of an item's output: a rule's report, or the counts the state machine keeps of it
+/// (`findings` as a number, so a child's output stays small).
+fn figures(output: &str) -> std::result::Result<Figures, String> {
+    let v: Value = serde_json::from_str(output).map_err(|e| format!("its output is not a rule's report: {e}"))?;
+    let count = |key: &str| -> std::result::Result<usize, String> {
+        match v.get(key) {
+            Some(Value::Array(a)) => Ok(a.len()),
+            Some(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| format!("its output is not a rule's report: {key} is {n}")),
+            None => Err(format!("its output is not a rule's report: no {key}")),
+        }
+    };
+    let usd = v
+        .get("estimated_monthly_savings_usd")
+        .and_then(Value::as_f64)
+        .filter(|u| u.is_finite())
+        .ok_or_else(|| "its output is not a rule's report: no estimated_monthly_savings_usd".to_string())?;
+    Ok(Figures {
+        findings: count("findings")?,
+        usd,
+        scanned: count("scanned")?,
+        failed: v.get("failed").map_or(Ok(0), |_| count("failed"))?,
+    })
+}
+
 /// Adds up the items' results into one digest. An item whose output is not a rule's report is
 /// counted as failed, with what was wrong: nothing is dropped silently.
 pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
@@ -416,22 +451,21 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
             None => ("unknown".into(), "unknown".into()),
         };
         let report = match (r.status.as_str(), &r.output) {
-            ("SUCCEEDED", Some(out)) => serde_json::from_str::<crate::model::RunReport>(out)
-                .map_err(|e| format!("its output is not a rule's report: {e}")),
+            ("SUCCEEDED", Some(out)) => figures(out),
             ("SUCCEEDED", None) => Err("it succeeded without an output".into()),
             _ => Err(reason(r)),
         };
         match report {
             Ok(report) => {
                 let t = d.accounts.entry(account).or_default();
-                t.findings += report.findings.len();
-                t.usd += report.estimated_monthly_savings_usd;
+                t.findings += report.findings;
+                t.usd += report.usd;
                 t.scanned += report.scanned;
                 t.failed += report.failed;
                 t.regions.push(region);
                 t.regions.sort();
-                d.total_findings += report.findings.len();
-                d.total_usd += report.estimated_monthly_savings_usd;
+                d.total_findings += report.findings;
+                d.total_usd += report.usd;
             }
             Err(reason) => {
                 d.items_failed += 1;

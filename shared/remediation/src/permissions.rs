@@ -20,6 +20,8 @@ pub enum Scope {
     LinkSecret,
     /// The savings reports' bucket (its objects).
     ReportBucket,
+    /// The fan-out's items and results bucket.
+    ResultsBucket,
     /// Resources of the account and region (EC2, S3, Config, CloudWatch, Cost Explorer).
     Account,
 }
@@ -36,6 +38,7 @@ pub const EBS_SCAN: &[&str] = &["ec2:DescribeVolumes"];
 pub const S3_SCAN: &[&str] = &[
     "s3:ListAllMyBuckets",
     "s3:GetBucketAcl",
+    "s3:GetBucketLocation",
     "s3:GetBucketPolicy",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketTagging",
@@ -57,6 +60,7 @@ pub const TAG_SCAN: &[&str] = &[
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeVolumes",
     "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation",
     "s3:GetBucketTagging",
     "config:GetResourceConfigHistory",
     "config:PutEvaluations",
@@ -97,6 +101,15 @@ pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
 pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject", "s3:GetObject"];
 /// Publishing (PublishBatch is authorised as Publish).
 pub const PUBLISH: &[&str] = &["sns:Publish"];
+/// The fan-out's targets: the organisation's accounts and the enabled regions.
+pub const FANOUT_TARGETS: &[&str] = &[
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+    "ec2:DescribeRegions",
+];
+/// The fan-out's items (written) and the Map's results (listed and read).
+pub const FANOUT_OBJECTS: &[&str] = &["s3:ListBucket", "s3:PutObject", "s3:GetObject"];
 /// Reading the secret.
 pub const SECRET: &[&str] = &["secretsmanager:GetSecretValue"];
 
@@ -126,7 +139,34 @@ pub const FUNCTIONS: &[&str] = &[
     "jira-sync",
     "savings-report",
     "rightsizing",
+    "org-fanout",
 ];
+
+/// The functions that scan or act in member accounts through the member role (and may assume it).
+pub const MEMBER_FUNCTIONS: &[&str] = &[
+    "idle-ec2",
+    "ebs-cleanup",
+    "s3-public",
+    "tag-compliance",
+    "rightsizing",
+    "approval",
+];
+
+/// Actions those functions take with their own credentials even for a member's item: the model
+/// that explains a recommendation is the hub's.
+const HUB_ONLY: &[&str] = &["bedrock:InvokeModel"];
+
+/// What the member role (`infra/member-role.yaml`) grants: every account-level action of the
+/// functions that reach member accounts, and nothing else.
+pub fn member_role() -> BTreeSet<&'static str> {
+    MEMBER_FUNCTIONS
+        .iter()
+        .filter_map(|f| for_function(f))
+        .flat_map(|grants| grants.into_iter())
+        .filter(|(scope, action)| *scope == Scope::Account && !HUB_ONLY.contains(action))
+        .map(|(_, action)| action)
+        .collect()
+}
 
 fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
     let mut v = d.permissions.to_vec();
@@ -151,6 +191,7 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
             action(&block_public_access::DECLARATION, true),
         ]
         .concat(),
+        "org-fanout" => FANOUT_TARGETS.to_vec(),
         "slack-notify" | "jira-sync" | "savings-report" => vec![],
         _ => return None,
     };
@@ -159,6 +200,8 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         "slack-notify" => (NOTIFY_STATE, false),
         "jira-sync" => (TICKET_STATE, false),
         "savings-report" => (REPORT_STATE, true),
+        // Reads the results, publishes the digest: no state.
+        "org-fanout" => (&[], true),
         // Recommends only: no state.
         "rightsizing" => (&[], true),
         _ => (DETECTOR_STATE, true),
@@ -174,6 +217,9 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
     }
     if function == "savings-report" {
         out.extend(REPORT_OBJECTS.iter().map(|a| (Scope::ReportBucket, *a)));
+    }
+    if function == "org-fanout" {
+        out.extend(FANOUT_OBJECTS.iter().map(|a| (Scope::ResultsBucket, *a)));
     }
     Some(out)
 }

@@ -1,0 +1,280 @@
+//! The organisation fan-out in the templates: the state machine's shape and bounds, who may
+//! assume the member role, and the member role (`infra/member-role.yaml`) granting exactly what
+//! the functions that reach member accounts declare. (cfn-lint checks the States Language itself
+//! in `make infra-check`.)
+
+use std::collections::BTreeSet;
+
+use remediation::permissions::{member_role, MEMBER_FUNCTIONS};
+use serde_norway::Value;
+
+fn load(name: &str) -> Value {
+    let path = finops_tests::moto::workspace_root().join("infra").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+fn definition() -> Value {
+    let t = load("template.yaml");
+    let sm = &t["Resources"]["FanOutStateMachine"];
+    assert_eq!(sm["Type"].as_str(), Some("AWS::StepFunctions::StateMachine"));
+    assert_eq!(
+        sm["Condition"].as_str(),
+        Some("Org"),
+        "single-account mode stays the default"
+    );
+    sm["Properties"]["Definition"].clone()
+}
+
+/// Every state of a definition and of its Map's item processor, by name.
+fn states(def: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (name, s) in def["States"].as_mapping().unwrap() {
+        out.push((name.as_str().unwrap().to_string(), s.clone()));
+        if let Some(inner) = s.get("ItemProcessor") {
+            out.extend(states(inner));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_fan_out_is_a_distributed_map_bounded_by_the_policy_retried_on_throttling_and_tolerant_of_failures() {
+    let def = definition();
+    let scan = &def["States"]["Scan"];
+    assert_eq!(scan["Type"].as_str(), Some("Map"));
+    assert_eq!(
+        scan["ItemProcessor"]["ProcessorConfig"]["Mode"].as_str(),
+        Some("DISTRIBUTED")
+    );
+    // The bounds come from the targets step, which reads them from the policy.
+    assert_eq!(
+        scan["MaxConcurrencyPath"].as_str(),
+        Some("$.step.targets.max_concurrency")
+    );
+    assert_eq!(
+        scan["ToleratedFailurePercentagePath"].as_str(),
+        Some("$.step.targets.tolerated_failure_percentage")
+    );
+    assert_eq!(def["States"]["Targets"]["ResultPath"].as_str(), Some("$.step"));
+    let defaults = remediation::policy::OrganizationPolicy::default();
+    assert_eq!(
+        (defaults.max_concurrency, defaults.tolerated_failure_percentage),
+        (10, 20)
+    );
+    // Items from the file the targets step wrote; results to S3 under the run's prefix.
+    assert_eq!(
+        scan["ItemReader"]["Resource"].as_str(),
+        Some("arn:aws:states:::s3:getObject")
+    );
+    assert_eq!(
+        scan["ResultWriter"]["Parameters"]["Prefix.$"].as_str(),
+        Some("$.step.targets.prefix")
+    );
+    // Each item invokes the function the schedule named, with the item event as the payload.
+    let item = &scan["ItemProcessor"]["States"]["Item"];
+    assert_eq!(item["Parameters"]["FunctionName.$"].as_str(), Some("$.function"));
+    assert_eq!(item["Parameters"]["Payload.$"].as_str(), Some("$.item"));
+    assert_eq!(scan["ItemSelector"]["item.$"].as_str(), Some("$$.Map.Item.Value"));
+    // Every Lambda task retries Lambda's throttling with growing, jittered waits.
+    let mut tasks = 0;
+    for (name, s) in states(&def) {
+        if s["Resource"].as_str() != Some("arn:aws:states:::lambda:invoke") {
+            continue;
+        }
+        tasks += 1;
+        let retry = s["Retry"].as_sequence().unwrap_or_else(|| panic!("{name}: no Retry"));
+        let throttled = retry
+            .iter()
+            .find(|r| strings(&r["ErrorEquals"]).contains(&"Lambda.TooManyRequestsException".to_string()))
+            .unwrap_or_else(|| panic!("{name}: Lambda.TooManyRequestsException is not retried"));
+        assert!(throttled["BackoffRate"].as_f64().unwrap() > 1.0, "{name}");
+        assert!(throttled["MaxAttempts"].as_u64().unwrap() >= 3, "{name}");
+        assert_eq!(throttled["JitterStrategy"].as_str(), Some("FULL"), "{name}");
+        assert!(
+            strings(&throttled["ErrorEquals"]).contains(&"Retryable".to_string()),
+            "{name}: the functions' own Retryable errors are retried"
+        );
+    }
+    assert_eq!(tasks, 4, "targets, item, summary, summary of a failed run");
+    // A Map that fails as a whole still gets its digest, then the execution fails (alarm).
+    let catch = &scan["Catch"][0];
+    assert_eq!(catch["Next"].as_str(), Some("SummaryOfAFailedRun"));
+    assert_eq!(def["States"]["SummaryOfAFailedRun"]["Next"].as_str(), Some("RunFailed"));
+    assert_eq!(def["States"]["RunFailed"]["Type"].as_str(), Some("Fail"));
+    // Every Next names a state of its own level.
+    let names: BTreeSet<String> = states(&def).into_iter().map(|(n, _)| n).collect();
+    for (name, s) in states(&def) {
+        for next in [s.get("Next"), s["Catch"].get(0).and_then(|c| c.get("Next"))]
+            .into_iter()
+            .flatten()
+        {
+            assert!(names.contains(next.as_str().unwrap()), "{name} goes to {next:?}");
+        }
+    }
+}
+
+#[test]
+fn each_fanned_out_rule_has_a_schedule_naming_its_function_and_its_own_schedule_is_off_in_org_mode() {
+    let t = load("template.yaml");
+    let resources = t["Resources"].as_mapping().unwrap();
+    let mut scheduled = BTreeSet::new();
+    for (name, r) in resources {
+        if r["Type"].as_str() != Some("AWS::Events::Rule") {
+            continue;
+        }
+        let name = name.as_str().unwrap();
+        assert!(name.starts_with("FanOut"), "{name}");
+        assert_eq!(r["Condition"].as_str(), Some("Org"));
+        let target = &r["Properties"]["Targets"][0];
+        assert!(format!("{:?}", target["Arn"]).contains("FanOutStateMachine"));
+        let input = format!("{:?}", target["Input"]);
+        let rule = org_fanout::handler::FAN_OUT_RULES
+            .iter()
+            .find(|rule| input.contains(&format!("\\\"rule\\\": \\\"{rule}\\\"")))
+            .unwrap_or_else(|| panic!("{name}: {input}"));
+        scheduled.insert(rule.to_string());
+        // The function the input names is that rule's own.
+        let logical = format!(
+            "{}Function.Arn",
+            rule.split('-')
+                .map(|w| w[..1].to_uppercase() + &w[1..])
+                .collect::<String>()
+        );
+        assert!(input.contains(&logical), "{name}: {input} does not name {logical}");
+    }
+    let want: BTreeSet<String> = org_fanout::handler::FAN_OUT_RULES
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(scheduled, want);
+    // The functions' own schedules are off in organisation mode (the hub is one of the targets).
+    for (_, r) in resources {
+        let Some(events) = r["Properties"].get("Events").and_then(Value::as_mapping) else {
+            continue;
+        };
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        if !want.contains(binary) {
+            continue;
+        }
+        for (_, e) in events {
+            if e["Type"].as_str() == Some("Schedule") {
+                let state = format!("{:?}", e["Properties"]["State"]);
+                assert!(state.contains("Org") && state.contains("DISABLED"), "{binary}: {state}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_functions_that_reach_member_accounts_may_assume_the_member_role_and_nothing_else() {
+    let t = load("template.yaml");
+    let access = &t["Resources"]["MemberRoleAccess"];
+    assert_eq!(access["Condition"].as_str(), Some("Org"));
+    let roles: BTreeSet<String> = access["Properties"]["Roles"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let mut want = BTreeSet::new();
+    for (name, r) in t["Resources"].as_mapping().unwrap() {
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        if MEMBER_FUNCTIONS.contains(&binary) {
+            want.insert(format!(
+                "{:?}",
+                Value::Tagged(Box::new(serde_norway::value::TaggedValue {
+                    tag: serde_norway::value::Tag::new("Ref"),
+                    value: Value::String(format!("{}Role", name.as_str().unwrap())),
+                }))
+            ));
+        }
+    }
+    assert_eq!(want.len(), MEMBER_FUNCTIONS.len());
+    assert_eq!(roles, want);
+    let statements = access["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(strings(&statements[0]["Action"]), ["sts:AssumeRole"]);
+    let resource = format!("{:?}", statements[0]["Resource"]);
+    assert!(resource.contains(":role/${MemberRoleName}"), "{resource}");
+}
+
+#[test]
+fn the_member_role_grants_exactly_what_the_member_functions_declare_and_trusts_only_the_hub() {
+    let m = load("member-role.yaml");
+    let role = &m["Resources"]["MemberRole"]["Properties"];
+    let statements: Vec<&Value> = role["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+        .collect();
+    let allowed: BTreeSet<String> = statements
+        .iter()
+        .filter(|s| s["Effect"].as_str() == Some("Allow"))
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    let want: BTreeSet<String> = member_role().into_iter().map(str::to_string).collect();
+    assert_eq!(
+        allowed,
+        want,
+        "granted but not declared {:?}; declared but not granted {:?}",
+        allowed.difference(&want).collect::<Vec<_>>(),
+        want.difference(&allowed).collect::<Vec<_>>()
+    );
+    for s in statements.iter().filter(|s| s["Effect"].as_str() == Some("Allow")) {
+        for a in strings(&s["Action"]) {
+            let changes = ["Stop", "Start", "Delete", "Create", "Put"]
+                .iter()
+                .any(|verb| a.split(':').nth(1).is_some_and(|n| n.starts_with(verb)))
+                && a != "config:PutEvaluations";
+            if changes {
+                assert_ne!(s["Resource"].as_str(), Some("*"), "{a} on *");
+            }
+            if a == "ec2:CreateTags" || a == "ec2:DeleteTags" {
+                let keys = strings(&s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"]);
+                let at_creation = format!("{:?}", s["Condition"]["StringEquals"]);
+                assert!(
+                    keys == ["finops:untagged-since"] || at_creation.contains("ec2:CreateAction"),
+                    "{a}: {s:?}"
+                );
+            }
+        }
+    }
+    for destructive in ["ec2:StopInstances", "ec2:DeleteVolume"] {
+        assert!(
+            statements.iter().any(|s| s["Effect"].as_str() == Some("Deny")
+                && strings(&s["Action"]).iter().any(|a| a == destructive)
+                && s["Condition"]["StringEqualsIgnoreCase"]["aws:ResourceTag/finops:exempt"].as_str() == Some("true")),
+            "{destructive} is not denied on finops:exempt=true"
+        );
+    }
+    // Trust: the hub's account, only its stack's roles, only inside the organisation, with the
+    // external id when one is set.
+    let trust = format!("{:?}", role["AssumeRolePolicyDocument"]);
+    for needle in [
+        "HubAccountId",
+        "aws:PrincipalArn",
+        "${HubStackName}-*",
+        "aws:PrincipalOrgID",
+        "sts:ExternalId",
+        "HasExternalId",
+    ] {
+        assert!(trust.contains(needle), "the trust policy lacks {needle}: {trust}");
+    }
+    assert_eq!(
+        role["MaxSessionDuration"].as_u64(),
+        Some(3600),
+        "the functions ask for one hour"
+    );
+}
