@@ -144,6 +144,7 @@ impl Loop {
             clients,
             policy,
             policy_source: "test".into(),
+            pricing: None,
             secrets,
         }
     }

@@ -645,3 +645,157 @@ impl BedrockStandIn {
         self.script.lock().expect("lock").push_back(r);
     }
 }
+
+/// An AWS Price List API stand-in (`AWSPriceListService.GetProducts`, awsJson 1.1): checks each
+/// request is signed for `pricing` in us-east-1 and well formed, filters its products by the
+/// request's TERM_MATCH filters, pages by `MaxResults`/`NextToken`, and answers with the API's
+/// shape: `PriceList` entries are JSON documents in strings. Errors as the API sends them.
+#[derive(Clone, Default)]
+pub struct PriceListStandIn {
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    /// Every product (the `PriceList` document, before it is turned into a string).
+    pub products: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Answers to give before any product answer (an outage, throttling).
+    pub script: Arc<Mutex<VecDeque<Response>>>,
+}
+
+impl PriceListStandIn {
+    pub async fn start() -> (PriceListStandIn, Server) {
+        let me = PriceListStandIn::default();
+        let state = me.clone();
+        let server = Server::start(Arc::new(move |req: Request| {
+            let state = state.clone();
+            Box::pin(async move {
+                state.requests.lock().expect("lock").push(req.clone());
+                if let Some(r) = state.script.lock().expect("lock").pop_front() {
+                    return r;
+                }
+                state.answer(&req)
+            })
+        }))
+        .await;
+        (me, server)
+    }
+
+    /// An error as the Price List API sends it.
+    pub fn error(status: u16, kind: &str, message: &str) -> Response {
+        Response::new(
+            status,
+            "application/x-amz-json-1.1",
+            serde_json::json!({"__type": format!("com.amazonaws.pricing#{kind}"), "Message": message}).to_string(),
+        )
+    }
+
+    fn answer(&self, req: &Request) -> Response {
+        let auth = req.header("authorization").unwrap_or_default();
+        if !auth.starts_with("AWS4-HMAC-SHA256 Credential=") || !auth.contains("/us-east-1/pricing/aws4_request") {
+            return Self::error(
+                403,
+                "AccessDeniedException",
+                "the request is not signed for pricing in us-east-1",
+            );
+        }
+        if req.method != "POST"
+            || req.header("x-amz-target") != Some("AWSPriceListService.GetProducts")
+            || req.header("content-type") != Some("application/x-amz-json-1.1")
+        {
+            return Self::error(400, "InvalidParameterException", "only GetProducts is served");
+        }
+        let body = req.json();
+        if body["ServiceCode"] != "AmazonEC2" || body["FormatVersion"] != "aws_v1" {
+            return Self::error(
+                400,
+                "InvalidParameterException",
+                "ServiceCode AmazonEC2, FormatVersion aws_v1",
+            );
+        }
+        let filters: Vec<(String, String)> = body["Filters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["Type"] == "TERM_MATCH")
+            .filter_map(|f| Some((f["Field"].as_str()?.to_string(), f["Value"].as_str()?.to_string())))
+            .collect();
+        let max = body["MaxResults"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
+        let start: usize = match body["NextToken"].as_str() {
+            None => 0,
+            Some(t) => match t.strip_prefix("page-").and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => return Self::error(400, "InvalidNextTokenException", "The next token is invalid"),
+            },
+        };
+        let matching: Vec<String> = self
+            .products
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|p| {
+                filters.iter().all(|(field, value)| {
+                    let attrs = &p["product"]["attributes"];
+                    let have = if field == "productFamily" {
+                        p["product"]["productFamily"].as_str()
+                    } else {
+                        attrs[field.as_str()].as_str()
+                    };
+                    have.is_some_and(|h| h.eq_ignore_ascii_case(value))
+                })
+            })
+            .map(|p| p.to_string())
+            .collect();
+        let page: Vec<&String> = matching.iter().skip(start).take(max).collect();
+        let mut answer = serde_json::json!({"FormatVersion": "aws_v1", "PriceList": page});
+        if start + max < matching.len() {
+            answer["NextToken"] = serde_json::json!(format!("page-{}", start + max));
+        }
+        Response::new(200, "application/x-amz-json-1.1", answer.to_string())
+    }
+
+    /// Adds an On-Demand Linux instance price (and, beside it, the same type's Windows and
+    /// dedicated prices and a reserved term, which the filters and the On-Demand term must leave out).
+    pub fn instance(&self, region: &str, instance_type: &str, usd_per_hour: f64) {
+        let product = |os: &str, tenancy: &str, usd: f64, sku: &str| {
+            serde_json::json!({
+                "product": {"productFamily": "Compute Instance", "sku": sku, "attributes": {
+                    "instanceType": instance_type, "regionCode": region, "operatingSystem": os, "tenancy": tenancy,
+                    "preInstalledSw": "NA", "capacitystatus": "Used", "licenseModel": "No License required",
+                    "servicecode": "AmazonEC2", "usagetype": format!("EU-BoxUsage:{instance_type}")}},
+                "serviceCode": "AmazonEC2",
+                "terms": {
+                    "OnDemand": {format!("{sku}.JRTCKXETXF"): {"priceDimensions": {format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
+                        "unit": "Hrs", "pricePerUnit": {"USD": format!("{usd:.10}")},
+                        "description": format!("${usd} per On Demand {os} {instance_type} Instance Hour")}}}},
+                    "Reserved": {format!("{sku}.4NA7Y494T4"): {"priceDimensions": {format!("{sku}.4NA7Y494T4.6YS6EN2CT7"): {
+                        "unit": "Hrs", "pricePerUnit": {"USD": format!("{:.10}", usd * 0.6)}}}}}
+                },
+                "version": "20261201000000", "publicationDate": "2026-12-01T00:00:00Z"
+            })
+        };
+        let mut products = self.products.lock().expect("lock");
+        let n = products.len();
+        products.push(product("Linux", "Shared", usd_per_hour, &format!("SKU{n}L")));
+        products.push(product("Windows", "Shared", usd_per_hour * 1.8, &format!("SKU{n}W")));
+        products.push(product("Linux", "Dedicated", usd_per_hour * 1.1, &format!("SKU{n}D")));
+    }
+
+    /// Adds an EBS storage price (USD per GB-month).
+    pub fn volume(&self, region: &str, volume_api_name: &str, usd_per_gb_month: f64) {
+        let n = self.products.lock().expect("lock").len();
+        let sku = format!("SKU{n}V");
+        self.products.lock().expect("lock").push(serde_json::json!({
+            "product": {"productFamily": "Storage", "sku": sku, "attributes": {
+                "regionCode": region, "volumeApiName": volume_api_name, "storageMedia": "SSD-backed", "servicecode": "AmazonEC2"}},
+            "serviceCode": "AmazonEC2",
+            "terms": {"OnDemand": {format!("{sku}.JRTCKXETXF"): {"priceDimensions": {format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
+                "unit": "GB-Mo", "pricePerUnit": {"USD": format!("{usd_per_gb_month:.10}")}}}}}},
+            "version": "20261201000000", "publicationDate": "2026-12-01T00:00:00Z"
+        }));
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub fn answer_next(&self, r: Response) {
+        self.script.lock().expect("lock").push_back(r);
+    }
+}

@@ -31,6 +31,7 @@ pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Optio
         clients,
         policy,
         policy_source: "test".into(),
+        pricing: None,
         secrets: Default::default(),
     }
 }

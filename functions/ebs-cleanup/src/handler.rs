@@ -21,7 +21,8 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let reach = deps.scheduled_reach(&payload).await?;
     let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
-    let mut report = ebs_cleanup::run(&ec2, &policy, deps.sinks(), now).await?;
+    let prices = deps.price_book(&reach.region, now).await;
+    let mut report = ebs_cleanup::run(&ec2, &prices, &policy, deps.sinks(), now).await?;
     deps.finish_report(&mut report, stop);
     Ok(report)
 }

@@ -23,10 +23,12 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let usage = CloudWatch::new(reach.clients.cloudwatch.clone(), deps.metrics_concurrency);
     let (policy, stop) = deps.policy_for_run(remediation::detect::idle_ec2::RULE).await?;
+    let prices = deps.price_book(&reach.region, now).await;
     let mut report = idle_ec2::run(
         Ports {
             ec2: &ec2,
             usage: &usage,
+            prices: &prices,
         },
         &policy,
         deps.sinks(),

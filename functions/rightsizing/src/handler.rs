@@ -71,6 +71,7 @@ pub async fn handle(
             ec2: &ec2,
             peaks: &peaks,
             explainer,
+            prices: &deps.price_book(&reach.region, now).await,
         },
         &deps.policy,
         deps.sinks(),

@@ -24,6 +24,9 @@ pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
 /// Environment variable: `true` sends Config evaluations with TestMode (not recorded). Off in
 /// production; local emulators accept PutEvaluations only in TestMode.
 pub const CONFIG_TEST_MODE_VAR: &str = "FINOPS_CONFIG_TEST_MODE";
+/// Environment variable: where Price List API requests go (a local stand-in); unset: AWS's own
+/// endpoint, or none when `AWS_ENDPOINT_URL` points every client at a local emulator.
+pub const PRICE_LIST_URL_VAR: &str = "FINOPS_PRICE_LIST_URL";
 /// Environment variable: GetMetricData calls in flight at once (default 4).
 pub const METRICS_CONCURRENCY_VAR: &str = "FINOPS_METRICS_CONCURRENCY";
 
@@ -55,6 +58,9 @@ pub struct Deps {
     pub config_test_mode: bool,
     /// The secret's fields (Slack credentials for slack-notify and approval).
     pub secrets: Secrets,
+    /// The AWS Price List API, for savings outside us-east-1 (none against a local emulator
+    /// unless `FINOPS_PRICE_LIST_URL` names a stand-in).
+    pub pricing: Option<crate::aws::pricelist::PriceList>,
 }
 
 impl Deps {
@@ -107,7 +113,21 @@ impl Deps {
                 )))
             }
         };
+        let pricing = match var(PRICE_LIST_URL_VAR) {
+            Some(url) => Some(crate::aws::pricelist::PriceList::new(
+                &clients.config,
+                &clients.calls,
+                Some(&url),
+            )),
+            None if clients.config.endpoint_url().is_some() => None,
+            None => Some(crate::aws::pricelist::PriceList::new(
+                &clients.config,
+                &clients.calls,
+                None,
+            )),
+        };
         Ok(Deps {
+            pricing,
             config_test_mode,
             state: var(TABLE_VAR).map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
             publisher: var(TOPIC_VAR).map(|t| SnsPublisher::new(clients.sns.clone(), t)),
@@ -194,6 +214,11 @@ impl Deps {
         }
         let trigger = crate::events::scheduled(payload)?;
         Ok(self.own_reach(trigger.account))
+    }
+
+    /// The prices of a scan in `region` at `now` (see [`crate::aws::pricelist::price_book`]).
+    pub async fn price_book(&self, region: &str, now: chrono::DateTime<chrono::Utc>) -> crate::pricing::PriceBook {
+        crate::aws::pricelist::price_book(self.pricing.as_ref(), self.state.as_ref().map(|s| s as _), region, now).await
     }
 
     /// The sinks for the flow.

@@ -189,6 +189,9 @@ pub struct IdleEc2Evidence {
     /// Why there is no dollar figure, when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_note: Option<String>,
+    /// Where the price came from and for which region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
     pub days: Vec<IdleDay>,
 }
 

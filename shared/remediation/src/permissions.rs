@@ -52,6 +52,8 @@ pub const RIGHTSIZING_SCAN: &[&str] = &[
     "cloudwatch:GetMetricData",
     "bedrock:InvokeModel",
 ];
+/// The regional prices of the scans that put a dollar figure on an instance or a volume.
+pub const PRICE_LIST: &[&str] = &["pricing:GetProducts"];
 /// The cost reads.
 pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
 /// The tag sweep and the Config rule: reads, evaluations, and the `finops:untagged-since` mark.
@@ -153,8 +155,8 @@ pub const MEMBER_FUNCTIONS: &[&str] = &[
 ];
 
 /// Actions those functions take with their own credentials even for a member's item: the model
-/// that explains a recommendation is the hub's.
-const HUB_ONLY: &[&str] = &["bedrock:InvokeModel"];
+/// that explains a recommendation and the Price List API are the hub's.
+const HUB_ONLY: &[&str] = &["bedrock:InvokeModel", "pricing:GetProducts"];
 
 /// What the member role (`infra/member-role.yaml`) grants: every account-level action of the
 /// functions that reach member accounts, and nothing else.
@@ -179,11 +181,21 @@ fn action(d: &ActionDeclaration, rollback: bool) -> Vec<&'static str> {
 /// The IAM actions `function` needs, by the resource they are granted on.
 pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
     let account: Vec<&'static str> = match function {
-        "idle-ec2" => [IDLE_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
-        "ebs-cleanup" => [EBS_SCAN.to_vec(), action(&snapshot_and_delete::DECLARATION, false)].concat(),
+        "idle-ec2" => [
+            IDLE_SCAN.to_vec(),
+            PRICE_LIST.to_vec(),
+            action(&stop_instance::DECLARATION, false),
+        ]
+        .concat(),
+        "ebs-cleanup" => [
+            EBS_SCAN.to_vec(),
+            PRICE_LIST.to_vec(),
+            action(&snapshot_and_delete::DECLARATION, false),
+        ]
+        .concat(),
         "s3-public" => [S3_SCAN.to_vec(), action(&block_public_access::DECLARATION, false)].concat(),
         "cost-alert" => COST_SCAN.to_vec(),
-        "rightsizing" => RIGHTSIZING_SCAN.to_vec(),
+        "rightsizing" => [RIGHTSIZING_SCAN.to_vec(), PRICE_LIST.to_vec()].concat(),
         "tag-compliance" => [TAG_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
         "approval" => [
             action(&stop_instance::DECLARATION, true),

@@ -2,6 +2,8 @@
 //! and architecture. Source: the AWS price list for us-east-1 as published in 2025. Prices change
 //! rarely; an unknown type gives no dollar figure rather than a guess.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// AWS bills a "month" of On-Demand time as 730 hours (365 × 24 / 12).
@@ -225,6 +227,92 @@ pub mod ebs {
     }
 }
 
+/// The region the embedded catalog's prices are for.
+pub const EMBEDDED_REGION: &str = "us-east-1";
+
+/// The prices one scan uses: its region's, from the AWS Price List API (or the table's cache of
+/// it), or the embedded us-east-1 catalog. Specs (vCPUs, memory, architecture) always come from
+/// the catalog; a type the regional prices lack has no price rather than another region's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceBook {
+    /// The region the prices are for.
+    pub region: String,
+    /// Where they came from, in words (it goes into each finding's evidence).
+    pub source: String,
+    /// On-Demand Linux shared-tenancy USD per hour by type; `None`: the embedded catalog's.
+    pub ec2_hourly: Option<BTreeMap<String, f64>>,
+    /// EBS storage USD per GB-month by volume type; `None`: the embedded catalog's.
+    pub ebs_gb_month: Option<BTreeMap<String, f64>>,
+}
+
+impl PriceBook {
+    /// The embedded us-east-1 catalog, for a scan in us-east-1.
+    pub fn embedded() -> PriceBook {
+        PriceBook {
+            region: EMBEDDED_REGION.into(),
+            source: "embedded catalog, us-east-1".into(),
+            ec2_hourly: None,
+            ebs_gb_month: None,
+        }
+    }
+
+    /// The embedded catalog standing in for `region`'s prices, saying why.
+    pub fn fallback(region: &str, why: &str) -> PriceBook {
+        PriceBook {
+            region: region.into(),
+            source: format!("embedded catalog, us-east-1 prices for {region} ({why})"),
+            ec2_hourly: None,
+            ebs_gb_month: None,
+        }
+    }
+
+    /// Regional prices from the Price List API (`source` says whether fresh or cached).
+    pub fn regional(region: &str, source: String, ec2: BTreeMap<String, f64>, ebs: BTreeMap<String, f64>) -> PriceBook {
+        PriceBook {
+            region: region.into(),
+            source,
+            ec2_hourly: Some(ec2),
+            ebs_gb_month: Some(ebs),
+        }
+    }
+
+    /// A catalog type with this book's price.
+    pub fn instance_type(&self, name: &str) -> Option<InstanceType> {
+        let spec = *instance_type(name)?;
+        match &self.ec2_hourly {
+            None => Some(spec),
+            Some(prices) => prices
+                .get(name)
+                .filter(|p| p.is_finite() && **p > 0.0)
+                .map(|p| InstanceType {
+                    usd_per_hour: *p,
+                    ..spec
+                }),
+        }
+    }
+
+    /// Every catalog type this book prices.
+    pub fn catalog(&self) -> Vec<InstanceType> {
+        CATALOG.iter().filter_map(|t| self.instance_type(t.name)).collect()
+    }
+
+    /// A volume's monthly cost: storage at this book's rate (the provisioned IOPS and throughput
+    /// extras at the catalog's, which the evidence's source says).
+    pub fn volume_usd_per_month(
+        &self,
+        volume_type: &str,
+        size_gib: i32,
+        iops: Option<i32>,
+        throughput: Option<i32>,
+    ) -> Option<f64> {
+        let rate = match &self.ebs_gb_month {
+            None => ebs::storage_usd_per_gb_month(volume_type)?,
+            Some(prices) => *prices.get(volume_type).filter(|p| p.is_finite() && **p > 0.0)?,
+        };
+        Some(rate * f64::from(size_gib.max(0)) + ebs::provisioned_usd_per_month(volume_type, iops, throughput))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +347,27 @@ mod tests {
         assert!((io1 - 77.5).abs() < 1e-9, "{io1}");
         assert_eq!(ebs::volume_usd_per_month("gp9", 100, None, None), None);
         assert_eq!(ebs::snapshot_usd_per_month(100), 5.0);
+    }
+
+    #[test]
+    fn a_regional_book_prices_with_its_own_rates_and_never_with_another_regions() {
+        let ec2 = BTreeMap::from([("m5.large".to_string(), 0.107)]);
+        let ebs = BTreeMap::from([("gp3".to_string(), 0.088)]);
+        let book = PriceBook::regional("eu-west-1", "AWS Price List API, eu-west-1".into(), ec2, ebs);
+        let m5 = book.instance_type("m5.large").unwrap();
+        assert_eq!((m5.usd_per_hour, m5.vcpus), (0.107, 2));
+        assert_eq!(
+            book.instance_type("t3.medium"),
+            None,
+            "not priced in eu-west-1: no us-east-1 price instead"
+        );
+        assert_eq!(book.catalog().len(), 1);
+        let gp3 = book.volume_usd_per_month("gp3", 100, None, None).unwrap();
+        assert!((gp3 - 8.8).abs() < 1e-9, "{gp3}");
+        assert_eq!(book.volume_usd_per_month("sc1", 100, None, None), None);
+        let embedded = PriceBook::embedded();
+        assert_eq!(embedded.instance_type("t3.medium").unwrap().usd_per_hour, 0.0416);
+        assert_eq!(embedded.catalog().len(), CATALOG.len());
     }
 
     #[test]

@@ -567,6 +567,7 @@ mod tests {
                 volume_usd_per_month: Some(1.0),
                 snapshot_usd_per_month: 0.5,
                 snapshot_before_delete: true,
+                price_source: None,
             }),
             action: ActionKind::SnapshotAndDelete,
             estimated_monthly_savings_usd: Some(0.5),

@@ -8,6 +8,7 @@ pub mod costexplorer;
 pub mod ec2;
 pub mod organizations;
 pub mod patience;
+pub mod pricelist;
 pub mod s3;
 
 use std::collections::BTreeMap;

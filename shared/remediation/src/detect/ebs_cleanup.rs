@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{is_exempt, round_cents, ActionKind, EbsVolume, Evidence, Finding, Severity};
 use crate::policy::Policy;
-use crate::pricing::ebs;
+use crate::pricing::{ebs, PriceBook};
 
 /// The rule id.
 pub const RULE: &str = "ebs-cleanup";
@@ -45,6 +45,9 @@ pub struct EbsCleanupEvidence {
     /// Upper bound of the snapshot kept for rollback (0 when no snapshot is taken).
     pub snapshot_usd_per_month: f64,
     pub snapshot_before_delete: bool,
+    /// Where the volume's price came from and for which region (the snapshot's is the catalog's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
 }
 
 /// The sighting scope of unattached volumes in the state table.
@@ -93,6 +96,17 @@ pub fn detect(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Vec<Finding> {
+    detect_priced(volumes, first_seen, policy, &PriceBook::embedded(), now)
+}
+
+/// [`detect`] with the prices of the scan's region.
+pub fn detect_priced(
+    volumes: &[EbsVolume],
+    first_seen: &HashMap<String, DateTime<Utc>>,
+    policy: &Policy,
+    prices: &PriceBook,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
     let p = &policy.ebs_cleanup;
     volumes
         .iter()
@@ -108,7 +122,7 @@ pub fn detect(
             if days < i64::from(p.grace_days) {
                 return None;
             }
-            let volume_usd = ebs::volume_usd_per_month(&v.volume_type, v.size_gib, v.iops, v.throughput);
+            let volume_usd = prices.volume_usd_per_month(&v.volume_type, v.size_gib, v.iops, v.throughput);
             let snapshot_usd = if p.snapshot_before_delete {
                 ebs::snapshot_usd_per_month(v.size_gib)
             } else {
@@ -134,6 +148,7 @@ pub fn detect(
                     volume_usd_per_month: volume_usd.map(round_cents),
                     snapshot_usd_per_month: round_cents(snapshot_usd),
                     snapshot_before_delete: p.snapshot_before_delete,
+                    price_source: Some(prices.source.clone()),
                 }),
                 action: ActionKind::SnapshotAndDelete,
                 estimated_monthly_savings_usd: savings,

@@ -8,7 +8,7 @@ use crate::model::{
     is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, IdleDay, IdleEc2Evidence, Severity,
 };
 use crate::policy::Policy;
-use crate::pricing;
+use crate::pricing::PriceBook;
 
 /// The rule id.
 pub const RULE: &str = "idle-ec2";
@@ -146,6 +146,17 @@ pub fn detect(
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Vec<Finding> {
+    detect_priced(candidates, usage, policy, &PriceBook::embedded(), now)
+}
+
+/// [`detect`] with the prices of the scan's region.
+pub fn detect_priced(
+    candidates: &[Ec2Instance],
+    usage: &HashMap<String, UsageByDay>,
+    policy: &Policy,
+    prices: &PriceBook,
+    now: DateTime<Utc>,
+) -> Vec<Finding> {
     let days = lookback_days(now, policy.idle_ec2.lookback_days);
     let empty = UsageByDay::new();
     candidates
@@ -153,7 +164,7 @@ pub fn detect(
         .filter(|i| skip_reason(i, policy).is_none())
         .filter_map(|instance| {
             let series = usage.get(&instance.id).unwrap_or(&empty);
-            assess(instance, series, &days, policy, now)
+            assess(instance, series, &days, policy, prices, now)
         })
         .collect()
 }
@@ -163,6 +174,7 @@ fn assess(
     series: &UsageByDay,
     days: &[NaiveDate],
     policy: &Policy,
+    prices: &PriceBook,
     now: DateTime<Utc>,
 ) -> Option<Finding> {
     let p = &policy.idle_ec2;
@@ -189,7 +201,7 @@ fn assess(
         return None;
     }
 
-    let price = pricing::instance_type(&instance.instance_type);
+    let price = prices.instance_type(&instance.instance_type);
     let monthly = price.map(|t| round_cents(t.usd_per_month()));
     let max_of = |f: fn(&IdleDay) -> Option<f64>| idle_days.iter().filter_map(f).fold(0.0_f64, f64::max);
     let evidence = IdleEc2Evidence {
@@ -205,10 +217,11 @@ fn assess(
         price_note: match price {
             Some(_) => None,
             None => Some(format!(
-                "{} is not in the embedded us-east-1 price table: no dollar figure",
-                instance.instance_type
+                "{} has no price in {}: no dollar figure",
+                instance.instance_type, prices.source
             )),
         },
+        price_source: Some(prices.source.clone()),
         days: idle_days,
     };
     let resource = instance.resource();

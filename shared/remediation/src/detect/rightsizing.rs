@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::cloudwatch::InstancePeaks;
 use crate::model::{round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
 use crate::policy::{IdleEc2Policy, RightsizingPolicy};
-use crate::pricing::{self, InstanceType, HOURS_PER_MONTH};
+use crate::pricing::{self, InstanceType, PriceBook, HOURS_PER_MONTH};
 
 pub const RULE: &str = "rightsizing";
 
@@ -89,6 +89,9 @@ pub struct RightsizingEvidence {
     /// Cheapest first; the recommendation is one of them.
     pub candidates: Vec<Candidate>,
     pub days: Vec<DayPeak>,
+    /// Where the prices came from and for which region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
 }
 
 /// p-th percentile (nearest rank) of `values`; `None` when empty.
@@ -110,7 +113,19 @@ fn burstable(t: &InstanceType) -> bool {
 /// cheaper than `current`; no bare metal; burstable types only for a burstable instance (a steady
 /// load would spend a burstable type's CPU credits).
 pub fn candidates(current: &InstanceType, vcpus: f64, memory_gib: f64, max: usize) -> Vec<Candidate> {
-    let mut fit: Vec<&InstanceType> = pricing::CATALOG
+    candidates_in(&PriceBook::embedded(), current, vcpus, memory_gib, max)
+}
+
+/// [`candidates`] among the types `prices` prices, at its prices.
+pub fn candidates_in(
+    prices: &PriceBook,
+    current: &InstanceType,
+    vcpus: f64,
+    memory_gib: f64,
+    max: usize,
+) -> Vec<Candidate> {
+    let catalog = prices.catalog();
+    let mut fit: Vec<&InstanceType> = catalog
         .iter()
         .filter(|t| {
             t.arch == current.arch
@@ -221,8 +236,21 @@ pub fn size(
     policy: &RightsizingPolicy,
     idle: &IdleEc2Policy,
 ) -> Result<RightsizingEvidence, NoFinding> {
-    let current = pricing::instance_type(&instance.instance_type)
+    size_priced(instance, peaks, policy, idle, &PriceBook::embedded())
+}
+
+/// [`size`] at the prices of the scan's region.
+pub fn size_priced(
+    instance: &Ec2Instance,
+    peaks: &InstancePeaks,
+    policy: &RightsizingPolicy,
+    idle: &IdleEc2Policy,
+    prices: &PriceBook,
+) -> Result<RightsizingEvidence, NoFinding> {
+    let current = prices
+        .instance_type(&instance.instance_type)
         .ok_or_else(|| NoFinding::NotInCatalog(instance.instance_type.clone()))?;
+    let current = &current;
     let mut by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
     for (t, v) in &peaks.cpu_hourly_max {
         let d = by_day.entry(t.date_naive()).or_insert(f64::MIN);
@@ -252,7 +280,13 @@ pub fn size(
         Some(m) => (current.memory_gib * m / 100.0 * headroom).min(current.memory_gib),
         None => current.memory_gib,
     };
-    let found = candidates(current, required_vcpus, required_memory_gib, policy.max_candidates);
+    let found = candidates_in(
+        prices,
+        current,
+        required_vcpus,
+        required_memory_gib,
+        policy.max_candidates,
+    );
     let Some(best) = found.first().cloned() else {
         return Err(NoFinding::NothingCheaperFits);
     };
@@ -288,6 +322,7 @@ pub fn size(
         required_memory_gib: (required_memory_gib * 10.0).round() / 10.0,
         candidates: found,
         days,
+        price_source: Some(prices.source.clone()),
     };
     e.risk = rules_risk(&e, &best);
     e.rationale = rules_rationale(&e, &best);
@@ -356,6 +391,45 @@ mod tests {
             }
         }
         p
+    }
+
+    #[test]
+    fn in_another_region_the_sizing_compares_that_regions_prices_only() {
+        // eu-west-1 prices m5.xlarge and r5.large only: r5.large is then the one candidate, and
+        // the saving is the difference of the two regional prices.
+        let book = PriceBook::regional(
+            "eu-west-1",
+            "AWS Price List API, eu-west-1, 2026-12".into(),
+            [("m5.xlarge".to_string(), 0.214), ("r5.large".to_string(), 0.141)].into(),
+            Default::default(),
+        );
+        let e = size_priced(
+            &instance("m5.xlarge"),
+            &peaks(14, |h| if h % 24 == 12 { 35.0 } else { 20.0 }, None),
+            &RightsizingPolicy::default(),
+            &IdleEc2Policy::default(),
+            &book,
+        )
+        .unwrap();
+        assert_eq!((e.current_usd_per_hour, e.recommended_usd_per_hour), (0.214, 0.141));
+        assert_eq!(e.candidates.len(), 1);
+        assert_eq!(e.candidates[0].monthly_savings_usd, 53.29);
+        assert_eq!(
+            e.price_source.as_deref(),
+            Some("AWS Price List API, eu-west-1, 2026-12")
+        );
+        let unpriced = PriceBook::regional("eu-west-1", "x".into(), Default::default(), Default::default());
+        assert!(
+            size_priced(
+                &instance("m5.xlarge"),
+                &peaks(14, |_| 20.0, None),
+                &RightsizingPolicy::default(),
+                &IdleEc2Policy::default(),
+                &unpriced
+            )
+            .is_err(),
+            "no regional price: no recommendation priced in another region"
+        );
     }
 
     #[test]

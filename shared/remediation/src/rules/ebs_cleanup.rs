@@ -13,12 +13,19 @@ use crate::error::Result;
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::Policy;
+use crate::pricing::PriceBook;
 
 pub use crate::detect::ebs_cleanup::SIGHTING_SCOPE;
 
 /// One scan at `now`, in the mode the policy sets for ebs-cleanup.
 #[tracing::instrument(skip_all, fields(rule = RULE))]
-pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now: DateTime<Utc>) -> Result<RunReport> {
+pub async fn run(
+    volumes: &dyn VolumeApi,
+    prices: &PriceBook,
+    policy: &Policy,
+    sinks: Sinks<'_>,
+    now: DateTime<Utc>,
+) -> Result<RunReport> {
     let ctx = RunContext::new(RULE, policy, sinks, now);
     ctx.check_sinks()?;
 
@@ -47,7 +54,7 @@ pub async fn run(volumes: &dyn VolumeApi, policy: &Policy, sinks: Sinks<'_>, now
             None => candidates.push(v.clone()),
         }
     }
-    let findings = ebs_cleanup::detect(&candidates, &first_seen, policy, now);
+    let findings = ebs_cleanup::detect_priced(&candidates, &first_seen, policy, prices, now);
     for v in candidates
         .iter()
         .filter(|v| !findings.iter().any(|f| f.resource.id == v.id))

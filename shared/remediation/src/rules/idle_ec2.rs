@@ -12,11 +12,14 @@ use crate::error::Result;
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::Policy;
+use crate::pricing::PriceBook;
 
 /// The AWS ports the rule reads and acts through.
 pub struct Ports<'a> {
     pub ec2: &'a dyn InstanceApi,
     pub usage: &'a dyn UsageApi,
+    /// The prices of the scan's region.
+    pub prices: &'a PriceBook,
 }
 
 /// One scan at `now`, in the mode the policy sets for idle-ec2.
@@ -57,7 +60,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
         ));
     }
     let usage: HashMap<_, _> = report.usage;
-    let findings = idle_ec2::detect(&measured, &usage, policy, now);
+    let findings = idle_ec2::detect_priced(&measured, &usage, policy, ports.prices, now);
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
 
     let remediation = StopInstance {

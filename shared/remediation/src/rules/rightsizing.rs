@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{Ec2Instance, Evidence, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::{Mode, Policy};
+use crate::pricing::PriceBook;
 
 /// At most this many recommendations are explained by the model per run (the largest savings
 /// first); the rest keep the rules' rationale. Bounds the run's time and the model's cost.
@@ -25,6 +26,8 @@ pub struct Ports<'a> {
     pub peaks: &'a dyn PeakApi,
     /// The model that explains; `None`: the rules' rationale only.
     pub explainer: Option<&'a dyn Explainer>,
+    /// The prices of the scan's region.
+    pub prices: &'a PriceBook,
 }
 
 /// One scan at `now`.
@@ -69,7 +72,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
             continue;
         }
         let peaks = report.peaks.get(&instance.id).cloned().unwrap_or_default();
-        match rightsizing::size(instance, &peaks, p, &policy.idle_ec2) {
+        match rightsizing::size_priced(instance, &peaks, p, &policy.idle_ec2, ports.prices) {
             Ok(e) => sized.push((instance, e)),
             Err(why) => outcomes.push(Outcome::new(id, OutcomeKind::Skipped, why.to_string())),
         }

@@ -4,6 +4,7 @@
 
 mod approvals;
 pub mod dynamo;
+mod prices;
 mod report;
 pub mod sign_in;
 mod tickets;

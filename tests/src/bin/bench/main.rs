@@ -105,6 +105,7 @@ async fn scan(endpoint: &str) {
         Ports {
             ec2: &ec2,
             usage: &usage,
+            prices: &remediation::pricing::PriceBook::embedded(),
         },
         &Policy::default(),
         Sinks::default(),

@@ -75,6 +75,7 @@ pub async fn scan(rule: &str, endpoint: &str) {
         clients,
         policy: policy(rule),
         policy_source: "bench".into(),
+        pricing: None,
         secrets: Default::default(),
     };
     let event = scheduled(rule);

@@ -1,0 +1,170 @@
+//! Savings outside us-east-1: prices from the AWS Price List API (a local stand-in answering as
+//! the API does, since moto does not serve it), cached per region and month in the state table,
+//! the embedded us-east-1 catalog as the fallback, and the evidence naming the source and region.
+
+use chrono::Utc;
+use finops_tests::httpserver::PriceListStandIn;
+use finops_tests::org::clients_in;
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::aws::pricelist::PriceList;
+use remediation::config::Deps;
+use remediation::model::Evidence;
+use remediation::policy::{OrganizationPolicy, Policy};
+use serde_json::{json, Value};
+
+const TABLE: &str = "finops-state";
+const HUB: &str = "123456789012";
+
+fn policy() -> Policy {
+    Policy {
+        organization: Some(OrganizationPolicy {
+            regions: vec!["eu-west-1".into()],
+            ..OrganizationPolicy::default()
+        }),
+        ..Policy::default()
+    }
+}
+
+/// The hub's own account in `region`, as the fan-out's item for it says.
+fn item(region: &str) -> Value {
+    json!({"source": "finops.fanout", "run_id": "prices-1", "account": HUB, "region": region})
+}
+
+async fn deps(moto: &Moto, prices: &finops_tests::httpserver::Server) -> Deps {
+    let mut deps = finops_tests::deps(moto, policy(), Some(TABLE), None).await;
+    deps.pricing = Some(PriceList::new(
+        &deps.clients.config,
+        &deps.clients.calls,
+        Some(&prices.url()),
+    ));
+    deps
+}
+
+async fn seeded() -> (Moto, PriceListStandIn, finops_tests::httpserver::Server) {
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    seed::create_table(&hub.dynamodb, TABLE).await;
+    let eu = clients_in(&hub, HUB, "eu-west-1").await;
+    let id = seed::run_instance(&eu.ec2, "m5.large", &[]).await;
+    seed::put_usage(&eu.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    let us = hub.clone();
+    let id = seed::run_instance(&us.ec2, "m5.large", &[]).await;
+    seed::put_usage(&us.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    let (stand_in, server) = PriceListStandIn::start().await;
+    stand_in.instance("eu-west-1", "m5.large", 0.107);
+    stand_in.instance("eu-west-1", "t3.micro", 0.0114);
+    stand_in.instance("us-east-1", "m5.large", 0.096);
+    stand_in.volume("eu-west-1", "gp3", 0.088);
+    stand_in.volume("eu-west-1", "gp2", 0.11);
+    (moto, stand_in, server)
+}
+
+fn idle_evidence(report: &remediation::model::RunReport) -> (f64, String) {
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    let f = &report.findings[0];
+    let Evidence::IdleEc2(e) = &f.evidence else {
+        panic!("{f:?}")
+    };
+    (
+        f.estimated_monthly_savings_usd.expect("a dollar figure"),
+        e.price_source.clone().expect("a price source"),
+    )
+}
+
+#[tokio::test]
+async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and_say_so() {
+    let (moto, stand_in, server) = seeded().await;
+    let deps = deps(&moto, &server).await;
+    let month = Utc::now().format("%Y-%m").to_string();
+
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(
+        usd, 78.11,
+        "0.107 $/h × 730 h: eu-west-1's price, not us-east-1's 70.08"
+    );
+    assert_eq!(source, format!("AWS Price List API, eu-west-1, {month}"));
+    let asked = stand_in.requests();
+    assert_eq!(asked.len(), 2, "one GetProducts for instances, one for volumes");
+    let filters = asked[0].json()["Filters"].to_string();
+    for f in [
+        "regionCode",
+        "eu-west-1",
+        "operatingSystem",
+        "Linux",
+        "tenancy",
+        "Shared",
+        "capacitystatus",
+        "Used",
+    ] {
+        assert!(filters.contains(f), "{filters}");
+    }
+
+    // Again this month: from the table's cache, not the API.
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(usd, 78.11);
+    assert_eq!(source, format!("AWS Price List API, eu-west-1, {month} (cached)"));
+    assert_eq!(stand_in.requests().len(), 2, "the cache answered");
+
+    // An unattached gp3 volume there: its storage at eu-west-1's rate.
+    let eu = clients_in(&moto.clients().await, HUB, "eu-west-1").await;
+    seed::create_volume(&eu.ec2, "gp3", 100, None, "eu-west-1a", &[]).await;
+    let mut ebs_policy = policy();
+    ebs_policy.ebs_cleanup.grace_days = 0;
+    let mut ebs_deps = finops_tests::deps(&moto, ebs_policy, Some(TABLE), None).await;
+    ebs_deps.pricing = deps.pricing.clone();
+    let report = ebs_cleanup::handler::handle(item("eu-west-1"), &ebs_deps, Utc::now())
+        .await
+        .expect("scan");
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    let Evidence::EbsCleanup(e) = &report.findings[0].evidence else {
+        panic!()
+    };
+    assert_eq!(e.volume_usd_per_month, Some(8.8), "100 GiB × 0.088");
+    assert_eq!(
+        report.findings[0].estimated_monthly_savings_usd,
+        Some(3.8),
+        "net of the 100 GiB snapshot"
+    );
+    assert!(e.price_source.as_deref().unwrap().contains("eu-west-1"), "{e:?}");
+
+    // us-east-1 is the embedded catalog's own region: no API call.
+    let before = stand_in.requests().len();
+    let report = idle_ec2::handler::handle(item("us-east-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!((usd, source.as_str()), (70.08, "embedded catalog, us-east-1"));
+    assert_eq!(stand_in.requests().len(), before);
+}
+
+#[tokio::test]
+async fn with_the_price_list_api_down_the_embedded_catalog_stands_in_and_the_evidence_says_why() {
+    let (moto, stand_in, server) = seeded().await;
+    for _ in 0..4 {
+        stand_in.answer_next(PriceListStandIn::error(400, "ThrottlingException", "Rate exceeded"));
+    }
+    let deps = deps(&moto, &server).await;
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(usd, 70.08, "us-east-1's price, said to be so");
+    assert!(
+        source.starts_with("embedded catalog, us-east-1 prices for eu-west-1 (Price List API unavailable:")
+            && source.contains("ThrottlingException"),
+        "{source}"
+    );
+    // Nothing was cached: the next run asks the API again, and now it answers.
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(usd, 78.11, "{source}");
+}
