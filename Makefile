@@ -15,13 +15,14 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools browser infra-check deploy demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status
+.PHONY: help venv build-tools browser infra-check deploy demo org-demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status
 
 TABLE  ?= finops-state
 REASON ?= operator request
 
 help:
 	@echo "make demo     local AWS (moto), a seeded demo account, every function invoked, findings in dollars"
+	@echo "make org-demo the organisation fan-out locally: 3 member accounts x 2 regions in moto, one digest"
 	@echo "make test     every test (unit, moto end to end, sample events, bench wrapper check)"
 	@echo "make fuzz     one property per parser of outside data at 1,000,000 cases (make test runs 256 each)"
 	@echo "make invoke   FN=idle-ec2 EVENT=events/idle-ec2/scheduled.json: one local run against AWS_ENDPOINT_URL (real AWS if unset)"
@@ -52,6 +53,10 @@ build-tools: $(VENV)/.build-tools
 demo: venv
 	cargo build --quiet -p finops-tests --bin demo
 	$(CARGO_TARGET_DIR)/debug/demo
+
+org-demo: venv
+	cargo build --quiet -p finops-tests --bin demo
+	$(CARGO_TARGET_DIR)/debug/demo --org
 
 # Debian's Chromium and ChromeDriver for the browser test, installed when missing.
 browser:

@@ -152,7 +152,7 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     let (results, reports): (Vec<ItemResult>, Vec<Option<(Item, RunReport)>>) = done.into_iter().unzip();
     let prefix = targets["prefix"].as_str().expect("prefix").to_string();
     write_results(&s3, &bucket, &prefix, run_id, &results).await;
-    let digest = org_fanout::handler::handle(
+    let summary = org_fanout::handler::handle(
         json!({"source": "finops.summary", "rule": rule_name, "run_id": run_id, "bucket": bucket,
                "prefix": prefix, "skipped": targets["skipped"]}),
         app,
@@ -160,25 +160,58 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     )
     .await
     .expect("the summary step");
+    let digest_key = summary["digest_key"].as_str().expect("digest_key");
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key(digest_key)
+        .send()
+        .await
+        .expect("GetObject digest");
+    let digest: Value = serde_json::from_slice(&body.body.collect().await.expect("digest body").into_bytes())
+        .expect("the digest reads");
     OrgRun {
         targets,
         results,
         reports: reports.into_iter().flatten().collect(),
-        digest: serde_json::from_value(digest).expect("the digest reads"),
+        digest: serde_json::from_value(digest).expect("the digest is an OrgDigest"),
         peak_concurrency: peak.load(std::sync::atomic::Ordering::SeqCst),
     }
 }
 
-/// What the item task's ResultSelector keeps of a report (`infra/template.yaml`, state `Item`).
-fn selected(report: &RunReport) -> Value {
-    json!({
-        "rule": report.rule,
-        "mode": report.mode,
-        "scanned": report.scanned,
-        "findings": report.findings.len(),
-        "failed": report.failed,
-        "estimated_monthly_savings_usd": report.estimated_monthly_savings_usd,
-    })
+/// What the item task's ResultSelector keeps of a report, read from `infra/template.yaml`
+/// (state `Item`): each `key.$: $.Payload.<field>` picks that field of the Lambda's answer.
+pub fn selected(report: &RunReport) -> Value {
+    let report = serde_json::to_value(report).expect("report");
+    let mut out = serde_json::Map::new();
+    for (key, path) in item_result_selector() {
+        let field = path
+            .strip_prefix("$.Payload.")
+            .unwrap_or_else(|| panic!("the local Map reads only $.Payload.<field>, not {path}"));
+        out.insert(key, report[field].clone());
+    }
+    Value::Object(out)
+}
+
+/// The `Item` state's ResultSelector in the template: (key, JSONPath) pairs.
+pub fn item_result_selector() -> Vec<(String, String)> {
+    let path = crate::moto::workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).expect("the template");
+    let t: serde_norway::Value = serde_norway::from_str(&text).expect("the template is YAML");
+    let selector = &t["Resources"]["FanOutStateMachine"]["Properties"]["Definition"]["States"]["Scan"]["ItemProcessor"]
+        ["States"]["Item"]["ResultSelector"];
+    selector
+        .as_mapping()
+        .expect("the Item state has a ResultSelector")
+        .iter()
+        .map(|(k, v)| {
+            let key = k.as_str().expect("key");
+            let key = key
+                .strip_suffix(".$")
+                .unwrap_or_else(|| panic!("{key} is not a path key"));
+            (key.to_string(), v.as_str().expect("path").to_string())
+        })
+        .collect()
 }
 
 fn s3(clients: &Clients) -> aws_sdk_s3::Client {

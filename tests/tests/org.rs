@@ -223,6 +223,8 @@ async fn an_approval_executes_in_the_findings_account_and_region_and_nowhere_els
     let lp = Loop::start(policy.clone()).await;
     let hub = lp.moto.clients().await;
     let members = org::organisation(&hub, 2).await;
+    // The hub's own account holds an idle instance too: it must not be touched either.
+    let hub_idle = seed_idle(&hub, "123456789012", "us-east-1", 1).await.remove(0);
     // The same seed in both members and both regions: one idle instance each.
     let mut all = BTreeMap::new();
     for account in &members {
@@ -271,7 +273,167 @@ async fn an_approval_executes_in_the_findings_account_and_region_and_nowhere_els
             .collect();
         assert_eq!(states, ["running"], "{account} {region}: the busy instance");
     }
-    // The hub's own region holds nothing of the members.
-    let own = hub.ec2.describe_instances().send().await.expect("DescribeInstances");
-    assert!(own.reservations().is_empty(), "the hub's account is untouched");
+    assert_eq!(
+        seed::state_of(&hub.ec2, &hub_idle).await,
+        "running",
+        "the hub's own instance is untouched"
+    );
+}
+
+#[tokio::test]
+async fn ebs_cleanup_keeps_each_account_regions_sightings_so_grace_periods_end_across_runs() {
+    // Each item forgets the sightings of volumes it no longer sees: with one scope for every
+    // account and region, each item forgot the others', and no grace period ever ended.
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    seed::create_table(&hub.dynamodb, "finops-state").await;
+    let members = org::organisation(&hub, 2).await;
+    let mut seeded = BTreeSet::new();
+    for account in &members {
+        for region in REGIONS {
+            let c = clients_in(&hub, account, region).await;
+            let id = seed::create_volume(&c.ec2, "gp3", 50, None, &format!("{region}a"), &[]).await;
+            seeded.insert((account.clone(), region.to_string(), id));
+        }
+    }
+    let policy = org_policy(Mode::DryRun);
+    let deps = finops_tests::deps(&moto, policy, Some("finops-state"), None).await;
+    let run = |now: chrono::DateTime<Utc>| {
+        let deps = &deps;
+        let members = &members;
+        async move {
+            let mut found = BTreeSet::new();
+            for account in members {
+                for region in REGIONS {
+                    let item = serde_json::json!({"source": "finops.fanout", "run_id": "ebs-1", "account": account,
+                        "region": region, "role_arn": remediation::org::role_arn("aws", account, org::ROLE)});
+                    let report = ebs_cleanup::handler::handle(item, deps, now).await.expect("item");
+                    for f in report.findings {
+                        found.insert((f.resource.account, f.resource.region, f.resource.id));
+                    }
+                }
+            }
+            found
+        }
+    };
+    // Day 0: first seen, in grace. Day 8: past the 7-day grace in every account and region.
+    assert!(run(Utc::now() - chrono::Duration::days(8)).await.is_empty());
+    assert_eq!(run(Utc::now()).await, seeded);
+}
+
+#[tokio::test]
+async fn an_item_or_a_finding_for_an_account_these_credentials_are_not_is_refused() {
+    let moto = Moto::start().expect("moto");
+    let other = "111111111111";
+    // No role: the function's own credentials, which are 123456789012's.
+    let deps = finops_tests::deps(&moto, org_policy(Mode::DryRun), None, None).await;
+    let item = serde_json::json!({"source": "finops.fanout", "run_id": "r", "account": other, "region": "us-east-1"});
+    let err = idle_ec2::handler::handle(item.clone(), &deps, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has no role_arn, but this function runs in account 123456789012"),
+        "{err}"
+    );
+    // Without an organization section, no item is taken at all.
+    let single = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let err = idle_ec2::handler::handle(item, &single, Utc::now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no organization section"), "{err}");
+    // Single-account mode never acts on another account's finding with its own credentials.
+    let clients = moto.clients().await;
+    let err = remediation::org::reach_finding(&clients, None, other, "us-east-1", "i-0abc")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("acts in its own account 123456789012 only"), "{err}");
+    assert!(
+        remediation::org::reach_finding(&clients, None, "123456789012", "us-east-1", "i-0abc")
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn the_summary_counts_targets_never_started_unreadable_results_and_the_maps_own_error() {
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&hub.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+    let prefix = "runs/idle-ec2/run-9/results";
+    let input = |account: &str| {
+        serde_json::json!({"source": "finops.fanout", "run_id": "run-9", "account": account, "region": "eu-west-1"})
+            .to_string()
+    };
+    let succeeded = serde_json::json!([{"Status": "SUCCEEDED", "Input": input("123456789012"),
+        "Output": serde_json::json!({"rule": "idle-ec2", "mode": "dry-run", "scanned": 4, "findings": 2, "failed": 0,
+            "estimated_monthly_savings_usd": 120.5}).to_string()}]);
+    let pending = serde_json::json!([{"Status": "PENDING", "Input": input("222222222222")}]);
+    let put = |key: String, body: String| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.into_bytes().into())
+                .send()
+                .await
+                .expect("PutObject")
+        }
+    };
+    put(format!("{prefix}/m1/SUCCEEDED_0.json"), succeeded.to_string()).await;
+    put(format!("{prefix}/m1/PENDING_0.json"), pending.to_string()).await;
+    put(
+        format!("{prefix}/m1/manifest.json"),
+        serde_json::json!({"DestinationBucket": BUCKET, "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:x/Scan:m1",
+            "ResultFiles": {"SUCCEEDED": [{"Key": format!("{prefix}/m1/SUCCEEDED_0.json"), "Size": 1}],
+                            "PENDING": [{"Key": format!("{prefix}/m1/PENDING_0.json"), "Size": 1}],
+                            "FAILED": [{"Key": format!("{prefix}/m1/FAILED_0.json"), "Size": 1}]}})
+        .to_string(),
+    )
+    .await;
+    let app = fanout_app(&moto, org_policy(Mode::DryRun)).await;
+    let out = org_fanout::handler::handle(
+        serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-9", "bucket": BUCKET, "prefix": prefix,
+            "skipped": [], "map_error": {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerated failure threshold was exceeded"}}),
+        &app,
+        Utc::now(),
+    )
+    .await
+    .expect("a digest, whatever the results hold");
+    assert_eq!(out["items"], 2);
+    assert_eq!(out["items_not_started"], 1);
+    assert_eq!(out["total_findings"], 2);
+    assert_eq!(out["total_usd"], 120.5);
+    let key = out["digest_key"].as_str().unwrap();
+    let body = s3.get_object().bucket(BUCKET).key(key).send().await.expect("digest");
+    let d: remediation::org::OrgDigest =
+        serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert!(
+        d.map_error
+            .as_deref()
+            .unwrap()
+            .starts_with("States.ExceedToleratedFailureThreshold"),
+        "{d:?}"
+    );
+    let reasons: Vec<String> = d
+        .failed_targets
+        .iter()
+        .map(|f| format!("{} {}", f.account, f.reason))
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("222222222222 not started")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("FAILED_0.json could not be read")),
+        "a missing results file is a failed target, not a lost digest: {reasons:?}"
+    );
 }

@@ -110,16 +110,56 @@ fn the_fan_out_is_a_distributed_map_bounded_by_the_policy_retried_on_throttling_
     assert_eq!(catch["Next"].as_str(), Some("SummaryOfAFailedRun"));
     assert_eq!(def["States"]["SummaryOfAFailedRun"]["Next"].as_str(), Some("RunFailed"));
     assert_eq!(def["States"]["RunFailed"]["Type"].as_str(), Some("Fail"));
-    // Every Next names a state of its own level.
-    let names: BTreeSet<String> = states(&def).into_iter().map(|(n, _)| n).collect();
-    for (name, s) in states(&def) {
-        for next in [s.get("Next"), s["Catch"].get(0).and_then(|c| c.get("Next"))]
-            .into_iter()
-            .flatten()
-        {
-            assert!(names.contains(next.as_str().unwrap()), "{name} goes to {next:?}");
+    // Every Next names a state of its own level (a Map's processor is a level of its own).
+    fn check_level(level: &Value) {
+        let names: BTreeSet<&str> = level["States"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(names.contains(level["StartAt"].as_str().unwrap()));
+        for (name, s) in level["States"].as_mapping().unwrap() {
+            let catches = s["Catch"].as_sequence().cloned().unwrap_or_default();
+            let nexts = s
+                .get("Next")
+                .into_iter()
+                .chain(catches.iter().filter_map(|c| c.get("Next")));
+            for next in nexts {
+                assert!(
+                    names.contains(next.as_str().unwrap()),
+                    "{name:?} goes to {next:?}, not a state of its level"
+                );
+            }
+            if let Some(inner) = s.get("ItemProcessor") {
+                check_level(inner);
+            }
         }
     }
+    check_level(&def);
+}
+
+#[test]
+fn each_fanned_out_function_reserves_as_many_executions_as_the_map_may_run_at_once() {
+    let t = load("template.yaml");
+    let resources = t["Resources"].as_mapping().unwrap();
+    for (name, r) in resources {
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        if !org_fanout::handler::FAN_OUT_RULES.contains(&binary) {
+            continue;
+        }
+        let reserved = format!("{:?}", r["Properties"]["ReservedConcurrentExecutions"]);
+        assert!(
+            reserved.contains("\"Org\"") && reserved.contains("FanOutConcurrency"),
+            "{name:?}: in organisation mode its reservation must be FanOutConcurrency, got {reserved}"
+        );
+    }
+    // The targets step caps the Map's concurrency at the same number.
+    let env = &t["Resources"]["FanOutFunction"]["Properties"]["Environment"]["Variables"];
+    assert!(
+        format!("{:?}", env[org_fanout::handler::MAX_CONCURRENCY_VAR]).contains("FanOutConcurrency"),
+        "{env:?}"
+    );
 }
 
 #[test]
@@ -207,6 +247,17 @@ fn only_the_functions_that_reach_member_accounts_may_assume_the_member_role_and_
     assert_eq!(strings(&statements[0]["Action"]), ["sts:AssumeRole"]);
     let resource = format!("{:?}", statements[0]["Resource"]);
     assert!(resource.contains(":role/${MemberRoleName}"), "{resource}");
+    // Only inside the organisation, when its id is given.
+    let condition = format!("{:?}", statements[0]["Condition"]);
+    assert!(
+        condition.contains("HasOrganizationId") && condition.contains("aws:ResourceOrgID"),
+        "{condition}"
+    );
+    // The functions' roles carry the path the member role trusts.
+    assert_eq!(
+        t["Globals"]["Function"]["RolePath"].as_str(),
+        Some("/finops-autopilot/")
+    );
 }
 
 #[test]
@@ -248,6 +299,13 @@ fn the_member_role_grants_exactly_what_the_member_functions_declare_and_trusts_o
                     keys == ["finops:untagged-since"] || at_creation.contains("ec2:CreateAction"),
                     "{a}: {s:?}"
                 );
+                if !keys.is_empty() {
+                    assert_eq!(
+                        s["Condition"]["Null"]["aws:TagKeys"].as_str(),
+                        Some("false"),
+                        "{a}: keys must be named"
+                    );
+                }
             }
         }
     }
@@ -261,17 +319,31 @@ fn the_member_role_grants_exactly_what_the_member_functions_declare_and_trusts_o
     }
     // Trust: the hub's account, only its stack's roles, only inside the organisation, with the
     // external id when one is set.
-    let trust = format!("{:?}", role["AssumeRolePolicyDocument"]);
-    for needle in [
-        "HubAccountId",
-        "aws:PrincipalArn",
-        "${HubStackName}-*",
-        "aws:PrincipalOrgID",
-        "sts:ExternalId",
-        "HasExternalId",
-    ] {
-        assert!(trust.contains(needle), "the trust policy lacks {needle}: {trust}");
+    let st = &role["AssumeRolePolicyDocument"]["Statement"][0];
+    assert!(
+        format!("{:?}", st["Principal"]["AWS"]).contains("${HubAccountId}:root"),
+        "{st:?}"
+    );
+    assert_eq!(strings(&st["Action"]), ["sts:AssumeRole"]);
+    // `!If [HasExternalId, with, without]`: both branches limit the principal and the organisation;
+    // the first asks for the external id.
+    let Value::Tagged(cond) = &st["Condition"] else {
+        panic!("the trust condition is not an !If: {st:?}")
+    };
+    let branches = cond.value.as_sequence().unwrap();
+    assert_eq!(branches[0].as_str(), Some("HasExternalId"));
+    for b in &branches[1..] {
+        assert!(
+            format!("{:?}", b["ArnLike"]["aws:PrincipalArn"]).contains(":role/finops-autopilot/*"),
+            "{b:?}"
+        );
+        assert!(
+            format!("{:?}", b["StringEquals"]["aws:PrincipalOrgID"]).contains("OrganizationId"),
+            "{b:?}"
+        );
     }
+    assert!(format!("{:?}", branches[1]["StringEquals"]["sts:ExternalId"]).contains("ExternalId"));
+    assert!(branches[2]["StringEquals"].get("sts:ExternalId").is_none());
     assert_eq!(
         role["MaxSessionDuration"].as_u64(),
         Some(3600),

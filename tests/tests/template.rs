@@ -217,6 +217,15 @@ fn tags_can_be_written_only_as_the_code_writes_them_never_finops_exempt() {
                 "{binary}: DeleteTags without an aws:TagKeys limit: {st:?}"
             );
         }
+        if !keys.is_empty() {
+            // ForAllValues alone holds for a request naming no key, and DeleteTags without keys
+            // deletes every tag, finops:exempt included.
+            assert_eq!(
+                st["Condition"]["Null"]["aws:TagKeys"].as_str(),
+                Some("false"),
+                "{binary}: the tag keys are not required to be named: {st:?}"
+            );
+        }
         assert!(
             !keys.is_empty() || !at_creation.is_empty(),
             "{binary}: tags writable on existing resources without an aws:TagKeys limit: {st:?}"
@@ -241,7 +250,7 @@ fn kms_is_usable_only_by_ec2_on_the_functions_behalf() {
         }
         kms += 1;
         // `!Sub "ec2.${AWS::Region}.amazonaws.com"`: a tagged value, read as shown.
-        let via = format!("{:?}", st["Condition"]["StringEquals"]["kms:ViaService"]);
+        let via = format!("{:?}", st["Condition"]["StringLike"]["kms:ViaService"]);
         assert!(via.contains("ec2."), "{binary}: KMS without kms:ViaService ec2: {st:?}");
         if actions.iter().any(|a| a == "kms:CreateGrant") {
             assert_eq!(
@@ -384,6 +393,7 @@ fn the_failed_outcomes_alarm_watches_the_series_every_scan_emits() {
                 outcomes: vec![Outcome::new("x", OutcomeKind::Failed, "throttled")],
                 estimated_monthly_savings_usd: 0.0,
                 failed: 1,
+                findings_total: 0,
                 notes: vec![],
             };
             remediation::telemetry::run_metrics(&report, 0)

@@ -22,7 +22,8 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
     let prices = deps.price_book(&reach.region, now).await;
-    let mut report = ebs_cleanup::run(&ec2, &prices, &policy, deps.sinks(), now).await?;
-    deps.finish_report(&mut report, stop);
+    let scope = ebs_cleanup::sighting_scope(&reach.account, &reach.region);
+    let mut report = ebs_cleanup::run(&ec2, &scope, &prices, &policy, deps.sinks_for(&reach), now).await?;
+    deps.finish_report_for(&mut report, stop, &reach);
     Ok(report)
 }

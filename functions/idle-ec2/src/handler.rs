@@ -31,10 +31,10 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
             prices: &prices,
         },
         &policy,
-        deps.sinks(),
+        deps.sinks_for(&reach),
         now,
     )
     .await?;
-    deps.finish_report(&mut report, stop);
+    deps.finish_report_for(&mut report, stop, &reach);
     Ok(report)
 }

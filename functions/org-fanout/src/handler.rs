@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 
 /// Environment variable: the bucket that holds the items and the Map's results.
 pub const RESULTS_BUCKET_VAR: &str = "FINOPS_RESULTS_BUCKET";
+/// Environment variable: the executions each fanned-out function reserves (the template's
+/// FanOutConcurrency): the Map never runs more items at once than that.
+pub const MAX_CONCURRENCY_VAR: &str = "FINOPS_FANOUT_MAX_CONCURRENCY";
 
 /// The rules a fan-out may run (those that scan one account and region; cost-alert reads the
 /// payer's Cost Explorer, which already spans the organisation).
@@ -31,6 +34,8 @@ const MAX_RESULT_FILE_BYTES: usize = 64 * 1024 * 1024;
 pub struct App {
     pub deps: Deps,
     pub bucket: String,
+    /// The most items at once the functions' reserved concurrency allows.
+    pub max_concurrency_cap: Option<u32>,
     s3: aws_sdk_s3::Client,
 }
 
@@ -42,7 +47,16 @@ impl App {
             .map(|b| b.trim().to_string())
             .filter(|b| !b.is_empty())
             .ok_or_else(|| Error::Config(format!("org-fanout needs the results bucket ({RESULTS_BUCKET_VAR})")))?;
-        App::with_bucket(deps, bucket)
+        let mut app = App::with_bucket(deps, bucket)?;
+        app.max_concurrency_cap = match std::env::var(MAX_CONCURRENCY_VAR) {
+            Err(_) => None,
+            Ok(v) => Some(v.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::Config(format!(
+                    "{MAX_CONCURRENCY_VAR} must be a whole number of at least 1, got {v:?}"
+                ))
+            })?),
+        };
+        Ok(app)
     }
 
     /// As [`App::new`], with the bucket given.
@@ -61,7 +75,12 @@ impl App {
                 .timeout_config(remediation::aws::patience::S3.timeouts())
                 .build(),
         );
-        Ok(App { deps, bucket, s3 })
+        Ok(App {
+            deps,
+            bucket,
+            max_concurrency_cap: None,
+            s3,
+        })
     }
 
     async fn put_json(&self, key: &str, value: &Value) -> Result<(), Error> {
@@ -86,7 +105,8 @@ impl App {
             .send()
             .await
             .map_err(|e| Error::aws("s3", "GetObject", e))?;
-        if out.content_length().unwrap_or(0) > MAX_RESULT_FILE_BYTES as i64 {
+        // ResultWriter always sends a length; without one the body is not read at all.
+        if out.content_length().is_none_or(|n| n > MAX_RESULT_FILE_BYTES as i64) {
             return Err(Error::unexpected(
                 "s3",
                 "GetObject",
@@ -209,52 +229,76 @@ async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
         "accounts": t.accounts,
         "regions": t.regions,
         "skipped": t.skipped,
-        "max_concurrency": org_policy.max_concurrency,
+        // No more at once than each function has executions reserved: the rest would only wait
+        // on Lambda's throttling and use up their retries.
+        "max_concurrency": app.max_concurrency_cap.map_or(org_policy.max_concurrency, |cap| cap.min(org_policy.max_concurrency)),
         "tolerated_failure_percentage": org_policy.tolerated_failure_percentage,
     }))
 }
 
 async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Value, Error> {
     // The manifest's key holds the Map Run's id, which only the Map knows: find it under the prefix.
-    let listed = app
+    let mut manifests: Vec<String> = Vec::new();
+    let mut pages = app
         .s3
         .list_objects_v2()
         .bucket(&e.bucket)
         .prefix(format!("{}/", e.prefix))
-        .send()
-        .await
-        .map_err(|err| Error::aws("s3", "ListObjectsV2", err))?;
-    let manifests: Vec<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key())
-        .filter(|k| k.ends_with("/manifest.json"))
-        .map(str::to_string)
-        .collect();
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::aws("s3", "ListObjectsV2", err))?;
+        manifests.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter(|k| k.ends_with("/manifest.json"))
+                .map(str::to_string),
+        );
+    }
     let mut results: Vec<ItemResult> = Vec::new();
+    // A results file that cannot be read is a failed target of its own, never a lost digest.
+    let mut unreadable: Vec<org::FailedTarget> = Vec::new();
+    let mut lost = |what: String, err: Error| {
+        unreadable.push(org::FailedTarget {
+            account: "unknown".into(),
+            region: "unknown".into(),
+            reason: format!("{what} could not be read, so its items are not counted: {err}"),
+        })
+    };
     for key in &manifests {
-        let manifest: Manifest = app.get_json(&e.bucket, key).await?;
-        for (status, files) in &manifest.result_files {
-            if status == "PENDING" {
+        let manifest: Manifest = match app.get_json(&e.bucket, key).await {
+            Ok(m) => m,
+            Err(err) => {
+                lost(format!("the Map's manifest {key}"), err);
                 continue;
             }
+        };
+        for files in manifest.result_files.values() {
             for f in files {
-                let mut part: Vec<ItemResult> = app.get_json(&manifest.destination_bucket, &f.key).await?;
-                results.append(&mut part);
+                match app
+                    .get_json::<Vec<ItemResult>>(&manifest.destination_bucket, &f.key)
+                    .await
+                {
+                    Ok(mut part) => results.append(&mut part),
+                    Err(err) => lost(format!("the results file {}", f.key), err),
+                }
             }
         }
     }
     let mut digest: OrgDigest = org::digest(&e.run_id, &e.rule, &results);
+    digest.map_error = e.map_error.as_ref().map(describe_error);
     if manifests.is_empty() {
         digest.failed_targets.push(org::FailedTarget {
             account: "all".into(),
             region: "all".into(),
-            reason: match &e.map_error {
+            reason: match &digest.map_error {
                 Some(err) => format!("the Map wrote no results: {err}"),
                 None => format!("no results under s3://{}/{}", e.bucket, e.prefix),
             },
         });
     }
+    digest.failed_targets.extend(unreadable);
     for (account, why) in &e.skipped {
         digest.failed_targets.push(org::FailedTarget {
             account: account.clone(),
@@ -262,6 +306,11 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
             reason: format!("not scanned: {why}"),
         });
     }
+    // The whole digest beside the results (the step's own answer stays small).
+    let key = format!("{}/digest.json", e.prefix.trim_end_matches("/results"));
+    let whole =
+        serde_json::to_value(&digest).map_err(|err| Error::Config(format!("cannot serialise the digest: {err}")))?;
+    app.put_json(&key, &whole).await?;
     if let Some(publisher) = &app.deps.publisher {
         publisher
             .publish(&[Message::OrgDigest {
@@ -270,10 +319,24 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
             .await?;
     }
     tracing::info!(rule = %e.rule, run_id = %e.run_id, items = digest.items, failed = digest.items_failed, findings = digest.total_findings, "organisation digest");
-    let mut out =
-        serde_json::to_value(&digest).map_err(|e| Error::Config(format!("cannot serialise the digest: {e}")))?;
-    if let Some(err) = e.map_error {
-        out["map_error"] = err;
+    Ok(json!({
+        "rule": e.rule,
+        "run_id": e.run_id,
+        "digest_key": key,
+        "items": digest.items,
+        "items_failed": digest.items_failed,
+        "items_not_started": digest.items_not_started,
+        "total_findings": digest.total_findings,
+        "total_usd": digest.total_usd,
+        "map_error": digest.map_error,
+    }))
+}
+
+/// A Step Functions error (`{"Error", "Cause"}`) in words.
+fn describe_error(err: &Value) -> String {
+    match (err["Error"].as_str(), err["Cause"].as_str()) {
+        (Some(e), Some(c)) => format!("{e}: {c}"),
+        (Some(e), None) => e.to_string(),
+        _ => err.to_string(),
     }
-    Ok(out)
 }

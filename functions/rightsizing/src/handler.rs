@@ -74,10 +74,10 @@ pub async fn handle(
             prices: &deps.price_book(&reach.region, now).await,
         },
         &deps.policy,
-        deps.sinks(),
+        deps.sinks_for(&reach),
         now,
     )
     .await?;
-    deps.finish_report(&mut report, None);
+    deps.finish_report_for(&mut report, None, &reach);
     Ok(report)
 }

@@ -54,8 +54,15 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
         Some(reach) => S3::new(&reach.clients, account.clone()).only_in(reach.region.clone()),
         None => S3::new(&deps.clients, account.clone()),
     };
-    let mut report = s3_public::run(&s3, &account, scope, &policy, deps.sinks(), now).await?;
-    deps.finish_report(&mut report, stop);
+    let sinks = match &item {
+        Some(reach) => deps.sinks_for(reach),
+        None => deps.sinks(),
+    };
+    let mut report = s3_public::run(&s3, &account, scope, &policy, sinks, now).await?;
+    match &item {
+        Some(reach) => deps.finish_report_for(&mut report, stop, reach),
+        None => deps.finish_report(&mut report, stop),
+    }
     Ok(report)
 }
 
@@ -68,6 +75,7 @@ fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
         outcomes: vec![],
         estimated_monthly_savings_usd: 0.0,
         failed: 0,
+        findings_total: 0,
         notes: vec![note],
     }
 }

@@ -35,7 +35,7 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let reach = item.unwrap_or_else(|| deps.own_reach(account.clone()));
     let region = reach.region.clone();
     let ec2 = Ec2::new(reach.clients.ec2.clone(), region.clone()).with_account(account.clone());
-    let s3 = match reach.run_id {
+    let s3 = match &reach.run_id {
         // An item sees its own region's buckets: each bucket is counted once per account.
         Some(_) => S3::new(&reach.clients, account.clone()).only_in(region.clone()),
         None => S3::new(&reach.clients, account.clone()),
@@ -50,8 +50,8 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let (policy, stop) = deps.policy_for_run(remediation::detect::tag_compliance::RULE).await?;
     let mut report = match config_event {
         Some(e) => tag_compliance::on_config_event(&ports, e, &region, &policy, deps.config_test_mode, now).await?,
-        None => tag_compliance::sweep(&ports, &account, &region, &policy, deps.sinks(), now).await?,
+        None => tag_compliance::sweep(&ports, &account, &region, &policy, deps.sinks_for(&reach), now).await?,
     };
-    deps.finish_report(&mut report, stop);
+    deps.finish_report_for(&mut report, stop, &reach);
     Ok(report)
 }

@@ -178,6 +178,7 @@ impl Deps {
         }
         report.notes.insert(0, format!("policy: {}", self.policy_source));
         report.failed = crate::model::RunReport::count_failed(&report.outcomes);
+        report.findings_total = report.findings.len();
         crate::telemetry::emit(&crate::telemetry::run_metrics(
             report,
             chrono::Utc::now().timestamp_millis(),
@@ -188,6 +189,10 @@ impl Deps {
     /// member role), or `None` when `payload` is another trigger.
     pub async fn item_reach(&self, payload: &serde_json::Value) -> Result<Option<Reach>> {
         match crate::org::Item::from_event(payload)? {
+            Some(_) if self.policy.organization.is_none() => Err(crate::error::Error::Event(format!(
+                "a {} item event, but the policy has no organization section: this deployment scans its own account only",
+                crate::org::ITEM_SOURCE
+            ))),
             Some(item) => {
                 let reach = crate::org::reach(&self.clients, &item).await?;
                 tracing::info!(account = %reach.account, region = %reach.region, run_id = %item.run_id, "fan-out item");
@@ -221,12 +226,30 @@ impl Deps {
         crate::aws::pricelist::price_book(self.pricing.as_ref(), self.state.as_ref().map(|s| s as _), region, now).await
     }
 
+    /// [`Deps::finish_report`], then — for a fan-out item — the answer cut to what Step
+    /// Functions carries.
+    pub fn finish_report_for(&self, report: &mut crate::model::RunReport, stop: Option<String>, reach: &Reach) {
+        self.finish_report(report, stop);
+        if reach.run_id.is_some() {
+            report.fit(crate::org::MAX_ITEM_ANSWER_BYTES);
+        }
+    }
+
     /// The sinks for the flow.
     pub fn sinks(&self) -> Sinks<'_> {
         Sinks {
             state: self.state.as_ref().map(|s| s as _),
             publisher: self.publisher.as_ref().map(|p| p as _),
             links: self.links.as_ref(),
+            fanout: false,
+        }
+    }
+
+    /// The sinks for a scan that runs where `reach` says (a fan-out item's are marked so).
+    pub fn sinks_for(&self, reach: &Reach) -> Sinks<'_> {
+        Sinks {
+            fanout: reach.run_id.is_some(),
+            ..self.sinks()
         }
     }
 }

@@ -59,6 +59,7 @@ impl AwsExecutor {
             self.policy.organization.as_ref(),
             &finding.resource.account,
             &finding.resource.region,
+            &finding.resource.id,
         )
         .await
     }
@@ -336,6 +337,7 @@ impl Approvals<'_> {
                 state: Some(self.state),
                 publisher: self.publisher,
                 links: Some(self.links),
+                fanout: false,
             },
         }
     }

@@ -21,6 +21,9 @@ pub struct Sinks<'a> {
     pub state: Option<&'a dyn StateStore>,
     pub publisher: Option<&'a dyn Publisher>,
     pub links: Option<&'a LinkSigner>,
+    /// A fan-out item's run: its findings go to the topic for Jira but not one by one to Slack,
+    /// and no per-item digest or report is sent; the organisation digest is Slack's view.
+    pub fanout: bool,
 }
 
 /// Everything the flow needs to know about the run.
@@ -77,6 +80,7 @@ impl<'a> RunContext<'a> {
             scanned,
             estimated_monthly_savings_usd: crate::model::RunReport::total_savings(&findings),
             failed: crate::model::RunReport::count_failed(&outcomes),
+            findings_total: findings.len(),
             findings,
             outcomes,
             notes: all_notes,
@@ -261,7 +265,7 @@ async fn dry_run_with(
             )
         })
         .collect();
-    let in_digest = findings.len() > ctx.policy.notify.digest_over;
+    let in_digest = ctx.sinks.fanout || findings.len() > ctx.policy.notify.digest_over;
     let mut messages: Vec<Message> = findings
         .iter()
         .map(|f| Message::Finding {
@@ -270,7 +274,7 @@ async fn dry_run_with(
             in_digest,
         })
         .collect();
-    if in_digest {
+    if in_digest && !ctx.sinks.fanout {
         messages.push(digest(ctx, findings, &HashMap::new()));
     }
     let mut notes = Vec::new();

@@ -287,6 +287,10 @@ pub struct RunReport {
     /// detail) and actions that failed.
     #[serde(default)]
     pub failed: usize,
+    /// How many findings the run made (`findings` may list fewer when a fan-out item's answer
+    /// had to be cut to fit Step Functions' 256 KiB).
+    #[serde(default)]
+    pub findings_total: usize,
     /// Things the operator should know about this run (state off, policy source, ...).
     #[serde(default)]
     pub notes: Vec<String>,
@@ -307,7 +311,32 @@ impl RunReport {
             .iter()
             .filter(|o| o.outcome == OutcomeKind::Skipped)
             .count();
-        self.failed > 0 && self.findings.is_empty() && self.failed + skipped >= self.scanned
+        self.failed > 0 && self.findings.is_empty() && self.findings_total == 0 && self.failed + skipped >= self.scanned
+    }
+
+    /// Cuts the lists (outcomes first, then findings) until the report serialises to at most
+    /// `max_bytes`, saying so in a note; the counts and dollars stay whole. A fan-out item's answer
+    /// goes through Step Functions, which refuses a state's data above 256 KiB; the findings
+    /// themselves are in the table and on the topic.
+    pub fn fit(&mut self, max_bytes: usize) {
+        let size = |r: &RunReport| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size(self) <= max_bytes {
+            return;
+        }
+        let (findings, outcomes) = (self.findings.len(), self.outcomes.len());
+        while size(self) > max_bytes && !self.outcomes.is_empty() {
+            let keep = self.outcomes.len() / 2;
+            self.outcomes.truncate(keep);
+        }
+        while size(self) > max_bytes && self.findings.len() > 1 {
+            let keep = self.findings.len() / 2;
+            self.findings.truncate(keep);
+        }
+        self.notes.push(format!(
+            "answer cut to fit Step Functions' limit: {} of {findings} findings and {} of {outcomes} outcomes listed (all are in the state table and on the topic)",
+            self.findings.len(),
+            self.outcomes.len()
+        ));
     }
 
     /// Sums the findings' known savings, rounded to cents.

@@ -14,6 +14,9 @@ use crate::aws::Clients;
 use crate::error::{Error, Result};
 use crate::policy::{AccountSource, OrganizationPolicy};
 
+/// The largest answer an item gives: Step Functions refuses a state's data above 256 KiB.
+pub const MAX_ITEM_ANSWER_BYTES: usize = 200 * 1024;
+
 /// The `source` of an item event.
 pub const ITEM_SOURCE: &str = "finops.fanout";
 
@@ -167,30 +170,57 @@ pub async fn reach(hub: &Clients, item: &Item) -> Result<Reach> {
     })
 }
 
+/// `s` with every character an STS session name does not allow replaced by `-`, cut to 80.
+fn session_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out.truncate(80);
+    out
+}
+
 /// The member role's ARN in `account`.
 pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
     format!("arn:{partition}:iam::{account}:role/{role_name}")
 }
 
 /// Clients that act on a finding's resource: in its account (through the member role, unless it
-/// is the hub's own) and region. Single-account mode (no `organization` in the policy) acts with
-/// the function's own credentials, in the finding's region.
+/// is the hub's own) and region, the STS session named for the resource (CloudTrail tells the
+/// actions apart). Single-account mode (no `organization` in the policy) acts only on findings of
+/// the function's own account: another account's is refused, never acted on with these
+/// credentials.
 pub async fn reach_finding(
     hub: &Clients,
     org: Option<&OrganizationPolicy>,
     account: &str,
     region: &str,
+    resource_id: &str,
 ) -> Result<Clients> {
-    let Some(org) = org else {
-        return hub.in_region(region);
-    };
+    if !is_region(region) {
+        return Err(Error::Event(format!(
+            "the finding's region {region:?} is not a region name"
+        )));
+    }
     let own = hub.identity().await?;
     if own.account == account {
         return hub.in_region(region);
     }
+    let Some(org) = org else {
+        return Err(Error::Config(format!(
+            "the finding is in account {account}, but this deployment acts in its own account {} only (no organization section in the policy)",
+            own.account
+        )));
+    };
     let item = Item {
         source: ITEM_SOURCE.into(),
-        run_id: "act".into(),
+        run_id: session_safe(&format!("act-{resource_id}")),
         account: account.into(),
         region: region.into(),
         role_arn: Some(role_arn(&own.partition, account, &org.role_name)),
@@ -263,6 +293,13 @@ pub async fn targets(
                 found
             };
             let wanted: BTreeSet<&String> = org.accounts.iter().collect();
+            let listed_ids: BTreeSet<&str> = listed.iter().map(|a| a.id.as_str()).collect();
+            for missing in wanted.iter().filter(|w| !listed_ids.contains(w.as_str())) {
+                skipped.push((
+                    (*missing).clone(),
+                    format!("{missing} is not an account of the organisation (or of the OUs named)"),
+                ));
+            }
             for a in listed {
                 if !wanted.is_empty() && !wanted.contains(&a.id) {
                     continue;
@@ -282,7 +319,10 @@ pub async fn targets(
         r.dedup();
         r
     } else {
-        org.regions.clone()
+        let mut r = org.regions.clone();
+        r.sort();
+        r.dedup();
+        r
     };
     let external_id = Some(org.external_id.clone()).filter(|e| !e.is_empty());
     let mut items = Vec::new();
@@ -381,6 +421,12 @@ pub struct OrgDigest {
     pub total_usd: f64,
     pub items: usize,
     pub items_failed: usize,
+    /// Items the Map never started (it stopped first: too many failures, or an error of its own).
+    #[serde(default)]
+    pub items_not_started: usize,
+    /// The Map's own error, when it failed as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_error: Option<String>,
 }
 
 /// The cause of a failed item in words: the Lambda's `errorMessage` when the cause is its JSON
@@ -453,6 +499,10 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
         let report = match (r.status.as_str(), &r.output) {
             ("SUCCEEDED", Some(out)) => figures(out),
             ("SUCCEEDED", None) => Err("it succeeded without an output".into()),
+            ("PENDING", _) => {
+                d.items_not_started += 1;
+                Err("not started: the Map stopped before it".into())
+            }
             _ => Err(reason(r)),
         };
         match report {

@@ -395,10 +395,13 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 d.items_failed,
                 d.items
             );
-            let rows: Vec<String> = d
-                .accounts
+            // The largest first; what does not fit is counted, never dropped silently.
+            let mut accounts: Vec<_> = d.accounts.iter().collect();
+            accounts.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then_with(|| a.0.cmp(b.0)));
+            let shown = 25;
+            let mut rows: Vec<String> = accounts
                 .iter()
-                .take(40)
+                .take(shown)
                 .map(|(account, t)| {
                     format!(
                         "• `{}`: {} findings, {}/month ({} scanned in {})",
@@ -410,21 +413,40 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     )
                 })
                 .collect();
+            if accounts.len() > shown {
+                rows.push(format!("… and {} more accounts", accounts.len() - shown));
+            }
             let mut b = vec![
                 header(&format!("{} across the organisation", d.rule)),
                 section(&format!("*Accounts*\n{}", rows.join("\n"))),
             ];
             if !d.failed_targets.is_empty() {
-                let failed: Vec<String> = d
+                let mut failed: Vec<String> = d
                     .failed_targets
                     .iter()
-                    .take(20)
-                    .map(|f| format!("• `{}` {}: {}", esc(&f.account), esc(&f.region), esc(&f.reason)))
+                    .take(15)
+                    .map(|f| {
+                        let mut reason = f.reason.clone();
+                        if reason.chars().count() > 160 {
+                            reason = reason.chars().take(160).collect::<String>() + "…";
+                        }
+                        format!("• `{}` {}: {}", esc(&f.account), esc(&f.region), esc(&reason))
+                    })
                     .collect();
+                if d.failed_targets.len() > 15 {
+                    failed.push(format!("… and {} more", d.failed_targets.len() - 15));
+                }
                 b.push(section(&format!(
                     "*Failed targets ({})*\n{}",
                     d.failed_targets.len(),
                     failed.join("\n")
+                )));
+            }
+            if let Some(err) = &d.map_error {
+                b.push(context(&format!(
+                    "The run stopped: {} ({} targets never started)",
+                    esc(err),
+                    d.items_not_started
                 )));
             }
             (text, b)

@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
-use crate::detect::ebs_cleanup::{skip_reason, SIGHTING_SCOPE};
+use crate::detect::ebs_cleanup::{sighting_scope, skip_reason};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Evidence, Finding, Tags};
 use crate::policy::Policy;
@@ -118,7 +118,12 @@ impl SnapshotAndDelete<'_> {
         };
         let since = match self.sightings {
             None => decided,
-            Some(state) => match state.sighting(SIGHTING_SCOPE, &finding.resource.id).await {
+            Some(state) => match state
+                .sighting(
+                    &sighting_scope(&finding.resource.account, &finding.resource.region),
+                    &finding.resource.id,
+                )
+                .await {
                 Err(e) => {
                     return Err(Refused::NotNow(format!(
                         "its unattached record could not be re-read ({e}): not deleted"

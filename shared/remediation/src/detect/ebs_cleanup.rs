@@ -50,8 +50,11 @@ pub struct EbsCleanupEvidence {
     pub price_source: Option<String>,
 }
 
-/// The sighting scope of unattached volumes in the state table.
-pub const SIGHTING_SCOPE: &str = "ebs-unattached";
+/// The sighting scope of unattached volumes in the state table: one per account and region, so
+/// that a scan, which forgets the sightings of volumes it no longer sees, forgets only its own.
+pub fn sighting_scope(account: &str, region: &str) -> String {
+    format!("ebs-unattached#{account}#{region}")
+}
 
 /// Why a volume is not considered; `None` if it is a candidate.
 pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {

@@ -15,12 +15,14 @@ use crate::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::Policy;
 use crate::pricing::PriceBook;
 
-pub use crate::detect::ebs_cleanup::SIGHTING_SCOPE;
+pub use crate::detect::ebs_cleanup::sighting_scope;
 
-/// One scan at `now`, in the mode the policy sets for ebs-cleanup.
+/// One scan at `now`, in the mode the policy sets for ebs-cleanup; `scope` is the account and
+/// region's sighting scope ([`sighting_scope`]).
 #[tracing::instrument(skip_all, fields(rule = RULE))]
 pub async fn run(
     volumes: &dyn VolumeApi,
+    scope: &str,
     prices: &PriceBook,
     policy: &Policy,
     sinks: Sinks<'_>,
@@ -36,7 +38,7 @@ pub async fn run(
     let first_seen: HashMap<String, DateTime<Utc>> = match sinks.state {
         Some(state) => {
             let ids: Vec<String> = inventory.iter().map(|v| v.id.clone()).collect();
-            state.first_seen(SIGHTING_SCOPE, &ids, now).await?
+            state.first_seen(scope, &ids, now).await?
         }
         None => {
             notes.push("no state table: grace periods count from each volume's CreateTime".to_string());

@@ -367,7 +367,11 @@ pub async fn sweep(
         outcomes.extend(acted);
         notes.extend(flow_notes);
     }
-    if let Some(state) = sinks.state {
+    // A fan-out item sees one account and region: its figure is not the organisation's KPI.
+    if sinks.fanout {
+        notes.push("a fan-out item: the compliance figure is in this report, not the KPI trend or a tag report".into());
+    }
+    if let Some(state) = sinks.state.filter(|_| !sinks.fanout) {
         let point = crate::state::CompliancePoint {
             date: ctx.now.date_naive(),
             overall_percent: result.overall.percent(),
@@ -379,7 +383,7 @@ pub async fn sweep(
             ));
         }
     }
-    if let Some(publisher) = sinks.publisher {
+    if let Some(publisher) = sinks.publisher.filter(|_| !sinks.fanout) {
         let report = Message::TagReport {
             by_type: result.by_type.clone(),
             overall_percent: result.overall.percent(),

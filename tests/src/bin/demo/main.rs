@@ -1,5 +1,6 @@
 //! `make demo`: a seeded demo account in moto, every function run through its real Lambda binary
-//! (`cargo lambda watch` + `cargo lambda invoke`), and what they found, in dollars.
+//! (`cargo lambda watch` + `cargo lambda invoke`), and what they found, in dollars. With `--org`
+//! (`make org-demo`): the organisation fan-out over member accounts and regions.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,8 @@ use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
 use remediation::model::{Evidence, Finding, RunReport};
 use remediation::policy::{Mode, Policy};
+
+mod org;
 
 const TABLE: &str = "finops-demo";
 
@@ -133,7 +136,7 @@ async fn seed_demo_volumes(moto: &Moto) -> usize {
             .table_name(TABLE)
             .item(
                 "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S("SEEN#ebs-unattached".into()),
+                aws_sdk_dynamodb::types::AttributeValue::S("SEEN#ebs-unattached#123456789012#us-east-1".into()),
             )
             .item("sk", aws_sdk_dynamodb::types::AttributeValue::S(id))
             .item(
@@ -386,6 +389,9 @@ fn parse_report(v: serde_json::Value) -> RunReport {
 
 #[tokio::main]
 async fn main() {
+    if std::env::args().any(|a| a == "--org") {
+        return org::run().await;
+    }
     let moto = Moto::start().unwrap_or_else(|e| fail(e));
     println!("moto server (local AWS) on {}", moto.endpoint());
     let seeded = seed_demo_account(&moto).await;
@@ -632,7 +638,7 @@ async fn human_in_the_loop() {
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
     let deps = lp.detector_deps(policy).await;
     let event: serde_json::Value =
-        serde_json::from_str(include_str!("../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
+        serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
     let report = idle_ec2::handler::handle(event, &deps, Utc::now())
         .await
         .unwrap_or_else(|e| fail(e));
@@ -757,7 +763,8 @@ async fn savings_report(lp: &finops_tests::approvals::Loop, deps: &remediation::
         .unwrap_or_else(|_| workspace_root().join("target"))
         .join("demo");
     let event: serde_json::Value =
-        serde_json::from_str(include_str!("../../../events/savings-report/scheduled.json")).unwrap_or_else(|e| fail(e));
+        serde_json::from_str(include_str!("../../../../events/savings-report/scheduled.json"))
+            .unwrap_or_else(|e| fail(e));
     let out = savings_report::handler::handle(event, deps, Some(dir), Utc::now())
         .await
         .unwrap_or_else(|e| fail(e));
