@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod httpserver;
+pub mod infra;
 pub mod load;
 pub mod local;
 pub mod moto;

@@ -195,9 +195,7 @@ pub fn selected(report: &RunReport) -> Value {
 
 /// The `Item` state's ResultSelector in the template: (key, JSONPath) pairs.
 pub fn item_result_selector() -> Vec<(String, String)> {
-    let path = crate::moto::workspace_root().join("infra/template.yaml");
-    let text = std::fs::read_to_string(&path).expect("the template");
-    let t: serde_norway::Value = serde_norway::from_str(&text).expect("the template is YAML");
+    let t = crate::infra::load("template.yaml");
     let selector = &t["Resources"]["FanOutStateMachine"]["Properties"]["Definition"]["States"]["Scan"]["ItemProcessor"]
         ["States"]["Item"]["ResultSelector"];
     selector

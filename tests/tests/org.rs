@@ -278,6 +278,21 @@ async fn an_approval_executes_in_the_findings_account_and_region_and_nowhere_els
         "running",
         "the hub's own instance is untouched"
     );
+
+    // Its rollback, too, runs in that account and region: the instance starts again there.
+    let published = lp.drain().await;
+    let result = &Loop::of_type(&published, "action-result")[0];
+    let rollback = finops_tests::approvals::token_of(result["rollback_url"].as_str().expect("a Roll back link"));
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &rollback), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let c = clients_in(&hub, &target.0, &target.1).await;
+    assert_eq!(
+        seed::state_of(&c.ec2, &all[&target]).await,
+        "running",
+        "started again where it was stopped"
+    );
 }
 
 #[tokio::test]
@@ -436,4 +451,108 @@ async fn the_summary_counts_targets_never_started_unreadable_results_and_the_map
         reasons.iter().any(|r| r.contains("FAILED_0.json could not be read")),
         "a missing results file is a failed target, not a lost digest: {reasons:?}"
     );
+}
+
+#[tokio::test]
+async fn s3_public_items_judge_each_bucket_once_in_its_own_account_and_region() {
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    let members = org::organisation(&hub, 2).await;
+    let mut public = BTreeSet::new();
+    for account in &members {
+        for region in REGIONS {
+            let c = clients_in(&hub, account, region).await;
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&c.config)
+                    .force_path_style(true)
+                    .build(),
+            );
+            for (name, open) in [("open", true), ("closed", false)] {
+                // Bucket names are global: each account-region's own.
+                let bucket = format!("{name}-{account}-{region}");
+                let mut create = s3.create_bucket().bucket(&bucket);
+                if region != "us-east-1" {
+                    create = create.create_bucket_configuration(
+                        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                            .build(),
+                    );
+                }
+                create.send().await.expect("CreateBucket");
+                if open {
+                    s3.put_bucket_acl()
+                        .bucket(&bucket)
+                        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+                        .send()
+                        .await
+                        .expect("PutBucketAcl");
+                    public.insert((account.clone(), region.to_string(), bucket));
+                }
+            }
+        }
+    }
+    let deps = finops_tests::deps(&moto, org_policy(Mode::DryRun), None, None).await;
+    let mut found = BTreeSet::new();
+    let mut scanned = 0;
+    for account in &members {
+        for region in REGIONS {
+            let item = serde_json::json!({"source": "finops.fanout", "run_id": "s3-1", "account": account,
+                "region": region, "role_arn": remediation::org::role_arn("aws", account, org::ROLE)});
+            let report = s3_public::handler::handle(item, &deps, Utc::now()).await.expect("item");
+            scanned += report.scanned;
+            for f in report.findings {
+                assert_eq!(
+                    (&f.resource.account, &f.resource.region),
+                    (account, &region.to_string()),
+                    "{f:?}"
+                );
+                assert!(
+                    found.insert((f.resource.account, f.resource.region, f.resource.id)),
+                    "judged twice"
+                );
+            }
+        }
+    }
+    assert_eq!(found, public, "every public bucket once, in its own account and region");
+    assert_eq!(scanned, 8, "each of the 8 buckets is scanned by one item only");
+}
+
+#[tokio::test]
+async fn an_auto_item_stops_its_own_account_regions_idle_instance_and_nothing_elsewhere() {
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    seed::create_table(&hub.dynamodb, "finops-state").await;
+    let members = org::organisation(&hub, 2).await;
+    let mut idle = BTreeMap::new();
+    for account in &members {
+        for region in REGIONS {
+            idle.insert(
+                (account.clone(), region.to_string()),
+                seed_idle(&hub, account, region, 1).await.remove(0),
+            );
+        }
+    }
+    let target = (members[0].clone(), "eu-west-1".to_string());
+    let deps = finops_tests::deps(&moto, org_policy(Mode::Auto), Some("finops-state"), None).await;
+    let item = serde_json::json!({"source": "finops.fanout", "run_id": "auto-1", "account": target.0,
+        "region": target.1, "role_arn": remediation::org::role_arn("aws", &target.0, org::ROLE)});
+    let report = idle_ec2::handler::handle(item, &deps, Utc::now()).await.expect("item");
+    assert_eq!(
+        report
+            .outcomes
+            .iter()
+            .filter(|o| o.outcome == OutcomeKind::Executed)
+            .count(),
+        1,
+        "{report:#?}"
+    );
+    for ((account, region), id) in &idle {
+        let c = clients_in(&hub, account, region).await;
+        let want = if (account, region) == (&target.0, &target.1) {
+            "stopped"
+        } else {
+            "running"
+        };
+        assert_eq!(seed::state_of(&c.ec2, id).await, want, "{account} {region}");
+    }
 }

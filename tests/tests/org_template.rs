@@ -8,19 +8,7 @@ use std::collections::BTreeSet;
 use remediation::permissions::{member_role, MEMBER_FUNCTIONS};
 use serde_norway::Value;
 
-fn load(name: &str) -> Value {
-    let path = finops_tests::moto::workspace_root().join("infra").join(name);
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
-        _ => vec![],
-    }
-}
+use finops_tests::infra::{load, strings};
 
 fn definition() -> Value {
     let t = load("template.yaml");

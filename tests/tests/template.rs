@@ -7,18 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use remediation::permissions::{for_function, Scope, FUNCTIONS};
 use serde_norway::Value;
 
-fn template() -> Value {
-    let path = finops_tests::moto::workspace_root().join("infra/template.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
-}
+use finops_tests::infra::strings;
 
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::String(s) => vec![s.clone()],
-        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
-        _ => vec![],
-    }
+fn template() -> Value {
+    finops_tests::infra::load("template.yaml")
 }
 
 /// What a statement's `Resource` points at.

@@ -38,7 +38,6 @@ pub const EBS_SCAN: &[&str] = &["ec2:DescribeVolumes"];
 pub const S3_SCAN: &[&str] = &[
     "s3:ListAllMyBuckets",
     "s3:GetBucketAcl",
-    "s3:GetBucketLocation",
     "s3:GetBucketPolicy",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketTagging",
@@ -62,7 +61,6 @@ pub const TAG_SCAN: &[&str] = &[
     "ec2:DescribeInstanceTypes",
     "ec2:DescribeVolumes",
     "s3:ListAllMyBuckets",
-    "s3:GetBucketLocation",
     "s3:GetBucketTagging",
     "config:GetResourceConfigHistory",
     "config:PutEvaluations",

@@ -28,9 +28,31 @@ use crate::error::{Error, Result};
 /// a benchmark can report exactly what it asked of AWS; and the attempts they took (a retry is
 /// one more attempt of the same call).
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>, Arc<std::sync::atomic::AtomicU64>);
+pub struct CallCounter(
+    Arc<Mutex<BTreeMap<String, u64>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+    /// When each call started, for a counter made with [`CallCounter::recording`] (the benchmark's
+    /// request rates); `None` otherwise, so a long-lived container keeps nothing per call.
+    Option<Arc<Mutex<Vec<(String, std::time::Instant)>>>>,
+);
 
 impl CallCounter {
+    /// A counter that also records when each call started.
+    pub fn recording() -> CallCounter {
+        CallCounter(Arc::default(), Arc::default(), Some(Arc::default()))
+    }
+
+    /// The recorded calls in order (empty unless made with [`CallCounter::recording`]).
+    pub fn timeline(&self) -> Vec<(String, std::time::Instant)> {
+        match &self.2 {
+            Some(t) => match t.lock() {
+                Ok(t) => t.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
+            None => Vec::new(),
+        }
+    }
+
     /// Calls so far, by `Service.Operation`.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         match self.0.lock() {
@@ -50,6 +72,13 @@ impl CallCounter {
     }
 
     fn add(&self, key: String) {
+        if let Some(t) = &self.2 {
+            let mut t = match t.lock() {
+                Ok(t) => t,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            t.push((key.clone(), std::time::Instant::now()));
+        }
         let mut map = match self.0.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
@@ -132,7 +161,7 @@ impl Clients {
     }
 
     /// Builds the clients, counting their calls into `calls`.
-    fn from_config_counting(config: &SdkConfig, calls: CallCounter) -> Result<Clients> {
+    pub fn from_config_counting(config: &SdkConfig, calls: CallCounter) -> Result<Clients> {
         let region = config
             .region()
             .map(|r| r.to_string())

@@ -127,22 +127,6 @@ impl S3 {
         self
     }
 
-    /// A bucket's region from GetBucketLocation (an empty constraint is us-east-1, `EU` eu-west-1).
-    async fn location(&self, bucket: &str) -> Result<String> {
-        let out = self
-            .client(&self.region)
-            .get_bucket_location()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| Error::aws("s3", "GetBucketLocation", e))?;
-        Ok(match out.location_constraint().map(|c| c.as_str()) {
-            None | Some("") => "us-east-1".to_string(),
-            Some("EU") => "eu-west-1".to_string(),
-            Some(r) => r.to_string(),
-        })
-    }
-
     fn client(&self, region: &str) -> aws_sdk_s3::Client {
         let mut clients = match self.clients.lock() {
             Ok(c) => c,
@@ -166,18 +150,21 @@ impl S3 {
 impl BucketApi for S3 {
     async fn buckets(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut pages = self.client(&self.region).list_buckets().into_paginator().send();
+        let mut request = self.client(&self.region).list_buckets();
+        if let Some(region) = &self.only_region {
+            // ListBuckets filters by region itself (and then names each bucket's region).
+            request = request.bucket_region(region);
+        }
+        let mut pages = request.into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| Error::aws("s3", "ListBuckets", e))?;
             for b in page.buckets() {
                 if let Some(name) = b.name() {
                     let listed = b.bucket_region().filter(|r| !r.is_empty());
-                    let region = match (listed, &self.only_region) {
-                        (Some(r), _) => r.to_string(),
-                        (None, None) => self.region.clone(),
-                        // ListBuckets names each bucket's region on AWS; where it does not, ask.
-                        (None, Some(_)) => self.location(name).await?,
-                    };
+                    let region = listed
+                        .or(self.only_region.as_deref())
+                        .unwrap_or(&self.region)
+                        .to_string();
                     if self.only_region.as_ref().is_none_or(|only| *only == region) {
                         out.push((name.to_string(), region));
                     }

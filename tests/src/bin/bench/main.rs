@@ -16,6 +16,7 @@
 
 mod faults;
 mod load;
+mod org;
 mod others;
 
 use std::process::Command;
@@ -145,6 +146,13 @@ async fn main() {
             scan(endpoint).await;
             return;
         }
+        Some("org-item") => {
+            let (Some(endpoint), Some(item)) = (args.get(2), args.get(3)) else {
+                fail("usage: bench org-item ENDPOINT ITEM_JSON")
+            };
+            org::item(endpoint, item).await;
+            return;
+        }
         Some("scan-rule") => {
             let (Some(rule), Some(endpoint)) = (args.get(2), args.get(3)) else {
                 fail("usage: bench scan-rule RULE ENDPOINT")
@@ -160,7 +168,7 @@ async fn main() {
     let me = std::env::current_exe().unwrap_or_else(|e| fail(e));
     let moto_command = vec![python, wrapper];
     let sizes: Vec<usize> = match args.get(1).map(String::as_str) {
-        Some("others") | Some("faults") | Some("load") => Vec::new(),
+        Some("others") | Some("faults") | Some("load") | Some("org") => Vec::new(),
         Some(list) => list
             .split(',')
             .map(|s| s.parse().unwrap_or_else(|_| fail(format!("bad size {s}"))))
@@ -178,6 +186,9 @@ async fn main() {
     }
     if matches!(args.get(1).map(String::as_str), None | Some("load")) {
         load::run().await;
+    }
+    if matches!(args.get(1).map(String::as_str), None | Some("org")) {
+        org::run(&moto_command, &me).await;
     }
 }
 
