@@ -33,8 +33,11 @@ pub struct CallCounter(
     Arc<std::sync::atomic::AtomicU64>,
     /// When each call started, for a counter made with [`CallCounter::recording`] (the benchmark's
     /// request rates); `None` otherwise, so a long-lived container keeps nothing per call.
-    Option<Arc<Mutex<Vec<(String, std::time::Instant)>>>>,
+    Option<Timeline>,
 );
+
+/// When each call started, by `Service.Operation`.
+type Timeline = Arc<Mutex<Vec<(String, std::time::Instant)>>>;
 
 impl CallCounter {
     /// A counter that also records when each call started.
