@@ -85,7 +85,9 @@ pub struct OrgRun {
 }
 
 /// Runs one fan-out of `rule` as the state machine does: targets → Map (at most the policy's
-/// `max_concurrency` items at once) → ResultWriter files in S3 → summary.
+/// `max_concurrency` items at once; each child's input `{function, item}`, the Lambda given the
+/// item and its answer judged as `function_handler` judges it) → ResultWriter files in S3 →
+/// summary, its payload built from the template's `Summary` state.
 pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, rule: Rule<'_>) -> OrgRun {
     let now = chrono::Utc::now();
     let targets = org_fanout::handler::handle(
@@ -116,8 +118,10 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
         async move {
             let now_running = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
             peak.fetch_max(now_running, std::sync::atomic::Ordering::SeqCst);
-            let input = serde_json::to_value(&item).expect("item");
-            let outcome = rule(input.clone()).await;
+            let payload = serde_json::to_value(&item).expect("item");
+            // The ItemSelector's child input; the task hands the Lambda `$.item`.
+            let input = json!({"function": format!("finops-{rule_name}"), "item": payload});
+            let outcome = rule(payload).await.and_then(remediation::flow::invocation_result);
             running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             match outcome {
                 Ok(report) => (
@@ -152,14 +156,9 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
     let (results, reports): (Vec<ItemResult>, Vec<Option<(Item, RunReport)>>) = done.into_iter().unzip();
     let prefix = targets["prefix"].as_str().expect("prefix").to_string();
     write_results(&s3, &bucket, &prefix, run_id, &results).await;
-    let summary = org_fanout::handler::handle(
-        json!({"source": "finops.summary", "rule": rule_name, "run_id": run_id, "bucket": bucket,
-               "prefix": prefix, "skipped": targets["skipped"]}),
-        app,
-        now,
-    )
-    .await
-    .expect("the summary step");
+    let summary = org_fanout::handler::handle(summary_payload(rule_name, run_id, &targets), app, now)
+        .await
+        .expect("the summary step");
     let digest_key = summary["digest_key"].as_str().expect("digest_key");
     let body = s3
         .get_object()
@@ -180,7 +179,8 @@ pub async fn run(app: &org_fanout::handler::App, rule_name: &str, run_id: &str, 
 }
 
 /// What the item task's ResultSelector keeps of a report, read from `infra/template.yaml`
-/// (state `Item`): each `key.$: $.Payload.<field>` picks that field of the Lambda's answer.
+/// (state `Item`): each `key.$: $.Payload.<field>` picks that field of the Lambda's answer. A
+/// field the answer lacks fails the item in Step Functions (States.Runtime), so it panics here.
 pub fn selected(report: &RunReport) -> Value {
     let report = serde_json::to_value(report).expect("report");
     let mut out = serde_json::Map::new();
@@ -188,7 +188,45 @@ pub fn selected(report: &RunReport) -> Value {
         let field = path
             .strip_prefix("$.Payload.")
             .unwrap_or_else(|| panic!("the local Map reads only $.Payload.<field>, not {path}"));
-        out.insert(key, report[field].clone());
+        let value = report
+            .get(field)
+            .unwrap_or_else(|| panic!("the answer has no {field}: Step Functions would fail the item"));
+        out.insert(key, value.clone());
+    }
+    Value::Object(out)
+}
+
+/// The summary step's payload as the template's `Summary` state builds it: literal keys as they
+/// are, `$.rule`, `$$.Execution.Name` and `$.step.targets.<field>` resolved.
+pub fn summary_payload(rule_name: &str, run_id: &str, targets: &Value) -> Value {
+    let t = crate::infra::load("template.yaml");
+    let payload =
+        &t["Resources"]["FanOutStateMachine"]["Properties"]["Definition"]["States"]["Summary"]["Parameters"]["Payload"];
+    let mut out = serde_json::Map::new();
+    for (k, v) in payload.as_mapping().expect("the Summary state has a Payload") {
+        let key = k.as_str().expect("key");
+        let Some(key) = key.strip_suffix(".$") else {
+            out.insert(
+                key.to_string(),
+                Value::String(v.as_str().expect("a literal").to_string()),
+            );
+            continue;
+        };
+        let path = v.as_str().expect("path");
+        let value = match path {
+            "$.rule" => Value::String(rule_name.to_string()),
+            "$$.Execution.Name" => Value::String(run_id.to_string()),
+            other => {
+                let field = other
+                    .strip_prefix("$.step.targets.")
+                    .unwrap_or_else(|| panic!("the local runner does not resolve {other}"));
+                targets
+                    .get(field)
+                    .unwrap_or_else(|| panic!("the targets step answers no {field}"))
+                    .clone()
+            }
+        };
+        out.insert(key.to_string(), value);
     }
     Value::Object(out)
 }

@@ -127,11 +127,8 @@ async fn an_org_run_finds_exactly_each_account_regions_seeded_findings_and_skips
         "at most max_concurrency items at once: {}",
         run.peak_concurrency
     );
-    let skipped = run.targets["skipped"].to_string();
-    assert!(
-        skipped.contains(&org.closed) && skipped.contains("SUSPENDED"),
-        "{skipped}"
-    );
+    // The state data carries the count; the accounts and why are in S3, read by the summary.
+    assert_eq!(run.targets["skipped"], 1, "{}", run.targets);
 
     let want: BTreeMap<(String, String), BTreeSet<String>> = org
         .seeded
@@ -162,10 +159,12 @@ async fn an_org_run_finds_exactly_each_account_regions_seeded_findings_and_skips
     assert_eq!(d.failed_targets.len(), 1, "{:?}", d.failed_targets);
     assert_eq!(d.failed_targets[0].account, org.closed);
     assert!(
-        d.failed_targets[0].reason.starts_with("not scanned:"),
+        d.failed_targets[0].reason.starts_with("not scanned:") && d.failed_targets[0].reason.contains("SUSPENDED"),
         "{:?}",
         d.failed_targets
     );
+    assert_eq!(d.accounts_skipped, 1);
+    assert!(d.has_problems(), "a skipped account is worth a look");
 }
 
 /// STS's answer when the member role does not exist or does not trust the hub.
@@ -416,8 +415,9 @@ async fn the_summary_counts_targets_never_started_unreadable_results_and_the_map
     .await;
     let app = fanout_app(&moto, org_policy(Mode::DryRun)).await;
     let out = org_fanout::handler::handle(
-        serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-9", "bucket": BUCKET, "prefix": prefix,
-            "skipped": [], "map_error": {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerated failure threshold was exceeded"}}),
+        // The targets step listed 3 items: the third's result is in the unreadable FAILED file.
+        serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-9", "targets": 3,
+            "skipped": 0, "map_error": {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerated failure threshold was exceeded"}}),
         &app,
         Utc::now(),
     )
@@ -425,6 +425,12 @@ async fn the_summary_counts_targets_never_started_unreadable_results_and_the_map
     .expect("a digest, whatever the results hold");
     assert_eq!(out["items"], 2);
     assert_eq!(out["items_not_started"], 1);
+    // The pending one and the lost one: the headline does not say 1 of 2.
+    assert_eq!(
+        (out["targets"].as_u64(), out["targets_failed"].as_u64()),
+        (Some(3), Some(2)),
+        "{out}"
+    );
     assert_eq!(out["total_findings"], 2);
     assert_eq!(out["total_usd"], 120.5);
     let key = out["digest_key"].as_str().unwrap();
@@ -451,6 +457,27 @@ async fn the_summary_counts_targets_never_started_unreadable_results_and_the_map
         reasons.iter().any(|r| r.contains("FAILED_0.json could not be read")),
         "a missing results file is a failed target, not a lost digest: {reasons:?}"
     );
+}
+
+#[tokio::test]
+async fn the_summary_reads_and_writes_only_its_own_bucket_and_the_runs_prefix() {
+    let moto = Moto::start().expect("moto");
+    let app = fanout_app(&moto, org_policy(Mode::DryRun)).await;
+    for (bucket, prefix) in [
+        ("someone-elses-bucket", "runs/idle-ec2/run-9/results"),
+        (BUCKET, "runs/idle-ec2/another-run/results"),
+        (BUCKET, "secrets"),
+    ] {
+        let err = org_fanout::handler::handle(
+            serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-9",
+                "bucket": bucket, "prefix": prefix, "targets": 1, "skipped": 0}),
+            &app,
+            Utc::now(),
+        )
+        .await
+        .expect_err("a summary pointed elsewhere");
+        assert!(err.to_string().contains("reads only s3://"), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -386,6 +386,8 @@ fn the_failed_outcomes_alarm_watches_the_series_every_scan_emits() {
                 estimated_monthly_savings_usd: 0.0,
                 failed: 1,
                 findings_total: 0,
+                skipped: 0,
+                compliance: None,
                 notes: vec![],
             };
             remediation::telemetry::run_metrics(&report, 0)

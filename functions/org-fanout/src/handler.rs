@@ -2,9 +2,10 @@
 //! - `{"source": "finops.targets", "rule", "run_id"}`: lists the (account, region) targets and
 //!   writes them as the Map's items to the results bucket; answers where they are, how many, and
 //!   the Map's bounds from the policy.
-//! - `{"source": "finops.summary", "rule", "run_id", "bucket", "prefix", "skipped", "map_error"}`:
-//!   reads the Map's results (its ResultWriter manifest under `prefix`), adds them up into one
-//!   organisation digest and publishes it.
+//! - `{"source": "finops.summary", "rule", "run_id", "targets", "skipped", "map_error"}`: reads
+//!   the Map's results (its ResultWriter manifest under the run's prefix in the function's own
+//!   bucket), adds them up into one organisation digest, writes it whole beside the results and
+//!   publishes its headline form (the largest accounts, failures grouped by reason).
 //!
 //! No item is run here: Step Functions runs them, each in the rule's own Lambda.
 
@@ -140,12 +141,18 @@ struct SummaryEvent {
     source: String,
     rule: String,
     run_id: String,
-    bucket: String,
-    /// The ResultWriter prefix of this run (its manifest is `<prefix>/<map run id>/manifest.json`).
-    prefix: String,
-    /// Accounts the targets step left out, with why.
+    /// When given, must be the function's own bucket and the run's prefix: the summary reads and
+    /// writes nowhere else, whatever its caller says.
     #[serde(default)]
-    skipped: Vec<(String, String)>,
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    /// How many items the targets step listed.
+    #[serde(default)]
+    targets: usize,
+    /// How many accounts the targets step left out (their reasons are in `skipped.json`).
+    #[serde(default)]
+    skipped: usize,
     /// The Map's error when it failed as a whole (too many failed items, say).
     #[serde(default)]
     map_error: Option<Value>,
@@ -198,6 +205,21 @@ pub fn results_prefix(rule: &str, run_id: &str) -> String {
     format!("runs/{rule}/{run_id}/results")
 }
 
+/// Where a run's skipped accounts are written, with why.
+pub fn skipped_key(rule: &str, run_id: &str) -> String {
+    format!("runs/{rule}/{run_id}/skipped.json")
+}
+
+/// Where a run's whole digest is written.
+pub fn digest_key(rule: &str, run_id: &str) -> String {
+    format!("runs/{rule}/{run_id}/digest.json")
+}
+
+/// The most accounts and failure groups an SNS message of the digest carries (the whole digest
+/// is in S3): a few tens of KiB, far below SNS's 256 KiB.
+pub const MESSAGE_ACCOUNTS: usize = 50;
+pub const MESSAGE_FAILURE_GROUPS: usize = 20;
+
 async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
     let org_policy = app
         .deps
@@ -211,6 +233,10 @@ async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
     let key = items_key(rule, run_id);
     let items = serde_json::to_value(&t.items).map_err(|e| Error::Config(format!("cannot serialise items: {e}")))?;
     app.put_json(&key, &items).await?;
+    // The skipped accounts beside the items: an organisation's list would swell the state data.
+    let skipped =
+        serde_json::to_value(&t.skipped).map_err(|e| Error::Config(format!("cannot serialise skipped: {e}")))?;
+    app.put_json(&skipped_key(rule, run_id), &skipped).await?;
     tracing::info!(
         rule,
         run_id,
@@ -228,7 +254,7 @@ async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
         "items": t.items.len(),
         "accounts": t.accounts,
         "regions": t.regions,
-        "skipped": t.skipped,
+        "skipped": t.skipped.len(),
         // No more at once than each function has executions reserved: the rest would only wait
         // on Lambda's throttling and use up their retries.
         "max_concurrency": app.max_concurrency_cap.map_or(org_policy.max_concurrency, |cap| cap.min(org_policy.max_concurrency)),
@@ -237,13 +263,22 @@ async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
 }
 
 async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Value, Error> {
+    let prefix = results_prefix(&e.rule, &e.run_id);
+    if e.bucket.as_ref().is_some_and(|b| *b != app.bucket) || e.prefix.as_ref().is_some_and(|p| *p != prefix) {
+        return Err(Error::Event(format!(
+            "finops.summary reads only s3://{}/{prefix}, not s3://{}/{}",
+            app.bucket,
+            e.bucket.as_deref().unwrap_or(&app.bucket),
+            e.prefix.as_deref().unwrap_or(&prefix)
+        )));
+    }
     // The manifest's key holds the Map Run's id, which only the Map knows: find it under the prefix.
     let mut manifests: Vec<String> = Vec::new();
     let mut pages = app
         .s3
         .list_objects_v2()
-        .bucket(&e.bucket)
-        .prefix(format!("{}/", e.prefix))
+        .bucket(&app.bucket)
+        .prefix(format!("{prefix}/"))
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -267,7 +302,7 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
         })
     };
     for key in &manifests {
-        let manifest: Manifest = match app.get_json(&e.bucket, key).await {
+        let manifest: Manifest = match app.get_json(&app.bucket, key).await {
             Ok(m) => m,
             Err(err) => {
                 lost(format!("the Map's manifest {key}"), err);
@@ -288,33 +323,50 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
     }
     let mut digest: OrgDigest = org::digest(&e.run_id, &e.rule, &results);
     digest.map_error = e.map_error.as_ref().map(describe_error);
+    digest.targets = e.targets;
     if manifests.is_empty() {
         digest.failed_targets.push(org::FailedTarget {
             account: "all".into(),
             region: "all".into(),
             reason: match &digest.map_error {
                 Some(err) => format!("the Map wrote no results: {err}"),
-                None => format!("no results under s3://{}/{}", e.bucket, e.prefix),
+                None => format!("no results under s3://{}/{prefix}", app.bucket),
             },
         });
     }
     digest.failed_targets.extend(unreadable);
-    for (account, why) in &e.skipped {
-        digest.failed_targets.push(org::FailedTarget {
-            account: account.clone(),
-            region: "all".into(),
-            reason: format!("not scanned: {why}"),
-        });
+    if e.skipped > 0 {
+        let skipped: Vec<(String, String)> = match app.get_json(&app.bucket, &skipped_key(&e.rule, &e.run_id)).await {
+            Ok(s) => s,
+            Err(err) => vec![(
+                "unknown".into(),
+                format!("{} accounts were left out, and why could not be read: {err}", e.skipped),
+            )],
+        };
+        for (account, why) in skipped {
+            digest.failed_targets.push(org::FailedTarget {
+                account,
+                region: "all".into(),
+                reason: format!("not scanned: {why}"),
+            });
+        }
+        digest.accounts_skipped = e.skipped;
     }
-    // The whole digest beside the results (the step's own answer stays small).
-    let key = format!("{}/digest.json", e.prefix.trim_end_matches("/results"));
+    digest.group_failures();
+    // The whole digest beside the results; the message and the step's answer stay small.
+    let key = digest_key(&e.rule, &e.run_id);
     let whole =
         serde_json::to_value(&digest).map_err(|err| Error::Config(format!("cannot serialise the digest: {err}")))?;
     app.put_json(&key, &whole).await?;
     if let Some(publisher) = &app.deps.publisher {
+        let headline = digest.for_message(
+            MESSAGE_ACCOUNTS,
+            MESSAGE_FAILURE_GROUPS,
+            &format!("s3://{}/{key}", app.bucket),
+        );
         publisher
             .publish(&[Message::OrgDigest {
-                digest: Box::new(digest.clone()),
+                digest: Box::new(headline),
             }])
             .await?;
     }
@@ -326,6 +378,9 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
         "items": digest.items,
         "items_failed": digest.items_failed,
         "items_not_started": digest.items_not_started,
+        "targets": digest.targets_total(),
+        "targets_failed": digest.targets_failed(),
+        "accounts_skipped": digest.accounts_skipped,
         "total_findings": digest.total_findings,
         "total_usd": digest.total_usd,
         "map_error": digest.map_error,

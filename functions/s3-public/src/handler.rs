@@ -76,6 +76,8 @@ fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
         estimated_monthly_savings_usd: 0.0,
         failed: 0,
         findings_total: 0,
+        skipped: 0,
+        compliance: None,
         notes: vec![note],
     }
 }

@@ -179,6 +179,7 @@ impl Deps {
         report.notes.insert(0, format!("policy: {}", self.policy_source));
         report.failed = crate::model::RunReport::count_failed(&report.outcomes);
         report.findings_total = report.findings.len();
+        report.skipped = crate::model::RunReport::count_skipped(&report.outcomes);
         crate::telemetry::emit(&crate::telemetry::run_metrics(
             report,
             chrono::Utc::now().timestamp_millis(),

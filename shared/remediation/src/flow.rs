@@ -81,6 +81,8 @@ impl<'a> RunContext<'a> {
             estimated_monthly_savings_usd: crate::model::RunReport::total_savings(&findings),
             failed: crate::model::RunReport::count_failed(&outcomes),
             findings_total: findings.len(),
+            skipped: crate::model::RunReport::count_skipped(&outcomes),
+            compliance: None,
             findings,
             outcomes,
             notes: all_notes,

@@ -291,9 +291,35 @@ pub struct RunReport {
     /// had to be cut to fit Step Functions' 256 KiB).
     #[serde(default)]
     pub findings_total: usize,
+    /// How many outcomes are `skipped` (a guard left the resource alone): whole, as `failed`,
+    /// when the lists are cut.
+    #[serde(default)]
+    pub skipped: usize,
+    /// tag-compliance's sweep: resources judged and how many are compliant (null for the other
+    /// rules), so the organisation digest can add the accounts' figures up.
+    #[serde(default)]
+    pub compliance: Option<Compliance>,
     /// Things the operator should know about this run (state off, policy source, ...).
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// Compliance of one resource type (or all), as counts and a percentage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Compliance {
+    pub compliant: usize,
+    pub total: usize,
+}
+
+impl Compliance {
+    /// Percentage compliant (100 when there is nothing to evaluate).
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            100.0
+        } else {
+            (self.compliant as f64 * 10_000.0 / self.total as f64).round() / 100.0
+        }
+    }
 }
 
 impl RunReport {
@@ -302,16 +328,20 @@ impl RunReport {
         outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).count()
     }
 
+    /// Counts the `skipped` outcomes.
+    pub fn count_skipped(outcomes: &[Outcome]) -> usize {
+        outcomes.iter().filter(|o| o.outcome == OutcomeKind::Skipped).count()
+    }
+
     /// Whether the run could judge nothing: something failed, nothing was flagged, and every
     /// resource it looked at either failed or was left alone by a guard. That is a service
-    /// down, not a resource in trouble.
+    /// down, not a resource in trouble. Judged on the whole counts, so a report whose lists
+    /// were cut ([`RunReport::fit`]) is judged as it was.
     pub fn assessed_nothing(&self) -> bool {
-        let skipped = self
-            .outcomes
-            .iter()
-            .filter(|o| o.outcome == OutcomeKind::Skipped)
-            .count();
-        self.failed > 0 && self.findings.is_empty() && self.findings_total == 0 && self.failed + skipped >= self.scanned
+        let failed = self.failed.max(Self::count_failed(&self.outcomes));
+        let skipped = self.skipped.max(Self::count_skipped(&self.outcomes));
+        let findings = self.findings_total.max(self.findings.len());
+        failed > 0 && findings == 0 && failed + skipped >= self.scanned
     }
 
     /// Cuts the lists (outcomes first, then findings) until the report serialises to at most
@@ -368,6 +398,44 @@ mod tests {
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_run_that_assessed_nothing_still_says_so_after_its_lists_are_cut() {
+        // 150 failed and 150 left alone by a guard, nothing found: a service down.
+        let mut outcomes: Vec<Outcome> = (0..150)
+            .map(|n| {
+                Outcome::new(
+                    format!("idle-ec2:123456789012:us-east-1:i-{n:017}"),
+                    OutcomeKind::Failed,
+                    "GetMetricData failed: throttled",
+                )
+            })
+            .collect();
+        outcomes.extend((150..300).map(|n| {
+            Outcome::new(
+                format!("idle-ec2:123456789012:us-east-1:i-{n:017}"),
+                OutcomeKind::Skipped,
+                "launched 2 days ago",
+            )
+        }));
+        let mut r = RunReport {
+            rule: "idle-ec2".into(),
+            mode: crate::policy::Mode::DryRun,
+            scanned: 300,
+            findings: vec![],
+            failed: RunReport::count_failed(&outcomes),
+            skipped: RunReport::count_skipped(&outcomes),
+            outcomes,
+            estimated_monthly_savings_usd: 0.0,
+            findings_total: 0,
+            compliance: None,
+            notes: vec![],
+        };
+        assert!(r.assessed_nothing());
+        r.fit(4 * 1024);
+        assert!(r.outcomes.len() < 100, "cut to {}", r.outcomes.len());
+        assert!(r.assessed_nothing(), "judged on the whole counts, not the cut list");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::error::{Error, Result};
+use crate::model::Compliance;
 use crate::policy::{AccountSource, OrganizationPolicy};
 
 /// The largest answer an item gives: Step Functions refuses a state's data above 256 KiB.
@@ -42,12 +43,13 @@ pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether `s` reads as a region name (`eu-west-1`, `us-gov-west-1`, `ap-southeast-5`).
+/// Whether `s` reads as a region name (`eu-west-1`, `us-gov-west-1`, `ap-southeast-5`,
+/// `eusc-de-east-1`).
 pub fn is_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() >= 3
         && parts.len() <= 4
-        && parts[0].len() == 2
+        && (2..=4).contains(&parts[0].len())
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
@@ -325,13 +327,17 @@ pub async fn targets(
         r
     };
     let external_id = Some(org.external_id.clone()).filter(|e| !e.is_empty());
+    // An execution's name may hold characters an STS session name may not (a hand-started run):
+    // cleaned, never a reason to scan nothing.
+    let run_id = session_safe(run_id);
+    let run_id = if run_id.is_empty() { "run".to_string() } else { run_id };
     let mut items = Vec::new();
     for account in std::iter::once(hub_account.to_string()).chain(ids.iter().cloned()) {
         for region in &regions {
             let own = account == hub_account;
             let item = Item {
                 source: ITEM_SOURCE.into(),
-                run_id: run_id.into(),
+                run_id: run_id.clone(),
                 account: account.clone(),
                 region: region.clone(),
                 role_arn: (!own).then(|| role_arn(partition, &account, &org.role_name)),
@@ -343,7 +349,7 @@ pub async fn targets(
     }
     skipped.sort();
     Ok(Targets {
-        run_id: run_id.into(),
+        run_id,
         accounts: ids.len() + 1,
         regions,
         items,
@@ -399,6 +405,22 @@ pub struct AccountTotals {
     pub failed: usize,
     /// Regions that answered.
     pub regions: Vec<String>,
+    /// tag-compliance: the account's resources judged and compliant, over its regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<Compliance>,
+}
+
+/// Failed targets that share a reason: how many, and a few of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureGroup {
+    pub reason: String,
+    pub targets: usize,
+    /// Up to [`FailureGroup::EXAMPLES`] of them, as `account region`.
+    pub examples: Vec<String>,
+}
+
+impl FailureGroup {
+    pub const EXAMPLES: usize = 3;
 }
 
 /// An item that failed, with AWS's (or the function's) reason.
@@ -427,6 +449,98 @@ pub struct OrgDigest {
     /// The Map's own error, when it failed as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_error: Option<String>,
+    /// The items the targets step listed (0 when not known): more than have a result means some
+    /// results were lost (an unreadable file, no manifest).
+    #[serde(default)]
+    pub targets: usize,
+    /// Accounts the targets step left out (suspended, not found), each also a failed target.
+    #[serde(default)]
+    pub accounts_skipped: usize,
+    /// tag-compliance: the organisation's resources judged and compliant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<Compliance>,
+    /// The failed targets grouped by reason, the largest group first.
+    #[serde(default)]
+    pub failure_groups: Vec<FailureGroup>,
+    /// In a message: the accounts and failed targets left out to stay within SNS's 256 KiB (the
+    /// whole digest is at `digest_key`).
+    #[serde(default)]
+    pub accounts_omitted: usize,
+    #[serde(default)]
+    pub failed_targets_omitted: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_key: Option<String>,
+}
+
+impl OrgDigest {
+    /// Targets with no usable result: failed, never started, or whose result was lost.
+    pub fn targets_failed(&self) -> usize {
+        self.items_failed + self.targets.saturating_sub(self.items)
+    }
+
+    /// The targets of the run: as listed, or as many as have a result when that is not known.
+    pub fn targets_total(&self) -> usize {
+        self.targets.max(self.items)
+    }
+
+    /// Whether anything went wrong: a failed or lost target, a skipped account, the Map's error.
+    pub fn has_problems(&self) -> bool {
+        self.targets_failed() > 0
+            || self.map_error.is_some()
+            || !self.failed_targets.is_empty()
+            || self.failed_targets_omitted > 0
+            || self.accounts_skipped > 0
+    }
+
+    /// Groups the failed targets by reason (reasons cut to 300 characters), the largest first.
+    pub fn group_failures(&mut self) {
+        let mut groups: BTreeMap<String, FailureGroup> = BTreeMap::new();
+        for f in &self.failed_targets {
+            let reason = cut(&f.reason, 300);
+            let g = groups.entry(reason.clone()).or_insert_with(|| FailureGroup {
+                reason,
+                targets: 0,
+                examples: vec![],
+            });
+            g.targets += 1;
+            if g.examples.len() < FailureGroup::EXAMPLES {
+                g.examples.push(format!("{} {}", f.account, f.region));
+            }
+        }
+        let mut groups: Vec<FailureGroup> = groups.into_values().collect();
+        groups.sort_by(|a, b| b.targets.cmp(&a.targets).then_with(|| a.reason.cmp(&b.reason)));
+        self.failure_groups = groups;
+    }
+
+    /// The digest as a message carries it: the `max_accounts` largest accounts by dollars, the
+    /// `max_groups` largest failure groups and no per-target list, with what was left out
+    /// counted and the whole digest's key. It stays far below SNS's 256 KiB whatever the
+    /// organisation's size.
+    pub fn for_message(&self, max_accounts: usize, max_groups: usize, digest_key: &str) -> OrgDigest {
+        let mut d = self.clone();
+        if d.failure_groups.is_empty() && !d.failed_targets.is_empty() {
+            d.group_failures();
+        }
+        let mut accounts: Vec<(String, AccountTotals)> = std::mem::take(&mut d.accounts).into_iter().collect();
+        accounts.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then_with(|| a.0.cmp(&b.0)));
+        d.accounts_omitted = self.accounts_omitted + accounts.len().saturating_sub(max_accounts);
+        d.accounts = accounts.into_iter().take(max_accounts).collect();
+        d.failed_targets_omitted = self.failed_targets_omitted + d.failed_targets.len();
+        d.failed_targets.clear();
+        d.failure_groups.truncate(max_groups);
+        d.map_error = d.map_error.map(|e| cut(&e, 1000));
+        d.digest_key = Some(digest_key.to_string());
+        d
+    }
+}
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        s.chars().take(max).collect::<String>() + "…"
+    }
 }
 
 /// The cause of a failed item in words: the Lambda's `errorMessage` when the cause is its JSON
@@ -450,6 +564,7 @@ struct Figures {
     usd: f64,
     scanned: usize,
     failed: usize,
+    compliance: Option<Compliance>,
 }
 
 /// The figures of an item's output: a rule's report, or the counts the state machine keeps of it
@@ -476,6 +591,13 @@ fn figures(output: &str) -> std::result::Result<Figures, String> {
         usd,
         scanned: count("scanned")?,
         failed: v.get("failed").map_or(Ok(0), |_| count("failed"))?,
+        compliance: match v.get("compliance") {
+            None | Some(Value::Null) => None,
+            Some(c) => Some(
+                serde_json::from_value(c.clone())
+                    .map_err(|e| format!("its output is not a rule's report: compliance {c}: {e}"))?,
+            ),
+        },
     })
 }
 
@@ -514,6 +636,10 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
                 t.failed += report.failed;
                 t.regions.push(region);
                 t.regions.sort();
+                if let Some(c) = report.compliance {
+                    add_compliance(&mut t.compliance, c);
+                    add_compliance(&mut d.compliance, c);
+                }
                 d.total_findings += report.findings;
                 d.total_usd += report.usd;
             }
@@ -530,6 +656,12 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
     d.failed_targets
         .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
     d
+}
+
+fn add_compliance(sum: &mut Option<Compliance>, c: Compliance) {
+    let s = sum.get_or_insert_with(Compliance::default);
+    s.compliant += c.compliant;
+    s.total += c.total;
 }
 
 #[cfg(test)]
@@ -592,10 +724,20 @@ mod tests {
             "us-gov-west-1",
             "ap-southeast-5",
             "eu-central-2",
+            "eusc-de-east-1",
         ] {
             assert!(is_region(r), "{r}");
         }
-        for r in ["", "us", "us-east", "US-EAST-1", "us-east-1a", "us--1", "useast-1-"] {
+        for r in [
+            "",
+            "us",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "us--1",
+            "useast-1-",
+            "europe-west-1",
+        ] {
             assert!(!is_region(r), "{r}");
         }
     }
@@ -695,6 +837,116 @@ mod tests {
         assert_eq!(accounts, ["123456789012", "111111111111", "333333333333"]);
         assert_eq!(t.items[0].external_id, None);
         assert_eq!(t.items[1].external_id.as_deref(), Some("ext-1"));
+    }
+
+    #[tokio::test]
+    async fn a_run_id_with_characters_sts_refuses_is_cleaned_not_a_reason_to_scan_nothing() {
+        let org = OrganizationPolicy::default();
+        let t = targets(&fake(), &org, "123456789012", "aws", "manual run: 2026/12/03")
+            .await
+            .unwrap();
+        assert_eq!(t.items.len(), 6);
+        assert!(
+            t.items.iter().all(|i| i.run_id == "manual-run--2026-12-03"),
+            "{:?}",
+            t.items[0]
+        );
+        assert_eq!(t.run_id, "manual-run--2026-12-03");
+    }
+
+    fn report_of(account: &str, region: &str, usd: f64, compliance: Option<(usize, usize)>) -> ItemResult {
+        let mut out = serde_json::json!({"rule": "tag-compliance", "mode": "dry-run", "scanned": 5, "findings": 2,
+            "failed": 0, "estimated_monthly_savings_usd": usd});
+        if let Some((compliant, total)) = compliance {
+            out["compliance"] = serde_json::json!({"compliant": compliant, "total": total});
+        }
+        ItemResult {
+            status: "SUCCEEDED".into(),
+            input: serde_json::json!({"function": "f", "item": item_in(account, region)}).to_string(),
+            output: Some(out.to_string()),
+            error: None,
+            cause: None,
+        }
+    }
+
+    #[test]
+    fn tag_compliance_counts_add_up_per_account_and_for_the_organisation() {
+        let d = digest(
+            "run-1",
+            "tag-compliance",
+            &[
+                report_of("111111111111", "eu-west-1", 0.0, Some((3, 5))),
+                report_of("111111111111", "us-east-1", 0.0, Some((5, 5))),
+                report_of("222222222222", "eu-west-1", 0.0, Some((1, 10))),
+            ],
+        );
+        assert_eq!(
+            d.compliance,
+            Some(Compliance {
+                compliant: 9,
+                total: 20
+            })
+        );
+        assert_eq!(d.compliance.unwrap().percent(), 45.0);
+        assert_eq!(
+            d.accounts["111111111111"].compliance,
+            Some(Compliance {
+                compliant: 8,
+                total: 10
+            })
+        );
+        assert_eq!(d.accounts["222222222222"].compliance.unwrap().percent(), 10.0);
+    }
+
+    #[test]
+    fn the_message_form_of_a_large_digest_stays_small_and_counts_what_it_leaves_out() {
+        // 2,000 accounts × 3 regions, a third failing with one of two long reasons.
+        let mut results = Vec::new();
+        for n in 0..2000u64 {
+            let account = format!("{:012}", 100_000_000_000 + n);
+            for region in ["eu-west-1", "us-east-1", "ap-south-1"] {
+                if n % 3 == 0 {
+                    let why = if n % 2 == 0 { "AccessDenied" } else { "ExpiredToken" };
+                    results.push(ItemResult {
+                        status: "FAILED".into(),
+                        input: serde_json::json!({"function": "f", "item": item_in(&account, region)}).to_string(),
+                        output: None,
+                        error: Some("NonRetryable".into()),
+                        cause: Some(format!("STS.AssumeRole failed: {why}: {}", "x".repeat(400))),
+                    });
+                } else {
+                    results.push(report_of(&account, region, n as f64, None));
+                }
+            }
+        }
+        let mut d = digest("run-1", "idle-ec2", &results);
+        d.targets = results.len() + 10;
+        let whole = serde_json::to_vec(&d).unwrap().len();
+        assert!(whole > 256 * 1024, "the whole digest is {whole} bytes");
+        let m = d.for_message(50, 20, "runs/idle-ec2/run-1/digest.json");
+        let size = serde_json::to_vec(&m).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes");
+        // The largest accounts by dollars, the rest counted; totals whole.
+        assert_eq!(m.accounts.len(), 50);
+        assert!(m.accounts.contains_key(&format!("{:012}", 100_000_000_000u64 + 1999)));
+        assert_eq!(m.accounts_omitted, d.accounts.len() - 50);
+        assert_eq!((m.total_findings, m.total_usd), (d.total_findings, d.total_usd));
+        // Failures grouped by reason with their counts; none of them silently gone.
+        assert!(m.failed_targets.is_empty());
+        assert_eq!(m.failed_targets_omitted, d.failed_targets.len());
+        assert_eq!(m.failure_groups.len(), 2, "{:?}", m.failure_groups);
+        assert_eq!(
+            m.failure_groups.iter().map(|g| g.targets).sum::<usize>(),
+            d.failed_targets.len()
+        );
+        assert!(m
+            .failure_groups
+            .iter()
+            .all(|g| g.examples.len() == 3 && g.reason.chars().count() <= 301));
+        assert_eq!(m.digest_key.as_deref(), Some("runs/idle-ec2/run-1/digest.json"));
+        // Ten listed targets have no result at all: counted as failed.
+        assert_eq!(m.targets_failed(), d.items_failed + 10);
+        assert!(m.has_problems());
     }
 
     #[test]

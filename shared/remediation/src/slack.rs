@@ -386,14 +386,23 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             (text, b)
         }
         Message::OrgDigest { digest: d } => {
+            let compliance = d
+                .compliance
+                .map(|c| format!("; {:.1}% of {} resources tagged as required", c.percent(), c.total))
+                .unwrap_or_default();
             let text = format!(
-                "{} across the organisation: {} findings, {}/month in {} accounts; {} of {} targets failed",
+                "{} across the organisation: {} findings, {}/month in {} accounts{compliance}; {} of {} targets failed{}",
                 d.rule,
                 d.total_findings,
                 usd(Some(d.total_usd)),
-                d.accounts.len(),
-                d.items_failed,
-                d.items
+                d.accounts.len() + d.accounts_omitted,
+                d.targets_failed(),
+                d.targets_total(),
+                if d.accounts_skipped > 0 {
+                    format!(", {} accounts not scanned", d.accounts_skipped)
+                } else {
+                    String::new()
+                }
             );
             // The largest first; what does not fit is counted, never dropped silently.
             let mut accounts: Vec<_> = d.accounts.iter().collect();
@@ -403,8 +412,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 .iter()
                 .take(shown)
                 .map(|(account, t)| {
+                    let tagged = t
+                        .compliance
+                        .map(|c| format!(", {:.1}% tagged", c.percent()))
+                        .unwrap_or_default();
                     format!(
-                        "• `{}`: {} findings, {}/month ({} scanned in {})",
+                        "• `{}`: {} findings, {}/month ({} scanned in {}{tagged})",
                         esc(account),
                         t.findings,
                         usd(Some(t.usd)),
@@ -413,33 +426,47 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     )
                 })
                 .collect();
-            if accounts.len() > shown {
-                rows.push(format!("… and {} more accounts", accounts.len() - shown));
+            let more = accounts.len().saturating_sub(shown) + d.accounts_omitted;
+            if more > 0 {
+                rows.push(format!("… and {more} more accounts"));
             }
             let mut b = vec![
                 header(&format!("{} across the organisation", d.rule)),
                 section(&format!("*Accounts*\n{}", rows.join("\n"))),
             ];
-            if !d.failed_targets.is_empty() {
-                let mut failed: Vec<String> = d
-                    .failed_targets
+            let failed_total = d.failed_targets.len() + d.failed_targets_omitted;
+            if failed_total > 0 {
+                let mut groups = d.failure_groups.clone();
+                if groups.is_empty() {
+                    let mut whole = (**d).clone();
+                    whole.group_failures();
+                    groups = whole.failure_groups;
+                }
+                let mut lines: Vec<String> = groups
                     .iter()
-                    .take(15)
-                    .map(|f| {
-                        let mut reason = f.reason.clone();
+                    .take(10)
+                    .map(|g| {
+                        let mut reason = g.reason.clone();
                         if reason.chars().count() > 160 {
                             reason = reason.chars().take(160).collect::<String>() + "…";
                         }
-                        format!("• `{}` {}: {}", esc(&f.account), esc(&f.region), esc(&reason))
+                        let examples = g
+                            .examples
+                            .iter()
+                            .map(|e| format!("`{}`", esc(e)))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let more = if g.targets > g.examples.len() { ", …" } else { "" };
+                        format!("• {} × {}: {examples}{more}", g.targets, esc(&reason))
                     })
                     .collect();
-                if d.failed_targets.len() > 15 {
-                    failed.push(format!("… and {} more", d.failed_targets.len() - 15));
+                let listed: usize = groups.iter().take(10).map(|g| g.targets).sum();
+                if failed_total > listed {
+                    lines.push(format!("… and {} more, for other reasons", failed_total - listed));
                 }
                 b.push(section(&format!(
-                    "*Failed targets ({})*\n{}",
-                    d.failed_targets.len(),
-                    failed.join("\n")
+                    "*Failed targets ({failed_total})*\n{}",
+                    lines.join("\n")
                 )));
             }
             if let Some(err) = &d.map_error {
@@ -448,6 +475,9 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     esc(err),
                     d.items_not_started
                 )));
+            }
+            if let Some(key) = &d.digest_key {
+                b.push(context(&format!("The whole digest: `{}`", esc(key))));
             }
             (text, b)
         }

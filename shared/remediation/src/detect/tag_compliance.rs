@@ -81,23 +81,7 @@ pub struct TagComplianceEvidence {
     pub required: Vec<String>,
 }
 
-/// Compliance of one resource type (or all), as counts and a percentage.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Compliance {
-    pub compliant: usize,
-    pub total: usize,
-}
-
-impl Compliance {
-    /// Percentage compliant (100 when there is nothing to evaluate).
-    pub fn percent(&self) -> f64 {
-        if self.total == 0 {
-            100.0
-        } else {
-            (self.compliant as f64 * 10_000.0 / self.total as f64).round() / 100.0
-        }
-    }
-}
+pub use crate::model::Compliance;
 
 /// The sweep's result: one finding per non-compliant resource, and the compliance by Config
 /// resource type and overall. Exempt resources are in both (exempt means "do not act", not "do

@@ -192,7 +192,7 @@ impl Message {
                     Severity::Low
                 }
             }
-            Message::OrgDigest { digest } if digest.items_failed > 0 => Severity::Medium,
+            Message::OrgDigest { digest } if digest.has_problems() => Severity::Medium,
             other => other.finding().map(|f| f.severity).unwrap_or(Severity::Low),
         }
     }

@@ -369,7 +369,10 @@ pub async fn sweep(
     }
     // A fan-out item sees one account and region: its figure is not the organisation's KPI.
     if sinks.fanout {
-        notes.push("a fan-out item: the compliance figure is in this report, not the KPI trend or a tag report".into());
+        notes.push(
+            "a fan-out item: its compliance counts go to the organisation digest, not the KPI trend or a tag report"
+                .into(),
+        );
     }
     if let Some(state) = sinks.state.filter(|_| !sinks.fanout) {
         let point = crate::state::CompliancePoint {
@@ -403,7 +406,10 @@ pub async fn sweep(
             notes.push(format!("tag report not published: {e}"));
         }
     }
+    let overall = result.overall;
     let mut findings = result.findings;
     findings.extend(stops);
-    Ok(ctx.report(RULE, scanned, findings, outcomes, notes))
+    let mut report = ctx.report(RULE, scanned, findings, outcomes, notes);
+    report.compliance = Some(overall);
+    Ok(report)
 }

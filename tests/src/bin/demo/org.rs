@@ -141,8 +141,17 @@ pub async fn run() {
             println!("   {account} {region:<10} {row}");
         }
         let rendered = remediation::slack::render(
+            // As the summary publishes it: the largest accounts, failures grouped by reason.
             &Message::OrgDigest {
-                digest: Box::new(run.digest.clone()),
+                digest: Box::new(run.digest.for_message(
+                    org_fanout::handler::MESSAGE_ACCOUNTS,
+                    org_fanout::handler::MESSAGE_FAILURE_GROUPS,
+                    &format!(
+                        "s3://{}/{}",
+                        app.bucket,
+                        org_fanout::handler::digest_key(rule_name, &run_id)
+                    ),
+                )),
             },
             Default::default(),
         );
