@@ -778,6 +778,14 @@ impl PriceListStandIn {
     }
 
     /// Adds an EBS storage price (USD per GB-month).
+    /// Forgets every volume price (the API then lists none for EBS).
+    pub fn clear_volumes(&self) {
+        self.products
+            .lock()
+            .expect("lock")
+            .retain(|p| p["product"]["productFamily"] != "Storage");
+    }
+
     pub fn volume(&self, region: &str, volume_api_name: &str, usd_per_gb_month: f64) {
         let n = self.products.lock().expect("lock").len();
         let sku = format!("SKU{n}V");

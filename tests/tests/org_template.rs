@@ -235,17 +235,35 @@ fn only_the_functions_that_reach_member_accounts_may_assume_the_member_role_and_
     assert_eq!(strings(&statements[0]["Action"]), ["sts:AssumeRole"]);
     let resource = format!("{:?}", statements[0]["Resource"]);
     assert!(resource.contains(":role/${MemberRoleName}"), "{resource}");
-    // Only inside the organisation, when its id is given.
+    // Only inside the organisation, always: the template's Rules refuse organisation mode
+    // without the organisation's id.
     let condition = format!("{:?}", statements[0]["Condition"]);
     assert!(
-        condition.contains("HasOrganizationId") && condition.contains("aws:ResourceOrgID"),
+        condition.contains("aws:ResourceOrgID") && condition.contains("OrganizationId") && !condition.contains("If"),
         "{condition}"
     );
-    // The functions' roles carry the path the member role trusts.
-    assert_eq!(
-        t["Globals"]["Function"]["RolePath"].as_str(),
-        Some("/finops-autopilot/")
+    let rule = &t["Rules"]["OrganisationModeNeedsTheOrganisationsId"];
+    let rule_text = format!("{rule:?}");
+    assert!(
+        rule_text.contains("EnableOrganization") && rule_text.contains("OrganizationId") && rule_text.contains("Not"),
+        "{rule_text}"
     );
+    // The member functions' roles carry the path the member role trusts in organisation mode,
+    // and only there: a single-account stack's roles are not replaced.
+    assert!(
+        t["Globals"]["Function"]["RolePath"].is_null(),
+        "no path for every stack"
+    );
+    for (name, r) in t["Resources"].as_mapping().unwrap() {
+        let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
+        if MEMBER_FUNCTIONS.contains(&binary) {
+            let path = format!("{:?}", r["Properties"]["RolePath"]);
+            assert!(
+                path.contains("Org") && path.contains("/finops-autopilot/") && path.contains("AWS::NoValue"),
+                "{name:?}: {path}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -337,4 +355,83 @@ fn the_member_role_grants_exactly_what_the_member_functions_declare_and_trusts_o
         Some(3600),
         "the functions ask for one hour"
     );
+}
+
+/// The number a function reserves in each mode: (organisation, single account). A plain number
+/// is both.
+fn reservations(r: &Value, fan_out: u64) -> (u64, u64) {
+    let v = &r["Properties"]["ReservedConcurrentExecutions"];
+    if let Some(n) = v.as_u64() {
+        return (n, n);
+    }
+    let Value::Tagged(tagged) = v else { panic!("{v:?}") };
+    assert_eq!(tagged.tag, serde_norway::value::Tag::new("If"), "{v:?}");
+    let branches = tagged.value.as_sequence().expect("[condition, then, else]");
+    assert_eq!(branches[0].as_str(), Some("Org"), "{v:?}");
+    let then = match &branches[1] {
+        Value::Tagged(r) if r.tag == serde_norway::value::Tag::new("Ref") => {
+            assert_eq!(r.value.as_str(), Some("FanOutConcurrency"));
+            fan_out
+        }
+        other => other.as_u64().expect("a number"),
+    };
+    (then, branches[2].as_u64().expect("a number"))
+}
+
+#[test]
+fn config_keeps_its_executions_beside_the_map_and_lambdas_unreserved_hundred_stays_free() {
+    let t = load("template.yaml");
+    let max = t["Parameters"]["FanOutConcurrency"]["MaxValue"]
+        .as_u64()
+        .expect("MaxValue");
+    // The functions Config rules invoke (SourceIdentifier !GetAtt <Function>.Arn).
+    let config_rule_functions: BTreeSet<String> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Config::ConfigRule"))
+        .filter_map(|r| match &r["Properties"]["Source"]["SourceIdentifier"] {
+            Value::Tagged(g) if g.tag == serde_norway::value::Tag::new("GetAtt") => g
+                .value
+                .as_str()
+                .and_then(|v| v.strip_suffix(".Arn"))
+                .map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(config_rule_functions.len(), 1, "{config_rule_functions:?}");
+    for fan_out in [1, 10, max] {
+        let mut org_total = 0;
+        for (name, r) in t["Resources"].as_mapping().unwrap() {
+            if r["Type"].as_str() != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let (org, single) = reservations(r, fan_out);
+            org_total += org;
+            let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+            // Triggered by AWS Config: a Config rule's own function, or a compliance-change rule.
+            let config_triggered = format!("{:?}", r["Properties"]["Events"]).contains("aws.config")
+                || config_rule_functions.contains(name.as_str().unwrap());
+            let headroom = org_fanout::handler::CONFIG_HEADROOM
+                .iter()
+                .find(|(rule, _)| *rule == binary)
+                .map(|(_, h)| u64::from(*h));
+            if org_fanout::handler::FAN_OUT_RULES.contains(&binary) {
+                let bound = u64::from(org_fanout::handler::map_bound(binary, fan_out as u32));
+                assert!(bound >= 1 && bound <= org, "{name:?} at {fan_out}");
+                assert_eq!(headroom.is_some(), config_triggered, "{name:?}: Config's executions");
+                if let Some(h) = headroom {
+                    // As many as it has outside organisation mode stay Config's, when there are that many.
+                    assert_eq!(h, single, "{name:?}");
+                    if org > h {
+                        assert_eq!(org - bound, h, "{name:?} at {fan_out}");
+                    }
+                }
+            }
+        }
+        assert!(
+            org_total + 100 <= 1000,
+            "at FanOutConcurrency {fan_out}, {org_total} of 1,000 executions are reserved"
+        );
+    }
 }

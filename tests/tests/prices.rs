@@ -132,7 +132,14 @@ async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and
         Some(3.8),
         "net of the 100 GiB snapshot"
     );
-    assert!(e.price_source.as_deref().unwrap().contains("eu-west-1"), "{e:?}");
+    // The source says which part is regional and which is the catalog's us-east-1 rate.
+    let source = format!(
+        "storage: AWS Price List API, eu-west-1, {month} (cached); IOPS, throughput and snapshot: embedded catalog, us-east-1 rates"
+    );
+    assert_eq!(e.price_source.as_deref(), Some(source.as_str()), "{e:?}");
+    // And Slack shows it, however many other fields the evidence has.
+    let pairs = remediation::slack::evidence_pairs(&report.findings[0]);
+    assert_eq!(pairs.last(), Some(&("price source".to_string(), source)), "{pairs:?}");
 
     // us-east-1 is the embedded catalog's own region: no API call.
     let before = stand_in.requests().len();
@@ -167,4 +174,48 @@ async fn with_the_price_list_api_down_the_embedded_catalog_stands_in_and_the_evi
         .expect("scan");
     let (usd, source) = idle_evidence(&report);
     assert_eq!(usd, 78.11, "{source}");
+}
+
+#[tokio::test]
+async fn a_cached_book_with_a_part_missing_is_asked_again_and_never_prices_a_volume_at_nothing() {
+    let (moto, stand_in, server) = seeded().await;
+    let deps = deps(&moto, &server).await;
+    let month = Utc::now().format("%Y-%m").to_string();
+    // A cached book whose EBS part is empty (a partial answer cached by an older version, or a
+    // hand edit): volumes would find no rate and lose their dollars.
+    let book = json!({"region": "eu-west-1", "source": "AWS Price List API, eu-west-1",
+        "ec2_hourly": {"m5.large": 0.5}, "ebs_gb_month": {}});
+    let hub = moto.clients().await;
+    hub.dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .item(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("PRICES#eu-west-1".into()),
+        )
+        .item("sk", aws_sdk_dynamodb::types::AttributeValue::S(month.clone()))
+        .item("book", aws_sdk_dynamodb::types::AttributeValue::S(book.to_string()))
+        .send()
+        .await
+        .expect("PutItem");
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(
+        (usd, source.as_str()),
+        (78.11, format!("AWS Price List API, eu-west-1, {month}").as_str())
+    );
+    assert_eq!(stand_in.requests().len(), 2, "asked the API again (EC2, EBS)");
+
+    // An API that lists instances but no volume prices: the catalog stands in, saying why.
+    let (moto, stand_in, server) = seeded().await;
+    stand_in.clear_volumes();
+    let fresh = self::deps(&moto, &server).await;
+    let report = idle_ec2::handler::handle(item("eu-west-1"), &fresh, Utc::now())
+        .await
+        .expect("scan");
+    let (usd, source) = idle_evidence(&report);
+    assert_eq!(usd, 70.08, "{source}");
+    assert!(source.contains("listed 2 EC2 and 0 EBS prices"), "{source}");
 }

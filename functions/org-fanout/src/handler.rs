@@ -28,6 +28,17 @@ pub const MAX_CONCURRENCY_VAR: &str = "FINOPS_FANOUT_MAX_CONCURRENCY";
 /// payer's Cost Explorer, which already spans the organisation).
 pub const FAN_OUT_RULES: &[&str] = &["idle-ec2", "ebs-cleanup", "s3-public", "tag-compliance", "rightsizing"];
 
+/// The executions a rule keeps out of the Map for AWS Config's evaluations (its single-account
+/// reservation in the template): the Map of such a rule runs at most FanOutConcurrency less this
+/// (never fewer than 1), so a fan-out never throttles Config's calls.
+pub const CONFIG_HEADROOM: &[(&str, u32)] = &[("tag-compliance", 5), ("s3-public", 2)];
+
+/// The most items at once for `rule` when each function reserves `reserved` executions.
+pub fn map_bound(rule: &str, reserved: u32) -> u32 {
+    let headroom = CONFIG_HEADROOM.iter().find(|(r, _)| *r == rule).map_or(0, |(_, h)| *h);
+    reserved.saturating_sub(headroom).max(1)
+}
+
 /// The largest result file read (ResultWriter splits its files well below this).
 const MAX_RESULT_FILE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -257,7 +268,9 @@ async fn targets(app: &App, rule: &str, run_id: &str) -> Result<Value, Error> {
         "skipped": t.skipped.len(),
         // No more at once than each function has executions reserved: the rest would only wait
         // on Lambda's throttling and use up their retries.
-        "max_concurrency": app.max_concurrency_cap.map_or(org_policy.max_concurrency, |cap| cap.min(org_policy.max_concurrency)),
+        "max_concurrency": app
+            .max_concurrency_cap
+            .map_or(org_policy.max_concurrency, |cap| map_bound(rule, cap).min(org_policy.max_concurrency)),
         "tolerated_failure_percentage": org_policy.tolerated_failure_percentage,
     }))
 }

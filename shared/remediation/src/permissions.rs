@@ -97,6 +97,8 @@ pub const TICKET_STATE: &[&str] = &[
 ];
 /// savings-report's reads of the ledger and the compliance figures.
 pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
+/// rightsizing's state: the price cache (`PRICES#<region>`) only.
+pub const PRICE_CACHE_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem"];
 /// savings-report's writes of the HTML, and the read its presigned link is signed for.
 pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject", "s3:GetObject"];
 /// Publishing (PublishBatch is authorised as Publish).
@@ -123,6 +125,7 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
     match function {
         "slack-notify" => Some(&["POST#*"]),
         "jira-sync" => Some(&["TICKET#*"]),
+        "rightsizing" => Some(&["PRICES#*"]),
         _ => None,
     }
 }
@@ -212,8 +215,8 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         "savings-report" => (REPORT_STATE, true),
         // Reads the results, publishes the digest: no state.
         "org-fanout" => (&[], true),
-        // Recommends only: no state.
-        "rightsizing" => (&[], true),
+        // Recommends only: no state but the price cache.
+        "rightsizing" => (PRICE_CACHE_STATE, true),
         _ => (DETECTOR_STATE, true),
     };
     let mut out: BTreeSet<(Scope, &'static str)> = account.into_iter().map(|a| (Scope::Account, a)).collect();

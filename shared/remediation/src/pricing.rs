@@ -276,6 +276,16 @@ impl PriceBook {
         }
     }
 
+    /// Whether the book can price both instances and volumes: the catalog's (no maps), or a
+    /// regional one with both maps non-empty and every price finite and positive.
+    pub fn is_sound(&self) -> bool {
+        let part = |m: &Option<BTreeMap<String, f64>>| {
+            m.as_ref()
+                .is_none_or(|m| !m.is_empty() && m.values().all(|p| p.is_finite() && *p > 0.0))
+        };
+        self.ec2_hourly.is_some() == self.ebs_gb_month.is_some() && part(&self.ec2_hourly) && part(&self.ebs_gb_month)
+    }
+
     /// A catalog type with this book's price.
     pub fn instance_type(&self, name: &str) -> Option<InstanceType> {
         let spec = *instance_type(name)?;
@@ -296,8 +306,21 @@ impl PriceBook {
         CATALOG.iter().filter_map(|t| self.instance_type(t.name)).collect()
     }
 
+    /// Where a volume's figures come from: the storage rate is this book's; the provisioned IOPS
+    /// and throughput extras and the rollback snapshot are always the embedded us-east-1
+    /// catalog's, and a regional book says so.
+    pub fn volume_source(&self) -> String {
+        match &self.ebs_gb_month {
+            None => self.source.clone(),
+            Some(_) => format!(
+                "storage: {}; IOPS, throughput and snapshot: embedded catalog, us-east-1 rates",
+                self.source
+            ),
+        }
+    }
+
     /// A volume's monthly cost: storage at this book's rate (the provisioned IOPS and throughput
-    /// extras at the catalog's, which the evidence's source says).
+    /// extras at the catalog's, which [`PriceBook::volume_source`] says).
     pub fn volume_usd_per_month(
         &self,
         volume_type: &str,

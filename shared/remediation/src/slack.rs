@@ -153,7 +153,8 @@ pub fn evidence_lines(f: &Finding) -> Vec<String> {
 }
 
 /// A finding's evidence as (label, value) pairs, unescaped: the first 8 fields, series shown as
-/// their length, long values cut.
+/// their length, long values cut; then where the price came from, always (a dollar figure
+/// without its source and region is not one a reader can check).
 pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
     let v = serde_json::to_value(&f.evidence).unwrap_or(Value::Null);
     let Value::Object(map) = v else {
@@ -168,11 +169,15 @@ pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
         "rationale",
         "current_type",
     ];
-    let mut fields: Vec<(&String, &Value)> = map.iter().filter(|(_, v)| !v.is_null()).collect();
+    const LAST: &str = "price_source";
+    let mut fields: Vec<(&String, &Value)> = map.iter().filter(|(k, v)| !v.is_null() && *k != LAST).collect();
     fields.sort_by_key(|(k, _)| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+    fields.truncate(8);
+    if let Some((k, v)) = map.get_key_value(LAST).filter(|(_, v)| !v.is_null()) {
+        fields.push((k, v));
+    }
     fields
         .into_iter()
-        .take(8)
         .map(|(k, v)| {
             let shown = match v {
                 Value::String(s) => s.clone(),

@@ -139,11 +139,12 @@ pub async fn price_book(
     let month = now.format("%Y-%m").to_string();
     if let Some(cache) = cache {
         match cache.cached_prices(region, &month).await {
-            Ok(Some(mut book)) => {
+            Ok(Some(mut book)) if book.is_sound() => {
                 book.source = format!("AWS Price List API, {region}, {month} (cached)");
                 return book;
             }
-            Ok(None) => {}
+            // Missing, or a book with a part left empty: asked again, never trusted.
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, region, "price cache unreadable"),
         }
     }
@@ -151,7 +152,14 @@ pub async fn price_book(
         return PriceBook::fallback(region, "no Price List API endpoint for a local emulator");
     };
     match api.region(region).await {
-        Ok((ec2, _)) if ec2.is_empty() => PriceBook::fallback(region, "the Price List API listed no prices there"),
+        Ok((ec2, ebs)) if ec2.is_empty() || ebs.is_empty() => PriceBook::fallback(
+            region,
+            &format!(
+                "the Price List API listed {} EC2 and {} EBS prices there",
+                ec2.len(),
+                ebs.len()
+            ),
+        ),
         Ok((ec2, ebs)) => {
             let book = PriceBook::regional(region, format!("AWS Price List API, {region}, {month}"), ec2, ebs);
             if let Some(cache) = cache {

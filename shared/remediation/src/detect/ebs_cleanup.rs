@@ -45,7 +45,7 @@ pub struct EbsCleanupEvidence {
     /// Upper bound of the snapshot kept for rollback (0 when no snapshot is taken).
     pub snapshot_usd_per_month: f64,
     pub snapshot_before_delete: bool,
-    /// Where the volume's price came from and for which region (the snapshot's is the catalog's).
+    /// Where the volume's price came from and for which region, part by part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_source: Option<String>,
 }
@@ -151,7 +151,7 @@ pub fn detect_priced(
                     volume_usd_per_month: volume_usd.map(round_cents),
                     snapshot_usd_per_month: round_cents(snapshot_usd),
                     snapshot_before_delete: p.snapshot_before_delete,
-                    price_source: Some(prices.source.clone()),
+                    price_source: Some(prices.volume_source()),
                 }),
                 action: ActionKind::SnapshotAndDelete,
                 estimated_monthly_savings_usd: savings,
