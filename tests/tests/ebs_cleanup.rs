@@ -591,3 +591,78 @@ async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume(
     );
     assert_eq!(seed::snapshots(&c.ec2).await.len(), 1, "the snapshot taken is kept");
 }
+
+async fn put_sighting(moto: &Moto, scope: &str, id: &str, at: DateTime<Utc>) {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    moto.clients()
+        .await
+        .dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", S(format!("SEEN#{scope}")))
+        .item("sk", S(id.into()))
+        .item("kind", S("sighting".into()))
+        .item("first_seen", S(at.to_rfc3339()))
+        .send()
+        .await
+        .expect("PutItem");
+}
+
+#[tokio::test]
+async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their_times() {
+    let moto = Moto::start().unwrap();
+    let v = seed_volumes(&moto).await;
+    let deps = deps(&moto, Mode::DryRun).await;
+    let today = Utc::now();
+    // Seen unattached 10 days ago by the version that kept one scope for everything.
+    let legacy = remediation::detect::ebs_cleanup::LEGACY_SIGHTING_SCOPE;
+    put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
+
+    let report = ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
+    let flagged: Vec<&str> = report.findings.iter().map(|f| f.resource.id.as_str()).collect();
+    assert_eq!(
+        flagged,
+        [v.gp2.as_str()],
+        "its grace period did not start again: {report:#?}"
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("1 earlier sighting(s) carried")),
+        "{:?}",
+        report.notes
+    );
+    let items = seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
+    let scope = remediation::detect::ebs_cleanup::sighting_scope("123456789012", "us-east-1");
+    let moved = items
+        .iter()
+        .find(|i| i["pk"] == format!("SEEN#{scope}") && i["sk"] == v.gp2)
+        .expect("moved into its scope");
+    assert_eq!(moved["first_seen"], (today - Duration::days(10)).to_rfc3339());
+    assert!(
+        !items.iter().any(|i| i["pk"] == format!("SEEN#{legacy}")),
+        "the old entry is gone"
+    );
+
+    // A decision taken before the upgrade, acted on before any scan moved its sighting: the
+    // re-check reads the old scope and deletes as decided, instead of calling it obsolete.
+    moto.clients()
+        .await
+        .dynamodb
+        .delete_item()
+        .table_name(TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("SEEN#{scope}")),
+        )
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(v.gp2.clone()))
+        .send()
+        .await
+        .expect("DeleteItem");
+    put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, false).await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Executed, "{outcomes:?}");
+    assert!(!seed::volumes(&deps.clients.ec2)
+        .await
+        .iter()
+        .any(|v2| v2.volume_id() == Some(v.gp2.as_str())));
+}

@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
-use crate::detect::ebs_cleanup::{sighting_scope, skip_reason};
+use crate::detect::ebs_cleanup::{sighting_scope, skip_reason, LEGACY_SIGHTING_SCOPE};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Evidence, Finding, Tags};
 use crate::policy::Policy;
@@ -106,6 +106,16 @@ fn restore_tags(spec: &VolumeSpec, sighting: Option<&str>) -> Tags {
 }
 
 impl SnapshotAndDelete<'_> {
+    /// The volume's sighting in its account and region's scope, else in the scope every
+    /// sighting had before (a decision taken before an upgrade, no scan since).
+    async fn sighting_of(&self, state: &dyn StateStore, finding: &Finding) -> Result<Option<DateTime<Utc>>> {
+        let scope = sighting_scope(&finding.resource.account, &finding.resource.region);
+        match state.sighting(&scope, &finding.resource.id).await? {
+            Some(at) => Ok(Some(at)),
+            None => state.sighting(LEGACY_SIGHTING_SCOPE, &finding.resource.id).await,
+        }
+    }
+
     /// The rule's own condition on fresh data: the volume is still in the unattached spell the
     /// decision was about (not attached again since), and that spell is past the grace period
     /// the policy sets now.
@@ -118,12 +128,7 @@ impl SnapshotAndDelete<'_> {
         };
         let since = match self.sightings {
             None => decided,
-            Some(state) => match state
-                .sighting(
-                    &sighting_scope(&finding.resource.account, &finding.resource.region),
-                    &finding.resource.id,
-                )
-                .await {
+            Some(state) => match self.sighting_of(state, finding).await {
                 Err(e) => {
                     return Err(Refused::NotNow(format!(
                         "its unattached record could not be re-read ({e}): not deleted"

@@ -56,6 +56,11 @@ pub fn sighting_scope(account: &str, region: &str) -> String {
     format!("ebs-unattached#{account}#{region}")
 }
 
+/// The one scope every sighting had before scopes were per account and region (a
+/// single-account deployment's home region): read as a fallback, and its entries moved into
+/// their scope as the scans see them, keeping their times.
+pub const LEGACY_SIGHTING_SCOPE: &str = "ebs-unattached";
+
 /// Why a volume is not considered; `None` if it is a candidate.
 pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
     if volume.state != "available" || !volume.attached_to.is_empty() {

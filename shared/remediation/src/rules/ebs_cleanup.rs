@@ -38,6 +38,16 @@ pub async fn run(
     let first_seen: HashMap<String, DateTime<Utc>> = match sinks.state {
         Some(state) => {
             let ids: Vec<String> = inventory.iter().map(|v| v.id.clone()).collect();
+            // Sightings from before scopes were per account and region keep their times.
+            if scope != ebs_cleanup::LEGACY_SIGHTING_SCOPE && !ids.is_empty() {
+                match state.adopt_sightings(ebs_cleanup::LEGACY_SIGHTING_SCOPE, scope, &ids).await {
+                    Ok(0) => {}
+                    Ok(n) => notes.push(format!("{n} earlier sighting(s) carried into {scope}, times kept")),
+                    Err(e) => notes.push(format!(
+                        "earlier sightings not carried over ({e}): those volumes' grace periods start again, the safe direction"
+                    )),
+                }
+            }
             state.first_seen(scope, &ids, now).await?
         }
         None => {

@@ -550,6 +550,53 @@ impl StateStore for DynamoState {
         Ok(out)
     }
 
+    async fn adopt_sightings(&self, from: &str, to: &str, ids: &[String]) -> Result<usize> {
+        let from_pk = format!("SEEN#{from}");
+        let mut found: Vec<(String, String)> = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&from_pk))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            if let (Some(AttributeValue::S(id)), Some(AttributeValue::S(at))) = (item.get("sk"), item.get("first_seen"))
+            {
+                if ids.contains(id) && DateTime::parse_from_rfc3339(at).is_ok() {
+                    found.push((id.clone(), at.clone()));
+                }
+            }
+        }
+        for (id, at) in &found {
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(format!("SEEN#{to}")))
+                .item("sk", s(id))
+                .item("kind", s("sighting"))
+                .item("first_seen", s(at))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            written(put)?;
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(&from_pk))
+                .key("sk", s(id))
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
+        }
+        Ok(found.len())
+    }
+
     async fn sighting(&self, scope: &str, id: &str) -> Result<Option<DateTime<Utc>>> {
         let item = self
             .client
