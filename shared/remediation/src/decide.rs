@@ -44,6 +44,20 @@ pub enum Observed {
     NotDone(String),
 }
 
+/// A notify-only finding's outcome: nothing to execute.
+fn notify_only(finding: &Finding) -> Acted {
+    Acted {
+        outcome: crate::model::Outcome::new(
+            &finding.id,
+            OutcomeKind::Skipped,
+            "nothing to execute: this finding only notifies",
+        ),
+        action_id: None,
+        obsolete: false,
+        deferred: false,
+    }
+}
+
 /// The AWS executor: the same actions the detectors run in auto mode, in the finding's account.
 pub struct AwsExecutor {
     pub clients: crate::aws::Clients,
@@ -77,6 +91,10 @@ impl AwsExecutor {
 #[async_trait]
 impl Executor for AwsExecutor {
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>) {
+        // Nothing to execute needs no account: a notify-only finding never fails on STS.
+        if finding.action == ActionKind::Notify {
+            return (notify_only(finding), vec![]);
+        }
         let clients = match self.reach(finding).await {
             Ok(c) => c,
             Err(e) => {
@@ -133,21 +151,8 @@ impl Executor for AwsExecutor {
                 };
                 &block
             }
-            ActionKind::Notify => {
-                return (
-                    Acted {
-                        outcome: crate::model::Outcome::new(
-                            &finding.id,
-                            OutcomeKind::Skipped,
-                            "nothing to execute: this finding only notifies",
-                        ),
-                        action_id: None,
-                        obsolete: false,
-                        deferred: false,
-                    },
-                    vec![],
-                )
-            }
+            // Answered above, before reaching any account.
+            ActionKind::Notify => return (notify_only(finding), vec![]),
         };
         let (mut acted, notes) = flow::execute(ctx, std::slice::from_ref(finding), remediation, decider).await;
         let one = acted.pop().unwrap_or_else(|| Acted {

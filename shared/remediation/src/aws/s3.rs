@@ -150,7 +150,9 @@ impl S3 {
 impl BucketApi for S3 {
     async fn buckets(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut request = self.client(&self.region).list_buckets();
+        // Paginated, as AWS asks (an unpaginated ListBuckets is refused above 10,000 buckets);
+        // its answers name each bucket's region.
+        let mut request = self.client(&self.region).list_buckets().max_buckets(1000);
         if let Some(region) = &self.only_region {
             // ListBuckets filters by region itself (and then names each bucket's region).
             request = request.bucket_region(region);
