@@ -57,6 +57,13 @@ pub async fn organisation(hub: &Clients, members: usize) -> Vec<String> {
     ids
 }
 
+/// The item event the Map hands a rule's Lambda for a member `account` in `region` (its member
+/// role named [`ROLE`]).
+pub fn member_item(run_id: &str, account: &str, region: &str) -> Value {
+    json!({"source": remediation::org::ITEM_SOURCE, "run_id": run_id, "account": account, "region": region,
+        "role_arn": remediation::org::role_arn("aws", account, ROLE)})
+}
+
 /// Closes an account (Organizations lists it SUSPENDED afterwards).
 pub async fn close(hub: &Clients, account: &str) {
     aws_sdk_organizations::Client::new(&hub.config)

@@ -233,8 +233,7 @@ async fn an_approval_executes_in_the_findings_account_and_region_and_nowhere_els
         }
     }
     let target = (members[1].clone(), "eu-west-1".to_string());
-    let item = serde_json::json!({"source": "finops.fanout", "run_id": "run-3", "account": target.0,
-        "region": target.1, "role_arn": remediation::org::role_arn("aws", &target.0, org::ROLE)});
+    let item = org::member_item("run-3", &target.0, &target.1);
     let deps = lp.detector_deps(policy).await;
     let report = idle_ec2::handler::handle(item, &deps, Utc::now())
         .await
@@ -319,8 +318,7 @@ async fn ebs_cleanup_keeps_each_account_regions_sightings_so_grace_periods_end_a
             let mut found = BTreeSet::new();
             for account in members {
                 for region in REGIONS {
-                    let item = serde_json::json!({"source": "finops.fanout", "run_id": "ebs-1", "account": account,
-                        "region": region, "role_arn": remediation::org::role_arn("aws", account, org::ROLE)});
+                    let item = org::member_item("ebs-1", account, region);
                     let report = ebs_cleanup::handler::handle(item, deps, now).await.expect("item");
                     for f in report.findings {
                         found.insert((f.resource.account, f.resource.region, f.resource.id));
@@ -523,8 +521,7 @@ async fn s3_public_items_judge_each_bucket_once_in_its_own_account_and_region() 
     let mut scanned = 0;
     for account in &members {
         for region in REGIONS {
-            let item = serde_json::json!({"source": "finops.fanout", "run_id": "s3-1", "account": account,
-                "region": region, "role_arn": remediation::org::role_arn("aws", account, org::ROLE)});
+            let item = org::member_item("s3-1", account, region);
             let report = s3_public::handler::handle(item, &deps, Utc::now()).await.expect("item");
             scanned += report.scanned;
             for f in report.findings {
@@ -561,8 +558,7 @@ async fn an_auto_item_stops_its_own_account_regions_idle_instance_and_nothing_el
     }
     let target = (members[0].clone(), "eu-west-1".to_string());
     let deps = finops_tests::deps(&moto, org_policy(Mode::Auto), Some("finops-state"), None).await;
-    let item = serde_json::json!({"source": "finops.fanout", "run_id": "auto-1", "account": target.0,
-        "region": target.1, "role_arn": remediation::org::role_arn("aws", &target.0, org::ROLE)});
+    let item = org::member_item("auto-1", &target.0, &target.1);
     let report = idle_ec2::handler::handle(item, &deps, Utc::now()).await.expect("item");
     assert_eq!(
         report
@@ -582,4 +578,40 @@ async fn an_auto_item_stops_its_own_account_regions_idle_instance_and_nothing_el
         };
         assert_eq!(seed::state_of(&c.ec2, id).await, want, "{account} {region}");
     }
+}
+
+#[tokio::test]
+async fn tag_compliance_across_the_organisation_adds_each_accounts_counts_into_one_figure() {
+    let org = organisation(Moto::start().expect("moto")).await;
+    let policy = org_policy(Mode::DryRun);
+    let app = fanout_app(&org.moto, policy.clone()).await;
+    let deps = finops_tests::deps(&org.moto, policy, None, None).await;
+    let now = Utc::now();
+    let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
+        Box::pin(tag_compliance::handler::handle(v, &deps, now))
+    };
+    let run = org::run(&app, "tag-compliance", "tags-1", &rule).await;
+    assert_eq!(run.reports.len(), 8, "{:?}", run.digest.failed_targets);
+    // Each item's counts, as its own report gives them, reach the digest through the template's
+    // ResultSelector: per account and for the organisation.
+    let mut want: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (item, report) in &run.reports {
+        let c = report.compliance.expect("a sweep's counts");
+        let e = want.entry(item.account.clone()).or_default();
+        e.0 += c.compliant;
+        e.1 += c.total;
+    }
+    let d = &run.digest;
+    for (account, (compliant, total)) in &want {
+        let c = d.accounts[account].compliance.expect("the account's counts");
+        assert_eq!((c.compliant, c.total), (*compliant, *total), "{account}");
+    }
+    let whole = d.compliance.expect("the organisation's counts");
+    assert_eq!(whole.total, want.values().map(|c| c.1).sum::<usize>());
+    // Every seeded instance (idle and busy) is judged: 1+0, 2+1, 0+3, 1+2 idle, one busy each.
+    assert!(whole.total >= 10 + 8, "{whole:?}");
+    assert!(
+        whole.compliant < whole.total,
+        "instances tagged Owner only miss the other required tags"
+    );
 }
