@@ -99,6 +99,33 @@ pub(crate) fn finding_pk(finding_id: &str) -> String {
 }
 
 impl DynamoState {
+    /// Every sighting recorded in `scope` (one partition: one Query, however many there are);
+    /// an entry whose time does not read is left out.
+    async fn sightings_in(&self, scope: &str) -> Result<HashMap<String, DateTime<Utc>>> {
+        let mut known: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("SEEN#{scope}")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            let (Some(AttributeValue::S(id)), Some(AttributeValue::S(at))) = (item.get("sk"), item.get("first_seen"))
+            else {
+                continue;
+            };
+            if let Ok(at) = DateTime::parse_from_rfc3339(at) {
+                known.insert(id.clone(), at.with_timezone(&Utc));
+            }
+        }
+        Ok(known)
+    }
+
     /// Uses `table` through `client`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoState {
@@ -492,29 +519,8 @@ impl StateStore for DynamoState {
         present: &[String],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, DateTime<Utc>>> {
-        // One partition per scope: one Query reads every sighting, however many there are.
         let pk = format!("SEEN#{scope}");
-        let mut known: HashMap<String, DateTime<Utc>> = HashMap::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&pk))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
-            let (Some(AttributeValue::S(id)), Some(AttributeValue::S(at))) = (item.get("sk"), item.get("first_seen"))
-            else {
-                continue;
-            };
-            if let Ok(at) = DateTime::parse_from_rfc3339(at) {
-                known.insert(id.clone(), at.with_timezone(&Utc));
-            }
-        }
+        let known = self.sightings_in(scope).await?;
         let mut out = HashMap::with_capacity(present.len());
         for id in present {
             if let Some(at) = known.get(id) {
@@ -552,26 +558,12 @@ impl StateStore for DynamoState {
 
     async fn adopt_sightings(&self, from: &str, to: &str, ids: &[String]) -> Result<usize> {
         let from_pk = format!("SEEN#{from}");
-        let mut found: Vec<(String, String)> = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&from_pk))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
-            if let (Some(AttributeValue::S(id)), Some(AttributeValue::S(at))) = (item.get("sk"), item.get("first_seen"))
-            {
-                if ids.contains(id) && DateTime::parse_from_rfc3339(at).is_ok() {
-                    found.push((id.clone(), at.clone()));
-                }
-            }
-        }
+        let found: Vec<(String, DateTime<Utc>)> = self
+            .sightings_in(from)
+            .await?
+            .into_iter()
+            .filter(|(id, _)| ids.contains(id))
+            .collect();
         for (id, at) in &found {
             let put = self
                 .client
@@ -580,7 +572,7 @@ impl StateStore for DynamoState {
                 .item("pk", s(format!("SEEN#{to}")))
                 .item("sk", s(id))
                 .item("kind", s("sighting"))
-                .item("first_seen", s(at))
+                .item("first_seen", s(at.to_rfc3339()))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await;
