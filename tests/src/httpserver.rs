@@ -777,7 +777,6 @@ impl PriceListStandIn {
         products.push(product("Linux", "Dedicated", usd_per_hour * 1.1, &format!("SKU{n}D")));
     }
 
-    /// Adds an EBS storage price (USD per GB-month).
     /// Forgets every volume price (the API then lists none for EBS).
     pub fn clear_volumes(&self) {
         self.products
@@ -786,6 +785,7 @@ impl PriceListStandIn {
             .retain(|p| p["product"]["productFamily"] != "Storage");
     }
 
+    /// Adds an EBS storage price (USD per GB-month).
     pub fn volume(&self, region: &str, volume_api_name: &str, usd_per_gb_month: f64) {
         let n = self.products.lock().expect("lock").len();
         let sku = format!("SKU{n}V");

@@ -203,12 +203,19 @@ pub fn selected(report: &RunReport) -> Value {
     Value::Object(out)
 }
 
-/// The summary step's payload as the template's `Summary` state builds it: literal keys as they
-/// are, `$.rule`, `$$.Execution.Name` and `$.step.targets.<field>` resolved.
+/// The summary step's payload as the template's `Summary` state builds it (see
+/// [`payload_of`]).
 pub fn summary_payload(rule_name: &str, run_id: &str, targets: &Value) -> Value {
+    payload_of("Summary", rule_name, run_id, targets, None)
+}
+
+/// The payload the template's `state` (`Summary` or `SummaryOfAFailedRun`) builds: literal keys
+/// as they are, `$.rule`, `$$.Execution.Name`, `$.step.targets.<field>` and `$.map_error`
+/// resolved; any other path panics (the local runner would not mirror it).
+pub fn payload_of(state: &str, rule_name: &str, run_id: &str, targets: &Value, map_error: Option<&Value>) -> Value {
     let t = crate::infra::load("template.yaml");
     let payload =
-        &t["Resources"]["FanOutStateMachine"]["Properties"]["Definition"]["States"]["Summary"]["Parameters"]["Payload"];
+        &t["Resources"]["FanOutStateMachine"]["Properties"]["Definition"]["States"][state]["Parameters"]["Payload"];
     let mut out = serde_json::Map::new();
     for (k, v) in payload.as_mapping().expect("the Summary state has a Payload") {
         let key = k.as_str().expect("key");
@@ -223,6 +230,9 @@ pub fn summary_payload(rule_name: &str, run_id: &str, targets: &Value) -> Value 
         let value = match path {
             "$.rule" => Value::String(rule_name.to_string()),
             "$$.Execution.Name" => Value::String(run_id.to_string()),
+            "$.map_error" => map_error
+                .unwrap_or_else(|| panic!("{state} reads $.map_error: give it one"))
+                .clone(),
             other => {
                 let field = other
                     .strip_prefix("$.step.targets.")

@@ -617,6 +617,8 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     // Seen unattached 10 days ago by the version that kept one scope for everything.
     let legacy = remediation::detect::ebs_cleanup::LEGACY_SIGHTING_SCOPE;
     put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
+    // Seen unattached a month ago, attached since: that sighting is over.
+    put_sighting(&moto, legacy, &v.attached, today - Duration::days(30)).await;
 
     let report = ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
     let flagged: Vec<&str> = report.findings.iter().map(|f| f.resource.id.as_str()).collect();
@@ -639,7 +641,11 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     assert_eq!(moved["first_seen"], (today - Duration::days(10)).to_rfc3339());
     assert!(
         !items.iter().any(|i| i["pk"] == format!("SEEN#{legacy}")),
-        "the old entry is gone"
+        "the old scope is emptied"
+    );
+    assert!(
+        !items.iter().any(|i| i["sk"] == v.attached),
+        "an attached volume's old sighting is forgotten"
     );
 
     // A decision taken before the upgrade, acted on before any scan moved its sighting: the
@@ -665,4 +671,33 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
         .await
         .iter()
         .any(|v2| v2.volume_id() == Some(v.gp2.as_str())));
+
+    // The once-attached volume detached now: its grace period starts now, not a month ago.
+    let instance = seed::volumes(&deps.clients.ec2)
+        .await
+        .iter()
+        .find(|x| x.volume_id() == Some(v.attached.as_str()))
+        .and_then(|x| {
+            x.attachments()
+                .first()
+                .and_then(|a| a.instance_id().map(str::to_string))
+        })
+        .expect("attached");
+    deps.clients
+        .ec2
+        .detach_volume()
+        .volume_id(&v.attached)
+        .instance_id(&instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .expect("DetachVolume");
+    let next = ebs_cleanup::handler::handle(event(), &deps, today + Duration::days(1))
+        .await
+        .unwrap();
+    assert!(!next.findings.iter().any(|f| f.resource.id == v.attached), "{next:#?}");
+    assert!(
+        outcome(&next, &v.attached).detail.contains("unattached for 0 day(s)"),
+        "{next:#?}"
+    );
 }

@@ -414,8 +414,14 @@ async fn the_summary_counts_targets_never_started_unreadable_results_and_the_map
     let app = fanout_app(&moto, org_policy(Mode::DryRun)).await;
     let out = org_fanout::handler::handle(
         // The targets step listed 3 items: the third's result is in the unreadable FAILED file.
-        serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-9", "targets": 3,
-            "skipped": 0, "map_error": {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerated failure threshold was exceeded"}}),
+        // The payload as the template's SummaryOfAFailedRun builds it.
+        org::payload_of(
+            "SummaryOfAFailedRun",
+            "idle-ec2",
+            "run-9",
+            &serde_json::json!({"items": 3, "skipped": 0}),
+            Some(&serde_json::json!({"Error": "States.ExceedToleratedFailureThreshold", "Cause": "The specified tolerated failure threshold was exceeded"})),
+        ),
         &app,
         Utc::now(),
     )
@@ -476,6 +482,70 @@ async fn the_summary_reads_and_writes_only_its_own_bucket_and_the_runs_prefix() 
         .expect_err("a summary pointed elsewhere");
         assert!(err.to_string().contains("reads only s3://"), "{err}");
     }
+    // Nor does a manifest under the run's prefix lead it elsewhere: another bucket, or a file
+    // outside the prefix, is a failed target, never read.
+    let hub = moto.clients().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&hub.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+    s3.create_bucket()
+        .bucket("elsewhere")
+        .send()
+        .await
+        .expect("CreateBucket");
+    let prefix = "runs/idle-ec2/run-7/results";
+    let secret = serde_json::json!([{"Status": "SUCCEEDED", "Input": "{}", "Output": "{}"}]).to_string();
+    for (bucket, key) in [("elsewhere", "secret.json"), (BUCKET, "secrets/other.json")] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(secret.clone().into_bytes().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+    for (run, bucket, key) in [("m1", "elsewhere", "secret.json"), ("m2", BUCKET, "secrets/other.json")] {
+        let manifest = serde_json::json!({"DestinationBucket": bucket, "MapRunArn": "arn:aws:states:us-east-1:123456789012:mapRun:x/Scan:m",
+            "ResultFiles": {"SUCCEEDED": [{"Key": key, "Size": 1}]}});
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(format!("{prefix}/{run}/manifest.json"))
+            .body(manifest.to_string().into_bytes().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+    let out = org_fanout::handler::handle(
+        serde_json::json!({"source": "finops.summary", "rule": "idle-ec2", "run_id": "run-7", "targets": 1, "skipped": 0}),
+        &app,
+        Utc::now(),
+    )
+    .await
+    .expect("a digest");
+    assert_eq!(out["items"], 0, "nothing was read: {out}");
+    let body = s3
+        .get_object()
+        .bucket(BUCKET)
+        .key(out["digest_key"].as_str().unwrap())
+        .send()
+        .await
+        .expect("digest");
+    let d: remediation::org::OrgDigest =
+        serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
+    let reasons: Vec<&str> = d.failed_targets.iter().map(|f| f.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("names bucket elsewhere")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("secrets/other.json") && r.contains("is not under")),
+        "{reasons:?}"
+    );
 }
 
 #[tokio::test]

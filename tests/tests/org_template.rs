@@ -242,12 +242,22 @@ fn only_the_functions_that_reach_member_accounts_may_assume_the_member_role_and_
         condition.contains("aws:ResourceOrgID") && condition.contains("OrganizationId") && !condition.contains("If"),
         "{condition}"
     );
+    // The rule applies when EnableOrganization is "true" and asserts OrganizationId is not "".
     let rule = &t["Rules"]["OrganisationModeNeedsTheOrganisationsId"];
-    let rule_text = format!("{rule:?}");
-    assert!(
-        rule_text.contains("EnableOrganization") && rule_text.contains("OrganizationId") && rule_text.contains("Not"),
-        "{rule_text}"
-    );
+    let tagged = |v: &Value, tag: &str| -> Value {
+        match v {
+            Value::Tagged(g) if g.tag == serde_norway::value::Tag::new(tag) => g.value.clone(),
+            other => panic!("expected !{tag}, got {other:?}"),
+        }
+    };
+    let when = tagged(&rule["RuleCondition"], "Equals");
+    assert_eq!(tagged(&when[0], "Ref").as_str(), Some("EnableOrganization"));
+    assert_eq!(when[1].as_str(), Some("true"));
+    let asserted = rule["Assertions"].as_sequence().expect("assertions");
+    assert_eq!(asserted.len(), 1);
+    let not_empty = tagged(&tagged(&asserted[0]["Assert"], "Not")[0], "Equals");
+    assert_eq!(tagged(&not_empty[0], "Ref").as_str(), Some("OrganizationId"));
+    assert_eq!(not_empty[1].as_str(), Some(""));
     // The member functions' roles carry the path the member role trusts in organisation mode,
     // and only there: a single-account stack's roles are not replaced.
     assert!(
@@ -257,11 +267,11 @@ fn only_the_functions_that_reach_member_accounts_may_assume_the_member_role_and_
     for (name, r) in t["Resources"].as_mapping().unwrap() {
         let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_default();
         if MEMBER_FUNCTIONS.contains(&binary) {
-            let path = format!("{:?}", r["Properties"]["RolePath"]);
-            assert!(
-                path.contains("Org") && path.contains("/finops-autopilot/") && path.contains("AWS::NoValue"),
-                "{name:?}: {path}"
-            );
+            // !If [Org, /finops-autopilot/, !Ref AWS::NoValue]
+            let path = tagged(&r["Properties"]["RolePath"], "If");
+            assert_eq!(path[0].as_str(), Some("Org"), "{name:?}");
+            assert_eq!(path[1].as_str(), Some("/finops-autopilot/"), "{name:?}");
+            assert_eq!(tagged(&path[2], "Ref").as_str(), Some("AWS::NoValue"), "{name:?}");
         }
     }
 }

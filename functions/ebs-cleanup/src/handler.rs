@@ -23,7 +23,7 @@ pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>)
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;
     let prices = deps.price_book(&reach.region, now).await;
     let scope = ebs_cleanup::sighting_scope(&reach.account, &reach.region);
-    let mut report = ebs_cleanup::run(&ec2, &scope, &prices, &policy, deps.sinks_for(&reach), now).await?;
+    let mut report = ebs_cleanup::run(&ec2, &scope, reach.home, &prices, &policy, deps.sinks_for(&reach), now).await?;
     deps.finish_report_for(&mut report, stop, &reach);
     Ok(report)
 }

@@ -322,8 +322,26 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
                 continue;
             }
         };
+        // The manifest names where its files are: only this bucket, under this run's prefix.
+        if manifest.destination_bucket != app.bucket {
+            lost(
+                format!("the Map's manifest {key}"),
+                Error::Event(format!(
+                    "it names bucket {}, not {}",
+                    manifest.destination_bucket, app.bucket
+                )),
+            );
+            continue;
+        }
         for files in manifest.result_files.values() {
             for f in files {
+                if !f.key.starts_with(&format!("{prefix}/")) {
+                    lost(
+                        format!("the results file {}", f.key),
+                        Error::Event(format!("it is not under {prefix}/")),
+                    );
+                    continue;
+                }
                 match app
                     .get_json::<Vec<ItemResult>>(&manifest.destination_bucket, &f.key)
                     .await
@@ -349,12 +367,19 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
     }
     digest.failed_targets.extend(unreadable);
     if e.skipped > 0 {
+        // The accounts themselves when the file reads, else the step's count of them.
         let skipped: Vec<(String, String)> = match app.get_json(&app.bucket, &skipped_key(&e.rule, &e.run_id)).await {
-            Ok(s) => s,
-            Err(err) => vec![(
-                "unknown".into(),
-                format!("{} accounts were left out, and why could not be read: {err}", e.skipped),
-            )],
+            Ok(s) => {
+                digest.accounts_skipped = Vec::len(&s);
+                s
+            }
+            Err(err) => {
+                digest.accounts_skipped = e.skipped;
+                vec![(
+                    "unknown".into(),
+                    format!("{} accounts were left out, and why could not be read: {err}", e.skipped),
+                )]
+            }
         };
         for (account, why) in skipped {
             digest.failed_targets.push(org::FailedTarget {
@@ -363,7 +388,6 @@ async fn summary(app: &App, e: SummaryEvent, _now: DateTime<Utc>) -> Result<Valu
                 reason: format!("not scanned: {why}"),
             });
         }
-        digest.accounts_skipped = e.skipped;
     }
     digest.group_failures();
     // The whole digest beside the results; the message and the step's answer stay small.

@@ -210,6 +210,7 @@ impl Deps {
             region: self.clients.region.clone(),
             clients: self.clients.clone(),
             run_id: None,
+            home: true,
         }
     }
 

@@ -135,6 +135,9 @@ pub struct Reach {
     pub clients: Clients,
     /// The fan-out run this scan belongs to (none for a scheduled scan).
     pub run_id: Option<String>,
+    /// The function's own account and home region, with its own credentials: where a
+    /// single-account deployment always scanned (what older versions' state is about).
+    pub home: bool,
 }
 
 /// Clients for the item's account and region: the member role assumed through STS (session
@@ -142,6 +145,7 @@ pub struct Reach {
 /// role — the function's own credentials, once STS has said they are that account's.
 pub async fn reach(hub: &Clients, item: &Item) -> Result<Reach> {
     item.check()?;
+    let home = item.role_arn.is_none() && item.region == hub.region;
     let clients = match &item.role_arn {
         None => {
             let own = hub.identity().await?;
@@ -169,6 +173,7 @@ pub async fn reach(hub: &Clients, item: &Item) -> Result<Reach> {
         region: item.region.clone(),
         clients,
         run_id: Some(item.run_id.clone()),
+        home,
     })
 }
 
@@ -492,11 +497,13 @@ impl OrgDigest {
             || self.accounts_skipped > 0
     }
 
-    /// Groups the failed targets by reason (reasons cut to 300 characters), the largest first.
+    /// Groups the failed targets by reason, the largest first: account ids in a reason (STS
+    /// names the member's role ARN) read as `<account>`, so one cause across a thousand accounts
+    /// is one group; reasons cut to 300 characters.
     pub fn group_failures(&mut self) {
         let mut groups: BTreeMap<String, FailureGroup> = BTreeMap::new();
         for f in &self.failed_targets {
-            let reason = cut(&f.reason, 300);
+            let reason = cut(&without_account_ids(&f.reason), 300);
             let g = groups.entry(reason.clone()).or_insert_with(|| FailureGroup {
                 reason,
                 targets: 0,
@@ -532,6 +539,30 @@ impl OrgDigest {
         d.digest_key = Some(digest_key.to_string());
         d
     }
+}
+
+/// `s` with every run of exactly 12 digits (an account id) read as `<account>`.
+fn without_account_ids(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() == 12 {
+            out.push_str("<account>");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
 }
 
 /// `s` cut to `max` characters, with an ellipsis when cut.
@@ -912,7 +943,10 @@ mod tests {
                         input: serde_json::json!({"function": "f", "item": item_in(&account, region)}).to_string(),
                         output: None,
                         error: Some("NonRetryable".into()),
-                        cause: Some(format!("STS.AssumeRole failed: {why}: {}", "x".repeat(400))),
+                        cause: Some(format!(
+                            "STS.AssumeRole failed: {why}: User: arn:aws:sts::123456789012:assumed-role/finops-idle/finops-run-1 is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{account}:role/FinOpsAutopilotMember {}",
+                            "x".repeat(400)
+                        )),
                     });
                 } else {
                     results.push(report_of(&account, region, n as f64, None));
@@ -934,7 +968,13 @@ mod tests {
         // Failures grouped by reason with their counts; none of them silently gone.
         assert!(m.failed_targets.is_empty());
         assert_eq!(m.failed_targets_omitted, d.failed_targets.len());
+        // One group per cause, not per account: the account ids in STS's message read as one.
         assert_eq!(m.failure_groups.len(), 2, "{:?}", m.failure_groups);
+        assert!(
+            m.failure_groups[0].reason.contains("arn:aws:iam::<account>:role/"),
+            "{:?}",
+            m.failure_groups[0]
+        );
         assert_eq!(
             m.failure_groups.iter().map(|g| g.targets).sum::<usize>(),
             d.failed_targets.len()
@@ -947,6 +987,33 @@ mod tests {
         // Ten listed targets have no result at all: counted as failed.
         assert_eq!(m.targets_failed(), d.items_failed + 10);
         assert!(m.has_problems());
+        // As Slack shows it: every section within Slack's 3,000 characters, and what did not
+        // fit still counted on its last line.
+        let rendered = crate::slack::render(
+            &crate::notify::Message::OrgDigest { digest: Box::new(m) },
+            Default::default(),
+        );
+        let sections: Vec<&str> = rendered["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .collect();
+        for text in &sections {
+            assert!(text.chars().count() <= 3000, "{} characters", text.chars().count());
+        }
+        let accounts = sections.iter().find(|t| t.starts_with("*Accounts*")).unwrap();
+        assert!(accounts.lines().last().unwrap().starts_with("… and "), "{accounts}");
+        let problems = sections.iter().find(|t| t.starts_with("*Problems (")).unwrap();
+        assert_eq!(
+            problems.lines().filter(|l| l.starts_with("• ")).count(),
+            2,
+            "{problems}"
+        );
+        assert!(
+            problems.contains("arn:aws:sts::&lt;account&gt;:assumed-role"),
+            "{problems}"
+        );
     }
 
     #[test]

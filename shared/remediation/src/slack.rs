@@ -117,6 +117,25 @@ fn header(text: &str) -> Value {
     json!({"type": "header", "text": {"type": "plain_text", "text": t, "emoji": true}})
 }
 
+/// The first of `lines` that fit one section with room for a closing "… and N more" line, and
+/// how many those are.
+fn within_section(lines: Vec<String>) -> (Vec<String>, usize) {
+    // A section takes 3,000 characters: the title and the closing line get the rest.
+    const BUDGET: usize = 3000 - 200;
+    let mut used = 0;
+    let mut out = Vec::new();
+    for line in lines {
+        let n = line.chars().count() + 1;
+        if used + n > BUDGET {
+            break;
+        }
+        used += n;
+        out.push(line);
+    }
+    let shown = out.len();
+    (out, shown)
+}
+
 fn section(text: &str) -> Value {
     let t: String = text.chars().take(3000).collect();
     json!({"type": "section", "text": {"type": "mrkdwn", "text": t}})
@@ -409,35 +428,40 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     String::new()
                 }
             );
-            // The largest first; what does not fit is counted, never dropped silently.
+            // The largest first, as many as fit one section; what does not fit is counted,
+            // never dropped silently.
             let mut accounts: Vec<_> = d.accounts.iter().collect();
             accounts.sort_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then_with(|| a.0.cmp(b.0)));
-            let shown = 25;
-            let mut rows: Vec<String> = accounts
+            let rows: Vec<String> = accounts
                 .iter()
-                .take(shown)
                 .map(|(account, t)| {
                     let tagged = t
                         .compliance
                         .map(|c| format!(", {:.1}% tagged", c.percent()))
                         .unwrap_or_default();
+                    let regions = if t.regions.len() > 3 {
+                        format!("{} regions", t.regions.len())
+                    } else {
+                        esc(&t.regions.join(", "))
+                    };
                     format!(
-                        "• `{}`: {} findings, {}/month ({} scanned in {}{tagged})",
+                        "• `{}`: {} findings, {}/month ({} scanned in {regions}{tagged})",
                         esc(account),
                         t.findings,
                         usd(Some(t.usd)),
                         t.scanned,
-                        esc(&t.regions.join(", "))
                     )
                 })
                 .collect();
-            let more = accounts.len().saturating_sub(shown) + d.accounts_omitted;
+            let (rows, shown) = within_section(rows);
+            let more = accounts.len() - shown + d.accounts_omitted;
+            let mut text_rows = rows;
             if more > 0 {
-                rows.push(format!("… and {more} more accounts"));
+                text_rows.push(format!("… and {more} more accounts"));
             }
             let mut b = vec![
                 header(&format!("{} across the organisation", d.rule)),
-                section(&format!("*Accounts*\n{}", rows.join("\n"))),
+                section(&format!("*Accounts*\n{}", text_rows.join("\n"))),
             ];
             let failed_total = d.failed_targets.len() + d.failed_targets_omitted;
             if failed_total > 0 {
@@ -447,9 +471,8 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     whole.group_failures();
                     groups = whole.failure_groups;
                 }
-                let mut lines: Vec<String> = groups
+                let lines: Vec<String> = groups
                     .iter()
-                    .take(10)
                     .map(|g| {
                         let mut reason = g.reason.clone();
                         if reason.chars().count() > 160 {
@@ -465,19 +488,18 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                         format!("• {} × {}: {examples}{more}", g.targets, esc(&reason))
                     })
                     .collect();
-                let listed: usize = groups.iter().take(10).map(|g| g.targets).sum();
+                let (mut lines, shown) = within_section(lines);
+                let listed: usize = groups.iter().take(shown).map(|g| g.targets).sum();
                 if failed_total > listed {
                     lines.push(format!("… and {} more, for other reasons", failed_total - listed));
                 }
-                b.push(section(&format!(
-                    "*Failed targets ({failed_total})*\n{}",
-                    lines.join("\n")
-                )));
+                b.push(section(&format!("*Problems ({failed_total})*\n{}", lines.join("\n"))));
             }
             if let Some(err) = &d.map_error {
+                let err: String = err.chars().take(500).collect();
                 b.push(context(&format!(
                     "The run stopped: {} ({} targets never started)",
-                    esc(err),
+                    esc(&err),
                     d.items_not_started
                 )));
             }

@@ -18,11 +18,14 @@ use crate::pricing::PriceBook;
 pub use crate::detect::ebs_cleanup::sighting_scope;
 
 /// One scan at `now`, in the mode the policy sets for ebs-cleanup; `scope` is the account and
-/// region's sighting scope ([`sighting_scope`]).
+/// region's sighting scope ([`sighting_scope`]). `home`: the scan is of the function's own
+/// account and home region, where older versions kept every sighting in one scope
+/// ([`ebs_cleanup::LEGACY_SIGHTING_SCOPE`]): that scope is emptied into this one.
 #[tracing::instrument(skip_all, fields(rule = RULE))]
 pub async fn run(
     volumes: &dyn VolumeApi,
     scope: &str,
+    home: bool,
     prices: &PriceBook,
     policy: &Policy,
     sinks: Sinks<'_>,
@@ -38,9 +41,10 @@ pub async fn run(
     let first_seen: HashMap<String, DateTime<Utc>> = match sinks.state {
         Some(state) => {
             let ids: Vec<String> = inventory.iter().map(|v| v.id.clone()).collect();
-            // Sightings from before scopes were per account and region keep their times.
-            if scope != ebs_cleanup::LEGACY_SIGHTING_SCOPE && !ids.is_empty() {
-                match state.adopt_sightings(ebs_cleanup::LEGACY_SIGHTING_SCOPE, scope, &ids).await {
+            // Sightings from before scopes were per account and region keep their times; those
+            // of volumes attached since are forgotten, as the old scan would have.
+            if home && scope != ebs_cleanup::LEGACY_SIGHTING_SCOPE {
+                match state.retire_sightings(ebs_cleanup::LEGACY_SIGHTING_SCOPE, scope, &ids).await {
                     Ok(0) => {}
                     Ok(n) => notes.push(format!("{n} earlier sighting(s) carried into {scope}, times kept")),
                     Err(e) => notes.push(format!(

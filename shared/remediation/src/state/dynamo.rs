@@ -556,37 +556,37 @@ impl StateStore for DynamoState {
         Ok(out)
     }
 
-    async fn adopt_sightings(&self, from: &str, to: &str, ids: &[String]) -> Result<usize> {
+    async fn retire_sightings(&self, from: &str, to: &str, present: &[String]) -> Result<usize> {
         let from_pk = format!("SEEN#{from}");
-        let found: Vec<(String, DateTime<Utc>)> = self
-            .sightings_in(from)
-            .await?
-            .into_iter()
-            .filter(|(id, _)| ids.contains(id))
-            .collect();
-        for (id, at) in &found {
-            let put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(format!("SEEN#{to}")))
-                .item("sk", s(id))
-                .item("kind", s("sighting"))
-                .item("first_seen", s(at.to_rfc3339()))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            written(put)?;
+        let mut moved = 0;
+        for (id, at) in self.sightings_in(from).await? {
+            if present.contains(&id) {
+                let put = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", s(format!("SEEN#{to}")))
+                    .item("sk", s(&id))
+                    .item("kind", s("sighting"))
+                    .item("first_seen", s(at.to_rfc3339()))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .send()
+                    .await;
+                written(put)?;
+                moved += 1;
+            }
+            // Moved, or no longer unattached (attached since, or gone): the old entry goes, so a
+            // later detach starts its own grace period.
             self.client
                 .delete_item()
                 .table_name(&self.table)
                 .key("pk", s(&from_pk))
-                .key("sk", s(id))
+                .key("sk", s(&id))
                 .send()
                 .await
                 .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
         }
-        Ok(found.len())
+        Ok(moved)
     }
 
     async fn sighting(&self, scope: &str, id: &str) -> Result<Option<DateTime<Utc>>> {

@@ -111,9 +111,10 @@ pub trait StateStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<String, DateTime<Utc>>>;
 
-    /// Moves the sightings of `ids` recorded in scope `from` into scope `to`, keeping their
-    /// first-seen times (an entry already in `to` stands); answers how many moved.
-    async fn adopt_sightings(&self, from: &str, to: &str, ids: &[String]) -> Result<usize>;
+    /// Empties scope `from` into scope `to`: the sightings of `present` move, keeping their
+    /// first-seen times (an entry already in `to` stands), and every other one is forgotten (as
+    /// [`StateStore::first_seen`] forgets what is no longer present); answers how many moved.
+    async fn retire_sightings(&self, from: &str, to: &str, present: &[String]) -> Result<usize>;
 
     /// Records a tag-compliance sweep's figures (the savings report's trend).
     async fn record_compliance(&self, point: &CompliancePoint) -> Result<()>;
