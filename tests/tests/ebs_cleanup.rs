@@ -663,6 +663,15 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
         .send()
         .await
         .expect("DeleteItem");
+    // An old time other than the decision's own spell proves nothing (a scan may have seen it
+    // attached since): refused.
+    put_sighting(&moto, legacy, &v.gp2, today - Duration::days(20)).await;
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, false).await;
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:?}");
+    assert!(
+        outcomes[0].detail.contains("no record of it being unattached"),
+        "{outcomes:?}"
+    );
     put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
     let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, false).await;
     assert_eq!(outcomes.len(), 1);

@@ -491,7 +491,11 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 let (mut lines, shown) = within_section(lines);
                 let listed: usize = groups.iter().take(shown).map(|g| g.targets).sum();
                 if failed_total > listed {
-                    lines.push(format!("… and {} more, for other reasons", failed_total - listed));
+                    let other = if shown > 0 { " for other reasons" } else { "" };
+                    lines.push(format!(
+                        "… {} failed{other} (the whole digest lists them)",
+                        failed_total - listed
+                    ));
                 }
                 b.push(section(&format!("*Problems ({failed_total})*\n{}", lines.join("\n"))));
             }

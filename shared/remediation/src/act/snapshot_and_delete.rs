@@ -106,13 +106,23 @@ fn restore_tags(spec: &VolumeSpec, sighting: Option<&str>) -> Tags {
 }
 
 impl SnapshotAndDelete<'_> {
-    /// The volume's sighting in its account and region's scope, else in the scope every
-    /// sighting had before (a decision taken before an upgrade, no scan since).
-    async fn sighting_of(&self, state: &dyn StateStore, finding: &Finding) -> Result<Option<DateTime<Utc>>> {
+    /// The volume's sighting in its account and region's scope, else — only for a decision
+    /// about exactly the spell it records (taken before an upgrade, no home scan since) — in
+    /// the scope every sighting had before. Any other old time is no proof of this spell: a
+    /// scan may have seen the volume attached since and detached again.
+    async fn sighting_of(
+        &self,
+        state: &dyn StateStore,
+        finding: &Finding,
+        decided: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
         let scope = sighting_scope(&finding.resource.account, &finding.resource.region);
         match state.sighting(&scope, &finding.resource.id).await? {
             Some(at) => Ok(Some(at)),
-            None => state.sighting(LEGACY_SIGHTING_SCOPE, &finding.resource.id).await,
+            None => Ok(state
+                .sighting(LEGACY_SIGHTING_SCOPE, &finding.resource.id)
+                .await?
+                .filter(|old| old.timestamp() == decided.timestamp())),
         }
     }
 
@@ -128,7 +138,7 @@ impl SnapshotAndDelete<'_> {
         };
         let since = match self.sightings {
             None => decided,
-            Some(state) => match self.sighting_of(state, finding).await {
+            Some(state) => match self.sighting_of(state, finding, decided).await {
                 Err(e) => {
                     return Err(Refused::NotNow(format!(
                         "its unattached record could not be re-read ({e}): not deleted"

@@ -572,8 +572,9 @@ impl StateStore for DynamoState {
                     .condition_expression("attribute_not_exists(pk)")
                     .send()
                     .await;
-                written(put)?;
-                moved += 1;
+                if written(put)? {
+                    moved += 1;
+                }
             }
             // Moved, or no longer unattached (attached since, or gone): the old entry goes, so a
             // later detach starts its own grace period.
