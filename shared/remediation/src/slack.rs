@@ -117,9 +117,8 @@ fn header(text: &str) -> Value {
     json!({"type": "header", "text": {"type": "plain_text", "text": t, "emoji": true}})
 }
 
-/// The first of `lines` that fit one section with room for a closing "… and N more" line, and
-/// how many those are.
-fn within_section(lines: Vec<String>) -> (Vec<String>, usize) {
+/// The first of `lines` that fit one section with room for a closing "… and N more" line.
+fn within_section(lines: Vec<String>) -> Vec<String> {
     // A section takes 3,000 characters: the title and the closing line get the rest.
     const BUDGET: usize = 3000 - 200;
     let mut used = 0;
@@ -132,8 +131,7 @@ fn within_section(lines: Vec<String>) -> (Vec<String>, usize) {
         used += n;
         out.push(line);
     }
-    let shown = out.len();
-    (out, shown)
+    out
 }
 
 fn section(text: &str) -> Value {
@@ -453,9 +451,8 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     )
                 })
                 .collect();
-            let (rows, shown) = within_section(rows);
-            let more = accounts.len() - shown + d.accounts_omitted;
-            let mut text_rows = rows;
+            let mut text_rows = within_section(rows);
+            let more = accounts.len() - text_rows.len() + d.accounts_omitted;
             if more > 0 {
                 text_rows.push(format!("… and {more} more accounts"));
             }
@@ -488,7 +485,8 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                         format!("• {} × {}: {examples}{more}", g.targets, esc(&reason))
                     })
                     .collect();
-                let (mut lines, shown) = within_section(lines);
+                let mut lines = within_section(lines);
+                let shown = lines.len();
                 let listed: usize = groups.iter().take(shown).map(|g| g.targets).sum();
                 if failed_total > listed {
                     let other = if shown > 0 { " for other reasons" } else { "" };
