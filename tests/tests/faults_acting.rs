@@ -227,7 +227,7 @@ async fn at_twenty_percent_faults_auto_ebs_cleanup_takes_one_snapshot_per_volume
     }
     let rules = moto.faults().await;
     moto.clear_faults().await;
-    ebs_cleanup::handler::handle(event("ebs-cleanup"), &deps, week)
+    let after = ebs_cleanup::handler::handle(event("ebs-cleanup"), &deps, week)
         .await
         .expect("the run after the faults");
 
@@ -249,7 +249,15 @@ async fn at_twenty_percent_faults_auto_ebs_cleanup_takes_one_snapshot_per_volume
     let actions = actions_by_resource(&items);
     let state = deps.state.as_ref().unwrap();
     for v in &volumes {
-        assert!(!left.contains(v), "{v} not deleted");
+        assert!(
+            !left.contains(v),
+            "{v} not deleted: {:?}",
+            after
+                .outcomes
+                .iter()
+                .filter(|o| o.finding_id.ends_with(v.as_str()))
+                .collect::<Vec<_>>()
+        );
         // One snapshot to restore from, however many answers were lost.
         let of_v: Vec<_> = snapshots
             .iter()
