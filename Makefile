@@ -15,10 +15,11 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools browser infra-check deploy demo org-demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status
+.PHONY: help venv build-tools browser infra-check deploy demo org-demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status finops debug-build
 
 TABLE  ?= finops-state
 REASON ?= operator request
+BINDIR ?= $(HOME)/.local/bin
 
 help:
 	@echo "make demo     local AWS (moto), a seeded demo account, every function invoked, findings in dollars"
@@ -50,12 +51,15 @@ $(VENV)/.build-tools: $(VENV)/.installed tests/requirements-build.txt
 
 build-tools: $(VENV)/.build-tools
 
-demo: venv
-	cargo build --quiet -p finops-tests --bin demo
+# Every binary of the workspace, with the features `cargo test --workspace` resolves (no
+# `-p`: a package alone resolves fewer), so make demo, make invoke and make test share one build.
+debug-build:
+	cargo build --quiet --workspace --bins
+
+demo: venv debug-build
 	$(CARGO_TARGET_DIR)/debug/demo
 
-org-demo: venv
-	cargo build --quiet -p finops-tests --bin demo
+org-demo: venv debug-build
 	$(CARGO_TARGET_DIR)/debug/demo --org
 
 # Debian's Chromium and ChromeDriver for the browser test, installed when missing.
@@ -95,8 +99,7 @@ fuzz: venv
 	time PROPTEST_CASES=$(FUZZ_CASES) cargo test -q --workspace --test hostile_input -- --test-threads 2 $(FUZZ_PROPERTIES)
 	time PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test -q --workspace --test hostile_input -- a_function_url_request
 
-invoke: venv
-	@cargo build --quiet -p finops-tests --bin local && cargo build --quiet -p $(FN)
+invoke: venv debug-build
 	@$(CARGO_TARGET_DIR)/debug/local invoke $(FN) $(EVENT)
 
 watch: venv
@@ -120,14 +123,20 @@ fmt:
 deploy: build-tools $(SAM_VENV)/.installed
 	cd infra && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided
 
-emergency-stop: venv
-	$(PY) infra/emergency_stop.py on --table $(TABLE) --reason "$(REASON)"
+# The operator's `finops` (from the shared debug build) in $(BINDIR).
+finops: debug-build
+	install -d $(BINDIR)
+	install -m 0755 $(CARGO_TARGET_DIR)/debug/finops $(BINDIR)/finops
+	@echo "installed $(BINDIR)/finops (finops --help)"
 
-resume: venv
-	$(PY) infra/emergency_stop.py off --table $(TABLE) --reason "$(REASON)"
+emergency-stop: debug-build
+	$(CARGO_TARGET_DIR)/debug/finops --table $(TABLE) stop --reason "$(REASON)"
 
-emergency-status: venv
-	$(PY) infra/emergency_stop.py status --table $(TABLE)
+resume: debug-build
+	$(CARGO_TARGET_DIR)/debug/finops --table $(TABLE) resume --reason "$(REASON)"
+
+emergency-status: debug-build
+	$(CARGO_TARGET_DIR)/debug/finops --table $(TABLE) status
 
 clean:
 	cargo clean

@@ -267,6 +267,50 @@ impl Loop {
         (r.status, r.body)
     }
 
+    /// A Slack click on a Snooze (or any) button as Slack sends it: a `block_actions` payload
+    /// with the message's reason field in its `state`, signed with the app's signing secret at
+    /// `at` (the approval server's clock must be near it).
+    pub async fn slack_click(
+        &self,
+        action_id: &str,
+        token: &str,
+        user: &str,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> (u16, String) {
+        let mut payload = serde_json::json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": user.to_lowercase()},
+            "actions": [{"action_id": action_id, "block_id": "finops_snooze", "type": "button", "value": token}],
+            "response_url": "https://hooks.slack.com/actions/T/1/x",
+        });
+        if let Some(r) = reason {
+            payload["state"] = serde_json::json!({"values": {
+                remediation::slack::SNOOZE_REASON_BLOCK: {
+                    remediation::slack::SNOOZE_REASON_ACTION: {"type": "plain_text_input", "value": r}
+                }
+            }});
+        }
+        let body = format!("payload={}", enc(&payload.to_string()));
+        let ts = at.timestamp();
+        let sig = remediation::slack::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
+        self.post_raw(
+            "/slack/actions",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-slack-request-timestamp", &ts.to_string()),
+                ("x-slack-signature", &sig),
+            ],
+            &body,
+        )
+        .await
+    }
+
+    /// Sets the approval server's clock (`None`: the wall clock).
+    pub fn set_clock(&self, at: Option<DateTime<Utc>>) {
+        *self.clock.lock().expect("clock") = at;
+    }
+
     /// POST raw bytes with headers to the approval server.
     pub async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
         let r = self
@@ -297,6 +341,21 @@ pub fn enc(s: &str) -> String {
 /// The token in a link.
 pub fn token_of(url: &str) -> String {
     url.split_once("token=").map(|(_, t)| t.to_string()).unwrap_or_default()
+}
+
+/// The Snooze buttons of a rendered Slack message: (action id, the token Slack sends back).
+pub fn snooze_buttons(post: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for block in post["blocks"].as_array().into_iter().flatten() {
+        for el in block["elements"].as_array().into_iter().flatten() {
+            if let (Some(a), Some(v)) = (el["action_id"].as_str(), el["value"].as_str()) {
+                if a.starts_with(remediation::slack::SNOOZE_ACTION_PREFIX) {
+                    out.push((a.to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The URLs of a rendered Slack message's buttons, by button text.

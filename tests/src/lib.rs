@@ -36,3 +36,13 @@ pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Optio
         secrets: Default::default(),
     }
 }
+
+/// The `finops` binary of this build (beside the test binaries: `cargo test --workspace` builds
+/// it for the CLI's own tests).
+pub fn finops_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> → target/debug/finops
+    let dir = exe.parent().and_then(|d| d.parent()).map(std::path::Path::to_path_buf);
+    dir.unwrap_or_else(|| moto::workspace_root().join("target/debug"))
+        .join("finops")
+}

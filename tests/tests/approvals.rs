@@ -1146,16 +1146,15 @@ async fn rejection_and_expiry_are_recorded_and_published() {
     assert!(ledger.contains(&(b.clone(), "expired 0.00".into())), "{ledger:?}");
 }
 
-/// Flips the switch with the operator's script, against moto.
+/// Flips the switch with the operator's `finops stop` / `finops resume`, against moto.
 fn switch(lp: &Loop, state: &str, reason: &str) {
-    let root = finops_tests::moto::workspace_root();
-    let out = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("infra/emergency_stop.py"))
-        .args([state, "--table", TABLE, "--by", "ops@example.com", "--reason", reason])
+    let command = if state == "on" { "stop" } else { "resume" };
+    let out = std::process::Command::new(finops_tests::finops_bin())
+        .args(["--table", TABLE, command, "--by", "ops@example.com", "--reason", reason])
         .env("AWS_ENDPOINT_URL", lp.moto.endpoint())
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -314,11 +314,12 @@ fn the_link_key_the_notifiers_keys_and_the_switch_are_each_closed_to_who_does_no
             let denied = sts.iter().any(|s| {
                 s["Effect"].as_str() == Some("Deny")
                     && writes[..3].iter().all(|w| strings(&s["Action"]).iter().any(|a| a == w))
-                    && strings(&s["Condition"]["ForAnyValue:StringEquals"]["dynamodb:LeadingKeys"]) == ["CONTROL"]
+                    && strings(&s["Condition"]["ForAnyValue:StringEquals"]["dynamodb:LeadingKeys"])
+                        == remediation::permissions::OPERATOR_KEYS
             });
             assert!(
                 denied,
-                "{f} may write the table: it must be denied the emergency switch"
+                "{f} may write the table: it must be denied the emergency switch and the snoozes"
             );
         }
     }

@@ -633,7 +633,12 @@ async fn slack<'h>(
         }
     };
     let user_id = p.user.id.trim();
-    let user_name = p.user.username.or(p.user.name).unwrap_or_else(|| user_id.to_string());
+    let user_name = p
+        .user
+        .username
+        .clone()
+        .or_else(|| p.user.name.clone())
+        .unwrap_or_else(|| user_id.to_string());
     let Some(action) = p.actions.first() else {
         return text(200, "");
     };
@@ -651,7 +656,11 @@ async fn slack<'h>(
         email,
         paired,
     };
-    let v = approvals.decide_slack(token, &who, now).await;
+    let v = if action.action_id.starts_with(remediation::slack::SNOOZE_ACTION_PREFIX) {
+        approvals.snooze_slack(token, &who, &p.snooze_reason(), now).await
+    } else {
+        approvals.decide_slack(token, &who, now).await
+    };
     // Slack shows a 200's body to the clicker; other statuses as an error.
     let reply =
         json!({"response_type": "ephemeral", "replace_original": false, "text": format!("{}: {}", v.title, v.message)});
@@ -664,6 +673,27 @@ struct SlackInteraction {
     user: SlackUser,
     #[serde(default)]
     actions: Vec<SlackAction>,
+    /// The message's input fields as they were at the click (Slack sends them with every
+    /// `block_actions`): the Snooze reason.
+    #[serde(default)]
+    state: Option<Value>,
+}
+
+impl SlackInteraction {
+    /// The text in the Snooze reason field, or empty.
+    fn snooze_reason(&self) -> String {
+        let pointer = format!(
+            "/values/{}/{}/value",
+            remediation::slack::SNOOZE_REASON_BLOCK,
+            remediation::slack::SNOOZE_REASON_ACTION
+        );
+        self.state
+            .as_ref()
+            .and_then(|s| s.pointer(&pointer))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -678,6 +708,8 @@ struct SlackUser {
 
 #[derive(Debug, serde::Deserialize)]
 struct SlackAction {
+    #[serde(default)]
+    action_id: String,
     #[serde(default)]
     value: Option<String>,
 }

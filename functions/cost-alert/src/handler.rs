@@ -17,6 +17,13 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 
 /// Checks that `payload` is a scheduled event, then checks costs at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let rule = remediation::detect::cost_alert::RULE;
+    deps.recorded(rule, &payload, now, Box::pin(scan(payload.clone(), deps, now)))
+        .await
+}
+
+/// The scan itself (recorded by [`handle`]).
+async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let trigger = remediation::events::scheduled(&payload)?;
     let ce = CostExplorer::new(deps.clients.costexplorer.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::cost_alert::RULE).await?;

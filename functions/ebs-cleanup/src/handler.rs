@@ -18,6 +18,13 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 /// Checks that `payload` is a scheduled event or a fan-out item, then runs one scan at `now` in
 /// its account and region.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let rule = remediation::detect::ebs_cleanup::RULE;
+    deps.recorded(rule, &payload, now, Box::pin(scan(payload.clone(), deps, now)))
+        .await
+}
+
+/// The scan itself (recorded by [`handle`]).
+async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let reach = deps.scheduled_reach(&payload).await?;
     let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let (policy, stop) = deps.policy_for_run(remediation::detect::ebs_cleanup::RULE).await?;

@@ -63,6 +63,23 @@ pub async fn handle(
     explainer: Option<&dyn Explainer>,
     now: DateTime<Utc>,
 ) -> Result<RunReport, Error> {
+    let rule = remediation::detect::rightsizing::RULE;
+    deps.recorded(
+        rule,
+        &payload,
+        now,
+        Box::pin(scan(payload.clone(), deps, explainer, now)),
+    )
+    .await
+}
+
+/// The scan itself (recorded by [`handle`]).
+async fn scan(
+    payload: serde_json::Value,
+    deps: &Deps,
+    explainer: Option<&dyn Explainer>,
+    now: DateTime<Utc>,
+) -> Result<RunReport, Error> {
     let reach = deps.scheduled_reach(&payload).await?;
     let ec2 = Ec2::new(reach.clients.ec2.clone(), reach.region.clone()).with_account(reach.account.clone());
     let peaks = CloudWatch::new(reach.clients.cloudwatch.clone(), deps.metrics_concurrency);

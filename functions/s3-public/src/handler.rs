@@ -20,6 +20,13 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 
 /// Works out the trigger, then runs at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
+    let rule = remediation::detect::s3_public::RULE;
+    deps.recorded(rule, &payload, now, Box::pin(scan(payload.clone(), deps, now)))
+        .await
+}
+
+/// The scan itself (recorded by [`handle`]).
+async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
     let item = deps.item_reach(&payload).await?;
     let (account, scope) = match (&item, remediation::events::scheduled(&payload)) {
         (Some(reach), _) => (reach.account.clone(), Scope::All),

@@ -20,9 +20,6 @@ pub const REPORT_DIR_VAR: &str = "FINOPS_REPORT_DIR";
 /// Environment variable: the reports' bucket (the stack's); overrides `savings_report.bucket`.
 pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
 
-/// How far back open findings are looked for (the ledger months read).
-const OPEN_LOOKBACK_DAYS: i64 = 183;
-
 /// Owners listed in the SNS message (the HTML lists them all).
 const OWNERS_IN_MESSAGE: usize = 10;
 
@@ -104,19 +101,7 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
         Error::Config("savings-report needs the state table (FINOPS_TABLE): the ledger is in it".into())
     })?;
     let p = &deps.policy.savings_report;
-    let from = report::start(now.date_naive(), p.weeks);
-    // Open findings are aged over half a year, not just the weeks shown.
-    let read_from = from.min(now.date_naive() - chrono::Duration::days(OPEN_LOOKBACK_DAYS));
-    let (lines, unreadable) = state.ledger_lines(&report::months(read_from, now.date_naive())).await?;
-    let compliance = state.compliance_since(from).await?;
-    let r = SavingsReport::build(
-        &lines,
-        compliance,
-        now,
-        p.weeks,
-        deps.policy.tag_compliance.kpi_percent,
-        unreadable,
-    );
+    let r = SavingsReport::load(state, p.weeks, deps.policy.tag_compliance.kpi_percent, now).await?;
     let html = report::render_html(&r);
     let stored = store(&html, &r, deps, dir).await?;
     let (location, url) = match &stored {
@@ -148,7 +133,8 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
         "realisation_percent": r.realisation_percent,
         "open_findings": open,
         "open_monthly_usd": open_usd,
-        "ledger_lines": lines.len(),
+        "findings": r.by_outcome.values().sum::<usize>(),
+        "scans": r.scans,
         "report": location,
         "report_url": url,
         "notes": notes,

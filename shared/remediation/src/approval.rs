@@ -42,6 +42,24 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// What a Snooze button says: leave the resource of finding `fid` alone for `days` days. Signed
+/// apart from decisions (its MAC covers a domain of its own, and its fields are not a decision's),
+/// so neither kind of token is ever taken for the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeClaims {
+    /// The finding id (its resource, account and region).
+    pub fid: String,
+    pub days: u32,
+    /// Expiry of the button, epoch seconds.
+    pub exp: i64,
+}
+
+/// The lengths a snooze may have (the Slack control's choices).
+pub const SNOOZE_DAYS: [u32; 3] = [7, 30, 90];
+
+const SNOOZE_DOMAIN: &[u8] = b"finops-snooze\n";
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -124,12 +142,36 @@ impl LinkSigner {
     }
 
     fn sign(&self, claims: &Claims) -> String {
-        // Serialising this struct of strings and numbers cannot fail.
+        self.sign_in_domain(claims, b"")
+    }
+
+    fn sign_in_domain<T: Serialize>(&self, claims: &T, domain: &[u8]) -> String {
+        // Serialising these structs of strings and numbers cannot fail.
         let payload = serde_json::to_vec(claims).unwrap_or_default();
         let mut mac = self.mac();
+        mac.update(domain);
         mac.update(&payload);
         let sig = mac.finalize().into_bytes();
         format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// A signed Snooze button: the resource of `finding_id` left alone for `days` days, usable
+    /// until `expires_at`.
+    pub fn snooze_token(&self, finding_id: &str, days: u32, expires_at: DateTime<Utc>) -> String {
+        self.sign_in_domain(
+            &SnoozeClaims {
+                fid: finding_id.to_string(),
+                days,
+                exp: expires_at.timestamp(),
+            },
+            SNOOZE_DOMAIN,
+        )
+    }
+
+    /// Checks a Snooze button's signature (in constant time) and expiry.
+    pub fn verify_snooze(&self, token: &str, now: DateTime<Utc>) -> std::result::Result<SnoozeClaims, TokenError> {
+        let claims: SnoozeClaims = self.verified_in_domain(token, now, SNOOZE_DOMAIN, |c: &SnoozeClaims| c.exp)?;
+        Ok(claims)
     }
 
     /// The link a human follows.
@@ -143,11 +185,22 @@ impl LinkSigner {
 
     /// Checks signature (in constant time) and expiry.
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> std::result::Result<Claims, TokenError> {
+        self.verified_in_domain(token, now, b"", |c: &Claims| c.exp)
+    }
+
+    fn verified_in_domain<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+        domain: &[u8],
+        exp: impl Fn(&T) -> i64,
+    ) -> std::result::Result<T, TokenError> {
         let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
         let signed_by = |key: &[u8]| {
             let mut mac = mac_with(key);
+            mac.update(domain);
             mac.update(&payload);
             mac.verify_slice(&sig).is_ok()
         };
@@ -160,17 +213,18 @@ impl LinkSigner {
         if !(by_current || by_previous) {
             return Err(TokenError::BadSignature);
         }
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        let claims: T = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+        let expiry = exp(&claims);
         if by_previous
             && self
                 .previous
                 .as_ref()
-                .is_some_and(|(_, until)| claims.exp > until.timestamp())
+                .is_some_and(|(_, until)| expiry > until.timestamp())
         {
             // An old-key link that outlives the transition: forged, or not to be trusted.
             return Err(TokenError::BadSignature);
         }
-        if claims.exp <= now.timestamp() {
+        if expiry <= now.timestamp() {
             return Err(TokenError::Expired);
         }
         Ok(claims)
@@ -194,6 +248,24 @@ mod tests {
         let t = signer().token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
         let c = signer().verify(&t, at("2026-11-26T00:00:00Z")).unwrap();
         assert_eq!((c.rid.as_str(), c.d), ("r1", Decision::Approve));
+    }
+
+    #[test]
+    fn a_snooze_button_and_a_decision_are_never_taken_for_each_other() {
+        let now = at("2026-11-26T00:00:00Z");
+        let until = at("2026-11-29T00:00:00Z");
+        let z = signer().snooze_token("idle-ec2:123456789012:us-east-1:i-1", 30, until);
+        let c = signer().verify_snooze(&z, now).unwrap();
+        assert_eq!((c.fid.as_str(), c.days), ("idle-ec2:123456789012:us-east-1:i-1", 30));
+        assert_eq!(signer().verify(&z, now), Err(TokenError::BadSignature));
+        let approve = signer().token("r1", Decision::Approve, until);
+        assert_eq!(signer().verify_snooze(&approve, now), Err(TokenError::BadSignature));
+        // The days are signed: a payload re-encoded with 90 days keeps no valid signature.
+        let (payload, sig) = z.split_once('.').unwrap();
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let forged = format!("{}.{sig}", URL_SAFE_NO_PAD.encode(claims.replace("30", "90")));
+        assert_eq!(signer().verify_snooze(&forged, now), Err(TokenError::BadSignature));
+        assert_eq!(signer().verify_snooze(&z, until), Err(TokenError::Expired));
     }
 
     #[test]

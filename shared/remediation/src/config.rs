@@ -237,6 +237,55 @@ impl Deps {
         }
     }
 
+    /// Runs one scan of `rule` triggered by `payload` at `now` and records it (`RUN#<rule>`):
+    /// its figures, or its error. An event that does not read is no run and is not recorded; a
+    /// record that cannot be written is a note, never the run's failure.
+    pub async fn recorded(
+        &self,
+        rule: &str,
+        payload: &serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+        scan: impl std::future::Future<Output = Result<crate::model::RunReport>>,
+    ) -> Result<crate::model::RunReport> {
+        let started = std::time::Instant::now();
+        let mut result = scan.await;
+        let Some(state) = &self.state else {
+            return result;
+        };
+        if matches!(result, Err(Error::Event(_))) {
+            return result;
+        }
+        let (account, region) = match crate::org::Item::from_event(payload) {
+            Ok(Some(item)) => (item.account, item.region),
+            _ => (
+                payload
+                    .get("account")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                self.clients.region.clone(),
+            ),
+        };
+        let record = crate::state::RunRecord::of(
+            rule,
+            &account,
+            &region,
+            now,
+            started.elapsed(),
+            self.policy.mode_for(rule),
+            &result,
+        );
+        if let Err(e) = state.record_run(&record).await {
+            tracing::warn!(error = %e, rule, "the run record was not written");
+            if let Ok(report) = &mut result {
+                report
+                    .notes
+                    .push(format!("run record not written (finops status misses this run): {e}"));
+            }
+        }
+        result
+    }
+
     /// The sinks for the flow.
     pub fn sinks(&self) -> Sinks<'_> {
         Sinks {

@@ -470,6 +470,74 @@ impl Approvals<'_> {
         }
     }
 
+    /// A Snooze button pressed in Slack (the request's Slack signature already checked): the
+    /// button's own signature, the person on the allow-list, then the snooze recorded with its
+    /// audit items and the resource's pending requests closed, each announced. A snooze only
+    /// makes the system do less, so the emergency stop does not hold it.
+    pub async fn snooze_slack(&self, token: &str, who: &Approver, reason: &str, now: DateTime<Utc>) -> Verdict {
+        let claims = match self.links.verify_snooze(token, now) {
+            Ok(c) => c,
+            Err(e) => return token_refusal(e),
+        };
+        if let Err(why) = self.policy.approvals.allows(who) {
+            return Verdict::new(403, "Not allowed", format!("{why}; nothing was changed."));
+        }
+        let Some(parts) = Finding::parse_id(&claims.fid) else {
+            return Verdict::new(
+                400,
+                "Invalid link",
+                "This button names no finding; nothing was changed.",
+            );
+        };
+        if !crate::approval::SNOOZE_DAYS.contains(&claims.days) {
+            return Verdict::new(
+                400,
+                "Invalid link",
+                "This button's length is not one a snooze may have; nothing was changed.",
+            );
+        }
+        let by = match who {
+            Approver::Slack { user_id, .. } => user_id.clone(),
+            other => other.id(),
+        };
+        let snooze = crate::state::Snooze {
+            resource_id: parts.resource_id.to_string(),
+            until: now + chrono::Duration::days(i64::from(claims.days)),
+            by,
+            via: who.via().to_string(),
+            reason: crate::state::Snooze::clean_reason(reason),
+            at: now,
+            finding_id: Some(claims.fid.clone()),
+        };
+        let granted = match self.store.snooze(&snooze).await {
+            Ok(g) => g,
+            Err(e) => return internal(e),
+        };
+        for (request_id, finding) in &granted.closed_requests {
+            self.publish(Message::ApprovalResult {
+                request_id: request_id.clone(),
+                finding: finding.clone(),
+                status: "snoozed".into(),
+                decided_by: who.id(),
+                detail: format!("closed, nothing done: {}", snooze.describe()),
+            })
+            .await;
+        }
+        let closed = match granted.closed_requests.len() {
+            0 => String::new(),
+            n => format!(" {n} pending request(s) closed; nothing will be done."),
+        };
+        Verdict::new(
+            200,
+            "Snoozed",
+            format!(
+                "{} is left alone until {} (every rule skips it until then).{closed}",
+                snooze.resource_id,
+                snooze.until_text()
+            ),
+        )
+    }
+
     /// A decision through a Slack button: records it and answers at once (Slack waits 3 s);
     /// an approval is executed by this function's SNS subscription to `approval-result`
     /// (status `approved`).

@@ -89,6 +89,43 @@ impl<'a> RunContext<'a> {
         }
     }
 
+    /// Sets aside the findings on snoozed resources, each as a skipped outcome that says whose
+    /// snooze it is and until when (one Query of the snoozes per call). When the snoozes cannot
+    /// be read, a run that would ask or act does neither (it cannot know what it was told to leave
+    /// alone): every finding is set aside as failed, with the reason; a dry run keeps them and
+    /// says so in a note.
+    pub async fn set_aside_snoozed(&self, findings: Vec<Finding>) -> (Vec<Finding>, Vec<Outcome>, Vec<String>) {
+        let Some(state) = self.sinks.state else {
+            return (findings, Vec::new(), Vec::new());
+        };
+        if findings.is_empty() {
+            return (findings, Vec::new(), Vec::new());
+        }
+        match snoozed_resources(state, self.now).await {
+            Ok(snoozes) => {
+                let (snoozed, kept): (Vec<Finding>, Vec<Finding>) =
+                    findings.into_iter().partition(|f| snoozes.contains_key(&f.resource.id));
+                let outcomes = snoozed
+                    .iter()
+                    .map(|f| Outcome::new(&f.id, OutcomeKind::Skipped, snoozes[&f.resource.id].describe()))
+                    .collect();
+                (kept, outcomes, Vec::new())
+            }
+            Err(e) if self.mode == Mode::DryRun => {
+                let note = format!("the snoozes could not be read ({e}): snoozed resources may be listed");
+                (findings, Vec::new(), vec![note])
+            }
+            Err(e) => {
+                let why = format!("the snoozes could not be read ({e}), so nothing is asked or done");
+                let outcomes = findings
+                    .iter()
+                    .map(|f| Outcome::new(&f.id, OutcomeKind::Failed, why.clone()))
+                    .collect();
+                (Vec::new(), outcomes, vec![why])
+            }
+        }
+    }
+
     /// Notes for the report about what is switched off.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
@@ -274,6 +311,7 @@ async fn dry_run_with(
             mode: Mode::DryRun,
             finding: f.clone(),
             in_digest,
+            snooze: snooze_buttons(ctx, f),
         })
         .collect();
     if in_digest && !ctx.sinks.fanout {
@@ -282,6 +320,15 @@ async fn dry_run_with(
     let mut notes = Vec::new();
     publish(ctx, &messages, &mut notes).await;
     (outcomes, notes)
+}
+
+/// The Snooze choices of a finding's message, usable as long as a rollback link is.
+fn snooze_buttons(ctx: &RunContext<'_>, f: &Finding) -> Vec<crate::notify::SnoozeButton> {
+    let until = ctx.now + Duration::days(i64::from(ctx.policy.approvals.rollback_link_days));
+    ctx.sinks
+        .links
+        .map(|links| crate::notify::SnoozeButton::all_for(links, f, until))
+        .unwrap_or_default()
 }
 
 /// One message for many findings: counts and dollars per rule, the largest by dollars (with their
@@ -378,6 +425,7 @@ pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]
                     .links
                     .map(|l| l.link(&request_id, Decision::Reject, expires_at)),
                 in_digest,
+                snooze: snooze_buttons(ctx, f),
             };
             if let Message::ApprovalRequest {
                 approve_url: Some(a),
@@ -540,6 +588,19 @@ fn obsolete(finding_id: &str, detail: impl Into<String>) -> Acted {
     }
 }
 
+/// The snoozes in force at `now`, by resource id.
+pub async fn snoozed_resources(
+    state: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, crate::state::Snooze>> {
+    Ok(state
+        .snoozes(now)
+        .await?
+        .into_iter()
+        .map(|z| (z.resource_id.clone(), z))
+        .collect())
+}
+
 /// Why nothing may be done right now: the emergency stop is on, or cannot be read (fails closed).
 pub async fn stopped(state: &dyn StateStore) -> Option<String> {
     match state.emergency_stop().await {
@@ -575,6 +636,31 @@ pub async fn execute(
     for f in exempt {
         out.push(obsolete(&f.id, format!("exempt: tag {}=true", ctx.policy.exempt_tag)));
     }
+    if candidates.is_empty() {
+        return (out, notes);
+    }
+    // A snooze granted since the decision is honoured: read again right before acting.
+    let candidates = match snoozed_resources(state, ctx.now).await {
+        Ok(snoozes) => {
+            let (snoozed, rest): (Vec<&Finding>, Vec<&Finding>) = candidates
+                .into_iter()
+                .partition(|f| snoozes.contains_key(&f.resource.id));
+            for f in snoozed {
+                out.push(obsolete(&f.id, snoozes[&f.resource.id].describe()));
+            }
+            rest
+        }
+        Err(e) => {
+            for f in candidates {
+                out.push(acted(
+                    &f.id,
+                    OutcomeKind::Failed,
+                    format!("the snoozes could not be read ({e}), so nothing was done"),
+                ));
+            }
+            return (out, notes);
+        }
+    };
     if candidates.is_empty() {
         return (out, notes);
     }

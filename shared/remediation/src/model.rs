@@ -230,6 +230,23 @@ impl Finding {
         format!("{rule}:{}:{}:{}", resource.account, resource.region, resource.id)
     }
 
+    /// The parts of an id made by [`Finding::id_for`]: rule, account, region and resource id
+    /// (which may itself hold `:`); `None` for anything else.
+    pub fn parse_id(id: &str) -> Option<FindingIdParts<'_>> {
+        let mut parts = id.splitn(4, ':');
+        let (rule, account, region, resource_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let plausible = crate::detect::RULES.contains(&rule)
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !resource_id.trim().is_empty();
+        plausible.then_some(FindingIdParts {
+            rule,
+            account,
+            region,
+            resource_id,
+        })
+    }
+
     /// Whether carrying out this finding's action could not be undone (a volume deleted without a
     /// snapshot, as the policy in force at detection said).
     pub fn cannot_be_undone(&self) -> bool {
@@ -242,6 +259,15 @@ impl Finding {
     }
 }
 
+/// A finding id's parts (see [`Finding::parse_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FindingIdParts<'a> {
+    pub rule: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+    pub resource_id: &'a str,
+}
+
 /// What happened to a finding (or a resource passed over) in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -251,6 +277,19 @@ pub enum OutcomeKind {
     Executed,
     Skipped,
     Failed,
+}
+
+impl OutcomeKind {
+    /// The spelling in reports and records (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::DryRun => "dry-run",
+            OutcomeKind::PendingApproval => "pending-approval",
+            OutcomeKind::Executed => "executed",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Failed => "failed",
+        }
+    }
 }
 
 /// One line of a run's outcomes.

@@ -97,8 +97,12 @@ pub const TICKET_STATE: &[&str] = &[
 ];
 /// savings-report's reads of the ledger and the compliance figures.
 pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
-/// rightsizing's state: the price cache (`PRICES#<region>`) only.
-pub const PRICE_CACHE_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem"];
+/// rightsizing's state: the price cache (`PRICES#<region>`), its run records, and the snoozes
+/// (read only: [`OPERATOR_KEYS`] are denied to it).
+pub const PRICE_CACHE_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"];
+/// The state-table partitions only the approval function and the operator may write: the
+/// emergency switch and the snoozes (every other function is denied writing them).
+pub const OPERATOR_KEYS: &[&str] = &["CONTROL", "SNOOZES"];
 /// savings-report's writes of the HTML, and the read its presigned link is signed for.
 pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject", "s3:GetObject"];
 /// Publishing (PublishBatch is authorised as Publish).
@@ -125,7 +129,7 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
     match function {
         "slack-notify" => Some(&["POST#*"]),
         "jira-sync" => Some(&["TICKET#*"]),
-        "rightsizing" => Some(&["PRICES#*"]),
+        "rightsizing" => Some(&["PRICES#*", "RUN#*", "SNOOZES"]),
         _ => None,
     }
 }

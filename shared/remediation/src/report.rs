@@ -65,7 +65,44 @@ pub struct SavingsReport {
     pub compliance_kpi_percent: f64,
     /// Ledger items that could not be read (skipped).
     pub unreadable: usize,
+    /// The scans of the period, by rule (from the run records).
+    #[serde(default)]
+    pub scans: BTreeMap<String, ScanTotals>,
 }
+
+/// A rule's scans over the report's weeks (its run records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanTotals {
+    pub runs: usize,
+    /// Runs that assessed nothing or stopped on an error.
+    pub failed: usize,
+    /// Runs where some resources could not be assessed.
+    pub partial: usize,
+    pub last_at: DateTime<Utc>,
+    /// The last run's `ok`, `partial` or `failed`, its findings, and its dollars.
+    pub last_result: String,
+    pub last_findings: usize,
+    pub last_usd: f64,
+}
+
+impl ScanTotals {
+    /// The totals of run records of one rule (any order); `None` when there are none.
+    pub fn of(records: &[crate::state::RunRecord]) -> Option<ScanTotals> {
+        let last = records.iter().max_by_key(|r| r.at)?;
+        Some(ScanTotals {
+            runs: records.len(),
+            failed: records.iter().filter(|r| r.result == "failed").count(),
+            partial: records.iter().filter(|r| r.result == "partial").count(),
+            last_at: last.at,
+            last_result: last.result.clone(),
+            last_findings: last.findings,
+            last_usd: round_cents(last.estimated_monthly_savings_usd),
+        })
+    }
+}
+
+/// How far back open findings are looked for (the ledger months read).
+pub const OPEN_LOOKBACK_DAYS: i64 = 183;
 
 /// Monday of `d`'s week.
 pub fn monday(d: NaiveDate) -> NaiveDate {
@@ -212,7 +249,32 @@ impl SavingsReport {
             compliance,
             compliance_kpi_percent: kpi_percent,
             unreadable,
+            scans: BTreeMap::new(),
         }
+    }
+
+    /// The report of the `weeks` weeks ending at `now`, from the table: the ledger months the
+    /// weeks touch (and half a year back, for the ages of open findings), the compliance figures
+    /// and each rule's run records.
+    pub async fn load(
+        state: &crate::state::DynamoState,
+        weeks: u32,
+        kpi_percent: f64,
+        now: DateTime<Utc>,
+    ) -> crate::error::Result<SavingsReport> {
+        let from = start(now.date_naive(), weeks);
+        let read_from = from.min(now.date_naive() - Duration::days(OPEN_LOOKBACK_DAYS));
+        let (lines, unreadable) = state.ledger_lines(&months(read_from, now.date_naive())).await?;
+        let compliance = state.compliance_since(from).await?;
+        let mut r = SavingsReport::build(&lines, compliance, now, weeks, kpi_percent, unreadable);
+        let since = from.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        for rule in crate::detect::RULES {
+            let records = state.runs(rule, since, None).await?;
+            if let Some(t) = ScanTotals::of(&records) {
+                r.scans.insert(rule.to_string(), t);
+            }
+        }
+        Ok(r)
     }
 
     /// Open findings in all.
@@ -388,6 +450,18 @@ pub fn render_html(r: &SavingsReport) -> String {
                     @for (k, v) in &r.by_outcome { tr { td { (k) } td.n { (v) } } }
                     @if r.by_outcome.is_empty() { tr { td colspan="2" { "nothing in this period" } } }
                 }
+                h2 { "Scans" }
+                table {
+                    tr { th { "rule" } th { "runs" } th { "failed" } th { "partial" } th { "last run" } th { "result" } th { "findings" } th { "estimated /month" } }
+                    @for (rule, s) in &r.scans {
+                        tr {
+                            td { (rule) } td.n { (s.runs) } td.n { (s.failed) } td.n { (s.partial) }
+                            td { (s.last_at.format("%Y-%m-%d %H:%M UTC")) } td { (s.last_result) }
+                            td.n { (s.last_findings) } td.n { (dollars(s.last_usd)) }
+                        }
+                    }
+                    @if r.scans.is_empty() { tr { td colspan="8" { "no scan recorded in this period" } } }
+                }
                 h2 { "Tag compliance" }
                 p { "Overall compliance per sweep; the dashed line is the KPI (" (kpi_text(r)) "%)." }
                 (compliance_chart(r))
@@ -444,6 +518,7 @@ mod tests {
             realised_usd: 0.0,
             realisation_percent: 0.0,
             unreadable: 0,
+            scans: BTreeMap::new(),
         };
         let html = render_html(&report);
         assert!(!html.contains("<script>"), "{html}");

@@ -256,7 +256,12 @@ pub struct RenderOptions {
 /// A Slack message: `text` (notification fallback) and `blocks`.
 pub fn render(message: &Message, opts: RenderOptions) -> Value {
     let (text, blocks) = match message {
-        Message::Finding { mode, finding: f, .. } => {
+        Message::Finding {
+            mode,
+            finding: f,
+            snooze,
+            ..
+        } => {
             let text = format!(
                 "{}: {} {} would save {}/month",
                 f.rule,
@@ -266,6 +271,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             );
             let mut b = vec![header(&format!("{} · {}", f.rule, f.resource.id))];
             b.extend(finding_blocks(f));
+            b.extend(snooze_blocks(snooze, opts));
             b.push(context(&format!("mode {} · nothing was changed", mode.as_str())));
             (text, b)
         }
@@ -275,6 +281,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             expires_at,
             approve_url,
             reject_url,
+            snooze,
             ..
         } => {
             let text = format!(
@@ -308,6 +315,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             if !buttons.is_empty() {
                 b.push(json!({"type": "actions", "elements": buttons}));
             }
+            b.extend(snooze_blocks(snooze, opts));
             b.push(context(&format!(
                 "request {request_id} · expires {} · the link opens a confirmation page",
                 expires_at.format("%Y-%m-%d %H:%M UTC")
@@ -687,6 +695,48 @@ pub fn render_alarm(a: &AlarmNotification) -> Value {
         b.push(context(&format!("CloudWatch alarm `{}`", esc(arn))));
     }
     json!({"text": text, "blocks": b})
+}
+
+/// The block id of the Snooze reason field; Slack sends its text in the click's `state`.
+pub const SNOOZE_REASON_BLOCK: &str = "finops_snooze_reason";
+/// The action id of the reason field.
+pub const SNOOZE_REASON_ACTION: &str = "reason";
+/// The action ids of the Snooze buttons start with this (`finops_snooze_30`).
+pub const SNOOZE_ACTION_PREFIX: &str = "finops_snooze_";
+
+/// The Snooze control: an optional reason and one button per length. Only a Slack app with
+/// interactivity can take the click (a plain webhook's message has no way back), so nothing
+/// is shown otherwise.
+fn snooze_blocks(snooze: &[crate::notify::SnoozeButton], opts: RenderOptions) -> Vec<Value> {
+    if !opts.interactive || snooze.is_empty() {
+        return Vec::new();
+    }
+    let buttons: Vec<Value> = snooze
+        .iter()
+        .map(|z| {
+            json!({
+                "type": "button",
+                "text": {"type": "plain_text", "text": format!("Snooze {} days", z.days)},
+                "action_id": format!("{SNOOZE_ACTION_PREFIX}{}", z.days),
+                "value": z.token,
+            })
+        })
+        .collect();
+    vec![
+        json!({
+            "type": "input",
+            "block_id": SNOOZE_REASON_BLOCK,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Snooze reason"},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": SNOOZE_REASON_ACTION,
+                "max_length": 200,
+                "placeholder": {"type": "plain_text", "text": "why it should be left alone (optional)"},
+            },
+        }),
+        json!({"type": "actions", "block_id": "finops_snooze", "elements": buttons}),
+    ]
 }
 
 fn with_value(mut b: Value, url: &str, opts: RenderOptions) -> Value {

@@ -1,6 +1,7 @@
-//! `make invoke FN=<function> EVENT=<file>`: runs the function's real Lambda binary once through
-//! `cargo lambda watch` + `cargo lambda invoke`, against whatever `AWS_ENDPOINT_URL` names (real
-//! AWS when unset), and prints its JSON response alone on stdout (logs go to stderr).
+//! `make invoke FN=<function> EVENT=<file>`: runs the function's real Lambda binary once against
+//! `cargo lambda watch --only-lambda-apis`, against whatever `AWS_ENDPOINT_URL` names (real AWS
+//! when unset), and prints its JSON response alone on stdout (logs go to stderr). A function that
+//! fails (at start-up too) makes it exit 1 with the function's error at once.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,7 @@ fn main() {
     } else {
         std::env::current_dir().map(|d| d.join(&event)).unwrap_or(event)
     };
+    // The watch (and the function) are dropped, so killed, before exiting.
     let result = Watch::start(&function, &[]).and_then(|watch| watch.invoke(&function, &event));
     match result {
         Ok(response) => println!("{response}"),

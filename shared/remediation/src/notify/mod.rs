@@ -14,6 +14,27 @@ use crate::error::{Error, Result};
 use crate::model::{Finding, OutcomeKind, Severity};
 use crate::policy::Mode;
 
+/// One Snooze choice on a message: the resource left alone for `days` days; Slack sends `token`
+/// back when it is pressed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnoozeButton {
+    pub days: u32,
+    pub token: String,
+}
+
+impl SnoozeButton {
+    /// The choices for `finding`, signed by `links`, each usable until `until`.
+    pub fn all_for(links: &crate::approval::LinkSigner, finding: &Finding, until: DateTime<Utc>) -> Vec<SnoozeButton> {
+        crate::approval::SNOOZE_DAYS
+            .iter()
+            .map(|&days| SnoozeButton {
+                days,
+                token: links.snooze_token(&finding.id, days, until),
+            })
+            .collect()
+    }
+}
+
 /// A message on the topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -25,6 +46,9 @@ pub enum Message {
         /// Also listed in this run's digest: Slack shows the digest, not this message.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         in_digest: bool,
+        /// The Snooze choices (signed), when the run can sign them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        snooze: Vec<SnoozeButton>,
     },
     /// A human is asked to approve or reject an action.
     ApprovalRequest {
@@ -38,6 +62,9 @@ pub enum Message {
         /// Also listed in this run's digest.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         in_digest: bool,
+        /// The Snooze choices (signed), when the run can sign them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        snooze: Vec<SnoozeButton>,
     },
     /// Many findings of one run in one message: counts and dollars per rule, the largest items.
     Digest {

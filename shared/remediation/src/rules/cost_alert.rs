@@ -135,6 +135,9 @@ pub async fn run(
     let month = snap.month.format("%Y-%m").to_string();
 
     let mut outcomes = Vec::with_capacity(findings.len());
+    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
+    outcomes.extend(snoozed);
+    notes.extend(snooze_notes);
     for f in &findings {
         let Evidence::CostAlert(e) = &f.evidence else { continue };
         let what = format!(

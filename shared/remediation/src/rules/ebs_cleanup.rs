@@ -87,6 +87,9 @@ pub async fn run(
         ));
     }
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
+    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
+    outcomes.extend(snoozed);
+    notes.extend(snooze_notes);
 
     let remediation = SnapshotAndDelete {
         ec2: volumes,

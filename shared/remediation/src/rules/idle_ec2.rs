@@ -62,6 +62,8 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     let usage: HashMap<_, _> = report.usage;
     let findings = idle_ec2::detect_priced(&measured, &usage, policy, ports.prices, now);
     tracing::info!(scanned = inventory.len(), findings = findings.len(), "detected");
+    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
+    outcomes.extend(snoozed);
 
     let remediation = StopInstance {
         ec2: ports.ec2,
@@ -69,7 +71,8 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
         usage: Some(ports.usage),
         now,
     };
-    let (acted, notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
+    let (acted, mut notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;
     outcomes.extend(acted);
+    notes.splice(0..0, snooze_notes);
     Ok(ctx.report(RULE, inventory.len(), findings, outcomes, notes))
 }

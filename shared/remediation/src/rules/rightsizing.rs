@@ -102,6 +102,9 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     }
     tracing::info!(scanned = inventory.len(), findings = findings.len(), explained, "sized");
 
+    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
+    outcomes.extend(snoozed);
+    notes.extend(snooze_notes);
     let (_, flow_notes) = flow::dry_run(&ctx, &findings).await;
     notes.extend(flow_notes);
     for f in &findings {

@@ -115,6 +115,9 @@ pub async fn run(
     }
     let findings = s3_public::detect(&exposures, account_block, policy, now);
     tracing::info!(scanned, findings = findings.len(), "detected");
+    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
+    outcomes.extend(snoozed);
+    notes.extend(snooze_notes);
 
     let remediation = BlockPublicAccess {
         s3,

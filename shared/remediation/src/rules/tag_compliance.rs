@@ -273,7 +273,23 @@ pub async fn sweep(
             unassessed.len()
         ));
     }
-    let acting = ctx.mode != Mode::DryRun;
+    // Snoozed resources are counted (a snooze is no tag) but never marked or stopped; when the
+    // snoozes cannot be read nothing is.
+    let (snoozes, snoozes_unread) = match sinks.state {
+        None => (std::collections::HashMap::new(), None),
+        Some(state) => match flow::snoozed_resources(state, now).await {
+            Ok(z) => (z, None),
+            Err(e) => (std::collections::HashMap::new(), Some(e.to_string())),
+        },
+    };
+    if let Some(e) = &snoozes_unread {
+        notes.push(if ctx.mode == Mode::DryRun {
+            format!("the snoozes could not be read ({e}): snoozed resources may be listed")
+        } else {
+            format!("the snoozes could not be read ({e}), so nothing is marked or stopped")
+        });
+    }
+    let acting = ctx.mode != Mode::DryRun && snoozes_unread.is_none();
     let today = now.date_naive();
     let scanned = resources.len() + unassessed.len();
     let mut outcomes = unassessed;
@@ -283,6 +299,13 @@ pub async fn sweep(
             _ => String::new(),
         };
         let detail = match (p.action, f.resource.kind, acting) {
+            (_, _, _) if snoozes.contains_key(&f.resource.id) => (
+                OutcomeKind::Skipped,
+                format!(
+                    "missing {missing}; {}: counted but not marked or stopped",
+                    snoozes[&f.resource.id].describe()
+                ),
+            ),
             (TagAction::Notify, _, _) => (OutcomeKind::DryRun, format!("missing {missing}: reported")),
             (_, _, _) if is_exempt(&f.resource.tags, &policy.exempt_tag) => (
                 OutcomeKind::Skipped,
@@ -336,13 +359,14 @@ pub async fn sweep(
     }
     // Instances marked long enough ago are stopped through the guarded idle-ec2 stop.
     let mut stops = Vec::new();
-    if p.action == TagAction::MarkAndStop {
+    if p.action == TagAction::MarkAndStop && (snoozes_unread.is_none() || ctx.mode == Mode::DryRun) {
         for f in result
             .findings
             .iter()
             .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
             // Exempt instances are counted, never stopped (their outcome above says so).
             .filter(|f| !is_exempt(&f.resource.tags, &policy.exempt_tag))
+            .filter(|f| !snoozes.contains_key(&f.resource.id))
         {
             if let Some(since) = marked_since(&f.resource) {
                 let days = (today - since).num_days();

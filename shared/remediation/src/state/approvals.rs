@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::dynamo::{s, TransactOutcome, DEADLINE_ATTRIBUTE, TTL_ATTRIBUTE};
 use super::{
-    ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, RollbackVote,
-    StaleExecutions, StoredAction, StoredApproval, Vote,
+    ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, RollbackVote, Snooze,
+    SnoozeGranted, StaleExecutions, StoredAction, StoredApproval, Vote,
 };
 use crate::error::{Error, Result};
 use crate::identity::{self, Ballot};
@@ -189,6 +189,127 @@ impl DynamoState {
             out.push(item.map_err(|e| Error::aws("dynamodb", "Scan", e))?);
         }
         Ok(out)
+    }
+
+    /// Every approval request (with `status`, when given), soonest deadline last; unreadable
+    /// items are logged and left out (a Scan: the operator's listing, not a hot path).
+    pub async fn approvals_with_status(&self, status: Option<&str>) -> Result<Vec<StoredApproval>> {
+        let items = match status {
+            Some(st) => {
+                self.scan_items(
+                    "kind = :approval AND #st = :st",
+                    &[("#st", "status")],
+                    &[(":approval", s("approval")), (":st", s(st))],
+                )
+                .await?
+            }
+            None => {
+                self.scan_items("kind = :approval", &[], &[(":approval", s("approval"))])
+                    .await?
+            }
+        };
+        let mut out: Vec<StoredApproval> = items
+            .iter()
+            .filter_map(|i| match stored_approval(i) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable approval item");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.expires_at
+                .cmp(&a.expires_at)
+                .then_with(|| a.request_id.cmp(&b.request_id))
+        });
+        Ok(out)
+    }
+
+    /// Closes the pending requests on a snoozed resource: those of every rule in the finding's
+    /// account and region (their locks name them), or, for a snooze by resource id alone, any
+    /// pending request on it (a Scan: an operator's command, not a hot path).
+    pub(super) async fn close_snoozed_approvals(&self, z: &Snooze) -> Result<Vec<(String, Finding)>> {
+        let mut requests = Vec::new();
+        match z.finding_id.as_deref().and_then(Finding::parse_id) {
+            Some(parts) => {
+                for rule in crate::detect::RULES {
+                    let finding_id = format!("{rule}:{}:{}:{}", parts.account, parts.region, z.resource_id);
+                    if let Some(lock) = self
+                        .get(&super::dynamo::finding_pk(&finding_id), "OPEN_APPROVAL")
+                        .await?
+                    {
+                        requests.extend(text(&lock, "request_id").map(str::to_string));
+                    }
+                }
+            }
+            None => {
+                let items = self
+                    .scan_items(
+                        "kind = :approval AND #st = :pending AND resource_id = :res",
+                        &[("#st", "status")],
+                        &[
+                            (":approval", s("approval")),
+                            (":pending", s("pending")),
+                            (":res", s(&z.resource_id)),
+                        ],
+                    )
+                    .await?;
+                requests.extend(
+                    items
+                        .iter()
+                        .filter_map(|i| text(i, "pk")?.strip_prefix("APPROVAL#").map(str::to_string)),
+                );
+            }
+        }
+        let mut closed = Vec::new();
+        for request_id in requests {
+            if let Some(finding) = self.close_as_snoozed(&request_id, z).await? {
+                closed.push((request_id, finding));
+            }
+        }
+        Ok(closed)
+    }
+
+    /// `pending → snoozed` (its audit item, the ledger line closed, the lock released so the run
+    /// after the snooze asks again); its finding, or `None` if it was not pending.
+    async fn close_as_snoozed(&self, request_id: &str, z: &Snooze) -> Result<Option<Finding>> {
+        let Some(current) = self.approval(request_id).await? else {
+            return Ok(None);
+        };
+        if current.status != "pending" {
+            return Ok(None);
+        }
+        let close = built(
+            self.update(approval_pk(request_id), "REQUEST")
+                .update_expression(
+                    "SET #st = :snoozed, decided_by = :by, decided_via = :via, decided_at = :at, #dl = :deadline, #exp = :keep",
+                )
+                .expression_attribute_values(":keep", super::dynamo::n(retained_until(z.at, false)))
+                .condition_expression("#st = :pending")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_names("#dl", DEADLINE_ATTRIBUTE)
+                .expression_attribute_values(":deadline", super::dynamo::n(current.expires_at.timestamp()))
+                .expression_attribute_values(":pending", s("pending"))
+                .expression_attribute_values(":snoozed", s("snoozed"))
+                .expression_attribute_values(":by", s(&z.by))
+                .expression_attribute_values(":via", s(&z.via))
+                .expression_attribute_values(":at", s(z.at.to_rfc3339())),
+        )?;
+        let audit = self.audit(
+            &current.finding.id,
+            z.at,
+            "closed-snoozed",
+            request_id,
+            &format!("closed, nothing done: {}", z.describe()),
+        )?;
+        let ledger = self.ledger_close(&current.finding, "snoozed", z.at)?;
+        if !self.transition(vec![close, audit, ledger]).await? {
+            return Ok(None);
+        }
+        self.release_approval_lock(&current.finding.id, request_id).await;
+        Ok(Some(current.finding))
     }
 
     /// Deletes the finding's open-approval lock if `request_id` still holds it (best effort: a
@@ -934,6 +1055,14 @@ impl ApprovalStore for DynamoState {
             .await
             .map_err(|e| Error::aws("dynamodb", "DeleteItem", e))?;
         Ok(())
+    }
+
+    async fn snooze(&self, snooze: &Snooze) -> Result<SnoozeGranted> {
+        self.grant_snooze(snooze).await
+    }
+
+    async fn unsnooze(&self, resource_id: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>> {
+        self.lift_snooze(resource_id, by, reason, now).await
     }
 
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>> {

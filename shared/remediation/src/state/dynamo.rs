@@ -126,6 +126,11 @@ impl DynamoState {
         Ok(known)
     }
 
+    /// The table's name.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     /// Uses `table` through `client`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoState {
@@ -346,10 +351,32 @@ pub(crate) enum TransactOutcome {
     Failed(Error),
 }
 
+impl TransactOutcome {
+    /// The error of a transaction that had no condition to fail (or whose failed condition is one).
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            TransactOutcome::ConditionFailed => Error::unexpected(
+                "dynamodb",
+                "TransactWriteItems",
+                "a condition failed on a write that should have none",
+            ),
+            TransactOutcome::Conflict(e) | TransactOutcome::Failed(e) => e,
+        }
+    }
+}
+
 #[async_trait]
 impl StateStore for DynamoState {
     async fn emergency_stop(&self) -> Result<Option<crate::state::EmergencyStop>> {
         self.read_emergency_stop().await
+    }
+
+    async fn snoozes(&self, now: DateTime<Utc>) -> Result<Vec<super::Snooze>> {
+        self.active_snoozes(now).await
+    }
+
+    async fn record_run(&self, run: &super::RunRecord) -> Result<()> {
+        self.put_run(run).await
     }
 
     async fn record_compliance(&self, point: &super::CompliancePoint) -> Result<()> {

@@ -6,7 +6,9 @@ mod approvals;
 pub mod dynamo;
 mod prices;
 mod report;
+mod runs;
 pub mod sign_in;
+pub mod snoozes;
 mod tickets;
 
 use async_trait::async_trait;
@@ -21,6 +23,73 @@ use crate::policy::Mode;
 pub use dynamo::DynamoState;
 pub use report::{CompliancePoint, LedgerLine};
 pub use tickets::Ticket;
+
+impl RunRecord {
+    /// The record of a run of `rule` in `account`/`region` at `at` that took `took` and ended in
+    /// `result` (`mode` is the policy's, for a run that failed before it had a report).
+    pub fn of(
+        rule: &str,
+        account: &str,
+        region: &str,
+        at: DateTime<Utc>,
+        took: std::time::Duration,
+        mode: Mode,
+        result: &std::result::Result<crate::model::RunReport, crate::error::Error>,
+    ) -> RunRecord {
+        let mut record = RunRecord {
+            rule: rule.to_string(),
+            at,
+            mode: mode.as_str().to_string(),
+            account: account.to_string(),
+            region: region.to_string(),
+            scanned: 0,
+            findings: 0,
+            estimated_monthly_savings_usd: 0.0,
+            outcomes: std::collections::BTreeMap::new(),
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            errors: Vec::new(),
+            result: "failed".into(),
+        };
+        match result {
+            Err(e) => record.errors.push(e.to_string()),
+            Ok(r) => {
+                record.mode = r.mode.as_str().to_string();
+                record.scanned = r.scanned;
+                record.findings = r.findings_total.max(r.findings.len());
+                record.estimated_monthly_savings_usd = r.estimated_monthly_savings_usd;
+                for o in &r.outcomes {
+                    *record.outcomes.entry(o.outcome.as_str().to_string()).or_default() += 1;
+                }
+                // A fan-out item's lists may be cut: these two counts are whole.
+                let whole = [
+                    (crate::model::OutcomeKind::Failed, r.failed),
+                    (crate::model::OutcomeKind::Skipped, r.skipped),
+                ];
+                for (kind, n) in whole {
+                    if n > 0 {
+                        record.outcomes.insert(kind.as_str().to_string(), n);
+                    }
+                }
+                record.errors = r
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.outcome == crate::model::OutcomeKind::Failed)
+                    .take(5)
+                    .map(|o| format!("{}: {}", o.finding_id, o.detail))
+                    .collect();
+                record.result = if r.assessed_nothing() {
+                    "failed"
+                } else if r.failed > 0 {
+                    "partial"
+                } else {
+                    "ok"
+                }
+                .into();
+            }
+        }
+        record
+    }
+}
 
 /// A request for a human decision about one finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +195,82 @@ pub trait StateStore: Send + Sync {
     /// The emergency switch, if it was ever set (read before every action; a value of the wrong
     /// type reads as on).
     async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
+
+    /// The snoozes in force at `now` (read by every run, and again right before each action).
+    async fn snoozes(&self, now: DateTime<Utc>) -> Result<Vec<Snooze>>;
+
+    /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
+    async fn record_run(&self, run: &RunRecord) -> Result<()>;
+}
+
+/// A resource left alone until `until`: every rule treats it as exempt until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snooze {
+    pub resource_id: String,
+    pub until: DateTime<Utc>,
+    /// Who granted it: a Slack user id, or the operator's AWS identity.
+    pub by: String,
+    /// How: `slack` or `cli`.
+    pub via: String,
+    pub reason: String,
+    /// When it was granted.
+    pub at: DateTime<Utc>,
+    /// The finding it was granted from, when it came from one.
+    pub finding_id: Option<String>,
+}
+
+impl Snooze {
+    /// A reason as stored: trimmed, control characters dropped, at most 200 characters.
+    pub fn clean_reason(reason: &str) -> String {
+        reason.trim().chars().filter(|c| !c.is_control()).take(200).collect()
+    }
+
+    /// The end, as people read it.
+    pub fn until_text(&self) -> String {
+        self.until.format("%Y-%m-%d %H:%M UTC").to_string()
+    }
+
+    /// What a skipped finding says: `snoozed until 2027-01-05 09:00 UTC by U123: quarter-end batch`.
+    pub fn describe(&self) -> String {
+        let reason = if self.reason.trim().is_empty() {
+            "no reason given"
+        } else {
+            self.reason.trim()
+        };
+        format!("snoozed until {} by {}: {reason}", self.until_text(), self.by)
+    }
+}
+
+/// What granting a snooze did besides recording it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SnoozeGranted {
+    /// The pending approval requests it closed (id and finding).
+    pub closed_requests: Vec<(String, Finding)>,
+    /// The snooze it replaced, if one was in force.
+    pub replaced: Option<Snooze>,
+}
+
+/// One scan, as `finops status` and the savings report read it (`RUN#<rule>` / its time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub rule: String,
+    /// The run's time (its `now`).
+    pub at: DateTime<Utc>,
+    /// `dry-run`, `approve` or `auto`.
+    pub mode: String,
+    /// The account and region scanned.
+    pub account: String,
+    pub region: String,
+    pub scanned: usize,
+    pub findings: usize,
+    pub estimated_monthly_savings_usd: f64,
+    /// Outcomes by kind (`dry-run`, `skipped`, `executed`, …).
+    pub outcomes: std::collections::BTreeMap<String, usize>,
+    pub duration_ms: u64,
+    /// The run's error when it failed as a whole, then the first failures (at most 5).
+    pub errors: Vec<String>,
+    /// `ok`, `partial` (some resources failed) or `failed` (nothing could be assessed, or an error).
+    pub result: String,
 }
 
 /// An approval request as stored, with its place in the state machine
@@ -345,4 +490,9 @@ pub trait ApprovalStore: Send + Sync {
     async fn mark_post_uncertain(&self, key: &str, now: DateTime<Utc>, why: &str) -> Result<()>;
     /// A finding's audit trail, oldest first.
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>>;
+    /// Records a snooze (replacing one on the same resource), with its audit items, and closes
+    /// the resource's pending approval requests.
+    async fn snooze(&self, snooze: &Snooze) -> Result<SnoozeGranted>;
+    /// Lifts the snooze of `resource_id`; `None` if there was none.
+    async fn unsnooze(&self, resource_id: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>>;
 }

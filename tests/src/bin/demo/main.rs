@@ -427,7 +427,7 @@ async fn main() {
     };
     let event = workspace_root().join("events/idle-ec2/scheduled.json");
 
-    println!("\nrunning idle-ec2 through cargo lambda watch + invoke (the first run compiles it)...");
+    println!("\nrunning idle-ec2 as its Lambda binary against cargo lambda watch --only-lambda-apis...");
     let dry = {
         let watch = Watch::start("idle-ec2", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))

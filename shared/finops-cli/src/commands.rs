@@ -1,0 +1,717 @@
+//! The subcommands: each reads (or, for stop/resume/snooze/unsnooze, writes through the same
+//! conditional, audited state code the functions use) and returns what to print.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use remediation::aws::Clients;
+use remediation::config::Deps;
+use remediation::detect::RULES;
+use remediation::model::{Finding, Outcome, OutcomeKind, RunReport};
+use remediation::notify::{Message, Publisher, SnsPublisher};
+use remediation::policy::Policy;
+use remediation::state::snoozes::resource_audit_id;
+use remediation::state::{ApprovalStore, AuditEntry, DynamoState, Snooze, StateStore};
+use serde_json::{json, Value};
+
+use crate::output::{table, usd, when, Paint, Spinner};
+use crate::{Cli, Command, Format, Rule};
+
+type Out = Result<String, String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn pretty(v: &impl serde::Serialize) -> Out {
+    serde_json::to_string_pretty(v).map(|s| s + "\n").map_err(err)
+}
+
+/// What every table-reading subcommand holds.
+struct Ctx {
+    clients: Clients,
+    state: DynamoState,
+    json: bool,
+    paint: Paint,
+}
+
+impl Ctx {
+    async fn new(cli: &Cli) -> Result<Ctx, String> {
+        let table = cli
+            .table
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or("no state table: pass --table or set FINOPS_TABLE (the stack's StateTable output)")?;
+        let clients = Clients::from_env().await.map_err(err)?;
+        Ok(Ctx {
+            state: DynamoState::new(clients.dynamodb.clone(), table),
+            clients,
+            json: cli.output == Format::Json,
+            paint: Paint::detect(),
+        })
+    }
+
+    /// `--by`, else the caller's AWS identity (its ARN), else the login name.
+    async fn who(&self, by: &Option<String>) -> String {
+        if let Some(b) = by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+            return b.to_string();
+        }
+        match self.clients.sts.get_caller_identity().send().await {
+            Ok(out) => out.arn().map(str::to_string),
+            Err(_) => None,
+        }
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// Runs the parsed command; the text to print, or the error to report.
+pub async fn run(cli: &Cli) -> Out {
+    if let Command::Scan { rule, policy } = &cli.command {
+        return scan(cli, *rule, policy.as_deref()).await;
+    }
+    let c = Ctx::new(cli).await?;
+    let now = Utc::now();
+    let result = table_command(cli, &c, now).await;
+    result.map_err(|e| {
+        if e.contains("ResourceNotFoundException") {
+            format!(
+                "{e}\n  is {} the state table in {}? Pass --table or set FINOPS_TABLE to the stack's StateTable output",
+                c.state.table_name(),
+                c.clients.region
+            )
+        } else {
+            e
+        }
+    })
+}
+
+async fn table_command(cli: &Cli, c: &Ctx, now: DateTime<Utc>) -> Out {
+    match &cli.command {
+        Command::Status => status(c, now).await,
+        Command::Stop { reason, by } => switch(c, true, reason, by, now).await,
+        Command::Resume { reason, by } => switch(c, false, reason, by, now).await,
+        Command::Approvals { status } => approvals(c, status.as_deref()).await,
+        Command::Audit { id } => audit(c, id, now).await,
+        Command::Snooze {
+            resource,
+            days,
+            reason,
+            by,
+        } => snooze(c, resource, *days, reason, by, now).await,
+        Command::Snoozes { all } => snoozes(c, *all, now).await,
+        Command::Unsnooze { resource, reason, by } => unsnooze(c, resource, reason, by, now).await,
+        Command::Report { weeks } => report(c, *weeks, now).await,
+        Command::Scan { .. } => Err("unreachable".into()),
+    }
+}
+
+async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
+    let stop = c.state.emergency_stop().await.map_err(err)?;
+    let pending = c.state.approvals_with_status(Some("pending")).await.map_err(err)?;
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    let mut awaiting_expiry = 0;
+    for a in &pending {
+        if a.expires_at > now {
+            *open.entry(a.finding.rule.clone()).or_default() += 1;
+        } else {
+            awaiting_expiry += 1;
+        }
+    }
+    let snoozes = c.state.snoozes(now).await.map_err(err)?;
+    let mut last = BTreeMap::new();
+    for rule in RULES {
+        last.insert(
+            rule,
+            c.state.runs(rule, None, Some(1)).await.map_err(err)?.into_iter().next(),
+        );
+    }
+    if c.json {
+        return pretty(&json!({
+            "emergency_stop": stop.as_ref().map(|s| json!({"on": s.on, "by": s.by, "at": s.at, "reason": s.reason})),
+            "open_approvals": open,
+            "open_approvals_total": open.values().sum::<usize>(),
+            "pending_past_deadline": awaiting_expiry,
+            "snoozes": snoozes.len(),
+            "last_runs": last,
+        }));
+    }
+    let p = c.paint;
+    let mut out = String::new();
+    out += &match &stop {
+        Some(s) if s.on => format!(
+            "{} (set by {} at {}: {})\n",
+            p.red("Emergency stop: ON — every function runs as dry-run"),
+            s.by,
+            s.at,
+            s.reason
+        ),
+        _ => format!("Emergency stop: {}\n", p.green("off")),
+    };
+    let total: usize = open.values().sum();
+    let by_rule: Vec<String> = open.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    out += &format!(
+        "Open approvals: {}{}\n",
+        p.bold(&total.to_string()),
+        if by_rule.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_rule.join(", "))
+        }
+    );
+    if awaiting_expiry > 0 {
+        out += &format!("  {awaiting_expiry} more past their deadline (the hourly sweep expires them)\n");
+    }
+    out += &format!("Snoozes in force: {}\n\n", snoozes.len());
+    let rows = last
+        .iter()
+        .map(|(rule, r)| match r {
+            None => vec![
+                rule.to_string(),
+                "never".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+            Some(r) => vec![
+                rule.to_string(),
+                when(r.at),
+                r.mode.clone(),
+                r.scanned.to_string(),
+                r.findings.to_string(),
+                usd(r.estimated_monthly_savings_usd),
+                match r.result.as_str() {
+                    "ok" => p.green("ok"),
+                    "partial" => p.yellow("partial"),
+                    other => p.red(other),
+                },
+                r.errors.first().cloned().unwrap_or_default(),
+            ],
+        })
+        .collect();
+    out += &table(
+        &[
+            "rule",
+            "last run",
+            "mode",
+            "scanned",
+            "findings",
+            "$/month",
+            "result",
+            "first error",
+        ],
+        rows,
+        &[3, 4, 5],
+    );
+    Ok(out)
+}
+
+async fn switch(c: &Ctx, on: bool, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {
+    let reason = reason.trim();
+    if on && reason.is_empty() {
+        return Err("give a --reason: it is shown in every run's notes while the stop is on".into());
+    }
+    let who = c.who(by).await;
+    c.state.set_emergency_stop(on, &who, reason, now).await.map_err(err)?;
+    if c.json {
+        return pretty(&json!({"emergency_stop": {"on": on, "by": who, "at": now, "reason": reason}}));
+    }
+    Ok(if on {
+        format!(
+            "{} by {who}: every function runs as dry-run, approvals execute nothing\n",
+            c.paint.red("Emergency stop ON")
+        )
+    } else {
+        format!(
+            "Emergency stop {} by {who}: the functions obey their policy again\n",
+            c.paint.green("off")
+        )
+    })
+}
+
+async fn approvals(c: &Ctx, status: Option<&str>) -> Out {
+    let list = c.state.approvals_with_status(status).await.map_err(err)?;
+    if c.json {
+        let v: Vec<Value> = list
+            .iter()
+            .map(|a| {
+                json!({
+                    "request_id": a.request_id,
+                    "status": a.status,
+                    "rule": a.finding.rule,
+                    "resource_id": a.finding.resource.id,
+                    "account": a.finding.resource.account,
+                    "region": a.finding.resource.region,
+                    "action": a.finding.action.as_str(),
+                    "estimated_monthly_savings_usd": a.finding.estimated_monthly_savings_usd,
+                    "finding_id": a.finding.id,
+                    "expires_at": a.expires_at,
+                    "approvers": a.approvers,
+                    "required_approvals": a.required_approvals,
+                    "decided_by": a.decided_by,
+                    "decided_via": a.decided_via,
+                    "detail": a.detail,
+                })
+            })
+            .collect();
+        return pretty(&v);
+    }
+    if list.is_empty() {
+        return Ok(match status {
+            Some(s) => format!("No approval request is {s}.\n"),
+            None => "No approval request on record.\n".into(),
+        });
+    }
+    let rows = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.request_id.clone(),
+                a.status.clone(),
+                a.finding.rule.clone(),
+                a.finding.resource.id.clone(),
+                a.finding.action.as_str().to_string(),
+                usd(a.finding.estimated_monthly_savings_usd.unwrap_or(0.0)),
+                when(a.expires_at),
+                match (&a.decided_by, a.approvers.is_empty()) {
+                    (Some(by), _) => format!("{by} via {}", a.decided_via.as_deref().unwrap_or("?")),
+                    (None, false) => format!(
+                        "{} of {}: {}",
+                        a.approvers.len(),
+                        a.required_approvals,
+                        a.approvers.join(", ")
+                    ),
+                    (None, true) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    Ok(table(
+        &[
+            "request", "status", "rule", "resource", "action", "$/month", "deadline", "decided",
+        ],
+        rows,
+        &[5],
+    ))
+}
+
+/// One line of a merged trail.
+#[derive(serde::Serialize)]
+struct TrailLine {
+    at: String,
+    event: String,
+    /// The finding the line is about, or `resource` for the resource's own trail (snoozes).
+    about: String,
+    reference: String,
+    detail: String,
+}
+
+async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
+    let id = id.trim();
+    let (finding_ids, resource_id): (Vec<String>, String) = match Finding::parse_id(id) {
+        Some(parts) => (vec![id.to_string()], parts.resource_id.to_string()),
+        None => {
+            // A resource id: its findings are the ledger's lines about it (the year before now).
+            let months = remediation::report::months((now - Duration::days(400)).date_naive(), now.date_naive());
+            let (lines, _) = c.state.ledger_lines(&months).await.map_err(err)?;
+            let mut ids: Vec<String> = lines
+                .into_iter()
+                .filter(|l| l.resource_id == id)
+                .map(|l| l.finding_id)
+                .collect();
+            ids.sort();
+            ids.dedup();
+            (ids, id.to_string())
+        }
+    };
+    let mut lines: Vec<(Option<DateTime<Utc>>, TrailLine)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut add = |about: &str, e: AuditEntry| {
+        if seen.insert((e.at.clone(), e.event.clone(), e.ref_id.clone())) {
+            let at = DateTime::parse_from_rfc3339(&e.at).ok().map(|t| t.with_timezone(&Utc));
+            lines.push((
+                at,
+                TrailLine {
+                    at: e.at,
+                    event: e.event,
+                    about: about.to_string(),
+                    reference: e.ref_id,
+                    detail: e.detail,
+                },
+            ));
+        }
+    };
+    for f in &finding_ids {
+        for e in c.state.audit_trail(f).await.map_err(err)? {
+            add(f, e);
+        }
+    }
+    for e in c
+        .state
+        .audit_trail(&resource_audit_id(&resource_id))
+        .await
+        .map_err(err)?
+    {
+        add("resource", e);
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.at.cmp(&b.1.at)));
+    let lines: Vec<TrailLine> = lines.into_iter().map(|(_, l)| l).collect();
+    if c.json {
+        return pretty(&lines);
+    }
+    if lines.is_empty() {
+        return Ok(format!(
+            "No audit trail for {id}: nothing was asked, done or snoozed about it.\n"
+        ));
+    }
+    let rows = lines
+        .into_iter()
+        .map(|l| {
+            let at = DateTime::parse_from_rfc3339(&l.at)
+                .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or(l.at);
+            vec![at, l.event, l.about, l.reference, l.detail]
+        })
+        .collect();
+    Ok(format!(
+        "Audit trail of {resource_id}\n{}",
+        table(&["when", "event", "finding", "ref", "who, how and what"], rows, &[])
+    ))
+}
+
+async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {
+    let resource = resource.trim();
+    if resource.is_empty() {
+        return Err("name the resource to snooze (its id)".into());
+    }
+    let reason = Snooze::clean_reason(reason);
+    if reason.is_empty() {
+        return Err("give a --reason: it is shown on every finding the snooze sets aside".into());
+    }
+    let z = Snooze {
+        resource_id: resource.to_string(),
+        until: now + Duration::days(i64::from(days)),
+        by: c.who(by).await,
+        via: "cli".into(),
+        reason,
+        at: now,
+        finding_id: None,
+    };
+    let granted = c.state.snooze(&z).await.map_err(err)?;
+    // The requests it closed are announced on the topic when one is configured (Slack and Jira
+    // then say so); without one, their Slack buttons answer "already snoozed".
+    let mut announced = false;
+    if let Some(topic) = std::env::var(remediation::config::TOPIC_VAR)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        let publisher = SnsPublisher::new(c.clients.sns.clone(), topic);
+        let messages: Vec<Message> = granted
+            .closed_requests
+            .iter()
+            .map(|(rid, f)| Message::ApprovalResult {
+                request_id: rid.clone(),
+                finding: f.clone(),
+                status: "snoozed".into(),
+                decided_by: z.by.clone(),
+                detail: format!("closed, nothing done: {}", z.describe()),
+            })
+            .collect();
+        if !messages.is_empty() {
+            publisher.publish(&messages).await.map_err(err)?;
+            announced = true;
+        }
+    }
+    if c.json {
+        return pretty(&json!({
+            "snooze": z,
+            "closed_requests": granted.closed_requests.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            "announced": announced,
+            "replaced": granted.replaced,
+        }));
+    }
+    let mut out = format!(
+        "Snoozed {}: {}. Every rule skips it until then.\n",
+        c.paint.bold(&z.resource_id),
+        z.describe()
+    );
+    if let Some(old) = &granted.replaced {
+        out += &format!("  It replaces the snooze until {} by {}.\n", old.until_text(), old.by);
+    }
+    for (rid, f) in &granted.closed_requests {
+        out += &format!(
+            "  Closed pending request {rid} ({} {}): nothing will be done.\n",
+            f.rule,
+            f.action.as_str()
+        );
+    }
+    Ok(out)
+}
+
+async fn snoozes(c: &Ctx, all: bool, now: DateTime<Utc>) -> Out {
+    let (mut list, unreadable) = c.state.all_snoozes().await.map_err(err)?;
+    if !all {
+        list.retain(|z| z.until > now);
+    }
+    list.sort_by(|a, b| a.until.cmp(&b.until).then_with(|| a.resource_id.cmp(&b.resource_id)));
+    if c.json {
+        return pretty(&list);
+    }
+    if list.is_empty() {
+        return Ok("No snooze in force.\n".into());
+    }
+    let rows = list
+        .iter()
+        .map(|z| {
+            vec![
+                z.resource_id.clone(),
+                if z.until > now {
+                    z.until_text()
+                } else {
+                    format!("{} (ended)", z.until_text())
+                },
+                z.by.clone(),
+                z.via.clone(),
+                z.reason.clone(),
+                when(z.at),
+            ]
+        })
+        .collect();
+    let mut out = table(&["resource", "until", "by", "via", "reason", "granted"], rows, &[]);
+    if unreadable > 0 {
+        out += &format!("{unreadable} snooze item(s) could not be read; they snooze nothing.\n");
+    }
+    Ok(out)
+}
+
+async fn unsnooze(c: &Ctx, resource: &str, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {
+    let who = c.who(by).await;
+    match c
+        .state
+        .unsnooze(resource.trim(), &who, &Snooze::clean_reason(reason), now)
+        .await
+        .map_err(err)?
+    {
+        None => Err(format!("{resource} is not snoozed")),
+        Some(z) if c.json => pretty(&json!({"lifted": z, "by": who})),
+        Some(z) => Ok(format!(
+            "Snooze of {} lifted by {who} (it ran until {}): the next runs assess it again.\n",
+            z.resource_id,
+            z.until_text()
+        )),
+    }
+}
+
+async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {
+    let kpi = Policy::default().tag_compliance.kpi_percent;
+    let r = remediation::report::SavingsReport::load(&c.state, weeks, kpi, now)
+        .await
+        .map_err(err)?;
+    if c.json {
+        return pretty(&r);
+    }
+    let p = c.paint;
+    let (open, open_usd) = r.open();
+    let mut out = format!(
+        "Savings {} to {}: {} estimated, {} realised ({}%); {} open finding(s) worth {}/month\n\n",
+        r.from,
+        r.to,
+        p.bold(&usd(r.estimated_usd)),
+        p.green(&usd(r.realised_usd)),
+        r.realisation_percent,
+        open,
+        usd(open_usd)
+    );
+    let weeks_rows = r
+        .weeks
+        .iter()
+        .map(|w| {
+            vec![
+                w.week_start.to_string(),
+                w.detected.to_string(),
+                usd(w.estimated_usd),
+                w.realised.to_string(),
+                usd(w.realised_usd),
+            ]
+        })
+        .collect();
+    out += &table(
+        &["week of", "detected", "estimated /month", "realised", "realised /month"],
+        weeks_rows,
+        &[1, 2, 3, 4],
+    );
+    let rule_rows = r
+        .by_rule
+        .iter()
+        .map(|(rule, t)| {
+            vec![
+                rule.clone(),
+                t.findings.to_string(),
+                usd(t.estimated_usd),
+                usd(t.realised_usd),
+            ]
+        })
+        .collect();
+    if !r.by_rule.is_empty() {
+        out += &table(&["rule", "findings", "estimated", "realised"], rule_rows, &[1, 2, 3]);
+    }
+    if !r.scans.is_empty() {
+        let scan_rows = r
+            .scans
+            .iter()
+            .map(|(rule, s)| {
+                vec![
+                    rule.clone(),
+                    s.runs.to_string(),
+                    s.failed.to_string(),
+                    when(s.last_at),
+                    s.last_result.clone(),
+                    s.last_findings.to_string(),
+                ]
+            })
+            .collect();
+        out += &table(
+            &["rule", "scans", "failed", "last scan", "result", "findings"],
+            scan_rows,
+            &[1, 2, 5],
+        );
+    }
+    if r.unreadable > 0 {
+        out += &format!(
+            "{} ledger item(s) could not be read and are not counted.\n",
+            r.unreadable
+        );
+    }
+    Ok(out)
+}
+
+/// A laptop scan: the rule's own function code, in dry-run, with no table, topic or links (so
+/// nothing is written or sent); snoozes are read (only) when a table is given.
+async fn scan(cli: &Cli, rule: Rule, policy_file: Option<&std::path::Path>) -> Out {
+    let now = Utc::now();
+    let (policy, source) = match policy_file {
+        Some(path) => (Policy::from_file(path).map_err(err)?, path.display().to_string()),
+        None => (Policy::default(), "built-in defaults".to_string()),
+    };
+    let clients = Clients::from_env().await.map_err(err)?;
+    let mut deps = Deps::from_parts(clients, policy.all_dry_run(), source, Default::default()).map_err(err)?;
+    deps.state = None;
+    deps.publisher = None;
+    deps.links = None;
+    let account = deps.clients.identity().await.map_err(err)?.account;
+    let region = deps.clients.region.clone();
+    let event = json!({
+        "version": "0",
+        "id": "finops-cli-scan",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": now,
+        "region": region,
+        "resources": [],
+        "detail": {},
+    });
+    let spinner = Spinner::start(format!("{}: scanning {account} in {region} (dry run)…", rule.name()));
+    let result = match rule {
+        Rule::IdleEc2 => idle_ec2::handler::handle(event, &deps, now).await,
+        Rule::EbsCleanup => ebs_cleanup::handler::handle(event, &deps, now).await,
+        Rule::S3Public => s3_public::handler::handle(event, &deps, now).await,
+        Rule::CostAlert => cost_alert::handler::handle(event, &deps, now).await,
+        Rule::TagCompliance => tag_compliance::handler::handle(event, &deps, now).await,
+        Rule::Rightsizing => rightsizing::handler::handle(event, &deps, None, now).await,
+    };
+    drop(spinner);
+    let mut report = result.map_err(err)?;
+    // The laptop scan has no table or topic on purpose: say so once, not as if something were off.
+    report
+        .notes
+        .retain(|n| !n.starts_with("state is off") && !n.starts_with("notifications are off"));
+    report
+        .notes
+        .push("a laptop scan: nothing recorded, nothing sent, nothing changed".into());
+    if let Some(table) = cli.table.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let state = DynamoState::new(deps.clients.dynamodb.clone(), table);
+        set_aside_snoozed(&mut report, &state, now).await;
+    }
+    if cli.output == Format::Json {
+        return pretty(&report);
+    }
+    Ok(scan_table(&report, &account, &region, Paint::detect()))
+}
+
+/// Moves the findings on snoozed resources out of a laptop scan's report, as the functions do.
+async fn set_aside_snoozed(report: &mut RunReport, state: &DynamoState, now: DateTime<Utc>) {
+    match remediation::flow::snoozed_resources(state, now).await {
+        Err(e) => report.notes.push(format!(
+            "the snoozes could not be read ({e}): snoozed resources may be listed"
+        )),
+        Ok(snoozes) => {
+            let (snoozed, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut report.findings)
+                .into_iter()
+                .partition(|f| snoozes.contains_key(&f.resource.id));
+            for f in &snoozed {
+                report.outcomes.retain(|o| o.finding_id != f.id);
+                report.outcomes.push(Outcome::new(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    snoozes[&f.resource.id].describe(),
+                ));
+            }
+            report.findings = kept;
+            report.findings_total = report.findings.len();
+            report.estimated_monthly_savings_usd = RunReport::total_savings(&report.findings);
+            report.skipped = RunReport::count_skipped(&report.outcomes);
+        }
+    }
+}
+
+fn scan_table(r: &RunReport, account: &str, region: &str, p: Paint) -> String {
+    let mut out = format!(
+        "{} in {account}/{region}: {} scanned, {} finding(s), {}/month — dry run, nothing changed\n",
+        p.bold(&r.rule),
+        r.scanned,
+        r.findings.len(),
+        p.bold(&usd(r.estimated_monthly_savings_usd))
+    );
+    if !r.findings.is_empty() {
+        let detail = |f: &Finding| {
+            r.outcomes
+                .iter()
+                .find(|o| o.finding_id == f.id)
+                .map(|o| o.detail.clone())
+                .unwrap_or_default()
+        };
+        let rows = r
+            .findings
+            .iter()
+            .map(|f| {
+                vec![
+                    f.resource.id.clone(),
+                    f.action.as_str().to_string(),
+                    f.estimated_monthly_savings_usd
+                        .map(usd)
+                        .unwrap_or_else(|| "unknown".into()),
+                    f.owner().to_string(),
+                    detail(f),
+                ]
+            })
+            .collect();
+        out += &table(&["resource", "action", "$/month", "owner", "would"], rows, &[2]);
+    }
+    let skipped: Vec<&Outcome> = r.outcomes.iter().filter(|o| o.outcome != OutcomeKind::DryRun).collect();
+    if !skipped.is_empty() {
+        let rows = skipped
+            .iter()
+            .map(|o| vec![o.finding_id.clone(), o.outcome.as_str().to_string(), o.detail.clone()])
+            .collect();
+        out += &table(&["passed over", "outcome", "why"], rows, &[]);
+    }
+    for n in &r.notes {
+        out += &format!("note: {n}\n");
+    }
+    out
+}

@@ -1,0 +1,313 @@
+//! The `finops` binary end to end against moto: every subcommand, run as an operator runs it
+//! (the table from `FINOPS_TABLE` or `--table`, AWS from the environment), beside the functions
+//! it steers.
+
+use std::process::Command;
+
+use chrono::{Duration, Utc};
+use finops_tests::seed::{self, Usage};
+use finops_tests::Moto;
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::policy::{ApprovalsPolicy, Mode, Policy};
+use remediation::state::{ApprovalStore, DynamoState, StateStore};
+use serde_json::Value;
+
+const TABLE: &str = "finops-state";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `finops args…` with only the environment an operator would have (moto's endpoint).
+fn finops(moto: &Moto, table: Option<&str>, args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_finops"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    if let Some(t) = table {
+        cmd.env("FINOPS_TABLE", t);
+    }
+    let out = cmd.output().expect("finops runs");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !run.stdout.contains('\x1b'),
+        "no colour when stdout is not a terminal: {}",
+        run.stdout
+    );
+    run
+}
+
+fn ok(r: Run) -> String {
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    r.stdout
+}
+
+fn json(r: Run) -> Value {
+    let out = ok(r);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn scheduled() -> Value {
+    serde_json::from_str(include_str!("../../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+async fn setup() -> (Moto, DynamoState, String) {
+    let moto = Moto::start().expect("moto");
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let sqs = aws_sdk_sqs_client(&moto).await;
+    let (topic, _) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    (moto, DynamoState::new(c.dynamodb.clone(), TABLE), topic)
+}
+
+async fn aws_sdk_sqs_client(moto: &Moto) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&moto.sdk_config().await)
+}
+
+async fn idle_instance(moto: &Moto) -> String {
+    let c = moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    id
+}
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into()],
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+async fn idle_run(moto: &Moto, topic: &str, mode: Mode) -> RunReport {
+    let deps = finops_tests::deps(moto, policy(mode), Some(TABLE), Some(topic)).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap()
+}
+
+#[tokio::test]
+async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_function() {
+    let (moto, state, topic) = setup().await;
+    let t = Some(TABLE);
+
+    let before = ok(finops(&moto, t, &["status"]));
+    assert!(before.contains("Emergency stop: off"), "{before}");
+    assert!(before.contains("idle-ec2") && before.contains("never"), "{before}");
+    // No table: a clear error, not a guess.
+    let no_table = finops(&moto, None, &["status"]);
+    assert_eq!(no_table.code, 1);
+    assert!(no_table.stderr.contains("FINOPS_TABLE"), "{}", no_table.stderr);
+
+    let id = idle_instance(&moto).await;
+    idle_run(&moto, &topic, Mode::DryRun).await;
+    let s = json(finops(&moto, t, &["status", "--output", "json"]));
+    let last = &s["last_runs"]["idle-ec2"];
+    assert_eq!(
+        (last["findings"].as_u64(), last["result"].as_str()),
+        (Some(1), Some("ok")),
+        "{s:#}"
+    );
+    assert_eq!(last["mode"], "dry-run");
+    assert!(s["last_runs"]["ebs-cleanup"].is_null());
+    let table = ok(finops(&moto, t, &["status"]));
+    assert!(table.contains("dry-run") && table.contains("$"), "{table}");
+
+    // Stop needs a reason; with one, every function runs as dry-run.
+    assert_eq!(finops(&moto, t, &["stop"]).code, 2);
+    let stopped = ok(finops(&moto, t, &["--table", TABLE, "stop", "--reason", "incident 42"]));
+    assert!(stopped.contains("Emergency stop ON"), "{stopped}");
+    let switch = state.emergency_stop().await.unwrap().unwrap();
+    assert!(switch.on && switch.reason == "incident 42", "{switch:?}");
+    assert!(
+        switch.by.contains("moto"),
+        "who stopped it is the caller's identity: {switch:?}"
+    );
+    let held = idle_run(&moto, &topic, Mode::Auto).await;
+    assert!(held.notes.iter().any(|n| n.contains("EMERGENCY STOP")), "{held:#?}");
+    assert_eq!(seed::state_of(&moto.clients().await.ec2, &id).await, "running");
+    let s = json(finops(&moto, t, &["status", "--output", "json"]));
+    assert_eq!(s["emergency_stop"]["on"], true);
+
+    ok(finops(&moto, t, &["resume", "--by", "ops@example.com"]));
+    let switch = state.emergency_stop().await.unwrap().unwrap();
+    assert!(!switch.on && switch.by == "ops@example.com", "{switch:?}");
+    let trail = state.audit_trail("CONTROL").await.unwrap();
+    assert_eq!(
+        trail.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["emergency-stop-on", "emergency-stop-off"]
+    );
+}
+
+#[tokio::test]
+async fn a_snooze_closes_the_request_skips_the_instance_and_unsnooze_brings_it_back() {
+    let (moto, state, topic) = setup().await;
+    let t = Some(TABLE);
+    let id = idle_instance(&moto).await;
+    let asked = idle_run(&moto, &topic, Mode::Approve).await;
+    assert_eq!(asked.outcomes[0].outcome, OutcomeKind::PendingApproval, "{asked:#?}");
+    let finding_id = asked.findings[0].id.clone();
+
+    let pending = json(finops(
+        &moto,
+        t,
+        &["approvals", "--status", "pending", "--output", "json"],
+    ));
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending:#}");
+    assert_eq!(pending[0]["resource_id"], id.as_str());
+    let rid = pending[0]["request_id"].as_str().unwrap().to_string();
+    let listed = ok(finops(&moto, t, &["approvals"]));
+    assert!(listed.contains(&rid) && listed.contains("pending"), "{listed}");
+    let s = json(finops(&moto, t, &["status", "--output", "json"]));
+    assert_eq!(s["open_approvals"]["idle-ec2"], 1);
+
+    // A reason is required; then the snooze closes the request.
+    assert_ne!(
+        finops(&moto, t, &["snooze", &id, "--days", "30", "--reason", "  "]).code,
+        0
+    );
+    let out = ok(finops(
+        &moto,
+        t,
+        &[
+            "snooze",
+            &id,
+            "--days",
+            "30",
+            "--reason",
+            "quarter-end batch",
+            "--by",
+            "ops@example.com",
+        ],
+    ));
+    assert!(out.contains(&format!("Closed pending request {rid}")), "{out}");
+    assert_eq!(state.approval(&rid).await.unwrap().unwrap().status, "snoozed");
+    let snoozes = json(finops(&moto, t, &["snoozes", "--output", "json"]));
+    assert_eq!(snoozes[0]["resource_id"], id.as_str());
+    assert_eq!(snoozes[0]["via"], "cli");
+    assert!(ok(finops(&moto, t, &["snoozes"])).contains("quarter-end batch"));
+
+    // The next run sets it aside, saying whose snooze it is.
+    let skipped = idle_run(&moto, &topic, Mode::Approve).await;
+    assert!(skipped.findings.is_empty(), "{skipped:#?}");
+    assert!(
+        skipped.outcomes[0]
+            .detail
+            .contains("by ops@example.com: quarter-end batch"),
+        "{skipped:#?}"
+    );
+
+    // The trail, in order, by resource id and by finding id.
+    let trail = json(finops(&moto, t, &["audit", &id, "--output", "json"]));
+    let events: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["approval-requested", "closed-snoozed", "snoozed"], "{trail:#}");
+    let by_finding = ok(finops(&moto, t, &["audit", &finding_id]));
+    assert!(
+        by_finding.contains("closed-snoozed") && by_finding.contains("ops@example.com"),
+        "{by_finding}"
+    );
+    assert!(ok(finops(&moto, t, &["audit", "i-nothing"])).contains("No audit trail"));
+
+    // Lifted: the next run asks again; lifting twice is an error.
+    ok(finops(&moto, t, &["unsnooze", &id, "--reason", "batch moved"]));
+    let again = finops(&moto, t, &["unsnooze", &id]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("is not snoozed"), "{}", again.stderr);
+    let asked_again = idle_run(&moto, &topic, Mode::Approve).await;
+    assert_eq!(
+        asked_again.outcomes[0].outcome,
+        OutcomeKind::PendingApproval,
+        "{asked_again:#?}"
+    );
+    let trail = json(finops(&moto, t, &["audit", &id, "--output", "json"]));
+    assert_eq!(trail.as_array().unwrap().last().unwrap()["event"], "approval-requested");
+    assert!(trail.to_string().contains("unsnoozed"));
+}
+
+#[tokio::test]
+async fn a_laptop_scan_reports_findings_in_dry_run_and_changes_nothing() {
+    let (moto, state, _) = setup().await;
+    let id = idle_instance(&moto).await;
+    let c = moto.clients().await;
+    let items_before = seed::scan_table(&c.dynamodb, TABLE).await.len();
+
+    // A policy that says auto is still a dry run from the laptop.
+    let dir = std::env::temp_dir().join(format!("finops-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, "mode: auto\n").unwrap();
+    let out = ok(finops(
+        &moto,
+        None,
+        &["scan", "idle-ec2", "--policy", policy.to_str().unwrap()],
+    ));
+    assert!(out.contains(&id) && out.contains("dry run, nothing changed"), "{out}");
+    let report = json(finops(&moto, None, &["scan", "idle-ec2", "--output", "json"]));
+    assert_eq!(report["mode"], "dry-run");
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    assert_eq!(seed::state_of(&c.ec2, &id).await, "running");
+    assert_eq!(
+        seed::scan_table(&c.dynamodb, TABLE).await.len(),
+        items_before,
+        "nothing written"
+    );
+
+    // With the table, snoozes are honoured (read only).
+    ok(finops(
+        &moto,
+        Some(TABLE),
+        &["snooze", &id, "--days", "7", "--reason", "load test"],
+    ));
+    let snoozed = json(finops(&moto, Some(TABLE), &["scan", "idle-ec2", "--output", "json"]));
+    assert_eq!(snoozed["findings"].as_array().map(Vec::len), Some(0), "{snoozed:#}");
+    assert!(snoozed["outcomes"].to_string().contains("snoozed until"), "{snoozed:#}");
+    assert!(
+        state.runs("idle-ec2", None, None).await.unwrap().is_empty(),
+        "a laptop scan is not a run record"
+    );
+
+    // A policy that does not read, and an unknown rule: clear errors.
+    std::fs::write(&policy, "mode: sometimes\n").unwrap();
+    let bad = finops(&moto, None, &["scan", "idle-ec2", "--policy", policy.to_str().unwrap()]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("policy.yaml"), "{}", bad.stderr);
+    assert_eq!(finops(&moto, None, &["scan", "idle-gpu"]).code, 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_report_sums_the_ledger_and_the_scans_of_the_weeks() {
+    let (moto, state, topic) = setup().await;
+    idle_instance(&moto).await;
+    idle_run(&moto, &topic, Mode::Approve).await;
+    idle_run(&moto, &topic, Mode::DryRun).await;
+    let r = json(finops(
+        &moto,
+        Some(TABLE),
+        &["report", "--weeks", "2", "--output", "json"],
+    ));
+    assert_eq!(r["scans"]["idle-ec2"]["runs"], 2, "{r:#}");
+    assert_eq!(r["by_rule"]["idle-ec2"]["findings"], 1, "{r:#}");
+    assert!(r["estimated_usd"].as_f64().unwrap() > 0.0, "{r:#}");
+    let text = ok(finops(&moto, Some(TABLE), &["report"]));
+    assert!(text.starts_with("Savings ") && text.contains("idle-ec2"), "{text}");
+    assert_eq!(finops(&moto, Some(TABLE), &["report", "--weeks", "0"]).code, 2);
+    let _ = (state, Duration::zero());
+}

@@ -1,0 +1,221 @@
+//! Snooze from Slack: a signed click through the approval function leaves a resource alone until
+//! the snooze ends, closes its open approval, and is honoured again right before any action.
+
+use chrono::{DateTime, Duration, Utc};
+use finops_tests::approvals::{button_urls, snooze_buttons, token_of, Loop};
+use finops_tests::seed::{self, Usage};
+use remediation::model::{OutcomeKind, RunReport};
+use remediation::policy::{ApprovalsPolicy, Mode, Policy};
+use remediation::state::{ApprovalStore, StateStore};
+use serde_json::Value;
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into()],
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+fn scheduled() -> Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+/// One instance idle for the 30 days before now.
+async fn idle_instance(lp: &Loop) -> String {
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 30).await;
+    id
+}
+
+async fn idle_run(lp: &Loop, mode: Mode, at: DateTime<Utc>) -> RunReport {
+    let deps = lp.detector_deps(policy(mode)).await;
+    idle_ec2::handler::handle(scheduled(), &deps, at).await.unwrap()
+}
+
+/// What slack-notify posted for what the run published: the posts' JSON.
+async fn posted(lp: &Loop) -> Vec<Value> {
+    let published = lp.drain().await;
+    let before = lp.slack.requests().len();
+    for r in lp.notify_slack(&published).await {
+        r.unwrap();
+    }
+    lp.slack.requests()[before..].iter().map(|r| r.json()).collect()
+}
+
+fn snooze_token(post: &Value, days: u32) -> String {
+    let buttons = snooze_buttons(post);
+    buttons
+        .iter()
+        .find(|(a, _)| a == &format!("finops_snooze_{days}"))
+        .map(|(_, t)| t.clone())
+        .unwrap_or_else(|| panic!("no Snooze {days} days button in {post:#}"))
+}
+
+#[tokio::test]
+async fn a_slack_snooze_skips_the_instance_until_it_ends_and_the_run_after_flags_it_again() {
+    let mut lp = Loop::start(policy(Mode::DryRun)).await;
+    lp.notify.options.interactive = true;
+    let id = idle_instance(&lp).await;
+    let t0 = Utc::now() - Duration::days(8);
+
+    // The dry run reports it; its Slack message carries the Snooze control.
+    let first = idle_run(&lp, Mode::DryRun, t0).await;
+    assert_eq!(first.findings.len(), 1, "{first:#?}");
+    let finding_id = first.findings[0].id.clone();
+    let posts = posted(&lp).await;
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    let blocks = posts[0]["blocks"].to_string();
+    assert!(blocks.contains("Snooze reason"), "{blocks}");
+    let token = snooze_token(&posts[0], 7);
+
+    // Someone not on the allow-list, and a forged length: nothing is snoozed.
+    lp.set_clock(Some(t0));
+    let (status, reply) = lp
+        .slack_click("finops_snooze_7", &token, "U0EVE", Some("mine now"), t0)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("Not allowed"), "{reply}");
+    let forged = token.replacen('.', "x.", 1);
+    let (_, reply) = lp.slack_click("finops_snooze_7", &forged, "U0ANA", None, t0).await;
+    assert!(reply.contains("Invalid link"), "{reply}");
+    assert!(lp.state().snoozes(t0).await.unwrap().is_empty());
+
+    // Ana snoozes it for 7 days with a reason.
+    let (status, reply) = lp
+        .slack_click("finops_snooze_7", &token, "U0ANA", Some("quarter-end batch"), t0)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("Snoozed") && reply.contains(&id), "{reply}");
+    let until = (t0 + Duration::days(7)).format("%Y-%m-%d %H:%M UTC").to_string();
+
+    // The next run skips it and says whose snooze it is and until when.
+    let snoozed = idle_run(&lp, Mode::DryRun, t0 + Duration::hours(1)).await;
+    assert!(snoozed.findings.is_empty(), "{snoozed:#?}");
+    let outcome = snoozed.outcomes.iter().find(|o| o.finding_id == finding_id).unwrap();
+    assert_eq!(outcome.outcome, OutcomeKind::Skipped);
+    assert_eq!(
+        outcome.detail,
+        format!("snoozed until {until} by U0ANA: quarter-end batch")
+    );
+    assert!(posted(&lp).await.is_empty(), "a snoozed resource is not posted again");
+
+    // The run after the snooze ends flags it again.
+    let after = idle_run(&lp, Mode::DryRun, Utc::now()).await;
+    assert_eq!(after.findings.len(), 1, "{after:#?}");
+    assert_eq!(after.findings[0].resource.id, id);
+
+    // The trail says who snoozed it, how and why.
+    let trail = lp.state().audit_trail(&finding_id).await.unwrap();
+    let entry = trail
+        .iter()
+        .find(|e| e.event == "snoozed")
+        .expect("a snoozed audit item");
+    assert!(entry.detail.contains("by U0ANA: quarter-end batch"), "{trail:#?}");
+
+    // Each scan left its run record: the snoozed one counts a skip and no finding.
+    let runs = lp.state().runs("idle-ec2", None, None).await.unwrap();
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    let middle = &runs[1];
+    assert_eq!((middle.findings, middle.outcomes.get("skipped")), (0, Some(&1)));
+    assert_eq!((runs[0].findings, runs[0].result.as_str()), (1, "ok"));
+}
+
+#[tokio::test]
+async fn a_snooze_closes_the_open_approval_and_an_approval_granted_before_it_is_not_carried_out() {
+    let mut lp = Loop::start(policy(Mode::Approve)).await;
+    lp.notify.options.interactive = true;
+    let now = Utc::now();
+    let ec2 = lp.moto.clients().await.ec2;
+
+    // Pending request, then Snooze 30 days on its message: closed as snoozed, announced.
+    let a = idle_instance(&lp).await;
+    let report = idle_run(&lp, Mode::Approve, now).await;
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval, "{report:#?}");
+    let posts = posted(&lp).await;
+    let request_id = posts[0]["blocks"].to_string();
+    let approve = button_urls(&posts[0])
+        .into_iter()
+        .find(|(t, _)| t == "Approve")
+        .map(|(_, u)| u)
+        .unwrap();
+    let (status, reply) = lp
+        .slack_click("finops_snooze_30", &snooze_token(&posts[0], 30), "U0ANA", None, now)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("1 pending request(s) closed"), "{reply}");
+    let published = lp.drain().await;
+    let results = Loop::of_type(&published, "approval-result");
+    assert_eq!(results.len(), 1, "{published:#?}");
+    assert_eq!(results[0]["status"], "snoozed");
+    let rid = results[0]["request_id"].as_str().unwrap().to_string();
+    assert!(request_id.contains(&rid));
+    assert_eq!(lp.state().approval(&rid).await.unwrap().unwrap().status, "snoozed");
+    // Approving it now changes nothing: it is closed.
+    let (_, reply) = lp
+        .slack_click("finops_approve", &token_of(&approve), "U0ANA", None, now)
+        .await;
+    assert!(reply.contains("Already snoozed"), "{reply}");
+    assert_eq!(seed::state_of(&ec2, &a).await, "running");
+    // A reason left empty still reads.
+    let snoozes = lp.state().snoozes(now).await.unwrap();
+    assert_eq!(snoozes.len(), 1);
+    assert!(
+        snoozes[0].describe().ends_with("by U0ANA: no reason given"),
+        "{snoozes:?}"
+    );
+    // And the next approve run asks nothing about it.
+    let again = idle_run(&lp, Mode::Approve, now + Duration::hours(1)).await;
+    assert!(again.findings.is_empty(), "{again:#?}");
+
+    // Approved first, snoozed before the execution arrives: the re-check refuses it.
+    let b = idle_instance(&lp).await;
+    let report = idle_run(&lp, Mode::Approve, now + Duration::hours(2)).await;
+    let pending = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&b))
+        .expect("b is asked about");
+    assert_eq!(pending.outcome, OutcomeKind::PendingApproval, "{report:#?}");
+    let posts = posted(&lp).await;
+    let post = posts
+        .iter()
+        .find(|p| p.to_string().contains(&b))
+        .expect("b's request is posted");
+    let approve = button_urls(post).into_iter().find(|(t, _)| t == "Approve").unwrap().1;
+    let snooze = snooze_token(post, 90);
+    let (_, reply) = lp
+        .slack_click("finops_approve", &token_of(&approve), "U0ANA", None, now)
+        .await;
+    assert!(reply.contains("Approved"), "{reply}");
+    let approved = lp.drain().await;
+    let (_, reply) = lp
+        .slack_click("finops_snooze_90", &snooze, "U0ANA", Some("migration"), now)
+        .await;
+    assert!(reply.contains("Snoozed") && !reply.contains("closed"), "{reply}");
+    for r in lp.deliver_to_approval(&approved).await {
+        r.unwrap();
+    }
+    assert_eq!(
+        seed::state_of(&ec2, &b).await,
+        "running",
+        "a snoozed instance is not stopped"
+    );
+    let finding_b = &report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&b))
+        .unwrap()
+        .finding_id;
+    let trail = lp.state().audit_trail(finding_b).await.unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.event == "obsolete" && e.detail.contains("snoozed until")),
+        "{trail:#?}"
+    );
+}
