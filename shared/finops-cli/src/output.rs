@@ -44,11 +44,21 @@ impl Paint {
     }
 }
 
+/// How wide a table may be: `COLUMNS` when the shell exports it, else 140 (long cells wrap).
+fn width() -> u16 {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<u16>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(140)
+}
+
 /// A table of `rows` under `headers`; the columns in `numeric` are right-aligned.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>, numeric: &[usize]) -> String {
     let mut t = Table::new();
     t.load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width())
         .set_header(headers.to_vec());
     for r in rows {
         t.add_row(r);

@@ -1,5 +1,7 @@
 //! `make demo`: a seeded demo account in moto, every function run through its real Lambda binary
-//! (`cargo lambda watch` + `cargo lambda invoke`), and what they found, in dollars. With `--org`
+//! (against `cargo lambda watch --only-lambda-apis`), and what they found, in dollars; then the
+//! human loop (Slack, approval, snooze, Jira, the weekly report over weeks of history) and the
+//! operator's `finops status`. With `--org`
 //! (`make org-demo`): the organisation fan-out over member accounts and regions.
 
 use std::collections::BTreeMap;
@@ -252,13 +254,15 @@ fn describe(f: &Finding) -> (String, String) {
         Evidence::EbsCleanup(e) => (
             format!("{} {}G", e.volume_type, e.size_gib),
             format!(
-                "unattached {} days ({}), grace {}; snapshot ≤ ${:.2}/mo",
+                "unattached {}d ({}); saves {} gross, net of a ≤ ${:.2} snapshot",
                 e.unattached_days,
                 serde_json::to_value(e.since_basis)
                     .unwrap_or_default()
                     .as_str()
                     .unwrap_or(""),
-                e.grace_days,
+                e.volume_usd_per_month
+                    .map(|v| format!("${v:.2}"))
+                    .unwrap_or_else(|| "unknown".into()),
                 e.snapshot_usd_per_month
             ),
         ),
@@ -579,12 +583,16 @@ fn print_slack(post: &serde_json::Value) {
         for el in block["elements"].as_array().into_iter().flatten() {
             match (el.pointer("/text/text").and_then(|t| t.as_str()), el["url"].as_str()) {
                 (Some(t), Some(u)) => lines.push(format!("[{t}] {u}")),
+                (Some(t), None) => lines.push(format!("[{t}]")),
                 _ => {
                     if let Some(t) = el["text"].as_str() {
                         lines.push(t.to_string())
                     }
                 }
             }
+        }
+        if let Some(label) = block.pointer("/label/text").and_then(|t| t.as_str()) {
+            lines.push(format!("{label}: [________________]"));
         }
         for l in lines {
             println!("  │ {l}");
@@ -632,7 +640,7 @@ async fn human_in_the_loop() {
         "demo policy: approvals.anyone_with_link: true, approvals.slack_users: [U0DEMO] \
          (typed addresses are recorded as unverified; a deployment lists its approvers or connects approvals.oidc)"
     );
-    let lp = Loop::start(policy.clone()).await;
+    let mut lp = Loop::start(policy.clone()).await;
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "m5.xlarge", &[("Owner", "ana"), ("Name", "forgotten-etl")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
@@ -709,7 +717,147 @@ async fn human_in_the_loop() {
         println!("  {}  {:<20} {}", &e.at[..19.min(e.at.len())], e.event, e.detail);
     }
     jira(&lp, &first_messages, &published).await;
+    snooze(&mut lp).await;
+    past_weeks(&lp).await;
     savings_report(&lp, &deps).await;
+    operator(&lp, &id);
+}
+
+/// A Snooze pressed in Slack: the next run sets the instance aside, saying whose snooze it is.
+async fn snooze(lp: &mut finops_tests::approvals::Loop) {
+    use finops_tests::approvals::snooze_buttons;
+    println!("\n== snooze from Slack: an owner needs an instance left alone for a month");
+    lp.notify.options.interactive = true;
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "c5.2xlarge", &[("Owner", "raj"), ("Name", "quarter-end-batch")]).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    let dry = Policy {
+        approvals: remediation::policy::ApprovalsPolicy {
+            slack_users: vec!["U0DEMO".into()],
+            ..Default::default()
+        },
+        ..Policy::default()
+    };
+    let deps = lp.detector_deps(dry.clone()).await;
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
+    idle_ec2::handler::handle(event.clone(), &deps, Utc::now())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    let before = lp.slack.requests().len();
+    for r in lp.notify_slack(&lp.drain().await).await {
+        r.unwrap_or_else(|e| fail(e));
+    }
+    let post = lp
+        .slack
+        .requests()
+        .iter()
+        .skip(before)
+        .map(|r| r.json())
+        .find(|p| p.to_string().contains(&id))
+        .unwrap_or_else(|| fail("no Slack message about the batch instance"));
+    print_slack(&post);
+    let token = snooze_buttons(&post)
+        .into_iter()
+        .find(|(a, _)| a == "finops_snooze_30")
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| fail("no Snooze 30 days button"));
+    println!("U0DEMO types \"quarter-end batch\" and presses [Snooze 30 days] (a signed Slack request):");
+    let (status, reply) = lp
+        .slack_click(
+            "finops_snooze_30",
+            &token,
+            "U0DEMO",
+            Some("quarter-end batch"),
+            Utc::now(),
+        )
+        .await;
+    let text = serde_json::from_str::<serde_json::Value>(&reply)
+        .ok()
+        .and_then(|v| v["text"].as_str().map(str::to_string))
+        .unwrap_or(reply);
+    println!("  HTTP {status}: {text}");
+    let next = idle_ec2::handler::handle(event, &deps, Utc::now())
+        .await
+        .unwrap_or_else(|e| fail(e));
+    if let Some(o) = next.outcomes.iter().find(|o| o.finding_id.ends_with(&id)) {
+        println!("the next idle-ec2 run: {id} {:?}: {}", o.outcome, o.detail);
+    }
+    let _ = lp.drain().await;
+}
+
+/// Three earlier weeks of history, made the way a deployment makes it: idle-ec2 in auto mode at
+/// each week's time, stopping that week's idle instances (the ledger realises them then).
+async fn past_weeks(lp: &finops_tests::approvals::Loop) {
+    println!("\n== three earlier weeks: idle-ec2 in auto mode at each week's time (the ledger's history)");
+    let c = lp.moto.clients().await;
+    // A small account: the blast radius is a share of what is scanned, so the demo allows all.
+    let auto = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 100.0,
+        ..Policy::default()
+    };
+    println!("   policy: {{mode: auto, max_actions_percent: 100}}");
+    let deps = lp.detector_deps(auto).await;
+    let event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
+    for (weeks_ago, types) in [
+        (3, &["m5.large", "r5.large"][..]),
+        (2, &["m5.2xlarge"][..]),
+        (1, &["t3.xlarge", "c5.xlarge", "m5.large"][..]),
+    ] {
+        let at = Utc::now() - chrono::Duration::weeks(weeks_ago);
+        for t in types {
+            let id = seed::run_instance(&c.ec2, t, &[("Owner", "team-data")]).await;
+            seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, at, 14).await;
+        }
+        let r = idle_ec2::handler::handle(event.clone(), &deps, at)
+            .await
+            .unwrap_or_else(|e| fail(e));
+        let stopped = r
+            .outcomes
+            .iter()
+            .filter(|o| o.outcome == remediation::model::OutcomeKind::Executed)
+            .count();
+        println!(
+            "   {}: {stopped} stopped automatically, ${:.2}/month",
+            at.format("%Y-%m-%d"),
+            r.findings
+                .iter()
+                .filter(|f| r
+                    .outcomes
+                    .iter()
+                    .any(|o| o.finding_id == f.id && o.outcome == remediation::model::OutcomeKind::Executed))
+                .filter_map(|f| f.estimated_monthly_savings_usd)
+                .sum::<f64>()
+        );
+    }
+    let _ = lp.drain().await;
+}
+
+/// What the operator sees at the end of the day: `finops status`, `finops snoozes` and the audit
+/// trail of the approved instance, from the real binary against the loop's table.
+fn operator(lp: &finops_tests::approvals::Loop, approved: &str) {
+    let run = |args: &[&str]| {
+        println!("\n$ finops {}", args.join(" "));
+        let out = std::process::Command::new(finops_tests::local::debug_dir().join("finops"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", lp.moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("FINOPS_TABLE", finops_tests::approvals::TABLE)
+            .output()
+            .unwrap_or_else(|e| fail(format!("finops did not run ({e}): make debug-build")));
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            fail(String::from_utf8_lossy(&out.stderr));
+        }
+    };
+    println!("\n== the operator's day: the finops command line");
+    run(&["status"]);
+    run(&["snoozes"]);
+    run(&["audit", approved]);
 }
 
 /// jira-sync on the same messages, against a local Jira Cloud stand-in.
