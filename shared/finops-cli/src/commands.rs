@@ -368,19 +368,44 @@ async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
             "No audit trail for {id}: nothing was asked, done or snoozed about it.\n"
         ));
     }
+    // One table in time order; the findings it spans are named above it, and each line says
+    // which rule (account and region when more than one) it is about.
+    let mut findings: Vec<&str> = lines
+        .iter()
+        .map(|l| l.about.as_str())
+        .filter(|a| *a != "resource")
+        .collect();
+    findings.sort();
+    findings.dedup();
+    let places: std::collections::HashSet<(&str, &str)> = findings
+        .iter()
+        .filter_map(|f| Finding::parse_id(f))
+        .map(|p| (p.account, p.region))
+        .collect();
+    let mut out = format!("Audit trail of {resource_id}\n");
+    for f in &findings {
+        out.push_str(&format!("  finding {f}\n"));
+    }
     let rows = lines
-        .into_iter()
+        .iter()
         .map(|l| {
             let at = DateTime::parse_from_rfc3339(&l.at)
                 .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or(l.at);
-            vec![at, l.event, l.about, l.reference, l.detail]
+                .unwrap_or_else(|_| l.at.clone());
+            let about = match Finding::parse_id(&l.about) {
+                Some(p) if places.len() > 1 => format!("{} {}/{}", p.rule, p.account, p.region),
+                Some(p) => p.rule.to_string(),
+                None => "snooze".to_string(),
+            };
+            vec![at, about, l.event.clone(), l.reference.clone(), l.detail.clone()]
         })
         .collect();
-    Ok(format!(
-        "Audit trail of {resource_id}\n{}",
-        table(&["when", "event", "finding", "ref", "who, how and what"], rows, &[])
-    ))
+    out.push_str(&table(
+        &["when", "about", "event", "ref", "who, how and what"],
+        rows,
+        &[],
+    ));
+    Ok(out)
 }
 
 async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {

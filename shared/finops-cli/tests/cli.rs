@@ -220,7 +220,9 @@ async fn a_snooze_closes_the_request_skips_the_instance_and_unsnooze_brings_it_b
     assert_eq!(events, ["approval-requested", "closed-snoozed", "snoozed"], "{trail:#}");
     let by_finding = ok(finops(&moto, t, &["audit", &finding_id]));
     assert!(
-        by_finding.contains("closed-snoozed") && by_finding.contains("ops@example.com"),
+        by_finding.contains(&format!("finding {finding_id}"))
+            && by_finding.contains("closed-snoozed")
+            && by_finding.contains("ops@example.com"),
         "{by_finding}"
     );
     assert!(ok(finops(&moto, t, &["audit", "i-nothing"])).contains("No audit trail"));

@@ -564,6 +564,9 @@ async fn main() {
     );
 
     human_in_the_loop().await;
+    println!("\n== the operator's day: the demo account, every rule's last run and the approvals still open");
+    finops(&moto.endpoint(), TABLE, &["status"]);
+    finops(&moto.endpoint(), TABLE, &["approvals", "--status", "pending"]);
     println!("\ndone: moto, the Slack stand-in and the approval server have been stopped.");
 }
 
@@ -717,14 +720,14 @@ async fn human_in_the_loop() {
         println!("  {}  {:<20} {}", &e.at[..19.min(e.at.len())], e.event, e.detail);
     }
     jira(&lp, &first_messages, &published).await;
-    snooze(&mut lp).await;
+    let snoozed = snooze(&mut lp).await;
     past_weeks(&lp).await;
     savings_report(&lp, &deps).await;
-    operator(&lp, &id);
+    operator(&lp, &id, &snoozed);
 }
 
 /// A Snooze pressed in Slack: the next run sets the instance aside, saying whose snooze it is.
-async fn snooze(lp: &mut finops_tests::approvals::Loop) {
+async fn snooze(lp: &mut finops_tests::approvals::Loop) -> String {
     use finops_tests::approvals::snooze_buttons;
     println!("\n== snooze from Slack: an owner needs an instance left alone for a month");
     lp.notify.options.interactive = true;
@@ -784,6 +787,7 @@ async fn snooze(lp: &mut finops_tests::approvals::Loop) {
         println!("the next idle-ec2 run: {id} {:?}: {}", o.outcome, o.detail);
     }
     let _ = lp.drain().await;
+    id
 }
 
 /// Three earlier weeks of history, made the way a deployment makes it: idle-ec2 in auto mode at
@@ -835,29 +839,33 @@ async fn past_weeks(lp: &finops_tests::approvals::Loop) {
     let _ = lp.drain().await;
 }
 
-/// What the operator sees at the end of the day: `finops status`, `finops snoozes` and the audit
-/// trail of the approved instance, from the real binary against the loop's table.
-fn operator(lp: &finops_tests::approvals::Loop, approved: &str) {
-    let run = |args: &[&str]| {
-        println!("\n$ finops {}", args.join(" "));
-        let out = std::process::Command::new(finops_tests::local::debug_dir().join("finops"))
-            .args(args)
-            .env("AWS_ENDPOINT_URL", lp.moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("FINOPS_TABLE", finops_tests::approvals::TABLE)
-            .output()
-            .unwrap_or_else(|e| fail(format!("finops did not run ({e}): make debug-build")));
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            fail(String::from_utf8_lossy(&out.stderr));
-        }
-    };
-    println!("\n== the operator's day: the finops command line");
-    run(&["status"]);
-    run(&["snoozes"]);
-    run(&["audit", approved]);
+/// `finops <args>` from the real binary against `endpoint` and `table`, printed as an operator
+/// sees it.
+fn finops(endpoint: &str, table: &str, args: &[&str]) {
+    println!("\n$ finops {}", args.join(" "));
+    let out = std::process::Command::new(finops_tests::local::debug_dir().join("finops"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("FINOPS_TABLE", table)
+        .output()
+        .unwrap_or_else(|e| fail(format!("finops did not run ({e}): make debug-build")));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        fail(String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// What the operator sees of the loop: its snoozes, and the trails of the approved and the
+/// snoozed instance.
+fn operator(lp: &finops_tests::approvals::Loop, approved: &str, snoozed: &str) {
+    println!("\n== the operator's day: the finops command line (the loop's table)");
+    let endpoint = lp.moto.endpoint();
+    finops(&endpoint, finops_tests::approvals::TABLE, &["snoozes"]);
+    finops(&endpoint, finops_tests::approvals::TABLE, &["audit", approved]);
+    finops(&endpoint, finops_tests::approvals::TABLE, &["audit", snoozed]);
 }
 
 /// jira-sync on the same messages, against a local Jira Cloud stand-in.
