@@ -41,6 +41,18 @@ pub struct Loop {
 }
 
 /// The secret as an operator stores it in Secrets Manager.
+/// A policy in `mode` whose one Slack approver (and snoozer) is `user`.
+pub fn slack_policy(mode: remediation::policy::Mode, user: &str) -> Policy {
+    Policy {
+        mode,
+        approvals: remediation::policy::ApprovalsPolicy {
+            slack_users: vec![user.to_string()],
+            ..Default::default()
+        },
+        ..Policy::default()
+    }
+}
+
 pub fn secret_json(webhook: &str) -> String {
     serde_json::json!({
         "link_signing_key": LINK_KEY,

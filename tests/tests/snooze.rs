@@ -5,19 +5,12 @@ use chrono::{DateTime, Duration, Utc};
 use finops_tests::approvals::{button_urls, snooze_buttons, token_of, Loop};
 use finops_tests::seed::{self, Usage};
 use remediation::model::{OutcomeKind, RunReport};
-use remediation::policy::{ApprovalsPolicy, Mode, Policy};
+use remediation::policy::{Mode, Policy};
 use remediation::state::{ApprovalStore, StateStore};
 use serde_json::Value;
 
 fn policy(mode: Mode) -> Policy {
-    Policy {
-        mode,
-        approvals: ApprovalsPolicy {
-            slack_users: vec!["U0ANA".into()],
-            ..ApprovalsPolicy::default()
-        },
-        ..Policy::default()
-    }
+    finops_tests::approvals::slack_policy(mode, "U0ANA")
 }
 
 fn scheduled() -> Value {

@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
 use remediation::model::{OutcomeKind, RunReport};
-use remediation::policy::{ApprovalsPolicy, Mode, Policy};
+use remediation::policy::{Mode, Policy};
 use remediation::state::{ApprovalStore, DynamoState, StateStore};
 use serde_json::Value;
 
@@ -83,14 +83,7 @@ async fn idle_instance(moto: &Moto) -> String {
 }
 
 fn policy(mode: Mode) -> Policy {
-    Policy {
-        mode,
-        approvals: ApprovalsPolicy {
-            slack_users: vec!["U0ANA".into()],
-            ..ApprovalsPolicy::default()
-        },
-        ..Policy::default()
-    }
+    finops_tests::approvals::slack_policy(mode, "U0ANA")
 }
 
 async fn idle_run(moto: &Moto, topic: &str, mode: Mode) -> RunReport {

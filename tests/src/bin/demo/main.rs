@@ -734,14 +734,8 @@ async fn snooze(lp: &mut finops_tests::approvals::Loop) -> String {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "c5.2xlarge", &[("Owner", "raj"), ("Name", "quarter-end-batch")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
-    let dry = Policy {
-        approvals: remediation::policy::ApprovalsPolicy {
-            slack_users: vec!["U0DEMO".into()],
-            ..Default::default()
-        },
-        ..Policy::default()
-    };
-    let deps = lp.detector_deps(dry.clone()).await;
+    let dry = finops_tests::approvals::slack_policy(Mode::DryRun, "U0DEMO");
+    let deps = lp.detector_deps(dry).await;
     let event: serde_json::Value =
         serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
     idle_ec2::handler::handle(event.clone(), &deps, Utc::now())
