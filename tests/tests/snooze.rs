@@ -212,3 +212,89 @@ async fn a_snooze_closes_the_open_approval_and_an_approval_granted_before_it_is_
         "{trail:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_snooze_on_a_tag_compliance_stop_request_keeps_the_instance_running_and_a_shorter_click_cuts_nothing() {
+    use remediation::policy::TagAction;
+    let mut policy = policy(Mode::Approve);
+    policy.tag_compliance.action = TagAction::MarkAndStop;
+    let mut lp = Loop::start(policy.clone()).await;
+    lp.notify.options.interactive = true;
+    let now = Utc::now();
+    let ec2 = lp.moto.clients().await.ec2;
+    // Marked untagged 20 days ago: past the 14-day grace, so the sweep asks to stop it.
+    let marked = (now - Duration::days(20)).date_naive().to_string();
+    let id = seed::run_instance(
+        &ec2,
+        "t3.large",
+        &[
+            ("Owner", "ana"),
+            (remediation::rules::tag_compliance::MARK_TAG, &marked),
+        ],
+    )
+    .await;
+    let deps = lp.detector_deps(policy).await;
+    let sweep: Value = serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap();
+    let first = tag_compliance::handler::handle(sweep.clone(), &deps, now)
+        .await
+        .unwrap();
+    let stop_id = format!("{}:stop", first.findings[0].id);
+    let asked = first.outcomes.iter().find(|o| o.finding_id == stop_id);
+    assert_eq!(
+        asked.map(|o| o.outcome),
+        Some(OutcomeKind::PendingApproval),
+        "{first:#?}"
+    );
+    let posts = posted(&lp).await;
+    let post = posts
+        .iter()
+        .find(|p| p.to_string().contains("Approve"))
+        .unwrap_or_else(|| panic!("the stop request is posted: {posts:#?}"));
+
+    // Snoozed for 30 days from the stop request's message: the request closes, the snooze is
+    // on the instance (in this account and region), and the next sweep leaves it running.
+    let (status, reply) = lp
+        .slack_click(
+            "finops_snooze_30",
+            &snooze_token(post, 30),
+            "U0ANA",
+            Some("renaming tags"),
+            now,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains(&format!("{id} is left alone")), "{reply}");
+    assert!(reply.contains("1 pending request(s) closed"), "{reply}");
+    let snoozes = lp.state().snoozes(now).await.unwrap();
+    assert_eq!(snoozes.len(), 1, "{snoozes:#?}");
+    assert_eq!(snoozes[0].resource_id, id);
+    assert_eq!(
+        (snoozes[0].account.as_deref(), snoozes[0].region.as_deref()),
+        (Some("123456789012"), Some("us-east-1"))
+    );
+    let _ = lp.drain().await;
+    let next = tag_compliance::handler::handle(sweep.clone(), &deps, now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        next.outcomes
+            .iter()
+            .all(|o| o.outcome != OutcomeKind::PendingApproval && o.outcome != OutcomeKind::Executed),
+        "{next:#?}"
+    );
+    assert!(
+        next.outcomes.iter().any(|o| o.detail.contains("snoozed until")),
+        "{next:#?}"
+    );
+    assert_eq!(seed::state_of(&ec2, &id).await, "running");
+
+    // A later 7-day click on the same message does not cut the 30-day snooze short.
+    let (status, reply) = lp
+        .slack_click("finops_snooze_7", &snooze_token(post, 7), "U0ANA", Some("shorter"), now)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("already snoozed until"), "{reply}");
+    let snoozes = lp.state().snoozes(now).await.unwrap();
+    assert_eq!(snoozes[0].until, snoozes[0].at + Duration::days(30), "{snoozes:#?}");
+    assert_eq!(snoozes[0].reason, "renaming tags");
+}

@@ -99,9 +99,15 @@ async fn table_command(cli: &Cli, c: &Ctx, now: DateTime<Utc>) -> Out {
             days,
             reason,
             by,
-        } => snooze(c, resource, *days, reason, by, now).await,
+            place,
+        } => snooze(c, resource, *days, reason, by, place, now).await,
         Command::Snoozes { all } => snoozes(c, *all, now).await,
-        Command::Unsnooze { resource, reason, by } => unsnooze(c, resource, reason, by, now).await,
+        Command::Unsnooze {
+            resource,
+            reason,
+            by,
+            place,
+        } => unsnooze(c, resource, reason, by, place, now).await,
         Command::Report { weeks } => report(c, *weeks, now).await,
         Command::Scan { .. } => Err("unreachable".into()),
     }
@@ -408,7 +414,23 @@ async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
     Ok(out)
 }
 
-async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {
+/// A named account or region, trimmed; blank is none.
+fn named(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+async fn snooze(
+    c: &Ctx,
+    resource: &str,
+    days: u32,
+    reason: &str,
+    by: &Option<String>,
+    place: &crate::Place,
+    now: DateTime<Utc>,
+) -> Out {
     let resource = resource.trim();
     if resource.is_empty() {
         return Err("name the resource to snooze (its id)".into());
@@ -425,8 +447,12 @@ async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<St
         reason,
         at: now,
         finding_id: None,
+        account: named(&place.account),
+        region: named(&place.region),
     };
-    let granted = c.state.snooze(&z).await.map_err(err)?;
+    // An operator's command replaces a snooze in force, and says so.
+    let granted = c.state.snooze(&z, false).await.map_err(err)?;
+    let mut warnings = granted.warnings.clone();
     // The requests it closed are announced on the topic when one is configured (Slack and Jira
     // then say so); without one, their Slack buttons answer "already snoozed".
     let mut announced = false;
@@ -447,8 +473,11 @@ async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<St
             })
             .collect();
         if !messages.is_empty() {
-            publisher.publish(&messages).await.map_err(err)?;
-            announced = true;
+            // The snooze and the closures are on record: a failed announcement is a warning.
+            match publisher.publish(&messages).await {
+                Ok(_) => announced = true,
+                Err(e) => warnings.push(format!("the closed requests were not announced on the topic: {e}")),
+            }
         }
     }
     if c.json {
@@ -457,11 +486,13 @@ async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<St
             "closed_requests": granted.closed_requests.iter().map(|(r, _)| r).collect::<Vec<_>>(),
             "announced": announced,
             "replaced": granted.replaced,
+            "warnings": warnings,
         }));
     }
     let mut out = format!(
-        "Snoozed {}: {}. Every rule skips it until then.\n",
+        "Snoozed {} ({}): {}. Every rule skips it until then.\n",
         c.paint.bold(&z.resource_id),
+        z.where_text(),
         z.describe()
     );
     if let Some(old) = &granted.replaced {
@@ -473,6 +504,9 @@ async fn snooze(c: &Ctx, resource: &str, days: u32, reason: &str, by: &Option<St
             f.rule,
             f.action.as_str()
         );
+    }
+    for w in &warnings {
+        out += &format!("  {} {w}\n", c.paint.yellow("Warning:"));
     }
     Ok(out)
 }
@@ -494,6 +528,7 @@ async fn snoozes(c: &Ctx, all: bool, now: DateTime<Utc>) -> Out {
         .map(|z| {
             vec![
                 z.resource_id.clone(),
+                z.where_text(),
                 if z.until > now {
                     z.until_text()
                 } else {
@@ -506,22 +541,52 @@ async fn snoozes(c: &Ctx, all: bool, now: DateTime<Utc>) -> Out {
             ]
         })
         .collect();
-    let mut out = table(&["resource", "until", "by", "via", "reason", "granted"], rows, &[]);
+    let mut out = table(
+        &["resource", "where", "until", "by", "via", "reason", "granted"],
+        rows,
+        &[],
+    );
     if unreadable > 0 {
         out += &format!("{unreadable} snooze item(s) could not be read; they snooze nothing.\n");
     }
     Ok(out)
 }
 
-async fn unsnooze(c: &Ctx, resource: &str, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {
+async fn unsnooze(
+    c: &Ctx,
+    resource: &str,
+    reason: &str,
+    by: &Option<String>,
+    place: &crate::Place,
+    now: DateTime<Utc>,
+) -> Out {
     let who = c.who(by).await;
+    let resource = resource.trim();
+    let (account, region) = (named(&place.account), named(&place.region));
+    let key = remediation::state::snooze_key(resource, account.as_deref(), region.as_deref());
     match c
         .state
-        .unsnooze(resource.trim(), &who, &Snooze::clean_reason(reason), now)
+        .unsnooze(&key, &who, &Snooze::clean_reason(reason), now)
         .await
         .map_err(err)?
     {
-        None => Err(format!("{resource} is not snoozed")),
+        None => {
+            // Snoozed elsewhere than named? Say where, so the operator can name it.
+            let (all, _) = c.state.all_snoozes().await.map_err(err)?;
+            let places: Vec<String> = all
+                .iter()
+                .filter(|z| z.resource_id == resource && z.until > now)
+                .map(|z| z.where_text())
+                .collect();
+            if places.is_empty() {
+                Err(format!("{resource} is not snoozed"))
+            } else {
+                Err(format!(
+                    "{resource} is not snoozed there; it is snoozed in {} (name it with --account and --region)",
+                    places.join(", ")
+                ))
+            }
+        }
         Some(z) if c.json => pretty(&json!({"lifted": z, "by": who})),
         Some(z) => Ok(format!(
             "Snooze of {} lifted by {who} (it ran until {}): the next runs assess it again.\n",
@@ -677,13 +742,13 @@ async fn set_aside_snoozed(report: &mut RunReport, state: &DynamoState, now: Dat
         Ok(snoozes) => {
             let (snoozed, kept): (Vec<Finding>, Vec<Finding>) = std::mem::take(&mut report.findings)
                 .into_iter()
-                .partition(|f| snoozes.contains_key(&f.resource.id));
+                .partition(|f| snoozes.covering(&f.resource).is_some());
             for f in &snoozed {
                 report.outcomes.retain(|o| o.finding_id != f.id);
                 report.outcomes.push(Outcome::new(
                     &f.id,
                     OutcomeKind::Skipped,
-                    snoozes[&f.resource.id].describe(),
+                    snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default(),
                 ));
             }
             report.findings = kept;

@@ -9,9 +9,21 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// FinOps Autopilot's operator tool.
+/// Where a snooze holds: every account and region unless named (ids such as cost-alert's
+/// `TOTAL` are the same in every account: name the account for those).
+#[derive(Debug, Clone, Args)]
+pub struct Place {
+    /// Only in this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only in this region.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "finops", version, about = "FinOps Autopilot's operator tool: what it is doing, and how to steer it", long_about = None)]
 pub struct Cli {
@@ -93,6 +105,8 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         by: Option<String>,
+        #[command(flatten)]
+        place: Place,
     },
     /// The snoozes in force.
     Snoozes {
@@ -107,6 +121,8 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         by: Option<String>,
+        #[command(flatten)]
+        place: Place,
     },
     /// One dry-run scan of the current credentials' account and region: findings and dollars,
     /// nothing changed, nothing recorded, nothing sent.

@@ -48,8 +48,11 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnoozeClaims {
-    /// The finding id (its resource, account and region).
+    /// The finding id (its account and region).
     pub fid: String,
+    /// The resource the snooze is for (the finding's resource id: a finding id may name more, as
+    /// tag-compliance's `…:<instance>:stop` does).
+    pub res: String,
     pub days: u32,
     /// Expiry of the button, epoch seconds.
     pub exp: i64,
@@ -157,10 +160,11 @@ impl LinkSigner {
 
     /// A signed Snooze button: the resource of `finding_id` left alone for `days` days, usable
     /// until `expires_at`.
-    pub fn snooze_token(&self, finding_id: &str, days: u32, expires_at: DateTime<Utc>) -> String {
+    pub fn snooze_token(&self, finding_id: &str, resource_id: &str, days: u32, expires_at: DateTime<Utc>) -> String {
         self.sign_in_domain(
             &SnoozeClaims {
                 fid: finding_id.to_string(),
+                res: resource_id.to_string(),
                 days,
                 exp: expires_at.timestamp(),
             },
@@ -254,9 +258,12 @@ mod tests {
     fn a_snooze_button_and_a_decision_are_never_taken_for_each_other() {
         let now = at("2026-11-26T00:00:00Z");
         let until = at("2026-11-29T00:00:00Z");
-        let z = signer().snooze_token("idle-ec2:123456789012:us-east-1:i-1", 30, until);
+        let z = signer().snooze_token("idle-ec2:123456789012:us-east-1:i-1", "i-1", 30, until);
         let c = signer().verify_snooze(&z, now).unwrap();
-        assert_eq!((c.fid.as_str(), c.days), ("idle-ec2:123456789012:us-east-1:i-1", 30));
+        assert_eq!(
+            (c.fid.as_str(), c.res.as_str(), c.days),
+            ("idle-ec2:123456789012:us-east-1:i-1", "i-1", 30)
+        );
         assert_eq!(signer().verify(&z, now), Err(TokenError::BadSignature));
         let approve = signer().token("r1", Decision::Approve, until);
         assert_eq!(signer().verify_snooze(&approve, now), Err(TokenError::BadSignature));

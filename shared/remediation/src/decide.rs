@@ -500,19 +500,42 @@ impl Approvals<'_> {
             Approver::Slack { user_id, .. } => user_id.clone(),
             other => other.id(),
         };
+        // The resource the button names, where its finding is (an id like cost-alert's `TOTAL`
+        // is the same in every account and region).
         let snooze = crate::state::Snooze {
-            resource_id: parts.resource_id.to_string(),
+            resource_id: claims.res.clone(),
             until: now + chrono::Duration::days(i64::from(claims.days)),
             by,
             via: who.via().to_string(),
             reason: crate::state::Snooze::clean_reason(reason),
             at: now,
             finding_id: Some(claims.fid.clone()),
+            account: Some(parts.account.to_string()),
+            region: Some(parts.region.to_string()),
         };
-        let granted = match self.store.snooze(&snooze).await {
+        if snooze.resource_id.trim().is_empty() {
+            return Verdict::new(
+                400,
+                "Invalid link",
+                "This button names no resource; nothing was changed.",
+            );
+        }
+        let granted = match self.store.snooze(&snooze, true).await {
             Ok(g) => g,
             Err(e) => return internal(e),
         };
+        if let Some(kept) = &granted.kept {
+            return Verdict::new(
+                200,
+                "Already snoozed",
+                format!(
+                    "{} is already snoozed until {} by {}, which is later: that snooze stands and nothing was changed.",
+                    kept.resource_id,
+                    kept.until_text(),
+                    kept.by
+                ),
+            );
+        }
         for (request_id, finding) in &granted.closed_requests {
             self.publish(Message::ApprovalResult {
                 request_id: request_id.clone(),
@@ -523,10 +546,13 @@ impl Approvals<'_> {
             })
             .await;
         }
-        let closed = match granted.closed_requests.len() {
+        let mut closed = match granted.closed_requests.len() {
             0 => String::new(),
             n => format!(" {n} pending request(s) closed; nothing will be done."),
         };
+        for w in &granted.warnings {
+            closed.push_str(&format!(" Warning: {w}."));
+        }
         Verdict::new(
             200,
             "Snoozed",

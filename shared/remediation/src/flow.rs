@@ -103,11 +103,18 @@ impl<'a> RunContext<'a> {
         }
         match snoozed_resources(state, self.now).await {
             Ok(snoozes) => {
-                let (snoozed, kept): (Vec<Finding>, Vec<Finding>) =
-                    findings.into_iter().partition(|f| snoozes.contains_key(&f.resource.id));
+                let (snoozed, kept): (Vec<Finding>, Vec<Finding>) = findings
+                    .into_iter()
+                    .partition(|f| snoozes.covering(&f.resource).is_some());
                 let outcomes = snoozed
                     .iter()
-                    .map(|f| Outcome::new(&f.id, OutcomeKind::Skipped, snoozes[&f.resource.id].describe()))
+                    .map(|f| {
+                        Outcome::new(
+                            &f.id,
+                            OutcomeKind::Skipped,
+                            snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default(),
+                        )
+                    })
                     .collect();
                 (kept, outcomes, Vec::new())
             }
@@ -588,17 +595,9 @@ fn obsolete(finding_id: &str, detail: impl Into<String>) -> Acted {
     }
 }
 
-/// The snoozes in force at `now`, by resource id.
-pub async fn snoozed_resources(
-    state: &dyn StateStore,
-    now: DateTime<Utc>,
-) -> Result<HashMap<String, crate::state::Snooze>> {
-    Ok(state
-        .snoozes(now)
-        .await?
-        .into_iter()
-        .map(|z| (z.resource_id.clone(), z))
-        .collect())
+/// The snoozes in force at `now`, looked up by resource.
+pub async fn snoozed_resources(state: &dyn StateStore, now: DateTime<Utc>) -> Result<crate::state::Snoozes> {
+    Ok(crate::state::Snoozes::new(state.snoozes(now).await?))
 }
 
 /// Why nothing may be done right now: the emergency stop is on, or cannot be read (fails closed).
@@ -644,9 +643,12 @@ pub async fn execute(
         Ok(snoozes) => {
             let (snoozed, rest): (Vec<&Finding>, Vec<&Finding>) = candidates
                 .into_iter()
-                .partition(|f| snoozes.contains_key(&f.resource.id));
+                .partition(|f| snoozes.covering(&f.resource).is_some());
             for f in snoozed {
-                out.push(obsolete(&f.id, snoozes[&f.resource.id].describe()));
+                out.push(obsolete(
+                    &f.id,
+                    snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default(),
+                ));
             }
             rest
         }

@@ -29,7 +29,7 @@ impl SnoozeButton {
             .iter()
             .map(|&days| SnoozeButton {
                 days,
-                token: links.snooze_token(&finding.id, days, until),
+                token: links.snooze_token(&finding.id, &finding.resource.id, days, until),
             })
             .collect()
     }

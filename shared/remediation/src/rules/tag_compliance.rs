@@ -276,10 +276,10 @@ pub async fn sweep(
     // Snoozed resources are counted (a snooze is no tag) but never marked or stopped; when the
     // snoozes cannot be read nothing is.
     let (snoozes, snoozes_unread) = match sinks.state {
-        None => (std::collections::HashMap::new(), None),
+        None => (crate::state::Snoozes::default(), None),
         Some(state) => match flow::snoozed_resources(state, now).await {
             Ok(z) => (z, None),
-            Err(e) => (std::collections::HashMap::new(), Some(e.to_string())),
+            Err(e) => (crate::state::Snoozes::default(), Some(e.to_string())),
         },
     };
     if let Some(e) = &snoozes_unread {
@@ -299,11 +299,11 @@ pub async fn sweep(
             _ => String::new(),
         };
         let detail = match (p.action, f.resource.kind, acting) {
-            (_, _, _) if snoozes.contains_key(&f.resource.id) => (
+            (_, _, _) if snoozes.covering(&f.resource).is_some() => (
                 OutcomeKind::Skipped,
                 format!(
                     "missing {missing}; {}: counted but not marked or stopped",
-                    snoozes[&f.resource.id].describe()
+                    snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default()
                 ),
             ),
             (TagAction::Notify, _, _) => (OutcomeKind::DryRun, format!("missing {missing}: reported")),
@@ -366,7 +366,7 @@ pub async fn sweep(
             .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
             // Exempt instances are counted, never stopped (their outcome above says so).
             .filter(|f| !is_exempt(&f.resource.tags, &policy.exempt_tag))
-            .filter(|f| !snoozes.contains_key(&f.resource.id))
+            .filter(|f| !snoozes.covering(&f.resource).is_some())
         {
             if let Some(since) = marked_since(&f.resource) {
                 let days = (today - since).num_days();

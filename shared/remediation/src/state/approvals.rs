@@ -226,24 +226,33 @@ impl DynamoState {
         Ok(out)
     }
 
-    /// Closes the pending requests on a snoozed resource: those of every rule in the finding's
-    /// account and region (their locks name them), or, for a snooze by resource id alone, any
-    /// pending request on it (a Scan: an operator's command, not a hot path).
-    pub(super) async fn close_snoozed_approvals(&self, z: &Snooze) -> Result<Vec<(String, Finding)>> {
+    /// Closes the pending requests on a snoozed resource: where the snooze names its account
+    /// and region, those of every rule there (their locks name them, tag-compliance's stop and the
+    /// snooze's own finding among them); else any pending request on the resource (a Scan: an
+    /// operator's command, not a hot path). Only requests the snooze covers are closed. What
+    /// cannot be read or closed is answered as a warning: the snooze is on record already.
+    pub(super) async fn close_snoozed_approvals(&self, z: &Snooze) -> (Vec<(String, Finding)>, Vec<String>) {
+        let mut warnings = Vec::new();
         let mut requests = Vec::new();
-        match z.finding_id.as_deref().and_then(Finding::parse_id) {
-            Some(parts) => {
-                for rule in crate::detect::RULES {
-                    let finding_id = format!("{rule}:{}:{}:{}", parts.account, parts.region, z.resource_id);
-                    if let Some(lock) = self
-                        .get(&super::dynamo::finding_pk(&finding_id), "OPEN_APPROVAL")
-                        .await?
-                    {
-                        requests.extend(text(&lock, "request_id").map(str::to_string));
+        match (&z.account, &z.region) {
+            (Some(account), Some(region)) => {
+                let mut finding_ids: Vec<String> = crate::detect::RULES
+                    .iter()
+                    .map(|rule| format!("{rule}:{account}:{region}:{}", z.resource_id))
+                    .collect();
+                finding_ids.push(format!("tag-compliance:{account}:{region}:{}:stop", z.resource_id));
+                finding_ids.extend(z.finding_id.clone());
+                finding_ids.sort();
+                finding_ids.dedup();
+                for finding_id in finding_ids {
+                    match self.get(&super::dynamo::finding_pk(&finding_id), "OPEN_APPROVAL").await {
+                        Ok(Some(lock)) => requests.extend(text(&lock, "request_id").map(str::to_string)),
+                        Ok(None) => {}
+                        Err(e) => warnings.push(format!("the open request of {finding_id} could not be read: {e}")),
                     }
                 }
             }
-            None => {
+            _ => {
                 let items = self
                     .scan_items(
                         "kind = :approval AND #st = :pending AND resource_id = :res",
@@ -254,21 +263,30 @@ impl DynamoState {
                             (":res", s(&z.resource_id)),
                         ],
                     )
-                    .await?;
-                requests.extend(
-                    items
-                        .iter()
-                        .filter_map(|i| text(i, "pk")?.strip_prefix("APPROVAL#").map(str::to_string)),
-                );
+                    .await;
+                match items {
+                    Ok(items) => requests.extend(
+                        items
+                            .iter()
+                            .filter_map(|i| text(i, "pk")?.strip_prefix("APPROVAL#").map(str::to_string)),
+                    ),
+                    Err(e) => warnings.push(format!("the pending requests could not be listed: {e}")),
+                }
             }
         }
+        requests.sort();
+        requests.dedup();
         let mut closed = Vec::new();
         for request_id in requests {
-            if let Some(finding) = self.close_as_snoozed(&request_id, z).await? {
-                closed.push((request_id, finding));
+            match self.close_as_snoozed(&request_id, z).await {
+                Ok(Some(finding)) => closed.push((request_id, finding)),
+                Ok(None) => {}
+                Err(e) => warnings.push(format!(
+                    "request {request_id} was left open ({e}); its approval is refused by the re-check before acting"
+                )),
             }
         }
-        Ok(closed)
+        (closed, warnings)
     }
 
     /// `pending → snoozed` (its audit item, the ledger line closed, the lock released so the run
@@ -277,7 +295,7 @@ impl DynamoState {
         let Some(current) = self.approval(request_id).await? else {
             return Ok(None);
         };
-        if current.status != "pending" {
+        if current.status != "pending" || !z.covers(&current.finding.resource) {
             return Ok(None);
         }
         let close = built(
@@ -1057,12 +1075,12 @@ impl ApprovalStore for DynamoState {
         Ok(())
     }
 
-    async fn snooze(&self, snooze: &Snooze) -> Result<SnoozeGranted> {
-        self.grant_snooze(snooze).await
+    async fn snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
+        self.grant_snooze(snooze, keep_longer).await
     }
 
-    async fn unsnooze(&self, resource_id: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>> {
-        self.lift_snooze(resource_id, by, reason, now).await
+    async fn unsnooze(&self, key: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>> {
+        self.lift_snooze(key, by, reason, now).await
     }
 
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>> {

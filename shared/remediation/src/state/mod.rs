@@ -11,6 +11,8 @@ pub mod sign_in;
 pub mod snoozes;
 mod tickets;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -217,12 +219,66 @@ pub struct Snooze {
     pub at: DateTime<Utc>,
     /// The finding it was granted from, when it came from one.
     pub finding_id: Option<String>,
+    /// The account it holds in (`None`: every account). A snooze from Slack holds where its
+    /// finding is; ids such as cost-alert's `TOTAL` are the same in every account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The region it holds in (`None`: every region).
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// Characters that change how text reads without being seen: bidirectional overrides and
+/// isolates, zero-width characters, the soft hyphen and the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The sort key of a snooze: the resource id alone when it holds everywhere, else the id and
+/// where it holds (`i-1@123456789012/us-east-1`, `*` for any).
+pub fn snooze_key(resource_id: &str, account: Option<&str>, region: Option<&str>) -> String {
+    match (account, region) {
+        (None, None) => resource_id.to_string(),
+        (a, r) => format!("{resource_id}@{}/{}", a.unwrap_or("*"), r.unwrap_or("*")),
+    }
 }
 
 impl Snooze {
-    /// A reason as stored: trimmed, control characters dropped, at most 200 characters.
+    /// A reason as stored: trimmed, control and invisible characters dropped, at most 200
+    /// characters.
     pub fn clean_reason(reason: &str) -> String {
-        reason.trim().chars().filter(|c| !c.is_control()).take(200).collect()
+        reason
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control() && !invisible(*c))
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string()
+    }
+
+    /// Its sort key in the `SNOOZES` partition.
+    pub fn key(&self) -> String {
+        snooze_key(&self.resource_id, self.account.as_deref(), self.region.as_deref())
+    }
+
+    /// Whether it holds for `resource` (its id, and its account and region when it names them).
+    pub fn covers(&self, resource: &crate::model::Resource) -> bool {
+        self.resource_id == resource.id
+            && self.account.as_deref().is_none_or(|a| a == resource.account)
+            && self.region.as_deref().is_none_or(|r| r == resource.region)
+    }
+
+    /// Where it holds, as people read it: `everywhere`, or `<account>/<region>`.
+    pub fn where_text(&self) -> String {
+        match (&self.account, &self.region) {
+            (None, None) => "everywhere".to_string(),
+            (a, r) => format!(
+                "{}/{}",
+                a.as_deref().unwrap_or("any account"),
+                r.as_deref().unwrap_or("any region")
+            ),
+        }
     }
 
     /// The end, as people read it.
@@ -248,6 +304,35 @@ pub struct SnoozeGranted {
     pub closed_requests: Vec<(String, Finding)>,
     /// The snooze it replaced, if one was in force.
     pub replaced: Option<Snooze>,
+    /// A snooze in force that ends later, kept as it was: nothing was recorded (a Slack click
+    /// never cuts a longer snooze short).
+    pub kept: Option<Snooze>,
+    /// What could not be done after the snooze was recorded (a pending request left open): the
+    /// snooze holds all the same, and the run re-check sets those findings aside.
+    pub warnings: Vec<String>,
+}
+
+/// The snoozes in force, looked up by resource.
+#[derive(Debug, Clone, Default)]
+pub struct Snoozes(HashMap<String, Vec<Snooze>>);
+
+impl Snoozes {
+    pub fn new(snoozes: Vec<Snooze>) -> Snoozes {
+        let mut by_id: HashMap<String, Vec<Snooze>> = HashMap::new();
+        for z in snoozes {
+            by_id.entry(z.resource_id.clone()).or_default().push(z);
+        }
+        Snoozes(by_id)
+    }
+
+    /// The snooze that holds for `resource` (the one ending last, if several do).
+    pub fn covering(&self, resource: &crate::model::Resource) -> Option<&Snooze> {
+        self.0
+            .get(&resource.id)?
+            .iter()
+            .filter(|z| z.covers(resource))
+            .max_by_key(|z| z.until)
+    }
 }
 
 /// One scan, as `finops status` and the savings report read it (`RUN#<rule>` / its time).
@@ -492,7 +577,73 @@ pub trait ApprovalStore: Send + Sync {
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>>;
     /// Records a snooze (replacing one on the same resource), with its audit items, and closes
     /// the resource's pending approval requests.
-    async fn snooze(&self, snooze: &Snooze) -> Result<SnoozeGranted>;
-    /// Lifts the snooze of `resource_id`; `None` if there was none.
-    async fn unsnooze(&self, resource_id: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>>;
+    /// With `keep_longer` (a Slack click), a snooze in force that ends later is kept instead.
+    async fn snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted>;
+    /// Lifts the snooze under `key` ([`snooze_key`]); `None` if there was none.
+    async fn unsnooze(&self, key: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Resource, ResourceKind};
+
+    fn resource(id: &str, account: &str, region: &str) -> Resource {
+        Resource {
+            kind: ResourceKind::Ec2Instance,
+            id: id.into(),
+            account: account.into(),
+            region: region.into(),
+            tags: Default::default(),
+        }
+    }
+
+    fn snooze(id: &str, account: Option<&str>, region: Option<&str>, days: i64) -> Snooze {
+        let at = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Snooze {
+            resource_id: id.into(),
+            until: at + chrono::Duration::days(days),
+            by: "U1".into(),
+            via: "slack".into(),
+            reason: "r".into(),
+            at,
+            finding_id: None,
+            account: account.map(str::to_string),
+            region: region.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_snooze_from_one_account_leaves_the_same_id_elsewhere_assessed() {
+        // cost-alert's TOTAL is the same id in every account and region.
+        let z = Snoozes::new(vec![snooze("TOTAL", Some("111111111111"), Some("us-east-1"), 30)]);
+        assert!(z.covering(&resource("TOTAL", "111111111111", "us-east-1")).is_some());
+        assert!(z.covering(&resource("TOTAL", "222222222222", "us-east-1")).is_none());
+        assert!(z.covering(&resource("TOTAL", "111111111111", "eu-west-1")).is_none());
+        // One by id alone holds everywhere; of several, the one ending last is shown.
+        let z = Snoozes::new(vec![
+            snooze("i-1", Some("111111111111"), Some("us-east-1"), 7),
+            snooze("i-1", None, None, 90),
+        ]);
+        assert_eq!(
+            z.covering(&resource("i-1", "111111111111", "us-east-1"))
+                .map(|z| z.until - z.at),
+            Some(chrono::Duration::days(90))
+        );
+        assert!(z.covering(&resource("i-1", "222222222222", "eu-west-1")).is_some());
+        assert!(z.covering(&resource("i-2", "111111111111", "us-east-1")).is_none());
+        assert_eq!(snooze("i-1", None, None, 1).key(), "i-1");
+        assert_eq!(snooze("i-1", Some("1"), None, 1).key(), "i-1@1/*");
+    }
+
+    #[test]
+    fn a_reason_keeps_no_invisible_or_control_characters() {
+        assert_eq!(
+            Snooze::clean_reason(" quarter\u{202E}-end\u{200B} batch\u{0007}\n "),
+            "quarter-end batch"
+        );
+        assert_eq!(Snooze::clean_reason(&"x".repeat(500)).len(), 200);
+    }
 }

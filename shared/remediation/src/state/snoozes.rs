@@ -1,11 +1,11 @@
 //! Snoozes: a resource left alone until a time, by someone, for a reason. One partition
-//! (`SNOOZES`, one item per resource id), so a run reads every snooze with one Query; each grant
+//! (`SNOOZES`, one item per resource id and where it holds: [`super::snooze_key`]), so a run reads every snooze with one Query; each grant
 //! and lift leaves an audit item on the resource's trail (`AUDIT#RESOURCE#<id>`) and, when it came
 //! from a finding, on the finding's.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{n, s, DynamoState, TTL_ATTRIBUTE};
@@ -35,13 +35,15 @@ fn time(item: &Item, key: &str) -> Option<DateTime<Utc>> {
 /// A stored snooze; `None` when it lacks what a snooze needs (it then snoozes nothing).
 fn stored_snooze(item: &Item) -> Option<Snooze> {
     Some(Snooze {
-        resource_id: text(item, "sk")?,
+        resource_id: text(item, "resource_id").or_else(|| text(item, "sk"))?,
         until: time(item, "until")?,
         by: text(item, "by")?,
         via: text(item, "via").unwrap_or_default(),
         reason: text(item, "reason").unwrap_or_default(),
         at: time(item, "at")?,
         finding_id: text(item, "finding_id"),
+        account: text(item, "account"),
+        region: text(item, "region"),
     })
 }
 
@@ -79,18 +81,28 @@ impl DynamoState {
         Ok(all.into_iter().filter(|z| z.until > now).collect())
     }
 
-    /// Records `snooze` (replacing one on the same resource) with its audit items, then closes the
-    /// finding's pending approval, if it has one.
-    pub(crate) async fn grant_snooze(&self, snooze: &Snooze) -> Result<SnoozeGranted> {
+    /// Records `snooze` (replacing one on the same resource and place) with its audit items, then
+    /// closes the resource's pending approvals. With `keep_longer`, a snooze in force that ends
+    /// later is kept and nothing is recorded (checked in the write itself, so two clicks at once
+    /// cannot cut it short either).
+    pub(crate) async fn grant_snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
+        let key = snooze.key();
         let previous = self
-            .get(SNOOZES_PK, &snooze.resource_id)
+            .get(SNOOZES_PK, &key)
             .await?
             .as_ref()
             .and_then(stored_snooze)
             .filter(|z| z.until > snooze.at);
+        if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
+            return Ok(SnoozeGranted {
+                kept: Some(p.clone()),
+                ..SnoozeGranted::default()
+            });
+        }
         let mut item: Item = HashMap::from([
             ("pk".to_string(), s(SNOOZES_PK)),
-            ("sk".to_string(), s(&snooze.resource_id)),
+            ("sk".to_string(), s(&key)),
+            ("resource_id".to_string(), s(&snooze.resource_id)),
             ("kind".to_string(), s("snooze")),
             ("until".to_string(), s(snooze.until.to_rfc3339())),
             ("by".to_string(), s(&snooze.by)),
@@ -102,9 +114,28 @@ impl DynamoState {
         if let Some(f) = &snooze.finding_id {
             item.insert("finding_id".into(), s(f));
         }
-        let detail = snooze.describe();
+        for (name, value) in [("account", &snooze.account), ("region", &snooze.region)] {
+            if let Some(v) = value {
+                item.insert(name.into(), s(v));
+            }
+        }
+        let detail = format!("{} ({})", snooze.describe(), snooze.where_text());
+        let put = if keep_longer {
+            // Only over no snooze, or one that ends no later than this one.
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #exp <= :until")
+                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+                .expression_attribute_values(":until", n(snooze.until.timestamp()))
+                .build()
+                .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
+            TransactWriteItem::builder().put(put).build()
+        } else {
+            self.put(item, None)?
+        };
         let mut items = vec![
-            self.put(item, None)?,
+            put,
             self.audit(
                 &resource_audit_id(&snooze.resource_id),
                 snooze.at,
@@ -116,35 +147,44 @@ impl DynamoState {
         if let Some(f) = &snooze.finding_id {
             items.push(self.audit(f, snooze.at, "snoozed", &snooze.resource_id, &detail)?);
         }
-        self.transact(items)
-            .await
-            .map_err(super::dynamo::TransactOutcome::into_error)?;
+        match self.transact(items).await {
+            Ok(()) => {}
+            // A longer snooze was granted in between: it stands.
+            Err(super::dynamo::TransactOutcome::ConditionFailed) if keep_longer => {
+                let kept = self.get(SNOOZES_PK, &key).await?.as_ref().and_then(stored_snooze);
+                return Ok(SnoozeGranted {
+                    kept,
+                    ..SnoozeGranted::default()
+                });
+            }
+            Err(e) => return Err(e.into_error()),
+        }
+        // The snooze is on record from here: what fails now is reported, not an error.
+        let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
         Ok(SnoozeGranted {
-            closed_requests: self.close_snoozed_approvals(snooze).await?,
+            closed_requests,
             replaced: previous,
+            kept: None,
+            warnings,
         })
     }
 
-    /// Lifts the snooze of `resource_id` (recording who did, and why); `None` if there was none.
+    /// Lifts the snooze under `key` ([`super::snooze_key`]), recording who did, and why; `None` if
+    /// there was none.
     pub(crate) async fn lift_snooze(
         &self,
-        resource_id: &str,
+        key: &str,
         by: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Snooze>> {
-        let Some(current) = self
-            .get(SNOOZES_PK, resource_id)
-            .await?
-            .as_ref()
-            .and_then(stored_snooze)
-        else {
+        let Some(current) = self.get(SNOOZES_PK, key).await?.as_ref().and_then(stored_snooze) else {
             return Ok(None);
         };
         let delete = Delete::builder()
             .table_name(&self.table)
             .key("pk", s(SNOOZES_PK))
-            .key("sk", s(resource_id))
+            .key("sk", s(key))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(|e| Error::Config(format!("bad DynamoDB delete: {e}")))?;
@@ -152,6 +192,7 @@ impl DynamoState {
             "snooze lifted by {by}: {reason} (it ran until {})",
             current.until_text()
         );
+        let resource_id = current.resource_id.as_str();
         let mut items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             self.audit(&resource_audit_id(resource_id), now, "unsnoozed", resource_id, &detail)?,
