@@ -66,15 +66,16 @@ impl Ctx {
     }
 }
 
-/// Runs the parsed command; the text to print, or the error to report.
-pub async fn run(cli: &Cli) -> Out {
+/// Runs the parsed command; the text to print (and whether a scan left resources unassessed),
+/// or the error to report.
+pub async fn run(cli: &Cli) -> Result<(String, bool), String> {
     if let Command::Scan { rule, policy } = &cli.command {
         return scan(cli, *rule, policy.as_deref()).await;
     }
     let c = Ctx::new(cli).await?;
     let now = Utc::now();
     let result = table_command(cli, &c, now).await;
-    result.map_err(|e| {
+    result.map(|text| (text, false)).map_err(|e| {
         if e.contains("ResourceNotFoundException") {
             format!(
                 "{e}\n  is {} the state table in {}? Pass --table or set FINOPS_TABLE to the stack's StateTable output",
@@ -670,6 +671,9 @@ async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {
             &[1, 2, 5],
         );
     }
+    if let Some(why) = &r.scans_unread {
+        out += &format!("{why}: the scans are not shown.\n");
+    }
     if r.unreadable > 0 {
         out += &format!(
             "{} ledger item(s) could not be read and are not counted.\n",
@@ -681,7 +685,8 @@ async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {
 
 /// A laptop scan: the rule's own function code, in dry-run, with no table, topic or links (so
 /// nothing is written or sent); snoozes are read (only) when a table is given.
-async fn scan(cli: &Cli, rule: Rule, policy_file: Option<&std::path::Path>) -> Out {
+/// A laptop scan's text, and whether some resources could not be assessed (its exit says so).
+async fn scan(cli: &Cli, rule: Rule, policy_file: Option<&std::path::Path>) -> Result<(String, bool), String> {
     let now = Utc::now();
     let (policy, source) = match policy_file {
         Some(path) => (Policy::from_file(path).map_err(err)?, path.display().to_string()),
@@ -727,10 +732,11 @@ async fn scan(cli: &Cli, rule: Rule, policy_file: Option<&std::path::Path>) -> O
         let state = DynamoState::new(deps.clients.dynamodb.clone(), table);
         set_aside_snoozed(&mut report, &state, now).await;
     }
+    let incomplete = report.assessed_nothing() || RunReport::count_failed(&report.outcomes) > 0 || report.failed > 0;
     if cli.output == Format::Json {
-        return pretty(&report);
+        return pretty(&report).map(|t| (t, incomplete));
     }
-    Ok(scan_table(&report, &account, &region, Paint::detect()))
+    Ok((scan_table(&report, &account, &region, Paint::detect()), incomplete))
 }
 
 /// Moves the findings on snoozed resources out of a laptop scan's report, as the functions do.

@@ -150,9 +150,16 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(commands::run(&cli)) {
-        Ok(text) => {
+        Ok((text, false)) => {
             print!("{text}");
             ExitCode::SUCCESS
+        }
+        // A scan that printed its findings but could not assess everything: exit 3 (2 is a usage
+        // error), so a script does not take a partial scan for a clean one.
+        Ok((text, true)) => {
+            print!("{text}");
+            eprintln!("finops: some resources could not be assessed (see the failed outcomes and notes)");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("finops: {e}");

@@ -285,6 +285,17 @@ async fn a_laptop_scan_reports_findings_in_dry_run_and_changes_nothing() {
     assert!(bad.stderr.contains("policy.yaml"), "{}", bad.stderr);
     assert_eq!(finops(&moto, None, &["scan", "idle-gpu"]).code, 2);
     let _ = std::fs::remove_dir_all(&dir);
+
+    // CloudWatch down: the scan still prints what it saw, and its exit (3) says it is partial.
+    moto.inject_fault("monitoring", "GetMetricData", 1.0, 1, "503").await;
+    let partial = finops(&moto, None, &["scan", "idle-ec2"]);
+    assert_eq!(partial.code, 3, "{}{}", partial.stdout, partial.stderr);
+    assert!(
+        partial.stdout.contains(&id) && partial.stdout.contains("not assessed"),
+        "{}",
+        partial.stdout
+    );
+    assert!(partial.stderr.contains("could not be assessed"), "{}", partial.stderr);
 }
 
 #[tokio::test]

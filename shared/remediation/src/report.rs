@@ -68,6 +68,9 @@ pub struct SavingsReport {
     /// The scans of the period, by rule (from the run records).
     #[serde(default)]
     pub scans: BTreeMap<String, ScanTotals>,
+    /// Why the scans are missing, when the run records could not be read (the savings stand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scans_unread: Option<String>,
 }
 
 /// A rule's scans over the report's weeks (its run records).
@@ -250,6 +253,7 @@ impl SavingsReport {
             compliance_kpi_percent: kpi_percent,
             unreadable,
             scans: BTreeMap::new(),
+            scans_unread: None,
         }
     }
 
@@ -268,10 +272,19 @@ impl SavingsReport {
         let compliance = state.compliance_since(from).await?;
         let mut r = SavingsReport::build(&lines, compliance, now, weeks, kpi_percent, unreadable);
         let since = from.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        // The run records only add the scans' figures: one that cannot be read is said, and the
+        // report is sent all the same.
         for rule in crate::detect::RULES {
-            let records = state.runs(rule, since, None).await?;
-            if let Some(t) = ScanTotals::of(&records) {
-                r.scans.insert(rule.to_string(), t);
+            match state.runs(rule, since, None).await {
+                Ok(records) => {
+                    if let Some(t) = ScanTotals::of(&records) {
+                        r.scans.insert(rule.to_string(), t);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(rule, error = %e, "run records unreadable");
+                    r.scans_unread = Some(format!("the run records of {rule} could not be read: {e}"));
+                }
             }
         }
         Ok(r)
@@ -460,7 +473,8 @@ pub fn render_html(r: &SavingsReport) -> String {
                             td.n { (s.last_findings) } td.n { (dollars(s.last_usd)) }
                         }
                     }
-                    @if r.scans.is_empty() { tr { td colspan="8" { "no scan recorded in this period" } } }
+                    @if let Some(why) = &r.scans_unread { tr { td colspan="8" { (why) } } }
+                    @else if r.scans.is_empty() { tr { td colspan="8" { "no scan recorded in this period" } } }
                 }
                 h2 { "Tag compliance" }
                 p { "Overall compliance per sweep; the dashed line is the KPI (" (kpi_text(r)) "%)." }
@@ -519,6 +533,7 @@ mod tests {
             realisation_percent: 0.0,
             unreadable: 0,
             scans: BTreeMap::new(),
+            scans_unread: None,
         };
         let html = render_html(&report);
         assert!(!html.contains("<script>"), "{html}");
