@@ -305,10 +305,22 @@ fn the_link_key_the_notifiers_keys_and_the_switch_are_each_closed_to_who_does_no
             for s in &table_writes {
                 let allowed = strings(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
                 assert_eq!(allowed, keys.to_vec(), "{f}: its writes are limited to its own keys");
-                for forbidden in ["APPROVAL#", "ACTION#", "CONTROL"] {
+                for forbidden in ["APPROVAL#", "ACTION#", "CONTROL", "SNOOZES"] {
                     assert!(allowed.iter().all(|k| !k.starts_with(forbidden)), "{f}");
                 }
             }
+        }
+        // Every detector sets snoozed resources aside, so each can read them (the key-limited
+        // ones in a read-only statement).
+        if !matches!(*f, "slack-notify" | "jira-sync" | "savings-report" | "org-fanout") {
+            let reads_snoozes = sts.iter().any(|s| {
+                let keys = strings(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+                s["Effect"].as_str() == Some("Allow")
+                    && scopes(&s["Resource"]).contains(&Scope::Table)
+                    && strings(&s["Action"]).iter().any(|a| a == "dynamodb:Query")
+                    && (keys.is_empty() || keys.iter().any(|k| k == "SNOOZES"))
+            });
+            assert!(reads_snoozes, "{f}: reads the snoozes");
         }
         if *f != "approval" && !table_writes.is_empty() {
             let denied = sts.iter().any(|s| {

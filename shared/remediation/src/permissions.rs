@@ -97,8 +97,9 @@ pub const TICKET_STATE: &[&str] = &[
 ];
 /// savings-report's reads of the ledger and the compliance figures.
 pub const REPORT_STATE: &[&str] = &["dynamodb:Query"];
-/// rightsizing's state: the price cache (`PRICES#<region>`), its run records, and the snoozes
-/// (read only: [`OPERATOR_KEYS`] are denied to it).
+/// rightsizing's state: the price cache (`PRICES#<region>`) and its run records (read and
+/// written), and the snoozes (read only, in a statement of their own; [`OPERATOR_KEYS`] are
+/// denied to it as well).
 pub const PRICE_CACHE_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"];
 /// The state-table partitions only the approval function and the operator may write: the
 /// emergency switch and the snoozes (every other function is denied writing them).
@@ -129,7 +130,7 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
     match function {
         "slack-notify" => Some(&["POST#*"]),
         "jira-sync" => Some(&["TICKET#*"]),
-        "rightsizing" => Some(&["PRICES#*", "RUN#*", "SNOOZES"]),
+        "rightsizing" => Some(&["PRICES#*", "RUN#*"]),
         _ => None,
     }
 }

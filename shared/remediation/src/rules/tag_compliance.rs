@@ -366,7 +366,7 @@ pub async fn sweep(
             .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
             // Exempt instances are counted, never stopped (their outcome above says so).
             .filter(|f| !is_exempt(&f.resource.tags, &policy.exempt_tag))
-            .filter(|f| !snoozes.covering(&f.resource).is_some())
+            .filter(|f| snoozes.covering(&f.resource).is_none())
         {
             if let Some(since) = marked_since(&f.resource) {
                 let days = (today - since).num_days();
