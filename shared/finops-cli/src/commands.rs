@@ -129,10 +129,7 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     let snoozes = c.state.snoozes(now).await.map_err(err)?;
     let mut last = BTreeMap::new();
     for rule in RULES {
-        last.insert(
-            rule,
-            c.state.runs(rule, None, Some(1)).await.map_err(err)?.into_iter().next(),
-        );
+        last.insert(rule, c.state.last_runs(rule).await.map_err(err)?);
     }
     if c.json {
         return pretty(&json!({
@@ -173,36 +170,12 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     out += &format!("Snoozes in force: {}\n\n", snoozes.len());
     let rows = last
         .iter()
-        .map(|(rule, r)| match r {
-            None => vec![
-                rule.to_string(),
-                "never".into(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-            Some(r) => vec![
-                rule.to_string(),
-                when(r.at),
-                r.mode.clone(),
-                r.scanned.to_string(),
-                r.findings.to_string(),
-                usd(r.estimated_monthly_savings_usd),
-                match r.result.as_str() {
-                    "ok" => p.green("ok"),
-                    "partial" => p.yellow("partial"),
-                    other => p.red(other),
-                },
-                r.errors.first().cloned().unwrap_or_default(),
-            ],
-        })
+        .flat_map(|(rule, runs)| last_run_rows(p, rule, runs))
         .collect();
     out += &table(
         &[
             "rule",
+            "where",
             "last run",
             "mode",
             "scanned",
@@ -212,9 +185,67 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             "first error",
         ],
         rows,
-        &[3, 4, 5],
+        &[4, 5, 6],
     );
     Ok(out)
+}
+
+/// A place whose last run is this far behind its rule's newest run has stopped being scanned.
+const BEHIND: i64 = 26;
+
+/// `rule`'s rows in the status table: a row of its own for each account and region whose last run
+/// did not end well or is more than a day behind the rule's newest, and one row summing the rest
+/// (so a hundred healthy accounts take one line and the one failing is never hidden).
+fn last_run_rows(p: Paint, rule: &str, runs: &[remediation::state::RunRecord]) -> Vec<Vec<String>> {
+    let Some(newest) = runs.iter().map(|r| r.at).max() else {
+        let mut row = vec![rule.to_string(), String::new(), "never".into()];
+        row.resize(9, String::new());
+        return vec![row];
+    };
+    let behind = |r: &remediation::state::RunRecord| newest - r.at > Duration::hours(BEHIND);
+    let (healthy, apart): (Vec<_>, Vec<_>) = runs.iter().partition(|r| r.result == "ok" && !behind(r));
+    let mut rows = Vec::new();
+    if let [one] = healthy.as_slice() {
+        rows.push(place_row(p, rule, one, behind(one)));
+    } else if let Some(first) = healthy.first() {
+        let modes: std::collections::BTreeSet<&str> = healthy.iter().map(|r| r.mode.as_str()).collect();
+        rows.push(vec![
+            rule.to_string(),
+            format!("{} places", healthy.len()),
+            when(first.at),
+            modes.into_iter().collect::<Vec<_>>().join(", "),
+            healthy.iter().map(|r| r.scanned).sum::<usize>().to_string(),
+            healthy.iter().map(|r| r.findings).sum::<usize>().to_string(),
+            usd(healthy.iter().map(|r| r.estimated_monthly_savings_usd).sum()),
+            p.green("ok"),
+            String::new(),
+        ]);
+    }
+    rows.extend(apart.into_iter().map(|r| place_row(p, rule, r, behind(r))));
+    rows
+}
+
+fn place_row(p: Paint, rule: &str, r: &remediation::state::RunRecord, behind: bool) -> Vec<String> {
+    let result = match r.result.as_str() {
+        "ok" => p.green("ok"),
+        "partial" => p.yellow("partial"),
+        other => p.red(other),
+    };
+    vec![
+        rule.to_string(),
+        format!("{}/{}", r.account, r.region),
+        when(r.at),
+        r.mode.clone(),
+        r.scanned.to_string(),
+        r.findings.to_string(),
+        usd(r.estimated_monthly_savings_usd),
+        if behind {
+            format!("{result}, {}", p.yellow("not run since"))
+        } else {
+            result
+        },
+        r.errors.first().cloned().unwrap_or_default(),
+    ]
 }
 
 async fn switch(c: &Ctx, on: bool, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {

@@ -22,6 +22,15 @@ struct Run {
 
 /// `finops args…` with only the environment an operator would have (moto's endpoint).
 fn finops(moto: &Moto, table: Option<&str>, args: &[&str]) -> Run {
+    finops_in(moto, table, args, None)
+}
+
+/// `finops args…` in a terminal `COLUMNS` wide enough that no cell wraps.
+fn finops_wide(moto: &Moto, table: Option<&str>, args: &[&str]) -> Run {
+    finops_in(moto, table, args, Some("250"))
+}
+
+fn finops_in(moto: &Moto, table: Option<&str>, args: &[&str], columns: Option<&str>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_finops"));
     cmd.args(args)
         .env_clear()
@@ -33,6 +42,9 @@ fn finops(moto: &Moto, table: Option<&str>, args: &[&str]) -> Run {
         .env("AWS_EC2_METADATA_DISABLED", "true");
     if let Some(t) = table {
         cmd.env("FINOPS_TABLE", t);
+    }
+    if let Some(c) = columns {
+        cmd.env("COLUMNS", c);
     }
     let out = cmd.output().expect("finops runs");
     let run = Run {
@@ -106,18 +118,69 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
 
     let id = idle_instance(&moto).await;
     idle_run(&moto, &topic, Mode::DryRun).await;
+    // The same rule ran elsewhere too: an hour earlier it failed in another account and region,
+    // three days ago was the last time it ran in a third, and a fourth is as healthy as here.
+    let elsewhere =
+        |account: &str, region: &str, hours_ago: i64, result: &str, error: &str| remediation::state::RunRecord {
+            rule: "idle-ec2".into(),
+            at: Utc::now() - Duration::hours(hours_ago),
+            mode: "auto".into(),
+            account: account.into(),
+            region: region.into(),
+            scanned: 3,
+            findings: 0,
+            estimated_monthly_savings_usd: 0.0,
+            outcomes: Default::default(),
+            duration_ms: 40,
+            errors: if error.is_empty() { vec![] } else { vec![error.into()] },
+            result: result.into(),
+        };
+    for run in [
+        elsewhere(
+            "222222222222",
+            "eu-west-1",
+            1,
+            "failed",
+            "AccessDenied: ec2:DescribeInstances",
+        ),
+        elsewhere("333333333333", "us-west-2", 72, "ok", ""),
+        elsewhere("444444444444", "ap-south-1", 0, "ok", ""),
+        // An older run of that place finishing last does not replace its last run.
+        elsewhere("444444444444", "ap-south-1", 100, "failed", "finished late"),
+    ] {
+        state.record_run(&run).await.unwrap();
+    }
     let s = json(finops(&moto, t, &["status", "--output", "json"]));
-    let last = &s["last_runs"]["idle-ec2"];
+    let places = s["last_runs"]["idle-ec2"].as_array().expect("one last run per place");
+    assert_eq!(places.len(), 4, "{s:#}");
+    let here = places
+        .iter()
+        .find(|p| p["region"] == "us-east-1")
+        .expect("this account's run");
     assert_eq!(
-        (last["findings"].as_u64(), last["result"].as_str()),
+        (here["findings"].as_u64(), here["result"].as_str()),
         (Some(1), Some("ok")),
         "{s:#}"
     );
-    assert_eq!(last["mode"], "dry-run");
-    assert!(s["last_runs"]["ebs-cleanup"].is_null());
-    let table = ok(finops(&moto, t, &["status"]));
+    assert_eq!(here["mode"], "dry-run");
+    assert_eq!(places[3]["account"], "333333333333", "newest first: {s:#}");
+    assert_eq!(s["last_runs"]["ebs-cleanup"], serde_json::json!([]));
+    let table = ok(finops_wide(&moto, t, &["status"]));
     assert!(table.contains("dry-run") && table.contains("$"), "{table}");
-
+    // The two healthy places share a line; the failing one and the one no longer scanned have
+    // their own.
+    assert!(
+        table.contains("2 places") && !table.contains("finished late"),
+        "{table}"
+    );
+    assert!(
+        table.contains("222222222222/eu-west-1") && table.contains("AccessDenied"),
+        "the failing place is shown: {table}"
+    );
+    assert!(
+        table.contains("333333333333/us-west-2") && table.contains("not run since"),
+        "the place left behind is shown: {table}"
+    );
     // Stop needs a reason; with one, every function runs as dry-run.
     assert_eq!(finops(&moto, t, &["stop"]).code, 2);
     let stopped = ok(finops(&moto, t, &["--table", TABLE, "stop", "--reason", "incident 42"]));
