@@ -6,6 +6,7 @@ pub mod httpserver;
 pub mod infra;
 pub mod load;
 pub mod local;
+pub mod midway;
 pub mod moto;
 pub mod oidc;
 pub mod org;

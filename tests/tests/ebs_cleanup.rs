@@ -592,6 +592,52 @@ async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume(
     assert_eq!(seed::snapshots(&c.ec2).await.len(), 1, "the snapshot taken is kept");
 }
 
+#[tokio::test]
+async fn a_snooze_granted_while_a_snapshot_is_taken_keeps_the_volume() {
+    let moto = Moto::start().unwrap();
+    let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
+    let (c, volume) = (moto.clients().await, ids[0].clone());
+    let mut policy = deps.policy.clone();
+    policy.mode = Mode::Auto;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &policy,
+        now: later,
+        sinks: deps.sinks(),
+    };
+    let delete = remediation::act::snapshot_and_delete::SnapshotAndDelete {
+        ec2: &ec2,
+        policy: &policy,
+        wait: std::time::Duration::from_secs(30),
+        poll: std::time::Duration::from_millis(100),
+        sightings: deps.sinks().state,
+        now: later,
+    };
+    // The owner presses Snooze once the flow has read the snoozes and the action has begun.
+    let action = finops_tests::midway::SnoozeMidway {
+        inner: &delete,
+        state: remediation::state::DynamoState::new(c.dynamodb.clone(), TABLE),
+        snooze: vec![volume.clone()],
+    };
+
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
+
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
+    assert!(
+        outcomes[0].detail.contains("snoozed until") && outcomes[0].detail.contains("quarter-end batch"),
+        "{outcomes:#?}"
+    );
+    assert!(
+        seed::volumes(&c.ec2)
+            .await
+            .iter()
+            .any(|v| v.volume_id() == Some(volume.as_str())),
+        "a volume snoozed during its snapshot is not deleted"
+    );
+    assert_eq!(seed::snapshots(&c.ec2).await.len(), 1, "the snapshot taken is kept");
+}
+
 async fn put_sighting(moto: &Moto, scope: &str, id: &str, at: DateTime<Utc>) {
     use aws_sdk_dynamodb::types::AttributeValue::S;
     moto.clients()

@@ -9,6 +9,8 @@ use remediation::policy::{Mode, Policy};
 use remediation::state::{ApprovalStore, StateStore};
 use serde_json::Value;
 
+const TABLE: &str = "finops-state";
+
 fn policy(mode: Mode) -> Policy {
     finops_tests::approvals::slack_policy(mode, "U0ANA")
 }
@@ -297,4 +299,64 @@ async fn a_snooze_on_a_tag_compliance_stop_request_keeps_the_instance_running_an
     let snoozes = lp.state().snoozes(now).await.unwrap();
     assert_eq!(snoozes[0].until, snoozes[0].at + Duration::days(30), "{snoozes:#?}");
     assert_eq!(snoozes[0].reason, "renaming tags");
+}
+
+#[tokio::test]
+async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_begun() {
+    let moto = finops_tests::Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+        seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+        ids.push(id);
+    }
+    let auto = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 100.0,
+        action_concurrency: 1,
+        ..Policy::default()
+    };
+    let deps = finops_tests::deps(&moto, Policy::default(), Some(TABLE), None).await;
+    let report = idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(report.findings.len(), 2, "{report:#?}");
+    let (first, second) = (&report.findings[0].resource.id, &report.findings[1].resource.id);
+
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let cloudwatch = remediation::aws::cloudwatch::CloudWatch::new(c.cloudwatch.clone(), 1);
+    let now = Utc::now();
+    let ctx = remediation::flow::RunContext {
+        mode: Mode::Auto,
+        policy: &auto,
+        now,
+        sinks: deps.sinks(),
+    };
+    let stop = remediation::act::stop_instance::StopInstance {
+        ec2: &ec2,
+        policy: &auto,
+        usage: Some(&cloudwatch),
+        now,
+    };
+    // While the first instance is being stopped, its owner snoozes the second.
+    let action = finops_tests::midway::SnoozeMidway {
+        inner: &stop,
+        state: remediation::state::DynamoState::new(c.dynamodb.clone(), TABLE),
+        snooze: vec![second.clone()],
+    };
+
+    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
+
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Executed, "{outcomes:#?}");
+    assert_eq!(seed::state_of(&c.ec2, first).await, "stopped");
+    assert_eq!(outcomes[1].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
+    assert!(
+        outcomes[1].detail.contains("snoozed until") && outcomes[1].detail.contains("quarter-end batch"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        seed::state_of(&c.ec2, second).await,
+        "running",
+        "the snooze is read again right before each action"
+    );
 }

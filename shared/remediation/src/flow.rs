@@ -600,6 +600,17 @@ pub async fn snoozed_resources(state: &dyn StateStore, now: DateTime<Utc>) -> Re
     Ok(crate::state::Snoozes::new(state.snoozes(now).await?))
 }
 
+/// Why `resource` may not be acted on right now: a snooze in force covers it, or its snoozes
+/// cannot be read (fails closed).
+pub async fn snoozed(state: &dyn StateStore, resource: &crate::model::Resource, now: DateTime<Utc>) -> Option<String> {
+    match state.snoozes_of(&resource.id, now).await {
+        Ok(found) => crate::state::Snoozes::new(found)
+            .covering(resource)
+            .map(crate::state::Snooze::describe),
+        Err(e) => Some(format!("its snoozes could not be read ({e}), so it counts as snoozed")),
+    }
+}
+
 /// Why nothing may be done right now: the emergency stop is on, or cannot be read (fails closed).
 pub async fn stopped(state: &dyn StateStore) -> Option<String> {
     match state.emergency_stop().await {
@@ -777,8 +788,16 @@ async fn act_on(
             notes,
         );
     }
-    // The emergency stop, read right before each action; it fails closed.
+    // The emergency stop and the resource's snoozes, read right before each action (a batch's
+    // later actions may start minutes after the run read them); both fail closed.
     if let Some(why) = stopped(state).await {
+        return (
+            acted(&f.id, OutcomeKind::Skipped, format!("{why}: not done")),
+            None,
+            notes,
+        );
+    }
+    if let Some(why) = snoozed(state, &f.resource, ctx.now).await {
         return (
             acted(&f.id, OutcomeKind::Skipped, format!("{why}: not done")),
             None,

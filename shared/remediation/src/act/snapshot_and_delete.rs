@@ -368,12 +368,18 @@ impl Remediation for SnapshotAndDelete<'_> {
                 }
             }
         }
-        // The emergency stop, read again right before the irreversible step (a snapshot wait may
-        // have lasted minutes since the flow read it); it fails closed.
+        // The emergency stop and the volume's snoozes, read again right before the irreversible
+        // step (a snapshot wait may have lasted minutes since the flow read them); both fail
+        // closed.
         if let Some(state) = self.sightings {
             if let Some(why) = crate::flow::stopped(state).await {
                 return Ok(Executed::Deferred(format!(
                     "{detail}{why}: the volume is not deleted now (its snapshot is kept)"
+                )));
+            }
+            if let Some(why) = crate::flow::snoozed(state, &finding.resource, self.now).await {
+                return Ok(Executed::Deferred(format!(
+                    "{detail}{why}: the volume is not deleted (its snapshot is kept)"
                 )));
             }
         }

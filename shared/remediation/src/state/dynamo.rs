@@ -375,6 +375,10 @@ impl StateStore for DynamoState {
         self.active_snoozes(now).await
     }
 
+    async fn snoozes_of(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<super::Snooze>> {
+        self.resource_snoozes(resource_id, now).await
+    }
+
     async fn record_run(&self, run: &super::RunRecord) -> Result<()> {
         self.put_run(run).await
     }

@@ -198,8 +198,13 @@ pub trait StateStore: Send + Sync {
     /// type reads as on).
     async fn emergency_stop(&self) -> Result<Option<EmergencyStop>>;
 
-    /// The snoozes in force at `now` (read by every run, and again right before each action).
+    /// The snoozes in force at `now` (read by every run, and again right before each batch of
+    /// actions).
     async fn snoozes(&self, now: DateTime<Utc>) -> Result<Vec<Snooze>>;
+
+    /// The snoozes of one resource id in force at `now`, wherever they hold (read right before
+    /// each action, and before an irreversible step that waited).
+    async fn snoozes_of(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>>;
 
     /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;

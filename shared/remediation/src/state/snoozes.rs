@@ -75,6 +75,28 @@ impl DynamoState {
         Ok((out, unreadable))
     }
 
+    /// The snoozes of `resource_id` in force at `now` (its items only: the keys that begin with
+    /// the id, then the exact id; a strongly consistent read, so a snooze just granted counts).
+    pub(crate) async fn resource_snoozes(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :id)")
+            .expression_attribute_values(":pk", s(SNOOZES_PK))
+            .expression_attribute_values(":id", s(resource_id))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
+            out.extend(stored_snooze(&item).filter(|z| z.resource_id == resource_id && z.until > now));
+        }
+        Ok(out)
+    }
+
     /// The snoozes in force at `now`.
     pub(crate) async fn active_snoozes(&self, now: DateTime<Utc>) -> Result<Vec<Snooze>> {
         let (all, _) = self.all_snoozes().await?;
