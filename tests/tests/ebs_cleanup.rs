@@ -509,15 +509,24 @@ async fn flagged_volumes(moto: &Moto, n: usize) -> (Deps, Vec<String>, RunReport
     (deps, ids, report, later)
 }
 
+/// What an operator does once each action has begun.
+enum Midway {
+    Nothing,
+    /// Turns the emergency stop on.
+    Stop,
+    /// Snoozes this volume (as a Slack click does).
+    Snooze(String),
+}
+
 /// Acts on `report`'s findings in auto mode through the real snapshot-and-delete (each action
-/// held a moment; the emergency stop turned on once each has begun when `stop_midway`): the
-/// outcomes, and the most actions under way at once.
+/// held a moment, and `midway` done once each has begun): the outcomes, and the most actions
+/// under way at once.
 async fn act_in_auto(
     moto: &Moto,
     deps: &Deps,
     report: &RunReport,
     later: DateTime<Utc>,
-    stop_midway: bool,
+    midway: Midway,
 ) -> (Vec<remediation::model::Outcome>, usize) {
     let c = moto.clients().await;
     let mut policy = deps.policy.clone();
@@ -540,10 +549,20 @@ async fn act_in_auto(
         },
         now: Default::default(),
         most: Default::default(),
-        stop_midway: stop_midway.then(|| c.dynamodb.clone()),
+        stop_midway: matches!(midway, Midway::Stop).then(|| c.dynamodb.clone()),
     };
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
-    (outcomes, action.most.load(std::sync::atomic::Ordering::SeqCst))
+    let outcomes = match midway {
+        Midway::Snooze(volume) => {
+            let snoozing = finops_tests::midway::SnoozeMidway {
+                inner: &action,
+                state: remediation::state::DynamoState::new(c.dynamodb.clone(), TABLE),
+                snooze: vec![volume],
+            };
+            remediation::flow::apply(&ctx, &report.findings, &snoozing, report.scanned).await
+        }
+        _ => remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await,
+    };
+    (outcomes.0, action.most.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 #[tokio::test]
@@ -552,7 +571,7 @@ async fn the_actions_of_one_run_overlap_up_to_the_policys_concurrency() {
     let (deps, ids, report, later) = flagged_volumes(&moto, 6).await;
     let c = moto.clients().await;
 
-    let (outcomes, most) = act_in_auto(&moto, &deps, &report, later, false).await;
+    let (outcomes, most) = act_in_auto(&moto, &deps, &report, later, Midway::Nothing).await;
 
     assert!(
         outcomes.iter().all(|o| o.outcome == OutcomeKind::Executed),
@@ -578,7 +597,7 @@ async fn an_emergency_stop_turned_on_while_a_snapshot_is_taken_keeps_the_volume(
     let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
     let (c, volume) = (moto.clients().await, ids[0].clone());
 
-    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later, true).await;
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later, Midway::Stop).await;
 
     assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
     assert!(outcomes[0].detail.contains("emergency stop is on"), "{outcomes:#?}");
@@ -597,31 +616,9 @@ async fn a_snooze_granted_while_a_snapshot_is_taken_keeps_the_volume() {
     let moto = Moto::start().unwrap();
     let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
     let (c, volume) = (moto.clients().await, ids[0].clone());
-    let mut policy = deps.policy.clone();
-    policy.mode = Mode::Auto;
-    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ctx = remediation::flow::RunContext {
-        mode: Mode::Auto,
-        policy: &policy,
-        now: later,
-        sinks: deps.sinks(),
-    };
-    let delete = remediation::act::snapshot_and_delete::SnapshotAndDelete {
-        ec2: &ec2,
-        policy: &policy,
-        wait: std::time::Duration::from_secs(30),
-        poll: std::time::Duration::from_millis(100),
-        sightings: deps.sinks().state,
-        now: later,
-    };
-    // The owner presses Snooze once the flow has read the snoozes and the action has begun.
-    let action = finops_tests::midway::SnoozeMidway {
-        inner: &delete,
-        state: remediation::state::DynamoState::new(c.dynamodb.clone(), TABLE),
-        snooze: vec![volume.clone()],
-    };
 
-    let (outcomes, _) = remediation::flow::apply(&ctx, &report.findings, &action, report.scanned).await;
+    // The owner presses Snooze once the flow has read the snoozes and the action has begun.
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later, Midway::Snooze(volume.clone())).await;
 
     assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:#?}");
     assert!(
@@ -712,14 +709,14 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     // An old time other than the decision's own spell proves nothing (a scan may have seen it
     // attached since): refused.
     put_sighting(&moto, legacy, &v.gp2, today - Duration::days(20)).await;
-    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, false).await;
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, Midway::Nothing).await;
     assert_eq!(outcomes[0].outcome, OutcomeKind::Skipped, "{outcomes:?}");
     assert!(
         outcomes[0].detail.contains("no record of it being unattached"),
         "{outcomes:?}"
     );
     put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
-    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, false).await;
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, Midway::Nothing).await;
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].outcome, OutcomeKind::Executed, "{outcomes:?}");
     assert!(!seed::volumes(&deps.clients.ec2)

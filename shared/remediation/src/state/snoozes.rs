@@ -51,16 +51,35 @@ impl DynamoState {
     /// Every snooze on record, expired or not (DynamoDB's TTL deletes lazily), and how many items
     /// could not be read as one.
     pub async fn all_snoozes(&self) -> Result<(Vec<Snooze>, usize)> {
-        let mut pages = self
+        self.snooze_items(None).await
+    }
+
+    /// The snoozes of `resource_id` in force at `now` (only its items are read: the keys that
+    /// begin with the id, then the exact id).
+    pub(crate) async fn resource_snoozes(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>> {
+        let (found, _) = self.snooze_items(Some(resource_id)).await?;
+        Ok(found
+            .into_iter()
+            .filter(|z| z.resource_id == resource_id && z.until > now)
+            .collect())
+    }
+
+    /// The snooze items whose keys begin with `prefix` (all without one), read strongly
+    /// consistent so a snooze just granted counts, and how many could not be read as one.
+    async fn snooze_items(&self, prefix: Option<&str>) -> Result<(Vec<Snooze>, usize)> {
+        let q = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(SNOOZES_PK))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+            .consistent_read(true);
+        let q = match prefix {
+            Some(p) => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(p)),
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        let mut pages = q.into_paginator().items().send();
         let (mut out, mut unreadable) = (Vec::new(), 0);
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
@@ -73,28 +92,6 @@ impl DynamoState {
             }
         }
         Ok((out, unreadable))
-    }
-
-    /// The snoozes of `resource_id` in force at `now` (its items only: the keys that begin with
-    /// the id, then the exact id; a strongly consistent read, so a snooze just granted counts).
-    pub(crate) async fn resource_snoozes(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :id)")
-            .expression_attribute_values(":pk", s(SNOOZES_PK))
-            .expression_attribute_values(":id", s(resource_id))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| Error::aws("dynamodb", "Query", e))?;
-            out.extend(stored_snooze(&item).filter(|z| z.resource_id == resource_id && z.until > now));
-        }
-        Ok(out)
     }
 
     /// The snoozes in force at `now`.
