@@ -82,7 +82,9 @@ infra-check: $(INFRA_VENV)/.installed $(SAM_VENV)/.installed
 	$(INFRA_VENV)/bin/checkov -f infra/template.yaml -f infra/member-role.yaml --framework cloudformation --compact --quiet --skip-download
 	cd infra && AWS_REGION=$${AWS_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint -t template.yaml
 
-test: venv browser infra-check
+# The tests that run a function as `make invoke` does (local_invoke.rs) need its binary: the
+# same build as make demo, so a clean clone builds it once for both.
+test: venv browser infra-check debug-build
 	cargo test --workspace --no-fail-fast
 
 # One property per parser of outside data at a million generated inputs each (FUZZ_CASES), on the
