@@ -360,3 +360,103 @@ async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_b
         "the snooze is read again right before each action"
     );
 }
+
+#[tokio::test]
+async fn a_longer_click_over_a_shorter_snooze_stored_without_a_ttl_is_recorded_not_refused() {
+    let mut lp = Loop::start(policy(Mode::DryRun)).await;
+    lp.notify.options.interactive = true;
+    let id = idle_instance(&lp).await;
+    let now = Utc::now();
+    let run = idle_run(&lp, Mode::DryRun, now).await;
+    let parts = remediation::model::Finding::parse_id(&run.findings[0].id).unwrap();
+    let key = remediation::state::snooze_key(&id, Some(parts.account), Some(parts.region));
+    let posts = posted(&lp).await;
+
+    // A two-day snooze on record as an older version or a hand edit leaves it: no TTL attribute.
+    let c = lp.moto.clients().await;
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_string());
+    c.dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", s("SNOOZES"))
+        .item("sk", s(&key))
+        .item("resource_id", s(&id))
+        .item("until", s(&(now + Duration::days(2)).to_rfc3339()))
+        .item("by", s("U0BOB"))
+        .item("at", s(&(now - Duration::days(1)).to_rfc3339()))
+        .item("account", s(parts.account))
+        .item("region", s(parts.region))
+        .send()
+        .await
+        .unwrap();
+
+    // A 7-day click ends later: it is recorded, and the answer says so.
+    lp.set_clock(Some(now));
+    let (status, reply) = lp
+        .slack_click(
+            "finops_snooze_7",
+            &snooze_token(&posts[0], 7),
+            "U0ANA",
+            Some("batch"),
+            now,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("left alone until"), "{reply}");
+    let snoozes = lp.state().snoozes_of(&id, now).await.unwrap();
+    assert_eq!(snoozes.len(), 1, "{snoozes:#?}");
+    assert_eq!(
+        (snoozes[0].by.as_str(), snoozes[0].until),
+        ("U0ANA", now + Duration::days(7))
+    );
+}
+
+#[tokio::test]
+async fn a_lift_never_ends_a_snooze_granted_after_it_was_read() {
+    use remediation::state::{DynamoState, Snooze, Unsnoozed};
+    let moto = finops_tests::Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let state = DynamoState::new(c.dynamodb.clone(), TABLE);
+    let now = Utc::now();
+    let grant = |by: &str, at, days| Snooze {
+        resource_id: "i-0feed".into(),
+        until: at + Duration::days(days),
+        by: by.into(),
+        via: "cli".into(),
+        reason: "r".into(),
+        at,
+        finding_id: None,
+        account: None,
+        region: None,
+    };
+    state.snooze(&grant("ana", now, 7), false).await.unwrap();
+    let read = state.snoozes_of("i-0feed", now).await.unwrap();
+    assert_eq!(read.len(), 1);
+
+    // Bo replaces it before Ana's lift lands: Bo's snooze stands, and the lift says so.
+    let bo = grant("bo", now + Duration::seconds(1), 30);
+    state.snooze(&bo, false).await.unwrap();
+    let later = now + Duration::seconds(2);
+    let lift = state.unsnooze(&read[0], "ana", "done", later).await.unwrap();
+    assert_eq!(lift, Unsnoozed::Replaced(bo.clone()));
+    assert_eq!(state.snoozes_of("i-0feed", later).await.unwrap(), vec![bo.clone()]);
+
+    // Bo's is lifted as read; lifted twice, it is gone; the ended item takes a new snooze.
+    assert_eq!(
+        state.unsnooze(&bo, "bo", "done", later).await.unwrap(),
+        Unsnoozed::Lifted(bo.clone())
+    );
+    assert!(state.snoozes_of("i-0feed", later).await.unwrap().is_empty());
+    assert_eq!(
+        state.unsnooze(&bo, "bo", "again", later).await.unwrap(),
+        Unsnoozed::Gone
+    );
+    let again = grant("ana", later + Duration::seconds(1), 7);
+    let granted = state.snooze(&again, true).await.unwrap();
+    assert_eq!((granted.kept, granted.replaced), (None, None));
+    assert_eq!(
+        state.snoozes_of("i-0feed", later + Duration::seconds(2)).await.unwrap(),
+        vec![again]
+    );
+}

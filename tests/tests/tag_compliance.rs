@@ -391,3 +391,74 @@ async fn an_oversized_change_asks_config_for_the_item_and_one_it_never_recorded_
     );
     assert!(report.notes.iter().any(|n| n.contains("Config has no item")));
 }
+
+#[tokio::test]
+async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a_stop() {
+    use remediation::state::{ApprovalStore, DynamoState, Snooze};
+    let moto = Moto::start().unwrap();
+    let a = seed_account(&moto).await;
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    policy.tag_compliance.action = TagAction::MarkAndStop;
+    // Three marked instances of fourteen resources may be stopped at once.
+    policy.max_actions_percent = 50.0;
+    let grace = i64::from(policy.tag_compliance.stop_after_days);
+    let deps = deps(&moto, policy, None).await;
+    let ec2 = &deps.clients.ec2;
+    let state = DynamoState::new(deps.clients.dynamodb.clone(), TABLE);
+    let now = Utc::now();
+    let day0 = now - Duration::days(30);
+
+    // Marked 30 days ago; snoozed the day after, one until yesterday, one for weeks but lifted now.
+    tag_compliance::handler::handle(sweep_event(), &deps, day0)
+        .await
+        .unwrap();
+    let snooze = |id: &str, until| Snooze {
+        resource_id: id.into(),
+        until,
+        by: "ana".into(),
+        via: "cli".into(),
+        reason: "renaming tags".into(),
+        at: day0 + Duration::days(1),
+        finding_id: None,
+        account: None,
+        region: None,
+    };
+    state
+        .snooze(&snooze(&a.untagged, now - Duration::days(1)), false)
+        .await
+        .unwrap();
+    state
+        .snooze(&snooze(&a.blank_owner, now + Duration::days(40)), false)
+        .await
+        .unwrap();
+    let lifted = state
+        .unsnooze(&snooze(&a.blank_owner, now + Duration::days(40)), "ana", "done", now)
+        .await
+        .unwrap();
+    assert!(matches!(lifted, remediation::state::Unsnoozed::Lifted(_)), "{lifted:?}");
+
+    // The first sweep after: neither is stopped, and each says when its stop is due.
+    let after = tag_compliance::handler::handle(sweep_event(), &deps, now + Duration::hours(1))
+        .await
+        .unwrap();
+    for id in [&a.untagged, &a.blank_owner] {
+        assert_eq!(seed::state_of(ec2, id).await, "running", "{after:#?}");
+        let o = after
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(id.as_str()))
+            .unwrap();
+        assert!(o.detail.contains("snooze ended"), "{o:?} {after:#?}");
+    }
+
+    // A full grace period after the snooze's end, the stop goes ahead.
+    let later = now + Duration::days(grace) + Duration::hours(1);
+    tag_compliance::handler::handle(sweep_event(), &deps, later)
+        .await
+        .unwrap();
+    assert_eq!(seed::state_of(ec2, &a.untagged).await, "stopped");
+    assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "stopped");
+}

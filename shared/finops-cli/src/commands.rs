@@ -11,7 +11,7 @@ use remediation::model::{Finding, Outcome, OutcomeKind, RunReport};
 use remediation::notify::{Message, Publisher, SnsPublisher};
 use remediation::policy::Policy;
 use remediation::state::snoozes::resource_audit_id;
-use remediation::state::{ApprovalStore, AuditEntry, DynamoState, Snooze, StateStore};
+use remediation::state::{ApprovalStore, AuditEntry, DynamoState, Snooze, StateStore, Unsnoozed};
 use serde_json::{json, Value};
 
 use crate::output::{table, usd, when, Paint, Spinner};
@@ -595,37 +595,100 @@ async fn unsnooze(
     let who = c.who(by).await;
     let resource = resource.trim();
     let (account, region) = (named(&place.account), named(&place.region));
+    let reason = Snooze::clean_reason(reason);
+    let named_place = account.is_some() || region.is_some();
+    // Without a place, every snooze of the resource; with one, the snooze there.
     let key = remediation::state::snooze_key(resource, account.as_deref(), region.as_deref());
-    match c
+    let live = c.state.snoozes_of(resource, now).await.map_err(err)?;
+    let targets: Vec<&Snooze> = live.iter().filter(|z| !named_place || z.key() == key).collect();
+    if targets.is_empty() {
+        return Err(if live.is_empty() {
+            format!("{resource} is not snoozed")
+        } else {
+            format!(
+                "{resource} is not snoozed there; it is snoozed in {} (name that place with --account and --region, or neither to lift every snooze of it)",
+                live.iter().map(Snooze::where_text).collect::<Vec<_>>().join(", ")
+            )
+        });
+    }
+    let (mut lifted, mut warnings) = (Vec::new(), Vec::new());
+    for z in targets {
+        match c.state.unsnooze(z, &who, &reason, now).await.map_err(err)? {
+            Unsnoozed::Lifted(z) => lifted.push(z),
+            Unsnoozed::Gone => warnings.push(format!(
+                "the snooze {} had just been lifted by someone else",
+                z.where_text()
+            )),
+            Unsnoozed::Replaced(n) => warnings.push(format!(
+                "the snooze {} was replaced while it was being lifted ({}): that one stands",
+                z.where_text(),
+                n.describe()
+            )),
+        }
+    }
+    // What still holds where it was lifted: a snooze elsewhere, or one that covers that place too.
+    let overlaps = |z: &Snooze| {
+        let meets = |named: &Option<String>, held: &Option<String>| match (named, held) {
+            (Some(n), Some(h)) => n == h,
+            _ => true,
+        };
+        meets(&account, &z.account) && meets(&region, &z.region)
+    };
+    let still: Vec<Snooze> = c
         .state
-        .unsnooze(&key, &who, &Snooze::clean_reason(reason), now)
+        .snoozes_of(resource, now)
         .await
         .map_err(err)?
-    {
-        None => {
-            // Snoozed elsewhere than named? Say where, so the operator can name it.
-            let (all, _) = c.state.all_snoozes().await.map_err(err)?;
-            let places: Vec<String> = all
-                .iter()
-                .filter(|z| z.resource_id == resource && z.until > now)
-                .map(|z| z.where_text())
-                .collect();
-            if places.is_empty() {
-                Err(format!("{resource} is not snoozed"))
-            } else {
-                Err(format!(
-                    "{resource} is not snoozed there; it is snoozed in {} (name it with --account and --region)",
-                    places.join(", ")
-                ))
-            }
-        }
-        Some(z) if c.json => pretty(&json!({"lifted": z, "by": who})),
-        Some(z) => Ok(format!(
-            "Snooze of {} lifted by {who} (it ran until {}): the next runs assess it again.\n",
-            z.resource_id,
-            z.until_text()
-        )),
+        .into_iter()
+        .filter(|z| overlaps(z))
+        .collect();
+    if c.json {
+        return pretty(&json!({"lifted": lifted, "still_snoozed": still, "by": who, "warnings": warnings}));
     }
+    if lifted.is_empty() {
+        return Err(format!("nothing was lifted: {}", warnings.join("; ")));
+    }
+    let mut out = String::new();
+    for z in &lifted {
+        out += &format!(
+            "Snooze of {} ({}) lifted by {who} (it ran until {}).\n",
+            z.resource_id,
+            z.where_text(),
+            z.until_text()
+        );
+    }
+    for w in &warnings {
+        out += &format!("  {} {w}\n", c.paint.yellow("Warning:"));
+    }
+    if still.is_empty() {
+        out += &format!("No snooze holds {resource} any more: the next runs assess it again.\n");
+    } else {
+        for z in &still {
+            let there = match (&z.account, &z.region) {
+                (None, None) => z.where_text(),
+                _ => format!("in {}", z.where_text()),
+            };
+            out += &format!(
+                "  {} {resource} is still snoozed {there} ({}): lift it with finops unsnooze {resource}{}\n",
+                c.paint.yellow("Note:"),
+                z.describe(),
+                place_flags(z)
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The flags that name where `z` holds.
+fn place_flags(z: &Snooze) -> String {
+    let mut flags = String::new();
+    if let Some(a) = &z.account {
+        flags += &format!(" --account {a}");
+    }
+    if let Some(r) = &z.region {
+        flags += &format!(" --region {r}");
+    }
+    flags
 }
 
 async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {

@@ -9,19 +9,82 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// FinOps Autopilot's operator tool.
 /// Where a snooze holds: every account and region unless named (ids such as cost-alert's
 /// `TOTAL` are the same in every account: name the account for those).
 #[derive(Debug, Clone, Args)]
 pub struct Place {
-    /// Only in this account.
-    #[arg(long)]
+    /// Only in this account (its 12-digit id).
+    #[arg(long, value_parser = account_id)]
     pub account: Option<String>,
-    /// Only in this region.
-    #[arg(long)]
+    /// Only in this region (eu-west-1, …).
+    #[arg(long, value_parser = region_name)]
     pub region: Option<String>,
+}
+
+fn account_id(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v.to_string())
+    } else {
+        Err("an AWS account id is 12 digits".into())
+    }
+}
+
+fn region_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let b = v.as_bytes();
+    let shaped = b.first().is_some_and(u8::is_ascii_lowercase)
+        && b.last().is_some_and(u8::is_ascii_digit)
+        && v.contains('-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+    if shaped {
+        Ok(v.to_string())
+    } else {
+        Err("a region is named like eu-west-1".into())
+    }
+}
+
+/// A resource id to snooze or unsnooze: not blank, no control character, and no `@` (it
+/// separates a snooze's place in its key: name the place with --account and --region).
+fn resource_id(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err("name the resource (its id)".into())
+    } else if v.contains('@') {
+        Err("a resource id has no '@': name the place with --account and --region".into())
+    } else if v.chars().any(char::is_control) {
+        Err("a resource id has no control characters".into())
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+/// A finding id (`rule:account:region:resource`, as Slack and `finops audit` show it) given
+/// where a resource id is expected: its resource, where the finding is. A place named as well
+/// must be the finding's.
+fn resource_of_finding(resource: &mut String, place: &mut Place) -> Result<(), String> {
+    let Some(p) = remediation::model::Finding::parse_id(resource) else {
+        return Ok(());
+    };
+    for (flag, named, found) in [
+        ("--account", &place.account, p.account),
+        ("--region", &place.region, p.region),
+    ] {
+        if named.as_deref().is_some_and(|n| n != found) {
+            return Err(format!(
+                "{resource} is a finding in {found}; {flag} names another place"
+            ));
+        }
+    }
+    let (res, account, region) = (resource_id(p.resource_id)?, p.account.to_string(), p.region.to_string());
+    *resource = res;
+    place.account = Some(account);
+    place.region = Some(region);
+    Ok(())
 }
 
 #[derive(Debug, Parser)]
@@ -97,7 +160,9 @@ pub enum Command {
     Audit { id: String },
     /// Leave a resource alone for N days: every rule skips it, and its open approvals close.
     Snooze {
-        /// The resource id (instance, volume, bucket, …).
+        /// The resource id (instance, volume, bucket, …), or a finding id: its resource, where
+        /// the finding is.
+        #[arg(value_parser = resource_id)]
         resource: String,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=365))]
         days: u32,
@@ -115,7 +180,10 @@ pub enum Command {
         all: bool,
     },
     /// Lift a snooze before it ends.
+    ///
+    /// Without --account or --region, every snooze of the resource; with them, the one there.
     Unsnooze {
+        #[arg(value_parser = resource_id)]
         resource: String,
         #[arg(long, default_value = "lifted from the command line")]
         reason: String,
@@ -141,7 +209,12 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Snooze { resource, place, .. } | Command::Unsnooze { resource, place, .. } = &mut cli.command {
+        if let Err(e) = resource_of_finding(resource, place) {
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

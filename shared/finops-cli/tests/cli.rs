@@ -380,3 +380,108 @@ async fn the_report_sums_the_ledger_and_the_scans_of_the_weeks() {
     assert_eq!(finops(&moto, Some(TABLE), &["report", "--weeks", "0"]).code, 2);
     let _ = (state, Duration::zero());
 }
+
+#[tokio::test]
+async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds() {
+    let (moto, state, _topic) = setup().await;
+    let t = Some(TABLE);
+    let id = "i-0abc1234567890def";
+    let slack = |now: chrono::DateTime<Utc>| remediation::state::Snooze {
+        resource_id: id.into(),
+        until: now + Duration::days(7),
+        by: "U0ANA".into(),
+        via: "slack".into(),
+        reason: "batch".into(),
+        at: now,
+        finding_id: None,
+        account: Some("123456789012".into()),
+        region: Some("us-east-1".into()),
+    };
+    // A Slack snooze in one account and region, and an operator's everywhere.
+    state.snooze(&slack(Utc::now()), true).await.unwrap();
+    ok(finops(
+        &moto,
+        t,
+        &["snooze", id, "--days", "30", "--reason", "migration"],
+    ));
+
+    // Lifting the one place's: the snooze everywhere still holds there, and it says so.
+    let out = ok(finops_wide(
+        &moto,
+        t,
+        &["unsnooze", id, "--account", "123456789012", "--region", "us-east-1"],
+    ));
+    assert!(
+        out.contains("still snoozed") && out.contains("everywhere") && !out.contains("assess it again"),
+        "{out}"
+    );
+    assert_eq!(state.snoozes_of(id, Utc::now()).await.unwrap().len(), 1);
+
+    // Without a place: every snooze of the resource is lifted, and the next runs assess it.
+    state.snooze(&slack(Utc::now()), true).await.unwrap();
+    let out = ok(finops_wide(&moto, t, &["unsnooze", id]));
+    assert!(
+        out.contains("assess it again") && out.contains("123456789012/us-east-1"),
+        "{out}"
+    );
+    assert!(state.snoozes_of(id, Utc::now()).await.unwrap().is_empty());
+    let trail = json(finops(&moto, t, &["audit", id, "--output", "json"]));
+    let lifted = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"] == "unsnoozed")
+        .count();
+    assert_eq!(lifted, 3, "{trail:#}");
+}
+
+#[tokio::test]
+async fn snooze_refuses_a_place_it_cannot_hold_and_splits_a_pasted_finding_id() {
+    let (moto, state, _topic) = setup().await;
+    let t = Some(TABLE);
+    let reason = ["--days", "7", "--reason", "r"];
+    for place in [
+        ["--account", "12345"],
+        ["--account", "*"],
+        ["--region", "*"],
+        ["--region", "us-east-1/x"],
+        ["--region", "US East"],
+    ] {
+        let args: Vec<&str> = ["snooze", "i-1"].iter().chain(&reason).chain(&place).copied().collect();
+        let r = finops(&moto, t, &args);
+        assert_eq!(r.code, 2, "{place:?} accepted: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(place[0]), "{place:?}: {}", r.stderr);
+    }
+    let args: Vec<&str> = ["snooze", "i-1@123456789012/us-east-1"]
+        .iter()
+        .chain(&reason)
+        .copied()
+        .collect();
+    let r = finops(&moto, t, &args);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains('@'), "{}", r.stderr);
+    assert!(state.all_snoozes().await.unwrap().0.is_empty(), "nothing was snoozed");
+
+    // A finding id pasted from Slack snoozes its resource where the finding is.
+    let args: Vec<&str> = ["snooze", "idle-ec2:123456789012:eu-west-1:i-0feed", "--output", "json"]
+        .iter()
+        .chain(&reason)
+        .copied()
+        .collect();
+    let out = json(finops(&moto, t, &args));
+    assert_eq!(out["snooze"]["resource_id"], "i-0feed", "{out:#}");
+    assert_eq!(out["snooze"]["account"], "123456789012");
+    assert_eq!(out["snooze"]["region"], "eu-west-1");
+    // Unless it names another place.
+    let args: Vec<&str> = [
+        "snooze",
+        "idle-ec2:123456789012:eu-west-1:i-0feed",
+        "--region",
+        "us-east-1",
+    ]
+    .iter()
+    .chain(&reason)
+    .copied()
+    .collect();
+    assert_eq!(finops(&moto, t, &args).code, 2);
+}

@@ -371,6 +371,29 @@ pub async fn sweep(
             if let Some(since) = marked_since(&f.resource) {
                 let days = (today - since).num_days();
                 if days >= i64::from(p.stop_after_days) {
+                    // A snooze that ended since the mark gives the grace period again, from its end.
+                    let ended = match sinks.state {
+                        None => Ok(None),
+                        Some(state) => state.snooze_ended(&f.resource, now).await,
+                    };
+                    let wait = match ended {
+                        Err(e) => Some(format!(
+                            "; the end of its last snooze could not be read ({e}): not stopped"
+                        )),
+                        Ok(Some(end)) if end.date_naive() >= since => {
+                            let due = end.date_naive() + chrono::Duration::days(i64::from(p.stop_after_days));
+                            (today < due).then(|| {
+                                format!("; its snooze ended {}: stopped no sooner than {due}", end.date_naive())
+                            })
+                        }
+                        Ok(_) => None,
+                    };
+                    if let Some(wait) = wait {
+                        if let Some(o) = outcomes.iter_mut().find(|o| o.finding_id == f.id) {
+                            o.detail.push_str(&wait);
+                        }
+                        continue;
+                    }
                     let mut stop = f.clone();
                     stop.action = ActionKind::Stop;
                     stop.id = format!("{}:stop", f.id);

@@ -1079,8 +1079,8 @@ impl ApprovalStore for DynamoState {
         self.grant_snooze(snooze, keep_longer).await
     }
 
-    async fn unsnooze(&self, key: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>> {
-        self.lift_snooze(key, by, reason, now).await
+    async fn unsnooze(&self, snooze: &Snooze, by: &str, reason: &str, now: DateTime<Utc>) -> Result<super::Unsnoozed> {
+        self.lift_snooze(snooze, by, reason, now).await
     }
 
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>> {

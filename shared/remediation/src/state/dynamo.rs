@@ -379,6 +379,14 @@ impl StateStore for DynamoState {
         self.resource_snoozes(resource_id, now).await
     }
 
+    async fn snooze_ended(
+        &self,
+        resource: &crate::model::Resource,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        DynamoState::snooze_ended(self, resource, now).await
+    }
+
     async fn record_run(&self, run: &super::RunRecord) -> Result<()> {
         self.put_run(run).await
     }

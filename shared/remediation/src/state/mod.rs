@@ -206,6 +206,14 @@ pub trait StateStore: Send + Sync {
     /// each action, and before an irreversible step that waited).
     async fn snoozes_of(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>>;
 
+    /// When the last snooze that covered `resource` ended or was lifted, before `now` (an ended
+    /// snooze is kept on record for 90 days); `None` if none is on record.
+    async fn snooze_ended(
+        &self,
+        resource: &crate::model::Resource,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>>;
+
     /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;
 }
@@ -315,6 +323,17 @@ pub struct SnoozeGranted {
     /// What could not be done after the snooze was recorded (a pending request left open): the
     /// snooze holds all the same, and the run re-check sets those findings aside.
     pub warnings: Vec<String>,
+}
+
+/// What lifting a snooze did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unsnoozed {
+    /// It was lifted (as it was before).
+    Lifted(Snooze),
+    /// It had ended or been lifted already.
+    Gone,
+    /// Another snooze took its place since it was read; that one stands.
+    Replaced(Snooze),
 }
 
 /// The snoozes in force, looked up by resource.
@@ -584,8 +603,9 @@ pub trait ApprovalStore: Send + Sync {
     /// the resource's pending approval requests.
     /// With `keep_longer` (a Slack click), a snooze in force that ends later is kept instead.
     async fn snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted>;
-    /// Lifts the snooze under `key` ([`snooze_key`]); `None` if there was none.
-    async fn unsnooze(&self, key: &str, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Option<Snooze>>;
+    /// Lifts `snooze` as it was read (ends it now); if it was replaced or lifted since, nothing
+    /// is changed and the answer says so.
+    async fn unsnooze(&self, snooze: &Snooze, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Unsnoozed>;
 }
 
 #[cfg(test)]

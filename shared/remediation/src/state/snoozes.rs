@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{n, s, DynamoState, TTL_ATTRIBUTE};
@@ -102,25 +102,78 @@ impl DynamoState {
 
     /// Records `snooze` (replacing one on the same resource and place) with its audit items, then
     /// closes the resource's pending approvals. With `keep_longer`, a snooze in force that ends
-    /// later is kept and nothing is recorded (checked in the write itself, so two clicks at once
-    /// cannot cut it short either).
+    /// later is kept and nothing is recorded. The write is conditioned on the item read just
+    /// before it (its `at`, or its absence), so two grants at once, or a grant and a lift, never
+    /// overwrite what the other wrote unseen: a changed item is read again, up to three times.
     pub(crate) async fn grant_snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
         let key = snooze.key();
-        let previous = self
-            .get(SNOOZES_PK, &key)
-            .await?
-            .as_ref()
-            .and_then(stored_snooze)
-            .filter(|z| z.until > snooze.at);
-        if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
+        for _ in 0..3 {
+            let read = self.get(SNOOZES_PK, &key).await?;
+            let previous = read.as_ref().and_then(stored_snooze).filter(|z| z.until > snooze.at);
+            if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
+                return Ok(SnoozeGranted {
+                    kept: Some(p.clone()),
+                    ..SnoozeGranted::default()
+                });
+            }
+            let (condition, read_at) = as_read(read.as_ref());
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(self.snooze_item(snooze)))
+                .condition_expression(condition);
+            if condition.contains("#at") {
+                put = put.expression_attribute_names("#at", "at");
+            }
+            let put = put
+                .set_expression_attribute_values(read_at.map(|at| HashMap::from([(":read_at".to_string(), at)])))
+                .build()
+                .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
+            let detail = format!("{} ({})", snooze.describe(), snooze.where_text());
+            let mut items = vec![
+                TransactWriteItem::builder().put(put).build(),
+                // Named by its key: two snoozes of one resource in two places, granted or
+                // lifted at one instant, are two audit items.
+                self.audit(
+                    &resource_audit_id(&snooze.resource_id),
+                    snooze.at,
+                    "snoozed",
+                    &key,
+                    &detail,
+                )?,
+            ];
+            if let Some(f) = &snooze.finding_id {
+                items.push(self.audit(f, snooze.at, "snoozed", &key, &detail)?);
+            }
+            match self.transact(items).await {
+                Ok(()) => {}
+                // Granted or lifted by someone else in between: read it again.
+                Err(super::dynamo::TransactOutcome::ConditionFailed) => continue,
+                Err(e) => return Err(e.into_error()),
+            }
+            // The snooze is on record from here: what fails now is reported, not an error.
+            let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
             return Ok(SnoozeGranted {
-                kept: Some(p.clone()),
-                ..SnoozeGranted::default()
+                closed_requests,
+                replaced: previous,
+                kept: None,
+                warnings,
             });
         }
+        Err(Error::unexpected(
+            "dynamodb",
+            "TransactWriteItems",
+            format!(
+                "the snooze of {key} changed three times while it was being granted: nothing was recorded, try again"
+            ),
+        ))
+    }
+
+    /// The stored form of `snooze`. It stays on record for [`ENDED_KEPT_DAYS`] after it ends (the
+    /// TTL), so a rule can tell when a resource's last snooze ended.
+    fn snooze_item(&self, snooze: &Snooze) -> Item {
         let mut item: Item = HashMap::from([
             ("pk".to_string(), s(SNOOZES_PK)),
-            ("sk".to_string(), s(&key)),
+            ("sk".to_string(), s(snooze.key())),
             ("resource_id".to_string(), s(&snooze.resource_id)),
             ("kind".to_string(), s("snooze")),
             ("until".to_string(), s(snooze.until.to_rfc3339())),
@@ -128,7 +181,7 @@ impl DynamoState {
             ("via".to_string(), s(&snooze.via)),
             ("reason".to_string(), s(&snooze.reason)),
             ("at".to_string(), s(snooze.at.to_rfc3339())),
-            (TTL_ATTRIBUTE.to_string(), n(snooze.until.timestamp())),
+            (TTL_ATTRIBUTE.to_string(), n(ended_kept_until(snooze.until))),
         ]);
         if let Some(f) = &snooze.finding_id {
             item.insert("finding_id".into(), s(f));
@@ -138,92 +191,104 @@ impl DynamoState {
                 item.insert(name.into(), s(v));
             }
         }
-        let detail = format!("{} ({})", snooze.describe(), snooze.where_text());
-        let put = if keep_longer {
-            // Only over no snooze, or one that ends no later than this one.
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR #exp <= :until")
-                .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-                .expression_attribute_values(":until", n(snooze.until.timestamp()))
-                .build()
-                .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
-            TransactWriteItem::builder().put(put).build()
-        } else {
-            self.put(item, None)?
-        };
-        let mut items = vec![
-            put,
-            self.audit(
-                &resource_audit_id(&snooze.resource_id),
-                snooze.at,
-                "snoozed",
-                &snooze.resource_id,
-                &detail,
-            )?,
-        ];
-        if let Some(f) = &snooze.finding_id {
-            items.push(self.audit(f, snooze.at, "snoozed", &snooze.resource_id, &detail)?);
-        }
-        match self.transact(items).await {
-            Ok(()) => {}
-            // A longer snooze was granted in between: it stands.
-            Err(super::dynamo::TransactOutcome::ConditionFailed) if keep_longer => {
-                let kept = self.get(SNOOZES_PK, &key).await?.as_ref().and_then(stored_snooze);
-                return Ok(SnoozeGranted {
-                    kept,
-                    ..SnoozeGranted::default()
-                });
-            }
-            Err(e) => return Err(e.into_error()),
-        }
-        // The snooze is on record from here: what fails now is reported, not an error.
-        let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
-        Ok(SnoozeGranted {
-            closed_requests,
-            replaced: previous,
-            kept: None,
-            warnings,
-        })
+        item
     }
 
-    /// Lifts the snooze under `key` ([`super::snooze_key`]), recording who did, and why; `None` if
-    /// there was none.
+    /// Ends `snooze` now, as it was read: if it was replaced or lifted since, nothing is changed
+    /// and the answer says what is there instead. The item stays (ended) so the rules know when
+    /// the resource's snooze ended; the lift is on the resource's audit trail (and its finding's).
     pub(crate) async fn lift_snooze(
         &self,
-        key: &str,
+        snooze: &Snooze,
         by: &str,
         reason: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Snooze>> {
-        let Some(current) = self.get(SNOOZES_PK, key).await?.as_ref().and_then(stored_snooze) else {
-            return Ok(None);
+    ) -> Result<super::Unsnoozed> {
+        let key = snooze.key();
+        let in_force = |read: Option<&Item>| read.and_then(stored_snooze).filter(|z| z.until > now);
+        let read = self.get(SNOOZES_PK, &key).await?;
+        let current = match in_force(read.as_ref()) {
+            None => return Ok(super::Unsnoozed::Gone),
+            Some(z) if z != *snooze => return Ok(super::Unsnoozed::Replaced(z)),
+            Some(z) => z,
         };
-        let delete = Delete::builder()
+        // It was read with its `at` (a snooze needs one): the update is conditioned on that.
+        let read_at = read
+            .as_ref()
+            .and_then(|item| item.get("at"))
+            .cloned()
+            .unwrap_or_else(|| s(""));
+        let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(SNOOZES_PK))
-            .key("sk", s(key))
-            .condition_expression("attribute_exists(pk)")
+            .key("sk", s(&key))
+            .update_expression("SET #until = :now, #exp = :exp, lifted_by = :by, lifted_at = :now")
+            .condition_expression("#at = :read_at")
+            .expression_attribute_names("#until", "until")
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":exp", n(ended_kept_until(now)))
+            .expression_attribute_values(":by", s(by))
+            .expression_attribute_values(":read_at", read_at)
             .build()
-            .map_err(|e| Error::Config(format!("bad DynamoDB delete: {e}")))?;
+            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
         let detail = format!(
-            "snooze lifted by {by}: {reason} (it ran until {})",
-            current.until_text()
+            "snooze lifted by {by}: {reason} (it ran until {}, {})",
+            current.until_text(),
+            current.where_text()
         );
         let resource_id = current.resource_id.as_str();
         let mut items = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            self.audit(&resource_audit_id(resource_id), now, "unsnoozed", resource_id, &detail)?,
+            TransactWriteItem::builder().update(update).build(),
+            self.audit(&resource_audit_id(resource_id), now, "unsnoozed", &key, &detail)?,
         ];
         if let Some(f) = &current.finding_id {
-            items.push(self.audit(f, now, "unsnoozed", resource_id, &detail)?);
+            items.push(self.audit(f, now, "unsnoozed", &key, &detail)?);
         }
         match self.transact(items).await {
-            Ok(()) => Ok(Some(current)),
-            // Lifted by someone else in between.
-            Err(super::dynamo::TransactOutcome::ConditionFailed) => Ok(None),
+            Ok(()) => Ok(super::Unsnoozed::Lifted(current)),
+            // Replaced or lifted by someone else in between: say what is there now.
+            Err(super::dynamo::TransactOutcome::ConditionFailed) => {
+                let read = self.get(SNOOZES_PK, &key).await?;
+                Ok(match in_force(read.as_ref()) {
+                    Some(z) => super::Unsnoozed::Replaced(z),
+                    None => super::Unsnoozed::Gone,
+                })
+            }
             Err(e) => Err(e.into_error()),
         }
+    }
+
+    /// When the last snooze that covered `resource` ended (ended or lifted, before `now`), while
+    /// its item is kept; `None` if there is none on record.
+    pub(crate) async fn snooze_ended(
+        &self,
+        resource: &crate::model::Resource,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let (found, _) = self.snooze_items(Some(&resource.id)).await?;
+        Ok(found
+            .into_iter()
+            .filter(|z| z.covers(resource) && z.until <= now)
+            .map(|z| z.until)
+            .max())
+    }
+}
+
+/// How long an ended snooze stays on record.
+pub const ENDED_KEPT_DAYS: i64 = 90;
+
+fn ended_kept_until(end: DateTime<Utc>) -> i64 {
+    (end + chrono::Duration::days(ENDED_KEPT_DAYS)).timestamp()
+}
+
+/// The condition that an item is as it was read: absent, or with the same `at` (each grant
+/// writes its own); and the `at` read, for `:read_at`.
+fn as_read(read: Option<&Item>) -> (&'static str, Option<AttributeValue>) {
+    match read.map(|item| item.get("at")) {
+        None => ("attribute_not_exists(pk)", None),
+        Some(Some(at)) => ("#at = :read_at", Some(at.clone())),
+        Some(None) => ("attribute_exists(pk) AND attribute_not_exists(#at)", None),
     }
 }
