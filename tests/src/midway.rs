@@ -44,9 +44,67 @@ impl Remediation for SnoozeMidway<'_> {
                 finding_id: None,
                 account: None,
                 region: None,
+                lifted_by: None,
+                lifted_at: None,
             };
             self.state.snooze(&z, true).await.expect("snooze recorded");
         }
         self.inner.execute(f, pre).await
+    }
+}
+
+/// A DynamoDB client on which another writer steps in between a read and the write that
+/// follows it: right before this client's first `TransactWriteItems` is sent, `step_in` runs to
+/// completion (on a thread and runtime of its own, with its own client), so a test sees whether
+/// the write is conditioned on what was read.
+pub async fn stepped_in_client(
+    moto: &crate::Moto,
+    step_in: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + 'static,
+) -> aws_sdk_dynamodb::Client {
+    let step_in: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> =
+        Box::new(step_in);
+    let conf = aws_sdk_dynamodb::config::Builder::from(&moto.sdk_config().await)
+        .interceptor(SteppedIn(std::sync::Mutex::new(Some(step_in))))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+type StepIn = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
+struct SteppedIn(std::sync::Mutex<Option<StepIn>>);
+
+impl std::fmt::Debug for SteppedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SteppedIn")
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for SteppedIn {
+    fn name(&self) -> &'static str {
+        "stepped-in"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        if !target.ends_with(".TransactWriteItems") {
+            return Ok(());
+        }
+        let Some(step_in) = self.0.lock().map_err(|e| e.to_string())?.take() else {
+            return Ok(());
+        };
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(step_in()))
+        })
+        .join()
+        .map_err(|_| "the step-in panicked")??;
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use finops_tests::approvals::{button_urls, snooze_buttons, token_of, Loop};
 use finops_tests::seed::{self, Usage};
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
-use remediation::state::{ApprovalStore, StateStore};
+use remediation::state::{ApprovalStore, DynamoState, StateStore};
 use serde_json::Value;
 
 const TABLE: &str = "finops-state";
@@ -411,15 +411,8 @@ async fn a_longer_click_over_a_shorter_snooze_stored_without_a_ttl_is_recorded_n
     );
 }
 
-#[tokio::test]
-async fn a_lift_never_ends_a_snooze_granted_after_it_was_read() {
-    use remediation::state::{DynamoState, Snooze, Unsnoozed};
-    let moto = finops_tests::Moto::start().unwrap();
-    let c = moto.clients().await;
-    seed::create_table(&c.dynamodb, TABLE).await;
-    let state = DynamoState::new(c.dynamodb.clone(), TABLE);
-    let now = Utc::now();
-    let grant = |by: &str, at, days| Snooze {
+fn cli_snooze(by: &str, at: DateTime<Utc>, days: i64) -> remediation::state::Snooze {
+    remediation::state::Snooze {
         resource_id: "i-0feed".into(),
         until: at + Duration::days(days),
         by: by.into(),
@@ -429,16 +422,41 @@ async fn a_lift_never_ends_a_snooze_granted_after_it_was_read() {
         finding_id: None,
         account: None,
         region: None,
-    };
-    state.snooze(&grant("ana", now, 7), false).await.unwrap();
-    let read = state.snoozes_of("i-0feed", now).await.unwrap();
-    assert_eq!(read.len(), 1);
+        lifted_by: None,
+        lifted_at: None,
+    }
+}
 
-    // Bo replaces it before Ana's lift lands: Bo's snooze stands, and the lift says so.
-    let bo = grant("bo", now + Duration::seconds(1), 30);
-    state.snooze(&bo, false).await.unwrap();
-    let later = now + Duration::seconds(2);
-    let lift = state.unsnooze(&read[0], "ana", "done", later).await.unwrap();
+/// A table with Ana's 7-day snooze of `i-0feed` granted at `now`, and a second state on it
+/// whose first write is preceded by `step_in` (another writer, through its own client).
+async fn snoozed_then_stepped_in(
+    step_in: impl FnOnce(DynamoState) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + 'static,
+) -> (finops_tests::Moto, DynamoState, DynamoState, remediation::state::Snooze) {
+    let moto = finops_tests::Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let state = DynamoState::new(c.dynamodb.clone(), TABLE);
+    let ana = cli_snooze("ana", Utc::now(), 7);
+    state.snooze(&ana, false).await.unwrap();
+    let other = DynamoState::new(c.dynamodb.clone(), TABLE);
+    let client = finops_tests::midway::stepped_in_client(&moto, move || step_in(other)).await;
+    (moto, state, DynamoState::new(client, TABLE), ana)
+}
+
+#[tokio::test]
+async fn a_lift_never_ends_a_snooze_granted_between_its_read_and_its_write() {
+    use remediation::state::Unsnoozed;
+    let bo = cli_snooze("bo", Utc::now() + Duration::seconds(1), 30);
+    let granted = bo.clone();
+    let (_moto, state, stepped, ana) = snoozed_then_stepped_in(move |other| {
+        Box::pin(async move {
+            other.snooze(&granted, false).await.unwrap();
+        })
+    })
+    .await;
+    // Ana's lift read her snooze; Bo's replaced it before the lift's write landed.
+    let later = Utc::now() + Duration::seconds(2);
+    let lift = stepped.unsnooze(&ana, "ana", "done", later).await.unwrap();
     assert_eq!(lift, Unsnoozed::Replaced(bo.clone()));
     assert_eq!(state.snoozes_of("i-0feed", later).await.unwrap(), vec![bo.clone()]);
 
@@ -452,11 +470,57 @@ async fn a_lift_never_ends_a_snooze_granted_after_it_was_read() {
         state.unsnooze(&bo, "bo", "again", later).await.unwrap(),
         Unsnoozed::Gone
     );
-    let again = grant("ana", later + Duration::seconds(1), 7);
+    let again = cli_snooze("ana", later + Duration::seconds(1), 7);
     let granted = state.snooze(&again, true).await.unwrap();
     assert_eq!((granted.kept, granted.replaced), (None, None));
     assert_eq!(
         state.snoozes_of("i-0feed", later + Duration::seconds(2)).await.unwrap(),
         vec![again]
     );
+}
+
+#[tokio::test]
+async fn two_lifts_at_once_lift_once_and_the_second_says_it_was_gone() {
+    use remediation::state::Unsnoozed;
+    let (_moto, state, stepped, ana) = snoozed_then_stepped_in(|other| {
+        Box::pin(async move {
+            let read = other.snoozes_of("i-0feed", Utc::now()).await.unwrap();
+            let lift = other.unsnooze(&read[0], "bo", "first", Utc::now()).await.unwrap();
+            assert!(matches!(lift, Unsnoozed::Lifted(_)), "{lift:?}");
+        })
+    })
+    .await;
+    let lift = stepped.unsnooze(&ana, "ana", "second", Utc::now()).await.unwrap();
+    assert_eq!(lift, Unsnoozed::Gone);
+    let trail = state
+        .audit_trail(&remediation::state::snoozes::resource_audit_id("i-0feed"))
+        .await
+        .unwrap();
+    let lifts: Vec<&str> = trail
+        .iter()
+        .filter(|e| e.event == "unsnoozed")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(lifts.len(), 1, "{trail:#?}");
+    assert!(lifts[0].contains("lifted by bo"), "{lifts:?}");
+}
+
+#[tokio::test]
+async fn a_click_never_cuts_short_a_longer_snooze_granted_between_its_read_and_its_write() {
+    let bo = cli_snooze("bo", Utc::now() + Duration::seconds(1), 30);
+    let granted = bo.clone();
+    let (_moto, state, stepped, _ana) = snoozed_then_stepped_in(move |other| {
+        Box::pin(async move {
+            other.snooze(&granted, false).await.unwrap();
+        })
+    })
+    .await;
+    // The click read Ana's 7 days, so its 10 days were to replace them; Bo's 30 came in between.
+    let click = remediation::state::Snooze {
+        via: "slack".into(),
+        ..cli_snooze("U0CY", Utc::now() + Duration::seconds(2), 10)
+    };
+    let answer = stepped.snooze(&click, true).await.unwrap();
+    assert_eq!(answer.kept, Some(bo.clone()));
+    assert_eq!(state.snoozes_of("i-0feed", Utc::now()).await.unwrap(), vec![bo]);
 }

@@ -425,6 +425,8 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
         finding_id: None,
         account: None,
         region: None,
+        lifted_by: None,
+        lifted_at: None,
     };
     state
         .snooze(&snooze(&a.untagged, now - Duration::days(1)), false)

@@ -481,6 +481,8 @@ async fn snooze(
         finding_id: None,
         account: named(&place.account),
         region: named(&place.region),
+        lifted_by: None,
+        lifted_at: None,
     };
     // An operator's command replaces a snooze in force, and says so.
     let granted = c.state.snooze(&z, false).await.map_err(err)?;
@@ -546,7 +548,7 @@ async fn snooze(
 async fn snoozes(c: &Ctx, all: bool, now: DateTime<Utc>) -> Out {
     let (mut list, unreadable) = c.state.all_snoozes().await.map_err(err)?;
     if !all {
-        list.retain(|z| z.until > now);
+        list.retain(|z| z.in_force(now));
     }
     list.sort_by(|a, b| a.until.cmp(&b.until).then_with(|| a.resource_id.cmp(&b.resource_id)));
     if c.json {
@@ -561,10 +563,15 @@ async fn snoozes(c: &Ctx, all: bool, now: DateTime<Utc>) -> Out {
             vec![
                 z.resource_id.clone(),
                 z.where_text(),
-                if z.until > now {
-                    z.until_text()
-                } else {
-                    format!("{} (ended)", z.until_text())
+                match (&z.lifted_by, z.lifted_at) {
+                    (by, Some(at)) => format!(
+                        "{} (lifted {} by {})",
+                        z.until_text(),
+                        when(at),
+                        by.as_deref().unwrap_or("someone")
+                    ),
+                    _ if z.until > now => z.until_text(),
+                    _ => format!("{} (ended)", z.until_text()),
                 },
                 z.by.clone(),
                 z.via.clone(),

@@ -396,6 +396,8 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
         finding_id: None,
         account: Some("123456789012".into()),
         region: Some("us-east-1".into()),
+        lifted_by: None,
+        lifted_at: None,
     };
     // A Slack snooze in one account and region, and an operator's everywhere.
     state.snooze(&slack(Utc::now()), true).await.unwrap();

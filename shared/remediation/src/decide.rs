@@ -512,6 +512,8 @@ impl Approvals<'_> {
             finding_id: Some(claims.fid.clone()),
             account: Some(parts.account.to_string()),
             region: Some(parts.region.to_string()),
+            lifted_by: None,
+            lifted_at: None,
         };
         if snooze.resource_id.trim().is_empty() {
             return Verdict::new(

@@ -239,6 +239,12 @@ pub struct Snooze {
     /// The region it holds in (`None`: every region).
     #[serde(default)]
     pub region: Option<String>,
+    /// Who lifted it before it ended, and when (a lifted snooze holds nowhere, whatever `until`
+    /// a clock behind the lifter's reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_at: Option<DateTime<Utc>>,
 }
 
 /// Characters that change how text reads without being seen: bidirectional overrides and
@@ -273,6 +279,19 @@ impl Snooze {
     /// Its sort key in the `SNOOZES` partition.
     pub fn key(&self) -> String {
         snooze_key(&self.resource_id, self.account.as_deref(), self.region.as_deref())
+    }
+
+    /// Whether it is in force at `now`: not lifted, and not ended.
+    pub fn in_force(&self, now: DateTime<Utc>) -> bool {
+        self.lifted_at.is_none() && self.until > now
+    }
+
+    /// When it ended, if it has by `now` (lifted, or run out).
+    pub fn ended(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.lifted_at {
+            Some(at) => Some(at.min(self.until)),
+            None => (self.until <= now).then_some(self.until),
+        }
     }
 
     /// Whether it holds for `resource` (its id, and its account and region when it names them).
@@ -637,6 +656,8 @@ mod tests {
             finding_id: None,
             account: account.map(str::to_string),
             region: region.map(str::to_string),
+            lifted_by: None,
+            lifted_at: None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
-use super::dynamo::{n, s, DynamoState, TTL_ATTRIBUTE};
+use super::dynamo::{n, s, DynamoState, TransactOutcome, TTL_ATTRIBUTE};
 use super::{Snooze, SnoozeGranted};
 use crate::error::{Error, Result};
 
@@ -44,6 +44,8 @@ fn stored_snooze(item: &Item) -> Option<Snooze> {
         finding_id: text(item, "finding_id"),
         account: text(item, "account"),
         region: text(item, "region"),
+        lifted_by: text(item, "lifted_by"),
+        lifted_at: time(item, "lifted_at"),
     })
 }
 
@@ -60,7 +62,7 @@ impl DynamoState {
         let (found, _) = self.snooze_items(Some(resource_id)).await?;
         Ok(found
             .into_iter()
-            .filter(|z| z.resource_id == resource_id && z.until > now)
+            .filter(|z| z.resource_id == resource_id && z.in_force(now))
             .collect())
     }
 
@@ -97,7 +99,7 @@ impl DynamoState {
     /// The snoozes in force at `now`.
     pub(crate) async fn active_snoozes(&self, now: DateTime<Utc>) -> Result<Vec<Snooze>> {
         let (all, _) = self.all_snoozes().await?;
-        Ok(all.into_iter().filter(|z| z.until > now).collect())
+        Ok(all.into_iter().filter(|z| z.in_force(now)).collect())
     }
 
     /// Records `snooze` (replacing one on the same resource and place) with its audit items, then
@@ -109,23 +111,20 @@ impl DynamoState {
         let key = snooze.key();
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
-            let previous = read.as_ref().and_then(stored_snooze).filter(|z| z.until > snooze.at);
+            let previous = read.as_ref().and_then(stored_snooze).filter(|z| z.in_force(snooze.at));
             if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
                 return Ok(SnoozeGranted {
                     kept: Some(p.clone()),
                     ..SnoozeGranted::default()
                 });
             }
-            let (condition, read_at) = as_read(read.as_ref());
-            let mut put = Put::builder()
+            let unchanged = as_read(read.as_ref());
+            let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(self.snooze_item(snooze)))
-                .condition_expression(condition);
-            if condition.contains("#at") {
-                put = put.expression_attribute_names("#at", "at");
-            }
-            let put = put
-                .set_expression_attribute_values(read_at.map(|at| HashMap::from([(":read_at".to_string(), at)])))
+                .condition_expression(unchanged.condition)
+                .set_expression_attribute_names(unchanged.names)
+                .set_expression_attribute_values(unchanged.values)
                 .build()
                 .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
             let detail = format!("{} ({})", snooze.describe(), snooze.where_text());
@@ -146,8 +145,9 @@ impl DynamoState {
             }
             match self.transact(items).await {
                 Ok(()) => {}
-                // Granted or lifted by someone else in between: read it again.
-                Err(super::dynamo::TransactOutcome::ConditionFailed) => continue,
+                // Granted or lifted by someone else in between (or at the same moment): read it
+                // again.
+                Err(TransactOutcome::ConditionFailed | TransactOutcome::Conflict(_)) => continue,
                 Err(e) => return Err(e.into_error()),
             }
             // The snooze is on record from here: what fails now is reported, not an error.
@@ -195,8 +195,9 @@ impl DynamoState {
     }
 
     /// Ends `snooze` now, as it was read: if it was replaced or lifted since, nothing is changed
-    /// and the answer says what is there instead. The item stays (ended) so the rules know when
-    /// the resource's snooze ended; the lift is on the resource's audit trail (and its finding's).
+    /// and the answer says what is there instead. The item stays, marked lifted (by whom, when),
+    /// so the rules know when the resource's snooze ended; the lift is on the resource's audit
+    /// trail (and its finding's).
     pub(crate) async fn lift_snooze(
         &self,
         snooze: &Snooze,
@@ -205,59 +206,55 @@ impl DynamoState {
         now: DateTime<Utc>,
     ) -> Result<super::Unsnoozed> {
         let key = snooze.key();
-        let in_force = |read: Option<&Item>| read.and_then(stored_snooze).filter(|z| z.until > now);
-        let read = self.get(SNOOZES_PK, &key).await?;
-        let current = match in_force(read.as_ref()) {
-            None => return Ok(super::Unsnoozed::Gone),
-            Some(z) if z != *snooze => return Ok(super::Unsnoozed::Replaced(z)),
-            Some(z) => z,
-        };
-        // It was read with its `at` (a snooze needs one): the update is conditioned on that.
-        let read_at = read
-            .as_ref()
-            .and_then(|item| item.get("at"))
-            .cloned()
-            .unwrap_or_else(|| s(""));
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(SNOOZES_PK))
-            .key("sk", s(&key))
-            .update_expression("SET #until = :now, #exp = :exp, lifted_by = :by, lifted_at = :now")
-            .condition_expression("#at = :read_at")
-            .expression_attribute_names("#until", "until")
-            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":exp", n(ended_kept_until(now)))
-            .expression_attribute_values(":by", s(by))
-            .expression_attribute_values(":read_at", read_at)
-            .build()
-            .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
-        let detail = format!(
-            "snooze lifted by {by}: {reason} (it ran until {}, {})",
-            current.until_text(),
-            current.where_text()
-        );
-        let resource_id = current.resource_id.as_str();
-        let mut items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.audit(&resource_audit_id(resource_id), now, "unsnoozed", &key, &detail)?,
-        ];
-        if let Some(f) = &current.finding_id {
-            items.push(self.audit(f, now, "unsnoozed", &key, &detail)?);
-        }
-        match self.transact(items).await {
-            Ok(()) => Ok(super::Unsnoozed::Lifted(current)),
-            // Replaced or lifted by someone else in between: say what is there now.
-            Err(super::dynamo::TransactOutcome::ConditionFailed) => {
-                let read = self.get(SNOOZES_PK, &key).await?;
-                Ok(match in_force(read.as_ref()) {
-                    Some(z) => super::Unsnoozed::Replaced(z),
-                    None => super::Unsnoozed::Gone,
-                })
+        for _ in 0..3 {
+            let read = self.get(SNOOZES_PK, &key).await?;
+            let current = match read.as_ref().and_then(stored_snooze).filter(|z| z.in_force(now)) {
+                None => return Ok(super::Unsnoozed::Gone),
+                Some(z) if z != *snooze => return Ok(super::Unsnoozed::Replaced(z)),
+                Some(z) => z,
+            };
+            let unchanged = as_read(read.as_ref());
+            let mut names = unchanged.names.unwrap_or_default();
+            names.insert("#exp".into(), TTL_ATTRIBUTE.into());
+            let mut values = unchanged.values.unwrap_or_default();
+            values.insert(":now".into(), s(now.to_rfc3339()));
+            values.insert(":exp".into(), n(ended_kept_until(now)));
+            values.insert(":by".into(), s(by));
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(SNOOZES_PK))
+                .key("sk", s(&key))
+                .update_expression("SET #exp = :exp, lifted_by = :by, lifted_at = :now")
+                .condition_expression(unchanged.condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
+            let detail = format!(
+                "snooze lifted by {by}: {reason} (it ran until {}, {})",
+                current.until_text(),
+                current.where_text()
+            );
+            let resource_id = current.resource_id.as_str();
+            let mut items = vec![
+                TransactWriteItem::builder().update(update).build(),
+                self.audit(&resource_audit_id(resource_id), now, "unsnoozed", &key, &detail)?,
+            ];
+            if let Some(f) = &current.finding_id {
+                items.push(self.audit(f, now, "unsnoozed", &key, &detail)?);
             }
-            Err(e) => Err(e.into_error()),
+            match self.transact(items).await {
+                Ok(()) => return Ok(super::Unsnoozed::Lifted(current)),
+                // Replaced or lifted by someone else in between: the next read says which.
+                Err(TransactOutcome::ConditionFailed | TransactOutcome::Conflict(_)) => continue,
+                Err(e) => return Err(e.into_error()),
+            }
         }
+        Err(Error::unexpected(
+            "dynamodb",
+            "TransactWriteItems",
+            format!("the snooze of {key} changed three times while it was being lifted: nothing was lifted, try again"),
+        ))
     }
 
     /// When the last snooze that covered `resource` ended (ended or lifted, before `now`), while
@@ -270,8 +267,8 @@ impl DynamoState {
         let (found, _) = self.snooze_items(Some(&resource.id)).await?;
         Ok(found
             .into_iter()
-            .filter(|z| z.covers(resource) && z.until <= now)
-            .map(|z| z.until)
+            .filter(|z| z.covers(resource))
+            .filter_map(|z| z.ended(now))
             .max())
     }
 }
@@ -283,12 +280,42 @@ fn ended_kept_until(end: DateTime<Utc>) -> i64 {
     (end + chrono::Duration::days(ENDED_KEPT_DAYS)).timestamp()
 }
 
-/// The condition that an item is as it was read: absent, or with the same `at` (each grant
-/// writes its own); and the `at` read, for `:read_at`.
-fn as_read(read: Option<&Item>) -> (&'static str, Option<AttributeValue>) {
-    match read.map(|item| item.get("at")) {
-        None => ("attribute_not_exists(pk)", None),
-        Some(Some(at)) => ("#at = :read_at", Some(at.clone())),
-        Some(None) => ("attribute_exists(pk) AND attribute_not_exists(#at)", None),
+/// The condition that an item is unchanged since it was read: still absent, or with the same
+/// `at`, `until` and `lifted_at` (a grant writes its own `at`, a lift its `lifted_at`), with its
+/// names and values.
+struct AsRead {
+    condition: String,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+fn as_read(read: Option<&Item>) -> AsRead {
+    let Some(item) = read else {
+        return AsRead {
+            condition: "attribute_not_exists(pk)".into(),
+            names: None,
+            values: None,
+        };
+    };
+    let mut parts = vec!["attribute_exists(pk)".to_string()];
+    let (mut names, mut values) = (HashMap::new(), HashMap::new());
+    for (attribute, name, value) in [
+        ("at", "#at", ":read_at"),
+        ("until", "#until", ":read_until"),
+        ("lifted_at", "#lifted", ":read_lifted"),
+    ] {
+        names.insert(name.to_string(), attribute.to_string());
+        match item.get(attribute) {
+            Some(v) => {
+                parts.push(format!("{name} = {value}"));
+                values.insert(value.to_string(), v.clone());
+            }
+            None => parts.push(format!("attribute_not_exists({name})")),
+        }
+    }
+    AsRead {
+        condition: parts.join(" AND "),
+        names: Some(names),
+        values: (!values.is_empty()).then_some(values),
     }
 }
