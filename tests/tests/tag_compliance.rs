@@ -436,31 +436,80 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
         .snooze(&snooze(&a.blank_owner, now + Duration::days(40)), false)
         .await
         .unwrap();
+    // A sweep while both are snoozed moves their marks to that day.
+    let during = now - Duration::days(5);
+    let swept = tag_compliance::handler::handle(sweep_event(), &deps, during)
+        .await
+        .unwrap();
+    let moved = during.date_naive().to_string();
+    for id in [&a.untagged, &a.blank_owner] {
+        assert_eq!(
+            tag_of(&instance(ec2, id).await, "finops:untagged-since"),
+            Some(moved.clone())
+        );
+        let o = swept
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(id.as_str()))
+            .unwrap();
+        assert!(
+            o.detail.contains("its mark moved") && o.detail.contains("snoozed until"),
+            "{o:?}"
+        );
+    }
     let lifted = state
         .unsnooze(&snooze(&a.blank_owner, now + Duration::days(40)), "ana", "done", now)
         .await
         .unwrap();
     assert!(matches!(lifted, remediation::state::Unsnoozed::Lifted(_)), "{lifted:?}");
+    // The ended snooze's record is gone (as DynamoDB's TTL would have it): the mark alone holds.
+    deps.clients
+        .dynamodb
+        .delete_item()
+        .table_name(TABLE)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("SNOOZES".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(a.untagged.clone()))
+        .send()
+        .await
+        .unwrap();
 
-    // The first sweep after: neither is stopped, and each says when its stop is due.
+    // The first sweep after: neither is stopped, and each says why.
     let after = tag_compliance::handler::handle(sweep_event(), &deps, now + Duration::hours(1))
         .await
         .unwrap();
-    for id in [&a.untagged, &a.blank_owner] {
-        assert_eq!(seed::state_of(ec2, id).await, "running", "{after:#?}");
-        let o = after
+    let detail = |id: &str| {
+        after
             .outcomes
             .iter()
-            .find(|o| o.finding_id.ends_with(id.as_str()))
-            .unwrap();
-        assert!(o.detail.contains("snooze ended"), "{o:?} {after:#?}");
+            .find(|o| o.finding_id.ends_with(id))
+            .map(|o| o.detail.clone())
+            .unwrap_or_default()
+    };
+    for id in [&a.untagged, &a.blank_owner] {
+        assert_eq!(seed::state_of(ec2, id).await, "running", "{after:#?}");
+        assert!(detail(id).contains(&format!("marked since {moved}")), "{after:#?}");
     }
 
-    // A full grace period after the snooze's end, the stop goes ahead.
-    let later = now + Duration::days(grace) + Duration::hours(1);
-    tag_compliance::handler::handle(sweep_event(), &deps, later)
-        .await
+    // A full grace period after the mark's last move: the untagged one (whose snooze record is
+    // gone) is stopped; the lifted one, lifted five days after that move, waits for its own.
+    let sweep = |at| tag_compliance::handler::handle(sweep_event(), &deps, at);
+    let marked_long_enough = during + Duration::days(grace) + Duration::days(1);
+    let report = sweep(marked_long_enough).await.unwrap();
+    assert_eq!(seed::state_of(ec2, &a.untagged).await, "stopped", "{report:#?}");
+    assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "running", "{report:#?}");
+    let waits = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(a.blank_owner.as_str()))
         .unwrap();
-    assert_eq!(seed::state_of(ec2, &a.untagged).await, "stopped");
+    let due = (now + Duration::days(grace)).date_naive();
+    assert!(
+        waits.detail.contains(&format!(
+            "its snooze ended {}: stopped no sooner than {due}",
+            now.date_naive()
+        )),
+        "{waits:?}"
+    );
+    sweep(now + Duration::days(grace) + Duration::hours(1)).await.unwrap();
     assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "stopped");
 }

@@ -107,8 +107,9 @@ async fn table_command(cli: &Cli, c: &Ctx, now: DateTime<Utc>) -> Out {
             resource,
             reason,
             by,
+            all_places,
             place,
-        } => unsnooze(c, resource, reason, by, place, now).await,
+        } => unsnooze(c, resource, reason, by, *all_places, place, now).await,
         Command::Report { weeks } => report(c, *weeks, now).await,
         Command::Scan { .. } => Err("unreachable".into()),
     }
@@ -478,7 +479,7 @@ async fn snooze(
         via: "cli".into(),
         reason,
         at: now,
-        finding_id: None,
+        finding_id: place.finding.clone(),
         account: named(&place.account),
         region: named(&place.region),
         lifted_by: None,
@@ -596,6 +597,7 @@ async fn unsnooze(
     resource: &str,
     reason: &str,
     by: &Option<String>,
+    all_places: bool,
     place: &crate::Place,
     now: DateTime<Utc>,
 ) -> Out {
@@ -603,37 +605,39 @@ async fn unsnooze(
     let resource = resource.trim();
     let (account, region) = (named(&place.account), named(&place.region));
     let reason = Snooze::clean_reason(reason);
-    let named_place = account.is_some() || region.is_some();
-    // Without a place, every snooze of the resource; with one, the snooze there.
+    // The snooze under the key named (everywhere without a place), or with --all-places every one.
     let key = remediation::state::snooze_key(resource, account.as_deref(), region.as_deref());
     let live = c.state.snoozes_of(resource, now).await.map_err(err)?;
-    let targets: Vec<&Snooze> = live.iter().filter(|z| !named_place || z.key() == key).collect();
+    let targets: Vec<&Snooze> = live.iter().filter(|z| all_places || z.key() == key).collect();
     if targets.is_empty() {
         return Err(if live.is_empty() {
             format!("{resource} is not snoozed")
         } else {
             format!(
-                "{resource} is not snoozed there; it is snoozed in {} (name that place with --account and --region, or neither to lift every snooze of it)",
-                live.iter().map(Snooze::where_text).collect::<Vec<_>>().join(", ")
+                "{resource} is not snoozed {}; it is snoozed {} (name the place with --account and --region, or lift every snooze of it with --all-places)",
+                if account.is_none() && region.is_none() { "everywhere".to_string() } else { "there".to_string() },
+                live.iter().map(there).collect::<Vec<_>>().join(", ")
             )
         });
     }
     let (mut lifted, mut warnings) = (Vec::new(), Vec::new());
     for z in targets {
-        match c.state.unsnooze(z, &who, &reason, now).await.map_err(err)? {
-            Unsnoozed::Lifted(z) => lifted.push(z),
-            Unsnoozed::Gone => warnings.push(format!(
-                "the snooze {} had just been lifted by someone else",
-                z.where_text()
-            )),
-            Unsnoozed::Replaced(n) => warnings.push(format!(
+        // One failure does not hide the lifts already done: it is reported beside them.
+        match c.state.unsnooze(z, &who, &reason, now).await {
+            Ok(Unsnoozed::Lifted(z)) => lifted.push(z),
+            Ok(Unsnoozed::Gone) => {
+                warnings.push(format!("the snooze {} had just been lifted by someone else", there(z)))
+            }
+            Ok(Unsnoozed::Replaced(n)) => warnings.push(format!(
                 "the snooze {} was replaced while it was being lifted ({}): that one stands",
-                z.where_text(),
+                there(z),
                 n.describe()
             )),
+            Err(e) => warnings.push(format!("the snooze {} was not lifted: {e}", there(z))),
         }
     }
-    // What still holds where it was lifted: a snooze elsewhere, or one that covers that place too.
+    // What still holds afterwards: where it was lifted (a snooze everywhere covers every place),
+    // and elsewhere.
     let overlaps = |z: &Snooze| {
         let meets = |named: &Option<String>, held: &Option<String>| match (named, held) {
             (Some(n), Some(h)) => n == h,
@@ -641,49 +645,66 @@ async fn unsnooze(
         };
         meets(&account, &z.account) && meets(&region, &z.region)
     };
-    let still: Vec<Snooze> = c
+    let (here, elsewhere): (Vec<Snooze>, Vec<Snooze>) = c
         .state
         .snoozes_of(resource, now)
         .await
         .map_err(err)?
         .into_iter()
-        .filter(|z| overlaps(z))
-        .collect();
-    if c.json {
-        return pretty(&json!({"lifted": lifted, "still_snoozed": still, "by": who, "warnings": warnings}));
-    }
+        .partition(|z| overlaps(z));
     if lifted.is_empty() {
         return Err(format!("nothing was lifted: {}", warnings.join("; ")));
+    }
+    if c.json {
+        return pretty(&json!({
+            "lifted": lifted,
+            "still_snoozed": here,
+            "snoozed_elsewhere": elsewhere,
+            "by": who,
+            "warnings": warnings,
+        }));
     }
     let mut out = String::new();
     for z in &lifted {
         out += &format!(
-            "Snooze of {} ({}) lifted by {who} (it ran until {}).\n",
+            "Snooze of {} {} lifted by {who} (it ran until {}).\n",
             z.resource_id,
-            z.where_text(),
+            there(z),
             z.until_text()
         );
     }
     for w in &warnings {
         out += &format!("  {} {w}\n", c.paint.yellow("Warning:"));
     }
-    if still.is_empty() {
-        out += &format!("No snooze holds {resource} any more: the next runs assess it again.\n");
-    } else {
-        for z in &still {
-            let there = match (&z.account, &z.region) {
-                (None, None) => z.where_text(),
-                _ => format!("in {}", z.where_text()),
-            };
-            out += &format!(
-                "  {} {resource} is still snoozed {there} ({}): lift it with finops unsnooze {resource}{}\n",
-                c.paint.yellow("Note:"),
-                z.describe(),
-                place_flags(z)
-            );
-        }
+    let place_named = match (&account, &region) {
+        (None, None) => String::new(),
+        _ => format!(" in {}", lifted[0].where_text()),
+    };
+    if here.is_empty() {
+        out +=
+            &format!("No snooze holds {resource}{place_named} any more: the next runs assess it{place_named} again.\n");
+    }
+    for z in &here {
+        out += &format!(
+            "  {} {resource} is still snoozed {} ({}): lift it with finops unsnooze {resource}{}\n",
+            c.paint.yellow("Note:"),
+            there(z),
+            z.describe(),
+            place_flags(z)
+        );
+    }
+    for z in &elsewhere {
+        out += &format!("  Also snoozed {} ({}).\n", there(z), z.describe());
     }
     Ok(out)
+}
+
+/// Where `z` holds, after "snoozed": `everywhere`, or `in <account>/<region>`.
+fn there(z: &Snooze) -> String {
+    match (&z.account, &z.region) {
+        (None, None) => z.where_text(),
+        _ => format!("in {}", z.where_text()),
+    }
 }
 
 /// The flags that name where `z` holds.

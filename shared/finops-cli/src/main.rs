@@ -22,6 +22,9 @@ pub struct Place {
     /// Only in this region (eu-west-1, …).
     #[arg(long, value_parser = region_name)]
     pub region: Option<String>,
+    /// The finding the resource was named by, when a finding id was given.
+    #[arg(skip)]
+    pub finding: Option<String>,
 }
 
 fn account_id(v: &str) -> Result<String, String> {
@@ -63,9 +66,9 @@ fn resource_id(v: &str) -> Result<String, String> {
     }
 }
 
-/// A finding id (`rule:account:region:resource`, as Slack and `finops audit` show it) given
-/// where a resource id is expected: its resource, where the finding is. A place named as well
-/// must be the finding's.
+/// A finding id (`rule:account:region:resource`, as `finops audit`, `scan` and `approvals` show
+/// it) given where a resource id is expected: its resource (a tag-compliance stop's `:stop`
+/// dropped: the instance), where the finding is. A place named as well must be the finding's.
 fn resource_of_finding(resource: &mut String, place: &mut Place) -> Result<(), String> {
     let Some(p) = remediation::model::Finding::parse_id(resource) else {
         return Ok(());
@@ -80,8 +83,14 @@ fn resource_of_finding(resource: &mut String, place: &mut Place) -> Result<(), S
             ));
         }
     }
-    let (res, account, region) = (resource_id(p.resource_id)?, p.account.to_string(), p.region.to_string());
-    *resource = res;
+    let id = match p.resource_id.strip_suffix(":stop") {
+        Some(instance) if p.rule == "tag-compliance" => instance,
+        _ => p.resource_id,
+    };
+    let id = resource_id(id)?;
+    let (account, region) = (account_id(p.account)?, region_name(p.region)?);
+    place.finding = Some(resource.clone());
+    *resource = id;
     place.account = Some(account);
     place.region = Some(region);
     Ok(())
@@ -160,8 +169,8 @@ pub enum Command {
     Audit { id: String },
     /// Leave a resource alone for N days: every rule skips it, and its open approvals close.
     Snooze {
-        /// The resource id (instance, volume, bucket, …), or a finding id: its resource, where
-        /// the finding is.
+        /// The resource id (instance, volume, bucket, …), or a finding id (as `finops audit`
+        /// shows it): its resource, where the finding is.
         #[arg(value_parser = resource_id)]
         resource: String,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=365))]
@@ -181,7 +190,8 @@ pub enum Command {
     },
     /// Lift a snooze before it ends.
     ///
-    /// Without --account or --region, every snooze of the resource; with them, the one there.
+    /// Without --account or --region, the snooze that holds everywhere; with them, the one
+    /// there; with --all-places, every snooze of the resource.
     Unsnooze {
         #[arg(value_parser = resource_id)]
         resource: String,
@@ -189,6 +199,10 @@ pub enum Command {
         reason: String,
         #[arg(long)]
         by: Option<String>,
+        /// Every snooze of the resource, wherever it holds (ids such as cost-alert's `TOTAL`
+        /// are snoozed by account: this lifts them all).
+        #[arg(long, conflicts_with_all = ["account", "region"])]
+        all_places: bool,
         #[command(flatten)]
         place: Place,
     },

@@ -419,9 +419,28 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
     );
     assert_eq!(state.snoozes_of(id, Utc::now()).await.unwrap().len(), 1);
 
-    // Without a place: every snooze of the resource is lifted, and the next runs assess it.
+    // Without a place, the snooze everywhere only: the one in a place still holds, and it says so.
     state.snooze(&slack(Utc::now()), true).await.unwrap();
     let out = ok(finops_wide(&moto, t, &["unsnooze", id]));
+    assert!(
+        out.contains("still snoozed in 123456789012/us-east-1") && !out.contains("assess it again"),
+        "{out}"
+    );
+    let none_everywhere = finops(&moto, t, &["unsnooze", id]);
+    assert_eq!(none_everywhere.code, 1);
+    assert!(
+        none_everywhere.stderr.contains("in 123456789012/us-east-1") && none_everywhere.stderr.contains("--all-places"),
+        "{}",
+        none_everywhere.stderr
+    );
+
+    // --all-places: every snooze of the resource is lifted, and the next runs assess it.
+    ok(finops(
+        &moto,
+        t,
+        &["snooze", id, "--days", "30", "--reason", "migration"],
+    ));
+    let out = ok(finops_wide(&moto, t, &["unsnooze", id, "--all-places"]));
     assert!(
         out.contains("assess it again") && out.contains("123456789012/us-east-1"),
         "{out}"
@@ -434,7 +453,7 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
         .iter()
         .filter(|l| l["event"] == "unsnoozed")
         .count();
-    assert_eq!(lifted, 3, "{trail:#}");
+    assert_eq!(lifted, 4, "{trail:#}");
 }
 
 #[tokio::test]
@@ -474,6 +493,38 @@ async fn snooze_refuses_a_place_it_cannot_hold_and_splits_a_pasted_finding_id() 
     assert_eq!(out["snooze"]["resource_id"], "i-0feed", "{out:#}");
     assert_eq!(out["snooze"]["account"], "123456789012");
     assert_eq!(out["snooze"]["region"], "eu-west-1");
+    // A tag-compliance stop's id names its instance; a finding id's place is checked as a flag's.
+    let args: Vec<&str> = [
+        "snooze",
+        "tag-compliance:123456789012:eu-west-1:i-0stop:stop",
+        "--output",
+        "json",
+    ]
+    .iter()
+    .chain(&reason)
+    .copied()
+    .collect();
+    let out = json(finops(&moto, t, &args));
+    assert_eq!(out["snooze"]["resource_id"], "i-0stop", "{out:#}");
+    assert_eq!(
+        out["snooze"]["finding_id"],
+        "tag-compliance:123456789012:eu-west-1:i-0stop:stop"
+    );
+    let args: Vec<&str> = ["snooze", "idle-ec2:123:us-east-1:i-1"]
+        .iter()
+        .chain(&reason)
+        .copied()
+        .collect();
+    assert_eq!(finops(&moto, t, &args).code, 2);
+    // Real regions are accepted.
+    for region in ["us-gov-west-1", "cn-north-1", "ap-southeast-5", "il-central-1"] {
+        let args: Vec<&str> = ["snooze", "TOTAL", "--account", "123456789012", "--region", region]
+            .iter()
+            .chain(&reason)
+            .copied()
+            .collect();
+        ok(finops(&moto, t, &args));
+    }
     // Unless it names another place.
     let args: Vec<&str> = [
         "snooze",

@@ -299,13 +299,41 @@ pub async fn sweep(
             _ => String::new(),
         };
         let detail = match (p.action, f.resource.kind, acting) {
-            (_, _, _) if snoozes.covering(&f.resource).is_some() => (
-                OutcomeKind::Skipped,
-                format!(
-                    "missing {missing}; {}: counted but not marked or stopped",
-                    snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default()
-                ),
-            ),
+            (_, _, _) if snoozes.covering(&f.resource).is_some() => {
+                let held = snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default();
+                match marked_since(&f.resource) {
+                    // A marked instance's mark moves with the snooze, so its grace period starts
+                    // again when the snooze ends (whatever record of the snooze is left then,
+                    // and for the re-check right before a stop).
+                    Some(since)
+                        if acting
+                            && p.action == TagAction::MarkAndStop
+                            && f.resource.kind == ResourceKind::Ec2Instance
+                            && since < today =>
+                    {
+                        match ports
+                            .instances
+                            .tag_resource(&f.resource.id, MARK_TAG, &today.to_string())
+                            .await
+                        {
+                            Ok(()) => (
+                                OutcomeKind::Skipped,
+                                format!(
+                                    "missing {missing}; {held}: counted, not stopped; its mark moved from {since} to {today}, so its grace period starts again when the snooze ends"
+                                ),
+                            ),
+                            Err(e) => (
+                                OutcomeKind::Skipped,
+                                format!("missing {missing}; {held}: counted, not stopped; its mark could not be moved to {today}: {e}"),
+                            ),
+                        }
+                    }
+                    _ => (
+                        OutcomeKind::Skipped,
+                        format!("missing {missing}; {held}: counted but not marked or stopped"),
+                    ),
+                }
+            }
             (TagAction::Notify, _, _) => (OutcomeKind::DryRun, format!("missing {missing}: reported")),
             (_, _, _) if is_exempt(&f.resource.tags, &policy.exempt_tag) => (
                 OutcomeKind::Skipped,
