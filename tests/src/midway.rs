@@ -55,23 +55,30 @@ impl Remediation for SnoozeMidway<'_> {
 
 /// A DynamoDB client on which another writer steps in between a read and the write that
 /// follows it: right before this client's first `TransactWriteItems` is sent, `step_in` runs to
-/// completion (on a thread and runtime of its own, with its own client), so a test sees whether
-/// the write is conditioned on what was read.
+/// completion on a thread and runtime of its own, with a client of its own made there (a pooled
+/// connection of the test's runtime, blocked meanwhile, would never be driven), so a test sees
+/// whether the write is conditioned on what was read.
 pub async fn stepped_in_client(
     moto: &crate::Moto,
-    step_in: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + 'static,
+    step_in: impl FnOnce(aws_sdk_dynamodb::Client) -> BoxedStep + Send + 'static,
 ) -> aws_sdk_dynamodb::Client {
-    let step_in: Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send> =
-        Box::new(step_in);
+    let step_in: StepIn = Box::new(step_in);
     let conf = aws_sdk_dynamodb::config::Builder::from(&moto.sdk_config().await)
-        .interceptor(SteppedIn(std::sync::Mutex::new(Some(step_in))))
+        .interceptor(SteppedIn {
+            endpoint: moto.endpoint(),
+            step_in: std::sync::Mutex::new(Some(step_in)),
+        })
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
-type StepIn = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+pub type BoxedStep = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+type StepIn = Box<dyn FnOnce(aws_sdk_dynamodb::Client) -> BoxedStep + Send>;
 
-struct SteppedIn(std::sync::Mutex<Option<StepIn>>);
+struct SteppedIn {
+    endpoint: String,
+    step_in: std::sync::Mutex<Option<StepIn>>,
+}
 
 impl std::fmt::Debug for SteppedIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,14 +101,27 @@ impl aws_sdk_dynamodb::config::Intercept for SteppedIn {
         if !target.ends_with(".TransactWriteItems") {
             return Ok(());
         }
-        let Some(step_in) = self.0.lock().map_err(|e| e.to_string())?.take() else {
+        let Some(step_in) = self.step_in.lock().map_err(|e| e.to_string())?.take() else {
             return Ok(());
         };
+        let endpoint = self.endpoint.clone();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|rt| rt.block_on(step_in()))
+                .map(|rt| {
+                    rt.block_on(async move {
+                        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                            .endpoint_url(endpoint)
+                            .region(aws_config::Region::new("us-east-1"))
+                            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                                "testing", "testing", None, None, "moto",
+                            ))
+                            .load()
+                            .await;
+                        step_in(aws_sdk_dynamodb::Client::new(&conf)).await
+                    })
+                })
         })
         .join()
         .map_err(|_| "the step-in panicked")??;

@@ -430,7 +430,7 @@ fn cli_snooze(by: &str, at: DateTime<Utc>, days: i64) -> remediation::state::Sno
 /// A table with Ana's 7-day snooze of `i-0feed` granted at `now`, and a second state on it
 /// whose first write is preceded by `step_in` (another writer, through its own client).
 async fn snoozed_then_stepped_in(
-    step_in: impl FnOnce(DynamoState) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + 'static,
+    step_in: impl FnOnce(DynamoState) -> finops_tests::midway::BoxedStep + Send + 'static,
 ) -> (finops_tests::Moto, DynamoState, DynamoState, remediation::state::Snooze) {
     let moto = finops_tests::Moto::start().unwrap();
     let c = moto.clients().await;
@@ -438,8 +438,8 @@ async fn snoozed_then_stepped_in(
     let state = DynamoState::new(c.dynamodb.clone(), TABLE);
     let ana = cli_snooze("ana", Utc::now(), 7);
     state.snooze(&ana, false).await.unwrap();
-    let other = DynamoState::new(c.dynamodb.clone(), TABLE);
-    let client = finops_tests::midway::stepped_in_client(&moto, move || step_in(other)).await;
+    let client =
+        finops_tests::midway::stepped_in_client(&moto, move |other| step_in(DynamoState::new(other, TABLE))).await;
     (moto, state, DynamoState::new(client, TABLE), ana)
 }
 

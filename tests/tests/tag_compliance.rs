@@ -505,10 +505,15 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     let due = (now + Duration::days(grace)).date_naive();
     assert!(
         waits.detail.contains(&format!(
-            "its snooze ended {}: stopped no sooner than {due}",
+            "its snooze ended {}: mark moved there, stopped no sooner than {due}",
             now.date_naive()
         )),
         "{waits:?}"
+    );
+    // The mark carries the end, so a stop approved and carried out later counts from there too.
+    assert_eq!(
+        tag_of(&instance(ec2, &a.blank_owner).await, "finops:untagged-since"),
+        Some(now.date_naive().to_string())
     );
     sweep(now + Duration::days(grace) + Duration::hours(1)).await.unwrap();
     assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "stopped");

@@ -607,37 +607,7 @@ async fn unsnooze(
     let reason = Snooze::clean_reason(reason);
     // The snooze under the key named (everywhere without a place), or with --all-places every one.
     let key = remediation::state::snooze_key(resource, account.as_deref(), region.as_deref());
-    let live = c.state.snoozes_of(resource, now).await.map_err(err)?;
-    let targets: Vec<&Snooze> = live.iter().filter(|z| all_places || z.key() == key).collect();
-    if targets.is_empty() {
-        return Err(if live.is_empty() {
-            format!("{resource} is not snoozed")
-        } else {
-            format!(
-                "{resource} is not snoozed {}; it is snoozed {} (name the place with --account and --region, or lift every snooze of it with --all-places)",
-                if account.is_none() && region.is_none() { "everywhere".to_string() } else { "there".to_string() },
-                live.iter().map(there).collect::<Vec<_>>().join(", ")
-            )
-        });
-    }
-    let (mut lifted, mut warnings) = (Vec::new(), Vec::new());
-    for z in targets {
-        // One failure does not hide the lifts already done: it is reported beside them.
-        match c.state.unsnooze(z, &who, &reason, now).await {
-            Ok(Unsnoozed::Lifted(z)) => lifted.push(z),
-            Ok(Unsnoozed::Gone) => {
-                warnings.push(format!("the snooze {} had just been lifted by someone else", there(z)))
-            }
-            Ok(Unsnoozed::Replaced(n)) => warnings.push(format!(
-                "the snooze {} was replaced while it was being lifted ({}): that one stands",
-                there(z),
-                n.describe()
-            )),
-            Err(e) => warnings.push(format!("the snooze {} was not lifted: {e}", there(z))),
-        }
-    }
-    // What still holds afterwards: where it was lifted (a snooze everywhere covers every place),
-    // and elsewhere.
+    // What holds where the lift is aimed: a snooze everywhere covers every place.
     let overlaps = |z: &Snooze| {
         let meets = |named: &Option<String>, held: &Option<String>| match (named, held) {
             (Some(n), Some(h)) => n == h,
@@ -645,6 +615,41 @@ async fn unsnooze(
         };
         meets(&account, &z.account) && meets(&region, &z.region)
     };
+    let live = c.state.snoozes_of(resource, now).await.map_err(err)?;
+    let targets: Vec<&Snooze> = live.iter().filter(|z| all_places || z.key() == key).collect();
+    if targets.is_empty() {
+        let named_place = account.is_some() || region.is_some();
+        return Err(match live.iter().find(|z| named_place && overlaps(z)) {
+            _ if live.is_empty() => format!("{resource} is not snoozed"),
+            Some(wider) => format!(
+                "{resource} has no snooze of its own there; it is snoozed {}, which holds there too: lift that with finops unsnooze {resource}{}",
+                there(wider),
+                place_flags(wider)
+            ),
+            None => format!(
+                "{resource} is not snoozed {}; it is snoozed {} (name the place with --account and --region, or lift every snooze of it with --all-places)",
+                if named_place { "there" } else { "everywhere" },
+                live.iter().map(there).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let (mut lifted, mut warnings, mut failed) = (Vec::new(), Vec::new(), false);
+    for z in targets {
+        // One failure does not hide the lifts already done: it is reported beside them.
+        match c.state.unsnooze(z, &who, &reason, now).await {
+            Ok(Unsnoozed::Lifted(z)) => lifted.push(z),
+            Ok(Unsnoozed::Gone) => warnings.push(format!("the snooze {} had already ended or been lifted", there(z))),
+            Ok(Unsnoozed::Replaced(n)) => warnings.push(format!(
+                "the snooze {} was replaced while it was being lifted ({}): that one stands",
+                there(z),
+                n.describe()
+            )),
+            Err(e) => {
+                failed = true;
+                warnings.push(format!("the snooze {} was not lifted: {e}", there(z)));
+            }
+        }
+    }
     let (here, elsewhere): (Vec<Snooze>, Vec<Snooze>) = c
         .state
         .snoozes_of(resource, now)
@@ -654,6 +659,13 @@ async fn unsnooze(
         .partition(|z| overlaps(z));
     if lifted.is_empty() {
         return Err(format!("nothing was lifted: {}", warnings.join("; ")));
+    }
+    if c.json && failed {
+        return Err(format!(
+            "lifted {}; not every snooze was lifted: {}",
+            lifted.iter().map(there).collect::<Vec<_>>().join(", "),
+            warnings.join("; ")
+        ));
     }
     if c.json {
         return pretty(&json!({
@@ -695,6 +707,10 @@ async fn unsnooze(
     }
     for z in &elsewhere {
         out += &format!("  Also snoozed {} ({}).\n", there(z), z.describe());
+    }
+    if failed {
+        // What was lifted is printed; the exit code says not everything was.
+        return Err(format!("{out}not every snooze was lifted (see the warnings above)"));
     }
     Ok(out)
 }

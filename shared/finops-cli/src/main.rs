@@ -224,6 +224,18 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    if let Command::Unsnooze {
+        resource,
+        all_places: true,
+        ..
+    } = &cli.command
+    {
+        if remediation::model::Finding::parse_id(resource).is_some() {
+            let e =
+                format!("{resource} is a finding in one place; --all-places lifts every place: give the resource id");
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
+        }
+    }
     if let Command::Snooze { resource, place, .. } | Command::Unsnooze { resource, place, .. } = &mut cli.command {
         if let Err(e) = resource_of_finding(resource, place) {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();

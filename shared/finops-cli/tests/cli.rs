@@ -418,6 +418,21 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
         "{out}"
     );
     assert_eq!(state.snoozes_of(id, Utc::now()).await.unwrap().len(), 1);
+    // Lifting there again: nothing of its own there, and the snooze that holds there is named.
+    let wider = finops_wide(
+        &moto,
+        t,
+        &["unsnooze", id, "--account", "123456789012", "--region", "us-east-1"],
+    );
+    assert_eq!(wider.code, 1);
+    assert!(
+        wider.stderr.contains("snoozed everywhere, which holds there too")
+            && wider.stderr.contains(&format!("finops unsnooze {id}\n")),
+        "{}",
+        wider.stderr
+    );
+    let finding = format!("idle-ec2:123456789012:us-east-1:{id}");
+    assert_eq!(finops(&moto, t, &["unsnooze", &finding, "--all-places"]).code, 2);
 
     // Without a place, the snooze everywhere only: the one in a place still holds, and it says so.
     state.snooze(&slack(Utc::now()), true).await.unwrap();

@@ -235,6 +235,14 @@ pub async fn on_config_event(
     Ok(report)
 }
 
+/// Sets `resource`'s mark to `day` (its grace period counts from there).
+async fn set_mark(ports: &Ports<'_>, resource: &Resource, day: NaiveDate) -> Result<()> {
+    ports
+        .instances
+        .tag_resource(&resource.id, MARK_TAG, &day.to_string())
+        .await
+}
+
 fn marked_since(r: &Resource) -> Option<NaiveDate> {
     crate::detect::tag_compliance::marked_since(&r.tags)
 }
@@ -309,21 +317,20 @@ pub async fn sweep(
                         if acting
                             && p.action == TagAction::MarkAndStop
                             && f.resource.kind == ResourceKind::Ec2Instance
+                            && !is_exempt(&f.resource.tags, &policy.exempt_tag)
                             && since < today =>
                     {
-                        match ports
-                            .instances
-                            .tag_resource(&f.resource.id, MARK_TAG, &today.to_string())
-                            .await
-                        {
+                        match set_mark(ports, &f.resource, today).await {
                             Ok(()) => (
                                 OutcomeKind::Skipped,
                                 format!(
                                     "missing {missing}; {held}: counted, not stopped; its mark moved from {since} to {today}, so its grace period starts again when the snooze ends"
                                 ),
                             ),
+                            // Not stopped all the same (snoozed); its grace then rests on the
+                            // snooze's record: a failure, so the run says so.
                             Err(e) => (
-                                OutcomeKind::Skipped,
+                                OutcomeKind::Failed,
                                 format!("missing {missing}; {held}: counted, not stopped; its mark could not be moved to {today}: {e}"),
                             ),
                         }
@@ -357,11 +364,7 @@ pub async fn sweep(
                 OutcomeKind::DryRun,
                 format!("missing {missing}; would mark {MARK_TAG}={today}"),
             ),
-            (_, _, true) => match ports
-                .instances
-                .tag_resource(&f.resource.id, MARK_TAG, &today.to_string())
-                .await
-            {
+            (_, _, true) => match set_mark(ports, &f.resource, today).await {
                 Ok(()) => (
                     OutcomeKind::Executed,
                     format!("missing {missing}; marked {MARK_TAG}={today}"),
@@ -409,10 +412,22 @@ pub async fn sweep(
                             "; the end of its last snooze could not be read ({e}): not stopped"
                         )),
                         Ok(Some(end)) if end.date_naive() >= since => {
-                            let due = end.date_naive() + chrono::Duration::days(i64::from(p.stop_after_days));
-                            (today < due).then(|| {
-                                format!("; its snooze ended {}: stopped no sooner than {due}", end.date_naive())
-                            })
+                            let ended = end.date_naive();
+                            let due = ended + chrono::Duration::days(i64::from(p.stop_after_days));
+                            match (today < due, acting && ended > since) {
+                                (false, _) => None,
+                                (true, false) => Some(format!("; its snooze ended {ended}: stopped no sooner than {due}")),
+                                // The mark moves to the end too, so the re-check right before a
+                                // stop (an approval carried out later) counts from there as well.
+                                (true, true) => Some(match set_mark(ports, &f.resource, ended).await {
+                                    Ok(()) => format!(
+                                        "; its snooze ended {ended}: mark moved there, stopped no sooner than {due}"
+                                    ),
+                                    Err(e) => format!(
+                                        "; its snooze ended {ended}: stopped no sooner than {due} (its mark could not be moved there: {e})"
+                                    ),
+                                }),
+                            }
                         }
                         Ok(_) => None,
                     };
