@@ -111,14 +111,7 @@ impl aws_sdk_dynamodb::config::Intercept for SteppedIn {
                 .build()
                 .map(|rt| {
                     rt.block_on(async move {
-                        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                            .endpoint_url(endpoint)
-                            .region(aws_config::Region::new("us-east-1"))
-                            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                                "testing", "testing", None, None, "moto",
-                            ))
-                            .load()
-                            .await;
+                        let conf = crate::moto::sdk_config_for(&endpoint, 3).await;
                         step_in(aws_sdk_dynamodb::Client::new(&conf)).await
                     })
                 })

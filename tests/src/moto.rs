@@ -170,15 +170,7 @@ impl Moto {
     /// SDK configuration pointing every client at this server (dummy credentials, us-east-1).
     /// `max_attempts` 1 turns the SDK's retries off.
     pub async fn sdk_config_with_attempts(&self, max_attempts: u32) -> SdkConfig {
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(self.endpoint())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
-            .load()
-            .await
+        sdk_config_for(&self.endpoint(), max_attempts).await
     }
 
     /// SDK configuration with the SDK's standard retries.
@@ -200,6 +192,20 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// SDK configuration for the moto server at `endpoint` (us-east-1, its test credentials, up to
+/// `max_attempts` tries per call).
+pub async fn sdk_config_for(endpoint: &str, max_attempts: u32) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await
 }
 
 /// A minimal HTTP/1.1 request on loopback (moto's control API needs nothing more).

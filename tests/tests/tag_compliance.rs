@@ -78,6 +78,16 @@ async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
     finops_tests::deps(moto, policy, Some(TABLE), topic).await
 }
 
+/// Auto mode, marking then stopping.
+fn mark_and_stop() -> Policy {
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        ..Policy::default()
+    };
+    policy.tag_compliance.action = TagAction::MarkAndStop;
+    policy
+}
+
 fn tag_of(ec2_instance: &aws_sdk_ec2::types::Instance, key: &str) -> Option<String> {
     ec2_instance
         .tags()
@@ -141,12 +151,7 @@ async fn the_sweep_reports_missing_keys_and_compliance_by_type() {
 async fn mark_then_stop_waits_its_grace_period_and_goes_through_the_guarded_stop() {
     let moto = Moto::start().unwrap();
     let a = seed_account(&moto).await;
-    let mut policy = Policy {
-        mode: Mode::Auto,
-        ..Policy::default()
-    };
-    policy.tag_compliance.action = TagAction::MarkAndStop;
-    let deps = deps(&moto, policy, None).await;
+    let deps = deps(&moto, mark_and_stop(), None).await;
     let ec2 = &deps.clients.ec2;
     let day0: DateTime<Utc> = Utc::now();
 
@@ -397,11 +402,7 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     use remediation::state::{ApprovalStore, DynamoState, Snooze};
     let moto = Moto::start().unwrap();
     let a = seed_account(&moto).await;
-    let mut policy = Policy {
-        mode: Mode::Auto,
-        ..Policy::default()
-    };
-    policy.tag_compliance.action = TagAction::MarkAndStop;
+    let mut policy = mark_and_stop();
     // Three marked instances of fourteen resources may be stopped at once.
     policy.max_actions_percent = 50.0;
     let grace = i64::from(policy.tag_compliance.stop_after_days);

@@ -85,14 +85,7 @@ pub(crate) fn peak_rss_kib() -> u64 {
 }
 
 pub(crate) async fn clients_for(endpoint: &str) -> Clients {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
-            "testing", "testing", None, None, "bench",
-        ))
-        .load()
-        .await;
+    let config = finops_tests::moto::sdk_config_for(endpoint, 3).await;
     Clients::from_config(&config).unwrap_or_else(|e| fail(e))
 }
 
