@@ -239,3 +239,36 @@ async fn without_a_model_the_rules_explain() {
     let deps = r.lp.detector_deps(policy).await;
     assert!(rightsizing::handler::App::bedrock(&deps, None).is_none());
 }
+
+#[tokio::test]
+async fn a_snoozed_instance_is_set_aside_before_the_model_is_asked_about_it() {
+    use remediation::state::{ApprovalStore, Snooze};
+    let r = rig().await;
+    let snoozed = r.oversized(&[("Owner", "ana")]).await;
+    let now = Utc::now();
+    let snooze = Snooze {
+        resource_id: snoozed.clone(),
+        until: now + chrono::Duration::days(30),
+        by: "U0ANA".into(),
+        via: "slack".into(),
+        reason: "benchmark rig".into(),
+        at: now,
+        finding_id: None,
+        account: None,
+        region: None,
+        lifted_by: None,
+        lifted_at: None,
+    };
+    r.lp.state().snooze(&snooze, false).await.unwrap();
+
+    let report = r.scan().await;
+    assert!(report.findings.is_empty(), "{report:#?}");
+    let skipped = report
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&snoozed))
+        .unwrap();
+    assert!(skipped.detail.contains("by U0ANA: benchmark rig"), "{skipped:?}");
+    // Nothing about it went to the model (nor was paid for).
+    assert!(r.bedrock.requests().is_empty(), "{:#?}", r.bedrock.requests().len());
+}

@@ -82,7 +82,16 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
         let saving = |e: &rightsizing::RightsizingEvidence| e.current_usd_per_hour - e.recommended_usd_per_hour;
         saving(&b.1).total_cmp(&saving(&a.1)).then(a.0.id.cmp(&b.0.id))
     });
-    let mut notes = Vec::new();
+    // Snoozed instances are set aside before the model is asked about any: nothing about them
+    // is sent (or paid for).
+    let drafts = sized
+        .iter()
+        .map(|(instance, e)| rightsizing::finding(instance, e.clone(), now))
+        .collect();
+    let (kept, snoozed, mut notes) = ctx.set_aside_snoozed(drafts).await;
+    outcomes.extend(snoozed);
+    let kept: std::collections::HashSet<String> = kept.into_iter().map(|f| f.resource.id).collect();
+    sized.retain(|(instance, _)| kept.contains(&instance.id));
     let mut explained = 0;
     let mut findings = Vec::new();
     for (i, (instance, mut e)) in sized.into_iter().enumerate() {
@@ -102,9 +111,6 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     }
     tracing::info!(scanned = inventory.len(), findings = findings.len(), explained, "sized");
 
-    let (findings, snoozed, snooze_notes) = ctx.set_aside_snoozed(findings).await;
-    outcomes.extend(snoozed);
-    notes.extend(snooze_notes);
     let (_, flow_notes) = flow::dry_run(&ctx, &findings).await;
     notes.extend(flow_notes);
     for f in &findings {
