@@ -53,16 +53,23 @@ impl Ctx {
     }
 
     /// `--by`, else the caller's AWS identity (its ARN), else the login name.
+    /// Who is acting, as records name them: the caller's AWS identity, and a name given with
+    /// `--by` beside it (never instead of it: a record cannot be made in another's name alone).
     async fn who(&self, by: &Option<String>) -> String {
-        if let Some(b) = by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
-            return b.to_string();
-        }
-        match self.clients.sts.get_caller_identity().send().await {
+        let arn = match self.clients.sts.get_caller_identity().send().await {
             Ok(out) => out.arn().map(str::to_string),
             Err(_) => None,
+        };
+        let named = by.as_deref().map(Snooze::clean_reason).filter(|b| !b.is_empty());
+        match (named, arn) {
+            (Some(b), Some(arn)) if b == arn => arn,
+            (Some(b), Some(arn)) => format!("{b} (as {arn})"),
+            (Some(b), None) => format!("{b} (AWS identity unknown)"),
+            (None, Some(arn)) => arn,
+            (None, None) => std::env::var("USER")
+                .map(|u| format!("{u} (AWS identity unknown)"))
+                .unwrap_or_else(|_| "unknown".into()),
         }
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into())
     }
 }
 

@@ -148,7 +148,7 @@ pub enum Command {
         /// Why (shown in every run's notes).
         #[arg(long)]
         reason: String,
-        /// Who is stopping it (default: the caller's AWS identity).
+        /// A name recorded beside the caller's AWS identity (never instead of it).
         #[arg(long)]
         by: Option<String>,
     },
@@ -156,6 +156,7 @@ pub enum Command {
     Resume {
         #[arg(long, default_value = "resumed from the command line")]
         reason: String,
+        /// A name recorded beside the caller's AWS identity (never instead of it).
         #[arg(long)]
         by: Option<String>,
     },
@@ -177,6 +178,7 @@ pub enum Command {
         days: u32,
         #[arg(long)]
         reason: String,
+        /// A name recorded beside the caller's AWS identity (never instead of it).
         #[arg(long)]
         by: Option<String>,
         #[command(flatten)]
@@ -197,6 +199,7 @@ pub enum Command {
         resource: String,
         #[arg(long, default_value = "lifted from the command line")]
         reason: String,
+        /// A name recorded beside the caller's AWS identity (never instead of it).
         #[arg(long)]
         by: Option<String>,
         /// Every snooze of the resource, wherever it holds (ids such as cost-alert's `TOTAL`

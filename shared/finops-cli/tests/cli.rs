@@ -199,7 +199,11 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
 
     ok(finops(&moto, t, &["resume", "--by", "ops@example.com"]));
     let switch = state.emergency_stop().await.unwrap().unwrap();
-    assert!(!switch.on && switch.by == "ops@example.com", "{switch:?}");
+    // A name given with --by is recorded beside the caller's AWS identity, never instead of it.
+    assert!(
+        !switch.on && switch.by == "ops@example.com (as arn:aws:sts::123456789012:user/moto)",
+        "{switch:?}"
+    );
     let trail = state.audit_trail("CONTROL").await.unwrap();
     assert_eq!(
         trail.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
@@ -261,7 +265,7 @@ async fn a_snooze_closes_the_request_skips_the_instance_and_unsnooze_brings_it_b
     assert!(
         skipped.outcomes[0]
             .detail
-            .contains("by ops@example.com: quarter-end batch"),
+            .contains("by ops@example.com (as arn:aws:sts::123456789012:user/moto): quarter-end batch"),
         "{skipped:#?}"
     );
 
