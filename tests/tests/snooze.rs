@@ -467,7 +467,10 @@ async fn a_lift_never_ends_a_snooze_granted_between_its_read_and_its_write() {
     );
     assert!(state.snoozes_of("i-0feed", later).await.unwrap().is_empty());
     assert_eq!(
-        state.unsnooze(&bo, "bo", "again", later).await.unwrap(),
+        state
+            .unsnooze(&bo, "bo", "again", later + Duration::seconds(1))
+            .await
+            .unwrap(),
         Unsnoozed::Gone
     );
     let again = cli_snooze("ana", later + Duration::seconds(1), 7);
@@ -523,4 +526,36 @@ async fn a_click_never_cuts_short_a_longer_snooze_granted_between_its_read_and_i
     let answer = stepped.snooze(&click, true).await.unwrap();
     assert_eq!(answer.kept, Some(bo.clone()));
     assert_eq!(state.snoozes_of("i-0feed", Utc::now()).await.unwrap(), vec![bo]);
+}
+
+#[tokio::test]
+async fn a_grant_or_lift_whose_write_already_landed_is_reported_done_not_failed() {
+    use remediation::state::Unsnoozed;
+    // As when the SDK retries a request whose first try was committed but went unanswered: the
+    // same grant lands just before this one's write.
+    let bo = cli_snooze("bo", Utc::now() + Duration::seconds(1), 30);
+    let same = bo.clone();
+    let (_moto, state, stepped, _ana) = snoozed_then_stepped_in(move |other| {
+        Box::pin(async move {
+            other.snooze(&same, false).await.unwrap();
+        })
+    })
+    .await;
+    let granted = stepped.snooze(&bo, false).await.unwrap();
+    assert_eq!(granted.kept, None);
+    assert_eq!(state.snoozes_of("i-0feed", Utc::now()).await.unwrap(), vec![bo.clone()]);
+
+    // The same for a lift.
+    let at = Utc::now() + Duration::seconds(2);
+    let (_moto, _state, stepped, ana) = snoozed_then_stepped_in(move |other| {
+        Box::pin(async move {
+            let read = other.snoozes_of("i-0feed", at).await.unwrap();
+            other.unsnooze(&read[0], "ana", "done", at).await.unwrap();
+        })
+    })
+    .await;
+    assert_eq!(
+        stepped.unsnooze(&ana, "ana", "done", at).await.unwrap(),
+        Unsnoozed::Lifted(ana)
+    );
 }

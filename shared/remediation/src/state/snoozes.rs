@@ -111,6 +111,15 @@ impl DynamoState {
         let key = snooze.key();
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
+            if read.as_ref().and_then(stored_snooze).as_ref() == Some(snooze) {
+                // On record as asked already (a retried request whose first try landed unanswered).
+                let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
+                return Ok(SnoozeGranted {
+                    closed_requests,
+                    warnings,
+                    ..SnoozeGranted::default()
+                });
+            }
             let previous = read.as_ref().and_then(stored_snooze).filter(|z| z.in_force(snooze.at));
             if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
                 return Ok(SnoozeGranted {
@@ -208,7 +217,22 @@ impl DynamoState {
         let key = snooze.key();
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
-            let current = match read.as_ref().and_then(stored_snooze).filter(|z| z.in_force(now)) {
+            let stored = read.as_ref().and_then(stored_snooze);
+            if let Some(z) = stored
+                .as_ref()
+                .filter(|z| z.lifted_at == Some(now) && z.lifted_by.as_deref() == Some(by))
+            {
+                // Lifted as asked already (a retried request whose first try landed unanswered).
+                let as_read = Snooze {
+                    lifted_at: None,
+                    lifted_by: None,
+                    ..z.clone()
+                };
+                if as_read == *snooze {
+                    return Ok(super::Unsnoozed::Lifted(as_read));
+                }
+            }
+            let current = match stored.filter(|z| z.in_force(now)) {
                 None => return Ok(super::Unsnoozed::Gone),
                 Some(z) if z != *snooze => return Ok(super::Unsnoozed::Replaced(z)),
                 Some(z) => z,
