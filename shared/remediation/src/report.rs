@@ -82,7 +82,9 @@ pub struct ScanTotals {
     /// Runs where some resources could not be assessed.
     pub partial: usize,
     pub last_at: DateTime<Utc>,
-    /// The last run's `ok`, `partial` or `failed`, its findings, and its dollars.
+    /// Each account and region's last run: `ok`, `partial` or `failed` when there is one place
+    /// (or all agree: `ok (3 places)`), else the places not ok by name and a count of the rest,
+    /// so a newer success elsewhere never hides a failure; with their findings and dollars summed.
     pub last_result: String,
     pub last_findings: usize,
     pub last_usd: f64,
@@ -91,15 +93,48 @@ pub struct ScanTotals {
 impl ScanTotals {
     /// The totals of run records of one rule (any order); `None` when there are none.
     pub fn of(records: &[crate::state::RunRecord]) -> Option<ScanTotals> {
-        let last = records.iter().max_by_key(|r| r.at)?;
+        let newest = records.iter().map(|r| r.at).max()?;
+        let mut last: BTreeMap<(&str, &str), &crate::state::RunRecord> = BTreeMap::new();
+        for r in records {
+            let place = last.entry((r.account.as_str(), r.region.as_str())).or_insert(r);
+            if r.at > place.at {
+                *place = r;
+            }
+        }
+        let mut by_result: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((account, region), r) in &last {
+            by_result
+                .entry(r.result.as_str())
+                .or_default()
+                .push(format!("{account}/{region}"));
+        }
+        let last_result = match (last.len(), by_result.len()) {
+            (1, _) => last.values().next().map(|r| r.result.clone()).unwrap_or_default(),
+            (n, 1) => format!("{} ({n} places)", by_result.keys().next().copied().unwrap_or_default()),
+            _ => {
+                let mut parts: Vec<String> = by_result
+                    .iter()
+                    .filter(|(result, _)| **result != "ok")
+                    .map(|(result, places)| format!("{result} in {}", places.join(", ")))
+                    .collect();
+                if let Some(ok) = by_result.get("ok") {
+                    parts.push(format!(
+                        "ok in {} place{}",
+                        ok.len(),
+                        if ok.len() == 1 { "" } else { "s" }
+                    ));
+                }
+                parts.join("; ")
+            }
+        };
         Some(ScanTotals {
             runs: records.len(),
             failed: records.iter().filter(|r| r.result == "failed").count(),
             partial: records.iter().filter(|r| r.result == "partial").count(),
-            last_at: last.at,
-            last_result: last.result.clone(),
-            last_findings: last.findings,
-            last_usd: round_cents(last.estimated_monthly_savings_usd),
+            last_at: newest,
+            last_result,
+            last_findings: last.values().map(|r| r.findings).sum(),
+            last_usd: round_cents(last.values().map(|r| r.estimated_monthly_savings_usd).sum()),
         })
     }
 }
@@ -500,6 +535,40 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    fn record(account: &str, region: &str, hours_ago: i64, result: &str, findings: usize) -> crate::state::RunRecord {
+        crate::state::RunRecord {
+            rule: "idle-ec2".into(),
+            at: Utc::now() - Duration::hours(hours_ago),
+            mode: "dry-run".into(),
+            account: account.into(),
+            region: region.into(),
+            scanned: 10,
+            findings,
+            estimated_monthly_savings_usd: 10.0 * findings as f64,
+            outcomes: Default::default(),
+            duration_ms: 1,
+            errors: Vec::new(),
+            result: result.into(),
+        }
+    }
+
+    #[test]
+    fn the_last_result_is_each_places_last_run_so_a_failure_elsewhere_shows() {
+        // A newer success in one place does not hide the last run failing in another.
+        let records = [
+            record("111111111111", "us-east-1", 30, "failed", 0),
+            record("111111111111", "us-east-1", 2, "ok", 3),
+            record("222222222222", "eu-west-1", 5, "failed", 0),
+            record("333333333333", "eu-west-1", 1, "ok", 2),
+        ];
+        let t = ScanTotals::of(&records).unwrap();
+        assert_eq!((t.runs, t.failed), (4, 2));
+        assert_eq!(t.last_result, "failed in 222222222222/eu-west-1; ok in 2 places");
+        assert_eq!((t.last_findings, t.last_usd), (5, 50.0), "the places' last runs summed");
+        let one = ScanTotals::of(&records[..2]).unwrap();
+        assert_eq!((one.last_result.as_str(), one.last_findings), ("ok", 3));
     }
 
     #[test]
