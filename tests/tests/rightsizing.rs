@@ -245,6 +245,7 @@ async fn a_snoozed_instance_is_set_aside_before_the_model_is_asked_about_it() {
     use remediation::state::{ApprovalStore, Snooze};
     let r = rig().await;
     let snoozed = r.oversized(&[("Owner", "ana")]).await;
+    let other = r.oversized(&[("Owner", "bo")]).await;
     let now = Utc::now();
     let snooze = Snooze {
         resource_id: snoozed.clone(),
@@ -262,13 +263,16 @@ async fn a_snoozed_instance_is_set_aside_before_the_model_is_asked_about_it() {
     r.lp.state().snooze(&snooze, false).await.unwrap();
 
     let report = r.scan().await;
-    assert!(report.findings.is_empty(), "{report:#?}");
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    assert_eq!(report.findings[0].resource.id, other);
     let skipped = report
         .outcomes
         .iter()
         .find(|o| o.finding_id.ends_with(&snoozed))
         .unwrap();
     assert!(skipped.detail.contains("by U0ANA: benchmark rig"), "{skipped:?}");
-    // Nothing about it went to the model (nor was paid for).
-    assert!(r.bedrock.requests().is_empty(), "{:#?}", r.bedrock.requests().len());
+    // The model was asked about the other one only: nothing about the snoozed one was sent.
+    let asked: Vec<String> = r.bedrock.requests().iter().map(|q| q.json().to_string()).collect();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert!(asked[0].contains(&other) && !asked[0].contains(&snoozed), "{asked:#?}");
 }

@@ -319,6 +319,14 @@ async fn a_config_change_is_evaluated_and_sent_with_the_result_token() {
         deps.clients.calls.snapshot()["Config Service.PutEvaluations"],
         before + 1
     );
+    // Its run record is the event's account and region, as a sweep's is (not a place of its own).
+    let state = deps.state.as_ref().unwrap();
+    let runs = state.runs("tag-compliance", None, None).await.unwrap();
+    assert_eq!(
+        (runs[0].account.as_str(), runs[0].region.as_str()),
+        ("123456789012", "us-east-1"),
+        "{runs:#?}"
+    );
 
     // Left scope: NOT_APPLICABLE.
     let mut left = config_event("config-item-change.json");

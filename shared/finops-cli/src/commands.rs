@@ -52,7 +52,6 @@ impl Ctx {
         })
     }
 
-    /// `--by`, else the caller's AWS identity (its ARN), else the login name.
     /// Who is acting, as records name them: the caller's AWS identity, and a name given with
     /// `--by` beside it (never instead of it: a record cannot be made in another's name alone).
     async fn who(&self, by: &Option<String>) -> String {
@@ -198,8 +197,7 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     Ok(out)
 }
 
-/// A place whose last run is this far behind its rule's newest run has stopped being scanned.
-const BEHIND: i64 = 26;
+use remediation::report::BEHIND_HOURS as BEHIND;
 
 /// `rule`'s rows in the status table: a row of its own for each account and region whose last run
 /// did not end well or is more than a day behind the rule's newest, and one row summing the rest
@@ -626,7 +624,17 @@ async fn unsnooze(
     let targets: Vec<&Snooze> = live.iter().filter(|z| all_places || z.key() == key).collect();
     if targets.is_empty() {
         let named_place = account.is_some() || region.is_some();
-        return Err(match live.iter().find(|z| named_place && overlaps(z)) {
+        // A snooze that holds all of the place named: each of its account and region is the one
+        // named, or any.
+        let holds_all = |z: &Snooze| {
+            let all = |named: &Option<String>, held: &Option<String>| match (named, held) {
+                (_, None) => true,
+                (Some(n), Some(h)) => n == h,
+                (None, Some(_)) => false,
+            };
+            all(&account, &z.account) && all(&region, &z.region)
+        };
+        return Err(match live.iter().find(|z| named_place && holds_all(z)) {
             _ if live.is_empty() => format!("{resource} is not snoozed"),
             Some(wider) => format!(
                 "{resource} has no snooze of its own there; it is snoozed {}, which holds there too: lift that with finops unsnooze {resource}{}",

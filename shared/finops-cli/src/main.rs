@@ -51,6 +51,18 @@ fn region_name(v: &str) -> Result<String, String> {
     }
 }
 
+/// A name for `--by`: one that cannot pass for an AWS identity or the "(as …)" the record adds.
+fn person(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        Err("name the person (an email, a handle)".into())
+    } else if v.contains(['(', ')']) || v.to_ascii_lowercase().starts_with("arn:") {
+        Err("a name, not an ARN or parentheses: the record adds the caller's AWS identity itself".into())
+    } else {
+        Ok(v.to_string())
+    }
+}
+
 /// A resource id to snooze or unsnooze: not blank, no control character, and no `@` (it
 /// separates a snooze's place in its key: name the place with --account and --region).
 fn resource_id(v: &str) -> Result<String, String> {
@@ -149,7 +161,7 @@ pub enum Command {
         #[arg(long)]
         reason: String,
         /// A name recorded beside the caller's AWS identity (never instead of it).
-        #[arg(long)]
+        #[arg(long, value_parser = person)]
         by: Option<String>,
     },
     /// Turn the emergency switch off: the functions obey their policy again.
@@ -157,7 +169,7 @@ pub enum Command {
         #[arg(long, default_value = "resumed from the command line")]
         reason: String,
         /// A name recorded beside the caller's AWS identity (never instead of it).
-        #[arg(long)]
+        #[arg(long, value_parser = person)]
         by: Option<String>,
     },
     /// Approval requests, latest deadline first.
@@ -179,7 +191,7 @@ pub enum Command {
         #[arg(long)]
         reason: String,
         /// A name recorded beside the caller's AWS identity (never instead of it).
-        #[arg(long)]
+        #[arg(long, value_parser = person)]
         by: Option<String>,
         #[command(flatten)]
         place: Place,
@@ -200,7 +212,7 @@ pub enum Command {
         #[arg(long, default_value = "lifted from the command line")]
         reason: String,
         /// A name recorded beside the caller's AWS identity (never instead of it).
-        #[arg(long)]
+        #[arg(long, value_parser = person)]
         by: Option<String>,
         /// Every snooze of the resource, wherever it holds (ids such as cost-alert's `TOTAL`
         /// are snoozed by account: this lifts them all).

@@ -197,6 +197,13 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
     let s = json(finops(&moto, t, &["status", "--output", "json"]));
     assert_eq!(s["emergency_stop"]["on"], true);
 
+    // A name that could pass for an identity is refused.
+    for fake in [
+        "boss (as arn:aws:iam::111111111111:user/boss)",
+        "arn:aws:iam::111111111111:user/boss",
+    ] {
+        assert_eq!(finops(&moto, t, &["resume", "--by", fake]).code, 2, "{fake}");
+    }
     ok(finops(&moto, t, &["resume", "--by", "ops@example.com"]));
     let switch = state.emergency_stop().await.unwrap().unwrap();
     // A name given with --by is recorded beside the caller's AWS identity, never instead of it.
@@ -437,6 +444,24 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
     );
     let finding = format!("idle-ec2:123456789012:us-east-1:{id}");
     assert_eq!(finops(&moto, t, &["unsnooze", &finding, "--all-places"]).code, 2);
+    // A snooze in one region of the account does not hold the whole account: not called wider.
+    state
+        .snooze(
+            &remediation::state::Snooze {
+                resource_id: "i-other".into(),
+                ..slack(Utc::now())
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    let narrower = finops_wide(&moto, t, &["unsnooze", "i-other", "--account", "123456789012"]);
+    assert_eq!(narrower.code, 1);
+    assert!(
+        !narrower.stderr.contains("holds there too") && narrower.stderr.contains("is not snoozed there"),
+        "{}",
+        narrower.stderr
+    );
 
     // Without a place, the snooze everywhere only: the one in a place still holds, and it says so.
     state.snooze(&slack(Utc::now()), true).await.unwrap();

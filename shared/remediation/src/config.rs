@@ -257,10 +257,11 @@ impl Deps {
         }
         let (account, region) = match crate::org::Item::from_event(payload) {
             Ok(Some(item)) => (item.account, item.region),
+            // A scheduled event names its account `account`, a Config rule event `accountId`.
             _ => (
-                payload
-                    .get("account")
-                    .and_then(serde_json::Value::as_str)
+                ["account", "accountId"]
+                    .iter()
+                    .find_map(|k| payload.get(*k).and_then(serde_json::Value::as_str))
                     .unwrap_or_default()
                     .to_string(),
                 self.clients.region.clone(),

@@ -83,8 +83,9 @@ pub struct ScanTotals {
     pub partial: usize,
     pub last_at: DateTime<Utc>,
     /// Each account and region's last run: `ok`, `partial` or `failed` when there is one place
-    /// (or all agree: `ok (3 places)`), else the places not ok by name and a count of the rest,
-    /// so a newer success elsewhere never hides a failure; with their findings and dollars summed.
+    /// (or all agree: `ok (3 places)`), else the places not ok by name (`behind` for one more than
+    /// a day behind the newest) and a count of the rest, so a newer success elsewhere never hides
+    /// a failure; with the findings and dollars of the places not behind summed.
     pub last_result: String,
     pub last_findings: usize,
     pub last_usd: f64,
@@ -101,15 +102,18 @@ impl ScanTotals {
                 *place = r;
             }
         }
+        // A place whose last run is well behind the rule's newest has stopped being scanned: it
+        // is named as behind, and its old figures are not counted.
+        let behind = |r: &crate::state::RunRecord| newest - r.at > Duration::hours(BEHIND_HOURS);
         let mut by_result: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for ((account, region), r) in &last {
-            by_result
-                .entry(r.result.as_str())
-                .or_default()
-                .push(format!("{account}/{region}"));
+            let result = if behind(r) { "behind" } else { r.result.as_str() };
+            by_result.entry(result).or_default().push(format!("{account}/{region}"));
         }
-        let last_result = match (last.len(), by_result.len()) {
-            (1, _) => last.values().next().map(|r| r.result.clone()).unwrap_or_default(),
+        last.retain(|_, r| !behind(r));
+        let places: usize = by_result.values().map(Vec::len).sum();
+        let last_result = match (places, by_result.len()) {
+            (1, _) => by_result.keys().next().map(|r| r.to_string()).unwrap_or_default(),
             (n, 1) => format!("{} ({n} places)", by_result.keys().next().copied().unwrap_or_default()),
             _ => {
                 let mut parts: Vec<String> = by_result
@@ -138,6 +142,10 @@ impl ScanTotals {
         })
     }
 }
+
+/// A place whose last run of a rule is this many hours behind the rule's newest run has stopped
+/// being scanned (a daily schedule, and two hours' slack).
+pub const BEHIND_HOURS: i64 = 26;
 
 /// How far back open findings are looked for (the ledger months read).
 pub const OPEN_LOOKBACK_DAYS: i64 = 183;
@@ -569,6 +577,14 @@ mod tests {
         assert_eq!((t.last_findings, t.last_usd), (5, 50.0), "the places' last runs summed");
         let one = ScanTotals::of(&records[..2]).unwrap();
         assert_eq!((one.last_result.as_str(), one.last_findings), ("ok", 3));
+        // A place that stopped reporting is named as behind; its old findings are not summed.
+        let stale = [
+            record("111111111111", "us-east-1", 1, "ok", 3),
+            record("444444444444", "us-east-1", 72, "ok", 9),
+        ];
+        let t = ScanTotals::of(&stale).unwrap();
+        assert_eq!(t.last_result, "behind in 444444444444/us-east-1; ok in 1 place");
+        assert_eq!(t.last_findings, 3);
     }
 
     #[test]

@@ -407,33 +407,38 @@ pub async fn sweep(
                         None => Ok(None),
                         Some(state) => state.snooze_ended(&f.resource, now).await,
                     };
+                    // Why it waits, and whether that is a failure to report.
                     let wait = match ended {
-                        Err(e) => Some(format!(
-                            "; the end of its last snooze could not be read ({e}): not stopped"
+                        Err(e) => Some((
+                            format!("; the end of its last snooze could not be read ({e}): not stopped"),
+                            true,
                         )),
                         Ok(Some(end)) if end.date_naive() >= since => {
                             let ended = end.date_naive();
                             let due = ended + chrono::Duration::days(i64::from(p.stop_after_days));
+                            let waits = format!("; its snooze ended {ended}");
                             match (today < due, acting && ended > since) {
                                 (false, _) => None,
-                                (true, false) => Some(format!("; its snooze ended {ended}: stopped no sooner than {due}")),
+                                (true, false) => Some((format!("{waits}: stopped no sooner than {due}"), false)),
                                 // The mark moves to the end too, so the re-check right before a
                                 // stop (an approval carried out later) counts from there as well.
                                 (true, true) => Some(match set_mark(ports, &f.resource, ended).await {
-                                    Ok(()) => format!(
-                                        "; its snooze ended {ended}: mark moved there, stopped no sooner than {due}"
-                                    ),
-                                    Err(e) => format!(
-                                        "; its snooze ended {ended}: stopped no sooner than {due} (its mark could not be moved there: {e})"
+                                    Ok(()) => (format!("{waits}: mark moved there, stopped no sooner than {due}"), false),
+                                    Err(e) => (
+                                        format!("{waits}: stopped no sooner than {due} (its mark could not be moved there: {e})"),
+                                        true,
                                     ),
                                 }),
                             }
                         }
                         Ok(_) => None,
                     };
-                    if let Some(wait) = wait {
+                    if let Some((wait, failed)) = wait {
                         if let Some(o) = outcomes.iter_mut().find(|o| o.finding_id == f.id) {
                             o.detail.push_str(&wait);
+                            if failed {
+                                o.outcome = OutcomeKind::Failed;
+                            }
                         }
                         continue;
                     }

@@ -218,9 +218,10 @@ impl DynamoState {
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
             let stored = read.as_ref().and_then(stored_snooze);
+            let lifted_so = read.as_ref().and_then(|item| text(item, "lift_reason")).as_deref() == Some(reason);
             if let Some(z) = stored
                 .as_ref()
-                .filter(|z| z.lifted_at == Some(now) && z.lifted_by.as_deref() == Some(by))
+                .filter(|z| lifted_so && z.lifted_at == Some(now) && z.lifted_by.as_deref() == Some(by))
             {
                 // Lifted as asked already (a retried request whose first try landed unanswered).
                 let as_read = Snooze {
@@ -244,11 +245,12 @@ impl DynamoState {
             values.insert(":now".into(), s(now.to_rfc3339()));
             values.insert(":exp".into(), n(ended_kept_until(now)));
             values.insert(":by".into(), s(by));
+            values.insert(":why".into(), s(reason));
             let update = Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(SNOOZES_PK))
                 .key("sk", s(&key))
-                .update_expression("SET #exp = :exp, lifted_by = :by, lifted_at = :now")
+                .update_expression("SET #exp = :exp, lifted_by = :by, lifted_at = :now, lift_reason = :why")
                 .condition_expression(unchanged.condition)
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
