@@ -38,6 +38,30 @@ pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Optio
     }
 }
 
+/// A snooze of `resource` everywhere, granted at `at` until `until` by `by` via `via`.
+pub fn snooze(
+    resource: &str,
+    by: &str,
+    via: &str,
+    reason: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> remediation::state::Snooze {
+    remediation::state::Snooze {
+        resource_id: resource.into(),
+        until,
+        by: by.into(),
+        via: via.into(),
+        reason: reason.into(),
+        at,
+        finding_id: None,
+        account: None,
+        region: None,
+        lifted_by: None,
+        lifted_at: None,
+    }
+}
+
 /// The `finops` binary of this build (beside the test binaries: `cargo test --workspace` builds
 /// it for the CLI's own tests).
 pub fn finops_bin() -> std::path::PathBuf {

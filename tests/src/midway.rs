@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::{Duration, Utc};
 use remediation::act::{ActionDeclaration, Executed, Irreversible, Recheck, Remediation, Rollback};
 use remediation::model::Finding;
-use remediation::state::{ApprovalStore, DynamoState, Snooze};
+use remediation::state::{ApprovalStore, DynamoState};
 
 pub struct SnoozeMidway<'a> {
     pub inner: &'a dyn Remediation,
@@ -34,19 +34,7 @@ impl Remediation for SnoozeMidway<'_> {
     async fn execute(&self, f: &Finding, pre: &serde_json::Value) -> remediation::Result<Executed> {
         let now = Utc::now();
         for id in &self.snooze {
-            let z = Snooze {
-                resource_id: id.clone(),
-                until: now + Duration::days(30),
-                by: "U0ANA".into(),
-                via: "slack".into(),
-                reason: "quarter-end batch".into(),
-                at: now,
-                finding_id: None,
-                account: None,
-                region: None,
-                lifted_by: None,
-                lifted_at: None,
-            };
+            let z = crate::snooze(id, "U0ANA", "slack", "quarter-end batch", now, now + Duration::days(30));
             self.state.snooze(&z, true).await.expect("snooze recorded");
         }
         self.inner.execute(f, pre).await

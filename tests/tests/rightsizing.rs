@@ -242,24 +242,19 @@ async fn without_a_model_the_rules_explain() {
 
 #[tokio::test]
 async fn a_snoozed_instance_is_set_aside_before_the_model_is_asked_about_it() {
-    use remediation::state::{ApprovalStore, Snooze};
+    use remediation::state::ApprovalStore;
     let r = rig().await;
     let snoozed = r.oversized(&[("Owner", "ana")]).await;
     let other = r.oversized(&[("Owner", "bo")]).await;
     let now = Utc::now();
-    let snooze = Snooze {
-        resource_id: snoozed.clone(),
-        until: now + chrono::Duration::days(30),
-        by: "U0ANA".into(),
-        via: "slack".into(),
-        reason: "benchmark rig".into(),
-        at: now,
-        finding_id: None,
-        account: None,
-        region: None,
-        lifted_by: None,
-        lifted_at: None,
-    };
+    let snooze = finops_tests::snooze(
+        &snoozed,
+        "U0ANA",
+        "slack",
+        "benchmark rig",
+        now,
+        now + chrono::Duration::days(30),
+    );
     r.lp.state().snooze(&snooze, false).await.unwrap();
 
     let report = r.scan().await;

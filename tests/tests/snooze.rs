@@ -412,19 +412,7 @@ async fn a_longer_click_over_a_shorter_snooze_stored_without_a_ttl_is_recorded_n
 }
 
 fn cli_snooze(by: &str, at: DateTime<Utc>, days: i64) -> remediation::state::Snooze {
-    remediation::state::Snooze {
-        resource_id: "i-0feed".into(),
-        until: at + Duration::days(days),
-        by: by.into(),
-        via: "cli".into(),
-        reason: "r".into(),
-        at,
-        finding_id: None,
-        account: None,
-        region: None,
-        lifted_by: None,
-        lifted_at: None,
-    }
+    finops_tests::snooze("i-0feed", by, "cli", "r", at, at + Duration::days(days))
 }
 
 /// A table with Ana's 7-day snooze of `i-0feed` granted at `now`, and a second state on it

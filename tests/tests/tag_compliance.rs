@@ -407,7 +407,7 @@ async fn an_oversized_change_asks_config_for_the_item_and_one_it_never_recorded_
 
 #[tokio::test]
 async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a_stop() {
-    use remediation::state::{ApprovalStore, DynamoState, Snooze};
+    use remediation::state::{ApprovalStore, DynamoState};
     let moto = Moto::start().unwrap();
     let a = seed_account(&moto).await;
     let mut policy = mark_and_stop();
@@ -424,19 +424,8 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     tag_compliance::handler::handle(sweep_event(), &deps, day0)
         .await
         .unwrap();
-    let snooze = |id: &str, until| Snooze {
-        resource_id: id.into(),
-        until,
-        by: "ana".into(),
-        via: "cli".into(),
-        reason: "renaming tags".into(),
-        at: day0 + Duration::days(1),
-        finding_id: None,
-        account: None,
-        region: None,
-        lifted_by: None,
-        lifted_at: None,
-    };
+    let snooze =
+        |id: &str, until| finops_tests::snooze(id, "ana", "cli", "renaming tags", day0 + Duration::days(1), until);
     state
         .snooze(&snooze(&a.untagged, now - Duration::days(1)), false)
         .await
