@@ -105,8 +105,9 @@ impl DynamoState {
     /// Records `snooze` (replacing one on the same resource and place) with its audit items, then
     /// closes the resource's pending approvals. With `keep_longer`, a snooze in force that ends
     /// later is kept and nothing is recorded. The write is conditioned on the item read just
-    /// before it (its `at`, or its absence), so two grants at once, or a grant and a lift, never
-    /// overwrite what the other wrote unseen: a changed item is read again, up to three times.
+    /// before it (its `at`, `until` and `lifted_at`, or its absence), so two grants at once, or a
+    /// grant and a lift, never overwrite what the other wrote unseen: a changed item is read
+    /// again, up to three times.
     pub(crate) async fn grant_snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
         let key = snooze.key();
         for _ in 0..3 {
