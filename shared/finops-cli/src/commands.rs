@@ -61,7 +61,6 @@ impl Ctx {
         };
         let named = by.as_deref().map(Snooze::clean_reason).filter(|b| !b.is_empty());
         match (named, arn) {
-            (Some(b), Some(arn)) if b == arn => arn,
             (Some(b), Some(arn)) => format!("{b} (as {arn})"),
             (Some(b), None) => format!("{b} (AWS identity unknown)"),
             (None, Some(arn)) => arn,
@@ -612,11 +611,13 @@ async fn unsnooze(
     let reason = Snooze::clean_reason(reason);
     // The snooze under the key named (everywhere without a place), or with --all-places every one.
     let key = remediation::state::snooze_key(resource, account.as_deref(), region.as_deref());
-    // What holds where the lift is aimed: a snooze everywhere covers every place.
-    let overlaps = |z: &Snooze| {
+    // Whether `z` holds in some of the place named (a snooze everywhere covers every place), or,
+    // `wholly`, in all of it.
+    let holds = |z: &Snooze, wholly: bool| {
         let meets = |named: &Option<String>, held: &Option<String>| match (named, held) {
             (Some(n), Some(h)) => n == h,
-            _ => true,
+            (None, Some(_)) => !wholly,
+            (_, None) => true,
         };
         meets(&account, &z.account) && meets(&region, &z.region)
     };
@@ -624,17 +625,7 @@ async fn unsnooze(
     let targets: Vec<&Snooze> = live.iter().filter(|z| all_places || z.key() == key).collect();
     if targets.is_empty() {
         let named_place = account.is_some() || region.is_some();
-        // A snooze that holds all of the place named: each of its account and region is the one
-        // named, or any.
-        let holds_all = |z: &Snooze| {
-            let all = |named: &Option<String>, held: &Option<String>| match (named, held) {
-                (_, None) => true,
-                (Some(n), Some(h)) => n == h,
-                (None, Some(_)) => false,
-            };
-            all(&account, &z.account) && all(&region, &z.region)
-        };
-        return Err(match live.iter().find(|z| named_place && holds_all(z)) {
+        return Err(match live.iter().find(|z| named_place && holds(z, true)) {
             _ if live.is_empty() => format!("{resource} is not snoozed"),
             Some(wider) => format!(
                 "{resource} has no snooze of its own there; it is snoozed {}, which holds there too: lift that with finops unsnooze {resource}{}",
@@ -671,7 +662,7 @@ async fn unsnooze(
         .await
         .map_err(err)?
         .into_iter()
-        .partition(|z| overlaps(z));
+        .partition(|z| holds(z, false));
     if lifted.is_empty() {
         return Err(format!("nothing was lifted: {}", warnings.join("; ")));
     }

@@ -80,11 +80,17 @@ fn resource_id(v: &str) -> Result<String, String> {
 
 /// A finding id (`rule:account:region:resource`, as `finops audit`, `scan` and `approvals` show
 /// it) given where a resource id is expected: its resource (a tag-compliance stop's `:stop`
-/// dropped: the instance), where the finding is. A place named as well must be the finding's.
-fn resource_of_finding(resource: &mut String, place: &mut Place) -> Result<(), String> {
+/// dropped: the instance), where the finding is. A place named as well must be the finding's,
+/// and a finding (one place) cannot go with `--all-places`.
+fn resource_of_finding(resource: &mut String, place: &mut Place, all_places: bool) -> Result<(), String> {
     let Some(p) = remediation::model::Finding::parse_id(resource) else {
         return Ok(());
     };
+    if all_places {
+        return Err(format!(
+            "{resource} is a finding in one place; --all-places lifts every place: give the resource id"
+        ));
+    }
     for (flag, named, found) in [
         ("--account", &place.account, p.account),
         ("--region", &place.region, p.region),
@@ -239,20 +245,9 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Command::Unsnooze {
-        resource,
-        all_places: true,
-        ..
-    } = &cli.command
-    {
-        if remediation::model::Finding::parse_id(resource).is_some() {
-            let e =
-                format!("{resource} is a finding in one place; --all-places lifts every place: give the resource id");
-            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
-        }
-    }
+    let all_places = matches!(&cli.command, Command::Unsnooze { all_places: true, .. });
     if let Command::Snooze { resource, place, .. } | Command::Unsnooze { resource, place, .. } = &mut cli.command {
-        if let Err(e) = resource_of_finding(resource, place) {
+        if let Err(e) = resource_of_finding(resource, place, all_places) {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, e).exit();
         }
     }

@@ -391,63 +391,70 @@ pub async fn sweep(
     // Instances marked long enough ago are stopped through the guarded idle-ec2 stop.
     let mut stops = Vec::new();
     if p.action == TagAction::MarkAndStop && (snoozes_unread.is_none() || ctx.mode == Mode::DryRun) {
-        for f in result
+        let due: Vec<(&Finding, NaiveDate)> = result
             .findings
             .iter()
             .filter(|f| f.resource.kind == ResourceKind::Ec2Instance)
             // Exempt instances are counted, never stopped (their outcome above says so).
             .filter(|f| !is_exempt(&f.resource.tags, &policy.exempt_tag))
             .filter(|f| snoozes.covering(&f.resource).is_none())
-        {
-            if let Some(since) = marked_since(&f.resource) {
-                let days = (today - since).num_days();
-                if days >= i64::from(p.stop_after_days) {
-                    // A snooze that ended since the mark gives the grace period again, from its end.
-                    let ended = match sinks.state {
-                        None => Ok(None),
-                        Some(state) => state.snooze_ended(&f.resource, now).await,
-                    };
-                    // Why it waits, and whether that is a failure to report.
-                    let wait = match ended {
-                        Err(e) => Some((
-                            format!("; the end of its last snooze could not be read ({e}): not stopped"),
-                            true,
-                        )),
-                        Ok(Some(end)) if end.date_naive() >= since => {
-                            let ended = end.date_naive();
-                            let due = ended + chrono::Duration::days(i64::from(p.stop_after_days));
-                            let waits = format!("; its snooze ended {ended}");
-                            match (today < due, acting && ended > since) {
-                                (false, _) => None,
-                                (true, false) => Some((format!("{waits}: stopped no sooner than {due}"), false)),
-                                // The mark moves to the end too, so the re-check right before a
-                                // stop (an approval carried out later) counts from there as well.
-                                (true, true) => Some(match set_mark(ports, &f.resource, ended).await {
-                                    Ok(()) => (format!("{waits}: mark moved there, stopped no sooner than {due}"), false),
-                                    Err(e) => (
-                                        format!("{waits}: stopped no sooner than {due} (its mark could not be moved there: {e})"),
-                                        true,
-                                    ),
-                                }),
-                            }
-                        }
-                        Ok(_) => None,
-                    };
-                    if let Some((wait, failed)) = wait {
-                        if let Some(o) = outcomes.iter_mut().find(|o| o.finding_id == f.id) {
-                            o.detail.push_str(&wait);
-                            if failed {
-                                o.outcome = OutcomeKind::Failed;
-                            }
-                        }
-                        continue;
-                    }
-                    let mut stop = f.clone();
-                    stop.action = ActionKind::Stop;
-                    stop.id = format!("{}:stop", f.id);
-                    stops.push(stop);
-                }
+            .filter_map(|f| marked_since(&f.resource).map(|since| (f, since)))
+            .filter(|(_, since)| (today - *since).num_days() >= i64::from(p.stop_after_days))
+            .collect();
+        // A snooze that ended since the mark gives the grace period again, from its end: the ends
+        // of the candidates' snooze are read once.
+        let ends = match sinks.state.filter(|_| !due.is_empty()) {
+            None => Ok(Default::default()),
+            Some(state) => {
+                let resources: Vec<&Resource> = due.iter().map(|(f, _)| &f.resource).collect();
+                state.snooze_ends(&resources, now).await
             }
+        };
+        for (f, since) in due {
+            // Why it waits, and whether that is a failure to report.
+            let wait = match ends.as_ref().map(|e| e.get(&f.resource.id)) {
+                Err(e) => Some((
+                    format!("; the end of its last snooze could not be read ({e}): not stopped"),
+                    true,
+                )),
+                Ok(Some(end)) if end.date_naive() >= since => {
+                    let ended = end.date_naive();
+                    let due = ended + chrono::Duration::days(i64::from(p.stop_after_days));
+                    let waits = format!("; its snooze ended {ended}");
+                    match (today < due, acting && ended > since) {
+                        (false, _) => None,
+                        (true, false) => Some((format!("{waits}: stopped no sooner than {due}"), false)),
+                        // The mark moves to the end too, so the re-check right before a stop (an
+                        // approval carried out later) counts from there as well.
+                        (true, true) => Some(match set_mark(ports, &f.resource, ended).await {
+                            Ok(()) => (
+                                format!("{waits}: mark moved there, stopped no sooner than {due}"),
+                                false,
+                            ),
+                            Err(e) => (
+                                format!(
+                                    "{waits}: stopped no sooner than {due} (its mark could not be moved there: {e})"
+                                ),
+                                true,
+                            ),
+                        }),
+                    }
+                }
+                Ok(_) => None,
+            };
+            if let Some((wait, failed)) = wait {
+                if let Some(o) = outcomes.iter_mut().find(|o| o.finding_id == f.id) {
+                    o.detail.push_str(&wait);
+                    if failed {
+                        o.outcome = OutcomeKind::Failed;
+                    }
+                }
+                continue;
+            }
+            let mut stop = f.clone();
+            stop.action = ActionKind::Stop;
+            stop.id = format!("{}:stop", f.id);
+            stops.push(stop);
         }
     }
     if !stops.is_empty() {

@@ -379,12 +379,12 @@ impl StateStore for DynamoState {
         self.resource_snoozes(resource_id, now).await
     }
 
-    async fn snooze_ended(
+    async fn snooze_ends(
         &self,
-        resource: &crate::model::Resource,
+        resources: &[&crate::model::Resource],
         now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>> {
-        DynamoState::snooze_ended(self, resource, now).await
+    ) -> Result<HashMap<String, DateTime<Utc>>> {
+        DynamoState::snooze_ends(self, resources, now).await
     }
 
     async fn record_run(&self, run: &super::RunRecord) -> Result<()> {

@@ -206,13 +206,13 @@ pub trait StateStore: Send + Sync {
     /// each action, and before an irreversible step that waited).
     async fn snoozes_of(&self, resource_id: &str, now: DateTime<Utc>) -> Result<Vec<Snooze>>;
 
-    /// When the last snooze that covered `resource` ended or was lifted, before `now` (an ended
-    /// snooze is kept on record for 90 days); `None` if none is on record.
-    async fn snooze_ended(
+    /// When the last snooze that covered each of `resources` ended or was lifted, before `now`
+    /// (an ended snooze is kept on record for 90 days), by resource id; one read for them all.
+    async fn snooze_ends(
         &self,
-        resource: &crate::model::Resource,
+        resources: &[&crate::model::Resource],
         now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>>;
+    ) -> Result<HashMap<String, DateTime<Utc>>>;
 
     /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;

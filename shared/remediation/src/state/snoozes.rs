@@ -112,7 +112,8 @@ impl DynamoState {
         let key = snooze.key();
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
-            if read.as_ref().and_then(stored_snooze).as_ref() == Some(snooze) {
+            let stored = read.as_ref().and_then(stored_snooze);
+            if stored.as_ref() == Some(snooze) {
                 // On record as asked already (a retried request whose first try landed unanswered).
                 let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
                 return Ok(SnoozeGranted {
@@ -121,7 +122,7 @@ impl DynamoState {
                     ..SnoozeGranted::default()
                 });
             }
-            let previous = read.as_ref().and_then(stored_snooze).filter(|z| z.in_force(snooze.at));
+            let previous = stored.filter(|z| z.in_force(snooze.at));
             if let Some(p) = previous.as_ref().filter(|p| keep_longer && p.until > snooze.until) {
                 return Ok(SnoozeGranted {
                     kept: Some(p.clone()),
@@ -284,19 +285,26 @@ impl DynamoState {
         ))
     }
 
-    /// When the last snooze that covered `resource` ended (ended or lifted, before `now`), while
-    /// its item is kept; `None` if there is none on record.
-    pub(crate) async fn snooze_ended(
+    /// When the last snooze that covered each of `resources` ended (ran out or was lifted,
+    /// before `now`), while its item is kept, by resource id: one Query of the snoozes.
+    pub(crate) async fn snooze_ends(
         &self,
-        resource: &crate::model::Resource,
+        resources: &[&crate::model::Resource],
         now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>> {
-        let (found, _) = self.snooze_items(Some(&resource.id)).await?;
-        Ok(found
-            .into_iter()
-            .filter(|z| z.covers(resource))
-            .filter_map(|z| z.ended(now))
-            .max())
+    ) -> Result<HashMap<String, DateTime<Utc>>> {
+        let (found, _) = self.snooze_items(None).await?;
+        let mut by_id: HashMap<&str, Vec<&Snooze>> = HashMap::new();
+        for z in &found {
+            by_id.entry(z.resource_id.as_str()).or_default().push(z);
+        }
+        Ok(resources
+            .iter()
+            .filter_map(|r| {
+                let of = by_id.get(r.id.as_str())?;
+                let end = of.iter().filter(|z| z.covers(r)).filter_map(|z| z.ended(now)).max()?;
+                Some((r.id.clone(), end))
+            })
+            .collect())
     }
 }
 
