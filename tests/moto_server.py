@@ -40,6 +40,8 @@ import threading
 import time
 import urllib.parse
 
+import aws_iam
+import aws_template
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
@@ -53,6 +55,28 @@ def atomic_dispatch(self, request, full_url=None, headers=None):
 
 
 DynamoHandler._dispatch = atomic_dispatch
+
+# ------------------------------------------------------------------------------------------
+# SNS subscription filter policies as AWS applies them. moto treats a message without attributes
+# as one whose attributes are all absent, so `{"k": [{"exists": false}]}` matches it. AWS does
+# not: an attribute-scoped filter policy never matches a message that carries no attributes
+# ("exists: false" matches only if at least one attribute is present; the key-matching section of
+# https://docs.aws.amazon.com/sns/latest/dg/string-value-matching.html and
+# https://docs.aws.amazon.com/sns/latest/dg/attribute-key-matching.html). CloudWatch alarm
+# notifications carry none.
+
+from moto.sns.utils import FilterPolicyMatcher  # noqa: E402
+
+_stock_matches = FilterPolicyMatcher.matches
+
+
+def aws_matches(self, message_attributes, message):
+    if self.filter_policy and self.filter_policy_scope == "MessageAttributes" and not message_attributes:
+        return False
+    return _stock_matches(self, message_attributes, message)
+
+
+FilterPolicyMatcher.matches = aws_matches
 
 # ------------------------------------------------------------------------------------------
 # Faults for every service, at the dispatcher in front of all of moto's backends.
@@ -141,23 +165,254 @@ def _control(environ, start_response):
             _rules.append(rule)
         elif method == "DELETE":
             _rules.clear()
+            _stale.clear()
         out = json.dumps([{k: v for k, v in r.items() if k != "random"} for r in _rules]).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
     return [out]
 
 
+def _iam_control(environ, start_response):
+    """POST {"access_key", "function", "parameters", "physical"}: requests signed with that key are
+    authorised as the template's role of that function (resolved); GET: the refusals so far;
+    DELETE: no principal any more."""
+    method = environ.get("REQUEST_METHOD")
+    status, out = "200 OK", {}
+    try:
+        if method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            ask = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            fn = aws_template.function(ask["function"], ask.get("parameters"), ask.get("physical"))
+            if not fn["deployed"]:
+                raise aws_template.Unresolved(f"{ask['function']} is not deployed with these parameters")
+            aws_iam.register(ask["access_key"], {"name": ask["function"], "role": ask.get("role", fn["logical"] + "Role"),
+                                                 "statements": fn["statements"], "ask": ask,
+                                                 "resolve": aws_template.function})
+            out = fn
+        elif method == "DELETE":
+            aws_iam.clear()
+        out = {"function": out, "refusals": list(aws_iam.refusals)}
+    except Exception as e:  # noqa: BLE001 - the test reads the reason
+        status, out = "400 Bad Request", {"error": f"{type(e).__name__}: {e}"}
+    data = json.dumps(out).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _template_control(environ, start_response):
+    """POST {"parameters", "physical"}: every function of the template as deployed, resolved."""
+    status = "200 OK"
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        ask = json.loads(environ["wsgi.input"].read(length) or b"{}")
+        out = aws_template.functions(ask.get("parameters"), ask.get("physical"))
+    except Exception as e:  # noqa: BLE001 - the test reads the reason
+        status, out = "400 Bad Request", {"error": f"{type(e).__name__}: {e}"}
+    data = json.dumps(out).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+# ------------------------------------------------------------------------------------------
+# Eventual consistency: AWS may answer a read right after a write with the state before it
+# (EC2: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html; S3 bucket
+# configuration such as Block Public Access:
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel; DynamoDB
+# reads without ConsistentRead: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html).
+# A rule {"fault": "stale", "service": "*" | "ec2" | "s3" | "dynamodb", "share": 0.5, "seed": 7,
+# "window_ms": 3000} makes the layer read each written resource just before the write, and
+# answer a seeded share of the reads of that one resource in the window after it with that old
+# answer: DescribeInstances of an instance after Stop/StartInstances or CreateTags,
+# DescribeVolumes of a volume after DeleteVolume or CreateTags, GetPublicAccessBlock of a bucket
+# after PutPublicAccessBlock, GetItem (not ConsistentRead) after PutItem/UpdateItem/DeleteItem.
+
+_stale = {}
+
+
+def _stale_rule(service):
+    with _rules_lock:
+        for rule in _rules:
+            if rule.get("fault") == "stale" and rule.get("service", "*") in ("*", service):
+                return rule
+    return None
+
+
+def _params(environ, body):
+    return {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace") + "&" + environ.get("QUERY_STRING", "")).items()}
+
+
+def _stale_keys_of_read(service, operation, environ, body):
+    """The one resource a read observes, if it names exactly one."""
+    if service == "ec2" and operation in ("DescribeInstances", "DescribeVolumes"):
+        p = _params(environ, body)
+        name = "InstanceId" if operation == "DescribeInstances" else "VolumeId"
+        ids = [v for k, v in p.items() if re.fullmatch(name + r"\.\d+", k)]
+        return [("ec2", operation, ids[0])] if len(ids) == 1 and not any(k.startswith("Filter.") for k in p) else []
+    if service == "s3" and operation == "GetPublicAccessBlock":
+        bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
+        return [("s3", "GetPublicAccessBlock", bucket)] if bucket else []
+    if service == "dynamodb" and operation == "GetItem":
+        req = json.loads(body or b"{}")
+        if req.get("ConsistentRead"):
+            return []
+        return [("dynamodb", req.get("TableName"), json.dumps(req.get("Key"), sort_keys=True))]
+    return []
+
+
+def _stale_reads_of_write(service, operation, environ, body):
+    """[(key, read environ builder)] for the resources a write changes."""
+    out = []
+    if service == "ec2" and operation in ("StopInstances", "StartInstances", "DeleteVolume", "CreateTags"):
+        p = _params(environ, body)
+        ids = [v for k, v in p.items() if re.fullmatch(r"(InstanceId|ResourceId)\.\d+", k)]
+        if operation == "DeleteVolume":
+            ids = [p.get("VolumeId", "")]
+        for i in ids:
+            read = "DescribeInstances" if i.startswith("i-") else "DescribeVolumes" if i.startswith("vol-") else None
+            if read:
+                name = "InstanceId" if read == "DescribeInstances" else "VolumeId"
+                q = urllib.parse.urlencode({"Action": read, "Version": p.get("Version", "2016-11-15"), f"{name}.1": i})
+                out.append((("ec2", read, i), ("POST", "/", "", q.encode(), "application/x-www-form-urlencoded", None)))
+    elif service == "s3" and operation == "PutPublicAccessBlock":
+        bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
+        out.append((("s3", "GetPublicAccessBlock", bucket), ("GET", "/" + bucket, "publicAccessBlock", b"", None, None)))
+    elif service == "dynamodb" and operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        req = json.loads(body or b"{}")
+        table = req.get("TableName")
+        key = req.get("Key")
+        if key is None and "Item" in req:
+            try:
+                from moto.dynamodb.models import dynamodb_backends
+                t = dynamodb_backends[aws_iam.ACCOUNT][_region(environ)].get_table(table)
+                names = [t.hash_key_attr] + ([t.range_key_attr] if t.range_key_attr else [])
+                key = {n: req["Item"][n] for n in names if n in req["Item"]}
+            except Exception:
+                key = None
+        if key is not None:
+            read = json.dumps({"TableName": table, "Key": key}).encode()
+            out.append((("dynamodb", table, json.dumps(key, sort_keys=True)),
+                        ("POST", "/", "", read, "application/x-amz-json-1.0", "DynamoDB_20120810.GetItem")))
+    return out
+
+
+def _region(environ):
+    m = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return m.group(1) if m else "us-east-1"
+
+
+def _call(app, environ):
+    """moto's answer to `environ`: (status, headers, body)."""
+    got = {}
+
+    def start(status, headers, exc_info=None):
+        got["status"], got["headers"] = status, headers
+        return lambda data: None
+
+    result = _stock_call(app, environ, start)
+    data = b"".join(result)
+    if hasattr(result, "close"):
+        result.close()
+    return got.get("status", "500 Internal Server Error"), got.get("headers", []), data
+
+
+def _stale_capture(app, service, operation, environ, body, rule):
+    for key, (method, path, query, data, ctype, target) in _stale_reads_of_write(service, operation, environ, body):
+        read = dict(environ)
+        read.update({"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                     "CONTENT_LENGTH": str(len(data)), "wsgi.input": io.BytesIO(data)})
+        if ctype:
+            read["CONTENT_TYPE"] = ctype
+        if target:
+            read["HTTP_X_AMZ_TARGET"] = target
+        else:
+            read.pop("HTTP_X_AMZ_TARGET", None)
+        try:
+            answer = _call(app, read)
+        except Exception:  # noqa: BLE001 - no old state to serve, then
+            continue
+        if answer[0].startswith("200"):
+            with _rules_lock:
+                _stale[key] = (time.monotonic() + rule.get("window_ms", 3000) / 1000.0, answer)
+    environ["wsgi.input"] = io.BytesIO(body)
+
+
+def _stale_serve(rule, service, operation, environ, body, start_response):
+    keys = _stale_keys_of_read(service, operation, environ, body)
+    with _rules_lock:
+        for key in keys:
+            entry = _stale.get(key)
+            if entry is None or entry[0] < time.monotonic():
+                continue
+            rule["seen"] += 1
+            if rule["random"].random() < rule.get("share", 1.0):
+                rule["injected"] += 1
+                status, headers, data = entry[1]
+                start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"]
+                               + [("Content-Length", str(len(data)))])
+                return [data]
+    return None
+
+
+# Lambda's GetAccountSettings, which moto does not serve (an operation moto lacks answers 500):
+# answered in its real shape (https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html)
+# with the quota `POST /_finops/lambda-settings {"concurrent_executions": N}` sets (1,000, the
+# default quota, until then), after the IAM layer.
+_lambda_quota = {"concurrent_executions": 1000}
+
+
+def _lambda_settings(environ, start_response):
+    if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == "/_finops/lambda-settings":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        _lambda_quota.update(json.loads(environ["wsgi.input"].read(length) or b"{}"))
+    limit = int(_lambda_quota["concurrent_executions"])
+    data = json.dumps({
+        "AccountLimit": {"TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
+                         "ConcurrentExecutions": limit, "UnreservedConcurrentExecutions": limit},
+        "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
 def faulty_call(self, environ, start_response):
-    if environ.get("PATH_INFO") == "/_finops/faults":
+    path = environ.get("PATH_INFO")
+    if path == "/_finops/lambda-settings":
+        return _lambda_settings(environ, start_response)
+    if path == "/_finops/faults":
         return _control(environ, start_response)
-    if not _rules:
+    if path == "/_finops/iam":
+        return _iam_control(environ, start_response)
+    if path == "/_finops/template":
+        return _template_control(environ, start_response)
+    principal = aws_iam.principal_of(environ)[0]
+    if not _rules and principal is None and not path.startswith("/2016-08-19/account-settings"):
         return _stock_call(self, environ, start_response)
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
+    if principal is not None:
+        refused = aws_iam.check(environ, body)
+        if refused is not None:
+            status, ctype, text = refused
+            data = text.encode()
+            start_response(f"{status} Refused", [("Content-Type", ctype), ("Content-Length", str(len(data))),
+                                                 ("x-amzn-RequestId", "finops-iam-0000")])
+            return [data]
+    if path.rstrip("/") == "/2016-08-19/account-settings" and environ.get("REQUEST_METHOD") == "GET":
+        return _lambda_settings(environ, start_response)
+    if not _rules:
+        return _stock_call(self, environ, start_response)
     service, operation = _service(environ), _operation(environ, body)
+    stale = _stale_rule(service)
+    if stale is not None:
+        served = _stale_serve(stale, service, operation, environ, body, start_response)
+        if served is not None:
+            return served
+        _stale_capture(self, service, operation, environ, body, stale)
     chosen = None
     with _rules_lock:
         for rule in _rules:
+            if rule.get("fault") == "stale":
+                continue
             if rule.get("service") != service or rule.get("operation", "*") not in ("*", operation):
                 continue
             if rule.get("body_contains", "").encode() not in body:

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::httpserver::{from_function_url_response, function_url_event, Response, Server, SlackStandIn};
 use crate::oidc::OidcStandIn;
-use crate::{seed, Moto};
+use crate::{seed, Moto, Stack};
 
 pub const TABLE: &str = "finops-state";
 pub const SECRET_ID: &str = "finops/autopilot";
@@ -25,6 +25,10 @@ pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 /// Everything of one loop.
 pub struct Loop {
     pub moto: Moto,
+    /// Where the template's resources are in this loop (each function runs as its role there).
+    pub stack: Stack,
+    /// The queue subscribed to the topic as the template subscribes slack-notify (its filter policy).
+    pub notify_queue: String,
     pub sqs: aws_sdk_sqs::Client,
     pub topic: String,
     pub queue: String,
@@ -93,12 +97,16 @@ impl Loop {
         let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
         let (slack, slack_server) = SlackStandIn::start().await;
         let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-        sm.create_secret()
+        let secret_arn = sm
+            .create_secret()
             .name(SECRET_ID)
             .secret_string(secret_json(&format!("{}/services/T000/B000/XXXX", slack_server.url())))
             .send()
             .await
-            .expect("CreateSecret");
+            .expect("CreateSecret")
+            .arn()
+            .unwrap_or_default()
+            .to_string();
         let mut secrets = Secrets::load(&sm, SECRET_ID).await.expect("the secret reads back");
         if idp.is_some() {
             secrets.oidc_client_secret = Some(crate::oidc::CLIENT_SECRET.into());
@@ -122,11 +130,32 @@ impl Loop {
             })
         }))
         .await;
-        let deps = Self::deps_with(&moto, policy.clone(), &topic, &approval_server.url(), secrets.clone()).await;
+        let stack = Stack {
+            table: TABLE.into(),
+            topic: topic.clone(),
+            secret_arn,
+            approval_url: approval_server.url(),
+            ..Stack::default()
+        };
+        // slack-notify's own subscription, with the template's filter policy (resolved), which
+        // moto applies as AWS does (tests/moto_server.py).
+        seed::encrypt_topic(&c.sns, &topic, &stack.topic_key_arn).await;
+        let template = moto.template(&stack).await;
+        let subscription = &template["slack-notify"]["events"]["Messages"]["Properties"];
+        let mut attributes = Vec::new();
+        for name in ["FilterPolicy", "FilterPolicyScope"] {
+            match &subscription[name] {
+                Value::Null => {}
+                Value::String(s) => attributes.push((name, s.clone())),
+                v => attributes.push((name, v.to_string())),
+            }
+        }
+        let notify_queue = seed::subscribed_queue(&c.sns, &sqs, &topic, "slack-notify-subscription", &attributes).await;
+        let deps = Self::deps_with(&moto, "approval", &stack, policy.clone(), secrets.clone()).await;
         let mut app = approval::handler::App::new(deps).await.expect("approval app");
         app.slack_api_base = format!("{}/api", slack_server.url());
         let _ = cell.set(app);
-        let notify_deps = Self::deps_with(&moto, policy, &topic, &approval_server.url(), secrets).await;
+        let notify_deps = Self::deps_with(&moto, "slack-notify", &stack, policy, secrets).await;
         let notify = slack_notify::handler::App::new(notify_deps).expect("slack-notify app");
         Loop {
             sqs,
@@ -141,12 +170,20 @@ impl Loop {
             clock,
             idp,
             moto,
+            stack,
+            notify_queue,
         }
     }
 
-    async fn deps_with(moto: &Moto, policy: Policy, topic: &str, approval_url: &str, secrets: Secrets) -> Deps {
-        let clients = moto.clients().await;
-        let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), approval_url).ok();
+    /// `function`'s dependencies in this loop, running as its template role in `stack`.
+    async fn deps_with(moto: &Moto, function: &str, stack: &Stack, policy: Policy, secrets: Secrets) -> Deps {
+        let mut stack = stack.clone();
+        if policy.organization.is_some() {
+            stack.organisation(moto).await;
+        }
+        let clients = moto.clients_as(function, &stack).await;
+        let topic = stack.topic.as_str();
+        let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &stack.approval_url).ok();
         Deps {
             state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
             publisher: Some(remediation::notify::SnsPublisher::new(clients.sns.clone(), topic)),
@@ -161,10 +198,11 @@ impl Loop {
         }
     }
 
-    /// A detector's dependencies in this loop (links point at the approval server).
-    pub async fn detector_deps(&self, policy: Policy) -> Deps {
+    /// `function`'s dependencies in this loop, as its template role (links point at the
+    /// approval server).
+    pub async fn detector_deps(&self, function: &str, policy: Policy) -> Deps {
         let secrets = Secrets::parse(SECRET_ID, &secret_json("unused")).expect("secret");
-        Self::deps_with(&self.moto, policy, &self.topic, &self.approval_server.url(), secrets).await
+        Self::deps_with(&self.moto, function, &self.stack, policy, secrets).await
     }
 
     /// The approval function's state.
@@ -178,6 +216,12 @@ impl Loop {
     /// The approval function (its handler takes events directly).
     pub fn approval_app(&self) -> &approval::handler::App {
         self.approval.get().expect("approval app")
+    }
+
+    /// Every SNS envelope the template's slack-notify subscription let through since the last
+    /// such drain.
+    pub async fn drain_for_slack_notify(&self) -> Vec<Value> {
+        seed::drain_queue(&self.sqs, &self.notify_queue).await
     }
 
     /// Every SNS envelope published since the last drain.

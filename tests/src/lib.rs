@@ -12,7 +12,7 @@ pub mod oidc;
 pub mod org;
 pub mod seed;
 
-pub use moto::Moto;
+pub use moto::{Moto, Stack};
 
 use remediation::approval::LinkSigner;
 use remediation::config::Deps;
@@ -20,10 +20,16 @@ use remediation::notify::SnsPublisher;
 use remediation::policy::Policy;
 use remediation::state::DynamoState;
 
-/// A function's dependencies as `main` builds them, pointed at `moto`: the state table and topic
-/// when named, signed links, Config TestMode on (moto accepts PutEvaluations only so).
-pub async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
-    let clients = moto.clients().await;
+/// `function`'s dependencies as `main` builds them, pointed at `moto` and running as that
+/// function's role in the template (its requests authorised as AWS would: see
+/// [`Moto::sdk_config_as`]): the state table and topic when named, signed links, Config TestMode
+/// on (moto accepts PutEvaluations only so).
+pub async fn deps(moto: &Moto, function: &str, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
+    let mut stack = moto::Stack::with(table, topic);
+    if policy.organization.is_some() {
+        stack.organisation(moto).await;
+    }
+    let clients = moto.clients_as(function, &stack).await;
     Deps {
         state: table.map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
         publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),

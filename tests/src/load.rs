@@ -63,7 +63,7 @@ pub async fn open_requests(lp: &Loop, n: usize) -> Vec<Open> {
     for id in &ids {
         seed::put_usage(&c.cloudwatch, id, Usage::IDLE, Utc::now(), 14).await;
     }
-    let deps = lp.detector_deps(policy()).await;
+    let deps = lp.detector_deps("idle-ec2", policy()).await;
     let event = serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).expect("the sample event");
     idle_ec2::handler::handle(event, &deps, Utc::now())
         .await

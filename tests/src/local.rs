@@ -1,22 +1,21 @@
-//! Runs a function's real Lambda binary locally: `cargo lambda watch --only-lambda-apis` serves
-//! the Lambda runtime and invoke APIs on a free port, the function's binary (from the shared
-//! workspace build, never rebuilt here) runs against it, and one event goes through the invoke
-//! API. The function is our own child, so a function that dies (at start-up or mid-invocation)
-//! ends the invocation at once with its error. Both children stay in our process group (a
-//! Ctrl-C reaches them too), die with us whatever kills us (Linux's parent-death signal), and are
-//! killed on drop.
+//! Runs a function's real Lambda binary locally: an emulator of Lambda's Runtime API
+//! ([`RuntimeApi`]) serves it on a free loopback port, the function's binary (from the shared
+//! workspace build, never rebuilt here) runs against it, and one event is handed to it with the
+//! deadline Lambda would give: now plus the function's `Timeout` in the template. (`cargo lambda
+//! watch` hands every invocation the fixed `Lambda-Runtime-Deadline-Ms: 600000`, a deadline in
+//! 1970, so nothing run through it could ever act.) The function is our own child, so a function
+//! that dies (at start-up or mid-invocation) ends the invocation at once with its error; it stays
+//! in our process group (a Ctrl-C reaches it too), dies with us whatever kills us (Linux's
+//! parent-death signal), and is killed on drop.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::httpserver::{Response, Server};
 use crate::moto::workspace_root;
-
-/// How long one invocation may take (Lambda's own limit).
-const INVOCATION_LIMIT: Duration = Duration::from_secs(900);
 /// The lines of the function's stderr kept for an error message.
 const KEPT_LINES: usize = 20;
 
@@ -59,7 +58,7 @@ impl Drop for Group {
 /// The emulator and the function running against it.
 pub struct Watch {
     function: String,
-    emulator: Group,
+    emulator: RuntimeApi,
     process: Group,
     /// The last lines the function wrote to stderr (also passed through to ours).
     stderr_tail: Arc<Mutex<Vec<String>>>,
@@ -91,13 +90,6 @@ pub fn debug_dir() -> PathBuf {
     beside.unwrap_or_else(|| workspace_root().join("target/debug"))
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
 impl Watch {
     /// Starts the emulator, then `function`'s binary (built by `make debug-build`) with `env`
     /// plus the pass-through variables.
@@ -109,33 +101,14 @@ impl Watch {
                 binary.display()
             ));
         }
-        let port = free_port()?;
-        let mut emulator = Command::new("cargo");
-        emulator
-            .current_dir(workspace_root())
-            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P"])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut emulator = Group::spawn(emulator)
-            .map_err(|e| format!("cannot start cargo lambda watch: {e} (is cargo-lambda on PATH? `make venv`)"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = emulator.0.try_wait() {
-                return Err(format!("cargo lambda watch exited with {status}"));
-            }
-            if Instant::now() > deadline {
-                return Err("cargo lambda watch did not open its port within 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let emulator = RuntimeApi::start(function, deployed_timeout(function))?;
+        let port = emulator.port;
         let mut cmd = Command::new(&binary);
         cmd.env_remove("AWS_LAMBDA_RUNTIME_API")
             .envs(passthrough_env())
             .envs(env.iter().cloned())
-            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .stdin(Stdio::null())
@@ -186,41 +159,20 @@ impl Watch {
             return Err(format!("this runs {}, not {function}", self.function));
         }
         let event = std::fs::read(event_file).map_err(|e| format!("cannot read {}: {e}", event_file.display()))?;
-        let (tx, rx) = mpsc::channel();
-        let url = format!("http://127.0.0.1:{}/2015-03-31/functions/_/invocations", self.port);
-        std::thread::spawn(move || {
-            let answer = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| {
-                    rt.block_on(async {
-                        let http = remediation::http::HttpClient::new(INVOCATION_LIMIT).map_err(|e| e.to_string())?;
-                        http.send("lambda", "POST", &url, &[("content-type", "application/json")], event)
-                            .await
-                            .map_err(|e| e.to_string())
-                    })
-                });
-            let _ = tx.send(answer);
-        });
+        let answers = self.emulator.hand(event);
         let started = Instant::now();
+        let limit = self.emulator.timeout + Duration::from_secs(5);
         // The process handle is only read here (try_wait through a shared borrow is not
         // possible), so poll its pid for exit instead.
         let pid = self.process.0.id();
         loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Ok(r)) => {
-                    let body: serde_json::Value = serde_json::from_str(r.body.trim())
-                        .map_err(|e| format!("{function} answered something that is not JSON ({e}): {}", r.body))?;
-                    let failed = r.status >= 300
-                        || r.header("x-amz-function-error").is_some()
-                        || body.get("errorType").is_some();
-                    if failed {
-                        return Err(format!("{function} failed: {body}"));
-                    }
-                    return Ok(body);
+            match answers.recv_timeout(Duration::from_millis(100)) {
+                Ok(Answer::Response(body)) => {
+                    return serde_json::from_str(body.trim())
+                        .map_err(|e| format!("{function} answered something that is not JSON ({e}): {body}"))
                 }
-                Ok(Err(e)) => return Err(format!("the invocation of {function} failed: {e}")),
+                Ok(Answer::Error(body)) => return Err(format!("{function} failed: {body}")),
+                Ok(Answer::InitError(body)) => return Err(format!("{function} failed at start-up: {body}")),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(format!("the invocation of {function} ended without an answer"))
                 }
@@ -229,13 +181,190 @@ impl Watch {
             if !alive(pid) {
                 return Err(format!("{function} exited before answering: {}", self.last_words()));
             }
-            if started.elapsed() > INVOCATION_LIMIT {
+            if started.elapsed() > limit {
                 return Err(format!(
-                    "{function} did not answer within {} s",
-                    INVOCATION_LIMIT.as_secs()
+                    "{function} timed out after {} s (its Timeout in the template), as Lambda would end it",
+                    self.emulator.timeout.as_secs()
                 ));
             }
         }
+    }
+
+    /// The `Lambda-Runtime-Deadline-Ms` of each invocation handed out so far.
+    pub fn deadlines(&self) -> Vec<u64> {
+        self.emulator
+            .shared
+            .deadlines
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// `function`'s `Timeout` as the template deploys it (its own, else the `Globals`', else
+/// Lambda's default of 3 s).
+pub fn deployed_timeout(function: &str) -> Duration {
+    let t = crate::infra::load("template.yaml");
+    let own = t["Resources"].as_mapping().and_then(|resources| {
+        resources.values().find(|r| {
+            r["Type"].as_str() == Some("AWS::Serverless::Function")
+                && r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(function)
+        })
+    });
+    let seconds = own
+        .and_then(|r| r["Properties"]["Timeout"].as_u64())
+        .or_else(|| t["Globals"]["Function"]["Timeout"].as_u64())
+        .unwrap_or(3);
+    Duration::from_secs(seconds)
+}
+
+/// What the function said about the event it was handed.
+enum Answer {
+    Response(String),
+    Error(String),
+    InitError(String),
+}
+
+/// The state the Runtime API's handler shares with [`Watch`].
+struct Shared {
+    function: String,
+    timeout: Duration,
+    /// The event waiting for the function's next `/invocation/next`, with its request id.
+    next: Mutex<Option<(String, Vec<u8>)>>,
+    /// Where the answer to the event in flight goes.
+    answers: Mutex<Option<mpsc::Sender<Answer>>>,
+    /// Each deadline handed out (milliseconds since the epoch).
+    deadlines: Mutex<Vec<u64>>,
+}
+
+/// Lambda's Runtime API (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html) for one
+/// function: `GET /2018-06-01/runtime/invocation/next` hands over an event with its request id
+/// and the deadline (now + the function's timeout, in epoch milliseconds), and the function
+/// answers on `/invocation/{id}/response` or `/invocation/{id}/error`, or reports a failed start
+/// on `/init/error`.
+struct RuntimeApi {
+    shared: Arc<Shared>,
+    timeout: Duration,
+    port: u16,
+    _server: Server,
+    /// Its own runtime (a `Watch` is used from plain threads and from async tests alike); shut
+    /// down in the background on drop, which never blocks an async caller.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl RuntimeApi {
+    fn start(function: &str, timeout: Duration) -> Result<RuntimeApi, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no runtime for the Runtime API: {e}"))?;
+        let shared = Arc::new(Shared {
+            function: function.to_string(),
+            timeout,
+            next: Mutex::default(),
+            answers: Mutex::default(),
+            deadlines: Mutex::default(),
+        });
+        let served = shared.clone();
+        // Started on its own runtime and handed back over a channel: block_on would panic when
+        // the caller is itself inside a runtime (an async test).
+        let (tx, rx) = mpsc::channel();
+        runtime.spawn(async move {
+            let server = Server::start(Arc::new(move |req| {
+                let shared = served.clone();
+                Box::pin(async move { runtime_api(&shared, &req.method, &req.target, req.body).await })
+            }))
+            .await;
+            let _ = tx.send(server);
+        });
+        let server = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|e| format!("the Runtime API did not start: {e}"))?;
+        Ok(RuntimeApi {
+            shared,
+            timeout,
+            port: server.port,
+            _server: server,
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Hands `event` to the function's next `/invocation/next`; its answer arrives on the receiver.
+    fn hand(&self, event: Vec<u8>) -> mpsc::Receiver<Answer> {
+        let (tx, rx) = mpsc::channel();
+        if let Ok(mut a) = self.shared.answers.lock() {
+            *a = Some(tx);
+        }
+        let id = format!("{:032x}", rand_id());
+        if let Ok(mut n) = self.shared.next.lock() {
+            *n = Some((id, event));
+        }
+        rx
+    }
+}
+
+/// A request id that differs between invocations (no randomness needed beyond that).
+fn rand_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+async fn runtime_api(shared: &Shared, method: &str, target: &str, body: String) -> Response {
+    let answer = |a: Answer| {
+        if let Some(tx) = shared.answers.lock().ok().and_then(|a| a.clone()) {
+            let _ = tx.send(a);
+        }
+        Response::new(202, "application/json", r#"{"status":"OK"}"#)
+    };
+    let path = target.split('?').next().unwrap_or_default();
+    match (method, path) {
+        ("GET", "/2018-06-01/runtime/invocation/next") => loop {
+            let next = shared.next.lock().ok().and_then(|mut n| n.take());
+            if let Some((id, event)) = next {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or_default();
+                let deadline = now + shared.timeout.as_millis() as u64;
+                if let Ok(mut d) = shared.deadlines.lock() {
+                    d.push(deadline);
+                }
+                let mut r = Response::new(200, "application/json", String::from_utf8_lossy(&event).into_owned());
+                r.headers.extend([
+                    ("lambda-runtime-aws-request-id".to_string(), id),
+                    ("lambda-runtime-deadline-ms".to_string(), deadline.to_string()),
+                    (
+                        "lambda-runtime-invoked-function-arn".to_string(),
+                        format!("arn:aws:lambda:us-east-1:123456789012:function:{}", shared.function),
+                    ),
+                    (
+                        "lambda-runtime-trace-id".to_string(),
+                        "Root=1-00000000-000000000000000000000000;Sampled=0".to_string(),
+                    ),
+                ]);
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        },
+        ("POST", "/2018-06-01/runtime/init/error") => answer(Answer::InitError(body)),
+        ("POST", p) if p.ends_with("/response") => answer(Answer::Response(body)),
+        ("POST", p) if p.ends_with("/error") => answer(Answer::Error(body)),
+        _ => Response::new(
+            404,
+            "application/json",
+            r#"{"errorMessage":"unknown Runtime API path"}"#,
+        ),
     }
 }
 
@@ -254,7 +383,6 @@ fn alive(pid: u32) -> bool {
 impl Drop for Watch {
     fn drop(&mut self) {
         self.process.kill();
-        self.emulator.kill();
         let _ = std::io::stderr().flush();
     }
 }

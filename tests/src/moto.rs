@@ -142,19 +142,89 @@ impl Moto {
     }
 
     async fn fault_control(&self, method: &str, body: String) -> serde_json::Value {
+        self.control("faults", method, body).await
+    }
+
+    /// One of the harness's own endpoints in `tests/moto_server.py` (`/_finops/<what>`).
+    async fn control(&self, what: &str, method: &str, body: String) -> serde_json::Value {
         let http = remediation::http::HttpClient::new(std::time::Duration::from_secs(10)).expect("http");
         let r = http
             .send(
                 "moto",
                 method,
-                &format!("{}/_finops/faults", self.endpoint()),
+                &format!("{}/_finops/{what}", self.endpoint()),
                 &[("content-type", "application/json")],
                 body.into_bytes(),
             )
             .await
-            .expect("moto's fault control");
-        assert_eq!(r.status, 200, "{}", r.body);
-        serde_json::from_str(&r.body).expect("fault rules as JSON")
+            .unwrap_or_else(|e| panic!("moto's {what} control: {e}"));
+        assert_eq!(r.status, 200, "/_finops/{what}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("/_finops/{what} answered no JSON ({e}): {}", r.body))
+    }
+
+    /// Every function of `infra/template.yaml` as `stack` deploys it, resolved by the harness
+    /// (`tests/aws_template.py`): `{"<binary>": {"deployed", "statements", "environment",
+    /// "reserved_concurrency", "timeout", "memory", "events"}}`.
+    pub async fn template(&self, stack: &Stack) -> serde_json::Value {
+        let ask = serde_json::json!({"parameters": stack.parameters, "physical": stack.physical()});
+        self.control("template", "POST", ask.to_string()).await
+    }
+
+    /// An SDK configuration whose requests this server authorises as `function`'s role in the
+    /// template, resolved for `stack` (`tests/aws_iam.py`: actions, resources and conditions, as
+    /// AWS evaluates them); a call outside it is refused as AWS refuses it. Each call registers
+    /// a fresh access key, so two roles never share one.
+    pub async fn sdk_config_as(&self, function: &str, stack: &Stack) -> SdkConfig {
+        let key = self.role_key(function, stack).await;
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(self.endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                key,
+                "role-secret",
+                None,
+                None,
+                "template-role",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .load()
+            .await
+    }
+
+    /// A fresh access key whose requests this server authorises as `function`'s role in the
+    /// template, resolved for `stack` (for a binary's `AWS_ACCESS_KEY_ID`).
+    pub async fn role_key(&self, function: &str, stack: &Stack) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!("AKIAROLE{}{n:04}", function.to_ascii_uppercase().replace('-', ""));
+        // A function deployed only with its feature on runs as that deployment's role.
+        let mut stack = stack.clone();
+        if function == "jira-sync" {
+            stack.parameters.insert("EnableJira".into(), "true".into());
+        }
+        if function == "org-fanout" && !stack.parameters.contains_key("EnableOrganization") {
+            stack.organisation(self).await;
+        }
+        let ask = serde_json::json!({
+            "access_key": key, "function": function,
+            "parameters": stack.parameters, "physical": stack.physical(),
+        });
+        self.control("iam", "POST", ask.to_string()).await;
+        key
+    }
+
+    /// The system's clients as `function`'s template role (see [`Moto::sdk_config_as`]).
+    pub async fn clients_as(&self, function: &str, stack: &Stack) -> Clients {
+        match Clients::from_config(&self.sdk_config_as(function, stack).await) {
+            Ok(c) => c,
+            Err(e) => panic!("the moto SDK config always has a region: {e}"),
+        }
+    }
+
+    /// Every request a template role was refused so far: `[{"principal", "action", "resource", "why"}]`.
+    pub async fn iam_refusals(&self) -> Vec<serde_json::Value> {
+        let v = self.control("iam", "GET", String::new()).await;
+        v["refusals"].as_array().cloned().unwrap_or_default()
     }
 
     /// Empties every service of the emulated account.
@@ -191,6 +261,102 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where the template's resources are in a test: what `Ref` and `Fn::GetAtt` of each resolve to,
+/// and the stack's parameters (the rest at their defaults).
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// The state table's name.
+    pub table: String,
+    /// The topic's ARN.
+    pub topic: String,
+    /// The topic's customer managed key (its ARN).
+    pub topic_key_arn: String,
+    /// The secret's ARN (the `SecretArn` parameter).
+    pub secret_arn: String,
+    /// The link secret's ARN.
+    pub link_secret_arn: String,
+    /// The approval function's URL.
+    pub approval_url: String,
+    /// The savings reports' bucket.
+    pub report_bucket: String,
+    /// The fan-out's bucket.
+    pub results_bucket: String,
+    /// Parameters other than their defaults (`SecretArn` is set from `secret_arn`).
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack {
+            table: "finops-state".into(),
+            // The topic the tests' seeders make (`seed::topic_with_queue(.., "finops")`).
+            topic: "arn:aws:sns:us-east-1:123456789012:finops".into(),
+            topic_key_arn: "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000".into(),
+            secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops-AbCdEf".into(),
+            link_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/approval-links-AbCdEf".into(),
+            approval_url: "http://127.0.0.1:9/".into(),
+            report_bucket: "finops-reports".into(),
+            results_bucket: "finops-fanout-results".into(),
+            parameters: Default::default(),
+        }
+    }
+}
+
+impl Stack {
+    /// The stack with its table and topic named so.
+    pub fn with(table: Option<&str>, topic: Option<&str>) -> Stack {
+        let mut s = Stack::default();
+        if let Some(t) = table {
+            s.table = t.into();
+        }
+        if let Some(t) = topic {
+            s.topic = t.into();
+        }
+        s
+    }
+
+    /// Organisation mode (`EnableOrganization`), in the organisation moto holds: its id is left
+    /// empty here and the harness (`tests/aws_iam.py`) resolves the roles with the organisation
+    /// moto holds when a request is made (a test may create it after the roles were made).
+    pub async fn organisation(&mut self, _moto: &Moto) {
+        self.parameters.insert("EnableOrganization".into(), "true".into());
+        self.parameters.insert("OrganizationId".into(), String::new());
+    }
+
+    /// What `Ref` and `Fn::GetAtt` resolve to (`"Logical"` and `"Logical.Attr"`).
+    pub fn physical(&self) -> serde_json::Value {
+        let acct = "123456789012";
+        serde_json::json!({
+            "StateTable": self.table,
+            "StateTable.Arn": format!("arn:aws:dynamodb:us-east-1:{acct}:table/{}", self.table),
+            "Topic": self.topic,
+            "TopicKey": self.topic_key_arn,
+            "TopicKey.Arn": self.topic_key_arn,
+            "LinkSecret": self.link_secret_arn,
+            "ApprovalFunctionUrl.FunctionUrl": self.approval_url,
+            "ReportBucket": self.report_bucket,
+            "ReportBucket.Arn": format!("arn:aws:s3:::{}", self.report_bucket),
+            "ResultsBucket": self.results_bucket,
+            "ResultsBucket.Arn": format!("arn:aws:s3:::{}", self.results_bucket),
+            "DeadLetterQueue.Arn": format!("arn:aws:sqs:us-east-1:{acct}:finops-dlq"),
+            "FanOutStateMachine": format!("arn:aws:states:us-east-1:{acct}:stateMachine:finops-fan-out"),
+            "IdleEc2Function.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:idle-ec2"),
+            "EbsCleanupFunction.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:ebs-cleanup"),
+            "S3PublicFunction.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:s3-public"),
+            "TagComplianceFunction.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:tag-compliance"),
+            "RightsizingFunction.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:rightsizing"),
+            "CostAlertFunction.Arn": format!("arn:aws:lambda:us-east-1:{acct}:function:cost-alert"),
+        })
+        .as_object()
+        .map(|m| {
+            let mut m = m.clone();
+            m.insert("SecretArn".into(), self.secret_arn.clone().into());
+            serde_json::Value::Object(m)
+        })
+        .unwrap_or_default()
     }
 }
 

@@ -291,12 +291,32 @@ pub async fn scan_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Vec<std::
 pub async fn topic_with_queue(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
     let topic = sns.create_topic().name(name).send().await.expect("CreateTopic");
     let topic_arn = topic.topic_arn().expect("topic arn").to_string();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{name}-q"))
+    let queue_url = subscribed_queue(sns, sqs, &topic_arn, &format!("{name}-q"), &[]).await;
+    (topic_arn, queue_url)
+}
+
+/// Encrypts `topic_arn` with the key `key_arn`, as the template encrypts its topic with its own
+/// customer managed key (publishers then need that key: `tests/aws_iam.py`).
+pub async fn encrypt_topic(sns: &aws_sdk_sns::Client, topic_arn: &str, key_arn: &str) {
+    sns.set_topic_attributes()
+        .topic_arn(topic_arn)
+        .attribute_name("KmsMasterKeyId")
+        .attribute_value(key_arn)
         .send()
         .await
-        .expect("CreateQueue");
+        .expect("SetTopicAttributes KmsMasterKeyId");
+}
+
+/// A queue named `name` subscribed to `topic_arn` with the subscription attributes `attributes`
+/// (e.g. `FilterPolicy` and `FilterPolicyScope` as a template gives them); its URL.
+pub async fn subscribed_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic_arn: &str,
+    name: &str,
+    attributes: &[(&str, String)],
+) -> String {
+    let queue = sqs.create_queue().queue_name(name).send().await.expect("CreateQueue");
     let queue_url = queue.queue_url().expect("queue url").to_string();
     let attrs = sqs
         .get_queue_attributes()
@@ -310,14 +330,12 @@ pub async fn topic_with_queue(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Clie
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .expect("queue arn")
         .clone();
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .send()
-        .await
-        .expect("Subscribe");
-    (topic_arn, queue_url)
+    let mut subscribe = sns.subscribe().topic_arn(topic_arn).protocol("sqs").endpoint(queue_arn);
+    for (k, v) in attributes {
+        subscribe = subscribe.attributes(*k, v.clone());
+    }
+    subscribe.send().await.expect("Subscribe");
+    queue_url
 }
 
 /// Every message waiting in the queue, each as the SNS envelope (JSON), removed from the queue.

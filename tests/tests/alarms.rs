@@ -1,6 +1,7 @@
 //! CloudWatch alarms reach Slack: the template's alarms publish CloudWatch's own JSON (no FinOps
-//! `type`) to the FinOps topic; slack-notify renders it and posts it once, through moto's SNS and
-//! the Slack stand-in.
+//! `type`, no message attributes) to the FinOps topic; the template's slack-notify subscription
+//! lets it through (its filter policy applied with AWS's semantics), and slack-notify, running as
+//! its template role, renders it and posts it once, through moto's SNS and the Slack stand-in.
 
 use finops_tests::approvals::Loop;
 use remediation::policy::Policy;
@@ -44,7 +45,8 @@ fn alarm_message(new: &str, old: &str, reason: &str, at: &str) -> String {
 }
 
 /// Publishes `message` to the loop's topic as CloudWatch does (a subject, no attributes) and
-/// returns the envelope SNS delivered.
+/// returns the envelope SNS delivered through the template's own slack-notify subscription (its
+/// filter policy applied as AWS applies it).
 async fn publish(lp: &Loop, subject: &str, message: &str) -> Value {
     lp.moto
         .clients()
@@ -57,8 +59,13 @@ async fn publish(lp: &Loop, subject: &str, message: &str) -> Value {
         .send()
         .await
         .unwrap();
-    let mut delivered = lp.drain().await;
-    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    lp.drain().await;
+    let mut delivered = lp.drain_for_slack_notify().await;
+    assert_eq!(
+        delivered.len(),
+        1,
+        "slack-notify's subscription let through {delivered:#?}"
+    );
     delivered.pop().unwrap()
 }
 

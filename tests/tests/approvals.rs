@@ -45,7 +45,7 @@ async fn state_of(lp: &Loop, id: &str) -> String {
 /// Runs idle-ec2 in approve mode, renders what it published through slack-notify, and returns
 /// the request id and the Approve and Reject links of the posted message.
 async fn request_approval(lp: &Loop) -> (String, String, String) {
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     let report = idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     assert_eq!(report.outcomes.len(), 1, "{report:#?}");
     assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval);
@@ -310,7 +310,7 @@ async fn fifty_concurrent_approvals_execute_once() {
 async fn a_replayed_event_and_message_give_one_request_and_one_post() {
     let lp = Loop::start(approve_policy()).await;
     idle_instance(&lp, &[("Owner", "ana")]).await;
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     for _ in 0..3 {
         idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     }
@@ -338,7 +338,7 @@ async fn a_replayed_event_and_message_give_one_request_and_one_post() {
 async fn slack_answering_429_is_waited_for_and_the_message_delivered_once() {
     let lp = Loop::start(approve_policy()).await;
     idle_instance(&lp, &[("Owner", "ana")]).await;
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     let published = lp.drain().await;
     let mut limited = Response::new(429, "text/plain", "rate_limited");
@@ -361,7 +361,7 @@ async fn slack_answering_429_is_waited_for_and_the_message_delivered_once() {
 async fn a_failed_post_fails_the_invocation_and_the_retry_posts() {
     let lp = Loop::start(approve_policy()).await;
     idle_instance(&lp, &[("Owner", "ana")]).await;
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     let published = lp.drain().await;
     lp.slack.answer_next(Response::new(500, "text/plain", "oops"));
@@ -1087,7 +1087,7 @@ async fn rejection_and_expiry_are_recorded_and_published() {
     let lp = Loop::start(policy.clone()).await;
     let a = idle_instance(&lp, &[("Owner", "ana")]).await;
     let b = idle_instance(&lp, &[("Owner", "bo")]).await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("idle-ec2", policy).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     let requests = Loop::of_type(&lp.drain().await, "approval-request");
     assert_eq!(requests.len(), 2);
@@ -1181,9 +1181,13 @@ async fn the_emergency_stop_turns_everything_into_dry_run() {
         mode: Mode::Auto,
         ..Policy::default()
     };
-    let report = idle_ec2::handler::handle(scheduled(), &lp.detector_deps(auto.clone()).await, Utc::now())
-        .await
-        .unwrap();
+    let report = idle_ec2::handler::handle(
+        scheduled(),
+        &lp.detector_deps("idle-ec2", auto.clone()).await,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.mode, Mode::DryRun);
     assert!(
         report
@@ -1213,7 +1217,7 @@ async fn many_findings_make_one_digest_post() {
     for i in 0..7 {
         idle_instance(&lp, &[("Owner", if i % 2 == 0 { "ana" } else { "bo" })]).await;
     }
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     let published = lp.drain().await;
     assert_eq!(Loop::of_type(&published, "approval-request").len(), 7);
@@ -1257,7 +1261,7 @@ async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
         .send()
         .await
         .unwrap();
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("s3-public", approve_policy()).await;
     let event: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
     let report = s3_public::handler::handle(event, &deps, Utc::now()).await.unwrap();
     assert_eq!(report.findings.len(), 1, "{report:#?}");
@@ -1334,7 +1338,7 @@ async fn a_public_bucket_is_blocked_on_approval_and_restored_on_rollback() {
 async fn links_take_their_base_from_the_deployment_never_from_a_request_or_a_message() {
     // Without its own URL from the deployment the approval function does not start.
     let lp = Loop::start(approve_policy()).await;
-    let mut deps = lp.detector_deps(approve_policy()).await;
+    let mut deps = lp.detector_deps("approval", approve_policy()).await;
     deps.links = None;
     let err = approval::handler::App::new(deps)
         .await
@@ -1439,7 +1443,7 @@ async fn an_irreversible_delete_says_so_in_slack_and_on_the_page_and_runs_only_w
     let c = lp.moto.clients().await;
     let vol = seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", "ana")]).await;
     let event: Value = serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap();
-    let report = ebs_cleanup::handler::handle(event, &lp.detector_deps(policy).await, Utc::now())
+    let report = ebs_cleanup::handler::handle(event, &lp.detector_deps("ebs-cleanup", policy).await, Utc::now())
         .await
         .unwrap();
     assert_eq!(report.outcomes[0].outcome, OutcomeKind::PendingApproval, "{report:#?}");
@@ -1598,7 +1602,7 @@ async fn an_approved_delete_of_a_volume_attached_again_since_detection_closes_as
     let lp = Loop::start(approve_policy()).await;
     let c = lp.moto.clients().await;
     let volume = seed::create_volume(&c.ec2, "gp3", 200, None, "us-east-1a", &[("Owner", "ana")]).await;
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("ebs-cleanup", approve_policy()).await;
     let event = || -> Value { serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap() };
     // First seen unattached ten days ago; flagged today and asked about.
     let now = Utc::now();
@@ -1665,7 +1669,7 @@ async fn an_approved_stop_of_an_instance_tagged_since_detection_closes_as_obsole
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
     let marked = (Utc::now() - Duration::days(20)).date_naive().to_string();
     seed::tag(&c.ec2, &id, "finops:untagged-since", &marked).await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("tag-compliance", policy).await;
     let event: Value = serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap();
     tag_compliance::handler::handle(event, &deps, Utc::now()).await.unwrap();
     let requests = Loop::of_type(&lp.drain().await, "approval-request");
@@ -1700,7 +1704,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
     let lp = Loop::start(approve_policy()).await;
     let stopped = idle_instance(&lp, &[("Owner", "ana")]).await;
     let untouched = idle_instance(&lp, &[("Owner", "bo")]).await;
-    let deps = lp.detector_deps(approve_policy()).await;
+    let deps = lp.detector_deps("idle-ec2", approve_policy()).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     let requests = Loop::of_type(&lp.drain().await, "approval-request");
     let of = |id: &str| {

@@ -94,7 +94,7 @@ async fn a_person_approves_in_a_real_browser() {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("idle-ec2", policy).await;
     let event: Value = serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap();
     idle_ec2::handler::handle(event, &deps, Utc::now()).await.unwrap();
     lp.notify_slack(&lp.drain().await).await.into_iter().for_each(|r| {

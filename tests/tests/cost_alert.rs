@@ -18,7 +18,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
-    finops_tests::deps(moto, policy, Some(TABLE), topic).await
+    finops_tests::deps(moto, "cost-alert", policy, Some(TABLE), topic).await
 }
 
 fn evidence(r: &RunReport, scope: &str) -> serde_json::Value {

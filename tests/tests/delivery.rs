@@ -47,7 +47,7 @@ async fn published(jira_site: Option<&str>) -> (Loop, Vec<Value>) {
         let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", owner)]).await;
         seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
     }
-    let deps = lp.detector_deps(policy(jira_site)).await;
+    let deps = lp.detector_deps("idle-ec2", policy(jira_site)).await;
     let event = serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap();
     idle_ec2::handler::handle(event, &deps, Utc::now()).await.unwrap();
     let envelopes = lp.drain().await;
@@ -238,7 +238,7 @@ impl JiraRig {
     async fn start() -> JiraRig {
         let (jira, server) = JiraStandIn::start("FIN", EMAIL, TOKEN).await;
         let (lp, envelopes) = published(Some(&server.url())).await;
-        let mut deps = lp.detector_deps(policy(Some(&server.url()))).await;
+        let mut deps = lp.detector_deps("jira-sync", policy(Some(&server.url()))).await;
         deps.secrets = Secrets::parse(
             SECRET_ID,
             &json!({"jira_email": EMAIL, "jira_api_token": TOKEN, "approval_url": lp.approval_server.url()})

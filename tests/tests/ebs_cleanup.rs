@@ -58,7 +58,7 @@ async fn deps_with(moto: &Moto, mode: Mode, edit: impl FnOnce(&mut Policy)) -> D
         ..Policy::default()
     };
     edit(&mut policy);
-    finops_tests::deps(moto, policy, Some(TABLE), None).await
+    finops_tests::deps(moto, "ebs-cleanup", policy, Some(TABLE), None).await
 }
 
 fn outcome<'a>(r: &'a RunReport, id: &str) -> &'a remediation::model::Outcome {
@@ -105,8 +105,8 @@ async fn the_grace_period_counts_from_the_first_sighting_and_then_the_volumes_ar
     assert_eq!(evidence["since_basis"], "first-seen");
     assert_eq!(evidence["unattached_days"], 7);
     // Dry-run changed nothing.
-    assert_eq!(seed::volumes(&deps.clients.ec2).await.len(), 4 + 1); // + the instance's root volume
-    assert!(seed::snapshots(&deps.clients.ec2).await.is_empty());
+    assert_eq!(seed::volumes(&moto.clients().await.ec2).await.len(), 4 + 1); // + the instance's root volume
+    assert!(seed::snapshots(&moto.clients().await.ec2).await.is_empty());
 }
 
 #[tokio::test]
@@ -116,12 +116,13 @@ async fn a_volume_attached_again_loses_its_sighting() {
     let deps = deps(&moto, Mode::DryRun).await;
     let today = Utc::now();
     ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
-    let instance = seed::run_instance(&deps.clients.ec2, "t3.micro", &[]).await;
-    seed::attach(&deps.clients.ec2, &v.gp2, &instance).await;
+    let instance = seed::run_instance(&moto.clients().await.ec2, "t3.micro", &[]).await;
+    seed::attach(&moto.clients().await.ec2, &v.gp2, &instance).await;
     ebs_cleanup::handler::handle(event(), &deps, today + Duration::days(1))
         .await
         .unwrap();
-    deps.clients
+    moto.clients()
+        .await
         .ec2
         .detach_volume()
         .volume_id(&v.gp2)
@@ -147,7 +148,8 @@ async fn auto_mode_snapshots_then_deletes_and_the_rollback_recreates_the_volume(
     let moto = Moto::start().unwrap();
     let v = seed_volumes(&moto).await;
     let deps = deps(&moto, Mode::Auto).await;
-    let ec2 = &deps.clients.ec2;
+    let admin = moto.clients().await;
+    let ec2 = &admin.ec2;
     let today = Utc::now();
     ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
 
@@ -193,7 +195,7 @@ async fn auto_mode_snapshots_then_deletes_and_the_rollback_recreates_the_volume(
     assert_eq!(tag("Owner").as_deref(), Some("bo"));
 
     // The recorded rollback recreates the volume as it was.
-    let items = seed::scan_table(&deps.clients.dynamodb, TABLE).await;
+    let items = seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
     let record = items
         .iter()
         .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == v.io1)
@@ -236,18 +238,18 @@ async fn an_exemption_added_before_acting_keeps_the_volume() {
     let deps = deps(&moto, Mode::Auto).await;
     let today = Utc::now();
     ebs_cleanup::handler::handle(event(), &deps, today).await.unwrap();
-    seed::tag(&deps.clients.ec2, &v.gp2, "finops:exempt", "true").await;
+    seed::tag(&moto.clients().await.ec2, &v.gp2, "finops:exempt", "true").await;
 
     let run = ebs_cleanup::handler::handle(event(), &deps, today + Duration::days(8))
         .await
         .unwrap();
 
     assert!(outcome(&run, &v.gp2).detail.contains("exempt"));
-    assert!(seed::volumes(&deps.clients.ec2)
+    assert!(seed::volumes(&moto.clients().await.ec2)
         .await
         .iter()
         .any(|x| x.volume_id() == Some(v.gp2.as_str())));
-    assert!(seed::snapshots(&deps.clients.ec2)
+    assert!(seed::snapshots(&moto.clients().await.ec2)
         .await
         .iter()
         .all(|s| s.volume_id() != Some(v.gp2.as_str())));
@@ -382,7 +384,7 @@ async fn without_a_snapshot_nothing_is_deleted_unless_the_policy_accepts_it_and_
     ask.publisher = Some(remediation::notify::SnsPublisher::new(
         ask.clients.sns.clone(),
         seed::topic_with_queue(
-            &ask.clients.sns,
+            &moto.clients().await.sns,
             &aws_sdk_sqs::Client::new(&moto.sdk_config().await),
             "finops",
         )
@@ -397,11 +399,15 @@ async fn without_a_snapshot_nothing_is_deleted_unless_the_policy_accepts_it_and_
         "{:?}",
         outcome(&run, &v.gp2)
     );
-    let items = seed::scan_table(&ask.clients.dynamodb, TABLE).await;
+    let items = seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
     assert!(!items
         .iter()
         .any(|i| i["pk"].starts_with("ACTION#") || i["pk"].starts_with("APPROVAL#")));
-    assert_eq!(seed::volumes(&ask.clients.ec2).await.len(), 5, "nothing deleted");
+    assert_eq!(
+        seed::volumes(&moto.clients().await.ec2).await.len(),
+        5,
+        "nothing deleted"
+    );
 }
 
 #[tokio::test]
@@ -719,13 +725,13 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     let (outcomes, _) = act_in_auto(&moto, &deps, &report, today, Midway::Nothing).await;
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].outcome, OutcomeKind::Executed, "{outcomes:?}");
-    assert!(!seed::volumes(&deps.clients.ec2)
+    assert!(!seed::volumes(&moto.clients().await.ec2)
         .await
         .iter()
         .any(|v2| v2.volume_id() == Some(v.gp2.as_str())));
 
     // The once-attached volume detached now: its grace period starts now, not a month ago.
-    let instance = seed::volumes(&deps.clients.ec2)
+    let instance = seed::volumes(&moto.clients().await.ec2)
         .await
         .iter()
         .find(|x| x.volume_id() == Some(v.attached.as_str()))
@@ -735,7 +741,8 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
                 .and_then(|a| a.instance_id().map(str::to_string))
         })
         .expect("attached");
-    deps.clients
+    moto.clients()
+        .await
         .ec2
         .detach_volume()
         .volume_id(&v.attached)

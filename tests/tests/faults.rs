@@ -75,7 +75,7 @@ async fn at_twenty_percent_throttling_the_idle_scan_flags_what_the_fault_free_ru
     // GetMetricData scans every stored datapoint for each query (300 instances took 23 s a call
     // on 2 cores, close to the client's 30 s attempt timeout, which real CloudWatch never nears).
     let idle = fleet(&moto, 60).await;
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", Policy::default(), None, None).await;
     let clean = idle_ec2::handler::handle(scheduled_event(), &deps, now())
         .await
         .unwrap();
@@ -105,7 +105,7 @@ async fn at_twenty_percent_throttling_the_idle_scan_flags_what_the_fault_free_ru
 async fn with_get_metric_data_down_nothing_is_flagged_and_each_instance_is_reported_failed() {
     let moto = Moto::start().unwrap();
     let idle = fleet(&moto, 8).await;
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", Policy::default(), None, None).await;
     moto.inject_fault("monitoring", "GetMetricData", 1.0, 1, "503").await;
     let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
         .await
@@ -145,7 +145,7 @@ fn invocation(payload: serde_json::Value) -> lambda_runtime::LambdaEvent<serde_j
 async fn at_twenty_percent_metric_faults_an_invocation_that_assessed_some_succeeds_and_counts_the_rest() {
     let moto = Moto::start().unwrap();
     let idle = fleet(&moto, 40).await;
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", Policy::default(), None, None).await;
     // Every GetMetricData answer that is not a fault is good; a share of the batches fail for
     // good (one attempt each, so the seeded share shows through CloudWatch's retries).
     moto.inject_fault("monitoring", "GetMetricData", 0.5, 3, "503").await;
@@ -176,7 +176,7 @@ async fn at_twenty_percent_faults_the_volume_scan_flags_what_the_fault_free_run_
         seed::attach(&c.ec2, &v, &instance).await;
     }
     seed::create_table(&c.dynamodb, "finops-state").await;
-    let deps = finops_tests::deps(&moto, Policy::default(), Some("finops-state"), None).await;
+    let deps = finops_tests::deps(&moto, "ebs-cleanup", Policy::default(), Some("finops-state"), None).await;
     let today = Utc::now();
     // The first sighting starts the grace period; a week later the volumes are due.
     ebs_cleanup::handler::handle(ebs_event(), &deps, today).await.unwrap();
@@ -224,7 +224,7 @@ async fn at_twenty_percent_slow_downs_the_bucket_sweep_flags_what_the_fault_free
             public.insert(b);
         }
     }
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "s3-public", Policy::default(), None, None).await;
     let sweep: serde_json::Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
     let clean = s3_public::handler::handle(sweep.clone(), &deps, now()).await.unwrap();
     assert_eq!(flagged(&clean), public);
@@ -310,7 +310,7 @@ async fn at_twenty_percent_faults_the_tag_sweep_flags_what_the_fault_free_run_fl
     let moto = Moto::start().unwrap();
     let s3 = s3_client(&moto.sdk_config().await);
     let bad = tag_account(&moto, &s3).await;
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "tag-compliance", Policy::default(), None, None).await;
     let clean = tag_compliance::handler::handle(tag_event(), &deps, now())
         .await
         .unwrap();
@@ -334,7 +334,7 @@ async fn with_bucket_tagging_down_the_sweep_still_judges_instances_and_volumes_a
     let moto = Moto::start().unwrap();
     let s3 = s3_client(&moto.sdk_config().await);
     let bad = tag_account(&moto, &s3).await;
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "tag-compliance", Policy::default(), None, None).await;
     moto.inject_fault("s3", "GetBucketTagging", 1.0, 1, "503").await;
     let report = tag_compliance::handler::function_handler(invocation(tag_event()), &deps)
         .await
@@ -369,7 +369,7 @@ async fn with_cost_explorer_down_the_cost_check_alerts_nothing_and_the_invocatio
     let moto = Moto::start().unwrap();
     let c = moto.clients().await;
     seed::create_table(&c.dynamodb, "finops-state").await;
-    let deps = finops_tests::deps(&moto, Policy::default(), Some("finops-state"), None).await;
+    let deps = finops_tests::deps(&moto, "cost-alert", Policy::default(), Some("finops-state"), None).await;
     moto.inject_fault("ce", "*", 1.0, 1, "throttle").await;
     let err = cost_alert::handler::function_handler(invocation(cost_event()), &deps)
         .await
@@ -391,7 +391,7 @@ async fn at_twenty_percent_throttling_the_cost_check_alerts_what_the_fault_free_
         "2026-11-26",
         &[("Amazon Elastic Compute Cloud - Compute", 10_500.0)],
     );
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "cost-alert", Policy::default(), None, None).await;
     let at: DateTime<Utc> = "2026-11-26T06:00:00Z".parse().unwrap();
     let clean = cost_alert::handler::handle(cost_event(), &deps, at).await.unwrap();
     assert_eq!(clean.findings.len(), 1, "{clean:#?}");
@@ -431,7 +431,7 @@ async fn at_twenty_percent_faults_rightsizing_recommends_what_the_fault_free_run
             oversized.insert(id);
         }
     }
-    let deps = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let deps = finops_tests::deps(&moto, "rightsizing", Policy::default(), None, None).await;
     let clean = rightsizing::handler::handle(sizing_event(), &deps, None, now)
         .await
         .unwrap();

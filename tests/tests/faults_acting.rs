@@ -147,7 +147,7 @@ async fn at_twenty_percent_faults_auto_idle_ec2_stops_each_idle_instance_once_af
     for id in &busy {
         seed::put_usage(&c.cloudwatch, id, Usage::BUSY, Utc::now(), 14).await;
     }
-    let deps = finops_tests::deps(&moto, auto(), Some(TABLE), None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", auto(), Some(TABLE), None).await;
     for (n, id) in idle.iter().enumerate() {
         lose(&moto, "ec2", "StopInstances", &format!("={id}"), 0.3, 100 + n as u64).await;
     }
@@ -206,7 +206,7 @@ async fn at_twenty_percent_faults_auto_ebs_cleanup_takes_one_snapshot_per_volume
         let owner = format!("owner-{i}");
         volumes.insert(seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", owner.as_str())]).await);
     }
-    let deps = finops_tests::deps(&moto, auto(), Some(TABLE), None).await;
+    let deps = finops_tests::deps(&moto, "ebs-cleanup", auto(), Some(TABLE), None).await;
     let today = Utc::now();
     ebs_cleanup::handler::handle(event("ebs-cleanup"), &deps, today)
         .await
@@ -338,7 +338,7 @@ async fn at_twenty_percent_faults_auto_s3_public_blocks_each_public_bucket_once_
             public.insert(b);
         }
     }
-    let deps = finops_tests::deps(&moto, auto(), Some(TABLE), None).await;
+    let deps = finops_tests::deps(&moto, "s3-public", auto(), Some(TABLE), None).await;
     throttle_everything(&moto, 50).await;
     for _ in 0..3 {
         let _ = s3_public::handler::handle(event("s3-public"), &deps, Utc::now()).await;
@@ -423,7 +423,7 @@ async fn at_twenty_percent_faults_an_approval_clicked_three_times_executes_once_
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("idle-ec2", policy).await;
     idle_ec2::handler::handle(event("idle-ec2"), &deps, Utc::now())
         .await
         .unwrap();

@@ -91,7 +91,7 @@ fn policy(mode: Mode) -> Policy {
 
 /// Dependencies as main builds them, with state and topic when given.
 async fn deps(moto: &Moto, policy: Policy, table: Option<&str>, topic: Option<&str>) -> Deps {
-    finops_tests::deps(moto, policy, table, topic).await
+    finops_tests::deps(moto, "idle-ec2", policy, table, topic).await
 }
 
 /// Acts on a dry run's findings in auto mode at `at`, through the real guarded, re-evaluating stop.
@@ -584,9 +584,8 @@ async fn the_emergency_stop_is_read_before_each_action_not_once_per_run() {
     // The run's mode was settled (auto) before the operator pulled the switch.
     let dry = deps(&moto, Policy::default(), None, None).await;
     let report = idle_ec2::handler::handle(scheduled_event(), &dry, now()).await.unwrap();
-    auto.state
-        .as_ref()
-        .unwrap()
+    // The operator pulls it (the functions' roles are denied the switch).
+    remediation::state::DynamoState::new(c.dynamodb.clone(), TABLE)
         .set_emergency_stop(true, "ops@example.com", "incident 42", now())
         .await
         .unwrap();

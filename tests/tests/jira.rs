@@ -37,7 +37,7 @@ struct Rig {
 async fn rig() -> Rig {
     let (jira, server) = JiraStandIn::start("FIN", EMAIL, TOKEN).await;
     let lp = Loop::start(policy(&server.url())).await;
-    let mut deps = lp.detector_deps(policy(&server.url())).await;
+    let mut deps = lp.detector_deps("jira-sync", policy(&server.url())).await;
     deps.secrets = Secrets::parse(
         SECRET_ID,
         // jira-sync gets the approval URL (never the link key) for links to the decision page.
@@ -71,7 +71,7 @@ impl Rig {
     }
 
     async fn scan(&self) -> Vec<Value> {
-        let deps = self.lp.detector_deps(policy(&self.jira_url())).await;
+        let deps = self.lp.detector_deps("idle-ec2", policy(&self.jira_url())).await;
         let event = serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap();
         idle_ec2::handler::handle(event, &deps, Utc::now()).await.unwrap();
         self.lp.drain().await
@@ -319,11 +319,13 @@ async fn a_bad_event_and_a_missing_configuration_are_named() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not an SNS event"), "{err}");
-    let mut deps = r.lp.detector_deps(Policy::default()).await;
+    let mut deps = r.lp.detector_deps("jira-sync", Policy::default()).await;
     deps.secrets = Secrets::default();
     let err = jira_sync::handler::App::new(deps).err().expect("refused").to_string();
     assert!(err.contains("jira.site_url"), "{err}");
-    let mut deps = r.lp.detector_deps(policy("https://example.atlassian.net")).await;
+    let mut deps =
+        r.lp.detector_deps("jira-sync", policy("https://example.atlassian.net"))
+            .await;
     deps.secrets = Secrets::default();
     let err = jira_sync::handler::App::new(deps).err().expect("refused").to_string();
     assert!(err.contains("jira_email and jira_api_token"), "{err}");

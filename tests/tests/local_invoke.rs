@@ -146,3 +146,124 @@ fn an_invocation_interrupted_or_killed_mid_run_leaves_no_process_behind() {
     none_left(&m);
     drop(silent);
 }
+
+/// `make invoke` runs the function with the deadline Lambda would give it (now plus its Timeout
+/// in the template, 900 s for ebs-cleanup) through a real `Lambda-Runtime-Deadline-Ms` header,
+/// so in auto mode it acts: an unattached volume past its grace period is snapshotted (the
+/// snapshot kept, tagged with its way back) and deleted, as its template role may do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_invoke_in_auto_mode_snapshots_and_deletes_an_unattached_volume() {
+    let moto = finops_tests::Moto::start().expect("moto");
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, "finops-state").await;
+    let volume = finops_tests::seed::create_volume(&c.ec2, "gp3", 100, None, "us-east-1a", &[("Owner", "ana")]).await;
+    let key = moto.role_key("ebs-cleanup", &finops_tests::Stack::default()).await;
+    let root = workspace_root();
+    let path = format!(
+        "{}:{}",
+        root.join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let policy = r#"{"mode": "auto", "max_actions_percent": 100, "ebs_cleanup": {"grace_days": 0}}"#;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("make")
+            .current_dir(&root)
+            .args([
+                "-s",
+                "invoke",
+                "FN=ebs-cleanup",
+                "EVENT=events/ebs-cleanup/scheduled.json",
+            ])
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("CARGO_TARGET_DIR", debug_dir().parent().expect("target dir"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", "role-secret")
+            .env("FINOPS_TABLE", "finops-state")
+            .env("FINOPS_POLICY", policy)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| (o, moto))
+    })
+    .await
+    .expect("join")
+    .expect("make invoke runs");
+    let (out, moto) = out;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "make invoke failed: {stderr}");
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let outcomes = response["outcomes"].to_string();
+    assert!(!outcomes.contains("deferred"), "an action was deferred: {outcomes}");
+    assert_eq!(response["outcomes"][0]["outcome"], "executed", "{response:#}");
+    let c = moto.clients().await;
+    let left: Vec<String> = finops_tests::seed::volumes(&c.ec2)
+        .await
+        .iter()
+        .filter_map(|v| v.volume_id().map(str::to_string))
+        .collect();
+    assert!(!left.contains(&volume), "{volume} is still there: {outcomes}");
+    let snapshots = finops_tests::seed::snapshots(&c.ec2).await;
+    assert!(
+        snapshots.iter().any(|s| s.volume_id() == Some(volume.as_str())),
+        "no snapshot of {volume} was kept"
+    );
+    assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
+}
+
+/// The Runtime API that `make invoke` uses hands out Lambda's deadline: epoch milliseconds, now
+/// plus the function's Timeout in the template (ebs-cleanup 900 s, idle-ec2 the Globals' 300 s).
+#[test]
+fn the_local_runtime_hands_out_now_plus_the_templates_timeout_as_the_deadline() {
+    assert_eq!(
+        finops_tests::local::deployed_timeout("ebs-cleanup"),
+        Duration::from_secs(900)
+    );
+    assert_eq!(
+        finops_tests::local::deployed_timeout("idle-ec2"),
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        finops_tests::local::deployed_timeout("cost-alert"),
+        Duration::from_secs(60)
+    );
+    for f in remediation::permissions::FUNCTIONS {
+        let t = finops_tests::local::deployed_timeout(f);
+        assert!(
+            t >= Duration::from_secs(30) && t <= Duration::from_secs(900),
+            "{f}: {t:?}"
+        );
+    }
+    // A port nobody listens on: the scan fails at once, after the event was handed over.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let env: Vec<(String, String)> = [
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ENDPOINT_URL", format!("http://{closed}")),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_MAX_ATTEMPTS", "1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let watch = finops_tests::local::Watch::start("idle-ec2", &env).expect("starts");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let _ = watch.invoke("idle-ec2", &workspace_root().join("events/idle-ec2/scheduled.json"));
+    let deadlines = watch.deadlines();
+    assert_eq!(deadlines.len(), 1);
+    let left = deadlines[0].saturating_sub(before);
+    assert!(
+        (299_000..=301_000).contains(&left),
+        "deadline {} is now + {left} ms",
+        deadlines[0]
+    );
+}

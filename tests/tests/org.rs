@@ -88,7 +88,7 @@ async fn organisation(moto: Moto) -> Org {
 }
 
 async fn fanout_app(moto: &Moto, policy: Policy) -> org_fanout::handler::App {
-    let deps = finops_tests::deps(moto, policy, None, None).await;
+    let deps = finops_tests::deps(moto, "org-fanout", policy, None, None).await;
     org_fanout::handler::App::with_bucket(deps, BUCKET.into()).expect("org-fanout app")
 }
 
@@ -112,7 +112,7 @@ async fn an_org_run_finds_exactly_each_account_regions_seeded_findings_and_skips
     let org = organisation(Moto::start().expect("moto")).await;
     let policy = org_policy(Mode::DryRun);
     let app = fanout_app(&org.moto, policy.clone()).await;
-    let deps = finops_tests::deps(&org.moto, policy, None, None).await;
+    let deps = finops_tests::deps(&org.moto, "idle-ec2", policy, None, None).await;
     let now = Utc::now();
     let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
         Box::pin(idle_ec2::handler::handle(v, &deps, now))
@@ -183,7 +183,7 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone_with_awss_reason() 
     org.moto.fault_rule(access_denied(&denied)).await;
     let policy = org_policy(Mode::DryRun);
     let app = fanout_app(&org.moto, policy.clone()).await;
-    let deps = finops_tests::deps(&org.moto, policy, None, None).await;
+    let deps = finops_tests::deps(&org.moto, "idle-ec2", policy, None, None).await;
     let now = Utc::now();
     let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
         Box::pin(idle_ec2::handler::handle(v, &deps, now))
@@ -234,7 +234,7 @@ async fn an_approval_executes_in_the_findings_account_and_region_and_nowhere_els
     }
     let target = (members[1].clone(), "eu-west-1".to_string());
     let item = org::member_item("run-3", &target.0, &target.1);
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("idle-ec2", policy).await;
     let report = idle_ec2::handler::handle(item, &deps, Utc::now())
         .await
         .expect("the item runs");
@@ -310,7 +310,7 @@ async fn ebs_cleanup_keeps_each_account_regions_sightings_so_grace_periods_end_a
         }
     }
     let policy = org_policy(Mode::DryRun);
-    let deps = finops_tests::deps(&moto, policy, Some("finops-state"), None).await;
+    let deps = finops_tests::deps(&moto, "ebs-cleanup", policy, Some("finops-state"), None).await;
     let run = |now: chrono::DateTime<Utc>| {
         let deps = &deps;
         let members = &members;
@@ -338,7 +338,7 @@ async fn an_item_or_a_finding_for_an_account_these_credentials_are_not_is_refuse
     let moto = Moto::start().expect("moto");
     let other = "111111111111";
     // No role: the function's own credentials, which are 123456789012's.
-    let deps = finops_tests::deps(&moto, org_policy(Mode::DryRun), None, None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", org_policy(Mode::DryRun), None, None).await;
     let item = serde_json::json!({"source": "finops.fanout", "run_id": "r", "account": other, "region": "us-east-1"});
     let err = idle_ec2::handler::handle(item.clone(), &deps, Utc::now())
         .await
@@ -349,7 +349,7 @@ async fn an_item_or_a_finding_for_an_account_these_credentials_are_not_is_refuse
         "{err}"
     );
     // Without an organization section, no item is taken at all.
-    let single = finops_tests::deps(&moto, Policy::default(), None, None).await;
+    let single = finops_tests::deps(&moto, "idle-ec2", Policy::default(), None, None).await;
     let err = idle_ec2::handler::handle(item, &single, Utc::now())
         .await
         .unwrap_err()
@@ -586,7 +586,7 @@ async fn s3_public_items_judge_each_bucket_once_in_its_own_account_and_region() 
             }
         }
     }
-    let deps = finops_tests::deps(&moto, org_policy(Mode::DryRun), None, None).await;
+    let deps = finops_tests::deps(&moto, "s3-public", org_policy(Mode::DryRun), None, None).await;
     let mut found = BTreeSet::new();
     let mut scanned = 0;
     for account in &members {
@@ -627,7 +627,7 @@ async fn an_auto_item_stops_its_own_account_regions_idle_instance_and_nothing_el
         }
     }
     let target = (members[0].clone(), "eu-west-1".to_string());
-    let deps = finops_tests::deps(&moto, org_policy(Mode::Auto), Some("finops-state"), None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", org_policy(Mode::Auto), Some("finops-state"), None).await;
     let item = org::member_item("auto-1", &target.0, &target.1);
     let report = idle_ec2::handler::handle(item, &deps, Utc::now()).await.expect("item");
     assert_eq!(
@@ -655,7 +655,7 @@ async fn tag_compliance_across_the_organisation_adds_each_accounts_counts_into_o
     let org = organisation(Moto::start().expect("moto")).await;
     let policy = org_policy(Mode::DryRun);
     let app = fanout_app(&org.moto, policy.clone()).await;
-    let deps = finops_tests::deps(&org.moto, policy, None, None).await;
+    let deps = finops_tests::deps(&org.moto, "tag-compliance", policy, None, None).await;
     let now = Utc::now();
     let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
         Box::pin(tag_compliance::handler::handle(v, &deps, now))

@@ -374,6 +374,16 @@ fn reservations(r: &Value, fan_out: u64) -> (u64, u64) {
     if let Some(n) = v.as_u64() {
         return (n, n);
     }
+    let Value::Tagged(outer) = v else { panic!("{v:?}") };
+    // `!If [Reserve, <the reservation>, !Ref AWS::NoValue]`: reserved only when asked.
+    assert_eq!(outer.tag, serde_norway::value::Tag::new("If"), "{v:?}");
+    let asked = outer.value.as_sequence().expect("[condition, then, else]");
+    assert_eq!(asked[0].as_str(), Some("Reserve"), "{v:?}");
+    assert!(format!("{:?}", asked[2]).contains("AWS::NoValue"), "{v:?}");
+    let v = &asked[1];
+    if let Some(n) = v.as_u64() {
+        return (n, n);
+    }
     let Value::Tagged(tagged) = v else { panic!("{v:?}") };
     assert_eq!(tagged.tag, serde_norway::value::Tag::new("If"), "{v:?}");
     let branches = tagged.value.as_sequence().expect("[condition, then, else]");

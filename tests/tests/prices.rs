@@ -32,7 +32,7 @@ fn item(region: &str) -> Value {
 }
 
 async fn deps(moto: &Moto, prices: &finops_tests::httpserver::Server) -> Deps {
-    let mut deps = finops_tests::deps(moto, policy(), Some(TABLE), None).await;
+    let mut deps = finops_tests::deps(moto, "idle-ec2", policy(), Some(TABLE), None).await;
     deps.pricing = Some(PriceList::new(
         &deps.clients.config,
         &deps.clients.calls,
@@ -117,7 +117,7 @@ async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and
     seed::create_volume(&eu.ec2, "gp3", 100, None, "eu-west-1a", &[]).await;
     let mut ebs_policy = policy();
     ebs_policy.ebs_cleanup.grace_days = 0;
-    let mut ebs_deps = finops_tests::deps(&moto, ebs_policy, Some(TABLE), None).await;
+    let mut ebs_deps = finops_tests::deps(&moto, "ebs-cleanup", ebs_policy, Some(TABLE), None).await;
     ebs_deps.pricing = deps.pricing.clone();
     let report = ebs_cleanup::handler::handle(item("eu-west-1"), &ebs_deps, Utc::now())
         .await

@@ -12,7 +12,7 @@ use remediation::model::{Evidence, OutcomeKind, RunReport};
 use remediation::policy::Policy;
 use serde_json::Value;
 
-const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+const MODEL: &str = "global.amazon.nova-2-lite-v1:0";
 
 fn scheduled() -> Value {
     serde_json::from_str(include_str!("../../events/rightsizing/scheduled.json")).unwrap()
@@ -28,7 +28,7 @@ struct Rig {
 async fn rig() -> Rig {
     let (bedrock, server) = BedrockStandIn::start().await;
     let lp = Loop::start(Policy::default()).await;
-    let deps = lp.detector_deps(Policy::default()).await;
+    let deps = lp.detector_deps("rightsizing", Policy::default()).await;
     let client = rightsizing::handler::App::bedrock(&deps, Some(&server.url()));
     let app = rightsizing::handler::App { deps, bedrock: client };
     Rig {
@@ -106,7 +106,7 @@ async fn bedrock_explains_within_the_candidates_and_the_catalog_sets_the_dollars
     assert_eq!(reqs.len(), 1);
     let q = &reqs[0];
     assert_eq!(q.method, "POST");
-    assert_eq!(q.path(), "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+    assert_eq!(q.path(), "/model/global.amazon.nova-2-lite-v1%3A0/converse");
     let auth = q.header("authorization").unwrap();
     assert!(
         auth.starts_with("AWS4-HMAC-SHA256 ") && auth.contains("/us-east-1/bedrock/aws4_request"),
@@ -236,7 +236,7 @@ async fn without_a_model_the_rules_explain() {
     assert!(e.fallback_reason.is_none());
     let mut policy = Policy::default();
     policy.rightsizing.bedrock_model_id = String::new();
-    let deps = r.lp.detector_deps(policy).await;
+    let deps = r.lp.detector_deps("rightsizing", policy).await;
     assert!(rightsizing::handler::App::bedrock(&deps, None).is_none());
 }
 

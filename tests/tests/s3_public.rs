@@ -140,6 +140,7 @@ async fn seed(moto: &Moto) -> aws_sdk_s3::Client {
 async fn deps(moto: &Moto, mode: Mode) -> Deps {
     finops_tests::deps(
         moto,
+        "s3-public",
         Policy {
             mode,
             // The seeded account is small; the blast-radius limit has its own tests.
@@ -258,7 +259,7 @@ async fn auto_mode_blocks_public_access_and_the_rollback_restores_the_prior_sett
     assert!(again.findings.is_empty());
 
     // Rollbacks from the records: no prior block → none again; a partial one → exactly it.
-    let items = finops_tests::seed::scan_table(&deps.clients.dynamodb, TABLE).await;
+    let items = finops_tests::seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
     let adapter = remediation::aws::s3::S3::new(&deps.clients, ACCOUNT);
     for (bucket, expected) in [("public-acl", None), ("partial-block", Some(PARTIAL))] {
         let record = items
@@ -366,7 +367,7 @@ async fn auto_mode_asks_for_an_approval_instead_of_blocking_a_public_website_buc
         max_actions_percent: 100.0,
         ..Policy::default()
     };
-    let deps = finops_tests::deps(&moto, policy, Some(TABLE), Some(&topic)).await;
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), Some(&topic)).await;
 
     let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
 
@@ -399,7 +400,7 @@ async fn approve_mode_requests_a_website_bucket_as_usual_saying_website_hosting_
         mode: Mode::Approve,
         ..Policy::default()
     };
-    let deps = finops_tests::deps(&moto, policy, Some(TABLE), Some(&topic)).await;
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), Some(&topic)).await;
 
     let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
 

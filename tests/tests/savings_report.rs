@@ -1,5 +1,5 @@
 //! savings-report end to end against moto: a seeded ledger (and the ledger the approval loop
-//! writes) → the report's figures, the HTML in S3 behind a presigned link, the summary on SNS and
+//! writes) → the report's figures, the HTML in S3 behind a signed link the approval function serves, the summary on SNS and
 //! as slack-notify renders it.
 
 use std::collections::HashMap;
@@ -131,7 +131,7 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
         compliance(&lp, d, p).await;
     }
 
-    let deps = lp.detector_deps(policy()).await;
+    let deps = lp.detector_deps("savings-report", policy()).await;
     let now = at("2026-11-26T12:00:00Z");
     let out = savings_report::handler::handle(scheduled(), &deps, None, now)
         .await
@@ -147,19 +147,35 @@ async fn the_report_of_a_seeded_ledger_has_its_numbers_in_s3_sns_and_slack() {
         "s3://finops-reports/finops-reports/savings-report-2026-11-26.html"
     );
 
-    // The presigned link serves the page.
+    // The link is the approval function's own, signed with the link key (an S3 URL presigned
+    // with the function's session credentials would die with the session, hours later): it
+    // serves the page for the policy's 168 hours, then says it expired; a forged one shows nothing.
     let url = out["report_url"].as_str().unwrap();
     assert!(
-        url.contains("X-Amz-Signature=") && url.contains("X-Amz-Expires=604800"),
+        url.starts_with(&format!("{}/report?token=", lp.approval_server.url())) && !url.contains("X-Amz-"),
         "{url}"
     );
-    let page = HttpClient::new(std::time::Duration::from_secs(10))
-        .unwrap()
-        .send("s3", "GET", url, &[], vec![])
-        .await
-        .unwrap();
-    assert_eq!(page.status, 200);
+    let http = HttpClient::new(std::time::Duration::from_secs(10)).unwrap();
+    let get = |u: String| {
+        let http = http.clone();
+        async move { http.send("approval", "GET", &u, &[], vec![]).await.unwrap() }
+    };
+    lp.set_clock(Some(now + chrono::Duration::hours(167)));
+    let page = get(url.to_string()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
     let html = page.body;
+    let forged = format!("{}x", url.trim_end_matches(|c: char| c != '.'));
+    let refused = get(forged).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        !refused.body.contains("estimated<b>"),
+        "a forged link shows nothing of the report"
+    );
+    lp.set_clock(Some(now + chrono::Duration::hours(169)));
+    let expired = get(url.to_string()).await;
+    assert_eq!(expired.status, 410, "{}", expired.body);
+    assert!(expired.body.contains("expired"), "{}", expired.body);
+    lp.set_clock(None);
     for want in [
         r#"id="estimated">estimated<b>$99.11</b>"#,
         r#"id="realised">realised<b>$60.74</b>"#,
@@ -218,7 +234,7 @@ async fn an_approved_stop_shows_as_realised_in_the_report() {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
-    let deps = lp.detector_deps(p.clone()).await;
+    let deps = lp.detector_deps("idle-ec2", p.clone()).await;
     idle_ec2::handler::handle(
         serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap(),
         &deps,
@@ -261,7 +277,7 @@ async fn an_approved_stop_shows_as_realised_in_the_report() {
 #[tokio::test]
 async fn without_a_table_or_with_a_wrong_event_it_says_why() {
     let lp = Loop::start(policy()).await;
-    let mut deps = lp.detector_deps(policy()).await;
+    let mut deps = lp.detector_deps("savings-report", policy()).await;
     let err = savings_report::handler::handle(serde_json::json!({"Records": []}), &deps, None, Utc::now())
         .await
         .unwrap_err();

@@ -28,7 +28,7 @@ async fn idle_instance(lp: &Loop) -> String {
 }
 
 async fn idle_run(lp: &Loop, mode: Mode, at: DateTime<Utc>) -> RunReport {
-    let deps = lp.detector_deps(policy(mode)).await;
+    let deps = lp.detector_deps("idle-ec2", policy(mode)).await;
     idle_ec2::handler::handle(scheduled(), &deps, at).await.unwrap()
 }
 
@@ -235,7 +235,7 @@ async fn a_snooze_on_a_tag_compliance_stop_request_keeps_the_instance_running_an
         ],
     )
     .await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("tag-compliance", policy).await;
     let sweep: Value = serde_json::from_str(include_str!("../../events/tag-compliance/scheduled.json")).unwrap();
     let first = tag_compliance::handler::handle(sweep.clone(), &deps, now)
         .await
@@ -318,7 +318,7 @@ async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_b
         action_concurrency: 1,
         ..Policy::default()
     };
-    let deps = finops_tests::deps(&moto, Policy::default(), Some(TABLE), None).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", Policy::default(), Some(TABLE), None).await;
     let report = idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
     assert_eq!(report.findings.len(), 2, "{report:#?}");
     let (first, second) = (&report.findings[0].resource.id, &report.findings[1].resource.id);

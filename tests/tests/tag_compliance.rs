@@ -75,7 +75,7 @@ async fn seed_account(moto: &Moto) -> Account {
 }
 
 async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
-    finops_tests::deps(moto, policy, Some(TABLE), topic).await
+    finops_tests::deps(moto, "tag-compliance", policy, Some(TABLE), topic).await
 }
 
 /// Auto mode, marking then stopping.
@@ -152,7 +152,9 @@ async fn mark_then_stop_waits_its_grace_period_and_goes_through_the_guarded_stop
     let moto = Moto::start().unwrap();
     let a = seed_account(&moto).await;
     let deps = deps(&moto, mark_and_stop(), None).await;
-    let ec2 = &deps.clients.ec2;
+    // The test's own hands (tags a person adds, reads), not the function's role.
+    let admin = moto.clients().await;
+    let ec2 = &admin.ec2;
     let day0: DateTime<Utc> = Utc::now();
 
     let first = tag_compliance::handler::handle(sweep_event(), &deps, day0)
@@ -200,7 +202,7 @@ async fn mark_then_stop_waits_its_grace_period_and_goes_through_the_guarded_stop
         .unwrap();
     assert!(asg.detail.contains("Auto Scaling"), "{asg:?}");
     // The stop is on record with its rollback.
-    let items = seed::scan_table(&deps.clients.dynamodb, TABLE).await;
+    let items = seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
     assert!(items
         .iter()
         .any(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == a.untagged));
@@ -415,8 +417,10 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     policy.max_actions_percent = 50.0;
     let grace = i64::from(policy.tag_compliance.stop_after_days);
     let deps = deps(&moto, policy, None).await;
-    let ec2 = &deps.clients.ec2;
-    let state = DynamoState::new(deps.clients.dynamodb.clone(), TABLE);
+    // The operator's hands (snoozes are theirs and the approval function's alone), not the role.
+    let admin = moto.clients().await;
+    let ec2 = &admin.ec2;
+    let state = DynamoState::new(admin.dynamodb.clone(), TABLE);
     let now = Utc::now();
     let day0 = now - Duration::days(30);
 
@@ -461,7 +465,7 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
         .unwrap();
     assert!(matches!(lifted, remediation::state::Unsnoozed::Lifted(_)), "{lifted:?}");
     // The ended snooze's record is gone (as DynamoDB's TTL would have it): the mark alone holds.
-    deps.clients
+    admin
         .dynamodb
         .delete_item()
         .table_name(TABLE)

@@ -221,6 +221,62 @@ fn redirect(location: &str) -> Value {
     r
 }
 
+/// Environment variable: the bucket the weekly reports are in (the template's ReportBucket).
+pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
+
+/// The weekly report a signed report link names (savings-report mints them with the link key):
+/// read from the report bucket and shown. A GET that changes nothing; an expired, forged or
+/// foreign link shows why and nothing else.
+async fn report(app: &App, query: &HashMap<String, String>, now: DateTime<Utc>) -> Value {
+    let Some(token) = query.get("token") else {
+        return bad_request("the link has no token");
+    };
+    let claims = match app.links.verify_report(token, now) {
+        Ok(c) => c,
+        Err(remediation::approval::TokenError::Expired) => {
+            return html(&Verdict {
+                status: 410,
+                title: "This report link has expired".into(),
+                message: "The weekly message in Slack has a link to the newest report.".into(),
+            })
+        }
+        Err(_) => {
+            return html(&Verdict {
+                status: 403,
+                title: "Not a report link".into(),
+                message: "This link was not made by this deployment's weekly report.".into(),
+            })
+        }
+    };
+    let bucket = std::env::var(REPORT_BUCKET_VAR)
+        .ok()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| app.deps.policy.savings_report.bucket.trim().to_string());
+    let missing = || {
+        html(&Verdict {
+            status: 404,
+            title: "Report not found".into(),
+            message: "The report this link names is no longer kept (reports expire after 400 days).".into(),
+        })
+    };
+    if bucket.is_empty() {
+        return missing();
+    }
+    match remediation::aws::s3::object_text(&app.deps.clients, &bucket, &claims.key).await {
+        Ok(Some(body)) => response(200, "text/html; charset=utf-8", body),
+        Ok(None) => missing(),
+        Err(e) => {
+            tracing::error!(error = %e, key = %claims.key, "the report could not be read");
+            html(&Verdict {
+                status: 503,
+                title: "The report cannot be shown right now".into(),
+                message: "Reading it from S3 failed; try again in a minute.".into(),
+            })
+        }
+    }
+}
+
 fn html(v: &Verdict) -> Value {
     response(v.status, "text/html; charset=utf-8", page::result(v))
 }
@@ -353,6 +409,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             // Nobody has signed in yet: how many approved, not who.
             preview_page(approvals.preview_of(&rid, d, now).await, false, ways)
         }
+        ("GET", "/report") => report(app, &query, now).await,
         ("GET", "/oidc/start") => sign_in_start(app, &approvals, &query, now).await,
         ("GET", "/oidc/callback") => sign_in_callback(app, &approvals, &query, now).await,
         ("POST", "/decide") => {

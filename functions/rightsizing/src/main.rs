@@ -8,7 +8,7 @@ use remediation::config::Deps;
 async fn main() -> Result<(), Error> {
     remediation::telemetry::init();
     let app = rightsizing::handler::App::new(Deps::from_env().await?);
-    tracing::info!(policy = %app.deps.policy_source, model = ?app.bedrock.as_ref().map(|b| format!("{b:?}")), "rightsizing ready");
+    tracing::info!(policy = %app.deps.policy_source, model = app.bedrock.as_ref().map_or("none (rules only)", |b| b.model_id()), "rightsizing ready");
     let app = &app;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         rightsizing::handler::function_handler(event, app).await

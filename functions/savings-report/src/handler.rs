@@ -1,6 +1,6 @@
 //! The weekly report: reads the ledger months the report's weeks touch (one Query each) and the
 //! recorded tag-compliance figures, builds the report, puts the HTML in S3 (or, for local runs, a
-//! folder), and publishes the summary with its presigned link for slack-notify.
+//! folder), and publishes the summary with its link (served by the approval function) for slack-notify.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,7 +49,13 @@ pub enum Stored {
     Nowhere,
 }
 
-async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>) -> Result<Stored, Error> {
+async fn store(
+    html: &str,
+    r: &SavingsReport,
+    deps: &Deps,
+    dir: Option<PathBuf>,
+    now: DateTime<Utc>,
+) -> Result<Stored, Error> {
     let name = format!("savings-report-{}.html", r.to);
     if let Some(dir) = dir {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
@@ -80,17 +86,26 @@ async fn store(html: &str, r: &SavingsReport, deps: &Deps, dir: Option<PathBuf>)
         .send()
         .await
         .map_err(|e| Error::aws("s3", "PutObject", e))?;
-    let presign = PresigningConfig::expires_in(Duration::from_secs(u64::from(p.link_hours) * 3600))
-        .map_err(|e| Error::Config(format!("savings_report.link_hours: {e}")))?;
-    let url = s3
-        .get_object()
-        .bucket(&bucket)
-        .key(&key)
-        .presigned(presign)
-        .await
-        .map_err(|e| Error::aws("s3", "GetObject (presign)", e))?
-        .uri()
-        .to_string();
+    let lasts = chrono::Duration::hours(i64::from(p.link_hours));
+    // Deployed: a link the approval function serves, signed with the link key, for as long as
+    // the policy says. An S3 URL presigned with this role's credentials would die with the role's
+    // session (hours), whatever it asked for; only a run with long-term credentials and no link
+    // key (a laptop) presigns.
+    let url = match &deps.links {
+        Some(links) => links.report_link(&key, now + lasts),
+        None => {
+            let presign = PresigningConfig::expires_in(Duration::from_secs(u64::from(p.link_hours.min(168)) * 3600))
+                .map_err(|e| Error::Config(format!("savings_report.link_hours: {e}")))?;
+            s3.get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .presigned(presign)
+                .await
+                .map_err(|e| Error::aws("s3", "GetObject (presign)", e))?
+                .uri()
+                .to_string()
+        }
+    };
     Ok(Stored::S3 { bucket, key, url })
 }
 
@@ -103,7 +118,7 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
     let p = &deps.policy.savings_report;
     let r = SavingsReport::load(state, p.weeks, deps.policy.tag_compliance.kpi_percent, now).await?;
     let html = report::render_html(&r);
-    let stored = store(&html, &r, deps, dir).await?;
+    let stored = store(&html, &r, deps, dir, now).await?;
     let (location, url) = match &stored {
         Stored::File(path) => (path.display().to_string(), None),
         Stored::S3 { bucket, key, url } => (format!("s3://{bucket}/{key}"), Some(url.clone())),

@@ -71,6 +71,48 @@ impl Ctx {
     }
 }
 
+/// `finops doctor`: the report, and whether every check passed.
+pub async fn doctor(cli: &Cli) -> Result<(String, bool), String> {
+    let Command::Doctor {
+        secret,
+        link_secret,
+        config_rules,
+        reserve_concurrency,
+        slack_interactive,
+        fanout_concurrency,
+        member_sample,
+        policy,
+    } = &cli.command
+    else {
+        return Err("not the doctor".into());
+    };
+    let policy = match policy {
+        Some(file) => Policy::from_file(file).map_err(err)?,
+        None => Policy::from_env().map_err(err)?.0,
+    };
+    let clients = Clients::from_env().await.map_err(err)?;
+    let asked = crate::doctor::Asked {
+        secret: secret.clone(),
+        link_secret: link_secret.clone(),
+        config_rules: *config_rules,
+        reserve_concurrency: *reserve_concurrency,
+        slack_interactive: *slack_interactive,
+        fanout_concurrency: policy.organization.as_ref().map(|_| *fanout_concurrency),
+        member_sample: *member_sample,
+        bedrock_endpoint: std::env::var("FINOPS_BEDROCK_ENDPOINT")
+            .ok()
+            .filter(|e| !e.trim().is_empty()),
+    };
+    let checks = crate::doctor::run(&clients, &policy, &asked).await;
+    let passed = checks.iter().all(|c| c.verdict != crate::doctor::Verdict::Fail);
+    let text = if cli.output == Format::Json {
+        pretty(&crate::doctor::to_json(&checks))?
+    } else {
+        crate::doctor::render(&checks)
+    };
+    Ok((text, passed))
+}
+
 /// Runs the parsed command; the text to print (and whether a scan left resources unassessed),
 /// or the error to report.
 pub async fn run(cli: &Cli) -> Result<(String, bool), String> {
@@ -116,7 +158,7 @@ async fn table_command(cli: &Cli, c: &Ctx, now: DateTime<Utc>) -> Out {
             place,
         } => unsnooze(c, resource, reason, by, *all_places, place, now).await,
         Command::Report { weeks } => report(c, *weeks, now).await,
-        Command::Scan { .. } => Err("unreachable".into()),
+        Command::Scan { .. } | Command::Doctor { .. } => Err("unreachable".into()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! there only), `--output json` for scripts; errors go to stderr with a non-zero exit.
 
 mod commands;
+mod doctor;
 mod output;
 
 use std::path::PathBuf;
@@ -236,6 +237,34 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// The deployment's preflight and health check: what the stack needs in this account and
+    /// region, each ok or what is wrong and the fix (exit 1 on any failure). Changes nothing.
+    Doctor {
+        /// The operator's secret (the stack's SecretArn parameter).
+        #[arg(long, env = "FINOPS_SECRET_ID")]
+        secret: Option<String>,
+        /// The link secret (`<stack>/approval-links`).
+        #[arg(long, env = "FINOPS_LINK_SECRET_ID")]
+        link_secret: Option<String>,
+        /// The stack is (to be) deployed with EnableConfigRules=true.
+        #[arg(long)]
+        config_rules: bool,
+        /// The stack is (to be) deployed with ReserveConcurrency=true.
+        #[arg(long)]
+        reserve_concurrency: bool,
+        /// The stack is (to be) deployed with SlackInteractive=true.
+        #[arg(long)]
+        slack_interactive: bool,
+        /// Organisation mode's FanOutConcurrency (when the policy has an organization section).
+        #[arg(long, default_value_t = 10)]
+        fanout_concurrency: u32,
+        /// Member accounts whose role is tried, at most.
+        #[arg(long, default_value_t = 3)]
+        member_sample: usize,
+        /// The policy file (default: FINOPS_POLICY_FILE, FINOPS_POLICY, or the defaults).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
     /// The savings summary of the last weeks.
     Report {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=52))]
@@ -258,6 +287,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Doctor { .. } = &cli.command {
+        return match runtime.block_on(commands::doctor(&cli)) {
+            Ok((text, true)) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Ok((text, false)) => {
+                print!("{text}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("finops: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(commands::run(&cli)) {
         Ok((text, false)) => {
             print!("{text}");

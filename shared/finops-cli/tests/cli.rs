@@ -99,7 +99,7 @@ fn policy(mode: Mode) -> Policy {
 }
 
 async fn idle_run(moto: &Moto, topic: &str, mode: Mode) -> RunReport {
-    let deps = finops_tests::deps(moto, policy(mode), Some(TABLE), Some(topic)).await;
+    let deps = finops_tests::deps(moto, "idle-ec2", policy(mode), Some(TABLE), Some(topic)).await;
     idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap()
 }
 

@@ -58,6 +58,19 @@ pub struct SnoozeClaims {
     pub exp: i64,
 }
 
+/// What a weekly report's link says: the report stored under `key`, readable until `exp`. Signed
+/// apart from decisions and snoozes (a domain of its own, fields of its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportClaims {
+    /// The report's object key in the report bucket.
+    pub key: String,
+    /// Expiry of the link, epoch seconds.
+    pub exp: i64,
+}
+
+const REPORT_DOMAIN: &[u8] = b"finops-report\n";
+
 /// The lengths a snooze may have (the Slack control's choices).
 pub const SNOOZE_DAYS: [u32; 3] = [7, 30, 90];
 
@@ -178,6 +191,25 @@ impl LinkSigner {
         Ok(claims)
     }
 
+    /// A link to the weekly report stored under `key`, served by the approval function until
+    /// `expires_at` (a link of our own: an S3 URL presigned with a Lambda role's credentials dies
+    /// with the role's session, hours later, whatever lifetime it asks for).
+    pub fn report_link(&self, key: &str, expires_at: DateTime<Utc>) -> String {
+        let token = self.sign_in_domain(
+            &ReportClaims {
+                key: key.to_string(),
+                exp: expires_at.timestamp(),
+            },
+            REPORT_DOMAIN,
+        );
+        format!("{}/report?token={token}", self.base_url)
+    }
+
+    /// Checks a report link's token (in constant time) and expiry: the report's key.
+    pub fn verify_report(&self, token: &str, now: DateTime<Utc>) -> std::result::Result<ReportClaims, TokenError> {
+        self.verified_in_domain(token, now, REPORT_DOMAIN, |c: &ReportClaims| c.exp)
+    }
+
     /// The link a human follows.
     pub fn link(&self, request_id: &str, decision: Decision, expires_at: DateTime<Utc>) -> String {
         format!(
@@ -252,6 +284,27 @@ mod tests {
         let t = signer().token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
         let c = signer().verify(&t, at("2026-11-26T00:00:00Z")).unwrap();
         assert_eq!((c.rid.as_str(), c.d), ("r1", Decision::Approve));
+    }
+
+    #[test]
+    fn a_report_link_reads_back_its_key_until_it_expires_and_is_never_a_decision_or_a_snooze() {
+        let now = at("2026-11-26T00:00:00Z");
+        let link = signer().report_link("finops-reports/2026-11-23.html", at("2026-12-26T00:00:00Z"));
+        let token = link.rsplit_once("token=").unwrap().1;
+        assert!(link.starts_with("https://abc.lambda-url.us-east-1.on.aws/report?token="));
+        assert_eq!(
+            signer().verify_report(token, now).unwrap().key,
+            "finops-reports/2026-11-23.html"
+        );
+        assert_eq!(
+            signer().verify_report(token, at("2026-12-27T00:00:00Z")),
+            Err(TokenError::Expired)
+        );
+        assert!(signer().verify(token, now).is_err() && signer().verify_snooze(token, now).is_err());
+        let decision = signer().token("r1", Decision::Approve, at("2026-11-29T00:00:00Z"));
+        assert_eq!(signer().verify_report(&decision, now), Err(TokenError::BadSignature));
+        let other = LinkSigner::new(vec![8u8; 32], "https://x").unwrap();
+        assert_eq!(other.verify_report(token, now), Err(TokenError::BadSignature));
     }
 
     #[test]

@@ -89,6 +89,10 @@ impl Deps {
                 )
             }
             (None, _) => None,
+            // The approval URL alone (jira-sync's `FINOPS_APPROVAL_URL`): links to the decision
+            // page, which carry no token, so nothing to sign. Only a function given a link secret
+            // must find the key in it.
+            (Some(_), None) if var(crate::secrets::LINK_SECRET_ID_VAR).is_none() => None,
             (Some(_), None) => {
                 return Err(Error::Config(format!(
                     "the approval URL is set but there is no link-signing key: put link_signing_key in the link secret ({})",

@@ -163,17 +163,32 @@ pub async fn within_deadline<F: std::future::Future>(deadline: DateTime<Utc>, fu
     DEADLINE.scope(deadline, fut).await
 }
 
+/// Lambda's deadlines are epoch milliseconds of now plus the timeout: one before 2020 is no
+/// deadline at all but a runtime emulator's constant (`cargo lambda watch` sends 600000, 1970's
+/// first ten minutes), under which nothing could ever act.
+const PLAUSIBLE_DEADLINE_MS: i64 = 1_577_836_800_000;
+
 /// Runs `fut` within Lambda's deadline (`context.deadline`: milliseconds since the epoch); a
-/// deadline that is no time at all (0, out of range) leaves the flow without one.
+/// deadline that is no time at all (0, out of range, or before 2020: an emulator's constant, said
+/// in a warning) leaves the flow without one.
 pub async fn within_invocation<F: std::future::Future>(deadline_ms: u64, fut: F) -> F::Output {
-    match i64::try_from(deadline_ms)
-        .ok()
-        .filter(|ms| *ms > 0)
-        .and_then(DateTime::from_timestamp_millis)
-    {
+    match deadline_of(deadline_ms) {
         Some(deadline) => within_deadline(deadline, fut).await,
         None => fut.await,
     }
+}
+
+/// The deadline `deadline_ms` names, if it is a plausible one.
+fn deadline_of(deadline_ms: u64) -> Option<DateTime<Utc>> {
+    let ms = i64::try_from(deadline_ms).ok().filter(|ms| *ms > 0)?;
+    if ms < PLAUSIBLE_DEADLINE_MS {
+        tracing::warn!(
+            deadline_ms,
+            "the runtime's deadline is no real time (a local emulator's constant): running without one"
+        );
+        return None;
+    }
+    DateTime::from_timestamp_millis(ms)
 }
 
 /// What a scan's invocation returns: its report, or — when it could assess nothing (a service
@@ -878,6 +893,25 @@ async fn act_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_real_lambda_deadline_leaves_its_time_and_an_emulators_constant_leaves_no_deadline() {
+        let policy = Policy::default();
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap();
+        // Lambda-Runtime-Deadline-Ms for a 900 s function just invoked: acts.
+        let left = within_invocation(now_ms + 900_000, async { (time_left(), out_of_time(&policy)) }).await;
+        let secs = left.0.expect("a deadline").num_seconds();
+        assert!((895..=900).contains(&secs), "{secs}");
+        assert_eq!(left.1, None);
+        // Ten seconds left, under the 30 s margin: no new action.
+        let near = within_invocation(now_ms + 10_000, async { out_of_time(&policy) }).await;
+        assert!(near.is_some_and(|s| s <= 10), "{near:?}");
+        // cargo lambda watch's 600000 (1970) and 0: no deadline, so nothing is deferred for it.
+        for constant in [600_000, 0] {
+            let none = within_invocation(constant, async { (time_left(), out_of_time(&policy)) }).await;
+            assert_eq!(none, (None, None), "{constant}");
+        }
+    }
 
     #[test]
     fn ids_differ_by_seed_and_time_and_are_short_hex() {

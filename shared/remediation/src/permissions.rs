@@ -14,6 +14,8 @@ pub enum Scope {
     Table,
     /// The notification topic.
     Topic,
+    /// The topic's customer managed KMS key (publishing to an encrypted topic).
+    TopicKey,
     /// The secret.
     Secret,
     /// The link secret (link-signing key and approval URL).
@@ -68,13 +70,15 @@ pub const TAG_SCAN: &[&str] = &[
     "ec2:DeleteTags",
 ];
 /// What a detector does in the state table (approvals, actions, sightings, alerts, the switch).
+/// A transaction is authorised as its items' own PutItem, UpdateItem, DeleteItem and
+/// ConditionCheckItem: `dynamodb:TransactWriteItems` is no IAM action
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html).
 pub const DETECTOR_STATE: &[&str] = &[
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:Query",
-    "dynamodb:TransactWriteItems",
 ];
 /// The approval function's state: a detector's, plus the expiry sweep's Scan.
 pub const APPROVAL_STATE: &[&str] = &[
@@ -84,10 +88,14 @@ pub const APPROVAL_STATE: &[&str] = &[
     "dynamodb:DeleteItem",
     "dynamodb:Query",
     "dynamodb:Scan",
-    "dynamodb:TransactWriteItems",
 ];
-/// slack-notify's state: claiming, marking and releasing posts.
-pub const NOTIFY_STATE: &[&str] = &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"];
+/// slack-notify's state: claiming, reading (a redelivery finds its claim), marking and releasing posts.
+pub const NOTIFY_STATE: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+];
 /// jira-sync's state: the `TICKET#` items.
 pub const TICKET_STATE: &[&str] = &[
     "dynamodb:GetItem",
@@ -104,10 +112,15 @@ pub const PRICE_CACHE_STATE: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem",
 /// The state-table partitions only the approval function and the operator may write: the
 /// emergency switch and the snoozes (every other function is denied writing them).
 pub const OPERATOR_KEYS: &[&str] = &["CONTROL", "SNOOZES"];
-/// savings-report's writes of the HTML, and the read its presigned link is signed for.
-pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject", "s3:GetObject"];
+/// savings-report's writes of the HTML (its link is served by the approval function, which reads it).
+pub const REPORT_OBJECTS: &[&str] = &["s3:PutObject"];
+/// The approval function's read of a report a signed report link names.
+pub const REPORT_READ: &[&str] = &["s3:GetObject"];
 /// Publishing (PublishBatch is authorised as Publish).
 pub const PUBLISH: &[&str] = &["sns:Publish"];
+/// Publishing to a topic encrypted with a customer managed key: the publisher needs the key
+/// (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+pub const PUBLISH_KEY: &[&str] = &["kms:GenerateDataKey", "kms:Decrypt"];
 /// The fan-out's targets: the organisation's accounts and the enabled regions.
 pub const FANOUT_TARGETS: &[&str] = &[
     "organizations:ListAccounts",
@@ -120,8 +133,16 @@ pub const FANOUT_OBJECTS: &[&str] = &["s3:ListBucket", "s3:PutObject", "s3:GetOb
 /// Reading the secret.
 pub const SECRET: &[&str] = &["secretsmanager:GetSecretValue"];
 
-/// The functions that mint or verify approval links: the only readers of the link secret.
-pub const LINK_FUNCTIONS: &[&str] = &["idle-ec2", "ebs-cleanup", "s3-public", "tag-compliance", "approval"];
+/// The functions that mint or verify approval links (and savings-report, which signs its report's
+/// link): the only readers of the link secret.
+pub const LINK_FUNCTIONS: &[&str] = &[
+    "idle-ec2",
+    "ebs-cleanup",
+    "s3-public",
+    "tag-compliance",
+    "approval",
+    "savings-report",
+];
 
 /// The state-table keys a notifying function may write (`dynamodb:LeadingKeys`); `None`: the
 /// function's writes are not limited by key (but no function other than the approval function
@@ -132,6 +153,21 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
         "jira-sync" => Some(&["TICKET#*"]),
         "rightsizing" => Some(&["PRICES#*", "RUN#*"]),
         _ => None,
+    }
+}
+
+/// What the stack reserves with `ReserveConcurrency=true` (each function's
+/// `ReservedConcurrentExecutions` in the template, added up): in one account, or in organisation
+/// mode with `FanOutConcurrency` (five fanned-out functions reserve it each). The template test
+/// checks this against the template's own figures.
+pub fn reserved_concurrency(fanout_concurrency: Option<u32>) -> u32 {
+    // approval 20, slack-notify 5, jira-sync 2, cost-alert 1, savings-report 1.
+    const FIXED: u32 = 29;
+    match fanout_concurrency {
+        // org-fanout 2, and each fanned-out function the fan-out's concurrency.
+        Some(n) => FIXED + 2 + 5 * n,
+        // idle-ec2 1, ebs-cleanup 1, s3-public 2, tag-compliance 5, rightsizing 1.
+        None => FIXED + 10,
     }
 }
 
@@ -228,6 +264,7 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
     out.extend(state.iter().map(|a| (Scope::Table, *a)));
     if publish {
         out.extend(PUBLISH.iter().map(|a| (Scope::Topic, *a)));
+        out.extend(PUBLISH_KEY.iter().map(|a| (Scope::TopicKey, *a)));
     }
     out.extend(SECRET.iter().map(|a| (Scope::Secret, *a)));
     if LINK_FUNCTIONS.contains(&function) {
@@ -235,6 +272,9 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
     }
     if function == "savings-report" {
         out.extend(REPORT_OBJECTS.iter().map(|a| (Scope::ReportBucket, *a)));
+    }
+    if function == "approval" {
+        out.extend(REPORT_READ.iter().map(|a| (Scope::ReportBucket, *a)));
     }
     if function == "org-fanout" {
         out.extend(FANOUT_OBJECTS.iter().map(|a| (Scope::ResultsBucket, *a)));

@@ -450,7 +450,10 @@ impl Default for RightsizingPolicy {
             lookback_days: 14,
             headroom_percent: 30.0,
             min_days_with_data: 7,
-            bedrock_model_id: "anthropic.claude-3-haiku-20240307-v1:0".into(),
+            // Amazon's own model through the global inference profile: no AWS Marketplace
+            // subscription or use-case form (third-party models need both on their first call),
+            // and Active (Claude 3 Haiku reached its end of life in most regions on 2026-09-10).
+            bedrock_model_id: "global.amazon.nova-2-lite-v1:0".into(),
             bedrock_timeout_seconds: 20,
             max_candidates: 3,
         }
@@ -509,7 +512,8 @@ pub struct SavingsReportPolicy {
     pub bucket: String,
     /// Key prefix of the reports in the bucket.
     pub prefix: String,
-    /// How long the presigned link in the message works, in hours (S3 allows at most 7 days).
+    /// How long the report's link in the message works, in hours (at most 90 days): a link the
+    /// approval function serves, signed with the link key.
     pub link_hours: u32,
 }
 
@@ -954,9 +958,9 @@ impl Policy {
                 report.weeks
             ));
         }
-        if !(1..=168).contains(&report.link_hours) {
+        if !(1..=2160).contains(&report.link_hours) {
             return Err(format!(
-                "savings_report.link_hours: must be between 1 and 168 (S3 presigned links last 7 days at most), got {}",
+                "savings_report.link_hours: must be between 1 and 2160 (90 days), got {}",
                 report.link_hours
             ));
         }

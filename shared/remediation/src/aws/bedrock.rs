@@ -35,6 +35,11 @@ pub struct Bedrock {
 }
 
 impl Bedrock {
+    /// The model asked (a model id or an inference profile).
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
     /// A client from `config` (its own `endpoint`, if given) that gives up after `timeout` and
     /// does not retry: a throttled or slow model falls back to the rules at once.
     pub fn new(config: &aws_config::SdkConfig, endpoint: Option<&str>, model_id: &str, timeout: Duration) -> Bedrock {

@@ -88,6 +88,33 @@ impl Intercept for StripAccountHost {
     }
 }
 
+/// The text of the object `key` in `bucket` (a stored weekly report), `None` when there is no
+/// such object; the bucket in the clients' region.
+pub async fn object_text(clients: &crate::aws::Clients, bucket: &str, key: &str) -> Result<Option<String>> {
+    let config = &clients.config;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(clients.calls.clone())
+            .retry_config(crate::aws::patience::S3.retry())
+            .timeout_config(crate::aws::patience::S3.timeouts())
+            .build(),
+    );
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => {
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::Config(format!("s3 GetObject {key}: the body could not be read: {e}")))?
+                .into_bytes();
+            Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+        Err(e) => Err(Error::aws("s3", "GetObject", e)),
+    }
+}
+
 impl S3 {
     /// Builds the adapter from the shared clients' configuration, for `account` (S3 Control
     /// needs it); its calls are counted with theirs.

@@ -21,7 +21,8 @@ const MEMBERS: usize = 5;
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const PER_ITEM: usize = 500;
 const CONCURRENCY: usize = 4;
-const RESULTS: &str = "finops-bench-results";
+// The results bucket the template's org-fanout role is resolved with in the harness (`Stack`).
+const RESULTS: &str = "finops-fanout-results";
 /// EC2's documented refill rate for non-mutating actions (requests per second, per account and region).
 const EC2_REFILL_PER_SECOND: usize = 20;
 
@@ -121,9 +122,11 @@ pub async fn run(moto_command: &[String], me: &std::path::Path) {
     println!("seeded in {:.1} s", seeded.elapsed().as_secs_f64());
 
     // The targets step, as the state machine runs it.
-    let app =
-        org_fanout::handler::App::with_bucket(finops_tests::deps(&moto, policy(), None, None).await, RESULTS.into())
-            .unwrap_or_else(|e| fail(e));
+    let app = org_fanout::handler::App::with_bucket(
+        finops_tests::deps(&moto, "org-fanout", policy(), None, None).await,
+        RESULTS.into(),
+    )
+    .unwrap_or_else(|e| fail(e));
     let targets = org_fanout::handler::handle(
         serde_json::json!({"source": "finops.targets", "rule": "idle-ec2", "run_id": "bench-1"}),
         &app,

@@ -647,7 +647,7 @@ async fn human_in_the_loop() {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "m5.xlarge", &[("Owner", "ana"), ("Name", "forgotten-etl")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
-    let deps = lp.detector_deps(policy).await;
+    let deps = lp.detector_deps("idle-ec2", policy).await;
     let event: serde_json::Value =
         serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
     let report = idle_ec2::handler::handle(event, &deps, Utc::now())
@@ -735,7 +735,7 @@ async fn snooze(lp: &mut finops_tests::approvals::Loop) -> String {
     let id = seed::run_instance(&c.ec2, "c5.2xlarge", &[("Owner", "raj"), ("Name", "quarter-end-batch")]).await;
     seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
     let dry = finops_tests::approvals::slack_policy(Mode::DryRun, "U0DEMO");
-    let deps = lp.detector_deps(dry).await;
+    let deps = lp.detector_deps("idle-ec2", dry).await;
     let event: serde_json::Value =
         serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
     idle_ec2::handler::handle(event.clone(), &deps, Utc::now())
@@ -796,7 +796,7 @@ async fn past_weeks(lp: &finops_tests::approvals::Loop) {
         ..Policy::default()
     };
     println!("   policy: {{mode: auto, max_actions_percent: 100}}");
-    let deps = lp.detector_deps(auto).await;
+    let deps = lp.detector_deps("idle-ec2", auto).await;
     let event: serde_json::Value =
         serde_json::from_str(include_str!("../../../../events/idle-ec2/scheduled.json")).unwrap_or_else(|e| fail(e));
     for (weeks_ago, types) in [
@@ -871,7 +871,7 @@ async fn jira(lp: &finops_tests::approvals::Loop, opened: &[serde_json::Value], 
     let mut policy = Policy::default();
     policy.jira.site_url = server.url();
     policy.jira.project_key = "FIN".into();
-    let mut deps = lp.detector_deps(policy).await;
+    let mut deps = lp.detector_deps("jira-sync", policy).await;
     deps.secrets = remediation::secrets::Secrets::parse(
         "demo",
         r#"{"jira_email": "finops-bot@example.com", "jira_api_token": "demo-token"}"#,

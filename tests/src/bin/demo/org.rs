@@ -93,21 +93,28 @@ pub async fn run() {
         ..Policy::default()
     };
     println!("\npolicy: organization: {{accounts_from: organizations, regions: [us-east-1, eu-west-1], max_concurrency: 4}}, mode dry-run");
-    let mut deps = finops_tests::deps(&moto, policy.clone(), Some(TABLE), None).await;
-    deps.pricing = Some(PriceList::new(
-        &deps.clients.config,
-        &deps.clients.calls,
-        Some(&price_server.url()),
-    ));
-    let app = org_fanout::handler::App::with_bucket(finops_tests::deps(&moto, policy, None, None).await, BUCKET.into())
-        .unwrap_or_else(|e| fail(e));
+    // Each rule runs as its own role in the template.
+    let mut deps = finops_tests::deps(&moto, "idle-ec2", policy.clone(), Some(TABLE), None).await;
+    let mut ebs_deps = finops_tests::deps(&moto, "ebs-cleanup", policy.clone(), Some(TABLE), None).await;
+    for d in [&mut deps, &mut ebs_deps] {
+        d.pricing = Some(PriceList::new(
+            &d.clients.config,
+            &d.clients.calls,
+            Some(&price_server.url()),
+        ));
+    }
+    let app = org_fanout::handler::App::with_bucket(
+        finops_tests::deps(&moto, "org-fanout", policy, None, None).await,
+        BUCKET.into(),
+    )
+    .unwrap_or_else(|e| fail(e));
     let now = Utc::now();
 
     for rule_name in ["idle-ec2", "ebs-cleanup"] {
         let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
             match rule_name {
                 "idle-ec2" => Box::pin(idle_ec2::handler::handle(v, &deps, now)),
-                _ => Box::pin(ebs_cleanup::handler::handle(v, &deps, now)),
+                _ => Box::pin(ebs_cleanup::handler::handle(v, &ebs_deps, now)),
             }
         };
         let run_id = format!("{rule_name}-demo-1");

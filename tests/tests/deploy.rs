@@ -1,0 +1,226 @@
+//! The stack deploys on the first try and works as deployed: the template read against what AWS
+//! enforces at deployment and at run time (each rule cites AWS's page), resolved by the harness
+//! as CloudFormation would resolve it for a given set of parameters.
+
+use std::collections::BTreeSet;
+
+use finops_tests::infra::{load, strings};
+use finops_tests::{Moto, Stack};
+use serde_json::Value;
+use serde_norway::Value as Yaml;
+
+/// The logical id a `!Ref X` or `!GetAtt X.Arn` names.
+fn logical(v: &Yaml) -> Option<String> {
+    let shown = format!("{v:?}");
+    let start = shown.find("value: String(\"")? + "value: String(\"".len();
+    let rest = &shown[start..];
+    let name = &rest[..rest.find('"')?];
+    Some(name.split('.').next().unwrap_or(name).to_string())
+}
+
+/// CloudWatch alarms cannot publish to a topic encrypted with the AWS-managed key `alias/aws/sns`
+/// (its key policy cannot be changed to let cloudwatch.amazonaws.com use it): the topic needs a
+/// customer managed key whose policy does.
+/// https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
+/// ("If you use a KMS key ... CloudWatch ... kms:Decrypt and kms:GenerateDataKey")
+/// https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+#[test]
+fn every_topic_an_alarm_publishes_to_has_a_key_cloudwatch_may_use() {
+    let t = load("template.yaml");
+    let resources = t["Resources"].as_mapping().unwrap();
+    let mut alarm_topics = BTreeSet::new();
+    for (_, r) in resources {
+        if r["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+            continue;
+        }
+        for action in r["Properties"]["AlarmActions"].as_sequence().into_iter().flatten() {
+            alarm_topics.insert(logical(action).expect("an alarm action names a topic"));
+        }
+    }
+    assert!(!alarm_topics.is_empty(), "the template's alarms publish to a topic");
+    for topic in &alarm_topics {
+        let key = &t["Resources"][topic.as_str()]["Properties"]["KmsMasterKeyId"];
+        assert_ne!(
+            key.as_str(),
+            Some("alias/aws/sns"),
+            "{topic}: CloudWatch cannot use the AWS-managed SNS key"
+        );
+        let Some(key) = logical(key) else {
+            // Unencrypted is allowed by CloudWatch, but checkov asks for encryption at rest.
+            panic!("{topic} is not encrypted with a key of this stack: {key:?}");
+        };
+        let key_resource = &t["Resources"][key.as_str()];
+        assert_eq!(
+            key_resource["Type"].as_str(),
+            Some("AWS::KMS::Key"),
+            "{topic}'s key {key}"
+        );
+        let statements = key_resource["Properties"]["KeyPolicy"]["Statement"]
+            .as_sequence()
+            .unwrap();
+        let cloudwatch_may = statements.iter().any(|s| {
+            let actions = strings(&s["Action"]);
+            s["Effect"].as_str() == Some("Allow")
+                && strings(&s["Principal"]["Service"])
+                    .iter()
+                    .any(|p| p == "cloudwatch.amazonaws.com")
+                && actions.iter().any(|a| a == "kms:Decrypt")
+                && actions
+                    .iter()
+                    .any(|a| a == "kms:GenerateDataKey*" || a == "kms:GenerateDataKey")
+        });
+        assert!(
+            cloudwatch_may,
+            "{key}'s policy does not let CloudWatch encrypt to {topic}"
+        );
+        assert_eq!(
+            key_resource["Properties"]["EnableKeyRotation"].as_bool(),
+            Some(true),
+            "{key} rotates"
+        );
+    }
+}
+
+/// Each function's reserved concurrency as `parameters` deploy it.
+async fn reservations(moto: &Moto, parameters: &[(&str, &str)]) -> Vec<(String, u64)> {
+    let mut stack = Stack::default();
+    for (k, v) in parameters {
+        stack.parameters.insert(k.to_string(), v.to_string());
+    }
+    let functions = moto.template(&stack).await;
+    functions
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, f)| f["deployed"] == true)
+        .filter_map(|(name, f)| f["reserved_concurrency"].as_u64().map(|n| (name.clone(), n)))
+        .collect()
+}
+
+/// Lambda keeps at least 100 executions of an account's quota unreserved, and a new account's
+/// quota can be as low as 10: any reservation then fails the stack's creation.
+/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
+/// https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html ("Lambda ... keeps at
+/// least 100 units of concurrency unreserved"; new accounts may have a lower quota)
+#[tokio::test]
+async fn the_stack_reserves_no_concurrency_unless_asked_and_then_leaves_100_of_1000_free() {
+    let moto = Moto::start().expect("moto");
+    let by_default = reservations(&moto, &[]).await;
+    assert!(by_default.is_empty(), "reserved by default: {by_default:?}");
+    let org = [
+        ("ReserveConcurrency", "true"),
+        ("EnableOrganization", "true"),
+        ("OrganizationId", "o-abcdefghij"),
+        ("EnableJira", "true"),
+        ("FanOutConcurrency", "170"),
+    ];
+    let asked = reservations(&moto, &org).await;
+    assert!(!asked.is_empty(), "ReserveConcurrency=true reserves");
+    let total: u64 = asked.iter().map(|(_, n)| n).sum();
+    assert!(
+        total + 100 <= 1000,
+        "{total} reserved at FanOutConcurrency's maximum: {asked:?}"
+    );
+    // What `finops doctor` tells the operator the stack needs is the template's own figure.
+    assert_eq!(
+        total,
+        u64::from(remediation::permissions::reserved_concurrency(Some(170)))
+    );
+    let single = reservations(&moto, &[("ReserveConcurrency", "true"), ("EnableJira", "true")]).await;
+    let total: u64 = single.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        total,
+        u64::from(remediation::permissions::reserved_concurrency(None)),
+        "{single:?}"
+    );
+}
+
+/// `PutConfigRule` fails without a configuration recorder (NoAvailableConfigurationRecorderException),
+/// which rolls the whole stack back: the rules are created only when asked, and samconfig does
+/// not ask. https://docs.aws.amazon.com/config/latest/APIReference/API_PutConfigRule.html
+#[tokio::test]
+async fn config_rules_are_created_only_when_asked_and_samconfig_does_not_ask() {
+    let t = load("template.yaml");
+    assert_eq!(t["Parameters"]["EnableConfigRules"]["Default"].as_str(), Some("false"));
+    let samconfig = std::fs::read_to_string(finops_tests::moto::workspace_root().join("infra/samconfig.toml")).unwrap();
+    assert!(
+        !samconfig.contains("EnableConfigRules=true") && !samconfig.contains("EnableConfigRules=\\\"true"),
+        "samconfig.toml turns the Config rules on:\n{samconfig}"
+    );
+    for (name, r) in t["Resources"].as_mapping().unwrap() {
+        if r["Type"].as_str() == Some("AWS::Config::ConfigRule") {
+            assert_eq!(
+                r["Condition"].as_str(),
+                Some("ConfigRules"),
+                "{name:?} is created unconditionally"
+            );
+        }
+    }
+}
+
+/// Does the EventBridge `pattern` match `event`? Exact values, nested objects and `prefix`
+/// (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html).
+fn matches(pattern: &Value, event: &Value) -> bool {
+    let Some(fields) = pattern.as_object() else {
+        return false;
+    };
+    fields.iter().all(|(k, want)| {
+        let got = &event[k];
+        match want {
+            Value::Object(_) => matches(want, got),
+            Value::Array(options) => options.iter().any(|o| match o {
+                Value::Object(op) if op.contains_key("prefix") => got
+                    .as_str()
+                    .zip(op["prefix"].as_str())
+                    .is_some_and(|(g, p)| g.starts_with(p)),
+                other => other == got,
+            }),
+            other => other == got,
+        }
+    })
+}
+
+fn compliance_change(rule: &str) -> Value {
+    serde_json::json!({
+        "version": "0", "id": "e9a1c1ba-0000-0000-0000-000000000000",
+        "detail-type": "Config Rules Compliance Change", "source": "aws.config",
+        "account": "123456789012", "time": "2026-12-07T06:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:s3:::photos"],
+        "detail": {
+            "resourceId": "photos", "awsRegion": "us-east-1", "awsAccountId": "123456789012",
+            "configRuleName": rule, "recordVersion": "1.0",
+            "configRuleARN": "arn:aws:config:us-east-1:123456789012:config-rule/config-rule-abcdef",
+            "messageType": "ComplianceChangeNotification", "resourceType": "AWS::S3::Bucket",
+            "newEvaluationResult": {"complianceType": "NON_COMPLIANT"}
+        }
+    })
+}
+
+/// s3-public wakes on its own two Config rules' NON_COMPLIANT buckets, not on any other rule's
+/// (this stack's required-tags rule included). The event's shape:
+/// https://docs.aws.amazon.com/config/latest/developerguide/monitor-config-with-cloudwatchevents.html
+#[tokio::test]
+async fn s3_public_wakes_on_its_own_config_rules_and_no_other() {
+    let moto = Moto::start().expect("moto");
+    let mut stack = Stack::default();
+    stack.parameters.insert("EnableConfigRules".into(), "true".into());
+    let functions = moto.template(&stack).await;
+    let pattern = &functions["s3-public"]["events"]["ComplianceChange"]["Properties"]["Pattern"];
+    assert!(pattern.is_object(), "{pattern}");
+    for own in ["finops-s3-public-read-prohibited", "finops-s3-public-write-prohibited"] {
+        assert!(
+            matches(pattern, &compliance_change(own)),
+            "{own} does not wake s3-public: {pattern}"
+        );
+    }
+    for other in [
+        "finops-required-tags",
+        "securityhub-s3-bucket-logging-enabled-1a2b3c",
+        "s3-bucket-versioning-enabled",
+    ] {
+        assert!(
+            !matches(pattern, &compliance_change(other)),
+            "{other} wakes s3-public: {pattern}"
+        );
+    }
+}
