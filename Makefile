@@ -32,7 +32,7 @@ help:
 	@echo "make bench    API calls, wall time and peak memory: idle scan at N=1,000 and 5,000, then every other scan"
 	@echo "make lint     rustfmt check and clippy -D warnings"
 	@echo "make infra-check  cfn-lint and checkov on infra/template.yaml (part of make test)"
-	@echo "make deploy   sam build + sam deploy --guided (installs the SAM CLI in .venv-sam; needs AWS credentials)"
+	@echo "make deploy   sam build + sam deploy (--guided the first time; installs the SAM CLI in .venv-sam; needs AWS credentials)"
 	@echo "make emergency-stop TABLE=<state table> REASON='...': every function runs as dry-run, approvals execute nothing"
 	@echo "make resume TABLE=<state table>: back to the policy's modes (make emergency-status shows the switch)"
 
@@ -122,8 +122,12 @@ lint:
 fmt:
 	cargo fmt --all
 
+# SAM's cargo-lambda builder copies the binaries from <CodeUri>/target whatever CARGO_TARGET_DIR
+# says, so it builds there. Guided the first time (it asks, and saves the answers in
+# infra/samconfig.toml); once SecretArn is saved there, it deploys with the saved answers.
 deploy: build-tools $(SAM_VENV)/.installed
-	cd infra && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy --guided
+	cd infra && CARGO_TARGET_DIR=$(CURDIR)/target SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --beta-features
+	cd infra && SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam deploy $$(grep -q SecretArn samconfig.toml || echo --guided)
 
 # The operator's `finops` (from the shared debug build) in $(BINDIR).
 finops: debug-build

@@ -43,7 +43,11 @@ def clear():
 
 
 def principal_of(environ):
-    m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/aws4_request", environ.get("HTTP_AUTHORIZATION", ""))
+    signed = environ.get("HTTP_AUTHORIZATION", "")
+    if not signed:
+        # A presigned URL carries its credential in the query string.
+        signed = "Credential=" + urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0]
+    m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/aws4_request", signed)
     if not m:
         return None, "", ""
     with _lock:
@@ -89,7 +93,7 @@ def _condition_holds(operator, key, policy_values, context):
     policy_values = _list(policy_values)
     if base == "Null":
         want_absent = str(policy_values[0]).lower() == "true"
-        return absent == want_absent
+        return (absent or not values) == want_absent
     negated = "Not" in base
     if qualifier == "ForAllValues":
         if absent or not values:
@@ -201,13 +205,18 @@ def _dynamodb(op, body, account, region):
         return [item_request("GetItem", i["Get"].get("TableName", ""), i["Get"].get("Key"))
                 for i in body.get("TransactItems") or [] if "Get" in i]
     if op == "BatchWriteItem":
+        # Authorised as dynamodb:BatchWriteItem (not the items' PutItem/DeleteItem), with the
+        # items' partition keys as dynamodb:LeadingKeys.
         out = []
         for table, requests in (body.get("RequestItems") or {}).items():
+            hk = _hash_key(table, account, region)
+            leads = []
             for r in requests:
-                if "PutRequest" in r:
-                    out.append(item_request("PutItem", table, r["PutRequest"].get("Item")))
-                if "DeleteRequest" in r:
-                    out.append(item_request("DeleteItem", table, r["DeleteRequest"].get("Key")))
+                item = (r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key") or {}
+                lead = _attr(item.get(hk))
+                if lead is not None:
+                    leads.append(lead)
+            out.append(("dynamodb:BatchWriteItem", table_arn(table), {"dynamodb:LeadingKeys": leads}))
         return out
     if op == "BatchGetItem":
         out = []
@@ -538,7 +547,10 @@ def check(environ, body):
     statements = _statements(principal)
     account = principal.get("account", ACCOUNT)
     for action, resource, context in requests_of(service, region, account, environ, body):
-        why = decide(statements, action, resource, context)
+        try:
+            why = decide(statements, action, resource, context)
+        except ValueError:  # a condition operator this evaluator does not know: refuse, never allow
+            why = "implicit"
         if why != "allow":
             refusals.append({"principal": principal["name"], "action": action, "resource": resource, "why": why})
             return refusal(service, principal, action, resource, why)

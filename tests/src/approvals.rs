@@ -20,6 +20,8 @@ use crate::{seed, Moto, Stack};
 pub const TABLE: &str = "finops-state";
 pub const SECRET_ID: &str = "finops/autopilot";
 pub const LINK_KEY: &str = "k3y-for-signing-approval-links-0123456789";
+/// The report-link key (a secret of its own in the template).
+pub const REPORT_LINK_KEY: &str = "k3y-for-signing-report-links-0123456789ab";
 pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 /// Everything of one loop.
@@ -97,16 +99,8 @@ impl Loop {
         let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
         let (slack, slack_server) = SlackStandIn::start().await;
         let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-        let secret_arn = sm
-            .create_secret()
-            .name(SECRET_ID)
-            .secret_string(secret_json(&format!("{}/services/T000/B000/XXXX", slack_server.url())))
-            .send()
-            .await
-            .expect("CreateSecret")
-            .arn()
-            .unwrap_or_default()
-            .to_string();
+        let webhook = format!("{}/services/T000/B000/XXXX", slack_server.url());
+        let secret_arn = seed::create_secret(&sm, SECRET_ID, &secret_json(&webhook)).await;
         let mut secrets = Secrets::load(&sm, SECRET_ID).await.expect("the secret reads back");
         if idp.is_some() {
             secrets.oidc_client_secret = Some(crate::oidc::CLIENT_SECRET.into());
@@ -184,10 +178,13 @@ impl Loop {
         let clients = moto.clients_as(function, &stack).await;
         let topic = stack.topic.as_str();
         let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &stack.approval_url).ok();
+        let report_links =
+            remediation::approval::LinkSigner::new(REPORT_LINK_KEY.as_bytes().to_vec(), &stack.approval_url).ok();
         Deps {
             state: Some(DynamoState::new(clients.dynamodb.clone(), TABLE)),
             publisher: Some(remediation::notify::SnsPublisher::new(clients.sns.clone(), topic)),
             links,
+            report_links,
             metrics_concurrency: 4,
             config_test_mode: true,
             clients,

@@ -233,6 +233,17 @@ impl SlackStandIn {
                 if let Some(scripted) = state.script.lock().expect("lock").pop_front() {
                     return scripted;
                 }
+                // A webhook message without text or blocks is refused and not posted, as Slack
+                // does (400 `no_text`; a body that is not JSON: `invalid_payload`).
+                if !api {
+                    match serde_json::from_str::<serde_json::Value>(&req.body) {
+                        Err(_) => return Response::new(400, "text/plain", "invalid_payload"),
+                        Ok(v) if v.get("text").is_none() && v.get("blocks").is_none() => {
+                            return Response::new(400, "text/plain", "no_text")
+                        }
+                        Ok(_) => {}
+                    }
+                }
                 state.posted.lock().expect("lock").push(req);
                 let mut resp = if api {
                     Response::new(

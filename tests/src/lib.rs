@@ -34,6 +34,7 @@ pub async fn deps(moto: &Moto, function: &str, policy: Policy, table: Option<&st
         state: table.map(|t| DynamoState::new(clients.dynamodb.clone(), t)),
         publisher: topic.map(|t| SnsPublisher::new(clients.sns.clone(), t)),
         links: LinkSigner::new(vec![42u8; 32], "http://127.0.0.1:9/approval").ok(),
+        report_links: LinkSigner::new(vec![43u8; 32], "http://127.0.0.1:9/approval").ok(),
         metrics_concurrency: 4,
         config_test_mode: true,
         clients,

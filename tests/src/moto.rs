@@ -278,6 +278,8 @@ pub struct Stack {
     pub secret_arn: String,
     /// The link secret's ARN.
     pub link_secret_arn: String,
+    /// The report-link secret's ARN.
+    pub report_link_secret_arn: String,
     /// The approval function's URL.
     pub approval_url: String,
     /// The savings reports' bucket.
@@ -297,6 +299,8 @@ impl Default for Stack {
             topic_key_arn: "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000".into(),
             secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops-AbCdEf".into(),
             link_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/approval-links-AbCdEf".into(),
+            report_link_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/report-links-AbCdEf"
+                .into(),
             approval_url: "http://127.0.0.1:9/".into(),
             report_bucket: "finops-reports".into(),
             results_bucket: "finops-fanout-results".into(),
@@ -336,6 +340,7 @@ impl Stack {
             "TopicKey": self.topic_key_arn,
             "TopicKey.Arn": self.topic_key_arn,
             "LinkSecret": self.link_secret_arn,
+            "ReportLinkSecret": self.report_link_secret_arn,
             "ApprovalFunctionUrl.FunctionUrl": self.approval_url,
             "ReportBucket": self.report_bucket,
             "ReportBucket.Arn": format!("arn:aws:s3:::{}", self.report_bucket),

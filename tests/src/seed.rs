@@ -295,6 +295,19 @@ pub async fn topic_with_queue(sns: &aws_sdk_sns::Client, sqs: &aws_sdk_sqs::Clie
     (topic_arn, queue_url)
 }
 
+/// Creates the secret `name` holding `value` (JSON text); its ARN.
+pub async fn create_secret(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> String {
+    sm.create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("CreateSecret")
+        .arn()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Encrypts `topic_arn` with the key `key_arn`, as the template encrypts its topic with its own
 /// customer managed key (publishers then need that key: `tests/aws_iam.py`).
 pub async fn encrypt_topic(sns: &aws_sdk_sns::Client, topic_arn: &str, key_arn: &str) {

@@ -207,7 +207,11 @@ async fn s3_public_wakes_on_its_own_config_rules_and_no_other() {
     let functions = moto.template(&stack).await;
     let pattern = &functions["s3-public"]["events"]["ComplianceChange"]["Properties"]["Pattern"];
     assert!(pattern.is_object(), "{pattern}");
-    for own in ["finops-s3-public-read-prohibited", "finops-s3-public-write-prohibited"] {
+    for own in [
+        "finops-s3-public-read-prohibited",
+        "finops-s3-public-write-prohibited",
+        "securityhub-s3-bucket-public-read-prohibited-9f8e7d",
+    ] {
         assert!(
             matches(pattern, &compliance_change(own)),
             "{own} does not wake s3-public: {pattern}"
@@ -222,5 +226,126 @@ async fn s3_public_wakes_on_its_own_config_rules_and_no_other() {
             !matches(pattern, &compliance_change(other)),
             "{other} wakes s3-public: {pattern}"
         );
+    }
+}
+
+/// `make deploy` works from the repository root whatever `CARGO_TARGET_DIR` says: SAM's
+/// cargo-lambda builder copies each binary from `<CodeUri>/target/lambda/<bin>` (aws-lambda-builders'
+/// rust_cargo workflow), so `sam build` must build there; the template is found in `infra/`.
+#[test]
+fn make_deploy_builds_where_sam_copies_from_and_finds_the_template() {
+    let root = finops_tests::moto::workspace_root();
+    let out = std::process::Command::new("make")
+        .current_dir(&root)
+        .args(["-n", "deploy"])
+        .env("CARGO_TARGET_DIR", "/tmp/a-cache-elsewhere")
+        .output()
+        .expect("make runs");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let build = plan
+        .lines()
+        .find(|l| l.contains("sam build"))
+        .unwrap_or_else(|| panic!("no sam build in:\n{plan}"));
+    assert!(
+        build.contains(&format!("CARGO_TARGET_DIR={}/target ", root.display())) && build.starts_with("cd infra &&"),
+        "{build}"
+    );
+    assert!(root.join("infra/template.yaml").is_file());
+    let deploy = plan.lines().find(|l| l.contains("sam deploy")).expect("a sam deploy");
+    assert!(deploy.contains("--guided"), "the first deploy asks: {deploy}");
+}
+
+/// The template as SAM transforms it for CloudFormation (`tests/sam_rehearsal.py`: the SAM
+/// translator `sam deploy` runs, offline, from the SAM CLI's venv `make test` installs).
+fn transformed(parameters: &serde_json::Value) -> Value {
+    let root = finops_tests::moto::workspace_root();
+    let python = root.join(".venv-sam/bin/python");
+    assert!(python.is_file(), "no SAM venv: run make test (make infra-check installs it)");
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/sam_rehearsal.py"))
+        .arg(parameters.to_string())
+        .output()
+        .expect("the SAM translator runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("CloudFormation JSON")
+}
+
+/// The deploy rehearsal: for the default parameters, Jira on and organisation mode, the
+/// CloudFormation SAM makes deploys each function our resolver says it does, with the same
+/// environment, a role that Lambda may assume holding the template's statements (and SAM's own:
+/// logs, the dead-letter queue), and the subscriptions and rules as the code expects them.
+#[tokio::test]
+async fn the_transformed_stack_deploys_each_function_with_its_environment_role_and_events() {
+    let moto = Moto::start().expect("moto");
+    let sets = [
+        serde_json::json!({}),
+        serde_json::json!({"EnableJira": "true"}),
+        serde_json::json!({"EnableOrganization": "true", "OrganizationId": "o-abcdefghij", "EnableConfigRules": "true"}),
+    ];
+    for parameters in sets {
+        let cfn = transformed(&parameters);
+        let resources = cfn["Resources"].as_object().expect("resources");
+        let mut stack = Stack::default();
+        for (k, v) in parameters.as_object().unwrap() {
+            stack.parameters.insert(k.clone(), v.as_str().unwrap().to_string());
+        }
+        let ours = moto.template(&stack).await;
+        for (binary, f) in ours.as_object().unwrap() {
+            let logical = f["logical"].as_str().unwrap();
+            let function = &resources.get(logical).map(|r| r.clone()).unwrap_or(Value::Null);
+            if f["deployed"] != true {
+                // A Condition-gated function: deployed by CloudFormation only when it holds.
+                let condition = function["Condition"].as_str();
+                assert!(condition.is_some(), "{binary} is deployed unconditionally by SAM ({parameters})");
+                continue;
+            }
+            assert_eq!(function["Type"], "AWS::Lambda::Function", "{binary} ({parameters})");
+            // The same variables, by name, as the resolver (Globals merged under the function's).
+            let want: BTreeSet<&str> = f["environment"].as_object().unwrap().keys().map(String::as_str).collect();
+            let have: BTreeSet<&str> = function["Properties"]["Environment"]["Variables"]
+                .as_object()
+                .map(|v| v.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(have, want, "{binary}: environment ({parameters})");
+            // Its role: assumable by Lambda, with logs, the dead-letter queue and every action
+            // the template grants it.
+            let role_name = function["Properties"]["Role"]["Fn::GetAtt"][0].as_str().expect("a role of the stack");
+            let role = &resources[role_name]["Properties"];
+            assert!(role["AssumeRolePolicyDocument"].to_string().contains("lambda.amazonaws.com"), "{binary}");
+            assert!(role["ManagedPolicyArns"].to_string().contains("AWSLambdaBasicExecutionRole"), "{binary}: logs");
+            let actions: BTreeSet<String> = role["Policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap().clone())
+                .flat_map(|s| match &s["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                    _ => vec![],
+                })
+                .collect();
+            assert!(actions.contains("sqs:SendMessage"), "{binary}: the dead-letter queue");
+            for st in f["statements"].as_array().unwrap() {
+                let listed = match &st["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                    _ => vec![],
+                };
+                for a in listed {
+                    assert!(
+                        actions.contains(&a) || st["Effect"] == "Deny" || role_name.is_empty(),
+                        "{binary}: {a} granted in the template but not in SAM's role ({parameters})"
+                    );
+                }
+            }
+        }
+        // slack-notify's subscription filters the body, so alarms (no attributes) reach it.
+        let subscription = &resources["SlackNotifyFunctionMessages"]["Properties"];
+        assert_eq!(subscription["FilterPolicyScope"], "MessageBody");
+        assert_eq!(subscription["FilterPolicy"]["in_digest"][0]["exists"], false);
+        // Only the approval function has a public URL.
+        let urls: Vec<&Value> = resources.values().filter(|r| r["Type"] == "AWS::Lambda::Url").collect();
+        assert_eq!(urls.len(), 1);
+        assert_eq!(urls[0]["Properties"]["TargetFunctionArn"]["Ref"], "ApprovalFunction");
     }
 }

@@ -64,28 +64,13 @@ async fn deployment() -> Deployment {
         "jira_email": JIRA_EMAIL,
         "jira_api_token": JIRA_TOKEN,
     });
-    stack.secret_arn = sm
-        .create_secret()
-        .name("finops/autopilot")
-        .secret_string(secret.to_string())
-        .send()
-        .await
-        .expect("CreateSecret")
-        .arn()
-        .unwrap_or_default()
-        .to_string();
+    stack.secret_arn = seed::create_secret(&sm, "finops/autopilot", &secret.to_string()).await;
     // As the template's LinkSecret: the approval URL and a generated key.
     let link = json!({"approval_url": stack.approval_url, "link_signing_key": "x".repeat(64)});
-    stack.link_secret_arn = sm
-        .create_secret()
-        .name("finops/approval-links")
-        .secret_string(link.to_string())
-        .send()
-        .await
-        .expect("CreateSecret")
-        .arn()
-        .unwrap_or_default()
-        .to_string();
+    stack.link_secret_arn = seed::create_secret(&sm, "finops/approval-links", &link.to_string()).await;
+    // As the template's ReportLinkSecret.
+    let report = json!({"approval_url": stack.approval_url, "report_link_key": "r".repeat(64)});
+    stack.report_link_secret_arn = seed::create_secret(&sm, "finops/report-links", &report.to_string()).await;
     aws_sdk_s3::Client::new(&moto.sdk_config().await)
         .create_bucket()
         .bucket(&stack.report_bucket)

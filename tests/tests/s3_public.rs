@@ -476,3 +476,77 @@ async fn the_sweep_reads_tags_and_website_hosting_only_for_public_buckets() {
     assert_eq!(count(".GetBucketTagging"), 4, "{calls:?}");
     assert_eq!(count(".GetBucketWebsite"), 4, "{calls:?}");
 }
+
+/// A first AWS Config evaluation sends one compliance-change event per bucket, all at once, and
+/// EventBridge delivers at least once: 30 public buckets' events, 5 of them delivered twice, all
+/// in flight together (the default template reserves no concurrency for s3-public, so Lambda runs
+/// them side by side), to s3-public in approve mode as its template role. Each bucket gets exactly
+/// one approval request and one pending approval; no event is lost and none counts twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_thirty_config_events_with_redeliveries_asks_once_per_bucket() {
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, TABLE).await;
+    let buckets: Vec<String> = (0..30).map(|n| format!("burst-{n:02}")).collect();
+    for b in &buckets {
+        client.create_bucket().bucket(b).send().await.expect("CreateBucket");
+        client
+            .put_bucket_policy()
+            .bucket(b)
+            .policy(allow_everyone(b, None))
+            .send()
+            .await
+            .expect("PutBucketPolicy");
+    }
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = finops_tests::seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let mut policy = Policy {
+        mode: Mode::Approve,
+        ..Policy::default()
+    };
+    policy.approvals.anyone_with_link = true;
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), Some(&topic)).await;
+    let template = moto.template(&finops_tests::Stack::default()).await;
+    assert!(
+        template["s3-public"]["reserved_concurrency"].is_null(),
+        "the default template reserves none: the burst runs side by side"
+    );
+
+    let events: Vec<serde_json::Value> = buckets
+        .iter()
+        .chain(buckets.iter().take(5))
+        .map(|b| change(b, "NON_COMPLIANT"))
+        .collect();
+    // All in flight together, as Lambda runs them side by side.
+    let runs = futures::future::join_all(
+        events
+            .into_iter()
+            .map(|e| s3_public::handler::handle(e, &deps, Utc::now())),
+    )
+    .await;
+    for r in runs {
+        r.expect("each event is handled");
+    }
+
+    let messages = finops_tests::seed::drain_queue(&sqs, &queue).await;
+    let mut asked: Vec<String> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m["Message"].as_str()?).ok())
+        .filter(|m| m["type"] == "approval-request")
+        .filter_map(|m| m["finding"]["resource"]["id"].as_str().map(str::to_string))
+        .collect();
+    asked.sort();
+    assert_eq!(asked, buckets, "one approval request per bucket, none twice");
+    let items = finops_tests::seed::scan_table(&c.dynamodb, TABLE).await;
+    let pending = items
+        .iter()
+        .filter(|i| {
+            i.get("sk").map(String::as_str) == Some("REQUEST") && i.get("status").map(String::as_str) == Some("pending")
+        })
+        .count();
+    assert_eq!(pending, 30, "one pending approval per bucket");
+    assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
+    // Nothing was blocked: approve mode asks.
+    assert_eq!(bucket_block(&client, "burst-00").await, None);
+}

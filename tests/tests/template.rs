@@ -31,6 +31,8 @@ fn scopes(resource: &Value) -> Vec<Scope> {
                 Scope::Topic
             } else if shown.contains("\"SecretArn\"") {
                 Scope::Secret
+            } else if shown.contains("\"ReportLinkSecret\"") || shown.contains("report-links") {
+                Scope::ReportLinkSecret
             } else if shown.contains("\"LinkSecret\"") || shown.contains("approval-links") {
                 Scope::LinkSecret
             } else if shown.contains("ReportBucket.Arn") {
@@ -299,6 +301,14 @@ fn the_link_key_the_notifiers_keys_and_the_switch_are_each_closed_to_who_does_no
             .iter()
             .any(|s| s["Effect"].as_str() == Some("Allow") && scopes(&s["Resource"]).contains(&Scope::LinkSecret));
         assert_eq!(reads_link, LINK_FUNCTIONS.contains(f), "{f}: link secret");
+        let reads_report_link = sts.iter().any(|s| {
+            s["Effect"].as_str() == Some("Allow") && scopes(&s["Resource"]).contains(&Scope::ReportLinkSecret)
+        });
+        assert_eq!(
+            reads_report_link,
+            remediation::permissions::REPORT_LINK_FUNCTIONS.contains(f),
+            "{f}: report-link secret"
+        );
         let table_writes: Vec<&Value> = sts
             .iter()
             .filter(|s| {

@@ -231,7 +231,16 @@ async fn report(app: &App, query: &HashMap<String, String>, now: DateTime<Utc>) 
     let Some(token) = query.get("token") else {
         return bad_request("the link has no token");
     };
-    let claims = match app.links.verify_report(token, now) {
+    // The report-link key alone: a report link is never a decision's, and no other key (the
+    // approval links' own, or one they replaced) makes one.
+    let Some(report_links) = &app.deps.report_links else {
+        return html(&Verdict {
+            status: 404,
+            title: "Reports are not served here".into(),
+            message: "This deployment has no report-link key (FINOPS_REPORT_LINK_SECRET_ID).".into(),
+        });
+    };
+    let claims = match report_links.verify_report(token, now) {
         Ok(c) => c,
         Err(remediation::approval::TokenError::Expired) => {
             return html(&Verdict {
@@ -266,6 +275,11 @@ async fn report(app: &App, query: &HashMap<String, String>, now: DateTime<Utc>) 
     match remediation::aws::s3::object_text(&app.deps.clients, &bucket, &claims.key).await {
         Ok(Some(body)) => response(200, "text/html; charset=utf-8", body),
         Ok(None) => missing(),
+        // Without s3:ListBucket, S3 answers a missing key with 403, not 404.
+        Err(e) if e.to_string().contains("AccessDenied") => {
+            tracing::warn!(error = %e, key = %claims.key, "the report is missing or not readable");
+            missing()
+        }
         Err(e) => {
             tracing::error!(error = %e, key = %claims.key, "the report could not be read");
             html(&Verdict {

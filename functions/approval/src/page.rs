@@ -111,9 +111,16 @@ pub fn confirm(c: &Confirm<'_>) -> String {
                 " No snapshot is taken before the delete: once approved, the volume and its data are gone for good."
             }
         }
+        p #why { (remediation::slack::why(f)) }
+        @if let remediation::model::Evidence::IdleEc2(e) = &f.evidence {
+            // Numbers and dates only, drawn by our own code: nothing from outside is in it.
+            figure #days { (PreEscaped(remediation::slack::idle_days_svg(e))) }
+        }
         dl { @for (k, v) in &rows { dt { (k) } dd { (v) } } }
-        h2 { "Evidence" }
-        ul { @for l in remediation::slack::evidence_lines(f) { li { (l) } } }
+        details {
+            summary { "All the evidence" }
+            ul { @for l in remediation::slack::evidence_lines(f) { li { (l) } } }
+        }
         @if let (Some(who), Some(session)) = (&w.signed_in_as, &w.session) {
             form method="post" action=(w.action) {
                 input type="hidden" name="session" value=(session);
@@ -123,6 +130,14 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         } @else {
             @if let Some(url) = &w.sign_in {
                 p { a #sign-in class={ "button " (class) } href=(url) { "Sign in to " (verb.to_ascii_lowercase()) } }
+            }
+            // Two verified people are needed: a typed address never counts as one of them.
+            @if w.typed && w.token.is_some() && c.decision == Decision::Approve && c.required > 1 {
+                p #needs-verified {
+                    "This request needs " (c.required) " verified approvers; a typed address is recorded but never counts as one. "
+                    @if w.sign_in.is_some() { "Sign in above" } @else { "Use the Approve button in Slack" }
+                    " so that your approval counts."
+                }
             }
             @if let (true, Some(token)) = (w.typed, &w.token) {
                 form method="post" action=(w.action) {
@@ -152,7 +167,6 @@ pub fn result(v: &Verdict) -> String {
     let body = html! {
         h1 #result { (v.title) }
         p #detail { (v.message) }
-        p.status { "HTTP " (v.status) }
     };
     shell(&v.title, body)
 }
@@ -218,5 +232,89 @@ mod tests {
             title: HOSTILE.into(),
             message: HOSTILE.into(),
         }));
+    }
+
+    fn idle_finding() -> Finding {
+        let days: Vec<serde_json::Value> = (1..=14)
+            .map(|d| {
+                serde_json::json!({"date": format!("2026-11-{d:02}"), "cpu_average_percent": if d == 3 { None } else { Some(0.8) },
+                                   "network_bytes": 50_000.0, "idle": d != 3})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": "idle-ec2:123456789012:us-east-1:i-0abc", "rule": "idle-ec2",
+            "resource": {"kind": "ec2-instance", "id": "i-0abc", "account": "123456789012", "region": "us-east-1",
+                         "tags": {"Owner": "ana"}},
+            "severity": "medium",
+            "evidence": {"instance_type": "t3.large", "lookback_days": 14, "idle_days": 13, "idle_days_required": 13,
+                         "cpu_daily_average_below": 5.0, "network_bytes_per_day_below": 5_000_000.0,
+                         "max_daily_cpu_average_percent": 0.8, "max_daily_network_bytes": 50_000.0,
+                         "hourly_price_usd": 0.0832, "days": days},
+            "estimated_monthly_savings_usd": 60.74, "action": "stop", "detected_at": "2026-12-01T00:00:00Z"
+        }))
+        .expect("an idle finding")
+    }
+
+    #[test]
+    fn the_page_says_why_in_one_sentence_and_draws_the_days_it_judged() {
+        let f = idle_finding();
+        let page = confirm(&Confirm {
+            decision: Decision::Approve,
+            finding: &f,
+            approvers: &[],
+            have: 0,
+            required: 1,
+            expires: None,
+            ways: Ways::default(),
+        });
+        assert!(
+            page.contains(r#"<p id="why">13/14 days idle (the policy asks for 13): CPU at most 0.8 %/day against a limit of 5.0 %, network at most 0.05 MB/day against 5.00 MB.</p>"#),
+            "{page}"
+        );
+        let svg = &page[page.find("<svg").expect("a chart")..page.find("</svg>").expect("closed")];
+        // Two series of fourteen days: 13 idle bars each, the day without CPU data grey.
+        assert_eq!(svg.matches("fill=\"#1f7a3d\"").count(), 13 + 13, "{svg}");
+        assert!(svg.contains("2026-11-03: no data"), "{svg}");
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2, "both limits drawn");
+        // The raw keys are still there for who wants them, folded away.
+        assert!(page.contains("<details><summary>All the evidence</summary>"), "{page}");
+    }
+
+    #[test]
+    fn a_two_person_request_says_a_typed_address_cannot_count_and_no_page_shows_an_http_status() {
+        let f = idle_finding();
+        let typed = Ways {
+            action: "https://x/decide".into(),
+            token: Some("t".into()),
+            typed: true,
+            ..Ways::default()
+        };
+        let page = confirm(&Confirm {
+            decision: Decision::Approve,
+            finding: &f,
+            approvers: &[],
+            have: 0,
+            required: 2,
+            expires: None,
+            ways: typed.clone(),
+        });
+        assert!(page.contains("This request needs 2 verified approvers"), "{page}");
+        assert!(page.contains("Use the Approve button in Slack"), "{page}");
+        let one = confirm(&Confirm {
+            decision: Decision::Approve,
+            finding: &f,
+            approvers: &[],
+            have: 0,
+            required: 1,
+            expires: None,
+            ways: typed,
+        });
+        assert!(!one.contains("needs-verified"), "{one}");
+        let done = result(&Verdict {
+            status: 202,
+            title: "Approved".into(),
+            message: "The instance is being stopped.".into(),
+        });
+        assert!(!done.contains("HTTP") && !done.contains("202"), "{done}");
     }
 }

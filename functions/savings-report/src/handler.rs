@@ -91,7 +91,7 @@ async fn store(
     // the policy says. An S3 URL presigned with this role's credentials would die with the role's
     // session (hours), whatever it asked for; only a run with long-term credentials and no link
     // key (a laptop) presigns.
-    let url = match &deps.links {
+    let url = match &deps.report_links {
         Some(links) => links.report_link(&key, now + lasts),
         None => {
             let presign = PresigningConfig::expires_in(Duration::from_secs(u64::from(p.link_hours.min(168)) * 3600))

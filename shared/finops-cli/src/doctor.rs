@@ -1,7 +1,9 @@
 //! `finops doctor`: the deployment's preflight and health check, against the account and region
 //! of the current credentials. Each check says ok, or what is wrong and the fix; any failure
-//! makes the exit code 1. It changes nothing: every call is a read, and the Slack webhook is sent
-//! an empty message, which Slack refuses without posting (`no_text`) when the webhook is live.
+//! makes the exit code 1. It changes nothing: every call is a read (one Cost Explorer request,
+//! $0.01), the Slack webhook is sent an empty message, which Slack refuses without posting
+//! (`no_text`) when the webhook is live, and only Amazon's own Bedrock models are asked (a first
+//! call to a third-party model would subscribe the account to it).
 
 use std::time::Duration;
 
@@ -226,22 +228,23 @@ async fn concurrency(clients: &Clients, asked: &Asked) -> Check {
         .unwrap_or(limit);
     let needs = remediation::permissions::reserved_concurrency(asked.fanout_concurrency);
     let found = format!("account quota {limit}, unreserved {unreserved}");
-    // Lambda keeps 100 unreserved: the stack's reservations must fit above that.
-    let fits = i64::from(limit) >= i64::from(needs) + 100;
+    // Lambda keeps 100 unreserved: the stack's reservations must fit in what other functions of
+    // the account have not reserved already, above that.
+    let fits = i64::from(unreserved) >= i64::from(needs) + 100;
     match (asked.reserve_concurrency, fits) {
         (true, true) | (false, true) => ok(NAME, format!("{found} (ReserveConcurrency=true would reserve {needs})")),
         (true, false) => fail(
             NAME,
             format!("{found}: the stack reserves {needs} and Lambda keeps 100 unreserved"),
             format!(
-                "deploy with ReserveConcurrency=false, or ask for a quota of at least {} (Service Quotas, Lambda, Concurrent executions)",
+                "deploy with ReserveConcurrency=false, or ask for a quota that leaves {} unreserved (Service Quotas, Lambda, Concurrent executions)",
                 needs + 100
             ),
         ),
         (false, false) => note(
             NAME,
             found,
-            format!("fine with ReserveConcurrency=false; true would need a quota of at least {}", needs + 100),
+            format!("fine with ReserveConcurrency=false; true would need {} unreserved", needs + 100),
         ),
     }
 }
@@ -342,7 +345,15 @@ async fn slack(secrets: &Option<Secrets>) -> Check {
                 format!("the webhook answered {} {}", r.status, r.body.trim()),
                 "create a new incoming webhook for the channel and put it in slack_webhook_url",
             ),
-            Err(e) => fail(NAME, e.to_string(), "check that this network reaches hooks.slack.com"),
+            // The error names the URL, which is the secret itself: never printed.
+            Err(e) => fail(
+                NAME,
+                format!(
+                    "the webhook could not be reached ({})",
+                    e.to_string().replace(url.as_str(), "<webhook>")
+                ),
+                "check that this network reaches hooks.slack.com and that slack_webhook_url is a URL",
+            ),
         };
     }
     if let Some(token) = &s.slack_bot_token {
@@ -379,6 +390,16 @@ async fn bedrock(clients: &Clients, policy: &Policy, asked: &Asked) -> Check {
     let model = policy.rightsizing.bedrock_model_id.trim();
     if model.is_empty() {
         return ok(NAME, "none configured: the rules explain rightsizing");
+    }
+    // A third-party model's first call subscribes the account to it (AWS Marketplace): the doctor
+    // changes nothing, so it asks Amazon's own models only.
+    let amazons = model.starts_with("amazon.") || model.split_once('.').is_some_and(|(_, m)| m.starts_with("amazon."));
+    if !amazons {
+        return note(
+            NAME,
+            format!("{model}: not called (a first call to a third-party model subscribes the account to it)"),
+            "its first use needs aws-marketplace:Subscribe and ViewSubscriptions (and Anthropic's use-case form); rightsizing falls back to the rules until then",
+        );
     }
     let mut config = aws_sdk_bedrockruntime::config::Builder::from(&clients.config);
     if let Some(endpoint) = &asked.bedrock_endpoint {
@@ -468,6 +489,13 @@ async fn member_roles(clients: &Clients, org: &remediation::policy::Organization
         }
         out.push(match assume.send().await {
             Ok(_) => ok(NAME, format!("{arn} can be assumed")),
+            // The member role trusts only the stack's function roles (role/finops-autopilot/*):
+            // a person's credentials are refused whether or not the role is there.
+            Err(e) if said(&e).contains("AccessDenied") => note(
+                NAME,
+                format!("{arn}: not assumable with these credentials ({})", said(&e)),
+                "expected when run as a person: the role trusts only the stack's functions; the fan-out's run in finops status shows whether they reach it",
+            ),
             Err(e) => fail(
                 NAME,
                 format!("{arn}: {}", said(&e)),

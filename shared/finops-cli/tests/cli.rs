@@ -31,6 +31,11 @@ fn finops_wide(moto: &Moto, table: Option<&str>, args: &[&str]) -> Run {
 }
 
 fn finops_in(moto: &Moto, table: Option<&str>, args: &[&str], columns: Option<&str>) -> Run {
+    finops_with(moto, table, args, columns, &[])
+}
+
+/// `finops args…` with the operator's environment and `extra` variables.
+fn finops_with(moto: &Moto, table: Option<&str>, args: &[&str], columns: Option<&str>, extra: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_finops"));
     cmd.args(args)
         .env_clear()
@@ -46,6 +51,7 @@ fn finops_in(moto: &Moto, table: Option<&str>, args: &[&str], columns: Option<&s
     if let Some(c) = columns {
         cmd.env("COLUMNS", c);
     }
+    cmd.envs(extra.iter().copied());
     let out = cmd.output().expect("finops runs");
     let run = Run {
         code: out.status.code().unwrap_or(-1),
@@ -581,4 +587,189 @@ async fn snooze_refuses_a_place_it_cannot_hold_and_splits_a_pasted_finding_id() 
     .copied()
     .collect();
     assert_eq!(finops(&moto, t, &args).code, 2);
+}
+
+/// `finops doctor` against a healthy deployment in moto (a Config recorder, Cost Explorer, a
+/// quota that leaves room, the secret's keys, a live Slack webhook, the Bedrock model): every
+/// check ok, exit 0, and nothing posted to Slack. Then the same deployment broken the ways a
+/// newcomer's is: each failure named with its fix, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_ok_for_a_healthy_deployment_and_names_each_fault_with_its_fix() {
+    use finops_tests::httpserver::{BedrockStandIn, SlackStandIn};
+    let moto = Moto::start().expect("moto");
+    let (slack, slack_server) = SlackStandIn::start().await;
+    let (bedrock, bedrock_server) = BedrockStandIn::start().await;
+    let config = aws_sdk_config::Client::new(&moto.sdk_config().await);
+    let recorder = aws_sdk_config::types::ConfigurationRecorder::builder()
+        .name("default")
+        .role_arn("arn:aws:iam::123456789012:role/config")
+        .build();
+    config
+        .put_configuration_recorder()
+        .configuration_recorder(recorder)
+        .send()
+        .await
+        .expect("PutConfigurationRecorder");
+    let channel = aws_sdk_config::types::DeliveryChannel::builder()
+        .name("default")
+        .s3_bucket_name("config-bucket")
+        .build();
+    let s3 = aws_sdk_s3::Client::new(&moto.sdk_config().await);
+    s3.create_bucket()
+        .bucket("config-bucket")
+        .send()
+        .await
+        .expect("CreateBucket");
+    config
+        .put_delivery_channel()
+        .delivery_channel(channel)
+        .send()
+        .await
+        .expect("PutDeliveryChannel");
+    config
+        .start_configuration_recorder()
+        .configuration_recorder_name("default")
+        .send()
+        .await
+        .expect("StartConfigurationRecorder");
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+    let webhook = format!("{}/services/T000/B000/XXXX", slack_server.url());
+    let healthy = serde_json::json!({"slack_webhook_url": webhook, "slack_signing_secret": "s3cr3t"}).to_string();
+    sm.create_secret()
+        .name("finops/autopilot")
+        .secret_string(&healthy)
+        .send()
+        .await
+        .expect("CreateSecret");
+    bedrock.answer_next(BedrockStandIn::answer("ok"));
+    let bedrock_url = bedrock_server.url();
+    let doctor = |args: &[&str], extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("FINOPS_BEDROCK_ENDPOINT", bedrock_url.as_str()),
+            ("FINOPS_SECRET_ID", "finops/autopilot"),
+        ];
+        env.extend_from_slice(extra);
+        let args: Vec<&str> = ["doctor"].into_iter().chain(args.iter().copied()).collect();
+        let r = finops_with(&moto, None, &args, None, &env);
+        (r.code, r.stdout)
+    };
+    let (code, text) = tokio::task::block_in_place(|| {
+        doctor(&["--config-rules", "--reserve-concurrency", "--slack-interactive"], &[])
+    });
+    assert_eq!(code, 0, "{text}");
+    for line in [
+        "ok    AWS credentials",
+        "ok    AWS Config recorder     recording (default)",
+        "ok    Cost Explorer",
+        "ok    Lambda concurrency      account quota 1000",
+        "ok    Secret                  finops/autopilot: every key its functions read is there",
+        "ok    Slack                   the webhook answers (an empty test message was refused, nothing posted)",
+        "ok    Bedrock model           global.amazon.nova-2-lite-v1:0 answers",
+        "Everything the deployment needs is in place.",
+    ] {
+        assert!(says(&text, line), "{line:?} missing from:\n{text}");
+    }
+    assert!(
+        slack.posted().is_empty(),
+        "the doctor posted to Slack: {:?}",
+        slack.posted()
+    );
+
+    // Broken: no recorder, a new account's quota, a secret without the signing secret, a revoked
+    // webhook, and a legacy model.
+    config
+        .stop_configuration_recorder()
+        .configuration_recorder_name("default")
+        .send()
+        .await
+        .expect("StopConfigurationRecorder");
+    let quota = remediation::http::HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    let set = quota
+        .send(
+            "moto",
+            "POST",
+            &format!("{}/_finops/lambda-settings", moto.endpoint()),
+            &[("content-type", "application/json")],
+            br#"{"concurrent_executions": 50}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.status, 200);
+    sm.put_secret_value()
+        .secret_id("finops/autopilot")
+        .secret_string(serde_json::json!({"slack_webhook_url": webhook}).to_string())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    slack.answer_next(finops_tests::httpserver::Response::new(404, "text/plain", "no_service"));
+    bedrock.answer_next(BedrockStandIn::error(
+        404,
+        "ResourceNotFoundException",
+        "This model version has reached the end of its life.",
+    ));
+    let (code, text) = tokio::task::block_in_place(|| {
+        doctor(
+            &["--config-rules", "--reserve-concurrency", "--slack-interactive"],
+            &[(
+                "FINOPS_POLICY",
+                "{rightsizing: {bedrock_model_id: amazon.titan-text-lite-v1}}",
+            )],
+        )
+    });
+    assert_eq!(code, 1, "{text}");
+    for want in [
+        "FAIL  AWS Config recorder     no configuration recorder is recording in this region",
+        "or deploy with EnableConfigRules=false",
+        "FAIL  Lambda concurrency      account quota 50, unreserved 50: the stack reserves 39 and Lambda keeps 100 unreserved",
+        "deploy with ReserveConcurrency=false, or ask for a quota that leaves 139 unreserved",
+        "FAIL  Secret                  finops/autopilot lacks slack_signing_secret (SlackInteractive=true)",
+        "FAIL  Slack                   the webhook answered 404 no_service",
+        "create a new incoming webhook",
+        "note  Bedrock model           amazon.titan-text-lite-v1: ResourceNotFoundException: This model version has reached the end of its life.",
+        "4 check(s) failed",
+    ] {
+        assert!(says(&text, want), "{want:?} missing from:\n{text}");
+    }
+    // A third-party model is never called: its first call would subscribe the account to it.
+    let asked_before = bedrock.requests().len();
+    let (_, text) = tokio::task::block_in_place(|| {
+        doctor(
+            &[],
+            &[(
+                "FINOPS_POLICY",
+                "{rightsizing: {bedrock_model_id: anthropic.claude-3-haiku-20240307-v1:0}}",
+            )],
+        )
+    });
+    assert!(
+        says(
+            &text,
+            "note Bedrock model anthropic.claude-3-haiku-20240307-v1:0: not called"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        bedrock.requests().len(),
+        asked_before,
+        "the doctor called a third-party model"
+    );
+    // Without the flags, what the stack does not use is a note, not a failure.
+    slack.answer_next(finops_tests::httpserver::Response::new(400, "text/plain", "no_text"));
+    bedrock.answer_next(BedrockStandIn::answer("ok"));
+    let (code, text) = tokio::task::block_in_place(|| doctor(&[], &[]));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        says(
+            &text,
+            "note AWS Config recorder none recording (fine: EnableConfigRules=false)"
+        ),
+        "{text}"
+    );
+    assert!(says(&text, "note Lambda concurrency"), "{text}");
+}
+
+/// Whether `text` says `want`, however its columns are padded.
+fn says(text: &str, want: &str) -> bool {
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat(text).contains(&flat(want))
 }

@@ -53,6 +53,9 @@ pub struct Deps {
     pub state: Option<DynamoState>,
     pub publisher: Option<SnsPublisher>,
     pub links: Option<LinkSigner>,
+    /// Signs (savings-report) and checks (the approval function) the weekly report's links, with a
+    /// key of their own: whoever holds it signs report links, never decisions.
+    pub report_links: Option<LinkSigner>,
     pub metrics_concurrency: usize,
     /// Send Config evaluations in TestMode (never in production).
     pub config_test_mode: bool,
@@ -130,7 +133,12 @@ impl Deps {
                 None,
             )),
         };
+        let report_links = match (&secrets.report_link_key, approval_url(&secrets)) {
+            (Some(key), Some(url)) => Some(LinkSigner::new(key.clone().into_bytes(), url)?),
+            _ => None,
+        };
         Ok(Deps {
+            report_links,
             pricing,
             config_test_mode,
             state: var(TABLE_VAR).map(|t| DynamoState::new(clients.dynamodb.clone(), t)),

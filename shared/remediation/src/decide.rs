@@ -211,8 +211,8 @@ impl Executor for AwsExecutor {
                     Observed::Done("Block Public Access is on as the action sets it".into())
                 } else {
                     Observed::NotDone(format!(
-                        "Block Public Access is {:?}: not as the action sets it",
-                        bucket.block
+                        "Block Public Access is {}: not as the action sets it",
+                        crate::detect::s3_public::shown_block(bucket.block)
                     ))
                 }
             }

@@ -20,6 +20,8 @@ pub enum Scope {
     Secret,
     /// The link secret (link-signing key and approval URL).
     LinkSecret,
+    /// The report-link secret (the weekly report links' key and the approval URL).
+    ReportLinkSecret,
     /// The savings reports' bucket (its objects).
     ReportBucket,
     /// The fan-out's items and results bucket.
@@ -133,16 +135,12 @@ pub const FANOUT_OBJECTS: &[&str] = &["s3:ListBucket", "s3:PutObject", "s3:GetOb
 /// Reading the secret.
 pub const SECRET: &[&str] = &["secretsmanager:GetSecretValue"];
 
-/// The functions that mint or verify approval links (and savings-report, which signs its report's
-/// link): the only readers of the link secret.
-pub const LINK_FUNCTIONS: &[&str] = &[
-    "idle-ec2",
-    "ebs-cleanup",
-    "s3-public",
-    "tag-compliance",
-    "approval",
-    "savings-report",
-];
+/// The functions that mint or verify approval links: the only readers of the link secret.
+pub const LINK_FUNCTIONS: &[&str] = &["idle-ec2", "ebs-cleanup", "s3-public", "tag-compliance", "approval"];
+
+/// The functions that sign (savings-report) or check (approval) the weekly report's links: the
+/// only readers of the report-link secret.
+pub const REPORT_LINK_FUNCTIONS: &[&str] = &["savings-report", "approval"];
 
 /// The state-table keys a notifying function may write (`dynamodb:LeadingKeys`); `None`: the
 /// function's writes are not limited by key (but no function other than the approval function
@@ -269,6 +267,9 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
     out.extend(SECRET.iter().map(|a| (Scope::Secret, *a)));
     if LINK_FUNCTIONS.contains(&function) {
         out.extend(SECRET.iter().map(|a| (Scope::LinkSecret, *a)));
+    }
+    if REPORT_LINK_FUNCTIONS.contains(&function) {
+        out.extend(SECRET.iter().map(|a| (Scope::ReportLinkSecret, *a)));
     }
     if function == "savings-report" {
         out.extend(REPORT_OBJECTS.iter().map(|a| (Scope::ReportBucket, *a)));

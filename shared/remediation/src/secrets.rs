@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 pub const SECRET_ID_VAR: &str = "FINOPS_SECRET_ID";
 /// Environment variable: the link secret's name or ARN (`link_signing_key`, `approval_url`).
 pub const LINK_SECRET_ID_VAR: &str = "FINOPS_LINK_SECRET_ID";
+/// Environment variable: the report-link secret (`report_link_key` and the approval URL), apart
+/// from the link secret so that the function that signs report links can never sign a decision.
+pub const REPORT_LINK_SECRET_ID_VAR: &str = "FINOPS_REPORT_LINK_SECRET_ID";
 
 /// The secret's fields; each optional, each function uses what it needs.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -46,6 +49,10 @@ pub struct Secrets {
     pub jira_email: Option<String>,
     #[serde(default)]
     pub jira_api_token: Option<String>,
+    /// Signs the weekly report's links (at least 32 bytes); in a secret of its own
+    /// (`FINOPS_REPORT_LINK_SECRET_ID`), readable by savings-report and the approval function only.
+    #[serde(default)]
+    pub report_link_key: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -62,6 +69,7 @@ impl std::fmt::Debug for Secrets {
             .field("slack_signing_secret", &set(&self.slack_signing_secret))
             .field("jira_email", &self.jira_email)
             .field("jira_api_token", &set(&self.jira_api_token))
+            .field("report_link_key", &set(&self.report_link_key))
             .finish()
     }
 }
@@ -107,8 +115,19 @@ impl Secrets {
             Some(id) => Secrets::load(&client, id.trim()).await?,
             None => Secrets::default(),
         };
-        match id(LINK_SECRET_ID_VAR) {
-            Some(id) => Ok(main.with_links(Secrets::load(&client, id.trim()).await?)),
+        let main = match id(LINK_SECRET_ID_VAR) {
+            Some(id) => main.with_links(Secrets::load(&client, id.trim()).await?),
+            None => main,
+        };
+        match id(REPORT_LINK_SECRET_ID_VAR) {
+            Some(id) => {
+                let report = Secrets::load(&client, id.trim()).await?;
+                Ok(Secrets {
+                    report_link_key: report.report_link_key.or(main.report_link_key.clone()),
+                    approval_url: main.approval_url.clone().or(report.approval_url),
+                    ..main
+                })
+            }
             None => Ok(main),
         }
     }

@@ -161,6 +161,137 @@ fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value 
     b
 }
 
+/// Why the rule flagged the finding, in one sentence a person reads (numbers with their units),
+/// from its evidence: what the confirmation page and the CLI lead with.
+pub fn why(f: &Finding) -> String {
+    use crate::model::Evidence;
+    const MB: f64 = 1_000_000.0;
+    match &f.evidence {
+        Evidence::IdleEc2(e) => format!(
+            "{}/{} days idle (the policy asks for {}): CPU at most {:.1} %/day against a limit of {:.1} %, network at most {:.2} MB/day against {:.2} MB.",
+            e.idle_days,
+            e.lookback_days,
+            e.idle_days_required,
+            e.max_daily_cpu_average_percent,
+            e.cpu_daily_average_below,
+            e.max_daily_network_bytes / MB,
+            e.network_bytes_per_day_below / MB,
+        ),
+        Evidence::EbsCleanup(e) => format!(
+            "A {} GiB {} volume unattached for {} days (grace period {} days){}.",
+            e.size_gib,
+            e.volume_type,
+            e.unattached_days,
+            e.grace_days,
+            if e.snapshot_before_delete {
+                "; a snapshot is taken before the delete"
+            } else {
+                "; no snapshot is taken"
+            },
+        ),
+        Evidence::S3Public(e) => {
+            let through: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
+            format!(
+                "Public through {}; the bucket's Block Public Access: {}.",
+                if through.is_empty() { "nothing left".to_string() } else { through.join("; ") },
+                crate::detect::s3_public::shown_block(e.bucket_block),
+            )
+        }
+        Evidence::CostAlert(e) => format!(
+            "{} of {}: ${:.2} month to date{}, past {} % of the ${:.2} threshold.",
+            e.scope,
+            e.month,
+            e.month_to_date_usd,
+            e.forecast_usd.map(|v| format!(" (forecast ${v:.2})")).unwrap_or_default(),
+            e.level_percent,
+            e.threshold_usd,
+        ),
+        Evidence::TagCompliance(e) => format!(
+            "Missing the required tag{} {} (required: {}).",
+            if e.missing.len() == 1 { "" } else { "s" },
+            e.missing.join(", "),
+            e.required.join(", "),
+        ),
+        Evidence::Rightsizing(e) => format!(
+            "{} → {}: ${:.4}/hour → ${:.4}/hour, judged on {} of {} days of data.",
+            e.current_type,
+            e.recommended_type,
+            e.current_usd_per_hour,
+            e.recommended_usd_per_hour,
+            e.days_with_data,
+            e.lookback_days,
+        ),
+        Evidence::Other(_) => format!("{} proposes to {} {}.", f.rule, f.action.as_str(), f.resource.id),
+    }
+}
+
+/// The days an idle-ec2 finding judged, drawn: CPU (%/day) and network (MB/day) per day as bars
+/// beside their limits (dashed), idle days green, busy ones red, days without data grey. An
+/// inline SVG of numbers only (no text from outside), for the confirmation page.
+pub fn idle_days_svg(e: &crate::model::IdleEc2Evidence) -> String {
+    const W: f64 = 560.0;
+    const ROW: f64 = 70.0;
+    let n = e.days.len().max(1) as f64;
+    let bar = (W - 40.0) / n;
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="CPU and network per day against the limits">"#,
+        h = 2.0 * ROW + 40.0
+    );
+    type Value = Box<dyn Fn(&crate::model::IdleDay) -> Option<f64>>;
+    let series: [(&str, Value, f64); 2] = [
+        (
+            "CPU %/day",
+            Box::new(|d: &crate::model::IdleDay| d.cpu_average_percent),
+            e.cpu_daily_average_below,
+        ),
+        (
+            "network MB/day",
+            Box::new(|d: &crate::model::IdleDay| d.network_bytes.map(|b| b / 1_000_000.0)),
+            e.network_bytes_per_day_below / 1_000_000.0,
+        ),
+    ];
+    for (row, (label, value, limit)) in series.iter().enumerate() {
+        let top = 14.0 + row as f64 * (ROW + 14.0);
+        let max = e
+            .days
+            .iter()
+            .filter_map(value)
+            .fold(*limit * 2.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+        out.push_str(&format!(
+            r##"<text x="0" y="{:.0}" font-size="11" fill="#555">{label} (limit {limit:.2})</text>"##,
+            top - 3.0
+        ));
+        for (i, d) in e.days.iter().enumerate() {
+            let x = 40.0 + i as f64 * bar;
+            match value(d) {
+                Some(v) => {
+                    let h = (v / max * ROW).clamp(1.0, ROW);
+                    let fill = if d.idle { "#1f7a3d" } else { "#b3261e" };
+                    out.push_str(&format!(
+                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{fill}"><title>{}: {v:.2}</title></rect>"#,
+                        top + ROW - h,
+                        (bar - 2.0).max(1.0),
+                        d.date
+                    ));
+                }
+                None => out.push_str(&format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{ROW}" fill="#ddd"><title>{}: no data</title></rect>"##,
+                    top,
+                    (bar - 2.0).max(1.0),
+                    d.date
+                )),
+            }
+        }
+        let y = top + ROW - (limit / max * ROW);
+        out.push_str(&format!(
+            r##"<line x1="40" x2="{W}" y1="{y:.1}" y2="{y:.1}" stroke="#333" stroke-dasharray="4 3"/>"##
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
 /// The evidence as short `key: value` lines (numbers the detector used).
 pub fn evidence_lines(f: &Finding) -> Vec<String> {
     evidence_pairs(f)

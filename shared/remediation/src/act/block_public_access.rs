@@ -112,15 +112,22 @@ impl Remediation for BlockPublicAccess<'_> {
         if after.block != Some(wanted) {
             return Err(precondition(
                 bucket,
-                format!("PutPublicAccessBlock returned but the bucket shows {:?}", after.block),
+                format!(
+                    "PutPublicAccessBlock returned but the bucket shows {}",
+                    crate::detect::s3_public::shown_block(after.block)
+                ),
             ));
         }
         let account_block = self.s3.account_block().await?;
         let remaining = public_reasons(&after, account_block);
         Ok(Executed::Done(if remaining.is_empty() {
-            format!("Block Public Access put ({wanted:?}); the bucket is no longer public")
+            format!("Block Public Access put ({wanted}); the bucket is no longer public")
         } else {
-            format!("Block Public Access put ({wanted:?}); still public through {remaining:?}: widen s3_public.block")
+            let through: Vec<String> = remaining.iter().map(ToString::to_string).collect();
+            format!(
+                "Block Public Access put ({wanted}); still public through {}: widen s3_public.block",
+                through.join("; ")
+            )
         }))
     }
 }
@@ -133,11 +140,17 @@ pub async fn restore(s3: &dyn BucketApi, bucket: &str, region: &str, prior: Opti
     }
     let now = s3.exposure(bucket, region).await?;
     if now.block == prior {
-        Ok(format!("Block Public Access of {bucket} restored to {prior:?}"))
+        Ok(format!(
+            "Block Public Access of {bucket} restored to {}",
+            crate::detect::s3_public::shown_block(prior)
+        ))
     } else {
         Err(precondition(
             bucket,
-            format!("restore returned but the bucket shows {:?}", now.block),
+            format!(
+                "restore returned but the bucket shows {}",
+                crate::detect::s3_public::shown_block(now.block)
+            ),
         ))
     }
 }

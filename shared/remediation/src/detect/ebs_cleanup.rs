@@ -64,10 +64,15 @@ pub const LEGACY_SIGHTING_SCOPE: &str = "ebs-unattached";
 /// Why a volume is not considered; `None` if it is a candidate.
 pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
     if volume.state != "available" || !volume.attached_to.is_empty() {
-        return Some(format!(
-            "volume is {} (attached to {:?})",
-            volume.state, volume.attached_to
-        ));
+        return Some(if volume.attached_to.is_empty() {
+            format!("volume is {}", volume.state)
+        } else {
+            format!(
+                "volume is {}, attached to {}",
+                volume.state,
+                volume.attached_to.join(", ")
+            )
+        });
     }
     if is_exempt(&volume.tags, &policy.exempt_tag) {
         return Some(format!("exempt: tag {}=true", policy.exempt_tag));

@@ -92,6 +92,44 @@ pub struct BucketExposure {
     pub website: bool,
 }
 
+impl std::fmt::Display for BlockSettings {
+    /// As the S3 console names them: the settings that are on.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on: Vec<&str> = [
+            (self.block_public_acls, "BlockPublicAcls"),
+            (self.ignore_public_acls, "IgnorePublicAcls"),
+            (self.block_public_policy, "BlockPublicPolicy"),
+            (self.restrict_public_buckets, "RestrictPublicBuckets"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
+        match on.len() {
+            0 => write!(f, "all four settings off"),
+            4 => write!(f, "all four settings on"),
+            _ => write!(f, "{} on, the rest off", on.join(", ")),
+        }
+    }
+}
+
+/// Block Public Access settings, or their absence, as a person reads them.
+pub fn shown_block(block: Option<BlockSettings>) -> String {
+    match block {
+        Some(b) => b.to_string(),
+        None => "not set (all four off)".to_string(),
+    }
+}
+
+impl std::fmt::Display for PublicReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublicReason::Acl { grantee, permission } => write!(f, "an ACL grant of {permission} to {grantee}"),
+            PublicReason::Policy { sid: Some(sid), .. } => write!(f, "the bucket policy's statement {sid}"),
+            PublicReason::Policy { sid: None, .. } => write!(f, "a bucket policy statement without a Sid"),
+        }
+    }
+}
+
 /// Why a bucket is public: each grant or statement that makes it so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]

@@ -48,6 +48,7 @@ pub async fn item(endpoint: &str, item: &str) {
         state: None,
         publisher: None,
         links: None,
+        report_links: None,
         metrics_concurrency: 4,
         config_test_mode: false,
         clients,

@@ -70,6 +70,7 @@ pub async fn scan(rule: &str, endpoint: &str) {
         state: (rule == "ebs-cleanup").then(|| DynamoState::new(clients.dynamodb.clone(), TABLE)),
         publisher: None,
         links: None,
+        report_links: None,
         metrics_concurrency: 4,
         config_test_mode: false,
         clients,

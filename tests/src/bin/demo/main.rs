@@ -852,11 +852,34 @@ fn finops(endpoint: &str, table: &str, args: &[&str]) {
     }
 }
 
+/// `finops doctor` on the loop's deployment (its secret, the Slack stand-in behind the webhook;
+/// Bedrock has no local emulator, so the rules explain): what a newcomer runs after deploying.
+fn doctor(endpoint: &str) {
+    println!("\n$ finops doctor --secret {}", finops_tests::approvals::SECRET_ID);
+    let out = std::process::Command::new(finops_tests::local::debug_dir().join("finops"))
+        .args(["doctor", "--secret", finops_tests::approvals::SECRET_ID])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("FINOPS_POLICY", "{rightsizing: {bedrock_model_id: \"\"}}")
+        .output()
+        .unwrap_or_else(|e| fail(format!("finops did not run ({e}): make debug-build")));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        fail(format!(
+            "finops doctor found a fault in the demo's deployment: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+}
+
 /// What the operator sees of the loop: its snoozes, and the trails of the approved and the
 /// snoozed instance.
 fn operator(lp: &finops_tests::approvals::Loop, approved: &str, snoozed: &str) {
     println!("\n== the operator's day: the finops command line (the loop's table)");
     let endpoint = lp.moto.endpoint();
+    doctor(&endpoint);
     finops(&endpoint, finops_tests::approvals::TABLE, &["snoozes"]);
     finops(&endpoint, finops_tests::approvals::TABLE, &["audit", approved]);
     finops(&endpoint, finops_tests::approvals::TABLE, &["audit", snoozed]);
