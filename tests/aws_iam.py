@@ -539,6 +539,31 @@ def _statements(principal):
     return principal["statements"]
 
 
+def _hub_principal_arn(principal):
+    """The ARN IAM sees for a hub function's role (its RolePath in organisation mode)."""
+    ask = principal.get("ask") or {}
+    org = (ask.get("parameters") or {}).get("EnableOrganization") == "true"
+    path = "finops-autopilot/" if org else ""
+    return f"arn:aws:iam::{ACCOUNT}:role/{path}{principal['role']}"
+
+
+def member_trust_allows(principal, trust, role_arn, external_id):
+    """Whether the member role's trust policy lets this hub principal assume it."""
+    context = {"aws:PrincipalArn": _hub_principal_arn(principal), "aws:PrincipalAccount": ACCOUNT}
+    org = _current_org_id()
+    if org:
+        context["aws:PrincipalOrgID"] = org
+    if external_id is not None:
+        context["sts:ExternalId"] = external_id
+    for st in trust:
+        who = _list((st.get("Principal") or {}).get("AWS"))
+        if not any(w in (f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT, "*") for w in who):
+            continue
+        if st.get("Effect") == "Allow" and _applies(dict(st, Resource=role_arn), "sts:AssumeRole", role_arn, context):
+            return True
+    return False
+
+
 def check(environ, body):
     """None when the request may go on; else (status, content type, body) of its refusal."""
     principal, region, service = principal_of(environ)

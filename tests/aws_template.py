@@ -220,6 +220,24 @@ def function(name, parameters=None, physical=None, template=None):
     }
 
 
+MEMBER_TEMPLATE = os.path.join(os.path.dirname(_HERE), "infra", "member-role.yaml")
+
+
+def member_role(account, parameters):
+    """infra/member-role.yaml's role as deployed in `account` (StackSets): its inline statements
+    and its trust policy, resolved with `parameters` (HubAccountId, OrganizationId, ExternalId,
+    RoleName)."""
+    template = load(MEMBER_TEMPLATE)
+    resolver = Resolver(template, parameters, {})
+    resolver.params["AWS::AccountId"] = account
+    role = template["Resources"]["MemberRole"]["Properties"]
+    statements = []
+    for policy in role.get("Policies") or []:
+        statements += resolver.value(policy["PolicyDocument"]["Statement"])
+    trust = resolver.value(role["AssumeRolePolicyDocument"]["Statement"])
+    return {"statements": statements, "trust": trust, "name": resolver.value(role["RoleName"])}
+
+
 def functions(parameters=None, physical=None):
     """Every function the template declares, by binary name."""
     template = load()

@@ -373,6 +373,47 @@ def _lambda_settings(environ, start_response):
     return [data]
 
 
+# A hub function that assumes the member role in a member account gets credentials that this
+# layer registers as that role (infra/member-role.yaml, resolved for the account): what the
+# function does there is authorised as the member role, and the role's trust policy is checked
+# before moto hands the credentials out.
+
+def _assume_member_role(app, principal, environ, body, start_response):
+    params = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+    role_arn = params.get("RoleArn", "")
+    m = re.match(r"arn:aws:iam::(\d{12}):role/(?:.*/)?([^/]+)$", role_arn)
+    ask = principal.get("ask") or {}
+    stack = ask.get("parameters") or {}
+    role_name = stack.get("MemberRoleName", "FinOpsAutopilotMember")
+    if not m or m.group(2) != role_name or m.group(1) == aws_iam.ACCOUNT:
+        return None
+    account = m.group(1)
+    org = aws_iam._current_org_id() or "o-aaaaaaaaaa"
+    role = aws_template.member_role(account, {"HubAccountId": aws_iam.ACCOUNT, "OrganizationId": org,
+                                              "ExternalId": ask.get("external_id", params.get("ExternalId", "")),
+                                              "RoleName": role_name})
+    with _rules_lock:
+        faulted = any(r.get("service") == "sts" and r.get("operation", "*") in ("*", "AssumeRole")
+                      and r.get("body_contains", "").encode() in body for r in _rules if r.get("fault") != "stale")
+    if faulted:
+        return None  # a fault rule of the test answers this one (AWS's refusal, a throttle)
+    if not aws_iam.member_trust_allows(principal, role["trust"], role_arn, params.get("ExternalId")):
+        aws_iam.refusals.append({"principal": principal["name"], "action": "sts:AssumeRole", "resource": role_arn,
+                                 "why": "the member role's trust policy"})
+        status, ctype, text = aws_iam.refusal("sts", principal, "sts:AssumeRole", role_arn, "implicit")
+        data = text.encode()
+        start_response(f"{status} Refused", [("Content-Type", ctype), ("Content-Length", str(len(data)))])
+        return [data]
+    status, headers, data = _call(app, environ)
+    key = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", data)
+    if status.startswith("200") and key:
+        aws_iam.register(key.group(1).decode(), {"name": f"{principal['name']} in {account}", "role": role_name,
+                                                 "statements": role["statements"], "account": account})
+    start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"]
+                   + [("Content-Length", str(len(data)))])
+    return [data]
+
+
 def faulty_call(self, environ, start_response):
     path = environ.get("PATH_INFO")
     if path == "/_finops/lambda-settings":
@@ -399,6 +440,10 @@ def faulty_call(self, environ, start_response):
             return [data]
     if path.rstrip("/") == "/2016-08-19/account-settings" and environ.get("REQUEST_METHOD") == "GET":
         return _lambda_settings(environ, start_response)
+    if principal is not None and _service(environ) == "sts" and _operation(environ, body) == "AssumeRole":
+        member = _assume_member_role(self, principal, environ, body, start_response)
+        if member is not None:
+            return member
     if not _rules:
         return _stock_call(self, environ, start_response)
     service, operation = _service(environ), _operation(environ, body)

@@ -260,7 +260,10 @@ fn make_deploy_builds_where_sam_copies_from_and_finds_the_template() {
 fn transformed(parameters: &serde_json::Value) -> Value {
     let root = finops_tests::moto::workspace_root();
     let python = root.join(".venv-sam/bin/python");
-    assert!(python.is_file(), "no SAM venv: run make test (make infra-check installs it)");
+    assert!(
+        python.is_file(),
+        "no SAM venv: run make test (make infra-check installs it)"
+    );
     let out = std::process::Command::new(python)
         .arg(root.join("tests/sam_rehearsal.py"))
         .arg(parameters.to_string())
@@ -292,16 +295,24 @@ async fn the_transformed_stack_deploys_each_function_with_its_environment_role_a
         let ours = moto.template(&stack).await;
         for (binary, f) in ours.as_object().unwrap() {
             let logical = f["logical"].as_str().unwrap();
-            let function = &resources.get(logical).map(|r| r.clone()).unwrap_or(Value::Null);
+            let function = &resources.get(logical).cloned().unwrap_or(Value::Null);
             if f["deployed"] != true {
                 // A Condition-gated function: deployed by CloudFormation only when it holds.
                 let condition = function["Condition"].as_str();
-                assert!(condition.is_some(), "{binary} is deployed unconditionally by SAM ({parameters})");
+                assert!(
+                    condition.is_some(),
+                    "{binary} is deployed unconditionally by SAM ({parameters})"
+                );
                 continue;
             }
             assert_eq!(function["Type"], "AWS::Lambda::Function", "{binary} ({parameters})");
             // The same variables, by name, as the resolver (Globals merged under the function's).
-            let want: BTreeSet<&str> = f["environment"].as_object().unwrap().keys().map(String::as_str).collect();
+            let want: BTreeSet<&str> = f["environment"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
             let have: BTreeSet<&str> = function["Properties"]["Environment"]["Variables"]
                 .as_object()
                 .map(|v| v.keys().map(String::as_str).collect())
@@ -309,10 +320,22 @@ async fn the_transformed_stack_deploys_each_function_with_its_environment_role_a
             assert_eq!(have, want, "{binary}: environment ({parameters})");
             // Its role: assumable by Lambda, with logs, the dead-letter queue and every action
             // the template grants it.
-            let role_name = function["Properties"]["Role"]["Fn::GetAtt"][0].as_str().expect("a role of the stack");
+            let role_name = function["Properties"]["Role"]["Fn::GetAtt"][0]
+                .as_str()
+                .expect("a role of the stack");
             let role = &resources[role_name]["Properties"];
-            assert!(role["AssumeRolePolicyDocument"].to_string().contains("lambda.amazonaws.com"), "{binary}");
-            assert!(role["ManagedPolicyArns"].to_string().contains("AWSLambdaBasicExecutionRole"), "{binary}: logs");
+            assert!(
+                role["AssumeRolePolicyDocument"]
+                    .to_string()
+                    .contains("lambda.amazonaws.com"),
+                "{binary}"
+            );
+            assert!(
+                role["ManagedPolicyArns"]
+                    .to_string()
+                    .contains("AWSLambdaBasicExecutionRole"),
+                "{binary}: logs"
+            );
             let actions: BTreeSet<String> = role["Policies"]
                 .as_array()
                 .unwrap()
@@ -325,6 +348,24 @@ async fn the_transformed_stack_deploys_each_function_with_its_environment_role_a
                 })
                 .collect();
             assert!(actions.contains("sqs:SendMessage"), "{binary}: the dead-letter queue");
+            // And the managed policies the stack attaches to the role (the member role's access).
+            let mut actions = actions;
+            for r in resources.values().filter(|r| r["Type"] == "AWS::IAM::ManagedPolicy") {
+                let attached = r["Properties"]["Roles"]
+                    .as_array()
+                    .is_some_and(|roles| roles.iter().any(|x| x["Ref"] == role_name));
+                if attached {
+                    for st in r["Properties"]["PolicyDocument"]["Statement"].as_array().unwrap() {
+                        match &st["Action"] {
+                            Value::String(a) => {
+                                actions.insert(a.clone());
+                            }
+                            Value::Array(a) => actions.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+                            _ => {}
+                        }
+                    }
+                }
+            }
             for st in f["statements"].as_array().unwrap() {
                 let listed = match &st["Action"] {
                     Value::String(a) => vec![a.clone()],

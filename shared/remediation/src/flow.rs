@@ -853,10 +853,7 @@ async fn act_on(
         outcome: Outcome::new(
             &f.id,
             kind,
-            format!(
-                "{detail} (action {}; rollback: {:?})",
-                record.action_id, record.rollback
-            ),
+            format!("{detail} (action {}; way back: {})", record.action_id, record.rollback),
         ),
         action_id: Some(record.action_id.clone()),
         obsolete: false,

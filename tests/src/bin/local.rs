@@ -1,6 +1,6 @@
 //! `make invoke FN=<function> EVENT=<file>`: runs the function's real Lambda binary once against
-//! `cargo lambda watch --only-lambda-apis`, against whatever `AWS_ENDPOINT_URL` names (real AWS
-//! when unset), and prints its JSON response alone on stdout (logs go to stderr). A function that
+//! a local Lambda Runtime API (`finops_tests::local`, which hands the deadline Lambda would),
+//! against whatever `AWS_ENDPOINT_URL` names (real AWS when unset), and prints its JSON response alone on stdout (logs go to stderr). A function that
 //! fails (at start-up too) makes it exit 1 with the function's error at once.
 
 use std::path::PathBuf;

@@ -53,6 +53,26 @@ pub enum Rollback {
     Irreversible { reason: String },
 }
 
+impl std::fmt::Display for Rollback {
+    /// The way back as a person reads it in an audit trail or Slack.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rollback::StartInstance { instance_id, region } => write!(f, "start {instance_id} again ({region})"),
+            Rollback::RecreateVolume { spec, .. } => write!(
+                f,
+                "recreate {} ({} GiB {} in {}) from the snapshot taken before the delete",
+                spec.source_volume_id, spec.size_gib, spec.volume_type, spec.availability_zone
+            ),
+            Rollback::RestorePublicAccessBlock { bucket, prior, .. } => write!(
+                f,
+                "put back {bucket}'s Block Public Access: {}",
+                crate::detect::s3_public::shown_block(*prior)
+            ),
+            Rollback::Nothing { reason } | Rollback::Irreversible { reason } => write!(f, "none: {reason}"),
+        }
+    }
+}
+
 /// An action that cannot be undone, known before anything is re-read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Irreversible {
@@ -149,5 +169,31 @@ pub(crate) fn precondition(resource: &str, message: impl Into<String>) -> Error 
     Error::Precondition {
         resource: resource.to_string(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn a_way_back_reads_as_a_person_says_it_never_as_rust_debug() {
+        let start = Rollback::StartInstance {
+            instance_id: "i-0abc".into(),
+            region: "eu-west-1".into(),
+        };
+        assert_eq!(start.to_string(), "start i-0abc again (eu-west-1)");
+        let restore = Rollback::RestorePublicAccessBlock {
+            bucket: "photos".into(),
+            region: "us-east-1".into(),
+            prior: None,
+        };
+        assert_eq!(
+            restore.to_string(),
+            "put back photos's Block Public Access: not set (all four off)"
+        );
+        for shown in [start.to_string(), restore.to_string()] {
+            assert!(!shown.contains('{') && !shown.contains("Some("), "{shown}");
+        }
     }
 }

@@ -446,7 +446,7 @@ impl StateStore for DynamoState {
                 &format!(
                     "{} proposed; pending until {}",
                     f.action.as_str(),
-                    request.expires_at.to_rfc3339()
+                    request.expires_at.format("%Y-%m-%d %H:%M UTC")
                 ),
             )?,
             self.ledger_estimate(f)?,

@@ -1,7 +1,7 @@
 //! `make demo`: a seeded demo account in moto, every function run through its real Lambda binary
-//! (against `cargo lambda watch --only-lambda-apis`), and what they found, in dollars; then the
-//! human loop (Slack, approval, snooze, Jira, the weekly report over weeks of history) and the
-//! operator's `finops status`. With `--org`
+//! (against a local Lambda Runtime API, `finops_tests::local`), and what they found, in dollars;
+//! then the human loop (Slack, approval, snooze, Jira, the weekly report over weeks of history)
+//! and the operator's `finops status`. With `--org`
 //! (`make org-demo`): the organisation fan-out over member accounts and regions.
 
 use std::collections::BTreeMap;
@@ -431,7 +431,7 @@ async fn main() {
     };
     let event = workspace_root().join("events/idle-ec2/scheduled.json");
 
-    println!("\nrunning idle-ec2 as its Lambda binary against cargo lambda watch --only-lambda-apis...");
+    println!("\nrunning idle-ec2 as its Lambda binary against a local Lambda Runtime API...");
     let dry = {
         let watch = Watch::start("idle-ec2", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
