@@ -182,16 +182,17 @@ def _dynamodb(op, body, account, region):
     def item_request(action, table, key_or_item):
         hk = _hash_key(table, account, region)
         lead = _attr((key_or_item or {}).get(hk))
-        ctx = {"dynamodb:LeadingKeys": [lead]} if lead is not None else {}
-        return (f"dynamodb:{action}", table_arn(table), ctx)
+        # An item request always names its partition key, so AWS always has LeadingKeys; one this
+        # layer cannot read is given a value no policy grants (refused, never let through).
+        return (f"dynamodb:{action}", table_arn(table), {"dynamodb:LeadingKeys": [lead if lead is not None else "\u0000unread"]})
 
     if op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem"):
         return [item_request(op, body.get("TableName", ""), body.get("Key") or body.get("Item"))]
     if op == "Query":
         table = body.get("TableName", "")
-        leading = _leading_from_query(body, _hash_key(table, account, region))
+        leading = _leading_from_query(body, _hash_key(table, account, region)) or ["\u0000unread"]
         resource = table_arn(table) + (f"/index/{body['IndexName']}" if body.get("IndexName") else "")
-        return [("dynamodb:Query", resource, {"dynamodb:LeadingKeys": leading} if leading else {})]
+        return [("dynamodb:Query", resource, {"dynamodb:LeadingKeys": leading})]
     if op == "TransactWriteItems":
         out = []
         for item in body.get("TransactItems") or []:
