@@ -8,6 +8,8 @@ use aws_sdk_ec2::types::InstanceStateName;
 use finops_tests::{seed, Moto};
 use serde_json::json;
 
+/// The instance's state, read by its id as the actions' own verifications read it (the stale layer
+/// answers reads that name one resource; `seed::state_of` reads through a filter).
 async fn state(ec2: &aws_sdk_ec2::Client, id: &str) -> Option<InstanceStateName> {
     let out = ec2
         .describe_instances()

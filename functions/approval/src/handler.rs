@@ -221,9 +221,6 @@ fn redirect(location: &str) -> Value {
     r
 }
 
-/// Environment variable: the bucket the weekly reports are in (the template's ReportBucket).
-pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
-
 /// The weekly report a signed report link names (savings-report mints them with the link key):
 /// read from the report bucket and shown. A GET that changes nothing; an expired, forged or
 /// foreign link shows why and nothing else.
@@ -257,11 +254,7 @@ async fn report(app: &App, query: &HashMap<String, String>, now: DateTime<Utc>) 
             })
         }
     };
-    let bucket = std::env::var(REPORT_BUCKET_VAR)
-        .ok()
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| app.deps.policy.savings_report.bucket.trim().to_string());
+    let bucket = remediation::config::report_bucket(&app.deps.policy);
     let missing = || {
         html(&Verdict {
             status: 404,

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 pub const REPORT_DIR_VAR: &str = "FINOPS_REPORT_DIR";
 
 /// Environment variable: the reports' bucket (the stack's); overrides `savings_report.bucket`.
-pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
+pub use remediation::config::REPORT_BUCKET_VAR;
 
 /// Owners listed in the SNS message (the HTML lists them all).
 const OWNERS_IN_MESSAGE: usize = 10;
@@ -34,11 +34,7 @@ pub async fn function_handler(event: LambdaEvent<Value>, deps: &Deps) -> Result<
 
 /// The bucket the report goes to: `FINOPS_REPORT_BUCKET`, else the policy's.
 fn bucket(deps: &Deps) -> String {
-    std::env::var(REPORT_BUCKET_VAR)
-        .ok()
-        .map(|b| b.trim().to_string())
-        .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| deps.policy.savings_report.bucket.trim().to_string())
+    remediation::config::report_bucket(&deps.policy)
 }
 
 /// Where the HTML went.
@@ -87,10 +83,10 @@ async fn store(
         .await
         .map_err(|e| Error::aws("s3", "PutObject", e))?;
     let lasts = chrono::Duration::hours(i64::from(p.link_hours));
-    // Deployed: a link the approval function serves, signed with the link key, for as long as
-    // the policy says. An S3 URL presigned with this role's credentials would die with the role's
-    // session (hours), whatever it asked for; only a run with long-term credentials and no link
-    // key (a laptop) presigns.
+    // Deployed: a link the approval function serves, signed with the report-link key, for as long
+    // as the policy says. An S3 URL presigned with this role's credentials would die with the
+    // role's session (hours), whatever it asked for; only a run with long-term credentials and no
+    // report-link key (a laptop) presigns.
     let url = match &deps.report_links {
         Some(links) => links.report_link(&key, now + lasts),
         None => {

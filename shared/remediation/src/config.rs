@@ -30,6 +30,16 @@ pub const PRICE_LIST_URL_VAR: &str = "FINOPS_PRICE_LIST_URL";
 /// Environment variable: GetMetricData calls in flight at once (default 4).
 pub const METRICS_CONCURRENCY_VAR: &str = "FINOPS_METRICS_CONCURRENCY";
 
+/// Environment variable: the bucket the weekly reports are put in (savings-report) and read from
+/// (the approval function's `/report`).
+pub const REPORT_BUCKET_VAR: &str = "FINOPS_REPORT_BUCKET";
+
+/// The weekly reports' bucket: `FINOPS_REPORT_BUCKET` (the template's ReportBucket), else the
+/// policy's `savings_report.bucket`; empty when neither says.
+pub fn report_bucket(policy: &Policy) -> String {
+    var(REPORT_BUCKET_VAR).unwrap_or_else(|| policy.savings_report.bucket.trim().to_string())
+}
+
 fn var(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
