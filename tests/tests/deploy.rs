@@ -390,3 +390,48 @@ async fn the_transformed_stack_deploys_each_function_with_its_environment_role_a
         assert_eq!(urls[0]["Properties"]["TargetFunctionArn"]["Ref"], "ApprovalFunction");
     }
 }
+
+/// Lambda limits all of a function's environment variables together to 4 KB
+/// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html), and the policy
+/// travels in one of them (`FINOPS_POLICY`, the PolicyYaml parameter). With the longest names
+/// and ARNs a deployment gives, every function leaves at least 3,000 bytes for the policy, and the
+/// README's example policy fits everywhere with room to spare.
+#[tokio::test]
+async fn every_functions_environment_leaves_room_for_the_policy_within_lambdas_4_kb() {
+    let moto = Moto::start().expect("moto");
+    let mut stack = Stack::default();
+    // The longest a deployment makes them: a 128-character stack name in every name and ARN.
+    let long = "x".repeat(128);
+    stack.table = format!("{long}-StateTable-ABCDEFGHIJKL");
+    stack.topic = format!("arn:aws:sns:ap-southeast-5:123456789012:{long}-events");
+    stack.secret_arn = format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/autopilot-AbCdEf");
+    stack.link_secret_arn =
+        format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/approval-links-AbCdEf");
+    stack.report_link_secret_arn =
+        format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/report-links-AbCdEf");
+    stack.approval_url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.ap-southeast-5.on.aws/".into();
+    stack.report_bucket = format!("{}-reportbucket-abcdefghijkl", &long[..30]);
+    let example = "{idle_ec2: {mode: approve}, approvals: {slack_users: [U0ANA, U0BO]}}";
+    for jira in ["false", "true"] {
+        stack.parameters.insert("EnableJira".into(), jira.into());
+        stack.parameters.insert("PolicyYaml".into(), String::new());
+        let functions = moto.template(&stack).await;
+        for (name, f) in functions.as_object().unwrap() {
+            if f["deployed"] != true {
+                continue;
+            }
+            // Lambda counts each name and value.
+            let used: usize = f["environment"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().unwrap_or_default().len())
+                .sum();
+            assert!(
+                4096 - used >= 3000,
+                "{name}: {used} bytes without the policy leave too little for it"
+            );
+            assert!(used + example.len() < 4096, "{name}");
+        }
+    }
+}
