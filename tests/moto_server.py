@@ -390,7 +390,10 @@ def _assume_member_role(app, principal, environ, body, start_response):
     account = m.group(1)
     org = aws_iam._current_org_id() or "o-aaaaaaaaaa"
     role = aws_template.member_role(account, {"HubAccountId": aws_iam.ACCOUNT, "OrganizationId": org,
-                                              "ExternalId": ask.get("external_id", params.get("ExternalId", "")),
+                                              # The member stacks' ExternalId is the deployment's
+                                              # (a test that uses one registers it), never what the
+                                              # request says: a dropped or wrong id must be refused.
+                                              "ExternalId": ask.get("external_id", ""),
                                               "RoleName": role_name})
     with _rules_lock:
         faulted = any(r.get("service") == "sts" and r.get("operation", "*") in ("*", "AssumeRole")

@@ -173,3 +173,46 @@ async fn in_organisation_mode_every_function_starts_and_answers() {
     let runs = first_runs(&d, &[("EnableOrganization", "true".into()), ("PolicyYaml", policy)]).await;
     assert_all_answered(&d, &runs, "EnableOrganization=true").await;
 }
+
+/// Without its report-link secret (deleted, or not yet created while a stack update runs), the
+/// approval function still starts and sweeps (only its report links go), and savings-report
+/// refuses to run rather than send a presigned link that dies with its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_report_link_secret_approvals_go_on_and_the_report_refuses_clearly() {
+    let d = deployment().await;
+    let mut stack = d.stack.clone();
+    stack.report_link_secret_arn =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/report-links-Gone00".into();
+    aws_sdk_secretsmanager::Client::new(&d.moto.sdk_config().await)
+        .delete_secret()
+        .secret_id("finops/report-links")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("DeleteSecret");
+    let template = d.moto.template(&stack).await;
+    let mut answers = BTreeMap::new();
+    for function in ["approval", "savings-report"] {
+        let key = d.moto.role_key(function, &stack).await;
+        let mut env: Vec<(String, String)> = template[function]["environment"]
+            .as_object()
+            .expect("environment")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        env.extend([
+            ("AWS_ENDPOINT_URL".to_string(), d.moto.endpoint()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID".into(), key),
+            ("AWS_SECRET_ACCESS_KEY".into(), "role-secret".into()),
+        ]);
+        let event = sample_event(function).expect("a sample event");
+        answers.insert(
+            function,
+            Watch::start(function, &env).and_then(|w| w.invoke(function, &event)),
+        );
+    }
+    assert!(answers["approval"].is_ok(), "{:?}", answers["approval"]);
+    let refused = answers["savings-report"].as_ref().expect_err("savings-report refuses");
+    assert!(refused.contains("no report-link key"), "{refused}");
+}

@@ -221,7 +221,7 @@ fn redirect(location: &str) -> Value {
     r
 }
 
-/// The weekly report a signed report link names (savings-report mints them with the link key):
+/// The weekly report a signed report link names (savings-report mints them with the report-link key):
 /// read from the report bucket and shown. A GET that changes nothing; an expired, forged or
 /// foreign link shows why and nothing else.
 async fn report(app: &App, query: &HashMap<String, String>, now: DateTime<Utc>) -> Value {

@@ -89,6 +89,13 @@ async fn store(
     // report-link key (a laptop) presigns.
     let url = match &deps.report_links {
         Some(links) => links.report_link(&key, now + lasts),
+        // Deployed with a report-link secret that gave no key: never a presigned link that dies.
+        None if std::env::var(remediation::secrets::REPORT_LINK_SECRET_ID_VAR).is_ok_and(|v| !v.trim().is_empty()) => {
+            return Err(Error::Config(format!(
+                "no report-link key: the secret named by {} has no report_link_key or could not be read",
+                remediation::secrets::REPORT_LINK_SECRET_ID_VAR
+            )))
+        }
         None => {
             let presign = PresigningConfig::expires_in(Duration::from_secs(u64::from(p.link_hours.min(168)) * 3600))
                 .map_err(|e| Error::Config(format!("savings_report.link_hours: {e}")))?;

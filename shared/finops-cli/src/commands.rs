@@ -76,6 +76,7 @@ pub async fn doctor(cli: &Cli) -> Result<(String, bool), String> {
     let Command::Doctor {
         secret,
         link_secret,
+        report_link_secret,
         config_rules,
         reserve_concurrency,
         slack_interactive,
@@ -94,6 +95,7 @@ pub async fn doctor(cli: &Cli) -> Result<(String, bool), String> {
     let asked = crate::doctor::Asked {
         secret: secret.clone(),
         link_secret: link_secret.clone(),
+        report_link_secret: report_link_secret.clone(),
         config_rules: *config_rules,
         reserve_concurrency: *reserve_concurrency,
         slack_interactive: *slack_interactive,

@@ -21,6 +21,8 @@ pub struct Asked {
     pub secret: Option<String>,
     /// The link secret (`<stack>/approval-links`).
     pub link_secret: Option<String>,
+    /// The report-link secret (`<stack>/report-links`).
+    pub report_link_secret: Option<String>,
     /// `EnableConfigRules=true`: a configuration recorder must record.
     pub config_rules: bool,
     /// `ReserveConcurrency=true`: the quota must leave 100 unreserved beside the reservations.
@@ -304,6 +306,26 @@ async fn secret(clients: &Clients, policy: &Policy, asked: &Asked, out: &mut Vec
                 "Link secret",
                 e.to_string(),
                 "the stack's <stack>/approval-links secret",
+            )),
+        }
+    }
+    if let Some(report) = asked.report_link_secret.as_deref() {
+        match Secrets::load(&aws_sdk_secretsmanager::Client::new(&clients.config), report).await {
+            Ok(r) if r.report_link_key.as_ref().is_some_and(|k| k.len() >= 32) && r.approval_url.is_some() => {
+                out.push(ok(
+                    "Report-link secret",
+                    format!("{report}: the report links' key and the approval URL"),
+                ))
+            }
+            Ok(_) => out.push(fail(
+                "Report-link secret",
+                format!("{report} lacks report_link_key (32 bytes or more) or approval_url"),
+                "the template generates both: redeploy, or restore the secret",
+            )),
+            Err(e) => out.push(fail(
+                "Report-link secret",
+                e.to_string(),
+                "the stack's <stack>/report-links secret: without it the weekly report is not sent",
             )),
         }
     }

@@ -246,6 +246,9 @@ pub enum Command {
         /// The link secret (`<stack>/approval-links`).
         #[arg(long, env = "FINOPS_LINK_SECRET_ID")]
         link_secret: Option<String>,
+        /// The report-link secret (`<stack>/report-links`).
+        #[arg(long, env = "FINOPS_REPORT_LINK_SECRET_ID")]
+        report_link_secret: Option<String>,
         /// The stack is (to be) deployed with EnableConfigRules=true.
         #[arg(long)]
         config_rules: bool,

@@ -641,6 +641,13 @@ async fn doctor_says_ok_for_a_healthy_deployment_and_names_each_fault_with_its_f
         .send()
         .await
         .expect("CreateSecret");
+    let report = serde_json::json!({"report_link_key": "r".repeat(64), "approval_url": "https://x.lambda-url.us-east-1.on.aws/"});
+    sm.create_secret()
+        .name("finops/report-links")
+        .secret_string(report.to_string())
+        .send()
+        .await
+        .expect("CreateSecret");
     bedrock.answer_next(BedrockStandIn::answer("ok"));
     let bedrock_url = bedrock_server.url();
     let doctor = |args: &[&str], extra: &[(&str, &str)]| {
@@ -654,9 +661,19 @@ async fn doctor_says_ok_for_a_healthy_deployment_and_names_each_fault_with_its_f
         (r.code, r.stdout)
     };
     let (code, text) = tokio::task::block_in_place(|| {
-        doctor(&["--config-rules", "--reserve-concurrency", "--slack-interactive"], &[])
+        doctor(
+            &["--config-rules", "--reserve-concurrency", "--slack-interactive"],
+            &[("FINOPS_REPORT_LINK_SECRET_ID", "finops/report-links")],
+        )
     });
     assert_eq!(code, 0, "{text}");
+    assert!(
+        says(
+            &text,
+            "ok Report-link secret finops/report-links: the report links' key and the approval URL"
+        ),
+        "{text}"
+    );
     for line in [
         "ok    AWS credentials",
         "ok    AWS Config recorder     recording (default)",

@@ -119,15 +119,28 @@ impl Secrets {
             Some(id) => main.with_links(Secrets::load(&client, id.trim()).await?),
             None => main,
         };
+        // The report-link key comes from its own secret only: one in the shared secret (which every
+        // function reads) is never used.
+        let main = Secrets {
+            report_link_key: None,
+            ..main
+        };
         match id(REPORT_LINK_SECRET_ID_VAR) {
-            Some(id) => {
-                let report = Secrets::load(&client, id.trim()).await?;
-                Ok(Secrets {
-                    report_link_key: report.report_link_key.or(main.report_link_key.clone()),
-                    approval_url: main.approval_url.clone().or(report.approval_url),
+            // Unreadable, it costs the report links only (savings-report refuses to run without
+            // them); the approval function still decides, executes and sweeps.
+            Some(id) => match Secrets::load(&client, id.trim()).await {
+                Ok(report) => Ok(Secrets {
+                    report_link_key: report.report_link_key,
+                    // The template writes the approval URL into both secrets; the report secret's
+                    // is the one report links are made for.
+                    approval_url: report.approval_url.or(main.approval_url.clone()),
                     ..main
-                })
-            }
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, secret = %id.trim(), "the report-link secret cannot be read: no report links");
+                    Ok(main)
+                }
+            },
             None => Ok(main),
         }
     }
