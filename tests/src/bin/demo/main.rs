@@ -408,12 +408,28 @@ async fn main() {
     let c = moto.clients().await;
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops-demo").await;
-    let base_env = |policy: &str| {
+    // Each function runs as its own role in the template (the local AWS refuses what it does not grant).
+    let stack = finops_tests::Stack::with(Some(TABLE), Some(&topic));
+    let mut keys = std::collections::HashMap::new();
+    for f in [
+        "idle-ec2",
+        "ebs-cleanup",
+        "s3-public",
+        "cost-alert",
+        "tag-compliance",
+        "rightsizing",
+    ] {
+        keys.insert(f, moto.role_key(f, &stack).await);
+    }
+    let base_env = |function: &str, policy: &str| {
         vec![
             ("AWS_ENDPOINT_URL".to_string(), moto.endpoint()),
             ("AWS_REGION".to_string(), "us-east-1".to_string()),
-            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+            (
+                "AWS_ACCESS_KEY_ID".to_string(),
+                keys.get(function).cloned().unwrap_or_default(),
+            ),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "role-secret".to_string()),
             ("FINOPS_TABLE".to_string(), TABLE.to_string()),
             ("FINOPS_TOPIC_ARN".to_string(), topic.clone()),
             (
@@ -433,7 +449,7 @@ async fn main() {
 
     println!("\nrunning idle-ec2 as its Lambda binary against a local Lambda Runtime API...");
     let dry = {
-        let watch = Watch::start("idle-ec2", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("idle-ec2", &base_env("idle-ec2", "mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
     };
     print_report("idle-ec2 (default policy: dry-run, nothing changed)", &dry);
@@ -444,7 +460,7 @@ async fn main() {
         // policy says explicitly that anyone with the link may (recorded as unverified).
         let policy = "{mode: approve, approvals: {slack_users: [U0DEMO], anyone_with_link: true}}";
         println!("\nidle-ec2 policy: {policy}");
-        let watch = Watch::start("idle-ec2", &base_env(policy)).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("idle-ec2", &base_env("idle-ec2", policy)).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("idle-ec2", &event).unwrap_or_else(|e| fail(e)))
     };
     print_report("idle-ec2 (policy mode: approve, approvers listed)", &approve);
@@ -478,7 +494,7 @@ async fn main() {
     println!("   {pending} pending approval item(s) in DynamoDB table {TABLE}");
     let ebs_event = workspace_root().join("events/ebs-cleanup/scheduled.json");
     let ebs = {
-        let watch = Watch::start("ebs-cleanup", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("ebs-cleanup", &base_env("ebs-cleanup", "mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("ebs-cleanup", &ebs_event).unwrap_or_else(|e| fail(e)))
     };
     print_report(
@@ -488,7 +504,7 @@ async fn main() {
 
     let s3_event = workspace_root().join("events/s3-public/scheduled.json");
     let s3 = {
-        let watch = Watch::start("s3-public", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("s3-public", &base_env("s3-public", "mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("s3-public", &s3_event).unwrap_or_else(|e| fail(e)))
     };
     print_report(
@@ -517,14 +533,15 @@ async fn main() {
     let cost_event = workspace_root().join("events/cost-alert/scheduled.json");
     let cost = {
         let policy = "{mode: dry-run, cost_alert: {per_service_usd: {Amazon Simple Storage Service: 1000}}}";
-        let watch = Watch::start("cost-alert", &base_env(policy)).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("cost-alert", &base_env("cost-alert", policy)).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("cost-alert", &cost_event).unwrap_or_else(|e| fail(e)))
     };
     print_report("cost-alert (dry-run: thresholds $10,000 total, $1,000 for S3)", &cost);
 
     let tag_event = workspace_root().join("events/tag-compliance/scheduled.json");
     let tags = {
-        let watch = Watch::start("tag-compliance", &base_env("mode: dry-run")).unwrap_or_else(|e| fail(e));
+        let watch =
+            Watch::start("tag-compliance", &base_env("tag-compliance", "mode: dry-run")).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("tag-compliance", &tag_event).unwrap_or_else(|e| fail(e)))
     };
     let mut tags_shown = tags.clone();
@@ -540,7 +557,7 @@ async fn main() {
         // Bedrock has no local emulator: the rules explain here; deployed, the policy's model does
         // (and the rules stay the fallback).
         let policy = "{mode: dry-run, rightsizing: {bedrock_model_id: \"\"}}";
-        let watch = Watch::start("rightsizing", &base_env(policy)).unwrap_or_else(|e| fail(e));
+        let watch = Watch::start("rightsizing", &base_env("rightsizing", policy)).unwrap_or_else(|e| fail(e));
         parse_report(watch.invoke("rightsizing", &sizing_event).unwrap_or_else(|e| fail(e)))
     };
     let mut sizing_shown = sizing.clone();
@@ -717,7 +734,14 @@ async fn human_in_the_loop() {
     let finding_id = report.findings.first().map(|f| f.id.clone()).unwrap_or_default();
     println!("\naudit trail of {finding_id}:");
     for e in lp.state().audit_trail(&finding_id).await.unwrap_or_else(|e| fail(e)) {
-        println!("  {}  {:<20} {}", &e.at[..19.min(e.at.len())], e.event, e.detail);
+        let at = chrono::DateTime::parse_from_rfc3339(&e.at)
+            .map(|t| {
+                t.with_timezone(&chrono::Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| e.at.clone());
+        println!("  {at}  {:<20} {}", e.event, e.detail);
     }
     jira(&lp, &first_messages, &published).await;
     let snoozed = snooze(&mut lp).await;
