@@ -108,7 +108,9 @@ impl Remediation for BlockPublicAccess<'_> {
         let (bucket, region) = (&finding.resource.id, &finding.resource.region);
         let wanted: BlockSettings = self.policy.s3_public.block.into();
         self.s3.put_block(bucket, region, wanted).await?;
-        let after = self.s3.exposure(bucket, region).await?;
+        // S3 said the put succeeded: a verification read that fails (throttled past its retries)
+        // is read again before the action is judged, never taken for a failed put.
+        let after = reread(|| self.s3.exposure(bucket, region)).await?;
         if after.block != Some(wanted) {
             return Err(precondition(
                 bucket,
@@ -118,7 +120,7 @@ impl Remediation for BlockPublicAccess<'_> {
                 ),
             ));
         }
-        let account_block = self.s3.account_block().await?;
+        let account_block = reread(|| self.s3.account_block()).await?;
         let remaining = public_reasons(&after, account_block);
         Ok(Executed::Done(if remaining.is_empty() {
             format!("Block Public Access put ({wanted}); the bucket is no longer public")
@@ -130,6 +132,26 @@ impl Remediation for BlockPublicAccess<'_> {
             )
         }))
     }
+}
+
+/// `read`, tried again up to twice more (after 0.5 s, then 1 s) when it fails: for the reads that
+/// verify a put AWS already accepted.
+async fn reread<T, F, Fut>(read: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(500);
+    let mut last = read().await;
+    for _ in 0..2 {
+        if last.is_ok() {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+        last = read().await;
+    }
+    last
 }
 
 /// Rollback: the bucket's Block Public Access as it was before the action.
