@@ -85,6 +85,26 @@ async fn deployment() -> Deployment {
     }
 }
 
+/// A function binary's environment: exactly the template's (as `deployed`, resolved, says), the
+/// local AWS, and the access key of its role there.
+async fn binary_env(d: &Deployment, function: &str, deployed: &Value, stack: &Stack) -> Vec<(String, String)> {
+    let key = d.moto.role_key(function, stack).await;
+    let mut env: Vec<(String, String)> = deployed["environment"]
+        .as_object()
+        .expect("environment")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    env.extend([
+        ("AWS_ENDPOINT_URL".to_string(), d.moto.endpoint()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID".into(), key),
+        ("AWS_SECRET_ACCESS_KEY".into(), "role-secret".into()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]);
+    env
+}
+
 /// Starts every function `parameters` deploy with the template's environment and its role, and
 /// invokes it with its sample event: what each answered (or why it failed).
 async fn first_runs(d: &Deployment, parameters: &[(&str, String)]) -> BTreeMap<String, Result<Value, String>> {
@@ -107,20 +127,7 @@ async fn first_runs(d: &Deployment, parameters: &[(&str, String)]) -> BTreeMap<S
         let Some(event) = sample_event(function) else {
             continue;
         };
-        let key = d.moto.role_key(function, &stack).await;
-        let mut env: Vec<(String, String)> = deployed["environment"]
-            .as_object()
-            .expect("environment")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        env.extend([
-            ("AWS_ENDPOINT_URL".to_string(), d.moto.endpoint()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID".into(), key),
-            ("AWS_SECRET_ACCESS_KEY".into(), "role-secret".into()),
-            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]);
+        let env = binary_env(d, function, deployed, &stack).await;
         let answer = Watch::start(function, &env).and_then(|w| w.invoke(function, &event));
         out.insert(function.clone(), answer);
     }
@@ -193,19 +200,7 @@ async fn without_the_report_link_secret_approvals_go_on_and_the_report_refuses_c
     let template = d.moto.template(&stack).await;
     let mut answers = BTreeMap::new();
     for function in ["approval", "savings-report"] {
-        let key = d.moto.role_key(function, &stack).await;
-        let mut env: Vec<(String, String)> = template[function]["environment"]
-            .as_object()
-            .expect("environment")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        env.extend([
-            ("AWS_ENDPOINT_URL".to_string(), d.moto.endpoint()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID".into(), key),
-            ("AWS_SECRET_ACCESS_KEY".into(), "role-secret".into()),
-        ]);
+        let env = binary_env(&d, function, &template[function], &stack).await;
         let event = sample_event(function).expect("a sample event");
         answers.insert(
             function,
