@@ -22,6 +22,8 @@ pub const SECRET_ID: &str = "finops/autopilot";
 pub const LINK_KEY: &str = "k3y-for-signing-approval-links-0123456789";
 /// The report-link key (a secret of its own in the template).
 pub const REPORT_LINK_KEY: &str = "k3y-for-signing-report-links-0123456789ab";
+/// The approval function's decision key (its own secret, deployed).
+pub const DECISION_KEY: &str = "k3y-that-seals-ballots-and-sign-ins-0123456789";
 pub const SIGNING_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 /// Everything of one loop.
@@ -105,6 +107,7 @@ impl Loop {
         if idp.is_some() {
             secrets.oidc_client_secret = Some(crate::oidc::CLIENT_SECRET.into());
         }
+        secrets.decision_key = Some(DECISION_KEY.into());
 
         let cell: Arc<OnceLock<approval::handler::App>> = Arc::new(OnceLock::new());
         let clock: Arc<std::sync::Mutex<Option<DateTime<Utc>>>> = Arc::default();

@@ -280,6 +280,8 @@ pub struct Stack {
     pub link_secret_arn: String,
     /// The report-link secret's ARN.
     pub report_link_secret_arn: String,
+    /// The approval function's decision secret's ARN.
+    pub decision_secret_arn: String,
     /// The approval function's URL.
     pub approval_url: String,
     /// The savings reports' bucket.
@@ -301,6 +303,7 @@ impl Default for Stack {
             link_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/approval-links-AbCdEf".into(),
             report_link_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/report-links-AbCdEf"
                 .into(),
+            decision_secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:finops/decisions-AbCdEf".into(),
             approval_url: "http://127.0.0.1:9/".into(),
             report_bucket: "finops-reports".into(),
             results_bucket: "finops-fanout-results".into(),
@@ -341,6 +344,7 @@ impl Stack {
             "TopicKey.Arn": self.topic_key_arn,
             "LinkSecret": self.link_secret_arn,
             "ReportLinkSecret": self.report_link_secret_arn,
+            "DecisionSecret": self.decision_secret_arn,
             "ApprovalFunctionUrl.FunctionUrl": self.approval_url,
             "ReportBucket": self.report_bucket,
             "ReportBucket.Arn": format!("arn:aws:s3:::{}", self.report_bucket),

@@ -505,19 +505,26 @@ async fn one_person_typing_two_addresses_cannot_execute_a_prod_stop() {
     let lp = Loop::start(approve_policy()).await;
     let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
-    for who in ["ana@example.com", "bo@example.com", "carol@example.com"] {
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &token_of(&approve)), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 202, "{page}");
+    assert!(
+        page.contains("0 of 2 verified approvers") && page.contains("unverified"),
+        "{page}"
+    );
+    // At most one typed address is kept: the others are refused, not piled up (issue 25 item 5).
+    for who in ["bo@example.com", "carol@example.com"] {
         let (status, page) = lp
             .post_form("/decide", &[("token", &token_of(&approve)), ("approver", who)])
             .await;
-        assert_eq!(status, 202, "{page}");
-        assert!(
-            page.contains("0 of 2 verified approvers") && page.contains("unverified"),
-            "{page}"
-        );
+        assert_eq!(status, 409, "{page}");
+        assert!(page.contains("typed addresses do not count"), "{page}");
     }
     assert_eq!(state_of(&lp, &id).await, "running");
     let stored = lp.state().approval(&request_id).await.unwrap().unwrap();
     assert_eq!(stored.status, "pending");
+    assert_eq!(stored.ballots.len(), 1);
     assert!(stored.ballots.iter().all(|b| !b.verified));
     // A Slack click plus the page it opens is not two people either: one verified ballot.
     let body = slack_body(&token_of(&approve), "U0ANA");
@@ -1727,6 +1734,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
                 }
                 .ballot(an_hour_ago),
                 &|_| 1,
+                &remediation::decide::Judge::new(&lp.approval_app().sealer, &approve_policy(), an_hour_ago),
                 an_hour_ago,
             )
             .await

@@ -409,6 +409,8 @@ async fn every_functions_environment_leaves_room_for_the_policy_within_lambdas_4
         format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/approval-links-AbCdEf");
     stack.report_link_secret_arn =
         format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/report-links-AbCdEf");
+    stack.decision_secret_arn =
+        format!("arn:aws:secretsmanager:ap-southeast-5:123456789012:secret:{long}/decisions-AbCdEf");
     stack.approval_url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.ap-southeast-5.on.aws/".into();
     stack.report_bucket = format!("{}-reportbucket-abcdefghijkl", &long[..30]);
     let example = "{idle_ec2: {mode: approve}, approvals: {slack_users: [U0ANA, U0BO]}}";

@@ -71,6 +71,9 @@ async fn deployment() -> Deployment {
     // As the template's ReportLinkSecret.
     let report = json!({"approval_url": stack.approval_url, "report_link_key": "r".repeat(64)});
     stack.report_link_secret_arn = seed::create_secret(&sm, "finops/report-links", &report.to_string()).await;
+    // As the template's DecisionSecret.
+    let decisions = json!({"decision_key": "d".repeat(64)});
+    stack.decision_secret_arn = seed::create_secret(&sm, "finops/decisions", &decisions.to_string()).await;
     aws_sdk_s3::Client::new(&moto.sdk_config().await)
         .create_bucket()
         .bucket(&stack.report_bucket)

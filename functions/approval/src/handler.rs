@@ -45,6 +45,8 @@ pub struct App {
     pub deps: Deps,
     /// Signs and checks links; its base is the deployment's approval URL.
     links: LinkSigner,
+    /// Seals ballots and sign-ins with the decision key, which only this function reads.
+    pub sealer: remediation::approval::Sealer,
     /// Slack's signing secret; without it Slack requests are refused.
     pub slack_signing_secret: Option<Vec<u8>>,
     pub executor: AwsExecutor,
@@ -78,6 +80,19 @@ impl App {
                 remediation::config::APPROVAL_URL_VAR,
             ))
         })?;
+        let sealer = deps
+            .secrets
+            .decision_key
+            .clone()
+            .or_else(|| std::env::var(remediation::config::DECISION_KEY_VAR).ok().filter(|k| !k.trim().is_empty()))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "the approval function needs its decision key: decision_key in its own secret ({}), or {} for a local run",
+                    remediation::secrets::DECISION_SECRET_ID_VAR,
+                    remediation::config::DECISION_KEY_VAR,
+                ))
+            })
+            .and_then(|k| remediation::approval::Sealer::new(k.into_bytes()))?;
         let http = HttpClient::new(Duration::from_secs(5))?;
         let oidc = match &deps.policy.approvals.oidc {
             None => None,
@@ -96,6 +111,7 @@ impl App {
         Ok(App {
             slack_signing_secret: deps.secrets.slack_signing_secret.clone().map(String::into_bytes),
             links,
+            sealer,
             executor,
             oidc,
             http,
@@ -116,6 +132,7 @@ impl App {
             state,
             publisher: self.deps.publisher.as_ref().map(|p| p as _),
             links: &self.links,
+            sealer: &self.sealer,
             policy: &self.deps.policy,
             executor: &self.executor,
         })
@@ -428,7 +445,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                 let Some(store) = app.deps.state.as_ref() else {
                     return html(&unavailable());
                 };
-                return match store.take_session(id, now).await {
+                return match store.take_session(id, now, &app.sealer).await {
                     Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, now).await),
                     Ok(None) => html(&Verdict {
                         status: 410,
@@ -561,7 +578,7 @@ async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String,
         verifier: verifier.clone(),
         started_at: now,
     };
-    if let Err(e) = store.start_sign_in(&state, &sign_in).await {
+    if let Err(e) = store.start_sign_in(&state, &sign_in, &app.sealer).await {
         tracing::error!(error = %e, "sign-in not recorded");
         return html(&unavailable());
     }
@@ -602,7 +619,7 @@ async fn sign_in_callback(
     let Some(store) = app.deps.state.as_ref() else {
         return html(&unavailable());
     };
-    let sign_in = match store.take_sign_in(state, now).await {
+    let sign_in = match store.take_sign_in(state, now, &app.sealer).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return html(&Verdict {
@@ -651,7 +668,7 @@ async fn sign_in_callback(
         who: who.clone(),
         started_at: now,
     };
-    if let Err(e) = store.start_session(&session, &kept).await {
+    if let Err(e) = store.start_session(&session, &kept, &app.sealer).await {
         tracing::error!(error = %e, "session not recorded");
         return html(&unavailable());
     }

@@ -267,6 +267,55 @@ impl LinkSigner {
     }
 }
 
+/// Seals what only the approval function may write (ballots, sign-in sessions, the record of an
+/// action it took) with its decision key, which no other function can read (its own secret). The
+/// state table is writable by other roles; a record that one of them wrote, or changed, carries no
+/// seal that checks and is not believed. Each seal names its domain (`ballot`, `session`, ...) and
+/// its parts are length-prefixed, so one kind of record is never taken for another.
+#[derive(Clone)]
+pub struct Sealer {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer with `key` (at least 32 bytes).
+    pub fn new(key: impl Into<Vec<u8>>) -> Result<Self> {
+        let key = key.into();
+        if key.len() < 32 {
+            return Err(Error::Config("the decision key must be at least 32 bytes".into()));
+        }
+        Ok(Sealer { key })
+    }
+
+    fn mac(&self, domain: &str, parts: &[&str]) -> HmacSha256 {
+        let mut mac = mac_with(&self.key);
+        for p in std::iter::once(domain).chain(parts.iter().copied()) {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p.as_bytes());
+        }
+        mac
+    }
+
+    /// The seal of `parts` in `domain`.
+    pub fn seal(&self, domain: &str, parts: &[&str]) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(domain, parts).finalize().into_bytes())
+    }
+
+    /// Whether `seal` is the seal of `parts` in `domain` (compared in constant time).
+    pub fn holds(&self, domain: &str, parts: &[&str], seal: &str) -> bool {
+        match URL_SAFE_NO_PAD.decode(seal) {
+            Ok(sig) => self.mac(domain, parts).verify_slice(&sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,8 @@ pub const APPROVAL_URL_VAR: &str = "FINOPS_APPROVAL_URL";
 /// Environment variable: the link-signing key, for local runs only (deployments keep it in the
 /// secret named by `FINOPS_SECRET_ID`).
 pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
+/// The approval function's decision key for a local run (deployed, it comes from its own secret).
+pub const DECISION_KEY_VAR: &str = "FINOPS_DECISION_KEY";
 /// Environment variable: `true` sends Config evaluations with TestMode (not recorded). Off in
 /// production; local emulators accept PutEvaluations only in TestMode.
 pub const CONFIG_TEST_MODE_VAR: &str = "FINOPS_CONFIG_TEST_MODE";

@@ -12,7 +12,7 @@ use crate::act::block_public_access::BlockPublicAccess;
 use crate::act::snapshot_and_delete::SnapshotAndDelete;
 use crate::act::stop_instance::StopInstance;
 use crate::act::{Remediation, Rollback, RollbackPorts};
-use crate::approval::{Claims, Decision, LinkSigner, TokenError};
+use crate::approval::{Claims, Decision, LinkSigner, Sealer, TokenError};
 use crate::aws::cloudwatch::CloudWatch;
 use crate::aws::ec2::Ec2;
 use crate::aws::s3::S3;
@@ -21,7 +21,11 @@ use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
 use crate::model::{ActionKind, Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
-use crate::state::{ApprovalStore, ExecutionEnd, Refusal, RollbackVote, StateStore, StoredApproval, Vote};
+use crate::identity::Ballot;
+use crate::state::{
+    approval_on, rollback_on, ApprovalStore, BallotJudge, ExecutionEnd, Refusal, RollbackVote, StateStore,
+    StoredAction, StoredApproval, Vote,
+};
 
 /// Carries out approved findings and rollbacks against AWS.
 #[async_trait]
@@ -33,6 +37,9 @@ pub trait Executor: Send + Sync {
     /// Reads `finding`'s resource to tell whether its action took effect (the hourly sweep's look
     /// at an execution that never finished).
     async fn observe(&self, finding: &Finding) -> Result<Observed>;
+    /// The resource's tags now (`None`: it is gone), read right before an approved action: the
+    /// number of approvers it needs is counted from them too.
+    async fn tags_now(&self, finding: &Finding) -> Result<Option<crate::model::Tags>>;
 }
 
 /// What a resource shows of an action that never recorded its end.
@@ -219,6 +226,73 @@ impl Executor for AwsExecutor {
             ActionKind::Notify => Observed::NotDone("nothing to execute: this finding only notifies".into()),
         })
     }
+
+    async fn tags_now(&self, finding: &Finding) -> Result<Option<crate::model::Tags>> {
+        use crate::aws::ec2::{InstanceApi, VolumeApi};
+        use crate::aws::s3::BucketApi;
+        let id = &finding.resource.id;
+        if finding.action == ActionKind::Notify {
+            return Ok(Some(finding.resource.tags.clone()));
+        }
+        let clients = self.reach(finding).await?;
+        Ok(match finding.action {
+            ActionKind::Stop => Self::ec2(&clients, finding)
+                .describe(std::slice::from_ref(id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|i| i.tags),
+            ActionKind::SnapshotAndDelete => Self::ec2(&clients, finding)
+                .describe_volumes(std::slice::from_ref(id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|v| v.tags),
+            ActionKind::BlockPublicAccess => Some(
+                Self::s3(&clients, finding)
+                    .bucket_tags(id, &finding.resource.region)
+                    .await?,
+            ),
+            ActionKind::Notify => Some(finding.resource.tags.clone()),
+        })
+    }
+}
+
+/// The approval function's judge of ballots: its decision key seals each ballot it casts, and a
+/// ballot counts only when its seal holds for what is decided, today's lists admit its person,
+/// and it is at most [`BALLOT_MAX_DAYS`] old.
+pub struct Judge<'a> {
+    sealer: &'a Sealer,
+    policy: &'a Policy,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Judge<'a> {
+    /// The judge of ballots at `now`, sealing with `sealer` and admitting by `policy`'s lists.
+    pub fn new(sealer: &'a Sealer, policy: &'a Policy, now: DateTime<Utc>) -> Judge<'a> {
+        Judge { sealer, policy, now }
+    }
+}
+
+/// How long a ballot counts (approvals and rollbacks alike).
+pub const BALLOT_MAX_DAYS: i64 = WAITING_APPROVAL_MAX_DAYS;
+
+impl BallotJudge for Judge<'_> {
+    fn seal(&self, ballot: Ballot, on: &str) -> Ballot {
+        ballot.sealed(self.sealer, on)
+    }
+
+    fn cast_here(&self, ballot: &Ballot, on: &str) -> bool {
+        ballot.seal_holds(self.sealer, on)
+    }
+
+    fn counts(&self, ballot: &Ballot, on: &str) -> bool {
+        self.cast_here(ballot, on)
+            && self.policy.approvals.admits_ballot(ballot)
+            && ballot.at + chrono::Duration::days(BALLOT_MAX_DAYS) > self.now
+            // A ballot from the future was not cast by this function's clock.
+            && ballot.at <= self.now + chrono::Duration::minutes(5)
+    }
 }
 
 /// What the person sees: an HTTP status, a title and a sentence (pages and Slack replies).
@@ -303,6 +377,24 @@ fn refusal(r: Refusal) -> Verdict {
             "Nothing to roll back",
             format!("The action is {s}; nothing was changed."),
         ),
+        Refusal::Full => Verdict::new(
+            409,
+            "No more ballots",
+            "This decision holds as many ballots as it can; nothing was changed.",
+        ),
+        Refusal::TypedAlready => Verdict::new(
+            409,
+            "Sign in to decide",
+            "A typed address is already recorded here, and typed addresses do not count toward this decision: sign in, or decide in Slack. Nothing was changed.",
+        ),
+        Refusal::ForeignRollback => {
+            tracing::error!("an action record's way back is not for its own resource: refused (written by something other than this stack's functions?)");
+            Verdict::new(
+                409,
+                "Not rolled back",
+                "This action's recorded way back does not undo its own resource, so it is not run; nothing was changed.",
+            )
+        }
     }
 }
 
@@ -328,11 +420,27 @@ pub struct Approvals<'a> {
     pub state: &'a dyn StateStore,
     pub publisher: Option<&'a dyn Publisher>,
     pub links: &'a LinkSigner,
+    /// Seals ballots (the decision key only the approval function reads).
+    pub sealer: &'a Sealer,
     pub policy: &'a Policy,
     pub executor: &'a dyn Executor,
 }
 
 impl Approvals<'_> {
+    fn judge(&self, now: DateTime<Utc>) -> Judge<'_> {
+        Judge {
+            sealer: self.sealer,
+            policy: self.policy,
+            now,
+        }
+    }
+
+    /// The ballots of `ballots` that count toward a decision on `on` now.
+    fn counted(&self, ballots: &[Ballot], on: &str, now: DateTime<Utc>) -> Vec<Ballot> {
+        let judge = self.judge(now);
+        ballots.iter().filter(|b| judge.counts(b, on)).cloned().collect()
+    }
+
     fn ctx(&self, now: DateTime<Utc>) -> RunContext<'_> {
         RunContext {
             mode: Mode::Approve,
@@ -374,14 +482,21 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Rollback => match self.store.action(&claims.rid).await {
                 Ok(Some(a)) if a.status == "executed" => match self.rollback_terms(&a, now).await {
-                    Ok(required) => Preview::Confirm {
-                        decision: Decision::Rollback,
-                        required,
-                        have: crate::identity::people(&a.rollback_ballots),
-                        approvers: a.rollback_ballots.into_iter().map(|b| b.id).collect(),
-                        finding: Box::new(a.finding),
-                        expires_at: None,
-                    },
+                    Ok(required) => {
+                        let attempt = match self.store.rollback_attempts(&a.action_id).await {
+                            Ok(n) => n,
+                            Err(e) => return Preview::Refused(internal(e)),
+                        };
+                        let counted = self.counted(&a.rollback_ballots, &rollback_on(&a, attempt), now);
+                        Preview::Confirm {
+                            decision: Decision::Rollback,
+                            required,
+                            have: crate::identity::people(&counted),
+                            approvers: counted.into_iter().map(|b| b.id).collect(),
+                            finding: Box::new(a.finding),
+                            expires_at: None,
+                        }
+                    }
                     Err(v) => Preview::Refused(v),
                 },
                 Ok(Some(a)) => Preview::Refused(refusal(Refusal::NotExecuted(a.status))),
@@ -391,14 +506,17 @@ impl Approvals<'_> {
             d => match self.store.approval(&claims.rid).await {
                 Ok(Some(a)) if a.status != "pending" => Preview::Refused(refusal(Refusal::NotPending(a.status))),
                 Ok(Some(a)) if a.expires_at <= now => Preview::Refused(refusal(Refusal::Expired)),
-                Ok(Some(a)) => Preview::Confirm {
-                    decision: d,
-                    required: a.required_approvals.max(self.required_now(&a.finding)),
-                    have: crate::identity::people(&a.ballots),
-                    approvers: a.approvers,
-                    finding: Box::new(a.finding),
-                    expires_at: Some(a.expires_at),
-                },
+                Ok(Some(a)) => {
+                    let counted = self.counted(&a.ballots, &approval_on(&a.request_id, &a.finding), now);
+                    Preview::Confirm {
+                        decision: d,
+                        required: a.required_approvals.max(self.required_now(&a.finding)),
+                        have: crate::identity::people(&counted),
+                        approvers: counted.into_iter().map(|b| b.id).collect(),
+                        finding: Box::new(a.finding),
+                        expires_at: Some(a.expires_at),
+                    }
+                }
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
                 Err(e) => Preview::Refused(internal(e)),
             },
@@ -457,7 +575,7 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Approve => match self
                 .store
-                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), now)
+                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), &self.judge(now), now)
                 .await
             {
                 Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
@@ -577,7 +695,7 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Approve => match self
                 .store
-                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), now)
+                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), &self.judge(now), now)
                 .await
             {
                 Ok(Ok(Vote::Approved(a))) => {
@@ -655,6 +773,44 @@ impl Approvals<'_> {
                     "Not carried out",
                     "The approval on record is not one to act on any more; nothing was done and the request is closed.",
                 );
+            }
+            // The approvers needed are counted again from the resource's tags now: a resource
+            // tagged `Environment=prod` since detection needs two, whatever the request says.
+            match self.executor.tags_now(&approval.finding).await {
+                Ok(Some(tags)) => {
+                    let needed = self.policy.approvals.required_approvals(&tags);
+                    let admitted = self.counted(
+                        &approval.ballots,
+                        &approval_on(&approval.request_id, &approval.finding),
+                        now,
+                    );
+                    if !crate::identity::quorum_met(&admitted, needed) {
+                        self.close_unexecuted(
+                            &approval,
+                            &format!(
+                                "not carried out: the resource's tags now ask for {needed} verified approvers and {} approved; the next run asks again",
+                                crate::identity::people(&admitted)
+                            ),
+                            now,
+                        )
+                        .await;
+                        return Verdict::new(
+                            409,
+                            "Not carried out",
+                            format!("The resource is now tagged so that {needed} people must approve; nothing was done and the request is closed (the next run asks again)."),
+                        );
+                    }
+                }
+                // Gone: the re-check before the action says so.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, request_id, "tags unreadable: not executed yet");
+                    return Verdict::new(
+                        503,
+                        "Not executed yet",
+                        "The resource could not be read to count the approvers it needs now; nothing was done, the request stays approved and the hourly sweep tries again.",
+                    );
+                }
             }
         }
         let now = later(now);
@@ -745,13 +901,23 @@ impl Approvals<'_> {
     /// people among the ballots today's lists admit, the rule in dry-run now, or approved too
     /// long ago.
     fn not_to_carry_out(&self, approval: &StoredApproval, now: DateTime<Utc>) -> Option<String> {
-        let required = approval.required_approvals.max(self.required_now(&approval.finding));
-        let admitted: Vec<crate::identity::Ballot> = approval
+        let too_old = |t: DateTime<Utc>| t + chrono::Duration::days(WAITING_APPROVAL_MAX_DAYS) < now;
+        // Only ballots this function cast on this request and finding (sealed), by people
+        // today's lists admit, at most BALLOT_MAX_DAYS old.
+        let sealed: Vec<Ballot> = approval
             .ballots
             .iter()
-            .filter(|b| self.policy.approvals.admits_ballot(b))
+            .filter(|b| self.judge(now).cast_here(b, &approval_on(&approval.request_id, &approval.finding)))
             .cloned()
             .collect();
+        // The decision's time is the last sealed ballot's (the item's `decided_at` is not sealed).
+        if approval.decided_at.is_none_or(too_old) || sealed.iter().map(|b| b.at).max().is_some_and(too_old) {
+            return Some(format!(
+                "approved more than {WAITING_APPROVAL_MAX_DAYS} days ago (or at an unknown time), too late to act on"
+            ));
+        }
+        let required = approval.required_approvals.max(self.required_now(&approval.finding));
+        let admitted = self.counted(&sealed, &approval_on(&approval.request_id, &approval.finding), now);
         if !crate::identity::quorum_met(&admitted, required) {
             return Some(format!(
                 "the approvals on record are {} of the {required} verified people needed (by today's approvers lists)",
@@ -760,14 +926,6 @@ impl Approvals<'_> {
         }
         if self.policy.mode_for(&approval.finding.rule) == Mode::DryRun {
             return Some(format!("{} is in dry-run now", approval.finding.rule));
-        }
-        if approval
-            .decided_at
-            .is_none_or(|t| t + chrono::Duration::days(WAITING_APPROVAL_MAX_DAYS) < now)
-        {
-            return Some(format!(
-                "approved more than {WAITING_APPROVAL_MAX_DAYS} days ago (or at an unknown time), too late to act on"
-            ));
         }
         None
     }
@@ -819,9 +977,12 @@ impl Approvals<'_> {
     /// policy says.
     async fn rollback_terms(
         &self,
-        action: &crate::state::StoredAction,
+        action: &StoredAction,
         now: DateTime<Utc>,
     ) -> std::result::Result<u32, Verdict> {
+        if !action.rollback.is_for(&action.finding) {
+            return Err(refusal(Refusal::ForeignRollback));
+        }
         let days = i64::from(self.policy.approvals.rollback_link_days);
         if action
             .started_at
@@ -856,7 +1017,7 @@ impl Approvals<'_> {
         };
         let action = match self
             .store
-            .begin_rollback(action_id, &who.ballot(now), required, now)
+            .begin_rollback(action_id, &who.ballot(now), required, &self.judge(now), now)
             .await
         {
             Ok(Ok(RollbackVote::Begin(a))) => *a,

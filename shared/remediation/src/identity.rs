@@ -96,6 +96,7 @@ impl Approver {
                 _ => None,
             },
             at,
+            seal: None,
         }
     }
 }
@@ -121,9 +122,49 @@ pub struct Ballot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub at: DateTime<Utc>,
+    /// The approval function's seal over this ballot and what it was cast on (see
+    /// [`Ballot::sealed`]): a ballot without one that holds was not cast through the approval
+    /// function and counts for nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
+/// The seal domain of ballots.
+const BALLOT_SEAL: &str = "ballot";
+
 impl Ballot {
+    fn sealed_parts(&self, on: &str) -> Vec<String> {
+        vec![
+            on.to_string(),
+            self.id.clone(),
+            self.via.clone(),
+            self.verified.to_string(),
+            self.person.clone().unwrap_or_default(),
+            self.proven.to_string(),
+            self.subject.clone().unwrap_or_default(),
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ]
+    }
+
+    /// This ballot sealed by the approval function for `on` (what it decides: the request or
+    /// action, its finding, resource and what would be done), so it counts there and nowhere else.
+    pub fn sealed(mut self, sealer: &crate::approval::Sealer, on: &str) -> Ballot {
+        let parts = self.sealed_parts(on);
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        self.seal = Some(sealer.seal(BALLOT_SEAL, &parts));
+        self
+    }
+
+    /// Whether the approval function cast this ballot on `on` (its seal holds).
+    pub fn seal_holds(&self, sealer: &crate::approval::Sealer, on: &str) -> bool {
+        let Some(seal) = &self.seal else {
+            return false;
+        };
+        let parts = self.sealed_parts(on);
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        sealer.holds(BALLOT_SEAL, &parts, seal)
+    }
+
     /// Whether this ballot and `other` are the same person's: the same identity, the same
     /// provider subject, or the same proven address. (An address only Slack says is not enough
     /// to refuse a vote — a member could set a colleague's address to block them — but
@@ -197,6 +238,7 @@ pub fn legacy_ballots(ids: &[String], at: DateTime<Utc>) -> Vec<Ballot> {
                 proven: false,
                 subject: None,
                 at,
+                seal: None,
             }
         })
         .collect()

@@ -53,6 +53,30 @@ pub enum Rollback {
     Irreversible { reason: String },
 }
 
+impl Rollback {
+    /// Whether this way back undoes `finding`'s own action on `finding`'s own resource (an action
+    /// record is in a table other roles can write: a recipe for another resource, or of another
+    /// kind, is never run).
+    pub fn is_for(&self, finding: &crate::model::Finding) -> bool {
+        use crate::model::ActionKind;
+        let r = &finding.resource;
+        match self {
+            Rollback::StartInstance { instance_id, region } => {
+                finding.action == ActionKind::Stop && *instance_id == r.id && *region == r.region
+            }
+            Rollback::RecreateVolume { spec, .. } => {
+                finding.action == ActionKind::SnapshotAndDelete
+                    && spec.source_volume_id == r.id
+                    && spec.availability_zone.starts_with(r.region.as_str())
+            }
+            Rollback::RestorePublicAccessBlock { bucket, .. } => {
+                finding.action == ActionKind::BlockPublicAccess && *bucket == r.id
+            }
+            Rollback::Nothing { .. } | Rollback::Irreversible { .. } => true,
+        }
+    }
+}
+
 impl std::fmt::Display for Rollback {
     /// The way back as a person reads it in an audit trail or Slack.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

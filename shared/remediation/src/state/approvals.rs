@@ -4,10 +4,13 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{s, TransactOutcome, DEADLINE_ATTRIBUTE, TTL_ATTRIBUTE};
+use super::{
+    approval_on, rollback_on, BallotJudge, MAX_BALLOTS,
+};
 use super::{
     ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, RollbackVote, Snooze,
     SnoozeGranted, StaleExecutions, StoredAction, StoredApproval, Vote,
@@ -155,7 +158,64 @@ fn unchanged_since(version: i64, attribute: &str) -> String {
     }
 }
 
+/// The partition of a decision's marks (a request's end, an action's rollback attempts): written
+/// by the approval function (and the operator) only; the template denies it to every other role.
+fn spent_pk(id: &str) -> String {
+    format!("SPENT#{id}")
+}
+
 impl DynamoState {
+    /// The mark that a request's decision is over (taken for execution, rejected, expired or
+    /// closed by a snooze): a request written back to `pending` or `approved` by another role
+    /// finds it and stays closed. Fails the transaction if the mark exists.
+    fn closed_mark(&self, request_id: &str, why: &str, now: DateTime<Utc>) -> Result<TransactWriteItem> {
+        self.put(
+            HashMap::from([
+                ("pk".to_string(), s(spent_pk(request_id))),
+                ("sk".to_string(), s("CLOSED")),
+                ("kind".to_string(), s("decision-closed")),
+                ("why".to_string(), s(why)),
+                ("at".to_string(), s(now.to_rfc3339())),
+                (TTL_ATTRIBUTE.to_string(), super::dynamo::n(retained_until(now, true))),
+            ]),
+            Some("attribute_not_exists(pk)"),
+        )
+    }
+
+    /// A condition that `request_id`'s decision is not over (no [`Self::closed_mark`]).
+    fn still_open(&self, request_id: &str) -> Result<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(spent_pk(request_id)))
+            .key("sk", s("CLOSED"))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB condition check: {e}")))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Counts rollback attempt `attempt` of `action_id` as begun (fails the transaction if another
+    /// began it first).
+    fn attempt_taken(&self, action_id: &str, attempt: i64, now: DateTime<Utc>) -> Result<TransactWriteItem> {
+        let mut put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(spent_pk(action_id)))
+            .item("sk", s("ROLLBACKS"))
+            .item("kind", s("rollback-attempts"))
+            .item("attempts", super::dynamo::n(attempt + 1))
+            .item("at", s(now.to_rfc3339()));
+        put = if attempt == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("attempts = :attempt")
+                .expression_attribute_values(":attempt", super::dynamo::n(attempt))
+        };
+        let put = put
+            .build()
+            .map_err(|e| Error::Config(format!("bad DynamoDB put: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     fn update(&self, pk: String, sk: &str) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
         Update::builder()
             .table_name(&self.table)
@@ -323,7 +383,8 @@ impl DynamoState {
             &format!("closed, nothing done: {}", z.describe()),
         )?;
         let ledger = self.ledger_close(&current.finding, "snoozed", z.at)?;
-        if !self.transition(vec![close, audit, ledger]).await? {
+        let closed = self.closed_mark(request_id, "snoozed", z.at)?;
+        if !self.transition(vec![close, closed, audit, ledger]).await? {
             return Ok(None);
         }
         self.release_approval_lock(&current.finding.id, request_id).await;
@@ -436,6 +497,7 @@ impl ApprovalStore for DynamoState {
         request_id: &str,
         ballot: &Ballot,
         at_least: &(dyn for<'f> Fn(&'f Finding) -> u32 + Send + Sync),
+        judge: &dyn BallotJudge,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>> {
         let mut conflict = None;
@@ -449,16 +511,35 @@ impl ApprovalStore for DynamoState {
             if current.expires_at <= now {
                 return Ok(Err(Refusal::Expired));
             }
-            if current.ballots.iter().any(|b| b.same_as(ballot)) {
+            // Only the ballots this function cast on this very request and finding are kept and
+            // counted: one written by another role, or moved here from another request, is not.
+            let on = approval_on(request_id, &current.finding);
+            let kept: Vec<Ballot> = current
+                .ballots
+                .iter()
+                .filter(|b| judge.cast_here(b, &on))
+                .cloned()
+                .collect();
+            let counted: Vec<Ballot> = kept.iter().filter(|b| judge.counts(b, &on)).cloned().collect();
+            if counted.iter().any(|b| b.same_as(ballot)) {
                 return Ok(Err(Refusal::SameApprover));
             }
-            let mut ballots = current.ballots.clone();
-            ballots.push(ballot.clone());
+            if kept.len() >= MAX_BALLOTS {
+                return Ok(Err(Refusal::Full));
+            }
+            if !ballot.verified && kept.iter().any(|b| !b.verified) {
+                return Ok(Err(Refusal::TypedAlready));
+            }
+            let sealed = judge.seal(ballot.clone(), &on);
+            let mut ballots = kept;
+            ballots.push(sealed.clone());
+            let mut counting = counted;
+            counting.push(sealed);
             let required = current.required_approvals.max(at_least(&current.finding));
-            let met = identity::quorum_met(&ballots, required);
-            let mut approvers = current.approvers.clone();
-            approvers.push(ballot.id.clone());
+            let met = identity::quorum_met(&counting, required);
+            let mut approvers: Vec<String> = ballots.iter().map(|b| b.id.clone()).collect();
             approvers.sort();
+            approvers.dedup();
             let decided_by = approvers.join(", ");
             // The vote, and the approval it completes, are one transaction.
             let mut set = vec!["ballots = :ballots", "#ver = :next", "#dl = :deadline"];
@@ -475,7 +556,7 @@ impl ApprovalStore for DynamoState {
                 .expression_attribute_values(":ballots", super::dynamo::json(&ballots)?)
                 .expression_attribute_values(":next", super::dynamo::n(current.version + 1))
                 .expression_attribute_values(":deadline", super::dynamo::n(current.expires_at.timestamp()))
-                .expression_attribute_values(":who", AttributeValue::Ss(vec![ballot.id.clone()]));
+                .expression_attribute_values(":who", AttributeValue::Ss(approvers.clone()));
             if current.version != 0 {
                 u = u.expression_attribute_values(":version", super::dynamo::n(current.version));
             }
@@ -497,10 +578,12 @@ impl ApprovalStore for DynamoState {
                     .expression_attribute_values(":at", s(now.to_rfc3339()))
                     .expression_attribute_values(":keep", super::dynamo::n(retained_until(now, true)));
             }
-            u = u.update_expression(format!("SET {} ADD approvers :who", set.join(", ")));
+            set.push("approvers = :who");
+            u = u.update_expression(format!("SET {}", set.join(", ")));
             let proof = if ballot.verified { "verified" } else { "unverified" };
             let mut items = vec![
                 built(u)?,
+                self.still_open(request_id)?,
                 self.audit(
                     &current.finding.id,
                     now,
@@ -523,7 +606,7 @@ impl ApprovalStore for DynamoState {
             }
             if !met {
                 return Ok(Ok(Vote::NeedMore {
-                    have: identity::people(&ballots),
+                    have: identity::people(&counting),
                     need: required,
                 }));
             }
@@ -600,7 +683,8 @@ impl ApprovalStore for DynamoState {
             &format!("rejected by {approver} via {via}"),
         )?;
         let ledger = self.ledger_close(&current.finding, "rejected", now)?;
-        if self.transition(vec![reject, audit, ledger]).await? {
+        let closed = self.closed_mark(request_id, "rejected", now)?;
+        if self.transition(vec![reject, closed, audit, ledger]).await? {
             Ok(Ok(StoredApproval {
                 status: "rejected".into(),
                 decided_by: Some(approver.to_string()),
@@ -623,7 +707,8 @@ impl ApprovalStore for DynamoState {
                 .expression_attribute_values(":at", s(now.to_rfc3339())),
         )?;
         let audit = self.audit(finding_id, now, "executing", request_id, "re-check and act")?;
-        self.transition(vec![take, audit]).await
+        let closed = self.closed_mark(request_id, "executing", now)?;
+        self.transition(vec![take, closed, audit]).await
     }
 
     async fn finish_execution(
@@ -791,7 +876,8 @@ impl ApprovalStore for DynamoState {
                 &format!("no decision by {}: nothing done", a.expires_at.to_rfc3339()),
             )?;
             let ledger = self.ledger_close(&a.finding, "expired", now)?;
-            if self.transition(vec![expire, audit, ledger]).await? {
+            let closed = self.closed_mark(&a.request_id, "expired", now)?;
+            if self.transition(vec![expire, closed, audit, ledger]).await? {
                 expired.push(StoredApproval {
                     status: "expired".into(),
                     ..a
@@ -813,6 +899,7 @@ impl ApprovalStore for DynamoState {
         action_id: &str,
         ballot: &Ballot,
         required: u32,
+        judge: &dyn BallotJudge,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<RollbackVote, Refusal>> {
         let mut conflict = None;
@@ -823,13 +910,35 @@ impl ApprovalStore for DynamoState {
             if action.status != "executed" {
                 return Ok(Err(Refusal::NotExecuted(action.status)));
             }
-            if action.rollback_ballots.iter().any(|b| b.same_as(ballot)) {
+            if !action.rollback.is_for(&action.finding) {
+                return Ok(Err(Refusal::ForeignRollback));
+            }
+            // Ballots count for one attempt: those of a failed rollback do not make the next.
+            let attempt = self.rollback_attempts(action_id).await?;
+            let on = rollback_on(&action, attempt);
+            let kept: Vec<Ballot> = action
+                .rollback_ballots
+                .iter()
+                .filter(|b| judge.cast_here(b, &on))
+                .cloned()
+                .collect();
+            let counted: Vec<Ballot> = kept.iter().filter(|b| judge.counts(b, &on)).cloned().collect();
+            if counted.iter().any(|b| b.same_as(ballot)) {
                 return Ok(Err(Refusal::SameApprover));
             }
-            let mut ballots = action.rollback_ballots.clone();
-            ballots.push(ballot.clone());
-            let met = identity::quorum_met(&ballots, required);
-            let by = ballots.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(", ");
+            if kept.len() >= MAX_BALLOTS {
+                return Ok(Err(Refusal::Full));
+            }
+            if !ballot.verified && kept.iter().any(|b| !b.verified) {
+                return Ok(Err(Refusal::TypedAlready));
+            }
+            let sealed = judge.seal(ballot.clone(), &on);
+            let mut ballots = kept;
+            ballots.push(sealed.clone());
+            let mut counting = counted;
+            counting.push(sealed);
+            let met = identity::quorum_met(&counting, required);
+            let by = counting.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(", ");
             let mut set = vec!["rollback_ballots = :ballots", "#ver = :next"];
             let mut u = self
                 .update(action_pk(action_id), "RECORD")
@@ -865,6 +974,8 @@ impl ApprovalStore for DynamoState {
                 )?,
             ];
             if met {
+                // This attempt is taken: its ballots never begin another.
+                items.push(self.attempt_taken(action_id, attempt, now)?);
                 items.push(self.audit(
                     &action.finding.id,
                     now,
@@ -878,7 +989,7 @@ impl ApprovalStore for DynamoState {
             }
             if !met {
                 return Ok(Ok(RollbackVote::NeedMore {
-                    have: identity::people(&ballots),
+                    have: identity::people(&counting),
                     need: required,
                 }));
             }
@@ -893,6 +1004,14 @@ impl ApprovalStore for DynamoState {
             resource: action_id.to_string(),
             message: format!("the action changed under {VOTE_ATTEMPTS} rollback votes in a row"),
         }))
+    }
+
+    async fn rollback_attempts(&self, action_id: &str) -> Result<i64> {
+        Ok(self
+            .get(&spent_pk(action_id), "ROLLBACKS")
+            .await?
+            .and_then(|item| number(&item, "attempts"))
+            .unwrap_or(0))
     }
 
     async fn finish_rollback(

@@ -483,6 +483,63 @@ pub enum Refusal {
     SameApprover,
     #[error("the action is {0}, not executed, so there is nothing to roll back")]
     NotExecuted(String),
+    /// The item holds as many ballots as it may ([`MAX_BALLOTS`]).
+    #[error("this decision has as many ballots as it can hold; nothing more is recorded")]
+    Full,
+    /// A typed address is kept already, and typed addresses count for nothing a two-person rule
+    /// needs.
+    #[error("a typed address is recorded already and typed addresses do not count here: sign in or decide in Slack")]
+    TypedAlready,
+    /// The action record's way back is not for its own finding's resource.
+    #[error("this action's recorded way back is not for its own resource, so it is not run")]
+    ForeignRollback,
+}
+
+/// The most ballots one request or action keeps (a person's second ballot is refused anyway; a
+/// request with this many has long had its quorum): far below DynamoDB's 400 KB item.
+pub const MAX_BALLOTS: usize = 20;
+
+/// How the approval function seals a ballot it casts and judges the ballots it finds: its decision
+/// key, today's approvers lists and a maximum age. A ballot that some other role wrote into the
+/// table has no seal that holds and counts for nothing.
+pub trait BallotJudge: Send + Sync {
+    /// `ballot` sealed for `on` (see [`approval_on`], [`rollback_on`]).
+    fn seal(&self, ballot: Ballot, on: &str) -> Ballot;
+    /// Whether the approval function cast `ballot` on `on` (its seal holds), whatever it counts
+    /// for today.
+    fn cast_here(&self, ballot: &Ballot, on: &str) -> bool;
+    /// Whether `ballot` counts toward a decision on `on` now.
+    fn counts(&self, ballot: &Ballot, on: &str) -> bool;
+}
+
+use crate::identity::Ballot;
+
+/// What an approval ballot is cast on: the request, its finding, the action proposed and the
+/// resource (account, region, id). A ballot moved to another request, or a request whose finding
+/// was rewritten after the vote, does not count.
+pub fn approval_on(request_id: &str, f: &Finding) -> String {
+    format!(
+        "approve|{request_id}|{}|{}|{}|{}|{}",
+        f.id,
+        f.action.as_str(),
+        f.resource.account,
+        f.resource.region,
+        f.resource.id
+    )
+}
+
+/// What a rollback ballot is cast on: the action, its finding's resource, the recorded way back
+/// and the attempt (a failed rollback's ballots do not count for the next).
+pub fn rollback_on(a: &StoredAction, attempt: i64) -> String {
+    format!(
+        "rollback|{}|{attempt}|{}|{}|{}|{}|{}",
+        a.action_id,
+        a.finding.id,
+        a.finding.resource.account,
+        a.finding.resource.region,
+        a.finding.resource.id,
+        serde_json::to_string(&a.rollback).unwrap_or_default()
+    )
 }
 
 /// The emergency stop switch.
@@ -535,11 +592,16 @@ pub trait ApprovalStore: Send + Sync {
     /// to `approved` in the same transaction (a vote never leaves a met quorum pending).
     /// The quorum is the request's stored count or `at_least(finding)` (today's policy),
     /// whichever is higher.
+    /// Only ballots `judge` counts are counted (and compared with the new one); the new one is
+    /// sealed by it for this request; an item holds at most [`MAX_BALLOTS`] and one typed address.
+    /// A request whose decision is over (executed, rejected, expired, snoozed) takes no vote,
+    /// whatever its item says.
     async fn vote(
         &self,
         request_id: &str,
         ballot: &crate::identity::Ballot,
         at_least: &(dyn for<'f> Fn(&'f Finding) -> u32 + Send + Sync),
+        judge: &dyn BallotJudge,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<Vote, Refusal>>;
     /// Requests `approved` before `before` and never taken for execution (the emergency stop
@@ -585,13 +647,17 @@ pub trait ApprovalStore: Send + Sync {
     async fn action(&self, action_id: &str) -> Result<Option<StoredAction>>;
     /// Adds a rollback ballot to an executed action; `executed → rolling-back` in the same
     /// transaction once `required` distinct approvers have voted (one rollback at a time).
+    /// As [`ApprovalStore::vote`], only ballots `judge` counts for this attempt count.
     async fn begin_rollback(
         &self,
         action_id: &str,
         ballot: &crate::identity::Ballot,
         required: u32,
+        judge: &dyn BallotJudge,
         now: DateTime<Utc>,
     ) -> Result<std::result::Result<RollbackVote, Refusal>>;
+    /// How many rollbacks of `action_id` have begun (the attempt a rollback ballot is cast on).
+    async fn rollback_attempts(&self, action_id: &str) -> Result<i64>;
     /// `rolling-back → rolled-back` (and the request `executed → rolled-back`, the ledger's
     /// realised dollars back to 0), or back to `executed` when the rollback failed.
     async fn finish_rollback(

@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::dynamo::{n, s, TTL_ATTRIBUTE};
 use super::DynamoState;
-use crate::approval::Decision;
+use crate::approval::{Decision, Sealer};
+
+/// The seal domain of sign-ins and sessions.
+const SIGN_IN_SEAL: &str = "sign-in";
 use crate::error::{Error, Result};
 
 /// How long a sign-in may take.
@@ -36,8 +39,19 @@ pub struct Session {
 }
 
 impl DynamoState {
-    /// Records `body` under `pk` (new only), lapsing after [`SIGN_IN_MINUTES`].
-    async fn put_once<T: serde::Serialize>(&self, pk: String, kind: &str, body: &T, at: DateTime<Utc>) -> Result<()> {
+    /// Records `body` under `pk` (new only), lapsing after [`SIGN_IN_MINUTES`], sealed by the
+    /// approval function's decision key over the key, its kind and its body.
+    async fn put_once<T: serde::Serialize>(
+        &self,
+        pk: String,
+        kind: &str,
+        body: &T,
+        at: DateTime<Utc>,
+        sealer: &Sealer,
+    ) -> Result<()> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| Error::Config(format!("a {kind} that does not serialise: {e}")))?;
+        let seal = sealer.seal(SIGN_IN_SEAL, &[&pk, kind, &body]);
         let put = self
             .client
             .put_item()
@@ -45,7 +59,8 @@ impl DynamoState {
             .item("pk", s(pk))
             .item("sk", s("OIDC"))
             .item("kind", s(kind))
-            .item("body", super::dynamo::json(body)?)
+            .item("body", s(&body))
+            .item("seal", s(seal))
             .item(
                 TTL_ATTRIBUTE,
                 n((at + chrono::Duration::minutes(SIGN_IN_MINUTES)).timestamp()),
@@ -63,13 +78,14 @@ impl DynamoState {
         }
     }
 
-    /// Takes (deletes: it works once) what [`Self::put_once`] recorded under `pk`.
-    async fn take_once<T: serde::de::DeserializeOwned>(&self, pk: String) -> Result<Option<T>> {
+    /// Takes (deletes: it works once) what [`Self::put_once`] recorded under `pk` as `kind`; one
+    /// whose seal does not hold (written by another role) is taken away and not believed.
+    async fn take_once<T: serde::de::DeserializeOwned>(&self, pk: String, kind: &str, sealer: &Sealer) -> Result<Option<T>> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(pk))
+            .key("pk", s(&pk))
             .key("sk", s("OIDC"))
             .return_values(ReturnValue::AllOld)
             .send()
@@ -78,34 +94,42 @@ impl DynamoState {
         let Some(AttributeValue::S(raw)) = out.attributes.as_ref().and_then(|a| a.get("body")) else {
             return Ok(None);
         };
+        let sealed = match out.attributes.as_ref().and_then(|a| a.get("seal")) {
+            Some(AttributeValue::S(seal)) => sealer.holds(SIGN_IN_SEAL, &[&pk, kind, raw], seal),
+            _ => false,
+        };
+        if !sealed {
+            tracing::error!(kind, "a {kind} item without a seal that holds: not written by the approval function; refused");
+            return Ok(None);
+        }
         serde_json::from_str(raw)
             .map(Some)
             .map_err(|e| Error::unexpected("dynamodb", "DeleteItem", format!("an unreadable sign-in item: {e}")))
     }
 
     /// Records a sign-in under `state` (new only).
-    pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn) -> Result<()> {
-        self.put_once(format!("SIGNIN#{state}"), "sign-in", sign_in, sign_in.started_at)
+    pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn, sealer: &Sealer) -> Result<()> {
+        self.put_once(format!("SIGNIN#{state}"), "sign-in", sign_in, sign_in.started_at, sealer)
             .await
     }
 
     /// Takes the sign-in recorded under `state` (a state works once); `None` when there is
     /// none, or it is older than [`SIGN_IN_MINUTES`].
-    pub async fn take_sign_in(&self, state: &str, now: DateTime<Utc>) -> Result<Option<SignIn>> {
-        let sign_in: Option<SignIn> = self.take_once(format!("SIGNIN#{state}")).await?;
+    pub async fn take_sign_in(&self, state: &str, now: DateTime<Utc>, sealer: &Sealer) -> Result<Option<SignIn>> {
+        let sign_in: Option<SignIn> = self.take_once(format!("SIGNIN#{state}"), "sign-in", sealer).await?;
         Ok(sign_in.filter(|s| s.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) > now))
     }
 
     /// Records a signed-in person's session under `id` (new only).
-    pub async fn start_session(&self, id: &str, session: &Session) -> Result<()> {
-        self.put_once(format!("SESSION#{id}"), "session", session, session.started_at)
+    pub async fn start_session(&self, id: &str, session: &Session, sealer: &Sealer) -> Result<()> {
+        self.put_once(format!("SESSION#{id}"), "session", session, session.started_at, sealer)
             .await
     }
 
     /// Takes the session recorded under `id` (it decides once); `None` when there is none, or
     /// it is older than [`SIGN_IN_MINUTES`].
-    pub async fn take_session(&self, id: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
-        let session: Option<Session> = self.take_once(format!("SESSION#{id}")).await?;
+    pub async fn take_session(&self, id: &str, now: DateTime<Utc>, sealer: &Sealer) -> Result<Option<Session>> {
+        let session: Option<Session> = self.take_once(format!("SESSION#{id}"), "session", sealer).await?;
         Ok(session.filter(|s| s.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) > now))
     }
 }
