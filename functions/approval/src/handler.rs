@@ -327,12 +327,41 @@ pub fn form(bytes: &[u8]) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
+/// An address as people type theirs: a local part of letters, digits and `. _ % + - '`, and a
+/// domain of at least two labels (letters, digits, inner hyphens) ending in a letters-only TLD.
+/// Stricter than RFC 5322 on purpose: nothing Slack reads as markup (`<`, `>`, `|`, `!`, `*`) or a
+/// page reads as HTML gets into the audit trail as a "person".
 fn plausible_email(e: &str) -> bool {
     let e = e.trim();
+    let Some((local, domain)) = e.rsplit_once('@') else {
+        return false;
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
     e.len() <= 254
-        && !e.chars().any(char::is_whitespace)
-        && e.split_once('@')
-            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && (1..=64).contains(&local.len())
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '\''))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            (1..=63).contains(&l.len())
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+use remediation::approval::plausible_id;
+
+/// A sign-in's `state` or a session id as this function makes them (random, URL-safe).
+fn plausible_nonce(id: &str) -> bool {
+    (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn decision_of(s: &str) -> Option<Decision> {
@@ -422,6 +451,9 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let Some(d) = d else {
                 return bad_request("the address names no decision");
             };
+            if !plausible_id(&rid) {
+                return bad_request("the address names no request this service makes");
+            }
             let ways = |decision| page::Ways {
                 action: app.url("/decide"),
                 sign_in: app
@@ -442,6 +474,9 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             };
             // After a sign-in: the session the callback kept on the server says who and what.
             if let Some(id) = fields.get("session") {
+                if !plausible_nonce(id) {
+                    return bad_request("the form's sign-in is not one this service makes");
+                }
                 let Some(store) = app.deps.state.as_ref() else {
                     return html(&unavailable());
                 };
@@ -549,6 +584,15 @@ async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String,
         Ok(p) => p,
         Err(page) => return page,
     };
+    // A sign-in that admits nobody would only waste the person's time (and, tokenless, it would
+    // let anyone start one for any request).
+    if !app.deps.policy.approvals.sign_in_admits_anyone() {
+        return html(&Verdict {
+            status: 403,
+            title: "Sign-in admits nobody".into(),
+            message: "No address or domain is listed for sign-ins (approvals.emails, approvals.email_domains); decide in Slack. Nothing was changed.".into(),
+        });
+    }
     let (rid, d) = match (q.get("token"), q.get("rid"), q.get("d").and_then(|d| decision_of(d))) {
         (Some(token), _, _) => match app.links.verify(token, now) {
             Ok(c) => (c.rid, c.d),
@@ -557,6 +601,9 @@ async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String,
         (None, Some(rid), Some(d)) => (rid.clone(), d),
         _ => return bad_request("the address names no decision"),
     };
+    if !plausible_id(&rid) {
+        return bad_request("the address names no request this service makes");
+    }
     // Only for something that can still be decided.
     if let Preview::Refused(v) = approvals.preview_of(&rid, d, now).await {
         return html(&v);
@@ -616,6 +663,9 @@ async fn sign_in_callback(
     let Some(state) = q.get("state") else {
         return bad_request("the sign-in came back without its state");
     };
+    if !plausible_nonce(state) {
+        return bad_request("the sign-in came back with a state this service does not make");
+    }
     let Some(store) = app.deps.state.as_ref() else {
         return html(&unavailable());
     };
@@ -744,7 +794,7 @@ async fn slack<'h>(
     };
     // Slack shows a 200's body to the clicker; other statuses as an error.
     let reply =
-        json!({"response_type": "ephemeral", "replace_original": false, "text": format!("{}: {}", v.title, v.message)});
+        json!({"response_type": "ephemeral", "replace_original": false, "text": remediation::slack::escape(&format!("{}: {}", v.title, v.message))});
     response(200, "application/json", reply.to_string())
 }
 

@@ -267,6 +267,13 @@ impl LinkSigner {
     }
 }
 
+/// A request or action id as this stack makes them (at most 64 letters, digits, `-` or `_`),
+/// checked before anything is read with it: a key DynamoDB would refuse is the sender's error
+/// (400), not ours (5xx).
+pub fn plausible_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Seals what only the approval function may write (ballots, sign-in sessions, the record of an
 /// action it took) with its decision key, which no other function can read (its own secret). The
 /// state table is writable by other roles; a record that one of them wrote, or changed, carries no

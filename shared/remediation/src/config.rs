@@ -21,6 +21,8 @@ pub const APPROVAL_URL_VAR: &str = "FINOPS_APPROVAL_URL";
 /// Environment variable: the link-signing key, for local runs only (deployments keep it in the
 /// secret named by `FINOPS_SECRET_ID`).
 pub const LINK_KEY_VAR: &str = "FINOPS_LINK_SIGNING_KEY";
+/// How far ahead `approvals.previous_link_key_until` may be (the old link key's last day).
+pub const MAX_PREVIOUS_LINK_KEY_DAYS: i64 = 30;
 /// The approval function's decision key for a local run (deployed, it comes from its own secret).
 pub const DECISION_KEY_VAR: &str = "FINOPS_DECISION_KEY";
 /// Environment variable: `true` sends Config evaluations with TestMode (not recorded). Off in
@@ -98,7 +100,17 @@ impl Deps {
                 let signer = LinkSigner::new(key.into_bytes(), url)?;
                 Some(
                     match (&secrets.previous_link_signing_key, policy.approvals.previous_link_key_until) {
-                        (Some(old), Some(until)) => signer.accepting(old.clone().into_bytes(), until),
+                        (Some(old), Some(until)) => {
+                            let latest = chrono::Utc::now() + chrono::Duration::days(MAX_PREVIOUS_LINK_KEY_DAYS);
+                            if until > latest {
+                                return Err(Error::Config(format!(
+                                    "approvals.previous_link_key_until: at most {MAX_PREVIOUS_LINK_KEY_DAYS} days ahead (by {}), got {}: the old key signs links for as long as it is accepted",
+                                    latest.format("%Y-%m-%d"),
+                                    until.format("%Y-%m-%d %H:%M UTC")
+                                )));
+                            }
+                            signer.accepting(old.clone().into_bytes(), until)
+                        }
                         _ => signer,
                     },
                 )

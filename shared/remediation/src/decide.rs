@@ -398,6 +398,12 @@ fn refusal(r: Refusal) -> Verdict {
     }
 }
 
+/// A signed link naming no request this stack makes (it signs none such): the sender's error.
+fn odd_link() -> Verdict {
+    tracing::warn!("a signed link names an id this stack does not make");
+    Verdict::new(400, "Invalid link", "This link names no request this service makes; nothing was changed.")
+}
+
 /// A failure of ours: logged in full, shown to the person without anything internal.
 fn internal(e: impl std::fmt::Display) -> Verdict {
     tracing::error!(error = %e, "decision failed");
@@ -466,6 +472,7 @@ impl Approvals<'_> {
     /// A GET of a link: checks the token and shows what it would do. Never writes.
     pub async fn preview(&self, token: &str, now: DateTime<Utc>) -> Preview {
         match self.links.verify(token, now) {
+            Ok(claims) if !crate::approval::plausible_id(&claims.rid) => Preview::Refused(odd_link()),
             Ok(claims) => self.preview_of(&claims.rid, claims.d, now).await,
             Err(e) => Preview::Refused(token_refusal(e)),
         }
@@ -528,6 +535,9 @@ impl Approvals<'_> {
     /// A token minted for one person decides as that person only.
     async fn admit(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> std::result::Result<Claims, Verdict> {
         let claims = self.links.verify(token, now).map_err(token_refusal)?;
+        if !crate::approval::plausible_id(&claims.rid) {
+            return Err(odd_link());
+        }
         self.admit_claims(claims, who).await
     }
 
@@ -599,6 +609,10 @@ impl Approvals<'_> {
         };
         if let Err(why) = self.policy.approvals.allows(who) {
             return Verdict::new(403, "Not allowed", format!("{why}; nothing was changed."));
+        }
+        // Lengths DynamoDB keys take (2 KB partition, 1 KB sort): a longer one is the sender's error.
+        if claims.fid.len() > 1024 || claims.res.len() > 512 {
+            return odd_link();
         }
         let Some(parts) = Finding::parse_id(&claims.fid) else {
             return Verdict::new(

@@ -193,8 +193,8 @@ pub struct ApprovalsPolicy {
     /// The organisation's identity provider, for sign-ins on the confirmation page.
     pub oidc: Option<OidcPolicy>,
     /// `true`: anyone holding a link may decide on the page by typing an address (recorded as
-    /// `unverified`, never one of the two approvals a two-person rule needs), and any Slack user
-    /// may press the buttons when `slack_users` is empty. Off by default.
+    /// `unverified`, never one of the two approvals a two-person rule needs). Typed addresses
+    /// only: Slack buttons and sign-ins are always judged by their own lists. Off by default.
     pub anyone_with_link: bool,
     /// Slack users and addresses that are the same person (one person counts once, whatever the
     /// channel).
@@ -255,6 +255,11 @@ impl Default for ApprovalsPolicy {
 pub use crate::identity::Approver;
 
 impl ApprovalsPolicy {
+    /// Whether a sign-in can admit anyone: an address or domain list (with `oidc`).
+    pub fn sign_in_admits_anyone(&self) -> bool {
+        self.oidc.is_some() && !(self.emails.is_empty() && self.email_domains.is_empty())
+    }
+
     /// Whether anyone at all can decide: a Slack user list, a sign-in with an address list, or
     /// the explicit `anyone_with_link`.
     pub fn has_approvers(&self) -> bool {
@@ -295,9 +300,9 @@ impl ApprovalsPolicy {
     pub fn allows(&self, who: &Approver) -> std::result::Result<(), String> {
         match who {
             Approver::Slack { user_id, .. } => {
-                if self.slack_users.iter().any(|u| u == user_id)
-                    || (self.slack_users.is_empty() && self.anyone_with_link)
-                {
+                // `anyone_with_link` is about typed addresses on the page only: Slack always needs
+                // its own list.
+                if self.slack_users.iter().any(|u| u == user_id) {
                     Ok(())
                 } else {
                     Err(format!("Slack user {user_id} is not on the approvers list"))
@@ -306,14 +311,14 @@ impl ApprovalsPolicy {
             Approver::SignedIn { email, .. } => {
                 let email = email.trim().to_ascii_lowercase();
                 let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-                let open = self.emails.is_empty() && self.email_domains.is_empty() && self.anyone_with_link;
+                // A sign-in always needs its own list (`anyone_with_link` admits typed addresses).
                 let listed = self.emails.iter().any(|e| e.trim().eq_ignore_ascii_case(&email))
                     || (!domain.is_empty()
                         && self
                             .email_domains
                             .iter()
                             .any(|d| d.trim().trim_start_matches('@').eq_ignore_ascii_case(domain)));
-                if listed || open {
+                if listed {
                     Ok(())
                 } else {
                     Err(format!("{email} is not on the approvers list"))

@@ -107,6 +107,11 @@ fn thousands(v: f64) -> String {
 }
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped in text that is not a link.
+/// Text as Slack's mrkdwn shows it literally (`&`, `<`, `>` escaped).
+pub fn escape(s: &str) -> String {
+    esc(s)
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -771,7 +776,10 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             (text, b)
         }
     };
-    json!({"text": text, "blocks": blocks})
+    // The fallback `text` is mrkdwn too (notifications, screen readers): whatever a person or a
+    // resource put in it (an address typed on the page, a tag, a bucket name) is escaped, so
+    // `<!channel>` or `<https://evil|CFO>` stays text.
+    json!({"text": esc(&text), "blocks": blocks})
 }
 
 /// Anything that arrives on the topic, as a Slack message.
@@ -825,7 +833,7 @@ pub fn render_alarm(a: &AlarmNotification) -> Value {
     if let Some(arn) = &a.alarm_arn {
         b.push(context(&format!("CloudWatch alarm `{}`", esc(arn))));
     }
-    json!({"text": text, "blocks": b})
+    json!({"text": esc(&text), "blocks": b})
 }
 
 /// The block id of the Snooze reason field; Slack sends its text in the click's `state`.

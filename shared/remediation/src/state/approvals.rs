@@ -602,6 +602,11 @@ impl ApprovalStore for DynamoState {
                 )?);
             }
             if !self.ballot_written(items, &mut conflict).await? {
+                // Its decision is over, whatever the item says (another role wrote it back).
+                if let Some(mark) = self.get(&spent_pk(request_id), "CLOSED").await? {
+                    tracing::error!(request_id, "a vote on a request whose decision is over: its item says pending (written by another role?)");
+                    return Ok(Err(Refusal::NotPending(text(&mark, "why").unwrap_or("closed").to_string())));
+                }
                 continue;
             }
             if !met {

@@ -1,0 +1,201 @@
+//! The approval path's limits (issue 25, items 3 to 9): who each channel admits, how old a ballot
+//! may be, how many people a resource needs when it acts, what a person's input may look like,
+//! how long an old link key lives, and what the service says to ids it never makes.
+
+use chrono::{Duration, Utc};
+use finops_tests::approvals::{token_of, Loop, LINK_KEY};
+use finops_tests::seed::{self, Usage};
+use remediation::approval::{Decision, LinkSigner};
+use remediation::model::Finding;
+use remediation::notify::Message;
+use remediation::policy::{ApprovalsPolicy, Mode, Policy};
+use remediation::state::ApprovalStore;
+use serde_json::Value;
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into(), "U0BO".into()],
+            anyone_with_link: true,
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+fn scheduled() -> Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+async fn idle_instance(lp: &Loop, tags: &[(&str, &str)], until: chrono::DateTime<Utc>) -> String {
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", tags).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, until, 14).await;
+    id
+}
+
+async fn state_of(lp: &Loop, id: &str) -> String {
+    seed::state_of(&lp.moto.clients().await.ec2, id).await
+}
+
+/// idle-ec2 (as its role, with `policy`, at `now`) runs once; what it published.
+async fn run(lp: &Loop, policy: Policy, now: chrono::DateTime<Utc>) -> Vec<Value> {
+    let deps = lp.detector_deps("idle-ec2", policy).await;
+    idle_ec2::handler::handle(scheduled(), &deps, now).await.unwrap();
+    lp.drain().await
+}
+
+fn links(lp: &Loop) -> LinkSigner {
+    LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap()
+}
+
+#[tokio::test]
+async fn anyone_with_the_link_admits_typed_addresses_only_never_any_slack_user_or_sign_in() {
+    // No Slack list and no sign-in list: only typed addresses may decide.
+    let mut p = policy(Mode::Approve);
+    p.approvals.slack_users.clear();
+    let lp = Loop::start_with_sign_in(p.clone()).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")], Utc::now()).await;
+    let published = run(&lp, p, Utc::now()).await;
+    let request = &Loop::of_type(&published, "approval-request")[0];
+    let rid = request["request_id"].as_str().unwrap();
+    let token = links(&lp).token(rid, Decision::Approve, Utc::now() + Duration::hours(1));
+    // Any Slack user: refused.
+    let (status, reply) = lp.slack_click("finops_approve", &token, "U0EVE", None, Utc::now()).await;
+    assert!(reply.contains("not on the approvers list"), "{status} {reply}");
+    // A sign-in, with no address listed for sign-ins: refused before the provider is asked, with
+    // or without a token.
+    for start in [
+        format!("/oidc/start?token={token}"),
+        format!("/oidc/start?rid={rid}&d=approve"),
+    ] {
+        let (status, page) = lp.get(&format!("{}{start}", lp.approval_server.url())).await;
+        assert_eq!(status, 403, "{page}");
+        assert!(page.contains("admits nobody"), "{page}");
+    }
+    assert_eq!(state_of(&lp, &id).await, "running");
+    assert_eq!(lp.state().approval(rid).await.unwrap().unwrap().status, "pending");
+}
+
+#[tokio::test]
+async fn a_resource_tagged_prod_after_detection_needs_two_approvers_when_it_acts() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")], Utc::now()).await;
+    let published = run(&lp, policy(Mode::Approve), Utc::now()).await;
+    let request = &Loop::of_type(&published, "approval-request")[0];
+    let rid = request["request_id"].as_str().unwrap();
+    // Tagged production after the request was made (for one approver).
+    let ec2 = lp.moto.clients().await.ec2;
+    ec2.create_tags()
+        .resources(&id)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("Environment").value("prod").build())
+        .send()
+        .await
+        .unwrap();
+    let token = links(&lp).token(rid, Decision::Approve, Utc::now() + Duration::hours(1));
+    lp.slack_click("finops_approve", &token, "U0ANA", None, Utc::now()).await;
+    for envelope in lp.drain().await {
+        let _ = approval::handler::handle(Loop::sns_event(&envelope), lp.approval_app(), Utc::now()).await;
+    }
+    assert_eq!(state_of(&lp, &id).await, "running", "one approval stopped a prod instance");
+    let stored = lp.state().approval(rid).await.unwrap().unwrap();
+    assert_ne!(stored.status, "executed");
+}
+
+#[tokio::test]
+async fn rollback_ballots_older_than_a_week_do_not_count() {
+    let lp = Loop::start(policy(Mode::Auto)).await;
+    let then = Utc::now() - Duration::days(9);
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")], then).await;
+    let published = run(&lp, policy(Mode::Auto), then).await;
+    let results = Loop::of_type(&published, "action-result");
+    assert_eq!(results.len(), 1, "{published:#?}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let rollback = token_of(results[0]["rollback_url"].as_str().unwrap());
+    // Ana asks for the rollback nine days ago; Bo today.
+    lp.set_clock(Some(then + Duration::minutes(5)));
+    let (_, reply) = lp
+        .slack_click("finops_rollback", &rollback, "U0ANA", None, then + Duration::minutes(5))
+        .await;
+    assert!(reply.contains("1 of 2"), "{reply}");
+    lp.set_clock(None);
+    let (_, reply) = lp.slack_click("finops_rollback", &rollback, "U0BO", None, Utc::now()).await;
+    assert!(!reply.contains("Rolled back"), "{reply}");
+    assert!(reply.contains("1 of 2"), "{reply}");
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+}
+
+#[tokio::test]
+async fn what_a_person_types_is_an_address_and_stays_text_in_slack() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    idle_instance(&lp, &[("Owner", "ana")], Utc::now()).await;
+    let published = run(&lp, policy(Mode::Approve), Utc::now()).await;
+    let request = &Loop::of_type(&published, "approval-request")[0];
+    let rid = request["request_id"].as_str().unwrap();
+    let token = links(&lp).token(rid, Decision::Reject, Utc::now() + Duration::hours(1));
+    for typed in ["<!channel>@x.y", "<https://evil.example|CFO>@x.y", "ana@exa<mple.com", "a|b@x.yz"] {
+        let (status, page) = lp.post_form("/decide", &[("token", &token), ("approver", typed)]).await;
+        assert_eq!(status, 400, "{typed}: {page}");
+    }
+    assert_eq!(lp.state().approval(rid).await.unwrap().unwrap().status, "pending");
+    // Whatever reached a message (a name from elsewhere), the notification text shows it as text.
+    let finding: Finding = serde_json::from_value(request["finding"].clone()).unwrap();
+    let message = Message::ApprovalResult {
+        request_id: rid.into(),
+        finding,
+        status: "rejected".into(),
+        decided_by: "unverified:<!channel>@x.y".into(),
+        detail: "rejected".into(),
+    };
+    let rendered = remediation::slack::render(&message, Default::default());
+    let text = rendered["text"].as_str().unwrap();
+    assert!(!text.contains("<!channel>"), "{text}");
+    assert!(text.contains("&lt;!channel&gt;"), "{text}");
+}
+
+#[tokio::test]
+async fn ids_states_and_sessions_of_the_wrong_shape_are_the_senders_error_not_ours() {
+    let mut p = policy(Mode::Approve);
+    p.approvals.email_domains = vec!["example.com".into()];
+    let lp = Loop::start_with_sign_in(p).await;
+    let base = lp.approval_server.url();
+    let long = "a".repeat(3000);
+    let (status, page) = lp.get(&format!("{base}/request?id={long}")).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = lp.get(&format!("{base}/request?action={long}")).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = lp.get(&format!("{base}/oidc/callback?state={long}&code=x")).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = lp.get(&format!("{base}/oidc/start?rid={long}&d=approve")).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = lp.post_form("/decide", &[("session", &long)]).await;
+    assert_eq!(status, 400, "{page}");
+    // A link signed with the real key (any function that mints links holds it) naming a 3 KB id.
+    let token = links(&lp).token(&long, Decision::Approve, Utc::now() + Duration::hours(1));
+    let (status, page) = lp.get(&format!("{base}/decide?token={token}")).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &token), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 400, "{page}");
+}
+
+#[tokio::test]
+async fn the_old_link_key_is_accepted_for_thirty_days_at_most() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let mut deps = lp.detector_deps("idle-ec2", policy(Mode::Approve)).await;
+    let mut secrets = deps.secrets.clone();
+    secrets.link_signing_key = Some("n".repeat(64));
+    secrets.approval_url = Some(lp.stack.approval_url.clone());
+    secrets.previous_link_signing_key = Some("o".repeat(64));
+    let mut p = policy(Mode::Approve);
+    p.approvals.previous_link_key_until = Some(Utc::now() + Duration::days(400));
+    let err = remediation::config::Deps::from_parts(deps.clients.clone(), p.clone(), "test".into(), secrets.clone())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("previous_link_key_until"), "{err}");
+    p.approvals.previous_link_key_until = Some(Utc::now() + Duration::days(29));
+    deps = remediation::config::Deps::from_parts(deps.clients.clone(), p, "test".into(), secrets).unwrap();
+    assert!(deps.links.is_some());
+}

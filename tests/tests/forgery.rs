@@ -1,0 +1,295 @@
+//! Approvals that cannot be forged from inside (issue 25): every write a detector's role is
+//! allowed, or would be allowed by a mistaken policy, is tried, and none makes the approval
+//! function execute, roll back, or report a decision nobody made.
+//!
+//! Each test runs the detector as its own template role in the strict local AWS (IAM from
+//! `infra/template.yaml`, `tests/aws_iam.py`). Where the template refuses a write, the same write is
+//! then made with the operator's unrestricted key, standing for an IAM policy gotten wrong: the
+//! approval function must still refuse it (its seals, its own partition of marks).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Duration, Utc};
+use finops_tests::approvals::{token_of, Loop, LINK_KEY, TABLE};
+use finops_tests::seed::{self, Usage};
+use remediation::policy::{ApprovalsPolicy, Approver, Mode, Policy};
+use remediation::state::ApprovalStore;
+use serde_json::Value;
+
+fn policy(mode: Mode) -> Policy {
+    Policy {
+        mode,
+        approvals: ApprovalsPolicy {
+            slack_users: vec!["U0ANA".into(), "U0BO".into()],
+            email_domains: vec!["example.com".into()],
+            ..ApprovalsPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+fn scheduled() -> Value {
+    serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
+}
+
+fn sweep() -> Value {
+    serde_json::from_str(include_str!("../../events/approval/scheduled.json")).unwrap()
+}
+
+async fn idle_instance(lp: &Loop, tags: &[(&str, &str)]) -> String {
+    let c = lp.moto.clients().await;
+    let id = seed::run_instance(&c.ec2, "t3.large", tags).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    id
+}
+
+async fn state_of(lp: &Loop, id: &str) -> String {
+    seed::state_of(&lp.moto.clients().await.ec2, id).await
+}
+
+/// idle-ec2 (as its role) opens one request; its request id and finding.
+async fn one_request(lp: &Loop, mode: Mode) -> (String, Value) {
+    let deps = lp.detector_deps("idle-ec2", policy(mode)).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let requests = Loop::of_type(&lp.drain().await, "approval-request");
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    (
+        requests[0]["request_id"].as_str().unwrap().to_string(),
+        requests[0]["finding"].clone(),
+    )
+}
+
+/// DynamoDB as idle-ec2's role, and as the operator (no IAM restriction: a policy gotten wrong).
+async fn tables(lp: &Loop) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodb::Client) {
+    (
+        lp.moto.clients_as("idle-ec2", &lp.stack).await.dynamodb,
+        lp.moto.clients().await.dynamodb,
+    )
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn refused<T, E: std::fmt::Debug>(r: Result<T, E>) -> bool {
+    match r {
+        Ok(_) => false,
+        Err(e) => format!("{e:?}").contains("AccessDenied"),
+    }
+}
+
+/// A sign-in session naming `email` for `rid`, as the approval function would keep one.
+fn session_item(id: &str, rid: &str, email: &str) -> std::collections::HashMap<String, AttributeValue> {
+    let session = remediation::state::sign_in::Session {
+        rid: rid.into(),
+        d: remediation::approval::Decision::Approve,
+        who: Approver::SignedIn {
+            email: email.into(),
+            issuer: "https://idp.example.com".into(),
+            subject: format!("sub-{email}"),
+        },
+        started_at: Utc::now(),
+    };
+    std::collections::HashMap::from([
+        ("pk".to_string(), s(&format!("SESSION#{id}"))),
+        ("sk".to_string(), s("OIDC")),
+        ("kind".to_string(), s("session")),
+        ("body".to_string(), s(&serde_json::to_string(&session).unwrap())),
+        (
+            "expires_at".to_string(),
+            AttributeValue::N((Utc::now() + Duration::minutes(10)).timestamp().to_string()),
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn a_detectors_role_cannot_fake_two_signed_in_approvers() {
+    let lp = Loop::start_with_sign_in(policy(Mode::Approve)).await;
+    // Production: two people must approve.
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
+    let (rid, _) = one_request(&lp, Mode::Approve).await;
+    let (detector, operator) = tables(&lp).await;
+
+    // As idle-ec2's role: the template refuses a session.
+    let put = detector
+        .put_item()
+        .table_name(TABLE)
+        .set_item(Some(session_item("forged-1", &rid, "ana@example.com")))
+        .send()
+        .await;
+    assert!(refused(put), "idle-ec2's role wrote a sign-in session");
+
+    // Written anyway (an IAM policy gotten wrong): the approval function does not believe them.
+    for (sid, email) in [("forged-1", "ana@example.com"), ("forged-2", "bo@example.com")] {
+        operator
+            .put_item()
+            .table_name(TABLE)
+            .set_item(Some(session_item(sid, &rid, email)))
+            .send()
+            .await
+            .unwrap();
+        let (status, page) = lp.post_form("/decide", &[("session", sid)]).await;
+        assert_eq!(status, 410, "{page}");
+    }
+    assert_eq!(state_of(&lp, &id).await, "running");
+    let stored = lp.state().approval(&rid).await.unwrap().unwrap();
+    assert_eq!(stored.status, "pending");
+    assert!(stored.ballots.is_empty(), "{:?}", stored.ballots);
+}
+
+#[tokio::test]
+async fn a_request_a_detector_wrote_approved_is_not_executed_by_the_sweep_nor_after_it() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (rid, _) = one_request(&lp, Mode::Approve).await;
+    let (detector, _) = tables(&lp).await;
+    // Two listed Slack users' ballots, as a vote would store them, without the approval
+    // function's seal (it cannot be had without its key).
+    let ballots: Vec<remediation::identity::Ballot> = ["U0ANA", "U0BO"]
+        .iter()
+        .map(|u| {
+            Approver::Slack {
+                user_id: (*u).into(),
+                name: (*u).into(),
+                email: None,
+                paired: false,
+            }
+            .ballot(Utc::now() - Duration::hours(1))
+        })
+        .collect();
+    let approve = || async {
+        detector
+            .update_item()
+            .table_name(TABLE)
+            .key("pk", s(&format!("APPROVAL#{rid}")))
+            .key("sk", s("REQUEST"))
+            .update_expression("SET #st = :approved, ballots = :b, decided_at = :at, decided_by = :by, version = :v, approvers = :who")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":approved", s("approved"))
+            .expression_attribute_values(":b", s(&serde_json::to_string(&ballots).unwrap()))
+            .expression_attribute_values(":at", s(&(Utc::now() - Duration::hours(1)).to_rfc3339()))
+            .expression_attribute_values(":by", s("slack:U0ANA, slack:U0BO"))
+            .expression_attribute_values(":v", AttributeValue::N("2".into()))
+            .expression_attribute_values(":who", AttributeValue::Ss(vec!["slack:U0ANA".into(), "slack:U0BO".into()]))
+            .send()
+            .await
+    };
+    // Its own request's item is the detector's to write (it opens requests): IAM lets it.
+    approve().await.unwrap();
+    let swept = approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    assert_eq!(state_of(&lp, &id).await, "running", "{swept}");
+    let stored = lp.state().approval(&rid).await.unwrap().unwrap();
+    assert_eq!(stored.status, "failed");
+    assert!(
+        stored.detail.as_deref().unwrap_or_default().contains("0 of the 1"),
+        "{stored:?}"
+    );
+    // Nothing reported a decision: the request is announced as not executed, by nobody's action.
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert!(results.is_empty(), "{results:#?}");
+
+    // Written back to `approved`, or to `pending` for a fresh vote, after it was closed: still
+    // nothing (its end is marked where the detector cannot write).
+    approve().await.unwrap();
+    approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    assert_eq!(state_of(&lp, &id).await, "running");
+    detector
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("APPROVAL#{rid}")))
+        .key("sk", s("REQUEST"))
+        .update_expression("SET #st = :pending REMOVE ballots, version, approvers, decided_at")
+        .expression_attribute_names("#st", "status")
+        .expression_attribute_values(":pending", s("pending"))
+        .send()
+        .await
+        .unwrap();
+    let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap();
+    let token = links.token(&rid, remediation::approval::Decision::Approve, Utc::now() + Duration::hours(1));
+    let (status, reply) = lp.slack_click("finops_approve", &token, "U0ANA", None, Utc::now()).await;
+    assert!(!reply.contains("Approved"), "{status} {reply}");
+    approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    for envelope in lp.drain().await {
+        approval::handler::handle(Loop::sns_event(&envelope), lp.approval_app(), Utc::now())
+            .await
+            .ok();
+    }
+    assert_eq!(state_of(&lp, &id).await, "running");
+}
+
+#[tokio::test]
+async fn an_action_whose_way_back_names_another_resource_rolls_nothing_back() {
+    let lp = Loop::start(policy(Mode::Auto)).await;
+    let idle = idle_instance(&lp, &[("Owner", "ana")]).await;
+    // Stopped on purpose by its owner; not idle-ec2's finding.
+    let c = lp.moto.clients().await;
+    let other = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "bo"), ("finops:exempt", "true")]).await;
+    seed::stop(&c.ec2, &other).await;
+    let deps = lp.detector_deps("idle-ec2", policy(Mode::Auto)).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(state_of(&lp, &idle).await, "stopped");
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert_eq!(results.len(), 1, "{results:#?}");
+    let action_id = results[0]["action_id"].as_str().unwrap().to_string();
+    let rollback_url = results[0]["rollback_url"].as_str().unwrap().to_string();
+
+    // As idle-ec2's role: the action record's way back now names the other instance.
+    let (detector, _) = tables(&lp).await;
+    let foreign = remediation::act::Rollback::StartInstance {
+        instance_id: other.clone(),
+        region: "us-east-1".into(),
+    };
+    detector
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("ACTION#{action_id}")))
+        .key("sk", s("RECORD"))
+        .update_expression("SET #rb = :rb")
+        .expression_attribute_names("#rb", "rollback")
+        .expression_attribute_values(":rb", s(&serde_json::to_string(&foreign).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = lp
+        .slack_click("finops_rollback", &token_of(&rollback_url), "U0ANA", None, Utc::now())
+        .await;
+    assert!(!page.contains("Rolled back"), "{status} {page}");
+    assert_eq!(state_of(&lp, &other).await, "stopped", "the other instance was started");
+    assert_eq!(state_of(&lp, &idle).await, "stopped");
+}
+
+#[tokio::test]
+async fn a_detectors_role_cannot_delete_the_audit_trail_or_mark_a_decision() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (rid, finding) = one_request(&lp, Mode::Approve).await;
+    let (detector, operator) = tables(&lp).await;
+    let fid = finding["id"].as_str().unwrap();
+    let trail = operator
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", s(&format!("AUDIT#{fid}")))
+        .send()
+        .await
+        .unwrap();
+    let first = trail.items().first().expect("an audit item").clone();
+    let deleted = detector
+        .delete_item()
+        .table_name(TABLE)
+        .key("pk", first["pk"].clone())
+        .key("sk", first["sk"].clone())
+        .send()
+        .await;
+    assert!(refused(deleted), "idle-ec2's role deleted an audit item");
+    // Nor may it mark the request's decision over (or clear that mark).
+    let mark = detector
+        .delete_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("SPENT#{rid}")))
+        .key("sk", s("CLOSED"))
+        .send()
+        .await;
+    assert!(refused(mark), "idle-ec2's role touched the decisions' marks");
+    let audit = lp.state().audit_trail(fid).await.unwrap();
+    assert!(!audit.is_empty());
+}
