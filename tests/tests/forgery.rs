@@ -101,6 +101,12 @@ fn session_item(id: &str, rid: &str, email: &str) -> std::collections::HashMap<S
     ])
 }
 
+/// Session ids shaped as the approval function makes them (43 URL-safe characters).
+const FORGED: [&str; 2] = [
+    "forgedSessionOne-0123456789abcdefghijklmnop",
+    "forgedSessionTwo-0123456789abcdefghijklmnop",
+];
+
 #[tokio::test]
 async fn a_detectors_role_cannot_fake_two_signed_in_approvers() {
     let lp = Loop::start_with_sign_in(policy(Mode::Approve)).await;
@@ -113,13 +119,13 @@ async fn a_detectors_role_cannot_fake_two_signed_in_approvers() {
     let put = detector
         .put_item()
         .table_name(TABLE)
-        .set_item(Some(session_item("forged-1", &rid, "ana@example.com")))
+        .set_item(Some(session_item(FORGED[0], &rid, "ana@example.com")))
         .send()
         .await;
     assert!(refused(put), "idle-ec2's role wrote a sign-in session");
 
     // Written anyway (an IAM policy gotten wrong): the approval function does not believe them.
-    for (sid, email) in [("forged-1", "ana@example.com"), ("forged-2", "bo@example.com")] {
+    for (sid, email) in [(FORGED[0], "ana@example.com"), (FORGED[1], "bo@example.com")] {
         operator
             .put_item()
             .table_name(TABLE)
@@ -292,4 +298,79 @@ async fn a_detectors_role_cannot_delete_the_audit_trail_or_mark_a_decision() {
     assert!(refused(mark), "idle-ec2's role touched the decisions' marks");
     let audit = lp.state().audit_trail(fid).await.unwrap();
     assert!(!audit.is_empty());
+}
+
+/// Every function of the template (as its role, in the strict local AWS) asked for every secret:
+/// the readers of each, exactly. Slack's delivery credentials: slack-notify's; Slack's signing
+/// secret and the identity provider's: the approval function's; the Jira token: jira-sync's; the
+/// link key: the functions that mint or verify links; the decision key: the approval function's.
+#[tokio::test]
+async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
+    let moto = finops_tests::Moto::start().expect("moto");
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+    let mut stack = finops_tests::Stack::default();
+    stack.secret_arn = seed::create_secret(&sm, "finops/slack", r#"{"slack_webhook_url": "https://hooks.slack.com/services/T/B/X"}"#).await;
+    let approval = seed::create_secret(&sm, "finops/approval", r#"{"slack_signing_secret": "s"}"#).await;
+    let jira = seed::create_secret(&sm, "finops/jira", r#"{"jira_email": "a@example.com", "jira_api_token": "t"}"#).await;
+    stack.link_secret_arn = seed::create_secret(&sm, "finops/approval-links", r#"{"link_signing_key": "k"}"#).await;
+    stack.report_link_secret_arn = seed::create_secret(&sm, "finops/report-links", r#"{"report_link_key": "r"}"#).await;
+    stack.decision_secret_arn = seed::create_secret(&sm, "finops/decisions", r#"{"decision_key": "d"}"#).await;
+    stack.parameters.insert("EnableJira".into(), "true".into());
+    let secrets = |stack: &finops_tests::Stack| {
+        vec![
+            ("SecretArn", stack.secret_arn.clone()),
+            ("ApprovalSecretArn", approval.clone()),
+            ("JiraSecretArn", jira.clone()),
+            ("LinkSecret", stack.link_secret_arn.clone()),
+            ("ReportLinkSecret", stack.report_link_secret_arn.clone()),
+            ("DecisionSecret", stack.decision_secret_arn.clone()),
+        ]
+    };
+    let readers = |stack: finops_tests::Stack| {
+        let moto = &moto;
+        let secrets = secrets(&stack);
+        async move {
+            let functions = moto.template(&stack).await;
+            let mut readers: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for (name, f) in functions.as_object().unwrap() {
+                if f["deployed"] != true {
+                    continue;
+                }
+                let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config_as(name, &stack).await);
+                for (secret, arn) in &secrets {
+                    if sm.get_secret_value().secret_id(arn).send().await.is_ok() {
+                        readers.entry(secret).or_default().push(name.clone());
+                    }
+                }
+            }
+            readers
+        }
+    };
+    let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+
+    // A secret per function.
+    let mut split = stack.clone();
+    split.parameters.insert("ApprovalSecretArn".into(), approval.clone());
+    split.parameters.insert("JiraSecretArn".into(), jira.clone());
+    let r = readers(split).await;
+    assert_eq!(r.get("SecretArn"), Some(&list(&["slack-notify"])), "{r:?}");
+    assert_eq!(r.get("ApprovalSecretArn"), Some(&list(&["approval"])), "{r:?}");
+    assert_eq!(r.get("JiraSecretArn"), Some(&list(&["jira-sync"])), "{r:?}");
+    assert_eq!(
+        r.get("LinkSecret"),
+        Some(&list(&["approval", "ebs-cleanup", "idle-ec2", "s3-public", "tag-compliance"])),
+        "{r:?}"
+    );
+    assert_eq!(r.get("ReportLinkSecret"), Some(&list(&["approval", "savings-report"])), "{r:?}");
+    assert_eq!(r.get("DecisionSecret"), Some(&list(&["approval"])), "{r:?}");
+
+    // The one-secret layout, before `finops secrets split`: the shared secret is read by the
+    // three functions that need one of its keys, no other.
+    let r = readers(stack.clone()).await;
+    assert_eq!(
+        r.get("SecretArn"),
+        Some(&list(&["approval", "jira-sync", "slack-notify"])),
+        "{r:?}"
+    );
+    assert_eq!(r.get("ApprovalSecretArn"), None, "{r:?}");
 }

@@ -853,7 +853,14 @@ async fn slack_email(app: &App, user_id: &str) -> (Option<String>, bool) {
     if let Some(e) = app.deps.policy.approvals.email_of(user_id) {
         return (Some(e.to_string()), true);
     }
-    let Some(token) = app.deps.secrets.slack_bot_token.as_deref() else {
+    // Its own read-only token; the one-secret layout's bot token until the secret is split.
+    let Some(token) = app
+        .deps
+        .secrets
+        .slack_users_token
+        .as_deref()
+        .or(app.deps.secrets.slack_bot_token.as_deref())
+    else {
         return (None, false);
     };
     match remediation::slack::user_email(&app.slack_http, &app.slack_api_base, token, user_id).await {

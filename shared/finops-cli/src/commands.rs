@@ -77,6 +77,8 @@ pub async fn doctor(cli: &Cli) -> Result<(String, bool), String> {
         secret,
         link_secret,
         report_link_secret,
+        approval_secret,
+        jira_secret,
         config_rules,
         reserve_concurrency,
         slack_interactive,
@@ -96,6 +98,8 @@ pub async fn doctor(cli: &Cli) -> Result<(String, bool), String> {
         secret: secret.clone(),
         link_secret: link_secret.clone(),
         report_link_secret: report_link_secret.clone(),
+        approval_secret: approval_secret.clone(),
+        jira_secret: jira_secret.clone(),
         config_rules: *config_rules,
         reserve_concurrency: *reserve_concurrency,
         slack_interactive: *slack_interactive,
@@ -160,7 +164,7 @@ async fn table_command(cli: &Cli, c: &Ctx, now: DateTime<Utc>) -> Out {
             place,
         } => unsnooze(c, resource, reason, by, *all_places, place, now).await,
         Command::Report { weeks } => report(c, *weeks, now).await,
-        Command::Scan { .. } | Command::Doctor { .. } => Err("unreachable".into()),
+        Command::Scan { .. } | Command::Doctor { .. } | Command::Secrets { .. } => Err("unreachable".into()),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Asked {
     pub link_secret: Option<String>,
     /// The report-link secret (`<stack>/report-links`).
     pub report_link_secret: Option<String>,
+    /// The approval function's own secret (`ApprovalSecretArn`); none: the one-secret layout.
+    pub approval_secret: Option<String>,
+    /// jira-sync's own secret (`JiraSecretArn`); none: the one-secret layout.
+    pub jira_secret: Option<String>,
     /// `EnableConfigRules=true`: a configuration recorder must record.
     pub config_rules: bool,
     /// `ReserveConcurrency=true`: the quota must leave 100 unreserved beside the reservations.
@@ -273,24 +277,85 @@ async fn secret(clients: &Clients, policy: &Policy, asked: &Asked, out: &mut Vec
             return None;
         }
     };
+    let sm = aws_sdk_secretsmanager::Client::new(&clients.config);
+    // Each function's keys, from its own secret when it has one, else from the shared one.
+    let own = |id: Option<&str>| {
+        let sm = sm.clone();
+        let id = id.map(str::to_string);
+        async move {
+            match id {
+                None => Ok(None),
+                Some(id) => Secrets::load(&sm, &id).await.map(|s| Some((id, s))),
+            }
+        }
+    };
+    let approval = match own(asked.approval_secret.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(fail(
+                "Approval secret",
+                e.to_string(),
+                "the ApprovalSecretArn parameter's secret (finops secrets split writes it)",
+            ));
+            return Some(parsed);
+        }
+    };
+    let jira = match own(asked.jira_secret.as_deref()).await {
+        Ok(j) => j,
+        Err(e) => {
+            out.push(fail(
+                "Jira secret",
+                e.to_string(),
+                "the JiraSecretArn parameter's secret (finops secrets split writes it)",
+            ));
+            return Some(parsed);
+        }
+    };
     let mut missing = Vec::new();
     if parsed.slack_webhook_url.is_none() && (parsed.slack_bot_token.is_none() || parsed.slack_channel.is_none()) {
-        missing.push("slack_webhook_url (or slack_bot_token and slack_channel)");
+        missing.push(format!("{id} lacks slack_webhook_url (or slack_bot_token and slack_channel)"));
     }
-    if asked.slack_interactive && parsed.slack_signing_secret.is_none() {
-        missing.push("slack_signing_secret (SlackInteractive=true)");
+    let (approval_id, approval_keys) = approval.as_ref().map_or((id, &parsed), |(i, s)| (i.as_str(), s));
+    if asked.slack_interactive && approval_keys.slack_signing_secret.is_none() {
+        missing.push(format!("{approval_id} lacks slack_signing_secret (SlackInteractive=true)"));
     }
-    if !policy.jira.site_url.trim().is_empty() && (parsed.jira_email.is_none() || parsed.jira_api_token.is_none()) {
-        missing.push("jira_email and jira_api_token (jira.site_url is set)");
+    if policy.approvals.oidc.is_some() && approval_keys.oidc_client_secret.is_none() {
+        missing.push(format!("{approval_id} lacks oidc_client_secret (approvals.oidc is set)"));
+    }
+    let (jira_id, jira_keys) = jira.as_ref().map_or((id, &parsed), |(i, s)| (i.as_str(), s));
+    if !policy.jira.site_url.trim().is_empty() && (jira_keys.jira_email.is_none() || jira_keys.jira_api_token.is_none()) {
+        missing.push(format!("{jira_id} lacks jira_email and jira_api_token (jira.site_url is set)"));
     }
     if missing.is_empty() {
         out.push(ok(NAME, format!("{id}: every key its functions read is there")));
     } else {
-        out.push(fail(
-            NAME,
-            format!("{id} lacks {}", missing.join("; ")),
-            "add the keys to the secret's JSON",
-        ));
+        out.push(fail(NAME, missing.join("; "), "add the keys to the secret's JSON"));
+    }
+    // Who can read what: a key left in Slack's secret is readable by slack-notify.
+    let shared: Vec<&str> = [
+        ("slack_signing_secret", parsed.slack_signing_secret.is_some()),
+        ("oidc_client_secret", parsed.oidc_client_secret.is_some()),
+        ("jira_api_token", parsed.jira_api_token.is_some()),
+        ("link_signing_key", parsed.link_signing_key.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    match (approval.is_some(), shared.is_empty()) {
+        (false, _) => out.push(note(
+            "Secrets per function",
+            format!("one secret ({id}) for slack-notify, the approval function and jira-sync"),
+            "finops secrets split --from <SecretArn> --approval <stack>/approval [--jira <stack>/jira], deploy with the parameters it prints, then run it again with --prune",
+        )),
+        (true, false) => out.push(fail(
+            "Secrets per function",
+            format!("{id} (slack-notify's) still holds {}", shared.join(", ")),
+            "finops secrets split ... --prune (after deploying with ApprovalSecretArn and JiraSecretArn)",
+        )),
+        (true, true) => out.push(ok(
+            "Secrets per function",
+            "Slack's delivery, the approval function's and jira-sync's credentials apart",
+        )),
     }
     if let Some(link) = asked.link_secret.as_deref() {
         match Secrets::load(&aws_sdk_secretsmanager::Client::new(&clients.config), link).await {

@@ -6,6 +6,7 @@
 mod commands;
 mod doctor;
 mod output;
+mod split;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -249,6 +250,12 @@ pub enum Command {
         /// The report-link secret (`<stack>/report-links`).
         #[arg(long, env = "FINOPS_REPORT_LINK_SECRET_ID")]
         report_link_secret: Option<String>,
+        /// The approval function's own secret (the stack's ApprovalSecretArn parameter).
+        #[arg(long)]
+        approval_secret: Option<String>,
+        /// jira-sync's own secret (the stack's JiraSecretArn parameter).
+        #[arg(long)]
+        jira_secret: Option<String>,
         /// The stack is (to be) deployed with EnableConfigRules=true.
         #[arg(long)]
         config_rules: bool,
@@ -268,10 +275,39 @@ pub enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// The stack's secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// The savings summary of the last weeks.
     Report {
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=52))]
         weeks: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// From one secret read by every function to a secret per function: writes the approval
+    /// function's (Slack's signing secret, the identity provider's client secret) and jira-sync's
+    /// (the Jira token) and prints the parameters to deploy with; then, after the deploy,
+    /// `--prune` leaves the old secret with Slack's delivery credentials only (slack-notify's).
+    Split {
+        /// The stack's SecretArn (the secret every credential is in today).
+        #[arg(long, env = "FINOPS_SECRET_ID")]
+        from: String,
+        /// The approval function's secret (created if missing), e.g. `<stack>/approval`.
+        #[arg(long)]
+        approval: String,
+        /// jira-sync's secret (created if missing), e.g. `<stack>/jira`; needed when the old
+        /// secret holds Jira keys.
+        #[arg(long)]
+        jira: Option<String>,
+        /// Remove the moved keys from the old secret (after deploying with the new parameters;
+        /// only keys the new secrets hold are removed).
+        #[arg(long)]
+        prune: bool,
     },
 }
 
@@ -290,6 +326,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Secrets {
+        command: SecretsCommand::Split {
+            from,
+            approval,
+            jira,
+            prune,
+        },
+    } = &cli.command
+    {
+        let split = split::Split {
+            from,
+            approval,
+            jira: jira.as_deref(),
+            prune: *prune,
+        };
+        return match runtime.block_on(async {
+            let clients = remediation::aws::Clients::from_env().await.map_err(|e| e.to_string())?;
+            split::run(&aws_sdk_secretsmanager::Client::new(&clients.config), &split).await
+        }) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("finops: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Doctor { .. } = &cli.command {
         return match runtime.block_on(commands::doctor(&cli)) {
             Ok((text, true)) => {

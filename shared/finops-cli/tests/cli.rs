@@ -790,3 +790,100 @@ fn says(text: &str, want: &str) -> bool {
     let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     flat(text).contains(&flat(want))
 }
+
+/// Issue 25, secrets per function: `finops secrets split` moves the approval function's and
+/// jira-sync's keys out of the one secret every function used to read, in two steps that never
+/// leave a function without its credentials; `finops doctor` says which layout it finds.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_split_moves_each_functions_keys_to_its_own_secret_then_prunes_the_old_one() {
+    let moto = Moto::start().expect("moto");
+    let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+    let read = |id: &'static str| {
+        let sm = sm.clone();
+        async move {
+            let text = sm
+                .get_secret_value()
+                .secret_id(id)
+                .send()
+                .await
+                .expect("GetSecretValue")
+                .secret_string()
+                .unwrap_or_default()
+                .to_string();
+            serde_json::from_str::<Value>(&text).unwrap()
+        }
+    };
+    let old = serde_json::json!({
+        "slack_webhook_url": "https://hooks.slack.com/services/T0/B0/X",
+        "slack_signing_secret": "sign-me",
+        "oidc_client_secret": "oidc-me",
+        "jira_email": "ops@example.com",
+        "jira_api_token": "jira-me",
+        "link_signing_key": "l".repeat(64),
+    });
+    sm.create_secret()
+        .name("finops/autopilot")
+        .secret_string(old.to_string())
+        .send()
+        .await
+        .expect("CreateSecret");
+    let split = |args: &[&str]| {
+        let args: Vec<&str> = ["secrets", "split", "--from", "finops/autopilot"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        finops(&moto, None, &args)
+    };
+    // Jira keys without a place for them: refused, nothing written.
+    let r = tokio::task::block_in_place(|| split(&["--approval", "finops/approval"]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--jira"), "{}", r.stderr);
+    // Pruning before the new secrets exist: refused, the old secret untouched.
+    let r = tokio::task::block_in_place(|| split(&["--approval", "finops/approval", "--jira", "finops/jira", "--prune"]));
+    assert_ne!(r.code, 0);
+    assert_eq!(read("finops/autopilot").await, old);
+    // Step one: the new secrets written, the old one unchanged, the parameters printed.
+    let out = ok(tokio::task::block_in_place(|| {
+        split(&["--approval", "finops/approval", "--jira", "finops/jira"])
+    }));
+    assert!(out.contains("ApprovalSecretArn=arn:aws:secretsmanager:"), "{out}");
+    assert!(out.contains("JiraSecretArn=arn:aws:secretsmanager:"), "{out}");
+    assert_eq!(read("finops/autopilot").await, old);
+    assert_eq!(
+        read("finops/approval").await,
+        serde_json::json!({"slack_signing_secret": "sign-me", "oidc_client_secret": "oidc-me", "link_signing_key": "l".repeat(64)})
+    );
+    assert_eq!(
+        read("finops/jira").await,
+        serde_json::json!({"jira_email": "ops@example.com", "jira_api_token": "jira-me"})
+    );
+    // The doctor, with the new secrets named but the old one not pruned: slack-notify could
+    // still read the signing secret.
+    let doctor = |args: &[&str]| {
+        let args: Vec<&str> = ["doctor", "--secret", "finops/autopilot"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        finops(&moto, None, &args)
+    };
+    let r = tokio::task::block_in_place(|| doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"]));
+    assert!(
+        says(&r.stdout, "FAIL Secrets per function finops/autopilot (slack-notify's) still holds slack_signing_secret, oidc_client_secret, jira_api_token, link_signing_key"),
+        "{}",
+        r.stdout
+    );
+    // Step two, after the deploy: the old secret keeps Slack's delivery only.
+    let out = ok(tokio::task::block_in_place(|| {
+        split(&["--approval", "finops/approval", "--jira", "finops/jira", "--prune"])
+    }));
+    assert!(out.contains("removed 5 key(s)"), "{out}");
+    assert_eq!(
+        read("finops/autopilot").await,
+        serde_json::json!({"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/X"})
+    );
+    let r = tokio::task::block_in_place(|| doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"]));
+    assert!(says(&r.stdout, "ok Secrets per function"), "{}", r.stdout);
+    // The one-secret layout is named, not failed.
+    let r = tokio::task::block_in_place(|| doctor(&[]));
+    assert!(says(&r.stdout, "note Secrets per function one secret"), "{}", r.stdout);
+}

@@ -45,6 +45,11 @@ pub struct Secrets {
     pub slack_bot_token: Option<String>,
     #[serde(default)]
     pub slack_channel: Option<String>,
+    /// A Slack token with `users:read` and `users:read.email` only, in the approval function's own
+    /// secret: it looks up a clicker's address (the bot token, which can post, stays
+    /// slack-notify's).
+    #[serde(default)]
+    pub slack_users_token: Option<String>,
     /// Slack app signing secret (verifies interactivity requests).
     #[serde(default)]
     pub slack_signing_secret: Option<String>,
@@ -74,6 +79,7 @@ impl std::fmt::Debug for Secrets {
             .field("slack_webhook_url", &set(&self.slack_webhook_url))
             .field("slack_bot_token", &set(&self.slack_bot_token))
             .field("slack_channel", &self.slack_channel)
+            .field("slack_users_token", &set(&self.slack_users_token))
             .field("slack_signing_secret", &set(&self.slack_signing_secret))
             .field("jira_email", &self.jira_email)
             .field("jira_api_token", &set(&self.jira_api_token))
