@@ -264,6 +264,11 @@ impl Loop {
     }
 
     /// GET a URL: the whole answer (status, headers, body).
+    /// A GET with `headers` (a cookie, say).
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> remediation::http::Response {
+        self.http.send("test", "GET", url, headers, vec![]).await.expect("GET")
+    }
+
     pub async fn get_full(&self, url: &str) -> remediation::http::Response {
         self.http.send("test", "GET", url, &[], vec![]).await.expect("GET")
     }
@@ -271,11 +276,28 @@ impl Loop {
     /// Follows a confirmation page's "Sign in" as a browser would: the approval function's
     /// redirect to the provider, the provider's back to the callback. Returns the callback's page.
     pub async fn sign_in(&self, page: &str, email: &str) -> (u16, String) {
+        let (callback, cookie) = self.sign_in_until_callback(page, email).await;
+        let r = self
+            .http
+            .send("test", "GET", &callback, &[("cookie", cookie.as_str())], vec![])
+            .await
+            .expect("GET");
+        (r.status, r.body)
+    }
+
+    /// A sign-in up to the provider's redirect back: the callback URL and the cookie the
+    /// approval function gave the browser that started it (`name=value`).
+    pub async fn sign_in_until_callback(&self, page: &str, email: &str) -> (String, String) {
         let (idp, _) = self.idp.as_ref().expect("a loop started with sign-in");
         idp.sign_in_as(email);
         let start = crate::oidc::href_of(page, "sign-in").expect("a Sign in link on the page");
         let to_idp = self.get_full(&start).await;
         assert_eq!(to_idp.status, 302, "{}", to_idp.body);
+        let cookie = to_idp
+            .header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("the sign-in's cookie")
+            .to_string();
         let authorize = to_idp.header("location").expect("a redirect").to_string();
         let back = self.get_full(&authorize).await;
         assert_eq!(back.status, 302, "{}", back.body);
@@ -284,8 +306,7 @@ impl Loop {
             .expect("the provider redirects back")
             .to_string();
         assert!(callback.starts_with(&self.approval_server.url()), "{callback}");
-        let r = self.get_full(&callback).await;
-        (r.status, r.body)
+        (callback, cookie)
     }
 
     /// Signs in as `email` from `link`'s confirmation page and presses its button.

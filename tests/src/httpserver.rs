@@ -285,10 +285,19 @@ impl SlackStandIn {
 
 /// Turns an HTTP request into a Lambda Function URL event (payload format 2.0).
 pub fn function_url_event(req: &Request) -> serde_json::Value {
+    // As Lambda's payload 2.0: cookies in `cookies`, not among the headers.
     let headers: serde_json::Map<String, serde_json::Value> = req
         .headers
         .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("cookie"))
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let cookies: Vec<String> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';').map(|c| c.trim().to_string()).collect::<Vec<_>>())
+        .filter(|c| !c.is_empty())
         .collect();
     serde_json::json!({
         "version": "2.0",
@@ -307,6 +316,7 @@ pub fn function_url_event(req: &Request) -> serde_json::Value {
             "timeEpoch": 0
         },
         "body": req.body,
+        "cookies": cookies,
         "isBase64Encoded": false
     })
 }
@@ -323,6 +333,13 @@ pub fn from_function_url_response(v: &serde_json::Value) -> Response {
                 .collect()
         })
         .unwrap_or_default();
+    let mut headers: Vec<(String, String)> = headers;
+    // Lambda turns a response's `cookies` into Set-Cookie headers.
+    for c in v.get("cookies").and_then(|c| c.as_array()).into_iter().flatten() {
+        if let Some(c) = c.as_str() {
+            headers.push(("set-cookie".to_string(), c.to_string()));
+        }
+    }
     Response {
         status,
         headers,

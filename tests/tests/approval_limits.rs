@@ -199,3 +199,91 @@ async fn the_old_link_key_is_accepted_for_thirty_days_at_most() {
     deps = remediation::config::Deps::from_parts(deps.clients.clone(), p, "test".into(), secrets).unwrap();
     assert!(deps.links.is_some());
 }
+
+#[tokio::test]
+async fn a_sign_in_finishes_only_in_the_browser_that_started_it() {
+    let mut p = policy(Mode::Approve);
+    p.approvals.email_domains = vec!["example.com".into()];
+    let lp = Loop::start_with_sign_in(p.clone()).await;
+    idle_instance(&lp, &[("Owner", "ana")], Utc::now()).await;
+    let published = run(&lp, p, Utc::now()).await;
+    let request = &Loop::of_type(&published, "approval-request")[0];
+    let rid = request["request_id"].as_str().unwrap();
+    let link = links(&lp).link(rid, Decision::Approve, Utc::now() + Duration::hours(1));
+    let (_, page) = lp.get(&link).await;
+    // Started here, finished elsewhere (a link sent to someone, a login CSRF): refused.
+    let (callback, cookie) = lp.sign_in_until_callback(&page, "ana@example.com").await;
+    assert!(cookie.starts_with("__Host-finops-sign-in-"), "{cookie}");
+    let (status, body) = lp.get(&callback).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another browser"), "{body}");
+    let (name, _) = cookie.split_once('=').unwrap();
+    let wrong = format!("{name}=not-the-one-this-browser-was-given-0123456789");
+    let (callback, _) = lp.sign_in_until_callback(&page, "ana@example.com").await;
+    let r = lp.get_with(&callback, &[("cookie", &wrong)]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // In the browser that started it: the confirmation page, as the person signed in.
+    let (status, body) = lp.sign_in(&page, "ana@example.com").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("oidc:ana@example.com"), "{body}");
+}
+
+/// Under the emergency stop, a rollback that makes a bucket public again is done only from its
+/// page, with an explicit tick that says why; restarting an instance is as before.
+#[tokio::test]
+async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page() {
+    let lp = Loop::start(policy(Mode::Auto)).await;
+    let config = lp.moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    s3.create_bucket().bucket("open-data").send().await.unwrap();
+    let policy_doc = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Sid": "PublicRead", "Effect": "Allow",
+        "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::open-data/*"}]});
+    s3.put_bucket_policy().bucket("open-data").policy(policy_doc.to_string()).send().await.unwrap();
+    let deps = lp.detector_deps("s3-public", policy(Mode::Auto)).await;
+    let sweep: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
+    s3_public::handler::handle(sweep, &deps, Utc::now()).await.unwrap();
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert_eq!(results.len(), 1, "{results:#?}");
+    let rollback_link = results[0]["rollback_url"].as_str().unwrap().to_string();
+    let blocked = || async {
+        s3.get_public_access_block()
+            .bucket("open-data")
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.public_access_block_configuration().and_then(|c| c.block_public_policy()))
+            == Some(true)
+    };
+    assert!(blocked().await);
+    lp.state()
+        .set_emergency_stop(true, "ops", "incident 77", Utc::now())
+        .await
+        .unwrap();
+    // Slack cannot show the tick: refused, nothing recorded.
+    let (_, reply) = lp
+        .slack_click("finops_rollback", &token_of(&rollback_link), "U0ANA", None, Utc::now())
+        .await;
+    assert!(reply.contains("Confirm on the page") && reply.contains("incident 77"), "{reply}");
+    assert!(blocked().await);
+    // The page says why and asks for the tick; without it, refused.
+    let (status, page) = lp.get(&rollback_link).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("under-stop") && page.contains("confirm_under_stop"), "{page}");
+    let token = token_of(&rollback_link);
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &token), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(blocked().await);
+    // With it: rolled back, the stop named in the record.
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[("token", &token), ("approver", "ana@example.com"), ("confirm_under_stop", "yes")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!blocked().await);
+}

@@ -649,11 +649,9 @@ async fn a_sign_in_whose_id_token_does_not_verify_decides_nothing() {
     assert_eq!(idp.issued(), 7);
     // A callback replayed (same state) is refused: a state works once.
     let (_, page) = lp.get(&approve).await;
-    let start = finops_tests::oidc::href_of(&page, "sign-in").unwrap();
-    let authorize = lp.get_full(&start).await.header("location").unwrap().to_string();
-    let callback = lp.get_full(&authorize).await.header("location").unwrap().to_string();
-    assert_eq!(lp.get_full(&callback).await.status, 200);
-    assert_eq!(lp.get_full(&callback).await.status, 410);
+    let (callback, cookie) = lp.sign_in_until_callback(&page, "ana@example.com").await;
+    assert_eq!(lp.get_with(&callback, &[("cookie", &cookie)]).await.status, 200);
+    assert_eq!(lp.get_with(&callback, &[("cookie", &cookie)]).await.status, 410);
     // The session is ana's and kept on the server: a token or an address sent beside it changes
     // nothing, and it decides once.
     let (_, page) = lp.get(&approve).await;

@@ -189,9 +189,14 @@ async fn a_request_a_detector_wrote_approved_is_not_executed_by_the_sweep_nor_af
         stored.detail.as_deref().unwrap_or_default().contains("0 of the 1"),
         "{stored:?}"
     );
-    // Nothing reported a decision: the request is announced as not executed, by nobody's action.
-    let results = Loop::of_type(&lp.drain().await, "action-result");
-    assert!(results.is_empty(), "{results:#?}");
+    // Nothing reported a decision: no action, and the request is announced as not executed,
+    // decided by nobody (not by the names the detector wrote).
+    let published = lp.drain().await;
+    assert!(Loop::of_type(&published, "action-result").is_empty(), "{published:#?}");
+    let closed = Loop::of_type(&published, "approval-result");
+    assert_eq!(closed.len(), 1, "{published:#?}");
+    assert_eq!(closed[0]["status"], "not-executed");
+    assert_eq!(closed[0]["decided_by"], "nobody", "{closed:#?}");
 
     // Written back to `approved`, or to `pending` for a fresh vote, after it was closed: still
     // nothing (its end is marked where the detector cannot write).

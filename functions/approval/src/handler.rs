@@ -238,6 +238,43 @@ fn redirect(location: &str) -> Value {
     r
 }
 
+/// The cookie that binds a sign-in to the browser that started it, one per sign-in (two tabs may
+/// sign in at once): `__Host-` (Secure, this host only, path `/`), HttpOnly, SameSite=Lax (it
+/// comes back on the provider's top-level redirect to the callback).
+fn sign_in_cookie_name(state: &str) -> String {
+    // A digest of the state (base64url, ASCII): the state itself is never a cookie name.
+    let tag: String = remediation::oidc::challenge(state).chars().take(12).collect();
+    format!("__Host-finops-sign-in-{tag}")
+}
+
+fn sign_in_cookie(state: &str, value: &str, max_age: i64) -> String {
+    format!(
+        "{}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+        sign_in_cookie_name(state)
+    )
+}
+
+/// The value of cookie `name` the request carries (the Function URL's `cookies`, or a `Cookie`
+/// header).
+fn cookie(req: &LambdaFunctionUrlRequest, name: &str) -> Option<String> {
+    let from_header = req
+        .headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::to_string);
+    req.cookies
+        .iter()
+        .flatten()
+        .cloned()
+        .chain(from_header)
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+}
+
 /// The weekly report a signed report link names (savings-report mints them with the report-link key):
 /// read from the report bucket and shown. A GET that changes nothing; an expired, forged or
 /// foreign link shows why and nothing else.
@@ -467,11 +504,13 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
         }
         ("GET", "/report") => report(app, &query, now).await,
         ("GET", "/oidc/start") => sign_in_start(app, &approvals, &query, now).await,
-        ("GET", "/oidc/callback") => sign_in_callback(app, &approvals, &query, now).await,
+        ("GET", "/oidc/callback") => sign_in_callback(app, &approvals, req, &query, now).await,
         ("POST", "/decide") => {
             let Some(fields) = form(&body) else {
                 return bad_request("the form is not valid");
             };
+            // The page's confirmation of a rollback that re-exposes data under the emergency stop.
+            let confirmed = fields.get(page::CONFIRM_FIELD).is_some_and(|v| v == "yes");
             // After a sign-in: the session the callback kept on the server says who and what.
             if let Some(id) = fields.get("session") {
                 if !plausible_nonce(id) {
@@ -481,7 +520,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                     return html(&unavailable());
                 };
                 return match store.take_session(id, now, &app.sealer).await {
-                    Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, now).await),
+                    Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, confirmed, now).await),
                     Ok(None) => html(&Verdict {
                         status: 410,
                         title: "Sign-in expired".into(),
@@ -507,7 +546,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let who = Approver::Unverified {
                 email: approver.to_string(),
             };
-            html(&approvals.decide_link(token, &who, now).await)
+            html(&approvals.decide_link(token, &who, confirmed, now).await)
         }
         ("POST", "/slack/actions") => slack(&approvals, app, &header, &body, now).await,
         _ => html(&Verdict {
@@ -534,6 +573,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
             have,
             required,
             expires_at,
+            confirm_because,
         } => {
             let approvers = if show_approvers { approvers } else { Vec::new() };
             response(
@@ -546,6 +586,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
                     have,
                     required,
                     expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
+                    confirm_because: confirm_because.as_deref(),
                     ways: ways(decision),
                 }),
             )
@@ -608,7 +649,8 @@ async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String,
     if let Preview::Refused(v) = approvals.preview_of(&rid, d, now).await {
         return html(&v);
     }
-    let (Ok(state), Ok(nonce), Ok(verifier)) = (
+    let (Ok(state), Ok(nonce), Ok(verifier), Ok(browser)) = (
+        remediation::oidc::random(),
         remediation::oidc::random(),
         remediation::oidc::random(),
         remediation::oidc::random(),
@@ -624,12 +666,15 @@ async fn sign_in_start(app: &App, approvals: &Approvals<'_>, q: &HashMap<String,
         nonce: nonce.clone(),
         verifier: verifier.clone(),
         started_at: now,
+        browser: browser.clone(),
     };
     if let Err(e) = store.start_sign_in(&state, &sign_in, &app.sealer).await {
         tracing::error!(error = %e, "sign-in not recorded");
         return html(&unavailable());
     }
-    redirect(&provider.authorize_url(&app.url("/oidc/callback"), &state, &nonce, &verifier))
+    let mut r = redirect(&provider.authorize_url(&app.url("/oidc/callback"), &state, &nonce, &verifier));
+    r["cookies"] = json!([sign_in_cookie(&state, &browser, SIGN_IN_MINUTES * 60)]);
+    r
 }
 
 fn unavailable() -> Verdict {
@@ -653,6 +698,25 @@ fn sign_in_refused(message: &str) -> Value {
 async fn sign_in_callback(
     app: &App,
     approvals: &Approvals<'_>,
+    req: &LambdaFunctionUrlRequest,
+    q: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Value {
+    let page = sign_in_callback_page(app, approvals, req, q, now).await;
+    // The binding cookie is spent whatever the outcome.
+    match (q.get("state"), page) {
+        (Some(state), mut page) if plausible_nonce(state) => {
+            page["cookies"] = json!([sign_in_cookie(state, "", 0)]);
+            page
+        }
+        (_, page) => page,
+    }
+}
+
+async fn sign_in_callback_page(
+    app: &App,
+    approvals: &Approvals<'_>,
+    req: &LambdaFunctionUrlRequest,
     q: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Value {
@@ -685,6 +749,17 @@ async fn sign_in_callback(
             return html(&unavailable());
         }
     };
+    // Only the browser that started this sign-in may finish it (a sign-in link sent to someone
+    // else, or a login CSRF, finishes in a browser without the cookie).
+    let bound = cookie(req, &sign_in_cookie_name(state)).is_some_and(|c| {
+        !sign_in.browser.is_empty()
+            && c.len() == sign_in.browser.len()
+            && c.bytes().zip(sign_in.browser.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if !bound {
+        tracing::warn!("a sign-in finished in a browser other than the one that started it: refused");
+        return sign_in_refused("This sign-in was started in another browser: open the link and sign in from this one");
+    }
     if let Some(error) = q.get("error") {
         tracing::info!(error = %error, "the identity provider refused the sign-in");
         return sign_in_refused("The identity provider did not sign you in");

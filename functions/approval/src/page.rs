@@ -71,8 +71,14 @@ pub struct Confirm<'a> {
     pub have: u32,
     pub required: u32,
     pub expires: Option<String>,
+    /// Why this decision needs an explicit tick (a rollback that makes data public again under
+    /// the emergency stop): shown, and the forms carry the tick.
+    pub confirm_because: Option<&'a str>,
     pub ways: Ways,
 }
+
+/// The form field of that tick (`yes`).
+pub const CONFIRM_FIELD: &str = "confirm_under_stop";
 
 /// The confirmation page.
 pub fn confirm(c: &Confirm<'_>) -> String {
@@ -111,6 +117,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
                 " No snapshot is taken before the delete: once approved, the volume and its data are gone for good."
             }
         }
+        @if let Some(because) = c.confirm_because {
+            p.warning #under-stop { strong { "Emergency stop: " } (because) }
+        }
         p #why { (remediation::slack::why(f)) }
         @if let remediation::model::Evidence::IdleEc2(e) = &f.evidence {
             // Numbers and dates only, drawn by our own code: nothing from outside is in it.
@@ -124,6 +133,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         @if let (Some(who), Some(session)) = (&w.signed_in_as, &w.session) {
             form method="post" action=(w.action) {
                 input type="hidden" name="session" value=(session);
+                @if c.confirm_because.is_some() {
+                    p { label { input type="checkbox" name=(CONFIRM_FIELD) value="yes" required; " I know the emergency stop is on; roll back anyway" } }
+                }
                 p { "Signed in as " strong #who { (who) } "." }
                 p { button #confirm class=(class) type="submit" { (verb) " as " (who) } }
             }
@@ -142,6 +154,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
             @if let (true, Some(token)) = (w.typed, &w.token) {
                 form method="post" action=(w.action) {
                     input type="hidden" name="token" value=(token);
+                    @if c.confirm_because.is_some() {
+                        p { label { input type="checkbox" name=(CONFIRM_FIELD) value="yes" required; " I know the emergency stop is on; roll back anyway" } }
+                    }
                     p {
                         label {
                             "Your email (recorded in the audit trail as unverified: a typed address proves nothing, "
@@ -223,6 +238,7 @@ mod tests {
                     have: 1,
                     required: 2,
                     expires: Some(HOSTILE.into()),
+                    confirm_because: None,
                     ways: ways.clone(),
                 }));
             }
@@ -265,6 +281,7 @@ mod tests {
             have: 0,
             required: 1,
             expires: None,
+            confirm_because: None,
             ways: Ways::default(),
         });
         assert!(
@@ -296,6 +313,7 @@ mod tests {
             have: 0,
             required: 2,
             expires: None,
+            confirm_because: None,
             ways: typed.clone(),
         });
         assert!(page.contains("This request needs 2 verified approvers"), "{page}");
@@ -307,6 +325,7 @@ mod tests {
             have: 0,
             required: 1,
             expires: None,
+            confirm_because: None,
             ways: typed,
         });
         assert!(!one.contains("needs-verified"), "{one}");

@@ -325,6 +325,9 @@ pub enum Preview {
         have: u32,
         required: u32,
         expires_at: Option<DateTime<Utc>>,
+        /// Why this decision must be confirmed explicitly, if it must (a rollback that makes data
+        /// public again while the emergency stop is on).
+        confirm_because: Option<String>,
     },
     /// Nothing to decide.
     Refused(Verdict),
@@ -500,6 +503,7 @@ impl Approvals<'_> {
                             required,
                             have: crate::identity::people(&counted),
                             approvers: counted.into_iter().map(|b| b.id).collect(),
+                            confirm_because: self.reexposes_under_stop(&a).await,
                             finding: Box::new(a.finding),
                             expires_at: None,
                         }
@@ -522,6 +526,7 @@ impl Approvals<'_> {
                         approvers: counted.into_iter().map(|b| b.id).collect(),
                         finding: Box::new(a.finding),
                         expires_at: Some(a.expires_at),
+                        confirm_because: None,
                     }
                 }
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
@@ -560,28 +565,37 @@ impl Approvals<'_> {
     }
 
     /// A decision through a signed link (the confirmation page's POST): acts at once.
-    pub async fn decide_link(&self, token: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+    /// `confirmed`: the person ticked the page's confirmation of a rollback that makes data
+    /// public again under the emergency stop.
+    pub async fn decide_link(&self, token: &str, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
         match self.admit(token, who, now).await {
-            Ok(claims) => self.decide(claims, who, now).await,
+            Ok(claims) => self.decide(claims, who, confirmed, now).await,
             Err(v) => v,
         }
     }
 
     /// A decision by a person who signed in: `rid` and `d` come from the server-side session the
     /// sign-in created, not from anything the browser sent.
-    pub async fn decide_signed_in(&self, rid: &str, d: Decision, who: &Approver, now: DateTime<Utc>) -> Verdict {
+    pub async fn decide_signed_in(
+        &self,
+        rid: &str,
+        d: Decision,
+        who: &Approver,
+        confirmed: bool,
+        now: DateTime<Utc>,
+    ) -> Verdict {
         let claims = Claims {
             rid: rid.to_string(),
             d,
             exp: 0,
         };
         match self.admit_claims(claims, who).await {
-            Ok(claims) => self.decide(claims, who, now).await,
+            Ok(claims) => self.decide(claims, who, confirmed, now).await,
             Err(v) => v,
         }
     }
 
-    async fn decide(&self, claims: Claims, who: &Approver, now: DateTime<Utc>) -> Verdict {
+    async fn decide(&self, claims: Claims, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
         match claims.d {
             Decision::Approve => match self
                 .store
@@ -594,7 +608,7 @@ impl Approvals<'_> {
                 Err(e) => internal(e),
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
-            Decision::Rollback => self.rollback(&claims.rid, who, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, confirmed, now).await,
         }
     }
 
@@ -735,7 +749,8 @@ impl Approvals<'_> {
                 Err(e) => internal(e),
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
-            Decision::Rollback => self.rollback(&claims.rid, who, now).await,
+            // Slack cannot show the confirmation a rollback under the stop may need: the page can.
+            Decision::Rollback => self.rollback(&claims.rid, who, false, now).await,
         }
     }
 
@@ -833,7 +848,8 @@ impl Approvals<'_> {
             Ok(false) => return refusal(Refusal::NotPending(self.status_of(request_id).await)),
             Err(e) => return internal(e),
         }
-        let by = approval.approvers.join(", ");
+        // Who decided: the people whose sealed ballots count, never names another role added.
+        let by = self.deciders(&approval, now);
         let now = later(now);
         let ctx = self.ctx(now);
         let (acted, notes) = self
@@ -967,10 +983,25 @@ impl Approvals<'_> {
             request_id: rid.clone(),
             finding: approval.finding.clone(),
             status: "not-executed".into(),
-            decided_by: approval.approvers.join(", "),
+            decided_by: self.deciders(approval, now),
             detail: detail.to_string(),
         })
         .await;
+    }
+
+    /// The ids of the people whose ballots on `approval` count now (sealed by this function, on
+    /// today's lists), or `nobody` when none does.
+    fn deciders(&self, approval: &StoredApproval, now: DateTime<Utc>) -> String {
+        let ids: Vec<String> = self
+            .counted(&approval.ballots, &approval_on(&approval.request_id, &approval.finding), now)
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        if ids.is_empty() {
+            "nobody".to_string()
+        } else {
+            ids.join(", ")
+        }
     }
 
     async fn status_of(&self, request_id: &str) -> String {
@@ -1018,14 +1049,38 @@ impl Approvals<'_> {
         Ok(stored.max(self.policy.approvals.required_approvals(&action.finding.resource.tags)))
     }
 
-    async fn rollback(&self, action_id: &str, who: &Approver, now: DateTime<Utc>) -> Verdict {
+    /// Why a rollback of `action` must be confirmed on its page, if it must: the emergency stop is
+    /// on and the rollback makes data public again (Block Public Access put back looser).
+    /// Restarting an instance or recreating a volume re-exposes nothing and needs no more.
+    async fn reexposes_under_stop(&self, action: &StoredAction) -> Option<String> {
+        let crate::act::Rollback::RestorePublicAccessBlock { bucket, prior, .. } = &action.rollback else {
+            return None;
+        };
+        let why = flow::stopped(self.state).await?;
+        Some(format!(
+            "The emergency stop is on ({why}). Rolling back puts {bucket}'s Block Public Access back to {}:              the bucket may be public again while the incident lasts.",
+            crate::detect::s3_public::shown_block(*prior)
+        ))
+    }
+
+    async fn rollback(&self, action_id: &str, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
         // A rollback needs as many approvers as the action did (undoing Block Public Access makes
         // a bucket public again).
         let required = match self.store.action(action_id).await {
-            Ok(Some(a)) => match self.rollback_terms(&a, now).await {
-                Ok(r) => r,
-                Err(v) => return v,
-            },
+            Ok(Some(a)) => {
+                if let (Some(why), false) = (self.reexposes_under_stop(&a).await, confirmed) {
+                    tracing::warn!(action_id, "a rollback that re-exposes data under the emergency stop, unconfirmed: refused");
+                    return Verdict::new(
+                        409,
+                        "Confirm on the page",
+                        format!("{why} Nothing was changed: open the rollback's page and tick the confirmation to go ahead."),
+                    );
+                }
+                match self.rollback_terms(&a, now).await {
+                    Ok(r) => r,
+                    Err(v) => return v,
+                }
+            }
             Ok(None) => return refusal(Refusal::Unknown),
             Err(e) => return internal(e),
         };

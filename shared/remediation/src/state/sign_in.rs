@@ -25,6 +25,10 @@ pub struct SignIn {
     /// The PKCE verifier.
     pub verifier: String,
     pub started_at: DateTime<Utc>,
+    /// The value of the cookie the browser that started it was given (RFC 9700 §4.7.1: the
+    /// `state` is bound to the user agent); the callback is taken only from that browser.
+    #[serde(default)]
+    pub browser: String,
 }
 
 /// A person proven by a sign-in, about to decide: kept on the server under a random id that the
