@@ -171,13 +171,34 @@ class Resolver:
         return out
 
 
+def _name(r):
+    """A function's name here: its binary, or `Metadata.FinOpsFunction` for a second function of
+    the same binary (the approval function's executor)."""
+    meta = r.get("Metadata") or {}
+    return meta.get("FinOpsFunction") or (meta.get("BuildProperties") or {}).get("Binary")
+
+
 def _by_binary(template, name):
     for logical, r in (template.get("Resources") or {}).items():
         if r.get("Type") != "AWS::Serverless::Function":
             continue
-        if ((r.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary") == name:
+        if _name(r) == name:
             return logical, r
     raise Unresolved(f"the template deploys no function {name}")
+
+
+def _role_owner(template, logical, props):
+    """The function whose SAM-made role `logical` uses: itself, or the one its `Role:
+    !GetAtt <Other>Role.Arn` names (the role's statements are that function's `Policies`)."""
+    role = props.get("Role")
+    if isinstance(role, dict) and "Fn::GetAtt" in role:
+        target = role["Fn::GetAtt"]
+        target = target.split(".")[0] if isinstance(target, str) else target[0]
+        owner = target[: -len("Role")] if target.endswith("Role") else target
+        r = (template.get("Resources") or {}).get(owner)
+        if r is not None:
+            return owner, r.get("Properties") or {}
+    return logical, props
 
 
 def function(name, parameters=None, physical=None, template=None):
@@ -193,8 +214,9 @@ def function(name, parameters=None, physical=None, template=None):
         for source in (glob, props):
             env.update(resolver.value(((source.get("Environment") or {}).get("Variables")) or {}))
     statements = []
+    role_logical, role_props = _role_owner(template, logical, props)
     if deployed:
-        for policy in props.get("Policies") or []:
+        for policy in role_props.get("Policies") or []:
             if isinstance(policy, dict) and "Statement" in policy:
                 statements += resolver.value(policy["Statement"])
     if deployed:
@@ -205,11 +227,12 @@ def function(name, parameters=None, physical=None, template=None):
             if "Condition" in other and not resolver.condition(other["Condition"]):
                 continue
             roles = (other.get("Properties") or {}).get("Roles") or []
-            if {"Ref": logical + "Role"} in roles:
+            if {"Ref": role_logical + "Role"} in roles:
                 statements += resolver.value(other["Properties"]["PolicyDocument"]["Statement"])
     reserved = resolver.value(props["ReservedConcurrentExecutions"]) if deployed and "ReservedConcurrentExecutions" in props else None
     return {
         "logical": logical,
+        "binary": ((r.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary"),
         "deployed": deployed,
         "statements": statements,
         "environment": {k: str(v) for k, v in env.items()},
@@ -241,6 +264,6 @@ def member_role(account, parameters):
 def functions(parameters=None, physical=None):
     """Every function the template declares, by binary name."""
     template = load()
-    names = [((r.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")
-             for r in (template.get("Resources") or {}).values() if r.get("Type") == "AWS::Serverless::Function"]
+    names = [_name(r) for r in (template.get("Resources") or {}).values()
+             if r.get("Type") == "AWS::Serverless::Function"]
     return {n: function(n, parameters, physical, template) for n in names if n}

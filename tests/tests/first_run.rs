@@ -18,6 +18,11 @@ const JIRA_TOKEN: &str = "ATATT3xFfGF0-test-token";
 
 /// The sample event each function is first invoked with (`events/<function>/…`).
 fn sample_event(function: &str) -> Option<PathBuf> {
+    let function = match function {
+        // The approval function's executor: the same binary, on the schedule and SNS.
+        "approval-executor" => "approval",
+        f => f,
+    };
     let file = match function {
         "approval" => "scheduled.json",
         "slack-notify" => "sns-cloudwatch-alarm.json",
@@ -131,7 +136,9 @@ async fn first_runs(d: &Deployment, parameters: &[(&str, String)]) -> BTreeMap<S
             continue;
         };
         let env = binary_env(d, function, deployed, &stack).await;
-        let answer = Watch::start(function, &env).and_then(|w| w.invoke(function, &event));
+        // The approval function's executor runs the approval binary.
+        let binary = deployed["binary"].as_str().unwrap_or(function);
+        let answer = Watch::start(binary, &env).and_then(|w| w.invoke(binary, &event));
         out.insert(function.clone(), answer);
     }
     out

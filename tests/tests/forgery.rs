@@ -359,23 +359,58 @@ async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
     split.parameters.insert("JiraSecretArn".into(), jira.clone());
     let r = readers(split).await;
     assert_eq!(r.get("SecretArn"), Some(&list(&["slack-notify"])), "{r:?}");
-    assert_eq!(r.get("ApprovalSecretArn"), Some(&list(&["approval"])), "{r:?}");
+    // The approval function and its executor are one role (the same code without the URL).
+    assert_eq!(r.get("ApprovalSecretArn"), Some(&list(&["approval", "approval-executor"])), "{r:?}");
     assert_eq!(r.get("JiraSecretArn"), Some(&list(&["jira-sync"])), "{r:?}");
     assert_eq!(
         r.get("LinkSecret"),
-        Some(&list(&["approval", "ebs-cleanup", "idle-ec2", "s3-public", "tag-compliance"])),
+        Some(&list(&["approval", "approval-executor", "ebs-cleanup", "idle-ec2", "s3-public", "tag-compliance"])),
         "{r:?}"
     );
-    assert_eq!(r.get("ReportLinkSecret"), Some(&list(&["approval", "savings-report"])), "{r:?}");
-    assert_eq!(r.get("DecisionSecret"), Some(&list(&["approval"])), "{r:?}");
+    assert_eq!(
+        r.get("ReportLinkSecret"),
+        Some(&list(&["approval", "approval-executor", "savings-report"])),
+        "{r:?}"
+    );
+    assert_eq!(r.get("DecisionSecret"), Some(&list(&["approval", "approval-executor"])), "{r:?}");
 
     // The one-secret layout, before `finops secrets split`: the shared secret is read by the
     // three functions that need one of its keys, no other.
     let r = readers(stack.clone()).await;
     assert_eq!(
         r.get("SecretArn"),
-        Some(&list(&["approval", "jira-sync", "slack-notify"])),
+        Some(&list(&["approval", "approval-executor", "jira-sync", "slack-notify"])),
         "{r:?}"
     );
     assert_eq!(r.get("ApprovalSecretArn"), None, "{r:?}");
+}
+
+/// The public Function URL cannot starve the executor (issue 25, item 12): the approvals made in
+/// Slack (through SNS) and the hourly sweep run in a function of their own, the approval
+/// function's code and role without the URL, whose concurrency a flood on the URL never takes.
+#[tokio::test]
+async fn the_public_url_and_the_executor_do_not_share_their_concurrency() {
+    let moto = finops_tests::Moto::start().expect("moto");
+    let mut stack = finops_tests::Stack::default();
+    stack.parameters.insert("ReserveConcurrency".into(), "true".into());
+    let t = moto.template(&stack).await;
+    let (url, executor) = (&t["approval"], &t["approval-executor"]);
+    assert_eq!(executor["deployed"], true);
+    assert_eq!(executor["binary"], "approval");
+    let kinds = |f: &Value| -> Vec<String> {
+        f["events"]
+            .as_object()
+            .map(|m| m.values().map(|e| e["Type"].as_str().unwrap_or_default().to_string()).collect())
+            .unwrap_or_default()
+    };
+    // The URL's function answers the URL only; the executor the SNS approvals and the schedule.
+    assert!(kinds(url).is_empty(), "{:?}", url["events"]);
+    let mut executor_kinds = kinds(executor);
+    executor_kinds.sort();
+    assert_eq!(executor_kinds, ["SNS", "Schedule"]);
+    assert_eq!(url["reserved_concurrency"], 20);
+    assert_eq!(executor["reserved_concurrency"], 2);
+    // The same role: what one may do, the other may (and no more).
+    assert_eq!(url["statements"], executor["statements"]);
+    assert_eq!(url["environment"], executor["environment"]);
 }

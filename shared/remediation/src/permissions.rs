@@ -170,8 +170,8 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
 /// mode with `FanOutConcurrency` (five fanned-out functions reserve it each). The template test
 /// checks this against the template's own figures.
 pub fn reserved_concurrency(fanout_concurrency: Option<u32>) -> u32 {
-    // approval 20, slack-notify 5, jira-sync 2, cost-alert 1, savings-report 1.
-    const FIXED: u32 = 29;
+    // approval 20, its executor 2, slack-notify 5, jira-sync 2, cost-alert 1, savings-report 1.
+    const FIXED: u32 = 31;
     match fanout_concurrency {
         // org-fanout 2, and each fanned-out function the fan-out's concurrency.
         Some(n) => FIXED + 2 + 5 * n,
