@@ -737,8 +737,8 @@ async fn doctor_says_ok_for_a_healthy_deployment_and_names_each_fault_with_its_f
     for want in [
         "FAIL  AWS Config recorder     no configuration recorder is recording in this region",
         "or deploy with EnableConfigRules=false",
-        "FAIL  Lambda concurrency      account quota 50, unreserved 50: the stack reserves 39 and Lambda keeps 100 unreserved",
-        "deploy with ReserveConcurrency=false, or ask for a quota that leaves 139 unreserved",
+        "FAIL  Lambda concurrency      account quota 50, unreserved 50: the stack reserves 41 and Lambda keeps 100 unreserved",
+        "deploy with ReserveConcurrency=false, or ask for a quota that leaves 141 unreserved",
         "FAIL  Secret                  finops/autopilot lacks slack_signing_secret (SlackInteractive=true)",
         "FAIL  Slack                   the webhook answered 404 no_service",
         "create a new incoming webhook",
