@@ -62,7 +62,9 @@ async fn anyone_with_the_link_admits_typed_addresses_only_never_any_slack_user_o
     let rid = request["request_id"].as_str().unwrap();
     let token = links(&lp).token(rid, Decision::Approve, Utc::now() + Duration::hours(1));
     // Any Slack user: refused.
-    let (status, reply) = lp.slack_click("finops_approve", &token, "U0EVE", None, Utc::now()).await;
+    let (status, reply) = lp
+        .slack_click("finops_approve", &token, "U0EVE", None, Utc::now())
+        .await;
     assert!(reply.contains("not on the approvers list"), "{status} {reply}");
     // A sign-in, with no address listed for sign-ins: refused before the provider is asked, with
     // or without a token.
@@ -89,16 +91,26 @@ async fn a_resource_tagged_prod_after_detection_needs_two_approvers_when_it_acts
     let ec2 = lp.moto.clients().await.ec2;
     ec2.create_tags()
         .resources(&id)
-        .tags(aws_sdk_ec2::types::Tag::builder().key("Environment").value("prod").build())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("Environment")
+                .value("prod")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let token = links(&lp).token(rid, Decision::Approve, Utc::now() + Duration::hours(1));
-    lp.slack_click("finops_approve", &token, "U0ANA", None, Utc::now()).await;
+    lp.slack_click("finops_approve", &token, "U0ANA", None, Utc::now())
+        .await;
     for envelope in lp.drain().await {
         let _ = approval::handler::handle(Loop::sns_event(&envelope), lp.approval_app(), Utc::now()).await;
     }
-    assert_eq!(state_of(&lp, &id).await, "running", "one approval stopped a prod instance");
+    assert_eq!(
+        state_of(&lp, &id).await,
+        "running",
+        "one approval stopped a prod instance"
+    );
     let stored = lp.state().approval(rid).await.unwrap().unwrap();
     assert_ne!(stored.status, "executed");
 }
@@ -120,7 +132,9 @@ async fn rollback_ballots_older_than_a_week_do_not_count() {
         .await;
     assert!(reply.contains("1 of 2"), "{reply}");
     lp.set_clock(None);
-    let (_, reply) = lp.slack_click("finops_rollback", &rollback, "U0BO", None, Utc::now()).await;
+    let (_, reply) = lp
+        .slack_click("finops_rollback", &rollback, "U0BO", None, Utc::now())
+        .await;
     assert!(!reply.contains("Rolled back"), "{reply}");
     assert!(reply.contains("1 of 2"), "{reply}");
     assert_eq!(state_of(&lp, &id).await, "stopped");
@@ -134,7 +148,12 @@ async fn what_a_person_types_is_an_address_and_stays_text_in_slack() {
     let request = &Loop::of_type(&published, "approval-request")[0];
     let rid = request["request_id"].as_str().unwrap();
     let token = links(&lp).token(rid, Decision::Reject, Utc::now() + Duration::hours(1));
-    for typed in ["<!channel>@x.y", "<https://evil.example|CFO>@x.y", "ana@exa<mple.com", "a|b@x.yz"] {
+    for typed in [
+        "<!channel>@x.y",
+        "<https://evil.example|CFO>@x.y",
+        "ana@exa<mple.com",
+        "a|b@x.yz",
+    ] {
         let (status, page) = lp.post_form("/decide", &[("token", &token), ("approver", typed)]).await;
         assert_eq!(status, 400, "{typed}: {page}");
     }
@@ -235,12 +254,19 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
     let lp = Loop::start(policy(Mode::Auto)).await;
     let config = lp.moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     s3.create_bucket().bucket("open-data").send().await.unwrap();
     let policy_doc = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Sid": "PublicRead", "Effect": "Allow",
         "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::open-data/*"}]});
-    s3.put_bucket_policy().bucket("open-data").policy(policy_doc.to_string()).send().await.unwrap();
+    s3.put_bucket_policy()
+        .bucket("open-data")
+        .policy(policy_doc.to_string())
+        .send()
+        .await
+        .unwrap();
     let deps = lp.detector_deps("s3-public", policy(Mode::Auto)).await;
     let sweep: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
     s3_public::handler::handle(sweep, &deps, Utc::now()).await.unwrap();
@@ -253,7 +279,10 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
             .send()
             .await
             .ok()
-            .and_then(|o| o.public_access_block_configuration().and_then(|c| c.block_public_policy()))
+            .and_then(|o| {
+                o.public_access_block_configuration()
+                    .and_then(|c| c.block_public_policy())
+            })
             == Some(true)
     };
     assert!(blocked().await);
@@ -265,12 +294,23 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
     let (_, reply) = lp
         .slack_click("finops_rollback", &token_of(&rollback_link), "U0ANA", None, Utc::now())
         .await;
-    assert!(reply.contains("Confirm on the page") && reply.contains("incident 77"), "{reply}");
+    assert!(
+        reply.contains("Confirm on the page") && reply.contains("incident 77"),
+        "{reply}"
+    );
     assert!(blocked().await);
     // The page says why and asks for the tick; without it, refused.
     let (status, page) = lp.get(&rollback_link).await;
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("under-stop") && page.contains("confirm_under_stop"), "{page}");
+    assert!(
+        page.contains("under-stop") && page.contains("confirm_under_stop"),
+        "{page}"
+    );
+    // What the rollback will do, as recorded, is what the person approves.
+    assert!(
+        page.contains("Rolling back will") && page.contains("put back open-data"),
+        "{page}"
+    );
     let token = token_of(&rollback_link);
     let (status, page) = lp
         .post_form("/decide", &[("token", &token), ("approver", "ana@example.com")])
@@ -281,9 +321,70 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
     let (status, page) = lp
         .post_form(
             "/decide",
-            &[("token", &token), ("approver", "ana@example.com"), ("confirm_under_stop", "yes")],
+            &[
+                ("token", &token),
+                ("approver", "ana@example.com"),
+                ("confirm_under_stop", "yes"),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{page}");
     assert!(!blocked().await);
+}
+
+/// A judge that seals as the approval function does but counts no ballot (people the lists
+/// no longer admit, say): votes pile up without a quorum.
+struct CountsNone<'a>(remediation::decide::Judge<'a>);
+
+impl remediation::state::BallotJudge for CountsNone<'_> {
+    fn seal(&self, ballot: remediation::identity::Ballot, on: &str) -> remediation::identity::Ballot {
+        self.0.seal(ballot, on)
+    }
+    fn cast_here(&self, ballot: &remediation::identity::Ballot, on: &str) -> bool {
+        self.0.cast_here(ballot, on)
+    }
+    fn counts(&self, _: &remediation::identity::Ballot, _: &str) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_request_keeps_at_most_twenty_ballots() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    idle_instance(&lp, &[("Owner", "ana")], Utc::now()).await;
+    let published = run(&lp, policy(Mode::Approve), Utc::now()).await;
+    let rid = Loop::of_type(&published, "approval-request")[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = policy(Mode::Approve);
+    let judge = CountsNone(remediation::decide::Judge::new(
+        &lp.approval_app().sealer,
+        &p,
+        Utc::now(),
+    ));
+    let store = lp.state();
+    let vote = |n: usize| {
+        let ballot = remediation::policy::Approver::Slack {
+            user_id: format!("U{n:04}"),
+            name: String::new(),
+            email: None,
+            paired: false,
+        }
+        .ballot(Utc::now());
+        let judge = &judge;
+        let rid = rid.clone();
+        // Two needed; only the new ballot counts each time: never a quorum.
+        async move { store.vote(&rid, &ballot, &|_| 2, judge, Utc::now()).await.unwrap() }
+    };
+    for n in 0..remediation::state::MAX_BALLOTS {
+        assert!(
+            matches!(vote(n).await, Ok(remediation::state::Vote::NeedMore { .. })),
+            "{n}"
+        );
+    }
+    assert_eq!(vote(99).await, Err(remediation::state::Refusal::Full));
+    let stored = store.approval(&rid).await.unwrap().unwrap();
+    assert_eq!(stored.ballots.len(), remediation::state::MAX_BALLOTS);
+    assert_eq!(stored.status, "pending");
 }

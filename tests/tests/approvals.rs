@@ -506,7 +506,10 @@ async fn one_person_typing_two_addresses_cannot_execute_a_prod_stop() {
     let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
     let (status, page) = lp
-        .post_form("/decide", &[("token", &token_of(&approve)), ("approver", "ana@example.com")])
+        .post_form(
+            "/decide",
+            &[("token", &token_of(&approve)), ("approver", "ana@example.com")],
+        )
         .await;
     assert_eq!(status, 202, "{page}");
     assert!(

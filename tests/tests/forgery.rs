@@ -168,20 +168,27 @@ async fn a_request_a_detector_wrote_approved_is_not_executed_by_the_sweep_nor_af
             .table_name(TABLE)
             .key("pk", s(&format!("APPROVAL#{rid}")))
             .key("sk", s("REQUEST"))
-            .update_expression("SET #st = :approved, ballots = :b, decided_at = :at, decided_by = :by, version = :v, approvers = :who")
+            .update_expression(
+                "SET #st = :approved, ballots = :b, decided_at = :at, decided_by = :by, version = :v, approvers = :who",
+            )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":approved", s("approved"))
             .expression_attribute_values(":b", s(&serde_json::to_string(&ballots).unwrap()))
             .expression_attribute_values(":at", s(&(Utc::now() - Duration::hours(1)).to_rfc3339()))
             .expression_attribute_values(":by", s("slack:U0ANA, slack:U0BO"))
             .expression_attribute_values(":v", AttributeValue::N("2".into()))
-            .expression_attribute_values(":who", AttributeValue::Ss(vec!["slack:U0ANA".into(), "slack:U0BO".into()]))
+            .expression_attribute_values(
+                ":who",
+                AttributeValue::Ss(vec!["slack:U0ANA".into(), "slack:U0BO".into()]),
+            )
             .send()
             .await
     };
     // Its own request's item is the detector's to write (it opens requests): IAM lets it.
     approve().await.unwrap();
-    let swept = approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    let swept = approval::handler::handle(sweep(), lp.approval_app(), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(state_of(&lp, &id).await, "running", "{swept}");
     let stored = lp.state().approval(&rid).await.unwrap().unwrap();
     assert_eq!(stored.status, "failed");
@@ -201,7 +208,9 @@ async fn a_request_a_detector_wrote_approved_is_not_executed_by_the_sweep_nor_af
     // Written back to `approved`, or to `pending` for a fresh vote, after it was closed: still
     // nothing (its end is marked where the detector cannot write).
     approve().await.unwrap();
-    approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    approval::handler::handle(sweep(), lp.approval_app(), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(state_of(&lp, &id).await, "running");
     detector
         .update_item()
@@ -215,10 +224,18 @@ async fn a_request_a_detector_wrote_approved_is_not_executed_by_the_sweep_nor_af
         .await
         .unwrap();
     let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap();
-    let token = links.token(&rid, remediation::approval::Decision::Approve, Utc::now() + Duration::hours(1));
-    let (status, reply) = lp.slack_click("finops_approve", &token, "U0ANA", None, Utc::now()).await;
+    let token = links.token(
+        &rid,
+        remediation::approval::Decision::Approve,
+        Utc::now() + Duration::hours(1),
+    );
+    let (status, reply) = lp
+        .slack_click("finops_approve", &token, "U0ANA", None, Utc::now())
+        .await;
     assert!(!reply.contains("Approved"), "{status} {reply}");
-    approval::handler::handle(sweep(), lp.approval_app(), Utc::now()).await.unwrap();
+    approval::handler::handle(sweep(), lp.approval_app(), Utc::now())
+        .await
+        .unwrap();
     for envelope in lp.drain().await {
         approval::handler::handle(Loop::sns_event(&envelope), lp.approval_app(), Utc::now())
             .await
@@ -314,9 +331,19 @@ async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
     let moto = finops_tests::Moto::start().expect("moto");
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
     let mut stack = finops_tests::Stack::default();
-    stack.secret_arn = seed::create_secret(&sm, "finops/slack", r#"{"slack_webhook_url": "https://hooks.slack.com/services/T/B/X"}"#).await;
+    stack.secret_arn = seed::create_secret(
+        &sm,
+        "finops/slack",
+        r#"{"slack_webhook_url": "https://hooks.slack.com/services/T/B/X"}"#,
+    )
+    .await;
     let approval = seed::create_secret(&sm, "finops/approval", r#"{"slack_signing_secret": "s"}"#).await;
-    let jira = seed::create_secret(&sm, "finops/jira", r#"{"jira_email": "a@example.com", "jira_api_token": "t"}"#).await;
+    let jira = seed::create_secret(
+        &sm,
+        "finops/jira",
+        r#"{"jira_email": "a@example.com", "jira_api_token": "t"}"#,
+    )
+    .await;
     stack.link_secret_arn = seed::create_secret(&sm, "finops/approval-links", r#"{"link_signing_key": "k"}"#).await;
     stack.report_link_secret_arn = seed::create_secret(&sm, "finops/report-links", r#"{"report_link_key": "r"}"#).await;
     stack.decision_secret_arn = seed::create_secret(&sm, "finops/decisions", r#"{"decision_key": "d"}"#).await;
@@ -360,11 +387,22 @@ async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
     let r = readers(split).await;
     assert_eq!(r.get("SecretArn"), Some(&list(&["slack-notify"])), "{r:?}");
     // The approval function and its executor are one role (the same code without the URL).
-    assert_eq!(r.get("ApprovalSecretArn"), Some(&list(&["approval", "approval-executor"])), "{r:?}");
+    assert_eq!(
+        r.get("ApprovalSecretArn"),
+        Some(&list(&["approval", "approval-executor"])),
+        "{r:?}"
+    );
     assert_eq!(r.get("JiraSecretArn"), Some(&list(&["jira-sync"])), "{r:?}");
     assert_eq!(
         r.get("LinkSecret"),
-        Some(&list(&["approval", "approval-executor", "ebs-cleanup", "idle-ec2", "s3-public", "tag-compliance"])),
+        Some(&list(&[
+            "approval",
+            "approval-executor",
+            "ebs-cleanup",
+            "idle-ec2",
+            "s3-public",
+            "tag-compliance"
+        ])),
         "{r:?}"
     );
     assert_eq!(
@@ -372,7 +410,11 @@ async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
         Some(&list(&["approval", "approval-executor", "savings-report"])),
         "{r:?}"
     );
-    assert_eq!(r.get("DecisionSecret"), Some(&list(&["approval", "approval-executor"])), "{r:?}");
+    assert_eq!(
+        r.get("DecisionSecret"),
+        Some(&list(&["approval", "approval-executor"])),
+        "{r:?}"
+    );
 
     // The one-secret layout, before `finops secrets split`: the shared secret is read by the
     // three functions that need one of its keys, no other.
@@ -400,7 +442,11 @@ async fn the_public_url_and_the_executor_do_not_share_their_concurrency() {
     let kinds = |f: &Value| -> Vec<String> {
         f["events"]
             .as_object()
-            .map(|m| m.values().map(|e| e["Type"].as_str().unwrap_or_default().to_string()).collect())
+            .map(|m| {
+                m.values()
+                    .map(|e| e["Type"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     // The URL's function answers the URL only; the executor the SNS approvals and the schedule.

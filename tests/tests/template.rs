@@ -144,7 +144,9 @@ fn secrets_never_sit_in_plain_environment_variables() {
             continue;
         }
         let binary = r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
-        let named = r["Properties"]["Environment"]["Variables"].get("FINOPS_SECRET_ID").is_some();
+        let named = r["Properties"]["Environment"]["Variables"]
+            .get("FINOPS_SECRET_ID")
+            .is_some();
         assert_eq!(
             named,
             remediation::permissions::SECRET_FUNCTIONS.contains(&binary),

@@ -264,15 +264,10 @@ fn cookie(req: &LambdaFunctionUrlRequest, name: &str) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::to_string);
-    req.cookies
-        .iter()
-        .flatten()
-        .cloned()
-        .chain(from_header)
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().to_string())
-        })
+    req.cookies.iter().flatten().cloned().chain(from_header).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
 }
 
 /// The weekly report a signed report link names (savings-report mints them with the report-link key):
@@ -574,6 +569,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
             required,
             expires_at,
             confirm_because,
+            will_do,
         } => {
             let approvers = if show_approvers { approvers } else { Vec::new() };
             response(
@@ -587,6 +583,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
                     required,
                     expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
                     confirm_because: confirm_because.as_deref(),
+                    will_do: will_do.as_deref(),
                     ways: ways(decision),
                 }),
             )
@@ -754,7 +751,10 @@ async fn sign_in_callback_page(
     let bound = cookie(req, &sign_in_cookie_name(state)).is_some_and(|c| {
         !sign_in.browser.is_empty()
             && c.len() == sign_in.browser.len()
-            && c.bytes().zip(sign_in.browser.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            && c.bytes()
+                .zip(sign_in.browser.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     });
     if !bound {
         tracing::warn!("a sign-in finished in a browser other than the one that started it: refused");
@@ -868,8 +868,7 @@ async fn slack<'h>(
         approvals.decide_slack(token, &who, now).await
     };
     // Slack shows a 200's body to the clicker; other statuses as an error.
-    let reply =
-        json!({"response_type": "ephemeral", "replace_original": false, "text": remediation::slack::escape(&format!("{}: {}", v.title, v.message))});
+    let reply = json!({"response_type": "ephemeral", "replace_original": false, "text": remediation::slack::escape(&format!("{}: {}", v.title, v.message))});
     response(200, "application/json", reply.to_string())
 }
 

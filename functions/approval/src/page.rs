@@ -74,6 +74,8 @@ pub struct Confirm<'a> {
     /// Why this decision needs an explicit tick (a rollback that makes data public again under
     /// the emergency stop): shown, and the forms carry the tick.
     pub confirm_because: Option<&'a str>,
+    /// For a rollback: what it will do, as recorded.
+    pub will_do: Option<&'a str>,
     pub ways: Ways,
 }
 
@@ -107,6 +109,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
     }
     if let Some(e) = &c.expires {
         rows.push(("Expires", e.clone()));
+    }
+    if let Some(w) = c.will_do {
+        rows.push(("Rolling back will", w.to_string()));
     }
     let w = &c.ways;
     let body = html! {
@@ -239,6 +244,7 @@ mod tests {
                     required: 2,
                     expires: Some(HOSTILE.into()),
                     confirm_because: None,
+                    will_do: None,
                     ways: ways.clone(),
                 }));
             }
@@ -282,6 +288,7 @@ mod tests {
             required: 1,
             expires: None,
             confirm_because: None,
+            will_do: None,
             ways: Ways::default(),
         });
         assert!(
@@ -314,6 +321,7 @@ mod tests {
             required: 2,
             expires: None,
             confirm_because: None,
+            will_do: None,
             ways: typed.clone(),
         });
         assert!(page.contains("This request needs 2 verified approvers"), "{page}");
@@ -326,6 +334,7 @@ mod tests {
             required: 1,
             expires: None,
             confirm_because: None,
+            will_do: None,
             ways: typed,
         });
         assert!(!one.contains("needs-verified"), "{one}");

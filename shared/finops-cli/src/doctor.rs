@@ -313,18 +313,27 @@ async fn secret(clients: &Clients, policy: &Policy, asked: &Asked, out: &mut Vec
     };
     let mut missing = Vec::new();
     if parsed.slack_webhook_url.is_none() && (parsed.slack_bot_token.is_none() || parsed.slack_channel.is_none()) {
-        missing.push(format!("{id} lacks slack_webhook_url (or slack_bot_token and slack_channel)"));
+        missing.push(format!(
+            "{id} lacks slack_webhook_url (or slack_bot_token and slack_channel)"
+        ));
     }
     let (approval_id, approval_keys) = approval.as_ref().map_or((id, &parsed), |(i, s)| (i.as_str(), s));
     if asked.slack_interactive && approval_keys.slack_signing_secret.is_none() {
-        missing.push(format!("{approval_id} lacks slack_signing_secret (SlackInteractive=true)"));
+        missing.push(format!(
+            "{approval_id} lacks slack_signing_secret (SlackInteractive=true)"
+        ));
     }
     if policy.approvals.oidc.is_some() && approval_keys.oidc_client_secret.is_none() {
-        missing.push(format!("{approval_id} lacks oidc_client_secret (approvals.oidc is set)"));
+        missing.push(format!(
+            "{approval_id} lacks oidc_client_secret (approvals.oidc is set)"
+        ));
     }
     let (jira_id, jira_keys) = jira.as_ref().map_or((id, &parsed), |(i, s)| (i.as_str(), s));
-    if !policy.jira.site_url.trim().is_empty() && (jira_keys.jira_email.is_none() || jira_keys.jira_api_token.is_none()) {
-        missing.push(format!("{jira_id} lacks jira_email and jira_api_token (jira.site_url is set)"));
+    if !policy.jira.site_url.trim().is_empty() && (jira_keys.jira_email.is_none() || jira_keys.jira_api_token.is_none())
+    {
+        missing.push(format!(
+            "{jira_id} lacks jira_email and jira_api_token (jira.site_url is set)"
+        ));
     }
     if missing.is_empty() {
         out.push(ok(NAME, format!("{id}: every key its functions read is there")));

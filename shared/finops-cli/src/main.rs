@@ -327,12 +327,13 @@ fn main() -> ExitCode {
         }
     };
     if let Command::Secrets {
-        command: SecretsCommand::Split {
-            from,
-            approval,
-            jira,
-            prune,
-        },
+        command:
+            SecretsCommand::Split {
+                from,
+                approval,
+                jira,
+                prune,
+            },
     } = &cli.command
     {
         let split = split::Split {

@@ -45,8 +45,7 @@ async fn read(client: &Client, id: &str) -> Result<Option<Map<String, Value>>, S
             }
         }
         Err(e)
-            if aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e)
-                == Some("ResourceNotFoundException") =>
+            if aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e) == Some("ResourceNotFoundException") =>
         {
             Ok(None)
         }
@@ -118,7 +117,10 @@ pub async fn run(client: &Client, split: &Split<'_>) -> Result<String, String> {
         let mut params = format!("ApprovalSecretArn={approval_arn}");
         if let (Some(jira), false) = (split.jira, jira_fields.is_empty()) {
             let jira_arn = write(client, jira, &jira_fields).await?;
-            out.push_str(&format!("wrote {} key(s) to jira-sync's secret {jira_arn}\n", jira_fields.len()));
+            out.push_str(&format!(
+                "wrote {} key(s) to jira-sync's secret {jira_arn}\n",
+                jira_fields.len()
+            ));
             params.push_str(&format!(" JiraSecretArn={jira_arn}"));
         }
         out.push_str(&format!(
@@ -168,7 +170,13 @@ pub async fn run(client: &Client, split: &Split<'_>) -> Result<String, String> {
         .secret_string(Value::Object(kept).to_string())
         .send()
         .await
-        .map_err(|e| format!("{}: {}", split.from, aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                split.from,
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            )
+        })?;
     out.push_str(&format!(
         "removed {removed} key(s) from {}: it now holds Slack's delivery credentials only (slack-notify's)\n",
         split.from

@@ -839,7 +839,8 @@ async fn secrets_split_moves_each_functions_keys_to_its_own_secret_then_prunes_t
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("--jira"), "{}", r.stderr);
     // Pruning before the new secrets exist: refused, the old secret untouched.
-    let r = tokio::task::block_in_place(|| split(&["--approval", "finops/approval", "--jira", "finops/jira", "--prune"]));
+    let r =
+        tokio::task::block_in_place(|| split(&["--approval", "finops/approval", "--jira", "finops/jira", "--prune"]));
     assert_ne!(r.code, 0);
     assert_eq!(read("finops/autopilot").await, old);
     // Step one: the new secrets written, the old one unchanged, the parameters printed.
@@ -866,7 +867,9 @@ async fn secrets_split_moves_each_functions_keys_to_its_own_secret_then_prunes_t
             .collect();
         finops(&moto, None, &args)
     };
-    let r = tokio::task::block_in_place(|| doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"]));
+    let r = tokio::task::block_in_place(|| {
+        doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"])
+    });
     assert!(
         says(&r.stdout, "FAIL Secrets per function finops/autopilot (slack-notify's) still holds slack_signing_secret, oidc_client_secret, jira_api_token, link_signing_key"),
         "{}",
@@ -881,7 +884,9 @@ async fn secrets_split_moves_each_functions_keys_to_its_own_secret_then_prunes_t
         read("finops/autopilot").await,
         serde_json::json!({"slack_webhook_url": "https://hooks.slack.com/services/T0/B0/X"})
     );
-    let r = tokio::task::block_in_place(|| doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"]));
+    let r = tokio::task::block_in_place(|| {
+        doctor(&["--approval-secret", "finops/approval", "--jira-secret", "finops/jira"])
+    });
     assert!(says(&r.stdout, "ok Secrets per function"), "{}", r.stdout);
     // The one-secret layout is named, not failed.
     let r = tokio::task::block_in_place(|| doctor(&[]));

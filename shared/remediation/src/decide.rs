@@ -18,10 +18,10 @@ use crate::aws::ec2::Ec2;
 use crate::aws::s3::S3;
 use crate::error::Result;
 use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
+use crate::identity::Ballot;
 use crate::model::{ActionKind, Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
-use crate::identity::Ballot;
 use crate::state::{
     approval_on, rollback_on, ApprovalStore, BallotJudge, ExecutionEnd, Refusal, RollbackVote, StateStore,
     StoredAction, StoredApproval, Vote,
@@ -328,6 +328,8 @@ pub enum Preview {
         /// Why this decision must be confirmed explicitly, if it must (a rollback that makes data
         /// public again while the emergency stop is on).
         confirm_because: Option<String>,
+        /// For a rollback: what it will do, as recorded (the person approves that, not a label).
+        will_do: Option<String>,
     },
     /// Nothing to decide.
     Refused(Verdict),
@@ -404,7 +406,11 @@ fn refusal(r: Refusal) -> Verdict {
 /// A signed link naming no request this stack makes (it signs none such): the sender's error.
 fn odd_link() -> Verdict {
     tracing::warn!("a signed link names an id this stack does not make");
-    Verdict::new(400, "Invalid link", "This link names no request this service makes; nothing was changed.")
+    Verdict::new(
+        400,
+        "Invalid link",
+        "This link names no request this service makes; nothing was changed.",
+    )
 }
 
 /// A failure of ours: logged in full, shown to the person without anything internal.
@@ -504,6 +510,7 @@ impl Approvals<'_> {
                             have: crate::identity::people(&counted),
                             approvers: counted.into_iter().map(|b| b.id).collect(),
                             confirm_because: self.reexposes_under_stop(&a).await,
+                            will_do: Some(a.rollback.to_string()),
                             finding: Box::new(a.finding),
                             expires_at: None,
                         }
@@ -527,6 +534,7 @@ impl Approvals<'_> {
                         finding: Box::new(a.finding),
                         expires_at: Some(a.expires_at),
                         confirm_because: None,
+                        will_do: None,
                     }
                 }
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
@@ -599,7 +607,13 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Approve => match self
                 .store
-                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), &self.judge(now), now)
+                .vote(
+                    &claims.rid,
+                    &who.ballot(now),
+                    &|f| self.required_now(f),
+                    &self.judge(now),
+                    now,
+                )
                 .await
             {
                 Ok(Ok(Vote::Approved(_))) => self.execute_approved(&claims.rid, now).await,
@@ -723,7 +737,13 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Approve => match self
                 .store
-                .vote(&claims.rid, &who.ballot(now), &|f| self.required_now(f), &self.judge(now), now)
+                .vote(
+                    &claims.rid,
+                    &who.ballot(now),
+                    &|f| self.required_now(f),
+                    &self.judge(now),
+                    now,
+                )
                 .await
             {
                 Ok(Ok(Vote::Approved(a))) => {
@@ -937,7 +957,10 @@ impl Approvals<'_> {
         let sealed: Vec<Ballot> = approval
             .ballots
             .iter()
-            .filter(|b| self.judge(now).cast_here(b, &approval_on(&approval.request_id, &approval.finding)))
+            .filter(|b| {
+                self.judge(now)
+                    .cast_here(b, &approval_on(&approval.request_id, &approval.finding))
+            })
             .cloned()
             .collect();
         // The decision's time is the last sealed ballot's (the item's `decided_at` is not sealed).
@@ -993,7 +1016,11 @@ impl Approvals<'_> {
     /// today's lists), or `nobody` when none does.
     fn deciders(&self, approval: &StoredApproval, now: DateTime<Utc>) -> String {
         let ids: Vec<String> = self
-            .counted(&approval.ballots, &approval_on(&approval.request_id, &approval.finding), now)
+            .counted(
+                &approval.ballots,
+                &approval_on(&approval.request_id, &approval.finding),
+                now,
+            )
             .into_iter()
             .map(|b| b.id)
             .collect();
@@ -1020,11 +1047,7 @@ impl Approvals<'_> {
     /// checked here, not only by the link's expiry: a sign-in makes no link), and how many
     /// verified approvers that needs: as many as the action needed, and never fewer than today's
     /// policy says.
-    async fn rollback_terms(
-        &self,
-        action: &StoredAction,
-        now: DateTime<Utc>,
-    ) -> std::result::Result<u32, Verdict> {
+    async fn rollback_terms(&self, action: &StoredAction, now: DateTime<Utc>) -> std::result::Result<u32, Verdict> {
         if !action.rollback.is_for(&action.finding) {
             return Err(refusal(Refusal::ForeignRollback));
         }
@@ -1069,7 +1092,10 @@ impl Approvals<'_> {
         let required = match self.store.action(action_id).await {
             Ok(Some(a)) => {
                 if let (Some(why), false) = (self.reexposes_under_stop(&a).await, confirmed) {
-                    tracing::warn!(action_id, "a rollback that re-exposes data under the emergency stop, unconfirmed: refused");
+                    tracing::warn!(
+                        action_id,
+                        "a rollback that re-exposes data under the emergency stop, unconfirmed: refused"
+                    );
                     return Verdict::new(
                         409,
                         "Confirm on the page",

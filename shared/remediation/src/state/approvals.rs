@@ -8,9 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem,
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{s, TransactOutcome, DEADLINE_ATTRIBUTE, TTL_ATTRIBUTE};
-use super::{
-    approval_on, rollback_on, BallotJudge, MAX_BALLOTS,
-};
+use super::{approval_on, rollback_on, BallotJudge, MAX_BALLOTS};
 use super::{
     ActionEnd, ApprovalStore, AuditEntry, DynamoState, EmergencyStop, ExecutionEnd, Refusal, RollbackVote, Snooze,
     SnoozeGranted, StaleExecutions, StoredAction, StoredApproval, Vote,
@@ -604,8 +602,13 @@ impl ApprovalStore for DynamoState {
             if !self.ballot_written(items, &mut conflict).await? {
                 // Its decision is over, whatever the item says (another role wrote it back).
                 if let Some(mark) = self.get(&spent_pk(request_id), "CLOSED").await? {
-                    tracing::error!(request_id, "a vote on a request whose decision is over: its item says pending (written by another role?)");
-                    return Ok(Err(Refusal::NotPending(text(&mark, "why").unwrap_or("closed").to_string())));
+                    tracing::error!(
+                        request_id,
+                        "a vote on a request whose decision is over: its item says pending (written by another role?)"
+                    );
+                    return Ok(Err(Refusal::NotPending(
+                        text(&mark, "why").unwrap_or("closed").to_string(),
+                    )));
                 }
                 continue;
             }

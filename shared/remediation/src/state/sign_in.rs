@@ -53,8 +53,8 @@ impl DynamoState {
         at: DateTime<Utc>,
         sealer: &Sealer,
     ) -> Result<()> {
-        let body = serde_json::to_string(body)
-            .map_err(|e| Error::Config(format!("a {kind} that does not serialise: {e}")))?;
+        let body =
+            serde_json::to_string(body).map_err(|e| Error::Config(format!("a {kind} that does not serialise: {e}")))?;
         let seal = sealer.seal(SIGN_IN_SEAL, &[&pk, kind, &body]);
         let put = self
             .client
@@ -84,7 +84,12 @@ impl DynamoState {
 
     /// Takes (deletes: it works once) what [`Self::put_once`] recorded under `pk` as `kind`; one
     /// whose seal does not hold (written by another role) is taken away and not believed.
-    async fn take_once<T: serde::de::DeserializeOwned>(&self, pk: String, kind: &str, sealer: &Sealer) -> Result<Option<T>> {
+    async fn take_once<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        kind: &str,
+        sealer: &Sealer,
+    ) -> Result<Option<T>> {
         let out = self
             .client
             .delete_item()
@@ -103,7 +108,10 @@ impl DynamoState {
             _ => false,
         };
         if !sealed {
-            tracing::error!(kind, "a {kind} item without a seal that holds: not written by the approval function; refused");
+            tracing::error!(
+                kind,
+                "a {kind} item without a seal that holds: not written by the approval function; refused"
+            );
             return Ok(None);
         }
         serde_json::from_str(raw)
@@ -113,8 +121,14 @@ impl DynamoState {
 
     /// Records a sign-in under `state` (new only).
     pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn, sealer: &Sealer) -> Result<()> {
-        self.put_once(format!("SIGNIN#{state}"), "sign-in", sign_in, sign_in.started_at, sealer)
-            .await
+        self.put_once(
+            format!("SIGNIN#{state}"),
+            "sign-in",
+            sign_in,
+            sign_in.started_at,
+            sealer,
+        )
+        .await
     }
 
     /// Takes the sign-in recorded under `state` (a state works once); `None` when there is
