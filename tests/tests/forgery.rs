@@ -330,23 +330,27 @@ async fn a_detectors_role_cannot_delete_the_audit_trail_or_mark_a_decision() {
 async fn each_secret_is_readable_by_exactly_the_functions_that_need_it() {
     let moto = finops_tests::Moto::start().expect("moto");
     let sm = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
-    let mut stack = finops_tests::Stack::default();
-    stack.secret_arn = seed::create_secret(
-        &sm,
-        "finops/slack",
-        r#"{"slack_webhook_url": "https://hooks.slack.com/services/T/B/X"}"#,
-    )
-    .await;
-    let approval = seed::create_secret(&sm, "finops/approval", r#"{"slack_signing_secret": "s"}"#).await;
-    let jira = seed::create_secret(
-        &sm,
+    let create = |name: &'static str, value: &'static str| {
+        let sm = sm.clone();
+        async move { seed::create_secret(&sm, name, value).await }
+    };
+    let approval = create("finops/approval", r#"{"slack_signing_secret": "s"}"#).await;
+    let jira = create(
         "finops/jira",
         r#"{"jira_email": "a@example.com", "jira_api_token": "t"}"#,
     )
     .await;
-    stack.link_secret_arn = seed::create_secret(&sm, "finops/approval-links", r#"{"link_signing_key": "k"}"#).await;
-    stack.report_link_secret_arn = seed::create_secret(&sm, "finops/report-links", r#"{"report_link_key": "r"}"#).await;
-    stack.decision_secret_arn = seed::create_secret(&sm, "finops/decisions", r#"{"decision_key": "d"}"#).await;
+    let mut stack = finops_tests::Stack {
+        secret_arn: create(
+            "finops/slack",
+            r#"{"slack_webhook_url": "https://hooks.slack.com/services/T/B/X"}"#,
+        )
+        .await,
+        link_secret_arn: create("finops/approval-links", r#"{"link_signing_key": "k"}"#).await,
+        report_link_secret_arn: create("finops/report-links", r#"{"report_link_key": "r"}"#).await,
+        decision_secret_arn: create("finops/decisions", r#"{"decision_key": "d"}"#).await,
+        ..finops_tests::Stack::default()
+    };
     stack.parameters.insert("EnableJira".into(), "true".into());
     let secrets = |stack: &finops_tests::Stack| {
         vec![
