@@ -117,24 +117,35 @@ async fn a_resource_tagged_prod_after_detection_needs_two_approvers_when_it_acts
 
 #[tokio::test]
 async fn rollback_ballots_older_than_a_week_do_not_count() {
-    let lp = Loop::start(policy(Mode::Auto)).await;
-    let then = Utc::now() - Duration::days(9);
-    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")], then).await;
-    let published = run(&lp, policy(Mode::Auto), then).await;
-    let results = Loop::of_type(&published, "action-result");
-    assert_eq!(results.len(), 1, "{published:#?}");
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let now = Utc::now();
+    // A production instance, stopped on two Slack approvals.
+    let id = idle_instance(&lp, &[("Owner", "ana"), ("Environment", "prod")], now).await;
+    let published = run(&lp, policy(Mode::Approve), now).await;
+    let rid = Loop::of_type(&published, "approval-request")[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let approve = links(&lp).token(&rid, Decision::Approve, now + Duration::hours(1));
+    lp.slack_click("finops_approve", &approve, "U0ANA", None, now).await;
+    let (_, reply) = lp.slack_click("finops_approve", &approve, "U0BO", None, now).await;
+    assert!(reply.contains("Approved"), "{reply}");
+    for r in lp.deliver_to_approval(&lp.drain().await).await {
+        r.unwrap();
+    }
     assert_eq!(state_of(&lp, &id).await, "stopped");
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert_eq!(results.len(), 1, "{results:#?}");
     let rollback = token_of(results[0]["rollback_url"].as_str().unwrap());
-    // Ana asks for the rollback nine days ago; Bo today.
-    lp.set_clock(Some(then + Duration::minutes(5)));
+    // Ana asks for the rollback today; Bo eight days later (within the 30-day window).
     let (_, reply) = lp
-        .slack_click("finops_rollback", &rollback, "U0ANA", None, then + Duration::minutes(5))
+        .slack_click("finops_rollback", &rollback, "U0ANA", None, Utc::now())
         .await;
     assert!(reply.contains("1 of 2"), "{reply}");
+    let later = Utc::now() + Duration::days(8);
+    lp.set_clock(Some(later));
+    let (_, reply) = lp.slack_click("finops_rollback", &rollback, "U0BO", None, later).await;
     lp.set_clock(None);
-    let (_, reply) = lp
-        .slack_click("finops_rollback", &rollback, "U0BO", None, Utc::now())
-        .await;
     assert!(!reply.contains("Rolled back"), "{reply}");
     assert!(reply.contains("1 of 2"), "{reply}");
     assert_eq!(state_of(&lp, &id).await, "stopped");
@@ -203,22 +214,24 @@ async fn ids_states_and_sessions_of_the_wrong_shape_are_the_senders_error_not_ou
 #[tokio::test]
 async fn the_old_link_key_is_accepted_for_thirty_days_at_most() {
     let lp = Loop::start(policy(Mode::Approve)).await;
-    let mut deps = lp.detector_deps("idle-ec2", policy(Mode::Approve)).await;
+    let deps = lp.detector_deps("idle-ec2", policy(Mode::Approve)).await;
     let mut secrets = deps.secrets.clone();
     secrets.link_signing_key = Some("n".repeat(64));
     secrets.approval_url = Some(lp.stack.approval_url.clone());
     secrets.previous_link_signing_key = Some("o".repeat(64));
     let mut p = policy(Mode::Approve);
+    // Asked for 400 days: the function still starts (it must keep deciding), and the old key is
+    // accepted for 30 days only.
     p.approvals.previous_link_key_until = Some(Utc::now() + Duration::days(400));
-    let Err(err) =
-        remediation::config::Deps::from_parts(deps.clients.clone(), p.clone(), "test".into(), secrets.clone())
-    else {
-        panic!("a key accepted 400 days ahead");
-    };
-    assert!(err.to_string().contains("previous_link_key_until"), "{err}");
-    p.approvals.previous_link_key_until = Some(Utc::now() + Duration::days(29));
-    deps = remediation::config::Deps::from_parts(deps.clients.clone(), p, "test".into(), secrets).unwrap();
-    assert!(deps.links.is_some());
+    let deps = remediation::config::Deps::from_parts(deps.clients.clone(), p, "test".into(), secrets).unwrap();
+    let links = deps.links.expect("links");
+    let old = LinkSigner::new("o".repeat(64).into_bytes(), &lp.stack.approval_url).unwrap();
+    let now = Utc::now();
+    let soon = old.token("abc", Decision::Approve, now + Duration::days(20));
+    assert!(links.verify(&soon, now).is_ok());
+    let late = old.token("abc", Decision::Approve, now + Duration::days(40));
+    assert!(links.verify(&late, now).is_err(), "an old-key link living past 30 days");
+    assert!(links.verify(&soon, now + Duration::days(31)).is_err());
 }
 
 #[tokio::test]

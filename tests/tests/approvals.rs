@@ -1761,6 +1761,22 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
             region: "us-east-1".into(),
         },
         started_at: an_hour_ago,
+        seal: None,
+    };
+    // As the approval function writes it: sealed (an unsealed record claiming a decision is
+    // another role's, and the sweep leaves it alone).
+    let record = remediation::state::ActionRecord {
+        seal: Some(lp.approval_app().sealer.seal(
+            remediation::state::ACTION_SEAL,
+            &[&remediation::state::record_on(
+                &record.action_id,
+                &record.finding,
+                &record.decided_by,
+                record.request_id.as_deref(),
+                &record.rollback,
+            )],
+        )),
+        ..record
     };
     store.begin_action(&record).await.unwrap();
     seed::stop(&lp.moto.clients().await.ec2, &stopped).await;

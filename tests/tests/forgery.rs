@@ -464,3 +464,202 @@ async fn the_public_url_and_the_executor_do_not_share_their_concurrency() {
     assert_eq!(url["statements"], executor["statements"]);
     assert_eq!(url["environment"], executor["environment"]);
 }
+
+/// The state as the approval function sees it, where another role writes between two of its
+/// reads: the request item is written `approved` right after the function read the switch
+/// (which it does between reading the request and taking it).
+struct WrittenBetween<'a> {
+    inner: &'a remediation::state::DynamoState,
+    detector: aws_sdk_dynamodb::Client,
+    request_id: String,
+}
+
+#[async_trait::async_trait]
+impl remediation::state::StateStore for WrittenBetween<'_> {
+    async fn open_approval(
+        &self,
+        r: &remediation::state::ApprovalRequest,
+    ) -> remediation::Result<remediation::state::ApprovalOpened> {
+        self.inner.open_approval(r).await
+    }
+    async fn mark_notified(&self, id: &str) -> remediation::Result<()> {
+        self.inner.mark_notified(id).await
+    }
+    async fn begin_action(&self, r: &remediation::state::ActionRecord) -> remediation::Result<()> {
+        self.inner.begin_action(r).await
+    }
+    async fn finish_action(
+        &self,
+        r: &remediation::state::ActionRecord,
+        end: remediation::state::ActionEnd,
+        detail: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> remediation::Result<()> {
+        self.inner.finish_action(r, end, detail, at).await
+    }
+    async fn claim_alert(&self, s: &str, m: &str, l: u32, at: chrono::DateTime<Utc>) -> remediation::Result<bool> {
+        self.inner.claim_alert(s, m, l, at).await
+    }
+    async fn confirm_alert(&self, s: &str, m: &str, l: u32, at: chrono::DateTime<Utc>) -> remediation::Result<()> {
+        self.inner.confirm_alert(s, m, l, at).await
+    }
+    async fn release_alert(&self, s: &str, m: &str, at: chrono::DateTime<Utc>) -> remediation::Result<()> {
+        self.inner.release_alert(s, m, at).await
+    }
+    async fn first_seen(
+        &self,
+        scope: &str,
+        present: &[String],
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<std::collections::HashMap<String, chrono::DateTime<Utc>>> {
+        self.inner.first_seen(scope, present, now).await
+    }
+    async fn retire_sightings(&self, from: &str, to: &str, present: &[String]) -> remediation::Result<usize> {
+        self.inner.retire_sightings(from, to, present).await
+    }
+    async fn record_compliance(&self, p: &remediation::state::CompliancePoint) -> remediation::Result<()> {
+        self.inner.record_compliance(p).await
+    }
+    async fn sighting(&self, scope: &str, id: &str) -> remediation::Result<Option<chrono::DateTime<Utc>>> {
+        self.inner.sighting(scope, id).await
+    }
+    async fn emergency_stop(&self) -> remediation::Result<Option<remediation::state::EmergencyStop>> {
+        let stop = self.inner.emergency_stop().await;
+        // The other role's write, between the function's read of the request and its take.
+        self.detector
+            .update_item()
+            .table_name(TABLE)
+            .key("pk", s(&format!("APPROVAL#{}", self.request_id)))
+            .key("sk", s("REQUEST"))
+            .update_expression("SET #st = :approved")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":approved", s("approved"))
+            .send()
+            .await
+            .expect("the detector's role writes its request");
+        stop
+    }
+    async fn snoozes(&self, now: chrono::DateTime<Utc>) -> remediation::Result<Vec<remediation::state::Snooze>> {
+        self.inner.snoozes(now).await
+    }
+    async fn snoozes_of(
+        &self,
+        id: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<Vec<remediation::state::Snooze>> {
+        self.inner.snoozes_of(id, now).await
+    }
+    async fn snooze_ends(
+        &self,
+        resources: &[&remediation::model::Resource],
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<std::collections::HashMap<String, chrono::DateTime<Utc>>> {
+        self.inner.snooze_ends(resources, now).await
+    }
+    async fn record_run(&self, run: &remediation::state::RunRecord) -> remediation::Result<()> {
+        self.inner.record_run(run).await
+    }
+}
+
+/// The hostile review's race: a request nobody approved reads `pending`, and is written
+/// `approved` before the function takes it. Only a request that reads `approved` (and whose
+/// sealed ballots make the quorum) is judged, and only what was judged is taken.
+#[tokio::test]
+async fn a_request_written_approved_between_two_reads_is_not_executed() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let (rid, _) = one_request(&lp, Mode::Approve).await;
+    let (detector, _) = tables(&lp).await;
+    let app = lp.approval_app();
+    let state = lp.state();
+    let between = WrittenBetween {
+        inner: state,
+        detector,
+        request_id: rid.clone(),
+    };
+    let p = policy(Mode::Approve);
+    let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap();
+    let approvals = remediation::decide::Approvals {
+        store: state,
+        state: &between,
+        publisher: None,
+        links: &links,
+        sealer: &app.sealer,
+        policy: &p,
+        executor: &app.executor,
+    };
+    let verdict = approvals.execute_approved(&rid, Utc::now()).await;
+    assert_ne!(verdict.status, 200, "{verdict:?}");
+    assert_eq!(state_of(&lp, &id).await, "running", "{verdict:?}");
+}
+
+/// An approved action's record is the approval function's, sealed: rewritten by another role
+/// (its finding and way back moved to another instance together, so that the way back is
+/// "its own"), it is not rolled back, from Slack or from its page.
+#[tokio::test]
+async fn an_approved_actions_record_rewritten_by_another_role_is_not_rolled_back() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let c = lp.moto.clients().await;
+    let other = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "bo")]).await;
+    seed::stop(&c.ec2, &other).await;
+    let (rid, _) = one_request(&lp, Mode::Approve).await;
+    let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap();
+    let approve = links.token(
+        &rid,
+        remediation::approval::Decision::Approve,
+        Utc::now() + Duration::hours(1),
+    );
+    let (_, reply) = lp
+        .slack_click("finops_approve", &approve, "U0ANA", None, Utc::now())
+        .await;
+    assert!(reply.contains("Approved"), "{reply}");
+    for r in lp.deliver_to_approval(&lp.drain().await).await {
+        r.unwrap();
+    }
+    assert_eq!(state_of(&lp, &id).await, "stopped");
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    let action_id = results[0]["action_id"].as_str().unwrap().to_string();
+    let rollback_link = results[0]["rollback_url"].as_str().unwrap().to_string();
+    // As idle-ec2's role: the record now says the other instance was stopped, and its way back
+    // starts it.
+    let (detector, operator) = tables(&lp).await;
+    let item = operator
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("ACTION#{action_id}")))
+        .key("sk", s("RECORD"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let AttributeValue::S(finding) = &item["finding"] else {
+        panic!("a finding")
+    };
+    let moved = finding.replace(&id, &other);
+    let way_back = remediation::act::Rollback::StartInstance {
+        instance_id: other.clone(),
+        region: "us-east-1".into(),
+    };
+    detector
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("ACTION#{action_id}")))
+        .key("sk", s("RECORD"))
+        .update_expression("SET finding = :f, #rb = :rb, resource_id = :r")
+        .expression_attribute_names("#rb", "rollback")
+        .expression_attribute_values(":f", s(&moved))
+        .expression_attribute_values(":rb", s(&serde_json::to_string(&way_back).unwrap()))
+        .expression_attribute_values(":r", s(&other))
+        .send()
+        .await
+        .unwrap();
+    let (_, reply) = lp
+        .slack_click("finops_rollback", &token_of(&rollback_link), "U0ANA", None, Utc::now())
+        .await;
+    assert!(!reply.contains("Rolled back"), "{reply}");
+    let (status, page) = lp.get(&rollback_link).await;
+    assert_eq!(status, 409, "{page}");
+    assert_eq!(state_of(&lp, &other).await, "stopped", "the other instance was started");
+}

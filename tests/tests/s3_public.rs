@@ -435,6 +435,7 @@ async fn the_approval_executor_blocks_a_website_bucket_only_for_a_person() {
     let ctx = RunContext::new("s3-public", &policy, deps.sinks(), Utc::now());
 
     let by_machine = Decider {
+        sealer: None,
         by: "auto",
         request_id: None,
     };
@@ -445,6 +446,7 @@ async fn the_approval_executor_blocks_a_website_bucket_only_for_a_person() {
     assert_eq!(bucket_block(&client, "static-site").await, None);
 
     let by_person = Decider {
+        sealer: None,
         by: "ana@example.com",
         request_id: Some("r-1"),
     };

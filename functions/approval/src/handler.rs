@@ -730,6 +730,25 @@ async fn sign_in_callback_page(
     let Some(store) = app.deps.state.as_ref() else {
         return html(&unavailable());
     };
+    // Only the browser that started this sign-in may finish it (a sign-in link sent to someone
+    // else, or a login CSRF, finishes in a browser without the cookie); checked before the
+    // sign-in is spent, so that whoever sees a `state` cannot burn someone else's.
+    let started_here = match store.peek_sign_in(state, now, &app.sealer).await {
+        Ok(Some(s)) => {
+            let cookie = cookie(req, &sign_in_cookie_name(state));
+            cookie.is_some_and(|c| {
+                !s.browser.is_empty()
+                    && c.len() == s.browser.len()
+                    && c.bytes().zip(s.browser.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            })
+        }
+        // None: the take below says it is gone; an error: so does the take, or it fails alike.
+        Ok(None) | Err(_) => true,
+    };
+    if !started_here {
+        tracing::warn!("a sign-in finished in a browser other than the one that started it: refused");
+        return sign_in_refused("This sign-in was started in another browser: open the link and sign in from this one");
+    }
     let sign_in = match store.take_sign_in(state, now, &app.sealer).await {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -746,18 +765,10 @@ async fn sign_in_callback_page(
             return html(&unavailable());
         }
     };
-    // Only the browser that started this sign-in may finish it (a sign-in link sent to someone
-    // else, or a login CSRF, finishes in a browser without the cookie).
-    let bound = cookie(req, &sign_in_cookie_name(state)).is_some_and(|c| {
-        !sign_in.browser.is_empty()
-            && c.len() == sign_in.browser.len()
-            && c.bytes()
-                .zip(sign_in.browser.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    // The sign-in taken is the one whose browser was checked (a state works once).
+    let bound =
+        cookie(req, &sign_in_cookie_name(state)).is_some_and(|c| c == sign_in.browser) && !sign_in.browser.is_empty();
     if !bound {
-        tracing::warn!("a sign-in finished in a browser other than the one that started it: refused");
         return sign_in_refused("This sign-in was started in another browser: open the link and sign in from this one");
     }
     if let Some(error) = q.get("error") {

@@ -36,11 +36,17 @@ pub struct Split<'a> {
 }
 
 async fn read(client: &Client, id: &str) -> Result<Option<Map<String, Value>>, String> {
+    Ok(read_with_arn(client, id).await?.map(|(_, m)| m))
+}
+
+/// The secret's fields and its ARN (`None`: no such secret).
+async fn read_with_arn(client: &Client, id: &str) -> Result<Option<(String, Map<String, Value>)>, String> {
     match client.get_secret_value().secret_id(id).send().await {
         Ok(out) => {
             let text = out.secret_string().unwrap_or_default();
+            let arn = out.arn().unwrap_or(id).to_string();
             match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => Ok(Some(m)),
+                Ok(Value::Object(m)) => Ok(Some((arn, m))),
                 _ => Err(format!("{id} is not a JSON object")),
             }
         }
@@ -68,6 +74,18 @@ async fn write(client: &Client, id: &str, fields: &Map<String, Value>) -> Result
     let err = |e: String| format!("{id}: {e}");
     match read(client, id).await? {
         Some(mut existing) => {
+            // A value already there and different (rotated since, say) is never overwritten.
+            let differing: Vec<&str> = fields
+                .iter()
+                .filter(|(k, v)| existing.get(*k).is_some_and(|have| have != *v))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if !differing.is_empty() {
+                return Err(format!(
+                    "{id} already holds {} with another value: nothing was written (remove it there, or keep that secret's value in the old one too)",
+                    differing.join(", ")
+                ));
+            }
             for (k, v) in fields {
                 existing.insert(k.clone(), v.clone());
             }
@@ -96,9 +114,20 @@ async fn write(client: &Client, id: &str, fields: &Map<String, Value>) -> Result
 
 /// Runs the split; what was done, as people read it.
 pub async fn run(client: &Client, split: &Split<'_>) -> Result<String, String> {
-    let old = read(client, split.from)
+    let (from_arn, old) = read_with_arn(client, split.from)
         .await?
         .ok_or_else(|| format!("{}: no such secret", split.from))?;
+    // The same secret under two names would be emptied by --prune.
+    for (flag, id) in [("--approval", Some(split.approval)), ("--jira", split.jira)] {
+        if let Some(id) = id {
+            if id == split.from || read_with_arn(client, id).await?.is_some_and(|(arn, _)| arn == from_arn) {
+                return Err(format!(
+                    "{flag} names {}, the secret it moves from: name a new secret",
+                    split.from
+                ));
+            }
+        }
+    }
     let approval_fields = pick(&old, &APPROVAL_KEYS);
     let jira_fields = pick(&old, &JIRA_KEYS);
     if !jira_fields.is_empty() && split.jira.is_none() {
@@ -127,6 +156,17 @@ pub async fn run(client: &Client, split: &Split<'_>) -> Result<String, String> {
             "{} is unchanged. Deploy with:\n  --parameter-overrides {params}\nthen run this again with --prune to remove the moved keys from it.\n",
             split.from
         ));
+        out.push_str(
+            "Every function could read these keys until now: once deployed, rotate them (Slack app > Basic Information > \
+             Regenerate the signing secret; a new client secret at the identity provider; a new Jira API token) and put \
+             the new values in the new secrets.\n",
+        );
+        if old.contains_key("slack_bot_token") && !approval_fields.contains_key("slack_users_token") {
+            out.push_str(
+                "The approval function no longer reads the bot token: to keep telling Slack users' addresses, add \
+                 slack_users_token (users:read and users:read.email only) to its secret, or pair people in approvals.people.\n",
+            );
+        }
         return Ok(out);
     }
     // Pruning: only what the new secrets already hold, equal, is removed.

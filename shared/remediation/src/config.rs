@@ -101,15 +101,17 @@ impl Deps {
                 Some(
                     match (&secrets.previous_link_signing_key, policy.approvals.previous_link_key_until) {
                         (Some(old), Some(until)) => {
+                            // At most 30 days ahead: a later date is cut to that, loudly (never a
+                            // refusal to start: the approval function must keep deciding).
                             let latest = chrono::Utc::now() + chrono::Duration::days(MAX_PREVIOUS_LINK_KEY_DAYS);
                             if until > latest {
-                                return Err(Error::Config(format!(
-                                    "approvals.previous_link_key_until: at most {MAX_PREVIOUS_LINK_KEY_DAYS} days ahead (by {}), got {}: the old key signs links for as long as it is accepted",
-                                    latest.format("%Y-%m-%d"),
-                                    until.format("%Y-%m-%d %H:%M UTC")
-                                )));
+                                tracing::error!(
+                                    asked = %until.format("%Y-%m-%d %H:%M UTC"),
+                                    until = %latest.format("%Y-%m-%d %H:%M UTC"),
+                                    "approvals.previous_link_key_until is more than {MAX_PREVIOUS_LINK_KEY_DAYS} days ahead: the old link key is accepted until the earlier date only"
+                                );
                             }
-                            signer.accepting(old.clone().into_bytes(), until)
+                            signer.accepting(old.clone().into_bytes(), until.min(latest))
                         }
                         _ => signer,
                     },

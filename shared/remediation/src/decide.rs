@@ -622,7 +622,7 @@ impl Approvals<'_> {
                 Err(e) => internal(e),
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
-            Decision::Rollback => self.rollback(&claims.rid, who, confirmed, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, confirmed, true, now).await,
         }
     }
 
@@ -770,7 +770,7 @@ impl Approvals<'_> {
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
             // Slack cannot show the confirmation a rollback under the stop may need: the page can.
-            Decision::Rollback => self.rollback(&claims.rid, who, false, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, false, false, now).await,
         }
     }
 
@@ -792,6 +792,65 @@ impl Approvals<'_> {
         }
     }
 
+    /// Whether `approval` is to be carried out now: `Ok(None)` yes; `Ok(Some((detail, verdict)))`
+    /// no, and it is to be closed (`detail` for the record, `verdict` for the person);
+    /// `Err(verdict)`: not now, it stays as it is.
+    async fn judged(
+        &self,
+        approval: &StoredApproval,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Option<(String, Verdict)>, Verdict> {
+        // The status says approved; the ballots must say so too, under today's rules (an item
+        // approved by an earlier version or policy, or written by something else, is not trusted
+        // as such), and the decision must still be one to carry out.
+        if let Some(why) = self.not_to_carry_out(approval, now) {
+            return Ok(Some((
+                format!("not carried out: {why}; the next run asks again"),
+                Verdict::new(
+                    409,
+                    "Not carried out",
+                    "The approval on record is not one to act on any more; nothing was done and the request is closed.",
+                ),
+            )));
+        }
+        // The approvers needed are counted again from the resource's tags now: a resource
+        // tagged `Environment=prod` since detection needs two, whatever the request says.
+        match self.executor.tags_now(&approval.finding).await {
+            Ok(Some(tags)) => {
+                let needed = self.policy.approvals.required_approvals(&tags);
+                let admitted = self.counted(
+                    &approval.ballots,
+                    &approval_on(&approval.request_id, &approval.finding),
+                    now,
+                );
+                if !crate::identity::quorum_met(&admitted, needed) {
+                    return Ok(Some((
+                        format!(
+                            "not carried out: the resource's tags now ask for {needed} verified approvers and {} approved; the next run asks again",
+                            crate::identity::people(&admitted)
+                        ),
+                        Verdict::new(
+                            409,
+                            "Not carried out",
+                            format!("The resource is now tagged so that {needed} people must approve; nothing was done and the request is closed (the next run asks again)."),
+                        ),
+                    )));
+                }
+                Ok(None)
+            }
+            // Gone: the re-check before the action says so.
+            Ok(None) => Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, request_id = %approval.request_id, "tags unreadable: not executed yet");
+                Err(Verdict::new(
+                    503,
+                    "Not executed yet",
+                    "The resource could not be read to count the approvers it needs now; nothing was done, the request stays approved and the hourly sweep tries again.",
+                ))
+            }
+        }
+    }
+
     /// Executes an approved request once (`approved → executing` is the single-use gate):
     /// re-check, act, record, publish.
     pub async fn execute_approved(&self, request_id: &str, now: DateTime<Utc>) -> Verdict {
@@ -800,67 +859,24 @@ impl Approvals<'_> {
             Ok(None) => return refusal(Refusal::Unknown),
             Err(e) => return internal(e),
         };
+        // Only what reads as approved is judged, and only what was judged is taken.
+        if approval.status != "approved" {
+            return refusal(Refusal::NotPending(approval.status));
+        }
         if let Some(why) = flow::stopped(self.state).await {
             return stopped_verdict(
                 &why,
                 "The request is approved; it is executed once the emergency stop is off (the hourly sweep picks it up).",
             );
         }
-        // The status says approved; the ballots must say so too, under today's rules (an item
-        // approved by an earlier version or policy, or written by something else, is not trusted
-        // as such), and the decision must still be one to carry out.
-        if approval.status == "approved" {
-            if let Some(why) = self.not_to_carry_out(&approval, now) {
-                self.close_unexecuted(
-                    &approval,
-                    &format!("not carried out: {why}; the next run asks again"),
-                    now,
-                )
-                .await;
-                return Verdict::new(
-                    409,
-                    "Not carried out",
-                    "The approval on record is not one to act on any more; nothing was done and the request is closed.",
-                );
+        let judged_at = now;
+        match self.judged(&approval, judged_at).await {
+            Ok(None) => {}
+            Ok(Some((detail, verdict))) => {
+                self.close_unexecuted(&approval, &detail, now).await;
+                return verdict;
             }
-            // The approvers needed are counted again from the resource's tags now: a resource
-            // tagged `Environment=prod` since detection needs two, whatever the request says.
-            match self.executor.tags_now(&approval.finding).await {
-                Ok(Some(tags)) => {
-                    let needed = self.policy.approvals.required_approvals(&tags);
-                    let admitted = self.counted(
-                        &approval.ballots,
-                        &approval_on(&approval.request_id, &approval.finding),
-                        now,
-                    );
-                    if !crate::identity::quorum_met(&admitted, needed) {
-                        self.close_unexecuted(
-                            &approval,
-                            &format!(
-                                "not carried out: the resource's tags now ask for {needed} verified approvers and {} approved; the next run asks again",
-                                crate::identity::people(&admitted)
-                            ),
-                            now,
-                        )
-                        .await;
-                        return Verdict::new(
-                            409,
-                            "Not carried out",
-                            format!("The resource is now tagged so that {needed} people must approve; nothing was done and the request is closed (the next run asks again)."),
-                        );
-                    }
-                }
-                // Gone: the re-check before the action says so.
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, request_id, "tags unreadable: not executed yet");
-                    return Verdict::new(
-                        503,
-                        "Not executed yet",
-                        "The resource could not be read to count the approvers it needs now; nothing was done, the request stays approved and the hourly sweep tries again.",
-                    );
-                }
-            }
+            Err(verdict) => return verdict,
         }
         let now = later(now);
         match self.store.begin_execution(request_id, &approval.finding.id, now).await {
@@ -868,8 +884,35 @@ impl Approvals<'_> {
             Ok(false) => return refusal(Refusal::NotPending(self.status_of(request_id).await)),
             Err(e) => return internal(e),
         }
+        // Taken. The item is in a table other roles write: it is read and judged once more (at
+        // the same time as before: `later` only orders the records), and what is acted on is
+        // that very copy (its finding, its sealed ballots), never one read before the take.
+        let approval = match self.store.approval(request_id).await {
+            Ok(Some(taken)) => match self.judged(&taken, judged_at).await {
+                Ok(None) => taken,
+                Ok(Some((detail, verdict))) => {
+                    self.fail_taken(&taken, &detail, judged_at).await;
+                    return verdict;
+                }
+                Err(verdict) => {
+                    self.fail_taken(&taken, "not carried out: the resource could not be read to count the approvers it needs; the next run asks again", judged_at)
+                        .await;
+                    return Verdict { status: 409, ..verdict };
+                }
+            },
+            Ok(None) => return refusal(Refusal::Unknown),
+            Err(e) => {
+                self.fail_taken(
+                    &approval,
+                    "not carried out: the request could not be read again once taken",
+                    now,
+                )
+                .await;
+                return internal(e);
+            }
+        };
         // Who decided: the people whose sealed ballots count, never names another role added.
-        let by = self.deciders(&approval, now);
+        let by = self.deciders(&approval, judged_at);
         let now = later(now);
         let ctx = self.ctx(now);
         let (acted, notes) = self
@@ -880,6 +923,7 @@ impl Approvals<'_> {
                 Decider {
                     by: &by,
                     request_id: Some(request_id),
+                    sealer: Some(self.sealer),
                 },
             )
             .await;
@@ -1031,6 +1075,27 @@ impl Approvals<'_> {
         }
     }
 
+    /// Ends a taken request (`executing`) without acting: recorded as failed with `detail`, and
+    /// said on the topic.
+    async fn fail_taken(&self, approval: &StoredApproval, detail: &str, now: DateTime<Utc>) {
+        let rid = &approval.request_id;
+        if let Err(e) = self
+            .store
+            .finish_execution(rid, &approval.finding, ExecutionEnd::Failed, None, detail, later(now))
+            .await
+        {
+            tracing::error!(error = %e, request_id = %rid, "closed but not recorded");
+        }
+        self.publish(Message::ApprovalResult {
+            request_id: rid.clone(),
+            finding: approval.finding.clone(),
+            status: "not-executed".into(),
+            decided_by: self.deciders(approval, now),
+            detail: detail.to_string(),
+        })
+        .await;
+    }
+
     async fn status_of(&self, request_id: &str) -> String {
         match self.store.approval(request_id).await {
             Ok(Some(a)) => a.status,
@@ -1062,6 +1127,16 @@ impl Approvals<'_> {
                 format!("This action is more than {days} days old and can no longer be rolled back from here; nothing was changed."),
             ));
         }
+        // A record that claims a person's decision is the approval function's, sealed: one that
+        // is not was written (or rewritten) by another role.
+        if action.claims_a_decision() && !self.sealed_by_us(action) {
+            tracing::error!(action_id = %action.action_id, "an action record claims a decision but carries no seal that holds: refused");
+            return Err(Verdict::new(
+                409,
+                "Not rolled back",
+                "This action's record was not written by the approval function as it reads now, so its way back is not run; nothing was changed.",
+            ));
+        }
         let stored = match &action.request_id {
             Some(rid) => match self.store.approval(rid).await {
                 Ok(a) => a.map_or(1, |a| a.required_approvals),
@@ -1069,7 +1144,58 @@ impl Approvals<'_> {
             },
             None => 1,
         };
-        Ok(stored.max(self.policy.approvals.required_approvals(&action.finding.resource.tags)))
+        // As for an approval: the resource's tags now count too (the recorded ones may be old, or
+        // another role's).
+        let now_needs = match self.executor.tags_now(&action.finding).await {
+            Ok(Some(tags)) => self.policy.approvals.required_approvals(&tags),
+            Ok(None) => 1,
+            Err(e) => {
+                tracing::warn!(error = %e, action_id = %action.action_id, "tags unreadable: no rollback now");
+                return Err(Verdict::new(
+                    503,
+                    "Try again",
+                    "The resource could not be read to count the approvers a rollback needs; nothing was changed. Try again in a minute.",
+                ));
+            }
+        };
+        Ok(stored
+            .max(self.policy.approvals.required_approvals(&action.finding.resource.tags))
+            .max(now_needs))
+    }
+
+    /// Whether this function wrote `action` as it reads now (its seal holds).
+    fn sealed_by_us(&self, action: &StoredAction) -> bool {
+        action.seal.as_deref().is_some_and(|seal| {
+            self.sealer
+                .holds(crate::state::ACTION_SEAL, &[&action.sealed_as()], seal)
+        })
+    }
+
+    /// Why a rollback of `action` may not go ahead through this channel now, if it may not: one
+    /// that re-exposes data under the emergency stop needs its page's tick (`confirmed`), and a
+    /// record this function did not seal (a detector's own, in auto mode) is rolled back only
+    /// from its page, which shows what it will do (a Slack button shows what a message says, and
+    /// any role can publish a message).
+    async fn rollback_gate(&self, action: &StoredAction, confirmed: bool, via_page: bool) -> Option<Verdict> {
+        if let (Some(why), false) = (self.reexposes_under_stop(action).await, confirmed) {
+            tracing::warn!(action_id = %action.action_id, "a rollback that re-exposes data under the emergency stop, unconfirmed: refused");
+            return Some(Verdict::new(
+                409,
+                "Confirm on the page",
+                format!("{why} Nothing was changed: open the rollback's page and tick the confirmation to go ahead."),
+            ));
+        }
+        if !via_page && action.seal.is_none() {
+            return Some(Verdict::new(
+                409,
+                "Roll back from the page",
+                format!(
+                    "This action was taken automatically; its rollback is decided on its page, which shows what it will do ({}). Nothing was changed.",
+                    action.rollback
+                ),
+            ));
+        }
+        None
     }
 
     /// Why a rollback of `action` must be confirmed on its page, if it must: the emergency stop is
@@ -1081,26 +1207,25 @@ impl Approvals<'_> {
         };
         let why = flow::stopped(self.state).await?;
         Some(format!(
-            "The emergency stop is on ({why}). Rolling back puts {bucket}'s Block Public Access back to {}:              the bucket may be public again while the incident lasts.",
+            "The emergency stop is on ({why}). Rolling back puts {bucket}'s Block Public Access back to {}: the bucket may be public again while the incident lasts.",
             crate::detect::s3_public::shown_block(*prior)
         ))
     }
 
-    async fn rollback(&self, action_id: &str, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
+    async fn rollback(
+        &self,
+        action_id: &str,
+        who: &Approver,
+        confirmed: bool,
+        via_page: bool,
+        now: DateTime<Utc>,
+    ) -> Verdict {
         // A rollback needs as many approvers as the action did (undoing Block Public Access makes
         // a bucket public again).
         let required = match self.store.action(action_id).await {
             Ok(Some(a)) => {
-                if let (Some(why), false) = (self.reexposes_under_stop(&a).await, confirmed) {
-                    tracing::warn!(
-                        action_id,
-                        "a rollback that re-exposes data under the emergency stop, unconfirmed: refused"
-                    );
-                    return Verdict::new(
-                        409,
-                        "Confirm on the page",
-                        format!("{why} Nothing was changed: open the rollback's page and tick the confirmation to go ahead."),
-                    );
+                if let Some(v) = self.rollback_gate(&a, confirmed, via_page).await {
+                    return v;
                 }
                 match self.rollback_terms(&a, now).await {
                     Ok(r) => r,
@@ -1125,6 +1250,28 @@ impl Approvals<'_> {
             Ok(Err(r)) => return refusal(r),
             Err(e) => return internal(e),
         };
+        // The record the ballots were counted on (read inside the vote) is judged again: the
+        // table may have changed between the first read and the vote.
+        let judged_again = match self.rollback_gate(&action, confirmed, via_page).await {
+            Some(v) => Some(v),
+            None => self.rollback_terms(&action, now).await.err(),
+        };
+        if let Some(v) = judged_again {
+            if let Err(e) = self
+                .store
+                .finish_rollback(
+                    &action,
+                    false,
+                    &who.id(),
+                    &format!("not rolled back: {}", v.message),
+                    later(now),
+                )
+                .await
+            {
+                tracing::error!(error = %e, action_id, "a refused rollback not recorded");
+            }
+            return v;
+        }
         // Rollbacks only restore, so they run under the emergency stop too; the audit says so.
         // The audit trail and Slack say who set the stop and why; the page only that it was on.
         let stop = flow::stopped(self.state).await;
@@ -1227,6 +1374,12 @@ impl Approvals<'_> {
             .await?;
         let mut resolved = 0;
         for action in &stale.actions {
+            // A record claiming a person's decision that this function did not seal is another
+            // role's: not resolved, not announced (it stays for the operator to see).
+            if action.claims_a_decision() && !self.sealed_by_us(action) {
+                tracing::error!(action_id = %action.action_id, "a stale action record claims a decision without a seal that holds: left alone");
+                continue;
+            }
             let (executed, found) = match self.executor.observe(&action.finding).await {
                 Ok(Observed::Done(d)) => (true, d),
                 Ok(Observed::NotDone(d)) => (false, d),

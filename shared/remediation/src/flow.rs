@@ -565,6 +565,7 @@ async fn act(
         Decider {
             by: "auto",
             request_id: None,
+            sealer: None,
         },
     )
     .await;
@@ -578,6 +579,8 @@ pub struct Decider<'a> {
     /// `auto`, or the approvers.
     pub by: &'a str,
     pub request_id: Option<&'a str>,
+    /// The approval function's sealer: its action records are sealed (a detector's are not).
+    pub sealer: Option<&'a crate::approval::Sealer>,
 }
 
 /// What happened to one finding that was up for action.
@@ -819,8 +822,21 @@ async fn act_on(
             notes,
         );
     }
+    let action_id = new_id(&f.id, ctx.now);
+    let seal = decider.sealer.map(|sealer| {
+        sealer.seal(
+            crate::state::ACTION_SEAL,
+            &[&crate::state::record_on(
+                &action_id,
+                f,
+                decider.by,
+                decider.request_id,
+                &rollback,
+            )],
+        )
+    });
     let record = ActionRecord {
-        action_id: new_id(&f.id, ctx.now),
+        action_id,
         finding: f.clone(),
         mode: ctx.mode,
         decided_by: decider.by.to_string(),
@@ -828,6 +844,7 @@ async fn act_on(
         rollback,
         pre_state,
         started_at: ctx.now,
+        seal,
     };
     // The pre-state and rollback are on record before anything changes.
     if let Err(e) = state.begin_action(&record).await {

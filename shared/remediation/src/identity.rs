@@ -139,9 +139,14 @@ impl Ballot {
             self.id.clone(),
             self.via.clone(),
             self.verified.to_string(),
-            self.person.clone().unwrap_or_default(),
+            // Present or not is part of what is sealed (`None` is not `Some("")`).
+            self.person
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |p| format!("={p}")),
             self.proven.to_string(),
-            self.subject.clone().unwrap_or_default(),
+            self.subject
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |p| format!("={p}")),
             self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         ]
     }

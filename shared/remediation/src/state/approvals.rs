@@ -117,6 +117,7 @@ fn stored_action(item: &Item) -> Result<StoredAction> {
         started_at: text(item, "started_at")
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc)),
+        seal: text(item, "seal").map(str::to_string),
         action_id,
     })
 }
@@ -154,6 +155,18 @@ fn unchanged_since(version: i64, attribute: &str) -> String {
     } else {
         format!("{attribute} = :version")
     }
+}
+
+/// The ballots of `ballots` this function cast on `on`, each once (a copy of a sealed ballot,
+/// written in by another role, is one ballot).
+fn sealed_once(ballots: &[Ballot], judge: &dyn BallotJudge, on: &str) -> Vec<Ballot> {
+    let mut seen = std::collections::BTreeSet::new();
+    ballots
+        .iter()
+        .filter(|b| judge.cast_here(b, on))
+        .filter(|b| seen.insert(b.seal.clone()))
+        .cloned()
+        .collect()
 }
 
 /// The partition of a decision's marks (a request's end, an action's rollback attempts): written
@@ -512,12 +525,7 @@ impl ApprovalStore for DynamoState {
             // Only the ballots this function cast on this very request and finding are kept and
             // counted: one written by another role, or moved here from another request, is not.
             let on = approval_on(request_id, &current.finding);
-            let kept: Vec<Ballot> = current
-                .ballots
-                .iter()
-                .filter(|b| judge.cast_here(b, &on))
-                .cloned()
-                .collect();
+            let kept = sealed_once(&current.ballots, judge, &on);
             let counted: Vec<Ballot> = kept.iter().filter(|b| judge.counts(b, &on)).cloned().collect();
             if counted.iter().any(|b| b.same_as(ballot)) {
                 return Ok(Err(Refusal::SameApprover));
@@ -924,12 +932,7 @@ impl ApprovalStore for DynamoState {
             // Ballots count for one attempt: those of a failed rollback do not make the next.
             let attempt = self.rollback_attempts(action_id).await?;
             let on = rollback_on(&action, attempt);
-            let kept: Vec<Ballot> = action
-                .rollback_ballots
-                .iter()
-                .filter(|b| judge.cast_here(b, &on))
-                .cloned()
-                .collect();
+            let kept = sealed_once(&action.rollback_ballots, judge, &on);
             let counted: Vec<Ballot> = kept.iter().filter(|b| judge.counts(b, &on)).cloned().collect();
             if counted.iter().any(|b| b.same_as(ballot)) {
                 return Ok(Err(Refusal::SameApprover));

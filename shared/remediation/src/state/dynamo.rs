@@ -513,6 +513,9 @@ impl StateStore for DynamoState {
         if let Some(rid) = &record.request_id {
             item.insert("request_id".to_string(), s(rid));
         }
+        if let Some(seal) = &record.seal {
+            item.insert("seal".to_string(), s(seal));
+        }
         let items = vec![
             self.ledger_estimate(f)?,
             self.put(item, Some("attribute_not_exists(pk)"))?,

@@ -129,6 +129,33 @@ pub struct ActionRecord {
     /// How to undo the action.
     pub rollback: Rollback,
     pub started_at: DateTime<Utc>,
+    /// The approval function's seal over the record ([`record_on`]) when it wrote it (an approved
+    /// action); none for a detector's own (auto mode).
+    pub seal: Option<String>,
+}
+
+/// The seal domain of action records.
+pub const ACTION_SEAL: &str = "action";
+
+/// What the approval function's seal of an action record covers: the action, its finding (and
+/// the resource's tags it was decided on), who decided, the request and the way back.
+pub fn record_on(
+    action_id: &str,
+    f: &Finding,
+    decided_by: &str,
+    request_id: Option<&str>,
+    rollback: &Rollback,
+) -> String {
+    format!(
+        "action|{action_id}|{}|{}|{}|{}|{}|{decided_by}|{}|{}",
+        f.id,
+        f.action.as_str(),
+        f.resource.account,
+        f.resource.region,
+        f.resource.id,
+        request_id.unwrap_or("-"),
+        serde_json::to_string(&(&f.resource.tags, rollback)).unwrap_or_default()
+    )
 }
 
 /// How a recorded action ended.
@@ -440,6 +467,27 @@ pub struct StoredAction {
     pub rollback_version: i64,
     /// When the action began (its rollback window counts from it).
     pub started_at: Option<DateTime<Utc>>,
+    /// The approval function's seal over the record, if it wrote it (see [`record_on`]).
+    pub seal: Option<String>,
+}
+
+impl StoredAction {
+    /// What its seal, if any, must cover.
+    pub fn sealed_as(&self) -> String {
+        record_on(
+            &self.action_id,
+            &self.finding,
+            &self.decided_by,
+            self.request_id.as_deref(),
+            &self.rollback,
+        )
+    }
+
+    /// Whether the record claims a person's decision (an approval request, or a decider other
+    /// than `auto`): only the approval function writes such records, sealed.
+    pub fn claims_a_decision(&self) -> bool {
+        self.request_id.is_some() || self.decided_by != "auto"
+    }
 }
 
 /// What a rollback approval did.

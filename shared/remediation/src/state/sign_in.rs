@@ -119,6 +119,23 @@ impl DynamoState {
             .map_err(|e| Error::unexpected("dynamodb", "DeleteItem", format!("an unreadable sign-in item: {e}")))
     }
 
+    /// The sign-in recorded under `state`, read without taking it (its seal checked): the
+    /// callback checks the browser's cookie before a sign-in is spent.
+    pub async fn peek_sign_in(&self, state: &str, now: DateTime<Utc>, sealer: &Sealer) -> Result<Option<SignIn>> {
+        let pk = format!("SIGNIN#{state}");
+        let Some(item) = self.get(&pk, "OIDC").await? else {
+            return Ok(None);
+        };
+        let (Some(AttributeValue::S(raw)), Some(AttributeValue::S(seal))) = (item.get("body"), item.get("seal")) else {
+            return Ok(None);
+        };
+        if !sealer.holds(SIGN_IN_SEAL, &[&pk, "sign-in", raw], seal) {
+            return Ok(None);
+        }
+        let sign_in: Option<SignIn> = serde_json::from_str(raw).ok();
+        Ok(sign_in.filter(|s| s.started_at + chrono::Duration::minutes(SIGN_IN_MINUTES) > now))
+    }
+
     /// Records a sign-in under `state` (new only).
     pub async fn start_sign_in(&self, state: &str, sign_in: &SignIn, sealer: &Sealer) -> Result<()> {
         self.put_once(
