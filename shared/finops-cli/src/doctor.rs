@@ -104,10 +104,36 @@ pub async fn run(clients: &Clients, policy: &Policy, asked: &Asked) -> Vec<Check
     let secrets = secret(clients, policy, asked, &mut out).await;
     out.push(slack(&secrets).await);
     out.push(bedrock(clients, policy, asked).await);
+    out.push(approvers(policy));
     if let Some(org) = &policy.organization {
         out.extend(member_roles(clients, org, asked).await);
     }
     out
+}
+
+/// Who may decide, as the policy says: named people, or anyone holding a link (a trial setting:
+/// every function that mints links holds the key, so each could type an address too).
+fn approvers(policy: &Policy) -> Check {
+    const NAME: &str = "Approvers";
+    let a = &policy.approvals;
+    let named = format!(
+        "{} Slack user(s), sign-in {}",
+        a.slack_users.len(),
+        if a.sign_in_admits_anyone() {
+            "by address or domain"
+        } else {
+            "admits nobody"
+        }
+    );
+    if a.anyone_with_link {
+        note(
+            NAME,
+            format!("{named}; anyone_with_link: true (a typed address decides a one-approver request)"),
+            "for trials only: every function that mints links could type an address too; list the people and set anyone_with_link: false in production",
+        )
+    } else {
+        ok(NAME, named)
+    }
 }
 
 async fn identity(clients: &Clients) -> Check {

@@ -891,4 +891,31 @@ async fn secrets_split_moves_each_functions_keys_to_its_own_secret_then_prunes_t
     // The one-secret layout is named, not failed.
     let r = tokio::task::block_in_place(|| doctor(&[]));
     assert!(says(&r.stdout, "note Secrets per function one secret"), "{}", r.stdout);
+    assert!(
+        says(&r.stdout, "ok Approvers 0 Slack user(s), sign-in admits nobody"),
+        "{}",
+        r.stdout
+    );
+    // Anyone with a link: a trial setting, said so.
+    let r = tokio::task::block_in_place(|| {
+        finops_with(
+            &moto,
+            None,
+            &["doctor", "--secret", "finops/autopilot"],
+            None,
+            &[(
+                "FINOPS_POLICY",
+                "{approvals: {slack_users: [U0ANA], anyone_with_link: true}}",
+            )],
+        )
+    });
+    assert!(
+        says(
+            &r.stdout,
+            "note Approvers 1 Slack user(s), sign-in admits nobody; anyone_with_link: true"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("for trials only"), "{}", r.stdout);
 }
