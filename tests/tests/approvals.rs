@@ -1774,6 +1774,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
                 &record.decided_by,
                 record.request_id.as_deref(),
                 &record.rollback,
+                Some(record.started_at),
             )],
         )),
         ..record

@@ -663,3 +663,61 @@ async fn an_approved_actions_record_rewritten_by_another_role_is_not_rolled_back
     assert_eq!(status, 409, "{page}");
     assert_eq!(state_of(&lp, &other).await, "stopped", "the other instance was started");
 }
+
+/// A record a detector writes as its own automatic action, with a made-up seal, for a bucket its
+/// rule never blocked (the rule is not even in auto mode): no Slack button and no page rolls it
+/// back.
+#[tokio::test]
+async fn a_detectors_made_up_auto_record_with_a_fake_seal_rolls_nothing_back() {
+    let lp = Loop::start(policy(Mode::Approve)).await;
+    let c = lp.moto.clients().await;
+    let instance = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+    seed::stop(&c.ec2, &instance).await;
+    let (_, finding) = {
+        idle_instance(&lp, &[("Owner", "bo")]).await;
+        one_request(&lp, Mode::Approve).await
+    };
+    // The finding of a real request, pointed at the stopped instance, as an "auto" action.
+    let mut finding: remediation::model::Finding = serde_json::from_value(finding).unwrap();
+    finding.resource.id = instance.clone();
+    let (detector, _) = tables(&lp).await;
+    let way_back = remediation::act::Rollback::StartInstance {
+        instance_id: instance.clone(),
+        region: "us-east-1".into(),
+    };
+    let action_id = "forgedautoaction000001";
+    detector
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", s(&format!("ACTION#{action_id}")))
+        .item("sk", s("RECORD"))
+        .item("kind", s("action"))
+        .item("status", s("executed"))
+        .item("finding_id", s(&finding.id))
+        .item("rule", s("idle-ec2"))
+        .item("resource_id", s(&instance))
+        .item("action", s("stop"))
+        .item("mode", s("auto"))
+        .item("decided_by", s("auto"))
+        .item("finding", s(&serde_json::to_string(&finding).unwrap()))
+        .item("pre_state", s("{}"))
+        .item("rollback", s(&serde_json::to_string(&way_back).unwrap()))
+        .item("started_at", s(&Utc::now().to_rfc3339()))
+        .item("seal", s("bm90IGEgcmVhbCBzZWFs"))
+        .send()
+        .await
+        .unwrap();
+    let links = remediation::approval::LinkSigner::new(LINK_KEY.as_bytes().to_vec(), &lp.stack.approval_url).unwrap();
+    let link = links.link(
+        action_id,
+        remediation::approval::Decision::Rollback,
+        Utc::now() + Duration::days(1),
+    );
+    let (_, reply) = lp
+        .slack_click("finops_rollback", &token_of(&link), "U0ANA", None, Utc::now())
+        .await;
+    assert!(!reply.contains("Rolled back"), "{reply}");
+    let (status, page) = lp.get(&link).await;
+    assert_eq!(status, 409, "{page}");
+    assert_eq!(state_of(&lp, &instance).await, "stopped", "started on a made-up record");
+}

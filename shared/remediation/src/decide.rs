@@ -498,7 +498,14 @@ impl Approvals<'_> {
         match claims.d {
             Decision::Rollback => match self.store.action(&claims.rid).await {
                 Ok(Some(a)) if a.status == "executed" => match self.rollback_terms(&a, now).await {
+                    // What a POST from this page would meet (the stop's tick aside: the page asks
+                    // for it).
                     Ok(required) => {
+                        // What a POST from this page would meet (the stop's tick aside: the page
+                        // asks for it).
+                        if let Some(v) = self.rollback_gate(&a, true, true).await {
+                            return Preview::Refused(v);
+                        }
                         let attempt = match self.store.rollback_attempts(&a.action_id).await {
                             Ok(n) => n,
                             Err(e) => return Preview::Refused(internal(e)),
@@ -1117,9 +1124,10 @@ impl Approvals<'_> {
             return Err(refusal(Refusal::ForeignRollback));
         }
         let days = i64::from(self.policy.approvals.rollback_link_days);
+        // A record without its start (another role's doing) is past any window.
         if action
             .started_at
-            .is_some_and(|t| t + chrono::Duration::days(days) <= now)
+            .is_none_or(|t| t + chrono::Duration::days(days) <= now)
         {
             return Err(Verdict::new(
                 410,
@@ -1185,7 +1193,46 @@ impl Approvals<'_> {
                 format!("{why} Nothing was changed: open the rollback's page and tick the confirmation to go ahead."),
             ));
         }
-        if !via_page && action.seal.is_none() {
+        if self.sealed_by_us(action) {
+            return None;
+        }
+        // A detector's own record (auto mode) cannot be sealed: it is believed only as far as
+        // today's facts back it. Its rule acts automatically today and takes this very action,
+        // and the resource shows the action's effect now.
+        let f = &action.finding;
+        let takes = matches!(
+            (f.rule.as_str(), f.action),
+            ("idle-ec2" | "tag-compliance", ActionKind::Stop)
+                | ("ebs-cleanup", ActionKind::SnapshotAndDelete)
+                | ("s3-public", ActionKind::BlockPublicAccess)
+        );
+        if !takes || self.policy.mode_for(&f.rule) != Mode::Auto {
+            tracing::error!(action_id = %action.action_id, "an unsealed action record its rule would not write today: refused");
+            return Some(Verdict::new(
+                409,
+                "Not rolled back",
+                "This action's record is not one this deployment's automatic mode writes today, so its way back is not run; nothing was changed.",
+            ));
+        }
+        match self.executor.observe(f).await {
+            Ok(Observed::Done(_)) => {}
+            Ok(Observed::NotDone(found)) => {
+                return Some(Verdict::new(
+                    409,
+                    "Nothing to roll back",
+                    format!("The resource does not show this action's effect ({found}); nothing was changed."),
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, action_id = %action.action_id, "resource unreadable: no rollback now");
+                return Some(Verdict::new(
+                    503,
+                    "Try again",
+                    "The resource could not be read to check the action's effect; nothing was changed. Try again in a minute.",
+                ));
+            }
+        }
+        if !via_page {
             return Some(Verdict::new(
                 409,
                 "Roll back from the page",
@@ -1254,7 +1301,29 @@ impl Approvals<'_> {
         // table may have changed between the first read and the vote.
         let judged_again = match self.rollback_gate(&action, confirmed, via_page).await {
             Some(v) => Some(v),
-            None => self.rollback_terms(&action, now).await.err(),
+            // And the approvers it needs are counted on that copy too (the first read may have
+            // been another, cheaper, record).
+            None => match self.rollback_terms(&action, now).await {
+                Err(v) => Some(v),
+                Ok(needed) => {
+                    let counting: Vec<Ballot> = action
+                        .rollback_ballots
+                        .iter()
+                        .filter(|b| {
+                            self.policy.approvals.admits_ballot(b)
+                                && b.at + chrono::Duration::days(BALLOT_MAX_DAYS) > now
+                        })
+                        .cloned()
+                        .collect();
+                    (!crate::identity::quorum_met(&counting, needed)).then(|| {
+                        Verdict::new(
+                            409,
+                            "More approvers needed",
+                            format!("This rollback needs {needed} verified approvers as the action reads now; approve it again with them. Nothing was changed."),
+                        )
+                    })
+                }
+            },
         };
         if let Some(v) = judged_again {
             if let Err(e) = self

@@ -832,6 +832,7 @@ async fn act_on(
                 decider.by,
                 decider.request_id,
                 &rollback,
+                Some(ctx.now),
             )],
         )
     });

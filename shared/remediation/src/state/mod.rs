@@ -145,16 +145,21 @@ pub fn record_on(
     decided_by: &str,
     request_id: Option<&str>,
     rollback: &Rollback,
+    started_at: Option<DateTime<Utc>>,
 ) -> String {
     format!(
-        "action|{action_id}|{}|{}|{}|{}|{}|{decided_by}|{}|{}",
+        "action|{action_id}|{}|{}|{}|{}|{}|{decided_by}|{}|{}|{}",
         f.id,
         f.action.as_str(),
         f.resource.account,
         f.resource.region,
         f.resource.id,
         request_id.unwrap_or("-"),
-        serde_json::to_string(&(&f.resource.tags, rollback)).unwrap_or_default()
+        serde_json::to_string(&(&f.resource.tags, rollback)).unwrap_or_default(),
+        started_at.map_or_else(
+            || "-".to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        )
     )
 }
 
@@ -480,6 +485,7 @@ impl StoredAction {
             &self.decided_by,
             self.request_id.as_deref(),
             &self.rollback,
+            self.started_at,
         )
     }
 
