@@ -318,7 +318,14 @@ impl Loop {
             return (status, page);
         }
         let session = crate::oidc::form_session(&page).expect("a form with the sign-in's session");
-        self.post_form("/decide", &[("session", &session)]).await
+        // As a browser submits the form: with its hidden fields.
+        match crate::oidc::form_shown(&page) {
+            Some(shown) => {
+                self.post_form("/decide", &[("session", &session), ("shown", &shown)])
+                    .await
+            }
+            None => self.post_form("/decide", &[("session", &session)]).await,
+        }
     }
 
     /// GET a URL: status and body.

@@ -263,6 +263,13 @@ pub fn form_session(page: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
+/// The hidden `shown` field of a rollback page's form (the digest of the record it shows).
+pub fn form_shown(page: &str) -> Option<String> {
+    let at = page.find("name=\"shown\" value=\"")? + "name=\"shown\" value=\"".len();
+    let rest = &page[at..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
 /// The `href` of the element with `id`.
 pub fn href_of(page: &str, id: &str) -> Option<String> {
     let at = page.find(&format!("id=\"{id}\""))?;

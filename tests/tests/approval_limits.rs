@@ -317,6 +317,7 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
     // The page says why and asks for the tick; without it, refused.
     let (status, page) = lp.get(&rollback_link).await;
     assert_eq!(status, 200, "{page}");
+    let shown = finops_tests::oidc::form_shown(&page).expect("the page's form names the record it shows");
     assert!(
         page.contains("under-stop") && page.contains("confirm_under_stop"),
         "{page}"
@@ -328,7 +329,10 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
     );
     let token = token_of(&rollback_link);
     let (status, page) = lp
-        .post_form("/decide", &[("token", &token), ("approver", "ana@example.com")])
+        .post_form(
+            "/decide",
+            &[("token", &token), ("approver", "ana@example.com"), ("shown", &shown)],
+        )
         .await;
     assert_eq!(status, 409, "{page}");
     assert!(blocked().await);
@@ -340,6 +344,7 @@ async fn under_the_emergency_stop_re_exposing_a_bucket_needs_a_tick_on_its_page(
                 ("token", &token),
                 ("approver", "ana@example.com"),
                 ("confirm_under_stop", "yes"),
+                ("shown", &shown),
             ],
         )
         .await;

@@ -721,3 +721,76 @@ async fn a_detectors_made_up_auto_record_with_a_fake_seal_rolls_nothing_back() {
     assert_eq!(status, 409, "{page}");
     assert_eq!(state_of(&lp, &instance).await, "stopped", "started on a made-up record");
 }
+
+/// A detector's own (auto) record, swapped for another between the page a person reads and their
+/// POST: the rollback runs only on the record the page showed.
+#[tokio::test]
+async fn an_auto_record_swapped_after_the_page_was_shown_rolls_nothing_back() {
+    let mut p = policy(Mode::Auto);
+    p.approvals.anyone_with_link = true;
+    let lp = Loop::start(p.clone()).await;
+    let first = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let deps = lp.detector_deps("idle-ec2", p.clone()).await;
+    idle_ec2::handler::handle(scheduled(), &deps, Utc::now()).await.unwrap();
+    let results = Loop::of_type(&lp.drain().await, "action-result");
+    assert_eq!(results.len(), 1, "{results:#?}");
+    assert_eq!(state_of(&lp, &first).await, "stopped");
+    let action_id = results[0]["action_id"].as_str().unwrap().to_string();
+    let link = results[0]["rollback_url"].as_str().unwrap().to_string();
+    // A second instance, stopped too (its owner's doing, say).
+    let c = lp.moto.clients().await;
+    let second = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "bo")]).await;
+    seed::stop(&c.ec2, &second).await;
+    // The person reads the page: the first instance.
+    let (status, page) = lp.get(&link).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&first), "{page}");
+    let shown = finops_tests::oidc::form_shown(&page).expect("the record's digest");
+    // As idle-ec2's role, before the POST: the record now names the second instance.
+    let (detector, operator) = tables(&lp).await;
+    let item = operator
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("ACTION#{action_id}")))
+        .key("sk", s("RECORD"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let AttributeValue::S(finding) = &item["finding"] else {
+        panic!("a finding")
+    };
+    let way_back = remediation::act::Rollback::StartInstance {
+        instance_id: second.clone(),
+        region: "us-east-1".into(),
+    };
+    detector
+        .update_item()
+        .table_name(TABLE)
+        .key("pk", s(&format!("ACTION#{action_id}")))
+        .key("sk", s("RECORD"))
+        .update_expression("SET finding = :f, #rb = :rb")
+        .expression_attribute_names("#rb", "rollback")
+        .expression_attribute_values(":f", s(&finding.replace(&first, &second)))
+        .expression_attribute_values(":rb", s(&serde_json::to_string(&way_back).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = lp
+        .post_form(
+            "/decide",
+            &[
+                ("token", &token_of(&link)),
+                ("approver", "ana@example.com"),
+                ("shown", &shown),
+            ],
+        )
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert_eq!(
+        state_of(&lp, &second).await,
+        "stopped",
+        "the other instance was started"
+    );
+}

@@ -505,7 +505,10 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                 return bad_request("the form is not valid");
             };
             // The page's confirmation of a rollback that re-exposes data under the emergency stop.
-            let confirmed = fields.get(page::CONFIRM_FIELD).is_some_and(|v| v == "yes");
+            let form = remediation::decide::Form {
+                confirmed_under_stop: fields.get(page::CONFIRM_FIELD).is_some_and(|v| v == "yes"),
+                shown: fields.get(page::SHOWN_FIELD).cloned(),
+            };
             // After a sign-in: the session the callback kept on the server says who and what.
             if let Some(id) = fields.get("session") {
                 if !plausible_nonce(id) {
@@ -515,7 +518,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
                     return html(&unavailable());
                 };
                 return match store.take_session(id, now, &app.sealer).await {
-                    Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, confirmed, now).await),
+                    Ok(Some(s)) => html(&approvals.decide_signed_in(&s.rid, s.d, &s.who, &form, now).await),
                     Ok(None) => html(&Verdict {
                         status: 410,
                         title: "Sign-in expired".into(),
@@ -541,7 +544,7 @@ async fn http(req: &LambdaFunctionUrlRequest, app: &App, now: DateTime<Utc>) -> 
             let who = Approver::Unverified {
                 email: approver.to_string(),
             };
-            html(&approvals.decide_link(token, &who, confirmed, now).await)
+            html(&approvals.decide_link(token, &who, &form, now).await)
         }
         ("POST", "/slack/actions") => slack(&approvals, app, &header, &body, now).await,
         _ => html(&Verdict {
@@ -570,6 +573,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
             expires_at,
             confirm_because,
             will_do,
+            shown,
         } => {
             let approvers = if show_approvers { approvers } else { Vec::new() };
             response(
@@ -584,6 +588,7 @@ fn preview_page(preview: Preview, show_approvers: bool, ways: impl FnOnce(Decisi
                     expires: expires_at.map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string()),
                     confirm_because: confirm_because.as_deref(),
                     will_do: will_do.as_deref(),
+                    shown: shown.as_deref(),
                     ways: ways(decision),
                 }),
             )

@@ -76,11 +76,15 @@ pub struct Confirm<'a> {
     pub confirm_because: Option<&'a str>,
     /// For a rollback: what it will do, as recorded.
     pub will_do: Option<&'a str>,
+    /// For a rollback: the digest of the record shown, carried back by the forms.
+    pub shown: Option<&'a str>,
     pub ways: Ways,
 }
 
 /// The form field of that tick (`yes`).
 pub const CONFIRM_FIELD: &str = "confirm_under_stop";
+/// The form field of the shown record's digest.
+pub const SHOWN_FIELD: &str = "shown";
 
 /// The confirmation page.
 pub fn confirm(c: &Confirm<'_>) -> String {
@@ -138,6 +142,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         @if let (Some(who), Some(session)) = (&w.signed_in_as, &w.session) {
             form method="post" action=(w.action) {
                 input type="hidden" name="session" value=(session);
+                @if let Some(shown) = c.shown {
+                    input type="hidden" name=(SHOWN_FIELD) value=(shown);
+                }
                 @if c.confirm_because.is_some() {
                     p { label { input type="checkbox" name=(CONFIRM_FIELD) value="yes" required; " I know the emergency stop is on; roll back anyway" } }
                 }
@@ -159,6 +166,9 @@ pub fn confirm(c: &Confirm<'_>) -> String {
             @if let (true, Some(token)) = (w.typed, &w.token) {
                 form method="post" action=(w.action) {
                     input type="hidden" name="token" value=(token);
+                    @if let Some(shown) = c.shown {
+                        input type="hidden" name=(SHOWN_FIELD) value=(shown);
+                    }
                     @if c.confirm_because.is_some() {
                         p { label { input type="checkbox" name=(CONFIRM_FIELD) value="yes" required; " I know the emergency stop is on; roll back anyway" } }
                     }
@@ -245,6 +255,7 @@ mod tests {
                     expires: Some(HOSTILE.into()),
                     confirm_because: None,
                     will_do: None,
+                    shown: None,
                     ways: ways.clone(),
                 }));
             }
@@ -289,6 +300,7 @@ mod tests {
             expires: None,
             confirm_because: None,
             will_do: None,
+            shown: None,
             ways: Ways::default(),
         });
         assert!(
@@ -322,6 +334,7 @@ mod tests {
             expires: None,
             confirm_because: None,
             will_do: None,
+            shown: None,
             ways: typed.clone(),
         });
         assert!(page.contains("This request needs 2 verified approvers"), "{page}");
@@ -335,6 +348,7 @@ mod tests {
             expires: None,
             confirm_because: None,
             will_do: None,
+            shown: None,
             ways: typed,
         });
         assert!(!one.contains("needs-verified"), "{one}");

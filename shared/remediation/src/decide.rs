@@ -295,6 +295,15 @@ impl BallotJudge for Judge<'_> {
     }
 }
 
+/// What a page's form adds to a decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    /// The tick that confirms a rollback re-exposing data under the emergency stop.
+    pub confirmed_under_stop: bool,
+    /// The digest of the action record the page showed ([`StoredAction::shown_as`]).
+    pub shown: Option<String>,
+}
+
 /// What the person sees: an HTTP status, a title and a sentence (pages and Slack replies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -330,6 +339,8 @@ pub enum Preview {
         confirm_because: Option<String>,
         /// For a rollback: what it will do, as recorded (the person approves that, not a label).
         will_do: Option<String>,
+        /// For a rollback: the digest of the record shown, which the form carries back.
+        shown: Option<String>,
     },
     /// Nothing to decide.
     Refused(Verdict),
@@ -518,6 +529,7 @@ impl Approvals<'_> {
                             approvers: counted.into_iter().map(|b| b.id).collect(),
                             confirm_because: self.reexposes_under_stop(&a).await,
                             will_do: Some(a.rollback.to_string()),
+                            shown: Some(a.shown_as()),
                             finding: Box::new(a.finding),
                             expires_at: None,
                         }
@@ -542,6 +554,7 @@ impl Approvals<'_> {
                         expires_at: Some(a.expires_at),
                         confirm_because: None,
                         will_do: None,
+                        shown: None,
                     }
                 }
                 Ok(None) => Preview::Refused(refusal(Refusal::Unknown)),
@@ -582,9 +595,9 @@ impl Approvals<'_> {
     /// A decision through a signed link (the confirmation page's POST): acts at once.
     /// `confirmed`: the person ticked the page's confirmation of a rollback that makes data
     /// public again under the emergency stop.
-    pub async fn decide_link(&self, token: &str, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
+    pub async fn decide_link(&self, token: &str, who: &Approver, form: &Form, now: DateTime<Utc>) -> Verdict {
         match self.admit(token, who, now).await {
-            Ok(claims) => self.decide(claims, who, confirmed, now).await,
+            Ok(claims) => self.decide(claims, who, form, now).await,
             Err(v) => v,
         }
     }
@@ -596,7 +609,7 @@ impl Approvals<'_> {
         rid: &str,
         d: Decision,
         who: &Approver,
-        confirmed: bool,
+        form: &Form,
         now: DateTime<Utc>,
     ) -> Verdict {
         let claims = Claims {
@@ -605,12 +618,12 @@ impl Approvals<'_> {
             exp: 0,
         };
         match self.admit_claims(claims, who).await {
-            Ok(claims) => self.decide(claims, who, confirmed, now).await,
+            Ok(claims) => self.decide(claims, who, form, now).await,
             Err(v) => v,
         }
     }
 
-    async fn decide(&self, claims: Claims, who: &Approver, confirmed: bool, now: DateTime<Utc>) -> Verdict {
+    async fn decide(&self, claims: Claims, who: &Approver, form: &Form, now: DateTime<Utc>) -> Verdict {
         match claims.d {
             Decision::Approve => match self
                 .store
@@ -629,7 +642,7 @@ impl Approvals<'_> {
                 Err(e) => internal(e),
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
-            Decision::Rollback => self.rollback(&claims.rid, who, confirmed, true, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, form, true, now).await,
         }
     }
 
@@ -777,7 +790,7 @@ impl Approvals<'_> {
             },
             Decision::Reject => self.reject(&claims.rid, who, now).await,
             // Slack cannot show the confirmation a rollback under the stop may need: the page can.
-            Decision::Rollback => self.rollback(&claims.rid, who, false, false, now).await,
+            Decision::Rollback => self.rollback(&claims.rid, who, &Form::default(), false, now).await,
         }
     }
 
@@ -1263,10 +1276,11 @@ impl Approvals<'_> {
         &self,
         action_id: &str,
         who: &Approver,
-        confirmed: bool,
+        form: &Form,
         via_page: bool,
         now: DateTime<Utc>,
     ) -> Verdict {
+        let confirmed = form.confirmed_under_stop;
         // A rollback needs as many approvers as the action did (undoing Block Public Access makes
         // a bucket public again).
         let required = match self.store.action(action_id).await {
@@ -1299,8 +1313,16 @@ impl Approvals<'_> {
         };
         // The record the ballots were counted on (read inside the vote) is judged again: the
         // table may have changed between the first read and the vote.
+        // A record this function did not seal could be another record than the page showed (it
+        // is in a table other roles write): it runs only if it is the one the person saw.
+        let swapped = !self.sealed_by_us(&action) && form.shown.as_deref() != Some(action.shown_as().as_str());
         let judged_again = match self.rollback_gate(&action, confirmed, via_page).await {
             Some(v) => Some(v),
+            None if swapped => Some(Verdict::new(
+                409,
+                "The page is out of date",
+                "This action's record is not the one your page showed; open the link again and decide on what it shows now. Nothing was changed.",
+            )),
             // And the approvers it needs are counted on that copy too (the first read may have
             // been another, cheaper, record).
             None => match self.rollback_terms(&action, now).await {

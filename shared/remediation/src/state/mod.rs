@@ -477,6 +477,15 @@ pub struct StoredAction {
 }
 
 impl StoredAction {
+    /// A short digest of the record as a page shows it (its finding, way back and start): the
+    /// page's form carries it, and a rollback runs only on the record the person saw.
+    pub fn shown_as(&self) -> String {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.sealed_as().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    }
+
     /// What its seal, if any, must cover.
     pub fn sealed_as(&self) -> String {
         record_on(
