@@ -485,6 +485,9 @@ impl remediation::state::StateStore for WrittenBetween<'_> {
     async fn mark_notified(&self, id: &str) -> remediation::Result<()> {
         self.inner.mark_notified(id).await
     }
+    async fn mark_unsent(&self, id: &str) -> remediation::Result<()> {
+        self.inner.mark_unsent(id).await
+    }
     async fn begin_action(&self, r: &remediation::state::ActionRecord) -> remediation::Result<()> {
         self.inner.begin_action(r).await
     }

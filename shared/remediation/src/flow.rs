@@ -412,8 +412,17 @@ pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]
         };
         let (request_id, notify) = match state.open_approval(&request).await {
             Ok(ApprovalOpened::Created) => (request.request_id.clone(), true),
-            Ok(ApprovalOpened::AlreadyOpen { request_id, notified }) => {
-                if notified {
+            Ok(ApprovalOpened::AlreadyOpen {
+                request_id,
+                notified,
+                created_at,
+                unsent,
+            }) => {
+                // Opened moments ago, not yet marked sent and not known unsent: the run that
+                // opened it is sending it now (a burst of events for one resource runs side by
+                // side); sent once, by it.
+                let being_sent = !unsent && created_at.is_some_and(|t| ctx.now - t < Duration::minutes(5));
+                if notified || being_sent {
                     outcomes.push(Outcome::new(
                         &f.id,
                         OutcomeKind::PendingApproval,
@@ -476,6 +485,9 @@ pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]
                 ));
             } else {
                 notes.extend(publish_notes);
+                if let Err(e) = state.mark_unsent(&request_id).await {
+                    notes.push(format!("request {request_id} not sent, and not marked unsent: {e}"));
+                }
                 outcomes.push(Outcome::new(
                     &f.id,
                     OutcomeKind::Failed,

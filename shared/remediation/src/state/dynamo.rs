@@ -471,7 +471,20 @@ impl StateStore for DynamoState {
                     existing.as_ref().and_then(|i| i.get("notified")),
                     Some(AttributeValue::Bool(true))
                 );
-                Ok(ApprovalOpened::AlreadyOpen { request_id, notified })
+                let created_at = match existing.as_ref().and_then(|i| i.get("created_at")) {
+                    Some(AttributeValue::S(t)) => DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc)),
+                    _ => None,
+                };
+                let unsent = matches!(
+                    existing.as_ref().and_then(|i| i.get("unsent")),
+                    Some(AttributeValue::Bool(true))
+                );
+                Ok(ApprovalOpened::AlreadyOpen {
+                    request_id,
+                    notified,
+                    created_at,
+                    unsent,
+                })
             }
         }
     }
@@ -483,6 +496,21 @@ impl StateStore for DynamoState {
             .key("pk", s(format!("APPROVAL#{request_id}")))
             .key("sk", s("REQUEST"))
             .update_expression("SET notified = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn mark_unsent(&self, request_id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{request_id}")))
+            .key("sk", s("REQUEST"))
+            .update_expression("SET unsent = :t")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()

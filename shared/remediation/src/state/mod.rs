@@ -111,7 +111,14 @@ pub enum ApprovalOpened {
     /// A new pending request was written.
     Created,
     /// A request for this finding is still open; nothing was written.
-    AlreadyOpen { request_id: String, notified: bool },
+    AlreadyOpen {
+        request_id: String,
+        notified: bool,
+        /// When it was opened (`None`: unreadable).
+        created_at: Option<DateTime<Utc>>,
+        /// Its run tried to send it and failed: the next run sends it at once.
+        unsent: bool,
+    },
 }
 
 /// An action as recorded before it runs (status `executing`) and after (`executed` / `failed`).
@@ -190,6 +197,8 @@ pub trait StateStore: Send + Sync {
     async fn open_approval(&self, request: &ApprovalRequest) -> Result<ApprovalOpened>;
     /// Notes that the approval request reached SNS.
     async fn mark_notified(&self, request_id: &str) -> Result<()>;
+    /// Notes that sending the approval request failed (the next run sends it at once).
+    async fn mark_unsent(&self, request_id: &str) -> Result<()>;
     /// Records an action and its pre-state and rollback before it runs; fails if it exists.
     async fn begin_action(&self, record: &ActionRecord) -> Result<()>;
     /// Records how an action ended; only from `executing`.
