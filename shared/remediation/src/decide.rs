@@ -1059,21 +1059,7 @@ impl Approvals<'_> {
                 return;
             }
         }
-        if let Err(e) = self
-            .store
-            .finish_execution(rid, &approval.finding, ExecutionEnd::Failed, None, detail, later(now))
-            .await
-        {
-            tracing::error!(error = %e, request_id = %rid, "closed but not recorded");
-        }
-        self.publish(Message::ApprovalResult {
-            request_id: rid.clone(),
-            finding: approval.finding.clone(),
-            status: "not-executed".into(),
-            decided_by: self.deciders(approval, now),
-            detail: detail.to_string(),
-        })
-        .await;
+        self.fail_taken(approval, detail, now).await;
     }
 
     /// The ids of the people whose ballots on `approval` count now (sealed by this function, on

@@ -365,6 +365,25 @@ impl TransactOutcome {
     }
 }
 
+impl DynamoState {
+    /// Sets the boolean `flag` of an existing approval request (`notified`, `unsent`).
+    async fn flag_request(&self, request_id: &str, flag: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("APPROVAL#{request_id}")))
+            .key("sk", s("REQUEST"))
+            .update_expression("SET #flag = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#flag", flag)
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl StateStore for DynamoState {
     async fn emergency_stop(&self) -> Result<Option<crate::state::EmergencyStop>> {
@@ -490,33 +509,11 @@ impl StateStore for DynamoState {
     }
 
     async fn mark_notified(&self, request_id: &str) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("APPROVAL#{request_id}")))
-            .key("sk", s("REQUEST"))
-            .update_expression("SET notified = :t")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
-        Ok(())
+        self.flag_request(request_id, "notified").await
     }
 
     async fn mark_unsent(&self, request_id: &str) -> Result<()> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("APPROVAL#{request_id}")))
-            .key("sk", s("REQUEST"))
-            .update_expression("SET unsent = :t")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| Error::aws("dynamodb", "UpdateItem", e))?;
-        Ok(())
+        self.flag_request(request_id, "unsent").await
     }
 
     async fn begin_action(&self, record: &ActionRecord) -> Result<()> {
