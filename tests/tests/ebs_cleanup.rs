@@ -543,6 +543,7 @@ async fn act_in_auto(
         policy: &policy,
         now: later,
         sinks: deps.sinks(),
+        held: Default::default(),
     };
     let action = Overlap {
         inner: remediation::act::snapshot_and_delete::SnapshotAndDelete {

@@ -488,6 +488,24 @@ impl remediation::state::StateStore for WrittenBetween<'_> {
     async fn mark_unsent(&self, id: &str) -> remediation::Result<()> {
         self.inner.mark_unsent(id).await
     }
+    async fn register_scanned(
+        &self,
+        rule: &str,
+        period: &remediation::state::budget::Period,
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<()> {
+        self.inner.register_scanned(rule, period, now).await
+    }
+    async fn draw_action(
+        &self,
+        rule: &str,
+        period: &remediation::state::budget::Period,
+        limits: remediation::state::budget::Limits,
+        resource: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<remediation::state::budget::Grant> {
+        self.inner.draw_action(rule, period, limits, resource, now).await
+    }
     async fn begin_action(&self, r: &remediation::state::ActionRecord) -> remediation::Result<()> {
         self.inner.begin_action(r).await
     }

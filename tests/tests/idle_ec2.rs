@@ -109,6 +109,7 @@ async fn stop_in_auto(
         policy: &auto.policy,
         now: at,
         sinks: auto.sinks(),
+        held: Default::default(),
     };
     let stop = remediation::act::stop_instance::StopInstance {
         ec2: &ec2,

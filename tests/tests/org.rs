@@ -685,3 +685,76 @@ async fn tag_compliance_across_the_organisation_adds_each_accounts_counts_into_o
         "instances tagged Owner only miss the other required tags"
     );
 }
+
+/// Issue 26, item 2: the blast radius held per item, so an organisation run could stop far more
+/// than `max_actions` (and a small account all it had). Six accounts (the hub and five members),
+/// one region, each 3 idle of 40 instances: each item is within its own limit (4 of 40), 18 in
+/// all. In auto mode the run draws from one budget: at most 10 stops in all, each account at most
+/// its share (10 over 6 accounts: 2); the rest asked about, and the digest counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_org_run_stops_at_most_max_actions_in_all_and_each_account_its_share() {
+    let moto = Moto::start().expect("moto");
+    let hub = moto.clients().await;
+    seed::create_table(&hub.dynamodb, "finops-state").await;
+    let own = hub.identity().await.expect("identity").account;
+    let members = org::organisation(&hub, 5).await;
+    let accounts: Vec<String> = std::iter::once(own).chain(members).collect();
+    let mut idle: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for account in &accounts {
+        let c = clients_in(&hub, account, "us-east-1").await;
+        idle.insert(account.clone(), seed_idle(&hub, account, "us-east-1", 3).await);
+        // 36 more (with the busy one seed_idle adds: 40), without metrics: scanned, not idle.
+        seed::run_instances(&c.ec2, "t3.micro", 36, &[("Owner", account)], false).await;
+    }
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&hub.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(BUCKET).send().await.expect("CreateBucket");
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, _queue) = seed::topic_with_queue(&hub.sns, &sqs, "finops").await;
+    let mut policy = org_policy(Mode::Auto);
+    if let Some(o) = policy.organization.as_mut() {
+        o.regions = vec!["us-east-1".into()];
+    }
+    let app = fanout_app(&moto, policy.clone()).await;
+    let deps = finops_tests::deps(&moto, "idle-ec2", policy, Some("finops-state"), Some(&topic)).await;
+    let now = Utc::now();
+    let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
+        Box::pin(idle_ec2::handler::handle(v, &deps, now))
+    };
+    let run = org::run(&app, "idle-ec2", "budget-1", &rule).await;
+    assert_eq!(run.results.len(), 6, "{}", run.targets);
+    for (item, report) in &run.reports {
+        assert_eq!(report.scanned, 40, "{}: {report:#?}", item.account);
+        assert_eq!(report.findings_total, 3, "{}: {report:#?}", item.account);
+    }
+
+    let mut stopped_total = 0;
+    for (account, ids) in &idle {
+        let c = clients_in(&hub, account, "us-east-1").await;
+        let mut stopped = 0;
+        for id in ids {
+            stopped += usize::from(seed::state_of(&c.ec2, id).await == "stopped");
+        }
+        assert!(stopped <= 2, "account {account} stopped {stopped}: over its share of 2");
+        stopped_total += stopped;
+    }
+    assert_eq!(stopped_total, 10, "one budget for the run: max_actions 10");
+    let executed: usize = run
+        .reports
+        .iter()
+        .flat_map(|(_, r)| &r.outcomes)
+        .filter(|o| o.outcome == OutcomeKind::Executed)
+        .count();
+    assert_eq!(executed, 10);
+    let pending: usize = run
+        .reports
+        .iter()
+        .flat_map(|(_, r)| &r.outcomes)
+        .filter(|o| o.outcome == OutcomeKind::PendingApproval && o.detail.contains(" spent"))
+        .count();
+    assert_eq!(pending, 8, "the rest asked about, saying why");
+    assert_eq!(run.digest.total_held, 8, "the digest says what was held back");
+}

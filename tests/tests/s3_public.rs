@@ -438,6 +438,7 @@ async fn the_approval_executor_blocks_a_website_bucket_only_for_a_person() {
         sealer: None,
         by: "auto",
         request_id: None,
+        budget: None,
     };
     let (acted, _) = executor.execute(&ctx, finding, by_machine).await;
 
@@ -449,6 +450,7 @@ async fn the_approval_executor_blocks_a_website_bucket_only_for_a_person() {
         sealer: None,
         by: "ana@example.com",
         request_id: Some("r-1"),
+        budget: None,
     };
     let (acted, _) = executor.execute(&ctx, finding, by_person).await;
 
@@ -551,4 +553,83 @@ async fn a_burst_of_thirty_config_events_with_redeliveries_asks_once_per_bucket(
     assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
     // Nothing was blocked: approve mode asks.
     assert_eq!(bucket_block(&client, "burst-00").await, None);
+}
+
+/// Issue 26, item 1: each Config event runs alone (`scanned` 1, and 10 % of 1 rounds up to 1), so
+/// before the period budget an auto-mode burst blocked every bucket, event by event. Now the
+/// account's events share one rolling budget: `max_actions` (10) and `max_actions_percent` (here
+/// 50 %) of the account's 30 buckets. 30 events and 5 redeliveries, all in flight together, as
+/// s3-public's role: exactly 10 blocked, every other bucket asked about once, with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_thirty_config_events_in_auto_mode_blocks_at_most_the_budget_and_asks_the_rest() {
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, TABLE).await;
+    let buckets: Vec<String> = (0..30).map(|n| format!("auto-burst-{n:02}")).collect();
+    for b in &buckets {
+        client.create_bucket().bucket(b).send().await.expect("CreateBucket");
+        client
+            .put_bucket_policy()
+            .bucket(b)
+            .policy(allow_everyone(b, None))
+            .send()
+            .await
+            .expect("PutBucketPolicy");
+    }
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = finops_tests::seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 50.0,
+        ..Policy::default()
+    };
+    policy.approvals.anyone_with_link = true;
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), Some(&topic)).await;
+
+    let events: Vec<serde_json::Value> = buckets
+        .iter()
+        .chain(buckets.iter().take(5))
+        .map(|b| change(b, "NON_COMPLIANT"))
+        .collect();
+    let runs = futures::future::join_all(
+        events
+            .into_iter()
+            .map(|e| s3_public::handler::handle(e, &deps, Utc::now())),
+    )
+    .await;
+    let mut held = 0;
+    for r in runs {
+        held += r.expect("each event is handled").held;
+    }
+
+    let mut blocked = Vec::new();
+    for b in &buckets {
+        if bucket_block(&client, b).await == Some(BlockSettings::ALL) {
+            blocked.push(b.clone());
+        }
+    }
+    assert_eq!(blocked.len(), 10, "the account's budget for events: {blocked:?}");
+    let messages = finops_tests::seed::drain_queue(&sqs, &queue).await;
+    let requests: Vec<serde_json::Value> = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m["Message"].as_str()?).ok())
+        .filter(|m| m["type"] == "approval-request")
+        .collect();
+    let mut asked: Vec<String> = requests
+        .iter()
+        .filter_map(|m| m["finding"]["resource"]["id"].as_str().map(str::to_string))
+        .collect();
+    asked.sort();
+    let mut want: Vec<String> = buckets.iter().filter(|b| !blocked.contains(b)).cloned().collect();
+    want.sort();
+    assert_eq!(asked, want, "every bucket not blocked is asked about, once");
+    assert!(
+        requests.iter().all(|m| m["held"]
+            .as_str()
+            .is_some_and(|h| h.contains("budget spent") && h.contains("10 of 10"))),
+        "each request says why it was not done: {requests:#?}"
+    );
+    assert!(held >= 20, "the reports count what was held back: {held}");
+    assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
 }

@@ -331,6 +331,7 @@ async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_b
         policy: &auto,
         now,
         sinks: deps.sinks(),
+        held: Default::default(),
     };
     let stop = remediation::act::stop_instance::StopInstance {
         ec2: &ec2,

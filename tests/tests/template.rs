@@ -438,6 +438,7 @@ fn the_failed_outcomes_alarm_watches_the_series_every_scan_emits() {
                 skipped: 0,
                 compliance: None,
                 notes: vec![],
+                held: 0,
             };
             remediation::telemetry::run_metrics(&report, 0)
         })

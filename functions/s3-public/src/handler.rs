@@ -86,5 +86,6 @@ fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
         skipped: 0,
         compliance: None,
         notes: vec![note],
+        held: 0,
     }
 }

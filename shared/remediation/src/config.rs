@@ -248,6 +248,7 @@ impl Deps {
             region: self.clients.region.clone(),
             clients: self.clients.clone(),
             run_id: None,
+            budget: None,
             home: true,
         }
     }
@@ -332,13 +333,15 @@ impl Deps {
             publisher: self.publisher.as_ref().map(|p| p as _),
             links: self.links.as_ref(),
             fanout: false,
+            budget: None,
         }
     }
 
     /// The sinks for a scan that runs where `reach` says (a fan-out item's are marked so).
-    pub fn sinks_for(&self, reach: &Reach) -> Sinks<'_> {
+    pub fn sinks_for<'a>(&'a self, reach: &'a Reach) -> Sinks<'a> {
         Sinks {
             fanout: reach.run_id.is_some(),
+            budget: reach.budget.as_ref(),
             ..self.sinks()
         }
     }

@@ -62,6 +62,7 @@ fn notify_only(finding: &Finding) -> Acted {
         action_id: None,
         obsolete: false,
         deferred: false,
+        held: None,
     }
 }
 
@@ -118,6 +119,7 @@ impl Executor for AwsExecutor {
                         action_id: None,
                         obsolete: false,
                         deferred: false,
+                        held: None,
                     },
                     vec![],
                 )
@@ -167,6 +169,7 @@ impl Executor for AwsExecutor {
             action_id: None,
             obsolete: false,
             deferred: false,
+            held: None,
         });
         (one, notes)
     }
@@ -477,7 +480,9 @@ impl Approvals<'_> {
                 publisher: self.publisher,
                 links: Some(self.links),
                 fanout: false,
+                budget: None,
             },
+            held: Default::default(),
         }
     }
 
@@ -944,6 +949,7 @@ impl Approvals<'_> {
                     by: &by,
                     request_id: Some(request_id),
                     sealer: Some(self.sealer),
+                    budget: None,
                 },
             )
             .await;

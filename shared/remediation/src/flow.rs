@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{is_exempt, Finding, Outcome, OutcomeKind};
 use crate::notify::{DigestItem, Message, Publisher};
 use crate::policy::{Mode, Policy};
+use crate::state::budget::{Budget, Grant, Limits, Period};
 use crate::state::{ActionEnd, ActionRecord, ApprovalOpened, ApprovalRequest, StateStore};
 
 /// Where a run keeps state and sends messages; each is optional in dry-run.
@@ -24,6 +25,9 @@ pub struct Sinks<'a> {
     /// A fan-out item's run: its findings go to the topic for Jira but not one by one to Slack,
     /// and no per-item digest or report is sent; the organisation digest is Slack's view.
     pub fanout: bool,
+    /// The budget beyond this run that its automatic actions draw from (Config events, an
+    /// organisation run); none for a scheduled scan of one account, held by its own limit.
+    pub budget: Option<&'a Budget>,
 }
 
 /// Everything the flow needs to know about the run.
@@ -32,6 +36,8 @@ pub struct RunContext<'a> {
     pub policy: &'a Policy,
     pub now: DateTime<Utc>,
     pub sinks: Sinks<'a>,
+    /// How many findings the blast radius held back from acting (asked about instead).
+    pub held: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a> RunContext<'a> {
@@ -42,6 +48,7 @@ impl<'a> RunContext<'a> {
             policy,
             now,
             sinks,
+            held: Default::default(),
         }
     }
 
@@ -86,6 +93,7 @@ impl<'a> RunContext<'a> {
             findings,
             outcomes,
             notes: all_notes,
+            held: self.held.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -390,6 +398,16 @@ fn digest(ctx: &RunContext<'_>, findings: &[Finding], links: &HashMap<String, (S
 /// Records and sends one approval request per finding (the approve mode; also what a rule asks
 /// instead of acting when a finding needs a person whatever the mode).
 pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+    ask(ctx, findings, &HashMap::new()).await
+}
+
+/// [`request_approvals`], each request saying why it was not done automatically where `held`
+/// names the finding.
+async fn ask(
+    ctx: &RunContext<'_>,
+    findings: &[Finding],
+    held: &HashMap<String, String>,
+) -> (Vec<Outcome>, Vec<String>) {
     let mut outcomes = Vec::with_capacity(findings.len());
     let mut notes = Vec::new();
     let Some(state) = ctx.sinks.state else {
@@ -457,6 +475,7 @@ pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]
                     .map(|l| l.link(&request_id, Decision::Reject, expires_at)),
                 in_digest,
                 snooze: snooze_buttons(ctx, f),
+                held: held.get(&f.id).cloned(),
             };
             if let Message::ApprovalRequest {
                 approve_url: Some(a),
@@ -540,6 +559,7 @@ async fn act(
             ctx.policy.max_actions, ctx.policy.max_actions_percent
         );
         tracing::warn!(would_act, limit, scanned, "blast radius exceeded: acting on none");
+        ctx.held.fetch_add(would_act, std::sync::atomic::Ordering::Relaxed);
         let mut notes = vec![held.clone()];
         publish(
             ctx,
@@ -549,6 +569,7 @@ async fn act(
                 limit,
                 scanned,
                 detail: held.clone(),
+                acted: 0,
             }],
             &mut notes,
         )
@@ -570,7 +591,21 @@ async fn act(
         }
         return (outcomes, notes);
     }
-    let (acted, notes) = execute(
+    // Beyond this run: the budget of its period (Config events, an organisation run).
+    let mut notes = Vec::new();
+    let period = ctx
+        .sinks
+        .budget
+        .map(|b| b.period(scanned, ctx.policy.event_budget_hours));
+    if let (Some(state), Some(period @ Period::Org { .. })) = (ctx.sinks.state, &period) {
+        if let Err(e) = state.register_scanned(&rule_of(findings), period, ctx.now).await {
+            // The run's percent is then of less than it scanned: stricter, never looser.
+            notes.push(format!(
+                "this item's scanned count was not added to the run's budget: {e}"
+            ));
+        }
+    }
+    let (acted, exec_notes) = execute(
         ctx,
         &actionable,
         remediation,
@@ -578,10 +613,74 @@ async fn act(
             by: "auto",
             request_id: None,
             sealer: None,
+            budget: period.as_ref(),
         },
     )
     .await;
-    outcomes.extend(acted.into_iter().map(|a| a.outcome));
+    notes.extend(exec_notes);
+    let mut held: Vec<(Finding, String)> = Vec::new();
+    let mut done = 0;
+    for a in acted {
+        match a.held {
+            Some(why) => {
+                if let Some(f) = actionable.iter().find(|f| f.id == a.outcome.finding_id) {
+                    held.push((f.clone(), why));
+                }
+            }
+            None => {
+                done += usize::from(a.outcome.outcome == OutcomeKind::Executed);
+                outcomes.push(a.outcome);
+            }
+        }
+    }
+    if !held.is_empty() {
+        let (asked, ask_notes) = hold_back(ctx, &held, done, scanned).await;
+        outcomes.extend(asked);
+        notes.extend(ask_notes);
+    }
+    (outcomes, notes)
+}
+
+/// The rule of a run's findings (its budget's name).
+fn rule_of(findings: &[Finding]) -> String {
+    findings.first().map(|f| f.rule.clone()).unwrap_or_default()
+}
+
+/// The findings the budget of the period held back, each with why: asked about (each request
+/// says why it was not done automatically; an organisation run's digest counts them), never done.
+async fn hold_back(
+    ctx: &RunContext<'_>,
+    held: &[(Finding, String)],
+    done: usize,
+    scanned: usize,
+) -> (Vec<Outcome>, Vec<String>) {
+    ctx.held.fetch_add(held.len(), std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(held = held.len(), done, scanned, "period budget spent: asking instead");
+    let mut notes = vec![format!(
+        "{} held back from acting ({done} done): {}; asked instead",
+        held.len(),
+        held.first().map(|h| h.1.as_str()).unwrap_or_default()
+    )];
+    let findings: Vec<Finding> = held.iter().map(|h| h.0.clone()).collect();
+    if ctx.sinks.publisher.is_none() {
+        let outcomes = held
+            .iter()
+            .map(|(f, why)| Outcome::new(&f.id, OutcomeKind::Skipped, format!("{why}: not done")))
+            .collect();
+        return (outcomes, notes);
+    }
+    let reasons: HashMap<String, String> = held.iter().map(|(f, why)| (f.id.clone(), why.clone())).collect();
+    let (asked, ask_notes) = ask(ctx, &findings, &reasons).await;
+    notes.extend(ask_notes);
+    let outcomes = asked
+        .into_iter()
+        .map(|mut o| {
+            if let Some((_, why)) = held.iter().find(|h| h.0.id == o.finding_id) {
+                o.detail = format!("{why}; {}", o.detail);
+            }
+            o
+        })
+        .collect();
     (outcomes, notes)
 }
 
@@ -593,6 +692,9 @@ pub struct Decider<'a> {
     pub request_id: Option<&'a str>,
     /// The approval function's sealer: its action records are sealed (a detector's are not).
     pub sealer: Option<&'a crate::approval::Sealer>,
+    /// The period budget an automatic action draws from right before it starts (none: the
+    /// run's own limit is all, or a person decided).
+    pub budget: Option<&'a Period>,
 }
 
 /// What happened to one finding that was up for action.
@@ -607,6 +709,8 @@ pub struct Acted {
     /// Not finished in this invocation (out of time, or a snapshot still being taken): a later
     /// run takes it up.
     pub deferred: bool,
+    /// Not done because the period's budget is spent (why): a person is asked instead.
+    pub held: Option<String>,
 }
 
 fn acted(finding_id: &str, kind: OutcomeKind, detail: impl Into<String>) -> Acted {
@@ -615,6 +719,7 @@ fn acted(finding_id: &str, kind: OutcomeKind, detail: impl Into<String>) -> Acte
         action_id: None,
         obsolete: false,
         deferred: false,
+        held: None,
     }
 }
 
@@ -834,6 +939,30 @@ async fn act_on(
             notes,
         );
     }
+    // The period's budget, drawn last, once nothing else stands in the way: what it cannot
+    // grant is asked about.
+    if let Some(period) = decider.budget {
+        let r = &f.resource;
+        let key = format!("{}/{}/{}", r.account, r.region, r.id);
+        let why = match state
+            .draw_action(&f.rule, period, Limits::of(ctx.policy), &key, ctx.now)
+            .await
+        {
+            Ok(Grant::Granted) => None,
+            Ok(Grant::Spent(why)) => Some(why),
+            Err(e) => Some(format!("the blast-radius budget could not be drawn from ({e})")),
+        };
+        if let Some(why) = why {
+            return (
+                Acted {
+                    held: Some(why.clone()),
+                    ..acted(&f.id, OutcomeKind::Skipped, why)
+                },
+                None,
+                notes,
+            );
+        }
+    }
     let action_id = new_id(&f.id, ctx.now);
     let seal = decider.sealer.map(|sealer| {
         sealer.seal(
@@ -888,6 +1017,7 @@ async fn act_on(
         action_id: Some(record.action_id.clone()),
         obsolete: false,
         deferred: end == ActionEnd::Deferred,
+        held: None,
     };
     if kind == OutcomeKind::Executed {
         crate::telemetry::emit(&[crate::telemetry::realised_metric(
@@ -958,6 +1088,7 @@ mod tests {
             policy: &policy,
             now: Utc::now(),
             sinks: Sinks::default(),
+            held: Default::default(),
         };
         assert!(ctx(Mode::DryRun).check_sinks().is_ok());
         assert!(ctx(Mode::Auto)

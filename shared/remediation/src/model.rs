@@ -341,6 +341,9 @@ pub struct RunReport {
     /// Things the operator should know about this run (state off, policy source, ...).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// How many findings the blast radius held back from acting (auto mode): asked about instead.
+    #[serde(default)]
+    pub held: usize,
 }
 
 /// Compliance of one resource type (or all), as counts and a percentage.
@@ -470,6 +473,7 @@ mod tests {
             findings_total: 0,
             compliance: None,
             notes: vec![],
+            held: 0,
         };
         assert!(r.assessed_nothing());
         r.fit(4 * 1024);

@@ -36,6 +36,10 @@ pub struct Item {
     pub role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// How many accounts the run scans: each may draw its share of the run's `max_actions`
+    /// (absent in items written before it existed: no share, only the run's cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<usize>,
 }
 
 /// Whether `s` is a 12-digit AWS account id.
@@ -135,6 +139,8 @@ pub struct Reach {
     pub clients: Clients,
     /// The fan-out run this scan belongs to (none for a scheduled scan).
     pub run_id: Option<String>,
+    /// The run's budget of automatic actions this item draws from (a fan-out item's).
+    pub budget: Option<crate::state::budget::Budget>,
     /// The function's own account and home region, with its own credentials: where a
     /// single-account deployment always scanned (what older versions' state is about).
     pub home: bool,
@@ -173,6 +179,12 @@ pub async fn reach(hub: &Clients, item: &Item) -> Result<Reach> {
         region: item.region.clone(),
         clients,
         run_id: Some(item.run_id.clone()),
+        budget: Some(crate::state::budget::Budget::Org {
+            run_id: item.run_id.clone(),
+            account: item.account.clone(),
+            region: item.region.clone(),
+            accounts: item.accounts.unwrap_or(1),
+        }),
         home,
     })
 }
@@ -232,6 +244,7 @@ pub async fn reach_finding(
         region: region.into(),
         role_arn: Some(role_arn(&own.partition, account, &org.role_name)),
         external_id: Some(org.external_id.clone()).filter(|e| !e.is_empty()),
+        accounts: None,
     };
     Ok(reach(hub, &item).await?.clients)
 }
@@ -347,6 +360,7 @@ pub async fn targets(
                 region: region.clone(),
                 role_arn: (!own).then(|| role_arn(partition, &account, &org.role_name)),
                 external_id: if own { None } else { external_id.clone() },
+                accounts: Some(ids.len() + 1),
             };
             item.check()?;
             items.push(item);
@@ -408,6 +422,9 @@ pub struct AccountTotals {
     pub scanned: usize,
     /// Resources that could not be assessed, and failed actions.
     pub failed: usize,
+    /// Findings the run's blast radius held back from acting (asked about instead).
+    #[serde(default)]
+    pub held: usize,
     /// Regions that answered.
     pub regions: Vec<String>,
     /// tag-compliance: the account's resources judged and compliant, over its regions.
@@ -446,6 +463,9 @@ pub struct OrgDigest {
     pub failed_targets: Vec<FailedTarget>,
     pub total_findings: usize,
     pub total_usd: f64,
+    /// Findings the run's blast radius held back from acting, over every account.
+    #[serde(default)]
+    pub total_held: usize,
     pub items: usize,
     pub items_failed: usize,
     /// Items the Map never started (it stopped first: too many failures, or an error of its own).
@@ -595,6 +615,7 @@ struct Figures {
     usd: f64,
     scanned: usize,
     failed: usize,
+    held: usize,
     compliance: Option<Compliance>,
 }
 
@@ -622,6 +643,7 @@ fn figures(output: &str) -> std::result::Result<Figures, String> {
         usd,
         scanned: count("scanned")?,
         failed: v.get("failed").map_or(Ok(0), |_| count("failed"))?,
+        held: v.get("held").map_or(Ok(0), |_| count("held"))?,
         compliance: match v.get("compliance") {
             None | Some(Value::Null) => None,
             Some(c) => Some(
@@ -665,6 +687,7 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
                 t.usd += report.usd;
                 t.scanned += report.scanned;
                 t.failed += report.failed;
+                t.held += report.held;
                 t.regions.push(region);
                 t.regions.sort();
                 if let Some(c) = report.compliance {
@@ -673,6 +696,7 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
                 }
                 d.total_findings += report.findings;
                 d.total_usd += report.usd;
+                d.total_held += report.held;
             }
             Err(reason) => {
                 d.items_failed += 1;
@@ -707,6 +731,7 @@ mod tests {
             region: "eu-west-1".into(),
             role_arn: role.map(str::to_string),
             external_id: None,
+            accounts: None,
         }
     }
 

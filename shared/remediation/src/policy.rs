@@ -53,6 +53,9 @@ pub struct Policy {
     pub action_time_margin_seconds: u32,
     /// How many actions of one run go on at once (their snapshot waits overlap).
     pub action_concurrency: u32,
+    /// The rolling window (hours) whose Config events of one rule in one account share one
+    /// blast radius: `max_actions` and `max_actions_percent` of the account's resources.
+    pub event_budget_hours: u32,
     /// The idle EC2 rule.
     pub idle_ec2: IdleEc2Policy,
     /// The unattached EBS volume rule.
@@ -416,6 +419,7 @@ impl Default for Policy {
             max_actions_percent: 10.0,
             action_time_margin_seconds: 30,
             action_concurrency: 4,
+            event_budget_hours: 24,
             idle_ec2: IdleEc2Policy::default(),
             ebs_cleanup: EbsCleanupPolicy::default(),
             cost_alert: CostAlertPolicy::default(),
@@ -881,6 +885,12 @@ impl Policy {
             return Err(format!(
                 "action_time_margin_seconds: must be at most 600 (Lambda runs 15 minutes at most), got {}",
                 self.action_time_margin_seconds
+            ));
+        }
+        if !(1..=720).contains(&self.event_budget_hours) {
+            return Err(format!(
+                "event_budget_hours: must be between 1 and 720, got {}",
+                self.event_budget_hours
             ));
         }
         if !(1..=16).contains(&self.action_concurrency) {

@@ -418,6 +418,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             approve_url,
             reject_url,
             snooze,
+            held,
             ..
         } => {
             let text = format!(
@@ -432,6 +433,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 b.push(section(
                     ":warning: *This cannot be undone*: no snapshot is taken before the delete (the policy accepts irreversible deletes).",
                 ));
+            }
+            if let Some(why) = held {
+                b.push(section(&format!(
+                    ":pause_button: *Not done automatically*: {}",
+                    esc(why)
+                )));
             }
             let mut buttons = Vec::new();
             if let Some(u) = approve_url {
@@ -586,8 +593,13 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                     } else {
                         esc(&t.regions.join(", "))
                     };
+                    let held = if t.held > 0 {
+                        format!(", {} held back", t.held)
+                    } else {
+                        String::new()
+                    };
                     format!(
-                        "• `{}`: {} findings, {}/month ({} scanned in {regions}{tagged})",
+                        "• `{}`: {} findings, {}/month ({} scanned in {regions}{tagged}{held})",
                         esc(account),
                         t.findings,
                         usd(Some(t.usd)),
@@ -604,6 +616,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 header(&format!("{} across the organisation", d.rule)),
                 section(&format!("*Accounts*\n{}", text_rows.join("\n"))),
             ];
+            if d.total_held > 0 {
+                b.push(section(&format!(
+                    ":pause_button: *{} held back from acting automatically*: the run's blast radius (max_actions, max_actions_percent, each account's share) was spent; each was asked about instead",
+                    d.total_held
+                )));
+            }
             let failed_total = d.failed_targets.len() + d.failed_targets_omitted;
             if failed_total > 0 {
                 let mut groups = d.failure_groups.clone();
@@ -764,13 +782,19 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             limit,
             scanned,
             detail,
+            acted,
         } => {
             let text = format!("{rule}: would act on {would_act}, limit {limit}: nothing done automatically");
+            let stopped = if *acted == 0 {
+                "stopped the whole run".to_string()
+            } else {
+                format!("held back all but {acted}")
+            };
             let b = vec![
                 header(&format!("{rule}: held back · would act on {would_act}, limit {limit}")),
                 section(&esc(detail)),
                 context(&format!(
-                    "{scanned} scanned · the blast-radius limit (max_actions, max_actions_percent) stopped the whole run; approval requests follow where a human can decide"
+                    "{scanned} scanned · the blast-radius limit (max_actions, max_actions_percent) {stopped}; approval requests follow where a human can decide"
                 )),
             ];
             (text, b)

@@ -65,6 +65,9 @@ pub enum Message {
         /// The Snooze choices (signed), when the run can sign them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         snooze: Vec<SnoozeButton>,
+        /// Why an auto-mode run asks instead of acting: the blast radius of its period is spent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<String>,
     },
     /// Many findings of one run in one message: counts and dollars per rule, the largest items.
     Digest {
@@ -110,6 +113,9 @@ pub enum Message {
         limit: usize,
         scanned: usize,
         detail: String,
+        /// How many the run did act on before the limit held the rest (0: the whole run held).
+        #[serde(default)]
+        acted: usize,
     },
     /// One fan-out run of one rule across the organisation: findings and dollars per account,
     /// and the targets that failed with their reason.

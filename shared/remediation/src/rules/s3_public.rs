@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
 use crate::policy::{Mode, Policy};
+use crate::state::budget::Budget;
 
 /// Which buckets a run looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +48,25 @@ pub async fn run(
     sinks: Sinks<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunReport> {
-    let ctx = RunContext::new(RULE, policy, sinks, now);
-    ctx.check_sinks()?;
+    RunContext::new(RULE, policy, sinks, now).check_sinks()?;
     let mut outcomes = Vec::new();
     let mut notes = Vec::new();
 
     let mut buckets = s3.buckets().await?;
+    // A Config event's automatic block draws from the account's budget for events: at most
+    // `max_actions` and `max_actions_percent` of its buckets in the window, however many events.
+    let events_budget = match &scope {
+        Scope::Bucket(_) if sinks.budget.is_none() => Some(Budget::Events {
+            account: account.to_string(),
+            resources: buckets.len(),
+        }),
+        _ => None,
+    };
+    let sinks = Sinks {
+        budget: sinks.budget.or(events_budget.as_ref()),
+        ..sinks
+    };
+    let ctx = RunContext::new(RULE, policy, sinks, now);
     if let Scope::Bucket(name) = &scope {
         buckets.retain(|(b, _)| b == name);
         if buckets.is_empty() {

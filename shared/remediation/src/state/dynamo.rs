@@ -410,6 +410,21 @@ impl StateStore for DynamoState {
         self.put_run(run).await
     }
 
+    async fn register_scanned(&self, rule: &str, period: &super::budget::Period, now: DateTime<Utc>) -> Result<()> {
+        self.add_scanned(rule, period, now).await
+    }
+
+    async fn draw_action(
+        &self,
+        rule: &str,
+        period: &super::budget::Period,
+        limits: super::budget::Limits,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Result<super::budget::Grant> {
+        self.draw_from(rule, period, limits, resource, now).await
+    }
+
     async fn record_compliance(&self, point: &super::CompliancePoint) -> Result<()> {
         self.put_compliance(point).await
     }

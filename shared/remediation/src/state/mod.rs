@@ -3,6 +3,7 @@
 //! so a replayed event or a double click changes nothing.
 
 mod approvals;
+pub mod budget;
 pub mod dynamo;
 mod prices;
 mod report;
@@ -257,6 +258,20 @@ pub trait StateStore: Send + Sync {
 
     /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// Adds an organisation item's scanned count to its run's budget, once per item.
+    async fn register_scanned(&self, rule: &str, period: &budget::Period, now: DateTime<Utc>) -> Result<()>;
+
+    /// Draws one automatic action on `resource` (`account/region/id`) from `rule`'s budget for
+    /// `period`: granted, or spent (then the action is asked about, never done).
+    async fn draw_action(
+        &self,
+        rule: &str,
+        period: &budget::Period,
+        limits: budget::Limits,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Result<budget::Grant>;
 }
 
 /// A resource left alone until `until`: every rule treats it as exempt until then.
