@@ -761,3 +761,79 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
         "{next:#?}"
     );
 }
+
+/// Issue 26, item 3: a delete deferred after its snapshot was taken (here: the emergency stop,
+/// turned on while the snapshot was taken) was finished by a later run on that old snapshot,
+/// though the volume had been attached, written and detached between the two daily scans. The
+/// run that deletes takes a fresh snapshot, and the recorded rollback restores that one.
+#[tokio::test]
+async fn a_deferred_delete_after_an_unseen_attach_and_detach_takes_a_fresh_snapshot_before_deleting() {
+    let moto = Moto::start().unwrap();
+    let (deps, ids, report, later) = flagged_volumes(&moto, 1).await;
+    let (c, volume) = (moto.clients().await, ids[0].clone());
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later, Midway::Stop).await;
+    assert!(outcomes[0].detail.contains("emergency stop is on"), "{outcomes:#?}");
+    let first = seed::snapshots(&c.ec2).await;
+    assert_eq!(first.len(), 1);
+
+    // The operator lifts the stop; between two scans the volume is attached, written, detached.
+    c.dynamodb
+        .delete_item()
+        .table_name(TABLE)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("CONTROL".into()))
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("EMERGENCY_STOP".into()),
+        )
+        .send()
+        .await
+        .expect("DeleteItem");
+    let instance = seed::run_instance(&c.ec2, "t3.micro", &[]).await;
+    seed::attach(&c.ec2, &volume, &instance).await;
+    c.ec2
+        .detach_volume()
+        .volume_id(&volume)
+        .instance_id(&instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .expect("DetachVolume");
+    // AWS reports snapshot start times to the second: the next one is a second later at least.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let (outcomes, _) = act_in_auto(&moto, &deps, &report, later + Duration::days(1), Midway::Nothing).await;
+    assert_eq!(outcomes[0].outcome, OutcomeKind::Executed, "{outcomes:#?}");
+    let all = seed::snapshots(&c.ec2).await;
+    assert_eq!(all.len(), 2, "a fresh snapshot was taken before the delete");
+    let fresh = all
+        .iter()
+        .find(|s| s.snapshot_id() != first[0].snapshot_id())
+        .and_then(|s| s.snapshot_id())
+        .expect("the fresh snapshot")
+        .to_string();
+    assert!(outcomes[0].detail.contains(&fresh), "{outcomes:#?}");
+    assert!(seed::volumes(&c.ec2)
+        .await
+        .iter()
+        .all(|v| v.volume_id() != Some(volume.as_str())));
+
+    // The recorded rollback brings back the fresh snapshot's data, not the old one's.
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = items
+        .iter()
+        .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == volume && i["status"] == "executed")
+        .expect("the executed action record");
+    let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
+    let adapter = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let ports = remediation::act::RollbackPorts {
+        volumes: Some(&adapter),
+        ..Default::default()
+    };
+    remediation::act::rollback(&rollback, &ports).await.unwrap();
+    let restored: Vec<_> = seed::volumes(&c.ec2)
+        .await
+        .into_iter()
+        .filter_map(|v| v.snapshot_id().map(str::to_string))
+        .collect();
+    assert_eq!(restored, [fresh], "restored from the fresh snapshot");
+}

@@ -170,31 +170,40 @@ impl SnapshotAndDelete<'_> {
         Ok(())
     }
 
-    /// The snapshot this action took of `volume` in its current unattached spell (which began at
-    /// `since`), if any: (id, state). Without a known spell there is nothing to reuse.
-    async fn earlier_snapshot(&self, volume: &str, since: Option<DateTime<Utc>>) -> Result<Option<(String, String)>> {
+    /// The newest snapshot this action took of `volume` in its current unattached spell (which
+    /// began at `since`), started at or after `from`, whose state `wanted` accepts: (id, state).
+    /// Without a known spell there is none.
+    async fn spell_snapshot(
+        &self,
+        volume: &str,
+        since: Option<DateTime<Utc>>,
+        from: DateTime<Utc>,
+        wanted: fn(&str) -> bool,
+    ) -> Result<Option<(String, String)>> {
         let Some(since) = since else { return Ok(None) };
+        let from = from.max(since);
         let found = self
             .ec2
             .snapshots_tagged(SIGHTING_TAG, &sighting(volume, since))
             .await?;
         Ok(found
             .into_iter()
-            // Taken within the spell (whole seconds: AWS reports start times to the second).
-            .find(|(_, state, started)| state != "error" && started.is_some_and(|t| t.timestamp() >= since.timestamp()))
+            // Whole seconds: AWS reports start times to the second.
+            .find(|(_, state, started)| wanted(state) && started.is_some_and(|t| t.timestamp() >= from.timestamp()))
             .map(|(id, state, _)| (id, state)))
     }
 
     /// Takes the snapshot, at most one however the answers fare: CreateSnapshot has no client
     /// token. A throttled attempt proves nothing was started and is tried again; after any other
-    /// failure AWS may have started the snapshot, so the spell's tag is looked up, and when the
-    /// snapshot is not (yet) visible the delete is deferred (`None`): the next run finds the
-    /// snapshot by its tag before it takes one.
+    /// failure AWS may have started the snapshot, so the spell's tag is looked up (a snapshot
+    /// started since `asked`), and when the snapshot is not (yet) visible the delete is deferred
+    /// (`None`): the next run waits for it if it is still being taken.
     async fn take_snapshot(
         &self,
         volume: &str,
         spec: &VolumeSpec,
         since: Option<DateTime<Utc>>,
+        asked: DateTime<Utc>,
     ) -> Result<Option<String>> {
         const ATTEMPTS: u32 = 4;
         let description = format!("FinOps Autopilot: before deleting {volume}");
@@ -210,7 +219,7 @@ impl SnapshotAndDelete<'_> {
             }
             // EC2 reads are eventually consistent: wait before looking, 1, 2, then 4 s.
             tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
-            if let Some((id, _)) = self.earlier_snapshot(volume, since).await? {
+            if let Some((id, _)) = self.spell_snapshot(volume, since, asked, |s| s != "error").await? {
                 tracing::warn!(volume, snapshot = %id, error = %err, "CreateSnapshot failed, but the snapshot was taken");
                 return Ok(Some(id));
             }
@@ -324,30 +333,41 @@ impl Remediation for SnapshotAndDelete<'_> {
         }
         if self.policy.ebs_cleanup.snapshot_before_delete {
             let since = spell_start(finding);
-            let snapshot = match self.earlier_snapshot(volume, since).await? {
-                Some((id, state)) => {
-                    detail.push_str(&format!("snapshot {id} (taken earlier, {state}); "));
+            // One still being taken by an earlier run is waited for, not doubled.
+            if let Some((earlier, _)) = self
+                .spell_snapshot(volume, since, DateTime::<Utc>::MIN_UTC, |s| s == "pending")
+                .await?
+            {
+                let state = self.wait_for(volume, &earlier).await?;
+                if state == "pending" {
+                    return Ok(Executed::Deferred(format!(
+                        "snapshot {earlier} (taken earlier) still pending: the volume is deleted on a later run, after a fresh snapshot"
+                    )));
+                }
+                detail.push_str(&format!("earlier snapshot {earlier} {state}; "));
+            }
+            // The snapshot the delete stands on is taken in this invocation, every time: between
+            // two scans the volume may have been attached, written and detached, and an earlier
+            // snapshot would lose that data (it only makes this one incremental).
+            let asked = Utc::now();
+            let snapshot = match self.take_snapshot(volume, &spec, since, asked).await? {
+                Some(id) => {
+                    detail.push_str(&format!("snapshot {id} taken; "));
                     id
                 }
-                None => match self.take_snapshot(volume, &spec, since).await? {
-                    Some(id) => {
-                        detail.push_str(&format!("snapshot {id} taken; "));
-                        id
-                    }
-                    None => {
-                        return Ok(Executed::Deferred(
-                            "CreateSnapshot went unanswered: the next run looks for its snapshot before taking one; volume kept"
-                                .into(),
-                        ))
-                    }
-                },
+                None => {
+                    return Ok(Executed::Deferred(
+                        "CreateSnapshot went unanswered: the next run waits for its snapshot if it is being taken, then takes a fresh one; volume kept"
+                            .into(),
+                    ))
+                }
             };
             let state = self.wait_for(volume, &snapshot).await?;
             match state.as_str() {
                 "completed" => detail.push_str("completed; "),
                 "pending" => {
                     return Ok(Executed::Deferred(format!(
-                        "{detail}still pending: the volume is deleted on a later run, once it completes"
+                        "{detail}still pending: the volume is deleted on a later run, after a fresh snapshot"
                     )))
                 }
                 other => {
@@ -677,8 +697,12 @@ mod tests {
         assert!(accepted.irreversible(&f).is_some_and(|i| i.accepted));
     }
 
+    /// Issue 26, item 3: a delete deferred because its snapshot was pending was finished by a
+    /// later run with that old snapshot, though the volume may have been attached, written and
+    /// detached between two daily scans (the same spell to the scans). The run that deletes now
+    /// always takes a fresh snapshot; the earlier one is waited for, never stood on.
     #[tokio::test]
-    async fn a_pending_snapshot_defers_the_delete_and_a_later_run_deletes_once_it_completes() {
+    async fn a_deferred_delete_is_finished_on_a_fresh_snapshot_taken_by_the_run_that_deletes() {
         let fake = FakeVolumes::default();
         *fake.snapshot_state.lock().unwrap() = "pending".into();
         let policy = Policy::default();
@@ -696,20 +720,21 @@ mod tests {
             "deleted before the snapshot completed"
         );
 
-        // The next run: still pending, and no second snapshot is taken.
+        // The next run while it is still pending: waited for, no second snapshot piled on.
         let second = action.execute(&f, &pre).await.unwrap();
         assert!(matches!(second, Executed::Deferred(_)));
         assert_eq!(fake.taken(), 1);
         assert!(fake.deleted.lock().unwrap().is_empty());
 
+        // It completed; meanwhile the volume was (unseen) attached, written and detached.
         *fake.snapshot_state.lock().unwrap() = "completed".into();
         let third = action.execute(&f, &pre).await.unwrap();
+        assert_eq!(fake.taken(), 2, "a fresh snapshot is taken by the run that deletes");
         assert!(
-            matches!(&third, Executed::Done(d) if d.contains("snap-1") && d.contains("volume deleted")),
+            matches!(&third, Executed::Done(d) if d.contains("snap-2 taken") && d.contains("volume deleted")),
             "{third:?}"
         );
         assert_eq!(*fake.deleted.lock().unwrap(), vec!["vol-1".to_string()]);
-        assert_eq!(fake.taken(), 1);
     }
 
     #[tokio::test]
