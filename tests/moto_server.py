@@ -221,7 +221,8 @@ def _template_control(environ, start_response):
 # A rule {"fault": "stale", "service": "*" | "ec2" | "s3" | "dynamodb", "share": 0.5, "seed": 7,
 # "window_ms": 3000} makes the layer read each written resource just before the write, and
 # answer a seeded share of the reads of that one resource in the window after it with that old
-# answer: DescribeInstances of an instance after Stop/StartInstances or CreateTags,
+# answer (a read by id, or through one filter naming the one id): DescribeInstances of an
+# instance after Stop/StartInstances or CreateTags,
 # DescribeVolumes of a volume after DeleteVolume or CreateTags, GetPublicAccessBlock of a bucket
 # after PutPublicAccessBlock, GetItem (not ConsistentRead) after PutItem/UpdateItem/DeleteItem.
 
@@ -246,7 +247,15 @@ def _stale_keys_of_read(service, operation, environ, body):
         p = _params(environ, body)
         name = "InstanceId" if operation == "DescribeInstances" else "VolumeId"
         ids = [v for k, v in p.items() if re.fullmatch(name + r"\.\d+", k)]
-        return [("ec2", operation, ids[0])] if len(ids) == 1 and not any(k.startswith("Filter.") for k in p) else []
+        filters = {k for k in p if k.startswith("Filter.")}
+        if len(ids) == 1 and not filters:
+            return [("ec2", operation, ids[0])]
+        # One filter naming one resource by its id (`instance-id` / `volume-id`, one value): as
+        # eventually consistent as the same read by id.
+        by_id = "instance-id" if operation == "DescribeInstances" else "volume-id"
+        if not ids and filters == {"Filter.1.Name", "Filter.1.Value.1"} and p.get("Filter.1.Name") == by_id:
+            return [("ec2", operation, p["Filter.1.Value.1"])]
+        return []
     if service == "s3" and operation == "GetPublicAccessBlock":
         bucket = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)[0]
         return [("s3", "GetPublicAccessBlock", bucket)] if bucket else []

@@ -93,14 +93,32 @@ pub async fn stop(ec2: &aws_sdk_ec2::Client, id: &str) {
 
 /// The state name of an instance.
 pub async fn state_of(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
-    // A filter, not InstanceIds: an unknown id is "missing", not an error.
+    // A filter, not InstanceIds: an unknown id is "missing", not an error. With a second filter
+    // (any state) it is the test's own look at the truth: the fault layer's stale reads answer
+    // only a read naming the one instance alone (tests/moto_server.py).
     let filter = aws_sdk_ec2::types::Filter::builder()
         .name("instance-id")
         .values(id)
         .build();
+    let any_state = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(
+            [
+                "pending",
+                "running",
+                "stopping",
+                "stopped",
+                "shutting-down",
+                "terminated",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ))
+        .build();
     let out = ec2
         .describe_instances()
         .filters(filter)
+        .filters(any_state)
         .send()
         .await
         .expect("DescribeInstances");

@@ -185,9 +185,12 @@ pub async fn handle(payload: Value, app: &App, now: DateTime<Utc>) -> Result<Val
     let expired = approvals.expire(now).await;
     let executed = approvals.execute_waiting(now).await;
     let resolved = approvals.resolve_stale(now).await;
-    let (expired, executed, resolved) = (expired?, executed?, resolved?);
-    tracing::info!(account = %trigger.account, expired, executed, resolved, "hourly sweep");
-    Ok(json!({"expired": expired, "executed_approved": executed, "resolved_stale": resolved}))
+    let confirmed = approvals.confirm_unverified(now).await;
+    let (expired, executed, resolved, confirmed) = (expired?, executed?, resolved?, confirmed?);
+    tracing::info!(account = %trigger.account, expired, executed, resolved, confirmed, "hourly sweep");
+    Ok(
+        json!({"expired": expired, "executed_approved": executed, "resolved_stale": resolved, "settled_unverified": confirmed}),
+    )
 }
 
 /// Executes Slack-approved requests delivered by SNS. Anything else on the topic is ignored

@@ -1561,7 +1561,107 @@ impl Approvals<'_> {
             })
             .await;
         }
+        for action in &stale.rollbacks {
+            // The rollback's Lambda died between its start and its end: the resource says
+            // whether it happened. The action's effect still there: the rollback did not run, the
+            // action is `executed` again (a person may ask once more); gone: rolled back.
+            let (undone, found) = match self.executor.observe(&action.finding).await {
+                Ok(Observed::Done(d)) => (false, d),
+                Ok(Observed::NotDone(d)) => (true, d),
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.action_id, "stale rollback: resource unreadable");
+                    continue;
+                }
+            };
+            let detail = if undone {
+                format!(
+                    "resolved by the hourly sweep (the rollback never recorded its end): {found}, so it is rolled back"
+                )
+            } else {
+                format!(
+                    "resolved by the hourly sweep (the rollback never recorded its end): {found}, so the rollback did not happen; it may be asked for again"
+                )
+            };
+            match self
+                .store
+                .finish_rollback(action, undone, "sweep", &detail, later(now))
+                .await
+            {
+                Ok(()) => resolved += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.action_id, "stale rollback not resolved");
+                    continue;
+                }
+            }
+            self.publish(Message::ActionResult {
+                action_id: action.action_id.clone(),
+                finding: action.finding.clone(),
+                outcome: if undone {
+                    OutcomeKind::Executed
+                } else {
+                    OutcomeKind::Failed
+                },
+                detail,
+                decided_by: "sweep".into(),
+                rollback: action.rollback.clone(),
+                rollback_url: None,
+                rolled_back: undone,
+            })
+            .await;
+        }
         Ok(resolved)
+    }
+}
+
+impl Approvals<'_> {
+    /// Confirms the actions recorded `executed` on AWS's own answer whose reads had not caught
+    /// up (`unverified`): the resource shows the effect (confirmed, quietly), or it does not
+    /// (`failed`, said in Slack: someone changed it back since, or the change did not hold).
+    pub async fn confirm_unverified(&self, now: DateTime<Utc>) -> Result<usize> {
+        let mut settled = 0;
+        for action in self.store.unverified_actions().await? {
+            let (confirmed, found) = match self.executor.observe(&action.finding).await {
+                Ok(Observed::Done(d)) => (true, d),
+                Ok(Observed::NotDone(d)) => (false, d),
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.action_id, "unverified action: resource unreadable");
+                    continue;
+                }
+            };
+            let detail = if confirmed {
+                format!("confirmed by the hourly sweep: {found}")
+            } else {
+                format!(
+                    "not in effect at the hourly sweep: {found} (AWS accepted the change; it was undone since, or did not hold)"
+                )
+            };
+            match self
+                .store
+                .settle_unverified(&action, confirmed, &detail, later(now))
+                .await
+            {
+                Ok(true) => settled += 1,
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.action_id, "unverified action not settled");
+                    continue;
+                }
+            }
+            if !confirmed {
+                self.publish(Message::ActionResult {
+                    action_id: action.action_id.clone(),
+                    finding: action.finding.clone(),
+                    outcome: OutcomeKind::Failed,
+                    detail,
+                    decided_by: action.decided_by.clone(),
+                    rollback: action.rollback.clone(),
+                    rollback_url: None,
+                    rolled_back: false,
+                })
+                .await;
+            }
+        }
+        Ok(settled)
     }
 }
 

@@ -998,6 +998,7 @@ async fn act_on(
     }
     let (kind, end, detail) = match remediation.execute(f, &record.pre_state).await {
         Ok(Executed::Done(detail)) => (OutcomeKind::Executed, ActionEnd::Executed, detail),
+        Ok(Executed::Unverified(detail)) => (OutcomeKind::Executed, ActionEnd::Unverified, detail),
         Ok(Executed::Deferred(detail)) => (OutcomeKind::Skipped, ActionEnd::Deferred, detail),
         Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
     };

@@ -111,6 +111,10 @@ pub struct Irreversible {
 pub enum Executed {
     /// Done and verified.
     Done(String),
+    /// AWS accepted the change (its own answer: the call's `CurrentState`, the put's success),
+    /// but reads still showed the old state after the bounded wait: AWS's reads trail its writes.
+    /// Recorded as done, its rollback available; the hourly sweep confirms it.
+    Unverified(String),
     /// Started but not finished (a snapshot still pending); a later run finishes it.
     Deferred(String),
 }
@@ -151,6 +155,39 @@ pub trait Remediation: Send + Sync {
 
     /// Performs the action and verifies it; says what happened.
     async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed>;
+}
+
+/// The waits between verification reads (0.5, 1, 2 and 4 s: 7.5 s in all, inside the policy's
+/// time margin): EC2 and S3 answer a read right after a write with the old state for a while
+/// (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
+pub const SETTLE_WAITS_MS: [u64; 4] = [500, 1000, 2000, 4000];
+
+/// Reads with `read` until `shows` holds for what it read, waiting [`SETTLE_WAITS_MS`] between
+/// tries (a read that fails is tried again the same way): the last reading, and whether it showed
+/// the change. An error only when the last read failed.
+pub(crate) async fn settle<T, F, Fut>(read: F, shows: impl Fn(&T) -> bool) -> Result<(T, bool)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut waits = SETTLE_WAITS_MS.iter();
+    loop {
+        let reading = read().await;
+        if let Ok(v) = &reading {
+            if shows(v) {
+                return reading.map(|v| (v, true));
+            }
+        }
+        match waits.next() {
+            Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(*ms)).await,
+            None => return reading.map(|v| (v, false)),
+        }
+    }
+}
+
+/// How long the verification reads may wait in all, as a person reads it.
+pub(crate) fn settle_seconds() -> f64 {
+    SETTLE_WAITS_MS.iter().sum::<u64>() as f64 / 1000.0
 }
 
 /// How long a rollback waits for an instance it started to be `running`.

@@ -406,11 +406,23 @@ impl Remediation for SnapshotAndDelete<'_> {
         // What counts is the volume: an answer lost after the delete makes the SDK's retry fail
         // with InvalidVolume.NotFound, and the volume is gone all the same.
         let deleted = self.ec2.delete_volume(volume).await;
-        let after = self.ec2.describe_volumes(std::slice::from_ref(volume)).await?;
+        let gone = |v: &Vec<crate::model::EbsVolume>| {
+            matches!(
+                v.first().map(|v| v.state.as_str()),
+                None | Some("deleting") | Some("deleted")
+            )
+        };
+        // A read right after the delete may still show the volume available: read again, backing
+        // off, before concluding anything.
+        let (after, shown) = super::settle(|| self.ec2.describe_volumes(std::slice::from_ref(volume)), gone).await?;
         match (deleted, after.first().map(|v| v.state.as_str())) {
             (Ok(()), None | Some("deleting") | Some("deleted")) => {
                 Ok(Executed::Done(format!("{detail}volume deleted")))
             }
+            (Ok(()), Some(state)) if !shown => Ok(Executed::Unverified(format!(
+                "{detail}volume deleted: EC2 accepted DeleteVolume, though reads still showed it {state} after {} s (AWS's reads trail its writes); the hourly sweep confirms it",
+                super::settle_seconds()
+            ))),
             (Err(e), None | Some("deleting") | Some("deleted")) => {
                 tracing::warn!(volume, error = %e, "DeleteVolume failed, but the volume is gone");
                 Ok(Executed::Done(format!(

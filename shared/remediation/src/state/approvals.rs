@@ -770,10 +770,11 @@ impl ApprovalStore for DynamoState {
     async fn stale_executions(&self, before: DateTime<Utc>) -> Result<StaleExecutions> {
         let items = self
             .scan_items(
-                "#st = :executing AND (kind = :action OR kind = :approval)",
+                "(#st = :executing AND (kind = :action OR kind = :approval)) OR (#st = :rolling AND kind = :action)",
                 &[("#st", "status")],
                 &[
                     (":executing", s("executing")),
+                    (":rolling", s("rolling-back")),
                     (":action", s("action")),
                     (":approval", s("approval")),
                 ],
@@ -789,7 +790,13 @@ impl ApprovalStore for DynamoState {
         let mut requests = Vec::new();
         for item in &items {
             let unreadable = |e: Error| tracing::warn!(error = %e, "skipping an unreadable executing item");
+            let rolling = text(item, "status") == Some("rolling-back");
             match text(item, "kind") {
+                Some("action") if rolling && begun_before(item, "rollback_at") => match stored_action(item) {
+                    Ok(a) => out.rollbacks.push(a),
+                    Err(e) => unreadable(e),
+                },
+                Some("action") if rolling => {}
                 Some("action") if begun_before(item, "started_at") => match stored_action(item) {
                     Ok(a) => out.actions.push(a),
                     Err(e) => unreadable(e),
@@ -828,6 +835,63 @@ impl ApprovalStore for DynamoState {
             })
             .collect();
         Ok(out)
+    }
+
+    async fn unverified_actions(&self) -> Result<Vec<StoredAction>> {
+        let items = self
+            .scan_items(
+                "kind = :action AND #st = :executed AND unverified = :yes",
+                &[("#st", "status")],
+                &[
+                    (":action", s("action")),
+                    (":executed", s("executed")),
+                    (":yes", AttributeValue::Bool(true)),
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for item in &items {
+            match stored_action(item) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!(error = %e, "skipping an unreadable unverified action"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn settle_unverified(
+        &self,
+        action: &StoredAction,
+        confirmed: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut u = self
+            .update(action_pk(&action.action_id), "RECORD")
+            .condition_expression("#st = :executed AND unverified = :yes")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":executed", s("executed"))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true));
+        u = if confirmed {
+            u.update_expression("SET verified_at = :at REMOVE unverified")
+                .expression_attribute_values(":at", s(now.to_rfc3339()))
+        } else {
+            u.update_expression("SET #st = :failed, detail = :d, resolved_by = :by REMOVE unverified")
+                .expression_attribute_values(":failed", s("failed"))
+                .expression_attribute_values(":d", s(detail))
+                .expression_attribute_values(":by", s("sweep"))
+        };
+        let items = vec![
+            built(u)?,
+            self.audit(
+                &action.finding.id,
+                now,
+                if confirmed { "action-verified" } else { "action-failed" },
+                &action.action_id,
+                detail,
+            )?,
+        ];
+        self.transition(items).await
     }
 
     async fn resolve_stale_action(

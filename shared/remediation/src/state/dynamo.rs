@@ -240,9 +240,12 @@ impl DynamoState {
             .table_name(&self.table)
             .key("pk", s(format!("ACTION#{action_id}")))
             .key("sk", s("RECORD"))
-            .update_expression(match resolved_by {
-                None => "SET #st = :st, detail = :d, finished_at = :at",
-                Some(_) => "SET #st = :st, detail = :d, finished_at = :at, resolved_by = :by",
+            .update_expression(match (resolved_by, end) {
+                (None, crate::state::ActionEnd::Unverified) => {
+                    "SET #st = :st, detail = :d, finished_at = :at, unverified = :yes"
+                }
+                (None, _) => "SET #st = :st, detail = :d, finished_at = :at",
+                (Some(_), _) => "SET #st = :st, detail = :d, finished_at = :at, resolved_by = :by",
             })
             .condition_expression("#st = :executing")
             .expression_attribute_names("#st", "status")
@@ -253,6 +256,9 @@ impl DynamoState {
         if let Some(by) = resolved_by {
             update = update.expression_attribute_values(":by", s(by));
         }
+        if resolved_by.is_none() && end == crate::state::ActionEnd::Unverified {
+            update = update.expression_attribute_values(":yes", AttributeValue::Bool(true));
+        }
         let update = update
             .build()
             .map_err(|e| Error::Config(format!("bad DynamoDB update: {e}")))?;
@@ -260,7 +266,10 @@ impl DynamoState {
             TransactWriteItem::builder().update(update).build(),
             self.audit(&f.id, at, &format!("action-{status}"), action_id, detail)?,
         ];
-        if end == crate::state::ActionEnd::Executed {
+        if matches!(
+            end,
+            crate::state::ActionEnd::Executed | crate::state::ActionEnd::Unverified
+        ) {
             items.push(self.ledger_realise(f, f.estimated_monthly_savings_usd.unwrap_or(0.0), "realised", at)?);
         }
         Ok(items)

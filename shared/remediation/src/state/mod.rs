@@ -175,6 +175,9 @@ pub fn record_on(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionEnd {
     Executed,
+    /// Executed by AWS's own answer, but its reads had not shown it yet: recorded `executed`
+    /// and marked `unverified` for the hourly sweep to confirm.
+    Unverified,
     /// Started, to be finished by a later run.
     Deferred,
     Failed,
@@ -184,7 +187,7 @@ impl ActionEnd {
     /// The record's status.
     pub fn as_str(self) -> &'static str {
         match self {
-            ActionEnd::Executed => "executed",
+            ActionEnd::Executed | ActionEnd::Unverified => "executed",
             ActionEnd::Deferred => "deferred",
             ActionEnd::Failed => "failed",
         }
@@ -546,6 +549,8 @@ pub struct StaleExecutions {
     /// Requests taken for execution and never finished, each with the action it recorded (when
     /// it got that far).
     pub requests: Vec<(StoredApproval, Option<StoredAction>)>,
+    /// Actions left `rolling-back` (the rollback's Lambda died before recording its end).
+    pub rollbacks: Vec<StoredAction>,
 }
 
 /// What an approval vote did.
@@ -719,6 +724,18 @@ pub trait ApprovalStore: Send + Sync {
     /// time mid-action): actions still `executing`, and requests still `executing` with the action
     /// they recorded, if any.
     async fn stale_executions(&self, before: DateTime<Utc>) -> Result<StaleExecutions>;
+    /// Actions recorded `executed` on AWS's own answer whose reads had not shown it yet
+    /// (`unverified`), for the hourly sweep to confirm.
+    async fn unverified_actions(&self) -> Result<Vec<StoredAction>>;
+    /// Settles an unverified action: `confirmed` (the mark removed), or found not in effect
+    /// (`failed`, with what was found); `false` if it was no longer an unverified `executed`.
+    async fn settle_unverified(
+        &self,
+        action: &StoredAction,
+        confirmed: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Closes a stale `executing` action as `executed` (the ledger realised) or `failed`, with what
     /// was found; `false` if it was no longer executing.
     async fn resolve_stale_action(
