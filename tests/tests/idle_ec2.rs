@@ -677,3 +677,41 @@ async fn a_stop_decided_days_ago_is_not_made_when_the_days_since_have_no_cpu_dat
         assert_eq!(seed::state_of(&c.ec2, id).await, "running");
     }
 }
+
+/// Issue 26, item 4: a failed DescribeInstanceTypes (an SCP denying it, or throttling past every
+/// retry) left every instance's storage unknown, a guard's skip: the run said ok with 0 findings,
+/// every day. Now each such instance is `failed` (not assessed), and a run that could assess
+/// nothing is an error, which Lambda counts (the template's errors alarm).
+#[tokio::test]
+async fn a_failed_describe_instance_types_is_a_failed_run_not_a_quiet_ok() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    let idle = seed::run_instances(&c.ec2, "m5.large", 3, &[("Owner", "ana")], false).await;
+    for id in &idle {
+        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now(), 14).await;
+    }
+    moto.inject_fault("ec2", "DescribeInstanceTypes", 1.0, 3, "throttle")
+        .await;
+    let deps = deps(&moto, Policy::default(), None, None).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    assert_eq!(report.findings.len(), 0);
+    assert_eq!(report.failed, 3, "{report:#?}");
+    assert_eq!(report.skipped, 0, "{report:#?}");
+    assert!(
+        report
+            .outcomes
+            .iter()
+            .all(|o| o.outcome == OutcomeKind::Failed && o.detail.contains("DescribeInstanceTypes")),
+        "{report:#?}"
+    );
+    let answered = remediation::flow::invocation_result(report);
+    assert!(
+        answered
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("DescribeInstanceTypes")),
+        "the invocation fails, so the errors alarm counts it: {answered:?}"
+    );
+}

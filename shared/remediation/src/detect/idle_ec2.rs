@@ -79,6 +79,20 @@ pub fn busy_since(series: &UsageByDay, days: &[NaiveDate], today: NaiveDate, pol
 
 /// Why an instance is passed over before its metrics are even fetched; `None` if it is a candidate.
 /// Stopping these would be undone by AWS, lose data, or fight an orchestrator.
+/// Whether the one guard `instance` fails is that its instance storage is unknown (a failed
+/// DescribeInstanceTypes): a read that failed, not a judgement.
+pub fn storage_unknown(instance: &Ec2Instance, policy: &Policy) -> bool {
+    instance.instance_store.is_none()
+        && skip_reason(
+            &Ec2Instance {
+                instance_store: Some(false),
+                ..instance.clone()
+            },
+            policy,
+        )
+        .is_none()
+}
+
 pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
     if instance.state != "running" {
         return Some(format!("instance is {}, not running", instance.state));

@@ -33,6 +33,14 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     let mut candidates: Vec<Ec2Instance> = Vec::new();
     for instance in inventory.iter() {
         match skip_reason(instance, policy) {
+            // Its storage could not be learnt (DescribeInstanceTypes denied or throttled): not
+            // assessed, so `failed`: a run that could judge nothing says so (its error alarms),
+            // never an "ok" with no findings every day.
+            Some(reason) if idle_ec2::storage_unknown(instance, policy) => outcomes.push(Outcome::new(
+                Finding::id_for(RULE, &instance.resource()),
+                OutcomeKind::Failed,
+                format!("not assessed: {reason}"),
+            )),
             Some(reason) => outcomes.push(Outcome::new(
                 Finding::id_for(RULE, &instance.resource()),
                 OutcomeKind::Skipped,
