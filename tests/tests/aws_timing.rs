@@ -1,4 +1,4 @@
-//! Actions that hold under AWS's real timing (issue 26, items 3 and 9): reads right after a write
+//! Actions that hold under AWS's real timing (issue 26, problems 4 and 10): reads right after a write
 //! may show the state before it (the fault layer's `stale` rule, `tests/moto_server.py`, after
 //! https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html), and a Lambda may
 //! die between a rollback's start and its end. Each test runs the real detectors and the real
@@ -202,7 +202,7 @@ async fn a_stop_whose_reads_trail_past_the_wait_is_recorded_unverified_and_the_s
     assert_eq!(sweep(&lp).await["settled_unverified"], 0);
 }
 
-/// Item 9: an action left `rolling-back` (its Lambda died mid-rollback) was refused every later
+/// Problem 10: an action left `rolling-back` (its Lambda died mid-rollback) was refused every later
 /// rollback for ever. The sweep resolves it as it resolves `executing`: by what the resource shows.
 #[tokio::test]
 async fn an_action_left_rolling_back_is_resolved_by_the_sweep_from_what_the_resource_shows() {

@@ -762,7 +762,7 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     );
 }
 
-/// Issue 26, item 3: a delete deferred after its snapshot was taken (here: the emergency stop,
+/// Issue 26, problem 3: a delete deferred after its snapshot was taken (here: the emergency stop,
 /// turned on while the snapshot was taken) was finished by a later run on that old snapshot,
 /// though the volume had been attached, written and detached between the two daily scans. The
 /// run that deletes takes a fresh snapshot, and the recorded rollback restores that one.

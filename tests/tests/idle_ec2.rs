@@ -678,7 +678,7 @@ async fn a_stop_decided_days_ago_is_not_made_when_the_days_since_have_no_cpu_dat
     }
 }
 
-/// Issue 26, item 4: a failed DescribeInstanceTypes (an SCP denying it, or throttling past every
+/// Issue 26, problem 5: a failed DescribeInstanceTypes (an SCP denying it, or throttling past every
 /// retry) left every instance's storage unknown, a guard's skip: the run said ok with 0 findings,
 /// every day. Now each such instance is `failed` (not assessed), and a run that could assess
 /// nothing is an error, which Lambda counts (the template's errors alarm).

@@ -686,7 +686,7 @@ async fn tag_compliance_across_the_organisation_adds_each_accounts_counts_into_o
     );
 }
 
-/// Issue 26, item 2: the blast radius held per item, so an organisation run could stop far more
+/// Issue 26, problem 2: the blast radius held per item, so an organisation run could stop far more
 /// than `max_actions` (and a small account all it had). Six accounts (the hub and five members),
 /// one region, each 3 idle of 40 instances: each item is within its own limit (4 of 40), 18 in
 /// all. In auto mode the run draws from one budget: at most 10 stops in all, each account at most

@@ -555,7 +555,7 @@ async fn a_burst_of_thirty_config_events_with_redeliveries_asks_once_per_bucket(
     assert_eq!(bucket_block(&client, "burst-00").await, None);
 }
 
-/// Issue 26, item 1: each Config event runs alone (`scanned` 1, and 10 % of 1 rounds up to 1), so
+/// Issue 26, problem 1: each Config event runs alone (`scanned` 1, and 10 % of 1 rounds up to 1), so
 /// before the period budget an auto-mode burst blocked every bucket, event by event. Now the
 /// account's events share one rolling budget: `max_actions` (10) and `max_actions_percent` (here
 /// 50 %) of the account's 30 buckets. 30 events and 5 redeliveries, all in flight together, as

@@ -78,10 +78,12 @@ async fn deps(moto: &Moto, policy: Policy, topic: Option<&str>) -> Deps {
     finops_tests::deps(moto, "tag-compliance", policy, Some(TABLE), topic).await
 }
 
-/// Auto mode, marking then stopping.
+/// Auto mode, marking then stopping; the blast radius opened up (these accounts have a handful
+/// of instances: 10 % of them is less than one stop), except where a test is about it.
 fn mark_and_stop() -> Policy {
     let mut policy = Policy {
         mode: Mode::Auto,
+        max_actions_percent: 100.0,
         ..Policy::default()
     };
     policy.tag_compliance.action = TagAction::MarkAndStop;
@@ -412,9 +414,7 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     use remediation::state::{ApprovalStore, DynamoState};
     let moto = Moto::start().unwrap();
     let a = seed_account(&moto).await;
-    let mut policy = mark_and_stop();
-    // Three marked instances of fourteen resources may be stopped at once.
-    policy.max_actions_percent = 50.0;
+    let policy = mark_and_stop();
     let grace = i64::from(policy.tag_compliance.stop_after_days);
     let deps = deps(&moto, policy, None).await;
     // The operator's hands (snoozes are theirs and the approval function's alone), not the role.
@@ -519,4 +519,52 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     );
     sweep(now + Duration::days(grace) + Duration::hours(1)).await.unwrap();
     assert_eq!(seed::state_of(ec2, &a.blank_owner).await, "stopped");
+}
+
+/// Issue 26, problem 9: tag-compliance's stop limit counted volumes and buckets, which it never
+/// stops, so 2 untagged instances among 40 buckets were both stopped (10 % of 42 rounds up to
+/// 5). The share is of the instances it may stop: 2 due of 2 is over 10 %, so neither is
+/// stopped automatically.
+#[tokio::test]
+async fn the_stop_limit_is_a_share_of_the_instances_not_of_volumes_and_buckets() {
+    let moto = Moto::start().unwrap();
+    let admin = moto.clients().await;
+    seed::create_table(&admin.dynamodb, TABLE).await;
+    let untagged = seed::run_instances(&admin.ec2, "t3.micro", 2, &[], false).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    for n in 0..40 {
+        s3.create_bucket()
+            .bucket(format!("reported-only-{n:02}"))
+            .send()
+            .await
+            .expect("CreateBucket");
+    }
+    let policy = Policy {
+        max_actions_percent: 10.0,
+        ..mark_and_stop()
+    };
+    let deps = deps(&moto, policy, None).await;
+    let day0: DateTime<Utc> = Utc::now();
+    tag_compliance::handler::handle(sweep_event(), &deps, day0)
+        .await
+        .unwrap();
+    let later = tag_compliance::handler::handle(sweep_event(), &deps, day0 + Duration::days(15))
+        .await
+        .unwrap();
+
+    for id in &untagged {
+        assert_eq!(seed::state_of(&admin.ec2, id).await, "running", "{later:#?}");
+    }
+    assert!(
+        later
+            .notes
+            .iter()
+            .any(|n| n.contains("blast radius") && n.contains("of 2 scanned")),
+        "{:#?}",
+        later.notes
+    );
 }

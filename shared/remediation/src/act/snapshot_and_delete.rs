@@ -709,7 +709,7 @@ mod tests {
         assert!(accepted.irreversible(&f).is_some_and(|i| i.accepted));
     }
 
-    /// Issue 26, item 3: a delete deferred because its snapshot was pending was finished by a
+    /// Issue 26, problem 3: a delete deferred because its snapshot was pending was finished by a
     /// later run with that old snapshot, though the volume may have been attached, written and
     /// detached between two daily scans (the same spell to the scans). The run that deletes now
     /// always takes a fresh snapshot; the earlier one is waited for, never stood on.

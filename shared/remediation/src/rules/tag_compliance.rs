@@ -465,7 +465,13 @@ pub async fn sweep(
             usage: None,
             now,
         };
-        let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop, resources.len()).await;
+        // The blast radius is a share of what this rule may stop: the instances (not exempt),
+        // never its volumes and buckets, which it only reports.
+        let stoppable = resources
+            .iter()
+            .filter(|r| r.kind == ResourceKind::Ec2Instance && !is_exempt(&r.tags, &policy.exempt_tag))
+            .count();
+        let (acted, flow_notes) = flow::apply(&ctx, &stops, &stop, stoppable).await;
         outcomes.extend(acted);
         notes.extend(flow_notes);
     }
