@@ -1934,3 +1934,61 @@ async fn no_token_reaches_the_logs() {
         assert!(!logs.contains(signature), "a token in the logs: {logs}");
     }
 }
+
+/// Issue 26, problem 12: a volume a rollback restores is a new unattached volume, so auto mode
+/// deleted it again once its grace period ended. It is snoozed (30 days by default) as it is
+/// restored: a later auto run leaves it alone and says why.
+#[tokio::test]
+async fn a_volume_restored_by_a_rollback_is_snoozed_so_auto_mode_leaves_it_alone() {
+    let mut policy = approve_policy();
+    policy.ebs_cleanup.grace_days = 0;
+    let lp = Loop::start(policy.clone()).await;
+    let c = lp.moto.clients().await;
+    let vol = seed::create_volume(&c.ec2, "gp2", 100, None, "us-east-1a", &[("Owner", "ana")]).await;
+    let event = || -> Value { serde_json::from_str(include_str!("../../events/ebs-cleanup/scheduled.json")).unwrap() };
+    ebs_cleanup::handler::handle(
+        event(),
+        &lp.detector_deps("ebs-cleanup", policy.clone()).await,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let request = Loop::of_type(&lp.drain().await, "approval-request")[0].clone();
+    let approve = token_of(request["approve_url"].as_str().unwrap());
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &approve), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(seed::volumes(&c.ec2).await.is_empty(), "deleted");
+    let result = Loop::of_type(&lp.drain().await, "action-result")[0].clone();
+    let rollback = token_of(result["rollback_url"].as_str().unwrap());
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &rollback), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let restored = seed::volumes(&c.ec2).await;
+    assert_eq!(restored.len(), 1, "restored");
+    let restored = restored[0].volume_id().unwrap().to_string();
+    assert_ne!(restored, vol);
+    assert!(page.contains("snoozed until"), "the page says so: {page}");
+
+    // A month later in auto mode (its grace period long over): left alone, saying why.
+    let mut auto = policy.clone();
+    auto.mode = Mode::Auto;
+    let deps = lp.detector_deps("ebs-cleanup", auto).await;
+    ebs_cleanup::handler::handle(event(), &deps, Utc::now()).await.unwrap();
+    let later = ebs_cleanup::handler::handle(event(), &deps, Utc::now() + Duration::days(20))
+        .await
+        .unwrap();
+    assert_eq!(seed::volumes(&c.ec2).await.len(), 1, "{later:#?}");
+    let o = later
+        .outcomes
+        .iter()
+        .find(|o| o.finding_id.ends_with(&restored))
+        .unwrap_or_else(|| panic!("{later:#?}"));
+    assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+    assert!(
+        o.detail.contains("snoozed until") && o.detail.contains("restored by the rollback"),
+        "{o:?}"
+    );
+}

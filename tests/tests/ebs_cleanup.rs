@@ -207,8 +207,12 @@ async fn auto_mode_snapshots_then_deletes_and_the_rollback_recreates_the_volume(
         volumes: Some(&adapter),
         ..Default::default()
     };
-    let detail = remediation::act::rollback(&rollback, &ports).await.unwrap();
-    assert!(detail.contains("recreated"), "{detail}");
+    let undone = remediation::act::rollback(&rollback, &ports).await.unwrap();
+    assert!(undone.detail.contains("recreated"), "{undone}");
+    assert!(undone
+        .restored
+        .as_ref()
+        .is_some_and(|id| undone.detail.contains(id.as_str())));
     let restored = seed::volumes(ec2)
         .await
         .into_iter()

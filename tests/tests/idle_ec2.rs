@@ -293,7 +293,8 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+    .detail;
 
     assert!(detail.contains("started again"), "{detail}");
     assert_eq!(seed::state_of(&c.ec2, instance_id).await, "running");

@@ -33,7 +33,7 @@ pub trait Executor: Send + Sync {
     /// Re-checks and acts on one approved finding through [`flow::execute`].
     async fn execute(&self, ctx: &RunContext<'_>, finding: &Finding, decider: Decider<'_>) -> (Acted, Vec<String>);
     /// Undoes an action taken on `finding`'s resource.
-    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String>;
+    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<crate::act::Undone>;
     /// Reads `finding`'s resource to tell whether its action took effect (the hourly sweep's look
     /// at an execution that never finished).
     async fn observe(&self, finding: &Finding) -> Result<Observed>;
@@ -174,7 +174,7 @@ impl Executor for AwsExecutor {
         (one, notes)
     }
 
-    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<String> {
+    async fn rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<crate::act::Undone> {
         let clients = self.reach(finding).await?;
         let (ec2, s3) = (Self::ec2(&clients, finding), Self::s3(&clients, finding));
         let ports = RollbackPorts {
@@ -1177,6 +1177,51 @@ impl Approvals<'_> {
     }
 
     /// Whether this function wrote `action` as it reads now (its seal holds).
+    /// Snoozes the resource a rollback made in place of the removed one (a restored volume) for
+    /// `ebs_cleanup.restored_snooze_days`; says so, or why not, for the rollback's detail.
+    async fn snooze_restored(
+        &self,
+        action: &StoredAction,
+        undone: &crate::act::Undone,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> String {
+        let Some(id) = &undone.restored else {
+            return String::new();
+        };
+        let days = self.policy.ebs_cleanup.restored_snooze_days;
+        if days == 0 {
+            return String::new();
+        }
+        let until = now + chrono::Duration::days(i64::from(days));
+        let snooze = crate::state::Snooze {
+            resource_id: id.clone(),
+            until,
+            by: by.to_string(),
+            via: "rollback".into(),
+            reason: format!(
+                "restored by the rollback of action {} ({}): left alone for {days} days",
+                action.action_id, action.finding.resource.id
+            ),
+            at: now,
+            finding_id: None,
+            account: Some(action.finding.resource.account.clone()).filter(|a| !a.is_empty()),
+            region: Some(action.finding.resource.region.clone()).filter(|r| !r.is_empty()),
+            lifted_by: None,
+            lifted_at: None,
+        };
+        match self.store.snooze(&snooze, true).await {
+            Ok(_) => format!(
+                "; {id} is snoozed until {} so auto mode leaves it alone",
+                until.format("%Y-%m-%d")
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, volume = %id, "the restored volume could not be snoozed");
+                format!("; {id} could NOT be snoozed ({e}): auto mode may delete it again after its grace period")
+            }
+        }
+    }
+
     fn sealed_by_us(&self, action: &StoredAction) -> bool {
         action.seal.as_deref().is_some_and(|seal| {
             self.sealer
@@ -1368,12 +1413,18 @@ impl Approvals<'_> {
             ""
         };
         let result = self.executor.rollback(&action.finding, &action.rollback).await;
+        // A restored volume is a new, unattached volume: snoozed, so that auto mode does not
+        // delete it again once its grace period ends.
+        let restored_note = match &result {
+            Ok(undone) => self.snooze_restored(&action, undone, &who.id(), now).await,
+            Err(_) => String::new(),
+        };
         let (ok, detail) = match &result {
-            Ok(d) => (true, format!("{d}{under_stop}")),
+            Ok(d) => (true, format!("{d}{restored_note}{under_stop}")),
             Err(e) => (false, format!("rollback failed: {e}{under_stop}")),
         };
         let page_detail = match &result {
-            Ok(d) => format!("{d}{page_note}"),
+            Ok(d) => format!("{d}{restored_note}{page_note}"),
             Err(_) => String::new(),
         };
         if let Err(e) = self

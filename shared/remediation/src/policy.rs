@@ -581,6 +581,9 @@ pub struct EbsCleanupPolicy {
     /// How long one run waits for a snapshot to complete; a longer one defers the delete to a
     /// later run. Keep it under the function's timeout.
     pub snapshot_wait_seconds: u32,
+    /// A volume a rollback restored is a new unattached volume: it is snoozed this many days
+    /// (0: not), so that auto mode does not delete it again after the grace period.
+    pub restored_snooze_days: u32,
 }
 
 impl Default for EbsCleanupPolicy {
@@ -591,6 +594,7 @@ impl Default for EbsCleanupPolicy {
             snapshot_before_delete: true,
             allow_irreversible_delete: false,
             snapshot_wait_seconds: 120,
+            restored_snooze_days: 30,
         }
     }
 }

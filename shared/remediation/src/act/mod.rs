@@ -205,18 +205,42 @@ fn port<'a, T: ?Sized>(p: Option<&'a T>, what: &str) -> Result<&'a T> {
     p.ok_or_else(|| Error::Config(format!("this rollback needs the {what} port")))
 }
 
+/// What a rollback did: what it says, and the resource it made (a restored volume has a new id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    pub detail: String,
+    /// The id of a resource the rollback created in place of the one the action removed.
+    pub restored: Option<String>,
+}
+
+impl Undone {
+    fn said(detail: String) -> Self {
+        Undone { detail, restored: None }
+    }
+}
+
+impl std::fmt::Display for Undone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
 /// Undoes an action. Each rollback re-checks that it can act and verifies the result.
-pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<String> {
+pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<Undone> {
     match rollback {
         Rollback::StartInstance { instance_id, .. } => {
             let ec2 = port(ports.instances, "EC2 instance")?;
-            stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5)).await
+            stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5))
+                .await
+                .map(Undone::said)
         }
         Rollback::RecreateVolume { spec, sighting } => {
             snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec, sighting.as_deref()).await
         }
         Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
-            block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior).await
+            block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior)
+                .await
+                .map(Undone::said)
         }
         Rollback::Nothing { reason } | Rollback::Irreversible { reason } => Err(Error::Precondition {
             resource: "-".into(),

@@ -485,7 +485,7 @@ async fn restore_once(ec2: &dyn VolumeApi, spec: &VolumeSpec, snapshot: &str) ->
 
 /// Rollback of a delete: a new volume from the completed snapshot of the spell that was deleted
 /// (records without a spell: the newest completed snapshot of the source volume).
-pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&str>) -> Result<String> {
+pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&str>) -> Result<super::Undone> {
     let snapshots = match sighting {
         Some(s) => ec2.snapshots_tagged(SIGHTING_TAG, s).await?,
         None => ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?,
@@ -502,10 +502,15 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&
     let id = restore_once(ec2, spec, &snapshot).await?;
     let created = ec2.describe_volumes(std::slice::from_ref(&id)).await?;
     match created.first() {
-        Some(v) if v.availability_zone == spec.availability_zone && v.volume_type == spec.volume_type => Ok(format!(
-            "volume {id} recreated from {snapshot} in {} ({}, {} GiB)",
-            v.availability_zone, v.volume_type, v.size_gib
-        )),
+        Some(v) if v.availability_zone == spec.availability_zone && v.volume_type == spec.volume_type => {
+            Ok(super::Undone {
+                detail: format!(
+                    "volume {id} recreated from {snapshot} in {} ({}, {} GiB)",
+                    v.availability_zone, v.volume_type, v.size_gib
+                ),
+                restored: Some(id.clone()),
+            })
+        }
         Some(v) => Err(precondition(
             &id,
             format!("recreated volume differs: {} {}", v.availability_zone, v.volume_type),
