@@ -78,6 +78,27 @@ def aws_matches(self, message_attributes, message):
 
 FilterPolicyMatcher.matches = aws_matches
 
+# A public IPv4 address no Elastic IP owns: AWS reports its owner as "amazon" (an auto-assigned
+# address, released when the instance stops); moto reports the account as if every address were
+# an Elastic IP. `IpOwnerId` of
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceNetworkInterfaceAssociation.html
+# ("The ID of the owner of the Elastic IP address"), and "amazon" for the others in
+# https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-instance-addressing.html.
+
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface  # noqa: E402
+
+_stock_association = NetworkInterface.association
+
+
+def _aws_association(self):
+    association = _stock_association.fget(self)
+    if association and not association.get("allocationId"):
+        association["ipOwnerId"] = "amazon"
+    return association
+
+
+NetworkInterface.association = property(_aws_association)
+
 # ------------------------------------------------------------------------------------------
 # Faults for every service, at the dispatcher in front of all of moto's backends.
 

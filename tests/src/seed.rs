@@ -42,13 +42,36 @@ impl Usage {
     };
 }
 
-/// Launches `count` instances of `instance_type` with `tags` (a spot request when `spot`).
+/// Launches `count` instances of `instance_type` with `tags` (a spot request when `spot`), with
+/// private addresses only (a public IPv4 address a stop would release makes auto mode ask:
+/// [`run_public_instances`] launches those).
 pub async fn run_instances(
     ec2: &aws_sdk_ec2::Client,
     instance_type: &str,
     count: i32,
     tags: &[(&str, &str)],
     spot: bool,
+) -> Vec<String> {
+    launch(ec2, instance_type, count, tags, spot, false).await
+}
+
+/// As [`run_instances`] (On-Demand), each with an auto-assigned public IPv4 address.
+pub async fn run_public_instances(
+    ec2: &aws_sdk_ec2::Client,
+    instance_type: &str,
+    count: i32,
+    tags: &[(&str, &str)],
+) -> Vec<String> {
+    launch(ec2, instance_type, count, tags, false, true).await
+}
+
+async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    instance_type: &str,
+    count: i32,
+    tags: &[(&str, &str)],
+    spot: bool,
+    public: bool,
 ) -> Vec<String> {
     let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
     for (k, v) in tags {
@@ -59,7 +82,13 @@ pub async fn run_instances(
         .image_id(AMI)
         .instance_type(InstanceType::from(instance_type))
         .min_count(count)
-        .max_count(count);
+        .max_count(count)
+        .network_interfaces(
+            aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .associate_public_ip_address(public)
+                .build(),
+        );
     if !tags.is_empty() {
         req = req.tag_specifications(spec.build());
     }

@@ -1759,6 +1759,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
         rollback: remediation::act::Rollback::StartInstance {
             instance_id: stopped.clone(),
             region: "us-east-1".into(),
+            hibernated: false,
         },
         started_at: an_hour_ago,
         seal: None,

@@ -265,6 +265,7 @@ async fn an_action_whose_way_back_names_another_resource_rolls_nothing_back() {
     let foreign = remediation::act::Rollback::StartInstance {
         instance_id: other.clone(),
         region: "us-east-1".into(),
+        hibernated: false,
     };
     detector
         .update_item()
@@ -662,6 +663,7 @@ async fn an_approved_actions_record_rewritten_by_another_role_is_not_rolled_back
     let way_back = remediation::act::Rollback::StartInstance {
         instance_id: other.clone(),
         region: "us-east-1".into(),
+        hibernated: false,
     };
     detector
         .update_item()
@@ -705,6 +707,7 @@ async fn a_detectors_made_up_auto_record_with_a_fake_seal_rolls_nothing_back() {
     let way_back = remediation::act::Rollback::StartInstance {
         instance_id: instance.clone(),
         region: "us-east-1".into(),
+        hibernated: false,
     };
     let action_id = "forgedautoaction000001";
     detector
@@ -785,6 +788,7 @@ async fn an_auto_record_swapped_after_the_page_was_shown_rolls_nothing_back() {
     let way_back = remediation::act::Rollback::StartInstance {
         instance_id: second.clone(),
         region: "us-east-1".into(),
+        hibernated: false,
     };
     detector
         .update_item()

@@ -716,3 +716,137 @@ async fn a_failed_describe_instance_types_is_a_failed_run_not_a_quiet_ok() {
         "the invocation fails, so the errors alarm counts it: {answered:?}"
     );
 }
+
+/// Issue 26, problems 7 and 13. A stop releases an auto-assigned public IPv4 address (the
+/// rollback starts the instance with another), so in auto mode such an instance is asked about,
+/// the request saying so, never stopped; an Elastic IP stays with the instance, which is stopped
+/// and its address on record. A hibernation-enabled instance is hibernated (its rollback resumes
+/// it); members of an EC2 Fleet or a Spot Fleet are left alone like Auto Scaling members.
+#[tokio::test]
+async fn addresses_a_stop_releases_are_asked_about_hibernating_instances_hibernate_and_fleet_members_stay() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let public = seed::run_public_instances(&c.ec2, "t3.large", 1, &[("Owner", "ana")])
+        .await
+        .remove(0);
+    let elastic = seed::run_public_instances(&c.ec2, "t3.large", 1, &[("Owner", "bo")])
+        .await
+        .remove(0);
+    let eip = c.ec2.allocate_address().send().await.expect("AllocateAddress");
+    c.ec2
+        .associate_address()
+        .instance_id(&elastic)
+        .allocation_id(eip.allocation_id().unwrap())
+        .send()
+        .await
+        .expect("AssociateAddress");
+    let hibernating = c
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(aws_sdk_ec2::types::InstanceType::M5Large)
+        .min_count(1)
+        .max_count(1)
+        .hibernation_options(
+            aws_sdk_ec2::types::HibernationOptionsRequest::builder()
+                .configured(true)
+                .build(),
+        )
+        .network_interfaces(
+            aws_sdk_ec2::types::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .associate_public_ip_address(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("RunInstances")
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let ec2_fleet = seed::run_instance(&c.ec2, "t3.large", &[("aws:ec2:fleet-id", "fleet-0a1b")]).await;
+    let spot_fleet = seed::run_instance(&c.ec2, "t3.large", &[("aws:ec2spot:fleet-request-id", "sfr-0c2d")]).await;
+    for id in [&public, &elastic, &hibernating, &ec2_fleet, &spot_fleet] {
+        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now(), 14).await;
+    }
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, queue) = seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), Some(&topic)).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+    let outcome = |id: &str| {
+        report
+            .outcomes
+            .iter()
+            .find(|o| o.finding_id.ends_with(id))
+            .unwrap_or_else(|| panic!("{id}: {report:#?}"))
+            .clone()
+    };
+
+    // The auto-assigned address: asked, saying the address would change; still running.
+    assert_eq!(seed::state_of(&c.ec2, &public).await, "running");
+    let asked = outcome(&public);
+    assert_eq!(asked.outcome, OutcomeKind::PendingApproval, "{asked:?}");
+    assert!(asked.detail.contains("auto-assigned"), "{asked:?}");
+    let messages = seed::drain_queue(&sqs, &queue).await;
+    let request = messages
+        .iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m["Message"].as_str()?).ok())
+        .find(|m| m["type"] == "approval-request")
+        .expect("an approval request");
+    assert_eq!(request["finding"]["resource"]["id"], public.as_str());
+    assert!(
+        request["finding"]["evidence"]["public_ipv4_changes"].is_string(),
+        "{request:#}"
+    );
+    assert!(
+        request["held"].as_str().is_some_and(|h| h.contains("auto-assigned")),
+        "{request:#}"
+    );
+    let slack =
+        remediation::slack::render(&serde_json::from_value(request.clone()).unwrap(), Default::default()).to_string();
+    assert!(
+        slack.contains("public_ipv4_changes") || slack.contains("auto-assigned"),
+        "{slack}"
+    );
+
+    // The Elastic IP: stopped, the address on record (it stays with the instance).
+    assert_eq!(seed::state_of(&c.ec2, &elastic).await, "stopped");
+    let stopped = outcome(&elastic);
+    assert!(stopped.detail.contains("keeps its Elastic IP"), "{stopped:?}");
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == id)
+            .unwrap_or_else(|| panic!("{id}: no action record"))
+            .clone()
+    };
+    let pre: serde_json::Value = serde_json::from_str(&record(&elastic)["pre_state"]).unwrap();
+    assert_eq!(pre["public_ipv4"]["elastic"], true, "{pre:#}");
+    assert_eq!(pre["public_ipv4"]["address"], eip.public_ip().unwrap(), "{pre:#}");
+
+    // Hibernated, and its way back says resume.
+    assert_eq!(seed::state_of(&c.ec2, &hibernating).await, "stopped");
+    assert!(
+        outcome(&hibernating).detail.starts_with("hibernated"),
+        "{:?}",
+        outcome(&hibernating)
+    );
+    let rollback: remediation::act::Rollback = serde_json::from_str(&record(&hibernating)["rollback"]).unwrap();
+    assert!(rollback.to_string().starts_with("resume"), "{rollback}");
+
+    // Fleet members: left alone, saying why.
+    for (id, fleet) in [
+        (&ec2_fleet, "EC2 Fleet fleet-0a1b"),
+        (&spot_fleet, "Spot Fleet sfr-0c2d"),
+    ] {
+        assert_eq!(seed::state_of(&c.ec2, id).await, "running");
+        let o = outcome(id);
+        assert_eq!(o.outcome, OutcomeKind::Skipped, "{o:?}");
+        assert!(o.detail.contains(fleet), "{o:?}");
+    }
+}

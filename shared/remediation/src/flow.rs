@@ -939,6 +939,19 @@ async fn act_on(
             notes,
         );
     }
+    // What needs a person even in auto mode (an address a stop releases): asked about instead.
+    if decider.request_id.is_none() {
+        if let Some(why) = remediation.asks_first(f, &pre_state) {
+            return (
+                Acted {
+                    held: Some(why.clone()),
+                    ..acted(&f.id, OutcomeKind::Skipped, why)
+                },
+                None,
+                notes,
+            );
+        }
+    }
     // The period's budget, drawn last, once nothing else stands in the way: what it cannot
     // grant is asked about.
     if let Some(period) = decider.budget {

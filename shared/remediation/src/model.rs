@@ -51,6 +51,21 @@ pub struct Ec2Instance {
     pub instance_store: Option<bool>,
     pub launch_time: Option<DateTime<Utc>>,
     pub tags: Tags,
+    /// Whether hibernation is configured (`HibernationOptions.Configured`): such an instance is
+    /// stopped with `Hibernate=true`, so its memory is kept.
+    #[serde(default)]
+    pub hibernation: bool,
+    /// Its public IPv4 address, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ipv4: Option<PublicIpv4>,
+}
+
+/// An instance's public IPv4 address, and whether it is an Elastic IP (kept across a stop) or
+/// auto-assigned (released when the instance stops: it gets a new one when it starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicIpv4 {
+    pub address: String,
+    pub elastic: bool,
 }
 
 impl Ec2Instance {
@@ -189,6 +204,10 @@ pub struct IdleEc2Evidence {
     /// Why there is no dollar figure, when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_note: Option<String>,
+    /// An auto-assigned public IPv4 address the instance holds: a stop releases it, and the
+    /// instance starts with another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ipv4_changes: Option<String>,
     /// Where the price came from and for which region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price_source: Option<String>,

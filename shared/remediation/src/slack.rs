@@ -173,7 +173,7 @@ pub fn why(f: &Finding) -> String {
     const MB: f64 = 1_000_000.0;
     match &f.evidence {
         Evidence::IdleEc2(e) => format!(
-            "{}/{} days idle (the policy asks for {}): CPU at most {:.1} %/day against a limit of {:.1} %, network at most {:.2} MB/day against {:.2} MB.",
+            "{}/{} days idle (the policy asks for {}): CPU at most {:.1} %/day against a limit of {:.1} %, network at most {:.2} MB/day against {:.2} MB.{}",
             e.idle_days,
             e.lookback_days,
             e.idle_days_required,
@@ -181,6 +181,12 @@ pub fn why(f: &Finding) -> String {
             e.cpu_daily_average_below,
             e.max_daily_network_bytes / MB,
             e.network_bytes_per_day_below / MB,
+            match &e.public_ipv4_changes {
+                Some(ip) => format!(
+                    " Its public IPv4 address {ip} is auto-assigned: a stop releases it, and it starts with a new one."
+                ),
+                None => String::new(),
+            },
         ),
         Evidence::EbsCleanup(e) => format!(
             "A {} GiB {} volume unattached for {} days (grace period {} days){}.",
@@ -315,12 +321,14 @@ pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
     };
     // What a reader decides on first (a rightsizing recommendation and who explained it), then
     // the rest in name order.
-    const FIRST: [&str; 5] = [
+    const FIRST: [&str; 6] = [
         "recommended_type",
         "risk",
         "rationale_source",
         "rationale",
         "current_type",
+        // A stop releases it: what a person approving the stop must see.
+        "public_ipv4_changes",
     ];
     const LAST: &str = "price_source";
     let mut fields: Vec<(&String, &Value)> = map.iter().filter(|(k, v)| !v.is_null() && *k != LAST).collect();

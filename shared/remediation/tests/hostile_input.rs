@@ -796,6 +796,7 @@ fn finops_message() -> impl Strategy<Value = Message> {
                 limit,
                 scanned,
                 detail,
+                acted: would_act / 2,
             }),
         (
             mode(),

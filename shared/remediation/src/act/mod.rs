@@ -30,8 +30,13 @@ pub struct ActionDeclaration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Rollback {
-    /// Start an instance that an action stopped.
-    StartInstance { instance_id: String, region: String },
+    /// Start an instance that an action stopped (resume it, when it was hibernated).
+    StartInstance {
+        instance_id: String,
+        region: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hibernated: bool,
+    },
     /// Recreate a deleted volume from the snapshot taken before the delete.
     RecreateVolume {
         spec: VolumeSpec,
@@ -61,9 +66,9 @@ impl Rollback {
         use crate::model::ActionKind;
         let r = &finding.resource;
         match self {
-            Rollback::StartInstance { instance_id, region } => {
-                finding.action == ActionKind::Stop && *instance_id == r.id && *region == r.region
-            }
+            Rollback::StartInstance {
+                instance_id, region, ..
+            } => finding.action == ActionKind::Stop && *instance_id == r.id && *region == r.region,
             Rollback::RecreateVolume { spec, .. } => {
                 finding.action == ActionKind::SnapshotAndDelete
                     && spec.source_volume_id == r.id
@@ -81,7 +86,16 @@ impl std::fmt::Display for Rollback {
     /// The way back as a person reads it in an audit trail or Slack.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Rollback::StartInstance { instance_id, region } => write!(f, "start {instance_id} again ({region})"),
+            Rollback::StartInstance {
+                instance_id,
+                region,
+                hibernated: false,
+            } => write!(f, "start {instance_id} again ({region})"),
+            Rollback::StartInstance {
+                instance_id,
+                region,
+                hibernated: true,
+            } => write!(f, "resume {instance_id} from hibernation ({region})"),
             Rollback::RecreateVolume { spec, .. } => write!(
                 f,
                 "recreate {} ({} GiB {} in {}) from the snapshot taken before the delete",
@@ -146,6 +160,12 @@ pub trait Remediation: Send + Sync {
 
     /// How the action will be undone, known before it runs so that it is recorded first.
     fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback;
+
+    /// `Some(why)` when, on the fresh pre-state, this action must be a person's decision even in
+    /// auto mode (an instance whose public address a stop releases): it is asked about instead.
+    fn asks_first(&self, _finding: &Finding, _pre_state: &serde_json::Value) -> Option<String> {
+        None
+    }
 
     /// `Some` when the policy makes this action impossible to undo (e.g. a delete without a
     /// snapshot): the flow then never runs it automatically, and asks only if the policy accepts it.
@@ -228,11 +248,19 @@ impl std::fmt::Display for Undone {
 /// Undoes an action. Each rollback re-checks that it can act and verifies the result.
 pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<Undone> {
     match rollback {
-        Rollback::StartInstance { instance_id, .. } => {
+        Rollback::StartInstance {
+            instance_id,
+            hibernated,
+            ..
+        } => {
             let ec2 = port(ports.instances, "EC2 instance")?;
-            stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5))
-                .await
-                .map(Undone::said)
+            let started =
+                stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5)).await?;
+            Ok(Undone::said(if *hibernated {
+                format!("resumed from hibernation ({started})")
+            } else {
+                started
+            }))
         }
         Rollback::RecreateVolume { spec, sighting } => {
             snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec, sighting.as_deref()).await
@@ -266,6 +294,7 @@ mod shown_tests {
         let start = Rollback::StartInstance {
             instance_id: "i-0abc".into(),
             region: "eu-west-1".into(),
+            hibernated: false,
         };
         assert_eq!(start.to_string(), "start i-0abc again (eu-west-1)");
         let restore = Rollback::RestorePublicAccessBlock {

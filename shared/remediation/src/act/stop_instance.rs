@@ -171,6 +171,8 @@ impl Remediation for StopInstance<'_> {
                                 "tags": i.tags,
                                 "launch_time": i.launch_time,
                                 "re_evaluated_at": self.now,
+                                "hibernation": i.hibernation,
+                                "public_ipv4": i.public_ipv4,
                             })
                         }),
                     },
@@ -180,16 +182,25 @@ impl Remediation for StopInstance<'_> {
             .collect())
     }
 
-    fn rollback_for(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Rollback {
+    fn rollback_for(&self, finding: &Finding, pre_state: &serde_json::Value) -> Rollback {
         Rollback::StartInstance {
             instance_id: finding.resource.id.clone(),
             region: finding.resource.region.clone(),
+            hibernated: hibernates(pre_state),
         }
     }
 
-    async fn execute(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Result<Executed> {
+    fn asks_first(&self, _finding: &Finding, pre_state: &serde_json::Value) -> Option<String> {
+        let ip = auto_assigned_ipv4(pre_state)?;
+        Some(format!(
+            "its public IPv4 address {ip} is auto-assigned: a stop releases it and the instance starts with another, so a person decides"
+        ))
+    }
+
+    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed> {
         let id = &finding.resource.id;
-        let answered = self.ec2.stop(id).await?;
+        let hibernate = hibernates(pre_state);
+        let answered = self.ec2.stop(id, hibernate).await?;
         let accepted = matches!(answered.as_str(), "stopping" | "stopped");
         // Verify with fresh reads rather than trusting the call's echo; a read right after the
         // stop may still show it running, so the reads back off before anything is concluded.
@@ -206,13 +217,23 @@ impl Remediation for StopInstance<'_> {
             |s: &String| matches!(s.as_str(), "stopping" | "stopped"),
         )
         .await?;
+        let how = if hibernate { "hibernated" } else { "stopped" };
+        let address = match pre_state
+            .get("public_ipv4")
+            .and_then(|ip| ip.get("address"))
+            .and_then(|a| a.as_str())
+        {
+            Some(a) if auto_assigned_ipv4(pre_state).is_some() => format!("; its public IPv4 {a} was released"),
+            Some(a) => format!("; it keeps its Elastic IP {a}"),
+            None => String::new(),
+        };
         if shown {
             Ok(Executed::Done(format!(
-                "stopped (state {state}; StopInstances said {answered})"
+                "{how} (state {state}; StopInstances said {answered}){address}"
             )))
         } else if accepted {
             Ok(Executed::Unverified(format!(
-                "stopped: StopInstances answered {answered}, though reads still showed the instance {state} after {} s (AWS's reads trail its writes); the hourly sweep confirms it",
+                "{how}: StopInstances answered {answered}, though reads still showed the instance {state} after {} s (AWS's reads trail its writes); the hourly sweep confirms it{address}",
                 super::settle_seconds()
             )))
         } else {
@@ -222,6 +243,19 @@ impl Remediation for StopInstance<'_> {
             ))
         }
     }
+}
+
+/// Whether the pre-state says the instance hibernates (its memory is kept across the stop).
+fn hibernates(pre_state: &serde_json::Value) -> bool {
+    pre_state.get("hibernation").and_then(serde_json::Value::as_bool) == Some(true)
+}
+
+/// The auto-assigned public IPv4 address the pre-state records, if any (an Elastic IP stays).
+fn auto_assigned_ipv4(pre_state: &serde_json::Value) -> Option<&str> {
+    let ip = pre_state.get("public_ipv4")?;
+    (ip.get("elastic").and_then(serde_json::Value::as_bool) == Some(false))
+        .then(|| ip.get("address").and_then(serde_json::Value::as_str))
+        .flatten()
 }
 
 /// Rollback of a stop: starts the instance if it is stopped, then waits (up to `wait`, checking
@@ -309,10 +343,12 @@ mod tests {
                     instance_store: Some(false),
                     launch_time: None,
                     tags: Default::default(),
+                    hibernation: false,
+                    public_ipv4: None,
                 })
                 .collect())
         }
-        async fn stop(&self, _id: &str) -> Result<String> {
+        async fn stop(&self, _id: &str, _hibernate: bool) -> Result<String> {
             Ok("stopping".into())
         }
         async fn start(&self, _id: &str) -> Result<String> {

@@ -19,8 +19,8 @@ pub trait InstanceApi: Send + Sync {
     async fn running_instances(&self) -> Result<Vec<Ec2Instance>>;
     /// The current view of these instances (any state); ids AWS no longer knows are simply absent.
     async fn describe(&self, ids: &[String]) -> Result<Vec<Ec2Instance>>;
-    /// Stops an instance; returns the state AWS reports afterwards.
-    async fn stop(&self, id: &str) -> Result<String>;
+    /// Stops an instance (hibernating it when `hibernate`); returns the state AWS reports afterwards.
+    async fn stop(&self, id: &str, hibernate: bool) -> Result<String>;
     /// Starts an instance; returns the state AWS reports afterwards.
     async fn start(&self, id: &str) -> Result<String>;
     /// Every instance that is not terminated (pending, running, stopping, stopped).
@@ -157,6 +157,15 @@ fn convert(i: &Instance, account: &str, region: &str) -> Result<Ec2Instance> {
         launch_time: i.launch_time().and_then(to_chrono),
         instance_store: None,
         tags,
+        hibernation: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
+        public_ipv4: i.public_ip_address().map(|address| crate::model::PublicIpv4 {
+            address: address.to_string(),
+            // AWS names the owner of an Elastic IP; an auto-assigned address is "amazon"'s.
+            elastic: i.network_interfaces().iter().any(|n| {
+                n.association()
+                    .is_some_and(|a| a.public_ip() == Some(address) && a.ip_owner_id().is_some_and(|o| o != "amazon"))
+            }),
+        }),
     })
 }
 
@@ -214,11 +223,12 @@ impl InstanceApi for Ec2 {
         Ok(())
     }
 
-    async fn stop(&self, id: &str) -> Result<String> {
+    async fn stop(&self, id: &str, hibernate: bool) -> Result<String> {
         let out = self
             .client
             .stop_instances()
             .instance_ids(id)
+            .set_hibernate(hibernate.then_some(true))
             .send()
             .await
             .map_err(|e| Error::aws("ec2", "StopInstances", e))?;

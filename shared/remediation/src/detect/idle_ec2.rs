@@ -105,6 +105,17 @@ pub fn skip_reason(instance: &Ec2Instance, policy: &Policy) -> Option<String> {
             "in Auto Scaling group {asg}: the group would replace a stopped instance"
         ));
     }
+    // A fleet in maintain mode replaces a stopped member as an Auto Scaling group does.
+    if let Some(fleet) = instance.tags.get("aws:ec2:fleet-id") {
+        return Some(format!(
+            "member of EC2 Fleet {fleet}: a fleet that maintains its capacity would replace a stopped instance"
+        ));
+    }
+    if let Some(fleet) = instance.tags.get("aws:ec2spot:fleet-request-id") {
+        return Some(format!(
+            "member of Spot Fleet {fleet}: a fleet that maintains its capacity would replace a stopped instance"
+        ));
+    }
     if let Some(lifecycle) = instance.lifecycle.as_deref() {
         if lifecycle != "scheduled" {
             return Some(format!(
@@ -236,6 +247,11 @@ fn assess(
             )),
         },
         price_source: Some(prices.source.clone()),
+        public_ipv4_changes: instance
+            .public_ipv4
+            .as_ref()
+            .filter(|ip| !ip.elastic)
+            .map(|ip| ip.address.clone()),
         days: idle_days,
     };
     let resource = instance.resource();
@@ -275,6 +291,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<Tags>(),
+            hibernation: false,
+            public_ipv4: None,
         }
     }
 

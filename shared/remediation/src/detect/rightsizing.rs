@@ -377,6 +377,8 @@ mod tests {
             instance_store: Some(false),
             launch_time: None,
             tags: Default::default(),
+            hibernation: false,
+            public_ipv4: None,
         }
     }
 
