@@ -489,6 +489,17 @@ impl remediation::state::StateStore for WrittenBetween<'_> {
     async fn mark_unsent(&self, id: &str) -> remediation::Result<()> {
         self.inner.mark_unsent(id).await
     }
+    async fn lock_resource(
+        &self,
+        resource: &str,
+        holder: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> remediation::Result<Option<String>> {
+        self.inner.lock_resource(resource, holder, now).await
+    }
+    async fn unlock_resource(&self, resource: &str, holder: &str) -> remediation::Result<()> {
+        self.inner.unlock_resource(resource, holder).await
+    }
     async fn register_scanned(
         &self,
         rule: &str,

@@ -633,3 +633,92 @@ async fn a_burst_of_thirty_config_events_in_auto_mode_blocks_at_most_the_budget_
     assert!(held >= 20, "the reports count what was held back: {held}");
     assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
 }
+
+/// The real block, each run's re-check held until both runs have read theirs: two runs side by
+/// side whose re-checks both saw the bucket public.
+struct BothRechecked<'a> {
+    inner: remediation::act::block_public_access::BlockPublicAccess<'a>,
+    barrier: &'a tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl remediation::act::Remediation for BothRechecked<'_> {
+    fn declaration(&self) -> &'static remediation::act::ActionDeclaration {
+        self.inner.declaration()
+    }
+    async fn recheck(
+        &self,
+        findings: &[&remediation::model::Finding],
+    ) -> remediation::Result<std::collections::HashMap<String, remediation::act::Recheck>> {
+        let r = self.inner.recheck(findings).await;
+        self.barrier.wait().await;
+        r
+    }
+    fn rollback_for(&self, f: &remediation::model::Finding, pre: &serde_json::Value) -> remediation::act::Rollback {
+        self.inner.rollback_for(f, pre)
+    }
+    async fn execute(
+        &self,
+        f: &remediation::model::Finding,
+        pre: &serde_json::Value,
+    ) -> remediation::Result<remediation::act::Executed> {
+        self.inner.execute(f, pre).await
+    }
+}
+
+/// Issue 26, problem 8: two runs acting on one resource (the sweep and a Config event, two Config
+/// rules on one bucket, a Step Functions retry of an item still running), each having re-checked
+/// it before the other acted, both acted: two action records, two Roll back links. The acting
+/// lock every rule, run and the approval executor share lets one act; the other says why not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_that_rechecked_one_bucket_side_by_side_act_on_it_once() {
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, TABLE).await;
+    client.create_bucket().bucket("twice").send().await.unwrap();
+    client
+        .put_bucket_policy()
+        .bucket("twice")
+        .policy(allow_everyone("twice", None))
+        .send()
+        .await
+        .unwrap();
+    let policy = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 100.0,
+        ..Policy::default()
+    };
+    let deps = finops_tests::deps(&moto, "s3-public", Policy::default(), Some(TABLE), None).await;
+    let dry = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(dry.findings.len(), 1, "{dry:#?}");
+    let adapter = remediation::aws::s3::S3::new(&deps.clients, ACCOUNT);
+    let barrier = tokio::sync::Barrier::new(2);
+    let run = || async {
+        let ctx = RunContext::new("s3-public", &policy, deps.sinks(), Utc::now());
+        let action = BothRechecked {
+            inner: remediation::act::block_public_access::BlockPublicAccess {
+                s3: &adapter,
+                policy: &policy,
+                approved: false,
+            },
+            barrier: &barrier,
+        };
+        remediation::flow::apply(&ctx, &dry.findings, &action, 1).await.0
+    };
+    let (a, b) = tokio::join!(run(), run());
+
+    let outcomes: Vec<_> = a.iter().chain(&b).collect();
+    let executed = outcomes.iter().filter(|o| o.outcome == OutcomeKind::Executed).count();
+    assert_eq!(executed, 1, "{outcomes:#?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.detail.contains("another action is under way on it")),
+        "{outcomes:#?}"
+    );
+    let items = finops_tests::seed::scan_table(&c.dynamodb, TABLE).await;
+    let records = items.iter().filter(|i| i["pk"].starts_with("ACTION#")).count();
+    assert_eq!(records, 1, "one action record");
+    assert_eq!(bucket_block(&client, "twice").await, Some(BlockSettings::ALL));
+}

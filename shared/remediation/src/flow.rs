@@ -952,11 +952,11 @@ async fn act_on(
             );
         }
     }
+    let r = &f.resource;
+    let key = format!("{}/{}/{}", r.account, r.region, r.id);
     // The period's budget, drawn last, once nothing else stands in the way: what it cannot
     // grant is asked about.
     if let Some(period) = decider.budget {
-        let r = &f.resource;
-        let key = format!("{}/{}/{}", r.account, r.region, r.id);
         let why = match state
             .draw_action(&f.rule, period, Limits::of(ctx.policy), &key, ctx.now)
             .await
@@ -977,6 +977,33 @@ async fn act_on(
         }
     }
     let action_id = new_id(&f.id, ctx.now);
+    // One action on a resource at a time, whichever rule, run or approval: a run whose re-check
+    // was read before another acted does not act again (the lock is kept until it lapses).
+    match state.lock_resource(&key, &action_id, ctx.now).await {
+        Ok(None) => {}
+        Ok(Some(held)) => {
+            return (
+                acted(
+                    &f.id,
+                    OutcomeKind::Skipped,
+                    format!("another action is under way on it ({held}): not done twice"),
+                ),
+                None,
+                notes,
+            )
+        }
+        Err(e) => {
+            return (
+                acted(
+                    &f.id,
+                    OutcomeKind::Failed,
+                    format!("its acting lock could not be taken ({e}), so nothing was done"),
+                ),
+                None,
+                notes,
+            )
+        }
+    }
     let seal = decider.sealer.map(|sealer| {
         sealer.seal(
             crate::state::ACTION_SEAL,
@@ -1003,6 +1030,9 @@ async fn act_on(
     };
     // The pre-state and rollback are on record before anything changes.
     if let Err(e) = state.begin_action(&record).await {
+        if let Err(e) = state.unlock_resource(&key, &record.action_id).await {
+            tracing::warn!(error = %e, resource = %key, "the acting lock was not given back; it lapses");
+        }
         return (
             acted(&f.id, OutcomeKind::Failed, format!("not recorded, so not done: {e}")),
             None,
@@ -1016,6 +1046,13 @@ async fn act_on(
         Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
     };
     tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
+    // Done: the lock is kept until it lapses (a run that re-checked before this action must not
+    // act again). Failed or deferred: given back, so a retry re-checks and tries again.
+    if !matches!(end, ActionEnd::Executed | ActionEnd::Unverified) {
+        if let Err(e) = state.unlock_resource(&key, &record.action_id).await {
+            tracing::warn!(error = %e, resource = %key, "the acting lock was not given back; it lapses");
+        }
+    }
     if let Err(e) = state.finish_action(&record, end, &detail, later(ctx.now)).await {
         notes.push(format!(
             "action {} finished but its outcome was not recorded: {e}",

@@ -419,6 +419,14 @@ impl StateStore for DynamoState {
         self.put_run(run).await
     }
 
+    async fn lock_resource(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        self.take_lock(resource, holder, now).await
+    }
+
+    async fn unlock_resource(&self, resource: &str, holder: &str) -> Result<()> {
+        self.give_back_lock(resource, holder).await
+    }
+
     async fn register_scanned(&self, rule: &str, period: &super::budget::Period, now: DateTime<Utc>) -> Result<()> {
         self.add_scanned(rule, period, now).await
     }

@@ -5,6 +5,7 @@
 mod approvals;
 pub mod budget;
 pub mod dynamo;
+mod locks;
 mod prices;
 mod report;
 mod runs;
@@ -261,6 +262,13 @@ pub trait StateStore: Send + Sync {
 
     /// Records one scan's figures (`RUN#<rule>`), kept 90 days.
     async fn record_run(&self, run: &RunRecord) -> Result<()>;
+
+    /// Takes the acting lock on `resource` (`account/region/id`) for `holder` (an action id):
+    /// `None` when taken, else who holds it (every rule, run and the approval executor share it).
+    async fn lock_resource(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>>;
+
+    /// Gives the lock back (only when nothing was started under it).
+    async fn unlock_resource(&self, resource: &str, holder: &str) -> Result<()>;
 
     /// Adds an organisation item's scanned count to its run's budget, once per item.
     async fn register_scanned(&self, rule: &str, period: &budget::Period, now: DateTime<Utc>) -> Result<()>;

@@ -1,0 +1,84 @@
+//! The per-resource acting lock: one conditional item per resource (`LOCK#<account/region/id>`),
+//! shared by every rule, run and the approval executor. An action takes it right before it is
+//! recorded and keeps it until it lapses (a Lambda's longest run and a minute), so a run whose
+//! re-check was read before another acted cannot act on the same resource again; it is given back
+//! at once when the action failed or was deferred (a retry re-checks from scratch) or never began.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Duration, Utc};
+
+use super::dynamo::{applied, n, s, DynamoState, TTL_ATTRIBUTE};
+use crate::error::{Error, Result};
+
+/// How long a lock holds: Lambda runs 15 minutes at most.
+pub const LOCK_MINUTES: i64 = 16;
+
+fn lock_pk(resource: &str) -> String {
+    format!("LOCK#{resource}")
+}
+
+impl DynamoState {
+    /// Takes the lock on `resource` for `holder` at `now`: `None` when taken (or already this
+    /// holder's), else who holds it and until when, as a person reads it.
+    pub(crate) async fn take_lock(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        let until = now + Duration::minutes(LOCK_MINUTES);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(lock_pk(resource)))
+            .item("sk", s("LOCK"))
+            .item("kind", s("lock"))
+            .item("holder", s(holder))
+            .item("until_ms", n(until.timestamp_millis()))
+            .item(TTL_ATTRIBUTE, n((until + Duration::days(1)).timestamp()))
+            .condition_expression("attribute_not_exists(pk) OR until_ms < :now OR holder = :holder")
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        if applied("PutItem", put)? {
+            return Ok(None);
+        }
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(lock_pk(resource)))
+            .key("sk", s("LOCK"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
+        let item = got.item.unwrap_or_default();
+        let who = match item.get("holder") {
+            Some(AttributeValue::S(h)) => h.clone(),
+            _ => "another run".into(),
+        };
+        let until = match item.get("until_ms") {
+            Some(AttributeValue::N(ms)) => ms
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_millis)
+                .map(|t| t.format("%H:%M:%S UTC").to_string())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        Ok(Some(format!("action {who}, until {until}")))
+    }
+
+    /// Gives the lock on `resource` back, if `holder` still holds it.
+    pub(crate) async fn give_back_lock(&self, resource: &str, holder: &str) -> Result<()> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(lock_pk(resource)))
+            .key("sk", s("LOCK"))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        applied("DeleteItem", delete).map(|_| ())
+    }
+}
