@@ -288,3 +288,55 @@ async fn two_runs_at_the_same_time_alert_once() {
     assert_eq!(all, vec![OutcomeKind::Executed, OutcomeKind::Skipped]);
     assert_eq!(seed::drain_queue(&sqs, &queue).await.len(), 1);
 }
+
+fn org_policy() -> Policy {
+    Policy {
+        organization: Some(remediation::policy::OrganizationPolicy {
+            regions: vec!["us-east-1".into()],
+            ..Default::default()
+        }),
+        ..Policy::default()
+    }
+}
+
+/// Issue 26, problem 6: in organisation mode cost-alert watched whatever spend the hub's Cost
+/// Explorer shows, which is the whole organisation's only in the management account. Run in the
+/// management account it says whose spend it read.
+#[tokio::test]
+async fn in_organisation_mode_the_management_accounts_cost_explorer_is_read_and_said() {
+    let moto = Moto::start().unwrap();
+    let hub = moto.clients().await;
+    finops_tests::org::organisation(&hub, 1).await;
+    seed::queue_costs(&moto, "2026-11-01", "2026-11-26", &[("AWS Lambda", 120.0)]);
+    let deps = deps(&moto, org_policy(), None).await;
+    let report = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("management account 123456789012") && n.contains("whole organisation")),
+        "{:#?}",
+        report.notes
+    );
+    assert!(moto.iam_refusals().await.is_empty(), "{:?}", moto.iam_refusals().await);
+}
+
+/// ... and where the management account cannot be learnt (here: the account is in no
+/// organisation), the run fails saying why, so the errors alarm fires: never a quiet "ok" about
+/// one account's spend.
+#[tokio::test]
+async fn in_organisation_mode_a_hub_that_cannot_see_the_organisations_spend_fails_loudly() {
+    let moto = Moto::start().unwrap();
+    seed::queue_costs(&moto, "2026-11-01", "2026-11-26", &[("AWS Lambda", 120.0)]);
+    let deps = deps(&moto, org_policy(), None).await;
+    let err = cost_alert::handler::handle(event(), &deps, at("2026-11-26T06:00:00Z"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("could not learn the organisation's management account") && err.contains("nothing was checked"),
+        "{err}"
+    );
+}

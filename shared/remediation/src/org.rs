@@ -205,6 +205,49 @@ fn session_safe(s: &str) -> String {
     out
 }
 
+/// Where cost-alert reads the organisation's spend, and how (a note for the report). Cost
+/// Explorer shows the whole organisation only in its management account
+/// (https://docs.aws.amazon.com/cost-management/latest/userguide/ce-access.html): the hub's own
+/// clients when it is that account; else the member role in the management account (it grants
+/// the Cost Explorer reads); an error naming both accounts otherwise, never a quiet look at the
+/// hub's own spend.
+pub async fn payer(hub: &Clients, org: &OrganizationPolicy) -> Result<(Clients, String)> {
+    let own = hub.identity().await?;
+    let management = crate::aws::organizations::Organization::new(hub)
+        .management_account()
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "organisation mode: cost-alert could not learn the organisation's management account ({e}), so it cannot tell whether Cost Explorer here shows the organisation's spend or only account {}'s: nothing was checked",
+                own.account
+            ))
+        })?;
+    if management == own.account {
+        return Ok((
+            hub.clone(),
+            format!(
+                "Cost Explorer of the organisation's management account {management}: the whole organisation's spend"
+            ),
+        ));
+    }
+    let role = role_arn(&own.partition, &management, &org.role_name);
+    let external_id = Some(org.external_id.as_str()).filter(|e| !e.is_empty());
+    // Cost Explorer's endpoint is in us-east-1 whatever the region.
+    match hub
+        .assume(&role, "finops-cost-alert", external_id, "us-east-1", &management)
+        .await
+    {
+        Ok(clients) => Ok((
+            clients,
+            format!("the whole organisation's spend, read through {role} in the management account"),
+        )),
+        Err(e) => Err(Error::Config(format!(
+            "organisation mode: this stack runs in account {}, not in the organisation's management account {management}, and only the management account's Cost Explorer shows the whole organisation's spend; the member role {role} could not be assumed to read it ({e}). Deploy infra/member-role.yaml in {management} as well (it grants the Cost Explorer reads), or run cost-alert there",
+            own.account
+        ))),
+    }
+}
+
 /// The member role's ARN in `account`.
 pub fn role_arn(partition: &str, account: &str, role_name: &str) -> String {
     format!("arn:{partition}:iam::{account}:role/{role_name}")

@@ -197,6 +197,8 @@ pub const FUNCTIONS: &[&str] = &[
 
 /// The functions that scan or act in member accounts through the member role (and may assume it).
 pub const MEMBER_FUNCTIONS: &[&str] = &[
+    // In the management account only: the organisation's spend, when the hub is not that account.
+    "cost-alert",
     "idle-ec2",
     "ebs-cleanup",
     "s3-public",
@@ -207,7 +209,11 @@ pub const MEMBER_FUNCTIONS: &[&str] = &[
 
 /// Actions those functions take with their own credentials even for a member's item: the model
 /// that explains a recommendation and the Price List API are the hub's.
-const HUB_ONLY: &[&str] = &["bedrock:InvokeModel", "pricing:GetProducts"];
+const HUB_ONLY: &[&str] = &[
+    "bedrock:InvokeModel",
+    "pricing:GetProducts",
+    "organizations:DescribeOrganization",
+];
 
 /// What the member role (`infra/member-role.yaml`) grants: every account-level action of the
 /// functions that reach member accounts, and nothing else.
@@ -245,7 +251,8 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         ]
         .concat(),
         "s3-public" => [S3_SCAN.to_vec(), action(&block_public_access::DECLARATION, false)].concat(),
-        "cost-alert" => COST_SCAN.to_vec(),
+        // DescribeOrganization: in organisation mode, whether the hub is the management account.
+        "cost-alert" => [COST_SCAN, &["organizations:DescribeOrganization"]].concat(),
         "rightsizing" => [RIGHTSIZING_SCAN.to_vec(), PRICE_LIST.to_vec()].concat(),
         "tag-compliance" => [TAG_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
         "approval" => [

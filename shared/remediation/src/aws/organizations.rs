@@ -29,6 +29,23 @@ impl Organization {
     }
 }
 
+impl Organization {
+    /// The organisation's management account (DescribeOrganization, which any account of the
+    /// organisation may call).
+    pub async fn management_account(&self) -> Result<String> {
+        let out = self
+            .client
+            .describe_organization()
+            .send()
+            .await
+            .map_err(|e| Error::aws("organizations", "DescribeOrganization", e))?;
+        out.organization()
+            .and_then(|o| o.master_account_id())
+            .map(str::to_string)
+            .ok_or_else(|| Error::unexpected("organizations", "DescribeOrganization", "no management account id"))
+    }
+}
+
 fn convert(a: &SdkAccount) -> Option<Account> {
     let id = a.id()?.to_string();
     // `State` replaces `Status` (which AWS retires in 2026); read either.
