@@ -497,6 +497,9 @@ impl remediation::state::StateStore for WrittenBetween<'_> {
     ) -> remediation::Result<Option<String>> {
         self.inner.lock_resource(resource, holder, now).await
     }
+    async fn resource_lock(&self, resource: &str, now: chrono::DateTime<Utc>) -> remediation::Result<Option<String>> {
+        self.inner.resource_lock(resource, now).await
+    }
     async fn unlock_resource(&self, resource: &str, holder: &str) -> remediation::Result<()> {
         self.inner.unlock_resource(resource, holder).await
     }

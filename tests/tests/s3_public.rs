@@ -722,3 +722,126 @@ async fn two_runs_that_rechecked_one_bucket_side_by_side_act_on_it_once() {
     assert_eq!(records, 1, "one action record");
     assert_eq!(bucket_block(&client, "twice").await, Some(BlockSettings::ALL));
 }
+
+/// Issue 26, problem 1 (the review's follow-up): s3-public's sweep runs every 6 hours besides its
+/// Config events. Outside an organisation run both draw from the account's one rolling budget:
+/// a sweep that blocked 5 of 30 buckets leaves the events of that day 5 more (max_actions 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_and_the_days_config_events_share_one_budget() {
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, TABLE).await;
+    let buckets: Vec<String> = (0..30).map(|n| format!("shared-{n:02}")).collect();
+    for b in &buckets {
+        client.create_bucket().bucket(b).send().await.expect("CreateBucket");
+    }
+    let make_public = |b: String| {
+        let client = client.clone();
+        async move {
+            client
+                .put_bucket_policy()
+                .bucket(&b)
+                .policy(allow_everyone(&b, None))
+                .send()
+                .await
+                .expect("PutBucketPolicy");
+        }
+    };
+    for b in &buckets[..5] {
+        make_public(b.clone()).await;
+    }
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (topic, _queue) = finops_tests::seed::topic_with_queue(&c.sns, &sqs, "finops").await;
+    let mut policy = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 50.0,
+        ..Policy::default()
+    };
+    policy.approvals.anyone_with_link = true;
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), Some(&topic)).await;
+    let swept = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(
+        swept
+            .outcomes
+            .iter()
+            .filter(|o| o.outcome == OutcomeKind::Executed)
+            .count(),
+        5,
+        "{swept:#?}"
+    );
+
+    for b in &buckets[5..15] {
+        make_public(b.clone()).await;
+    }
+    let mut held = 0;
+    for b in &buckets[5..15] {
+        held += s3_public::handler::handle(change(b, "NON_COMPLIANT"), &deps, Utc::now())
+            .await
+            .unwrap()
+            .held;
+    }
+    let mut blocked = 0;
+    for b in &buckets {
+        blocked += usize::from(bucket_block(&client, b).await == Some(BlockSettings::ALL));
+    }
+    assert_eq!(blocked, 10, "the sweep's 5 and 5 events: one budget");
+    assert_eq!(held, 5, "the other 5 asked");
+}
+
+/// The review of issue 26: any detector role can write the state table, so a lock item claiming
+/// to hold a bucket for ever would keep every rule and the approval executor off it (and the bucket
+/// public). A lock that claims to hold longer than any lock is taken for is no lock.
+#[tokio::test]
+async fn a_forged_lock_that_claims_to_hold_for_ever_holds_nothing() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    let c = moto.clients().await;
+    finops_tests::seed::create_table(&c.dynamodb, TABLE).await;
+    client.create_bucket().bucket("held-open").send().await.unwrap();
+    client
+        .put_bucket_policy()
+        .bucket("held-open")
+        .policy(allow_everyone("held-open", None))
+        .send()
+        .await
+        .unwrap();
+    // cost-alert's role (it may write the table, and never acts on buckets) writes the lock.
+    let forger = finops_tests::deps(&moto, "cost-alert", Policy::default(), Some(TABLE), None).await;
+    let lock = |until_ms: i64| {
+        forger
+            .clients
+            .dynamodb
+            .put_item()
+            .table_name(TABLE)
+            .item("pk", V::S(format!("LOCK#{ACCOUNT}/us-east-1/held-open")))
+            .item("sk", V::S("LOCK".into()))
+            .item("holder", V::S("forged".into()))
+            .item("until_ms", V::N(until_ms.to_string()))
+            .send()
+    };
+    let policy = Policy {
+        mode: Mode::Auto,
+        max_actions_percent: 100.0,
+        ..Policy::default()
+    };
+    let deps = finops_tests::deps(&moto, "s3-public", policy, Some(TABLE), None).await;
+    // A lock as an action takes it (ten minutes) holds: nothing is done under it.
+    lock((Utc::now() + chrono::Duration::minutes(10)).timestamp_millis())
+        .await
+        .expect("a detector role may write the table");
+    let held = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert!(
+        held.outcomes[0].detail.contains("another action is under way"),
+        "{held:#?}"
+    );
+    assert_eq!(bucket_block(&client, "held-open").await, None);
+    // One that claims to hold for ever is no lock.
+    lock(9_000_000_000_000_000)
+        .await
+        .expect("a detector role may write the table");
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::Executed, "{report:#?}");
+    assert_eq!(bucket_block(&client, "held-open").await, Some(BlockSettings::ALL));
+}

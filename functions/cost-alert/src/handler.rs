@@ -27,13 +27,11 @@ async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Re
     let trigger = remediation::events::scheduled(&payload)?;
     let (policy, stop) = deps.policy_for_run(remediation::detect::cost_alert::RULE).await?;
     // In organisation mode the alert is about the organisation's spend: read where it is seen.
-    let (ce, whose) = match &policy.organization {
-        Some(org) => {
-            let (clients, note) = remediation::org::payer(&deps.clients, org).await?;
-            (CostExplorer::new(clients.costexplorer.clone()), Some(note))
-        }
-        None => (CostExplorer::new(deps.clients.costexplorer.clone()), None),
+    let whose = match &policy.organization {
+        Some(_) => Some(remediation::org::payer(&deps.clients).await?),
+        None => None,
     };
+    let ce = CostExplorer::new(deps.clients.costexplorer.clone());
     let mut report = cost_alert::run(&ce, &trigger.account, &deps.clients.region, &policy, deps.sinks(), now).await?;
     report.notes.extend(whose);
     deps.finish_report(&mut report, stop);

@@ -37,6 +37,9 @@ pub trait Executor: Send + Sync {
     /// Reads `finding`'s resource to tell whether its action took effect (the hourly sweep's look
     /// at an execution that never finished).
     async fn observe(&self, finding: &Finding) -> Result<Observed>;
+    /// Reads `finding`'s resource to tell whether `rollback` took effect (the hourly sweep's look
+    /// at a rollback that never recorded its end): and the resource it made, if any.
+    async fn observe_rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<(Observed, Option<String>)>;
     /// The resource's tags now (`None`: it is gone), read right before an approved action: the
     /// number of approvers it needs is counted from them too.
     async fn tags_now(&self, finding: &Finding) -> Result<Option<crate::model::Tags>>;
@@ -209,6 +212,9 @@ impl Executor for AwsExecutor {
                     .first()
                 {
                     None => Observed::Done("the volume is gone".into()),
+                    Some(v) if matches!(v.state.as_str(), "deleting" | "deleted") => {
+                        Observed::Done(format!("the volume is {}", v.state))
+                    }
                     Some(v) => Observed::NotDone(format!("the volume is still there ({}): not deleted", v.state)),
                 }
             }
@@ -227,6 +233,67 @@ impl Executor for AwsExecutor {
                 }
             }
             ActionKind::Notify => Observed::NotDone("nothing to execute: this finding only notifies".into()),
+        })
+    }
+
+    async fn observe_rollback(&self, finding: &Finding, rollback: &Rollback) -> Result<(Observed, Option<String>)> {
+        use crate::act::snapshot_and_delete::{RESTORED_FROM_TAG, SIGHTING_TAG, SOURCE_VOLUME_TAG};
+        use crate::aws::ec2::{InstanceApi, VolumeApi};
+        use crate::aws::s3::BucketApi;
+        let clients = self.reach(finding).await?;
+        Ok(match rollback {
+            Rollback::StartInstance { instance_id, .. } => {
+                match Self::ec2(&clients, finding)
+                    .describe(std::slice::from_ref(instance_id))
+                    .await?
+                    .first()
+                {
+                    Some(i) if matches!(i.state.as_str(), "pending" | "running") => {
+                        (Observed::Done(format!("found the instance {}", i.state)), None)
+                    }
+                    Some(i) => (Observed::NotDone(format!("found the instance {}", i.state)), None),
+                    None => (Observed::NotDone("the instance no longer exists".into()), None),
+                }
+            }
+            Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
+                let now = Self::s3(&clients, finding).exposure(bucket, region).await?;
+                let shown = crate::detect::s3_public::shown_block(now.block);
+                if now.block == *prior {
+                    (Observed::Done(format!("Block Public Access is back to {shown}")), None)
+                } else {
+                    (Observed::NotDone(format!("Block Public Access is {shown}")), None)
+                }
+            }
+            Rollback::RecreateVolume { spec, sighting } => {
+                // The volume a rollback makes carries the snapshot it came from.
+                let ec2 = Self::ec2(&clients, finding);
+                let snapshots = match sighting {
+                    Some(s) => ec2.snapshots_tagged(SIGHTING_TAG, s).await?,
+                    None => ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?,
+                };
+                let mut restored = None;
+                for (snapshot, _, _) in &snapshots {
+                    if let Some(v) = ec2
+                        .volumes_tagged(RESTORED_FROM_TAG, snapshot)
+                        .await?
+                        .into_iter()
+                        .next()
+                    {
+                        restored = Some((v.id, snapshot.clone()));
+                        break;
+                    }
+                }
+                match restored {
+                    Some((id, snapshot)) => (
+                        Observed::Done(format!("found volume {id} restored from {snapshot}")),
+                        Some(id),
+                    ),
+                    None => (Observed::NotDone("no volume restored from its snapshots".into()), None),
+                }
+            }
+            Rollback::Nothing { .. } | Rollback::Irreversible { .. } => {
+                (Observed::NotDone("it has no way back".into()), None)
+            }
         })
     }
 
@@ -893,6 +960,27 @@ impl Approvals<'_> {
                 &why,
                 "The request is approved; it is executed once the emergency stop is off (the hourly sweep picks it up).",
             );
+        }
+        // Another action under way on the resource (a run, another approval): not now. The
+        // request stays approved; the hourly sweep carries it out once that action is done.
+        match self
+            .state
+            .resource_lock(&flow::resource_key(&approval.finding.resource), now)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(held)) => {
+                tracing::info!(request_id, held = %held, "approved, but another action is under way on the resource");
+                return Verdict::new(
+                    409,
+                    "Another action is under way",
+                    format!(
+                        "Another action is under way on {} ({held}). The request stays approved; the hourly sweep carries it out once that action is done.",
+                        approval.finding.resource.id
+                    ),
+                );
+            }
+            Err(e) => return internal(e),
         }
         let judged_at = now;
         match self.judged(&approval, judged_at).await {
@@ -1613,20 +1701,38 @@ impl Approvals<'_> {
             .await;
         }
         for action in &stale.rollbacks {
+            if action.claims_a_decision() && !self.sealed_by_us(action) {
+                tracing::error!(action_id = %action.action_id, "a rolling-back record claims a decision without a seal that holds: left alone");
+                continue;
+            }
             // The rollback's Lambda died between its start and its end: the resource says
-            // whether it happened. The action's effect still there: the rollback did not run, the
-            // action is `executed` again (a person may ask once more); gone: rolled back.
-            let (undone, found) = match self.executor.observe(&action.finding).await {
-                Ok(Observed::Done(d)) => (false, d),
-                Ok(Observed::NotDone(d)) => (true, d),
+            // whether it happened (running again, the settings back, a restored volume). Not:
+            // the action is `executed` again (a person may ask once more).
+            let (undone, found, restored) = match self
+                .executor
+                .observe_rollback(&action.finding, &action.rollback)
+                .await
+            {
+                Ok((Observed::Done(d), restored)) => (true, d, restored),
+                Ok((Observed::NotDone(d), _)) => (false, d, None),
                 Err(e) => {
                     tracing::warn!(error = %e, action_id = %action.action_id, "stale rollback: resource unreadable");
                     continue;
                 }
             };
+            let restored_note = match &restored {
+                Some(id) => {
+                    let undone = crate::act::Undone {
+                        detail: String::new(),
+                        restored: Some(id.clone()),
+                    };
+                    self.snooze_restored(action, &undone, "sweep", now).await
+                }
+                None => String::new(),
+            };
             let detail = if undone {
                 format!(
-                    "resolved by the hourly sweep (the rollback never recorded its end): {found}, so it is rolled back"
+                    "resolved by the hourly sweep (the rollback never recorded its end): {found}, so it is rolled back{restored_note}"
                 )
             } else {
                 format!(
@@ -1671,8 +1777,22 @@ impl Approvals<'_> {
     pub async fn confirm_unverified(&self, now: DateTime<Utc>) -> Result<usize> {
         let mut settled = 0;
         for action in self.store.unverified_actions().await? {
+            if action.claims_a_decision() && !self.sealed_by_us(&action) {
+                tracing::error!(action_id = %action.action_id, "an unverified record claims a decision without a seal that holds: left alone");
+                continue;
+            }
+            // Reads trail writes for seconds, not for the length of a Lambda: only an action begun
+            // longer ago than that is looked at, and one whose change is not seen yet is recorded
+            // failed only after a day of sweeps that did not see it.
+            let age = action.started_at.map(|t| now - t);
+            if age.is_none_or(|a| a < chrono::Duration::minutes(STALE_EXECUTION_MINUTES)) {
+                continue;
+            }
             let (confirmed, found) = match self.executor.observe(&action.finding).await {
                 Ok(Observed::Done(d)) => (true, d),
+                Ok(Observed::NotDone(_)) if age.is_some_and(|a| a < chrono::Duration::hours(UNVERIFIED_HOURS)) => {
+                    continue
+                }
                 Ok(Observed::NotDone(d)) => (false, d),
                 Err(e) => {
                     tracing::warn!(error = %e, action_id = %action.action_id, "unverified action: resource unreadable");
@@ -1723,6 +1843,10 @@ pub const WAITING_APPROVAL_MINUTES: i64 = 5;
 /// An approval held longer than this is not carried out any more: it is closed, and the next run
 /// asks again.
 pub const WAITING_APPROVAL_MAX_DAYS: i64 = 7;
+
+/// An action AWS accepted whose change the hourly sweeps have not seen for this long is recorded
+/// failed (it was undone since, or did not hold).
+pub const UNVERIFIED_HOURS: i64 = 24;
 
 /// An execution still `executing` after this long died: Lambda runs 15 minutes at most.
 pub const STALE_EXECUTION_MINUTES: i64 = 20;

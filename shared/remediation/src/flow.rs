@@ -730,6 +730,11 @@ fn obsolete(finding_id: &str, detail: impl Into<String>) -> Acted {
     }
 }
 
+/// A resource as the budgets and the acting lock name it: `account/region/id`.
+pub fn resource_key(r: &crate::model::Resource) -> String {
+    format!("{}/{}/{}", r.account, r.region, r.id)
+}
+
 /// The snoozes in force at `now`, looked up by resource.
 pub async fn snoozed_resources(state: &dyn StateStore, now: DateTime<Utc>) -> Result<crate::state::Snoozes> {
     Ok(crate::state::Snoozes::new(state.snoozes(now).await?))
@@ -952,8 +957,7 @@ async fn act_on(
             );
         }
     }
-    let r = &f.resource;
-    let key = format!("{}/{}/{}", r.account, r.region, r.id);
+    let key = resource_key(&f.resource);
     // The period's budget, drawn last, once nothing else stands in the way: what it cannot
     // grant is asked about.
     if let Some(period) = decider.budget {
@@ -979,7 +983,7 @@ async fn act_on(
     let action_id = new_id(&f.id, ctx.now);
     // One action on a resource at a time, whichever rule, run or approval: a run whose re-check
     // was read before another acted does not act again (the lock is kept until it lapses).
-    match state.lock_resource(&key, &action_id, ctx.now).await {
+    match state.lock_resource(&key, &action_id, Utc::now().max(ctx.now)).await {
         Ok(None) => {}
         Ok(Some(held)) => {
             return (

@@ -205,13 +205,16 @@ fn session_safe(s: &str) -> String {
     out
 }
 
-/// Where cost-alert reads the organisation's spend, and how (a note for the report). Cost
-/// Explorer shows the whole organisation only in its management account
-/// (https://docs.aws.amazon.com/cost-management/latest/userguide/ce-access.html): the hub's own
-/// clients when it is that account; else the member role in the management account (it grants
-/// the Cost Explorer reads); an error naming both accounts otherwise, never a quiet look at the
-/// hub's own spend.
-pub async fn payer(hub: &Clients, org: &OrganizationPolicy) -> Result<(Clients, String)> {
+/// Whether cost-alert can watch the organisation's spend from here, with a note for the report.
+/// Cost Explorer shows the whole organisation only in its management account
+/// (https://docs.aws.amazon.com/cost-management/latest/userguide/ce-access.html): anywhere else
+/// (a delegated administrator) it shows that account's own spend, and an alert on it would say the
+/// organisation is under its budget when it is not. So the run fails there, naming both accounts.
+///
+/// Reading through a role in the management account was considered: the member role there grants
+/// stops and deletes, which cost-alert must never hold, and a Cost-Explorer-only role is one more
+/// stack to deploy; running cost-alert from the management account is the supported way.
+pub async fn payer(hub: &Clients) -> Result<String> {
     let own = hub.identity().await?;
     let management = crate::aws::organizations::Organization::new(hub)
         .management_account()
@@ -222,30 +225,15 @@ pub async fn payer(hub: &Clients, org: &OrganizationPolicy) -> Result<(Clients, 
                 own.account
             ))
         })?;
-    if management == own.account {
-        return Ok((
-            hub.clone(),
-            format!(
-                "Cost Explorer of the organisation's management account {management}: the whole organisation's spend"
-            ),
-        ));
-    }
-    let role = role_arn(&own.partition, &management, &org.role_name);
-    let external_id = Some(org.external_id.as_str()).filter(|e| !e.is_empty());
-    // Cost Explorer's endpoint is in us-east-1 whatever the region.
-    match hub
-        .assume(&role, "finops-cost-alert", external_id, "us-east-1", &management)
-        .await
-    {
-        Ok(clients) => Ok((
-            clients,
-            format!("the whole organisation's spend, read through {role} in the management account"),
-        )),
-        Err(e) => Err(Error::Config(format!(
-            "organisation mode: this stack runs in account {}, not in the organisation's management account {management}, and only the management account's Cost Explorer shows the whole organisation's spend; the member role {role} could not be assumed to read it ({e}). Deploy infra/member-role.yaml in {management} as well (it grants the Cost Explorer reads), or run cost-alert there",
+    if management != own.account {
+        return Err(Error::Config(format!(
+            "organisation mode: this stack runs in account {}, not in the organisation's management account {management}, and only the management account's Cost Explorer shows the whole organisation's spend: nothing was checked. Run cost-alert from a stack in {management}: only there does Cost Explorer see every account",
             own.account
-        ))),
+        )));
     }
+    Ok(format!(
+        "Cost Explorer of the organisation's management account {management}: the whole organisation's spend"
+    ))
 }
 
 /// The member role's ARN in `account`.

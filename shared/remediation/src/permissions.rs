@@ -197,8 +197,6 @@ pub const FUNCTIONS: &[&str] = &[
 
 /// The functions that scan or act in member accounts through the member role (and may assume it).
 pub const MEMBER_FUNCTIONS: &[&str] = &[
-    // In the management account only: the organisation's spend, when the hub is not that account.
-    "cost-alert",
     "idle-ec2",
     "ebs-cleanup",
     "s3-public",
@@ -209,11 +207,7 @@ pub const MEMBER_FUNCTIONS: &[&str] = &[
 
 /// Actions those functions take with their own credentials even for a member's item: the model
 /// that explains a recommendation and the Price List API are the hub's.
-const HUB_ONLY: &[&str] = &[
-    "bedrock:InvokeModel",
-    "pricing:GetProducts",
-    "organizations:DescribeOrganization",
-];
+const HUB_ONLY: &[&str] = &["bedrock:InvokeModel", "pricing:GetProducts"];
 
 /// What the member role (`infra/member-role.yaml`) grants: every account-level action of the
 /// functions that reach member accounts, and nothing else.

@@ -626,7 +626,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             ];
             if d.total_held > 0 {
                 b.push(section(&format!(
-                    ":pause_button: *{} held back from acting automatically*: the run's blast radius (max_actions, max_actions_percent, each account's share) was spent; each was asked about instead",
+                    ":pause_button: *{} held back from acting automatically*: the run's blast radius (max_actions, max_actions_percent, each account's share) was spent, or a person must decide (an address a stop releases); each was asked about instead",
                     d.total_held
                 )));
             }

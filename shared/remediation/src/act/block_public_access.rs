@@ -111,14 +111,18 @@ impl Remediation for BlockPublicAccess<'_> {
         // S3 said the put succeeded (AWS's own answer): the verification reads back off while
         // S3's configuration reads still show the old settings, and a read that fails is read
         // again; neither is ever taken for a failed put.
-        let (after, shown) = super::settle(|| self.s3.exposure(bucket, region), |b| b.block == Some(wanted)).await?;
-        if !shown {
-            return Ok(Executed::Unverified(format!(
-                "Block Public Access put ({wanted}): S3 accepted it, though reads still showed {} after {} s (AWS's reads trail its writes); the hourly sweep confirms it",
-                crate::detect::s3_public::shown_block(after.block),
-                super::settle_seconds()
-            )));
-        }
+        let settled = super::settle(|| self.s3.exposure(bucket, region), |b| b.block == Some(wanted)).await;
+        let after = match settled.reading {
+            Some(after) if settled.shown => after,
+            _ => {
+                let seen =
+                    settled.seen(|b| format!("reads still showed {}", crate::detect::s3_public::shown_block(b.block)));
+                return Ok(Executed::Unverified(format!(
+                    "Block Public Access put ({wanted}): S3 accepted it, though after {} s {seen} (AWS's reads trail its writes); the hourly sweep confirms it",
+                    super::settle_seconds()
+                )));
+            }
+        };
         let account_block = reread(|| self.s3.account_block()).await?;
         let remaining = public_reasons(&after, account_block);
         Ok(Executed::Done(if remaining.is_empty() {
@@ -159,7 +163,13 @@ pub async fn restore(s3: &dyn BucketApi, bucket: &str, region: &str, prior: Opti
         Some(settings) => s3.put_block(bucket, region, settings).await?,
         None => s3.delete_block(bucket, region).await?,
     }
-    let (now, _) = super::settle(|| s3.exposure(bucket, region), |b| b.block == prior).await?;
+    let settled = super::settle(|| s3.exposure(bucket, region), |b| b.block == prior).await;
+    if let (None, Some(e)) = (&settled.reading, settled.error) {
+        return Err(e);
+    }
+    let now = settled
+        .reading
+        .ok_or_else(|| precondition(bucket, "the restore could not be read back"))?;
     if now.block == prior {
         Ok(format!(
             "Block Public Access of {bucket} restored to {}",

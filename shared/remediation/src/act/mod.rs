@@ -182,25 +182,59 @@ pub trait Remediation: Send + Sync {
 /// (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
 pub const SETTLE_WAITS_MS: [u64; 4] = [500, 1000, 2000, 4000];
 
+/// What the verification reads found.
+pub(crate) struct Settled<T> {
+    /// The last reading that answered.
+    pub reading: Option<T>,
+    /// Whether a reading showed the change.
+    pub shown: bool,
+    /// The last read's error, when it failed.
+    pub error: Option<Error>,
+}
+
+impl<T> Settled<T> {
+    /// What the reads saw, as a person reads it (`seen` says a reading).
+    pub fn seen(&self, seen: impl Fn(&T) -> String) -> String {
+        match (&self.reading, &self.error) {
+            (_, Some(e)) => format!("the last read failed ({e})"),
+            (Some(r), None) => seen(r),
+            (None, None) => "nothing could be read".into(),
+        }
+    }
+}
+
 /// Reads with `read` until `shows` holds for what it read, waiting [`SETTLE_WAITS_MS`] between
-/// tries (a read that fails is tried again the same way): the last reading, and whether it showed
-/// the change. An error only when the last read failed.
-pub(crate) async fn settle<T, F, Fut>(read: F, shows: impl Fn(&T) -> bool) -> Result<(T, bool)>
+/// tries (a read that fails is tried again the same way). A write AWS accepted is never taken for
+/// a failed one because a read after it failed: the caller sees both what was read and the error.
+pub(crate) async fn settle<T, F, Fut>(read: F, shows: impl Fn(&T) -> bool) -> Settled<T>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let mut waits = SETTLE_WAITS_MS.iter();
+    let mut settled = Settled {
+        reading: None,
+        shown: false,
+        error: None,
+    };
     loop {
-        let reading = read().await;
-        if let Ok(v) = &reading {
-            if shows(v) {
-                return reading.map(|v| (v, true));
+        match read().await {
+            Ok(v) if shows(&v) => {
+                return Settled {
+                    reading: Some(v),
+                    shown: true,
+                    error: None,
+                }
             }
+            Ok(v) => {
+                settled.reading = Some(v);
+                settled.error = None;
+            }
+            Err(e) => settled.error = Some(e),
         }
         match waits.next() {
             Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(*ms)).await,
-            None => return reading.map(|v| (v, false)),
+            None => return settled,
         }
     }
 }

@@ -204,7 +204,7 @@ impl Remediation for StopInstance<'_> {
         let accepted = matches!(answered.as_str(), "stopping" | "stopped");
         // Verify with fresh reads rather than trusting the call's echo; a read right after the
         // stop may still show it running, so the reads back off before anything is concluded.
-        let (state, shown) = super::settle(
+        let settled = super::settle(
             || async {
                 Ok(self
                     .ec2
@@ -216,7 +216,8 @@ impl Remediation for StopInstance<'_> {
             },
             |s: &String| matches!(s.as_str(), "stopping" | "stopped"),
         )
-        .await?;
+        .await;
+        let seen = settled.seen(|s| format!("the instance {s}"));
         let how = if hibernate { "hibernated" } else { "stopped" };
         let address = match pre_state
             .get("public_ipv4")
@@ -227,20 +228,20 @@ impl Remediation for StopInstance<'_> {
             Some(a) => format!("; it keeps its Elastic IP {a}"),
             None => String::new(),
         };
-        if shown {
-            Ok(Executed::Done(format!(
-                "{how} (state {state}; StopInstances said {answered}){address}"
-            )))
-        } else if accepted {
-            Ok(Executed::Unverified(format!(
-                "{how}: StopInstances answered {answered}, though reads still showed the instance {state} after {} s (AWS's reads trail its writes); the hourly sweep confirms it{address}",
+        match (settled.shown, accepted, settled.error) {
+            (true, _, _) => Ok(Executed::Done(format!(
+                "{how} (state {}; StopInstances said {answered}){address}",
+                settled.reading.unwrap_or_default()
+            ))),
+            (false, true, _) => Ok(Executed::Unverified(format!(
+                "{how}: StopInstances answered {answered}, though after {} s {seen} (AWS's reads trail its writes); the hourly sweep confirms it{address}",
                 super::settle_seconds()
-            )))
-        } else {
-            Err(precondition(
+            ))),
+            (false, false, Some(e)) => Err(e),
+            (false, false, None) => Err(precondition(
                 id,
-                format!("StopInstances answered {answered} and the instance is {state}"),
-            ))
+                format!("StopInstances answered {answered} and {seen}"),
+            )),
         }
     }
 }
@@ -279,7 +280,13 @@ pub async fn start_again(
         ));
     }
     ec2.start(instance_id).await?;
-    let deadline = tokio::time::Instant::now() + wait;
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
+    // A read right after StartInstances may still show it stopped (AWS's reads trail its
+    // writes): `stopped` counts as stopped again only once it was seen pending, or after the
+    // verification reads' usual wait.
+    let trailing = std::time::Duration::from_millis(super::SETTLE_WAITS_MS.iter().sum());
+    let mut seen_pending = false;
     loop {
         let after = ec2.describe(&[instance_id.to_string()]).await?;
         let state = after
@@ -288,7 +295,13 @@ pub async fn start_again(
             .unwrap_or_else(|| "missing".into());
         match state.as_str() {
             "running" => return Ok("started again (state running)".to_string()),
-            "pending" if tokio::time::Instant::now() < deadline => tokio::time::sleep(poll).await,
+            "stopped" if !seen_pending && started.elapsed() < trailing => {
+                tokio::time::sleep(poll.min(std::time::Duration::from_secs(1))).await
+            }
+            "pending" if tokio::time::Instant::now() < deadline => {
+                seen_pending = true;
+                tokio::time::sleep(poll).await
+            }
             "pending" => {
                 return Err(precondition(
                     instance_id,

@@ -53,15 +53,13 @@ pub async fn run(
     let mut notes = Vec::new();
 
     let mut buckets = s3.buckets().await?;
-    // A Config event's automatic block draws from the account's budget for events: at most
-    // `max_actions` and `max_actions_percent` of its buckets in the window, however many events.
-    let events_budget = match &scope {
-        Scope::Bucket(_) if sinks.budget.is_none() => Some(Budget::Events {
-            account: account.to_string(),
-            resources: buckets.len(),
-        }),
-        _ => None,
-    };
+    // Outside an organisation run, every automatic block in the account (a Config event's, a
+    // sweep's every 6 hours) draws from one rolling budget: at most `max_actions` and
+    // `max_actions_percent` of its buckets in the window, however many events and sweeps.
+    let events_budget = sinks.budget.is_none().then(|| Budget::Events {
+        account: account.to_string(),
+        resources: buckets.len(),
+    });
     let sinks = Sinks {
         budget: sinks.budget.or(events_budget.as_ref()),
         ..sinks

@@ -881,7 +881,7 @@ impl ApprovalStore for DynamoState {
                 .expression_attribute_values(":d", s(detail))
                 .expression_attribute_values(":by", s("sweep"))
         };
-        let items = vec![
+        let mut items = vec![
             built(u)?,
             self.audit(
                 &action.finding.id,
@@ -891,6 +891,10 @@ impl ApprovalStore for DynamoState {
                 detail,
             )?,
         ];
+        if !confirmed {
+            // Its savings were counted when it was recorded done: no longer.
+            items.push(self.ledger_close(&action.finding, "failed", now)?);
+        }
         self.transition(items).await
     }
 

@@ -1,7 +1,8 @@
 //! The blast radius across runs: one budget of automatic actions per rule and period, wherever
-//! the runs come from. A scheduled scan of one account is held by its own limit (it sees all it
-//! acts on); Config events of a rule in one account draw from one rolling window (24 h by default);
-//! the items of an organisation run draw from one budget for the run, each account from its share.
+//! the runs come from. A rule with Config events (s3-public) draws, for its events and its
+//! sweeps in one account alike, from one rolling window (24 h by default); the items of an
+//! organisation run draw from one budget for the run, each account from its share. A rule that
+//! only runs on a daily schedule is held by each run's own limit (it sees all it acts on).
 //!
 //! The budget is one item (`BUDGET#<rule>#<period>`) holding the actions drawn so far; a draw
 //! reads it and writes it back on its version (optimistic concurrency), so runs side by side can
@@ -16,8 +17,9 @@ use crate::error::{Error, Result};
 /// Which budget a run's automatic actions draw from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Period {
-    /// Config events of the rule in `account`: a rolling window of `hours`; the percent limit is
-    /// of `resources`, the account's count of what the rule looks at.
+    /// The rule's automatic actions in `account` outside an organisation run (its Config events
+    /// and its sweeps): a rolling window of `hours`; the percent limit is of `resources`, the
+    /// account's count of what the rule looks at.
     Events {
         account: String,
         hours: u32,
@@ -55,7 +57,7 @@ impl Period {
     pub fn describe(&self) -> String {
         match self {
             Period::Events { hours, account, .. } => {
-                format!("the automatic actions of Config events in account {account} over {hours} h")
+                format!("the automatic actions in account {account} over the last {hours} h")
             }
             Period::Org { run_id, .. } => format!("the automatic actions of organisation run {run_id}"),
         }
@@ -81,7 +83,8 @@ pub struct Book {
 /// Where a run's automatic actions draw from, as its trigger says (the run fills in its count).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Budget {
-    /// A Config event in `account`, whose count of what the rule looks at is `resources`.
+    /// A run in `account` outside an organisation run (a Config event, a sweep), whose count of
+    /// what the rule looks at is `resources`.
     Events { account: String, resources: usize },
     /// An item of organisation run `run_id` in `account`/`region`, one of `accounts` accounts.
     Org {
@@ -253,7 +256,7 @@ impl DynamoState {
                 None => Ok(0),
                 Some(aws_sdk_dynamodb::types::AttributeValue::N(v)) => v
                     .parse()
-                    .map_err(|_| Error::Config(format!("budget {key}: {name} {v:?} is not a number"))),
+                    .map_err(|_| Error::Config(format!("budget {key}: {name} \"{v}\" is not a number"))),
                 Some(_) => Err(Error::Config(format!("budget {key}: {name} is not a number"))),
             }
         };

@@ -423,6 +423,10 @@ impl StateStore for DynamoState {
         self.take_lock(resource, holder, now).await
     }
 
+    async fn resource_lock(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+        self.lock_of(resource, now).await
+    }
+
     async fn unlock_resource(&self, resource: &str, holder: &str) -> Result<()> {
         self.give_back_lock(resource, holder).await
     }

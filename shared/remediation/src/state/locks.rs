@@ -22,6 +22,9 @@ impl DynamoState {
     /// holder's), else who holds it and until when, as a person reads it.
     pub(crate) async fn take_lock(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>> {
         let until = now + Duration::minutes(LOCK_MINUTES);
+        // A lock that claims to hold longer than any lock is taken for is no lock (another role
+        // that can write the table cannot hold a resource for ever).
+        let longest = until + Duration::minutes(1);
         let put = self
             .client
             .put_item()
@@ -32,14 +35,26 @@ impl DynamoState {
             .item("holder", s(holder))
             .item("until_ms", n(until.timestamp_millis()))
             .item(TTL_ATTRIBUTE, n((until + Duration::days(1)).timestamp()))
-            .condition_expression("attribute_not_exists(pk) OR until_ms < :now OR holder = :holder")
+            .condition_expression(
+                "attribute_not_exists(pk) OR until_ms < :now OR until_ms > :longest OR holder = :holder",
+            )
             .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":longest", n(longest.timestamp_millis()))
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
         if applied("PutItem", put)? {
             return Ok(None);
         }
+        Ok(Some(
+            self.lock_of(resource, now)
+                .await?
+                .unwrap_or_else(|| "another action, just finished".into()),
+        ))
+    }
+
+    /// Who holds the lock on `resource` at `now`, as a person reads it; `None` when nobody does.
+    pub(crate) async fn lock_of(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>> {
         let got = self
             .client
             .get_item()
@@ -50,21 +65,20 @@ impl DynamoState {
             .send()
             .await
             .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
-        let item = got.item.unwrap_or_default();
-        let who = match item.get("holder") {
-            Some(AttributeValue::S(h)) => h.clone(),
-            _ => "another run".into(),
-        };
+        let Some(item) = got.item else { return Ok(None) };
         let until = match item.get("until_ms") {
-            Some(AttributeValue::N(ms)) => ms
-                .parse::<i64>()
-                .ok()
-                .and_then(DateTime::from_timestamp_millis)
-                .map(|t| t.format("%H:%M:%S UTC").to_string())
-                .unwrap_or_default(),
-            _ => String::new(),
+            Some(AttributeValue::N(ms)) => ms.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis),
+            _ => None,
         };
-        Ok(Some(format!("action {who}, until {until}")))
+        let longest = now + Duration::minutes(LOCK_MINUTES + 1);
+        let Some(until) = until.filter(|u| *u >= now && *u <= longest) else {
+            return Ok(None);
+        };
+        let who = match item.get("holder") {
+            Some(AttributeValue::S(h)) => format!("action {h}"),
+            _ => "another action".into(),
+        };
+        Ok(Some(format!("{who}, until {}", until.format("%H:%M:%S UTC"))))
     }
 
     /// Gives the lock on `resource` back, if `holder` still holds it.

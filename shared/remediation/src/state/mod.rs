@@ -267,6 +267,9 @@ pub trait StateStore: Send + Sync {
     /// `None` when taken, else who holds it (every rule, run and the approval executor share it).
     async fn lock_resource(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>>;
 
+    /// Who holds the acting lock on `resource` at `now`, if anyone.
+    async fn resource_lock(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>>;
+
     /// Gives the lock back (only when nothing was started under it).
     async fn unlock_resource(&self, resource: &str, holder: &str) -> Result<()>;
 
