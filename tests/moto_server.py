@@ -99,6 +99,26 @@ def _aws_association(self):
 
 NetworkInterface.association = property(_aws_association)
 
+# An instance's LaunchTime is "the time that the instance was last launched"
+# (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html): EC2 sets it again at
+# every start of a stopped instance; moto keeps the first launch's.
+
+from moto.ec2.models.instances import Instance as _Ec2Instance  # noqa: E402
+from moto.core.utils import utcnow as _utcnow  # noqa: E402
+
+_stock_start = _Ec2Instance.start
+
+
+def _aws_start(self, *args, **kwargs):
+    was_stopped = getattr(self, "_state", None) is not None and self._state.name == "stopped"
+    result = _stock_start(self, *args, **kwargs)
+    if was_stopped:
+        self.launch_time = _utcnow()
+    return result
+
+
+_Ec2Instance.start = _aws_start
+
 # ------------------------------------------------------------------------------------------
 # Faults for every service, at the dispatcher in front of all of moto's backends.
 

@@ -1760,6 +1760,7 @@ async fn the_hourly_sweep_resolves_executions_that_never_finished_by_reading_the
             instance_id: stopped.clone(),
             region: "us-east-1".into(),
             hibernated: false,
+            launched_at: None,
         },
         started_at: an_hour_ago,
         seal: None,
@@ -1992,4 +1993,73 @@ async fn a_volume_restored_by_a_rollback_is_snoozed_so_auto_mode_leaves_it_alone
         o.detail.contains("snoozed until") && o.detail.contains("restored by the rollback"),
         "{o:?}"
     );
+}
+
+/// Issue 26, problem 11: a rollback put back the settings from before the action whatever was
+/// there now. When someone changed the bucket's Block Public Access since the action, the
+/// rollback says what changed and leaves it as it is (the action stays executed: it may be rolled
+/// back once the bucket is as the action left it, or changed by hand).
+#[tokio::test]
+async fn a_rollback_that_would_overwrite_a_later_change_says_so_and_changes_nothing() {
+    let lp = Loop::start(approve_policy()).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&lp.moto.sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket("changed-since").send().await.unwrap();
+    s3.put_bucket_acl()
+        .bucket("changed-since")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let deps = lp.detector_deps("s3-public", approve_policy()).await;
+    let event: Value = serde_json::from_str(include_str!("../../events/s3-public/scheduled.json")).unwrap();
+    s3_public::handler::handle(event, &deps, Utc::now()).await.unwrap();
+    let request = Loop::of_type(&lp.drain().await, "approval-request")[0].clone();
+    let approve = token_of(request["approve_url"].as_str().unwrap());
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &approve), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let result = Loop::of_type(&lp.drain().await, "action-result")[0].clone();
+
+    // The bucket's owner then sets Block Public Access their own way.
+    s3.put_public_access_block()
+        .bucket("changed-since")
+        .public_access_block_configuration(
+            aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(false)
+                .block_public_policy(true)
+                .restrict_public_buckets(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let rollback = token_of(result["rollback_url"].as_str().unwrap());
+    let (status, page) = lp
+        .post_form("/decide", &[("token", &rollback), ("approver", "ana@example.com")])
+        .await;
+    assert_eq!(status, 502, "{page}");
+    assert_eq!(
+        bucket_block(&s3, "changed-since").await,
+        Some(false),
+        "the owner's settings stay"
+    );
+    let said = Loop::of_type(&lp.drain().await, "action-result");
+    let detail = said[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("someone changed it since") && detail.contains("would overwrite"),
+        "{said:#?}"
+    );
+    let action = lp
+        .state()
+        .action(result["action_id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(action.status, "executed", "it may be rolled back later");
 }

@@ -266,6 +266,7 @@ async fn an_action_whose_way_back_names_another_resource_rolls_nothing_back() {
         instance_id: other.clone(),
         region: "us-east-1".into(),
         hibernated: false,
+        launched_at: None,
     };
     detector
         .update_item()
@@ -494,8 +495,12 @@ impl remediation::state::StateStore for WrittenBetween<'_> {
         resource: &str,
         holder: &str,
         now: chrono::DateTime<Utc>,
+        read_at: chrono::DateTime<Utc>,
     ) -> remediation::Result<Option<String>> {
-        self.inner.lock_resource(resource, holder, now).await
+        self.inner.lock_resource(resource, holder, now, read_at).await
+    }
+    async fn lock_done(&self, resource: &str, holder: &str, at: chrono::DateTime<Utc>) -> remediation::Result<()> {
+        self.inner.lock_done(resource, holder, at).await
     }
     async fn resource_lock(&self, resource: &str, now: chrono::DateTime<Utc>) -> remediation::Result<Option<String>> {
         self.inner.resource_lock(resource, now).await
@@ -678,6 +683,7 @@ async fn an_approved_actions_record_rewritten_by_another_role_is_not_rolled_back
         instance_id: other.clone(),
         region: "us-east-1".into(),
         hibernated: false,
+        launched_at: None,
     };
     detector
         .update_item()
@@ -722,6 +728,7 @@ async fn a_detectors_made_up_auto_record_with_a_fake_seal_rolls_nothing_back() {
         instance_id: instance.clone(),
         region: "us-east-1".into(),
         hibernated: false,
+        launched_at: None,
     };
     let action_id = "forgedautoaction000001";
     detector
@@ -803,6 +810,7 @@ async fn an_auto_record_swapped_after_the_page_was_shown_rolls_nothing_back() {
         instance_id: second.clone(),
         region: "us-east-1".into(),
         hibernated: false,
+        launched_at: None,
     };
     detector
         .update_item()

@@ -850,3 +850,53 @@ async fn addresses_a_stop_releases_are_asked_about_hibernating_instances_hiberna
         assert!(o.detail.contains(fleet), "{o:?}");
     }
 }
+
+/// Issue 26, problem 11: a rollback started an instance whatever happened since. When someone
+/// started it after the action's stop and stopped it again, that stop is theirs: the rollback says
+/// so and leaves it stopped (EC2 sets LaunchTime at every start, "the time that the instance was
+/// last launched", API_Instance).
+#[tokio::test]
+async fn a_rollback_does_not_undo_a_stop_someone_made_after_the_action() {
+    let moto = Moto::start().unwrap();
+    let c = moto.clients().await;
+    seed::create_table(&c.dynamodb, TABLE).await;
+    let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, now(), 14).await;
+    let deps = deps(&moto, policy(Mode::Auto), Some(TABLE), None).await;
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes[0].outcome, OutcomeKind::Executed, "{report:#?}");
+    let items = seed::scan_table(&c.dynamodb, TABLE).await;
+    let record = items
+        .iter()
+        .find(|i| i["pk"].starts_with("ACTION#") && i["resource_id"] == id)
+        .expect("the action record");
+    let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
+
+    // A second later its owner starts it, works, and stops it again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    c.ec2
+        .start_instances()
+        .instance_ids(&id)
+        .send()
+        .await
+        .expect("StartInstances");
+    seed::stop(&c.ec2, &id).await;
+    let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
+    let refused = remediation::act::rollback(
+        &rollback,
+        &remediation::act::RollbackPorts {
+            instances: Some(&ec2),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("started again at") && refused.contains("stopped since by someone else"),
+        "{refused}"
+    );
+    assert_eq!(seed::state_of(&c.ec2, &id).await, "stopped");
+}

@@ -255,7 +255,9 @@ impl Executor for AwsExecutor {
                     None => (Observed::NotDone("the instance no longer exists".into()), None),
                 }
             }
-            Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
+            Rollback::RestorePublicAccessBlock {
+                bucket, region, prior, ..
+            } => {
                 let now = Self::s3(&clients, finding).exposure(bucket, region).await?;
                 let shown = crate::detect::s3_public::shown_block(now.block);
                 if now.block == *prior {

@@ -817,6 +817,8 @@ pub async fn execute(
     if candidates.is_empty() {
         return (out, notes);
     }
+    // When the resources were read: a finished action's lock holds only runs that read before it.
+    let read_at = Utc::now();
     let rechecked = match remediation.recheck(&candidates).await {
         Ok(r) => r,
         Err(e) => {
@@ -837,7 +839,15 @@ pub async fn execute(
     // lifetime, which the `async_trait` executors need.
     let mut actions = Vec::with_capacity(candidates.len());
     for f in candidates {
-        actions.push(act_on(ctx, state, remediation, decider, f, rechecked.get(&f.id)));
+        actions.push(act_on(
+            ctx,
+            state,
+            remediation,
+            decider,
+            f,
+            rechecked.get(&f.id),
+            read_at,
+        ));
     }
     let results: Vec<(Acted, Option<Message>, Vec<String>)> =
         futures::stream::iter(actions).buffered(concurrency).collect().await;
@@ -868,6 +878,7 @@ async fn act_on(
     decider: Decider<'_>,
     f: &Finding,
     rechecked: Option<&crate::act::Recheck>,
+    read_at: DateTime<Utc>,
 ) -> (Acted, Option<Message>, Vec<String>) {
     let mut notes = Vec::new();
     let pre_state = match rechecked {
@@ -980,10 +991,16 @@ async fn act_on(
             );
         }
     }
-    let action_id = new_id(&f.id, ctx.now);
+    // One id per attempt: two invocations given the same time (a replayed event, a test's clock)
+    // never collide on one record.
+    let attempt = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let action_id = new_id(&format!("{}#{attempt}", f.id), ctx.now);
     // One action on a resource at a time, whichever rule, run or approval: a run whose re-check
     // was read before another acted does not act again (the lock is kept until it lapses).
-    match state.lock_resource(&key, &action_id, Utc::now().max(ctx.now)).await {
+    match state
+        .lock_resource(&key, &action_id, Utc::now().max(ctx.now), read_at)
+        .await
+    {
         Ok(None) => {}
         Ok(Some(held)) => {
             return (
@@ -1050,12 +1067,16 @@ async fn act_on(
         Err(e) => (OutcomeKind::Failed, ActionEnd::Failed, e.to_string()),
     };
     tracing::info!(resource_id = %f.resource.id, outcome = ?kind, detail = %detail, "action finished");
-    // Done: the lock is kept until it lapses (a run that re-checked before this action must not
-    // act again). Failed or deferred: given back, so a retry re-checks and tries again.
-    if !matches!(end, ActionEnd::Executed | ActionEnd::Unverified) {
-        if let Err(e) = state.unlock_resource(&key, &record.action_id).await {
-            tracing::warn!(error = %e, resource = %key, "the acting lock was not given back; it lapses");
-        }
+    // Done: the lock is kept until it lapses, marked finished (a run that re-checked before
+    // now must not act again; one that reads the resource later sees this action's effect).
+    // Failed or deferred: given back, so a retry re-checks and tries again.
+    let lock_end = if matches!(end, ActionEnd::Executed | ActionEnd::Unverified) {
+        state.lock_done(&key, &record.action_id, Utc::now()).await
+    } else {
+        state.unlock_resource(&key, &record.action_id).await
+    };
+    if let Err(e) = lock_end {
+        tracing::warn!(error = %e, resource = %key, "the acting lock was not marked; it lapses");
     }
     if let Err(e) = state.finish_action(&record, end, &detail, later(ctx.now)).await {
         notes.push(format!(

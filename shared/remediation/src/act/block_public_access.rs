@@ -101,6 +101,7 @@ impl Remediation for BlockPublicAccess<'_> {
             bucket: finding.resource.id.clone(),
             region: finding.resource.region.clone(),
             prior,
+            left: Some(self.policy.s3_public.block.into()),
         }
     }
 
@@ -158,7 +159,30 @@ where
 }
 
 /// Rollback: the bucket's Block Public Access as it was before the action.
-pub async fn restore(s3: &dyn BucketApi, bucket: &str, region: &str, prior: Option<BlockSettings>) -> Result<String> {
+/// What the action left (`left`) is compared with the bucket's settings now first: settings someone
+/// changed since are not overwritten; the rollback says what changed and does nothing.
+pub async fn restore(
+    s3: &dyn BucketApi,
+    bucket: &str,
+    region: &str,
+    prior: Option<BlockSettings>,
+    left: Option<BlockSettings>,
+) -> Result<String> {
+    if let Some(left) = left {
+        let current = s3.exposure(bucket, region).await?.block;
+        if current != Some(left) && current != prior {
+            return Err(precondition(
+                bucket,
+                format!(
+                    "not rolled back: Block Public Access is now {}, not the {} this action left, so someone changed it since; putting back {} would overwrite that. Change it by hand if {} is still wanted",
+                    crate::detect::s3_public::shown_block(current),
+                    left,
+                    crate::detect::s3_public::shown_block(prior),
+                    crate::detect::s3_public::shown_block(prior)
+                ),
+            ));
+        }
+    }
     match prior {
         Some(settings) => s3.put_block(bucket, region, settings).await?,
         None => s3.delete_block(bucket, region).await?,

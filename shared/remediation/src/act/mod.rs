@@ -36,6 +36,11 @@ pub enum Rollback {
         region: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         hibernated: bool,
+        /// When the instance was last started before the action stopped it (EC2's `LaunchTime`,
+        /// "the time that the instance was last launched"): a later one means someone started it
+        /// since, and stopped it again, and a start would undo their stop.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        launched_at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Recreate a deleted volume from the snapshot taken before the delete.
     RecreateVolume {
@@ -50,6 +55,10 @@ pub enum Rollback {
         bucket: String,
         region: String,
         prior: Option<crate::detect::s3_public::BlockSettings>,
+        /// The settings the action put: settings other than these now mean someone changed them
+        /// since, and putting `prior` back would overwrite that.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        left: Option<crate::detect::s3_public::BlockSettings>,
     },
     /// The action cannot be undone (say why); such an action is refused before it runs.
     Nothing { reason: String },
@@ -90,11 +99,13 @@ impl std::fmt::Display for Rollback {
                 instance_id,
                 region,
                 hibernated: false,
+                ..
             } => write!(f, "start {instance_id} again ({region})"),
             Rollback::StartInstance {
                 instance_id,
                 region,
                 hibernated: true,
+                ..
             } => write!(f, "resume {instance_id} from hibernation ({region})"),
             Rollback::RecreateVolume { spec, .. } => write!(
                 f,
@@ -285,11 +296,18 @@ pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<
         Rollback::StartInstance {
             instance_id,
             hibernated,
+            launched_at,
             ..
         } => {
             let ec2 = port(ports.instances, "EC2 instance")?;
-            let started =
-                stop_instance::start_again(ec2, instance_id, START_WAIT, std::time::Duration::from_secs(5)).await?;
+            let started = stop_instance::start_again(
+                ec2,
+                instance_id,
+                *launched_at,
+                START_WAIT,
+                std::time::Duration::from_secs(5),
+            )
+            .await?;
             Ok(Undone::said(if *hibernated {
                 format!("resumed from hibernation ({started})")
             } else {
@@ -299,11 +317,14 @@ pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<
         Rollback::RecreateVolume { spec, sighting } => {
             snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec, sighting.as_deref()).await
         }
-        Rollback::RestorePublicAccessBlock { bucket, region, prior } => {
-            block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior)
-                .await
-                .map(Undone::said)
-        }
+        Rollback::RestorePublicAccessBlock {
+            bucket,
+            region,
+            prior,
+            left,
+        } => block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior, *left)
+            .await
+            .map(Undone::said),
         Rollback::Nothing { reason } | Rollback::Irreversible { reason } => Err(Error::Precondition {
             resource: "-".into(),
             message: format!("nothing to roll back: {reason}"),
@@ -329,12 +350,14 @@ mod shown_tests {
             instance_id: "i-0abc".into(),
             region: "eu-west-1".into(),
             hibernated: false,
+            launched_at: None,
         };
         assert_eq!(start.to_string(), "start i-0abc again (eu-west-1)");
         let restore = Rollback::RestorePublicAccessBlock {
             bucket: "photos".into(),
             region: "us-east-1".into(),
             prior: None,
+            left: None,
         };
         assert_eq!(
             restore.to_string(),

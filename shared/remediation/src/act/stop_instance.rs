@@ -187,6 +187,9 @@ impl Remediation for StopInstance<'_> {
             instance_id: finding.resource.id.clone(),
             region: finding.resource.region.clone(),
             hibernated: hibernates(pre_state),
+            launched_at: pre_state
+                .get("launch_time")
+                .and_then(|t| serde_json::from_value(t.clone()).ok()),
         }
     }
 
@@ -265,6 +268,7 @@ fn auto_assigned_ipv4(pre_state: &serde_json::Value) -> Option<&str> {
 pub async fn start_again(
     ec2: &dyn InstanceApi,
     instance_id: &str,
+    launched_at: Option<DateTime<Utc>>,
     wait: std::time::Duration,
     poll: std::time::Duration,
 ) -> Result<String> {
@@ -278,6 +282,20 @@ pub async fn start_again(
             instance_id,
             format!("cannot start: instance is {state}, not stopped"),
         ));
+    }
+    // Started since the action stopped it (EC2 sets LaunchTime at every start), and stopped
+    // again: that stop is someone else's, and a start would undo it. Asked, not overwritten.
+    let launched_now = current.first().and_then(|i| i.launch_time);
+    if let (Some(then), Some(now)) = (launched_at, launched_now) {
+        if now > then {
+            return Err(precondition(
+                instance_id,
+                format!(
+                    "not started: it was started again at {} after this action stopped it, and stopped since by someone else; starting it would undo their stop. Start it by hand if it should run",
+                    now.format("%Y-%m-%d %H:%M UTC")
+                ),
+            ));
+        }
     }
     ec2.start(instance_id).await?;
     let started = tokio::time::Instant::now();
@@ -382,7 +400,7 @@ mod tests {
         let ec2 = Starting {
             states: Mutex::new(states),
         };
-        start_again(&ec2, "i-1", Duration::from_millis(40), Duration::from_millis(10)).await
+        start_again(&ec2, "i-1", None, Duration::from_millis(40), Duration::from_millis(10)).await
     }
 
     #[tokio::test]

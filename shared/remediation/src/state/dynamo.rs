@@ -419,8 +419,18 @@ impl StateStore for DynamoState {
         self.put_run(run).await
     }
 
-    async fn lock_resource(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>> {
-        self.take_lock(resource, holder, now).await
+    async fn lock_resource(
+        &self,
+        resource: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        read_at: DateTime<Utc>,
+    ) -> Result<Option<String>> {
+        self.take_lock(resource, holder, now, read_at).await
+    }
+
+    async fn lock_done(&self, resource: &str, holder: &str, at: DateTime<Utc>) -> Result<()> {
+        self.finish_lock(resource, holder, at).await
     }
 
     async fn resource_lock(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>> {

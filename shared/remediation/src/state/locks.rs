@@ -1,8 +1,10 @@
 //! The per-resource acting lock: one conditional item per resource (`LOCK#<account/region/id>`),
 //! shared by every rule, run and the approval executor. An action takes it right before it is
-//! recorded and keeps it until it lapses (a Lambda's longest run and a minute), so a run whose
-//! re-check was read before another acted cannot act on the same resource again; it is given back
-//! at once when the action failed or was deferred (a retry re-checks from scratch) or never began.
+//! recorded. Done, it marks the lock with when it finished and keeps it until it lapses (a
+//! Lambda's longest run and a minute): a run whose re-check was read before that moment cannot act
+//! on the same resource again, while one that read the resource after it may (its re-check saw the
+//! action's effect). It is given back at once when the action failed or was deferred (a retry
+//! re-checks from scratch) or never began.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
@@ -20,7 +22,14 @@ fn lock_pk(resource: &str) -> String {
 impl DynamoState {
     /// Takes the lock on `resource` for `holder` at `now`: `None` when taken (or already this
     /// holder's), else who holds it and until when, as a person reads it.
-    pub(crate) async fn take_lock(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+    /// `read_at`: when the taker's re-check read the resource.
+    pub(crate) async fn take_lock(
+        &self,
+        resource: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        read_at: DateTime<Utc>,
+    ) -> Result<Option<String>> {
         let until = now + Duration::minutes(LOCK_MINUTES);
         // A lock that claims to hold longer than any lock is taken for is no lock (another role
         // that can write the table cannot hold a resource for ever).
@@ -36,9 +45,10 @@ impl DynamoState {
             .item("until_ms", n(until.timestamp_millis()))
             .item(TTL_ATTRIBUTE, n((until + Duration::days(1)).timestamp()))
             .condition_expression(
-                "attribute_not_exists(pk) OR until_ms < :now OR until_ms > :longest OR holder = :holder",
+                "attribute_not_exists(pk) OR until_ms < :now OR until_ms > :longest OR holder = :holder OR done_ms < :read",
             )
             .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":read", n(read_at.timestamp_millis()))
             .expression_attribute_values(":longest", n(longest.timestamp_millis()))
             .expression_attribute_values(":holder", s(holder))
             .send()
@@ -46,14 +56,31 @@ impl DynamoState {
         if applied("PutItem", put)? {
             return Ok(None);
         }
-        Ok(Some(
-            self.lock_of(resource, now)
-                .await?
-                .unwrap_or_else(|| "another action, just finished".into()),
-        ))
+        Ok(Some(self.lock_of(resource, now).await?.unwrap_or_else(|| {
+            "another action, finished after this run read the resource".into()
+        })))
     }
 
-    /// Who holds the lock on `resource` at `now`, as a person reads it; `None` when nobody does.
+    /// Marks `holder`'s lock on `resource` finished at `at` (it is kept until it lapses).
+    pub(crate) async fn finish_lock(&self, resource: &str, holder: &str, at: DateTime<Utc>) -> Result<()> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(lock_pk(resource)))
+            .key("sk", s("LOCK"))
+            .update_expression("SET done_ms = :at")
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":at", n(at.timestamp_millis()))
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        applied("UpdateItem", update).map(|_| ())
+    }
+
+    /// Who holds the lock on `resource` at `now` with an action still under way, as a person
+    /// reads it; `None` when nobody does (a finished action's lock holds only runs that read the
+    /// resource before it finished).
     pub(crate) async fn lock_of(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>> {
         let got = self
             .client
@@ -66,6 +93,9 @@ impl DynamoState {
             .await
             .map_err(|e| Error::aws("dynamodb", "GetItem", e))?;
         let Some(item) = got.item else { return Ok(None) };
+        if item.contains_key("done_ms") {
+            return Ok(None);
+        }
         let until = match item.get("until_ms") {
             Some(AttributeValue::N(ms)) => ms.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis),
             _ => None,

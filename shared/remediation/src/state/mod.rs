@@ -265,9 +265,20 @@ pub trait StateStore: Send + Sync {
 
     /// Takes the acting lock on `resource` (`account/region/id`) for `holder` (an action id):
     /// `None` when taken, else who holds it (every rule, run and the approval executor share it).
-    async fn lock_resource(&self, resource: &str, holder: &str, now: DateTime<Utc>) -> Result<Option<String>>;
+    /// `read_at`: when the taker's re-check read the resource (a lock whose action finished
+    /// before then does not hold it).
+    async fn lock_resource(
+        &self,
+        resource: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        read_at: DateTime<Utc>,
+    ) -> Result<Option<String>>;
 
-    /// Who holds the acting lock on `resource` at `now`, if anyone.
+    /// Marks the lock's action finished at `at` (the lock is kept until it lapses).
+    async fn lock_done(&self, resource: &str, holder: &str, at: DateTime<Utc>) -> Result<()>;
+
+    /// Who holds the acting lock on `resource` at `now` with an action still under way, if anyone.
     async fn resource_lock(&self, resource: &str, now: DateTime<Utc>) -> Result<Option<String>>;
 
     /// Gives the lock back (only when nothing was started under it).
