@@ -844,4 +844,27 @@ async fn a_forged_lock_that_claims_to_hold_for_ever_holds_nothing() {
     let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
     assert_eq!(report.outcomes[0].outcome, OutcomeKind::Executed, "{report:#?}");
     assert_eq!(bucket_block(&client, "held-open").await, Some(BlockSettings::ALL));
+    // Nor is one whose end is not a number (DynamoDB compares nothing with it).
+    client.create_bucket().bucket("held-open-2").send().await.unwrap();
+    client
+        .put_bucket_policy()
+        .bucket("held-open-2")
+        .policy(allow_everyone("held-open-2", None))
+        .send()
+        .await
+        .unwrap();
+    forger
+        .clients
+        .dynamodb
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", V::S(format!("LOCK#{ACCOUNT}/us-east-1/held-open-2")))
+        .item("sk", V::S("LOCK".into()))
+        .item("holder", V::S("forged".into()))
+        .item("until_ms", V::S("for ever".into()))
+        .send()
+        .await
+        .expect("a detector role may write the table");
+    s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+    assert_eq!(bucket_block(&client, "held-open-2").await, Some(BlockSettings::ALL));
 }

@@ -1070,10 +1070,12 @@ async fn act_on(
     // Done: the lock is kept until it lapses, marked finished (a run that re-checked before
     // now must not act again; one that reads the resource later sees this action's effect).
     // Failed or deferred: given back, so a retry re-checks and tries again.
-    let lock_end = if matches!(end, ActionEnd::Executed | ActionEnd::Unverified) {
-        state.lock_done(&key, &record.action_id, Utc::now()).await
-    } else {
-        state.unlock_resource(&key, &record.action_id).await
+    let lock_end = match end {
+        // Seen done by a read: a run that reads the resource from now on sees it too.
+        ActionEnd::Executed => state.lock_done(&key, &record.action_id, Utc::now()).await,
+        // Not yet seen: the lock holds every run until it lapses.
+        ActionEnd::Unverified => Ok(()),
+        ActionEnd::Deferred | ActionEnd::Failed => state.unlock_resource(&key, &record.action_id).await,
     };
     if let Err(e) = lock_end {
         tracing::warn!(error = %e, resource = %key, "the acting lock was not marked; it lapses");

@@ -44,9 +44,13 @@ impl DynamoState {
             .item("holder", s(holder))
             .item("until_ms", n(until.timestamp_millis()))
             .item(TTL_ATTRIBUTE, n((until + Duration::days(1)).timestamp()))
+            // A lock without a readable end (missing, or not a number: another role's writing)
+            // is no lock either.
             .condition_expression(
-                "attribute_not_exists(pk) OR until_ms < :now OR until_ms > :longest OR holder = :holder OR done_ms < :read",
+                "attribute_not_exists(pk) OR attribute_not_exists(until_ms) OR NOT attribute_type(until_ms, :number) \
+                 OR until_ms < :now OR until_ms > :longest OR holder = :holder OR done_ms < :read",
             )
+            .expression_attribute_values(":number", s("N"))
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .expression_attribute_values(":read", n(read_at.timestamp_millis()))
             .expression_attribute_values(":longest", n(longest.timestamp_millis()))
@@ -61,7 +65,9 @@ impl DynamoState {
         })))
     }
 
-    /// Marks `holder`'s lock on `resource` finished at `at` (it is kept until it lapses).
+    /// Marks `holder`'s lock on `resource` finished at `at` and keeps it a whole lock's time from
+    /// then (an action that ran long still holds off runs that read the resource during it).
+    /// `at` is the moment from which a read shows the action's effect.
     pub(crate) async fn finish_lock(&self, resource: &str, holder: &str, at: DateTime<Utc>) -> Result<()> {
         let update = self
             .client
@@ -69,9 +75,15 @@ impl DynamoState {
             .table_name(&self.table)
             .key("pk", s(lock_pk(resource)))
             .key("sk", s("LOCK"))
-            .update_expression("SET done_ms = :at")
+            .update_expression("SET done_ms = :at, until_ms = :until, #ttl = :ttl")
             .condition_expression("holder = :holder")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":at", n(at.timestamp_millis()))
+            .expression_attribute_values(":until", n((at + Duration::minutes(LOCK_MINUTES)).timestamp_millis()))
+            .expression_attribute_values(
+                ":ttl",
+                n((at + Duration::minutes(LOCK_MINUTES) + Duration::days(1)).timestamp()),
+            )
             .expression_attribute_values(":holder", s(holder))
             .send()
             .await;
