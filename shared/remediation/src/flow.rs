@@ -25,8 +25,8 @@ pub struct Sinks<'a> {
     /// A fan-out item's run: its findings go to the topic for Jira but not one by one to Slack,
     /// and no per-item digest or report is sent; the organisation digest is Slack's view.
     pub fanout: bool,
-    /// The budget beyond this run that its automatic actions draw from (Config events, an
-    /// organisation run); none for a scheduled scan of one account, held by its own limit.
+    /// The budget beyond this run that its automatic actions draw from (s3-public's account
+    /// window, an organisation run); none for a daily scan of one account, held by its own limit.
     pub budget: Option<&'a Budget>,
 }
 
