@@ -1266,17 +1266,16 @@ impl Approvals<'_> {
             .max(now_needs))
     }
 
-    /// Whether this function wrote `action` as it reads now (its seal holds).
     /// Snoozes the resource a rollback made in place of the removed one (a restored volume) for
     /// `ebs_cleanup.restored_snooze_days`; says so, or why not, for the rollback's detail.
     async fn snooze_restored(
         &self,
         action: &StoredAction,
-        undone: &crate::act::Undone,
+        restored: Option<&str>,
         by: &str,
         now: DateTime<Utc>,
     ) -> String {
-        let Some(id) = &undone.restored else {
+        let Some(id) = restored else {
             return String::new();
         };
         let days = self.policy.ebs_cleanup.restored_snooze_days;
@@ -1285,7 +1284,7 @@ impl Approvals<'_> {
         }
         let until = now + chrono::Duration::days(i64::from(days));
         let snooze = crate::state::Snooze {
-            resource_id: id.clone(),
+            resource_id: id.to_string(),
             until,
             by: by.to_string(),
             via: "rollback".into(),
@@ -1312,6 +1311,7 @@ impl Approvals<'_> {
         }
     }
 
+    /// Whether this function wrote `action` as it reads now (its seal holds).
     fn sealed_by_us(&self, action: &StoredAction) -> bool {
         action.seal.as_deref().is_some_and(|seal| {
             self.sealer
@@ -1506,7 +1506,10 @@ impl Approvals<'_> {
         // A restored volume is a new, unattached volume: snoozed, so that auto mode does not
         // delete it again once its grace period ends.
         let restored_note = match &result {
-            Ok(undone) => self.snooze_restored(&action, undone, &who.id(), now).await,
+            Ok(undone) => {
+                self.snooze_restored(&action, undone.restored.as_deref(), &who.id(), now)
+                    .await
+            }
             Err(_) => String::new(),
         };
         let (ok, detail) = match &result {
@@ -1722,16 +1725,7 @@ impl Approvals<'_> {
                     continue;
                 }
             };
-            let restored_note = match &restored {
-                Some(id) => {
-                    let undone = crate::act::Undone {
-                        detail: String::new(),
-                        restored: Some(id.clone()),
-                    };
-                    self.snooze_restored(action, &undone, "sweep", now).await
-                }
-                None => String::new(),
-            };
+            let restored_note = self.snooze_restored(action, restored.as_deref(), "sweep", now).await;
             let detail = if undone {
                 format!(
                     "resolved by the hourly sweep (the rollback never recorded its end): {found}, so it is rolled back{restored_note}"
