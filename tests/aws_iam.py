@@ -340,7 +340,7 @@ _S3_BUCKET_SUB = {
 }
 
 
-def _s3(environ):
+def _s3(environ, region="us-east-1", account=ACCOUNT):
     method = environ.get("REQUEST_METHOD", "GET")
     path = urllib.parse.unquote(environ.get("PATH_INFO", "/"))
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -348,6 +348,22 @@ def _s3(environ):
         action = {"GET": "GetAccountPublicAccessBlock", "PUT": "PutAccountPublicAccessBlock",
                   "DELETE": "PutAccountPublicAccessBlock"}.get(method, "GetAccountPublicAccessBlock")
         return [(f"s3:{action}", "*", {})]
+    access_point = re.fullmatch(r"/v20180820/accesspoint(?:/([^/]+)(/policy|/policyStatus)?)?/?", path)
+    if access_point:
+        # S3 Control's access points: listing and reading one are authorised on "*", its policy and
+        # policy status on the access point's ARN (the Service Authorization Reference's resource types).
+        name, sub = access_point.group(1), access_point.group(2)
+        if name is None:
+            return [("s3:ListAccessPoints" if method == "GET" else f"s3:{method}", "*", {})]
+        arn = f"arn:aws:s3:{region}:{account}:accesspoint/{name}"
+        if sub is None:
+            action = {"GET": "GetAccessPoint", "PUT": "CreateAccessPoint", "DELETE": "DeleteAccessPoint"}.get(method)
+            return [(f"s3:{action or method}", "*" if method == "GET" else arn, {})]
+        if sub == "/policyStatus":
+            return [("s3:GetAccessPointPolicyStatus", arn, {})]
+        action = {"GET": "GetAccessPointPolicy", "PUT": "PutAccessPointPolicy",
+                  "DELETE": "DeleteAccessPointPolicy"}.get(method)
+        return [(f"s3:{action or method}", arn, {})]
     parts = path.lstrip("/").split("/", 1)
     bucket = parts[0]
     key = parts[1] if len(parts) > 1 else ""
@@ -431,7 +447,7 @@ def requests_of(service, region, account, environ, body):
     """What the request asks IAM for: [(action, resource, context)]."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if service == "s3":
-        return _s3(environ)
+        return _s3(environ, region, account)
     if target:
         op = target.rsplit(".", 1)[-1]
         try:

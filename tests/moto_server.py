@@ -119,6 +119,13 @@ def _aws_start(self, *args, **kwargs):
 
 _Ec2Instance.start = _aws_start
 
+# S3's own evaluation of bucket and access point policies (`IsPublic`) as AWS documents it; see
+# aws_s3.py.
+
+import aws_s3  # noqa: E402
+
+aws_s3.install()
+
 # ------------------------------------------------------------------------------------------
 # Faults for every service, at the dispatcher in front of all of moto's backends.
 

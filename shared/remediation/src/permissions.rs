@@ -46,10 +46,15 @@ pub const S3_SCAN: &[&str] = &[
     "s3:ListAllMyBuckets",
     "s3:GetBucketAcl",
     "s3:GetBucketPolicy",
+    "s3:GetBucketPolicyStatus",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketTagging",
     "s3:GetBucketWebsite",
     "s3:GetAccountPublicAccessBlock",
+    "s3:ListAccessPoints",
+    "s3:GetAccessPoint",
+    "s3:GetAccessPointPolicy",
+    "s3:GetAccessPointPolicyStatus",
 ];
 /// Rightsizing's reads: the idle scan's, and the model it asks (Converse is authorised as InvokeModel).
 pub const RIGHTSIZING_SCAN: &[&str] = &[

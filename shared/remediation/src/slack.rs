@@ -202,9 +202,18 @@ pub fn why(f: &Finding) -> String {
         ),
         Evidence::S3Public(e) => {
             let through: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
+            let differ: String = e
+                .disagreements
+                .iter()
+                .map(|d| format!(" To look at by hand: {d}."))
+                .collect();
             format!(
-                "Public through {}; the bucket's Block Public Access: {}.",
-                if through.is_empty() { "nothing left".to_string() } else { through.join("; ") },
+                "{}; the bucket's Block Public Access: {}.{differ}",
+                if through.is_empty() {
+                    "Not public by this reading".to_string()
+                } else {
+                    format!("Public through {}", through.join("; "))
+                },
                 crate::detect::s3_public::shown_block(e.bucket_block),
             )
         }
@@ -385,6 +394,16 @@ fn finding_blocks(f: &Finding) -> Vec<Value> {
     let ev = evidence_lines(f);
     if !ev.is_empty() {
         blocks.push(section(&format!("*Evidence*\n{}", ev.join("\n"))));
+    }
+    // Where AWS's own evaluation of a bucket's policy differs from this reading, the person
+    // deciding reads it in words.
+    if let crate::model::Evidence::S3Public(e) = &f.evidence {
+        for d in &e.disagreements {
+            blocks.push(section(&format!(
+                ":mag: *To look at by hand:* {}.",
+                esc(&d.to_string())
+            )));
+        }
     }
     blocks
 }

@@ -9,23 +9,31 @@ use async_trait::async_trait;
 
 use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
 use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{public_reasons, skip_reason, BlockSettings, BucketExposure};
+use crate::detect::s3_public::{
+    access_points_matter, disagreements, public_reasons, skip_reason, AccessPointExposure, BlockSettings,
+    BucketExposure,
+};
 use crate::error::Result;
 use crate::model::{ActionKind, Finding};
 use crate::policy::Policy;
 
 /// The declaration of the block-public-access action (IAM names: `GetPublicAccessBlock` and
 /// `DeletePublicAccessBlock` are authorised as `s3:GetBucketPublicAccessBlock` and
-/// `s3:PutBucketPublicAccessBlock`).
+/// `s3:PutBucketPublicAccessBlock`; the access points' reads are S3 Control's).
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
     action: ActionKind::BlockPublicAccess,
     permissions: &[
         "s3:GetBucketAcl",
         "s3:GetBucketPolicy",
+        "s3:GetBucketPolicyStatus",
         "s3:GetBucketPublicAccessBlock",
         "s3:GetBucketTagging",
         "s3:GetBucketWebsite",
         "s3:GetAccountPublicAccessBlock",
+        "s3:ListAccessPoints",
+        "s3:GetAccessPoint",
+        "s3:GetAccessPointPolicy",
+        "s3:GetAccessPointPolicyStatus",
         "s3:PutBucketPublicAccessBlock",
     ],
     acts_from_states: &["public"],
@@ -41,7 +49,9 @@ pub struct BlockPublicAccess<'a> {
 }
 
 /// A bucket's exposure as the rule judges it: ACL, policy and Block Public Access for every
-/// bucket; the tags (exemption) and website hosting read only when that makes it public.
+/// bucket; AWS's own evaluation of a policy where there is one; the access points where the policy
+/// delegates to them; the tags (exemption) and website hosting only when that makes it public or
+/// AWS's evaluation disagrees.
 pub async fn assess(
     s3: &dyn BucketApi,
     bucket: &str,
@@ -49,7 +59,13 @@ pub async fn assess(
     account_block: Option<BlockSettings>,
 ) -> Result<BucketExposure> {
     let mut exposure = s3.exposure(bucket, region).await?;
-    if !public_reasons(&exposure, account_block).is_empty() {
+    if exposure.policy.is_some() {
+        exposure.aws_policy_public = s3.bucket_policy_status(bucket, region).await?;
+    }
+    if access_points_matter(&exposure, account_block) {
+        exposure.access_points = s3.access_points(bucket, region).await?;
+    }
+    if !public_reasons(&exposure, account_block).is_empty() || !disagreements(&exposure, account_block).is_empty() {
         let (tags, website) = futures::join!(s3.bucket_tags(bucket, region), s3.website(bucket, region));
         exposure.tags = tags?;
         exposure.website = website?;
@@ -71,18 +87,32 @@ impl Remediation for BlockPublicAccess<'_> {
                 Err(e) => Err(Refused::NotNow(format!("re-check failed: {e}"))),
                 Ok(b) => match skip_reason(&b, self.policy) {
                     Some(reason) => Err(Refused::Obsolete(format!("re-check: {reason}"))),
-                    None if public_reasons(&b, account_block).is_empty() => {
+                    None if public_reasons(&b, account_block).is_empty()
+                        && disagreements(&b, account_block).is_empty() =>
+                    {
                         Err(Refused::Obsolete("re-evaluated: no longer public".to_string()))
                     }
                     None if b.website && !self.approved => Err(Refused::NotNow(
                         "re-check: website hosting on: blocked only on a person's approval, not automatically"
                             .to_string(),
                     )),
+                    None if !self.approved && !disagreements(&b, account_block).is_empty() => {
+                        let differ: Vec<String> = disagreements(&b, account_block)
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
+                        Err(Refused::NotNow(format!(
+                            "re-check: {}: blocked only on a person's approval, not automatically",
+                            differ.join("; ")
+                        )))
+                    }
                     None => Ok(serde_json::json!({
                         "region": b.region,
                         "block": b.block,
                         "grants": b.grants,
                         "policy": b.policy,
+                        "aws_policy_public": b.aws_policy_public,
+                        "access_points": b.access_points,
                         "website": b.website,
                         "account_block": account_block,
                     })),
@@ -105,7 +135,7 @@ impl Remediation for BlockPublicAccess<'_> {
         }
     }
 
-    async fn execute(&self, finding: &Finding, _pre_state: &serde_json::Value) -> Result<Executed> {
+    async fn execute(&self, finding: &Finding, pre_state: &serde_json::Value) -> Result<Executed> {
         let (bucket, region) = (&finding.resource.id, &finding.resource.region);
         let wanted: BlockSettings = self.policy.s3_public.block.into();
         self.s3.put_block(bucket, region, wanted).await?;
@@ -125,6 +155,13 @@ impl Remediation for BlockPublicAccess<'_> {
             }
         };
         let account_block = reread(|| self.s3.account_block()).await?;
+        // The access points are as the re-check read them a moment ago: the put changed the bucket's
+        // settings, not theirs.
+        let mut after = after;
+        after.access_points = pre_state
+            .get("access_points")
+            .and_then(|a| serde_json::from_value::<Vec<AccessPointExposure>>(a.clone()).ok())
+            .unwrap_or_default();
         let remaining = public_reasons(&after, account_block);
         Ok(Executed::Done(if remaining.is_empty() {
             format!("Block Public Access put ({wanted}); the bucket is no longer public")

@@ -1,5 +1,6 @@
 //! S3: buckets, their ACL, policy, tags, website hosting and Block Public Access, at bucket and
-//! account level.
+//! account level; AWS's own evaluation of a bucket's policy; the account's access points (S3
+//! Control).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::detect::s3_public::{BlockSettings, BucketExposure, Grant};
+use crate::detect::s3_public::{AccessPointExposure, BlockSettings, BucketExposure, Grant};
 use crate::error::{Error, Result};
 use crate::model::Tags;
 
@@ -31,18 +32,31 @@ pub trait BucketApi: Send + Sync {
     async fn website(&self, bucket: &str, region: &str) -> Result<bool>;
     /// The account-level Block Public Access; `Ok(None)` when none is set.
     async fn account_block(&self) -> Result<Option<BlockSettings>>;
+    /// AWS's own evaluation of a bucket's policy (GetBucketPolicyStatus's `IsPublic`); `Ok(None)`
+    /// when the bucket has no policy.
+    async fn bucket_policy_status(&self, bucket: &str, region: &str) -> Result<Option<bool>>;
+    /// The account's access points on a bucket (the region's listing is read once per adapter).
+    /// An internet access point is read whole: its Block Public Access, then, unless its own
+    /// RestrictPublicBuckets neutralises it, its policy and AWS's evaluation of that policy.
+    async fn access_points(&self, bucket: &str, region: &str) -> Result<Vec<AccessPointExposure>>;
     /// Puts a bucket's Block Public Access.
     async fn put_block(&self, bucket: &str, region: &str, settings: BlockSettings) -> Result<()>;
     /// Removes a bucket's Block Public Access configuration.
     async fn delete_block(&self, bucket: &str, region: &str) -> Result<()>;
 }
 
-/// The SDK adapter: one S3 client per bucket region (made on first use), S3 Control for the account.
+/// One access point as the region's listing names it: (name, bucket, internet-facing).
+type Listed = (String, String, bool);
+
+/// The SDK adapter: one S3 client and one S3 Control client per bucket region (made on first use).
 #[derive(Debug)]
 pub struct S3 {
     base: aws_sdk_s3::config::Config,
     clients: Mutex<HashMap<String, aws_sdk_s3::Client>>,
     control: aws_sdk_s3control::Client,
+    controls: Mutex<HashMap<String, aws_sdk_s3control::Client>>,
+    /// Each region's access points, listed once.
+    listed: tokio::sync::Mutex<HashMap<String, Vec<Listed>>>,
     account: String,
     region: String,
     /// Only the buckets in this region (a fan-out item's region, so that each bucket is scanned
@@ -57,6 +71,16 @@ fn settings(c: Option<&PublicAccessBlockConfiguration>) -> Option<BlockSettings>
         block_public_policy: c.block_public_policy().unwrap_or(false),
         restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
     })
+}
+
+/// S3 Control's Block Public Access (an account's or an access point's).
+fn control_settings(c: &aws_sdk_s3control::types::PublicAccessBlockConfiguration) -> BlockSettings {
+    BlockSettings {
+        block_public_acls: c.block_public_acls().unwrap_or(false),
+        ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+        block_public_policy: c.block_public_policy().unwrap_or(false),
+        restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+    }
 }
 
 /// S3 Control addresses `{AccountId}.<endpoint host>`. Against a custom endpoint (a local
@@ -142,6 +166,8 @@ impl S3 {
             base,
             clients: Mutex::new(HashMap::new()),
             control: aws_sdk_s3control::Client::from_conf(control.build()),
+            controls: Mutex::new(HashMap::new()),
+            listed: tokio::sync::Mutex::new(HashMap::new()),
             account,
             region,
             only_region: None,
@@ -170,6 +196,116 @@ impl S3 {
                 )
             })
             .clone()
+    }
+
+    /// S3 Control in `region` (access points are regional).
+    fn control_in(&self, region: &str) -> aws_sdk_s3control::Client {
+        let mut controls = match self.controls.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        controls
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                aws_sdk_s3control::Client::from_conf(
+                    self.control
+                        .config()
+                        .to_builder()
+                        .region(aws_sdk_s3control::config::Region::new(region.to_string()))
+                        .build(),
+                )
+            })
+            .clone()
+    }
+
+    /// The region's access points, listed on first use.
+    async fn listed_in(&self, region: &str) -> Result<Vec<Listed>> {
+        let mut listed = self.listed.lock().await;
+        if let Some(known) = listed.get(region) {
+            return Ok(known.clone());
+        }
+        let mut out = Vec::new();
+        let mut pages = self
+            .control_in(region)
+            .list_access_points()
+            .account_id(&self.account)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::aws("s3control", "ListAccessPoints", e))?;
+            for ap in page.access_point_list() {
+                let internet = ap.network_origin() == &aws_sdk_s3control::types::NetworkOrigin::Internet;
+                out.push((ap.name().to_string(), ap.bucket().to_string(), internet));
+            }
+        }
+        listed.insert(region.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// One internet access point read whole (see [`BucketApi::access_points`]); `None` when it no
+    /// longer exists.
+    async fn access_point(&self, name: &str, region: &str) -> Result<Option<AccessPointExposure>> {
+        let control = self.control_in(region);
+        let got = match control
+            .get_access_point()
+            .account_id(&self.account)
+            .name(name)
+            .send()
+            .await
+        {
+            Ok(got) => got,
+            // NoSuchAccessPoint: deleted since the region's listing; it opens nothing.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return Ok(None),
+            Err(e) => return Err(Error::aws("s3control", "GetAccessPoint", e)),
+        };
+        let block = got.public_access_block_configuration().map(control_settings);
+        let mut exposure = AccessPointExposure {
+            name: name.to_string(),
+            internet: true,
+            block,
+            policy: None,
+            aws_public: None,
+        };
+        if block.is_some_and(|b| b.restrict_public_buckets) {
+            return Ok(Some(exposure));
+        }
+        exposure.policy = match control
+            .get_access_point_policy()
+            .account_id(&self.account)
+            .name(name)
+            .send()
+            .await
+        {
+            Ok(out) => match out.policy() {
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    Error::unexpected(
+                        "s3control",
+                        "GetAccessPointPolicy",
+                        format!("policy of the access point {name} is not JSON: {e}"),
+                    )
+                })?),
+                None => None,
+            },
+            // NoSuchAccessPointPolicy.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => None,
+            Err(e) => return Err(Error::aws("s3control", "GetAccessPointPolicy", e)),
+        };
+        if exposure.policy.is_some() {
+            exposure.aws_public = match control
+                .get_access_point_policy_status()
+                .account_id(&self.account)
+                .name(name)
+                .send()
+                .await
+            {
+                Ok(status) => status.policy_status().map(|p| p.is_public()),
+                // The policy (or the access point) deleted since it was read: nothing to evaluate.
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => None,
+                Err(e) => return Err(Error::aws("s3control", "GetAccessPointPolicyStatus", e)),
+            };
+        }
+        Ok(Some(exposure))
     }
 }
 
@@ -247,6 +383,8 @@ impl BucketApi for S3 {
             policy,
             block,
             website: false,
+            aws_policy_public: None,
+            access_points: vec![],
         })
     }
 
@@ -279,15 +417,46 @@ impl BucketApi for S3 {
             .send()
             .await
         {
-            Ok(out) => Ok(out.public_access_block_configuration().map(|c| BlockSettings {
-                block_public_acls: c.block_public_acls().unwrap_or(false),
-                ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
-                block_public_policy: c.block_public_policy().unwrap_or(false),
-                restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
-            })),
+            Ok(out) => Ok(out.public_access_block_configuration().map(control_settings)),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(Error::aws("s3control", "GetPublicAccessBlock", e)),
         }
+    }
+
+    async fn bucket_policy_status(&self, bucket: &str, region: &str) -> Result<Option<bool>> {
+        match self
+            .client(region)
+            .get_bucket_policy_status()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out.policy_status().and_then(|p| p.is_public()).unwrap_or(false))),
+            // NoSuchBucketPolicy: no policy (deleted since it was read), nothing to evaluate.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(Error::aws("s3", "GetBucketPolicyStatus", e)),
+        }
+    }
+
+    async fn access_points(&self, bucket: &str, region: &str) -> Result<Vec<AccessPointExposure>> {
+        let mut out = Vec::new();
+        for (name, of, internet) in self.listed_in(region).await? {
+            if of != bucket {
+                continue;
+            }
+            if !internet {
+                out.push(AccessPointExposure {
+                    name,
+                    internet: false,
+                    block: None,
+                    policy: None,
+                    aws_public: None,
+                });
+            } else if let Some(ap) = self.access_point(&name, region).await? {
+                out.push(ap);
+            }
+        }
+        Ok(out)
     }
 
     async fn put_block(&self, bucket: &str, region: &str, s: BlockSettings) -> Result<()> {

@@ -1,12 +1,21 @@
 //! Effectively public S3 buckets.
 //!
 //! Public means: an ACL grant to AllUsers or AuthenticatedUsers that IgnorePublicAcls (bucket or
-//! account level) does not neutralise; or a bucket-policy Allow to everyone (`"*"`, `{"AWS": "*"}`,
-//! or a list holding `*`) without a restricting condition (a matching operator on a network,
-//! principal or access-point key, with a value narrower than everyone), that
-//! RestrictPublicBuckets (bucket or account level) does not neutralise. A Deny-only policy is not
-//! public. BlockPublicAcls and BlockPublicPolicy only refuse new grants, so they neutralise nothing
-//! already there.
+//! account level) does not neutralise; or a bucket-policy Allow to no fixed principal (`"*"`,
+//! `{"AWS": "*"}`, a list holding one, a wildcard or policy variable in any principal, or a
+//! `NotPrincipal`) without a restricting condition (a matching operator on a network, principal or
+//! access-point key, with fixed values: no wildcard, no policy variable, not every address), that
+//! RestrictPublicBuckets (bucket or account level) does not neutralise; or the same in the policy
+//! of an internet access point the bucket policy delegates to, that RestrictPublicBuckets at the
+//! access point, the bucket or the account does not neutralise. This is AWS's own definition ("The
+//! meaning of public",
+//! <https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html>).
+//! A Deny-only policy is not public. BlockPublicAcls and BlockPublicPolicy only refuse new grants,
+//! so they neutralise nothing already there.
+//!
+//! AWS's own evaluation of each policy (GetBucketPolicyStatus, GetAccessPointPolicyStatus) is read
+//! beside this reading. Where the two differ on a policy that could matter, the bucket is a
+//! finding of its own kind: a [`Disagreement`], which only a person resolves.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,19 +30,25 @@ const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
 const AUTHENTICATED_USERS: &str = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers";
 
 /// Condition keys that confine an Allow to known networks or principals, or delegate it to an
-/// account's access points (compared case-insensitively).
+/// account's access points, when their values are fixed (compared case-insensitively).
 const RESTRICTING_KEYS: &[&str] = &[
     "aws:sourcevpce",
     "aws:sourcevpc",
     "aws:sourceip",
     "aws:sourceaccount",
+    "aws:sourceowner",
     "aws:sourcearn",
+    "aws:userid",
     "aws:principalorgid",
     "aws:principalaccount",
     "aws:principalarn",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
     "s3:dataaccesspointaccount",
     "s3:dataaccesspointarn",
 ];
+
+/// The keys whose condition hands a bucket's access to its access points.
+const DELEGATING_KEYS: &[&str] = &["s3:dataaccesspointaccount", "s3:dataaccesspointarn"];
 
 /// Condition operators that admit only requests whose key matches a listed value (lower case, after
 /// an optional `ForAnyValue:`). Every other one admits the anonymous public: a negated operator
@@ -90,6 +105,61 @@ pub struct BucketExposure {
     /// Static website hosting is configured: the bucket may be public on purpose.
     #[serde(default)]
     pub website: bool,
+    /// AWS's own evaluation of the bucket policy (GetBucketPolicyStatus's `IsPublic`); `None`
+    /// without a policy.
+    #[serde(default)]
+    pub aws_policy_public: Option<bool>,
+    /// The account's access points on this bucket, read only when the bucket policy delegates to
+    /// access points (without that, an access point's policy grants nothing).
+    #[serde(default)]
+    pub access_points: Vec<AccessPointExposure>,
+}
+
+/// One access point of a bucket, as far as its exposure goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessPointExposure {
+    pub name: String,
+    /// Reachable from the internet (network origin `Internet`); a `VPC` one never is public.
+    pub internet: bool,
+    /// Its own Block Public Access; `None` when not read (a VPC access point).
+    pub block: Option<BlockSettings>,
+    /// Its policy, if any (not read where its own RestrictPublicBuckets neutralises it).
+    pub policy: Option<serde_json::Value>,
+    /// AWS's own evaluation of its policy (GetAccessPointPolicyStatus); `None` when not read.
+    pub aws_public: Option<bool>,
+}
+
+/// Where AWS's own evaluation of a policy and this reading of it differ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Disagreement {
+    /// The access point whose policy it is; `None` for the bucket policy.
+    pub access_point: Option<String>,
+    /// What AWS's own evaluation says: `true`, public (this reading found no statement that makes
+    /// it so); `false`, not public (this reading found one).
+    pub aws_public: bool,
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (policy, call) = match &self.access_point {
+            None => ("the bucket policy".to_string(), "GetBucketPolicyStatus"),
+            Some(name) => (
+                format!("the access point {name}'s policy"),
+                "GetAccessPointPolicyStatus",
+            ),
+        };
+        if self.aws_public {
+            write!(
+                f,
+                "AWS's own evaluation ({call}) calls {policy} public, but this reading finds no statement in it that makes it so"
+            )
+        } else {
+            write!(
+                f,
+                "this reading finds {policy} public, but AWS's own evaluation ({call}) does not"
+            )
+        }
+    }
 }
 
 impl std::fmt::Display for BlockSettings {
@@ -126,6 +196,12 @@ impl std::fmt::Display for PublicReason {
             PublicReason::Acl { grantee, permission } => write!(f, "an ACL grant of {permission} to {grantee}"),
             PublicReason::Policy { sid: Some(sid), .. } => write!(f, "the bucket policy's statement {sid}"),
             PublicReason::Policy { sid: None, .. } => write!(f, "a bucket policy statement without a Sid"),
+            PublicReason::AccessPoint {
+                name, sid: Some(sid), ..
+            } => write!(f, "the access point {name}'s policy statement {sid}"),
+            PublicReason::AccessPoint { name, sid: None, .. } => {
+                write!(f, "a statement without a Sid in the access point {name}'s policy")
+            }
         }
     }
 }
@@ -142,6 +218,12 @@ pub enum PublicReason {
         sid: Option<String>,
         actions: serde_json::Value,
     },
+    /// A statement of the policy of an internet access point the bucket policy delegates to.
+    AccessPoint {
+        name: String,
+        sid: Option<String>,
+        actions: serde_json::Value,
+    },
 }
 
 /// The evidence of an s3-public finding.
@@ -155,14 +237,54 @@ pub struct S3PublicEvidence {
     /// Website hosting is on: blocking may take a site down, so only a person decides it.
     #[serde(default)]
     pub website_hosting: bool,
+    /// AWS's own evaluation differs from this reading: only a person decides it.
+    #[serde(default)]
+    pub disagreements: Vec<Disagreement>,
 }
 
+/// A value with no wildcard and no policy variable.
+fn is_fixed(value: &str) -> bool {
+    !value.contains('*') && !value.contains('?') && !value.contains("${")
+}
+
+/// Whether a principal names no fixed identity: `*`, or a wildcard or policy variable in any of its
+/// values (whatever the principal type).
 fn is_everyone(principal: &serde_json::Value) -> bool {
     match principal {
-        serde_json::Value::String(s) => s == "*",
-        serde_json::Value::Object(map) => map.get("AWS").is_some_and(is_everyone),
+        serde_json::Value::String(s) => !is_fixed(s),
+        serde_json::Value::Object(map) => map.values().any(is_everyone),
         serde_json::Value::Array(items) => items.iter().any(is_everyone),
         _ => false,
+    }
+}
+
+/// Whether an Allow statement admits more than fixed principals: a `NotPrincipal` admits everyone
+/// it does not name.
+fn admits_everyone(statement: &serde_json::Value) -> bool {
+    statement.get("NotPrincipal").is_some() || statement.get("Principal").is_some_and(is_everyone)
+}
+
+/// An access point ARN whose account is fixed: its name may hold a wildcard.
+fn is_fixed_access_point_arn(value: &str) -> bool {
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    parts.len() == 6
+        && !value.contains("${")
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].starts_with("accesspoint/")
+}
+
+/// Whether every value of a condition is fixed (a number counts as fixed; an empty list confines
+/// nothing).
+fn values_fixed(key: &str, value: &serde_json::Value) -> bool {
+    let fixed = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => is_fixed(s) || (key == "s3:dataaccesspointarn" && is_fixed_access_point_arn(s)),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+        _ => false,
+    };
+    match value {
+        serde_json::Value::Array(items) => !items.is_empty() && items.iter().all(fixed),
+        single => fixed(single),
     }
 }
 
@@ -182,34 +304,56 @@ fn restricts(operator: &str, key: &str, value: &serde_json::Value) -> bool {
     let key = key.to_ascii_lowercase();
     MATCHING_OPERATORS.contains(&operator)
         && RESTRICTING_KEYS.contains(&key.as_str())
-        // A wildcard value, or every address, matches everyone.
-        && !is_everyone(value)
-        && !(operator == "ipaddress" && lists_all_addresses(value))
+        // A wildcard or a policy variable matches more than a fixed value; every address matches
+        // everyone; an address is matched only by the IP operator.
+        && values_fixed(&key, value)
+        && (key != "aws:sourceip" || (operator == "ipaddress" && !lists_all_addresses(value)))
+}
+
+/// The (operator, key, value) of each condition of a statement.
+fn conditions(statement: &serde_json::Value) -> impl Iterator<Item = (&String, &String, &serde_json::Value)> {
+    statement
+        .get("Condition")
+        .and_then(|c| c.as_object())
+        .into_iter()
+        .flat_map(|c| c.iter())
+        .filter_map(|(operator, clauses)| clauses.as_object().map(|clauses| (operator, clauses)))
+        .flat_map(|(operator, clauses)| clauses.iter().map(move |(key, value)| (operator, key, value)))
 }
 
 fn has_restricting_condition(statement: &serde_json::Value) -> bool {
-    let Some(conditions) = statement.get("Condition").and_then(|c| c.as_object()) else {
-        return false;
-    };
-    conditions.iter().any(|(operator, clauses)| {
-        clauses
-            .as_object()
-            .is_some_and(|clauses| clauses.iter().any(|(key, value)| restricts(operator, key, value)))
+    conditions(statement).any(|(operator, key, value)| restricts(operator, key, value))
+}
+
+fn statements(policy: &serde_json::Value) -> Vec<&serde_json::Value> {
+    match policy.get("Statement") {
+        Some(serde_json::Value::Array(items)) => items.iter().collect(),
+        Some(single @ serde_json::Value::Object(_)) => vec![single],
+        _ => vec![],
+    }
+}
+
+fn allows(statement: &serde_json::Value) -> bool {
+    statement.get("Effect").and_then(|e| e.as_str()) == Some("Allow")
+}
+
+/// Whether a bucket policy hands access to the account's access points (an Allow to everyone
+/// confined by `s3:DataAccessPointAccount` or `s3:DataAccessPointArn`): only then does an access
+/// point's own policy grant anything.
+pub fn delegates_to_access_points(policy: &serde_json::Value) -> bool {
+    statements(policy).into_iter().filter(|s| allows(s)).any(|s| {
+        admits_everyone(s)
+            && conditions(s).any(|(operator, key, value)| {
+                DELEGATING_KEYS.contains(&key.to_ascii_lowercase().as_str()) && restricts(operator, key, value)
+            })
     })
 }
 
 /// The statements of a policy that allow everyone without a restricting condition.
 pub fn public_statements(policy: &serde_json::Value) -> Vec<PublicReason> {
-    let statements: Vec<&serde_json::Value> = match policy.get("Statement") {
-        Some(serde_json::Value::Array(items)) => items.iter().collect(),
-        Some(single @ serde_json::Value::Object(_)) => vec![single],
-        _ => vec![],
-    };
-    statements
+    statements(policy)
         .into_iter()
-        .filter(|s| s.get("Effect").and_then(|e| e.as_str()) == Some("Allow"))
-        .filter(|s| s.get("Principal").is_some_and(is_everyone))
-        .filter(|s| !has_restricting_condition(s))
+        .filter(|s| allows(s) && admits_everyone(s) && !has_restricting_condition(s))
         .map(|s| PublicReason::Policy {
             sid: s.get("Sid").and_then(|v| v.as_str()).map(str::to_string),
             actions: s.get("Action").cloned().unwrap_or(serde_json::Value::Null),
@@ -217,9 +361,79 @@ pub fn public_statements(policy: &serde_json::Value) -> Vec<PublicReason> {
         .collect()
 }
 
+/// Whether RestrictPublicBuckets (bucket or account level) neutralises the bucket's public policies.
+fn policies_restricted(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> bool {
+    bucket.block.unwrap_or_default().restrict_public_buckets
+        || account_block.unwrap_or_default().restrict_public_buckets
+}
+
+/// Whether the access points could open the bucket: its policy delegates to them and no
+/// RestrictPublicBuckets above them neutralises a public one.
+pub fn access_points_matter(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> bool {
+    !policies_restricted(bucket, account_block) && bucket.policy.as_ref().is_some_and(delegates_to_access_points)
+}
+
+/// The access points through which the bucket could be reached from the internet: delegated to,
+/// internet-facing, and not neutralised by their own RestrictPublicBuckets.
+fn live_access_points(
+    bucket: &BucketExposure,
+    account_block: Option<BlockSettings>,
+) -> impl Iterator<Item = &AccessPointExposure> {
+    let matter = access_points_matter(bucket, account_block);
+    bucket
+        .access_points
+        .iter()
+        .filter(move |ap| matter && ap.internet && !ap.block.unwrap_or_default().restrict_public_buckets)
+}
+
+/// Where AWS's own evaluation of a policy that could open the bucket differs from this reading.
+/// A policy RestrictPublicBuckets neutralises opens nothing either way, so it is not compared.
+pub fn disagreements(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    if !policies_restricted(bucket, account_block) {
+        if let (Some(policy), Some(aws_public)) = (&bucket.policy, bucket.aws_policy_public) {
+            if public_statements(policy).is_empty() == aws_public {
+                out.push(Disagreement {
+                    access_point: None,
+                    aws_public,
+                });
+            }
+        }
+    }
+    for ap in live_access_points(bucket, account_block) {
+        if let (Some(policy), Some(aws_public)) = (&ap.policy, ap.aws_public) {
+            if public_statements(policy).is_empty() == aws_public {
+                out.push(Disagreement {
+                    access_point: Some(ap.name.clone()),
+                    aws_public,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Why the bucket is effectively public (empty when it is not).
 pub fn public_reasons(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> Vec<PublicReason> {
     let bucket_block = bucket.block.unwrap_or_default();
+    let through_access_points: Vec<PublicReason> = live_access_points(bucket, account_block)
+        .flat_map(|ap| {
+            ap.policy
+                .as_ref()
+                .map(public_statements)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| match r {
+                    PublicReason::Policy { sid, actions } => Some(PublicReason::AccessPoint {
+                        name: ap.name.clone(),
+                        sid,
+                        actions,
+                    }),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let account_block = account_block.unwrap_or_default();
     let mut reasons = Vec::new();
     if !(bucket_block.ignore_public_acls || account_block.ignore_public_acls) {
@@ -240,6 +454,7 @@ pub fn public_reasons(bucket: &BucketExposure, account_block: Option<BlockSettin
             reasons.extend(public_statements(policy));
         }
     }
+    reasons.extend(through_access_points);
     reasons
 }
 
@@ -259,9 +474,16 @@ pub fn skip_reason(bucket: &BucketExposure, policy: &Policy) -> Option<String> {
     is_exempt(&bucket.tags, &policy.exempt_tag).then(|| format!("exempt: tag {}=true", policy.exempt_tag))
 }
 
-/// Whether a finding is about a bucket with website hosting on (it needs an approval, even in auto mode).
-pub fn website_hosting(finding: &Finding) -> bool {
-    matches!(&finding.evidence, Evidence::S3Public(e) if e.website_hosting)
+/// Why a finding needs a person's approval even in auto mode: website hosting is on (blocking may
+/// take a site down), or AWS's own evaluation disagrees with this reading. `None` otherwise.
+pub fn needs_a_person(finding: &Finding) -> Option<&'static str> {
+    match &finding.evidence {
+        Evidence::S3Public(e) if e.website_hosting => Some("website hosting on"),
+        Evidence::S3Public(e) if !e.disagreements.is_empty() => {
+            Some("AWS's own evaluation disagrees with this reading")
+        }
+        _ => None,
+    }
 }
 
 /// One finding per effectively public, non-exempt bucket.
@@ -276,7 +498,8 @@ pub fn detect(
         .filter(|b| skip_reason(b, policy).is_none())
         .filter_map(|b| {
             let reasons = public_reasons(b, account_block);
-            if reasons.is_empty() {
+            let disagreements = disagreements(b, account_block);
+            if reasons.is_empty() && disagreements.is_empty() {
                 return None;
             }
             let resource = resource(b);
@@ -290,6 +513,7 @@ pub fn detect(
                     account_block,
                     proposed_block: policy.s3_public.block.into(),
                     website_hosting: b.website,
+                    disagreements,
                 }),
                 action: ActionKind::BlockPublicAccess,
                 // Exposure is a risk, not a cost: no dollars, and always high severity.
@@ -316,6 +540,8 @@ mod tests {
             policy,
             block,
             website: false,
+            aws_policy_public: None,
+            access_points: vec![],
         }
     }
 
@@ -532,8 +758,157 @@ mod tests {
         let now = "2026-11-26T06:00:00Z".parse().unwrap();
         let f = detect(&[site, plain], None, &Policy::default(), now);
         assert_eq!(f.len(), 2);
-        assert!(website_hosting(&f[0]));
-        assert!(!website_hosting(&f[1]));
+        assert_eq!(needs_a_person(&f[0]), Some("website hosting on"));
+        assert_eq!(needs_a_person(&f[1]), None);
         assert_eq!(serde_json::to_value(&f[0].evidence).unwrap()["website_hosting"], true);
+    }
+
+    #[test]
+    fn an_allow_with_not_principal_is_public_unless_a_condition_confines_it() {
+        let p = json!({"Statement": [{"Sid": "AllButOne", "Effect": "Allow",
+            "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject"}]});
+        assert_eq!(public_reasons(&bucket(vec![], Some(p), None), None).len(), 1);
+        let confined = json!({"Statement": [{"Effect": "Allow",
+            "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject",
+            "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-1"}}}]});
+        assert!(public_reasons(&bucket(vec![], Some(confined), None), None).is_empty());
+    }
+
+    #[test]
+    fn a_wildcard_or_a_policy_variable_in_a_restricting_condition_or_a_principal_leaves_it_public() {
+        for c in [
+            json!({"StringLike": {"aws:SourceArn": "arn:aws:cloudfront::*:distribution/*"}}),
+            json!({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/deploy"}}),
+            json!({"StringEquals": {"aws:SourceAccount": "${aws:PrincipalAccount}"}}),
+            json!({"StringLike": {"aws:SourceVpce": ["vpce-1", "vpce-?"]}}),
+            json!({"ArnLike": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:*:accesspoint/*"}}),
+            json!({"StringEquals": {"aws:SourceVpce": []}}),
+        ] {
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+        let wildcard_account = allow(json!({"AWS": "arn:aws:iam::*:root"}), None);
+        assert_eq!(
+            public_reasons(&bucket(vec![], Some(wildcard_account), None), None).len(),
+            1
+        );
+        // Fixed values of the other keys AWS names confine it.
+        for c in [
+            json!({"StringEquals": {"aws:SourceOwner": "111122223333"}}),
+            json!({"StringEquals": {"aws:userid": "AIDAEXAMPLE"}}),
+            json!({"StringEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:111122223333:key/k"}}),
+            // An access point name may be a wildcard when the account is fixed.
+            json!({"ArnLike": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:111122223333:accesspoint/*"}}),
+        ] {
+            assert!(!is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    fn delegating() -> serde_json::Value {
+        json!({"Statement": [{"Sid": "Delegate", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "*",
+            "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
+            "Condition": {"StringEquals": {"s3:DataAccessPointAccount": "123456789012"}}}]})
+    }
+
+    fn access_point(name: &str, internet: bool, block: Option<BlockSettings>) -> AccessPointExposure {
+        AccessPointExposure {
+            name: name.into(),
+            internet,
+            block,
+            policy: Some(
+                json!({"Statement": [{"Sid": "Anyone", "Effect": "Allow", "Principal": "*",
+                "Action": "s3:GetObject", "Resource": "arn:aws:s3:us-east-1:123456789012:accesspoint/x/object/*"}]}),
+            ),
+            aws_public: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_public_internet_access_point_the_bucket_delegates_to_makes_the_bucket_public() {
+        let off = Some(BlockSettings::default());
+        let mut b = bucket(vec![], Some(delegating()), None);
+        b.access_points = vec![access_point("open", true, off), access_point("inside", false, None)];
+        let reasons = public_reasons(&b, None);
+        assert_eq!(
+            reasons,
+            vec![PublicReason::AccessPoint {
+                name: "open".into(),
+                sid: Some("Anyone".into()),
+                actions: json!("s3:GetObject"),
+            }]
+        );
+        assert_eq!(
+            reasons[0].to_string(),
+            "the access point open's policy statement Anyone"
+        );
+        assert!(disagreements(&b, None).is_empty());
+        // RestrictPublicBuckets at the access point, the bucket or the account neutralises it.
+        let restrict = BlockSettings {
+            restrict_public_buckets: true,
+            ..Default::default()
+        };
+        let mut own = b.clone();
+        own.access_points[0].block = Some(restrict);
+        assert!(public_reasons(&own, None).is_empty());
+        let mut at_bucket = b.clone();
+        at_bucket.block = Some(restrict);
+        assert!(public_reasons(&at_bucket, None).is_empty());
+        assert!(public_reasons(&b, Some(restrict)).is_empty());
+        // Without the bucket's delegation the access point's policy grants nothing.
+        let mut not_delegated = b.clone();
+        not_delegated.policy = None;
+        assert!(public_reasons(&not_delegated, None).is_empty());
+    }
+
+    #[test]
+    fn where_aws_s_own_evaluation_differs_the_bucket_is_a_finding_that_needs_a_person() {
+        let now = "2026-11-26T06:00:00Z".parse().unwrap();
+        let vpce = allow(json!("*"), Some(json!({"StringEquals": {"aws:SourceVpce": "vpce-1"}})));
+        // AWS calls a policy public that this reading finds private.
+        let mut b = bucket(vec![], Some(vpce.clone()), None);
+        b.aws_policy_public = Some(true);
+        let f = detect(std::slice::from_ref(&b), None, &Policy::default(), now);
+        assert_eq!(f.len(), 1);
+        let Evidence::S3Public(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert!(e.reasons.is_empty());
+        assert_eq!(
+            e.disagreements,
+            vec![Disagreement {
+                access_point: None,
+                aws_public: true
+            }]
+        );
+        assert_eq!(
+            needs_a_person(&f[0]),
+            Some("AWS's own evaluation disagrees with this reading")
+        );
+        assert!(e.disagreements[0].to_string().contains("GetBucketPolicyStatus"));
+        // And the other way: this reading finds it public, AWS does not.
+        let mut other = bucket(vec![], Some(allow(json!("*"), None)), None);
+        other.aws_policy_public = Some(false);
+        assert_eq!(disagreements(&other, None).len(), 1);
+        assert_eq!(public_reasons(&other, None).len(), 1);
+        // Agreement, or a policy RestrictPublicBuckets neutralises, is no disagreement.
+        b.aws_policy_public = Some(false);
+        assert!(detect(&[b], None, &Policy::default(), now).is_empty());
+        let restrict = BlockSettings {
+            restrict_public_buckets: true,
+            ..Default::default()
+        };
+        assert!(disagreements(&other, Some(restrict)).is_empty());
+        // An access point's status is compared too.
+        let mut ap = bucket(vec![], Some(delegating()), None);
+        let mut private_ap = access_point("ap", true, Some(BlockSettings::default()));
+        private_ap.policy = Some(vpce);
+        ap.access_points = vec![private_ap];
+        ap.aws_policy_public = Some(false);
+        assert_eq!(
+            disagreements(&ap, None),
+            vec![Disagreement {
+                access_point: Some("ap".into()),
+                aws_public: true
+            }]
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! The s3-public run: buckets (all, or the one a Config event names) → exposure → pure detector →
 //! flow (put Block Public Access, keeping the prior settings). A bucket with website hosting on
-//! may be public on purpose: it is never blocked automatically, only asked about.
+//! may be public on purpose, and one where AWS's own evaluation disagrees with this reading is
+//! not known for sure: neither is blocked automatically, only asked about.
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
 use crate::act::block_public_access::{assess, BlockPublicAccess};
 use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{self, public_reasons, resource, skip_reason, website_hosting, BucketExposure, RULE};
+use crate::detect::s3_public::{self, needs_a_person, public_reasons, resource, skip_reason, BucketExposure, RULE};
 use crate::error::Result;
 use crate::flow::{self, RunContext, Sinks};
 use crate::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
@@ -136,10 +137,11 @@ pub async fn run(
         policy,
         approved: false,
     };
-    let (sites, others): (Vec<Finding>, Vec<Finding>) = findings.iter().cloned().partition(website_hosting);
-    let (acted, flow_notes) = if ctx.mode == Mode::Auto && !sites.is_empty() {
+    let (for_a_person, others): (Vec<Finding>, Vec<Finding>) =
+        findings.iter().cloned().partition(|f| needs_a_person(f).is_some());
+    let (acted, flow_notes) = if ctx.mode == Mode::Auto && !for_a_person.is_empty() {
         let (mut acted, mut flow_notes) = flow::apply(&ctx, &others, &remediation, scanned).await;
-        let (asked, ask_notes) = ask_instead(&ctx, &sites).await;
+        let (asked, ask_notes) = ask_instead(&ctx, &for_a_person).await;
         acted.extend(asked);
         flow_notes.extend(ask_notes);
         (acted, flow_notes)
@@ -147,8 +149,12 @@ pub async fn run(
         flow::apply(&ctx, &findings, &remediation, scanned).await
     };
     outcomes.extend(acted.into_iter().map(|mut o| {
-        if sites.iter().any(|f| f.id == o.finding_id) {
-            o.detail = format!("website hosting on: {}", o.detail);
+        if let Some(why) = for_a_person
+            .iter()
+            .find(|f| f.id == o.finding_id)
+            .and_then(needs_a_person)
+        {
+            o.detail = format!("{why}: {}", o.detail);
         }
         o
     }));

@@ -5,7 +5,10 @@
 //!   conditions), so the first run pays V writes and a rerun none.
 //! - s3-public, B buckets of which P public: 1 ListBuckets + 1 account GetPublicAccessBlock + 3 per
 //!   bucket (ACL, policy, block: S3 has no batch read of bucket configuration) + 2 per public bucket
-//!   (tags and website hosting, read only where they decide something).
+//!   (tags and website hosting, read only where they decide something). A bucket with a policy
+//!   adds GetBucketPolicyStatus (AWS's own evaluation), and where a policy delegates to access
+//!   points the region's ListAccessPoints (once) and up to 3 reads per internet access point; the
+//!   bench's buckets are public through their ACL, with no policy.
 //! - cost-alert: GetCostAndUsage for the month to date, GetCostForecast, and GetCostAndUsage for
 //!   last month when the policy compares with it: 3 ($0.01 each on AWS).
 //! - tag-compliance sweep, I instances, V volumes, B buckets: ceil(I/1000) DescribeInstances +

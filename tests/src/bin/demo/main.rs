@@ -277,7 +277,11 @@ fn describe(f: &Finding) -> (String, String) {
                     remediation::detect::s3_public::PublicReason::Policy { sid, .. } => {
                         format!("policy: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
                     }
+                    remediation::detect::s3_public::PublicReason::AccessPoint { name, sid, .. } => {
+                        format!("access point {name}: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
+                    }
                 })
+                .chain(e.disagreements.iter().map(|d| format!("to look at: {d}")))
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
