@@ -15,6 +15,7 @@ moto's evaluation calls any statement with a Condition private and ignores NotPr
 access points' status is public for every policy; this module replaces both.
 """
 
+import ipaddress
 import json
 import re
 
@@ -43,8 +44,30 @@ def _values(v):
 
 
 def _fixed(value):
-    text = str(value)
-    return "*" not in text and "?" not in text and "${" not in text
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        return True
+    if not isinstance(value, str):
+        return False
+    return "*" not in value and "?" not in value and "${" not in value
+
+
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
+def _lets_everyone_in(values):
+    """Whether the CIDRs let every address of either family in, however spelt."""
+    v4, v6 = [], []
+    for v in values:
+        try:
+            net = ipaddress.ip_network(str(v).strip(), strict=False)
+        except ValueError:
+            return True
+        if net.version == 6 and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+            net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+        (v4 if net.version == 4 else v6).append(net)
+    everything = [ipaddress.ip_network("0.0.0.0/0")], [ipaddress.ip_network("::/0")]
+    return (list(ipaddress.collapse_addresses(v4)) == everything[0]
+            or list(ipaddress.collapse_addresses(v6)) == everything[1])
 
 
 def _fixed_access_point_arn(value):
@@ -65,18 +88,21 @@ def _confines(operator, key, values):
     if not values:
         return False
     if key == "aws:sourceip":
-        return op == "ipaddress" and all(_fixed(v) and str(v).strip() not in ("0.0.0.0/0", "::/0") for v in values)
+        return op == "ipaddress" and all(_fixed(v) for v in values) and not _lets_everyone_in(values)
     if key == "s3:dataaccesspointarn":
         return all(_fixed(v) or _fixed_access_point_arn(v) for v in values)
     return all(_fixed(v) for v in values)
 
 
 def _fixed_principal(principal):
-    if isinstance(principal, str):
-        return _fixed(principal)
+    if principal is None:
+        # No principal grants nobody.
+        return True
     if isinstance(principal, dict):
-        return all(_fixed(v) for values in principal.values() for v in _values(values))
-    return False
+        return all(_fixed_principal(v) for v in principal.values())
+    if isinstance(principal, list):
+        return all(_fixed_principal(v) for v in principal)
+    return _fixed(principal)
 
 
 def _public_statement(statement):
@@ -102,9 +128,11 @@ def policy_is_public(policy):
         parsed = json.loads(policy)
     except (ValueError, TypeError):
         return False
-    statements = parsed.get("Statement") or []
+    statements = parsed.get("Statement") if isinstance(parsed, dict) else None
     if isinstance(statements, dict):
         statements = [statements]
+    if not isinstance(statements, list):
+        return False
     return any(_public_statement(s) for s in statements if isinstance(s, dict))
 
 
@@ -134,7 +162,8 @@ def install():
             body = body.decode("utf-8")
         if isinstance(body, str):
             m = re.search(r"<(\w+)Response(\s[^>]*)?>", body)
-            if m and "/doc/2018-08-20/" in (m.group(2) or ""):
+            # Errors keep their `<ErrorResponse>` root, as S3 Control's are.
+            if m and m.group(1) != "Error" and "/doc/2018-08-20/" in (m.group(2) or ""):
                 name = m.group(1)
                 body = body.replace(m.group(0), f"<{name}Result{m.group(2) or ''}>", 1)
                 body = body.replace(f"</{name}Response>", f"</{name}Result>")

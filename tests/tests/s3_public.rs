@@ -1153,3 +1153,41 @@ async fn where_aws_s_own_evaluation_disagrees_the_bucket_is_asked_about_never_bl
     assert_eq!(acted.outcome.outcome, OutcomeKind::Executed, "{acted:?}");
     assert_eq!(bucket_block(&client, "vpce-only").await, Some(BlockSettings::ALL));
 }
+
+/// A cross-check that cannot be read (here AccessDenied on GetBucketPolicyStatus, as a member
+/// account whose role predates it answers) takes nothing away: the bucket is judged by its own ACL
+/// and policy, as before the cross-check existed, is blocked in auto mode, and the run says what
+/// it could not read.
+#[tokio::test]
+async fn a_cross_check_that_cannot_be_read_leaves_the_bucket_judged_as_before_and_the_run_says_so() {
+    let moto = Moto::start().unwrap();
+    let client = s3(&moto.sdk_config().await);
+    finops_tests::seed::create_table(&moto.clients().await.dynamodb, TABLE).await;
+    client.create_bucket().bucket("public-policy").send().await.unwrap();
+    client
+        .put_bucket_policy()
+        .bucket("public-policy")
+        .policy(allow_everyone("public-policy", None))
+        .send()
+        .await
+        .unwrap();
+    moto.fault_rule(serde_json::json!({"service": "s3", "operation": "GetBucketPolicyStatus", "share": 1.0,
+        "status": 403, "content_type": "application/xml",
+        "body": "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>r</RequestId></Error>"}))
+        .await;
+    let deps = deps(&moto, Mode::Auto).await;
+
+    let report = s3_public::handler::handle(sweep(), &deps, Utc::now()).await.unwrap();
+
+    let outcome = outcome_of(&report, "public-policy");
+    assert_eq!(outcome.outcome, OutcomeKind::Executed, "{outcome:?}");
+    assert_eq!(bucket_block(&client, "public-policy").await, Some(BlockSettings::ALL));
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("judged by their own ACL and policy alone") && n.contains("GetBucketPolicyStatus")),
+        "{:?}",
+        report.notes
+    );
+}

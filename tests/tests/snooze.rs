@@ -21,9 +21,15 @@ fn scheduled() -> Value {
 
 /// One instance idle for the 30 days before now.
 async fn idle_instance(lp: &Loop) -> String {
+    idle_instance_until(lp, Utc::now()).await
+}
+
+/// An idle instance whose usage is seeded up to `end`: a run at `end` sees every day it judges,
+/// even when `end` is past midnight UTC.
+async fn idle_instance_until(lp: &Loop, end: DateTime<Utc>) -> String {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
-    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 30).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, end, 30).await;
     id
 }
 
@@ -168,7 +174,7 @@ async fn a_snooze_closes_the_open_approval_and_an_approval_granted_before_it_is_
     assert!(again.findings.is_empty(), "{again:#?}");
 
     // Approved first, snoozed before the execution arrives: the re-check refuses it.
-    let b = idle_instance(&lp).await;
+    let b = idle_instance_until(&lp, now + Duration::hours(2)).await;
     let report = idle_run(&lp, Mode::Approve, now + Duration::hours(2)).await;
     let pending = report
         .outcomes

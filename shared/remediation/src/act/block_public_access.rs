@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
 use crate::aws::s3::BucketApi;
 use crate::detect::s3_public::{
-    access_points_matter, disagreements, public_reasons, skip_reason, AccessPointExposure, BlockSettings,
-    BucketExposure,
+    access_points_matter, disagreements, live_access_points, policies_restricted, public_reasons, rests_on_disputed,
+    skip_reason, AccessPointExposure, BlockSettings, BucketExposure,
 };
 use crate::error::Result;
 use crate::model::{ActionKind, Finding};
@@ -59,11 +59,22 @@ pub async fn assess(
     account_block: Option<BlockSettings>,
 ) -> Result<BucketExposure> {
     let mut exposure = s3.exposure(bucket, region).await?;
-    if exposure.policy.is_some() {
-        exposure.aws_policy_public = s3.bucket_policy_status(bucket, region).await?;
+    // The cross-checks only add: one that cannot be read leaves the bucket judged by its own ACL
+    // and policy, as before they existed, and says so (`unread`) for the run's notes. A policy
+    // RestrictPublicBuckets neutralises opens nothing whoever reads it: AWS is not asked.
+    if exposure.policy.is_some() && !policies_restricted(&exposure, account_block) {
+        match s3.bucket_policy_status(bucket, region).await {
+            Ok(status) => exposure.aws_policy_public = status,
+            Err(e) => exposure.unread.push(format!(
+                "AWS's own evaluation of its policy (GetBucketPolicyStatus): {e}"
+            )),
+        }
     }
     if access_points_matter(&exposure, account_block) {
-        exposure.access_points = s3.access_points(bucket, region).await?;
+        match s3.access_points(bucket, region).await {
+            Ok(points) => exposure.access_points = points,
+            Err(e) => exposure.unread.push(format!("its access points: {e}")),
+        }
     }
     if !public_reasons(&exposure, account_block).is_empty() || !disagreements(&exposure, account_block).is_empty() {
         let (tags, website) = futures::join!(s3.bucket_tags(bucket, region), s3.website(bucket, region));
@@ -96,7 +107,9 @@ impl Remediation for BlockPublicAccess<'_> {
                         "re-check: website hosting on: blocked only on a person's approval, not automatically"
                             .to_string(),
                     )),
-                    None if !self.approved && !disagreements(&b, account_block).is_empty() => {
+                    None if !self.approved
+                        && rests_on_disputed(&public_reasons(&b, account_block), &disagreements(&b, account_block)) =>
+                    {
                         let differ: Vec<String> = disagreements(&b, account_block)
                             .iter()
                             .map(ToString::to_string)
@@ -112,7 +125,9 @@ impl Remediation for BlockPublicAccess<'_> {
                         "grants": b.grants,
                         "policy": b.policy,
                         "aws_policy_public": b.aws_policy_public,
-                        "access_points": b.access_points,
+                        // Only the access points that open the bucket: each may carry a 20 KB policy.
+                        "access_points": live_access_points(&b, account_block).collect::<Vec<_>>(),
+                        "unread": b.unread,
                         "website": b.website,
                         "account_block": account_block,
                     })),

@@ -48,6 +48,9 @@ pub trait BucketApi: Send + Sync {
 /// One access point as the region's listing names it: (name, bucket, internet-facing).
 type Listed = (String, String, bool);
 
+/// A region's listing, or why it failed (kept, so that one failure is not asked again per bucket).
+type Listing = std::result::Result<Vec<Listed>, String>;
+
 /// The SDK adapter: one S3 client and one S3 Control client per bucket region (made on first use).
 #[derive(Debug)]
 pub struct S3 {
@@ -56,7 +59,7 @@ pub struct S3 {
     control: aws_sdk_s3control::Client,
     controls: Mutex<HashMap<String, aws_sdk_s3control::Client>>,
     /// Each region's access points, listed once.
-    listed: tokio::sync::Mutex<HashMap<String, Vec<Listed>>>,
+    listed: tokio::sync::Mutex<HashMap<String, Listing>>,
     account: String,
     region: String,
     /// Only the buckets in this region (a fan-out item's region, so that each bucket is scanned
@@ -222,9 +225,16 @@ impl S3 {
     async fn listed_in(&self, region: &str) -> Result<Vec<Listed>> {
         let mut listed = self.listed.lock().await;
         if let Some(known) = listed.get(region) {
-            return Ok(known.clone());
+            return known.clone().map_err(|e| {
+                Error::unexpected(
+                    "s3control",
+                    "ListAccessPoints",
+                    format!("failed earlier in this run: {e}"),
+                )
+            });
         }
         let mut out = Vec::new();
+        let mut failed = None;
         let mut pages = self
             .control_in(region)
             .list_access_points()
@@ -233,19 +243,34 @@ impl S3 {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::aws("s3control", "ListAccessPoints", e))?;
-            for ap in page.access_point_list() {
-                let internet = ap.network_origin() == &aws_sdk_s3control::types::NetworkOrigin::Internet;
-                out.push((ap.name().to_string(), ap.bucket().to_string(), internet));
+            match page {
+                Ok(page) => {
+                    for ap in page.access_point_list() {
+                        let internet = ap.network_origin() == &aws_sdk_s3control::types::NetworkOrigin::Internet;
+                        out.push((ap.name().to_string(), ap.bucket().to_string(), internet));
+                    }
+                }
+                Err(e) => {
+                    failed = Some(Error::aws("s3control", "ListAccessPoints", e));
+                    break;
+                }
             }
         }
-        listed.insert(region.to_string(), out.clone());
-        Ok(out)
+        match failed {
+            Some(e) => {
+                listed.insert(region.to_string(), Err(e.to_string()));
+                Err(e)
+            }
+            None => {
+                listed.insert(region.to_string(), Ok(out.clone()));
+                Ok(out)
+            }
+        }
     }
 
-    /// One internet access point read whole (see [`BucketApi::access_points`]); `None` when it no
-    /// longer exists.
-    async fn access_point(&self, name: &str, region: &str) -> Result<Option<AccessPointExposure>> {
+    /// One access point of `bucket` read whole (see [`BucketApi::access_points`]), as it is now:
+    /// `None` when it no longer exists or now serves another bucket.
+    async fn access_point(&self, name: &str, bucket: &str, region: &str) -> Result<Option<AccessPointExposure>> {
         let control = self.control_in(region);
         let got = match control
             .get_access_point()
@@ -259,14 +284,21 @@ impl S3 {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => return Ok(None),
             Err(e) => return Err(Error::aws("s3control", "GetAccessPoint", e)),
         };
+        if got.bucket() != Some(bucket) {
+            return Ok(None);
+        }
+        let internet = got.network_origin() == Some(&aws_sdk_s3control::types::NetworkOrigin::Internet);
         let block = got.public_access_block_configuration().map(control_settings);
         let mut exposure = AccessPointExposure {
             name: name.to_string(),
-            internet: true,
+            internet,
             block,
             policy: None,
             aws_public: None,
         };
+        if !internet {
+            return Ok(Some(exposure));
+        }
         if block.is_some_and(|b| b.restrict_public_buckets) {
             return Ok(Some(exposure));
         }
@@ -385,6 +417,7 @@ impl BucketApi for S3 {
             website: false,
             aws_policy_public: None,
             access_points: vec![],
+            unread: vec![],
         })
     }
 
@@ -431,7 +464,8 @@ impl BucketApi for S3 {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(out.policy_status().and_then(|p| p.is_public()).unwrap_or(false))),
+            // An answer without IsPublic says nothing either way.
+            Ok(out) => Ok(out.policy_status().and_then(|p| p.is_public())),
             // NoSuchBucketPolicy: no policy (deleted since it was read), nothing to evaluate.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
             Err(e) => Err(Error::aws("s3", "GetBucketPolicyStatus", e)),
@@ -452,7 +486,7 @@ impl BucketApi for S3 {
                     policy: None,
                     aws_public: None,
                 });
-            } else if let Some(ap) = self.access_point(&name, region).await? {
+            } else if let Some(ap) = self.access_point(&name, bucket, region).await? {
                 out.push(ap);
             }
         }

@@ -113,6 +113,10 @@ pub struct BucketExposure {
     /// access points (without that, an access point's policy grants nothing).
     #[serde(default)]
     pub access_points: Vec<AccessPointExposure>,
+    /// What could not be read beside the bucket itself (AWS's evaluation, the access points), and
+    /// why: the bucket is then judged without it, and the run says so.
+    #[serde(default)]
+    pub unread: Vec<String>,
 }
 
 /// One access point of a bucket, as far as its exposure goes.
@@ -144,7 +148,7 @@ impl std::fmt::Display for Disagreement {
         let (policy, call) = match &self.access_point {
             None => ("the bucket policy".to_string(), "GetBucketPolicyStatus"),
             Some(name) => (
-                format!("the access point {name}'s policy"),
+                format!("the policy of the access point {name}"),
                 "GetAccessPointPolicyStatus",
             ),
         };
@@ -198,9 +202,9 @@ impl std::fmt::Display for PublicReason {
             PublicReason::Policy { sid: None, .. } => write!(f, "a bucket policy statement without a Sid"),
             PublicReason::AccessPoint {
                 name, sid: Some(sid), ..
-            } => write!(f, "the access point {name}'s policy statement {sid}"),
+            } => write!(f, "the policy of the access point {name} (statement {sid})"),
             PublicReason::AccessPoint { name, sid: None, .. } => {
-                write!(f, "a statement without a Sid in the access point {name}'s policy")
+                write!(f, "the policy of the access point {name} (a statement without a Sid)")
             }
         }
     }
@@ -288,13 +292,84 @@ fn values_fixed(key: &str, value: &serde_json::Value) -> bool {
     }
 }
 
-/// Whether a CIDR value (one or a list) lets every address in: any all-addresses entry does.
-fn lists_all_addresses(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => matches!(s.trim(), "0.0.0.0/0" | "::/0"),
-        serde_json::Value::Array(items) => items.iter().any(lists_all_addresses),
-        _ => false,
+/// The first and last address of a block of `2^host_bits` addresses holding `base`.
+fn block_of(base: u128, host_bits: u32) -> (u128, u128) {
+    if host_bits >= 128 {
+        return (0, u128::MAX);
     }
+    let size = 1u128 << host_bits;
+    let start = base & !(size - 1);
+    (start, start + (size - 1))
+}
+
+/// The addresses a CIDR (or a bare address) names, as an inclusive range, and whether they are
+/// IPv4 (an IPv4-mapped IPv6 block counts as the IPv4 addresses it maps). `None`: not a CIDR.
+fn cidr_range(text: &str) -> Option<(u128, u128, bool)> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p.trim().parse::<u32>().ok()?)),
+        None => (text, None),
+    };
+    match address.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(a) => {
+            let prefix = prefix.unwrap_or(32);
+            (prefix <= 32).then(|| {
+                let (start, end) = block_of(u128::from(u32::from(a)), 32 - prefix);
+                (start, end, true)
+            })
+        }
+        std::net::IpAddr::V6(a) => {
+            let prefix = prefix.unwrap_or(128);
+            if prefix > 128 {
+                return None;
+            }
+            if let (Some(v4), true) = (a.to_ipv4_mapped(), prefix >= 96) {
+                let (start, end) = block_of(u128::from(u32::from(v4)), 128 - prefix);
+                return Some((start, end, true));
+            }
+            let (start, end) = block_of(u128::from(a), 128 - prefix);
+            Some((start, end, false))
+        }
+    }
+}
+
+/// Whether the ranges together cover every address from 0 to `last`.
+fn covers(mut ranges: Vec<(u128, u128)>, last: u128) -> bool {
+    ranges.sort_unstable();
+    let mut next: u128 = 0;
+    for (start, end) in ranges {
+        if start > next {
+            return false;
+        }
+        if end >= next {
+            if end == last {
+                return true;
+            }
+            next = end + 1;
+        }
+    }
+    false
+}
+
+/// Whether an IP condition's CIDRs (one or a list) let every address of either family in, however
+/// spelt (`0.0.0.0/0`, `0::/0`, `::ffff:0:0/96`, or blocks that together cover a family); a value
+/// that is not a CIDR confines nothing either.
+fn lets_everyone_in(value: &serde_json::Value) -> bool {
+    let items: Vec<&serde_json::Value> = match value {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for item in items {
+        let Some((start, end, is_v4)) = item.as_str().and_then(cidr_range) else {
+            return true;
+        };
+        if is_v4 {
+            v4.push((start, end));
+        } else {
+            v6.push((start, end));
+        }
+    }
+    covers(v4, u128::from(u32::MAX)) || covers(v6, u128::MAX)
 }
 
 /// Whether one condition (`operator: {key: value}`) confines the grant.
@@ -307,7 +382,7 @@ fn restricts(operator: &str, key: &str, value: &serde_json::Value) -> bool {
         // A wildcard or a policy variable matches more than a fixed value; every address matches
         // everyone; an address is matched only by the IP operator.
         && values_fixed(&key, value)
-        && (key != "aws:sourceip" || (operator == "ipaddress" && !lists_all_addresses(value)))
+        && (key != "aws:sourceip" || (operator == "ipaddress" && !lets_everyone_in(value)))
 }
 
 /// The (operator, key, value) of each condition of a statement.
@@ -337,9 +412,95 @@ fn allows(statement: &serde_json::Value) -> bool {
     statement.get("Effect").and_then(|e| e.as_str()) == Some("Allow")
 }
 
-/// Whether a bucket policy hands access to the account's access points (an Allow to everyone
-/// confined by `s3:DataAccessPointAccount` or `s3:DataAccessPointArn`): only then does an access
-/// point's own policy grant anything.
+/// `pattern` against `value`, as IAM's `…Like` operators match (`*` any run, `?` one character),
+/// or exactly for the others; case-insensitively for `…IgnoreCase`.
+fn value_matches(operator: &str, pattern: &str, value: &str) -> bool {
+    let operator = operator.to_ascii_lowercase();
+    if operator.contains("ignorecase") {
+        return pattern.eq_ignore_ascii_case(value);
+    }
+    if !operator.contains("like") {
+        return pattern == value;
+    }
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    // A glob with one way back: to just after the last `*`, which then takes one more character.
+    let (mut i, mut j, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while j < v.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == v[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Whether an access point ARN condition value admits the access point `name` of `account` in
+/// `region` (field by field, whatever the partition).
+fn arn_admits(operator: &str, pattern: &str, region: &str, account: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && value_matches(operator, parts[2], "s3")
+        && value_matches(operator, parts[3], region)
+        && value_matches(operator, parts[4], account)
+        && value_matches(operator, parts[5], &format!("accesspoint/{name}"))
+}
+
+/// Whether one statement hands the bucket to the access point `name` of `account` in `region`:
+/// each delegating condition it carries admits that access point, and no other confining
+/// condition (a VPC endpoint, an address range…) narrows the path to fewer than everyone.
+fn delegates_to(statement: &serde_json::Value, account: &str, region: &str, name: &str) -> bool {
+    let mut delegating = false;
+    for (operator, key, value) in conditions(statement) {
+        if !restricts(operator, key, value) {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        if !DELEGATING_KEYS.contains(&key.as_str()) {
+            return false;
+        }
+        delegating = true;
+        let values: Vec<&str> = match value {
+            serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_str()).collect(),
+            one => one.as_str().into_iter().collect(),
+        };
+        let admits = values.iter().any(|v| {
+            if key == "s3:dataaccesspointaccount" {
+                value_matches(operator, v, account)
+            } else {
+                arn_admits(operator, v, region, account, name)
+            }
+        });
+        if !admits {
+            return false;
+        }
+    }
+    delegating
+}
+
+/// Whether the bucket policy hands the bucket to this access point (see [`delegates_to`]).
+fn delegated(bucket: &BucketExposure, name: &str) -> bool {
+    bucket.policy.as_ref().is_some_and(|policy| {
+        statements(policy)
+            .into_iter()
+            .filter(|s| allows(s) && admits_everyone(s))
+            .any(|s| delegates_to(s, &bucket.account, &bucket.region, name))
+    })
+}
+
+/// Whether a bucket policy hands access to some access points (an Allow to everyone confined by
+/// `s3:DataAccessPointAccount` or `s3:DataAccessPointArn`): only then are the access points read,
+/// and each is then matched against the statement (see [`delegates_to`]).
 pub fn delegates_to_access_points(policy: &serde_json::Value) -> bool {
     statements(policy).into_iter().filter(|s| allows(s)).any(|s| {
         admits_everyone(s)
@@ -362,7 +523,7 @@ pub fn public_statements(policy: &serde_json::Value) -> Vec<PublicReason> {
 }
 
 /// Whether RestrictPublicBuckets (bucket or account level) neutralises the bucket's public policies.
-fn policies_restricted(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> bool {
+pub fn policies_restricted(bucket: &BucketExposure, account_block: Option<BlockSettings>) -> bool {
     bucket.block.unwrap_or_default().restrict_public_buckets
         || account_block.unwrap_or_default().restrict_public_buckets
 }
@@ -373,17 +534,17 @@ pub fn access_points_matter(bucket: &BucketExposure, account_block: Option<Block
     !policies_restricted(bucket, account_block) && bucket.policy.as_ref().is_some_and(delegates_to_access_points)
 }
 
-/// The access points through which the bucket could be reached from the internet: delegated to,
-/// internet-facing, and not neutralised by their own RestrictPublicBuckets.
-fn live_access_points(
+/// The access points through which the bucket could be reached from the internet: delegated to
+/// (the bucket policy's delegation names them), internet-facing, and not neutralised by their own
+/// RestrictPublicBuckets.
+pub fn live_access_points(
     bucket: &BucketExposure,
     account_block: Option<BlockSettings>,
 ) -> impl Iterator<Item = &AccessPointExposure> {
     let matter = access_points_matter(bucket, account_block);
-    bucket
-        .access_points
-        .iter()
-        .filter(move |ap| matter && ap.internet && !ap.block.unwrap_or_default().restrict_public_buckets)
+    bucket.access_points.iter().filter(move |ap| {
+        matter && ap.internet && !ap.block.unwrap_or_default().restrict_public_buckets && delegated(bucket, &ap.name)
+    })
 }
 
 /// Where AWS's own evaluation of a policy that could open the bucket differs from this reading.
@@ -474,16 +635,38 @@ pub fn skip_reason(bucket: &BucketExposure, policy: &Policy) -> Option<String> {
     is_exempt(&bucket.tags, &policy.exempt_tag).then(|| format!("exempt: tag {}=true", policy.exempt_tag))
 }
 
+/// Whether the bucket being public rests only on policies AWS's own evaluation disputes (or on
+/// nothing this reading sees): then the disagreement decides whether to act, so a person does. A
+/// reason nobody disputes (an ACL grant, an undisputed policy) justifies the block by itself.
+pub fn rests_on_disputed(reasons: &[PublicReason], disagreements: &[Disagreement]) -> bool {
+    !disagreements.is_empty()
+        && reasons.iter().all(|r| match r {
+            PublicReason::Acl { .. } => false,
+            PublicReason::Policy { .. } => disagreements.iter().any(|d| d.access_point.is_none()),
+            PublicReason::AccessPoint { name, .. } => disagreements
+                .iter()
+                .any(|d| d.access_point.as_deref() == Some(name.as_str())),
+        })
+}
+
 /// Why a finding needs a person's approval even in auto mode: website hosting is on (blocking may
-/// take a site down), or AWS's own evaluation disagrees with this reading. `None` otherwise.
-pub fn needs_a_person(finding: &Finding) -> Option<&'static str> {
-    match &finding.evidence {
-        Evidence::S3Public(e) if e.website_hosting => Some("website hosting on"),
-        Evidence::S3Public(e) if !e.disagreements.is_empty() => {
-            Some("AWS's own evaluation disagrees with this reading")
-        }
-        _ => None,
-    }
+/// take a site down), or whether it is public rests on a policy AWS's own evaluation disputes.
+/// `None` otherwise.
+pub fn needs_a_person(finding: &Finding) -> Option<String> {
+    let Evidence::S3Public(e) = &finding.evidence else {
+        return None;
+    };
+    let why: Vec<&str> = [
+        (e.website_hosting, "website hosting on"),
+        (
+            rests_on_disputed(&e.reasons, &e.disagreements),
+            "AWS's own evaluation disagrees with this reading",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(applies, why)| applies.then_some(why))
+    .collect();
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// One finding per effectively public, non-exempt bucket.
@@ -542,6 +725,7 @@ mod tests {
             website: false,
             aws_policy_public: None,
             access_points: vec![],
+            unread: vec![],
         }
     }
 
@@ -758,7 +942,7 @@ mod tests {
         let now = "2026-11-26T06:00:00Z".parse().unwrap();
         let f = detect(&[site, plain], None, &Policy::default(), now);
         assert_eq!(f.len(), 2);
-        assert_eq!(needs_a_person(&f[0]), Some("website hosting on"));
+        assert_eq!(needs_a_person(&f[0]).as_deref(), Some("website hosting on"));
         assert_eq!(needs_a_person(&f[1]), None);
         assert_eq!(serde_json::to_value(&f[0].evidence).unwrap()["website_hosting"], true);
     }
@@ -838,7 +1022,7 @@ mod tests {
         );
         assert_eq!(
             reasons[0].to_string(),
-            "the access point open's policy statement Anyone"
+            "the policy of the access point open (statement Anyone)"
         );
         assert!(disagreements(&b, None).is_empty());
         // RestrictPublicBuckets at the access point, the bucket or the account neutralises it.
@@ -880,7 +1064,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            needs_a_person(&f[0]),
+            needs_a_person(&f[0]).as_deref(),
             Some("AWS's own evaluation disagrees with this reading")
         );
         assert!(e.disagreements[0].to_string().contains("GetBucketPolicyStatus"));
@@ -910,5 +1094,79 @@ mod tests {
                 aws_public: true
             }]
         );
+    }
+
+    #[test]
+    fn address_ranges_that_cover_a_whole_family_however_spelt_confine_nothing() {
+        for cidrs in [
+            json!(["0.0.0.0/1", "128.0.0.0/1"]),
+            json!("0::/0"),
+            json!("::0/0"),
+            json!("::ffff:0:0/96"),
+            json!(["10.0.0.0/8", "0.0.0.0/0"]),
+            json!("not an address"),
+        ] {
+            let c = json!({"IpAddress": {"aws:SourceIp": cidrs}});
+            assert!(is_public_with(c.clone()), "{c}");
+        }
+        for cidrs in [
+            json!("10.0.0.0/8"),
+            json!(["0.0.0.0/1"]),
+            json!("2001:db8::/32"),
+            json!("203.0.113.7"),
+        ] {
+            let c = json!({"IpAddress": {"aws:SourceIp": cidrs}});
+            assert!(!is_public_with(c.clone()), "{c}");
+        }
+    }
+
+    #[test]
+    fn an_access_point_opens_the_bucket_only_if_the_delegation_names_it_and_nothing_else_confines_it() {
+        let off = Some(BlockSettings::default());
+        let with_policy = |statement: serde_json::Value| {
+            let mut b = bucket(vec![], Some(json!({"Statement": [statement]})), None);
+            b.access_points = vec![access_point("old-ap", true, off)];
+            b
+        };
+        let delegate = |condition: serde_json::Value| json!({"Effect": "Allow", "Principal": "*", "Action": "*", "Condition": condition});
+        // Named, by account or by an ARN (a wildcard name with the account fixed).
+        for c in [
+            json!({"StringEquals": {"s3:DataAccessPointAccount": "123456789012"}}),
+            json!({"ArnLike": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:123456789012:accesspoint/*"}}),
+            json!({"ArnEquals": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:123456789012:accesspoint/old-ap"}}),
+        ] {
+            assert_eq!(public_reasons(&with_policy(delegate(c.clone())), None).len(), 1, "{c}");
+        }
+        // Another account's access points, another access point, or a path also confined to a VPC
+        // endpoint: the old access point's public policy grants nothing.
+        for c in [
+            json!({"StringEquals": {"s3:DataAccessPointAccount": "999988887777"}}),
+            json!({"ArnEquals": {"s3:DataAccessPointArn": "arn:aws:s3:us-east-1:123456789012:accesspoint/internal"}}),
+            json!({"StringEquals": {"s3:DataAccessPointAccount": "123456789012", "aws:SourceVpce": "vpce-1"}}),
+        ] {
+            assert!(
+                public_reasons(&with_policy(delegate(c.clone())), None).is_empty(),
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disagreement_holds_back_only_a_bucket_whose_exposure_rests_on_the_disputed_policy() {
+        let now = "2026-11-26T06:00:00Z".parse().unwrap();
+        // Public through its ACL too: the undisputed reason justifies the block alone.
+        let mut b = bucket(all_users_read(), Some(allow(json!("*"), None)), None);
+        b.aws_policy_public = Some(false);
+        let f = detect(&[b], None, &Policy::default(), now);
+        let Evidence::S3Public(e) = &f[0].evidence else {
+            panic!()
+        };
+        assert_eq!(e.disagreements.len(), 1);
+        assert_eq!(needs_a_person(&f[0]), None);
+        // Public only through the disputed policy: a person decides.
+        let mut only = bucket(vec![], Some(allow(json!("*"), None)), None);
+        only.aws_policy_public = Some(false);
+        let f = detect(&[only], None, &Policy::default(), now);
+        assert!(needs_a_person(&f[0]).is_some());
     }
 }

@@ -105,6 +105,17 @@ pub async fn run(
         }
     }
     exposures.sort_by(|a, b| a.name.cmp(&b.name));
+    let unread: Vec<String> = exposures
+        .iter()
+        .filter(|b| !b.unread.is_empty())
+        .map(|b| format!("{}: {}", b.name, b.unread.join("; ")))
+        .collect();
+    if let Some(first) = unread.first() {
+        notes.push(format!(
+            "{} bucket(s) judged by their own ACL and policy alone, for a cross-check could not be read (first: {first})",
+            unread.len()
+        ));
+    }
     // Scanned: every bucket listed — those passed over or failed so far (one outcome each) and those
     // read.
     let scanned = outcomes.len() + exposures.len();
