@@ -474,8 +474,42 @@ def _assume_member_role(app, principal, environ, body, start_response):
     return [data]
 
 
+# What CloudWatch bills GetMetricData by: the metrics requested ($0.01 per 1,000), whatever the
+# calls. Counted here, at the server, from each request's MetricDataQueries (query protocol).
+_metrics = {"get_metric_data": 0, "metrics_requested": 0}
+_metrics_lock = threading.Lock()
+_QUERY_ID = re.compile(rb"MetricDataQueries\.member\.(\d+)\.Id=")
+
+
+def _count_metrics(environ):
+    if _service(environ) != "monitoring":
+        return
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if b"Action=GetMetricData" not in body:
+        return
+    queries = len(set(_QUERY_ID.findall(body)))
+    with _metrics_lock:
+        _metrics["get_metric_data"] += 1
+        _metrics["metrics_requested"] += queries
+
+
+def _metrics_control(environ, start_response):
+    with _metrics_lock:
+        if environ.get("REQUEST_METHOD") == "DELETE":
+            for k in _metrics:
+                _metrics[k] = 0
+        data = json.dumps(_metrics).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
 def faulty_call(self, environ, start_response):
     path = environ.get("PATH_INFO")
+    if path == "/_finops/cloudwatch":
+        return _metrics_control(environ, start_response)
+    _count_metrics(environ)
     if path == "/_finops/lambda-settings":
         return _lambda_settings(environ, start_response)
     if path == "/_finops/faults":

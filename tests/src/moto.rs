@@ -136,6 +136,21 @@ impl Moto {
         self.fault_control("GET", String::new()).await
     }
 
+    /// GetMetricData as CloudWatch bills it, counted at the server since it started (or since
+    /// [`Moto::clear_metrics_requested`]): `(calls, metrics requested)`.
+    pub async fn metrics_requested(&self) -> (u64, u64) {
+        let v = self.control("cloudwatch", "GET", String::new()).await;
+        (
+            v["get_metric_data"].as_u64().unwrap_or(0),
+            v["metrics_requested"].as_u64().unwrap_or(0),
+        )
+    }
+
+    /// Starts the GetMetricData count again.
+    pub async fn clear_metrics_requested(&self) {
+        self.control("cloudwatch", "DELETE", String::new()).await;
+    }
+
     /// Removes every fault rule.
     pub async fn clear_faults(&self) {
         self.fault_control("DELETE", String::new()).await;

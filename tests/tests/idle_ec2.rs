@@ -183,7 +183,7 @@ async fn dry_run_finds_exactly_the_idle_instances_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn the_scan_costs_one_describe_page_one_type_lookup_and_one_metric_call_for_a_small_account() {
+async fn the_scan_costs_one_describe_page_one_type_lookup_and_two_metric_calls_for_a_small_account() {
     let moto = Moto::start().unwrap();
     seed_fleet(&moto).await;
     let deps = deps(&moto, Policy::default(), None, None).await;
@@ -194,10 +194,11 @@ async fn the_scan_costs_one_describe_page_one_type_lookup_and_one_metric_call_fo
     let after = deps.clients.calls.snapshot();
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     assert_eq!(delta("EC2.DescribeInstances"), 1);
-    assert_eq!(delta("CloudWatch.GetMetricData"), 1);
+    // The CPU of every candidate, then the network of those whose CPU leaves them possibly idle.
+    assert_eq!(delta("CloudWatch.GetMetricData"), 2);
     // Instance storage of the types present, asked once for all of them.
     assert_eq!(delta("EC2.DescribeInstanceTypes"), 1);
-    assert_eq!(deps.clients.calls.total() - before.values().sum::<u64>(), 3);
+    assert_eq!(deps.clients.calls.total() - before.values().sum::<u64>(), 4);
 }
 
 #[tokio::test]
@@ -899,4 +900,97 @@ async fn a_rollback_does_not_undo_a_stop_someone_made_after_the_action() {
         "{refused}"
     );
     assert_eq!(seed::state_of(&c.ec2, &id).await, "stopped");
+}
+
+/// Issue 30: CloudWatch bills GetMetricData per metric requested ($0.01 per 1,000), however they are
+/// packed. The scan asks for the CPU of each of the 6 instances the guards leave (6 metrics), then
+/// for the network of the 4 whose CPU leaves them possibly idle (the 3 idle ones and the proxy; 8
+/// metrics): 14 metrics, counted at the server, where asking all three measures of each asked 18.
+/// It finds exactly what one query of all three measures finds, with the same evidence.
+#[tokio::test]
+async fn the_idle_scan_asks_for_network_only_where_the_cpu_leaves_an_instance_possibly_idle_and_finds_the_same() {
+    use remediation::aws::cloudwatch::{CloudWatch, Measures, UsageApi};
+    use remediation::aws::ec2::InstanceApi;
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let deps = deps(&moto, Policy::default(), None, None).await;
+    moto.clear_metrics_requested().await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    assert_eq!(moto.metrics_requested().await, (2, 14));
+    let found: BTreeSet<String> = report.findings.iter().map(|f| f.resource.id.clone()).collect();
+    assert_eq!(found, fleet.idle);
+
+    // Today's single query of all three measures, judged by the same detector.
+    let ec2 = remediation::aws::ec2::Ec2::new(deps.clients.ec2.clone(), "us-east-1");
+    let policy = Policy::default();
+    let candidates: Vec<_> = ec2
+        .running_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| remediation::detect::idle_ec2::skip_reason(i, &policy).is_none())
+        .collect();
+    assert_eq!(candidates.len(), 6);
+    let days = remediation::detect::idle_ec2::lookback_days(now(), policy.idle_ec2.lookback_days);
+    let ids: Vec<String> = candidates.iter().map(|i| i.id.clone()).collect();
+    let all = CloudWatch::new(deps.clients.cloudwatch.clone(), 4)
+        .daily_usage(&ids, &days, Measures::All)
+        .await;
+    assert!(all.failed.is_empty(), "{:?}", all.failed);
+    let expected = remediation::detect::idle_ec2::detect_priced(
+        &candidates,
+        &all.usage,
+        &policy,
+        &remediation::pricing::PriceBook::embedded(),
+        now(),
+    );
+    let evidence = |fs: &[remediation::model::Finding]| -> Vec<(String, serde_json::Value)> {
+        let mut v: Vec<_> = fs
+            .iter()
+            .map(|f| (f.resource.id.clone(), serde_json::to_value(&f.evidence).unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(evidence(&report.findings), evidence(&expected));
+    // That query asks for 18 metrics.
+    assert_eq!(moto.metrics_requested().await, (3, 32));
+}
+
+/// Issue 30: every run records what it cost on the AWS bill, estimated from what it did. This
+/// scan's 14 metrics (counted at the server, see above) are $0.00014 of CloudWatch; its record
+/// says so, beside its DynamoDB and other calls.
+#[tokio::test]
+async fn each_run_records_its_own_cost_from_what_it_asked_for() {
+    let moto = Moto::start().unwrap();
+    seed_fleet(&moto).await;
+    seed::create_table(&moto.clients().await.dynamodb, TABLE).await;
+    let deps = deps(&moto, Policy::default(), Some(TABLE), None).await;
+    moto.clear_metrics_requested().await;
+
+    idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    let (_, at_the_server) = moto.metrics_requested().await;
+    let state = deps.state.as_ref().unwrap();
+    let runs = state.runs("idle-ec2", None, None).await.unwrap();
+    let cost = runs[0].cost.as_ref().expect("the run's cost is recorded");
+    assert_eq!(cost.usage.metrics_requested, at_the_server);
+    assert_eq!(cost.usage.metrics_requested, 14);
+    assert!(
+        (cost.by_service["cloudwatch"] - 14.0 * 0.01 / 1000.0).abs() < 1e-12,
+        "{cost:?}"
+    );
+    // The snooze lookup and the finding's writes are DynamoDB's; EC2's reads are free.
+    assert!(
+        cost.usage.dynamodb_read_units + cost.usage.dynamodb_write_units > 0,
+        "{cost:?}"
+    );
+    assert!(cost.usage.free_calls >= 2, "{cost:?}");
+    assert!(cost.prices.contains("us-east-1"));
 }

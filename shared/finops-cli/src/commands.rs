@@ -182,9 +182,18 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     }
     let snoozes = c.state.snoozes(now).await.map_err(err)?;
     let mut last = BTreeMap::new();
+    // The autopilot's own AWS bill over the last 30 days, rule by rule, from its run records.
+    let mut own_cost: BTreeMap<&str, f64> = BTreeMap::new();
     for rule in RULES {
         last.insert(rule, c.state.last_runs(rule).await.map_err(err)?);
+        let month = c
+            .state
+            .runs(rule, Some(now - Duration::days(30)), None)
+            .await
+            .map_err(err)?;
+        own_cost.insert(rule, month.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.usd).sum());
     }
+    let own_total: f64 = own_cost.values().sum();
     if c.json {
         return pretty(&json!({
             "emergency_stop": stop.as_ref().map(|s| json!({"on": s.on, "by": s.by, "at": s.at, "reason": s.reason})),
@@ -193,6 +202,9 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             "pending_past_deadline": awaiting_expiry,
             "snoozes": snoozes.len(),
             "last_runs": last,
+            "own_cost_usd_30_days": own_cost,
+            "own_cost_usd_30_days_total": own_total,
+            "own_cost_prices": remediation::cost::ServicePrices::embedded().source,
         }));
     }
     let p = c.paint;
@@ -235,11 +247,27 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             "scanned",
             "findings",
             "$/month",
+            "run cost",
             "result",
             "first error",
         ],
         rows,
-        &[4, 5, 6],
+        &[4, 5, 6, 7],
+    );
+    let by_rule: Vec<String> = own_cost
+        .iter()
+        .filter(|(_, usd)| **usd > 0.0)
+        .map(|(rule, usd)| format!("{rule} {}", remediation::cost::shown_usd(*usd)))
+        .collect();
+    out += &format!(
+        "\nThe autopilot's own AWS cost, last 30 days (estimated from its runs): {}{}\n  ({})\n",
+        p.bold(&remediation::cost::shown_usd(own_total)),
+        if by_rule.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", by_rule.join(", "))
+        },
+        remediation::cost::ServicePrices::embedded().source
     );
     Ok(out)
 }
@@ -252,7 +280,7 @@ use remediation::report::BEHIND_HOURS as BEHIND;
 fn last_run_rows(p: Paint, rule: &str, runs: &[remediation::state::RunRecord]) -> Vec<Vec<String>> {
     let Some(newest) = runs.iter().map(|r| r.at).max() else {
         let mut row = vec![rule.to_string(), String::new(), "never".into()];
-        row.resize(9, String::new());
+        row.resize(10, String::new());
         return vec![row];
     };
     let behind = |r: &remediation::state::RunRecord| newest - r.at > Duration::hours(BEHIND);
@@ -270,6 +298,7 @@ fn last_run_rows(p: Paint, rule: &str, runs: &[remediation::state::RunRecord]) -
             healthy.iter().map(|r| r.scanned).sum::<usize>().to_string(),
             healthy.iter().map(|r| r.findings).sum::<usize>().to_string(),
             usd(healthy.iter().map(|r| r.estimated_monthly_savings_usd).sum()),
+            run_cost(healthy.iter().copied()),
             p.green("ok"),
             String::new(),
         ]);
@@ -292,6 +321,7 @@ fn place_row(p: Paint, rule: &str, r: &remediation::state::RunRecord, behind: bo
         r.scanned.to_string(),
         r.findings.to_string(),
         usd(r.estimated_monthly_savings_usd),
+        run_cost(std::iter::once(r)),
         if behind {
             format!("{result}, {}", p.yellow("not run since"))
         } else {
@@ -299,6 +329,16 @@ fn place_row(p: Paint, rule: &str, r: &remediation::state::RunRecord, behind: bo
         },
         r.errors.first().cloned().unwrap_or_default(),
     ]
+}
+
+/// The last runs' own cost, summed; blank for records kept before it was.
+fn run_cost<'a>(runs: impl Iterator<Item = &'a remediation::state::RunRecord>) -> String {
+    let costs: Vec<f64> = runs.filter_map(|r| r.cost.as_ref().map(|c| c.usd)).collect();
+    if costs.is_empty() {
+        String::new()
+    } else {
+        remediation::cost::shown_usd(costs.iter().sum())
+    }
 }
 
 async fn switch(c: &Ctx, on: bool, reason: &str, by: &Option<String>, now: DateTime<Utc>) -> Out {

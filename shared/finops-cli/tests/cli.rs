@@ -140,6 +140,7 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
             duration_ms: 40,
             errors: if error.is_empty() { vec![] } else { vec![error.into()] },
             result: result.into(),
+            cost: None,
         };
     for run in [
         elsewhere(
@@ -169,10 +170,23 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
         "{s:#}"
     );
     assert_eq!(here["mode"], "dry-run");
+    // Issue 30: the run's own cost is in its record, and the month's is summed by rule.
+    let metrics = here["cost"]["usage"]["metrics_requested"].as_u64().unwrap_or(0);
+    assert!(metrics > 0, "{s:#}");
+    let cloudwatch = here["cost"]["by_service"]["cloudwatch"].as_f64().unwrap_or(0.0);
+    assert!((cloudwatch - metrics as f64 * 0.00001).abs() < 1e-12, "{s:#}");
+    assert!(
+        s["own_cost_usd_30_days"]["idle-ec2"].as_f64().unwrap_or(0.0) >= cloudwatch,
+        "{s:#}"
+    );
     assert_eq!(places[3]["account"], "333333333333", "newest first: {s:#}");
     assert_eq!(s["last_runs"]["ebs-cleanup"], serde_json::json!([]));
     let table = ok(finops_wide(&moto, t, &["status"]));
     assert!(table.contains("dry-run") && table.contains("$"), "{table}");
+    assert!(
+        table.contains("run cost") && table.contains("The autopilot's own AWS cost, last 30 days"),
+        "{table}"
+    );
     // The two healthy places share a line; the failing one and the one no longer scanned have
     // their own.
     assert!(

@@ -287,6 +287,7 @@ impl Deps {
         scan: impl std::future::Future<Output = Result<crate::model::RunReport>>,
     ) -> Result<crate::model::RunReport> {
         let started = std::time::Instant::now();
+        let before = self.clients.calls.usage();
         let mut result = scan.await;
         let Some(state) = &self.state else {
             return result;
@@ -306,15 +307,10 @@ impl Deps {
                 self.clients.region.clone(),
             ),
         };
-        let record = crate::state::RunRecord::of(
-            rule,
-            &account,
-            &region,
-            now,
-            started.elapsed(),
-            self.policy.mode_for(rule),
-            &result,
-        );
+        let took = started.elapsed();
+        let mut record =
+            crate::state::RunRecord::of(rule, &account, &region, now, took, self.policy.mode_for(rule), &result);
+        record.cost = Some(run_cost(self.clients.calls.usage().since(&before), took));
         if let Err(e) = state.record_run(&record).await {
             tracing::warn!(error = %e, rule, "the run record was not written");
             if let Ok(report) = &mut result {
@@ -345,4 +341,18 @@ impl Deps {
             ..self.sinks()
         }
     }
+}
+
+/// A run's cost: the calls its clients made (the record's own write aside, a few millionths of a
+/// dollar) and, in Lambda, the invocation's GB-seconds (the run's time at the function's memory,
+/// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) and its request.
+fn run_cost(mut usage: crate::cost::RunUsage, took: std::time::Duration) -> crate::cost::RunCost {
+    let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|m| m.trim().parse::<f64>().ok());
+    if let Some(mb) = memory_mb {
+        usage.lambda_gb_seconds = took.as_secs_f64() * mb / 1024.0;
+        usage.lambda_requests = 1;
+    }
+    crate::cost::RunCost::estimate(usage, &crate::cost::ServicePrices::embedded())
 }

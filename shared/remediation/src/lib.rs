@@ -5,6 +5,7 @@ pub mod act;
 pub mod approval;
 pub mod aws;
 pub mod config;
+pub mod cost;
 pub mod decide;
 pub mod detect;
 pub mod error;

@@ -559,6 +559,7 @@ mod tests {
             duration_ms: 1,
             errors: Vec::new(),
             result: result.into(),
+            cost: None,
         }
     }
 

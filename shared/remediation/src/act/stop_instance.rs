@@ -72,7 +72,9 @@ impl StopInstance<'_> {
         let earliest = idle.iter().map(|f| f.detected_at).min().unwrap_or(self.now);
         let days = days_since_detection(earliest, self.now);
         let ids: Vec<String> = idle.iter().map(|f| f.resource.id.clone()).collect();
-        let mut report = usage.daily_usage(&ids, &days).await;
+        let mut report = usage
+            .daily_usage(&ids, &days, crate::aws::cloudwatch::Measures::All)
+            .await;
         for f in idle {
             let id = &f.resource.id;
             let entry = match report.failed.remove(id) {

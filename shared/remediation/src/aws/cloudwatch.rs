@@ -24,11 +24,35 @@ pub struct UsageReport {
     pub failed: HashMap<String, String>,
 }
 
+/// Which of idle-ec2's daily measures a query asks for. CloudWatch bills GetMetricData per metric
+/// requested ($0.01 per 1,000), so the scan asks for CPU first and for network only where the CPU
+/// leaves an instance possibly idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measures {
+    /// CPU average and network in and out: three metrics an instance.
+    All,
+    /// The CPU average alone: one metric an instance.
+    Cpu,
+    /// Network in and out: two metrics an instance.
+    Network,
+}
+
+impl Measures {
+    fn series(self) -> &'static [Series] {
+        match self {
+            Measures::All => &Series::ALL,
+            Measures::Cpu => &[Series::Cpu],
+            Measures::Network => &[Series::NetworkIn, Series::NetworkOut],
+        }
+    }
+}
+
 /// What the idle-ec2 flow needs of CloudWatch.
 #[async_trait]
 pub trait UsageApi: Send + Sync {
-    /// Daily CPU average and network sums of `instance_ids` over `days` (consecutive UTC days).
-    async fn daily_usage(&self, instance_ids: &[String], days: &[NaiveDate]) -> UsageReport;
+    /// The `measures` of `instance_ids` over `days` (consecutive UTC days): daily CPU average,
+    /// network sums, or both.
+    async fn daily_usage(&self, instance_ids: &[String], days: &[NaiveDate], measures: Measures) -> UsageReport;
 }
 
 /// The SDK adapter; `concurrency` bounds the GetMetricData calls in flight.
@@ -242,8 +266,11 @@ impl PeakApi for CloudWatch {
 
 #[async_trait]
 impl UsageApi for CloudWatch {
-    async fn daily_usage(&self, instance_ids: &[String], days: &[NaiveDate]) -> UsageReport {
+    async fn daily_usage(&self, instance_ids: &[String], days: &[NaiveDate], measures: Measures) -> UsageReport {
         let mut report = UsageReport::default();
+        if instance_ids.is_empty() {
+            return report;
+        }
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return report;
         };
@@ -255,7 +282,7 @@ impl UsageApi for CloudWatch {
         let (Some(start), Some(end)) = (start, end) else {
             return report;
         };
-        let (points, failed) = self.series(instance_ids, &Series::ALL, start, end).await;
+        let (points, failed) = self.series(instance_ids, measures.series(), start, end).await;
         for (id, values) in points {
             for (series, t, value) in values {
                 let date = t.date_naive();

@@ -34,6 +34,9 @@ pub struct CallCounter(
     /// When each call started, for a counter made with [`CallCounter::recording`] (the benchmark's
     /// request rates); `None` otherwise, so a long-lived container keeps nothing per call.
     Option<Timeline>,
+    /// The units AWS bills some calls by: `metrics` (GetMetricData queries), `evaluations`
+    /// (Config evaluations put), `transaction_items` (DynamoDB transaction items).
+    Arc<Mutex<BTreeMap<String, u64>>>,
 );
 
 /// When each call started, by `Service.Operation`.
@@ -42,7 +45,7 @@ type Timeline = Arc<Mutex<Vec<(String, std::time::Instant)>>>;
 impl CallCounter {
     /// A counter that also records when each call started.
     pub fn recording() -> CallCounter {
-        CallCounter(Arc::default(), Arc::default(), Some(Arc::default()))
+        CallCounter(Arc::default(), Arc::default(), Some(Arc::default()), Arc::default())
     }
 
     /// The recorded calls in order (empty unless made with [`CallCounter::recording`]).
@@ -62,6 +65,27 @@ impl CallCounter {
             Ok(map) => map.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The billed units so far (see the counter's fourth field).
+    pub fn units(&self) -> BTreeMap<String, u64> {
+        match self.3.lock() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// What the calls so far cost on the AWS bill, in units (see [`crate::cost`]).
+    pub fn usage(&self) -> crate::cost::RunUsage {
+        crate::cost::RunUsage::from_calls(&self.snapshot(), &self.units())
+    }
+
+    fn add_units(&self, unit: &str, n: usize) {
+        let mut map = match self.3.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *map.entry(unit.to_string()).or_default() += n as u64;
     }
 
     /// All calls so far.
@@ -99,7 +123,7 @@ impl Intercept for CallCounter {
 
     fn read_before_serialization(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> std::result::Result<(), BoxError> {
@@ -108,6 +132,18 @@ impl Intercept for CallCounter {
             None => "unknown".to_string(),
         };
         self.add(key);
+        // What AWS bills by the unit, not by the call.
+        let input = context.input();
+        if let Some(i) = input.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataInput>() {
+            self.add_units("metrics", i.metric_data_queries().len());
+        } else if let Some(i) = input.downcast_ref::<aws_sdk_config::operation::put_evaluations::PutEvaluationsInput>()
+        {
+            self.add_units("evaluations", i.evaluations().len());
+        } else if let Some(i) =
+            input.downcast_ref::<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput>()
+        {
+            self.add_units("transaction_items", i.transact_items().len());
+        }
         Ok(())
     }
 

@@ -174,6 +174,41 @@ pub fn detect(
     detect_priced(candidates, usage, policy, &PriceBook::embedded(), now)
 }
 
+/// The instances whose daily CPU alone leaves them possibly idle: at least `idle_days_required`
+/// days of the lookback with a CPU average below the limit. A day is idle only when its CPU and
+/// its network are both low, so no other instance can be found idle, whatever its network: only
+/// these need their network asked for. Sorted, for a stable query order.
+pub fn cpu_leaves_possibly_idle(cpu: &HashMap<String, UsageByDay>, days: &[NaiveDate], policy: &Policy) -> Vec<String> {
+    let p = &policy.idle_ec2;
+    let mut out: Vec<String> = cpu
+        .iter()
+        .filter(|(_, series)| {
+            let low = days
+                .iter()
+                .filter(
+                    |d| matches!(series.get(d).and_then(|u| u.cpu_average), Some(c) if c < p.cpu_daily_average_below),
+                )
+                .count();
+            low as u32 >= p.idle_days_required
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Adds the network sums of a second query to the CPU of the first, day by day.
+pub fn add_network(usage: &mut HashMap<String, UsageByDay>, network: HashMap<String, UsageByDay>) {
+    for (id, days) in network {
+        let series = usage.entry(id).or_default();
+        for (date, day) in days {
+            let into = series.entry(date).or_default();
+            into.network_in = day.network_in;
+            into.network_out = day.network_out;
+        }
+    }
+}
+
 /// [`detect`] with the prices of the scan's region.
 pub fn detect_priced(
     candidates: &[Ec2Instance],

@@ -1,11 +1,12 @@
-//! The idle-ec2 run: running instances → guards → daily CPU and network → pure detector → flow.
+//! The idle-ec2 run: running instances → guards → daily CPU → daily network of the instances whose
+//! CPU leaves them possibly idle → pure detector → flow.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::act::stop_instance::StopInstance;
-use crate::aws::cloudwatch::UsageApi;
+use crate::aws::cloudwatch::{Measures, UsageApi};
 use crate::aws::ec2::InstanceApi;
 use crate::detect::idle_ec2::{self, lookback_days, skip_reason, RULE};
 use crate::error::Result;
@@ -52,7 +53,17 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
 
     let days = lookback_days(now, policy.idle_ec2.lookback_days);
     let ids: Vec<String> = candidates.iter().map(|i| i.id.clone()).collect();
-    let report = ports.usage.daily_usage(&ids, &days).await;
+    // Two phases, for CloudWatch bills each metric asked for: the CPU of every candidate (N
+    // metrics), then the network of those whose CPU leaves them possibly idle (2 each). A day is
+    // idle only when both are low, so the others cannot be found idle whatever their network.
+    let mut report = ports.usage.daily_usage(&ids, &days, Measures::Cpu).await;
+    let possibly_idle = idle_ec2::cpu_leaves_possibly_idle(&report.usage, &days, policy);
+    let network = ports.usage.daily_usage(&possibly_idle, &days, Measures::Network).await;
+    idle_ec2::add_network(&mut report.usage, network.usage);
+    for (id, reason) in network.failed {
+        report.usage.remove(&id);
+        report.failed.insert(id, reason);
+    }
     let (failed, measured): (Vec<Ec2Instance>, Vec<Ec2Instance>) =
         candidates.into_iter().partition(|i| report.failed.contains_key(&i.id));
     for instance in &failed {

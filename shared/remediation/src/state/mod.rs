@@ -53,6 +53,7 @@ impl RunRecord {
             duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
             errors: Vec::new(),
             result: "failed".into(),
+            cost: None,
         };
         match result {
             Err(e) => record.errors.push(e.to_string()),
@@ -480,6 +481,10 @@ pub struct RunRecord {
     pub errors: Vec<String>,
     /// `ok`, `partial` (some resources failed) or `failed` (nothing could be assessed, or an error).
     pub result: String,
+    /// What the run itself cost on the AWS bill (estimated); `None` for records written before
+    /// it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::cost::RunCost>,
 }
 
 /// An approval request as stored, with its place in the state machine
