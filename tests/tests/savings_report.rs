@@ -270,6 +270,13 @@ async fn an_approved_stop_shows_as_realised_in_the_report() {
     assert!(path.starts_with(dir.to_str().unwrap()), "{path}");
     let html = std::fs::read_to_string(path).unwrap();
     assert!(html.contains(r#"id="realised">realised<b>$60.74</b>"#));
+    // Issue 30: the scan's own cost (its 3 metrics, its DynamoDB requests) beside what it saved.
+    let own = after["own_cost_usd"].as_f64().unwrap();
+    assert!(own >= 3.0 * 0.00001, "{after:#}");
+    assert!(
+        html.contains("The autopilot itself costs $0.0") && html.contains("saves $60.74 a month realised"),
+        "{html}"
+    );
     assert!(after["report_url"].is_null());
     let _ = std::fs::remove_dir_all(dir);
 }

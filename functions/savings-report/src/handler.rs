@@ -149,6 +149,7 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
         "estimated_monthly_usd": r.estimated_usd,
         "realised_monthly_usd": r.realised_usd,
         "realisation_percent": r.realisation_percent,
+        "own_cost_usd": r.own_cost_usd,
         "open_findings": open,
         "open_monthly_usd": open_usd,
         "findings": r.by_outcome.values().sum::<usize>(),

@@ -840,14 +840,15 @@ async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {
     let p = c.paint;
     let (open, open_usd) = r.open();
     let mut out = format!(
-        "Savings {} to {}: {} estimated, {} realised ({}%); {} open finding(s) worth {}/month\n\n",
+        "Savings {} to {}: {} estimated, {} realised ({}%); {} open finding(s) worth {}/month\nThe autopilot itself {}.\n\n",
         r.from,
         r.to,
         p.bold(&usd(r.estimated_usd)),
         p.green(&usd(r.realised_usd)),
         r.realisation_percent,
         open,
-        usd(open_usd)
+        usd(open_usd),
+        r.costs_and_saves()
     );
     let weeks_rows = r
         .weeks

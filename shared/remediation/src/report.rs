@@ -71,6 +71,9 @@ pub struct SavingsReport {
     /// Why the scans are missing, when the run records could not be read (the savings stand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scans_unread: Option<String>,
+    /// What the autopilot's own runs of the period cost on the AWS bill (estimated).
+    #[serde(default)]
+    pub own_cost_usd: f64,
 }
 
 /// A rule's scans over the report's weeks (its run records).
@@ -89,6 +92,10 @@ pub struct ScanTotals {
     pub last_result: String,
     pub last_findings: usize,
     pub last_usd: f64,
+    /// What the rule's runs of the period cost on the AWS bill (estimated; runs recorded before
+    /// it was kept count nothing).
+    #[serde(default)]
+    pub own_cost_usd: f64,
 }
 
 impl ScanTotals {
@@ -139,6 +146,7 @@ impl ScanTotals {
             last_result,
             last_findings: last.values().map(|r| r.findings).sum(),
             last_usd: round_cents(last.values().map(|r| r.estimated_monthly_savings_usd).sum()),
+            own_cost_usd: records.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.usd).sum(),
         })
     }
 }
@@ -297,6 +305,7 @@ impl SavingsReport {
             unreadable,
             scans: BTreeMap::new(),
             scans_unread: None,
+            own_cost_usd: 0.0,
         }
     }
 
@@ -321,6 +330,7 @@ impl SavingsReport {
             match state.runs(rule, since, None).await {
                 Ok(records) => {
                     if let Some(t) = ScanTotals::of(&records) {
+                        r.own_cost_usd += t.own_cost_usd;
                         r.scans.insert(rule.to_string(), t);
                     }
                 }
@@ -331,6 +341,23 @@ impl SavingsReport {
             }
         }
         Ok(r)
+    }
+
+    /// The autopilot's own cost as a monthly rate (the period's, over 30 days), to set beside the
+    /// monthly savings it realised.
+    pub fn own_cost_per_month(&self) -> f64 {
+        let days = (self.to - self.from).num_days().max(0) + 1;
+        self.own_cost_usd * 30.0 / days as f64
+    }
+
+    /// "costs $X, saved $Y": the autopilot's own cost of the period beside what it realised.
+    pub fn costs_and_saves(&self) -> String {
+        format!(
+            "costs {} on the AWS bill in these weeks (about {} a month, estimated); saves {} a month realised",
+            crate::cost::shown_usd(self.own_cost_usd),
+            crate::cost::shown_usd(self.own_cost_per_month()),
+            dollars(self.realised_usd)
+        )
     }
 
     /// Open findings in all.
@@ -477,6 +504,7 @@ pub fn render_html(r: &SavingsReport) -> String {
                 div.kpi #rate { "realised of estimated" b { (f1(r.realisation_percent)) "%" } }
                 div.kpi #open { "open findings" b { (open) " · " (dollars(open_usd)) } }
                 div.kpi #compliance { "tag compliance" b { (latest) } }
+                p #own-cost { "The autopilot itself " (r.costs_and_saves()) "." }
                 h2 { "By week" }
                 (weeks_chart(r))
                 table {
@@ -620,6 +648,7 @@ mod tests {
             unreadable: 0,
             scans: BTreeMap::new(),
             scans_unread: None,
+            own_cost_usd: 0.0,
         };
         let html = render_html(&report);
         assert!(!html.contains("<script>"), "{html}");

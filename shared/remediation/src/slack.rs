@@ -724,6 +724,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 ),
                 ("Open findings", format!("{open} ({}/month)", usd(Some(open_usd)))),
                 ("Tag compliance", compliance),
+                ("The autopilot itself", r.costs_and_saves()),
             ];
             let rules: Vec<String> = r
                 .by_rule
