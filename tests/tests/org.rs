@@ -757,4 +757,18 @@ async fn an_auto_org_run_stops_at_most_max_actions_in_all_and_each_account_its_s
         .count();
     assert_eq!(pending, 8, "the rest asked about, saying why");
     assert_eq!(run.digest.total_held, 8, "the digest says what was held back");
+    // Issue 30: the digest carries the run's own cost: each item's, as its function recorded it
+    // (its metrics at least), and the run's Step Functions transitions (Targets, Scan, Summary and
+    // one per item of the six).
+    assert!(
+        run.digest.items_cost_usd >= 6.0 * 40.0 * 0.00001,
+        "{}",
+        run.digest.items_cost_usd
+    );
+    assert_eq!(run.digest.state_transitions, 9);
+    let message = remediation::notify::Message::OrgDigest {
+        digest: Box::new(run.digest.clone()),
+    };
+    let slack = remediation::slack::render(&message, Default::default()).to_string();
+    assert!(slack.contains("This run cost about $0.0"), "{slack}");
 }

@@ -439,6 +439,7 @@ fn the_failed_outcomes_alarm_watches_the_series_every_scan_emits() {
                 compliance: None,
                 notes: vec![],
                 held: 0,
+                own_cost_usd: None,
             };
             remediation::telemetry::run_metrics(&report, 0)
         })

@@ -87,5 +87,6 @@ fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
         compliance: None,
         notes: vec![note],
         held: 0,
+        own_cost_usd: None,
     }
 }

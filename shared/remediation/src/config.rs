@@ -289,6 +289,10 @@ impl Deps {
         let started = std::time::Instant::now();
         let before = self.clients.calls.usage();
         let mut result = scan.await;
+        let cost = run_cost(self.clients.calls.usage().since(&before), started.elapsed());
+        if let Ok(report) = &mut result {
+            report.own_cost_usd = Some(cost.usd);
+        }
         let Some(state) = &self.state else {
             return result;
         };
@@ -310,7 +314,7 @@ impl Deps {
         let took = started.elapsed();
         let mut record =
             crate::state::RunRecord::of(rule, &account, &region, now, took, self.policy.mode_for(rule), &result);
-        record.cost = Some(run_cost(self.clients.calls.usage().since(&before), took));
+        record.cost = Some(cost);
         if let Err(e) = state.record_run(&record).await {
             tracing::warn!(error = %e, rule, "the run record was not written");
             if let Ok(report) = &mut result {

@@ -17,8 +17,12 @@
 //!   (<https://aws.amazon.com/lambda/pricing/>).
 //! - Step Functions standard workflows: $0.025 per 1,000 state transitions
 //!   (<https://aws.amazon.com/step-functions/pricing/>).
+//! - S3 requests on S3 Standard: $0.005 per 1,000 PUT and LIST requests, $0.0004 per 1,000 GET
+//!   and other requests, DELETE free (<https://aws.amazon.com/s3/pricing/>, "Requests & data
+//!   retrievals"); a bucket's configuration reads (ACL, policy, Block Public Access…) counted as
+//!   GET requests.
 //!
-//! Every other call the autopilot makes (EC2, S3 and Organizations reads, STS) is free. The prices
+//! Every other call the autopilot makes (EC2 and Organizations reads, S3 Control, STS) is free. The prices
 //! are us-east-1's list prices before free tiers: an upper bound for a small deployment.
 
 use std::collections::BTreeMap;
@@ -54,6 +58,11 @@ pub struct RunUsage {
     /// Step Functions state transitions (an organisation run's).
     #[serde(default)]
     pub state_transitions: u64,
+    /// S3 PUT and LIST requests, and GET and other requests.
+    #[serde(default)]
+    pub s3_put_list_requests: u64,
+    #[serde(default)]
+    pub s3_get_requests: u64,
     /// Calls AWS does not bill (EC2, S3 and Organizations reads, STS…).
     #[serde(default)]
     pub free_calls: u64,
@@ -71,6 +80,8 @@ pub struct ServicePrices {
     pub per_lambda_gb_second: f64,
     pub per_lambda_request: f64,
     pub per_state_transition: f64,
+    pub per_s3_put_list_request: f64,
+    pub per_s3_get_request: f64,
     /// Where these prices come from.
     pub source: String,
 }
@@ -88,6 +99,8 @@ impl ServicePrices {
             per_lambda_gb_second: 0.000_013_333_4,
             per_lambda_request: 0.20 / 1_000_000.0,
             per_state_transition: 0.025 / 1_000.0,
+            per_s3_put_list_request: 0.005 / 1_000.0,
+            per_s3_get_request: 0.0004 / 1_000.0,
             source: "AWS list prices, us-east-1, before free tiers (embedded, 2026-12)".into(),
         }
     }
@@ -133,6 +146,11 @@ impl RunCost {
                 "step-functions",
                 usage.state_transitions as f64 * prices.per_state_transition,
             ),
+            (
+                "s3",
+                usage.s3_put_list_requests as f64 * prices.per_s3_put_list_request
+                    + usage.s3_get_requests as f64 * prices.per_s3_get_request,
+            ),
         ];
         let by_service: BTreeMap<String, f64> = lines
             .into_iter()
@@ -176,6 +194,10 @@ impl RunUsage {
                 // Counted by its items above.
                 "DynamoDB" if operation == "TransactWriteItems" => {}
                 "SNS" if operation == "Publish" => usage.sns_publishes += n,
+                "S3" if operation.starts_with("Put") || operation.starts_with("List") => {
+                    usage.s3_put_list_requests += n
+                }
+                "S3" if operation.starts_with("Get") || operation.starts_with("Head") => usage.s3_get_requests += n,
                 _ => usage.free_calls += n,
             }
         }
@@ -196,6 +218,8 @@ impl RunUsage {
             lambda_gb_seconds: (self.lambda_gb_seconds - before.lambda_gb_seconds).max(0.0),
             lambda_requests: self.lambda_requests.saturating_sub(before.lambda_requests),
             state_transitions: self.state_transitions.saturating_sub(before.state_transitions),
+            s3_put_list_requests: self.s3_put_list_requests.saturating_sub(before.s3_put_list_requests),
+            s3_get_requests: self.s3_get_requests.saturating_sub(before.s3_get_requests),
             free_calls: self.free_calls.saturating_sub(before.free_calls),
         }
     }
@@ -266,6 +290,26 @@ mod tests {
         let usage = RunUsage::from_calls(&c, &calls(&[("evaluations", 150)]));
         let cost = RunCost::estimate(usage, &ServicePrices::embedded());
         assert!((cost.usd - 0.15).abs() < 1e-12);
+    }
+
+    #[test]
+    fn s3_bills_its_requests_and_s3_control_does_not() {
+        let c = calls(&[
+            ("S3.ListBuckets", 1),
+            ("S3.GetBucketAcl", 200),
+            ("S3.GetBucketPolicy", 200),
+            ("S3.PutPublicAccessBlock", 1),
+            ("S3.DeletePublicAccessBlock", 1),
+            ("S3 Control.GetPublicAccessBlock", 1),
+        ]);
+        let usage = RunUsage::from_calls(&c, &BTreeMap::new());
+        assert_eq!((usage.s3_put_list_requests, usage.s3_get_requests), (2, 400));
+        assert_eq!(usage.free_calls, 2);
+        let cost = RunCost::estimate(usage, &ServicePrices::embedded());
+        assert!(
+            (cost.usd - (2.0 * 0.005 + 400.0 * 0.0004) / 1000.0).abs() < 1e-15,
+            "{cost:?}"
+        );
     }
 
     #[test]

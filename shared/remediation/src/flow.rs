@@ -94,6 +94,7 @@ impl<'a> RunContext<'a> {
             outcomes,
             notes: all_notes,
             held: self.held.load(std::sync::atomic::Ordering::Relaxed),
+            own_cost_usd: None,
         }
     }
 

@@ -363,6 +363,10 @@ pub struct RunReport {
     /// How many findings the blast radius held back from acting (auto mode): asked about instead.
     #[serde(default)]
     pub held: usize,
+    /// What this run itself cost on the AWS bill, estimated (see [`crate::cost`]); null outside a
+    /// recorded run. Always written, so the fan-out's `ResultSelector` finds the path.
+    #[serde(default)]
+    pub own_cost_usd: Option<f64>,
 }
 
 /// Compliance of one resource type (or all), as counts and a percentage.
@@ -493,6 +497,7 @@ mod tests {
             compliance: None,
             notes: vec![],
             held: 0,
+            own_cost_usd: None,
         };
         assert!(r.assessed_nothing());
         r.fit(4 * 1024);

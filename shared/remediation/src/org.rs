@@ -497,6 +497,12 @@ pub struct OrgDigest {
     /// Findings the run's blast radius held back from acting, over every account.
     #[serde(default)]
     pub total_held: usize,
+    /// What the run cost on the AWS bill, estimated: its items' own costs, and the Step Functions
+    /// state transitions of the run (see [`OrgDigest::own_cost`]).
+    #[serde(default)]
+    pub items_cost_usd: f64,
+    #[serde(default)]
+    pub state_transitions: u64,
     pub items: usize,
     pub items_failed: usize,
     /// Items the Map never started (it stopped first: too many failures, or an error of its own).
@@ -648,6 +654,7 @@ struct Figures {
     failed: usize,
     held: usize,
     compliance: Option<Compliance>,
+    own_cost_usd: f64,
 }
 
 /// The figures of an item's output: a rule's report, or the counts the state machine keeps of it
@@ -675,6 +682,11 @@ fn figures(output: &str) -> std::result::Result<Figures, String> {
         scanned: count("scanned")?,
         failed: v.get("failed").map_or(Ok(0), |_| count("failed"))?,
         held: v.get("held").map_or(Ok(0), |_| count("held"))?,
+        own_cost_usd: v
+            .get("own_cost_usd")
+            .and_then(Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .unwrap_or(0.0),
         compliance: match v.get("compliance") {
             None | Some(Value::Null) => None,
             Some(c) => Some(
@@ -728,6 +740,7 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
                 d.total_findings += report.findings;
                 d.total_usd += report.usd;
                 d.total_held += report.held;
+                d.items_cost_usd += report.own_cost_usd;
             }
             Err(reason) => {
                 d.items_failed += 1;
@@ -741,7 +754,22 @@ pub fn digest(run_id: &str, rule: &str, results: &[ItemResult]) -> OrgDigest {
     }
     d.failed_targets
         .sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    // The run's own state transitions: the parent's main path (Targets, Scan, Summary) and one
+    // Item state in each item's child execution (a retry adds one; not counted).
+    d.state_transitions = PARENT_STATES + (d.items - d.items_not_started) as u64;
     d
+}
+
+/// The fan-out state machine's states on a run's main path: Targets, Scan (the Map), Summary.
+const PARENT_STATES: u64 = 3;
+
+impl OrgDigest {
+    /// The run's own estimated AWS cost: its items' (each recorded by the item's function) and
+    /// its Step Functions transitions at list price.
+    pub fn own_cost(&self) -> f64 {
+        let prices = crate::cost::ServicePrices::embedded();
+        self.items_cost_usd + self.state_transitions as f64 * prices.per_state_transition
+    }
 }
 
 fn add_compliance(sum: &mut Option<Compliance>, c: Compliance) {

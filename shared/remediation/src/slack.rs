@@ -643,6 +643,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 header(&format!("{} across the organisation", d.rule)),
                 section(&format!("*Accounts*\n{}", text_rows.join("\n"))),
             ];
+            b.push(section(&format!(
+                ":receipt: This run cost about {} on the AWS bill (its {} items' calls and {} Step Functions transitions, estimated at list prices)",
+                crate::cost::shown_usd(d.own_cost()),
+                d.items - d.items_not_started,
+                d.state_transitions
+            )));
             if d.total_held > 0 {
                 b.push(section(&format!(
                     ":pause_button: *{} held back from acting automatically*: the run's blast radius (max_actions, max_actions_percent, each account's share) was spent, or a person must decide (an address a stop releases); each was asked about instead",

@@ -65,6 +65,9 @@ pub(crate) fn child_report(
         "flagged": report.findings.iter().map(|f| f.resource.id.clone()).collect::<Vec<_>>(),
         "failed_ids": report.outcomes.iter().filter(|o| o.outcome == OutcomeKind::Failed).map(|o| id_of(&o.finding_id)).collect::<Vec<_>>(),
         "calls": clients.calls.snapshot(),
+        "metrics": clients.calls.units().get("metrics").copied().unwrap_or(0),
+        // The scan's own AWS bill at list prices (Lambda's GB-seconds aside: not run in Lambda).
+        "usd": remediation::cost::RunCost::estimate(clients.calls.usage(), &remediation::cost::ServicePrices::embedded()).usd,
         "attempts": clients.calls.attempts(),
         "wall_ms": wall_ms,
         "cpu_s": cpu_seconds(),
@@ -188,8 +191,27 @@ async fn main() {
 async fn idle(sizes: &[usize], moto_command: &[String], me: &std::path::Path) {
     println!("idle-ec2 scan, dry-run, 14-day lookback, 10% idle; moto 5.2.5 with the indexed GetMetricData wrapper");
     println!(
-        "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>7} {:>10} {:>12}  calls by operation",
-        "N", "found", "failed", "calls", "floor", "wall s", "cpu s", "peak MiB", "seed s"
+        "metrics: GetMetricData metrics requested (billed $0.01 per 1,000), beside 3N (all three measures of every instance);"
+    );
+    println!(
+        "$/scan: the scan's own AWS bill at list prices; c7n $/scan: Cloud Custodian's GetMetricStatistics requests on the same"
+    );
+    println!("estate (one per instance and metric filter, filters in turn), at $0.01 per 1,000 past the free 1M requests a month");
+    println!(
+        "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>6} {:>9} {:>10} {:>8} {:>7} {:>10} {:>12}  calls by operation",
+        "N",
+        "found",
+        "failed",
+        "calls",
+        "floor",
+        "metrics",
+        "3N",
+        "$/scan",
+        "c7n $/scan",
+        "wall s",
+        "cpu s",
+        "peak MiB",
+        "seed s"
     );
     for &n in sizes {
         let moto = Moto::start_command(moto_command.to_vec()).unwrap_or_else(|e| fail(e));
@@ -204,18 +226,26 @@ async fn idle(sizes: &[usize], moto_command: &[String], me: &std::path::Path) {
             fail(format!("scan failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| fail(e));
-        let floor = n.div_ceil(1000) + (3 * n).div_ceil(500);
+        // DescribeInstances pages, the CPU of every instance, then the network (two metrics) of
+        // the one in ten whose CPU is idle; one DescribeInstanceTypes.
+        let possibly_idle = n.div_ceil(10);
+        let floor = n.div_ceil(1000) + 1 + n.div_ceil(500) + (2 * possibly_idle).div_ceil(500);
+        let c7n_requests = n + 2 * possibly_idle;
         let calls: u64 = r["calls"]
             .as_object()
             .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
             .unwrap_or(0);
         println!(
-            "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8.1} {:>7.2} {:>10.1} {:>12.1}  {}",
+            "{:>6} {:>7} {:>8} {:>6} {:>6} {:>8} {:>6} {:>9.4} {:>10.4} {:>8.1} {:>7.2} {:>10.1} {:>12.1}  {}",
             n,
             r["findings"],
             r["failed"],
             calls,
             floor,
+            r["metrics"],
+            3 * n,
+            r["usd"].as_f64().unwrap_or(0.0),
+            c7n_requests as f64 * 0.01 / 1000.0,
             r["wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
             r["cpu_s"].as_f64().unwrap_or(0.0),
             r["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,

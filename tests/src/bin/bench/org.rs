@@ -182,9 +182,10 @@ pub async fn run(moto_command: &[String], me: &std::path::Path) {
         rows.push(t.await.unwrap_or_else(|e| fail(e)));
     }
     let wall = started.elapsed().as_secs_f64();
-    // Per item: 1 DescribeInstances page, 3 queries × 500 / 500 GetMetricData calls, and one STS
-    // call (AssumeRole for a member, GetCallerIdentity for the hub's own account).
-    let floor = PER_ITEM.div_ceil(1000) + (3 * PER_ITEM).div_ceil(500) + 1;
+    // Per item: 1 DescribeInstances page, 1 DescribeInstanceTypes, the CPU of every instance
+    // (500 queries a call), then the network of the one in ten whose CPU is idle, and one STS call
+    // (AssumeRole for a member, GetCallerIdentity for the hub's own account).
+    let floor = PER_ITEM.div_ceil(1000) + 1 + PER_ITEM.div_ceil(500) + (2 * PER_ITEM.div_ceil(10)).div_ceil(500) + 1;
     println!(
         "{:>28} {:>6} {:>6} {:>6} {:>8} {:>7} {:>9} {:>9}  calls by operation",
         "item", "found", "calls", "floor", "wall s", "cpu s", "peak MiB", "EC2 /s"

@@ -171,13 +171,14 @@ fn measure(me: &Path, moto: &Moto, s: &Scenario, seed_s: f64) {
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0);
     println!(
-        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.1} {:>7.2} {:>9.1} {:>7.1}  {}",
+        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9.4} {:>8.1} {:>7.2} {:>9.1} {:>7.1}  {}",
         s.label,
         r["scanned"],
         r["findings"],
         r["failed"],
         calls,
         s.floor,
+        r["usd"].as_f64().unwrap_or(0.0),
         r["wall_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         r["cpu_s"].as_f64().unwrap_or(0.0),
         r["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
@@ -191,8 +192,8 @@ pub async fn run(moto_command: &[String], me: &Path) {
     println!();
     println!("other detectors, dry-run, one scan each through the Lambda handler; same moto");
     println!(
-        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>7} {:>9} {:>7}  calls by operation",
-        "scan", "scanned", "found", "failed", "calls", "floor", "wall s", "cpu s", "peak MiB", "seed s"
+        "{:<34} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>7} {:>9} {:>7}  calls by operation",
+        "scan", "scanned", "found", "failed", "calls", "floor", "$/scan", "wall s", "cpu s", "peak MiB", "seed s"
     );
     let start = || Moto::start_command(moto_command.to_vec()).unwrap_or_else(|e| fail(e));
 
