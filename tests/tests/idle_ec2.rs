@@ -994,3 +994,38 @@ async fn each_run_records_its_own_cost_from_what_it_asked_for() {
     assert!(cost.usage.free_calls >= 2, "{cost:?}");
     assert!(cost.prices.contains("us-east-1"));
 }
+
+/// Issue 30: with the two-phase query a failed network call fails only the possibly idle
+/// instances it asked about ("metrics unavailable, not assessed", never found idle); the busy one
+/// and the one with a day of no data are judged on their CPU alone and stay silent. Before, one
+/// call asked for all three measures, so the same failure failed every instance in it.
+#[tokio::test]
+async fn a_failed_network_query_fails_the_possibly_idle_instances_and_finds_none_idle() {
+    let moto = Moto::start().unwrap();
+    let fleet = seed_fleet(&moto).await;
+    let deps = deps(&moto, Policy::default(), None, None).await;
+    // Only the second phase asks for NetworkIn; CloudWatch refuses it (not retried).
+    moto.fault_rule(serde_json::json!({"service": "monitoring", "operation": "GetMetricData",
+        "body_contains": "NetworkIn", "share": 1.0, "status": 400, "content_type": "text/xml",
+        "body": "<ErrorResponse xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform cloudwatch:GetMetricData</Message></Error><RequestId>r</RequestId></ErrorResponse>"}))
+        .await;
+
+    let report = idle_ec2::handler::handle(scheduled_event(), &deps, now())
+        .await
+        .unwrap();
+
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    for id in fleet.idle.iter().chain([&fleet.proxy]) {
+        let o = outcome_of(&report, id);
+        assert_eq!(o.outcome, OutcomeKind::Failed, "{o:?}");
+        assert!(o.detail.contains("metrics unavailable, not assessed"), "{}", o.detail);
+    }
+    for id in [&fleet.busy, &fleet.gap] {
+        assert!(
+            !report.outcomes.iter().any(|o| o.finding_id.ends_with(id.as_str())),
+            "{id} is judged on its CPU: {:#?}",
+            report.outcomes
+        );
+    }
+    assert_eq!(report.failed, 4);
+}

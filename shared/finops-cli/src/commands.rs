@@ -259,16 +259,21 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
         .filter(|(_, usd)| **usd > 0.0)
         .map(|(rule, usd)| format!("{rule} {}", remediation::cost::shown_usd(*usd)))
         .collect();
-    out += &format!(
-        "\nThe autopilot's own AWS cost, last 30 days (estimated from its runs): {}{}\n  ({})\n",
-        p.bold(&remediation::cost::shown_usd(own_total)),
-        if by_rule.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", by_rule.join(", "))
-        },
-        remediation::cost::ServicePrices::embedded().source
-    );
+    let known = last.values().flatten().any(|r| r.cost.is_some()) || own_total > 0.0;
+    out += &if known {
+        format!(
+            "\nThe autopilot's own AWS cost, last 30 days: {}{}, estimated from its runs at {}\n",
+            p.bold(&remediation::cost::shown_usd(own_total)),
+            if by_rule.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_rule.join(", "))
+            },
+            remediation::cost::ServicePrices::embedded().source
+        )
+    } else {
+        "\nThe autopilot's own AWS cost, last 30 days: not known yet (no run has recorded it)\n".to_string()
+    };
     Ok(out)
 }
 

@@ -225,12 +225,15 @@ impl RunUsage {
     }
 }
 
-/// Dollars as a person reads a small cost: cents when there are some, else a fraction of a cent.
+/// Dollars as a person reads a small cost: cents when there are some, else a fraction of a cent,
+/// and "under $0.0001" below what four places show.
 pub fn shown_usd(usd: f64) -> String {
     if usd >= 0.01 {
         format!("${usd:.2}")
-    } else if usd > 0.0 {
+    } else if usd >= 0.0001 {
         format!("${usd:.4}")
+    } else if usd > 0.0 {
+        "under $0.0001".to_string()
     } else {
         "$0".to_string()
     }
@@ -246,9 +249,10 @@ mod tests {
 
     #[test]
     fn a_run_s_cost_is_computed_from_its_calls_and_units() {
-        // An idle scan of 2,000 instances, 765 of them idle by CPU: 2 + 4 GetMetricData calls
-        // asking 2,000 + 1,530 metrics; 2 DescribeInstances, 1 DescribeInstanceTypes; 3 run-record
-        // writes and 1 snooze query; 1 publish; 512 MB for 20 s.
+        // An idle scan of 2,000 instances, 765 of them possibly idle by CPU: 4 + 4 GetMetricData
+        // calls asking 2,000 + 1,530 metrics (6 counted here: the counts are the test's); 2
+        // DescribeInstances, 1 DescribeInstanceTypes; 2 writes, 1 query and a 2-item transaction;
+        // 1 publish; 512 MB for 20 s.
         let c = calls(&[
             ("CloudWatch.GetMetricData", 6),
             ("EC2.DescribeInstances", 2),
@@ -316,6 +320,7 @@ mod tests {
     fn small_costs_read_as_a_person_would_write_them() {
         assert_eq!(shown_usd(0.0353), "$0.04");
         assert_eq!(shown_usd(0.000_137), "$0.0001");
+        assert_eq!(shown_usd(0.000_04), "under $0.0001");
         assert_eq!(shown_usd(0.0), "$0");
     }
 }

@@ -74,6 +74,9 @@ pub struct SavingsReport {
     /// What the autopilot's own runs of the period cost on the AWS bill (estimated).
     #[serde(default)]
     pub own_cost_usd: f64,
+    /// The earliest run whose cost is known: the cost covers the days from it to `to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_cost_since: Option<DateTime<Utc>>,
 }
 
 /// A rule's scans over the report's weeks (its run records).
@@ -96,6 +99,9 @@ pub struct ScanTotals {
     /// it was kept count nothing).
     #[serde(default)]
     pub own_cost_usd: f64,
+    /// The earliest run of the period whose cost is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_cost_since: Option<DateTime<Utc>>,
 }
 
 impl ScanTotals {
@@ -147,6 +153,7 @@ impl ScanTotals {
             last_findings: last.values().map(|r| r.findings).sum(),
             last_usd: round_cents(last.values().map(|r| r.estimated_monthly_savings_usd).sum()),
             own_cost_usd: records.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.usd).sum(),
+            own_cost_since: records.iter().filter(|r| r.cost.is_some()).map(|r| r.at).min(),
         })
     }
 }
@@ -306,6 +313,7 @@ impl SavingsReport {
             scans: BTreeMap::new(),
             scans_unread: None,
             own_cost_usd: 0.0,
+            own_cost_since: None,
         }
     }
 
@@ -331,6 +339,10 @@ impl SavingsReport {
                 Ok(records) => {
                     if let Some(t) = ScanTotals::of(&records) {
                         r.own_cost_usd += t.own_cost_usd;
+                        r.own_cost_since = match (r.own_cost_since, t.own_cost_since) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         r.scans.insert(rule.to_string(), t);
                     }
                 }
@@ -343,17 +355,37 @@ impl SavingsReport {
         Ok(r)
     }
 
-    /// The autopilot's own cost as a monthly rate (the period's, over 30 days), to set beside the
-    /// monthly savings it realised.
+    /// The first day the autopilot's own cost covers: the earliest costed run, or the period's
+    /// start if that is later. `None` when no run of the period has a known cost.
+    fn own_cost_from(&self) -> Option<NaiveDate> {
+        self.own_cost_since.map(|t| t.date_naive().max(self.from))
+    }
+
+    /// The autopilot's own cost as a monthly rate (over the days its costed runs cover, per 30
+    /// days), to set beside the monthly savings it realised.
     pub fn own_cost_per_month(&self) -> f64 {
-        let days = (self.to - self.from).num_days().max(0) + 1;
+        let Some(from) = self.own_cost_from() else {
+            return 0.0;
+        };
+        let days = (self.to - from).num_days().max(0) + 1;
         self.own_cost_usd * 30.0 / days as f64
     }
 
     /// "costs $X, saved $Y": the autopilot's own cost of the period beside what it realised.
     pub fn costs_and_saves(&self) -> String {
+        let Some(from) = self.own_cost_from() else {
+            return format!(
+                "saves {} a month realised; its own AWS cost is not known yet (no run of these weeks recorded it)",
+                dollars(self.realised_usd)
+            );
+        };
+        let since = if from > self.from {
+            format!(" since {from}")
+        } else {
+            " in these weeks".to_string()
+        };
         format!(
-            "costs {} on the AWS bill in these weeks (about {} a month, estimated); saves {} a month realised",
+            "costs {} on the AWS bill{since} (about {} a month, estimated); saves {} a month realised",
             crate::cost::shown_usd(self.own_cost_usd),
             crate::cost::shown_usd(self.own_cost_per_month()),
             dollars(self.realised_usd)
@@ -649,6 +681,7 @@ mod tests {
             scans: BTreeMap::new(),
             scans_unread: None,
             own_cost_usd: 0.0,
+            own_cost_since: None,
         };
         let html = render_html(&report);
         assert!(!html.contains("<script>"), "{html}");

@@ -644,9 +644,9 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 section(&format!("*Accounts*\n{}", text_rows.join("\n"))),
             ];
             b.push(section(&format!(
-                ":receipt: This run cost about {} on the AWS bill (its {} items' calls and {} Step Functions transitions, estimated at list prices)",
+                ":receipt: This run cost about {} on the AWS bill, estimated at list prices: the calls of the {} items that answered, and {} Step Functions transitions",
                 crate::cost::shown_usd(d.own_cost()),
-                d.items - d.items_not_started,
+                d.items - d.items_failed,
                 d.state_transitions
             )));
             if d.total_held > 0 {
