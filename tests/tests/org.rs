@@ -724,8 +724,23 @@ async fn an_auto_org_run_stops_at_most_max_actions_in_all_and_each_account_its_s
     let rule = |v: Value| -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
         Box::pin(idle_ec2::handler::handle(v, &deps, now))
     };
+    moto.clear_metrics_requested().await;
     let run = org::run(&app, "idle-ec2", "budget-1", &rule).await;
     assert_eq!(run.results.len(), 6, "{}", run.targets);
+    // Issue 30: the items ran side by side on one set of clients, yet each run record counts its
+    // own metrics: together exactly what the server saw.
+    let records = deps.state.as_ref().unwrap().runs("idle-ec2", None, None).await.unwrap();
+    assert_eq!(records.len(), 6);
+    let recorded: u64 = records
+        .iter()
+        .map(|r| r.cost.as_ref().map_or(0, |c| c.usage.metrics_requested))
+        .sum();
+    assert_eq!(recorded, moto.metrics_requested().await.1);
+    for r in &records {
+        // 40 CPU metrics, 6 network metrics of the 3 idle, and the re-check of its stops.
+        let metrics = r.cost.as_ref().map_or(0, |c| c.usage.metrics_requested);
+        assert!((46..=46 + 3 * 3).contains(&metrics), "{}: {metrics}", r.account);
+    }
     for (item, report) in &run.reports {
         assert_eq!(report.scanned, 40, "{}: {report:#?}", item.account);
         assert_eq!(report.findings_total, 3, "{}: {report:#?}", item.account);

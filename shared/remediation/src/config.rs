@@ -287,9 +287,10 @@ impl Deps {
         scan: impl std::future::Future<Output = Result<crate::model::RunReport>>,
     ) -> Result<crate::model::RunReport> {
         let started = std::time::Instant::now();
-        let before = self.clients.calls.usage();
-        let mut result = scan.await;
-        let cost = run_cost(self.clients.calls.usage().since(&before), started.elapsed());
+        // This run's own calls, whatever else shares the clients meanwhile.
+        let calls = crate::aws::CallCounter::default();
+        let mut result = crate::aws::CallCounter::counting(calls.clone(), scan).await;
+        let cost = run_cost(calls.usage(), started.elapsed());
         if let Ok(report) = &mut result {
             report.own_cost_usd = Some(cost.usd);
         }

@@ -42,6 +42,11 @@ pub struct CallCounter(
 /// When each call started, by `Service.Operation`.
 type Timeline = Arc<Mutex<Vec<(String, std::time::Instant)>>>;
 
+tokio::task_local! {
+    /// The counter of the run in progress on this task (see [`CallCounter::counting`]).
+    static RUN_CALLS: CallCounter;
+}
+
 impl CallCounter {
     /// A counter that also records when each call started.
     pub fn recording() -> CallCounter {
@@ -88,6 +93,29 @@ impl CallCounter {
         *map.entry(unit.to_string()).or_default() += n as u64;
     }
 
+    /// Runs `work` with every call made on its task also counted in `run`: runs that share the
+    /// clients (a fan-out's items side by side, a test's concurrent events) each count their own.
+    /// The autopilot's code spawns no task, so a run's calls are all on the task that awaits it.
+    pub async fn counting<F: std::future::Future>(run: CallCounter, work: F) -> F::Output {
+        RUN_CALLS.scope(run, work).await
+    }
+
+    /// Counts one call (and its billed units) as `key`.
+    fn count(&self, key: &str, input: &aws_smithy_runtime_api::client::interceptors::context::Input) {
+        self.add(key.to_string());
+        // What AWS bills by the unit, not by the call.
+        if let Some(i) = input.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataInput>() {
+            self.add_units("metrics", i.metric_data_queries().len());
+        } else if let Some(i) = input.downcast_ref::<aws_sdk_config::operation::put_evaluations::PutEvaluationsInput>()
+        {
+            self.add_units("evaluations", i.evaluations().len());
+        } else if let Some(i) =
+            input.downcast_ref::<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput>()
+        {
+            self.add_units("transaction_items", i.transact_items().len());
+        }
+    }
+
     /// All calls so far.
     pub fn total(&self) -> u64 {
         self.snapshot().values().sum()
@@ -131,19 +159,13 @@ impl Intercept for CallCounter {
             Some(m) => format!("{}.{}", m.service(), m.name()),
             None => "unknown".to_string(),
         };
-        self.add(key);
-        // What AWS bills by the unit, not by the call.
-        let input = context.input();
-        if let Some(i) = input.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataInput>() {
-            self.add_units("metrics", i.metric_data_queries().len());
-        } else if let Some(i) = input.downcast_ref::<aws_sdk_config::operation::put_evaluations::PutEvaluationsInput>()
-        {
-            self.add_units("evaluations", i.evaluations().len());
-        } else if let Some(i) =
-            input.downcast_ref::<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput>()
-        {
-            self.add_units("transaction_items", i.transact_items().len());
-        }
+        self.count(&key, context.input());
+        // The run in progress on this task, if any, counts it too (unless it is this counter).
+        let _ = RUN_CALLS.try_with(|run| {
+            if !Arc::ptr_eq(&run.0, &self.0) {
+                run.count(&key, context.input());
+            }
+        });
         Ok(())
     }
 
