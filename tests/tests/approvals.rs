@@ -34,7 +34,8 @@ fn scheduled() -> Value {
 async fn idle_instance(lp: &Loop, tags: &[(&str, &str)]) -> String {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", tags).await;
-    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    // Up to today, so that a run or re-check after midnight UTC still sees every day it judges.
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now() + Duration::days(1), 15).await;
     id
 }
 

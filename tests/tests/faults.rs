@@ -18,16 +18,17 @@ fn scheduled_event() -> serde_json::Value {
     serde_json::from_str(include_str!("../../events/idle-ec2/scheduled.json")).unwrap()
 }
 
-/// `n` idle and `n` busy instances; returns the idle ones.
+/// `n` idle and `n` busy instances, their usage seeded up to today (so that a run after midnight
+/// UTC still sees every day it judges); returns the idle ones.
 async fn fleet(moto: &Moto, n: i32) -> BTreeSet<String> {
     let c = moto.clients().await;
     let idle = seed::run_instances(&c.ec2, "t3.large", n, &[("Owner", "ana")], false).await;
     let busy = seed::run_instances(&c.ec2, "t3.large", n, &[("Owner", "bo")], false).await;
     for id in &idle {
-        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now(), 14).await;
+        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, now() + chrono::Duration::days(1), 15).await;
     }
     for id in &busy {
-        seed::put_usage(&c.cloudwatch, id, Usage::BUSY, now(), 14).await;
+        seed::put_usage(&c.cloudwatch, id, Usage::BUSY, now() + chrono::Duration::days(1), 15).await;
     }
     idle.into_iter().collect()
 }

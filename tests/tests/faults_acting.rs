@@ -142,10 +142,24 @@ async fn at_twenty_percent_faults_auto_idle_ec2_stops_each_idle_instance_once_af
     let idle = seed::run_instances(&c.ec2, "t3.large", 20, &[("Owner", "ana")], false).await;
     let busy = seed::run_instances(&c.ec2, "t3.large", 20, &[("Owner", "bo")], false).await;
     for id in &idle {
-        seed::put_usage(&c.cloudwatch, id, Usage::IDLE, Utc::now(), 14).await;
+        seed::put_usage(
+            &c.cloudwatch,
+            id,
+            Usage::IDLE,
+            Utc::now() + chrono::Duration::days(1),
+            15,
+        )
+        .await;
     }
     for id in &busy {
-        seed::put_usage(&c.cloudwatch, id, Usage::BUSY, Utc::now(), 14).await;
+        seed::put_usage(
+            &c.cloudwatch,
+            id,
+            Usage::BUSY,
+            Utc::now() + chrono::Duration::days(1),
+            15,
+        )
+        .await;
     }
     let deps = finops_tests::deps(&moto, "idle-ec2", auto(), Some(TABLE), None).await;
     for (n, id) in idle.iter().enumerate() {
@@ -441,7 +455,14 @@ async fn at_twenty_percent_faults_an_approval_clicked_three_times_executes_once_
     let lp = Loop::start(policy.clone()).await;
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", &[("Owner", "ana")]).await;
-    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    seed::put_usage(
+        &c.cloudwatch,
+        &id,
+        Usage::IDLE,
+        Utc::now() + chrono::Duration::days(1),
+        15,
+    )
+    .await;
     let deps = lp.detector_deps("idle-ec2", policy).await;
     idle_ec2::handler::handle(event("idle-ec2"), &deps, Utc::now())
         .await
