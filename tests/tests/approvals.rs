@@ -34,8 +34,16 @@ fn scheduled() -> Value {
 async fn idle_instance(lp: &Loop, tags: &[(&str, &str)]) -> String {
     let c = lp.moto.clients().await;
     let id = seed::run_instance(&c.ec2, "t3.large", tags).await;
-    // Up to today, so that a run or re-check after midnight UTC still sees every day it judges.
-    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now() + Duration::days(1), 15).await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now(), 14).await;
+    id
+}
+
+/// [`idle_instance`] with today's usage idle too, for a test whose re-check may fall after
+/// midnight UTC (it then judges today as a whole day since detection).
+async fn idle_instance_through_today(lp: &Loop, tags: &[(&str, &str)]) -> String {
+    let id = idle_instance(lp, tags).await;
+    let c = lp.moto.clients().await;
+    seed::put_usage(&c.cloudwatch, &id, Usage::IDLE, Utc::now() + Duration::days(1), 1).await;
     id
 }
 
@@ -909,7 +917,7 @@ async fn a_request_that_leaves_pending_loses_its_ttl_and_a_late_rollback_complet
 #[tokio::test]
 async fn a_slack_approval_held_by_the_emergency_stop_is_executed_by_the_sweep_after_resume() {
     let lp = Loop::start(approve_policy()).await;
-    let id = idle_instance(&lp, &[("Owner", "ana")]).await;
+    let id = idle_instance_through_today(&lp, &[("Owner", "ana")]).await;
     let (request_id, approve, _) = request_approval(&lp).await;
     let (status, reply) = signed_slack_post(&lp, &slack_body(&token_of(&approve), "U0ANA")).await;
     assert!(status == 200 && reply.contains("Approved"), "{reply}");
