@@ -730,20 +730,31 @@ impl PriceListStandIn {
             return Self::error(400, "InvalidParameterException", "only GetProducts is served");
         }
         let body = req.json();
-        if body["ServiceCode"] != "AmazonEC2" || body["FormatVersion"] != "aws_v1" {
-            return Self::error(
-                400,
-                "InvalidParameterException",
-                "ServiceCode AmazonEC2, FormatVersion aws_v1",
-            );
+        let Some(service) = body["ServiceCode"].as_str().map(str::to_string) else {
+            return Self::error(400, "InvalidParameterException", "ServiceCode is required");
+        };
+        if body["FormatVersion"] != "aws_v1" {
+            return Self::error(400, "InvalidParameterException", "FormatVersion aws_v1");
         }
-        let filters: Vec<(String, String)> = body["Filters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|f| f["Type"] == "TERM_MATCH")
-            .filter_map(|f| Some((f["Field"].as_str()?.to_string(), f["Value"].as_str()?.to_string())))
-            .collect();
+        // TERM_MATCH and CONTAINS are served; any other filter type is refused, not ignored.
+        let mut filters: Vec<(String, String, bool)> = Vec::new();
+        for f in body["Filters"].as_array().into_iter().flatten() {
+            let (Some(field), Some(value)) = (f["Field"].as_str(), f["Value"].as_str()) else {
+                return Self::error(400, "InvalidParameterException", "a filter needs Field and Value");
+            };
+            let contains = match f["Type"].as_str() {
+                Some("TERM_MATCH") => false,
+                Some("CONTAINS") => true,
+                other => {
+                    return Self::error(
+                        400,
+                        "InvalidParameterException",
+                        &format!("filter type {other:?} is not served here"),
+                    )
+                }
+            };
+            filters.push((field.to_string(), value.to_string(), contains));
+        }
         let max = body["MaxResults"].as_u64().unwrap_or(100).clamp(1, 100) as usize;
         let start: usize = match body["NextToken"].as_str() {
             None => 0,
@@ -757,15 +768,22 @@ impl PriceListStandIn {
             .lock()
             .expect("lock")
             .iter()
+            .filter(|p| p["serviceCode"].as_str() == Some(service.as_str()))
             .filter(|p| {
-                filters.iter().all(|(field, value)| {
+                filters.iter().all(|(field, value, contains)| {
                     let attrs = &p["product"]["attributes"];
                     let have = if field == "productFamily" {
                         p["product"]["productFamily"].as_str()
                     } else {
                         attrs[field.as_str()].as_str()
                     };
-                    have.is_some_and(|h| h.eq_ignore_ascii_case(value))
+                    have.is_some_and(|h| {
+                        if *contains {
+                            h.to_ascii_lowercase().contains(&value.to_ascii_lowercase())
+                        } else {
+                            h.eq_ignore_ascii_case(value)
+                        }
+                    })
                 })
             })
             .map(|p| p.to_string())
@@ -776,6 +794,38 @@ impl PriceListStandIn {
             answer["NextToken"] = serde_json::json!(format!("page-{}", start + max));
         }
         Response::new(200, "application/x-amz-json-1.1", answer.to_string())
+    }
+
+    /// Adds a price of what the autopilot uses (`service`'s `usage_type`, named as the region
+    /// names it: `EU-CW:GMD-Metrics`) in `region`, by tier: `(begin_range, usd)`.
+    pub fn service_price(&self, service: &str, region: &str, usage_type: &str, tiers: &[(u64, f64)]) {
+        let sku = format!("SVC{}", self.products.lock().expect("lock").len());
+        let dims: serde_json::Map<String, serde_json::Value> = tiers
+            .iter()
+            .enumerate()
+            .map(|(i, (begin, usd))| {
+                (
+                    format!("{sku}.JRTCKXETXF.{i}"),
+                    serde_json::json!({"unit": "Requests", "beginRange": begin.to_string(), "endRange": "Inf",
+                        "pricePerUnit": {"USD": format!("{usd:.10}")}, "description": format!("{usage_type} tier {i}")}),
+                )
+            })
+            .collect();
+        self.products.lock().expect("lock").push(serde_json::json!({
+            "product": {"productFamily": "API Request", "sku": sku, "attributes": {
+                "regionCode": region, "servicecode": service, "usagetype": usage_type}},
+            "serviceCode": service,
+            "terms": {"OnDemand": {format!("{sku}.JRTCKXETXF"): {"priceDimensions": dims}}},
+            "version": "20261201000000", "publicationDate": "2026-12-01T00:00:00Z"
+        }));
+    }
+
+    /// The requests for `service`'s products.
+    pub fn requests_for(&self, service: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.json()["ServiceCode"] == service)
+            .collect()
     }
 
     /// Adds an On-Demand Linux instance price (and, beside it, the same type's Windows and

@@ -87,7 +87,7 @@ async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and
         "0.107 $/h × 730 h: eu-west-1's price, not us-east-1's 70.08"
     );
     assert_eq!(source, format!("AWS Price List API, eu-west-1, {month}"));
-    let asked = stand_in.requests();
+    let asked = stand_in.requests_for("AmazonEC2");
     assert_eq!(asked.len(), 2, "one GetProducts for instances, one for volumes");
     let filters = asked[0].json()["Filters"].to_string();
     for f in [
@@ -110,7 +110,7 @@ async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and
     let (usd, source) = idle_evidence(&report);
     assert_eq!(usd, 78.11);
     assert_eq!(source, format!("AWS Price List API, eu-west-1, {month} (cached)"));
-    assert_eq!(stand_in.requests().len(), 2, "the cache answered");
+    assert_eq!(stand_in.requests_for("AmazonEC2").len(), 2, "the cache answered");
 
     // An unattached gp3 volume there: its storage at eu-west-1's rate.
     let eu = clients_in(&moto.clients().await, HUB, "eu-west-1").await;
@@ -206,7 +206,11 @@ async fn a_cached_book_with_a_part_missing_is_asked_again_and_never_prices_a_vol
         (usd, source.as_str()),
         (78.11, format!("AWS Price List API, eu-west-1, {month}").as_str())
     );
-    assert_eq!(stand_in.requests().len(), 2, "asked the API again (EC2, EBS)");
+    assert_eq!(
+        stand_in.requests_for("AmazonEC2").len(),
+        2,
+        "asked the API again (EC2, EBS)"
+    );
 
     // An API that lists instances but no volume prices: the catalog stands in, saying why.
     let (moto, stand_in, server) = seeded().await;
@@ -218,4 +222,181 @@ async fn a_cached_book_with_a_part_missing_is_asked_again_and_never_prices_a_vol
     let (usd, source) = idle_evidence(&report);
     assert_eq!(usd, 70.08, "{source}");
     assert!(source.contains("listed 2 EC2 and 0 EBS prices"), "{source}");
+}
+
+/// Issue 30: a run outside us-east-1 is costed at that region's prices from the Price List API,
+/// where it lists them (each by its usage type, past the free tier, never another table class's),
+/// cached a month beside the instance prices; the source names the prices it did not list.
+#[tokio::test]
+async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which() {
+    let (moto, stand_in, server) = seeded().await;
+    // eu-west-1's prices as the Price List names them there (EU- prefix); made dearer than
+    // us-east-1's so the test tells them apart.
+    stand_in.service_price("AmazonCloudWatch", "eu-west-1", "EU-CW:GMD-Metrics", &[(0, 0.000_012)]);
+    stand_in.service_price(
+        "AmazonDynamoDB",
+        "eu-west-1",
+        "EU-ReadRequestUnits",
+        &[(0, 0.000_000_141)],
+    );
+    stand_in.service_price("AmazonDynamoDB", "eu-west-1", "EU-IA-ReadRequestUnits", &[(0, 0.000_9)]);
+    stand_in.service_price(
+        "AmazonDynamoDB",
+        "eu-west-1",
+        "EU-WriteRequestUnits",
+        &[(0, 0.000_000_705)],
+    );
+    stand_in.service_price(
+        "AmazonSNS",
+        "eu-west-1",
+        "EU-Requests-Tier1",
+        &[(0, 0.0), (1_000_000, 0.000_000_5)],
+    );
+    stand_in.service_price(
+        "AWSLambda",
+        "eu-west-1",
+        "EU-Lambda-GB-Second-ARM",
+        &[(7_500_000_000, 0.000_012), (0, 0.000_013_333_4)],
+    );
+    stand_in.service_price("AWSLambda", "eu-west-1", "EU-Request-ARM", &[(0, 0.000_000_2)]);
+    // Another region's price is not this one's.
+    stand_in.service_price(
+        "AmazonStates",
+        "eu-central-1",
+        "EUC1-StateTransition",
+        &[(0, 0.000_025)],
+    );
+    let deps = deps(&moto, &server).await;
+    let month = Utc::now().format("%Y-%m").to_string();
+    let state = deps.state.as_ref().expect("state");
+
+    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    let cost = runs[0].cost.clone().expect("the run's cost");
+    assert_eq!(
+        cost.prices,
+        format!(
+            "AWS Price List API, eu-west-1, {month}; us-east-1 list prices (embedded) for AWSConfig ConfigRuleEvaluations, \
+             AmazonStates StateTransition, AmazonS3 Requests-Tier1, AmazonS3 Requests-Tier2"
+        )
+    );
+    assert!(cost.usage.metrics_requested > 0, "{cost:?}");
+    assert!(
+        (cost.by_service["cloudwatch"] - cost.usage.metrics_requested as f64 * 0.000_012).abs() < 1e-15,
+        "{cost:?}"
+    );
+    let dynamodb =
+        cost.usage.dynamodb_read_units as f64 * 0.000_000_141 + cost.usage.dynamodb_write_units as f64 * 0.000_000_705;
+    assert!(
+        (cost.by_service["dynamodb"] - dynamodb).abs() < 1e-15,
+        "the standard table class's price, not IA's: {cost:?}"
+    );
+    // One GetProducts per price, each for its service, region and usage type.
+    let asked: Vec<Value> = stand_in
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|b| b["ServiceCode"] != "AmazonEC2")
+        .collect();
+    assert_eq!(asked.len(), remediation::cost::PRICE_LIST_LINES.len(), "{asked:#?}");
+    let gmd = asked
+        .iter()
+        .find(|b| b["ServiceCode"] == "AmazonCloudWatch")
+        .expect("CloudWatch asked");
+    assert_eq!(
+        gmd["Filters"],
+        json!([{"Type": "TERM_MATCH", "Field": "regionCode", "Value": "eu-west-1"},
+               {"Type": "CONTAINS", "Field": "usagetype", "Value": "CW:GMD-Metrics"}])
+    );
+
+    // The next run this month reads them from the table, and says so.
+    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let after: usize = stand_in
+        .requests()
+        .iter()
+        .filter(|r| r.json()["ServiceCode"] != "AmazonEC2")
+        .count();
+    assert_eq!(after, asked.len(), "the cache answered");
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().filter_map(|r| r.cost.as_ref()).any(|c| c
+            .prices
+            .starts_with(&format!("AWS Price List API, eu-west-1, {month} (cached); "))),
+        "{runs:#?}"
+    );
+
+    // us-east-1 is costed at the embedded prices, its own, with no call.
+    idle_ec2::handler::handle(item("us-east-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    assert!(
+        runs.iter()
+            .filter_map(|r| r.cost.as_ref())
+            .any(|c| c.prices == remediation::cost::ServicePrices::embedded().source),
+        "{runs:#?}"
+    );
+    let after_us: usize = stand_in
+        .requests()
+        .iter()
+        .filter(|r| r.json()["ServiceCode"] != "AmazonEC2")
+        .count();
+    assert_eq!(after_us, asked.len());
+}
+
+/// Issue 30: with the Price List API down, the run is costed at the embedded prices and its
+/// record says why; nothing is cached, so the next run asks again.
+#[tokio::test]
+async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_says_why() {
+    let (moto, stand_in, server) = seeded().await;
+    stand_in.service_price("AmazonCloudWatch", "eu-west-1", "EU-CW:GMD-Metrics", &[(0, 0.000_012)]);
+    let mut deps = deps(&moto, &server).await;
+    deps.pricing = Some(PriceList::new(
+        &deps.clients.config,
+        &deps.clients.calls,
+        Some("http://127.0.0.1:9"),
+    ));
+    let state = deps.state.as_ref().expect("state");
+    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    let cost = runs[0].cost.clone().expect("cost");
+    assert!(
+        cost.prices.starts_with(
+            "AWS list prices, us-east-1, before free tiers (embedded, 2026-12), standing in for eu-west-1 (Price List API unavailable:"
+        ),
+        "{}",
+        cost.prices
+    );
+    assert!((cost.by_service["cloudwatch"] - cost.usage.metrics_requested as f64 * 0.000_01).abs() < 1e-15);
+
+    // Back up: the next run is costed at eu-west-1's price.
+    deps.pricing = Some(PriceList::new(
+        &deps.clients.config,
+        &deps.clients.calls,
+        Some(&server.url()),
+    ));
+    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let runs = deps
+        .state
+        .as_ref()
+        .expect("state")
+        .runs("idle-ec2", None, None)
+        .await
+        .expect("runs");
+    assert!(
+        runs.iter()
+            .filter_map(|r| r.cost.as_ref())
+            .any(|c| c.prices.starts_with("AWS Price List API, eu-west-1")),
+        "{runs:#?}"
+    );
 }

@@ -125,6 +125,27 @@ async fn bedrock_explains_within_the_candidates_and_the_catalog_sets_the_dollars
         "the model is never given dollars to repeat"
     );
 
+    // Issue 30: the model's tokens are in the run's own cost, 412 read and 61 written (the
+    // stand-in's `usage`) at Nova 2 Lite's list prices.
+    let runs = r
+        .app
+        .deps
+        .state
+        .as_ref()
+        .expect("state")
+        .runs("rightsizing", None, None)
+        .await
+        .unwrap();
+    let cost = runs[0].cost.as_ref().expect("the run's cost");
+    assert_eq!(
+        cost.usage.model_tokens[MODEL],
+        remediation::cost::ModelTokens { input: 412, output: 61 }
+    );
+    let bedrock = (412.0 * 0.30 + 61.0 * 2.50) / 1e6;
+    assert!((cost.by_service["bedrock"] - bedrock).abs() < 1e-15, "{cost:?}");
+    assert!(cost.unpriced.is_empty(), "{cost:?}");
+    assert!(report.own_cost_usd.is_some_and(|usd| usd >= bedrock), "{report:?}");
+
     // The finding reached SNS; Slack shows the recommendation and who explained it.
     let published = r.lp.drain().await;
     assert_eq!(Loop::of_type(&published, "finding").len(), 1);

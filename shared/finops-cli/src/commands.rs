@@ -1,7 +1,7 @@
 //! The subcommands: each reads (or, for stop/resume/snooze/unsnooze, writes through the same
 //! conditional, audited state code the functions use) and returns what to print.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use remediation::aws::Clients;
@@ -184,6 +184,8 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     let mut last = BTreeMap::new();
     // The autopilot's own AWS bill over the last 30 days, rule by rule, from its run records.
     let mut own_cost: BTreeMap<&str, f64> = BTreeMap::new();
+    // Where their prices came from: the embedded us-east-1 list, or a region's Price List.
+    let mut price_sources: BTreeSet<String> = BTreeSet::new();
     for rule in RULES {
         last.insert(rule, c.state.last_runs(rule).await.map_err(err)?);
         let month = c
@@ -192,6 +194,7 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             .await
             .map_err(err)?;
         own_cost.insert(rule, month.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.usd).sum());
+        price_sources.extend(month.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.prices.clone()));
     }
     let own_total: f64 = own_cost.values().sum();
     if c.json {
@@ -204,7 +207,7 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             "last_runs": last,
             "own_cost_usd_30_days": own_cost,
             "own_cost_usd_30_days_total": own_total,
-            "own_cost_prices": remediation::cost::ServicePrices::embedded().source,
+            "own_cost_prices": price_sources,
         }));
     }
     let p = c.paint;
@@ -269,7 +272,11 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             } else {
                 format!(" ({})", by_rule.join(", "))
             },
-            remediation::cost::ServicePrices::embedded().source
+            match price_sources.len() {
+                0 => remediation::cost::ServicePrices::embedded().source,
+                1 => price_sources.iter().next().cloned().unwrap_or_default(),
+                n => format!("the prices of each run's region ({n} price sources: finops status --json lists them)"),
+            }
         )
     } else {
         "\nThe autopilot's own AWS cost, last 30 days: not known yet (no run has recorded it)\n".to_string()

@@ -179,6 +179,14 @@ async fn status_shows_the_switch_and_each_rules_last_run_and_stop_holds_every_fu
         s["own_cost_usd_30_days"]["idle-ec2"].as_f64().unwrap_or(0.0) >= cloudwatch,
         "{s:#}"
     );
+    // And where the prices came from, each source once.
+    let sources = s["own_cost_prices"].as_array().cloned().unwrap_or_default();
+    assert!(
+        sources
+            .iter()
+            .any(|p| p == here["cost"]["prices"].as_str().unwrap_or("-")),
+        "{s:#}"
+    );
     assert_eq!(places[3]["account"], "333333333333", "newest first: {s:#}");
     assert_eq!(s["last_runs"]["ebs-cleanup"], serde_json::json!([]));
     let table = ok(finops_wide(&moto, t, &["status"]));

@@ -267,6 +267,13 @@ impl Deps {
         crate::aws::pricelist::price_book(self.pricing.as_ref(), self.state.as_ref().map(|s| s as _), region, now).await
     }
 
+    /// The prices a run in `region` at `now` is costed at (see
+    /// [`crate::aws::pricelist::service_prices`]).
+    pub async fn service_prices(&self, region: &str, now: chrono::DateTime<chrono::Utc>) -> crate::cost::ServicePrices {
+        crate::aws::pricelist::service_prices(self.pricing.as_ref(), self.state.as_ref().map(|s| s as _), region, now)
+            .await
+    }
+
     /// [`Deps::finish_report`], then — for a fan-out item — the answer cut to what Step
     /// Functions carries.
     pub fn finish_report_for(&self, report: &mut crate::model::RunReport, stop: Option<String>, reach: &Reach) {
@@ -290,13 +297,7 @@ impl Deps {
         // This run's own calls, whatever else shares the clients meanwhile.
         let calls = crate::aws::CallCounter::default();
         let mut result = crate::aws::CallCounter::counting(calls.clone(), scan).await;
-        let cost = run_cost(calls.usage(), started.elapsed());
-        if let Ok(report) = &mut result {
-            report.own_cost_usd = Some(cost.usd);
-        }
-        let Some(state) = &self.state else {
-            return result;
-        };
+        let took = started.elapsed();
         if matches!(result, Err(Error::Event(_))) {
             return result;
         }
@@ -312,7 +313,14 @@ impl Deps {
                 self.clients.region.clone(),
             ),
         };
-        let took = started.elapsed();
+        let prices = self.service_prices(&region, now).await;
+        let cost = run_cost(calls.usage(), took, &prices);
+        if let Ok(report) = &mut result {
+            report.own_cost_usd = Some(cost.usd);
+        }
+        let Some(state) = &self.state else {
+            return result;
+        };
         let mut record =
             crate::state::RunRecord::of(rule, &account, &region, now, took, self.policy.mode_for(rule), &result);
         record.cost = Some(cost);
@@ -351,7 +359,11 @@ impl Deps {
 /// A run's cost: the calls its clients made (the record's own write aside, a few millionths of a
 /// dollar) and, in Lambda, the invocation's GB-seconds (the run's time at the function's memory,
 /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) and its request.
-fn run_cost(mut usage: crate::cost::RunUsage, took: std::time::Duration) -> crate::cost::RunCost {
+fn run_cost(
+    mut usage: crate::cost::RunUsage,
+    took: std::time::Duration,
+    prices: &crate::cost::ServicePrices,
+) -> crate::cost::RunCost {
     let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
         .ok()
         .and_then(|m| m.trim().parse::<f64>().ok());
@@ -359,5 +371,5 @@ fn run_cost(mut usage: crate::cost::RunUsage, took: std::time::Duration) -> crat
         usage.lambda_gb_seconds = took.as_secs_f64() * mb / 1024.0;
         usage.lambda_requests = 1;
     }
-    crate::cost::RunCost::estimate(usage, &crate::cost::ServicePrices::embedded())
+    crate::cost::RunCost::estimate(usage, prices)
 }

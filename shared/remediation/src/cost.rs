@@ -22,8 +22,14 @@
 //!   retrievals"); a bucket's configuration reads (ACL, policy, Block Public Access…) counted as
 //!   GET requests.
 //!
-//! Every other call the autopilot makes (EC2 and Organizations reads, S3 Control, STS) is free. The prices
-//! are us-east-1's list prices before free tiers: an upper bound for a small deployment.
+//! - Amazon Bedrock: by the tokens the model read and wrote, at the model's list price
+//!   (<https://aws.amazon.com/bedrock/pricing/>; see [`bedrock_token_prices`]).
+//!
+//! Every other call the autopilot makes (EC2 and Organizations reads, S3 Control, STS) is free. The
+//! embedded prices are us-east-1's list prices before free tiers: an upper bound for a small
+//! deployment. A run in another region is costed at that region's prices from the AWS Price List
+//! API where it lists them ([`PRICE_LIST_LINES`], cached a month like the instance prices), each
+//! price it does not list staying the embedded one, and the source says which.
 
 use std::collections::BTreeMap;
 
@@ -66,7 +72,54 @@ pub struct RunUsage {
     /// Calls AWS does not bill (EC2, S3 and Organizations reads, STS…).
     #[serde(default)]
     pub free_calls: u64,
+    /// Bedrock: the tokens each model read and wrote (Converse's `usage`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_tokens: BTreeMap<String, ModelTokens>,
 }
+
+/// The tokens a model read (the prompt) and wrote (the answer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelTokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// A model's list prices per token read and written, on demand, by its model id or inference
+/// profile (`global.`, `us.`, `eu.`… prefixes name where it runs, not what it costs here), from
+/// <https://aws.amazon.com/bedrock/pricing/>; `None` for a model not listed here (its tokens are
+/// counted, and the run's cost says they are not priced).
+pub fn bedrock_token_prices(model_id: &str) -> Option<(f64, f64)> {
+    let base = model_id
+        .split_once('.')
+        .filter(|(geo, _)| ["global", "us", "eu", "apac", "jp", "au", "ca", "us-gov"].contains(geo))
+        .map_or(model_id, |(_, rest)| rest);
+    let per_million = match base {
+        "amazon.nova-2-lite-v1:0" => (0.30, 2.50),
+        "amazon.nova-lite-v1:0" => (0.06, 0.24),
+        "amazon.nova-micro-v1:0" => (0.035, 0.14),
+        "amazon.nova-pro-v1:0" => (0.80, 3.20),
+        "anthropic.claude-3-haiku-20240307-v1:0" => (0.25, 1.25),
+        _ => return None,
+    };
+    Some((per_million.0 / 1_000_000.0, per_million.1 / 1_000_000.0))
+}
+
+/// The prices the Price List API gives for a region: the [`ServicePrices`] field each sets, the
+/// service code and the usage type (named without the region's prefix: `EU-CW:GMD-Metrics` in
+/// eu-west-1 is `CW:GMD-Metrics`). Cost Explorer's API is priced once for every region and stays
+/// the embedded price.
+pub const PRICE_LIST_LINES: &[(&str, &str, &str)] = &[
+    ("per_metric_requested", "AmazonCloudWatch", "CW:GMD-Metrics"),
+    ("per_config_evaluation", "AWSConfig", "ConfigRuleEvaluations"),
+    ("per_dynamodb_read_unit", "AmazonDynamoDB", "ReadRequestUnits"),
+    ("per_dynamodb_write_unit", "AmazonDynamoDB", "WriteRequestUnits"),
+    ("per_sns_publish", "AmazonSNS", "Requests-Tier1"),
+    ("per_lambda_gb_second", "AWSLambda", "Lambda-GB-Second-ARM"),
+    ("per_lambda_request", "AWSLambda", "Request-ARM"),
+    ("per_state_transition", "AmazonStates", "StateTransition"),
+    ("per_s3_put_list_request", "AmazonS3", "Requests-Tier1"),
+    ("per_s3_get_request", "AmazonS3", "Requests-Tier2"),
+];
 
 /// The prices a run's cost is estimated at, and where they come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +157,75 @@ impl ServicePrices {
             source: "AWS list prices, us-east-1, before free tiers (embedded, 2026-12)".into(),
         }
     }
+
+    /// The embedded prices standing in for `region`'s, saying why.
+    pub fn embedded_for(region: &str, why: &str) -> ServicePrices {
+        let mut p = ServicePrices::embedded();
+        p.source = format!("{}, standing in for {region} ({why})", p.source);
+        p
+    }
+
+    /// `region`'s prices from the Price List API (`found`, by [`PRICE_LIST_LINES`]' fields) in
+    /// `month`, each one it did not list staying the embedded one and named in the source.
+    pub fn regional(region: &str, month: &str, found: &BTreeMap<String, f64>) -> ServicePrices {
+        let mut p = ServicePrices::embedded();
+        let mut missing = Vec::new();
+        for (field, service, usage_type) in PRICE_LIST_LINES {
+            match found.get(*field) {
+                Some(usd) if usd.is_finite() && *usd > 0.0 => {
+                    p.set(field, *usd);
+                }
+                _ => missing.push(format!("{service} {usage_type}")),
+            }
+        }
+        p.source = format!("AWS Price List API, {region}, {month}");
+        if !missing.is_empty() {
+            p.source.push_str(&format!(
+                "; us-east-1 list prices (embedded) for {}",
+                missing.join(", ")
+            ));
+        }
+        p
+    }
+
+    /// Sets the price named by `field`; `false` for a field there is not.
+    pub fn set(&mut self, field: &str, usd: f64) -> bool {
+        let slot = match field {
+            "per_metric_requested" => &mut self.per_metric_requested,
+            "per_cost_explorer_request" => &mut self.per_cost_explorer_request,
+            "per_config_evaluation" => &mut self.per_config_evaluation,
+            "per_dynamodb_read_unit" => &mut self.per_dynamodb_read_unit,
+            "per_dynamodb_write_unit" => &mut self.per_dynamodb_write_unit,
+            "per_sns_publish" => &mut self.per_sns_publish,
+            "per_lambda_gb_second" => &mut self.per_lambda_gb_second,
+            "per_lambda_request" => &mut self.per_lambda_request,
+            "per_state_transition" => &mut self.per_state_transition,
+            "per_s3_put_list_request" => &mut self.per_s3_put_list_request,
+            "per_s3_get_request" => &mut self.per_s3_get_request,
+            _ => return false,
+        };
+        *slot = usd;
+        true
+    }
+
+    /// Whether every price is a finite positive figure (a cached copy that is not is asked again).
+    pub fn is_sound(&self) -> bool {
+        [
+            self.per_metric_requested,
+            self.per_cost_explorer_request,
+            self.per_config_evaluation,
+            self.per_dynamodb_read_unit,
+            self.per_dynamodb_write_unit,
+            self.per_sns_publish,
+            self.per_lambda_gb_second,
+            self.per_lambda_request,
+            self.per_state_transition,
+            self.per_s3_put_list_request,
+            self.per_s3_get_request,
+        ]
+        .iter()
+        .all(|p| p.is_finite() && *p > 0.0)
+    }
 }
 
 /// A run's estimated cost: in all, and by service.
@@ -116,6 +238,10 @@ pub struct RunCost {
     pub by_service: BTreeMap<String, f64>,
     /// Where the prices come from.
     pub prices: String,
+    /// What the run used that has no price here (a model not in [`bedrock_token_prices`]), left
+    /// out of `usd` and said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<String>,
 }
 
 impl RunCost {
@@ -152,16 +278,31 @@ impl RunCost {
                     + usage.s3_get_requests as f64 * prices.per_s3_get_request,
             ),
         ];
-        let by_service: BTreeMap<String, f64> = lines
+        let mut by_service: BTreeMap<String, f64> = lines
             .into_iter()
             .filter(|(_, usd)| *usd > 0.0)
             .map(|(service, usd)| (service.to_string(), usd))
             .collect();
+        let mut unpriced = Vec::new();
+        let mut bedrock = 0.0;
+        for (model, t) in &usage.model_tokens {
+            match bedrock_token_prices(model) {
+                Some((per_in, per_out)) => bedrock += t.input as f64 * per_in + t.output as f64 * per_out,
+                None => unpriced.push(format!(
+                    "Bedrock tokens of {model} ({} read, {} written): no list price known here",
+                    t.input, t.output
+                )),
+            }
+        }
+        if bedrock > 0.0 {
+            by_service.insert("bedrock".into(), bedrock);
+        }
         RunCost {
             usd: by_service.values().sum(),
             by_service,
             usage,
             prices: prices.source.clone(),
+            unpriced,
         }
     }
 }
@@ -174,7 +315,8 @@ const DYNAMODB_WRITES: &[&str] = &["PutItem", "UpdateItem", "DeleteItem", "Batch
 impl RunUsage {
     /// The usage of calls counted by `Service.Operation` (as the clients' counter keys them), with
     /// the units counted beside them: `metrics` (GetMetricData queries), `evaluations` (Config
-    /// evaluations put) and `transaction_items` (DynamoDB transaction items).
+    /// evaluations put), `transaction_items` (DynamoDB transaction items) and
+    /// `input_tokens:<model>`/`output_tokens:<model>` (Bedrock's).
     pub fn from_calls(calls: &BTreeMap<String, u64>, units: &BTreeMap<String, u64>) -> RunUsage {
         let unit = |k: &str| units.get(k).copied().unwrap_or(0);
         let mut usage = RunUsage {
@@ -183,6 +325,13 @@ impl RunUsage {
             dynamodb_write_units: 2 * unit("transaction_items"),
             ..RunUsage::default()
         };
+        for (key, n) in units {
+            if let Some(model) = key.strip_prefix("input_tokens:") {
+                usage.model_tokens.entry(model.to_string()).or_default().input += n;
+            } else if let Some(model) = key.strip_prefix("output_tokens:") {
+                usage.model_tokens.entry(model.to_string()).or_default().output += n;
+            }
+        }
         for (key, n) in calls {
             let (service, operation) = key.split_once('.').unwrap_or((key.as_str(), ""));
             match service {
@@ -194,6 +343,8 @@ impl RunUsage {
                 // Counted by its items above.
                 "DynamoDB" if operation == "TransactWriteItems" => {}
                 "SNS" if operation == "Publish" => usage.sns_publishes += n,
+                // Billed by its tokens (above).
+                "Bedrock Runtime" => {}
                 "S3" if operation.starts_with("Put") || operation.starts_with("List") => {
                     usage.s3_put_list_requests += n
                 }
@@ -221,6 +372,19 @@ impl RunUsage {
             s3_put_list_requests: self.s3_put_list_requests.saturating_sub(before.s3_put_list_requests),
             s3_get_requests: self.s3_get_requests.saturating_sub(before.s3_get_requests),
             free_calls: self.free_calls.saturating_sub(before.free_calls),
+            model_tokens: self
+                .model_tokens
+                .iter()
+                .map(|(model, t)| {
+                    let b = before.model_tokens.get(model).copied().unwrap_or_default();
+                    let t = ModelTokens {
+                        input: t.input.saturating_sub(b.input),
+                        output: t.output.saturating_sub(b.output),
+                    };
+                    (model.clone(), t)
+                })
+                .filter(|(_, t)| t.input + t.output > 0)
+                .collect(),
         }
     }
 }
@@ -314,6 +478,76 @@ mod tests {
             (cost.usd - (2.0 * 0.005 + 400.0 * 0.0004) / 1000.0).abs() < 1e-15,
             "{cost:?}"
         );
+    }
+
+    #[test]
+    fn bedrock_is_billed_by_the_tokens_of_each_model_and_an_unknown_model_is_said_not_priced() {
+        let c = calls(&[("Bedrock Runtime.Converse", 2)]);
+        let units = calls(&[
+            ("input_tokens:global.amazon.nova-2-lite-v1:0", 824),
+            ("output_tokens:global.amazon.nova-2-lite-v1:0", 122),
+            ("input_tokens:example.private-model-v9", 10),
+            ("output_tokens:example.private-model-v9", 5),
+        ]);
+        let usage = RunUsage::from_calls(&c, &units);
+        assert_eq!(usage.free_calls, 0, "Converse is billed by its tokens");
+        assert_eq!(
+            usage.model_tokens["global.amazon.nova-2-lite-v1:0"],
+            ModelTokens {
+                input: 824,
+                output: 122
+            }
+        );
+        let cost = RunCost::estimate(usage, &ServicePrices::embedded());
+        // $0.30 and $2.50 per million tokens read and written.
+        assert!(
+            (cost.by_service["bedrock"] - (824.0 * 0.30 + 122.0 * 2.50) / 1e6).abs() < 1e-15,
+            "{cost:?}"
+        );
+        assert_eq!(cost.usd, cost.by_service["bedrock"]);
+        assert_eq!(cost.unpriced.len(), 1, "{cost:?}");
+        assert!(cost.unpriced[0].contains("example.private-model-v9 (10 read, 5 written)"));
+        // A geography's profile is priced as its model; an unknown geography is not a model's.
+        assert_eq!(
+            bedrock_token_prices("eu.amazon.nova-lite-v1:0"),
+            bedrock_token_prices("amazon.nova-lite-v1:0")
+        );
+        assert_eq!(bedrock_token_prices("mars.amazon.nova-lite-v1:0"), None);
+    }
+
+    #[test]
+    fn a_region_s_prices_are_the_price_list_s_where_it_lists_them_and_the_source_names_the_rest() {
+        let found: BTreeMap<String, f64> = [
+            ("per_metric_requested", 0.000_012),
+            ("per_lambda_gb_second", 0.000_015),
+            ("per_sns_publish", f64::NAN),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let p = ServicePrices::regional("eu-south-1", "2026-12", &found);
+        assert_eq!(p.per_metric_requested, 0.000_012);
+        assert_eq!(p.per_lambda_gb_second, 0.000_015);
+        let embedded = ServicePrices::embedded();
+        assert_eq!(
+            p.per_sns_publish, embedded.per_sns_publish,
+            "a price that is no number is not used"
+        );
+        assert_eq!(p.per_cost_explorer_request, embedded.per_cost_explorer_request);
+        assert!(p.is_sound());
+        assert!(
+            p.source
+                .starts_with("AWS Price List API, eu-south-1, 2026-12; us-east-1 list prices (embedded) for ")
+                && p.source.contains("AmazonSNS Requests-Tier1")
+                && p.source.contains("AmazonS3 Requests-Tier1")
+                && !p.source.contains("CW:GMD-Metrics"),
+            "{}",
+            p.source
+        );
+        let mut bad = p.clone();
+        assert!(bad.set("per_s3_get_request", 0.0));
+        assert!(!bad.is_sound());
+        assert!(!bad.set("per_nothing", 1.0));
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub const RIGHTSIZING_SCAN: &[&str] = &[
     "cloudwatch:GetMetricData",
     "bedrock:InvokeModel",
 ];
-/// The regional prices of the scans that put a dollar figure on an instance or a volume.
+/// The regional prices: of an instance or a volume (the scans that put a dollar figure on them),
+/// and of what each scanning function's own runs use (their cost, [`crate::cost`]).
 pub const PRICE_LIST: &[&str] = &["pricing:GetProducts"];
 /// The cost reads.
 pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];
@@ -249,11 +250,21 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
             action(&snapshot_and_delete::DECLARATION, false),
         ]
         .concat(),
-        "s3-public" => [S3_SCAN.to_vec(), action(&block_public_access::DECLARATION, false)].concat(),
+        "s3-public" => [
+            S3_SCAN.to_vec(),
+            PRICE_LIST.to_vec(),
+            action(&block_public_access::DECLARATION, false),
+        ]
+        .concat(),
         // DescribeOrganization: in organisation mode, whether the hub is the management account.
-        "cost-alert" => [COST_SCAN, &["organizations:DescribeOrganization"]].concat(),
+        "cost-alert" => [COST_SCAN, PRICE_LIST, &["organizations:DescribeOrganization"]].concat(),
         "rightsizing" => [RIGHTSIZING_SCAN.to_vec(), PRICE_LIST.to_vec()].concat(),
-        "tag-compliance" => [TAG_SCAN.to_vec(), action(&stop_instance::DECLARATION, false)].concat(),
+        "tag-compliance" => [
+            TAG_SCAN.to_vec(),
+            PRICE_LIST.to_vec(),
+            action(&stop_instance::DECLARATION, false),
+        ]
+        .concat(),
         "approval" => [
             action(&stop_instance::DECLARATION, true),
             action(&snapshot_and_delete::DECLARATION, true),

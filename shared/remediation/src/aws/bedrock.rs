@@ -87,6 +87,14 @@ impl Explainer for Bedrock {
             .send()
             .await
             .map_err(|e| Error::aws("bedrock-runtime", "Converse", e))?;
+        // Billed by the tokens read and written, answer or not.
+        if let Some(u) = out.usage() {
+            crate::aws::CallCounter::note_model_tokens(
+                &self.model_id,
+                u.input_tokens().max(0) as u64,
+                u.output_tokens().max(0) as u64,
+            );
+        }
         let Some(ConverseOutput::Message(m)) = out.output() else {
             return Err(Error::unexpected(
                 "bedrock-runtime",

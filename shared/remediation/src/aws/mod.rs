@@ -85,12 +85,22 @@ impl CallCounter {
         crate::cost::RunUsage::from_calls(&self.snapshot(), &self.units())
     }
 
-    fn add_units(&self, unit: &str, n: usize) {
+    fn add_units(&self, unit: &str, n: u64) {
         let mut map = match self.3.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *map.entry(unit.to_string()).or_default() += n as u64;
+        *map.entry(unit.to_string()).or_default() += n;
+    }
+
+    /// Counts, in the run in progress on this task, one Converse call of `model` and the tokens it
+    /// read and wrote (Bedrock bills by them; its client is not one of [`Clients`]).
+    pub fn note_model_tokens(model: &str, input: u64, output: u64) {
+        let _ = RUN_CALLS.try_with(|run| {
+            run.add("Bedrock Runtime.Converse".to_string());
+            run.add_units(&format!("input_tokens:{model}"), input);
+            run.add_units(&format!("output_tokens:{model}"), output);
+        });
     }
 
     /// Runs `work` with every call made on its task also counted in `run`: runs that share the
@@ -105,14 +115,14 @@ impl CallCounter {
         self.add(key.to_string());
         // What AWS bills by the unit, not by the call.
         if let Some(i) = input.downcast_ref::<aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataInput>() {
-            self.add_units("metrics", i.metric_data_queries().len());
+            self.add_units("metrics", i.metric_data_queries().len() as u64);
         } else if let Some(i) = input.downcast_ref::<aws_sdk_config::operation::put_evaluations::PutEvaluationsInput>()
         {
-            self.add_units("evaluations", i.evaluations().len());
+            self.add_units("evaluations", i.evaluations().len() as u64);
         } else if let Some(i) =
             input.downcast_ref::<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput>()
         {
-            self.add_units("transaction_items", i.transact_items().len());
+            self.add_units("transaction_items", i.transact_items().len() as u64);
         }
     }
 

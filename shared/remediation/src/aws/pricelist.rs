@@ -1,6 +1,6 @@
 //! The AWS Price List API (`pricing:GetProducts`): a region's On-Demand EC2 and EBS storage
-//! prices, cached per region and month in the state table, with the embedded us-east-1 catalog
-//! as the fallback.
+//! prices, and the prices of what the autopilot itself uses there ([`crate::cost`]), cached per
+//! region and month in the state table, with the embedded us-east-1 prices as the fallback.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use aws_sdk_pricing::types::{Filter, FilterType};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::cost::{ServicePrices, PRICE_LIST_LINES};
 use crate::error::{Error, Result};
 use crate::pricing::{PriceBook, EMBEDDED_REGION};
 
@@ -36,6 +37,36 @@ fn entry(text: &str, key: &str, unit: &str) -> Option<(String, f64)> {
     Some((name, price))
 }
 
+/// Reads a `PriceList` entry of `usage_type` (as named in us-east-1, or after a region's prefix:
+/// `EU-CW:GMD-Metrics` is `CW:GMD-Metrics` in eu-west-1, never `EU-IA-ReadRequestUnits` for
+/// `ReadRequestUnits`): its On-Demand price of the first priced tier (the list price past any
+/// free tier, as the embedded prices are).
+fn service_entry(text: &str, usage_type: &str) -> Option<f64> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    let name = v["product"]["attributes"]["usagetype"].as_str()?;
+    let matches = name == usage_type
+        || name.split_once('-').is_some_and(|(prefix, rest)| {
+            rest == usage_type
+                && !prefix.is_empty()
+                && prefix.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        });
+    if !matches {
+        return None;
+    }
+    let terms = v["terms"]["OnDemand"].as_object()?;
+    terms
+        .values()
+        .filter_map(|t| t["priceDimensions"].as_object())
+        .flat_map(|d| d.values())
+        .filter_map(|d| {
+            let usd = d["pricePerUnit"]["USD"].as_str()?.parse::<f64>().ok()?;
+            let begins = d["beginRange"].as_str().map_or(Some(0.0), |b| b.parse::<f64>().ok())?;
+            (usd.is_finite() && usd > 0.0 && begins.is_finite()).then_some((begins, usd))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, usd)| usd)
+}
+
 fn term(field: &str, value: &str) -> Result<Filter> {
     Filter::builder()
         .r#type(FilterType::TermMatch)
@@ -62,13 +93,18 @@ impl PriceList {
         }
     }
 
-    /// Every product's price matching `filters`, by the attribute `key`.
-    async fn prices(&self, filters: Vec<Filter>, key: &str, unit: &str) -> Result<BTreeMap<String, f64>> {
-        let mut out = BTreeMap::new();
+    /// Every product of `service` matching `filters`, each read by `read` (`None`: skipped).
+    async fn products<T>(
+        &self,
+        service: &str,
+        filters: Vec<Filter>,
+        read: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::new();
         let mut pages = self
             .client
             .get_products()
-            .service_code("AmazonEC2")
+            .service_code(service)
             .format_version("aws_v1")
             .set_filters(Some(filters))
             .max_results(100)
@@ -76,10 +112,44 @@ impl PriceList {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| Error::aws("pricing", "GetProducts", e))?;
-            for text in page.price_list() {
-                if let Some((name, price)) = entry(text, key, unit) {
-                    out.entry(name).or_insert(price);
-                }
+            out.extend(page.price_list().iter().filter_map(|text| read(text)));
+        }
+        Ok(out)
+    }
+
+    /// Every EC2 product's price matching `filters`, by the attribute `key`.
+    async fn prices(&self, filters: Vec<Filter>, key: &str, unit: &str) -> Result<BTreeMap<String, f64>> {
+        let mut out = BTreeMap::new();
+        for (name, price) in self
+            .products("AmazonEC2", filters, |text| entry(text, key, unit))
+            .await?
+        {
+            out.entry(name).or_insert(price);
+        }
+        Ok(out)
+    }
+
+    /// `region`'s prices of what the autopilot uses ([`PRICE_LIST_LINES`]), by field; a line the
+    /// API does not list there is left out.
+    pub async fn services(&self, region: &str) -> Result<BTreeMap<String, f64>> {
+        let mut out = BTreeMap::new();
+        for (field, service, usage_type) in PRICE_LIST_LINES {
+            let filters = vec![
+                term("regionCode", region)?,
+                Filter::builder()
+                    .r#type(FilterType::Contains)
+                    .field("usagetype")
+                    .value(*usage_type)
+                    .build()
+                    .map_err(|e| Error::Config(format!("a Price List filter: {e}")))?,
+            ];
+            let found = self
+                .products(service, filters, |text| service_entry(text, usage_type))
+                .await?;
+            // Two products of one usage type (there should be one): the dearer, so the estimate
+            // is never below the bill.
+            if let Some(usd) = found.into_iter().reduce(f64::max) {
+                out.insert(field.to_string(), usd);
             }
         }
         Ok(out)
@@ -122,6 +192,59 @@ impl PriceList {
 pub trait PriceCache: Send + Sync {
     async fn cached_prices(&self, region: &str, month: &str) -> Result<Option<PriceBook>>;
     async fn cache_prices(&self, month: &str, book: &PriceBook, expires_at: i64) -> Result<()>;
+    async fn cached_service_prices(&self, region: &str, month: &str) -> Result<Option<ServicePrices>>;
+    async fn cache_service_prices(
+        &self,
+        region: &str,
+        month: &str,
+        prices: &ServicePrices,
+        expires_at: i64,
+    ) -> Result<()>;
+}
+
+/// The prices a run in `region` at `now` is costed at ([`crate::cost`]): the embedded ones in
+/// us-east-1 (their own region) or without a Price List endpoint; else this month's cached ones,
+/// else the Price List API's (then cached), each price it does not list staying the embedded one;
+/// the embedded ones when it cannot be read, saying why. Never fails.
+pub async fn service_prices(
+    api: Option<&PriceList>,
+    cache: Option<&dyn PriceCache>,
+    region: &str,
+    now: DateTime<Utc>,
+) -> ServicePrices {
+    if region == EMBEDDED_REGION {
+        return ServicePrices::embedded();
+    }
+    let Some(api) = api else {
+        return ServicePrices::embedded_for(region, "no Price List API endpoint for a local emulator");
+    };
+    let month = now.format("%Y-%m").to_string();
+    if let Some(cache) = cache {
+        match cache.cached_service_prices(region, &month).await {
+            Ok(Some(mut prices)) if prices.is_sound() => {
+                prices.source = prices.source.replacen(&month, &format!("{month} (cached)"), 1);
+                return prices;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, region, "service price cache unreadable"),
+        }
+    }
+    match api.services(region).await {
+        Ok(found) if found.is_empty() => {
+            ServicePrices::embedded_for(region, "the Price List API listed none of them there")
+        }
+        Ok(found) => {
+            let prices = ServicePrices::regional(region, &month, &found);
+            if let Some(cache) = cache {
+                let expires = now.timestamp() + 45 * 86_400;
+                if let Err(e) = cache.cache_service_prices(region, &month, &prices, expires).await {
+                    tracing::warn!(error = %e, region, "service prices not cached");
+                }
+            }
+            prices
+        }
+        Err(e) => ServicePrices::embedded_for(region, &format!("Price List API unavailable: {e}")),
+    }
 }
 
 /// The prices a scan in `region` uses at `now`: none asked for us-east-1 (the embedded catalog
@@ -193,5 +316,60 @@ mod tests {
         assert_eq!(entry("not json", "instanceType", "Hrs"), None);
         let zero = text.replace("0.1070000000", "0.0000000000");
         assert_eq!(entry(&zero, "instanceType", "Hrs"), None, "a zero price is no price");
+    }
+
+    fn service_product(usage_type: &str, tiers: &[(&str, &str)]) -> String {
+        let dims: serde_json::Map<String, Value> = tiers
+            .iter()
+            .enumerate()
+            .map(|(i, (begin, usd))| {
+                (
+                    format!("SKU.T.{i}"),
+                    serde_json::json!({"unit": "Requests", "beginRange": begin, "endRange": "Inf",
+                        "pricePerUnit": {"USD": usd}}),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "product": {"productFamily": "API Request", "attributes": {"usagetype": usage_type, "regionCode": "eu-west-1"}},
+            "terms": {"OnDemand": {"SKU.T": {"priceDimensions": dims}}}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_service_price_is_its_usage_type_s_in_any_region_past_the_free_tier() {
+        // SNS's first million publishes a month are free: the price is the next tier's.
+        let sns = service_product(
+            "EU-Requests-Tier1",
+            &[("0", "0.0000000000"), ("1000000", "0.0000005000")],
+        );
+        assert_eq!(service_entry(&sns, "Requests-Tier1"), Some(0.0000005));
+        // Lambda's tiers fall with volume: the first is the one a small deployment pays.
+        let lambda = service_product(
+            "Lambda-GB-Second-ARM",
+            &[
+                ("18750000000", "0.0000106667"),
+                ("0", "0.0000133334"),
+                ("7500000000", "0.0000120001"),
+            ],
+        );
+        assert_eq!(service_entry(&lambda, "Lambda-GB-Second-ARM"), Some(0.0000133334));
+        let prefixed = service_product("USE1-StateTransition", &[("0", "0.0000250000")]);
+        assert_eq!(service_entry(&prefixed, "StateTransition"), Some(0.000025));
+        // Another table class's reads, another storage class's requests: not these.
+        let ia = service_product("EU-IA-ReadRequestUnits", &[("0", "0.0000003125")]);
+        assert_eq!(service_entry(&ia, "ReadRequestUnits"), None);
+        let int = service_product("EU-Requests-INT-Tier1", &[("0", "0.0000050000")]);
+        assert_eq!(service_entry(&int, "Requests-Tier1"), None);
+        let lower = service_product("eu-Requests-Tier1", &[("0", "0.0000050000")]);
+        assert_eq!(
+            service_entry(&lower, "Requests-Tier1"),
+            None,
+            "a prefix is a region's code"
+        );
+        let free = service_product("Requests-Tier1", &[("0", "0.0000000000")]);
+        assert_eq!(service_entry(&free, "Requests-Tier1"), None, "no priced tier, no price");
+        assert_eq!(service_entry("[]", "Requests-Tier1"), None);
     }
 }
