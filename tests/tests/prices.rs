@@ -224,9 +224,11 @@ async fn a_cached_book_with_a_part_missing_is_asked_again_and_never_prices_a_vol
     assert!(source.contains("listed 2 EC2 and 0 EBS prices"), "{source}");
 }
 
-/// Issue 30: a run outside us-east-1 is costed at that region's prices from the Price List API,
-/// where it lists them (each by its usage type, past the free tier, never another table class's),
-/// cached a month beside the instance prices; the source names the prices it did not list.
+/// Issue 30: a run that scans outside us-east-1 is costed at that region's prices from the Price
+/// List API for what it asked there (CloudWatch, Config, S3), where it lists them (each by its
+/// usage type, past the free tier), cached a month beside the instance prices, and at the
+/// deployment's region's for what it used where it runs (Lambda, DynamoDB, SNS); the source says
+/// which came from where and names the prices the API did not list.
 #[tokio::test]
 async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which() {
     let (moto, stand_in, server) = seeded().await;
@@ -276,11 +278,14 @@ async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which
 
     let runs = state.runs("idle-ec2", None, None).await.expect("runs");
     let cost = runs[0].cost.clone().expect("the run's cost");
+    let embedded = remediation::cost::ServicePrices::embedded();
     assert_eq!(
         cost.prices,
         format!(
-            "AWS Price List API, eu-west-1, {month}; us-east-1 list prices (embedded) for AWSConfig ConfigRuleEvaluations, \
-             AmazonStates StateTransition, AmazonS3 Requests-Tier1, AmazonS3 Requests-Tier2"
+            "where it ran (us-east-1): {}; where it scanned (eu-west-1): AWS Price List API, eu-west-1, {month}; \
+             us-east-1 list prices (embedded) for AWSConfig ConfigRuleEvaluations, \
+             AmazonStates StateTransition, AmazonS3 Requests-Tier1, AmazonS3 Requests-Tier2",
+            embedded.source
         )
     );
     assert!(cost.usage.metrics_requested > 0, "{cost:?}");
@@ -288,11 +293,12 @@ async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which
         (cost.by_service["cloudwatch"] - cost.usage.metrics_requested as f64 * 0.000_012).abs() < 1e-15,
         "{cost:?}"
     );
-    let dynamodb =
-        cost.usage.dynamodb_read_units as f64 * 0.000_000_141 + cost.usage.dynamodb_write_units as f64 * 0.000_000_705;
+    // The state table is the deployment's, in us-east-1: its requests at us-east-1's prices.
+    let dynamodb = cost.usage.dynamodb_read_units as f64 * embedded.per_dynamodb_read_unit
+        + cost.usage.dynamodb_write_units as f64 * embedded.per_dynamodb_write_unit;
     assert!(
         (cost.by_service["dynamodb"] - dynamodb).abs() < 1e-15,
-        "the standard table class's price, not IA's: {cost:?}"
+        "billed where it runs: {cost:?}"
     );
     // One GetProducts per price, each for its service, region and usage type.
     let asked: Vec<Value> = stand_in
@@ -325,9 +331,11 @@ async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which
     let runs = state.runs("idle-ec2", None, None).await.expect("runs");
     assert_eq!(runs.len(), 2);
     assert!(
-        runs.iter().filter_map(|r| r.cost.as_ref()).any(|c| c
-            .prices
-            .starts_with(&format!("AWS Price List API, eu-west-1, {month} (cached); "))),
+        runs.iter()
+            .filter_map(|r| r.cost.as_ref())
+            .any(|c| c.prices.contains(&format!(
+                "(eu-west-1): AWS Price List API, eu-west-1, {month} (cached); "
+            ))),
         "{runs:#?}"
     );
 
@@ -369,15 +377,27 @@ async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_say
     let runs = state.runs("idle-ec2", None, None).await.expect("runs");
     let cost = runs[0].cost.clone().expect("cost");
     assert!(
-        cost.prices.starts_with(
-            "AWS list prices, us-east-1, before free tiers (embedded, 2026-12), standing in for eu-west-1 (Price List API unavailable:"
+        cost.prices.contains(
+            "where it scanned (eu-west-1): AWS list prices, us-east-1, before free tiers (embedded, 2026-12), standing in for eu-west-1 (Price List API unavailable:"
         ),
         "{}",
         cost.prices
     );
     assert!((cost.by_service["cloudwatch"] - cost.usage.metrics_requested as f64 * 0.000_01).abs() < 1e-15);
 
-    // Back up: the next run is costed at eu-west-1's price.
+    // The next run within the hour does not wait on the API again: it says so.
+    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
+        .await
+        .expect("scan");
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    assert!(
+        runs.iter()
+            .filter_map(|r| r.cost.as_ref())
+            .any(|c| c.prices.contains("; asked again within the hour)")),
+        "{runs:#?}"
+    );
+
+    // Back up (a new container): the next run is costed at eu-west-1's price.
     deps.pricing = Some(PriceList::new(
         &deps.clients.config,
         &deps.clients.calls,
@@ -396,7 +416,7 @@ async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_say
     assert!(
         runs.iter()
             .filter_map(|r| r.cost.as_ref())
-            .any(|c| c.prices.starts_with("AWS Price List API, eu-west-1")),
+            .any(|c| c.prices.contains("(eu-west-1): AWS Price List API, eu-west-1")),
         "{runs:#?}"
     );
 }

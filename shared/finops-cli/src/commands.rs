@@ -194,7 +194,12 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
             .await
             .map_err(err)?;
         own_cost.insert(rule, month.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.usd).sum());
-        price_sources.extend(month.iter().filter_map(|r| r.cost.as_ref()).map(|c| c.prices.clone()));
+        price_sources.extend(
+            month
+                .iter()
+                .filter_map(|r| r.cost.as_ref())
+                .map(|c| price_source(&c.prices)),
+        );
     }
     let own_total: f64 = own_cost.values().sum();
     if c.json {
@@ -344,6 +349,20 @@ fn place_row(p: Paint, rule: &str, r: &remediation::state::RunRecord, behind: bo
 }
 
 /// The last runs' own cost, summed; blank for records kept before it was.
+/// A run's price source as the status groups them: the same prices whether read fresh or from
+/// the cache, and a fallback the same whatever kept the Price List from answering that time.
+fn price_source(prices: &str) -> String {
+    let prices = prices.replace(" (cached)", "");
+    match prices.find(", standing in for ") {
+        Some(at) => {
+            let rest = &prices[at + ", standing in for ".len()..];
+            let region = rest.split([' ', ';']).next().unwrap_or_default();
+            format!("{}, standing in for {region}", &prices[..at])
+        }
+        None => prices,
+    }
+}
+
 fn run_cost<'a>(runs: impl Iterator<Item = &'a remediation::state::RunRecord>) -> String {
     let costs: Vec<f64> = runs.filter_map(|r| r.cost.as_ref().map(|c| c.usd)).collect();
     if costs.is_empty() {

@@ -274,6 +274,18 @@ impl Deps {
             .await
     }
 
+    /// The prices a run that scanned `region` is costed at: what it used where it runs (Lambda,
+    /// DynamoDB, SNS) at this deployment's region's, what it asked where it scanned (CloudWatch,
+    /// Config, S3) at `region`'s.
+    pub async fn run_prices(&self, region: &str, now: chrono::DateTime<chrono::Utc>) -> crate::cost::ServicePrices {
+        let hub = self.service_prices(&self.clients.region, now).await;
+        if region == self.clients.region {
+            return hub;
+        }
+        let scanned = self.service_prices(region, now).await;
+        crate::cost::ServicePrices::billed_where(&hub, &self.clients.region, &scanned, region)
+    }
+
     /// [`Deps::finish_report`], then — for a fan-out item — the answer cut to what Step
     /// Functions carries.
     pub fn finish_report_for(&self, report: &mut crate::model::RunReport, stop: Option<String>, reach: &Reach) {
@@ -313,7 +325,7 @@ impl Deps {
                 self.clients.region.clone(),
             ),
         };
-        let prices = self.service_prices(&region, now).await;
+        let prices = self.run_prices(&region, now).await;
         let cost = run_cost(calls.usage(), took, &prices);
         if let Ok(report) = &mut result {
             report.own_cost_usd = Some(cost.usd);

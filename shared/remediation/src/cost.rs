@@ -6,12 +6,12 @@
 //! - CloudWatch GetMetricData: $0.01 per 1,000 metrics requested, however they are packed
 //!   (<https://aws.amazon.com/cloudwatch/pricing/>, "API requests"; not in the free tier).
 //! - Cost Explorer API: $0.01 a request (<https://aws.amazon.com/aws-cost-management/aws-cost-explorer/pricing/>).
-//! - AWS Config custom-rule evaluations: $0.001 each, the first 100,000 a month
-//!   (<https://aws.amazon.com/config/pricing/>).
+//! - AWS Config custom-rule evaluations: $0.001 each for the first 100,000 a month, less beyond
+//!   (<https://aws.amazon.com/config/pricing/>; the first tier is used, an upper bound).
 //! - DynamoDB on demand: $0.125 per million read request units, $0.625 per million write request
 //!   units (<https://aws.amazon.com/dynamodb/pricing/on-demand/>). Estimated as one unit per read
-//!   or write request (items under 4 KB and 1 KB: the autopilot's are) and two per item of a
-//!   transaction.
+//!   or write request and two per item of a transaction: a lower bound, since an item over 1 KB
+//!   (a finding with its evidence is about 2 KB) takes a write unit per KB.
 //! - SNS: $0.50 per million publishes (<https://aws.amazon.com/sns/pricing/>).
 //! - Lambda on arm64: $0.0000133334 per GB-second and $0.20 per million requests
 //!   (<https://aws.amazon.com/lambda/pricing/>).
@@ -166,13 +166,20 @@ impl ServicePrices {
     }
 
     /// `region`'s prices from the Price List API (`found`, by [`PRICE_LIST_LINES`]' fields) in
-    /// `month`, each one it did not list staying the embedded one and named in the source.
+    /// `month`, each one it did not list staying the embedded one and named in the source. A
+    /// listed price more than four times off the embedded one either way (a unit misread, a
+    /// glitch) is not believed: no region's list price differs that much.
     pub fn regional(region: &str, month: &str, found: &BTreeMap<String, f64>) -> ServicePrices {
-        let mut p = ServicePrices::embedded();
+        let embedded = ServicePrices::embedded();
+        let mut p = embedded.clone();
         let mut missing = Vec::new();
         for (field, service, usage_type) in PRICE_LIST_LINES {
+            let believable = |usd: f64| {
+                let list = embedded.get(field).unwrap_or(0.0);
+                usd.is_finite() && usd > 0.0 && usd >= list / 4.0 && usd <= list * 4.0
+            };
             match found.get(*field) {
-                Some(usd) if usd.is_finite() && *usd > 0.0 => {
+                Some(usd) if believable(*usd) => {
                     p.set(field, *usd);
                 }
                 _ => missing.push(format!("{service} {usage_type}")),
@@ -186,6 +193,47 @@ impl ServicePrices {
             ));
         }
         p
+    }
+
+    /// Lambda, DynamoDB, SNS and Step Functions are billed where the autopilot runs (`hub`, in
+    /// `hub_region`); CloudWatch, Config and S3 where it scanned (`scanned`, in
+    /// `scanned_region`): a fan-out item's prices take each from its own region.
+    pub fn billed_where(
+        hub: &ServicePrices,
+        hub_region: &str,
+        scanned: &ServicePrices,
+        scanned_region: &str,
+    ) -> ServicePrices {
+        let mut p = hub.clone();
+        p.per_metric_requested = scanned.per_metric_requested;
+        p.per_config_evaluation = scanned.per_config_evaluation;
+        p.per_s3_put_list_request = scanned.per_s3_put_list_request;
+        p.per_s3_get_request = scanned.per_s3_get_request;
+        if hub.source != scanned.source {
+            p.source = format!(
+                "where it ran ({hub_region}): {}; where it scanned ({scanned_region}): {}",
+                hub.source, scanned.source
+            );
+        }
+        p
+    }
+
+    /// The price named by `field`.
+    pub fn get(&self, field: &str) -> Option<f64> {
+        Some(match field {
+            "per_metric_requested" => self.per_metric_requested,
+            "per_cost_explorer_request" => self.per_cost_explorer_request,
+            "per_config_evaluation" => self.per_config_evaluation,
+            "per_dynamodb_read_unit" => self.per_dynamodb_read_unit,
+            "per_dynamodb_write_unit" => self.per_dynamodb_write_unit,
+            "per_sns_publish" => self.per_sns_publish,
+            "per_lambda_gb_second" => self.per_lambda_gb_second,
+            "per_lambda_request" => self.per_lambda_request,
+            "per_state_transition" => self.per_state_transition,
+            "per_s3_put_list_request" => self.per_s3_put_list_request,
+            "per_s3_get_request" => self.per_s3_get_request,
+            _ => return None,
+        })
     }
 
     /// Sets the price named by `field`; `false` for a field there is not.
@@ -280,7 +328,8 @@ impl RunCost {
         ];
         let mut by_service: BTreeMap<String, f64> = lines
             .into_iter()
-            .filter(|(_, usd)| *usd > 0.0)
+            // A figure that is no number is left out rather than recorded as one.
+            .filter(|(_, usd)| usd.is_finite() && *usd > 0.0)
             .map(|(service, usd)| (service.to_string(), usd))
             .collect();
         let mut unpriced = Vec::new();
@@ -294,7 +343,7 @@ impl RunCost {
                 )),
             }
         }
-        if bedrock > 0.0 {
+        if bedrock.is_finite() && bedrock > 0.0 {
             by_service.insert("bedrock".into(), bedrock);
         }
         RunCost {
@@ -392,7 +441,8 @@ impl RunUsage {
 /// Dollars as a person reads a small cost: cents when there are some, else a fraction of a cent,
 /// and "under $0.0001" below what four places show.
 pub fn shown_usd(usd: f64) -> String {
-    if usd >= 0.01 {
+    // What rounds to a cent reads as cents ($0.00996 is "$0.01", not "$0.0100").
+    if usd >= 0.009_95 {
         format!("${usd:.2}")
     } else if usd >= 0.0001 {
         format!("${usd:.4}")
@@ -544,6 +594,11 @@ mod tests {
             "{}",
             p.source
         );
+        // A listed price far off the list price (a unit misread) is not believed.
+        let off: BTreeMap<String, f64> = [("per_metric_requested".to_string(), 0.01)].into_iter().collect();
+        let q = ServicePrices::regional("eu-south-1", "2026-12", &off);
+        assert_eq!(q.per_metric_requested, embedded.per_metric_requested);
+        assert!(q.source.contains("AmazonCloudWatch CW:GMD-Metrics"), "{}", q.source);
         let mut bad = p.clone();
         assert!(bad.set("per_s3_get_request", 0.0));
         assert!(!bad.is_sound());
@@ -556,5 +611,6 @@ mod tests {
         assert_eq!(shown_usd(0.000_137), "$0.0001");
         assert_eq!(shown_usd(0.000_04), "under $0.0001");
         assert_eq!(shown_usd(0.0), "$0");
+        assert_eq!(shown_usd(0.009_96), "$0.01");
     }
 }

@@ -644,9 +644,12 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 section(&format!("*Accounts*\n{}", text_rows.join("\n"))),
             ];
             b.push(section(&format!(
-                ":receipt: This run cost about {} on the AWS bill, estimated at list prices: the calls of the {} items that answered, and {} Step Functions transitions",
+                ":receipt: This run cost about {} on the AWS bill, estimated at list prices: the calls of the {} that answered, and {} Step Functions transitions",
                 crate::cost::shown_usd(d.own_cost()),
-                d.items - d.items_failed,
+                match d.items - d.items_failed {
+                    1 => "1 item".to_string(),
+                    n => format!("{n} items"),
+                },
                 d.state_transitions
             )));
             if d.total_held > 0 {

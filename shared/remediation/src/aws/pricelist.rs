@@ -19,7 +19,15 @@ const PRICING_REGION: &str = "us-east-1";
 #[derive(Debug, Clone)]
 pub struct PriceList {
     client: aws_sdk_pricing::Client,
+    /// When a region's service prices last could not be had, and why: not asked again for
+    /// [`MISS_PAUSE`] (a container's runs do not each wait on an API that is out of reach).
+    misses: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (std::time::Instant, String)>>>,
 }
+
+/// How long a region's service prices are not asked again after a failure.
+const MISS_PAUSE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest a run waits for its region's service prices (ten small queries).
+const SERVICES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads a `PriceList` entry's On-Demand price in `unit` (`Hrs`, `GB-Mo`) and the attribute
 /// `key` it is for. An entry without them is skipped (Savings Plans, reserved terms, other units).
@@ -41,8 +49,12 @@ fn entry(text: &str, key: &str, unit: &str) -> Option<(String, f64)> {
 /// `EU-CW:GMD-Metrics` is `CW:GMD-Metrics` in eu-west-1, never `EU-IA-ReadRequestUnits` for
 /// `ReadRequestUnits`): its On-Demand price of the first priced tier (the list price past any
 /// free tier, as the embedded prices are).
-fn service_entry(text: &str, usage_type: &str) -> Option<f64> {
+fn service_entry(text: &str, region: &str, usage_type: &str) -> Option<f64> {
     let v: Value = serde_json::from_str(text).ok()?;
+    // Another region's product is not this one's, whatever the server's filter let through.
+    if v["product"]["attributes"]["regionCode"].as_str() != Some(region) {
+        return None;
+    }
     let name = v["product"]["attributes"]["usagetype"].as_str()?;
     let matches = name == usage_type
         || name.split_once('-').is_some_and(|(prefix, rest)| {
@@ -90,6 +102,7 @@ impl PriceList {
         }
         PriceList {
             client: aws_sdk_pricing::Client::from_conf(b.build()),
+            misses: Default::default(),
         }
     }
 
@@ -144,7 +157,7 @@ impl PriceList {
                     .map_err(|e| Error::Config(format!("a Price List filter: {e}")))?,
             ];
             let found = self
-                .products(service, filters, |text| service_entry(text, usage_type))
+                .products(service, filters, |text| service_entry(text, region, usage_type))
                 .await?;
             // Two products of one usage type (there should be one): the dearer, so the estimate
             // is never below the bill.
@@ -229,11 +242,28 @@ pub async fn service_prices(
             Err(e) => tracing::warn!(error = %e, region, "service price cache unreadable"),
         }
     }
-    match api.services(region).await {
-        Ok(found) if found.is_empty() => {
-            ServicePrices::embedded_for(region, "the Price List API listed none of them there")
-        }
-        Ok(found) => {
+    let recent_miss = {
+        let misses = api.misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        misses
+            .get(region)
+            .filter(|(at, _)| at.elapsed() < MISS_PAUSE)
+            .map(|(_, why)| why.clone())
+    };
+    if let Some(why) = recent_miss {
+        return ServicePrices::embedded_for(region, &format!("{why}; asked again within the hour"));
+    }
+    let missed = |why: String| {
+        let mut misses = api.misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        misses.insert(region.to_string(), (std::time::Instant::now(), why.clone()));
+        ServicePrices::embedded_for(region, &why)
+    };
+    match tokio::time::timeout(SERVICES_WAIT, api.services(region)).await {
+        Err(_) => missed(format!(
+            "the Price List API did not answer within {} s",
+            SERVICES_WAIT.as_secs()
+        )),
+        Ok(Ok(found)) if found.is_empty() => missed("the Price List API listed none of them there".into()),
+        Ok(Ok(found)) => {
             let prices = ServicePrices::regional(region, &month, &found);
             if let Some(cache) = cache {
                 let expires = now.timestamp() + 45 * 86_400;
@@ -243,7 +273,7 @@ pub async fn service_prices(
             }
             prices
         }
-        Err(e) => ServicePrices::embedded_for(region, &format!("Price List API unavailable: {e}")),
+        Ok(Err(e)) => missed(format!("Price List API unavailable: {e}")),
     }
 }
 
@@ -344,7 +374,7 @@ mod tests {
             "EU-Requests-Tier1",
             &[("0", "0.0000000000"), ("1000000", "0.0000005000")],
         );
-        assert_eq!(service_entry(&sns, "Requests-Tier1"), Some(0.0000005));
+        assert_eq!(service_entry(&sns, "eu-west-1", "Requests-Tier1"), Some(0.0000005));
         // Lambda's tiers fall with volume: the first is the one a small deployment pays.
         let lambda = service_product(
             "Lambda-GB-Second-ARM",
@@ -354,22 +384,35 @@ mod tests {
                 ("7500000000", "0.0000120001"),
             ],
         );
-        assert_eq!(service_entry(&lambda, "Lambda-GB-Second-ARM"), Some(0.0000133334));
+        assert_eq!(
+            service_entry(&lambda, "eu-west-1", "Lambda-GB-Second-ARM"),
+            Some(0.0000133334)
+        );
         let prefixed = service_product("USE1-StateTransition", &[("0", "0.0000250000")]);
-        assert_eq!(service_entry(&prefixed, "StateTransition"), Some(0.000025));
+        assert_eq!(service_entry(&prefixed, "eu-west-1", "StateTransition"), Some(0.000025));
         // Another table class's reads, another storage class's requests: not these.
         let ia = service_product("EU-IA-ReadRequestUnits", &[("0", "0.0000003125")]);
-        assert_eq!(service_entry(&ia, "ReadRequestUnits"), None);
+        assert_eq!(service_entry(&ia, "eu-west-1", "ReadRequestUnits"), None);
         let int = service_product("EU-Requests-INT-Tier1", &[("0", "0.0000050000")]);
-        assert_eq!(service_entry(&int, "Requests-Tier1"), None);
+        assert_eq!(service_entry(&int, "eu-west-1", "Requests-Tier1"), None);
         let lower = service_product("eu-Requests-Tier1", &[("0", "0.0000050000")]);
         assert_eq!(
-            service_entry(&lower, "Requests-Tier1"),
+            service_entry(&lower, "eu-west-1", "Requests-Tier1"),
             None,
             "a prefix is a region's code"
         );
         let free = service_product("Requests-Tier1", &[("0", "0.0000000000")]);
-        assert_eq!(service_entry(&free, "Requests-Tier1"), None, "no priced tier, no price");
-        assert_eq!(service_entry("[]", "Requests-Tier1"), None);
+        assert_eq!(
+            service_entry(&free, "eu-west-1", "Requests-Tier1"),
+            None,
+            "no priced tier, no price"
+        );
+        assert_eq!(service_entry("[]", "eu-west-1", "Requests-Tier1"), None);
+        let elsewhere = service_product("EUC1-Requests-Tier1", &[("0", "0.0000050000")]);
+        assert_eq!(
+            service_entry(&elsewhere, "eu-central-1", "Requests-Tier1"),
+            None,
+            "the product says eu-west-1"
+        );
     }
 }
