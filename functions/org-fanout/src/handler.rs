@@ -12,6 +12,7 @@
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use remediation::config::Deps;
+use remediation::error::SdkErrorExt as _;
 use remediation::notify::{Message, Publisher};
 use remediation::org::{self, ItemResult, Manifest, OrgDigest};
 use remediation::Error;

@@ -2,6 +2,7 @@
 //! recorded tag-compliance figures, builds the report, puts the HTML in S3 (or, for local runs, a
 //! folder), and publishes the summary with its link (served by the approval function) for slack-notify.
 
+use remediation::error::SdkErrorExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 

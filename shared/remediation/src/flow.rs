@@ -161,44 +161,7 @@ pub fn later(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc::now().max(t + Duration::microseconds(1))
 }
 
-tokio::task_local! {
-    /// The invocation's deadline (Lambda's), when the flow runs inside one.
-    static DEADLINE: DateTime<Utc>;
-}
-
-/// Runs `fut` knowing the invocation's deadline (Lambda's `context.deadline`): acting flows
-/// inside it start no new action, and cut their waits, once less than the policy's margin is left.
-pub async fn within_deadline<F: std::future::Future>(deadline: DateTime<Utc>, fut: F) -> F::Output {
-    DEADLINE.scope(deadline, fut).await
-}
-
-/// Lambda's deadlines are epoch milliseconds of now plus the timeout: one before 2020 is no
-/// deadline at all but a runtime emulator's constant (`cargo lambda watch` sends 600000, 1970's
-/// first ten minutes), under which nothing could ever act.
-const PLAUSIBLE_DEADLINE_MS: i64 = 1_577_836_800_000;
-
-/// Runs `fut` within Lambda's deadline (`context.deadline`: milliseconds since the epoch); a
-/// deadline that is no time at all (0, out of range, or before 2020: an emulator's constant, said
-/// in a warning) leaves the flow without one.
-pub async fn within_invocation<F: std::future::Future>(deadline_ms: u64, fut: F) -> F::Output {
-    match deadline_of(deadline_ms) {
-        Some(deadline) => within_deadline(deadline, fut).await,
-        None => fut.await,
-    }
-}
-
-/// The deadline `deadline_ms` names, if it is a plausible one.
-fn deadline_of(deadline_ms: u64) -> Option<DateTime<Utc>> {
-    let ms = i64::try_from(deadline_ms).ok().filter(|ms| *ms > 0)?;
-    if ms < PLAUSIBLE_DEADLINE_MS {
-        tracing::warn!(
-            deadline_ms,
-            "the runtime's deadline is no real time (a local emulator's constant): running without one"
-        );
-        return None;
-    }
-    DateTime::from_timestamp_millis(ms)
-}
+pub use crate::deadline::{time_left, wait_budget, within_deadline, within_invocation};
 
 /// What a scan's invocation returns: its report, or — when it could assess nothing (a service
 /// down) — an error naming the first failure, after the report has been logged, so Lambda counts
@@ -221,29 +184,10 @@ pub fn invocation_result(report: crate::model::RunReport) -> Result<crate::model
     })
 }
 
-/// How long the invocation has left, when it has a deadline.
-pub fn time_left() -> Option<Duration> {
-    DEADLINE.try_with(|d| *d - Utc::now()).ok()
-}
-
 /// `Some(seconds left)` when the invocation is inside the policy's margin: no new action.
 fn out_of_time(policy: &Policy) -> Option<i64> {
     let left = time_left()?;
     (left < Duration::seconds(i64::from(policy.action_time_margin_seconds))).then(|| left.num_seconds().max(0))
-}
-
-/// How long an action may still wait (for a snapshot, an instance to start): `wanted`, cut to
-/// the invocation's time left less the policy's margin.
-pub fn wait_budget(wanted: std::time::Duration, policy: &Policy) -> std::time::Duration {
-    match time_left() {
-        None => wanted,
-        Some(left) => {
-            let usable = (left - Duration::seconds(i64::from(policy.action_time_margin_seconds)))
-                .to_std()
-                .unwrap_or_default();
-            wanted.min(usable)
-        }
-    }
 }
 
 /// A short id, unique per (seed, time).
@@ -741,30 +685,7 @@ pub async fn snoozed_resources(state: &dyn StateStore, now: DateTime<Utc>) -> Re
     Ok(crate::state::Snoozes::new(state.snoozes(now).await?))
 }
 
-/// Why `resource` may not be acted on right now: a snooze in force covers it, or its snoozes
-/// cannot be read (fails closed).
-pub async fn snoozed(state: &dyn StateStore, resource: &crate::model::Resource, now: DateTime<Utc>) -> Option<String> {
-    match state.snoozes_of(&resource.id, now).await {
-        Ok(found) => crate::state::Snoozes::new(found)
-            .covering(resource)
-            .map(crate::state::Snooze::describe),
-        Err(e) => Some(format!("its snoozes could not be read ({e}), so it counts as snoozed")),
-    }
-}
-
-/// Why nothing may be done right now: the emergency stop is on, or cannot be read (fails closed).
-pub async fn stopped(state: &dyn StateStore) -> Option<String> {
-    match state.emergency_stop().await {
-        Ok(Some(stop)) if stop.on => Some(format!(
-            "emergency stop is on (set by {} at {}: {})",
-            stop.by, stop.at, stop.reason
-        )),
-        Ok(_) => None,
-        Err(e) => Some(format!(
-            "the emergency stop could not be read ({e}), so it counts as on"
-        )),
-    }
-}
+pub use crate::state::guards::{snoozed, stopped};
 
 /// Acts on findings someone (or the auto mode) decided on: exemption from the finding's tags,
 /// a batched re-check of the resources right now, the pre-state and rollback recorded before

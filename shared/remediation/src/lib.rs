@@ -1,26 +1,25 @@
 //! FinOps Autopilot's shared crate. Every function runs the same flow:
 //! inventory → detect (pure) → plan → (approve) → act → record → notify.
+//!
+//! The pure part (model, policy, prices, costs, identity, the detectors) is the `finops-core`
+//! crate, re-exported here under the same names; this crate adds what talks to AWS and the
+//! outside world and what runs the flow.
 
 pub mod act;
-pub mod approval;
 pub mod aws;
 pub mod config;
-pub mod cost;
+pub mod deadline;
 pub mod decide;
-pub mod detect;
+pub mod digest;
 pub mod error;
 pub mod events;
 pub mod flow;
 pub mod http;
-pub mod identity;
 pub mod jira;
-pub mod model;
 pub mod notify;
 pub mod oidc;
 pub mod org;
 pub mod permissions;
-pub mod policy;
-pub mod pricing;
 pub mod report;
 pub mod rules;
 pub mod secrets;
@@ -29,3 +28,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+pub use finops_core::{approval, cost, detect, identity, ids, model, policy, pricing};

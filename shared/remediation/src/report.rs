@@ -409,7 +409,7 @@ impl SavingsReport {
 
 /// `$1,234.50`.
 pub fn dollars(v: f64) -> String {
-    crate::slack::usd(Some(v))
+    crate::model::usd(Some(v))
 }
 
 fn f1(v: f64) -> String {

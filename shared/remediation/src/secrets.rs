@@ -1,6 +1,7 @@
 //! Secrets from AWS Secrets Manager: one JSON secret (named by `FINOPS_SECRET_ID`) holding the
 //! link-signing key and the Slack credentials, read once per container. Never logged.
 
+use crate::error::SdkErrorExt as _;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};

@@ -83,28 +83,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-/// Dollars to the cent with thousands separators; a missing or non-finite amount is `unknown`.
-pub fn usd(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("${}", thousands(v)),
-        _ => "unknown".into(),
-    }
-}
-
-fn thousands(v: f64) -> String {
-    // Saturates beyond ±9.2e16 dollars; `unsigned_abs` cannot overflow at i64::MIN.
-    let cents = (v * 100.0).round() as i64;
-    let (whole, frac) = (cents.unsigned_abs() / 100, cents.unsigned_abs() % 100);
-    let digits = whole.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    format!("{}{out}.{frac:02}", if cents < 0 { "-" } else { "" })
-}
+pub use crate::model::usd;
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped in text that is not a link.
 /// Text as Slack's mrkdwn shows it literally (`&`, `<`, `>` escaped).
@@ -1183,14 +1162,6 @@ mod tests {
             ),
             Ok(())
         );
-    }
-
-    #[test]
-    fn dollars_read_like_dollars() {
-        assert_eq!(thousands(1234567.891), "1,234,567.89");
-        assert_eq!(thousands(0.0), "0.00");
-        assert_eq!(thousands(60.74), "60.74");
-        assert_eq!(usd(None), "unknown");
     }
 
     #[test]

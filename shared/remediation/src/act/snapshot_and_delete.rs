@@ -237,7 +237,7 @@ impl SnapshotAndDelete<'_> {
 
     /// Waits until the snapshot completes or the wait ends; returns its last state.
     async fn wait_for(&self, volume: &str, snapshot: &str) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + crate::flow::wait_budget(self.wait, self.policy);
+        let deadline = tokio::time::Instant::now() + crate::deadline::wait_budget(self.wait, self.policy);
         loop {
             let state = self
                 .ec2
@@ -392,12 +392,12 @@ impl Remediation for SnapshotAndDelete<'_> {
         // step (a snapshot wait may have lasted minutes since the flow read them); both fail
         // closed.
         if let Some(state) = self.sightings {
-            if let Some(why) = crate::flow::stopped(state).await {
+            if let Some(why) = crate::state::guards::stopped(state).await {
                 return Ok(Executed::Deferred(format!(
                     "{detail}{why}: the volume is not deleted now (its snapshot is kept)"
                 )));
             }
-            if let Some(why) = crate::flow::snoozed(state, &finding.resource, self.now).await {
+            if let Some(why) = crate::state::guards::snoozed(state, &finding.resource, self.now).await {
                 return Ok(Executed::Deferred(format!(
                     "{detail}{why}: the volume is not deleted (its snapshot is kept)"
                 )));

@@ -3,6 +3,7 @@
 //! answer is validated here, and anything else — invalid JSON, a type that is not a candidate, a
 //! timeout, access denied, throttling — leaves the rules' recommendation in place, with the reason.
 
+use crate::error::SdkErrorExt as _;
 use std::time::Duration;
 
 use async_trait::async_trait;

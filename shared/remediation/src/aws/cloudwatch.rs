@@ -1,5 +1,6 @@
 //! CloudWatch: daily usage of many instances in as few GetMetricData calls as the API allows.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -215,16 +216,7 @@ impl CloudWatch {
     }
 }
 
-/// Hourly peaks of one instance (rightsizing).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InstancePeaks {
-    /// Hourly maxima of CPUUtilization (%), by hour.
-    pub cpu_hourly_max: Vec<(DateTime<Utc>, f64)>,
-    /// Hourly maxima of mem_used_percent, when the CloudWatch agent publishes it.
-    pub mem_hourly_max: Vec<(DateTime<Utc>, f64)>,
-    /// NetworkIn + NetworkOut per UTC day (bytes).
-    pub network_daily_bytes: std::collections::BTreeMap<NaiveDate, f64>,
-}
+pub use crate::detect::rightsizing::InstancePeaks;
 
 /// Peaks of a set of instances; those whose data could not be fetched are in `failed`.
 #[derive(Debug, Default)]

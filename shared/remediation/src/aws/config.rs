@@ -1,6 +1,7 @@
 //! AWS Config: evaluations for a custom rule, and the current configuration item of a resource
 //! (for oversized change notifications, which carry only a summary).
 
+use crate::error::SdkErrorExt as _;
 use async_trait::async_trait;
 use aws_sdk_config::types::{ComplianceType, Evaluation as SdkEvaluation, ResourceType};
 use chrono::{DateTime, Utc};

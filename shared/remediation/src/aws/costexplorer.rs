@@ -1,6 +1,7 @@
 //! Cost Explorer: month-to-date cost by service and day, the month's forecast, last month's total.
 //! Each call costs $0.01 on AWS; a run makes two or three (and more pages for very many services).
 
+use crate::error::SdkErrorExt as _;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;

@@ -1,5 +1,6 @@
 //! EC2: the instance inventory, the guarded re-check, stop and start.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 

@@ -11,6 +11,7 @@ pub mod patience;
 pub mod pricelist;
 pub mod s3;
 
+use crate::error::SdkErrorExt as _;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -306,7 +307,7 @@ impl Clients {
                     .map_err(|e| Error::aws("sts", "GetCallerIdentity", e))?;
                 let account = out
                     .account()
-                    .filter(|a| crate::org::is_account_id(a))
+                    .filter(|a| crate::ids::is_account_id(a))
                     .ok_or_else(|| Error::unexpected("sts", "GetCallerIdentity", "no account id"))?
                     .to_string();
                 let partition = out

@@ -1,10 +1,32 @@
-//! AWS Organizations (the accounts and OUs) and EC2's region list: the targets step's
-//! [`Directory`](crate::org::Directory).
+//! AWS Organizations (the accounts and OUs) and EC2's region list: what the fan-out's targets
+//! step reads ([`Directory`]).
 
+use crate::error::SdkErrorExt as _;
 use aws_sdk_organizations::types::Account as SdkAccount;
 
 use crate::error::{Error, Result};
-use crate::org::{Account, Directory};
+
+/// One account as Organizations lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE` (the older `Status`).
+    pub status: String,
+}
+
+/// What the targets step reads: the organisation's accounts and the hub's enabled regions.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    /// Every account of the organisation.
+    async fn accounts(&self) -> Result<Vec<Account>>;
+    /// The accounts directly under an OU or root.
+    async fn accounts_under(&self, parent: &str) -> Result<Vec<Account>>;
+    /// The OUs directly under an OU or root.
+    async fn child_ous(&self, parent: &str) -> Result<Vec<String>>;
+    /// The regions enabled in the hub's account.
+    async fn enabled_regions(&self) -> Result<Vec<String>>;
+}
 
 /// The organisation as the hub (management or delegated administrator account) sees it.
 pub struct Organization {

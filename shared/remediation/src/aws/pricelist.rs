@@ -2,6 +2,7 @@
 //! prices, and the prices of what the autopilot itself uses there ([`crate::cost`]), cached per
 //! region and month in the state table, with the embedded us-east-1 prices as the fallback.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::BTreeMap;
 
 use aws_sdk_pricing::types::{Filter, FilterType};

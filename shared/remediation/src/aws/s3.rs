@@ -2,6 +2,7 @@
 //! account level; AWS's own evaluation of a bucket's policy; the account's access points (S3
 //! Control).
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -4,15 +4,16 @@
 
 pub mod alarm;
 
+use crate::error::SdkErrorExt as _;
 use async_trait::async_trait;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::act::Rollback;
 use crate::error::{Error, Result};
 use crate::model::{Finding, OutcomeKind, Severity};
 use crate::policy::Mode;
+use crate::state::rollback::Rollback;
 
 /// One Snooze choice on a message: the resource left alone for `days` days; Slack sends `token`
 /// back when it is pressed.
@@ -119,7 +120,7 @@ pub enum Message {
     },
     /// One fan-out run of one rule across the organisation: findings and dollars per account,
     /// and the targets that failed with their reason.
-    OrgDigest { digest: Box<crate::org::OrgDigest> },
+    OrgDigest { digest: Box<crate::digest::OrgDigest> },
     /// An action ran (or failed).
     ActionResult {
         action_id: String,

@@ -1,6 +1,7 @@
 //! The DynamoDB side of [`ApprovalStore`]: each transition one conditional write plus its audit
 //! item, in one transaction.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use async_trait::async_trait;

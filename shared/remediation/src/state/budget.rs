@@ -8,6 +8,7 @@
 //! reads it and writes it back on its version (optimistic concurrency), so runs side by side can
 //! never draw more than it holds. What cannot be drawn is asked about, never done.
 
+use crate::error::SdkErrorExt as _;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 

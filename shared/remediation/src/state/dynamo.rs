@@ -1,5 +1,6 @@
 //! The DynamoDB adapter of [`StateStore`].
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use async_trait::async_trait;

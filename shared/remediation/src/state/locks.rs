@@ -6,6 +6,7 @@
 //! action's effect). It is given back at once when the action failed or was deferred (a retry
 //! re-checks from scratch) or never began.
 
+use crate::error::SdkErrorExt as _;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 

@@ -5,9 +5,11 @@
 mod approvals;
 pub mod budget;
 pub mod dynamo;
+pub mod guards;
 mod locks;
 mod prices;
 mod report;
+pub mod rollback;
 mod runs;
 pub mod sign_in;
 pub mod snoozes;
@@ -19,10 +21,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::act::Rollback;
 use crate::error::Result;
 use crate::model::Finding;
 use crate::policy::Mode;
+use rollback::Rollback;
 
 pub use dynamo::DynamoState;
 pub use report::{CompliancePoint, LedgerLine};

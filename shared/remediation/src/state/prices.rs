@@ -3,6 +3,7 @@
 //! autopilot itself uses there (sort key `<month>#services`), so a region's prices are asked once
 //! a month, not once a scan.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use async_trait::async_trait;

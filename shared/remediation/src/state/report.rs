@@ -1,6 +1,7 @@
 //! What the savings report reads: the ledger lines of some months (one Query per month) and the
 //! tag-compliance figures the sweep records (`KPI#tag-compliance` / `<date>`).
 
+use crate::error::SdkErrorExt as _;
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -4,6 +4,7 @@
 //! with one Query, however many accounts ran since (a newer success in one account never hides a
 //! failure in another).
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,6 +1,7 @@
 //! A sign-in in progress (OIDC): what the browser's round trip to the identity provider must come
 //! back to. Keyed by the random `state`, taken once, lapsing after [`SIGN_IN_MINUTES`].
 
+use crate::error::SdkErrorExt as _;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 

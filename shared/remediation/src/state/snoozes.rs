@@ -3,6 +3,7 @@
 //! and lift leaves an audit item on the resource's trail (`AUDIT#RESOURCE#<id>`) and, when it came
 //! from a finding, on the finding's.
 
+use crate::error::SdkErrorExt as _;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};

@@ -7,6 +7,7 @@
 //! create Jira may have carried out without answering leaves the ticket `uncertain`: the next run
 //! searches for the finding's label before it creates anything.
 
+use crate::error::SdkErrorExt as _;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 

@@ -131,7 +131,7 @@ impl Default for OrganizationPolicy {
 
 impl OrganizationPolicy {
     fn validate(&self) -> std::result::Result<(), String> {
-        if let Some(a) = self.accounts.iter().find(|a| !crate::org::is_account_id(a)) {
+        if let Some(a) = self.accounts.iter().find(|a| !crate::ids::is_account_id(a)) {
             return Err(format!("organization.accounts: {a:?} is not a 12-digit account id"));
         }
         if self.accounts_from == AccountSource::List && self.accounts.is_empty() {
@@ -145,7 +145,7 @@ impl OrganizationPolicy {
                 "organization.ous: {o:?} is not an OU id (ou-…) or a root (r-…)"
             ));
         }
-        if let Some(r) = self.regions.iter().find(|r| !crate::org::is_region(r)) {
+        if let Some(r) = self.regions.iter().find(|r| !crate::ids::is_region(r)) {
             return Err(format!("organization.regions: {r:?} is not a region name"));
         }
         let name_ok = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);

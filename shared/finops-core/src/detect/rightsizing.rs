@@ -8,10 +8,20 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::cloudwatch::InstancePeaks;
 use crate::model::{round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
 use crate::policy::{IdleEc2Policy, RightsizingPolicy};
 use crate::pricing::{self, InstanceType, PriceBook, HOURS_PER_MONTH};
+
+/// Hourly peaks of one instance (rightsizing).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InstancePeaks {
+    /// Hourly maxima of CPUUtilization (%), by hour.
+    pub cpu_hourly_max: Vec<(DateTime<Utc>, f64)>,
+    /// Hourly maxima of mem_used_percent, when the CloudWatch agent publishes it.
+    pub mem_hourly_max: Vec<(DateTime<Utc>, f64)>,
+    /// NetworkIn + NetworkOut per UTC day (bytes).
+    pub network_daily_bytes: std::collections::BTreeMap<chrono::NaiveDate, f64>,
+}
 
 pub const RULE: &str = "rightsizing";
 
