@@ -10,6 +10,7 @@ pub mod approval;
 pub mod cost;
 pub mod detect;
 pub mod error;
+pub mod evidence;
 pub mod identity;
 pub mod ids;
 pub mod model;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::policy::Mode;
@@ -176,43 +176,7 @@ impl Severity {
     }
 }
 
-/// One idle-ec2 day: what CloudWatch said for that UTC day.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdleDay {
-    pub date: NaiveDate,
-    /// Daily average of CPUUtilization (%); `None` when CloudWatch had no data.
-    pub cpu_average_percent: Option<f64>,
-    /// NetworkIn + NetworkOut for the day (bytes); `None` when either had no data.
-    pub network_bytes: Option<f64>,
-    /// Whether this day counted as idle.
-    pub idle: bool,
-}
-
-/// The numbers that convinced the idle-ec2 detector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdleEc2Evidence {
-    pub instance_type: String,
-    pub lookback_days: u32,
-    pub idle_days: u32,
-    pub idle_days_required: u32,
-    pub cpu_daily_average_below: f64,
-    pub network_bytes_per_day_below: f64,
-    pub max_daily_cpu_average_percent: f64,
-    pub max_daily_network_bytes: f64,
-    /// On-Demand hourly price used for the savings, when the type is in the price table.
-    pub hourly_price_usd: Option<f64>,
-    /// Why there is no dollar figure, when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price_note: Option<String>,
-    /// An auto-assigned public IPv4 address the instance holds: a stop releases it, and the
-    /// instance starts with another one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_ipv4_changes: Option<String>,
-    /// Where the price came from and for which region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price_source: Option<String>,
-    pub days: Vec<IdleDay>,
-}
+pub use crate::detect::idle_ec2::{IdleDay, IdleEc2Evidence};
 
 /// Rule-specific evidence; serialised without a tag (its shape tells the rule).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,6 +190,22 @@ pub enum Evidence {
     Rightsizing(Box<crate::detect::rightsizing::RightsizingEvidence>),
     /// Evidence of a rule this version does not know in detail.
     Other(serde_json::Value),
+}
+
+impl Evidence {
+    /// The check's evidence as recording and notifying treat it, whatever the check
+    /// ([`crate::evidence::Explain`]); `None` for evidence this version does not know.
+    pub fn explained(&self) -> Option<&dyn crate::evidence::Explain> {
+        match self {
+            Evidence::IdleEc2(e) => Some(e),
+            Evidence::EbsCleanup(e) => Some(e),
+            Evidence::S3Public(e) => Some(e),
+            Evidence::CostAlert(e) => Some(e),
+            Evidence::TagCompliance(e) => Some(e),
+            Evidence::Rightsizing(e) => Some(&**e),
+            Evidence::Other(_) => None,
+        }
+    }
 }
 
 /// Something worth acting on.
@@ -269,7 +249,23 @@ impl Finding {
     /// Whether carrying out this finding's action could not be undone (a volume deleted without a
     /// snapshot, as the policy in force at detection said).
     pub fn cannot_be_undone(&self) -> bool {
-        matches!(&self.evidence, Evidence::EbsCleanup(e) if !e.snapshot_before_delete)
+        self.evidence
+            .explained()
+            .is_some_and(crate::evidence::Explain::cannot_be_undone)
+    }
+
+    /// Why the rule flagged it, in one sentence a person reads (numbers with their units): what
+    /// Slack, Jira, the confirmation page and the CLI lead with.
+    pub fn why(&self) -> String {
+        match self.evidence.explained() {
+            Some(e) => e.why(self),
+            None => format!(
+                "{} proposes to {} {}.",
+                self.rule,
+                self.action.as_str(),
+                self.resource.id
+            ),
+        }
     }
 
     /// The `Owner` tag, or `unknown`.

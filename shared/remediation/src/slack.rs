@@ -145,83 +145,9 @@ fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value 
     b
 }
 
-/// Why the rule flagged the finding, in one sentence a person reads (numbers with their units),
-/// from its evidence: what the confirmation page and the CLI lead with.
+/// Why the rule flagged the finding, in one sentence a person reads (see [`Finding::why`]).
 pub fn why(f: &Finding) -> String {
-    use crate::model::Evidence;
-    const MB: f64 = 1_000_000.0;
-    match &f.evidence {
-        Evidence::IdleEc2(e) => format!(
-            "{}/{} days idle (the policy asks for {}): CPU at most {:.1} %/day against a limit of {:.1} %, network at most {:.2} MB/day against {:.2} MB.{}",
-            e.idle_days,
-            e.lookback_days,
-            e.idle_days_required,
-            e.max_daily_cpu_average_percent,
-            e.cpu_daily_average_below,
-            e.max_daily_network_bytes / MB,
-            e.network_bytes_per_day_below / MB,
-            match &e.public_ipv4_changes {
-                Some(ip) => format!(
-                    " Its public IPv4 address {ip} is auto-assigned: a stop releases it, and it starts with a new one."
-                ),
-                None => String::new(),
-            },
-        ),
-        Evidence::EbsCleanup(e) => format!(
-            "A {} GiB {} volume unattached for {} days (grace period {} days){}.",
-            e.size_gib,
-            e.volume_type,
-            e.unattached_days,
-            e.grace_days,
-            if e.snapshot_before_delete {
-                "; a snapshot is taken before the delete"
-            } else {
-                "; no snapshot is taken"
-            },
-        ),
-        Evidence::S3Public(e) => {
-            let through: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
-            let differ: String = e
-                .disagreements
-                .iter()
-                .map(|d| format!(" To look at by hand: {d}."))
-                .collect();
-            format!(
-                "{}; the bucket's Block Public Access: {}.{differ}",
-                if through.is_empty() {
-                    "Not public by this reading".to_string()
-                } else {
-                    format!("Public through {}", through.join("; "))
-                },
-                crate::detect::s3_public::shown_block(e.bucket_block),
-            )
-        }
-        Evidence::CostAlert(e) => format!(
-            "{} of {}: ${:.2} month to date{}, past {} % of the ${:.2} threshold.",
-            e.scope,
-            e.month,
-            e.month_to_date_usd,
-            e.forecast_usd.map(|v| format!(" (forecast ${v:.2})")).unwrap_or_default(),
-            e.level_percent,
-            e.threshold_usd,
-        ),
-        Evidence::TagCompliance(e) => format!(
-            "Missing the required tag{} {} (required: {}).",
-            if e.missing.len() == 1 { "" } else { "s" },
-            e.missing.join(", "),
-            e.required.join(", "),
-        ),
-        Evidence::Rightsizing(e) => format!(
-            "{} → {}: ${:.4}/hour → ${:.4}/hour, judged on {} of {} days of data.",
-            e.current_type,
-            e.recommended_type,
-            e.current_usd_per_hour,
-            e.recommended_usd_per_hour,
-            e.days_with_data,
-            e.lookback_days,
-        ),
-        Evidence::Other(_) => format!("{} proposes to {} {}.", f.rule, f.action.as_str(), f.resource.id),
-    }
+    f.why()
 }
 
 /// The days an idle-ec2 finding judged, drawn: CPU (%/day) and network (MB/day) per day as bars

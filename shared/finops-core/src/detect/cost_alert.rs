@@ -251,6 +251,23 @@ pub fn detect(
         .collect()
 }
 
+impl crate::evidence::Explain for CostAlertEvidence {
+    fn why(&self, _finding: &Finding) -> String {
+        let e = self;
+        format!(
+            "{} of {}: ${:.2} month to date{}, past {} % of the ${:.2} threshold.",
+            e.scope,
+            e.month,
+            e.month_to_date_usd,
+            e.forecast_usd
+                .map(|v| format!(" (forecast ${v:.2})"))
+                .unwrap_or_default(),
+            e.level_percent,
+            e.threshold_usd,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,6 +172,29 @@ pub fn detect_priced(
         .collect()
 }
 
+impl crate::evidence::Explain for EbsCleanupEvidence {
+    fn why(&self, _finding: &Finding) -> String {
+        let e = self;
+        format!(
+            "A {} GiB {} volume unattached for {} days (grace period {} days){}.",
+            e.size_gib,
+            e.volume_type,
+            e.unattached_days,
+            e.grace_days,
+            if e.snapshot_before_delete {
+                "; a snapshot is taken before the delete"
+            } else {
+                "; no snapshot is taken"
+            },
+        )
+    }
+
+    /// A volume deleted without a snapshot (the policy in force at detection said so).
+    fn cannot_be_undone(&self) -> bool {
+        !self.snapshot_before_delete
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,49 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::model::{
-    is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, IdleDay, IdleEc2Evidence, Severity,
-};
+use crate::model::{is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
 use crate::policy::Policy;
 use crate::pricing::PriceBook;
+
+/// One idle-ec2 day: what CloudWatch said for that UTC day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleDay {
+    pub date: NaiveDate,
+    /// Daily average of CPUUtilization (%); `None` when CloudWatch had no data.
+    pub cpu_average_percent: Option<f64>,
+    /// NetworkIn + NetworkOut for the day (bytes); `None` when either had no data.
+    pub network_bytes: Option<f64>,
+    /// Whether this day counted as idle.
+    pub idle: bool,
+}
+
+/// The numbers that convinced the idle-ec2 detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleEc2Evidence {
+    pub instance_type: String,
+    pub lookback_days: u32,
+    pub idle_days: u32,
+    pub idle_days_required: u32,
+    pub cpu_daily_average_below: f64,
+    pub network_bytes_per_day_below: f64,
+    pub max_daily_cpu_average_percent: f64,
+    pub max_daily_network_bytes: f64,
+    /// On-Demand hourly price used for the savings, when the type is in the price table.
+    pub hourly_price_usd: Option<f64>,
+    /// Why there is no dollar figure, when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_note: Option<String>,
+    /// An auto-assigned public IPv4 address the instance holds: a stop releases it, and the
+    /// instance starts with another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ipv4_changes: Option<String>,
+    /// Where the price came from and for which region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_source: Option<String>,
+    pub days: Vec<IdleDay>,
+}
 
 /// The rule id.
 pub const RULE: &str = "idle-ec2";
@@ -300,6 +337,29 @@ fn assess(
         severity: Severity::from_monthly_usd(monthly),
         detected_at: now,
     })
+}
+
+impl crate::evidence::Explain for IdleEc2Evidence {
+    fn why(&self, _finding: &Finding) -> String {
+        const MB: f64 = 1_000_000.0;
+        let e = self;
+        format!(
+            "{}/{} days idle (the policy asks for {}): CPU at most {:.1} %/day against a limit of {:.1} %, network at most {:.2} MB/day against {:.2} MB.{}",
+            e.idle_days,
+            e.lookback_days,
+            e.idle_days_required,
+            e.max_daily_cpu_average_percent,
+            e.cpu_daily_average_below,
+            e.max_daily_network_bytes / MB,
+            e.network_bytes_per_day_below / MB,
+            match &e.public_ipv4_changes {
+                Some(ip) => format!(
+                    " Its public IPv4 address {ip} is auto-assigned: a stop releases it, and it starts with a new one."
+                ),
+                None => String::new(),
+            },
+        )
+    }
 }
 
 #[cfg(test)]

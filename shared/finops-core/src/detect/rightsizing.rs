@@ -370,6 +370,21 @@ pub fn finding(instance: &Ec2Instance, e: RightsizingEvidence, now: DateTime<Utc
     }
 }
 
+impl crate::evidence::Explain for RightsizingEvidence {
+    fn why(&self, _finding: &Finding) -> String {
+        let e = self;
+        format!(
+            "{} → {}: ${:.4}/hour → ${:.4}/hour, judged on {} of {} days of data.",
+            e.current_type,
+            e.recommended_type,
+            e.current_usd_per_hour,
+            e.recommended_usd_per_hour,
+            e.days_with_data,
+            e.lookback_days,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -708,6 +708,27 @@ pub fn detect(
         .collect()
 }
 
+impl crate::evidence::Explain for S3PublicEvidence {
+    fn why(&self, _finding: &Finding) -> String {
+        let e = self;
+        let through: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
+        let differ: String = e
+            .disagreements
+            .iter()
+            .map(|d| format!(" To look at by hand: {d}."))
+            .collect();
+        format!(
+            "{}; the bucket's Block Public Access: {}.{differ}",
+            if through.is_empty() {
+                "Not public by this reading".to_string()
+            } else {
+                format!("Public through {}", through.join("; "))
+            },
+            shown_block(e.bucket_block),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

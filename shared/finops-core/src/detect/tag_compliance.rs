@@ -142,6 +142,18 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
     }
 }
 
+impl crate::evidence::Explain for TagComplianceEvidence {
+    fn why(&self, _finding: &Finding) -> String {
+        let e = self;
+        format!(
+            "Missing the required tag{} {} (required: {}).",
+            if e.missing.len() == 1 { "" } else { "s" },
+            e.missing.join(", "),
+            e.required.join(", "),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

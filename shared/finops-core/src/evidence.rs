@@ -1,0 +1,18 @@
+//! What recording and notifying need of a check's evidence, whatever the check: each check's
+//! evidence type says it itself (in its own module), so Slack, Jira, the confirmation page and the
+//! CLI name no check.
+
+use crate::model::Finding;
+
+/// A check's evidence, as a person reads it.
+pub trait Explain {
+    /// Why the rule flagged `finding` (whose evidence this is), in one sentence a person reads,
+    /// numbers with their units.
+    fn why(&self, finding: &Finding) -> String;
+
+    /// Whether carrying out the finding's action could not be undone (as the policy in force at
+    /// detection said).
+    fn cannot_be_undone(&self) -> bool {
+        false
+    }
+}
