@@ -60,6 +60,31 @@ async fn seeded() -> (Moto, PriceListStandIn, finops_tests::httpserver::Server) 
     (moto, stand_in, server)
 }
 
+/// Scans `region` as a fan-out item of the hub and returns the cost of every idle-ec2 run
+/// recorded so far, newest first.
+async fn scan_costed(deps: &Deps, region: &str) -> Vec<remediation::cost::RunCost> {
+    idle_ec2::handler::handle(item(region), deps, Utc::now())
+        .await
+        .expect("scan");
+    let state = deps.state.as_ref().expect("state");
+    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
+    runs.into_iter().filter_map(|r| r.cost).collect()
+}
+
+/// Whether any of `costs` was priced from a source saying `words`.
+fn priced(costs: &[remediation::cost::RunCost], words: &str) -> bool {
+    costs.iter().any(|c| c.prices.contains(words))
+}
+
+/// The Price List requests for anything but EC2's prices: the run costs' own lookups.
+fn service_requests(stand_in: &PriceListStandIn) -> usize {
+    stand_in
+        .requests()
+        .iter()
+        .filter(|r| r.json()["ServiceCode"] != "AmazonEC2")
+        .count()
+}
+
 fn idle_evidence(report: &remediation::model::RunReport) -> (f64, String) {
     assert_eq!(report.findings.len(), 1, "{report:#?}");
     let f = &report.findings[0];
@@ -270,14 +295,9 @@ async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which
     );
     let deps = deps(&moto, &server).await;
     let month = Utc::now().format("%Y-%m").to_string();
-    let state = deps.state.as_ref().expect("state");
 
-    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-
-    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
-    let cost = runs[0].cost.clone().expect("the run's cost");
+    let costs = scan_costed(&deps, "eu-west-1").await;
+    let cost = costs[0].clone();
     let embedded = remediation::cost::ServicePrices::embedded();
     assert_eq!(
         cost.prices,
@@ -319,43 +339,16 @@ async fn a_run_outside_us_east_1_is_costed_at_its_region_s_prices_and_says_which
     );
 
     // The next run this month reads them from the table, and says so.
-    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-    let after: usize = stand_in
-        .requests()
-        .iter()
-        .filter(|r| r.json()["ServiceCode"] != "AmazonEC2")
-        .count();
-    assert_eq!(after, asked.len(), "the cache answered");
-    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
-    assert_eq!(runs.len(), 2);
-    assert!(
-        runs.iter()
-            .filter_map(|r| r.cost.as_ref())
-            .any(|c| c.prices.contains(&format!(
-                "(eu-west-1): AWS Price List API, eu-west-1, {month} (cached); "
-            ))),
-        "{runs:#?}"
-    );
+    let costs = scan_costed(&deps, "eu-west-1").await;
+    assert_eq!(service_requests(&stand_in), asked.len(), "the cache answered");
+    assert_eq!(costs.len(), 2);
+    let cached = format!("(eu-west-1): AWS Price List API, eu-west-1, {month} (cached); ");
+    assert!(priced(&costs, &cached), "{costs:#?}");
 
     // us-east-1 is costed at the embedded prices, its own, with no call.
-    idle_ec2::handler::handle(item("us-east-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
-    assert!(
-        runs.iter()
-            .filter_map(|r| r.cost.as_ref())
-            .any(|c| c.prices == remediation::cost::ServicePrices::embedded().source),
-        "{runs:#?}"
-    );
-    let after_us: usize = stand_in
-        .requests()
-        .iter()
-        .filter(|r| r.json()["ServiceCode"] != "AmazonEC2")
-        .count();
-    assert_eq!(after_us, asked.len());
+    let costs = scan_costed(&deps, "us-east-1").await;
+    assert!(costs.iter().any(|c| c.prices == embedded.source), "{costs:#?}");
+    assert_eq!(service_requests(&stand_in), asked.len());
 }
 
 /// Issue 30: with the Price List API down, the run is costed at the embedded prices and its
@@ -370,12 +363,8 @@ async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_say
         &deps.clients.calls,
         Some("http://127.0.0.1:9"),
     ));
-    let state = deps.state.as_ref().expect("state");
-    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
-    let cost = runs[0].cost.clone().expect("cost");
+    let costs = scan_costed(&deps, "eu-west-1").await;
+    let cost = costs[0].clone();
     assert!(
         cost.prices.contains(
             "where it scanned (eu-west-1): AWS list prices, us-east-1, before free tiers (embedded, 2026-12), standing in for eu-west-1 (Price List API unavailable:"
@@ -386,16 +375,8 @@ async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_say
     assert!((cost.by_service["cloudwatch"] - cost.usage.metrics_requested as f64 * 0.000_01).abs() < 1e-15);
 
     // The next run within the hour does not wait on the API again: it says so.
-    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-    let runs = state.runs("idle-ec2", None, None).await.expect("runs");
-    assert!(
-        runs.iter()
-            .filter_map(|r| r.cost.as_ref())
-            .any(|c| c.prices.contains("; asked again within the hour)")),
-        "{runs:#?}"
-    );
+    let costs = scan_costed(&deps, "eu-west-1").await;
+    assert!(priced(&costs, "; asked again within the hour)"), "{costs:#?}");
 
     // Back up (a new container): the next run is costed at eu-west-1's price.
     deps.pricing = Some(PriceList::new(
@@ -403,20 +384,9 @@ async fn with_the_price_list_down_a_run_is_costed_at_the_embedded_prices_and_say
         &deps.clients.calls,
         Some(&server.url()),
     ));
-    idle_ec2::handler::handle(item("eu-west-1"), &deps, Utc::now())
-        .await
-        .expect("scan");
-    let runs = deps
-        .state
-        .as_ref()
-        .expect("state")
-        .runs("idle-ec2", None, None)
-        .await
-        .expect("runs");
+    let costs = scan_costed(&deps, "eu-west-1").await;
     assert!(
-        runs.iter()
-            .filter_map(|r| r.cost.as_ref())
-            .any(|c| c.prices.contains("(eu-west-1): AWS Price List API, eu-west-1")),
-        "{runs:#?}"
+        priced(&costs, "(eu-west-1): AWS Price List API, eu-west-1"),
+        "{costs:#?}"
     );
 }

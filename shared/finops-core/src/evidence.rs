@@ -1,6 +1,8 @@
 //! What recording and notifying need of a check's evidence, whatever the check: each check's
-//! evidence type says it itself (in its own module), so Slack, Jira, the confirmation page and the
-//! CLI name no check.
+//! evidence type says it itself, in its own module. The confirmation page's sentence and the
+//! "cannot be undone" warnings (Slack, the page) ask through it without naming a check; Slack's
+//! public-bucket block and the page's idle chart still read their check's evidence directly, until
+//! the checks have folders of their own (issue 27).
 
 use crate::model::Finding;
 

@@ -255,7 +255,7 @@ impl Finding {
     }
 
     /// Why the rule flagged it, in one sentence a person reads (numbers with their units): what
-    /// Slack, Jira, the confirmation page and the CLI lead with.
+    /// the confirmation page leads with.
     pub fn why(&self) -> String {
         match self.evidence.explained() {
             Some(e) => e.why(self),

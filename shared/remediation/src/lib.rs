@@ -28,4 +28,4 @@ pub mod state;
 pub mod telemetry;
 
 pub use error::{Error, Result};
-pub use finops_core::{approval, cost, detect, identity, ids, model, policy, pricing};
+pub use finops_core::{approval, cost, detect, evidence, identity, ids, model, policy, pricing};

@@ -11,8 +11,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aws::Clients;
-#[allow(unused_imports)]
-use crate::digest::{cut, without_account_ids};
 pub use crate::digest::{AccountTotals, FailedTarget, FailureGroup, OrgDigest};
 use crate::error::{Error, Result};
 use crate::model::Compliance;

@@ -1,7 +1,8 @@
 //! Issue 27: the shared crate's layers point one way. Each module of `src/` has a rank; a module
-//! may name (`crate::<module>`) only modules of a lower rank. The pure core (model, policy,
-//! prices, costs, identity, the detectors) is the `finops-core` crate below all of them, where the
-//! compiler holds the line (it has no AWS SDK and no async runtime to call).
+//! may name (`crate::<module>`, or `super::…` reaching the crate root) only modules of a lower
+//! rank. The pure core (model, policy, prices, costs, identity, the detectors) is the
+//! `finops-core` crate below all of them, where the compiler holds the line (it has no AWS SDK to
+//! call, nor anything of this crate).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +13,7 @@ const RANKS: &[(&str, u8)] = &[
     ("approval", 0),
     ("cost", 0),
     ("detect", 0),
+    ("evidence", 0),
     ("identity", 0),
     ("ids", 0),
     ("model", 0),
@@ -45,12 +47,6 @@ const RANKS: &[(&str, u8)] = &[
     ("config", 9),
 ];
 
-fn module_of(src: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(src).expect("under src");
-    let first = rel.components().next().expect("a component");
-    first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string()
-}
-
 fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable") {
         let path = entry.expect("entry").path();
@@ -62,6 +58,129 @@ fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// `code` without its comments (line and block) and string literals, so words in them are not
+/// taken for paths.
+fn without_comments_and_strings(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '"' => {
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        break;
+                    }
+                }
+                out.push_str("\"\"");
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The first name of each path in `group` (the inside of `{…}`), nested groups included.
+fn group_heads(group: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                heads.push(ident(&group[start..i]));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    heads.push(ident(&group[start..]));
+    heads
+}
+
+fn ident(s: &str) -> String {
+    s.trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+        .collect()
+}
+
+/// The inside of the `{…}` group `s` starts with (`s` without its opening brace).
+fn group(s: &str) -> &str {
+    let mut depth = 1usize;
+    for (i, c) in s.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &s[..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// The crate-root modules `code` names: through `crate::`, and through `climb` × `super::`
+/// (what reaches the crate root from its file).
+fn named_modules(code: &str, climb: usize) -> Vec<String> {
+    let word_start = |at: usize| {
+        !code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let up = "super::".repeat(climb);
+    let mut ends: Vec<usize> = code
+        .match_indices("crate::")
+        .filter(|(at, _)| word_start(*at))
+        .map(|(at, m)| at + m.len())
+        .collect();
+    if climb > 0 {
+        ends.extend(
+            code.match_indices(up.as_str())
+                .filter(|(at, _)| word_start(*at))
+                .map(|(at, m)| at + m.len())
+                .filter(|end| !code[*end..].starts_with("super::")),
+        );
+    }
+    ends.sort_unstable();
+    let mut names = Vec::new();
+    for end in ends {
+        let rest = &code[end..];
+        match rest.strip_prefix('{') {
+            Some(inner) => names.extend(group_heads(group(inner))),
+            None => names.push(ident(rest)),
+        }
+    }
+    names
+}
+
 #[test]
 fn every_import_in_the_shared_crate_points_down() {
     let ranks: BTreeMap<&str, u8> = RANKS.iter().copied().collect();
@@ -71,7 +190,12 @@ fn every_import_in_the_shared_crate_points_down() {
     let mut upward = Vec::new();
     let mut unranked = Vec::new();
     for file in &all {
-        let module = module_of(&src, file);
+        let rel = file.strip_prefix(&src).expect("under src");
+        let module = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+            .unwrap_or_default();
         if module == "lib" {
             continue;
         }
@@ -79,38 +203,24 @@ fn every_import_in_the_shared_crate_points_down() {
             unranked.push(module);
             continue;
         };
-        let text = std::fs::read_to_string(file).expect("readable");
-        // Test modules may reach anywhere.
-        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        let ident = |s: &str| -> String {
-            s.trim_start()
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect()
+        let text = without_comments_and_strings(&std::fs::read_to_string(file).expect("readable"));
+        // The unit tests at the end of a file may reach anywhere.
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        // From `src/a.rs` or `src/a/mod.rs` one `super::` is the root; from `src/a/b.rs`, two.
+        let depth = rel.components().count() - 1;
+        let climb = if rel.file_name().is_some_and(|f| f == "mod.rs") {
+            depth
+        } else {
+            depth + 1
         };
-        let mut names = Vec::new();
-        for (at, _) in code.match_indices("crate::") {
-            let rest = &code[at + "crate::".len()..];
-            match rest.strip_prefix('{') {
-                // `crate::{a::X, b}`: each path's first name.
-                Some(group) => {
-                    let group = group.split('}').next().unwrap_or_default();
-                    names.extend(group.split(',').map(ident));
-                }
-                None => names.push(ident(rest)),
-            }
-        }
-        for name in names {
+        for name in named_modules(code, climb) {
             if name == module || name.is_empty() {
                 continue;
             }
             match ranks.get(name.as_str()) {
                 Some(&to) if to < rank => {}
-                Some(&to) => upward.push(format!(
-                    "{} (rank {rank}) names crate::{name} (rank {to})",
-                    file.strip_prefix(&src).unwrap_or(file).display()
-                )),
-                None => unranked.push(name),
+                Some(&to) => upward.push(format!("{} (rank {rank}) names {name} (rank {to})", rel.display())),
+                None => unranked.push(format!("{name} (named in {})", rel.display())),
             }
         }
     }
@@ -123,4 +233,17 @@ fn every_import_in_the_shared_crate_points_down() {
     upward.sort();
     upward.dedup();
     assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+}
+
+#[test]
+fn the_layer_check_reads_what_rust_reads() {
+    let code = without_comments_and_strings(
+        "use crate::{model::{A, B}, flow::x};\n// crate::slack in a comment\nlet s = \"crate::org\";\nuse super::super::decide;\n",
+    );
+    let names = named_modules(&code, 2);
+    assert_eq!(names, ["model", "flow", "decide"], "{code}");
+    // One `super::` from a file two folders down is not the root.
+    assert!(named_modules("use super::guards;", 2).is_empty());
+    assert_eq!(named_modules("use super::flow;", 1), ["flow"]);
+    assert!(named_modules("use finops_crate::flow;", 1).is_empty());
 }
