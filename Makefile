@@ -15,7 +15,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 FN    ?= idle-ec2
 EVENT ?= events/$(FN)/scheduled.json
 
-.PHONY: help venv build-tools browser infra-check deploy demo org-demo test fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status finops debug-build
+.PHONY: help venv build-tools browser infra-check deploy demo org-demo test test-core fuzz build watch invoke bench lint fmt clean emergency-stop resume emergency-status finops debug-build
 
 TABLE  ?= finops-state
 REASON ?= operator request
@@ -25,6 +25,7 @@ help:
 	@echo "make demo     local AWS (moto), a seeded demo account, every function invoked, findings in dollars"
 	@echo "make org-demo the organisation fan-out locally: 3 member accounts x 2 regions in moto, one digest"
 	@echo "make test     every test (unit, moto end to end, sample events, bench wrapper check)"
+	@echo "make test-core the pure core's tests alone (no AWS SDK in the build, no emulator): seconds"
 	@echo "make fuzz     one property per parser of outside data at 1,000,000 cases (make test runs 256 each)"
 	@echo "make invoke   FN=idle-ec2 EVENT=events/idle-ec2/scheduled.json: one local run against AWS_ENDPOINT_URL (real AWS if unset)"
 	@echo "make watch    FN=idle-ec2: cargo lambda watch (serve the function locally)"
@@ -86,6 +87,10 @@ infra-check: $(INFRA_VENV)/.installed $(SAM_VENV)/.installed
 # same build as make demo, so a clean clone builds it once for both.
 test: venv browser infra-check debug-build
 	cargo test --workspace --no-fail-fast
+
+# The pure core's tests alone: no AWS SDK in the build, no emulator, seconds on a warm build.
+test-core:
+	cargo test -p finops-core
 
 # One property per parser of outside data at a million generated inputs each (FUZZ_CASES), on the
 # test build; the Function URL property goes through the approval function and its table in moto,
