@@ -218,22 +218,26 @@ impl ServicePrices {
         p
     }
 
+    /// Every price, by its field's name.
+    fn listed(&self) -> [(&'static str, f64); 11] {
+        [
+            ("per_metric_requested", self.per_metric_requested),
+            ("per_cost_explorer_request", self.per_cost_explorer_request),
+            ("per_config_evaluation", self.per_config_evaluation),
+            ("per_dynamodb_read_unit", self.per_dynamodb_read_unit),
+            ("per_dynamodb_write_unit", self.per_dynamodb_write_unit),
+            ("per_sns_publish", self.per_sns_publish),
+            ("per_lambda_gb_second", self.per_lambda_gb_second),
+            ("per_lambda_request", self.per_lambda_request),
+            ("per_state_transition", self.per_state_transition),
+            ("per_s3_put_list_request", self.per_s3_put_list_request),
+            ("per_s3_get_request", self.per_s3_get_request),
+        ]
+    }
+
     /// The price named by `field`.
     pub fn get(&self, field: &str) -> Option<f64> {
-        Some(match field {
-            "per_metric_requested" => self.per_metric_requested,
-            "per_cost_explorer_request" => self.per_cost_explorer_request,
-            "per_config_evaluation" => self.per_config_evaluation,
-            "per_dynamodb_read_unit" => self.per_dynamodb_read_unit,
-            "per_dynamodb_write_unit" => self.per_dynamodb_write_unit,
-            "per_sns_publish" => self.per_sns_publish,
-            "per_lambda_gb_second" => self.per_lambda_gb_second,
-            "per_lambda_request" => self.per_lambda_request,
-            "per_state_transition" => self.per_state_transition,
-            "per_s3_put_list_request" => self.per_s3_put_list_request,
-            "per_s3_get_request" => self.per_s3_get_request,
-            _ => return None,
-        })
+        self.listed().into_iter().find(|(f, _)| *f == field).map(|(_, usd)| usd)
     }
 
     /// Sets the price named by `field`; `false` for a field there is not.
@@ -258,21 +262,7 @@ impl ServicePrices {
 
     /// Whether every price is a finite positive figure (a cached copy that is not is asked again).
     pub fn is_sound(&self) -> bool {
-        [
-            self.per_metric_requested,
-            self.per_cost_explorer_request,
-            self.per_config_evaluation,
-            self.per_dynamodb_read_unit,
-            self.per_dynamodb_write_unit,
-            self.per_sns_publish,
-            self.per_lambda_gb_second,
-            self.per_lambda_request,
-            self.per_state_transition,
-            self.per_s3_put_list_request,
-            self.per_s3_get_request,
-        ]
-        .iter()
-        .all(|p| p.is_finite() && *p > 0.0)
+        self.listed().iter().all(|(_, p)| p.is_finite() && *p > 0.0)
     }
 }
 
