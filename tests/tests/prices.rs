@@ -9,7 +9,8 @@ use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
 use remediation::aws::pricelist::PriceList;
 use remediation::config::Deps;
-use remediation::model::Evidence;
+use remediation::detect::ebs_cleanup::EbsCleanupEvidence;
+use remediation::detect::idle_ec2::IdleEc2Evidence;
 use remediation::policy::{OrganizationPolicy, Policy};
 use serde_json::{json, Value};
 
@@ -88,7 +89,7 @@ fn service_requests(stand_in: &PriceListStandIn) -> usize {
 fn idle_evidence(report: &remediation::model::RunReport) -> (f64, String) {
     assert_eq!(report.findings.len(), 1, "{report:#?}");
     let f = &report.findings[0];
-    let Evidence::IdleEc2(e) = &f.evidence else {
+    let Some(e) = f.evidence.get::<IdleEc2Evidence>() else {
         panic!("{f:?}")
     };
     (
@@ -148,7 +149,7 @@ async fn savings_outside_us_east_1_come_from_the_price_list_api_once_a_month_and
         .await
         .expect("scan");
     assert_eq!(report.findings.len(), 1, "{report:#?}");
-    let Evidence::EbsCleanup(e) = &report.findings[0].evidence else {
+    let Some(e) = report.findings[0].evidence.get::<EbsCleanupEvidence>() else {
         panic!()
     };
     assert_eq!(e.volume_usd_per_month, Some(8.8), "100 GiB × 0.088");

@@ -8,7 +8,7 @@ use finops_tests::httpserver::{BedrockStandIn, Server};
 use finops_tests::seed;
 use remediation::aws::bedrock::{Explainer, SYSTEM};
 use remediation::detect::rightsizing::RightsizingEvidence;
-use remediation::model::{Evidence, OutcomeKind, RunReport};
+use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::Policy;
 use serde_json::Value;
 
@@ -67,10 +67,10 @@ impl Rig {
 
 fn evidence(report: &RunReport) -> RightsizingEvidence {
     assert_eq!(report.findings.len(), 1, "{report:#?}");
-    match &report.findings[0].evidence {
-        Evidence::Rightsizing(e) => (**e).clone(),
-        other => panic!("not rightsizing evidence: {other:?}"),
-    }
+    let evidence = &report.findings[0].evidence;
+    evidence
+        .get::<RightsizingEvidence>()
+        .unwrap_or_else(|| panic!("not rightsizing evidence: {evidence:?}"))
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ pub fn confirm(c: &Confirm<'_>) -> String {
     let w = &c.ways;
     let body = html! {
         h1 { (title) "?" }
-        @if c.decision == Decision::Approve && f.cannot_be_undone() {
+        @if c.decision == Decision::Approve && remediation::detect::CATALOG.cannot_be_undone(f) {
             p.warning #irreversible {
                 strong { "This cannot be undone." }
                 " No snapshot is taken before the delete: once approved, the volume and its data are gone for good."
@@ -130,9 +130,10 @@ pub fn confirm(c: &Confirm<'_>) -> String {
             p.warning #under-stop { strong { "Emergency stop: " } (because) }
         }
         p #why { (remediation::slack::why(f)) }
-        @if let remediation::model::Evidence::IdleEc2(e) = &f.evidence {
-            // Numbers and dates only, drawn by our own code: nothing from outside is in it.
-            figure #days { (PreEscaped(remediation::slack::idle_days_svg(e))) }
+        @if let Some(svg) = remediation::detect::CATALOG.chart_svg(f) {
+            // Numbers and dates only, drawn by the check's own code from its typed evidence:
+            // nothing from outside is in it.
+            figure #days { (PreEscaped(svg)) }
         }
         dl { @for (k, v) in &rows { dt { (k) } dd { (v) } } }
         details {

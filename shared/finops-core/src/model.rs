@@ -176,35 +176,36 @@ impl Severity {
     }
 }
 
-pub use crate::detect::idle_ec2::{IdleDay, IdleEc2Evidence};
-
-/// Rule-specific evidence; serialised without a tag (its shape tells the rule).
+/// A check's evidence, as the JSON its check wrote (the contract other tools read): the model
+/// does not name the checks. The check that wrote it reads it back typed
+/// ([`Evidence::get`]); recording and notifying ask the catalog of checks
+/// ([`crate::evidence::Catalog`]) what it says, whatever the check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Evidence {
-    IdleEc2(IdleEc2Evidence),
-    EbsCleanup(crate::detect::ebs_cleanup::EbsCleanupEvidence),
-    S3Public(crate::detect::s3_public::S3PublicEvidence),
-    CostAlert(crate::detect::cost_alert::CostAlertEvidence),
-    TagCompliance(crate::detect::tag_compliance::TagComplianceEvidence),
-    Rightsizing(Box<crate::detect::rightsizing::RightsizingEvidence>),
-    /// Evidence of a rule this version does not know in detail.
-    Other(serde_json::Value),
-}
+#[serde(transparent)]
+pub struct Evidence(serde_json::Value);
 
 impl Evidence {
-    /// The check's evidence as recording and notifying treat it, whatever the check
-    /// ([`crate::evidence::Explain`]); `None` for evidence this version does not know.
-    pub fn explained(&self) -> Option<&dyn crate::evidence::Explain> {
-        match self {
-            Evidence::IdleEc2(e) => Some(e),
-            Evidence::EbsCleanup(e) => Some(e),
-            Evidence::S3Public(e) => Some(e),
-            Evidence::CostAlert(e) => Some(e),
-            Evidence::TagCompliance(e) => Some(e),
-            Evidence::Rightsizing(e) => Some(&**e),
-            Evidence::Other(_) => None,
-        }
+    /// A check's evidence.
+    pub fn of<T: Serialize>(evidence: &T) -> Evidence {
+        // A check's evidence is plain data (string keys, numbers): writing it as JSON does not
+        // fail; a non-finite number is written as null, as serde_json writes it anywhere.
+        Evidence(serde_json::to_value(evidence).unwrap_or_default())
+    }
+
+    /// Evidence as read from elsewhere (a record, an older or newer version's check).
+    pub fn from_json(value: serde_json::Value) -> Evidence {
+        Evidence(value)
+    }
+
+    /// The evidence as the check `T` wrote it; `None` when it is not `T`'s (another check's, or
+    /// a version's this one cannot read).
+    pub fn get<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        T::deserialize(&self.0).ok()
+    }
+
+    /// The evidence as JSON.
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.0
     }
 }
 
@@ -229,12 +230,16 @@ impl Finding {
         format!("{rule}:{}:{}:{}", resource.account, resource.region, resource.id)
     }
 
-    /// The parts of an id made by [`Finding::id_for`]: rule, account, region and resource id
-    /// (which may itself hold `:`); `None` for anything else.
+    /// The parts of an id shaped as [`Finding::id_for`] makes them: rule, account, region and
+    /// resource id (which may itself hold `:`); `None` for anything else. Whether the rule is one
+    /// this version knows is the catalog's to say ([`crate::evidence::Catalog::parse_id`]).
     pub fn parse_id(id: &str) -> Option<FindingIdParts<'_>> {
         let mut parts = id.splitn(4, ':');
         let (rule, account, region, resource_id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let plausible = crate::detect::RULES.contains(&rule)
+        let plausible = !rule.is_empty()
+            && rule
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && account.bytes().all(|b| b.is_ascii_digit())
             && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !resource_id.trim().is_empty();
@@ -244,28 +249,6 @@ impl Finding {
             region,
             resource_id,
         })
-    }
-
-    /// Whether carrying out this finding's action could not be undone (a volume deleted without a
-    /// snapshot, as the policy in force at detection said).
-    pub fn cannot_be_undone(&self) -> bool {
-        self.evidence
-            .explained()
-            .is_some_and(crate::evidence::Explain::cannot_be_undone)
-    }
-
-    /// Why the rule flagged it, in one sentence a person reads (numbers with their units): what
-    /// the confirmation page leads with.
-    pub fn why(&self) -> String {
-        match self.evidence.explained() {
-            Some(e) => e.why(self),
-            None => format!(
-                "{} proposes to {} {}.",
-                self.rule,
-                self.action.as_str(),
-                self.resource.id
-            ),
-        }
     }
 
     /// The `Owner` tag, or `unknown`.
@@ -561,7 +544,7 @@ mod tests {
             id: Finding::id_for("idle-ec2", &resource),
             rule: "idle-ec2".into(),
             resource,
-            evidence: Evidence::Other(serde_json::json!({"k": 1})),
+            evidence: Evidence::from_json(serde_json::json!({"k": 1})),
             action: ActionKind::Stop,
             estimated_monthly_savings_usd: Some(60.74),
             severity: Severity::Medium,

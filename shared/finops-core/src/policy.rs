@@ -340,7 +340,7 @@ impl ApprovalsPolicy {
     }
 
     /// How many distinct approvers a resource with `tags` needs.
-    pub fn required_approvals(&self, tags: &crate::model::Tags) -> u32 {
+    pub fn required_approvals(&self, tags: &BTreeMap<String, String>) -> u32 {
         let sensitive = self.two_approvers_when_tagged.iter().any(|(k, v)| {
             tags.get(k)
                 .is_some_and(|have| have.trim().eq_ignore_ascii_case(v.trim()))
@@ -659,17 +659,6 @@ impl Default for BlockFlags {
             ignore_public_acls: true,
             block_public_policy: true,
             restrict_public_buckets: true,
-        }
-    }
-}
-
-impl From<BlockFlags> for crate::detect::s3_public::BlockSettings {
-    fn from(f: BlockFlags) -> Self {
-        crate::detect::s3_public::BlockSettings {
-            block_public_acls: f.block_public_acls,
-            ignore_public_acls: f.ignore_public_acls,
-            block_public_policy: f.block_public_policy,
-            restrict_public_buckets: f.restrict_public_buckets,
         }
     }
 }

@@ -736,7 +736,7 @@ impl Approvals<'_> {
         if claims.fid.len() > 1024 || claims.res.len() > 512 {
             return odd_link();
         }
-        let Some(parts) = Finding::parse_id(&claims.fid) else {
+        let Some(parts) = crate::detect::CATALOG.parse_id(&claims.fid) else {
             return Verdict::new(
                 400,
                 "Invalid link",

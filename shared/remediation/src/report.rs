@@ -334,7 +334,7 @@ impl SavingsReport {
         let since = from.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         // The run records only add the scans' figures: one that cannot be read is said, and the
         // report is sent all the same.
-        for rule in crate::detect::RULES {
+        for rule in crate::detect::CATALOG.rules() {
             match state.runs(rule, since, None).await {
                 Ok(records) => {
                     if let Some(t) = ScanTotals::of(&records) {

@@ -145,76 +145,10 @@ fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value 
     b
 }
 
-/// Why the rule flagged the finding, in one sentence a person reads (see [`Finding::why`]).
+/// Why the rule flagged the finding, in one sentence a person reads (its check says it: see
+/// [`crate::evidence::Catalog::why`]).
 pub fn why(f: &Finding) -> String {
-    f.why()
-}
-
-/// The days an idle-ec2 finding judged, drawn: CPU (%/day) and network (MB/day) per day as bars
-/// beside their limits (dashed), idle days green, busy ones red, days without data grey. An
-/// inline SVG of numbers only (no text from outside), for the confirmation page.
-pub fn idle_days_svg(e: &crate::model::IdleEc2Evidence) -> String {
-    const W: f64 = 560.0;
-    const ROW: f64 = 70.0;
-    let n = e.days.len().max(1) as f64;
-    let bar = (W - 40.0) / n;
-    let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="CPU and network per day against the limits">"#,
-        h = 2.0 * ROW + 40.0
-    );
-    type Value = Box<dyn Fn(&crate::model::IdleDay) -> Option<f64>>;
-    let series: [(&str, Value, f64); 2] = [
-        (
-            "CPU %/day",
-            Box::new(|d: &crate::model::IdleDay| d.cpu_average_percent),
-            e.cpu_daily_average_below,
-        ),
-        (
-            "network MB/day",
-            Box::new(|d: &crate::model::IdleDay| d.network_bytes.map(|b| b / 1_000_000.0)),
-            e.network_bytes_per_day_below / 1_000_000.0,
-        ),
-    ];
-    for (row, (label, value, limit)) in series.iter().enumerate() {
-        let top = 14.0 + row as f64 * (ROW + 14.0);
-        let max = e
-            .days
-            .iter()
-            .filter_map(value)
-            .fold(*limit * 2.0, f64::max)
-            .max(f64::MIN_POSITIVE);
-        out.push_str(&format!(
-            r##"<text x="0" y="{:.0}" font-size="11" fill="#555">{label} (limit {limit:.2})</text>"##,
-            top - 3.0
-        ));
-        for (i, d) in e.days.iter().enumerate() {
-            let x = 40.0 + i as f64 * bar;
-            match value(d) {
-                Some(v) => {
-                    let h = (v / max * ROW).clamp(1.0, ROW);
-                    let fill = if d.idle { "#1f7a3d" } else { "#b3261e" };
-                    out.push_str(&format!(
-                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{fill}"><title>{}: {v:.2}</title></rect>"#,
-                        top + ROW - h,
-                        (bar - 2.0).max(1.0),
-                        d.date
-                    ));
-                }
-                None => out.push_str(&format!(
-                    r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{ROW}" fill="#ddd"><title>{}: no data</title></rect>"##,
-                    top,
-                    (bar - 2.0).max(1.0),
-                    d.date
-                )),
-            }
-        }
-        let y = top + ROW - (limit / max * ROW);
-        out.push_str(&format!(
-            r##"<line x1="40" x2="{W}" y1="{y:.1}" y2="{y:.1}" stroke="#333" stroke-dasharray="4 3"/>"##
-        ));
-    }
-    out.push_str("</svg>");
-    out
+    crate::detect::CATALOG.why(f)
 }
 
 /// The evidence as short `key: value` lines (numbers the detector used).
@@ -300,15 +234,10 @@ fn finding_blocks(f: &Finding) -> Vec<Value> {
     if !ev.is_empty() {
         blocks.push(section(&format!("*Evidence*\n{}", ev.join("\n"))));
     }
-    // Where AWS's own evaluation of a bucket's policy differs from this reading, the person
-    // deciding reads it in words.
-    if let crate::model::Evidence::S3Public(e) = &f.evidence {
-        for d in &e.disagreements {
-            blocks.push(section(&format!(
-                ":mag: *To look at by hand:* {}.",
-                esc(&d.to_string())
-            )));
-        }
+    // What the check says to look at by hand (where AWS's own evaluation of a bucket's policy
+    // differs from this reading, say): the person deciding reads it in words.
+    for what in crate::detect::CATALOG.to_look_at(f) {
+        blocks.push(section(&format!(":mag: *To look at by hand:* {}.", esc(&what))));
     }
     blocks
 }
@@ -361,7 +290,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
             );
             let mut b = vec![header(&format!("Approve? {} {}", f.action.as_str(), f.resource.id))];
             b.extend(finding_blocks(f));
-            if f.cannot_be_undone() {
+            if crate::detect::CATALOG.cannot_be_undone(f) {
                 b.push(section(
                     ":warning: *This cannot be undone*: no snapshot is taken before the delete (the policy accepts irreversible deletes).",
                 ));

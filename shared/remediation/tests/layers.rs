@@ -181,16 +181,16 @@ fn named_modules(code: &str, climb: usize) -> Vec<String> {
     names
 }
 
-#[test]
-fn every_import_in_the_shared_crate_points_down() {
-    let ranks: BTreeMap<&str, u8> = RANKS.iter().copied().collect();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Every import of the crate whose sources are `src` that runs back up, or names a module without
+/// a rank.
+fn imports_that_run_back_up(src: &Path, ranks: &[(&str, u8)]) -> (Vec<String>, Vec<String>) {
+    let ranks: BTreeMap<&str, u8> = ranks.iter().copied().collect();
     let mut all = Vec::new();
-    files(&src, &mut all);
+    files(src, &mut all);
     let mut upward = Vec::new();
     let mut unranked = Vec::new();
     for file in &all {
-        let rel = file.strip_prefix(&src).expect("under src");
+        let rel = file.strip_prefix(src).expect("under src");
         let module = rel
             .components()
             .next()
@@ -226,12 +226,45 @@ fn every_import_in_the_shared_crate_points_down() {
     }
     unranked.sort();
     unranked.dedup();
+    upward.sort();
+    upward.dedup();
+    (upward, unranked)
+}
+
+#[test]
+fn every_import_in_the_shared_crate_points_down() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (upward, unranked) = imports_that_run_back_up(&src, RANKS);
     assert!(
         unranked.is_empty(),
         "modules without a rank (give each one): {unranked:?}"
     );
-    upward.sort();
-    upward.dedup();
+    assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+}
+
+/// The pure core's own layers, bottom to top: what a finding is does not depend on which checks
+/// there are (the catalog, above the model, names them).
+const CORE_RANKS: &[(&str, u8)] = &[
+    ("error", 0),
+    ("ids", 0),
+    ("pricing", 0),
+    ("cost", 0),
+    ("approval", 1),
+    ("identity", 2),
+    ("policy", 3),
+    ("model", 4),
+    ("evidence", 5),
+    ("detect", 6),
+];
+
+#[test]
+fn every_import_in_the_core_points_down() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../finops-core/src");
+    let (upward, unranked) = imports_that_run_back_up(&src, CORE_RANKS);
+    assert!(
+        unranked.is_empty(),
+        "modules without a rank (give each one): {unranked:?}"
+    );
     assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
 }
 

@@ -230,7 +230,7 @@ pub fn detect(
                 id: Finding::id_for(RULE, &resource),
                 rule: RULE.to_string(),
                 resource,
-                evidence: Evidence::CostAlert(CostAlertEvidence {
+                evidence: Evidence::of(&CostAlertEvidence {
                     month: snapshot.month.format("%Y-%m").to_string(),
                     metric: snapshot.metric.clone(),
                     scope: scope.name,
@@ -251,7 +251,33 @@ pub fn detect(
         .collect()
 }
 
+impl crate::evidence::CheckEvidence for CostAlertEvidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for CostAlertEvidence {
+    fn what(&self) -> String {
+        "spend".to_string()
+    }
+
+    fn summary(&self) -> String {
+        let method = match self.forecast_method {
+            ForecastMethod::CostExplorer => "Cost Explorer",
+            ForecastMethod::LinearProjection => "linear projection",
+            ForecastMethod::None => "no forecast",
+        };
+        format!(
+            "{} to date ${:.0}, forecast {} ({method}): {}% of ${:.0}",
+            self.month,
+            self.month_to_date_usd,
+            self.forecast_usd
+                .map(|v| format!("${v:.0}"))
+                .unwrap_or_else(|| "none".into()),
+            self.level_percent,
+            self.threshold_usd
+        )
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         let e = self;
         format!(
@@ -298,7 +324,9 @@ mod tests {
         findings
             .iter()
             .map(|f| {
-                let Evidence::CostAlert(e) = &f.evidence else { panic!() };
+                let Some(e) = f.evidence.get::<CostAlertEvidence>() else {
+                    panic!()
+                };
                 (f.resource.id.clone(), e.level_percent, e.crossed[0].basis.clone())
             })
             .collect()
@@ -315,7 +343,7 @@ mod tests {
         let s = snapshot(&[("Amazon EC2", 8000.0), ("Amazon S3", 1000.0)], Some(10_800.0));
         let f = detect(&s, &Policy::default(), "1", "us-east-1", now());
         assert_eq!(levels(&f), vec![("TOTAL".to_string(), 100, "forecast".to_string())]);
-        let Evidence::CostAlert(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<CostAlertEvidence>() else {
             panic!()
         };
         assert_eq!(e.month_to_date_usd, 9000.0);
@@ -342,7 +370,7 @@ mod tests {
         let s = snapshot(&[("Amazon S3", 900.0)], None);
         let f = detect(&s, &p, "1", "us-east-1", now());
         assert_eq!(levels(&f), vec![("Amazon S3".to_string(), 100, "forecast".to_string())]);
-        let Evidence::CostAlert(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<CostAlertEvidence>() else {
             panic!()
         };
         assert_eq!(e.forecast_method, ForecastMethod::LinearProjection);
@@ -364,7 +392,7 @@ mod tests {
             levels(&f),
             vec![("Amazon S3".to_string(), 100, "month-to-date".to_string())]
         );
-        let Evidence::CostAlert(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<CostAlertEvidence>() else {
             panic!()
         };
         assert_eq!(e.forecast_usd, Some(1000.0), "a forecast never below the spend");
@@ -377,7 +405,7 @@ mod tests {
         let mut s = snapshot(&[("Amazon EC2", 3000.0)], Some(3700.0));
         s.last_month_total = Some(3000.0);
         let f = detect(&s, &p, "1", "us-east-1", now());
-        let Evidence::CostAlert(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<CostAlertEvidence>() else {
             panic!()
         };
         assert_eq!(e.crossed[0].kind, "last-month");

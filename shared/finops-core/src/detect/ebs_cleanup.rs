@@ -147,7 +147,7 @@ pub fn detect_priced(
                 id: Finding::id_for(RULE, &resource),
                 rule: RULE.to_string(),
                 resource,
-                evidence: Evidence::EbsCleanup(EbsCleanupEvidence {
+                evidence: Evidence::of(&EbsCleanupEvidence {
                     volume_type: v.volume_type.clone(),
                     size_gib: v.size_gib,
                     iops: v.iops,
@@ -172,7 +172,30 @@ pub fn detect_priced(
         .collect()
 }
 
+impl crate::evidence::CheckEvidence for EbsCleanupEvidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for EbsCleanupEvidence {
+    fn what(&self) -> String {
+        format!("{} {}G", self.volume_type, self.size_gib)
+    }
+
+    fn summary(&self) -> String {
+        let basis = match self.since_basis {
+            SinceBasis::FirstSeen => "first-seen",
+            SinceBasis::CreateTime => "create-time",
+        };
+        format!(
+            "unattached {}d ({basis}); saves {} gross, net of a ≤ ${:.2} snapshot",
+            self.unattached_days,
+            self.volume_usd_per_month
+                .map(|v| format!("${v:.2}"))
+                .unwrap_or_else(|| "unknown".into()),
+            self.snapshot_usd_per_month
+        )
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         let e = self;
         format!(
@@ -235,7 +258,7 @@ mod tests {
         // gp2 100 GB = $10/month, minus at most $5/month of snapshot.
         assert_eq!(f[0].estimated_monthly_savings_usd, Some(5.0));
         assert_eq!(f[0].action, ActionKind::SnapshotAndDelete);
-        let Evidence::EbsCleanup(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<EbsCleanupEvidence>() else {
             panic!()
         };
         assert_eq!(e.since_basis, SinceBasis::CreateTime);
@@ -248,7 +271,7 @@ mod tests {
         assert!(detect(&[volume("vol-old", 300)], &seen, &Policy::default(), now()).is_empty());
         let seen: HashMap<String, DateTime<Utc>> = [("vol-old".to_string(), now() - Duration::days(7))].into();
         let f = detect(&[volume("vol-old", 300)], &seen, &Policy::default(), now());
-        let Evidence::EbsCleanup(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<EbsCleanupEvidence>() else {
             panic!()
         };
         assert_eq!(e.since_basis, SinceBasis::FirstSeen);
@@ -322,6 +345,47 @@ mod tests {
         v.iops = Some(1000);
         let f = detect(&[v], &HashMap::new(), &p, now());
         assert_eq!(f[0].estimated_monthly_savings_usd, Some(77.5));
+    }
+
+    #[test]
+    fn a_finding_read_back_from_its_record_is_explained_by_its_check_as_when_detected() {
+        let mut p = Policy::default();
+        p.ebs_cleanup.snapshot_before_delete = false;
+        let f = detect(&[volume("vol-old", 30)], &HashMap::new(), &p, now()).remove(0);
+        // The record holds the check's own JSON, untagged, as before evidence became the
+        // catalog's to read: records written by the version before read back the same.
+        let text = serde_json::to_string(&f).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["evidence"]["unattached_days"], 30);
+        assert_eq!(json["evidence"]["snapshot_before_delete"], false);
+        assert!(json["evidence"].get("EbsCleanup").is_none(), "{json}");
+        let back: Finding = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, f);
+
+        let catalog = &crate::detect::CATALOG;
+        assert_eq!(
+            catalog.why(&back),
+            "A 100 GiB gp2 volume unattached for 30 days (grace period 7 days); no snapshot is taken."
+        );
+        assert!(
+            catalog.cannot_be_undone(&back),
+            "no snapshot: the page and Slack must warn"
+        );
+        assert_eq!(catalog.summary(&back).0, "gp2 100G");
+        assert!(catalog.parse_id(&back.id).is_some());
+
+        // The same numbers under a rule whose check cannot read them: the plain sentence, and
+        // no claim either way from another check's words.
+        let mut other = back.clone();
+        other.rule = "idle-ec2".into();
+        assert_eq!(catalog.why(&other), "idle-ec2 proposes to snapshot-and-delete vol-old.");
+        assert!(!catalog.cannot_be_undone(&other));
+        // A rule this version does not run: its id has the shape of one, but names no check.
+        other.rule = "idle-nat".into();
+        other.id = Finding::id_for("idle-nat", &other.resource);
+        assert!(Finding::parse_id(&other.id).is_some());
+        assert!(catalog.parse_id(&other.id).is_none());
+        assert_eq!(catalog.summary(&other).0, "");
     }
 
     #[test]

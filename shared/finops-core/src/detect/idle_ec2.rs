@@ -331,7 +331,7 @@ fn assess(
         id: Finding::id_for(RULE, &resource),
         rule: RULE.to_string(),
         resource,
-        evidence: Evidence::IdleEc2(evidence),
+        evidence: Evidence::of(&evidence),
         action: ActionKind::Stop,
         estimated_monthly_savings_usd: monthly,
         severity: Severity::from_monthly_usd(monthly),
@@ -339,7 +339,25 @@ fn assess(
     })
 }
 
+impl crate::evidence::CheckEvidence for IdleEc2Evidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for IdleEc2Evidence {
+    fn what(&self) -> String {
+        self.instance_type.clone()
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{}/{} days idle; CPU ≤ {:.1}%/day, network ≤ {:.2} MB/day",
+            self.idle_days,
+            self.lookback_days,
+            self.max_daily_cpu_average_percent,
+            self.max_daily_network_bytes / 1e6
+        )
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         const MB: f64 = 1_000_000.0;
         let e = self;
@@ -360,6 +378,77 @@ impl crate::evidence::Explain for IdleEc2Evidence {
             },
         )
     }
+
+    fn chart_svg(&self) -> Option<String> {
+        Some(days_svg(self))
+    }
+}
+
+/// The days an idle-ec2 finding judged, drawn: CPU (%/day) and network (MB/day) per day as bars
+/// beside their limits (dashed), idle days green, busy ones red, days without data grey. An
+/// inline SVG of numbers only (no text from outside), for the confirmation page.
+fn days_svg(e: &IdleEc2Evidence) -> String {
+    const W: f64 = 560.0;
+    const ROW: f64 = 70.0;
+    let n = e.days.len().max(1) as f64;
+    let bar = (W - 40.0) / n;
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="100%" role="img" aria-label="CPU and network per day against the limits">"#,
+        h = 2.0 * ROW + 40.0
+    );
+    type Value = Box<dyn Fn(&IdleDay) -> Option<f64>>;
+    let series: [(&str, Value, f64); 2] = [
+        (
+            "CPU %/day",
+            Box::new(|d: &IdleDay| d.cpu_average_percent),
+            e.cpu_daily_average_below,
+        ),
+        (
+            "network MB/day",
+            Box::new(|d: &IdleDay| d.network_bytes.map(|b| b / 1_000_000.0)),
+            e.network_bytes_per_day_below / 1_000_000.0,
+        ),
+    ];
+    for (row, (label, value, limit)) in series.iter().enumerate() {
+        let top = 14.0 + row as f64 * (ROW + 14.0);
+        let max = e
+            .days
+            .iter()
+            .filter_map(value)
+            .fold(*limit * 2.0, f64::max)
+            .max(f64::MIN_POSITIVE);
+        out.push_str(&format!(
+            r##"<text x="0" y="{:.0}" font-size="11" fill="#555">{label} (limit {limit:.2})</text>"##,
+            top - 3.0
+        ));
+        for (i, d) in e.days.iter().enumerate() {
+            let x = 40.0 + i as f64 * bar;
+            match value(d) {
+                Some(v) => {
+                    let h = (v / max * ROW).clamp(1.0, ROW);
+                    let fill = if d.idle { "#1f7a3d" } else { "#b3261e" };
+                    out.push_str(&format!(
+                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{fill}"><title>{}: {v:.2}</title></rect>"#,
+                        top + ROW - h,
+                        (bar - 2.0).max(1.0),
+                        d.date
+                    ));
+                }
+                None => out.push_str(&format!(
+                    r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{ROW}" fill="#ddd"><title>{}: no data</title></rect>"##,
+                    top,
+                    (bar - 2.0).max(1.0),
+                    d.date
+                )),
+            }
+        }
+        let y = top + ROW - (limit / max * ROW);
+        out.push_str(&format!(
+            r##"<line x1="40" x2="{W}" y1="{y:.1}" y2="{y:.1}" stroke="#333" stroke-dasharray="4 3"/>"##
+        ));
+    }
+    out.push_str("</svg>");
+    out
 }
 
 #[cfg(test)]
@@ -487,7 +576,7 @@ mod tests {
         assert_eq!(f.action, ActionKind::Stop);
         // t3.large: $0.0832/h × 730 h.
         assert_eq!(f.estimated_monthly_savings_usd, Some(60.74));
-        let Evidence::IdleEc2(e) = &f.evidence else {
+        let Some(e) = f.evidence.get::<IdleEc2Evidence>() else {
             panic!("wrong evidence")
         };
         assert_eq!(e.idle_days, 14);
@@ -649,7 +738,7 @@ mod tests {
         let usage = [("i-exotic".to_string(), steady(0.0, 0.0, 0.0))].into_iter().collect();
         let findings = detect(&[i], &usage, &Policy::default(), now());
         assert_eq!(findings[0].estimated_monthly_savings_usd, None);
-        let Evidence::IdleEc2(e) = &findings[0].evidence else {
+        let Some(e) = findings[0].evidence.get::<IdleEc2Evidence>() else {
             panic!()
         };
         assert!(e.price_note.as_deref().unwrap().contains("x9z.mega"));

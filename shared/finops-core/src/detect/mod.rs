@@ -7,12 +7,15 @@ pub mod rightsizing;
 pub mod s3_public;
 pub mod tag_compliance;
 
-/// Every rule, by name (a snooze closes the open approvals of each on its resource).
-pub const RULES: [&str; 6] = [
-    cost_alert::RULE,
-    ebs_cleanup::RULE,
-    idle_ec2::RULE,
-    rightsizing::RULE,
-    s3_public::RULE,
-    tag_compliance::RULE,
-];
+use crate::evidence::{Catalog, Evidenced};
+
+/// Every check, by rule: what recording and notifying ask of a finding's evidence, and the rules
+/// a snooze closes the open approvals of on its resource.
+pub static CATALOG: Catalog = Catalog::new(&[
+    &Evidenced::<cost_alert::CostAlertEvidence>::CHECK,
+    &Evidenced::<ebs_cleanup::EbsCleanupEvidence>::CHECK,
+    &Evidenced::<idle_ec2::IdleEc2Evidence>::CHECK,
+    &Evidenced::<rightsizing::RightsizingEvidence>::CHECK,
+    &Evidenced::<s3_public::S3PublicEvidence>::CHECK,
+    &Evidenced::<tag_compliance::TagComplianceEvidence>::CHECK,
+]);

@@ -362,7 +362,7 @@ pub fn finding(instance: &Ec2Instance, e: RightsizingEvidence, now: DateTime<Utc
         id: Finding::id_for(RULE, &resource),
         rule: RULE.to_string(),
         resource,
-        evidence: Evidence::Rightsizing(Box::new(e)),
+        evidence: Evidence::of(&e),
         action: ActionKind::Notify,
         estimated_monthly_savings_usd: Some(usd),
         severity: Severity::from_monthly_usd(Some(usd)),
@@ -370,7 +370,25 @@ pub fn finding(instance: &Ec2Instance, e: RightsizingEvidence, now: DateTime<Utc
     }
 }
 
+impl crate::evidence::CheckEvidence for RightsizingEvidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for RightsizingEvidence {
+    fn what(&self) -> String {
+        format!("{} → {}", self.current_type, self.recommended_type)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "CPU p95 {:.0}% (max {:.0}%), {} risk, by {}",
+            self.cpu_p95_hourly_max_percent,
+            self.cpu_max_percent,
+            self.risk.as_str(),
+            self.rationale_source
+        )
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         let e = self;
         format!(

@@ -194,6 +194,18 @@ pub fn shown_block(block: Option<BlockSettings>) -> String {
     }
 }
 
+/// The settings the policy asks for.
+impl From<crate::policy::BlockFlags> for BlockSettings {
+    fn from(f: crate::policy::BlockFlags) -> Self {
+        BlockSettings {
+            block_public_acls: f.block_public_acls,
+            ignore_public_acls: f.ignore_public_acls,
+            block_public_policy: f.block_public_policy,
+            restrict_public_buckets: f.restrict_public_buckets,
+        }
+    }
+}
+
 impl std::fmt::Display for PublicReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -653,9 +665,7 @@ pub fn rests_on_disputed(reasons: &[PublicReason], disagreements: &[Disagreement
 /// take a site down), or whether it is public rests on a policy AWS's own evaluation disputes.
 /// `None` otherwise.
 pub fn needs_a_person(finding: &Finding) -> Option<String> {
-    let Evidence::S3Public(e) = &finding.evidence else {
-        return None;
-    };
+    let e = finding.evidence.get::<S3PublicEvidence>()?;
     let why: Vec<&str> = [
         (e.website_hosting, "website hosting on"),
         (
@@ -690,7 +700,7 @@ pub fn detect(
                 id: Finding::id_for(RULE, &resource),
                 rule: RULE.to_string(),
                 resource,
-                evidence: Evidence::S3Public(S3PublicEvidence {
+                evidence: Evidence::of(&S3PublicEvidence {
                     reasons,
                     bucket_block: b.block,
                     account_block,
@@ -708,7 +718,30 @@ pub fn detect(
         .collect()
 }
 
+impl crate::evidence::CheckEvidence for S3PublicEvidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for S3PublicEvidence {
+    fn what(&self) -> String {
+        "bucket".to_string()
+    }
+
+    fn summary(&self) -> String {
+        self.reasons
+            .iter()
+            .map(|r| match r {
+                PublicReason::Acl { grantee, permission } => format!("ACL: {grantee} {permission}"),
+                PublicReason::Policy { sid, .. } => format!("policy: Allow * ({})", sid.as_deref().unwrap_or("no Sid")),
+                PublicReason::AccessPoint { name, sid, .. } => {
+                    format!("access point {name}: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
+                }
+            })
+            .chain(self.disagreements.iter().map(|d| format!("to look at: {d}")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         let e = self;
         let through: Vec<String> = e.reasons.iter().map(ToString::to_string).collect();
@@ -726,6 +759,12 @@ impl crate::evidence::Explain for S3PublicEvidence {
             },
             shown_block(e.bucket_block),
         )
+    }
+
+    /// Where AWS's own evaluation of a bucket's policy differs from this reading: the person
+    /// deciding reads it in words.
+    fn to_look_at(&self) -> Vec<String> {
+        self.disagreements.iter().map(ToString::to_string).collect()
     }
 }
 
@@ -944,7 +983,7 @@ mod tests {
         assert!(detect(&[exempt.clone()], None, &Policy::default(), now).is_empty());
         assert!(skip_reason(&exempt, &Policy::default()).is_some());
         let f = detect(&[public], None, &Policy::default(), now);
-        let Evidence::S3Public(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<S3PublicEvidence>() else {
             panic!()
         };
         assert_eq!(e.reasons.len(), 2);
@@ -1073,7 +1112,7 @@ mod tests {
         b.aws_policy_public = Some(true);
         let f = detect(std::slice::from_ref(&b), None, &Policy::default(), now);
         assert_eq!(f.len(), 1);
-        let Evidence::S3Public(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<S3PublicEvidence>() else {
             panic!()
         };
         assert!(e.reasons.is_empty());
@@ -1179,7 +1218,7 @@ mod tests {
         let mut b = bucket(all_users_read(), Some(allow(json!("*"), None)), None);
         b.aws_policy_public = Some(false);
         let f = detect(&[b], None, &Policy::default(), now);
-        let Evidence::S3Public(e) = &f[0].evidence else {
+        let Some(e) = f[0].evidence.get::<S3PublicEvidence>() else {
             panic!()
         };
         assert_eq!(e.disagreements.len(), 1);

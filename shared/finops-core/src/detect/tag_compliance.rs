@@ -119,7 +119,7 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
             id: Finding::id_for(RULE, r),
             rule: RULE.to_string(),
             resource: r.clone(),
-            evidence: Evidence::TagCompliance(TagComplianceEvidence {
+            evidence: Evidence::of(&TagComplianceEvidence {
                 config_resource_type: t.to_string(),
                 missing,
                 required: policy.required_tags.clone(),
@@ -142,7 +142,19 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
     }
 }
 
+impl crate::evidence::CheckEvidence for TagComplianceEvidence {
+    const RULE: &'static str = RULE;
+}
+
 impl crate::evidence::Explain for TagComplianceEvidence {
+    fn what(&self) -> String {
+        self.config_resource_type.trim_start_matches("AWS::").to_string()
+    }
+
+    fn summary(&self) -> String {
+        format!("missing {}", self.missing.join(", "))
+    }
+
     fn why(&self, _finding: &Finding) -> String {
         let e = self;
         format!(
@@ -201,7 +213,7 @@ mod tests {
         assert_eq!(s.by_type["AWS::S3::Bucket"].percent(), 0.0);
         assert_eq!(s.overall, Compliance { compliant: 2, total: 5 });
         assert_eq!(s.exempt.len(), 1);
-        let Evidence::TagCompliance(e) = &s.findings[0].evidence else {
+        let Some(e) = s.findings[0].evidence.get::<TagComplianceEvidence>() else {
             panic!()
         };
         assert_eq!(e.missing, vec!["CostCenter", "Environment"]);

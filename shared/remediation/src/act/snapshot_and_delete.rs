@@ -18,9 +18,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
 use crate::aws::ec2::{VolumeApi, VolumeSpec};
-use crate::detect::ebs_cleanup::{sighting_scope, skip_reason, LEGACY_SIGHTING_SCOPE};
+use crate::detect::ebs_cleanup::{sighting_scope, skip_reason, EbsCleanupEvidence, LEGACY_SIGHTING_SCOPE};
 use crate::error::{Error, Result};
-use crate::model::{ActionKind, Evidence, Finding, Tags};
+use crate::model::{ActionKind, Finding, Tags};
 use crate::policy::Policy;
 use crate::state::StateStore;
 
@@ -58,10 +58,7 @@ pub const SIGHTING_TAG: &str = "finops:source-sighting";
 
 /// The unattached spell a finding is about: when the volume's current detach was first seen.
 fn spell_start(finding: &Finding) -> Option<DateTime<Utc>> {
-    match &finding.evidence {
-        Evidence::EbsCleanup(e) => Some(e.unattached_since),
-        _ => None,
-    }
+    finding.evidence.get::<EbsCleanupEvidence>().map(|e| e.unattached_since)
 }
 
 /// The value of [`SIGHTING_TAG`] for a volume's spell.
@@ -523,7 +520,7 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&
 mod tests {
     use super::*;
     use crate::detect::ebs_cleanup::{EbsCleanupEvidence, SinceBasis};
-    use crate::model::{EbsVolume, Resource, ResourceKind, Severity};
+    use crate::model::{EbsVolume, Evidence, Resource, ResourceKind, Severity};
     use std::sync::Mutex;
 
     /// An in-memory fake of the port (not of EC2): one volume, snapshots whose state the test sets.
@@ -616,7 +613,7 @@ mod tests {
                 region: "us-east-1".into(),
                 tags: Default::default(),
             },
-            evidence: Evidence::EbsCleanup(EbsCleanupEvidence {
+            evidence: Evidence::of(&EbsCleanupEvidence {
                 volume_type: "gp2".into(),
                 size_gib: 10,
                 iops: None,

@@ -9,7 +9,7 @@ use crate::aws::costexplorer::CostApi;
 use crate::detect::cost_alert::{self, CostAlertEvidence, CostSnapshot, ForecastMethod, RULE};
 use crate::error::{Error, Result};
 use crate::flow::{RunContext, Sinks};
-use crate::model::{Evidence, Finding, Outcome, OutcomeKind, RunReport};
+use crate::model::{Finding, Outcome, OutcomeKind, RunReport};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Mode, Policy};
 use crate::state::StateStore;
@@ -139,7 +139,9 @@ pub async fn run(
     outcomes.extend(snoozed);
     notes.extend(snooze_notes);
     for f in &findings {
-        let Evidence::CostAlert(e) = &f.evidence else { continue };
+        let Some(e) = f.evidence.get::<CostAlertEvidence>() else {
+            continue;
+        };
         let what = format!(
             "{}: month to date ${:.2}, forecast {}, {}% of ${:.2}",
             e.scope,
@@ -152,7 +154,7 @@ pub async fn run(
         );
         match (sinks.state, sinks.publisher, ctx.mode) {
             (Some(state), Some(publisher), Mode::Approve | Mode::Auto) => {
-                outcomes.push(alert(state, publisher, f, e, &month, now, &what).await)
+                outcomes.push(alert(state, publisher, f, &e, &month, now, &what).await)
             }
             _ => outcomes.push(Outcome::new(&f.id, OutcomeKind::DryRun, format!("would alert: {what}"))),
         }
@@ -282,13 +284,12 @@ mod tests {
         (cost_alert::detect(&snap, policy, "1", "us-east-1", now), notes)
     }
 
-    fn evidence<'a>(findings: &'a [Finding], scope: &str) -> &'a cost_alert::CostAlertEvidence {
+    fn evidence(findings: &[Finding], scope: &str) -> CostAlertEvidence {
         let f = findings
             .iter()
             .find(|f| f.resource.id == scope)
             .unwrap_or_else(|| panic!("no {scope} in {findings:#?}"));
-        let Evidence::CostAlert(e) = &f.evidence else { panic!() };
-        e
+        f.evidence.get::<CostAlertEvidence>().expect("cost-alert evidence")
     }
 
     #[tokio::test]

@@ -9,10 +9,10 @@ use crate::aws::bedrock::{self, Explainer};
 use crate::aws::cloudwatch::PeakApi;
 use crate::aws::ec2::InstanceApi;
 use crate::detect::idle_ec2::skip_reason;
-use crate::detect::rightsizing::{self, RULE};
+use crate::detect::rightsizing::{self, RightsizingEvidence, RULE};
 use crate::error::{Error, Result};
 use crate::flow::{self, RunContext, Sinks};
-use crate::model::{Ec2Instance, Evidence, Finding, Outcome, OutcomeKind, RunReport};
+use crate::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
 use crate::policy::{Mode, Policy};
 use crate::pricing::PriceBook;
 
@@ -114,7 +114,7 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
     let (_, flow_notes) = flow::dry_run(&ctx, &findings).await;
     notes.extend(flow_notes);
     for f in &findings {
-        if let Evidence::Rightsizing(e) = &f.evidence {
+        if let Some(e) = f.evidence.get::<RightsizingEvidence>() {
             outcomes.push(Outcome::new(
                 &f.id,
                 OutcomeKind::DryRun,

@@ -11,7 +11,7 @@ use crate::act::stop_instance::StopInstance;
 use crate::aws::config::{ConfigApi, ConfigItem, Evaluation};
 use crate::aws::ec2::{InstanceApi, VolumeApi};
 use crate::aws::s3::BucketApi;
-use crate::detect::tag_compliance::{self, kind_of, missing_tags, APPLICABLE_TYPES, RULE};
+use crate::detect::tag_compliance::{self, kind_of, missing_tags, TagComplianceEvidence, APPLICABLE_TYPES, RULE};
 use crate::error::Result;
 use crate::events::{ConfigInvocation, ConfigRuleEvent};
 use crate::flow::{self, RunContext, Sinks};
@@ -302,10 +302,11 @@ pub async fn sweep(
     let scanned = resources.len() + unassessed.len();
     let mut outcomes = unassessed;
     for f in &result.findings {
-        let missing = match &f.evidence {
-            crate::model::Evidence::TagCompliance(e) => e.missing.join(", "),
-            _ => String::new(),
-        };
+        let missing = f
+            .evidence
+            .get::<TagComplianceEvidence>()
+            .map(|e| e.missing.join(", "))
+            .unwrap_or_default();
         let detail = match (p.action, f.resource.kind, acting) {
             (_, _, _) if snoozes.covering(&f.resource).is_some() => {
                 let held = snoozes.covering(&f.resource).map(|z| z.describe()).unwrap_or_default();
@@ -503,9 +504,9 @@ pub async fn sweep(
                 .findings
                 .iter()
                 .take(50)
-                .map(|f| match &f.evidence {
-                    crate::model::Evidence::TagCompliance(e) => (f.resource.id.clone(), e.missing.clone()),
-                    _ => (f.resource.id.clone(), vec![]),
+                .map(|f| {
+                    let missing = f.evidence.get::<TagComplianceEvidence>().map(|e| e.missing);
+                    (f.resource.id.clone(), missing.unwrap_or_default())
                 })
                 .collect(),
             non_compliant_total: result.findings.len(),

@@ -308,8 +308,8 @@ impl DynamoState {
         let mut requests = Vec::new();
         match (&z.account, &z.region) {
             (Some(account), Some(region)) => {
-                let mut finding_ids: Vec<String> = crate::detect::RULES
-                    .iter()
+                let mut finding_ids: Vec<String> = crate::detect::CATALOG
+                    .rules()
                     .map(|rule| format!("{rule}:{account}:{region}:{}", z.resource_id))
                     .collect();
                 finding_ids.push(format!("tag-compliance:{account}:{region}:{}:stop", z.resource_id));

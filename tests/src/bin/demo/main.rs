@@ -11,7 +11,8 @@ use finops_tests::local::Watch;
 use finops_tests::moto::workspace_root;
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
-use remediation::model::{Evidence, Finding, RunReport};
+use remediation::detect::rightsizing::RightsizingEvidence;
+use remediation::model::{Finding, RunReport};
 use remediation::policy::{Mode, Policy};
 
 mod org;
@@ -238,83 +239,9 @@ fn money(usd: Option<f64>) -> String {
     usd.map(|v| format!("${v:>9.2}")).unwrap_or_else(|| "   unknown".into())
 }
 
-/// (kind, why) columns of a finding.
+/// (kind, why) columns of a finding: what its check says of it.
 fn describe(f: &Finding) -> (String, String) {
-    match &f.evidence {
-        Evidence::IdleEc2(e) => (
-            e.instance_type.clone(),
-            format!(
-                "{}/{} days idle; CPU ≤ {:.1}%/day, network ≤ {:.2} MB/day",
-                e.idle_days,
-                e.lookback_days,
-                e.max_daily_cpu_average_percent,
-                e.max_daily_network_bytes / 1e6
-            ),
-        ),
-        Evidence::EbsCleanup(e) => (
-            format!("{} {}G", e.volume_type, e.size_gib),
-            format!(
-                "unattached {}d ({}); saves {} gross, net of a ≤ ${:.2} snapshot",
-                e.unattached_days,
-                serde_json::to_value(e.since_basis)
-                    .unwrap_or_default()
-                    .as_str()
-                    .unwrap_or(""),
-                e.volume_usd_per_month
-                    .map(|v| format!("${v:.2}"))
-                    .unwrap_or_else(|| "unknown".into()),
-                e.snapshot_usd_per_month
-            ),
-        ),
-        Evidence::S3Public(e) => (
-            "bucket".to_string(),
-            e.reasons
-                .iter()
-                .map(|r| match r {
-                    remediation::detect::s3_public::PublicReason::Acl { grantee, permission } => {
-                        format!("ACL: {grantee} {permission}")
-                    }
-                    remediation::detect::s3_public::PublicReason::Policy { sid, .. } => {
-                        format!("policy: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
-                    }
-                    remediation::detect::s3_public::PublicReason::AccessPoint { name, sid, .. } => {
-                        format!("access point {name}: Allow * ({})", sid.as_deref().unwrap_or("no Sid"))
-                    }
-                })
-                .chain(e.disagreements.iter().map(|d| format!("to look at: {d}")))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        Evidence::CostAlert(e) => (
-            "spend".to_string(),
-            format!(
-                "{} to date ${:.0}, forecast {} ({:?}): {}% of ${:.0}",
-                e.month,
-                e.month_to_date_usd,
-                e.forecast_usd
-                    .map(|v| format!("${v:.0}"))
-                    .unwrap_or_else(|| "none".into()),
-                e.forecast_method,
-                e.level_percent,
-                e.threshold_usd
-            ),
-        ),
-        Evidence::TagCompliance(e) => (
-            e.config_resource_type.trim_start_matches("AWS::").to_string(),
-            format!("missing {}", e.missing.join(", ")),
-        ),
-        Evidence::Rightsizing(e) => (
-            format!("{} → {}", e.current_type, e.recommended_type),
-            format!(
-                "CPU p95 {:.0}% (max {:.0}%), {} risk, by {}",
-                e.cpu_p95_hourly_max_percent,
-                e.cpu_max_percent,
-                e.risk.as_str(),
-                e.rationale_source
-            ),
-        ),
-        Evidence::Other(v) => (String::new(), v.to_string()),
-    }
+    remediation::detect::CATALOG.summary(f)
 }
 
 fn print_report(title: &str, report: &RunReport) {
@@ -573,7 +500,11 @@ async fn main() {
         &sizing_shown,
         8,
     );
-    if let Some(Evidence::Rightsizing(e)) = sizing.findings.first().map(|f| &f.evidence) {
+    let first = sizing
+        .findings
+        .first()
+        .and_then(|f| f.evidence.get::<RightsizingEvidence>());
+    if let Some(e) = first {
         println!("   why ({}): {}", e.rationale_source, e.rationale);
     }
 

@@ -178,11 +178,7 @@ pub async fn run() {
     );
 }
 
+/// Where a finding's dollars came from, as its evidence says (idle-ec2's and ebs-cleanup's).
 fn price_source(e: &remediation::model::Evidence) -> String {
-    use remediation::model::Evidence;
-    match e {
-        Evidence::IdleEc2(e) => e.price_source.clone().unwrap_or_default(),
-        Evidence::EbsCleanup(e) => e.price_source.clone().unwrap_or_default(),
-        _ => String::new(),
-    }
+    e.as_json()["price_source"].as_str().unwrap_or_default().to_string()
 }
