@@ -91,6 +91,7 @@ test: venv browser infra-check debug-build
 # The pure core's tests alone: no AWS SDK in the build, no emulator, seconds on a warm build.
 test-core:
 	cargo test -p finops-core
+	cargo test -p finops-checks --no-default-features
 
 # One property per parser of outside data at a million generated inputs each (FUZZ_CASES), on the
 # test build; the Function URL property goes through the approval function and its table in moto,

@@ -35,7 +35,10 @@ impl Remediation for SnoozeMidway<'_> {
         let now = Utc::now();
         for id in &self.snooze {
             let z = crate::snooze(id, "U0ANA", "slack", "quarter-end batch", now, now + Duration::days(30));
-            self.state.snooze(&z, true).await.expect("snooze recorded");
+            self.state
+                .snooze(&z, true, &finops_checks::CATALOG)
+                .await
+                .expect("snooze recorded");
         }
         self.inner.execute(f, pre).await
     }

@@ -5,7 +5,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_ec2::types::{InstanceMarketOptionsRequest, InstanceType, MarketType, ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, NaiveDate, Utc};
-use remediation::detect::idle_ec2::lookback_days;
+use finops_checks::idle_ec2::detect::lookback_days;
 
 /// An Amazon Linux AMI that moto knows.
 pub const AMI: &str = "ami-760aaa0f";

@@ -178,7 +178,10 @@ async fn what_a_person_types_is_an_address_and_stays_text_in_slack() {
         decided_by: "unverified:<!channel>@x.y".into(),
         detail: "rejected".into(),
     };
-    let rendered = remediation::slack::render(&message, Default::default());
+    let rendered = remediation::slack::render(
+        &message,
+        remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
+    );
     let text = rendered["text"].as_str().unwrap();
     assert!(!text.contains("<!channel>"), "{text}");
     assert!(text.contains("&lt;!channel&gt;"), "{text}");

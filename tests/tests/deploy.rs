@@ -124,13 +124,13 @@ async fn the_stack_reserves_no_concurrency_unless_asked_and_then_leaves_100_of_1
     // What `finops doctor` tells the operator the stack needs is the template's own figure.
     assert_eq!(
         total,
-        u64::from(remediation::permissions::reserved_concurrency(Some(170)))
+        u64::from(finops_checks::permissions::reserved_concurrency(Some(170)))
     );
     let single = reservations(&moto, &[("ReserveConcurrency", "true"), ("EnableJira", "true")]).await;
     let total: u64 = single.iter().map(|(_, n)| n).sum();
     assert_eq!(
         total,
-        u64::from(remediation::permissions::reserved_concurrency(None)),
+        u64::from(finops_checks::permissions::reserved_concurrency(None)),
         "{single:?}"
     );
 }

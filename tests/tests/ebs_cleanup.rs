@@ -203,11 +203,11 @@ async fn auto_mode_snapshots_then_deletes_and_the_rollback_recreates_the_volume(
     assert_eq!(record["status"], "executed");
     let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
     let adapter = remediation::aws::ec2::Ec2::new(ec2.clone(), "us-east-1");
-    let ports = remediation::act::RollbackPorts {
+    let ports = finops_checks::executor::RollbackPorts {
         volumes: Some(&adapter),
         ..Default::default()
     };
-    let undone = remediation::act::rollback(&rollback, &ports).await.unwrap();
+    let undone = finops_checks::executor::rollback(&rollback, &ports).await.unwrap();
     assert!(undone.detail.contains("recreated"), "{undone}");
     assert!(undone
         .restored
@@ -341,11 +341,11 @@ async fn a_snapshot_from_before_the_current_detach_is_never_what_the_delete_reli
         .expect("action record");
     let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
     let adapter = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ports = remediation::act::RollbackPorts {
+    let ports = finops_checks::executor::RollbackPorts {
         volumes: Some(&adapter),
         ..Default::default()
     };
-    remediation::act::rollback(&rollback, &ports).await.unwrap();
+    finops_checks::executor::rollback(&rollback, &ports).await.unwrap();
     let restored: Vec<_> = seed::volumes(&c.ec2)
         .await
         .into_iter()
@@ -449,7 +449,7 @@ async fn a_volume_of_a_kubernetes_cluster_is_left_alone_with_the_reason() {
 
 /// The real snapshot-and-delete, counting how many of its actions are under way at once.
 struct Overlap<'a> {
-    inner: remediation::act::snapshot_and_delete::SnapshotAndDelete<'a>,
+    inner: finops_checks::ebs_cleanup::act::SnapshotAndDelete<'a>,
     now: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
     /// When set, an operator turns the emergency stop on once each action has begun.
@@ -550,7 +550,7 @@ async fn act_in_auto(
         held: Default::default(),
     };
     let action = Overlap {
-        inner: remediation::act::snapshot_and_delete::SnapshotAndDelete {
+        inner: finops_checks::ebs_cleanup::act::SnapshotAndDelete {
             ec2: &ec2,
             policy: &policy,
             wait: std::time::Duration::from_secs(30),
@@ -669,7 +669,7 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
     let deps = deps(&moto, Mode::DryRun).await;
     let today = Utc::now();
     // Seen unattached 10 days ago by the version that kept one scope for everything.
-    let legacy = remediation::detect::ebs_cleanup::LEGACY_SIGHTING_SCOPE;
+    let legacy = finops_checks::ebs_cleanup::detect::LEGACY_SIGHTING_SCOPE;
     put_sighting(&moto, legacy, &v.gp2, today - Duration::days(10)).await;
     // Seen unattached a month ago, attached since: that sighting is over.
     put_sighting(&moto, legacy, &v.attached, today - Duration::days(30)).await;
@@ -687,7 +687,7 @@ async fn sightings_recorded_before_scopes_were_per_account_and_region_keep_their
         report.notes
     );
     let items = seed::scan_table(&moto.clients().await.dynamodb, TABLE).await;
-    let scope = remediation::detect::ebs_cleanup::sighting_scope("123456789012", "us-east-1");
+    let scope = finops_checks::ebs_cleanup::detect::sighting_scope("123456789012", "us-east-1");
     let moved = items
         .iter()
         .find(|i| i["pk"] == format!("SEEN#{scope}") && i["sk"] == v.gp2)
@@ -829,11 +829,11 @@ async fn a_deferred_delete_after_an_unseen_attach_and_detach_takes_a_fresh_snaps
         .expect("the executed action record");
     let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
     let adapter = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ports = remediation::act::RollbackPorts {
+    let ports = finops_checks::executor::RollbackPorts {
         volumes: Some(&adapter),
         ..Default::default()
     };
-    remediation::act::rollback(&rollback, &ports).await.unwrap();
+    finops_checks::executor::rollback(&rollback, &ports).await.unwrap();
     let restored: Vec<_> = seed::volumes(&c.ec2)
         .await
         .into_iter()

@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
+use finops_checks::ebs_cleanup::act::SOURCE_VOLUME_TAG;
 use finops_tests::approvals::{token_of, Loop};
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
-use remediation::act::snapshot_and_delete::SOURCE_VOLUME_TAG;
 use remediation::policy::{Mode, Policy};
 use remediation::state::{ApprovalStore, DynamoState};
 
@@ -296,7 +296,7 @@ async fn at_twenty_percent_faults_auto_ebs_cleanup_takes_one_snapshot_per_volume
     // first part's): tried until it succeeds (a person clicking again), one restored volume per
     // snapshot.
     let adapter = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let ports = remediation::act::RollbackPorts {
+    let ports = finops_checks::executor::RollbackPorts {
         volumes: Some(&adapter),
         ..Default::default()
     };
@@ -305,7 +305,7 @@ async fn at_twenty_percent_faults_auto_ebs_cleanup_takes_one_snapshot_per_volume
         let done = records.iter().find(|r| r["status"] == "executed").unwrap();
         let rollback: remediation::act::Rollback = serde_json::from_str(&done["rollback"]).unwrap();
         let mut tries = 0;
-        while remediation::act::rollback(&rollback, &ports).await.is_err() {
+        while finops_checks::executor::rollback(&rollback, &ports).await.is_err() {
             tries += 1;
             assert!(tries < 5, "{}: the rollback never succeeded", done["resource_id"]);
         }

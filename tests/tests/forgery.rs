@@ -628,6 +628,7 @@ async fn a_request_written_approved_between_two_reads_is_not_executed() {
         sealer: &app.sealer,
         policy: &p,
         executor: &app.executor,
+        checks: &finops_checks::CATALOG,
     };
     let verdict = approvals.execute_approved(&rid, Utc::now()).await;
     assert_ne!(verdict.status, 200, "{verdict:?}");

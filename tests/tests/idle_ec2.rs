@@ -64,7 +64,7 @@ async fn seed_fleet(moto: &Moto) -> Fleet {
     datums.extend(seed::daily_datums(&busy, Usage::BUSY, now(), 14, &[]));
     datums.extend(seed::daily_datums(&proxy, Usage::PROXY, now(), 14, &[]));
     // Quiet, but CloudWatch has no CPU datapoint for one day: not 14 idle days.
-    let missing = remediation::detect::idle_ec2::lookback_days(now(), 14)[5];
+    let missing = finops_checks::idle_ec2::detect::lookback_days(now(), 14)[5];
     datums.extend(seed::daily_datums(&gap, Usage::IDLE, now(), 14, &[missing]));
     seed::put_datums(cw, datums).await;
     Fleet {
@@ -111,7 +111,7 @@ async fn stop_in_auto(
         sinks: auto.sinks(),
         held: Default::default(),
     };
-    let stop = remediation::act::stop_instance::StopInstance {
+    let stop = finops_checks::idle_ec2::act::StopInstance {
         ec2: &ec2,
         policy: &auto.policy,
         usage: Some(&cloudwatch),
@@ -286,9 +286,9 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     assert!(fleet.idle.contains(instance_id));
     assert_eq!(seed::state_of(&c.ec2, instance_id).await, "stopped");
 
-    let detail = remediation::act::rollback(
+    let detail = finops_checks::executor::rollback(
         &rollback,
-        &remediation::act::RollbackPorts {
+        &finops_checks::executor::RollbackPorts {
             instances: Some(&ec2),
             ..Default::default()
         },
@@ -300,9 +300,9 @@ async fn the_recorded_rollback_starts_a_stopped_instance_again() {
     assert!(detail.contains("started again"), "{detail}");
     assert_eq!(seed::state_of(&c.ec2, instance_id).await, "running");
     // A second rollback finds nothing to undo and changes nothing.
-    let again = remediation::act::rollback(
+    let again = finops_checks::executor::rollback(
         &rollback,
-        &remediation::act::RollbackPorts {
+        &finops_checks::executor::RollbackPorts {
             instances: Some(&ec2),
             ..Default::default()
         },
@@ -528,7 +528,7 @@ async fn above_the_blast_radius_auto_mode_acts_on_none_and_asks_instead() {
     assert_eq!((body["would_act"].as_u64(), body["limit"].as_u64()), (Some(3), Some(1)));
     let slack = remediation::slack::render(
         &serde_json::from_value(body).unwrap(),
-        remediation::slack::RenderOptions::default(),
+        remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
     );
     assert!(
         slack["text"].as_str().unwrap().contains("would act on 3, limit 1"),
@@ -807,8 +807,11 @@ async fn addresses_a_stop_releases_are_asked_about_hibernating_instances_hiberna
         request["held"].as_str().is_some_and(|h| h.contains("auto-assigned")),
         "{request:#}"
     );
-    let slack =
-        remediation::slack::render(&serde_json::from_value(request.clone()).unwrap(), Default::default()).to_string();
+    let slack = remediation::slack::render(
+        &serde_json::from_value(request.clone()).unwrap(),
+        remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
+    )
+    .to_string();
     assert!(
         slack.contains("public_ipv4_changes") || slack.contains("auto-assigned"),
         "{slack}"
@@ -885,9 +888,9 @@ async fn a_rollback_does_not_undo_a_stop_someone_made_after_the_action() {
         .expect("StartInstances");
     seed::stop(&c.ec2, &id).await;
     let ec2 = remediation::aws::ec2::Ec2::new(c.ec2.clone(), "us-east-1");
-    let refused = remediation::act::rollback(
+    let refused = finops_checks::executor::rollback(
         &rollback,
-        &remediation::act::RollbackPorts {
+        &finops_checks::executor::RollbackPorts {
             instances: Some(&ec2),
             ..Default::default()
         },
@@ -932,16 +935,16 @@ async fn the_idle_scan_asks_for_network_only_where_the_cpu_leaves_an_instance_po
         .await
         .unwrap()
         .into_iter()
-        .filter(|i| remediation::detect::idle_ec2::skip_reason(i, &policy).is_none())
+        .filter(|i| finops_checks::idle_ec2::detect::skip_reason(i, &policy).is_none())
         .collect();
     assert_eq!(candidates.len(), 6);
-    let days = remediation::detect::idle_ec2::lookback_days(now(), policy.idle_ec2.lookback_days);
+    let days = finops_checks::idle_ec2::detect::lookback_days(now(), policy.idle_ec2.lookback_days);
     let ids: Vec<String> = candidates.iter().map(|i| i.id.clone()).collect();
     let all = CloudWatch::new(deps.clients.cloudwatch.clone(), 4)
         .daily_usage(&ids, &days, Measures::All)
         .await;
     assert!(all.failed.is_empty(), "{:?}", all.failed);
-    let expected = remediation::detect::idle_ec2::detect_priced(
+    let expected = finops_checks::idle_ec2::detect::detect_priced(
         &candidates,
         &all.usage,
         &policy,

@@ -230,7 +230,7 @@ fn the_local_runtime_hands_out_now_plus_the_templates_timeout_as_the_deadline() 
         finops_tests::local::deployed_timeout("cost-alert"),
         Duration::from_secs(60)
     );
-    for f in remediation::permissions::FUNCTIONS {
+    for f in finops_checks::permissions::FUNCTIONS {
         let t = finops_tests::local::deployed_timeout(f);
         assert!(
             t >= Duration::from_secs(30) && t <= Duration::from_secs(900),

@@ -784,7 +784,11 @@ async fn an_auto_org_run_stops_at_most_max_actions_in_all_and_each_account_its_s
     let message = remediation::notify::Message::OrgDigest {
         digest: Box::new(run.digest.clone()),
     };
-    let slack = remediation::slack::render(&message, Default::default()).to_string();
+    let slack = remediation::slack::render(
+        &message,
+        remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
+    )
+    .to_string();
     assert!(
         slack.contains("This run cost about $0.")
             && slack.contains("the calls of the 6 items that answered, and 9 Step Functions transitions"),

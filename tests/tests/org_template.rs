@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use remediation::permissions::{member_role, MEMBER_FUNCTIONS};
+use finops_checks::permissions::{member_role, MEMBER_FUNCTIONS};
 use serde_norway::Value;
 
 use finops_tests::infra::{load, strings};

@@ -3,14 +3,14 @@
 //! the embedded us-east-1 catalog as the fallback, and the evidence naming the source and region.
 
 use chrono::Utc;
+use finops_checks::ebs_cleanup::detect::EbsCleanupEvidence;
+use finops_checks::idle_ec2::detect::IdleEc2Evidence;
 use finops_tests::httpserver::PriceListStandIn;
 use finops_tests::org::clients_in;
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
 use remediation::aws::pricelist::PriceList;
 use remediation::config::Deps;
-use remediation::detect::ebs_cleanup::EbsCleanupEvidence;
-use remediation::detect::idle_ec2::IdleEc2Evidence;
 use remediation::policy::{OrganizationPolicy, Policy};
 use serde_json::{json, Value};
 

@@ -3,11 +3,11 @@
 //! well, malformed, out of the candidate set, 429 and 403.
 
 use chrono::Utc;
+use finops_checks::rightsizing::bedrock::{Explainer, SYSTEM};
+use finops_checks::rightsizing::detect::RightsizingEvidence;
 use finops_tests::approvals::Loop;
 use finops_tests::httpserver::{BedrockStandIn, Server};
 use finops_tests::seed;
-use remediation::aws::bedrock::{Explainer, SYSTEM};
-use remediation::detect::rightsizing::RightsizingEvidence;
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::Policy;
 use serde_json::Value;
@@ -276,7 +276,10 @@ async fn a_snoozed_instance_is_set_aside_before_the_model_is_asked_about_it() {
         now,
         now + chrono::Duration::days(30),
     );
-    r.lp.state().snooze(&snooze, false).await.unwrap();
+    r.lp.state()
+        .snooze(&snooze, false, &finops_checks::CATALOG)
+        .await
+        .unwrap();
 
     let report = r.scan().await;
     assert_eq!(report.findings.len(), 1, "{report:#?}");

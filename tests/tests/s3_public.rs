@@ -4,10 +4,11 @@ use aws_sdk_s3::types::{
     BucketCannedAcl, IndexDocument, PublicAccessBlockConfiguration, Tag, Tagging, WebsiteConfiguration,
 };
 use chrono::Utc;
+use finops_checks::executor::AwsExecutor;
+use finops_checks::s3_public::detect::BlockSettings;
 use finops_tests::Moto;
 use remediation::config::Deps;
-use remediation::decide::{AwsExecutor, Executor};
-use remediation::detect::s3_public::BlockSettings;
+use remediation::decide::Executor;
 use remediation::flow::{Decider, RunContext};
 use remediation::model::{OutcomeKind, RunReport};
 use remediation::policy::{Mode, Policy};
@@ -272,11 +273,11 @@ async fn auto_mode_blocks_public_access_and_the_rollback_restores_the_prior_sett
             "ACL and policy captured: {pre}"
         );
         let rollback: remediation::act::Rollback = serde_json::from_str(&record["rollback"]).unwrap();
-        let ports = remediation::act::RollbackPorts {
+        let ports = finops_checks::executor::RollbackPorts {
             buckets: Some(&adapter),
             ..Default::default()
         };
-        remediation::act::rollback(&rollback, &ports).await.unwrap();
+        finops_checks::executor::rollback(&rollback, &ports).await.unwrap();
         assert_eq!(bucket_block(&client, bucket).await, expected, "{bucket}");
     }
 }
@@ -637,7 +638,7 @@ async fn a_burst_of_thirty_config_events_in_auto_mode_blocks_at_most_the_budget_
 /// The real block, each run's re-check held until both runs have read theirs: two runs side by
 /// side whose re-checks both saw the bucket public.
 struct BothRechecked<'a> {
-    inner: remediation::act::block_public_access::BlockPublicAccess<'a>,
+    inner: finops_checks::s3_public::act::BlockPublicAccess<'a>,
     barrier: &'a tokio::sync::Barrier,
 }
 
@@ -697,7 +698,7 @@ async fn two_runs_that_rechecked_one_bucket_side_by_side_act_on_it_once() {
     let run = || async {
         let ctx = RunContext::new("s3-public", &policy, deps.sinks(), Utc::now());
         let action = BothRechecked {
-            inner: remediation::act::block_public_access::BlockPublicAccess {
+            inner: finops_checks::s3_public::act::BlockPublicAccess {
                 s3: &adapter,
                 policy: &policy,
                 approved: false,
@@ -1117,14 +1118,18 @@ async fn where_aws_s_own_evaluation_disagrees_the_bucket_is_asked_about_never_bl
     assert_eq!(requests.len(), 1, "{messages:#?}");
     assert_eq!(requests[0]["finding"]["resource"]["id"], "vpce-only");
     let message: remediation::notify::Message = serde_json::from_value(requests[0].clone()).unwrap();
-    let slack = remediation::slack::render(&message, Default::default()).to_string();
+    let slack = remediation::slack::render(
+        &message,
+        remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
+    )
+    .to_string();
     assert!(
         slack.contains("To look at by hand")
             && slack.contains("AWS's own evaluation (GetBucketPolicyStatus) calls the bucket policy public"),
         "{slack}"
     );
     let finding = report.findings.iter().find(|f| f.resource.id == "vpce-only").unwrap();
-    let shown = remediation::slack::why(finding);
+    let shown = finops_checks::CATALOG.why(finding);
     assert!(shown.starts_with("Not public by this reading"), "{shown}");
 
     // The executor: the machine is refused, a person's approval blocks it.

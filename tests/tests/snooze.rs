@@ -237,7 +237,7 @@ async fn a_snooze_on_a_tag_compliance_stop_request_keeps_the_instance_running_an
         "t3.large",
         &[
             ("Owner", "ana"),
-            (remediation::rules::tag_compliance::MARK_TAG, &marked),
+            (finops_checks::tag_compliance::run::MARK_TAG, &marked),
         ],
     )
     .await;
@@ -339,7 +339,7 @@ async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_b
         sinks: deps.sinks(),
         held: Default::default(),
     };
-    let stop = remediation::act::stop_instance::StopInstance {
+    let stop = finops_checks::idle_ec2::act::StopInstance {
         ec2: &ec2,
         policy: &auto,
         usage: Some(&cloudwatch),
@@ -432,7 +432,7 @@ async fn snoozed_then_stepped_in(
     seed::create_table(&c.dynamodb, TABLE).await;
     let state = DynamoState::new(c.dynamodb.clone(), TABLE);
     let ana = cli_snooze("ana", Utc::now(), 7);
-    state.snooze(&ana, false).await.unwrap();
+    state.snooze(&ana, false, &finops_checks::CATALOG).await.unwrap();
     let client =
         finops_tests::midway::stepped_in_client(&moto, move |other| step_in(DynamoState::new(other, TABLE))).await;
     (moto, state, DynamoState::new(client, TABLE), ana)
@@ -445,7 +445,7 @@ async fn a_lift_never_ends_a_snooze_granted_between_its_read_and_its_write() {
     let granted = bo.clone();
     let (_moto, state, stepped, ana) = snoozed_then_stepped_in(move |other| {
         Box::pin(async move {
-            other.snooze(&granted, false).await.unwrap();
+            other.snooze(&granted, false, &finops_checks::CATALOG).await.unwrap();
         })
     })
     .await;
@@ -466,7 +466,7 @@ async fn a_lift_never_ends_a_snooze_granted_between_its_read_and_its_write() {
         Unsnoozed::Gone
     );
     let again = cli_snooze("ana", later + Duration::seconds(1), 7);
-    let granted = state.snooze(&again, true).await.unwrap();
+    let granted = state.snooze(&again, true, &finops_checks::CATALOG).await.unwrap();
     assert_eq!((granted.kept, granted.replaced), (None, None));
     assert_eq!(
         state.snoozes_of("i-0feed", later + Duration::seconds(2)).await.unwrap(),
@@ -506,7 +506,7 @@ async fn a_click_never_cuts_short_a_longer_snooze_granted_between_its_read_and_i
     let granted = bo.clone();
     let (_moto, state, stepped, _ana) = snoozed_then_stepped_in(move |other| {
         Box::pin(async move {
-            other.snooze(&granted, false).await.unwrap();
+            other.snooze(&granted, false, &finops_checks::CATALOG).await.unwrap();
         })
     })
     .await;
@@ -515,7 +515,7 @@ async fn a_click_never_cuts_short_a_longer_snooze_granted_between_its_read_and_i
         via: "slack".into(),
         ..cli_snooze("U0CY", Utc::now() + Duration::seconds(2), 10)
     };
-    let answer = stepped.snooze(&click, true).await.unwrap();
+    let answer = stepped.snooze(&click, true, &finops_checks::CATALOG).await.unwrap();
     assert_eq!(answer.kept, Some(bo.clone()));
     assert_eq!(state.snoozes_of("i-0feed", Utc::now()).await.unwrap(), vec![bo]);
 }
@@ -529,11 +529,11 @@ async fn a_grant_or_lift_whose_write_already_landed_is_reported_done_not_failed(
     let same = bo.clone();
     let (_moto, state, stepped, _ana) = snoozed_then_stepped_in(move |other| {
         Box::pin(async move {
-            other.snooze(&same, false).await.unwrap();
+            other.snooze(&same, false, &finops_checks::CATALOG).await.unwrap();
         })
     })
     .await;
-    let granted = stepped.snooze(&bo, false).await.unwrap();
+    let granted = stepped.snooze(&bo, false, &finops_checks::CATALOG).await.unwrap();
     assert_eq!(granted.kept, None);
     assert_eq!(state.snoozes_of("i-0feed", Utc::now()).await.unwrap(), vec![bo.clone()]);
 

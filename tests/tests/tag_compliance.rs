@@ -431,11 +431,19 @@ async fn a_snooze_that_ended_or_was_lifted_gives_the_grace_period_again_before_a
     let snooze =
         |id: &str, until| finops_tests::snooze(id, "ana", "cli", "renaming tags", day0 + Duration::days(1), until);
     state
-        .snooze(&snooze(&a.untagged, now - Duration::days(1)), false)
+        .snooze(
+            &snooze(&a.untagged, now - Duration::days(1)),
+            false,
+            &finops_checks::CATALOG,
+        )
         .await
         .unwrap();
     state
-        .snooze(&snooze(&a.blank_owner, now + Duration::days(40)), false)
+        .snooze(
+            &snooze(&a.blank_owner, now + Duration::days(40)),
+            false,
+            &finops_checks::CATALOG,
+        )
         .await
         .unwrap();
     // A sweep while both are snoozed moves their marks to that day.

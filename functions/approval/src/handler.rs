@@ -16,10 +16,11 @@ use std::time::Duration;
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use finops_checks::executor::AwsExecutor;
 use lambda_runtime::LambdaEvent;
 use remediation::approval::{Decision, LinkSigner};
 use remediation::config::Deps;
-use remediation::decide::{Approvals, AwsExecutor, Preview, Verdict};
+use remediation::decide::{Approvals, Preview, Verdict};
 use remediation::http::HttpClient;
 use remediation::notify::Message;
 use remediation::oidc::Provider;
@@ -135,6 +136,7 @@ impl App {
             sealer: &self.sealer,
             policy: &self.deps.policy,
             executor: &self.executor,
+            checks: &finops_checks::CATALOG,
         })
     }
 

@@ -120,7 +120,7 @@ pub fn confirm(c: &Confirm<'_>) -> String {
     let w = &c.ways;
     let body = html! {
         h1 { (title) "?" }
-        @if c.decision == Decision::Approve && remediation::detect::CATALOG.cannot_be_undone(f) {
+        @if c.decision == Decision::Approve && finops_checks::CATALOG.cannot_be_undone(f) {
             p.warning #irreversible {
                 strong { "This cannot be undone." }
                 " No snapshot is taken before the delete: once approved, the volume and its data are gone for good."
@@ -129,8 +129,8 @@ pub fn confirm(c: &Confirm<'_>) -> String {
         @if let Some(because) = c.confirm_because {
             p.warning #under-stop { strong { "Emergency stop: " } (because) }
         }
-        p #why { (remediation::slack::why(f)) }
-        @if let Some(svg) = remediation::detect::CATALOG.chart_svg(f) {
+        p #why { (finops_checks::CATALOG.why(f)) }
+        @if let Some(svg) = finops_checks::CATALOG.chart_svg(f) {
             // Numbers and dates only, drawn by the check's own code from its typed evidence:
             // nothing from outside is in it.
             figure #days { (PreEscaped(svg)) }

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use finops_checks::rightsizing::bedrock::{Bedrock, Explainer};
+use finops_checks::rightsizing::run::{self as rightsizing, Ports};
 use lambda_runtime::LambdaEvent;
-use remediation::aws::bedrock::{Bedrock, Explainer};
 use remediation::aws::cloudwatch::CloudWatch;
 use remediation::aws::ec2::Ec2;
 use remediation::config::Deps;
 use remediation::model::RunReport;
-use remediation::rules::rightsizing::{self, Ports};
 use remediation::Error;
 
 /// Environment variable: a Bedrock runtime endpoint other than AWS's (local runs and tests).
@@ -63,7 +63,7 @@ pub async fn handle(
     explainer: Option<&dyn Explainer>,
     now: DateTime<Utc>,
 ) -> Result<RunReport, Error> {
-    let rule = remediation::detect::rightsizing::RULE;
+    let rule = finops_checks::rightsizing::detect::RULE;
     deps.recorded(
         rule,
         &payload,

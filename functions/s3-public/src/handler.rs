@@ -3,12 +3,12 @@
 //! (the sweep of one member account's buckets in the item's region).
 
 use chrono::{DateTime, Utc};
+use finops_checks::s3_public::run::{self as s3_public, Scope};
 use lambda_runtime::LambdaEvent;
 use remediation::aws::s3::S3;
 use remediation::config::Deps;
 use remediation::model::RunReport;
 use remediation::policy::Policy;
-use remediation::rules::s3_public::{self, Scope};
 use remediation::Error;
 
 /// Lambda entry point.
@@ -20,7 +20,7 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 
 /// Works out the trigger, then runs at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
-    let rule = remediation::detect::s3_public::RULE;
+    let rule = finops_checks::s3_public::detect::RULE;
     deps.recorded(rule, &payload, now, Box::pin(scan(payload.clone(), deps, now)))
         .await
 }
@@ -55,7 +55,7 @@ async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Re
             (change.account, Scope::Bucket(change.resource_id))
         }
     };
-    let (policy, stop) = deps.policy_for_run(remediation::detect::s3_public::RULE).await?;
+    let (policy, stop) = deps.policy_for_run(finops_checks::s3_public::detect::RULE).await?;
     let s3 = match &item {
         // An item sees its own region's buckets: each bucket is judged once per account.
         Some(reach) => S3::new(&reach.clients, account.clone()).only_in(reach.region.clone()),
@@ -75,8 +75,8 @@ async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Re
 
 fn nothing_to_do(policy: &Policy, note: String) -> RunReport {
     RunReport {
-        rule: remediation::detect::s3_public::RULE.to_string(),
-        mode: policy.mode_for(remediation::detect::s3_public::RULE),
+        rule: finops_checks::s3_public::detect::RULE.to_string(),
+        mode: policy.mode_for(finops_checks::s3_public::detect::RULE),
         scanned: 0,
         findings: vec![],
         outcomes: vec![],

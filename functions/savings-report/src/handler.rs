@@ -120,7 +120,14 @@ pub async fn handle(payload: Value, deps: &Deps, dir: Option<PathBuf>, now: Date
         Error::Config("savings-report needs the state table (FINOPS_TABLE): the ledger is in it".into())
     })?;
     let p = &deps.policy.savings_report;
-    let r = SavingsReport::load(state, p.weeks, deps.policy.tag_compliance.kpi_percent, now).await?;
+    let r = SavingsReport::load(
+        state,
+        p.weeks,
+        deps.policy.tag_compliance.kpi_percent,
+        &finops_checks::CATALOG,
+        now,
+    )
+    .await?;
     let html = report::render_html(&r);
     let stored = store(&html, &r, deps, dir, now).await?;
     let (location, url) = match &stored {

@@ -59,6 +59,7 @@ impl App {
         }
         let options = RenderOptions {
             interactive: std::env::var(INTERACTIVE_VAR).is_ok_and(|v| v.trim() == "true"),
+            checks: &finops_checks::CATALOG,
         };
         Ok(App { deps, poster, options })
     }

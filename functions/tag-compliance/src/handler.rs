@@ -2,13 +2,13 @@
 //! change, periodic) and the EventBridge scheduled sweep.
 
 use chrono::{DateTime, Utc};
+use finops_checks::tag_compliance::run::{self as tag_compliance, Ports};
 use lambda_runtime::LambdaEvent;
 use remediation::aws::config::Config;
 use remediation::aws::ec2::Ec2;
 use remediation::aws::s3::S3;
 use remediation::config::Deps;
 use remediation::model::RunReport;
-use remediation::rules::tag_compliance::{self, Ports};
 use remediation::Error;
 
 /// Lambda entry point.
@@ -20,7 +20,7 @@ pub async fn function_handler(event: LambdaEvent<serde_json::Value>, deps: &Deps
 
 /// Works out the trigger, then evaluates or sweeps at `now`.
 pub async fn handle(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Result<RunReport, Error> {
-    let rule = remediation::detect::tag_compliance::RULE;
+    let rule = finops_checks::tag_compliance::detect::RULE;
     deps.recorded(rule, &payload, now, Box::pin(scan(payload.clone(), deps, now)))
         .await
 }
@@ -54,7 +54,7 @@ async fn scan(payload: serde_json::Value, deps: &Deps, now: DateTime<Utc>) -> Re
         buckets: &s3,
         config: &config,
     };
-    let (policy, stop) = deps.policy_for_run(remediation::detect::tag_compliance::RULE).await?;
+    let (policy, stop) = deps.policy_for_run(finops_checks::tag_compliance::detect::RULE).await?;
     let mut report = match config_event {
         Some(e) => tag_compliance::on_config_event(&ports, e, &region, &policy, deps.config_test_mode, now).await?,
         None => tag_compliance::sweep(&ports, &account, &region, &policy, deps.sinks_for(&reach), now).await?,

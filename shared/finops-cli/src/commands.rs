@@ -185,7 +185,7 @@ async fn status(c: &Ctx, now: DateTime<Utc>) -> Out {
     let mut own_cost: BTreeMap<&str, f64> = BTreeMap::new();
     // Where their prices came from: the embedded us-east-1 list, or a region's Price List.
     let mut price_sources: BTreeSet<String> = BTreeSet::new();
-    for rule in remediation::detect::CATALOG.rules() {
+    for rule in finops_checks::CATALOG.rules() {
         last.insert(rule, c.state.last_runs(rule).await.map_err(err)?);
         let month = c
             .state
@@ -473,7 +473,7 @@ struct TrailLine {
 
 async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
     let id = id.trim();
-    let (finding_ids, resource_id): (Vec<String>, String) = match remediation::detect::CATALOG.parse_id(id) {
+    let (finding_ids, resource_id): (Vec<String>, String) = match finops_checks::CATALOG.parse_id(id) {
         Some(parts) => (vec![id.to_string()], parts.resource_id.to_string()),
         None => {
             // A resource id: its findings are the ledger's lines about it (the year before now).
@@ -540,7 +540,7 @@ async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
     findings.dedup();
     let places: std::collections::HashSet<(&str, &str)> = findings
         .iter()
-        .filter_map(|f| remediation::detect::CATALOG.parse_id(f))
+        .filter_map(|f| finops_checks::CATALOG.parse_id(f))
         .map(|p| (p.account, p.region))
         .collect();
     let mut out = format!("Audit trail of {resource_id}\n");
@@ -553,7 +553,7 @@ async fn audit(c: &Ctx, id: &str, now: DateTime<Utc>) -> Out {
             let at = DateTime::parse_from_rfc3339(&l.at)
                 .map(|t| t.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string())
                 .unwrap_or_else(|_| l.at.clone());
-            let about = match remediation::detect::CATALOG.parse_id(&l.about) {
+            let about = match finops_checks::CATALOG.parse_id(&l.about) {
                 Some(p) if places.len() > 1 => format!("{} {}/{}", p.rule, p.account, p.region),
                 Some(p) => p.rule.to_string(),
                 None => "snooze".to_string(),
@@ -608,7 +608,7 @@ async fn snooze(
         lifted_at: None,
     };
     // An operator's command replaces a snooze in force, and says so.
-    let granted = c.state.snooze(&z, false).await.map_err(err)?;
+    let granted = c.state.snooze(&z, false, &finops_checks::CATALOG).await.map_err(err)?;
     let mut warnings = granted.warnings.clone();
     // The requests it closed are announced on the topic when one is configured (Slack and Jira
     // then say so); without one, their Slack buttons answer "already snoozed".
@@ -861,7 +861,7 @@ fn place_flags(z: &Snooze) -> String {
 
 async fn report(c: &Ctx, weeks: u32, now: DateTime<Utc>) -> Out {
     let kpi = Policy::default().tag_compliance.kpi_percent;
-    let r = remediation::report::SavingsReport::load(&c.state, weeks, kpi, now)
+    let r = remediation::report::SavingsReport::load(&c.state, weeks, kpi, &finops_checks::CATALOG, now)
         .await
         .map_err(err)?;
     if c.json {

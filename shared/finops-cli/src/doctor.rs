@@ -258,7 +258,7 @@ async fn concurrency(clients: &Clients, asked: &Asked) -> Check {
         .account_limit()
         .and_then(|l| l.unreserved_concurrent_executions())
         .unwrap_or(limit);
-    let needs = remediation::permissions::reserved_concurrency(asked.fanout_concurrency);
+    let needs = finops_checks::permissions::reserved_concurrency(asked.fanout_concurrency);
     let found = format!("account quota {limit}, unreserved {unreserved}");
     // Lambda keeps 100 unreserved: the stack's reservations must fit in what other functions of
     // the account have not reserved already, above that.

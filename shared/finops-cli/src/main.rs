@@ -85,7 +85,7 @@ fn resource_id(v: &str) -> Result<String, String> {
 /// dropped: the instance), where the finding is. A place named as well must be the finding's,
 /// and a finding (one place) cannot go with `--all-places`.
 fn resource_of_finding(resource: &mut String, place: &mut Place, all_places: bool) -> Result<(), String> {
-    let Some(p) = remediation::detect::CATALOG.parse_id(resource) else {
+    let Some(p) = finops_checks::CATALOG.parse_id(resource) else {
         return Ok(());
     };
     if all_places {

@@ -439,7 +439,10 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
         lifted_at: None,
     };
     // A Slack snooze in one account and region, and an operator's everywhere.
-    state.snooze(&slack(Utc::now()), true).await.unwrap();
+    state
+        .snooze(&slack(Utc::now()), true, &finops_checks::CATALOG)
+        .await
+        .unwrap();
     ok(finops(
         &moto,
         t,
@@ -480,6 +483,7 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
                 ..slack(Utc::now())
             },
             true,
+            &finops_checks::CATALOG,
         )
         .await
         .unwrap();
@@ -492,7 +496,10 @@ async fn unsnooze_lifts_every_snooze_of_the_resource_and_says_what_still_holds()
     );
 
     // Without a place, the snooze everywhere only: the one in a place still holds, and it says so.
-    state.snooze(&slack(Utc::now()), true).await.unwrap();
+    state
+        .snooze(&slack(Utc::now()), true, &finops_checks::CATALOG)
+        .await
+        .unwrap();
     let out = ok(finops_wide(&moto, t, &["unsnooze", id]));
     assert!(
         out.contains("still snoozed in 123456789012/us-east-1") && !out.contains("assess it again"),

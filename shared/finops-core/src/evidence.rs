@@ -82,6 +82,12 @@ pub struct Catalog {
     checks: &'static [&'static dyn Check],
 }
 
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.rules()).finish()
+    }
+}
+
 impl Catalog {
     pub const fn new(checks: &'static [&'static dyn Check]) -> Catalog {
         Catalog { checks }

@@ -10,11 +10,11 @@
 
 pub mod approval;
 pub mod cost;
-pub mod detect;
 pub mod error;
 pub mod evidence;
 pub mod identity;
 pub mod ids;
+pub mod inventory;
 pub mod model;
 pub mod policy;
 pub mod pricing;

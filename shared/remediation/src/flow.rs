@@ -256,7 +256,7 @@ async fn publish(ctx: &RunContext<'_>, messages: &[Message], notes: &mut Vec<Str
     }
 }
 
-pub(crate) async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+pub async fn dry_run(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
     dry_run_with(ctx, findings, None).await
 }
 
@@ -342,7 +342,7 @@ fn digest(ctx: &RunContext<'_>, findings: &[Finding], links: &HashMap<String, (S
 
 /// Records and sends one approval request per finding (the approve mode; also what a rule asks
 /// instead of acting when a finding needs a person whatever the mode).
-pub(crate) async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
+pub async fn request_approvals(ctx: &RunContext<'_>, findings: &[Finding]) -> (Vec<Outcome>, Vec<String>) {
     ask(ctx, findings, &HashMap::new()).await
 }
 

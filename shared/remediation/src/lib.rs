@@ -19,13 +19,11 @@ pub mod jira;
 pub mod notify;
 pub mod oidc;
 pub mod org;
-pub mod permissions;
 pub mod report;
-pub mod rules;
 pub mod secrets;
 pub mod slack;
 pub mod state;
 pub mod telemetry;
 
 pub use error::{Error, Result};
-pub use finops_core::{approval, cost, detect, evidence, identity, ids, model, policy, pricing};
+pub use finops_core::{approval, cost, evidence, identity, ids, inventory, model, policy, pricing};

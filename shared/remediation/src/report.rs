@@ -324,6 +324,7 @@ impl SavingsReport {
         state: &crate::state::DynamoState,
         weeks: u32,
         kpi_percent: f64,
+        checks: &crate::evidence::Catalog,
         now: DateTime<Utc>,
     ) -> crate::error::Result<SavingsReport> {
         let from = start(now.date_naive(), weeks);
@@ -334,7 +335,7 @@ impl SavingsReport {
         let since = from.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         // The run records only add the scans' figures: one that cannot be read is said, and the
         // report is sent all the same.
-        for rule in crate::detect::CATALOG.rules() {
+        for rule in checks.rules() {
             match state.runs(rule, since, None).await {
                 Ok(records) => {
                     if let Some(t) = ScanTotals::of(&records) {

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
+use crate::evidence::Catalog;
 use crate::http::{HttpClient, RetryAfter};
 use crate::model::{Finding, OutcomeKind};
 use crate::notify::alarm::AlarmNotification;
@@ -145,12 +146,6 @@ fn button(text: &str, url: &str, style: Option<&str>, action_id: &str) -> Value 
     b
 }
 
-/// Why the rule flagged the finding, in one sentence a person reads (its check says it: see
-/// [`crate::evidence::Catalog::why`]).
-pub fn why(f: &Finding) -> String {
-    crate::detect::CATALOG.why(f)
-}
-
 /// The evidence as short `key: value` lines (numbers the detector used).
 pub fn evidence_lines(f: &Finding) -> Vec<String> {
     evidence_pairs(f)
@@ -208,7 +203,7 @@ pub fn evidence_pairs(f: &Finding) -> Vec<(String, String)> {
         .collect()
 }
 
-fn finding_blocks(f: &Finding) -> Vec<Value> {
+fn finding_blocks(f: &Finding, checks: &Catalog) -> Vec<Value> {
     let mut blocks = vec![fields(&[
         (
             "Resource",
@@ -236,18 +231,31 @@ fn finding_blocks(f: &Finding) -> Vec<Value> {
     }
     // What the check says to look at by hand (where AWS's own evaluation of a bucket's policy
     // differs from this reading, say): the person deciding reads it in words.
-    for what in crate::detect::CATALOG.to_look_at(f) {
+    for what in checks.to_look_at(f) {
         blocks.push(section(&format!(":mag: *To look at by hand:* {}.", esc(&what))));
     }
     blocks
 }
 
-/// How buttons behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How buttons behave, and who explains the findings.
+#[derive(Debug, Clone, Copy)]
 pub struct RenderOptions {
     /// Slack app with interactivity: buttons also carry the signed token as their `value`, so a
     /// click is decided in Slack (the link still opens the confirmation page otherwise).
     pub interactive: bool,
+    /// The checks: what each finding's own check says of it (the "cannot be undone" warning,
+    /// what to look at by hand).
+    pub checks: &'static Catalog,
+}
+
+impl RenderOptions {
+    /// Links only (no interactivity), the findings explained by `checks`.
+    pub fn new(checks: &'static Catalog) -> RenderOptions {
+        RenderOptions {
+            interactive: false,
+            checks,
+        }
+    }
 }
 
 /// A Slack message: `text` (notification fallback) and `blocks`.
@@ -267,7 +275,7 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 usd(f.estimated_monthly_savings_usd)
             );
             let mut b = vec![header(&format!("{} · {}", f.rule, f.resource.id))];
-            b.extend(finding_blocks(f));
+            b.extend(finding_blocks(f, opts.checks));
             b.extend(snooze_blocks(snooze, opts));
             b.push(context(&format!("mode {} · nothing was changed", mode.as_str())));
             (text, b)
@@ -289,8 +297,8 @@ pub fn render(message: &Message, opts: RenderOptions) -> Value {
                 usd(f.estimated_monthly_savings_usd)
             );
             let mut b = vec![header(&format!("Approve? {} {}", f.action.as_str(), f.resource.id))];
-            b.extend(finding_blocks(f));
-            if crate::detect::CATALOG.cannot_be_undone(f) {
+            b.extend(finding_blocks(f, opts.checks));
+            if opts.checks.cannot_be_undone(f) {
                 b.push(section(
                     ":warning: *This cannot be undone*: no snapshot is taken before the delete (the policy accepts irreversible deletes).",
                 ));

@@ -1,8 +1,9 @@
-//! Issue 27: the shared crate's layers point one way. Each module of `src/` has a rank; a module
+//! Issue 27: the shared crates' layers point one way. Each module of `src/` has a rank; a module
 //! may name (`crate::<module>`, or `super::…` reaching the crate root) only modules of a lower
-//! rank. The pure core (model, policy, prices, costs, identity, the detectors) is the
-//! `finops-core` crate below all of them, where the compiler holds the line (it has no AWS SDK to
-//! call, nor anything of this crate).
+//! rank. The pure core (model, policy, prices, costs, identity, inventory shapes) is the
+//! `finops-core` crate below all of them, and the checks (`finops-checks`: detectors, rule runs,
+//! actions) above: between crates the compiler holds the line (the core has no AWS SDK to call,
+//! nor anything of this crate; this crate has no check to name).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +13,10 @@ const RANKS: &[(&str, u8)] = &[
     // The core's modules, re-exported here under their old names.
     ("approval", 0),
     ("cost", 0),
-    ("detect", 0),
     ("evidence", 0),
     ("identity", 0),
     ("ids", 0),
+    ("inventory", 0),
     ("model", 0),
     ("policy", 0),
     ("pricing", 0),
@@ -35,13 +36,11 @@ const RANKS: &[(&str, u8)] = &[
     ("report", 4),
     ("digest", 4),
     // The messages and their renderers.
-    ("permissions", 5),
     ("notify", 5),
     ("slack", 6),
     ("jira", 7),
     // The flow, and what runs it.
     ("flow", 7),
-    ("rules", 8),
     ("org", 8),
     ("decide", 9),
     ("config", 9),
@@ -243,7 +242,7 @@ fn every_import_in_the_shared_crate_points_down() {
 }
 
 /// The pure core's own layers, bottom to top: what a finding is does not depend on which checks
-/// there are (the catalog, above the model, names them).
+/// there are (the checks crate, above both crates, names them).
 const CORE_RANKS: &[(&str, u8)] = &[
     ("error", 0),
     ("ids", 0),
@@ -253,8 +252,8 @@ const CORE_RANKS: &[(&str, u8)] = &[
     ("identity", 2),
     ("policy", 3),
     ("model", 4),
+    ("inventory", 5),
     ("evidence", 5),
-    ("detect", 6),
 ];
 
 #[test]

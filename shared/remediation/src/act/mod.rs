@@ -1,15 +1,10 @@
 //! Actions. Each one declares the IAM permissions it needs, the states it may act from, and its
 //! rollback; re-checks the resource right before acting; and returns the pre-state it captured.
 
-pub mod block_public_access;
-pub mod snapshot_and_delete;
-pub mod stop_instance;
-
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use crate::aws::ec2::{InstanceApi, VolumeApi};
 use crate::error::{Error, Result};
 use crate::model::{ActionKind, Finding};
 
@@ -75,7 +70,7 @@ impl std::fmt::Display for Rollback {
             Rollback::RestorePublicAccessBlock { bucket, prior, .. } => write!(
                 f,
                 "put back {bucket}'s Block Public Access: {}",
-                crate::detect::s3_public::shown_block(*prior)
+                crate::inventory::shown_block(*prior)
             ),
             Rollback::Nothing { reason } | Rollback::Irreversible { reason } => write!(f, "none: {reason}"),
         }
@@ -154,7 +149,7 @@ pub trait Remediation: Send + Sync {
 pub const SETTLE_WAITS_MS: [u64; 4] = [500, 1000, 2000, 4000];
 
 /// What the verification reads found.
-pub(crate) struct Settled<T> {
+pub struct Settled<T> {
     /// The last reading that answered.
     pub reading: Option<T>,
     /// Whether a reading showed the change.
@@ -177,7 +172,7 @@ impl<T> Settled<T> {
 /// Reads with `read` until `shows` holds for what it read, waiting [`SETTLE_WAITS_MS`] between
 /// tries (a read that fails is tried again the same way). A write AWS accepted is never taken for
 /// a failed one because a read after it failed: the caller sees both what was read and the error.
-pub(crate) async fn settle<T, F, Fut>(read: F, shows: impl Fn(&T) -> bool) -> Settled<T>
+pub async fn settle<T, F, Fut>(read: F, shows: impl Fn(&T) -> bool) -> Settled<T>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -211,24 +206,12 @@ where
 }
 
 /// How long the verification reads may wait in all, as a person reads it.
-pub(crate) fn settle_seconds() -> f64 {
+pub fn settle_seconds() -> f64 {
     SETTLE_WAITS_MS.iter().sum::<u64>() as f64 / 1000.0
 }
 
 /// How long a rollback waits for an instance it started to be `running`.
 pub const START_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// The AWS ports a rollback may need; a rollback whose port is missing fails saying so.
-#[derive(Default)]
-pub struct RollbackPorts<'a> {
-    pub instances: Option<&'a dyn InstanceApi>,
-    pub volumes: Option<&'a dyn VolumeApi>,
-    pub buckets: Option<&'a dyn crate::aws::s3::BucketApi>,
-}
-
-fn port<'a, T: ?Sized>(p: Option<&'a T>, what: &str) -> Result<&'a T> {
-    p.ok_or_else(|| Error::Config(format!("this rollback needs the {what} port")))
-}
 
 /// What a rollback did: what it says, and the resource it made (a restored volume has a new id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +222,7 @@ pub struct Undone {
 }
 
 impl Undone {
-    fn said(detail: String) -> Self {
+    pub fn said(detail: String) -> Self {
         Undone { detail, restored: None }
     }
 }
@@ -250,50 +233,8 @@ impl std::fmt::Display for Undone {
     }
 }
 
-/// Undoes an action. Each rollback re-checks that it can act and verifies the result.
-pub async fn rollback(rollback: &Rollback, ports: &RollbackPorts<'_>) -> Result<Undone> {
-    match rollback {
-        Rollback::StartInstance {
-            instance_id,
-            hibernated,
-            launched_at,
-            ..
-        } => {
-            let ec2 = port(ports.instances, "EC2 instance")?;
-            let started = stop_instance::start_again(
-                ec2,
-                instance_id,
-                *launched_at,
-                START_WAIT,
-                std::time::Duration::from_secs(5),
-            )
-            .await?;
-            Ok(Undone::said(if *hibernated {
-                format!("resumed from hibernation ({started})")
-            } else {
-                started
-            }))
-        }
-        Rollback::RecreateVolume { spec, sighting } => {
-            snapshot_and_delete::recreate(port(ports.volumes, "EBS volume")?, spec, sighting.as_deref()).await
-        }
-        Rollback::RestorePublicAccessBlock {
-            bucket,
-            region,
-            prior,
-            left,
-        } => block_public_access::restore(port(ports.buckets, "S3")?, bucket, region, *prior, *left)
-            .await
-            .map(Undone::said),
-        Rollback::Nothing { reason } | Rollback::Irreversible { reason } => Err(Error::Precondition {
-            resource: "-".into(),
-            message: format!("nothing to roll back: {reason}"),
-        }),
-    }
-}
-
 /// A failed re-check or verification as an error.
-pub(crate) fn precondition(resource: &str, message: impl Into<String>) -> Error {
+pub fn precondition(resource: &str, message: impl Into<String>) -> Error {
     Error::Precondition {
         resource: resource.to_string(),
         message: message.into(),

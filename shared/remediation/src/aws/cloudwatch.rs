@@ -9,8 +9,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::stream::{self, StreamExt};
 
 use super::{from_chrono, to_chrono};
-use crate::detect::idle_ec2::{DayUsage, UsageByDay};
 use crate::error::{Error, Result};
+use crate::inventory::{DayUsage, UsageByDay};
 
 /// GetMetricData takes at most 500 queries per call.
 pub const MAX_QUERIES_PER_CALL: usize = 500;
@@ -216,7 +216,7 @@ impl CloudWatch {
     }
 }
 
-pub use crate::detect::rightsizing::InstancePeaks;
+pub use crate::inventory::InstancePeaks;
 
 /// Peaks of a set of instances; those whose data could not be fetched are in `failed`.
 #[derive(Debug, Default)]

@@ -1,7 +1,6 @@
 //! AWS access: client setup (one place), a call counter every client carries, and the SDK adapters
 //! behind the narrow ports the flow uses.
 
-pub mod bedrock;
 pub mod cloudwatch;
 pub mod config;
 pub mod costexplorer;

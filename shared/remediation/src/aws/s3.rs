@@ -14,8 +14,8 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::detect::s3_public::{AccessPointExposure, BlockSettings, BucketExposure, Grant};
 use crate::error::{Error, Result};
+use crate::inventory::{AccessPointExposure, BlockSettings, BucketExposure, Grant};
 use crate::model::Tags;
 
 /// What the s3-public flow needs of S3.

@@ -92,7 +92,7 @@ pub enum Message {
     CostAlert { finding: Finding },
     /// The tag-compliance sweep's figures.
     TagReport {
-        by_type: std::collections::BTreeMap<String, crate::detect::tag_compliance::Compliance>,
+        by_type: std::collections::BTreeMap<String, crate::model::Compliance>,
         overall_percent: f64,
         kpi_percent: f64,
         /// Non-compliant resources (id, missing keys), at most 50.
@@ -180,9 +180,11 @@ impl Message {
             Message::SavingsReport { .. } => "several",
             Message::Held { rule, .. } => rule,
             Message::OrgDigest { digest } => &digest.rule,
+            // The tag-compliance sweep's figures are the one message without a finding.
+            Message::TagReport { .. } => "tag-compliance",
             _ => match self.finding() {
                 Some(f) => &f.rule,
-                None => crate::detect::tag_compliance::RULE,
+                None => "several",
             },
         }
     }

@@ -303,12 +303,16 @@ impl DynamoState {
     /// snooze's own finding among them); else any pending request on the resource (a Scan: an
     /// operator's command, not a hot path). Only requests the snooze covers are closed. What
     /// cannot be read or closed is answered as a warning: the snooze is on record already.
-    pub(super) async fn close_snoozed_approvals(&self, z: &Snooze) -> (Vec<(String, Finding)>, Vec<String>) {
+    pub(super) async fn close_snoozed_approvals(
+        &self,
+        z: &Snooze,
+        checks: &crate::evidence::Catalog,
+    ) -> (Vec<(String, Finding)>, Vec<String>) {
         let mut warnings = Vec::new();
         let mut requests = Vec::new();
         match (&z.account, &z.region) {
             (Some(account), Some(region)) => {
-                let mut finding_ids: Vec<String> = crate::detect::CATALOG
+                let mut finding_ids: Vec<String> = checks
                     .rules()
                     .map(|rule| format!("{rule}:{account}:{region}:{}", z.resource_id))
                     .collect();
@@ -1274,8 +1278,13 @@ impl ApprovalStore for DynamoState {
         Ok(())
     }
 
-    async fn snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
-        self.grant_snooze(snooze, keep_longer).await
+    async fn snooze(
+        &self,
+        snooze: &Snooze,
+        keep_longer: bool,
+        checks: &crate::evidence::Catalog,
+    ) -> Result<SnoozeGranted> {
+        self.grant_snooze(snooze, keep_longer, checks).await
     }
 
     async fn unsnooze(&self, snooze: &Snooze, by: &str, reason: &str, now: DateTime<Utc>) -> Result<super::Unsnoozed> {

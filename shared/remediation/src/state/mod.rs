@@ -819,8 +819,14 @@ pub trait ApprovalStore: Send + Sync {
     async fn audit_trail(&self, finding_id: &str) -> Result<Vec<AuditEntry>>;
     /// Records a snooze (replacing one on the same resource), with its audit items, and closes
     /// the resource's pending approval requests.
-    /// With `keep_longer` (a Slack click), a snooze in force that ends later is kept instead.
-    async fn snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted>;
+    /// With `keep_longer` (a Slack click), a snooze in force that ends later is kept instead. The
+    /// requests closed are those of any of `checks`' rules on the resource.
+    async fn snooze(
+        &self,
+        snooze: &Snooze,
+        keep_longer: bool,
+        checks: &crate::evidence::Catalog,
+    ) -> Result<SnoozeGranted>;
     /// Lifts `snooze` as it was read (ends it now); if it was replaced or lifted since, nothing
     /// is changed and the answer says so.
     async fn unsnooze(&self, snooze: &Snooze, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Unsnoozed>;

@@ -33,11 +33,11 @@ pub enum Rollback {
     RestorePublicAccessBlock {
         bucket: String,
         region: String,
-        prior: Option<crate::detect::s3_public::BlockSettings>,
+        prior: Option<crate::inventory::BlockSettings>,
         /// The settings the action put: settings other than these now mean someone changed them
         /// since, and putting `prior` back would overwrite that.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        left: Option<crate::detect::s3_public::BlockSettings>,
+        left: Option<crate::inventory::BlockSettings>,
     },
     /// The action cannot be undone (say why); such an action is refused before it runs.
     Nothing { reason: String },

@@ -109,14 +109,19 @@ impl DynamoState {
     /// before it (its `at`, `until` and `lifted_at`, or its absence), so two grants at once, or a
     /// grant and a lift, never overwrite what the other wrote unseen: a changed item is read
     /// again, up to three times.
-    pub(crate) async fn grant_snooze(&self, snooze: &Snooze, keep_longer: bool) -> Result<SnoozeGranted> {
+    pub(crate) async fn grant_snooze(
+        &self,
+        snooze: &Snooze,
+        keep_longer: bool,
+        checks: &crate::evidence::Catalog,
+    ) -> Result<SnoozeGranted> {
         let key = snooze.key();
         for _ in 0..3 {
             let read = self.get(SNOOZES_PK, &key).await?;
             let stored = read.as_ref().and_then(stored_snooze);
             if stored.as_ref() == Some(snooze) {
                 // On record as asked already (a retried request whose first try landed unanswered).
-                let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
+                let (closed_requests, warnings) = self.close_snoozed_approvals(snooze, checks).await;
                 return Ok(SnoozeGranted {
                     closed_requests,
                     warnings,
@@ -163,7 +168,7 @@ impl DynamoState {
                 Err(e) => return Err(e.into_error()),
             }
             // The snooze is on record from here: what fails now is reported, not an error.
-            let (closed_requests, warnings) = self.close_snoozed_approvals(snooze).await;
+            let (closed_requests, warnings) = self.close_snoozed_approvals(snooze, checks).await;
             return Ok(SnoozeGranted {
                 closed_requests,
                 replaced: previous,

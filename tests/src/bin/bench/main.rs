@@ -23,6 +23,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use chrono::Utc;
+use finops_checks::idle_ec2::run::{self as idle_ec2, Ports};
 use finops_tests::moto::workspace_root;
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
@@ -31,7 +32,6 @@ use remediation::aws::ec2::Ec2;
 use remediation::aws::Clients;
 use remediation::flow::Sinks;
 use remediation::policy::Policy;
-use remediation::rules::idle_ec2::{self, Ports};
 
 pub(crate) fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("bench: {msg}");

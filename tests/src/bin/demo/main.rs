@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use finops_checks::rightsizing::detect::RightsizingEvidence;
 use finops_tests::local::Watch;
 use finops_tests::moto::workspace_root;
 use finops_tests::seed::{self, Usage};
 use finops_tests::Moto;
-use remediation::detect::rightsizing::RightsizingEvidence;
 use remediation::model::{Finding, RunReport};
 use remediation::policy::{Mode, Policy};
 
@@ -241,7 +241,7 @@ fn money(usd: Option<f64>) -> String {
 
 /// (kind, why) columns of a finding: what its check says of it.
 fn describe(f: &Finding) -> (String, String) {
-    remediation::detect::CATALOG.summary(f)
+    finops_checks::CATALOG.summary(f)
 }
 
 fn print_report(title: &str, report: &RunReport) {

@@ -160,7 +160,7 @@ pub async fn run() {
                     ),
                 )),
             },
-            Default::default(),
+            remediation::slack::RenderOptions::new(&finops_checks::CATALOG),
         );
         println!(
             "\n   Slack, one organisation digest: {}",

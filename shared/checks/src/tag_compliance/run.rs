@@ -7,19 +7,21 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::act::stop_instance::StopInstance;
-use crate::aws::config::{ConfigApi, ConfigItem, Evaluation};
-use crate::aws::ec2::{InstanceApi, VolumeApi};
-use crate::aws::s3::BucketApi;
-use crate::detect::tag_compliance::{self, kind_of, missing_tags, TagComplianceEvidence, APPLICABLE_TYPES, RULE};
-use crate::error::Result;
-use crate::events::{ConfigInvocation, ConfigRuleEvent};
-use crate::flow::{self, RunContext, Sinks};
-use crate::model::{is_exempt, ActionKind, Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
-use crate::notify::Message;
-use crate::policy::{Mode, Policy, TagAction};
+use crate::idle_ec2::act::StopInstance;
+use crate::tag_compliance::detect::{
+    self as tag_compliance, kind_of, missing_tags, TagComplianceEvidence, APPLICABLE_TYPES, RULE,
+};
+use finops_core::model::{is_exempt, ActionKind, Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
+use finops_core::policy::{Mode, Policy, TagAction};
+use remediation::aws::config::{ConfigApi, ConfigItem, Evaluation};
+use remediation::aws::ec2::{InstanceApi, VolumeApi};
+use remediation::aws::s3::BucketApi;
+use remediation::error::Result;
+use remediation::events::{ConfigInvocation, ConfigRuleEvent};
+use remediation::flow::{self, RunContext, Sinks};
+use remediation::notify::Message;
 
-pub use crate::detect::tag_compliance::MARK_TAG;
+pub use crate::tag_compliance::detect::MARK_TAG;
 
 /// The AWS ports the rule reads and acts through.
 pub struct Ports<'a> {
@@ -244,7 +246,7 @@ async fn set_mark(ports: &Ports<'_>, resource: &Resource, day: NaiveDate) -> Res
 }
 
 fn marked_since(r: &Resource) -> Option<NaiveDate> {
-    crate::detect::tag_compliance::marked_since(&r.tags)
+    crate::tag_compliance::detect::marked_since(&r.tags)
 }
 
 /// The scheduled sweep.
@@ -284,10 +286,10 @@ pub async fn sweep(
     // Snoozed resources are counted (a snooze is no tag) but never marked or stopped; when the
     // snoozes cannot be read nothing is.
     let (snoozes, snoozes_unread) = match sinks.state {
-        None => (crate::state::Snoozes::default(), None),
+        None => (remediation::state::Snoozes::default(), None),
         Some(state) => match flow::snoozed_resources(state, now).await {
             Ok(z) => (z, None),
-            Err(e) => (crate::state::Snoozes::default(), Some(e.to_string())),
+            Err(e) => (remediation::state::Snoozes::default(), Some(e.to_string())),
         },
     };
     if let Some(e) = &snoozes_unread {
@@ -484,7 +486,7 @@ pub async fn sweep(
         );
     }
     if let Some(state) = sinks.state.filter(|_| !sinks.fanout) {
-        let point = crate::state::CompliancePoint {
+        let point = remediation::state::CompliancePoint {
             date: ctx.now.date_naive(),
             overall_percent: result.overall.percent(),
             by_type: result.by_type.iter().map(|(k, c)| (k.clone(), c.percent())).collect(),

@@ -5,16 +5,16 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::aws::bedrock::{self, Explainer};
-use crate::aws::cloudwatch::PeakApi;
-use crate::aws::ec2::InstanceApi;
-use crate::detect::idle_ec2::skip_reason;
-use crate::detect::rightsizing::{self, RightsizingEvidence, RULE};
-use crate::error::{Error, Result};
-use crate::flow::{self, RunContext, Sinks};
-use crate::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
-use crate::policy::{Mode, Policy};
-use crate::pricing::PriceBook;
+use crate::idle_ec2::detect::skip_reason;
+use crate::rightsizing::bedrock::{self, Explainer};
+use crate::rightsizing::detect::{self as rightsizing, RightsizingEvidence, RULE};
+use finops_core::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
+use finops_core::policy::{Mode, Policy};
+use finops_core::pricing::PriceBook;
+use remediation::aws::cloudwatch::PeakApi;
+use remediation::aws::ec2::InstanceApi;
+use remediation::error::{Error, Result};
+use remediation::flow::{self, RunContext, Sinks};
 
 /// At most this many recommendations are explained by the model per run (the largest savings
 /// first); the rest keep the rules' rationale. Bounds the run's time and the model's cost.

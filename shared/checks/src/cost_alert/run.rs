@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 
-use crate::aws::costexplorer::CostApi;
-use crate::detect::cost_alert::{self, CostAlertEvidence, CostSnapshot, ForecastMethod, RULE};
-use crate::error::{Error, Result};
-use crate::flow::{RunContext, Sinks};
-use crate::model::{Finding, Outcome, OutcomeKind, RunReport};
-use crate::notify::{Message, Publisher};
-use crate::policy::{Mode, Policy};
-use crate::state::StateStore;
+use crate::cost_alert::detect::{self as cost_alert, CostAlertEvidence, CostSnapshot, ForecastMethod, RULE};
+use finops_core::model::{Finding, Outcome, OutcomeKind, RunReport};
+use finops_core::policy::{Mode, Policy};
+use remediation::aws::costexplorer::CostApi;
+use remediation::error::{Error, Result};
+use remediation::flow::{RunContext, Sinks};
+use remediation::notify::{Message, Publisher};
+use remediation::state::StateStore;
 
 fn month_start(d: NaiveDate) -> Result<NaiveDate> {
     d.with_day(1)
@@ -217,7 +217,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::detect::cost_alert::TOTAL;
+    use crate::cost_alert::detect::TOTAL;
 
     /// Cost Explorer as a port: spend per (day, service), answered for any `[start, end)`, and a
     /// forecast of the rest of the month (or a refusal, as for young accounts).
@@ -247,8 +247,8 @@ mod tests {
             start: NaiveDate,
             end: NaiveDate,
             _: &str,
-        ) -> Result<crate::aws::costexplorer::DailyCosts> {
-            let mut out = crate::aws::costexplorer::DailyCosts::new();
+        ) -> Result<remediation::aws::costexplorer::DailyCosts> {
+            let mut out = remediation::aws::costexplorer::DailyCosts::new();
             for (d, service, usd) in &self.days {
                 if *d >= start && *d < end {
                     *out.entry(*d).or_default().entry(service.to_string()).or_insert(0.0) += usd;

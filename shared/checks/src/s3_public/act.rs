@@ -7,15 +7,15 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
-use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{
+use crate::s3_public::detect::{
     access_points_matter, disagreements, live_access_points, policies_restricted, public_reasons, rests_on_disputed,
     skip_reason, AccessPointExposure, BlockSettings, BucketExposure,
 };
-use crate::error::Result;
-use crate::model::{ActionKind, Finding};
-use crate::policy::Policy;
+use finops_core::model::{ActionKind, Finding};
+use finops_core::policy::Policy;
+use remediation::act::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
+use remediation::aws::s3::BucketApi;
+use remediation::error::Result;
 
 /// The declaration of the block-public-access action (IAM names: `GetPublicAccessBlock` and
 /// `DeletePublicAccessBlock` are authorised as `s3:GetBucketPublicAccessBlock` and
@@ -157,15 +157,15 @@ impl Remediation for BlockPublicAccess<'_> {
         // S3 said the put succeeded (AWS's own answer): the verification reads back off while
         // S3's configuration reads still show the old settings, and a read that fails is read
         // again; neither is ever taken for a failed put.
-        let settled = super::settle(|| self.s3.exposure(bucket, region), |b| b.block == Some(wanted)).await;
+        let settled = remediation::act::settle(|| self.s3.exposure(bucket, region), |b| b.block == Some(wanted)).await;
         let after = match settled.reading {
             Some(after) if settled.shown => after,
             _ => {
                 let seen =
-                    settled.seen(|b| format!("reads still showed {}", crate::detect::s3_public::shown_block(b.block)));
+                    settled.seen(|b| format!("reads still showed {}", crate::s3_public::detect::shown_block(b.block)));
                 return Ok(Executed::Unverified(format!(
                     "Block Public Access put ({wanted}): S3 accepted it, though after {} s {seen} (AWS's reads trail its writes); the hourly sweep confirms it",
-                    super::settle_seconds()
+                    remediation::act::settle_seconds()
                 )));
             }
         };
@@ -227,10 +227,10 @@ pub async fn restore(
                 bucket,
                 format!(
                     "not rolled back: Block Public Access is now {}, not the {} this action left, so someone changed it since; putting back {} would overwrite that. Change it by hand if {} is still wanted",
-                    crate::detect::s3_public::shown_block(current),
+                    crate::s3_public::detect::shown_block(current),
                     left,
-                    crate::detect::s3_public::shown_block(prior),
-                    crate::detect::s3_public::shown_block(prior)
+                    crate::s3_public::detect::shown_block(prior),
+                    crate::s3_public::detect::shown_block(prior)
                 ),
             ));
         }
@@ -239,7 +239,7 @@ pub async fn restore(
         Some(settings) => s3.put_block(bucket, region, settings).await?,
         None => s3.delete_block(bucket, region).await?,
     }
-    let settled = super::settle(|| s3.exposure(bucket, region), |b| b.block == prior).await;
+    let settled = remediation::act::settle(|| s3.exposure(bucket, region), |b| b.block == prior).await;
     if let (None, Some(e)) = (&settled.reading, settled.error) {
         return Err(e);
     }
@@ -249,14 +249,14 @@ pub async fn restore(
     if now.block == prior {
         Ok(format!(
             "Block Public Access of {bucket} restored to {}",
-            crate::detect::s3_public::shown_block(prior)
+            crate::s3_public::detect::shown_block(prior)
         ))
     } else {
         Err(precondition(
             bucket,
             format!(
                 "restore returned but the bucket shows {}",
-                crate::detect::s3_public::shown_block(now.block)
+                crate::s3_public::detect::shown_block(now.block)
             ),
         ))
     }

@@ -3,7 +3,7 @@
 //! answer is validated here, and anything else — invalid JSON, a type that is not a candidate, a
 //! timeout, access denied, throttling — leaves the rules' recommendation in place, with the reason.
 
-use crate::error::SdkErrorExt as _;
+use remediation::error::SdkErrorExt as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,8 +13,8 @@ use aws_sdk_bedrockruntime::types::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::detect::rightsizing::{Candidate, RightsizingEvidence, Risk};
-use crate::error::{Error, Result};
+use crate::rightsizing::detect::{Candidate, RightsizingEvidence, Risk};
+use remediation::error::{Error, Result};
 
 /// Longest rationale kept from a model.
 pub const RATIONALE_MAX_CHARS: usize = 1200;
@@ -90,7 +90,7 @@ impl Explainer for Bedrock {
             .map_err(|e| Error::aws("bedrock-runtime", "Converse", e))?;
         // Billed by the tokens read and written, answer or not.
         if let Some(u) = out.usage() {
-            crate::aws::CallCounter::note_model_tokens(
+            remediation::aws::CallCounter::note_model_tokens(
                 &self.model_id,
                 u.input_tokens().max(0) as u64,
                 u.output_tokens().max(0) as u64,
@@ -195,7 +195,7 @@ pub async fn explain(explainer: &dyn Explainer, instance_id: &str, e: &mut Right
         }),
     };
     match outcome {
-        Ok((t, risk, rationale)) => crate::detect::rightsizing::choose(e, &t, risk, rationale, "bedrock"),
+        Ok((t, risk, rationale)) => crate::rightsizing::detect::choose(e, &t, risk, rationale, "bedrock"),
         Err(reason) => {
             tracing::warn!(instance = instance_id, reason = %reason, "using the rules' rationale");
             e.fallback_reason = Some(reason);

@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::act::snapshot_and_delete::SnapshotAndDelete;
-use crate::aws::ec2::VolumeApi;
-use crate::detect::ebs_cleanup::{self, skip_reason, RULE};
-use crate::error::Result;
-use crate::flow::{self, RunContext, Sinks};
-use crate::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
-use crate::policy::Policy;
-use crate::pricing::PriceBook;
+use crate::ebs_cleanup::act::SnapshotAndDelete;
+use crate::ebs_cleanup::detect::{self as ebs_cleanup, skip_reason, RULE};
+use finops_core::model::{EbsVolume, Finding, Outcome, OutcomeKind, RunReport};
+use finops_core::policy::Policy;
+use finops_core::pricing::PriceBook;
+use remediation::aws::ec2::VolumeApi;
+use remediation::error::Result;
+use remediation::flow::{self, RunContext, Sinks};
 
-pub use crate::detect::ebs_cleanup::sighting_scope;
+pub use crate::ebs_cleanup::detect::sighting_scope;
 
 /// One scan at `now`, in the mode the policy sets for ebs-cleanup; `scope` is the account and
 /// region's sighting scope ([`sighting_scope`]). `home`: the scan is of the function's own

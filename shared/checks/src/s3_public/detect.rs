@@ -20,8 +20,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity, Tags};
-use crate::policy::Policy;
+pub use finops_core::inventory::{shown_block, AccessPointExposure, BlockSettings, BucketExposure, Grant};
+use finops_core::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity};
+use finops_core::policy::Policy;
 
 /// The rule id.
 pub const RULE: &str = "s3-public";
@@ -63,76 +64,6 @@ const MATCHING_OPERATORS: &[&str] = &[
     "ipaddress",
 ];
 
-/// S3 Block Public Access settings (bucket or account level); absent settings are all false.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockSettings {
-    pub block_public_acls: bool,
-    pub ignore_public_acls: bool,
-    pub block_public_policy: bool,
-    pub restrict_public_buckets: bool,
-}
-
-impl BlockSettings {
-    /// All four flags on.
-    pub const ALL: BlockSettings = BlockSettings {
-        block_public_acls: true,
-        ignore_public_acls: true,
-        block_public_policy: true,
-        restrict_public_buckets: true,
-    };
-}
-
-/// One ACL grant: grantee group URI (if a group) and permission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
-    pub grantee_uri: Option<String>,
-    pub permission: String,
-}
-
-/// Everything known about one bucket's exposure. The tags and the website hosting are read only
-/// for a bucket found public (empty and `false` otherwise): nothing else is decided on them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BucketExposure {
-    pub name: String,
-    pub account: String,
-    pub region: String,
-    pub tags: Tags,
-    pub grants: Vec<Grant>,
-    /// The bucket policy document, if any.
-    pub policy: Option<serde_json::Value>,
-    /// Bucket-level Block Public Access; `None` when none is configured.
-    pub block: Option<BlockSettings>,
-    /// Static website hosting is configured: the bucket may be public on purpose.
-    #[serde(default)]
-    pub website: bool,
-    /// AWS's own evaluation of the bucket policy (GetBucketPolicyStatus's `IsPublic`); `None`
-    /// without a policy.
-    #[serde(default)]
-    pub aws_policy_public: Option<bool>,
-    /// The account's access points on this bucket, read only when the bucket policy delegates to
-    /// access points (without that, an access point's policy grants nothing).
-    #[serde(default)]
-    pub access_points: Vec<AccessPointExposure>,
-    /// What could not be read beside the bucket itself (AWS's evaluation, the access points), and
-    /// why: the bucket is then judged without it, and the run says so.
-    #[serde(default)]
-    pub unread: Vec<String>,
-}
-
-/// One access point of a bucket, as far as its exposure goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccessPointExposure {
-    pub name: String,
-    /// Reachable from the internet (network origin `Internet`); a `VPC` one never is public.
-    pub internet: bool,
-    /// Its own Block Public Access; `None` when not read (a VPC access point).
-    pub block: Option<BlockSettings>,
-    /// Its policy, if any (not read where its own RestrictPublicBuckets neutralises it).
-    pub policy: Option<serde_json::Value>,
-    /// AWS's own evaluation of its policy (GetAccessPointPolicyStatus); `None` when not read.
-    pub aws_public: Option<bool>,
-}
-
 /// Where AWS's own evaluation of a policy and this reading of it differ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disagreement {
@@ -162,46 +93,6 @@ impl std::fmt::Display for Disagreement {
                 f,
                 "this reading finds {policy} public, but AWS's own evaluation ({call}) does not"
             )
-        }
-    }
-}
-
-impl std::fmt::Display for BlockSettings {
-    /// As the S3 console names them: the settings that are on.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let on: Vec<&str> = [
-            (self.block_public_acls, "BlockPublicAcls"),
-            (self.ignore_public_acls, "IgnorePublicAcls"),
-            (self.block_public_policy, "BlockPublicPolicy"),
-            (self.restrict_public_buckets, "RestrictPublicBuckets"),
-        ]
-        .into_iter()
-        .filter_map(|(set, name)| set.then_some(name))
-        .collect();
-        match on.len() {
-            0 => write!(f, "all four settings off"),
-            4 => write!(f, "all four settings on"),
-            _ => write!(f, "{} on, the rest off", on.join(", ")),
-        }
-    }
-}
-
-/// Block Public Access settings, or their absence, as a person reads them.
-pub fn shown_block(block: Option<BlockSettings>) -> String {
-    match block {
-        Some(b) => b.to_string(),
-        None => "not set (all four off)".to_string(),
-    }
-}
-
-/// The settings the policy asks for.
-impl From<crate::policy::BlockFlags> for BlockSettings {
-    fn from(f: crate::policy::BlockFlags) -> Self {
-        BlockSettings {
-            block_public_acls: f.block_public_acls,
-            ignore_public_acls: f.ignore_public_acls,
-            block_public_policy: f.block_public_policy,
-            restrict_public_buckets: f.restrict_public_buckets,
         }
     }
 }
@@ -718,11 +609,11 @@ pub fn detect(
         .collect()
 }
 
-impl crate::evidence::CheckEvidence for S3PublicEvidence {
+impl finops_core::evidence::CheckEvidence for S3PublicEvidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for S3PublicEvidence {
+impl finops_core::evidence::Explain for S3PublicEvidence {
     fn what(&self) -> String {
         "bucket".to_string()
     }
@@ -778,7 +669,7 @@ mod tests {
             name: "b".into(),
             account: "123456789012".into(),
             region: "us-east-1".into(),
-            tags: Tags::new(),
+            tags: finops_core::model::Tags::new(),
             grants,
             policy,
             block,

@@ -1,11 +1,15 @@
 //! What each function may do in IAM terms, stated once from the code's own declarations: each
-//! scan's reads, each action's [`ActionDeclaration`](crate::act::ActionDeclaration) (and, for the
+//! scan's reads, each action's [`ActionDeclaration`](remediation::act::ActionDeclaration) (and, for the
 //! approval function, each rollback's), the state table, the topic and the secret. The SAM
 //! template's policies are checked against this, no more and no less.
 
 use std::collections::BTreeSet;
 
-use crate::act::{block_public_access, snapshot_and_delete, stop_instance, ActionDeclaration};
+use remediation::act::ActionDeclaration;
+
+use crate::ebs_cleanup::act as snapshot_and_delete;
+use crate::idle_ec2::act as stop_instance;
+use crate::s3_public::act as block_public_access;
 
 /// Which resource an IAM action is granted on in the template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,7 +68,7 @@ pub const RIGHTSIZING_SCAN: &[&str] = &[
     "bedrock:InvokeModel",
 ];
 /// The regional prices: of an instance or a volume (the scans that put a dollar figure on them),
-/// and of what each scanning function's own runs use (their cost, [`crate::cost`]).
+/// and of what each scanning function's own runs use (their cost, [`finops_core::cost`]).
 pub const PRICE_LIST: &[&str] = &["pricing:GetProducts"];
 /// The cost reads.
 pub const COST_SCAN: &[&str] = &["ce:GetCostAndUsage", "ce:GetCostForecast"];

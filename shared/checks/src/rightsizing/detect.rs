@@ -8,20 +8,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
-use crate::policy::{IdleEc2Policy, RightsizingPolicy};
-use crate::pricing::{self, InstanceType, PriceBook, HOURS_PER_MONTH};
-
-/// Hourly peaks of one instance (rightsizing).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct InstancePeaks {
-    /// Hourly maxima of CPUUtilization (%), by hour.
-    pub cpu_hourly_max: Vec<(DateTime<Utc>, f64)>,
-    /// Hourly maxima of mem_used_percent, when the CloudWatch agent publishes it.
-    pub mem_hourly_max: Vec<(DateTime<Utc>, f64)>,
-    /// NetworkIn + NetworkOut per UTC day (bytes).
-    pub network_daily_bytes: std::collections::BTreeMap<chrono::NaiveDate, f64>,
-}
+pub use finops_core::inventory::InstancePeaks;
+use finops_core::model::{round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
+use finops_core::policy::{IdleEc2Policy, RightsizingPolicy};
+use finops_core::pricing::{self, InstanceType, PriceBook, HOURS_PER_MONTH};
 
 pub const RULE: &str = "rightsizing";
 
@@ -370,11 +360,11 @@ pub fn finding(instance: &Ec2Instance, e: RightsizingEvidence, now: DateTime<Utc
     }
 }
 
-impl crate::evidence::CheckEvidence for RightsizingEvidence {
+impl finops_core::evidence::CheckEvidence for RightsizingEvidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for RightsizingEvidence {
+impl finops_core::evidence::Explain for RightsizingEvidence {
     fn what(&self) -> String {
         format!("{} → {}", self.current_type, self.recommended_type)
     }

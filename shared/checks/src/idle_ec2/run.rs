@@ -5,15 +5,15 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::act::stop_instance::StopInstance;
-use crate::aws::cloudwatch::{Measures, UsageApi};
-use crate::aws::ec2::InstanceApi;
-use crate::detect::idle_ec2::{self, lookback_days, skip_reason, RULE};
-use crate::error::Result;
-use crate::flow::{self, RunContext, Sinks};
-use crate::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
-use crate::policy::Policy;
-use crate::pricing::PriceBook;
+use crate::idle_ec2::act::StopInstance;
+use crate::idle_ec2::detect::{self as idle_ec2, lookback_days, skip_reason, RULE};
+use finops_core::model::{Ec2Instance, Finding, Outcome, OutcomeKind, RunReport};
+use finops_core::policy::Policy;
+use finops_core::pricing::PriceBook;
+use remediation::aws::cloudwatch::{Measures, UsageApi};
+use remediation::aws::ec2::InstanceApi;
+use remediation::error::Result;
+use remediation::flow::{self, RunContext, Sinks};
 
 /// The AWS ports the rule reads and acts through.
 pub struct Ports<'a> {

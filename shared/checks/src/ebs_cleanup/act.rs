@@ -16,13 +16,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback};
-use crate::aws::ec2::{VolumeApi, VolumeSpec};
-use crate::detect::ebs_cleanup::{sighting_scope, skip_reason, EbsCleanupEvidence, LEGACY_SIGHTING_SCOPE};
-use crate::error::{Error, Result};
-use crate::model::{ActionKind, Finding, Tags};
-use crate::policy::Policy;
-use crate::state::StateStore;
+use crate::ebs_cleanup::detect::{sighting_scope, skip_reason, EbsCleanupEvidence, LEGACY_SIGHTING_SCOPE};
+use finops_core::model::{ActionKind, Finding, Tags};
+use finops_core::policy::Policy;
+use remediation::act::{
+    precondition, ActionDeclaration, Executed, Irreversible, Recheck, Refused, Remediation, Rollback,
+};
+use remediation::aws::ec2::{VolumeApi, VolumeSpec};
+use remediation::error::{Error, Result};
+use remediation::state::StateStore;
 
 /// The declaration of the snapshot-and-delete action.
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
@@ -234,7 +236,7 @@ impl SnapshotAndDelete<'_> {
 
     /// Waits until the snapshot completes or the wait ends; returns its last state.
     async fn wait_for(&self, volume: &str, snapshot: &str) -> Result<String> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::wait_budget(self.wait, self.policy);
+        let deadline = tokio::time::Instant::now() + remediation::deadline::wait_budget(self.wait, self.policy);
         loop {
             let state = self
                 .ec2
@@ -389,12 +391,12 @@ impl Remediation for SnapshotAndDelete<'_> {
         // step (a snapshot wait may have lasted minutes since the flow read them); both fail
         // closed.
         if let Some(state) = self.sightings {
-            if let Some(why) = crate::state::guards::stopped(state).await {
+            if let Some(why) = remediation::state::guards::stopped(state).await {
                 return Ok(Executed::Deferred(format!(
                     "{detail}{why}: the volume is not deleted now (its snapshot is kept)"
                 )));
             }
-            if let Some(why) = crate::state::guards::snoozed(state, &finding.resource, self.now).await {
+            if let Some(why) = remediation::state::guards::snoozed(state, &finding.resource, self.now).await {
                 return Ok(Executed::Deferred(format!(
                     "{detail}{why}: the volume is not deleted (its snapshot is kept)"
                 )));
@@ -403,7 +405,7 @@ impl Remediation for SnapshotAndDelete<'_> {
         // What counts is the volume: an answer lost after the delete makes the SDK's retry fail
         // with InvalidVolume.NotFound, and the volume is gone all the same.
         let deleted = self.ec2.delete_volume(volume).await;
-        let gone = |v: &Vec<crate::model::EbsVolume>| {
+        let gone = |v: &Vec<finops_core::model::EbsVolume>| {
             matches!(
                 v.first().map(|v| v.state.as_str()),
                 None | Some("deleting") | Some("deleted")
@@ -411,7 +413,7 @@ impl Remediation for SnapshotAndDelete<'_> {
         };
         // A read right after the delete may still show the volume available: read again, backing
         // off, before concluding anything.
-        let settled = super::settle(|| self.ec2.describe_volumes(std::slice::from_ref(volume)), gone).await;
+        let settled = remediation::act::settle(|| self.ec2.describe_volumes(std::slice::from_ref(volume)), gone).await;
         let seen = settled.seen(|v| {
             format!(
                 "reads still showed it {}",
@@ -422,7 +424,7 @@ impl Remediation for SnapshotAndDelete<'_> {
             (Ok(()), true) => Ok(Executed::Done(format!("{detail}volume deleted"))),
             (Ok(()), false) => Ok(Executed::Unverified(format!(
                 "{detail}volume deleted: EC2 accepted DeleteVolume, though after {} s {seen} (AWS's reads trail its writes); the hourly sweep confirms it",
-                super::settle_seconds()
+                remediation::act::settle_seconds()
             ))),
             (Err(e), true) => {
                 tracing::warn!(volume, error = %e, "DeleteVolume failed, but the volume is gone");
@@ -482,7 +484,11 @@ async fn restore_once(ec2: &dyn VolumeApi, spec: &VolumeSpec, snapshot: &str) ->
 
 /// Rollback of a delete: a new volume from the completed snapshot of the spell that was deleted
 /// (records without a spell: the newest completed snapshot of the source volume).
-pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&str>) -> Result<super::Undone> {
+pub async fn recreate(
+    ec2: &dyn VolumeApi,
+    spec: &VolumeSpec,
+    sighting: Option<&str>,
+) -> Result<remediation::act::Undone> {
     let snapshots = match sighting {
         Some(s) => ec2.snapshots_tagged(SIGHTING_TAG, s).await?,
         None => ec2.snapshots_tagged(SOURCE_VOLUME_TAG, &spec.source_volume_id).await?,
@@ -500,7 +506,7 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&
     let created = ec2.describe_volumes(std::slice::from_ref(&id)).await?;
     match created.first() {
         Some(v) if v.availability_zone == spec.availability_zone && v.volume_type == spec.volume_type => {
-            Ok(super::Undone {
+            Ok(remediation::act::Undone {
                 detail: format!(
                     "volume {id} recreated from {snapshot} in {} ({}, {} GiB)",
                     v.availability_zone, v.volume_type, v.size_gib
@@ -519,8 +525,8 @@ pub async fn recreate(ec2: &dyn VolumeApi, spec: &VolumeSpec, sighting: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::ebs_cleanup::{EbsCleanupEvidence, SinceBasis};
-    use crate::model::{EbsVolume, Evidence, Resource, ResourceKind, Severity};
+    use crate::ebs_cleanup::detect::{EbsCleanupEvidence, SinceBasis};
+    use finops_core::model::{EbsVolume, Evidence, Resource, ResourceKind, Severity};
     use std::sync::Mutex;
 
     /// An in-memory fake of the port (not of EC2): one volume, snapshots whose state the test sets.

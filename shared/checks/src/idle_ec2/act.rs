@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
-use crate::aws::cloudwatch::UsageApi;
-use crate::aws::ec2::InstanceApi;
-use crate::detect::idle_ec2::{busy_since, days_since_detection, skip_reason};
-use crate::error::Result;
-use crate::model::{ActionKind, Ec2Instance, Finding};
-use crate::policy::Policy;
+use crate::idle_ec2::detect::{busy_since, days_since_detection, skip_reason};
+use finops_core::model::{ActionKind, Ec2Instance, Finding};
+use finops_core::policy::Policy;
+use remediation::act::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
+use remediation::aws::cloudwatch::UsageApi;
+use remediation::aws::ec2::InstanceApi;
+use remediation::error::Result;
 
 /// The declaration of the stop action.
 pub static DECLARATION: ActionDeclaration = ActionDeclaration {
@@ -46,7 +46,7 @@ pub struct StopInstance<'a> {
 }
 
 /// An idle instance's usage on the days since its detection, or why it could not be read.
-type SinceDetection = std::result::Result<(Vec<NaiveDate>, crate::detect::idle_ec2::UsageByDay), String>;
+type SinceDetection = std::result::Result<(Vec<NaiveDate>, crate::idle_ec2::detect::UsageByDay), String>;
 
 impl StopInstance<'_> {
     /// The idle findings' usage from the detection day up to `now` (one batched read), or why it
@@ -54,7 +54,7 @@ impl StopInstance<'_> {
     async fn usage_since_detection(&self, findings: &[&Finding]) -> HashMap<String, SinceDetection> {
         let idle: Vec<&&Finding> = findings
             .iter()
-            .filter(|f| f.rule == crate::detect::idle_ec2::RULE)
+            .filter(|f| f.rule == crate::idle_ec2::detect::RULE)
             .collect();
         let mut out = HashMap::new();
         if idle.is_empty() {
@@ -73,7 +73,7 @@ impl StopInstance<'_> {
         let days = days_since_detection(earliest, self.now);
         let ids: Vec<String> = idle.iter().map(|f| f.resource.id.clone()).collect();
         let mut report = usage
-            .daily_usage(&ids, &days, crate::aws::cloudwatch::Measures::All)
+            .daily_usage(&ids, &days, remediation::aws::cloudwatch::Measures::All)
             .await;
         for f in idle {
             let id = &f.resource.id;
@@ -97,7 +97,7 @@ impl StopInstance<'_> {
         usage: &mut HashMap<String, SinceDetection>,
     ) -> std::result::Result<(), Refused> {
         match finding.rule.as_str() {
-            crate::detect::idle_ec2::RULE => match usage.remove(&instance.id) {
+            crate::idle_ec2::detect::RULE => match usage.remove(&instance.id) {
                 Some(Ok((days, series))) => {
                     let today = self.now.date_naive();
                     if let Some(busy) = busy_since(&series, &days, today, self.policy) {
@@ -117,8 +117,8 @@ impl StopInstance<'_> {
                 Some(Err(e)) => Err(Refused::NotNow(format!("not stopped: {e}"))),
                 None => Err(Refused::NotNow("not stopped: its usage was not re-read".into())),
             },
-            crate::detect::tag_compliance::RULE => {
-                crate::detect::tag_compliance::stop_still_due(&instance.tags, self.policy, self.now.date_naive())
+            crate::tag_compliance::detect::RULE => {
+                crate::tag_compliance::detect::stop_still_due(&instance.tags, self.policy, self.now.date_naive())
                     .map_err(|why| Refused::Obsolete(format!("re-evaluated: {why}")))
             }
             other => Err(Refused::Obsolete(format!(
@@ -209,7 +209,7 @@ impl Remediation for StopInstance<'_> {
         let accepted = matches!(answered.as_str(), "stopping" | "stopped");
         // Verify with fresh reads rather than trusting the call's echo; a read right after the
         // stop may still show it running, so the reads back off before anything is concluded.
-        let settled = super::settle(
+        let settled = remediation::act::settle(
             || async {
                 Ok(self
                     .ec2
@@ -240,7 +240,7 @@ impl Remediation for StopInstance<'_> {
             ))),
             (false, true, _) => Ok(Executed::Unverified(format!(
                 "{how}: StopInstances answered {answered}, though after {} s {seen} (AWS's reads trail its writes); the hourly sweep confirms it{address}",
-                super::settle_seconds()
+                remediation::act::settle_seconds()
             ))),
             (false, false, Some(e)) => Err(e),
             (false, false, None) => Err(precondition(
@@ -305,7 +305,7 @@ pub async fn start_again(
     // A read right after StartInstances may still show it stopped (AWS's reads trail its
     // writes): `stopped` counts as stopped again only once it was seen pending, or after the
     // verification reads' usual wait.
-    let trailing = std::time::Duration::from_millis(super::SETTLE_WAITS_MS.iter().sum());
+    let trailing = std::time::Duration::from_millis(remediation::act::SETTLE_WAITS_MS.iter().sum());
     let mut seen_pending = false;
     loop {
         let after = ec2.describe(&[instance_id.to_string()]).await?;
@@ -346,7 +346,7 @@ pub async fn start_again(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Ec2Instance;
+    use finops_core::model::Ec2Instance;
     use std::sync::Mutex;
     use std::time::Duration;
 

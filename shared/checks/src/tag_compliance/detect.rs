@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity, Tags};
-use crate::policy::Policy;
+use finops_core::model::{is_exempt, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity, Tags};
+use finops_core::policy::Policy;
 
 /// The rule id.
 pub const RULE: &str = "tag-compliance";
@@ -81,7 +81,7 @@ pub struct TagComplianceEvidence {
     pub required: Vec<String>,
 }
 
-pub use crate::model::Compliance;
+pub use finops_core::model::Compliance;
 
 /// The sweep's result: one finding per non-compliant resource, and the compliance by Config
 /// resource type and overall. Exempt resources are in both (exempt means "do not act", not "do
@@ -142,11 +142,11 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
     }
 }
 
-impl crate::evidence::CheckEvidence for TagComplianceEvidence {
+impl finops_core::evidence::CheckEvidence for TagComplianceEvidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for TagComplianceEvidence {
+impl finops_core::evidence::Explain for TagComplianceEvidence {
     fn what(&self) -> String {
         self.config_resource_type.trim_start_matches("AWS::").to_string()
     }

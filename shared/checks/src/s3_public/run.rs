@@ -6,14 +6,16 @@
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 
-use crate::act::block_public_access::{assess, BlockPublicAccess};
-use crate::aws::s3::BucketApi;
-use crate::detect::s3_public::{self, needs_a_person, public_reasons, resource, skip_reason, BucketExposure, RULE};
-use crate::error::Result;
-use crate::flow::{self, RunContext, Sinks};
-use crate::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
-use crate::policy::{Mode, Policy};
-use crate::state::budget::Budget;
+use crate::s3_public::act::{assess, BlockPublicAccess};
+use crate::s3_public::detect::{
+    self as s3_public, needs_a_person, public_reasons, resource, skip_reason, BucketExposure, RULE,
+};
+use finops_core::model::{Finding, Outcome, OutcomeKind, Resource, ResourceKind, RunReport};
+use finops_core::policy::{Mode, Policy};
+use remediation::aws::s3::BucketApi;
+use remediation::error::Result;
+use remediation::flow::{self, RunContext, Sinks};
+use remediation::state::budget::Budget;
 
 /// Which buckets a run looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]

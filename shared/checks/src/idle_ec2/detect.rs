@@ -1,13 +1,14 @@
 //! Idle EC2: running instances whose every counted day was quiet on CPU and network.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
-use crate::policy::Policy;
-use crate::pricing::PriceBook;
+pub use finops_core::inventory::{DayUsage, UsageByDay};
+use finops_core::model::{is_exempt, round_cents, ActionKind, Ec2Instance, Evidence, Finding, Severity};
+use finops_core::policy::Policy;
+use finops_core::pricing::PriceBook;
 
 /// One idle-ec2 day: what CloudWatch said for that UTC day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,20 +50,6 @@ pub struct IdleEc2Evidence {
 
 /// The rule id.
 pub const RULE: &str = "idle-ec2";
-
-/// What CloudWatch said about one instance on one UTC day.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct DayUsage {
-    /// Daily Average of CPUUtilization (%).
-    pub cpu_average: Option<f64>,
-    /// Daily Sum of NetworkIn (bytes).
-    pub network_in: Option<f64>,
-    /// Daily Sum of NetworkOut (bytes).
-    pub network_out: Option<f64>,
-}
-
-/// Daily usage of one instance, by UTC day.
-pub type UsageByDay = BTreeMap<NaiveDate, DayUsage>;
 
 /// The whole UTC days a scan at `now` looks at: `lookback_days` days ending at today's 00:00 UTC
 /// (today is incomplete, so it never counts).
@@ -339,11 +326,11 @@ fn assess(
     })
 }
 
-impl crate::evidence::CheckEvidence for IdleEc2Evidence {
+impl finops_core::evidence::CheckEvidence for IdleEc2Evidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for IdleEc2Evidence {
+impl finops_core::evidence::Explain for IdleEc2Evidence {
     fn what(&self) -> String {
         self.instance_type.clone()
     }
@@ -454,7 +441,7 @@ fn days_svg(e: &IdleEc2Evidence) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Tags;
+    use finops_core::model::Tags;
 
     fn now() -> DateTime<Utc> {
         "2026-11-26T06:00:00Z".parse().unwrap()

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{round_cents, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity};
-use crate::policy::Policy;
+use finops_core::model::{round_cents, ActionKind, Evidence, Finding, Resource, ResourceKind, Severity};
+use finops_core::policy::Policy;
 
 /// The rule id.
 pub const RULE: &str = "cost-alert";
@@ -251,11 +251,11 @@ pub fn detect(
         .collect()
 }
 
-impl crate::evidence::CheckEvidence for CostAlertEvidence {
+impl finops_core::evidence::CheckEvidence for CostAlertEvidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for CostAlertEvidence {
+impl finops_core::evidence::Explain for CostAlertEvidence {
     fn what(&self) -> String {
         "spend".to_string()
     }

@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{is_exempt, round_cents, ActionKind, EbsVolume, Evidence, Finding, Severity};
-use crate::policy::Policy;
-use crate::pricing::{ebs, PriceBook};
+use finops_core::model::{is_exempt, round_cents, ActionKind, EbsVolume, Evidence, Finding, Severity};
+use finops_core::policy::Policy;
+use finops_core::pricing::{ebs, PriceBook};
 
 /// The rule id.
 pub const RULE: &str = "ebs-cleanup";
@@ -87,7 +87,7 @@ pub fn skip_reason(volume: &EbsVolume, policy: &Policy) -> Option<String> {
 
 /// The Kubernetes cluster (or persistent volume) that owns a volume, from the tags the EBS CSI
 /// driver, the in-tree provisioner and kops put on it.
-fn cluster_owner(tags: &crate::model::Tags) -> Option<String> {
+fn cluster_owner(tags: &finops_core::model::Tags) -> Option<String> {
     if let Some(pv) = tags.get("kubernetes.io/created-for/pv/name") {
         return Some(format!("Kubernetes persistent volume {pv}"));
     }
@@ -172,11 +172,11 @@ pub fn detect_priced(
         .collect()
 }
 
-impl crate::evidence::CheckEvidence for EbsCleanupEvidence {
+impl finops_core::evidence::CheckEvidence for EbsCleanupEvidence {
     const RULE: &'static str = RULE;
 }
 
-impl crate::evidence::Explain for EbsCleanupEvidence {
+impl finops_core::evidence::Explain for EbsCleanupEvidence {
     fn what(&self) -> String {
         format!("{} {}G", self.volume_type, self.size_gib)
     }
@@ -362,7 +362,7 @@ mod tests {
         let back: Finding = serde_json::from_str(&text).unwrap();
         assert_eq!(back, f);
 
-        let catalog = &crate::detect::CATALOG;
+        let catalog = &crate::CATALOG;
         assert_eq!(
             catalog.why(&back),
             "A 100 GiB gp2 volume unattached for 30 days (grace period 7 days); no snapshot is taken."
