@@ -32,3 +32,50 @@ pub static CATALOG: Catalog = Catalog::new(&[
     &Evidenced::<s3_public::S3PublicEvidence>::CHECK,
     &Evidenced::<tag_compliance::TagComplianceEvidence>::CHECK,
 ]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use finops_core::model::ActionKind;
+
+    #[test]
+    fn the_catalog_knows_every_rule_and_which_of_them_act_on_a_resource_by_themselves() {
+        let rules: Vec<&str> = CATALOG.rules().collect();
+        assert_eq!(
+            rules,
+            [
+                "cost-alert",
+                "ebs-cleanup",
+                "idle-ec2",
+                "rightsizing",
+                "s3-public",
+                "tag-compliance"
+            ]
+        );
+        // What an unsealed action record may be, and nothing else: the approvals run the way
+        // back of no other (rule, action).
+        let mut takes = Vec::new();
+        for rule in CATALOG.rules() {
+            for action in [
+                ActionKind::Stop,
+                ActionKind::SnapshotAndDelete,
+                ActionKind::BlockPublicAccess,
+                ActionKind::Notify,
+            ] {
+                if CATALOG.takes(rule, action) {
+                    takes.push((rule, action));
+                }
+            }
+        }
+        assert_eq!(
+            takes,
+            [
+                ("ebs-cleanup", ActionKind::SnapshotAndDelete),
+                ("idle-ec2", ActionKind::Stop),
+                ("s3-public", ActionKind::BlockPublicAccess),
+                ("tag-compliance", ActionKind::Stop),
+            ]
+        );
+        assert!(!CATALOG.takes("idle-nat", ActionKind::Stop));
+    }
+}

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::model::{Finding, FindingIdParts};
+use crate::model::{ActionKind, Finding, FindingIdParts};
 
 /// A check's evidence, as a person reads it.
 pub trait Explain {
@@ -48,6 +48,11 @@ pub trait Explain {
 pub trait CheckEvidence: Explain + Serialize + DeserializeOwned + 'static {
     /// The rule (`idle-ec2`, …) whose findings carry this evidence.
     const RULE: &'static str;
+
+    /// The actions the rule's findings take on a resource, by themselves in its automatic mode
+    /// (none for a check that only notifies): an unsealed record of any other action under this
+    /// rule is not one this deployment writes.
+    const ACTS: &'static [ActionKind] = &[];
 }
 
 /// A check as the layers above the detectors know it: its rule, and its evidence explained.
@@ -58,6 +63,9 @@ pub trait Check: Sync {
     /// The evidence explained, when it is this check's; `None` otherwise (evidence written by a
     /// version this one cannot read).
     fn explain(&self, evidence: &crate::model::Evidence) -> Option<Box<dyn Explain>>;
+
+    /// The actions its findings take on a resource ([`CheckEvidence::ACTS`]).
+    fn acts(&self) -> &'static [ActionKind];
 }
 
 /// The [`Check`] of an evidence type: `&Evidenced::<IdleEc2Evidence>::CHECK`.
@@ -74,6 +82,10 @@ impl<T: CheckEvidence> Check for Evidenced<T> {
 
     fn explain(&self, evidence: &crate::model::Evidence) -> Option<Box<dyn Explain>> {
         evidence.get::<T>().map(|e| Box::new(e) as Box<dyn Explain>)
+    }
+
+    fn acts(&self) -> &'static [ActionKind] {
+        T::ACTS
     }
 }
 
@@ -106,6 +118,11 @@ impl Catalog {
     /// The check of `rule`.
     pub fn get(&self, rule: &str) -> Option<&'static dyn Check> {
         self.checks.iter().copied().find(|c| c.rule() == rule)
+    }
+
+    /// Whether `rule`'s findings take `action` on a resource by themselves.
+    pub fn takes(&self, rule: &str, action: ActionKind) -> bool {
+        self.get(rule).is_some_and(|c| c.acts().contains(&action))
     }
 
     /// The finding's evidence explained by its rule's check; `None` for a rule this version does

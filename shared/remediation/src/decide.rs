@@ -11,7 +11,7 @@ use crate::approval::{Claims, Decision, LinkSigner, Sealer, TokenError};
 use crate::error::Result;
 use crate::flow::{self, later, Acted, Decider, RunContext, Sinks};
 use crate::identity::Ballot;
-use crate::model::{ActionKind, Finding, OutcomeKind};
+use crate::model::{Finding, OutcomeKind};
 use crate::notify::{Message, Publisher};
 use crate::policy::{Approver, Mode, Policy};
 use crate::state::{
@@ -1058,13 +1058,7 @@ impl Approvals<'_> {
         // today's facts back it. Its rule acts automatically today and takes this very action,
         // and the resource shows the action's effect now.
         let f = &action.finding;
-        let takes = matches!(
-            (f.rule.as_str(), f.action),
-            ("idle-ec2" | "tag-compliance", ActionKind::Stop)
-                | ("ebs-cleanup", ActionKind::SnapshotAndDelete)
-                | ("s3-public", ActionKind::BlockPublicAccess)
-        );
-        if !takes || self.policy.mode_for(&f.rule) != Mode::Auto {
+        if !self.checks.takes(&f.rule, f.action) || self.policy.mode_for(&f.rule) != Mode::Auto {
             tracing::error!(action_id = %action.action_id, "an unsealed action record its rule would not write today: refused");
             return Some(Verdict::new(
                 409,

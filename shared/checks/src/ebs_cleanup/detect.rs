@@ -174,6 +174,7 @@ pub fn detect_priced(
 
 impl finops_core::evidence::CheckEvidence for EbsCleanupEvidence {
     const RULE: &'static str = RULE;
+    const ACTS: &'static [ActionKind] = &[ActionKind::SnapshotAndDelete];
 }
 
 impl finops_core::evidence::Explain for EbsCleanupEvidence {

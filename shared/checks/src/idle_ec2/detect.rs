@@ -328,6 +328,7 @@ fn assess(
 
 impl finops_core::evidence::CheckEvidence for IdleEc2Evidence {
     const RULE: &'static str = RULE;
+    const ACTS: &'static [ActionKind] = &[ActionKind::Stop];
 }
 
 impl finops_core::evidence::Explain for IdleEc2Evidence {

@@ -611,6 +611,7 @@ pub fn detect(
 
 impl finops_core::evidence::CheckEvidence for S3PublicEvidence {
     const RULE: &'static str = RULE;
+    const ACTS: &'static [ActionKind] = &[ActionKind::BlockPublicAccess];
 }
 
 impl finops_core::evidence::Explain for S3PublicEvidence {

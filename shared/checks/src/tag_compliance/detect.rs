@@ -144,6 +144,8 @@ pub fn sweep(resources: &[Resource], policy: &Policy, now: DateTime<Utc>) -> Swe
 
 impl finops_core::evidence::CheckEvidence for TagComplianceEvidence {
     const RULE: &'static str = RULE;
+    // Its stop of a non-compliant instance past its grace (a finding of its own, `…:stop`).
+    const ACTS: &'static [ActionKind] = &[ActionKind::Stop];
 }
 
 impl finops_core::evidence::Explain for TagComplianceEvidence {
