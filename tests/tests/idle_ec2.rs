@@ -115,6 +115,7 @@ async fn stop_in_auto(
         ec2: &ec2,
         policy: &auto.policy,
         usage: Some(&cloudwatch),
+        others: &[],
         now: at,
     };
     remediation::flow::apply(&ctx, &report.findings, &stop, report.scanned)

@@ -343,6 +343,7 @@ async fn a_snooze_granted_while_a_batch_is_acted_on_spares_the_actions_not_yet_b
         ec2: &ec2,
         policy: &auto,
         usage: Some(&cloudwatch),
+        others: &[],
         now,
     };
     // While the first instance is being stopped, its owner snoozes the second.

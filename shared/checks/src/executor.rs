@@ -18,6 +18,7 @@ use remediation::flow::{self, Acted, Decider, RunContext};
 use crate::ebs_cleanup::act::{self as snapshot_and_delete, SnapshotAndDelete};
 use crate::idle_ec2::act::{self as stop_instance, StopInstance};
 use crate::s3_public::act::{self as block_public_access, BlockPublicAccess};
+use crate::tag_compliance::detect as tag_compliance;
 
 /// A notify-only finding's outcome: nothing to execute.
 fn notify_only(finding: &Finding) -> Acted {
@@ -104,6 +105,7 @@ impl Executor for AwsExecutor {
                     ec2: &ec2,
                     policy: &self.policy,
                     usage: Some(&cloudwatch),
+                    others: &[(tag_compliance::RULE, tag_compliance::stop_still_due)],
                     now: ctx.now,
                 };
                 &stop

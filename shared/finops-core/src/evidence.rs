@@ -2,8 +2,9 @@
 //! of checks they ask it through. Each check's evidence type says it itself ([`Explain`]), beside
 //! its detector; the model keeps evidence as the JSON its check wrote
 //! ([`crate::model::Evidence`]) and names no check. The layers above ask a [`Catalog`]: the
-//! confirmation page's sentence, the "cannot be undone" warnings and what to look at by hand
-//! (Slack, the page), the rules a snooze closes, the rules a report lists.
+//! confirmation page's sentence and drawing, the "cannot be undone" warnings (Slack, the page),
+//! what to look at by hand (Slack), a findings table's columns, the rules a finding id may name, a
+//! snooze closes and a report lists, and which rule takes which action by itself.
 
 use std::marker::PhantomData;
 

@@ -188,8 +188,11 @@ impl Evidence {
     /// A check's evidence.
     pub fn of<T: Serialize>(evidence: &T) -> Evidence {
         // A check's evidence is plain data (string keys, numbers): writing it as JSON does not
-        // fail; a non-finite number is written as null, as serde_json writes it anywhere.
-        Evidence(serde_json::to_value(evidence).unwrap_or_default())
+        // fail (a test build says so loudly if a check's type ever could); a non-finite number is
+        // written as null, as serde_json writes it anywhere.
+        let value = serde_json::to_value(evidence);
+        debug_assert!(value.is_ok(), "a check's evidence that cannot be written as JSON");
+        Evidence(value.unwrap_or_default())
     }
 
     /// Evidence as read from elsewhere (a record, an older or newer version's check).

@@ -3,7 +3,7 @@
 //! rank. The pure core (model, policy, prices, costs, identity, inventory shapes) is the
 //! `finops-core` crate below all of them, and the checks (`finops-checks`: detectors, rule runs,
 //! actions) above: between crates the compiler holds the line (the core has no AWS SDK to call,
-//! nor anything of this crate; this crate has no check to name).
+//! nor anything of this crate; this crate has no check module to import).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -260,6 +260,31 @@ const CORE_RANKS: &[(&str, u8)] = &[
 fn every_import_in_the_core_points_down() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../finops-core/src");
     let (upward, unranked) = imports_that_run_back_up(&src, CORE_RANKS);
+    assert!(
+        unranked.is_empty(),
+        "modules without a rank (give each one): {unranked:?}"
+    );
+    assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+}
+
+/// The checks crate: a check names no other check but idle-ec2 (tag-compliance takes its stop,
+/// rightsizing keeps its guards); the executor and the permissions gather the actions.
+const CHECKS_RANKS: &[(&str, u8)] = &[
+    ("idle_ec2", 0),
+    ("ebs_cleanup", 1),
+    ("s3_public", 1),
+    ("cost_alert", 1),
+    ("tag_compliance", 1),
+    ("rightsizing", 1),
+    ("executor", 2),
+    ("permissions", 2),
+];
+
+#[test]
+fn every_import_in_the_checks_crate_points_down() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../checks/src");
+    let (upward, unranked) = imports_that_run_back_up(&src, CHECKS_RANKS);
+    // The catalog (lib.rs) names every check; lib.rs is not ranked.
     assert!(
         unranked.is_empty(),
         "modules without a rank (give each one): {unranked:?}"

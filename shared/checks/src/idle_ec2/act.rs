@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::idle_ec2::detect::{busy_since, days_since_detection, skip_reason};
-use finops_core::model::{ActionKind, Ec2Instance, Finding};
+use finops_core::model::{ActionKind, Ec2Instance, Finding, Tags};
 use finops_core::policy::Policy;
 use remediation::act::{precondition, ActionDeclaration, Executed, Recheck, Refused, Remediation, Rollback};
 use remediation::aws::cloudwatch::UsageApi;
@@ -42,8 +42,16 @@ pub struct StopInstance<'a> {
     pub policy: &'a Policy,
     /// CloudWatch, for re-reading idle instances' usage; without it an idle stop is refused.
     pub usage: Option<&'a dyn UsageApi>,
+    /// How the stops other rules propose are re-proven right before acting, by rule (the caller
+    /// that runs them says: tag-compliance's are re-evaluated on the instance's tags). A stop of
+    /// a rule not here is refused.
+    pub others: &'a [(&'static str, StillDue)],
     pub now: DateTime<Utc>,
 }
+
+/// Whether a stop another rule proposed is still due, on the instance's tags now, the policy and
+/// today's date; `Err` says why not.
+pub type StillDue = fn(&Tags, &Policy, NaiveDate) -> std::result::Result<(), String>;
 
 /// An idle instance's usage on the days since its detection, or why it could not be read.
 type SinceDetection = std::result::Result<(Vec<NaiveDate>, crate::idle_ec2::detect::UsageByDay), String>;
@@ -117,13 +125,13 @@ impl StopInstance<'_> {
                 Some(Err(e)) => Err(Refused::NotNow(format!("not stopped: {e}"))),
                 None => Err(Refused::NotNow("not stopped: its usage was not re-read".into())),
             },
-            crate::tag_compliance::detect::RULE => {
-                crate::tag_compliance::detect::stop_still_due(&instance.tags, self.policy, self.now.date_naive())
-                    .map_err(|why| Refused::Obsolete(format!("re-evaluated: {why}")))
-            }
-            other => Err(Refused::Obsolete(format!(
-                "no re-evaluation is known for rule {other}: not stopped on an old decision"
-            ))),
+            other => match self.others.iter().find(|(rule, _)| *rule == other) {
+                Some((_, still_due)) => still_due(&instance.tags, self.policy, self.now.date_naive())
+                    .map_err(|why| Refused::Obsolete(format!("re-evaluated: {why}"))),
+                None => Err(Refused::Obsolete(format!(
+                    "no re-evaluation is known for rule {other}: not stopped on an old decision"
+                ))),
+            },
         }
     }
 }

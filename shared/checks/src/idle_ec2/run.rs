@@ -88,6 +88,8 @@ pub async fn run(ports: Ports<'_>, policy: &Policy, sinks: Sinks<'_>, now: DateT
         ec2: ports.ec2,
         policy,
         usage: Some(ports.usage),
+        // Its own findings only: idle stops, re-proven on their usage.
+        others: &[],
         now,
     };
     let (acted, mut notes) = flow::apply(&ctx, &findings, &remediation, inventory.len()).await;

@@ -466,6 +466,7 @@ pub async fn sweep(
             policy,
             // Tag-compliance stops are re-evaluated on the instance's tags, not its usage.
             usage: None,
+            others: &[(RULE, tag_compliance::stop_still_due)],
             now,
         };
         // The blast radius is a share of what this rule may stop: the instances (not exempt),

@@ -178,7 +178,7 @@ pub async fn run() {
     );
 }
 
-/// Where a finding's dollars came from, as its evidence says (idle-ec2's and ebs-cleanup's).
+/// Where a finding's dollars came from, as its evidence says (the checks that price a resource).
 fn price_source(e: &remediation::model::Evidence) -> String {
     e.as_json()["price_source"].as_str().unwrap_or_default().to_string()
 }
