@@ -19,6 +19,7 @@ pub enum ResourceKind {
     EbsVolume,
     S3Bucket,
     CostService,
+    ElasticIp,
 }
 
 /// The resource a finding is about.
