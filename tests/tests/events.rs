@@ -29,7 +29,7 @@ fn sns_message(payload: &serde_json::Value) -> Option<remediation::notify::Messa
 
 fn accepts(function: &str, payload: &serde_json::Value, file: &Path) {
     match function {
-        "idle-ec2" | "ebs-cleanup" | "cost-alert" | "rightsizing" | "savings-report" | "unattached-eip" => {
+        "idle-ec2" | "ebs-cleanup" | "cost-alert" | "rightsizing" | "savings-report" => {
             remediation::events::scheduled(payload).unwrap_or_else(|e| panic!("{} refused: {e}", file.display()));
         }
         "tag-compliance" => {

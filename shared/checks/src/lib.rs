@@ -15,7 +15,6 @@ pub mod idle_ec2;
 pub mod rightsizing;
 pub mod s3_public;
 pub mod tag_compliance;
-pub mod unattached_eip;
 
 #[cfg(feature = "aws")]
 pub mod executor;
@@ -32,7 +31,6 @@ pub static CATALOG: Catalog = Catalog::new(&[
     &Evidenced::<rightsizing::RightsizingEvidence>::CHECK,
     &Evidenced::<s3_public::S3PublicEvidence>::CHECK,
     &Evidenced::<tag_compliance::TagComplianceEvidence>::CHECK,
-    &Evidenced::<unattached_eip::UnattachedEipEvidence>::CHECK,
 ]);
 
 #[cfg(test)]
@@ -51,8 +49,7 @@ mod tests {
                 "idle-ec2",
                 "rightsizing",
                 "s3-public",
-                "tag-compliance",
-                "unattached-eip"
+                "tag-compliance"
             ]
         );
         // What an unsealed action record may be, and nothing else: the approvals run the way

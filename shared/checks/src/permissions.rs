@@ -43,8 +43,6 @@ pub const IDLE_SCAN: &[&str] = &[
     "ec2:DescribeInstanceTypes",
     "cloudwatch:GetMetricData",
 ];
-/// The unassociated-address scan's reads.
-pub const EIP_SCAN: &[&str] = &["ec2:DescribeAddresses"];
 /// The unattached-volume scan's reads.
 pub const EBS_SCAN: &[&str] = &["ec2:DescribeVolumes"];
 /// The public-bucket scan's reads (ListBuckets is authorised as ListAllMyBuckets).
@@ -182,9 +180,8 @@ pub fn writable_keys(function: &str) -> Option<&'static [&'static str]> {
 /// mode with `FanOutConcurrency` (five fanned-out functions reserve it each). The template test
 /// checks this against the template's own figures.
 pub fn reserved_concurrency(fanout_concurrency: Option<u32>) -> u32 {
-    // approval 20, its executor 2, slack-notify 5, jira-sync 2, cost-alert 1, savings-report 1,
-    // unattached-eip 1.
-    const FIXED: u32 = 32;
+    // approval 20, its executor 2, slack-notify 5, jira-sync 2, cost-alert 1, savings-report 1.
+    const FIXED: u32 = 31;
     match fanout_concurrency {
         // org-fanout 2, and each fanned-out function the fan-out's concurrency.
         Some(n) => FIXED + 2 + 5 * n,
@@ -206,7 +203,6 @@ pub const FUNCTIONS: &[&str] = &[
     "savings-report",
     "rightsizing",
     "org-fanout",
-    "unattached-eip",
 ];
 
 /// The functions that scan or act in member accounts through the member role (and may assume it).
@@ -267,8 +263,6 @@ pub fn for_function(function: &str) -> Option<BTreeSet<(Scope, &'static str)>> {
         // DescribeOrganization: in organisation mode, whether the hub is the management account.
         "cost-alert" => [COST_SCAN, PRICE_LIST, &["organizations:DescribeOrganization"]].concat(),
         "rightsizing" => [RIGHTSIZING_SCAN.to_vec(), PRICE_LIST.to_vec()].concat(),
-        // Reports only (a release cannot be undone): its reads, and the run records' prices.
-        "unattached-eip" => [EIP_SCAN, PRICE_LIST].concat(),
         "tag-compliance" => [
             TAG_SCAN.to_vec(),
             PRICE_LIST.to_vec(),

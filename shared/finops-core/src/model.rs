@@ -19,7 +19,6 @@ pub enum ResourceKind {
     EbsVolume,
     S3Bucket,
     CostService,
-    ElasticIp,
 }
 
 /// The resource a finding is about.

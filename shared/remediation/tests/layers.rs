@@ -276,7 +276,6 @@ const CHECKS_RANKS: &[(&str, u8)] = &[
     ("cost_alert", 1),
     ("tag_compliance", 1),
     ("rightsizing", 1),
-    ("unattached_eip", 1),
     ("executor", 2),
     ("permissions", 2),
 ];
