@@ -1,9 +1,10 @@
 //! FinOps Autopilot's shared crate. Every function runs the same flow:
 //! inventory → detect (pure) → plan → (approve) → act → record → notify.
 //!
-//! The pure part (model, policy, prices, costs, identity, the detectors) is the `finops-core`
+//! The pure part (model, policy, prices, costs, identity, inventory shapes) is the `finops-core`
 //! crate, re-exported here under the same names; this crate adds what talks to AWS and the
-//! outside world and what runs the flow.
+//! outside world and what runs the flow. It imports no check: the checks (`finops-checks`) sit
+//! above it, and hand it their catalog where it needs one.
 
 pub mod act;
 pub mod aws;
