@@ -231,15 +231,21 @@ fn imports_that_run_back_up(src: &Path, ranks: &[(&str, u8)], others: Option<u8>
     (upward, unranked)
 }
 
-#[test]
-fn every_import_in_the_shared_crate_points_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let (upward, unranked) = imports_that_run_back_up(&src, RANKS, None);
+/// Fails on any import of the crate at `dir` (beside this one) that runs back up, or names a
+/// module without a rank.
+fn assert_points_down(dir: &str, ranks: &[(&str, u8)], others: Option<u8>) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let (upward, unranked) = imports_that_run_back_up(&src, ranks, others);
     assert!(
         unranked.is_empty(),
         "modules without a rank (give each one): {unranked:?}"
     );
     assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+}
+
+#[test]
+fn every_import_in_the_shared_crate_points_down() {
+    assert_points_down("src", RANKS, None);
 }
 
 /// The pure core's own layers, bottom to top: what a finding is does not depend on which checks
@@ -259,13 +265,7 @@ const CORE_RANKS: &[(&str, u8)] = &[
 
 #[test]
 fn every_import_in_the_core_points_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../finops-core/src");
-    let (upward, unranked) = imports_that_run_back_up(&src, CORE_RANKS, None);
-    assert!(
-        unranked.is_empty(),
-        "modules without a rank (give each one): {unranked:?}"
-    );
-    assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+    assert_points_down("../finops-core/src", CORE_RANKS, None);
 }
 
 /// The checks crate: a check names no other check but idle-ec2 (tag-compliance takes its stop,
@@ -275,11 +275,7 @@ const CHECKS_RANKS: &[(&str, u8)] = &[("idle_ec2", 0), ("executor", 2), ("permis
 
 #[test]
 fn every_import_in_the_checks_crate_points_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../checks/src");
-    let (upward, unranked) = imports_that_run_back_up(&src, CHECKS_RANKS, Some(1));
-    // The catalog (lib.rs) names every check; lib.rs is not ranked.
-    assert!(unranked.is_empty(), "{unranked:?}");
-    assert!(upward.is_empty(), "imports that run back up:\n{}", upward.join("\n"));
+    assert_points_down("../checks/src", CHECKS_RANKS, Some(1));
 }
 
 #[test]
